@@ -1,0 +1,8 @@
+"""World models: the contract, the loader, and the built-in models."""
+from .analytic import AnalyticNavModel
+from .contract import (Observation, WorldModel, WorldModelError, check_world_model,
+                       split_prediction)
+from .loader import BUILTINS, load_world_model, register_builtin
+
+__all__ = ["AnalyticNavModel", "BUILTINS", "Observation", "WorldModel", "WorldModelError",
+           "check_world_model", "load_world_model", "register_builtin", "split_prediction"]

@@ -1,0 +1,56 @@
+"""Built-in analytic world model of the navigation simulators: the simulator's own dynamics.
+
+The latent is the position itself (D = 2), so plans made with this model can be checked exactly
+by executing them in the simulator. It encodes joints (x, y) directly, or an image by finding
+the agent's red disk, which lets the camera path run without a learned model.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..envs import NOMINAL_HORIZON, make_env
+from ..envs.render import AGENT
+from .contract import Observation, WorldModel, WorldModelError
+
+
+class AnalyticNavModel(WorldModel):
+    latent_dim = 2
+    action_dim = 2
+    joint_dim = 2
+
+    def __init__(self, env: str = "wall_door", horizon: int = NOMINAL_HORIZON, image_size: int = 64):
+        super().__init__([-1.0, -1.0], [1.0, 1.0])
+        sim = make_env(env, horizon, image_size=image_size)
+        self.env_name, self.horizon, self.image_size = env, int(horizon), int(image_size)
+        self.dynamics = sim.dynamics
+
+    def encode(self, observation: Observation) -> torch.Tensor:
+        if "joints" in observation:
+            return observation["joints"].to(self.action_low.dtype)[..., :2]
+        if "image" in observation:
+            return self._locate_agent(observation["image"])
+        raise WorldModelError("analytic model: observation has neither 'joints' nor 'image'")
+
+    def predict(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.dynamics(latent, action)
+
+    def position(self, latent: torch.Tensor) -> torch.Tensor:
+        return latent
+
+    def _locate_agent(self, image: torch.Tensor) -> torch.Tensor:
+        """Centroid of the agent's red pixels, in world coordinates. image uint8 [B, S, S, 3]."""
+        if image.dim() != 4 or image.shape[-1] != 3:
+            raise WorldModelError(f"analytic model: image must be [B, S, S, 3], got {tuple(image.shape)}")
+        px = image.to(torch.int16)
+        colour = torch.tensor(AGENT, dtype=torch.int16, device=image.device)
+        mask = ((px - colour).abs().sum(-1) < 90).to(torch.float32)       # [B, S, S]
+        count = mask.sum((-2, -1))
+        if bool((count == 0).any()):
+            raise WorldModelError("analytic model: no agent visible in the image")
+        rows = torch.arange(image.shape[1], dtype=torch.float32, device=image.device)
+        cols = torch.arange(image.shape[2], dtype=torch.float32, device=image.device)
+        r = (mask.sum(-1) * rows).sum(-1) / count
+        c = (mask.sum(-2) * cols).sum(-1) / count
+        x = c / (image.shape[2] - 1) * 2 - 1
+        y = 1 - r / (image.shape[1] - 1) * 2
+        return torch.stack([x, y], dim=-1).to(self.action_low.dtype)

@@ -1,0 +1,142 @@
+"""``load_world_model(spec)``: a built-in by name, a TorchScript file, or module:factory + weights.
+
+Spec forms (a string, or a dict with the same keys):
+
+* ``"analytic"`` or ``{"name": "analytic", "env": "wall_door", "horizon": 50}``: a built-in.
+* ``"path/to/model.ts"`` / ``{"torchscript": path}``: a TorchScript module meeting the contract.
+* ``{"factory": "package.module:make_model", "weights": "model.pt", "options": {...}}``: the
+  factory builds the module, then a state dict is loaded with ``torch.load(weights_only=True)``,
+  so no arbitrary object is ever unpickled.
+
+Every failure raises ``WorldModelError`` naming the spec and the problem.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any, Callable
+
+import torch
+
+from .contract import WorldModelError, check_world_model
+
+BUILTINS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_builtin(name: str):
+    """Decorator: make a factory loadable as ``load_world_model(name)``."""
+    def wrap(factory):
+        BUILTINS[name] = factory
+        return factory
+    return wrap
+
+
+@register_builtin("analytic")
+def _analytic(**options):
+    from .analytic import AnalyticNavModel
+    return AnalyticNavModel(**options)
+
+
+def load_world_model(spec: Any, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Build, check (probe call) and return the model named by ``spec``, in eval mode."""
+    spec = _normalise(spec)
+    source = _describe(spec)
+    if "name" in spec:
+        model = _build_builtin(spec, source)
+    elif "torchscript" in spec:
+        model = _load_torchscript(spec["torchscript"], source)
+    else:
+        model = _build_from_factory(spec, source)
+    model = model.to(device).eval()
+    check_world_model(model, source)
+    return model
+
+
+def _normalise(spec) -> dict:
+    if isinstance(spec, dict):
+        spec = dict(spec)
+    elif isinstance(spec, (str, os.PathLike)):
+        text = str(spec)
+        if text in BUILTINS:
+            spec = {"name": text}
+        elif ":" in text and not os.path.exists(text) and not text.endswith((".ts", ".pt")):
+            spec = {"factory": text}
+        else:
+            spec = {"torchscript": text}
+    else:
+        raise WorldModelError(f"model spec must be a name, a path or a dict, got {type(spec).__name__}")
+    kinds = [k for k in ("name", "torchscript", "factory") if k in spec]
+    if len(kinds) != 1:
+        raise WorldModelError(f"model spec {spec!r} must have exactly one of 'name', 'torchscript', 'factory'")
+    return spec
+
+
+def _describe(spec: dict) -> str:
+    for key in ("name", "torchscript", "factory"):
+        if key in spec:
+            return f"world model {key}={spec[key]!r}"
+    return "world model"
+
+
+def _build_builtin(spec: dict, source: str):
+    name = spec["name"]
+    if name not in BUILTINS:
+        raise WorldModelError(f"{source}: unknown built-in; choose one of {sorted(BUILTINS)}")
+    options = {k: v for k, v in spec.items() if k not in ("name", "weights")}
+    options.update(spec.get("options", {}) or {})
+    options.pop("options", None)
+    try:
+        model = BUILTINS[name](**options)
+    except (TypeError, ValueError, OSError) as exc:
+        raise WorldModelError(f"{source}: bad options {options}: {exc}") from exc
+    if spec.get("weights"):
+        _load_weights(model, spec["weights"], source)
+    return model
+
+
+def _load_torchscript(path: str, source: str):
+    if not os.path.isfile(path):
+        raise WorldModelError(f"{source}: file not found")
+    try:
+        module = torch.jit.load(path, map_location="cpu")
+    except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for bad files
+        raise WorldModelError(f"{source}: not a TorchScript file ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    from .scripted import ScriptedWorldModel
+    return ScriptedWorldModel(module)
+
+
+def _build_from_factory(spec: dict, source: str):
+    target = str(spec["factory"])
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise WorldModelError(f"{source}: factory must look like 'package.module:function'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise WorldModelError(f"{source}: factory not found ({exc})") from exc
+    try:
+        model = factory(**(spec.get("options") or {}))
+    except Exception as exc:  # a user's factory may raise anything; report it as a model error
+        raise WorldModelError(f"{source}: factory raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, torch.nn.Module):
+        raise WorldModelError(f"{source}: factory returned {type(model).__name__}, not a torch.nn.Module")
+    if spec.get("weights"):
+        _load_weights(model, spec["weights"], source)
+    return model
+
+
+def _load_weights(model: torch.nn.Module, path: str, source: str) -> None:
+    if not os.path.isfile(path):
+        raise WorldModelError(f"{source}: weights file {path!r} not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, pickle of a non-tensor object, truncated file...
+        raise WorldModelError(f"{source}: cannot read weights {path!r} ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WorldModelError(f"{source}: weights {path!r} hold a {type(state).__name__}, not a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise WorldModelError(f"{source}: weights {path!r} do not fit the model: {str(exc)[:300]}") from exc

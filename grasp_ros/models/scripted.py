@@ -1,0 +1,34 @@
+"""Adapter that lets a TorchScript module meet the world-model contract like any other model."""
+from __future__ import annotations
+
+import torch
+
+from .contract import Observation, WorldModel, WorldModelError
+
+
+class ScriptedWorldModel(WorldModel):
+    """Wraps a ``torch.jit.ScriptModule`` exporting encode/predict and the contract's attributes."""
+
+    def __init__(self, module: torch.jit.ScriptModule):
+        for name in ("latent_dim", "action_dim", "action_low", "action_high"):
+            if not hasattr(module, name):
+                raise WorldModelError(f"TorchScript module has no attribute {name!r}")
+        super().__init__(module.action_low, module.action_high)
+        self.module = module
+        self.latent_dim, self.action_dim = int(module.latent_dim), int(module.action_dim)
+        self.image_size = int(getattr(module, "image_size", 0))
+        self.joint_dim = int(getattr(module, "joint_dim", 0))
+        self._has_goal_encoder = hasattr(module, "encode_goal")
+        self._has_position = hasattr(module, "position")
+
+    def encode(self, observation: Observation) -> torch.Tensor:
+        return self.module.encode(observation)
+
+    def encode_goal(self, observation: Observation) -> torch.Tensor:
+        return (self.module.encode_goal if self._has_goal_encoder else self.module.encode)(observation)
+
+    def predict(self, latent: torch.Tensor, action: torch.Tensor):
+        return self.module.predict(latent, action)
+
+    def position(self, latent: torch.Tensor):
+        return self.module.position(latent) if self._has_position else None

@@ -1,0 +1,249 @@
+"""The planner interface: ``plan(z0, z_goal, warm_start, budget) -> Plan``.
+
+Symbols used in every planner: ``H`` horizon, ``C`` parallel chains or samples, ``D`` latent
+dimension, ``A`` action dimension. Every planner:
+
+* optimises a_0..a_{H-1} for the task cost of ``rollout.task_cost`` (reach the goal latent);
+* keeps actions inside the model's bounds at every iterate;
+* stops at an iteration cap or a wall-clock budget (anytime) and returns the best plan so far,
+  judged by the true serial rollout;
+* is deterministic under its seed (``reset`` rewinds the seed);
+* raises ``ValueError`` on bad input and ``PlanningError`` instead of returning a non-finite plan.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from .rollout import rollout, task_cost
+
+
+class PlanningError(RuntimeError):
+    """The optimisation produced no finite plan (e.g. the model returned NaN)."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When to stop: after ``max_iterations`` or ``max_seconds`` of wall clock, whichever first."""
+
+    max_iterations: Optional[int] = None
+    max_seconds: Optional[float] = None
+
+    def __post_init__(self):
+        if self.max_iterations is not None and self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if self.max_seconds is not None and not (self.max_seconds > 0):
+            raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
+
+
+@dataclass
+class WarmStart:
+    """A previous solution shifted in time: actions [H, A] and (GRASP) virtual states [H+1, D]."""
+
+    actions: torch.Tensor
+    states: Optional[torch.Tensor] = None
+
+
+@dataclass
+class Plan:
+    """A planner's answer.
+
+    ``states`` is the true serial rollout of ``actions`` from z0 (what the model predicts will
+    happen); ``virtual_states`` are GRASP's optimised states (None for other planners).
+    ``model_calls`` counts one-step predictions evaluated (forward), summed over the batch.
+    """
+
+    actions: torch.Tensor            # [H, A]
+    states: torch.Tensor             # [H+1, D]
+    cost: float
+    iterations: int
+    solve_time: float
+    model_calls: int
+    planner: str
+    virtual_states: Optional[torch.Tensor] = None   # [H+1, D]
+    dynamics_residual: float = math.nan
+    trace: Optional[list] = None
+
+    @property
+    def horizon(self) -> int:
+        return int(self.actions.shape[0])
+
+    def shifted(self, steps: int = 1) -> WarmStart:
+        """The warm start for the next cycle after executing ``steps`` actions.
+
+        Actions move ``steps`` earlier and the tail is zero (hold still); virtual states move the
+        same way and the tail repeats the last state (the goal), so chains resume where they were.
+        """
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        H = self.horizon
+        k = min(steps, H)
+        actions = torch.zeros_like(self.actions)
+        actions[: H - k] = self.actions[k:]
+        states = self.virtual_states if self.virtual_states is not None else self.states
+        shifted_states = states[-1:].repeat(H + 1, 1)
+        shifted_states[: H + 1 - k] = states[k:]
+        return WarmStart(actions, shifted_states)
+
+
+class Deadline:
+    """Iteration cap and wall-clock limit, checked once per iteration."""
+
+    def __init__(self, budget: Optional[Budget], default_iterations: int):
+        budget = budget or Budget()
+        self.max_iterations = budget.max_iterations or default_iterations
+        self.max_seconds = budget.max_seconds
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def done(self, iteration: int) -> bool:
+        if iteration >= self.max_iterations:
+            return True
+        return self.max_seconds is not None and self.elapsed() >= self.max_seconds
+
+
+class Best:
+    """The lowest-cost action sequence seen so far (true rollout cost), per planner call."""
+
+    def __init__(self):
+        self.cost, self.actions, self.states, self.virtual_states = math.inf, None, None, None
+
+    def offer(self, actions: torch.Tensor, states: torch.Tensor, costs: torch.Tensor,
+              virtual_states: Optional[torch.Tensor] = None) -> None:
+        """actions [C, H, A], states [C, H+1, D], costs [C]: keep the best finite candidate."""
+        finite = torch.isfinite(costs) & torch.isfinite(states).flatten(1).all(1)
+        costs = torch.where(finite, costs.detach(), torch.full_like(costs, math.inf))
+        i = int(torch.argmin(costs))
+        c = float(costs[i])
+        if c < self.cost:
+            self.cost = c
+            self.actions, self.states = actions[i].detach().clone(), states[i].detach().clone()
+            if virtual_states is not None:
+                self.virtual_states = virtual_states[i].detach().clone()
+
+
+@dataclass
+class PlannerSettings:
+    """Settings every planner has."""
+
+    iterations: int = 100
+    """Iteration cap when the budget names none."""
+    running_weight: float = 0.05
+    """Weight of the mean running goal distance in the task cost (terminal distance has weight 1)."""
+    tolerance: float = 0.0
+    """Stop early once the best plan's task cost is at or below this (0 disables)."""
+    sample_dynamics: bool = False
+    """Stochastic models: sample one realisation per step instead of using the mean."""
+
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
+        if self.iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.running_weight < 0 or self.tolerance < 0:
+            raise ValueError("running_weight and tolerance must be >= 0")
+
+
+class Planner:
+    """Base class: input checks, budget, best-so-far, seeding. Subclasses implement ``_solve``."""
+
+    name = "planner"
+    Settings = PlannerSettings
+
+    def __init__(self, model, horizon: int, settings: Optional[PlannerSettings] = None,
+                 seed: int = 0, device: Optional[torch.device | str] = None):
+        if int(horizon) < 1:
+            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        self.model, self.horizon, self.seed = model, int(horizon), int(seed)
+        self.device = torch.device(device) if device is not None else model.action_low.device
+        self.low = torch.as_tensor(model.action_low, dtype=torch.float32).to(self.device)
+        self.high = torch.as_tensor(model.action_high, dtype=torch.float32).to(self.device)
+        if self.low.shape != self.high.shape or not bool((self.low <= self.high).all()):
+            raise ValueError(f"action bounds need low <= high, got {self.low.tolist()} / {self.high.tolist()}")
+        self.latent_dim, self.action_dim = int(model.latent_dim), int(model.action_dim)
+        self.settings = settings if settings is not None else self.Settings()
+        self.configure()
+        self.generator = torch.Generator(device=self.device)
+        self.reset()
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings (validated); they apply from the next ``plan`` call."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self.settings)}
+        if unknown:
+            raise ValueError(f"{self.name}: unknown settings {sorted(unknown)}")
+        settings = dataclasses.replace(self.settings, **changes)
+        settings.validate()
+        self.settings = settings
+
+    def reset(self) -> None:
+        """Rewind the random stream so the next plan equals a fresh planner's."""
+        self.generator.manual_seed(self.seed)
+
+    def plan(self, z0: torch.Tensor, z_goal: torch.Tensor, warm_start: Optional[WarmStart] = None,
+             budget: Optional[Budget] = None) -> Plan:
+        z0, goal = self._check_latent(z0, "z0"), self._check_latent(z_goal, "z_goal")
+        warm = self._check_warm_start(warm_start)
+        deadline = Deadline(budget, self.settings.iterations)
+        with torch.enable_grad():
+            plan = self._solve(z0, goal, warm, deadline)
+        plan.solve_time = deadline.elapsed()
+        if not (torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()):
+            raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
+        return plan
+
+    # -- helpers for subclasses -------------------------------------------------------------
+
+    def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
+        raise NotImplementedError
+
+    def _clamp(self, actions: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(actions, self.high), self.low)
+
+    def _rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return rollout(self.model, z0, actions, self.settings.sample_dynamics, self.generator)
+
+    def _cost(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        return task_cost(states, goal, self.settings.running_weight)
+
+    def _finish(self, best: Best, z0, goal, iterations: int, model_calls: int, **extra) -> Plan:
+        if best.actions is None:
+            raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
+        return Plan(actions=best.actions, states=best.states, cost=best.cost,
+                    iterations=iterations, solve_time=0.0, model_calls=model_calls,
+                    planner=self.name, virtual_states=best.virtual_states, **extra)
+
+    def _converged(self, best: Best) -> bool:
+        return best.cost <= self.settings.tolerance
+
+    def _check_latent(self, z: torch.Tensor, what: str) -> torch.Tensor:
+        z = torch.as_tensor(z)
+        if z.dim() == 2 and z.shape[0] == 1:
+            z = z[0]
+        if z.shape != (self.latent_dim,):
+            raise ValueError(f"{what} must have shape ({self.latent_dim},), got {tuple(z.shape)}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError(f"{what} contains NaN or Inf")
+        return z.to(device=self.device, dtype=torch.float32)
+
+    def _check_warm_start(self, warm: Optional[WarmStart]) -> Optional[WarmStart]:
+        if warm is None:
+            return None
+        H, A, D = self.horizon, self.action_dim, self.latent_dim
+        if tuple(warm.actions.shape) != (H, A):
+            raise ValueError(f"warm-start actions must have shape ({H}, {A}), got {tuple(warm.actions.shape)}")
+        states = warm.states
+        if states is not None and tuple(states.shape) != (H + 1, D):
+            raise ValueError(f"warm-start states must have shape ({H + 1}, {D}), got {tuple(states.shape)}")
+        if not bool(torch.isfinite(warm.actions).all()) or (states is not None and not bool(torch.isfinite(states).all())):
+            return None  # a poisoned warm start is dropped, not propagated
+        to = dict(device=self.device, dtype=torch.float32)
+        return WarmStart(self._clamp(warm.actions.to(**to)), None if states is None else states.to(**to))

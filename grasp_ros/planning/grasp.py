@@ -1,0 +1,161 @@
+"""GRASP: Gradient RelAxed Stochastic Planner (Psenka et al., arXiv:2602.00475).
+
+Variables: actions a_0..a_{H-1} and virtual states s_1..s_{H-1}; s_0 = z0 and s_H = g are fixed.
+Each iteration minimises, for C independent chains at once,
+
+    L = sum_t ||F(sg(s_t), a_t) - s_{t+1}||^2  +  gamma * sum_t ||F(sg(s_t), a_t) - g||^2
+
+where sg is stop-gradient: the model is only ever differentiated through its *action* input, and
+a virtual state gets gradient only as the target of the step before it. All H one-step
+predictions of all C chains are ONE batched model call. After each Adam step, Gaussian noise is
+added to the virtual states (exploration). Every ``sync_every`` iterations, ``sync_steps`` plain
+gradient steps on the actions through the full serial rollout pull the actions back to a plan
+that the model really executes ("sync"); those rollouts also rank the chains, and the returned
+plan is the chain whose true rollout costs least.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .rollout import model_step
+
+
+@dataclass
+class GraspSettings(PlannerSettings):
+    iterations: int = 200
+    """Iteration cap when the budget names none."""
+    chains: int = 8
+    """C: independent chains optimised in parallel as one batch."""
+    lr_actions: float = 0.1
+    """Adam learning rate of the actions."""
+    lr_states: float = 0.05
+    """Adam learning rate of the virtual states."""
+    goal_weight: float = 0.05
+    """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2."""
+    state_noise: float = 0.02
+    """sigma: std of the Gaussian noise added to the virtual states after each step."""
+    noise_decay: float = 1.0
+    """sigma is multiplied by this after every iteration (1 keeps it constant)."""
+    warmup_iterations: int = 0
+    """Noise-free iterations at the start."""
+    sync_every: int = 50
+    """K: iterations between syncs (0 disables sync)."""
+    sync_steps: int = 3
+    """J: gradient steps on the actions through the full rollout at each sync."""
+    sync_lr: float = 1.0
+    """Step size of those plain gradient steps."""
+    grad_clip: float = 0.0
+    """Clip each chain's action-gradient norm to this (0 disables)."""
+    init_spread: float = 0.0
+    """Chain diversity: chain c > 0 starts from the straight line bent by sin(pi t / H) * r_c,
+    r_c ~ N(0, init_spread^2 I); chain 0 starts on the straight line itself."""
+    warm_chains: float = 0.5
+    """Fraction of chains that start from the warm start (the rest start fresh to re-explore)."""
+    trace: bool = False
+    """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
+
+    def validate(self) -> None:
+        super().validate()
+        if self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0:
+            raise ValueError("chains must be >= 1; sync_every, sync_steps, warmup_iterations >= 0")
+        if min(self.lr_actions, self.lr_states, self.sync_lr) < 0 or self.goal_weight < 0:
+            raise ValueError("learning rates and goal_weight must be >= 0")
+        if self.init_spread < 0:
+            raise ValueError("init_spread must be >= 0")
+        if self.state_noise < 0 or not 0 < self.noise_decay <= 1 or not 0 <= self.warm_chains <= 1:
+            raise ValueError("state_noise >= 0, 0 < noise_decay <= 1, 0 <= warm_chains <= 1")
+
+
+class GraspPlanner(Planner):
+    name = "grasp"
+    Settings = GraspSettings
+
+    def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
+        cfg: GraspSettings = self.settings
+        H, C = self.horizon, cfg.chains
+        actions, states = self._initial_iterates(z0, goal, warm)
+        actions.requires_grad_(True)
+        states.requires_grad_(True)
+        optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
+                                      {"params": [states], "lr": cfg.lr_states}])
+        first, last = z0.expand(C, 1, -1), goal.expand(C, 1, -1)
+        best, trace = Best(), ([] if cfg.trace else None)
+        sigma, calls, it = cfg.state_noise, 0, 0
+        while not deadline.done(it) and not self._converged(best):
+            full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
+            predicted = model_step(self.model, full[:, :-1].detach(), actions,  # one batched call
+                                   cfg.sample_dynamics, self.generator)
+            dynamics = (predicted - full[:, 1:]).pow(2).sum(-1)                 # [C, H]
+            to_goal = (predicted - goal).pow(2).sum(-1)                         # [C, H]
+            optimiser.zero_grad(set_to_none=True)
+            (dynamics.sum() + cfg.goal_weight * to_goal.sum()).backward()
+            if cfg.grad_clip > 0:
+                norms = actions.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
+                actions.grad.mul_((cfg.grad_clip / norms).clamp(max=1.0).view(C, 1, 1))
+            if trace is not None:
+                trace.append(self._trace_row(it, dynamics, to_goal, actions, states, sigma))
+            optimiser.step()
+            calls += C * H
+            it += 1
+            with torch.no_grad():
+                actions.copy_(self._clamp(actions))
+                if it > cfg.warmup_iterations and sigma > 0 and H > 1:
+                    states.add_(sigma * torch.randn(states.shape, generator=self.generator,
+                                                    device=self.device))
+                    sigma *= cfg.noise_decay
+            if cfg.sync_every and it % cfg.sync_every == 0:
+                calls += self._sync(z0, goal, actions, full.detach(), best)
+        with torch.no_grad():
+            full = torch.cat([first, states, last], dim=1)
+            real = self._rollout(z0, actions)
+            best.offer(actions, real, self._cost(real, goal), full)
+            calls += C * H
+            predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
+            residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
+        return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace)
+
+    def _initial_iterates(self, z0, goal, warm: Optional[WarmStart]):
+        """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]."""
+        cfg, H, C = self.settings, self.horizon, self.settings.chains
+        frac = torch.arange(1, H, device=self.device, dtype=torch.float32).div(H).view(1, H - 1, 1)
+        states = (z0 + frac * (goal - z0)).expand(C, H - 1, self.latent_dim).clone()
+        if cfg.init_spread > 0 and C > 1:
+            bend = torch.randn(C - 1, 1, self.latent_dim, generator=self.generator, device=self.device)
+            states[1:] += cfg.init_spread * torch.sin(math.pi * frac) * bend
+        actions = torch.zeros(C, H, self.action_dim, device=self.device)
+        if warm is not None:
+            n = max(1, round(cfg.warm_chains * C))
+            actions[:n] = warm.actions
+            if warm.states is not None:
+                states[:n] = warm.states[1:H]
+        return actions, states
+
+    def _sync(self, z0, goal, actions: torch.Tensor, virtual: torch.Tensor, best: Best) -> int:
+        """J plain gradient steps on the actions through the full rollout; returns model calls."""
+        cfg = self.settings
+        for j in range(cfg.sync_steps):
+            real = self._rollout(z0, actions)
+            cost = self._cost(real, goal)
+            if j == 0:
+                best.offer(actions, real, cost, virtual)
+            (grad,) = torch.autograd.grad(cost.sum(), actions)
+            with torch.no_grad():
+                actions.copy_(self._clamp(actions - cfg.sync_lr * grad))
+        return cfg.sync_steps * actions.shape[0] * self.horizon
+
+    @staticmethod
+    def _trace_row(it, dynamics, to_goal, actions, states, sigma) -> dict:
+        return {
+            "iteration": it,
+            "dynamics_loss": float(dynamics.sum(1).mean()),
+            "goal_loss": float(to_goal.sum(1).mean()),
+            "residual": float(dynamics.mean()),
+            "action_grad_norm": float(actions.grad.flatten(1).norm(dim=1).mean()),
+            "state_grad_norm": float(states.grad.flatten(1).norm(dim=1).mean()) if states.grad is not None else 0.0,
+            "sigma": sigma,
+        }

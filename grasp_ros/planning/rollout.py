@@ -1,0 +1,36 @@
+"""Serial rollout through a world model, one model step, and the task cost every planner shares."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..models.contract import split_prediction
+
+
+def model_step(model, latent: torch.Tensor, action: torch.Tensor, sample: bool = False,
+               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Next latent [..., D]: the mean, or for a stochastic model with ``sample`` one realisation."""
+    mean, log_variance = split_prediction(model.predict(latent, action))
+    if not sample or log_variance is None:
+        return mean
+    noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * log_variance) * noise
+
+
+def rollout(model, z0: torch.Tensor, actions: torch.Tensor, sample: bool = False,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """States [C, H+1, D] from z0 [D] (or [C, D]) under actions [C, H, A], one step at a time."""
+    C = actions.shape[0]
+    z = z0.expand(C, -1) if z0.dim() == 1 else z0
+    states = [z]
+    for t in range(actions.shape[1]):
+        z = model_step(model, z, actions[:, t], sample, generator)
+        states.append(z)
+    return torch.stack(states, dim=1)
+
+
+def task_cost(states: torch.Tensor, goal: torch.Tensor, running_weight: float) -> torch.Tensor:
+    """Cost [...] of trajectories [..., H+1, D]: ||s_H - g||^2 + w * mean_t ||s_t - g||^2."""
+    sq = (states[..., 1:, :] - goal).pow(2).sum(-1)
+    return sq[..., -1] + running_weight * sq.mean(-1)
