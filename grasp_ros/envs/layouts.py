@@ -3,7 +3,7 @@
 The world is the square [-1, 1]^2 (metres, say). Walls are axis-aligned boxes
 ``(x_min, y_min, x_max, y_max)``; the world's border is made of four boxes outside the square so
 that one contact rule handles every wall. Walls are at least 0.2 thick so that one dynamics
-sub-step (at most 0.05, see ``dynamics.py``) can never tunnel through one.
+sub-step (at most 0.1, see ``dynamics.py``) can never tunnel through one.
 """
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ class PlannerSettings:
 
     iterations: int = 100
     """Iteration cap when the budget names none."""
-    running_weight: float = 0.05
+    running_weight: float = 0.0
     """Weight of the mean running goal distance in the task cost (terminal distance has weight 1)."""
     tolerance: float = 0.0
     """Stop early once the best plan's task cost is at or below this (0 disables)."""

@@ -25,33 +25,44 @@ from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
 from .rollout import model_step
 
 
+def grasp_loss_terms(model, states: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor,
+                     sample: bool = False, generator: Optional[torch.Generator] = None):
+    """The two GRASP loss terms per chain and step, from ONE batched model call.
+
+    states [C, H+1, D] (s_0 .. s_H), actions [C, H, A], goal [D] ->
+    (||F(sg(s_t), a_t) - s_{t+1}||^2, ||F(sg(s_t), a_t) - g||^2), each [C, H].
+    """
+    predicted = model_step(model, states[:, :-1].detach(), actions, sample, generator)
+    return (predicted - states[:, 1:]).pow(2).sum(-1), (predicted - goal).pow(2).sum(-1)
+
+
 @dataclass
 class GraspSettings(PlannerSettings):
     iterations: int = 200
     """Iteration cap when the budget names none."""
-    chains: int = 8
+    chains: int = 16
     """C: independent chains optimised in parallel as one batch."""
     lr_actions: float = 0.1
     """Adam learning rate of the actions."""
-    lr_states: float = 0.05
+    lr_states: float = 0.01
     """Adam learning rate of the virtual states."""
-    goal_weight: float = 0.05
+    goal_weight: float = 0.005
     """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2."""
-    state_noise: float = 0.02
+    state_noise: float = 0.01
     """sigma: std of the Gaussian noise added to the virtual states after each step."""
     noise_decay: float = 1.0
     """sigma is multiplied by this after every iteration (1 keeps it constant)."""
     warmup_iterations: int = 0
     """Noise-free iterations at the start."""
-    sync_every: int = 50
+    sync_every: int = 25
     """K: iterations between syncs (0 disables sync)."""
     sync_steps: int = 3
     """J: gradient steps on the actions through the full rollout at each sync."""
-    sync_lr: float = 1.0
+    sync_lr: float = 3.0
     """Step size of those plain gradient steps."""
     grad_clip: float = 0.0
     """Clip each chain's action-gradient norm to this (0 disables)."""
-    init_spread: float = 0.0
+    init_spread: float = 0.8
     """Chain diversity: chain c > 0 starts from the straight line bent by sin(pi t / H) * r_c,
     r_c ~ N(0, init_spread^2 I); chain 0 starts on the straight line itself."""
     warm_chains: float = 0.5
@@ -88,10 +99,8 @@ class GraspPlanner(Planner):
         sigma, calls, it = cfg.state_noise, 0, 0
         while not deadline.done(it) and not self._converged(best):
             full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
-            predicted = model_step(self.model, full[:, :-1].detach(), actions,  # one batched call
-                                   cfg.sample_dynamics, self.generator)
-            dynamics = (predicted - full[:, 1:]).pow(2).sum(-1)                 # [C, H]
-            to_goal = (predicted - goal).pow(2).sum(-1)                         # [C, H]
+            dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
+                                                 cfg.sample_dynamics, self.generator)
             optimiser.zero_grad(set_to_none=True)
             (dynamics.sum() + cfg.goal_weight * to_goal.sum()).backward()
             if cfg.grad_clip > 0:
@@ -150,6 +159,7 @@ class GraspPlanner(Planner):
 
     @staticmethod
     def _trace_row(it, dynamics, to_goal, actions, states, sigma) -> dict:
+        dynamics, to_goal = dynamics.detach(), to_goal.detach()
         return {
             "iteration": it,
             "dynamics_loss": float(dynamics.sum(1).mean()),

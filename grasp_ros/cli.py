@@ -1,0 +1,36 @@
+"""``grasp-ros`` command line: thin subcommands over the library's rooms.
+
+Each subcommand lives in ``grasp_ros/commands/<name>.py`` with ``add_arguments(parser)`` and
+``run(args) -> int``; they are imported only when chosen, so ``grasp-ros bench`` never loads rclpy.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("demo", "closed-loop demo: sim node + controller over real DDS"),
+    "plan-demo": ("plan_demo", "plan once on a simulator and save a figure (no ROS)"),
+    "bench": ("bench", "open-loop planner benchmark (success, solve time, model calls)"),
+    "bench-loop": ("bench_loop", "closed-loop control benchmark through the ROS nodes"),
+    "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
+    "train": ("train", "train the latent world model from camera images"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grasp-ros", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    module = importlib.import_module(f"grasp_ros.commands.{COMMANDS[args.command][0]}")
+    tool_parser = argparse.ArgumentParser(prog=f"grasp-ros {args.command}",
+                                          description=COMMANDS[args.command][1])
+    module.add_arguments(tool_parser)
+    return int(module.run(tool_parser.parse_args(rest)) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
