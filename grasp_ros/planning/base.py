@@ -184,8 +184,10 @@ class Planner:
         settings.validate()
         self.settings = settings
 
-    def reset(self) -> None:
-        """Rewind the random stream so the next plan equals a fresh planner's."""
+    def reset(self, seed: Optional[int] = None) -> None:
+        """Rewind the random stream (optionally to a new seed): the next plan equals a fresh planner's."""
+        if seed is not None:
+            self.seed = int(seed)
         self.generator.manual_seed(self.seed)
 
     def plan(self, z0: torch.Tensor, z_goal: torch.Tensor, warm_start: Optional[WarmStart] = None,

@@ -54,11 +54,11 @@ class GraspSettings(PlannerSettings):
     """sigma is multiplied by this after every iteration (1 keeps it constant)."""
     warmup_iterations: int = 0
     """Noise-free iterations at the start."""
-    sync_every: int = 25
+    sync_every: int = 10
     """K: iterations between syncs (0 disables sync)."""
-    sync_steps: int = 3
+    sync_steps: int = 1
     """J: gradient steps on the actions through the full rollout at each sync."""
-    sync_lr: float = 3.0
+    sync_lr: float = 6.0
     """Step size of those plain gradient steps."""
     grad_clip: float = 0.0
     """Clip each chain's action-gradient norm to this (0 disables)."""

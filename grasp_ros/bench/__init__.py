@@ -1,0 +1,1 @@
+"""Open-loop planner benchmark (``grasp-ros bench`` / ``python -m grasp_ros.bench``)."""

@@ -1,0 +1,99 @@
+"""Run one benchmark cell (env x horizon x planner): seeded episodes planned open loop with the
+analytic model, then executed in the simulator, which alone judges success."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..envs import make_env
+from ..models import load_world_model
+from ..planning import PLANNERS, make_planner
+from .peer_mppi import PeerMppi
+from .settings import PLANNER_SETTINGS, early_exit_tolerance
+
+
+@dataclass(frozen=True)
+class Cell:
+    env: str
+    horizon: int
+    planner: str
+    episodes: int
+    first_seed: int = 0
+    device: str = "cpu"
+
+
+def build_planner(cell: Cell, model, tolerance: float):
+    options = dict(PLANNER_SETTINGS[cell.planner])
+    if cell.planner == "pytorch_mppi":
+        return PeerMppi(model, cell.horizon, tolerance=tolerance, **options)
+    options["tolerance"] = tolerance
+    return make_planner(cell.planner, model, cell.horizon, options, device=cell.device)
+
+
+def planner_settings(planner) -> dict:
+    if hasattr(planner, "settings"):
+        return dataclasses.asdict(planner.settings)
+    return {k: getattr(planner, k) for k in ("iterations", "samples", "lambda_", "noise_sigma", "tolerance")}
+
+
+def run_episode(env, planner, model, seed: int, device: str):
+    """Plan from the episode's start to its goal, execute; returns (success, plan, executed path)."""
+    episode = env.sample_episode(seed)
+    env.reset(episode)
+    planner.reset(seed)
+    to = dict(dtype=torch.float32, device=device)
+    plan = planner.plan(torch.tensor(episode.start, **to), torch.tensor(episode.goal, **to))
+    path = env.execute(plan.actions.detach().cpu().numpy())
+    return env.success(path[-1]), plan, path
+
+
+def run_cell(cell: Cell, progress=None) -> dict:
+    """Per-episode records of one cell (or a chunk of one: ``first_seed`` .. + ``episodes``)."""
+    torch.set_num_threads(1)  # cells run side by side in worker processes; 1 thread each is fair
+    env = make_env(cell.env, cell.horizon)
+    model = load_world_model({"name": "analytic", "env": cell.env, "horizon": cell.horizon},
+                             device=cell.device)
+    planner = build_planner(cell, model, early_exit_tolerance(env.success_radius))
+    records = []
+    for i in range(cell.episodes):
+        ok, plan, path = run_episode(env, planner, model, cell.first_seed + i, cell.device)
+        records.append({"success": ok, "solve_s": plan.solve_time, "calls": plan.model_calls,
+                        "iterations": plan.iterations, "final_error": env.distance_to_goal(path[-1])})
+        if progress is not None:
+            progress()
+    return {"cell": cell, "records": records, "settings": planner_settings(planner)}
+
+
+def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
+    """One benchmark row (BENCH_FORMAT.md "planners") from a cell's episode records."""
+    col = lambda key: [r[key] for r in records]  # noqa: E731
+    return {
+        "bench": "planners", "env": cell.env, "horizon": cell.horizon, "planner": cell.planner,
+        "model": "analytic", "episodes": len(records),
+        "success_rate": float(np.mean(col("success"))),
+        "median_solve_s": float(np.median(col("solve_s"))),
+        "median_model_calls": int(np.median(col("calls"))),
+        "median_iterations": float(np.median(col("iterations"))),
+        "median_final_error": float(np.median(col("final_error"))),
+        "device": cell.device,
+        "settings": settings,
+    }
+
+
+def example_plans(env_name: str, horizon: int, seeds, device: str = "cpu") -> list[dict]:
+    """GRASP plans for a figure: virtual states, the model's rollout and the executed path."""
+    env = make_env(env_name, horizon)
+    model = load_world_model({"name": "analytic", "env": env_name, "horizon": horizon}, device=device)
+    planner = make_planner("grasp", model, horizon, device=device)
+    examples = []
+    for seed in seeds:
+        ok, plan, path = run_episode(env, planner, model, seed, device)
+        examples.append({"seed": seed, "success": ok, "start": path[0], "goal": env.goal.copy(),
+                         "virtual_states": plan.virtual_states.cpu().numpy(), "path": path})
+    return examples
+
+
+__all__ = ["Cell", "PLANNERS", "example_plans", "run_cell", "run_episode", "summarise"]

@@ -1,0 +1,125 @@
+"""``grasp-ros bench``: open-loop planner benchmark over env x horizon x planner.
+
+Writes ``bench_planners.md`` (table + targets), ``bench_planners.json`` (BENCH_FORMAT.md),
+``success_vs_horizon.png`` and ``example_plans.png`` into ``--out``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..bench import iteration_cost, plots
+from ..bench.planners import Cell, example_plans, run_cell, summarise
+from ..bench.settings import ENVS, HORIZONS, PLANNERS
+from ._bench_common import machine_info, markdown_table, write_bench_json
+
+COLUMNS = [("env", "env"), ("horizon", "H"), ("planner", "planner"),
+           ("success_rate", "success", ".0%"), ("median_solve_s", "median solve (s)", ".3f"),
+           ("median_model_calls", "median model calls"), ("median_iterations", "median iters", ".0f"),
+           ("median_final_error", "median final error", ".3f")]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=ENVS)
+    parser.add_argument("--horizons", nargs="+", type=int, default=list(HORIZONS))
+    parser.add_argument("--planners", nargs="+", default=list(PLANNERS), choices=PLANNERS)
+    parser.add_argument("--episodes", type=int, default=100, help="seeded episodes per cell")
+    parser.add_argument("--quick", action="store_true", help="20 episodes per cell")
+    parser.add_argument("--workers", type=int, default=1, help="cells run in this many processes")
+    parser.add_argument("--device", default="cpu", help="torch device for the planners")
+    parser.add_argument("--out", type=Path, default=Path("bench_out"))
+    parser.add_argument("--json", type=Path, default=None, help="JSON path (default OUT/bench_planners.json)")
+    parser.add_argument("--no-figures", action="store_true")
+
+
+def run(args) -> int:
+    episodes = 20 if args.quick else args.episodes
+    cells = [Cell(e, h, p, episodes, device=args.device)
+             for e in args.envs for h in args.horizons for p in args.planners]
+    rows = _run_cells(cells, args.workers)
+    timing = iteration_cost.measure_all(_analytic())
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    json_path = write_bench_json(args.json or args.out / "bench_planners.json", rows + timing, machine)
+    report = _report(rows, timing, machine, episodes)
+    (args.out / "bench_planners.md").write_text(report, encoding="utf-8")
+    print(report)
+    if not args.no_figures:
+        plots.success_vs_horizon(rows, args.out / "success_vs_horizon.png")
+        figures = {env: example_plans(env, h, range(4), args.device)
+                   for env, h in (("wall_door", 50), ("u_maze", 100)) if env in args.envs}
+        if figures:
+            plots.example_plans_figure(figures, args.out / "example_plans.png")
+    print(f"wrote {json_path} and {args.out}/")
+    return 0
+
+
+def _run_cells(cells: list[Cell], workers: int, chunk: int = 10) -> list[dict]:
+    """Rows for ``cells``; with workers, each cell is split into chunks of episodes."""
+    results: dict[Cell, list] = {cell: [] for cell in cells}
+    settings: dict[Cell, dict] = {}
+    with tqdm(total=sum(c.episodes for c in cells), desc="bench", unit="episode") as bar:
+        if workers <= 1:
+            for cell in cells:
+                bar.set_postfix_str(f"{cell.env} H={cell.horizon} {cell.planner}")
+                out = run_cell(cell, progress=lambda: bar.update(1))
+                results[cell], settings[cell] = out["records"], out["settings"]
+        else:
+            parts = {dataclasses.replace(cell, first_seed=cell.first_seed + s, episodes=min(chunk, cell.episodes - s)): cell
+                     for cell in cells for s in range(0, cell.episodes, chunk)}
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = {pool.submit(run_cell, part): part for part in parts}
+                for future in as_completed(futures):
+                    part, out = futures[future], future.result()
+                    results[parts[part]].append((part.first_seed, out["records"]))
+                    settings[parts[part]] = out["settings"]
+                    bar.update(part.episodes)
+            results = {c: [r for _, recs in sorted(chunks, key=lambda x: x[0]) for r in recs]
+                       for c, chunks in results.items()}
+    return [summarise(cell, results[cell], settings[cell]) for cell in cells]
+
+
+def _analytic():
+    from ..models import load_world_model
+    return load_world_model({"name": "analytic", "env": "wall_door", "horizon": 50})
+
+
+def _report(rows, timing, machine, episodes) -> str:
+    lines = ["# Planner benchmark", "",
+             f"Machine: {machine['cpu']} ({machine['cores']} cores), GPU: {machine['gpu'] or 'none'}, "
+             f"torch {machine['torch']}, Python {machine['python']}, {machine['date']}. "
+             f"{episodes} seeded episodes per row; open-loop plans with the analytic model, "
+             "success judged by executing the plan in the simulator.", "",
+             markdown_table(rows, COLUMNS), "", "## One GRASP iteration (H=50): batched vs per-step loop", "",
+             markdown_table(timing, [("model", "model"), ("device", "device"), ("chains", "C"), ("batched_s", "batched (s)", ".2e"),
+                                     ("per_step_loop_s", "per-step loop (s)", ".2e"), ("ratio", "ratio", ".3f")]),
+             "", "## Targets", ""]
+    lines += [f"- {text}: **{'met' if ok else 'missed'}** ({detail})" for text, ok, detail in targets(rows, timing)]
+    return "\n".join(lines) + "\n"
+
+
+def targets(rows, timing):
+    """The issue's targets, evaluated on this run's rows (skipped when a row is absent)."""
+    cell = {(r["env"], r["horizon"], r["planner"]): r for r in rows}
+    out = []
+    g, c, d = (cell.get(("wall_door", 50, p)) for p in ("grasp", "cem", "gd"))
+    if g and c and d:
+        out.append(("wall_door H=50: GRASP >= 90%", g["success_rate"] >= 0.9, f"{g['success_rate']:.0%}"))
+        out.append(("wall_door H=50: GRASP >= CEM + 15 points", g["success_rate"] >= c["success_rate"] + 0.15,
+                    f"GRASP {g['success_rate']:.0%}, CEM {c['success_rate']:.0%}"))
+        out.append(("wall_door H=50: GRASP >= GD + 20 points", g["success_rate"] >= d["success_rate"] + 0.2,
+                    f"GRASP {g['success_rate']:.0%}, GD {d['success_rate']:.0%}"))
+        out.append(("wall_door H=50: GRASP median solve time <= CEM's", g["median_solve_s"] <= c["median_solve_s"],
+                    f"GRASP {g['median_solve_s']:.3f} s, CEM {c['median_solve_s']:.3f} s"))
+    u = cell.get(("u_maze", 100, "grasp"))
+    if u:
+        out.append(("u_maze H=100: GRASP >= 75%", u["success_rate"] >= 0.75, f"{u['success_rate']:.0%}"))
+    for t in timing:
+        out.append((f"batched iteration <= 1/10 of the per-step loop ({t['model']}, {t['device']})", t["ratio"] <= 0.1,
+                    f"ratio {t['ratio']:.3f}"))
+    return out

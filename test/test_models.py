@@ -1,0 +1,168 @@
+"""World-model contract, analytic model, and load_world_model's clear errors."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grasp_ros.envs import make_env
+from grasp_ros.models import AnalyticNavModel, WorldModel, WorldModelError, check_world_model, load_world_model
+
+
+def test_analytic_model_matches_simulator():
+    env = make_env("wall_door", 50)
+    model = load_world_model({"name": "analytic", "env": "wall_door", "horizon": 50})
+    env.reset(env.sample_episode(3))
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (40, 2))
+    path = env.execute(actions)
+    z = torch.tensor(path[0], dtype=torch.float32)
+    for a in actions:
+        z = model.predict(z, torch.tensor(a, dtype=torch.float32))
+    assert np.allclose(z.numpy(), path[-1], atol=1e-4)
+
+
+def test_analytic_encodes_joints_and_image():
+    env = make_env("wall_door", 50)
+    env.reset(env.sample_episode(2))
+    model = AnalyticNavModel("wall_door", 50)
+    image = torch.from_numpy(env.render())[None]
+    from_image = model.encode({"image": image})
+    from_joints = model.encode({"joints": torch.tensor(env.position[None], dtype=torch.float32)})
+    assert from_image.shape == (1, 2) and torch.allclose(from_image, from_joints, atol=0.04)
+    with pytest.raises(WorldModelError, match="no agent"):
+        model.encode({"image": torch.zeros(1, 64, 64, 3, dtype=torch.uint8)})
+    assert torch.equal(model.position(from_joints), from_joints)
+
+
+class Linear(WorldModel):
+    """A user's model meeting the contract: z' = z + B a."""
+
+    latent_dim, action_dim, joint_dim = 3, 2, 3
+
+    def __init__(self, latent_dim=3):
+        super().__init__([-1, -1], [1, 1])
+        self.latent_dim = latent_dim
+        self.B = nn.Linear(2, latent_dim, bias=False)
+
+    def encode(self, obs):
+        return obs["joints"][:, : self.latent_dim]
+
+    def predict(self, z, a):
+        return z + self.B(a)
+
+
+def make_linear(latent_dim: int = 3):
+    return Linear(latent_dim)
+
+
+def test_factory_with_weights_round_trip(tmp_path):
+    model = make_linear()
+    path = tmp_path / "w.pt"
+    torch.save(model.state_dict(), path)
+    loaded = load_world_model({"factory": "test_models:make_linear", "weights": str(path)})
+    z, a = torch.randn(4, 3), torch.randn(4, 2)
+    assert torch.equal(loaded.predict(z, a), model.predict(z, a))
+
+
+def test_torchscript_round_trip(tmp_path):
+    class Scripted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.latent_dim, self.action_dim, self.joint_dim = 3, 2, 3
+            self.register_buffer("action_low", -torch.ones(2))
+            self.register_buffer("action_high", torch.ones(2))
+            self.B = nn.Linear(2, 3, bias=False)
+
+        @torch.jit.export
+        def encode(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+            return obs["joints"]
+
+        @torch.jit.export
+        def predict(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            return z + self.B(a)
+
+        def forward(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+            return self.predict(z, a)
+
+    module = Scripted()
+    path = tmp_path / "model.ts"
+    torch.jit.script(module).save(str(path))
+    loaded = load_world_model(str(path))
+    z, a = torch.randn(2, 5, 3), torch.randn(2, 5, 2)
+    assert torch.allclose(loaded.predict(z, a), module.predict(z, a))
+    assert loaded.latent_dim == 3 and loaded.action_dim == 2
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("no_such_builtin_or_file.ts", "file not found"),
+    ({"name": "nope"}, "unknown built-in"),
+    ({"name": "analytic", "env": "atlantis"}, "bad options"),
+    ({"factory": "test_models:missing"}, "factory not found"),
+    ({"factory": "no_such_module_xyz:f"}, "factory not found"),
+    ({"factory": "nocolon"}, "module:function"),
+    ({"factory": "test_models:make_linear", "weights": "/nonexistent.pt"}, "not found"),
+    (42, "must be a name"),
+    ({"name": "analytic", "torchscript": "x.ts"}, "exactly one"),
+])
+def test_bad_specs_raise_one_clear_error(spec, message):
+    with pytest.raises(WorldModelError, match=message):
+        load_world_model(spec)
+
+
+def test_corrupt_and_mismatched_files(tmp_path):
+    junk = tmp_path / "junk.ts"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(WorldModelError, match="not a TorchScript file"):
+        load_world_model(str(junk))
+    bad_weights = tmp_path / "junk.pt"
+    bad_weights.write_bytes(b"\x00garbage")
+    with pytest.raises(WorldModelError, match="cannot read weights"):
+        load_world_model({"factory": "test_models:make_linear", "weights": str(bad_weights)})
+    wrong = tmp_path / "wrong.pt"
+    torch.save(make_linear(5).state_dict(), wrong)
+    with pytest.raises(WorldModelError, match="do not fit"):
+        load_world_model({"factory": "test_models:make_linear", "weights": str(wrong)})
+
+
+def test_weights_never_unpickle_objects(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"B.weight": Evil()}, path)
+    with pytest.raises(WorldModelError, match="cannot read weights"):
+        load_world_model({"factory": "test_models:make_linear", "weights": str(path)})
+
+
+def test_probe_catches_shape_mismatch():
+    class WrongShape(Linear):
+        def predict(self, z, a):
+            return z[..., :2]
+
+    with pytest.raises(WorldModelError, match="predict returned shape"):
+        check_world_model(WrongShape())
+
+    class BadBounds(Linear):
+        def __init__(self):
+            super().__init__()
+            self.action_low = torch.tensor([1.0, 1.0])
+            self.action_high = torch.tensor([-1.0, -1.0])
+
+    with pytest.raises(WorldModelError, match="low <= high"):
+        check_world_model(BadBounds())
+
+    class Raises(Linear):
+        def encode(self, obs):
+            raise RuntimeError("boom")
+
+    with pytest.raises(WorldModelError, match="probe call failed.*boom"):
+        check_world_model(Raises())
+
+
+def test_stochastic_prediction_is_accepted():
+    class Stochastic(Linear):
+        def predict(self, z, a):
+            return z + self.B(a), torch.full_like(z, -2.0)
+
+    check_world_model(Stochastic())
