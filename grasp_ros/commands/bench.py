@@ -6,6 +6,7 @@ Writes ``bench_planners.md`` (table + targets), ``bench_planners.json`` (BENCH_F
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -34,17 +35,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--json", type=Path, default=None, help="JSON path (default OUT/bench_planners.json)")
     parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--from-json", type=Path, nargs="+", default=None,
+                        help="do not run: merge these result files into one report and figures")
 
 
 def run(args) -> int:
-    episodes = 20 if args.quick else args.episodes
-    cells = [Cell(e, h, p, episodes, device=args.device)
-             for e in args.envs for h in args.horizons for p in args.planners]
-    rows = _run_cells(cells, args.workers)
-    timing = iteration_cost.measure_all(_analytic())
+    if args.from_json:
+        rows, timing, machine = _merge(args.from_json)
+        episodes = max(r["episodes"] for r in rows)
+    else:
+        episodes = 20 if args.quick else args.episodes
+        cells = [Cell(e, h, p, episodes, device=args.device)
+                 for e in args.envs for h in args.horizons for p in args.planners]
+        json_path = args.json or args.out / "bench_planners.json"
+        rows = _run_cells(cells, args.workers, json_path.with_suffix(".partial.json"))
+        timing = iteration_cost.measure_all(_analytic())
+        machine = machine_info()
     args.out.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
     json_path = write_bench_json(args.json or args.out / "bench_planners.json", rows + timing, machine)
+    json_path.with_suffix(".partial.json").unlink(missing_ok=True)
     report = _report(rows, timing, machine, episodes)
     (args.out / "bench_planners.md").write_text(report, encoding="utf-8")
     print(report)
@@ -58,30 +67,57 @@ def run(args) -> int:
     return 0
 
 
-def _run_cells(cells: list[Cell], workers: int, chunk: int = 10) -> list[dict]:
-    """Rows for ``cells``; with workers, each cell is split into chunks of episodes."""
-    results: dict[Cell, list] = {cell: [] for cell in cells}
+def _run_cells(cells: list[Cell], workers: int, partial: Path, chunk: int = 10) -> list[dict]:
+    """Rows for ``cells``; with workers, each cell is split into chunks of episodes.
+
+    Finished cells are written to ``partial`` as they complete, so a long run that is cut
+    short still leaves its results (merge them with ``--from-json``).
+    """
+    # Chunks of all cells interleave, so a change in machine load hits every planner alike.
+    parts = {dataclasses.replace(cell, first_seed=cell.first_seed + s, episodes=min(chunk, cell.episodes - s)): cell
+             for s in range(0, max(c.episodes for c in cells), chunk) for cell in cells if s < cell.episodes}
+    done: dict[Cell, list] = {cell: [] for cell in cells}
     settings: dict[Cell, dict] = {}
+    finished: dict[Cell, dict] = {}
+
+    def collect(part: Cell, out: dict) -> None:
+        cell = parts[part]
+        done[cell].append((part.first_seed, out["records"]))
+        settings[cell] = out["settings"]
+        if sum(len(r) for _, r in done[cell]) == cell.episodes:
+            records = [r for _, recs in sorted(done[cell], key=lambda x: x[0]) for r in recs]
+            finished[cell] = summarise(cell, records, settings[cell])
+            write_bench_json(partial, [finished[c] for c in cells if c in finished])
+
     with tqdm(total=sum(c.episodes for c in cells), desc="bench", unit="episode") as bar:
         if workers <= 1:
-            for cell in cells:
-                bar.set_postfix_str(f"{cell.env} H={cell.horizon} {cell.planner}")
-                out = run_cell(cell, progress=lambda: bar.update(1))
-                results[cell], settings[cell] = out["records"], out["settings"]
+            for part in parts:
+                bar.set_postfix_str(f"{part.env} H={part.horizon} {part.planner}")
+                collect(part, run_cell(part, progress=lambda: bar.update(1)))
         else:
-            parts = {dataclasses.replace(cell, first_seed=cell.first_seed + s, episodes=min(chunk, cell.episodes - s)): cell
-                     for cell in cells for s in range(0, cell.episodes, chunk)}
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = {pool.submit(run_cell, part): part for part in parts}
                 for future in as_completed(futures):
-                    part, out = futures[future], future.result()
-                    results[parts[part]].append((part.first_seed, out["records"]))
-                    settings[parts[part]] = out["settings"]
-                    bar.update(part.episodes)
-            results = {c: [r for _, recs in sorted(chunks, key=lambda x: x[0]) for r in recs]
-                       for c, chunks in results.items()}
-    return [summarise(cell, results[cell], settings[cell]) for cell in cells]
+                    collect(futures[future], future.result())
+                    bar.update(futures[future].episodes)
+    return [finished[cell] for cell in cells]
+
+
+def _merge(paths):
+    """Rows and timing of several result files (same machine); later files win per cell."""
+    cells, timing, machine = {}, [], None
+    for path in paths:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        machine = machine or document["machine"]
+        for row in document["rows"]:
+            if row["bench"] == "planners":
+                cells[(row["env"], row["horizon"], row["planner"])] = row
+            else:
+                timing.append(row)
+    order = {name: i for i, name in enumerate(PLANNERS)}
+    rows = sorted(cells.values(), key=lambda r: (ENVS.index(r["env"]), r["horizon"], order[r["planner"]]))
+    return rows, timing, machine
 
 
 def _analytic():
@@ -93,7 +129,7 @@ def _report(rows, timing, machine, episodes) -> str:
     lines = ["# Planner benchmark", "",
              f"Machine: {machine['cpu']} ({machine['cores']} cores), GPU: {machine['gpu'] or 'none'}, "
              f"torch {machine['torch']}, Python {machine['python']}, {machine['date']}. "
-             f"{episodes} seeded episodes per row; open-loop plans with the analytic model, "
+             f"Up to {episodes} seeded episodes per row (see the episodes column in the JSON); open-loop plans with the analytic model, "
              "success judged by executing the plan in the simulator.", "",
              markdown_table(rows, COLUMNS), "", "## One GRASP iteration (H=50): batched vs per-step loop", "",
              markdown_table(timing, [("model", "model"), ("device", "device"), ("chains", "C"), ("batched_s", "batched (s)", ".2e"),

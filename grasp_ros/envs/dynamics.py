@@ -34,26 +34,35 @@ class PointMassDynamics:
         self.max_step = float(max_step)
         self.substeps = max(1, math.ceil(self.max_step / MAX_SUBSTEP - 1e-9))
         self.sharpness = float(sharpness)
+        self._cache: dict = {}
 
     def to(self, device=None, dtype=None) -> "PointMassDynamics":
         self._centre = self._centre.to(device=device, dtype=dtype)
         self._half = self._half.to(device=device, dtype=dtype)
+        self._cache = {}
         return self
 
     def __call__(self, position: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        centre = self._centre.to(position.dtype)
-        half = self._half.to(position.dtype)
+        centre, half = self._walls_like(position)
         delta = (self.max_step / self.substeps) * action.clamp(-1.0, 1.0)
         for _ in range(self.substeps):
             position = self._push_out(position + delta, centre, half)
         return position
 
+    def _walls_like(self, p: torch.Tensor):
+        key = (p.dtype, p.device)
+        if key not in self._cache:  # converted once per dtype/device, not every call
+            self._cache[key] = (self._centre.to(p.device, p.dtype), self._half.to(p.device, p.dtype))
+        return self._cache[key]
+
     def _push_out(self, p: torch.Tensor, centre: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
         k = self.sharpness
         offset = p.unsqueeze(-2) - centre                  # [..., W, 2]
         q = offset.abs() - half                            # per-axis distance outside the box
-        inside = torch.logsumexp(k * q, dim=-1) / k         # smooth max(qx, qy): < 0 inside
-        depth = torch.nn.functional.softplus(-inside, beta=k)    # ~penetration depth
-        axis = torch.softmax(k * q, dim=-1)                 # push along the nearest face
-        push = depth.unsqueeze(-1) * axis * torch.tanh(k * offset)
+        qx, qy = q[..., 0], q[..., 1]
+        # smooth max(qx, qy) = logsumexp(k q) / k, written for two axes (< 0 inside the box)
+        inside = qy + torch.nn.functional.softplus(qx - qy, beta=k)
+        depth = torch.nn.functional.softplus(-inside, beta=k)       # ~penetration depth
+        axis = torch.sigmoid(k * (q - q.flip(-1)))          # push along the nearest face
+        push = (depth.unsqueeze(-1) * axis) * torch.tanh(k * offset)
         return p + push.sum(dim=-2)

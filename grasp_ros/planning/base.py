@@ -144,8 +144,13 @@ class PlannerSettings:
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
+            value, kind = getattr(self, f.name), f.type if isinstance(f.type, type) else eval(f.type)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+                object.__setattr__(self, f.name, value)
+            if type(value) is not kind:
+                raise ValueError(f"{type(self).__name__}.{f.name} must be {kind.__name__}, got {value!r}")
+            if kind is float and not math.isfinite(value):
                 raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
@@ -195,7 +200,7 @@ class Planner:
         z0, goal = self._check_latent(z0, "z0"), self._check_latent(z_goal, "z_goal")
         warm = self._check_warm_start(warm_start)
         deadline = Deadline(budget, self.settings.iterations)
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
             plan = self._solve(z0, goal, warm, deadline)
         plan.solve_time = deadline.elapsed()
         if not (torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()):
@@ -234,7 +239,7 @@ class Planner:
             raise ValueError(f"{what} must have shape ({self.latent_dim},), got {tuple(z.shape)}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{what} contains NaN or Inf")
-        return z.to(device=self.device, dtype=torch.float32)
+        return z.to(device=self.device, dtype=torch.float32).clone()  # a normal tensor, even from inference mode
 
     def _check_warm_start(self, warm: Optional[WarmStart]) -> Optional[WarmStart]:
         if warm is None:

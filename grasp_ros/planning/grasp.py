@@ -40,7 +40,7 @@ def grasp_loss_terms(model, states: torch.Tensor, actions: torch.Tensor, goal: t
 class GraspSettings(PlannerSettings):
     iterations: int = 200
     """Iteration cap when the budget names none."""
-    chains: int = 16
+    chains: int = 24
     """C: independent chains optimised in parallel as one batch."""
     lr_actions: float = 0.1
     """Adam learning rate of the actions."""
@@ -48,9 +48,9 @@ class GraspSettings(PlannerSettings):
     """Adam learning rate of the virtual states."""
     goal_weight: float = 0.005
     """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2."""
-    state_noise: float = 0.01
+    state_noise: float = 0.02
     """sigma: std of the Gaussian noise added to the virtual states after each step."""
-    noise_decay: float = 1.0
+    noise_decay: float = 0.99
     """sigma is multiplied by this after every iteration (1 keeps it constant)."""
     warmup_iterations: int = 0
     """Noise-free iterations at the start."""
@@ -124,6 +124,8 @@ class GraspPlanner(Planner):
             real = self._rollout(z0, actions)
             best.offer(actions, real, self._cost(real, goal), full)
             calls += C * H
+            if best.actions is None:
+                return self._finish(best, z0, goal, it, calls)   # raises PlanningError
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
         return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace)
