@@ -1,0 +1,31 @@
+"""Planners behind one interface (pure torch, no ROS): GRASP and the baselines CEM, MPPI, GD."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .base import Budget, Plan, Planner, PlannerSettings, PlanningError, WarmStart
+from .cem import CemPlanner, CemSettings
+from .gd import GdPlanner, GdSettings
+from .grasp import GraspPlanner, GraspSettings
+from .mppi import MppiPlanner, MppiSettings
+
+PLANNERS: dict[str, type[Planner]] = {
+    cls.name: cls for cls in (GraspPlanner, CemPlanner, MppiPlanner, GdPlanner)
+}
+
+
+def make_planner(name: str, model, horizon: int, settings: Optional[dict[str, Any]] = None,
+                 seed: int = 0, device=None) -> Planner:
+    """The planner called ``name`` with its defaults overridden by ``settings``."""
+    if name not in PLANNERS:
+        raise ValueError(f"unknown planner {name!r}; choose one of {sorted(PLANNERS)}")
+    cls = PLANNERS[name]
+    planner = cls(model, horizon, seed=seed, device=device)
+    if settings:
+        planner.configure(**settings)
+    return planner
+
+
+__all__ = ["PLANNERS", "Budget", "CemPlanner", "CemSettings", "GdPlanner", "GdSettings",
+           "GraspPlanner", "GraspSettings", "MppiPlanner", "MppiSettings", "Plan", "Planner",
+           "PlannerSettings", "PlanningError", "WarmStart", "make_planner"]

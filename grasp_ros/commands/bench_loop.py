@@ -1,0 +1,190 @@
+"""``grasp-ros bench-loop``: the control loop's timing, measured through the real nodes over DDS.
+
+The sim node and the controller run as separate processes (as in ``grasp-ros demo``) for at
+least ``--cycles`` control cycles, episode after episode, and the run stops at the end of the
+episode in progress. Measured:
+
+* deadline miss rate: cycles whose PlanDiagnostics say ``deadline_missed``, over all cycles;
+* solve time: PlanDiagnostics ``solve_time`` (wall clock) of the cycles that planned;
+* observation-to-command latency: wall clock from the sim publishing the observation a cycle
+  planned from to that cycle's command arriving in another process (DDS source and reception
+  timestamps on this host's clock; see ``grasp_ros.ros.closed_loop``);
+* success: every episode reached its goal (and the success rate).
+
+Prints a Markdown table, writes the JSON of ../shared/BENCH_FORMAT.md (a "loop" row and a
+"closed_loop" row) with ``--json``, and a plot of the solve-time and latency distributions.
+Targets (issue 3): deadline misses <= 0.5% of cycles, p99 latency <= one period.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..envs import ENV_NAMES
+from ._bench_common import machine_info, markdown_table, write_bench_json
+
+MISS_RATE_TARGET = 0.005
+QUICK_CYCLES = 200
+
+LOOP_COLUMNS = [("rate_hz", "rate (Hz)", "g"), ("horizon", "H"), ("planner", "planner"),
+                ("cycles", "cycles"), ("deadline_miss_rate", "deadline misses", ".2%"),
+                ("solve_ms_p50", "solve p50 (ms)", ".1f"), ("solve_ms_p99", "solve p99 (ms)", ".1f"),
+                ("latency_ms_p50", "latency p50 (ms)", ".1f"),
+                ("latency_ms_p99", "latency p99 (ms)", ".1f"), ("period_ms", "period (ms)", ".0f"),
+                ("success", "success")]
+CLOSED_LOOP_COLUMNS = [("env", "env"), ("planner", "planner"), ("episodes", "episodes"),
+                       ("success_rate", "success rate", ".0%"),
+                       ("median_time_to_goal_s", "median time to goal (s)", ".2f")]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--rate", type=float, default=20.0, help="control rate in Hz (default: %(default)s)")
+    parser.add_argument("--horizon", type=int, default=50, help="planning horizon H (default: %(default)s)")
+    parser.add_argument("--planner", default="grasp", help="controller planner (default: %(default)s)")
+    parser.add_argument("--env", default="wall_door", choices=ENV_NAMES, help="world (default: %(default)s)")
+    parser.add_argument("--cycles", type=int, default=1000,
+                        help="at least this many control cycles (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CYCLES} cycles instead")
+    parser.add_argument("--seed", type=int, default=0, help="first episode's seed (default: %(default)s)")
+    parser.add_argument("--rate-factor", type=float, default=1.0,
+                        help="sim seconds per wall second (default: %(default)s)")
+    parser.add_argument("--max-episode-time", type=float, default=30.0,
+                        help="sim seconds before an episode fails (default: %(default)s)")
+    parser.add_argument("--json", type=Path, help="write the results here (BENCH_FORMAT.md)")
+    parser.add_argument("--out", type=Path, default=Path("bench_out/loop"),
+                        help="folder for the plot and the nodes' logs (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=0.0,
+                        help="wall seconds for the run (default: 3 x the cycles' duration + 120)")
+
+
+def run(args) -> int:
+    from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
+
+    cycles = QUICK_CYCLES if args.quick else args.cycles
+    duration = cycles / args.rate / args.rate_factor
+    spec = LoopSpec(env=args.env, planner=args.planner, rate_hz=args.rate, horizon=args.horizon,
+                    seed=args.seed, episodes=0, min_cycles=cycles,
+                    max_episode_time=args.max_episode_time, rate_factor=args.rate_factor,
+                    timeout=args.timeout or 3 * duration + 120, log_dir=args.out)
+    print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model, "
+          f"{spec.rate_hz:g} Hz, H={spec.horizon}, >= {cycles} cycles (~{duration:.0f} s)")
+    machine = machine_info()           # before the run: its load average is other work's
+    result = run_closed_loop(spec, progress_period=10.0)
+    if not result.diagnostics:
+        print(f"bench-loop FAILED: no control cycle observed ({result.reason})")
+        return 1
+    if not result.ok:
+        print(f"warning: the run did not end cleanly ({result.reason}); reporting what was measured")
+
+    loop_row, closed_row = summarise(result, spec)
+    print()
+    print(markdown_table([loop_row], LOOP_COLUMNS))
+    print()
+    print(markdown_table([closed_row], CLOSED_LOOP_COLUMNS))
+    print()
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, gpu {machine['gpu']}, "
+          f"torch {machine['torch']}, python {machine['python']}, "
+          f"load average before the run {machine['load_average']}")
+    print(f"targets: deadline misses <= {MISS_RATE_TARGET:.1%}: "
+          f"{_verdict(loop_row['deadline_miss_rate'] <= MISS_RATE_TARGET)}; "
+          f"p99 latency <= one period ({loop_row['period_ms']:.0f} ms): "
+          f"{_verdict(loop_row['latency_ms_p99'] is not None and loop_row['latency_ms_p99'] <= loop_row['period_ms'])}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot = plot_distributions(result, spec, args.out / "bench_loop.png")
+    print(f"plot: {plot}")
+    if args.json:
+        print(f"json: {write_bench_json(args.json, [loop_row, closed_row], machine)}")
+    return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def _percentile_ms(values, q: float):
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.percentile(values, q) * 1e3) if values.size else None
+
+
+def summarise(result, spec) -> tuple[dict, dict]:
+    """The "loop" and "closed_loop" rows of BENCH_FORMAT.md."""
+    cycles, solve = result.cycles, result.solve_times()
+    statuses = {}
+    for d in result.diagnostics:
+        name = d["status_text"].split(":")[0] or str(d["status"])
+        statuses[name] = statuses.get(name, 0) + 1
+    ages = [d["observation_age"] for d in result.diagnostics if np.isfinite(d["observation_age"])]
+    ends = result.ends
+    loop = {
+        "bench": "loop", "rate_hz": spec.rate_hz, "horizon": spec.horizon,
+        "planner": spec.planner, "model": spec.model, "cycles": cycles,
+        "deadline_miss_rate": result.deadline_misses / cycles if cycles else None,
+        "solve_ms_p50": _percentile_ms(solve, 50), "solve_ms_p99": _percentile_ms(solve, 99),
+        "latency_ms_p50": _percentile_ms(result.latencies, 50),
+        "latency_ms_p99": _percentile_ms(result.latencies, 99),
+        "period_ms": 1e3 / spec.rate_hz,
+        "success": bool(ends) and all(e["success"] for e in ends),
+        # Beyond the format's fields:
+        "env": spec.env, "deadline_misses": result.deadline_misses,
+        "solve_ms_max": float(solve.max() * 1e3) if solve.size else None,
+        "latency_ms_max": float(result.latencies.max() * 1e3) if len(result.latencies) else None,
+        "latency_samples": int(len(result.latencies)),
+        "observation_age_ms_p50": _percentile_ms(ages, 50),
+        "observation_age_ms_p99": _percentile_ms(ages, 99),
+        "status_counts": statuses, "rate_factor": spec.rate_factor,
+        "wall_time_s": result.wall_time, "run_ok": result.ok,
+        "latency_definition": "wall clock from the sim publishing the observation a cycle used "
+                              "(DDS source timestamp) to its command arriving in another process "
+                              "(DDS reception timestamp)",
+    }
+    times = [e["time_to_goal"] for e in ends if e["success"]]
+    closed = {
+        "bench": "closed_loop", "env": spec.env, "model": spec.model, "planner": spec.planner,
+        "rate_hz": spec.rate_hz, "horizon": spec.horizon, "episodes": len(ends),
+        "success_rate": result.successes / len(ends) if ends else None, "through": "ros",
+        "median_time_to_goal_s": float(np.median(times)) if times else None,
+        "seed": spec.seed, "max_episode_time_s": spec.max_episode_time,
+    }
+    return loop, closed
+
+
+def plot_distributions(result, spec, path: Path) -> Path:
+    """Histogram and CDF of the solve times, CDF of the latencies, against budget and period."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    period_ms = 1e3 / spec.rate_hz
+    solve = result.solve_times() * 1e3
+    latency = np.asarray(result.latencies) * 1e3
+    limit = 4 * period_ms            # the interesting part; outliers beyond are counted in words
+    fig, (hist, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    if solve.size:
+        hist.hist(np.minimum(solve, limit), bins=np.linspace(0, limit, 61), color="tab:blue", alpha=0.8)
+    for ax in (hist, cdf):
+        ax.axvline(0.8 * period_ms, color="tab:orange", ls="--", label="default solve budget (0.8 period)")
+        ax.axvline(period_ms, color="tab:red", ls=":", label="period")
+        ax.set_xlim(0, limit)
+    beyond = int((solve > limit).sum())
+    hist.set_xlabel("solve time (ms)" + (f"; {beyond} beyond {limit:.0f} ms (in the last bin), "
+                                         f"max {solve.max():.0f} ms" if beyond else ""))
+    hist.set_ylabel("cycles")
+    hist.set_title(f"solve time, {len(solve)} planning cycles")
+    for values, label in ((solve, "solve time"), (latency, "observation-to-command latency")):
+        if values.size:
+            x = np.sort(values)
+            cdf.plot(x, np.arange(1, x.size + 1) / x.size,
+                     label=f"{label} (n={x.size}, p99 {np.percentile(x, 99):.0f} ms)")
+    cdf.set_xlabel("ms")
+    cdf.set_ylabel("fraction of cycles")
+    cdf.set_ylim(0, 1.01)
+    cdf.set_title("CDF")
+    cdf.legend(fontsize=8, loc="lower right")
+    hist.legend(fontsize=8)
+    fig.suptitle(f"bench-loop: {spec.env}, {spec.planner} + {spec.model}, {spec.rate_hz:g} Hz, "
+                 f"H={spec.horizon}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,7 @@
+"""The receding-horizon control loop, free of ROS: warm starts, deadlines, fallbacks, safety guard."""
+from .build import build_control_loop, model_spec, parse_options, resolve_device
+from .cycle import ON_STALE_CHOICES, ControlConfig, ControlLoop, Status, StepResult
+from .stats import CycleStats
+
+__all__ = ["ON_STALE_CHOICES", "ControlConfig", "ControlLoop", "CycleStats", "Status", "StepResult",
+           "build_control_loop", "model_spec", "parse_options", "resolve_device"]

@@ -1,0 +1,84 @@
+"""Rolling statistics of the control cycle, for a health report such as ROS /diagnostics."""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+
+import numpy as np
+
+from .cycle import Status, StepResult
+
+
+class CycleStats:
+    """The last ``window`` cycles (rate, solve times, misses) and totals since construction.
+
+    ``record`` is called once per cycle with the cycle's time ``now`` (s, the caller's clock: the
+    rate is in cycles per second of that clock). ``summary`` gives flat name -> text pairs and
+    ``health`` a level ("ok", "warn", "error") with a one-line reason.
+    """
+
+    MISS_WARN_FRACTION = 0.01
+    """Deadline misses above this fraction of the window's cycles raise a warning."""
+
+    def __init__(self, window: int = 200):
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self._times: deque[float] = deque(maxlen=window)
+        self._solve_times: deque[float] = deque(maxlen=window)
+        self._missed: deque[bool] = deque(maxlen=window)
+        self.counts: Counter[Status] = Counter()
+        self.cycles = 0
+        self.deadline_misses = 0
+        self.last: StepResult | None = None
+
+    def record(self, result: StepResult, now: float) -> None:
+        self.cycles += 1
+        self.counts[result.status] += 1
+        self.deadline_misses += int(result.deadline_missed)
+        self._times.append(float(now))
+        self._missed.append(bool(result.deadline_missed))
+        if result.plan is not None:
+            self._solve_times.append(result.solve_time)
+        self.last = result
+
+    @property
+    def rate(self) -> float:
+        """Cycles per second over the window (NaN before two cycles or if time stood still)."""
+        if len(self._times) < 2 or self._times[-1] <= self._times[0]:
+            return math.nan
+        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+
+    def solve_time_quantile(self, q: float) -> float:
+        return float(np.quantile(self._solve_times, q)) if self._solve_times else math.nan
+
+    def summary(self) -> dict[str, str]:
+        last = self.last
+        pairs = {
+            "cycles": self.cycles,
+            "rate_hz": f"{self.rate:.2f}",
+            "solve_time_p50_ms": f"{1e3 * self.solve_time_quantile(0.5):.2f}",
+            "solve_time_p99_ms": f"{1e3 * self.solve_time_quantile(0.99):.2f}",
+            "solve_time_max_ms": f"{1e3 * max(self._solve_times, default=math.nan):.2f}",
+            "deadline_misses": self.deadline_misses,
+            "deadline_misses_window": sum(self._missed),
+            "window_cycles": len(self._missed),
+        }
+        pairs.update({f"cycles_{s.name.lower()}": self.counts[s] for s in Status})
+        pairs["last_status"] = last.status.name if last else "none"
+        pairs["last_message"] = last.message if last else ""
+        return {name: str(value) for name, value in pairs.items()}
+
+    def health(self) -> tuple[str, str]:
+        last = self.last
+        if last is None:
+            return "ok", "no control cycles yet"
+        if last.status == Status.ERROR:
+            return "error", last.message
+        if last.status in (Status.STALE, Status.FALLBACK):
+            return "warn", f"{last.status.name.lower()}: {last.message}"
+        misses = sum(self._missed)
+        if misses > self.MISS_WARN_FRACTION * len(self._missed):
+            return "warn", f"{misses} deadline misses in the last {len(self._missed)} cycles"
+        if last.status == Status.INACTIVE:
+            return "ok", "inactive"
+        return "ok", f"controlling at {self.rate:.1f} Hz"

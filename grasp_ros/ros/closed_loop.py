@@ -1,0 +1,464 @@
+"""Run ``grasp_sim`` and ``grasp_controller`` as separate processes and watch the loop over DDS.
+
+What ``grasp-ros demo`` and ``grasp-ros bench-loop`` share. ``run_closed_loop(spec)`` starts both
+nodes (with ``ros2 launch grasp_ros sim_demo.launch.py`` where the launch package is installed,
+else as two ``python -m`` processes with the same parameters), watches them from a small node in
+this process, stops them (SIGINT, then SIGKILL) and returns what it saw as a ``LoopResult``.
+
+DDS isolation: unless the environment already says otherwise, a random ``ROS_DOMAIN_ID`` and
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so a demo never talks to other nodes on the network.
+
+Observation-to-command latency, as measured here: the wall-clock time from the sim *publishing*
+the observation a cycle planned from (the DDS source timestamp of that joint_states/image
+message) to that cycle's command *arriving* at a subscriber in another process (the DDS
+reception timestamp of the command at the watcher, who listens like the sim). Both are taken by
+the middleware on this host's system clock, so the watcher's own scheduling does not enter. The
+sim publishes an observation stamped t at the moment its sim time reaches t, so at
+``rate_factor`` 1 this is also the latency in sim time: the controller's observation age when
+its cycle started, plus the cycle (encode, plan, publish), plus transport.
+(``LoopWatcher.latencies`` says how a cycle's observation is identified.)
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, String
+
+from grasp_ros.msg import PlanDiagnostics
+
+from . import qos
+
+NS = 1_000_000_000
+SIM_NODE, CONTROLLER_NODE = "grasp_sim", "grasp_controller"
+STOP_GRACE_S = 10.0
+EXIT_GRACE_S = 2.0
+LAUNCH_FILE = "sim_demo.launch.py"
+
+
+@dataclass
+class LoopSpec:
+    """One closed-loop run: which world, which planner, how long."""
+
+    env: str = "wall_door"
+    planner: str = "grasp"
+    model: str = "analytic"
+    rate_hz: float = 10.0
+    """Control rate; the sim steps physics and takes images at the same rate."""
+    horizon: int = 50
+    """Planning horizon, and the env's resolution (its max step is reach / horizon)."""
+    seed: int = 0
+    episodes: int = 1
+    """Episodes to run; 0 keeps starting episodes until ``min_cycles`` control cycles ran."""
+    min_cycles: int = 0
+    """With ``episodes`` 0: stop at the end of the first episode after this many cycles."""
+    max_episode_time: float = 60.0
+    """Sim seconds before an episode counts as failed."""
+    rate_factor: float = 1.0
+    """Sim seconds per wall second."""
+    clock_period: float = 0.005
+    """Sim time quantum of /clock. Coarser than the node's 1 ms default: with the sim waiting for
+    the controller, its timer fires on the sensor grid whatever the quantum (a divisor of the
+    period), and every /clock message costs each use_sim_time process CPU (about 15% of a core
+    at 1 kHz in rclpy)."""
+    timeout: float = 180.0
+    """Wall seconds for the whole run, startup included."""
+    log_dir: Path = Path("demo_out")
+    """Where the nodes' logs go (sim.log, controller.log or launch.log)."""
+    launch: str = "auto"
+    """"auto": ``ros2 launch`` where the launch package is installed; "never": two processes."""
+    controller_params: dict = field(default_factory=dict)
+    """Further controller parameters (name -> value), e.g. {"solve_budget": 0.04}."""
+
+    @property
+    def model_options(self) -> str:
+        return f"{{env: {self.env}, horizon: {self.horizon}}}"
+
+
+@dataclass
+class LoopResult:
+    """What the watcher saw. Times are sim seconds unless named ``_wall``."""
+
+    ok: bool
+    reason: str
+    starts: list[dict]                 # the sim's "start" reports, one per episode
+    ends: list[dict]                   # its "end" reports
+    samples: np.ndarray                # [N, 6]: episode, t, x, y, vx, vy (joint_states)
+    diagnostics: list[dict]            # one per control cycle the controller reported
+    latencies: np.ndarray              # [M] s: observation-to-command latency (see module doc)
+    wall_time: float
+    logs: dict[str, Path]
+
+    @property
+    def cycles(self) -> int:
+        return sum(d["status"] != PlanDiagnostics.STATUS_INACTIVE for d in self.diagnostics)
+
+    def solve_times(self) -> np.ndarray:
+        """Solve times (s, wall) of the cycles that planned (OK or FALLBACK)."""
+        planned = (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_FALLBACK)
+        return np.asarray([d["solve_time"] for d in self.diagnostics if d["status"] in planned])
+
+    @property
+    def deadline_misses(self) -> int:
+        return sum(bool(d["deadline_missed"]) for d in self.diagnostics)
+
+    @property
+    def successes(self) -> int:
+        return sum(bool(e["success"]) for e in self.ends)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+def isolate_dds(environ=os.environ) -> dict:
+    """A private DDS domain on this host, unless the environment already chose; returns the choice."""
+    environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 230)))
+    environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return {k: environ[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+
+
+def controller_params_file() -> Optional[Path]:
+    """config/grasp_controller.yaml: the source tree's in a checkout, else the installed share/'s.
+
+    None if neither exists (the controller's built-in defaults are the same values).
+    """
+    source = Path(__file__).resolve().parents[2] / "config" / "grasp_controller.yaml"
+    if source.is_file():
+        return source
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        installed = Path(get_package_share_directory("grasp_ros")) / "config" / "grasp_controller.yaml"
+    except (ImportError, LookupError):
+        return None
+    return installed if installed.is_file() else None
+
+
+def sim_parameters(spec: LoopSpec) -> dict:
+    return {
+        "env": spec.env, "horizon": spec.horizon, "seed": spec.seed,
+        "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
+        "physics_rate_hz": float(spec.rate_hz), "camera_rate_hz": float(spec.rate_hz),
+        "max_episode_time": float(spec.max_episode_time), "rate_factor": float(spec.rate_factor),
+        "clock_period": float(spec.clock_period),
+    }
+
+
+def controller_parameters(spec: LoopSpec) -> dict:
+    return {
+        "autostart": True, "use_sim_time": True, "model": spec.model,
+        "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
+        "control_rate_hz": float(spec.rate_hz), **spec.controller_params,
+    }
+
+
+def _ros_arg(name: str, value) -> list[str]:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value)   # a YAML string even when it looks like a map: "{env: ...}"
+    else:
+        text = repr(value)
+    return ["-p", f"{name}:={text}"]
+
+
+def node_commands(spec: LoopSpec) -> dict[str, list[str]]:
+    """The two ``python -m`` command lines (what sim_demo.launch.py starts)."""
+    sim = [sys.executable, "-m", "grasp_ros.ros.sim_node", "--ros-args"]
+    for name, value in sim_parameters(spec).items():
+        sim += _ros_arg(name, value)
+    controller = [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args"]
+    params_file = controller_params_file()
+    if params_file is not None:
+        controller += ["--params-file", str(params_file)]
+    for name, value in controller_parameters(spec).items():
+        controller += _ros_arg(name, value)
+    controller += ["-r", "~/goal_state:=/goal_state", "-r", "~/goal_image:=/goal_image"]
+    return {"sim": sim, "controller": controller}
+
+
+def launch_command(spec: LoopSpec) -> list[str]:
+    """``ros2 launch grasp_ros sim_demo.launch.py`` with the same parameters."""
+    args = {"env": spec.env, "planner": spec.planner, "model": spec.model,
+            "rate": spec.rate_hz, "horizon": spec.horizon, "seed": spec.seed,
+            "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
+            "max_episode_time": spec.max_episode_time, "rate_factor": spec.rate_factor,
+            "clock_period": spec.clock_period}
+    params_file = controller_params_file()
+    if params_file is not None:
+        args["params_file"] = params_file
+    text = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in args.items()}
+    return ["ros2", "launch", "grasp_ros", LAUNCH_FILE, *(f"{k}:={v}" for k, v in text.items())]
+
+
+def launch_available() -> bool:
+    """``ros2 launch`` can start sim_demo.launch.py here (a ROS 2 install, not only the wheels)."""
+    if shutil.which("ros2") is None or any(importlib.util.find_spec(m) is None
+                                           for m in ("launch", "launch_ros")):
+        return False
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        share = Path(get_package_share_directory("grasp_ros"))
+    except (ImportError, LookupError):
+        return False
+    return (share / "launch" / LAUNCH_FILE).is_file()
+
+
+class Processes:
+    """Child processes with their output in log files; ``stop`` asks with SIGINT, then kills."""
+
+    def __init__(self, commands: dict[str, list[str]], log_dir: Path):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+        self.logs = {name: log_dir / f"{name}.log" for name in commands}
+        self.procs: dict[str, subprocess.Popen] = {}
+        for name, cmd in commands.items():
+            with open(self.logs[name], "w", encoding="utf-8") as log:
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL, env=env)
+
+    def exited(self) -> dict[str, int]:
+        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(self.exited()) < len(self.procs):
+            time.sleep(0.05)
+        return len(self.exited()) == len(self.procs)
+
+    def stop(self) -> dict[str, int]:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        if not self.wait(STOP_GRACE_S):
+            for p in self.procs.values():
+                if p.poll() is None:
+                    p.kill()
+            self.wait(STOP_GRACE_S)
+        return self.exited()
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        text = self.logs[name].read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+# --- the watcher ---------------------------------------------------------------------------
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * NS + header.stamp.nanosec
+
+
+class LoopWatcher(Node):
+    """Listens to the loop from outside: sensors, commands, plan diagnostics, episode reports.
+
+    Wall-clock node (no /clock subscription): it reads sim time from the messages' stamps.
+    """
+
+    def __init__(self, context: Context, spec: LoopSpec):
+        super().__init__("grasp_loop_watcher", context=context)
+        self.spec = spec
+        # Deep queues: the watcher may be scheduled late on a busy machine; it must not drop.
+        reliable = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,
+                              reliability=ReliabilityPolicy.RELIABLE)
+        reports = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.samples: list[tuple] = []                 # (t, x, y, vx, vy)
+        self.published_at: dict[int, int] = {}         # observation stamp -> DDS source timestamp
+        self.commands: list[tuple] = []                # (values, DDS source, reception timestamps)
+        self.diagnostics: list[dict] = []
+        self.reports: list[dict] = []
+        self.create_subscription(JointState, "joint_states", self._on_joints, reliable)
+        self.create_subscription(Image, "image", self._on_image, qos.SENSOR)
+        self.create_subscription(Float64MultiArray, "command", self._on_command, reliable)
+        self.create_subscription(PlanDiagnostics, f"/{CONTROLLER_NODE}/plan_diagnostics",
+                                 self._on_diagnostics, reliable)
+        self.create_subscription(String, f"/{SIM_NODE}/episode", self._on_report, reports)
+
+    def _on_joints(self, msg: JointState, info) -> None:
+        t_ns = _stamp_ns(msg.header)
+        self.published_at.setdefault(t_ns, info["source_timestamp"])
+        if len(msg.position) >= 2:
+            v = list(msg.velocity[:2]) if len(msg.velocity) >= 2 else [np.nan, np.nan]
+            self.samples.append((t_ns / NS, msg.position[0], msg.position[1], *v))
+
+    def _on_image(self, msg: Image, info) -> None:
+        self.published_at.setdefault(_stamp_ns(msg.header), info["source_timestamp"])
+
+    def _on_command(self, msg: Float64MultiArray, info) -> None:
+        self.commands.append((tuple(msg.data), info["source_timestamp"], info["received_timestamp"]))
+
+    def _on_diagnostics(self, msg: PlanDiagnostics) -> None:
+        self.diagnostics.append({
+            "t": _stamp_ns(msg.header) / NS, "status": int(msg.status),
+            "status_text": msg.status_text, "solve_time": msg.solve_time,
+            "iterations": int(msg.iterations), "plan_cost": msg.plan_cost,
+            "observation_age": msg.observation_age, "deadline_missed": bool(msg.deadline_missed),
+            "warm_started": bool(msg.warm_started), "goal_distance": msg.goal_distance,
+            "command": tuple(msg.command)})
+
+    def _on_report(self, msg: String) -> None:
+        self.reports.append(json.loads(msg.data))
+
+    def reports_of(self, event: str) -> list[dict]:
+        return [r for r in self.reports if r.get("event") == event]
+
+    def latencies(self) -> np.ndarray:
+        """Observation-to-command latency (s) of each cycle whose command and observation were seen.
+
+        Which observation a cycle used: the cycle started ``solve_time`` (wall) before its
+        command's DDS source timestamp; the sensor messages' (stamp, source timestamp) pairs map
+        that wall time to sim time; that minus the cycle's ``observation_age`` is the observation's
+        stamp, snapped to the nearest stamp published (within a quarter period, else the cycle is
+        left out). Cycles and commands are matched in order by value (a cycle's diagnostics name
+        the command it sent); commands that no diagnostics name are skipped.
+        """
+        stamps = np.asarray(sorted(self.published_at), dtype=np.int64)
+        if len(stamps) < 2:
+            return np.zeros(0)
+        walls = np.asarray([self.published_at[t] for t in stamps], dtype=np.float64)
+        tolerance = 0.25 * NS / self.spec.rate_hz
+        out, j = [], 0
+        for d in self.diagnostics:
+            if d["status"] == PlanDiagnostics.STATUS_INACTIVE:
+                continue
+            k = j
+            while k < len(self.commands) and self.commands[k][0] != d["command"]:
+                k += 1
+            if k == len(self.commands):
+                continue                         # that command never arrived
+            j = k + 1
+            if not np.isfinite(d["observation_age"]):
+                continue
+            _, sent, received = self.commands[k]
+            cycle_start = np.interp(sent - d["solve_time"] * NS, walls, stamps.astype(np.float64))
+            observed = cycle_start - d["observation_age"] * NS
+            i = int(np.argmin(np.abs(stamps - observed)))
+            if abs(stamps[i] - observed) <= tolerance:
+                out.append((received - walls[i]) / NS)
+        return np.asarray(out)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = print,
+                    progress_period: float = 2.0) -> LoopResult:
+    """Start the nodes, watch until the run ends (or fails, or times out), stop them, report."""
+    isolate_dds()
+    use_launch = spec.launch == "always" or (spec.launch == "auto" and launch_available())
+    commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
+    say = progress or (lambda text: None)
+    say(f"starting {' and '.join(commands)} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}); "
+        f"logs in {spec.log_dir}/")
+
+    context = Context()
+    rclpy.init(context=context)
+    watcher = LoopWatcher(context, spec)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(watcher)
+    started = time.monotonic()
+    processes = Processes(commands, spec.log_dir)
+    ok, reason = False, f"timed out after {spec.timeout:.0f} s"
+    exited_at = None
+    try:
+        next_report = started + progress_period
+        while time.monotonic() - started < spec.timeout:
+            executor.spin_once(timeout_sec=0.05)
+            finished, why = _finished(spec, watcher)
+            if finished:
+                ok, reason = why == "", why
+                break
+            exited = processes.exited()
+            # A process that ends before the run does is a failure, once its last reports had
+            # time to arrive (the sim exits by itself after its last episode).
+            exited_at = exited_at or (time.monotonic() if exited else None)
+            if exited_at and time.monotonic() - exited_at > EXIT_GRACE_S:
+                name, code = next(iter(exited.items()))
+                reason = f"{name} exited early with status {code}:\n{processes.tail(name)}"
+                break
+            if time.monotonic() >= next_report:
+                say(_progress_line(spec, watcher))
+                next_report += progress_period
+        drain_until = time.monotonic() + 0.3      # reports and diagnostics still in flight
+        while time.monotonic() < drain_until:
+            executor.spin_once(timeout_sec=0.02)
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        codes = processes.stop()
+        executor.shutdown(timeout_sec=1.0)
+        watcher.destroy_node()
+        rclpy.try_shutdown(context=context)
+    bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, 130)}
+    if ok and bad:
+        ok, reason = False, f"processes ended with status {bad}"
+    return LoopResult(ok=ok, reason=reason if not ok else "ok",
+                      starts=watcher.reports_of("start"), ends=watcher.reports_of("end"),
+                      samples=_episode_samples(watcher), diagnostics=watcher.diagnostics,
+                      latencies=watcher.latencies(), wall_time=time.monotonic() - started,
+                      logs=processes.logs)
+
+
+def _finished(spec: LoopSpec, watcher: LoopWatcher) -> tuple[bool, str]:
+    """(finished?, failure reason or ""): all episodes reported, or enough cycles and an episode end."""
+    ends = watcher.reports_of("end")
+    if spec.episodes:
+        if not watcher.reports_of("done"):
+            return False, ""
+        failed = [e["episode"] for e in ends if not e["success"]]
+        return True, f"episodes {failed} did not reach the goal" if failed else ""
+    cycles = [d for d in watcher.diagnostics if d["status"] != PlanDiagnostics.STATUS_INACTIVE]
+    if len(cycles) < spec.min_cycles:
+        return False, ""
+    enough_at = cycles[spec.min_cycles - 1]["t"] if spec.min_cycles else 0.0
+    return any(e["t"] >= enough_at for e in ends), ""
+
+
+def _episode_samples(watcher: LoopWatcher) -> np.ndarray:
+    """joint_states samples tagged with their episode (episode k: from its start to the next)."""
+    if not watcher.samples:
+        return np.zeros((0, 6))
+    samples = np.asarray(sorted(watcher.samples), dtype=np.float64)
+    starts = sorted((r["t"], r["episode"]) for r in watcher.reports_of("start"))
+    index = np.searchsorted([t for t, _ in starts], samples[:, 0], side="right") - 1
+    episode = np.asarray([starts[i][1] if i >= 0 else -1 for i in index], dtype=np.float64) \
+        if starts else np.full(len(samples), -1.0)
+    return np.column_stack([episode, samples])
+
+
+def _progress_line(spec: LoopSpec, watcher: LoopWatcher) -> str:
+    if not watcher.samples:
+        return "waiting for the sim..."
+    t, x, y = watcher.samples[-1][:3]
+    starts = watcher.reports_of("start")
+    line = f"[t={t:6.1f} s]"
+    if starts:
+        goal = starts[-1]["goal"]
+        dist = float(np.hypot(goal[0] - x, goal[1] - y))
+        total = spec.episodes or "-"
+        line += (f" episode {starts[-1]['episode'] + 1}/{total}: ({x:+.2f}, {y:+.2f}) -> "
+                 f"({goal[0]:+.2f}, {goal[1]:+.2f}), {dist:.2f} m to go")
+    cycles = [d for d in watcher.diagnostics if d["status"] != PlanDiagnostics.STATUS_INACTIVE]
+    if not cycles:
+        return line + " | waiting for the controller..."
+    solve = np.median([d["solve_time"] for d in cycles[-50:]]) * 1e3
+    misses = sum(d["deadline_missed"] for d in cycles)
+    return (line + f" | {len(cycles)} cycles, {misses} deadline misses, "
+            f"solve {solve:.0f} ms, {cycles[-1]['status_text'] or cycles[-1]['status']}")

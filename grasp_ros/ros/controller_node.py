@@ -1,0 +1,469 @@
+"""``grasp_controller``: receding-horizon control with a learned world model, as a lifecycle node.
+
+The node only converts messages and calls ``grasp_ros.control.ControlLoop``; parameters are
+declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``.
+
+Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
+
+* configure: check the parameters, load the world model and the planner on ``device``, create
+  the subscriptions, publishers, the ``~/reset`` service and the 1 Hz diagnostics timer. A bad
+  parameter or model fails the transition with the reason in the log; the node stays
+  unconfigured, alive, and can be configured again.
+* activate: the control timer, at ``control_rate_hz`` on the node's clock (``use_sim_time``
+  makes it follow /clock).
+* deactivate: stop the timer and publish one zero command.
+* cleanup / shutdown: release what configure made (shutdown from active sends zero first).
+
+Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
+
+* in: ``image`` (sensor_msgs/Image rgb8/bgr8/mono8, sensor-data QoS) or ``joint_states``
+  (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names; the goal on
+  ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image), reliable +
+  transient local, the newest of either wins.
+* out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
+  input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
+  ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
+  ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
+  the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz).
+* service: ``~/reset`` (std_srvs/Trigger) clears the warm start.
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any, Optional
+
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Path
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.signals import SignalHandlerOptions
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, Header
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
+
+from ..control import (ControlConfig, CycleStats, Status, StepResult, build_control_loop,
+                       model_spec, parse_options, resolve_device)
+from . import params, qos
+from .conversions import (command_message, diagnostic_array, image_to_rgb, path_message,
+                          seconds, select_joints, trajectory_message)
+
+DIAGNOSTICS_PERIOD = 1.0
+"""Seconds (steady clock) between /diagnostics messages."""
+
+
+class GraspController(LifecycleNode):
+    """The controller node; see the module docstring."""
+
+    def __init__(self, node_name: str = params.NODE_NAME, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        self._refused = params.declare_all(self)   # start-up values refused: configure reports them
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        # One control cycle or one lifecycle transition at a time, whatever thread asks (an
+        # executor's or the process's main thread): a transition waits for the cycle in
+        # progress, and a cycle never sees half-released resources.
+        self._lock = threading.RLock()
+        self._values: dict[str, Any] = {}
+        self._loop = None
+        self._stats: Optional[CycleStats] = None
+        self._timer = None
+        self._active = False
+        self._last_status: Optional[Status] = None
+        self._made: list = []      # (destroy function, entity) of everything configure made
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            values = params.read_all(self)
+            problems = list(self._refused.values()) + params.validate_all(values)
+            if not problems:
+                try:
+                    self._build(values)
+                except Exception as exc:  # model factories run user code: any error fails configure
+                    self._release()
+                    problems = [f"{type(exc).__name__}: {exc}"]
+            if problems:
+                self.get_logger().error("configure failed: " + "; ".join(problems))
+                return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(
+            f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
+            f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
+            f"observation {values['observation']!r}, output {values['command_interface']!r}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)   # enable the lifecycle publishers first
+        with self._lock:
+            self._loop.reset()                # a plan from before deactivation is out of date
+            self._timer = self.create_timer(1.0 / self._values["control_rate_hz"], self._on_timer)
+            self._active = True
+        self.get_logger().info("active: controlling")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._stop("deactivated")
+        self.get_logger().info("inactive: timer stopped, zero command sent")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            was_active = self._active
+            self._stop("shutting down")
+            self._release()
+        self.get_logger().info("shut down" + (": zero command sent" if was_active else ""))
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            self._stop("error")
+            self._release()
+        return super().on_error(state)
+
+    def _build(self, values: dict[str, Any]) -> None:
+        """Load model and planner, check they fit the parameters, create the ROS entities."""
+        if values["torch_threads"] > 0:
+            torch.set_num_threads(values["torch_threads"])
+        device, warning = resolve_device(values["device"])
+        if warning:
+            self.get_logger().warning(warning)
+        knobs, ignored = params.knobs_for(values["planner"], values)
+        if ignored:
+            self.get_logger().warning(f"planner {values['planner']!r} has no setting for "
+                                      f"{', '.join(ignored)}: ignored")
+        config = ControlConfig(period=1.0 / values["control_rate_hz"],
+                               solve_budget=values["solve_budget"],
+                               max_observation_age=values["max_observation_age"],
+                               on_stale=values["on_stale"])
+        spec = model_spec(values["model"], values["model_weights"],
+                          parse_options(values["model_options"]))
+        loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
+                                  values["seed"], device)
+        problem = params.check_model_fit(values, loop.image_size, loop.joint_dim,
+                                         int(loop.model.action_dim))
+        if problem:
+            raise ValueError(problem)
+        self._values, self._loop, self._stats = values, loop, CycleStats()
+        self._last_status = None
+        self._make_entities(values)
+
+    def _make_entities(self, values: dict[str, Any]) -> None:
+        if values["command_interface"] == "joint_trajectory":
+            self._command_pub = self._lifecycle_pub(JointTrajectory, "joint_trajectory", qos.COMMAND)
+        else:
+            self._command_pub = self._lifecycle_pub(Float64MultiArray, "command", qos.COMMAND)
+        self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
+        self._plan_pub = self._lifecycle_pub(Plan, "~/plan", qos.REPORT)
+        self._path_pub = self._lifecycle_pub(Path, "~/predicted_path", qos.REPORT)
+        # /diagnostics is not a lifecycle publisher: it reports an inactive node too.
+        self._health_pub = self._remember(self.destroy_publisher, self.create_publisher(
+            DiagnosticArray, "/diagnostics", qos.REPORT))
+        if values["observation"] == "image":
+            self._remember(self.destroy_subscription, self.create_subscription(
+                Image, "image", self._on_image, qos.SENSOR))
+        else:
+            self._remember(self.destroy_subscription, self.create_subscription(
+                JointState, "joint_states", self._on_joint_states, qos.SENSOR))
+        self._remember(self.destroy_subscription, self.create_subscription(
+            JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL))
+        self._remember(self.destroy_subscription, self.create_subscription(
+            Image, "~/goal_image", self._on_goal_image, qos.GOAL))
+        self._remember(self.destroy_service, self.create_service(
+            Trigger, "~/reset", self._on_reset))
+        self._remember(self.destroy_timer, self.create_timer(
+            DIAGNOSTICS_PERIOD, self._on_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME)))
+
+    def _lifecycle_pub(self, msg_type, topic: str, profile):
+        return self._remember(self.destroy_lifecycle_publisher,
+                              self.create_lifecycle_publisher(msg_type, topic, profile))
+
+    def _remember(self, destroy, entity):
+        self._made.append((destroy, entity))
+        return entity
+
+    def _release(self) -> None:
+        """Destroy what configure made and drop the model (cleanup, shutdown, failed configure)."""
+        for destroy, entity in reversed(self._made):
+            destroy(entity)
+        self._made.clear()
+        self._loop, self._stats = None, None
+
+    def _stop(self, reason: str) -> None:
+        """Stop controlling: destroy the control timer and send one zero command (if active)."""
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if self._active:
+            self._active = False
+            result = self._loop.idle(reason)
+            self._stats.record(result, self._now())
+            self._publish(result)
+
+    # -- the control cycle ------------------------------------------------------------------
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            if not self._active:
+                return
+            now = self._now()
+            result = self._loop.step(now)
+            self._stats.record(result, now)
+            self._publish(result)
+            self._log_status(result)
+
+    def _publish(self, result: StepResult) -> None:
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._values["frame_id"])
+        if self._values["command_interface"] == "joint_trajectory":
+            self._command_pub.publish(trajectory_message(
+                self._values["joint_names"], result.actions, self._loop.config.period, header,
+                result.path))
+        else:
+            self._command_pub.publish(command_message(result.command))
+        self._diagnostics_pub.publish(self._plan_diagnostics(result, header))
+        if result.plan is not None:
+            self._plan_pub.publish(self._plan_message(result.plan, header))
+        if result.path is not None:
+            self._path_pub.publish(path_message(result.path, header))
+
+    def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
+        name = result.status.name
+        return PlanDiagnostics(
+            header=header, status=int(result.status),
+            status_text=f"{name}: {result.message}" if result.message else name,
+            planner=self._loop.planner.name, solve_time=float(result.solve_time),
+            iterations=int(result.iterations), plan_cost=float(result.cost),
+            dynamics_residual=float(result.residual),
+            observation_age=float(result.observation_age),
+            deadline_missed=bool(result.deadline_missed), warm_started=bool(result.warm_started),
+            goal_distance=float(result.goal_distance),
+            command=[float(v) for v in result.command])
+
+    def _plan_message(self, plan, header: Header) -> Plan:
+        actions = plan.actions.detach().cpu().double()
+        states = plan.states.detach().cpu().double()
+        return Plan(header=header, planner=plan.planner, horizon=actions.shape[0],
+                    action_dim=actions.shape[1], latent_dim=states.shape[1],
+                    actions=actions.reshape(-1).tolist(), states=states.reshape(-1).tolist(),
+                    cost=float(plan.cost))
+
+    def _log_status(self, result: StepResult) -> None:
+        """Log when the status changes, not every cycle; deadline misses at most every 5 s."""
+        previous, self._last_status = self._last_status, result.status
+        text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
+        # One call site per severity: rclpy refuses a call site whose severity changes.
+        if result.status == Status.FALLBACK:
+            self.get_logger().warning(text, throttle_duration_sec=5.0)
+        elif result.status == previous or (result.status == Status.OK and previous == Status.FALLBACK):
+            return
+        elif result.status == Status.ERROR:
+            self.get_logger().error(text)
+        elif result.status == Status.STALE:
+            self.get_logger().warning(text)
+        else:
+            self.get_logger().info(text)
+
+    def _on_diagnostics(self) -> None:
+        with self._lock:
+            if self._stats is None:
+                return
+            level, message = self._stats.health() if self._active else ("ok", "inactive")
+            values = self._stats.summary()
+            values.update(lifecycle="active" if self._active else "inactive",
+                          planner=self._values["planner"], horizon=str(self._values["horizon"]),
+                          control_rate_hz=f"{self._values['control_rate_hz']:g}",
+                          solve_budget_s=f"{self._loop.config.deadline:g}")
+        self._health_pub.publish(diagnostic_array(
+            f"{self.get_name()}: control loop", self.get_fully_qualified_name(), level, message,
+            values, self.get_clock().now().to_msg()))
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _on_image(self, msg: Image) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        stamp = self._stamp(msg.header)
+        try:
+            loop.observe({"image": image_to_rgb(msg, loop.image_size)}, stamp)
+        except ValueError as exc:
+            loop.reject_observation(f"image: {exc}", stamp)
+
+    def _on_joint_states(self, msg: JointState) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        stamp = self._stamp(msg.header)
+        try:
+            joints = select_joints(msg.name, msg.position, self._values["joint_names"], "joint_states")
+        except ValueError as exc:
+            loop.reject_observation(str(exc), stamp)
+            return
+        loop.observe({"joints": joints}, stamp)
+
+    def _on_goal_state(self, msg: JointGoal) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            joints = select_joints(msg.name, msg.position, self._values["joint_names"], "goal_state")
+        except ValueError as exc:
+            loop.reject_goal(str(exc))
+            self.get_logger().error(f"goal refused: {exc}")
+            return
+        loop.set_goal({"joints": joints})
+        self.get_logger().info(f"new goal (joints): {joints.round(4).tolist()}",
+                               throttle_duration_sec=1.0)
+
+    def _on_goal_image(self, msg: Image) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.set_goal({"image": image_to_rgb(msg, loop.image_size)})
+        except ValueError as exc:
+            loop.reject_goal(f"goal image: {exc}")
+            self.get_logger().error(f"goal image refused: {exc}")
+            return
+        self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        loop = self._loop
+        response.success = loop is not None
+        if loop is not None:
+            loop.reset()
+        response.message = "warm start cleared" if loop is not None else "not configured"
+        return response
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        """Refuse a change with the reason: bad value, static while configured, unknown knob."""
+        values = params.read_all(self)
+        loop = self._loop
+        for parameter in parameters:
+            spec = params.BY_NAME.get(parameter.name)
+            if spec is None:           # rclpy's own (use_sim_time...)
+                continue
+            reason = spec.validate(parameter.value)
+            if reason is None and not spec.dynamic and loop is not None:
+                reason = (f"{spec.name} is static and the node is configured: deactivate, "
+                          "cleanup, set it, then configure")
+            if reason is None and spec.knob and loop is not None:
+                try:
+                    loop.check_settings(**{spec.knob: parameter.value})
+                except ValueError as exc:
+                    reason = f"{spec.name}: {exc}"
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+            values[spec.name] = parameter.value
+        reason = params.check_consistency(values)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_parameters(self, parameters) -> None:
+        """Dynamic changes go to the loop (applied from its next cycle)."""
+        loop = self._loop
+        for parameter in parameters:
+            self._refused.pop(parameter.name, None)
+            spec = params.BY_NAME.get(parameter.name)
+            if spec is None or not spec.dynamic or loop is None:
+                continue
+            if spec.knob:
+                loop.request_settings(**{spec.knob: parameter.value})
+            else:   # the dynamic non-knob parameters are named like ControlConfig's fields
+                loop.configure(**{spec.name: parameter.value})
+            self.get_logger().info(f"{spec.name} := {parameter.value!r} (from the next cycle)")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp(self, header: Header) -> float:
+        """The header's stamp in seconds; an unstamped message counts as received now."""
+        t = seconds(header.stamp)
+        return t if t > 0 else self._now()
+
+    def start(self) -> bool:
+        """Configure and activate (autostart); False (and the reason logged) if either fails."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+
+def main(args: Optional[list[str]] = None) -> None:
+    argv = sys.argv if args is None else args
+    parser = argparse.ArgumentParser(
+        prog="grasp_controller",
+        description="GRASP receding-horizon controller (ROS 2 lifecycle node).",
+        epilog="ROS arguments follow --ros-args, e.g. --ros-args --params-file "
+               "config/grasp_controller.yaml -p use_sim_time:=true -r image:=/camera/image_raw")
+    parser.add_argument("--autostart", action="store_true",
+                        help="configure and activate on start (same as -p autostart:=true)")
+    options = parser.parse_args(remove_ros_args(argv)[1:])
+    # rclpy's own signal handlers shut the context down before any code of ours runs, and then
+    # no last zero command can go out. So SIGINT and SIGTERM raise KeyboardInterrupt in this main
+    # thread (set explicitly: a shell starts background jobs with SIGINT ignored) while the
+    # executor spins in another thread; the shutdown transition then sends the zero command.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+    with rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO):
+        node = GraspController()
+        # Single-threaded: rclpy's executor can fail when one of its threads destroys entities
+        # (cleanup) while another builds a wait set with them. Cycles are short (solve budget
+        # below one period), so inputs and service requests wait at most one cycle.
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        failures: list[BaseException] = []
+        spinner = threading.Thread(target=_spin, args=(executor, failures), name="executor")
+        try:
+            if options.autostart or node.get_parameter("autostart").value:
+                node.start()                 # before spinning: nothing runs concurrently yet
+            spinner.start()
+            while spinner.is_alive():
+                spinner.join(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):   # a repeated signal must not cut
+                signal.signal(signum, signal.SIG_IGN)        # the shutdown short
+            executor.shutdown()              # stop spinning first, then change state alone
+            if spinner.ident is not None:
+                spinner.join()
+            if rclpy.ok(context=node.context):
+                try:
+                    node.trigger_shutdown()    # sends a zero command if it was active
+                except RuntimeError:           # already finalized (a shutdown transition came in)
+                    pass
+            node.destroy_node()
+    if failures:
+        raise failures[0]      # a callback raised: exit with its traceback, not quietly
+
+
+def _spin(executor, failures: list) -> None:
+    try:
+        executor.spin()
+    except ExternalShutdownException:   # the context was shut down from elsewhere
+        pass
+    except Exception as exc:  # re-raised by main after the shutdown transition
+        failures.append(exc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,361 @@
+"""grasp_controller's parameters, each declared once in ``PARAMETERS``.
+
+The same table gives the ROS ParameterDescriptors (type, range, read-only-ness as text in
+``additional_constraints``), validates values (at configure and in the set-parameters callback,
+with a reason), and writes the README's markdown table and the documented YAML file
+(``config/grasp_controller.yaml``)::
+
+    python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml
+    python -m grasp_ros.ros.params --markdown
+
+Two kinds of parameters:
+
+* static: read at configure. Changes are refused while the node is configured (inactive or
+  active): deactivate, cleanup, set them, configure again.
+* dynamic: applied from the next control cycle, in any state.
+
+The planner knobs ``planner.*`` other than ``running_weight`` have no default: unset, the chosen
+planner's own default holds.
+Only knobs the chosen planner has can be set at run time.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import textwrap
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from ..control import ON_STALE_CHOICES, parse_options
+from ..planning import PLANNERS
+
+NODE_NAME = "grasp_controller"
+KNOB_PREFIX = "planner."
+
+TYPES = ("bool", "int", "double", "string", "string_array")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter: its name, type, default (None: unset), meaning and constraints."""
+
+    name: str
+    type: str
+    default: Any
+    description: str
+    range: Optional[tuple[float, float]] = None
+    choices: Optional[tuple[str, ...]] = None
+    dynamic: bool = False
+    check: Optional[Callable[[Any], Optional[str]]] = None
+    """Extra check: the reason a value is bad, or None."""
+
+    @property
+    def knob(self) -> Optional[str]:
+        """The planner setting this parameter sets, or None."""
+        return self.name[len(KNOB_PREFIX):] if self.name.startswith(KNOB_PREFIX) else None
+
+    def constraints(self) -> str:
+        """Range or choices in words ("" if none)."""
+        parts = []
+        if self.range is not None:
+            parts.append(f"in [{_number(self.range[0])}, {_number(self.range[1])}]")
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(self.choices))
+        return "; ".join(parts)
+
+    @property
+    def kind(self) -> str:
+        return "dynamic" if self.dynamic else "static"
+
+    def validate(self, value: Any) -> Optional[str]:
+        """The reason ``value`` is refused, or None if it is fine."""
+        if value is None:
+            return None if self.default is None else f"{self.name} must be set"
+        if not _has_type(value, self.type):
+            return f"{self.name} must be a {self.type}, got {type(value).__name__} {value!r}"
+        if self.type == "double" and not math.isfinite(value):
+            return f"{self.name} must be finite, got {value}"
+        if self.range is not None and not self.range[0] <= value <= self.range[1]:
+            return (f"{self.name} must be in [{_number(self.range[0])}, {_number(self.range[1])}], "
+                    f"got {value}")
+        if self.choices is not None and value not in self.choices:
+            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+        return self.check(value) if self.check is not None else None
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e12 else f"{x:g}"
+
+
+def _has_type(value: Any, type_name: str) -> bool:
+    if type_name == "bool":
+        return isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if type_name == "double":
+        return isinstance(value, float)
+    if type_name == "string":
+        return isinstance(value, str)
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+
+
+def _check_options(text: str) -> Optional[str]:
+    try:
+        parse_options(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_device(text: str) -> Optional[str]:
+    ok = text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())
+    return None if ok else f"device must be auto, cpu, cuda or cuda:N, got {text!r}"
+
+
+def _check_joint_names(names) -> Optional[str]:
+    if not names or any(not n for n in names) or len(set(names)) != len(names):
+        return f"joint_names must be distinct non-empty names, got {list(names)}"
+    return None
+
+
+def _non_empty(name: str) -> Callable[[str], Optional[str]]:
+    return lambda text: None if text.strip() else f"{name} must not be empty"
+
+
+PARAMETERS: tuple[Param, ...] = (
+    Param("model", "string", "analytic",
+          "World model: a built-in name (analytic), a TorchScript file, or package.module:factory.",
+          check=_non_empty("model")),
+    Param("model_weights", "string", "",
+          "State-dict file loaded into a built-in or factory model (empty: none)."),
+    Param("model_options", "string", "{env: wall_door, horizon: 50}",
+          "Keyword options of the built-in or factory model, as a YAML mapping in a string.",
+          check=_check_options),
+    Param("device", "string", "auto",
+          "Torch device: auto (CUDA if available, else CPU with a warning), cpu, cuda or cuda:N.",
+          check=_check_device),
+    Param("torch_threads", "int", 1,
+          "Torch intra-op threads of this process (0: torch's default). One avoids thread-pool "
+          "stalls when small planning batches share the cores with other processes.",
+          range=(0, 256)),
+    Param("planner", "string", "grasp", "Planner.", choices=tuple(sorted(PLANNERS))),
+    Param("horizon", "int", 50, "H: planned actions per cycle.", range=(1, 1000)),
+    Param("seed", "int", 0, "Planner random seed (reset rewinds it).", range=(0, 2**31 - 1)),
+    Param("control_rate_hz", "double", 10.0,
+          "Control cycles per second of the node's clock (sim time with use_sim_time).",
+          range=(0.1, 1000.0)),
+    Param("solve_budget", "double", 0.0,
+          "Wall-clock seconds a cycle may spend encoding and planning; 0: 0.8 x period. "
+          "Past it the previous plan's action is sent (FALLBACK).",
+          range=(0.0, 60.0), dynamic=True),
+    Param("max_observation_age", "double", 0.5,
+          "Seconds (node clock) after which the newest observation is stale.",
+          range=(0.001, 3600.0), dynamic=True),
+    Param("on_stale", "string", "zero",
+          "Command while stale (no or old observation, no goal): hold the last command or zero.",
+          choices=ON_STALE_CHOICES, dynamic=True),
+    Param("observation", "string", "joints",
+          "Which input the model encodes: image (topic image) or joints (topic joint_states).",
+          choices=("image", "joints")),
+    Param("joint_names", "string_array", ["x", "y"],
+          "Joints taken from joint_states and ~/goal_state, in this order; also the "
+          "joint_trajectory's joint names.", check=_check_joint_names),
+    Param("command_interface", "string", "forward_command",
+          "Output: forward_command (std_msgs/Float64MultiArray on command) or joint_trajectory "
+          "(trajectory_msgs/JointTrajectory over the horizon on joint_trajectory).",
+          choices=("forward_command", "joint_trajectory")),
+    Param("frame_id", "string", "world",
+          "Frame of ~/predicted_path (the coordinates of the model's position()).",
+          check=_non_empty("frame_id")),
+    Param("autostart", "bool", False,
+          "Configure and activate on start, without a lifecycle manager."),
+    Param("planner.iterations", "int", None,
+          "Iteration cap per cycle, every planner (the solve budget usually stops it first).",
+          range=(1, 100000), dynamic=True),
+    Param("planner.running_weight", "double", 0.5,
+          "Weight of the mean running goal distance in the task cost, every planner (the terminal "
+          "distance has weight 1). Closed loop needs it: with the terminal distance alone, every "
+          "plan that arrives within H steps is as good, so the first action need not head anywhere.",
+          range=(0.0, 1000.0), dynamic=True),
+    Param("planner.chains", "int", None, "Parallel chains C (GRASP).", range=(1, 4096), dynamic=True),
+    Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
+          range=(0.0, 100.0), dynamic=True),
+    Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
+          range=(0.0, 100.0), dynamic=True),
+    Param("planner.state_noise", "double", None,
+          "Std of the noise added to the virtual states each iteration (GRASP).",
+          range=(0.0, 10.0), dynamic=True),
+    Param("planner.goal_weight", "double", None, "Weight of the dense goal term (GRASP).",
+          range=(0.0, 1e6), dynamic=True),
+)
+
+BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
+
+
+# -- ROS: descriptors, declaration, reading ---------------------------------------------------
+
+_ROS_TYPES = {"bool": "BOOL", "int": "INTEGER", "double": "DOUBLE", "string": "STRING",
+              "string_array": "STRING_ARRAY"}
+
+
+def descriptor(p: Param):
+    """The rcl_interfaces ParameterDescriptor of ``p``."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.parameter import Parameter
+
+    when = ("dynamic: applies from the next control cycle" if p.dynamic else
+            "static: change while unconfigured (cleanup, set, configure)")
+    d = ParameterDescriptor(name=p.name, description=p.description,
+                            additional_constraints="; ".join(filter(None, (p.constraints(), when))),
+                            type=Parameter.Type[_ROS_TYPES[p.type]].value)
+    if p.range is not None and p.type == "int":
+        d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
+    elif p.range is not None and p.type == "double":
+        d.floating_point_range = [FloatingPointRange(from_value=float(p.range[0]),
+                                                     to_value=float(p.range[1]), step=0.0)]
+    return d
+
+
+def declare_all(node) -> dict[str, str]:
+    """Declare every parameter on ``node``; returns {name: reason} for start-up values refused.
+
+    A refused start-up value (wrong type or out of range in a parameter file or ``-p``) would
+    make rclpy raise and the process die; instead the parameter keeps its default and the reason
+    is returned, so that configure can fail with it and a corrected value can be set later.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.parameter import Parameter
+
+    refused: dict[str, str] = {}
+    for p in PARAMETERS:
+        default = Parameter.Type[_ROS_TYPES[p.type]] if p.default is None else p.default
+        try:
+            value = node.declare_parameter(p.name, default, descriptor(p)).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
+            node.declare_parameter(p.name, default, descriptor(p), ignore_override=True)
+            refused[p.name] = f"start-up value refused: {exc}"
+            continue
+        reason = p.validate(value)
+        if reason:
+            refused[p.name] = reason
+    return refused
+
+
+def read_all(node) -> dict[str, Any]:
+    """name -> current value of every parameter (None for an unset planner knob)."""
+    return {p.name: node.get_parameter_or(p.name).value for p in PARAMETERS}
+
+
+def check_consistency(values: dict[str, Any]) -> Optional[str]:
+    """Checks across parameters (values: name -> value for every parameter); reason or None."""
+    period = 1.0 / values["control_rate_hz"]
+    if values["solve_budget"] > period:
+        return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
+                f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
+    return None
+
+
+def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The set planner knobs as planner settings, and the names of set knobs ``planner`` lacks."""
+    fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
+    knobs, ignored = {}, []
+    for p in PARAMETERS:
+        if p.knob is None or values.get(p.name) is None:
+            continue
+        if p.knob in fields:
+            knobs[p.knob] = values[p.name]
+        else:
+            ignored.append(p.name)
+    return knobs, ignored
+
+
+def check_model_fit(values: dict[str, Any], image_size: int, joint_dim: int,
+                    action_dim: int) -> Optional[str]:
+    """Whether the loaded model can serve these parameters; the reason it cannot, or None."""
+    joints = len(values["joint_names"])
+    if values["observation"] == "image" and image_size <= 0:
+        return "observation is 'image' but the model takes no image (image_size 0): use joints"
+    if values["observation"] == "joints" and joint_dim != joints:
+        return (f"observation is 'joints' but the model encodes {joint_dim} joint values and "
+                f"joint_names has {joints}")
+    if values["command_interface"] == "joint_trajectory" and action_dim != joints:
+        return (f"command_interface joint_trajectory needs one joint per action: the model has "
+                f"{action_dim} actions, joint_names has {joints}")
+    return None
+
+
+def validate_all(values: dict[str, Any]) -> list[str]:
+    """Every reason the set of values is refused (empty: all good)."""
+    problems = [reason for p in PARAMETERS if (reason := p.validate(values.get(p.name)))]
+    if not problems:
+        reason = check_consistency(values)
+        if reason:
+            problems.append(reason)
+    return problems
+
+
+# -- documentation --------------------------------------------------------------------------
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return '""' if value == "" else f'"{value}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _default_text(p: Param) -> str:
+    return "unset (planner default)" if p.default is None else _yaml_value(p.default)
+
+
+def markdown_table() -> str:
+    rows = ["| Parameter | Type | Default | Kind | Constraints | Description |",
+            "|---|---|---|---|---|---|"]
+    for p in PARAMETERS:
+        rows.append(f"| `{p.name}` | {p.type} | `{_default_text(p)}` | {p.kind} | "
+                    f"{p.constraints() or '-'} | {p.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def yaml_text() -> str:
+    """The documented parameter file: every parameter with its default and meaning."""
+    lines = [
+        "# grasp_controller parameters (generated from grasp_ros/ros/params.py by",
+        "#   python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml",
+        "# and checked against it by the tests: edit the table, not this file).",
+        "#",
+        "# static: read at configure; change while unconfigured (cleanup, set, configure).",
+        "# dynamic: applies from the next control cycle.",
+        "# planner.* knobs other than running_weight are unset by default (the planner's own default holds); uncomment to set.",
+        "/**:",
+        "  ros__parameters:",
+    ]
+    for p in PARAMETERS:
+        about = f"{p.description} ({'; '.join(filter(None, (p.type, p.constraints(), p.kind)))})"
+        lines.extend(textwrap.wrap(about, width=96, initial_indent="    # ",
+                                   subsequent_indent="    #   "))
+        if p.default is None:
+            lines.append(f"    # {p.name}: <{p.type}>")
+        else:
+            lines.append(f"    {p.name}: {_yaml_value(p.default)}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description="Print grasp_controller's parameter documentation.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--yaml", action="store_true", help="the documented parameter file")
+    group.add_argument("--markdown", action="store_true", help="the README's parameter table")
+    args = parser.parse_args(argv)
+    sys.stdout.write(yaml_text() if args.yaml else markdown_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

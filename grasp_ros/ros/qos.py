@@ -1,0 +1,25 @@
+"""The QoS of each of grasp_controller's topics, chosen once here.
+
+* Sensor streams (image, joint_states): best effort, keep the last few. Only the newest sample
+  matters, and a best-effort subscription matches both reliable and best-effort publishers.
+* Goals: reliable + transient local, depth 1. A goal published once, before the controller
+  starts, still arrives; publishers must offer transient local too (the sim's /goal_state does).
+* Commands: reliable, depth 10, what ros2_control's controllers subscribe with.
+* Diagnostics and plans: reliable, depth 10.
+"""
+from __future__ import annotations
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+SENSOR = qos_profile_sensor_data
+
+GOAL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                  reliability=ReliabilityPolicy.RELIABLE,
+                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+COMMAND = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                     reliability=ReliabilityPolicy.RELIABLE)
+
+REPORT = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                    reliability=ReliabilityPolicy.RELIABLE)

@@ -1,0 +1,457 @@
+"""``grasp_sim``: a navigation simulator (``grasp_ros.envs``) as a ROS 2 node; it stands in for Gazebo.
+
+Time. The node owns simulated time and publishes it on ``/clock``; every other node runs with
+``use_sim_time``. Sim time starts at 0 and advances with the wall clock times ``rate_factor``
+(above 1 is faster than real time), in quanta of ``clock_period`` sim seconds, one ``/clock``
+message per quantum (at most one per wall millisecond: at high rate factors a message covers
+several quanta). If the process falls behind by more than one physics step (CPU starvation), sim
+time slows down instead of jumping, as a simulator's real-time factor drops under load.
+
+With ``wait_for_controller`` sim time stays at 0 until a publisher on ``command`` has existed
+for half a second (the controller makes it when configured, and activates right after). A
+controller whose timer starts at sim time 0 then cycles exactly when the sensors publish, as a
+controller triggered by its camera would: its observation age is transport only, not a random
+phase of up to one period.
+
+Physics. Every ``1 / physics_rate_hz`` sim seconds the env takes one step with the command held
+at that moment (zero-order hold): the agent moves at most the env's ``max_step`` (``reach /
+horizon`` of the layout) per step. So a command received during [t, t + dt) acts over that step,
+and a controller running at ``physics_rate_hz`` that answers within one period is an exact
+discrete-time loop. Commands are clipped to [-1, 1]; a malformed one (not 2 values, NaN/Inf) is
+held as zero, with a throttled warning; no command for ``command_timeout`` sim seconds also holds
+zero (command watchdog).
+
+Sensors. ``joint_states`` (names x, y: position in metres, velocity over the last step in m/s)
+after every physics step; ``image`` (rgb8 top-down camera) every ``1 / camera_rate_hz`` sim
+seconds. Both are stamped with the sim time they describe, and published before the ``/clock``
+message that reaches that time, so a controller woken by the clock finds them waiting.
+
+Episodes. Episode k uses the task ``env.sample_episode(seed + k)``. On its start the node
+publishes the goal (``/goal_state`` JointGoal and ``/goal_image``, the agent drawn at the goal;
+both reliable + transient_local). The first episode's clock starts with the first command
+received (so a slow-starting controller is not timed); an episode ends on success (distance to
+goal <= ``success_radius``) or after ``max_episode_time``. Starts and ends are reported as JSON on
+``~/episode`` (std_msgs/String, reliable + transient_local, depth 100) and in the log:
+
+    {"event": "start", "episode": 0, "seed": 0, "env": "wall_door", "t": 0.0,
+     "start": [x, y], "goal": [x, y]}
+    {"event": "end", "episode": 0, "seed": 0, "env": "wall_door", "t": 7.3, "success": true,
+     "time_to_goal": 6.1, "duration": 6.1, "steps": 61, "final_distance": 0.05, ...}
+    {"event": "done", "episodes": 3, "successes": 3, "success_rate": 1.0, "t": 21.0}
+
+After ``episodes`` episodes (0: no end) the node reports ``done``; with ``exit_when_done`` the
+process then exits with status 0 (demos and benchmarks end by themselves), otherwise the agent
+stays where it is and time goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+import torch
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64MultiArray, Header, String
+
+from grasp_ros.msg import JointGoal
+
+from ..envs import ENV_NAMES, make_env
+from . import qos
+from .conversions import rgb_to_image
+
+JOINT_NAMES = ("x", "y")
+NS = 1_000_000_000
+MIN_WALL_TICK_S = 0.001  # one /clock message per wall millisecond at most
+ACTIVATION_GRACE_S = 0.5  # wall time between a command publisher appearing and time starting
+
+
+# --- settings: each parameter declared once -------------------------------------------------
+
+def _param(default, doc: str, low=None, high=None, choices=None):
+    return field(default=default, metadata={"doc": doc, "low": low, "high": high, "choices": choices})
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The node's parameters (all read-only: a change needs a restart). Times are sim seconds."""
+
+    env: str = _param("wall_door", "world layout", choices=ENV_NAMES)
+    horizon: int = _param(50, "env resolution: the agent moves at most reach/horizon per step "
+                              "(match the controller's model_options horizon)", 1, 10_000)
+    image_size: int = _param(64, "camera image side in pixels", 16, 1024)
+    success_radius: float = _param(0.08, "episode succeeds within this distance of the goal (m)",
+                                   1e-3, 1.0)
+    seed: int = _param(0, "episode k samples its start and goal with seed + k", 0, 2**31 - 1)
+    episodes: int = _param(0, "episodes to run; 0 runs episodes forever", 0, 1_000_000)
+    max_episode_time: float = _param(60.0, "an episode fails after this long (s)", 0.1, 1e6)
+    exit_when_done: bool = _param(False, "exit the process (status 0) after the last episode")
+    physics_rate_hz: float = _param(10.0, "env steps per sim second (zero-order hold of the "
+                                          "latest command over each step)", 0.1, 10_000.0)
+    camera_rate_hz: float = _param(10.0, "images per sim second", 0.1, 1_000.0)
+    command_timeout: float = _param(0.5, "hold zero when no command came for this long (s)",
+                                    1e-3, 1e6)
+    rate_factor: float = _param(1.0, "sim seconds per wall second (> 1: faster than real time)",
+                                1e-3, 1_000.0)
+    clock_period: float = _param(0.001, "sim time quantum: /clock advances in these steps (s)",
+                                 1e-5, 0.1)
+    wait_for_controller: bool = _param(True, "hold sim time at 0 until something publishes "
+                                             "on command (a configured controller)")
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad value (ranges and choices)."""
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta["choices"] is not None and value not in meta["choices"]:
+                raise ValueError(f"{f.name}={value!r}: choose one of {list(meta['choices'])}")
+            if meta["low"] is not None and not (meta["low"] <= value <= meta["high"]):
+                raise ValueError(f"{f.name}={value!r}: must lie in [{meta['low']}, {meta['high']}]")
+        if round(NS / self.physics_rate_hz) < round(self.clock_period * NS):
+            raise ValueError(f"physics_rate_hz={self.physics_rate_hz}: one step must last at least "
+                             f"clock_period={self.clock_period} s")
+
+
+# --- the simulation, free of ROS ------------------------------------------------------------
+
+@dataclass
+class Event:
+    """Something the node publishes: ``kind`` is joints, image, start, end, done or watchdog."""
+
+    kind: str
+    t_ns: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class SimCore:
+    """Episodes, zero-order hold, watchdog and sensor schedule of the sim, in integer sim nanoseconds.
+
+    ``command(values, t_ns)`` holds a command; ``advance(t_ns)`` runs every physics step and camera
+    frame due up to ``t_ns`` and returns what happened as ``Event`` s, in time order.
+    """
+
+    def __init__(self, settings: SimSettings):
+        settings.validate()
+        self.settings = settings
+        self.env = make_env(settings.env, settings.horizon, success_radius=settings.success_radius,
+                            image_size=settings.image_size)
+        self.step_ns = round(NS / settings.physics_rate_hz)
+        self.frame_ns = round(NS / settings.camera_rate_hz)
+        self.timeout_ns = round(settings.command_timeout * NS)
+        self.max_episode_ns = round(settings.max_episode_time * NS)
+        self.now_ns = 0
+        self.next_step_ns = self.next_frame_ns = 0
+        self.held = np.zeros(2)
+        self.last_command_ns: Optional[int] = None
+        self.watchdog_tripped = False
+        self.velocity = np.zeros(2)
+        self.episode_index, self.successes = -1, 0
+        self.episode_start_ns: Optional[int] = None
+        self.steps = 0
+        self.done = False
+        self.pending: list[Event] = []
+        self._start_episode(0)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def command(self, values, t_ns: int) -> Optional[str]:
+        """Hold ``values`` (clipped to [-1, 1]) from now on; if malformed, hold zero and say why."""
+        a = np.asarray(values, dtype=np.float64).reshape(-1)
+        reason = None
+        if a.shape != (2,):
+            reason = f"expected 2 values, got {a.size}"
+        elif not np.isfinite(a).all():
+            reason = f"non-finite values {a.tolist()}"
+        self.held = np.zeros(2) if reason else np.clip(a, -1.0, 1.0)
+        self.last_command_ns = t_ns
+        if self.episode_start_ns is None and not self.done:
+            self.episode_start_ns = t_ns   # the first episode's clock starts with the first command
+        return reason
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, t_ns: int) -> list[Event]:
+        """Run everything due in (now, t_ns]; physics before the camera frame of the same instant."""
+        events, self.pending = self.pending, []
+        while min(self.next_step_ns, self.next_frame_ns) <= t_ns:
+            if self.next_step_ns <= self.next_frame_ns:
+                self._physics_step(self.next_step_ns, events)
+                self.next_step_ns += self.step_ns
+            else:
+                events.append(Event("image", self.next_frame_ns,
+                                    {"position": self.env.position.copy()}))
+                self.next_frame_ns += self.frame_ns
+        self.now_ns = max(self.now_ns, t_ns)
+        return events
+
+    def applied_command(self, t_ns: int) -> np.ndarray:
+        """The command a step at ``t_ns`` applies: the held one, or zero when the watchdog trips."""
+        fresh = self.last_command_ns is not None and not self._timed_out(t_ns)
+        return self.held if fresh else np.zeros(2)
+
+    def _timed_out(self, t_ns: int) -> bool:
+        return self.last_command_ns is not None and t_ns - self.last_command_ns > self.timeout_ns
+
+    def _physics_step(self, t_ns: int, events: list[Event]) -> None:
+        """One env step at ``t_ns``; joint_states then show the state after it (or, when the step
+        ended an episode, the next episode's start: its final position is in the end report)."""
+        action = self.applied_command(t_ns)
+        tripped = self._timed_out(t_ns)
+        if tripped != self.watchdog_tripped:
+            self.watchdog_tripped = tripped
+            events.append(Event("watchdog", t_ns, {"tripped": tripped}))
+        if self.episode_start_ns is not None and self.episode_start_ns < t_ns and not self.done:
+            before = self.env.position.copy()
+            self.env.step(action)
+            self.steps += 1
+            self.velocity = (self.env.position - before) * self.settings.physics_rate_hz
+            if self.env.success() or t_ns - self.episode_start_ns >= self.max_episode_ns:
+                self._end_episode(t_ns, events)
+        events.extend(self.pending)
+        self.pending = []
+        events.append(Event("joints", t_ns, {"position": self.env.position.tolist(),
+                                             "velocity": self.velocity.tolist(),
+                                             "command": action.tolist()}))
+
+    # -- episodes -------------------------------------------------------------------------
+
+    def _start_episode(self, t_ns: int) -> None:
+        self.episode_index += 1
+        seed = self.settings.seed + self.episode_index
+        episode = self.env.sample_episode(seed)
+        self.env.reset(episode)
+        self.steps, self.velocity = 0, np.zeros(2)
+        # Later episodes start at once: the controller is already running.
+        self.episode_start_ns = t_ns if self.episode_index > 0 else None
+        self.pending.append(Event("start", t_ns, self._report(t_ns, start=episode.start.tolist(),
+                                                               goal=episode.goal.tolist())))
+
+    def _end_episode(self, t_ns: int, events: list[Event]) -> None:
+        success = self.env.success()
+        self.successes += int(success)
+        duration = (t_ns - self.episode_start_ns) / NS
+        events.append(Event("end", t_ns, self._report(
+            t_ns, success=success, time_to_goal=duration if success else None, duration=duration,
+            steps=self.steps, final_distance=self.env.distance_to_goal(),
+            final_position=self.env.position.tolist(), goal=self.env.goal.tolist())))
+        finished = self.episode_index + 1
+        if self.settings.episodes and finished >= self.settings.episodes:
+            self.done = True
+            events.append(Event("done", t_ns, {
+                "event": "done", "episodes": finished, "successes": self.successes,
+                "success_rate": self.successes / finished, "t": t_ns / NS}))
+        else:
+            self._start_episode(t_ns)
+
+    def _report(self, t_ns: int, **fields) -> dict[str, Any]:
+        kind = "start" if "start" in fields else "end"
+        return {"event": kind, "episode": self.episode_index,
+                "seed": self.settings.seed + self.episode_index, "env": self.settings.env,
+                "t": t_ns / NS, **fields}
+
+
+# --- the node -------------------------------------------------------------------------------
+
+# Image, goals and command use the controller's profiles (qos.py), so the two always match.
+REPORTS = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Reliable publishers match best-effort and reliable subscribers alike.
+JOINTS_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+# rclcpp's ClockQoS: only the newest time matters.
+CLOCK_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def stamp(t_ns: int) -> Time:
+    return Time(sec=t_ns // NS, nanosec=t_ns % NS)
+
+
+def _descriptor(f: dataclasses.Field) -> ParameterDescriptor:
+    meta = f.metadata
+    d = ParameterDescriptor(description=meta["doc"], read_only=True)
+    if meta["choices"] is not None:
+        d.additional_constraints = "one of: " + ", ".join(meta["choices"])
+    if meta["low"] is not None and isinstance(f.default, float):
+        d.floating_point_range = [FloatingPointRange(from_value=float(meta["low"]),
+                                                     to_value=float(meta["high"]))]
+    elif meta["low"] is not None:
+        d.integer_range = [IntegerRange(from_value=int(meta["low"]), to_value=int(meta["high"]))]
+    return d
+
+
+def image_msg(rgb: np.ndarray, t_ns: int, frame: str = "camera") -> Image:
+    """sensor_msgs/Image (rgb8) of an RGB uint8 [H, W, 3] array, stamped ``t_ns``."""
+    return rgb_to_image(rgb, "rgb8", Header(stamp=stamp(t_ns), frame_id=frame))
+
+
+class SimNode(Node):
+    """Thin ROS shell around ``SimCore``: parameters in, messages out, a wall-clock tick.
+
+    Raises ``ValueError`` or rclpy's ``ParameterException`` on a bad parameter.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__("grasp_sim", **kwargs)
+        for f in dataclasses.fields(SimSettings):
+            self.declare_parameter(f.name, f.default, _descriptor(f))
+        self.settings = SimSettings(**{f.name: self.get_parameter(f.name).value
+                                       for f in dataclasses.fields(SimSettings)})
+        self.core = SimCore(self.settings)
+        s = self.settings
+        self.quantum_ns = round(s.clock_period * NS)
+        self.max_lag_ns = max(self.core.step_ns, self.quantum_ns)
+        self.finished = False
+        self.rejected_commands = 0
+
+        self.clock_pub = self.create_publisher(ClockMsg, "/clock", CLOCK_QOS)
+        self.image_pub = self.create_publisher(Image, "image", qos.SENSOR)
+        self.joints_pub = self.create_publisher(JointState, "joint_states", JOINTS_QOS)
+        self.goal_pub = self.create_publisher(JointGoal, "/goal_state", qos.GOAL)
+        self.goal_image_pub = self.create_publisher(Image, "/goal_image", qos.GOAL)
+        self.episode_pub = self.create_publisher(String, "~/episode", REPORTS)
+        self._command_sub = self.create_subscription(Float64MultiArray, "command",
+                                                     self._on_command, qos.COMMAND)
+        self._waiting = s.wait_for_controller
+        self._publisher_seen: Optional[float] = None
+
+        self._anchor_wall, self._anchor_ns = time.monotonic(), 0
+        wall_tick = max(s.clock_period / s.rate_factor, MIN_WALL_TICK_S)
+        self.create_timer(wall_tick, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.get_logger().info(
+            f"simulating {s.env} (step {self.core.env.max_step:.3f} m at {s.physics_rate_hz:g} Hz, "
+            f"camera {s.camera_rate_hz:g} Hz, x{s.rate_factor:g} real time, "
+            f"episodes: {s.episodes or 'endless'})"
+            + (f"; sim time starts when {self._command_sub.topic_name} has a publisher"
+               if self._waiting else ""))
+        self._publish(self.core.advance(0))
+
+    # -- time -------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        wall = time.monotonic()
+        if self._waiting:
+            if not self.count_publishers(self._command_sub.topic_name):
+                self._publisher_seen = None
+                return
+            self._publisher_seen = self._publisher_seen or wall
+            if wall - self._publisher_seen < ACTIVATION_GRACE_S:
+                return
+            self._waiting = False
+            self._anchor_wall = wall
+            self.get_logger().info(f"a publisher on {self._command_sub.topic_name} appeared: "
+                                   "sim time starts")
+        target = self._anchor_ns + int((wall - self._anchor_wall) * self.settings.rate_factor * NS)
+        target -= target % self.quantum_ns
+        if target - self.core.now_ns > self.max_lag_ns:
+            # Starved of CPU: slow sim time down rather than skip physics steps.
+            target = self.core.now_ns + self.max_lag_ns - self.max_lag_ns % self.quantum_ns
+            self._anchor_ns, self._anchor_wall = target, wall
+        if target <= self.core.now_ns:
+            return
+        self._publish(self.core.advance(target))
+        self.clock_pub.publish(ClockMsg(clock=stamp(target)))
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        reason = self.core.command(msg.data, self.core.now_ns)
+        if reason:
+            self.rejected_commands += 1
+            self.get_logger().warning(f"malformed command ({reason}): holding zero",
+                                      throttle_duration_sec=2.0)
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            getattr(self, f"_on_{event.kind}")(event)
+
+    def _on_joints(self, event: Event) -> None:
+        msg = JointState(name=list(JOINT_NAMES), position=event.data["position"],
+                         velocity=event.data["velocity"])
+        msg.header.stamp = stamp(event.t_ns)
+        msg.header.frame_id = "world"
+        self.joints_pub.publish(msg)
+
+    def _on_image(self, event: Event) -> None:
+        self.image_pub.publish(image_msg(self.core.env.render(event.data["position"]), event.t_ns))
+
+    def _on_start(self, event: Event) -> None:
+        d = event.data
+        goal = JointGoal(name=list(JOINT_NAMES), position=d["goal"])
+        goal.header.stamp = stamp(event.t_ns)
+        goal.header.frame_id = "world"
+        self.goal_pub.publish(goal)
+        self.goal_image_pub.publish(image_msg(self.core.env.render(np.asarray(d["goal"])), event.t_ns))
+        self._report(d, f"episode {d['episode']} (seed {d['seed']}): "
+                        f"start {_fmt(d['start'])} goal {_fmt(d['goal'])}")
+
+    def _on_end(self, event: Event) -> None:
+        d = event.data
+        outcome = (f"reached the goal in {d['time_to_goal']:.2f} s ({d['steps']} steps)"
+                   if d["success"] else
+                   f"FAILED after {d['duration']:.2f} s, {d['final_distance']:.3f} m from the goal")
+        self._report(d, f"episode {d['episode']}: {outcome}")
+
+    def _on_done(self, event: Event) -> None:
+        d = event.data
+        self._report(d, f"done: {d['successes']}/{d['episodes']} episodes reached the goal")
+        self.finished = self.settings.exit_when_done
+
+    def _on_watchdog(self, event: Event) -> None:
+        if event.data["tripped"]:
+            self.get_logger().warning(f"no command for {self.settings.command_timeout} s: holding zero")
+        else:
+            self.get_logger().info("commands resumed")
+
+    def _report(self, data: dict, text: str) -> None:
+        self.episode_pub.publish(String(data=json.dumps(data)))
+        self.get_logger().info(text)
+
+
+def _fmt(xy) -> str:
+    return f"({xy[0]:+.2f}, {xy[1]:+.2f})"
+
+
+FLUSH_S = 0.5  # after the last report, time for reliable messages to reach their readers
+
+
+def run(args: Optional[list[str]] = None) -> int:
+    """Spin the node until shutdown (Ctrl-C) or, with exit_when_done, its last episode; exit status."""
+    torch.set_num_threads(1)   # the env steps tiny tensors; leave the cores to the controller
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = SimNode()
+            except (ValueError, ParameterException) as exc:   # out of range, wrong type
+                rclpy.logging.get_logger("grasp_sim").fatal(f"bad parameters: {exc}")
+                return 2
+            executor = SingleThreadedExecutor()
+            executor.add_node(node)
+            while not node.finished:
+                executor.spin_once(timeout_sec=0.1)
+            flush_until = time.monotonic() + FLUSH_S
+            while time.monotonic() < flush_until:
+                executor.spin_once(timeout_sec=0.05)
+            node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+def main() -> None:
+    sys.exit(run(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

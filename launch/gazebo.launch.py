@@ -1,0 +1,115 @@
+"""grasp_controller on a Gazebo (gz sim) robot, through ros_gz_bridge. Not run in this repo's CI.
+
+    ros2 launch grasp_ros gazebo.launch.py world:=my_world.sdf \\
+        camera_topic:=/world/my_world/model/robot/link/camera_link/sensor/camera/image \\
+        command_topic:=/velocity_controller/commands joint_names:="['x_joint', 'y_joint']"
+
+What it starts:
+
+1. Gazebo itself (ros_gz_sim's gz_sim.launch.py, running: ``-r``) when ``world`` is given; leave
+   it empty when Gazebo and the robot are started elsewhere. Spawning the robot and its
+   ros2_control controllers is the robot's own launch file's job.
+2. ros_gz_bridge's parameter_bridge, one way from Gazebo to ROS:
+   ``/clock`` (rosgraph_msgs/Clock <- gz.msgs.Clock), so every node can run on sim time;
+   the camera (sensor_msgs/Image <- gz.msgs.Image) from ``camera_topic``, remapped to ``image``;
+   and, if ``joint_state_topic`` names a gz topic (a JointStatePublisher system's, e.g.
+   /world/<world>/model/<robot>/joint_state), the joints (sensor_msgs/JointState <-
+   gz.msgs.Model), remapped to ``joint_states``. With gz_ros2_control, leave it empty: the
+   joint_state_broadcaster already publishes /joint_states.
+3. grasp_controller (lifecycle; autostart) with ``use_sim_time``, its parameters from
+   ``params_file``, ``command`` remapped to ``command_topic``: the Float64MultiArray input of a
+   ros2_control forward command controller (e.g. velocity_controllers/JointGroupVelocityController,
+   one velocity per joint in ``joint_names`` order, in [-1, 1]: scale it in the controller's
+   limits or choose the robot's units accordingly).
+
+The goal comes from outside on /goal_state (grasp_ros/msg/JointGoal) or /goal_image, e.g.:
+
+    ros2 topic pub --once --qos-durability transient_local --qos-reliability reliable \\
+        /goal_state grasp_ros/msg/JointGoal "{name: [x_joint, y_joint], position: [0.5, 0.2]}"
+
+The controller's model must fit the robot: ``observation:=image`` needs the camera at the
+model's image size (set the gz camera's width and height), ``observation:=joints`` needs
+``joint_names`` in the model's joint order. The built-in analytic model only knows grasp_ros's
+own 2-D worlds; bring a learned model (``model``, ``model_weights``).
+"""
+from typing import List
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+ARGUMENTS = (
+    ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
+    ("camera_topic", "/camera", "gz topic of the robot's camera (gz.msgs.Image)"),
+    ("joint_state_topic", "", "gz topic of the joint states (gz.msgs.Model); empty: ros2_control "
+                              "publishes /joint_states"),
+    ("command_topic", "/velocity_controller/commands",
+     "the ros2_control forward command controller's input (std_msgs/Float64MultiArray)"),
+    ("joint_names", "['x', 'y']", "joints the controller reads and commands, in the model's order"),
+    ("observation", "joints", "what the controller encodes: joints or image"),
+    ("model", "analytic", "world model spec"),
+    ("model_options", "{}", "world model options (a YAML map as a string)"),
+    ("model_weights", "", "world model weights file"),
+    ("planner", "grasp", "planner: grasp, cem, mppi or gd"),
+    ("horizon", "50", "planning horizon H"),
+    ("rate", "10.0", "control rate (Hz, sim time)"),
+    ("params_file", PathJoinSubstitution([FindPackageShare("grasp_ros"), "config",
+                                          "grasp_controller.yaml"]),
+     "controller parameters YAML (default: the package's config/grasp_controller.yaml)"),
+)
+
+
+def typed(name: str, value_type):
+    return ParameterValue(LaunchConfiguration(name), value_type=value_type)
+
+
+def bridge(context: LaunchContext):
+    """parameter_bridge for /clock, the camera and (optionally) the joint states, gz -> ROS."""
+    camera = LaunchConfiguration("camera_topic").perform(context)
+    joints = LaunchConfiguration("joint_state_topic").perform(context)
+    topics = ["/clock@rosgraph_msgs/msg/Clock[gz.msgs.Clock",
+              f"{camera}@sensor_msgs/msg/Image[gz.msgs.Image"]
+    remappings = [(camera, "image")]
+    if joints:
+        topics.append(f"{joints}@sensor_msgs/msg/JointState[gz.msgs.Model")
+        remappings.append((joints, "joint_states"))
+    return [Node(package="ros_gz_bridge", executable="parameter_bridge", name="grasp_gz_bridge",
+                 arguments=topics, remappings=remappings, output="screen",
+                 parameters=[{"use_sim_time": True}])]
+
+
+def generate_launch_description() -> LaunchDescription:
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, default, text in ARGUMENTS]
+    gazebo = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
+        launch_arguments={"gz_args": ["-r ", LaunchConfiguration("world")]}.items(),
+        condition=IfCondition(PythonExpression(["'", LaunchConfiguration("world"), "' != ''"])))
+    controller = LifecycleNode(
+        package="grasp_ros", executable="grasp_controller", name="grasp_controller",
+        namespace="", output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "autostart": True,
+                "use_sim_time": True,
+                "joint_names": ParameterValue(LaunchConfiguration("joint_names"), value_type=List[str]),
+                "observation": typed("observation", str),
+                "model": typed("model", str),
+                "model_options": typed("model_options", str),
+                "model_weights": typed("model_weights", str),
+                "planner": typed("planner", str),
+                "horizon": typed("horizon", int),
+                "control_rate_hz": typed("rate", float),
+            },
+        ],
+        remappings=[("command", LaunchConfiguration("command_topic")),
+                    ("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
+    )
+    return LaunchDescription([*arguments, gazebo, OpaqueFunction(function=bridge), controller])

@@ -1,0 +1,64 @@
+"""The benchmark helpers shared by the bench commands (no ROS needed)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from grasp_ros.commands._bench_common import machine_info, markdown_table, write_bench_json
+
+
+def test_machine_info_has_the_fields_of_bench_format():
+    info = machine_info()
+    assert {"cpu", "cores", "gpu", "torch", "python", "date"} <= set(info)
+    assert isinstance(info["cpu"], str) and info["cores"] >= 1
+    assert info["gpu"] is None or isinstance(info["gpu"], str)
+
+
+def test_write_bench_json_makes_valid_json_without_nan(tmp_path):
+    machine = {"cpu": "test", "cores": 2, "gpu": None, "torch": "x", "python": "3", "date": "d"}
+    rows = [{"bench": "loop", "solve_ms_p99": math.nan, "cycles": np.int64(1200),
+             "rate": np.float32(2.5), "nested": {"x": math.inf, "ok": True}}]
+    path = write_bench_json(tmp_path / "sub" / "out.json", rows, machine)
+    document = json.loads(path.read_text())     # strict JSON: NaN/Inf would not parse back
+    assert document == {"machine": machine, "rows": [
+        {"bench": "loop", "solve_ms_p99": None, "cycles": 1200, "rate": 2.5,
+         "nested": {"x": None, "ok": True}}]}
+
+
+def test_markdown_table_formats_columns():
+    rows = [{"name": "a|b", "rate": 0.1234, "ok": True, "ms": 12.345}, {"name": "c", "rate": math.nan}]
+    table = markdown_table(rows, ["name", ("rate", "rate", ".1%"), ("ok", "OK"), ("ms", "ms", ".1f")])
+    assert table.splitlines() == [
+        "| name | rate | OK | ms |",
+        "|---|---|---|---|",
+        "| a\\|b | 12.3% | yes | 12.3 |",
+        "| c | - | - | - |",
+    ]
+
+
+def test_bench_loop_rows_follow_bench_format():
+    closed_loop = pytest.importorskip("grasp_ros.ros.closed_loop", exc_type=ImportError)  # rclpy
+    from grasp_ros.commands.bench_loop import summarise
+
+    ok, fallback = 0, 2
+    diagnostics = ([{"status": ok, "status_text": "OK", "solve_time": 0.010, "observation_age": 0.0,
+                     "deadline_missed": False}] * 98
+                   + [{"status": fallback, "status_text": "FALLBACK: late", "solve_time": 0.090,
+                       "observation_age": 0.0, "deadline_missed": True}] * 2)
+    ends = [{"success": True, "time_to_goal": 4.0}, {"success": True, "time_to_goal": 6.0}]
+    result = closed_loop.LoopResult(ok=True, reason="ok", starts=[], ends=ends,
+                                    samples=np.zeros((0, 6)), diagnostics=diagnostics,
+                                    latencies=np.full(100, 0.012), wall_time=5.0, logs={})
+    loop, closed = summarise(result, closed_loop.LoopSpec(env="open", rate_hz=20.0, horizon=50))
+    assert {k: loop[k] for k in ("bench", "rate_hz", "horizon", "planner", "model", "cycles",
+                                 "deadline_miss_rate", "period_ms", "success")} == {
+        "bench": "loop", "rate_hz": 20.0, "horizon": 50, "planner": "grasp", "model": "analytic",
+        "cycles": 100, "deadline_miss_rate": 0.02, "period_ms": 50.0, "success": True}
+    assert loop["solve_ms_p50"] == np.float64(10.0) and 10.0 < loop["solve_ms_p99"] <= 90.0
+    assert loop["latency_ms_p50"] == loop["latency_ms_p99"] == np.float64(12.0)
+    assert loop["status_counts"] == {"OK": 98, "FALLBACK": 2}
+    assert closed == {**closed, "bench": "closed_loop", "env": "open", "episodes": 2,
+                      "success_rate": 1.0, "through": "ros", "median_time_to_goal_s": 5.0}

@@ -1,0 +1,380 @@
+"""The control cycle without ROS: stale handling, fallback, errors, the final guard, warm starts.
+
+Toy models keep these fast and exact: the latent is the joint vector and one action moves it by
+``0.1 * a`` (clamped to the model's bounds, which are deliberately asymmetric).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from grasp_ros.control import (ControlConfig, ControlLoop, CycleStats, Status, build_control_loop,
+                               model_spec, parse_options, resolve_device)
+from grasp_ros.models import WorldModel
+from grasp_ros.planning import Plan, make_planner
+
+H = 8
+PERIOD = 0.1
+LOW, HIGH = [-0.5, -1.0], [1.0, 0.25]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny tensors: a second intra-op thread only adds waits for a core that others may hold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class LinearModel(WorldModel):
+    """z' = z + 0.1 a. ``nan`` poisons encode or predict; ``delay`` slows predict (seconds)."""
+
+    latent_dim, action_dim, joint_dim = 2, 2, 2
+
+    def __init__(self):
+        super().__init__(LOW, HIGH)
+        self.nan, self.delay, self.fail = None, 0.0, None
+
+    def encode(self, observation):
+        if self.fail == "encode":
+            raise RuntimeError("camera driver exploded")
+        z = observation["joints"].to(torch.float32)
+        return z * math.nan if self.nan == "encode" else z
+
+    def predict(self, latent, action):
+        if self.delay:
+            time.sleep(self.delay)
+        nxt = latent + 0.1 * action
+        return nxt * math.nan if self.nan == "predict" else nxt
+
+    def position(self, latent):
+        return latent
+
+
+def make_loop(**config) -> ControlLoop:
+    model = LinearModel()
+    planner = make_planner("grasp", model, H, {"iterations": 15, "chains": 2})
+    options = dict(period=PERIOD, solve_budget=2.0, max_observation_age=0.25)
+    options.update(config)
+    loop = ControlLoop(model, planner, ControlConfig(**options))
+    loop.warm_up()     # as build_control_loop does: torch's first autograd call is slow
+    return loop
+
+
+def ready_loop(**config) -> ControlLoop:
+    loop = make_loop(**config)
+    loop.set_goal({"joints": np.array([0.6, -0.4])})
+    loop.observe({"joints": np.array([0.0, 0.0])}, stamp=0.0)
+    return loop
+
+
+def in_bounds(command) -> bool:
+    command = np.asarray(command)
+    return bool(np.isfinite(command).all() and (command >= LOW).all() and (command <= HIGH).all())
+
+
+# -- stale ------------------------------------------------------------------------------------
+
+def test_no_observation_or_no_goal_is_stale_with_zero():
+    loop = make_loop()
+    result = loop.step(0.0)
+    assert result.status == Status.STALE and "no observation" in result.message
+    assert result.command.tolist() == [0.0, 0.0] and result.plan is None
+    loop.observe({"joints": np.zeros(2)}, stamp=0.0)
+    result = loop.step(0.0)
+    assert result.status == Status.STALE and "no goal" in result.message
+    assert result.observation_age == 0.0
+
+
+@pytest.mark.parametrize("on_stale", ["hold", "zero"])
+def test_old_observation_is_stale_and_holds_or_zeroes(on_stale):
+    loop = ready_loop(on_stale=on_stale)
+    first = loop.step(0.0)
+    assert first.status == Status.OK and np.abs(first.command).max() > 0.1
+    within = loop.step(0.25)                         # age == max_observation_age: still fresh
+    assert within.status == Status.OK
+    stale = loop.step(0.3)
+    assert stale.status == Status.STALE and "0.300 s old" in stale.message
+    assert stale.observation_age == pytest.approx(0.3)
+    expected = within.command if on_stale == "hold" else np.zeros(2)
+    assert stale.command == pytest.approx(expected)
+    assert loop.step(0.4).command == pytest.approx(expected)     # held again, not drifting
+    loop.observe({"joints": np.zeros(2)}, stamp=0.5)              # fresh data: controls again
+    assert loop.step(0.5).status == Status.OK
+
+
+# -- planning, fallback ----------------------------------------------------------------------
+
+def test_ok_cycle_sends_the_plans_first_action():
+    loop = ready_loop()
+    result = loop.step(0.0)
+    assert result.status == Status.OK and not result.deadline_missed and not result.warm_started
+    assert result.plan is not None and result.iterations > 0
+    plan_actions = result.plan.actions.numpy()
+    assert result.command == pytest.approx(np.clip(plan_actions[0], LOW, HIGH))
+    assert result.actions.shape == (H, 2) and result.path.shape == (H + 1, 2)
+    assert result.goal_distance == pytest.approx(math.hypot(0.6, -0.4), rel=1e-5)
+    assert math.isfinite(result.cost) and math.isfinite(result.residual)
+    assert loop.step(PERIOD).warm_started
+
+
+def test_deadline_miss_sends_the_previous_plans_action():
+    loop = ready_loop(period=1.0, solve_budget=5.0, max_observation_age=100.0)
+    first = loop.step(0.0)
+    assert first.status == Status.OK
+    previous = first.plan.actions.numpy()
+    loop.model.delay = 0.02                   # every model call now takes longer than the budget
+    loop.configure(solve_budget=0.005)
+    late = loop.step(2.0)                     # two periods after the first plan was made
+    assert late.status == Status.FALLBACK and late.deadline_missed
+    assert "previous plan" in late.message
+    assert late.command == pytest.approx(np.clip(previous[2], LOW, HIGH))
+    assert late.actions == pytest.approx(np.clip(previous[2:], LOW, HIGH))
+    assert late.plan is not None              # the late plan itself exists (and warm-starts next)
+
+
+def test_deadline_miss_without_a_previous_plan_sends_zero():
+    loop = ready_loop(period=1.0, solve_budget=0.005)
+    loop.model.delay = 0.02
+    result = loop.step(0.0)
+    assert result.status == Status.FALLBACK and result.command.tolist() == [0.0, 0.0]
+    assert "no previous plan" in result.message
+
+
+def test_deadline_miss_after_the_previous_plan_ran_out_sends_zero():
+    loop = ready_loop(period=1.0, solve_budget=5.0, max_observation_age=100.0)
+    assert loop.step(0.0).status == Status.OK
+    loop.model.delay = 0.02
+    loop.configure(solve_budget=0.005)
+    result = loop.step(float(H))              # all H actions of the old plan are in the past
+    assert result.status == Status.FALLBACK and result.command.tolist() == [0.0, 0.0]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["encode", "predict"])
+def test_nan_from_the_model_is_an_error_with_zero_and_the_loop_recovers(where):
+    loop = ready_loop(on_stale="hold")
+    assert np.abs(loop.step(0.0).command).max() > 0
+    loop.model.nan = where
+    result = loop.step(0.1)
+    assert result.status == Status.ERROR and result.command.tolist() == [0.0, 0.0]
+    assert "NaN" in result.message and result.plan is None
+    loop.model.nan = None
+    assert loop.step(0.2).status == Status.OK
+
+
+def test_model_exception_is_an_error_with_zero():
+    loop = ready_loop()
+    loop.model.fail = "encode"
+    result = loop.step(0.0)
+    assert result.status == Status.ERROR and "camera driver exploded" in result.message
+    assert result.command.tolist() == [0.0, 0.0]
+
+
+def test_refused_observation_and_goal_are_errors_until_replaced():
+    loop = ready_loop()
+    loop.reject_observation("unsupported image encoding '16UC1'", stamp=0.0)
+    result = loop.step(0.0)
+    assert result.status == Status.ERROR and "16UC1" in result.message
+    loop.observe({"joints": np.zeros(2)}, stamp=0.1)
+    loop.reject_goal("goal_state lacks joint(s) ['y']")
+    assert loop.step(0.1).status == Status.ERROR
+    loop.set_goal_latent([0.2, 0.1])
+    assert loop.step(0.1).status == Status.OK
+    with pytest.raises(ValueError):
+        loop.set_goal_latent([0.0, math.nan])
+
+
+def test_a_goal_the_model_cannot_encode_is_an_error():
+    loop = ready_loop()
+    loop.set_goal({"image": np.zeros((8, 8, 3), np.uint8)})    # the toy model takes no images
+    result = loop.step(0.0)
+    assert result.status == Status.ERROR and "does not take 'image'" in result.message
+
+
+class RoguePlanner:
+    """A planner that breaks its contract: out-of-bounds or non-finite actions."""
+
+    name, horizon = "rogue", H
+
+    def __init__(self, action):
+        self.action, self.device, self.settings = action, torch.device("cpu"), None
+
+    def reset(self):
+        pass
+
+    def plan(self, z0, goal, warm_start=None, budget=None):
+        actions = torch.tensor([self.action] * H, dtype=torch.float32)
+        return Plan(actions=actions, states=torch.zeros(H + 1, 2), cost=0.0, iterations=1,
+                    solve_time=0.0, model_calls=0, planner=self.name)
+
+
+@pytest.mark.parametrize("action,status", [([5.0, -7.0], Status.OK),
+                                           ([math.nan, 0.1], Status.ERROR),
+                                           ([math.inf, 0.1], Status.ERROR)])
+def test_final_guard_clips_and_zeroes_non_finite_commands(action, status):
+    loop = ControlLoop(LinearModel(), RoguePlanner(action),
+                       ControlConfig(period=PERIOD, solve_budget=1.0))
+    loop.set_goal_latent([0.0, 0.0])
+    loop.observe({"joints": np.zeros(2)}, 0.0)
+    result = loop.step(0.0)
+    assert result.status == status and in_bounds(result.command) and in_bounds(result.actions)
+    if status == Status.OK:
+        assert result.command.tolist() == [1.0, -1.0]
+    else:
+        assert result.command.tolist() == [0.0, 0.0] and "non-finite" in result.message
+
+
+def test_commands_are_always_finite_and_within_bounds():
+    rng = np.random.default_rng(0)
+    loop = make_loop(on_stale="hold", max_observation_age=0.15)
+    loop.set_goal({"joints": np.array([3.0, -3.0])})    # far away: the plan saturates the bounds
+    for k in range(30):
+        now = k * PERIOD
+        if rng.random() < 0.7:
+            loop.observe({"joints": rng.uniform(-2, 2, 2)}, stamp=now)
+        loop.model.nan = "predict" if rng.random() < 0.2 else None
+        result = loop.step(now)
+        assert in_bounds(result.command) and in_bounds(result.actions), (k, result)
+
+
+# -- warm start, reset, settings --------------------------------------------------------------
+
+class Recording:
+    """Wraps a planner and records the warm start of each call."""
+
+    def __init__(self, planner):
+        self.inner, self.warm_starts = planner, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def plan(self, z0, goal, warm_start=None, budget=None):
+        self.warm_starts.append(warm_start)
+        return self.inner.plan(z0, goal, warm_start, budget)
+
+
+def recording_loop(**config):
+    loop = ready_loop(max_observation_age=100.0, **config)
+    loop.planner = Recording(loop.planner)
+    return loop
+
+
+@pytest.mark.parametrize("periods", [1, 3])
+def test_warm_start_is_the_previous_plan_shifted_by_the_elapsed_periods(periods):
+    loop = recording_loop()
+    first = loop.step(0.0)
+    second = loop.step(periods * PERIOD)
+    assert loop.planner.warm_starts[0] is None and second.warm_started
+    expected = first.plan.shifted(periods)
+    warm = loop.planner.warm_starts[1]
+    assert torch.equal(warm.actions, expected.actions) and torch.equal(warm.states, expected.states)
+    assert warm.actions[-periods:].abs().sum() == 0          # the tail holds still
+
+
+def test_no_warm_start_once_the_previous_plan_is_over():
+    loop = recording_loop()
+    loop.step(0.0)
+    result = loop.step(H * PERIOD)
+    assert not result.warm_started and loop.planner.warm_starts[1] is None
+
+
+def test_reset_clears_the_warm_start():
+    loop = recording_loop()
+    loop.step(0.0)
+    assert loop.step(PERIOD).warm_started
+    loop.reset()
+    assert not loop.step(2 * PERIOD).warm_started
+    assert loop.planner.warm_starts[2] is None
+    assert loop.step(3 * PERIOD).warm_started
+
+
+def test_planner_settings_are_checked_now_and_applied_next_cycle():
+    loop = ready_loop()
+    loop.request_settings(iterations=3, lr_actions=0.2)
+    assert loop.planner.settings.iterations == 15               # not yet
+    result = loop.step(0.0)
+    assert loop.planner.settings.iterations == 3 and loop.planner.settings.lr_actions == 0.2
+    assert result.iterations <= 3
+    with pytest.raises(ValueError, match="chains"):
+        loop.request_settings(chains=0)
+    with pytest.raises(ValueError, match="no setting samples"):
+        loop.request_settings(samples=10)
+
+
+@pytest.mark.parametrize("change", [{"on_stale": "sideways"}, {"period": 0.0},
+                                    {"max_observation_age": -1.0}, {"solve_budget": math.nan}])
+def test_config_changes_are_validated(change):
+    loop = make_loop()
+    with pytest.raises(ValueError):
+        loop.configure(**change)
+
+
+def test_idle_is_inactive_with_zero_and_resets_hold():
+    loop = ready_loop(on_stale="hold")
+    loop.step(0.0)
+    idle = loop.idle("deactivated")
+    assert idle.status == Status.INACTIVE and idle.command.tolist() == [0.0, 0.0]
+    assert loop.step(10.0).command.tolist() == [0.0, 0.0]      # stale, holding the zero
+
+
+# -- statistics, building ----------------------------------------------------------------------
+
+def test_cycle_stats_rate_quantiles_counts_and_health():
+    stats = CycleStats(window=50)
+    assert stats.health() == ("ok", "no control cycles yet")
+    loop = ready_loop(max_observation_age=100.0)
+    for k in range(10):
+        stats.record(loop.step(k * PERIOD), k * PERIOD)
+    assert stats.rate == pytest.approx(1 / PERIOD)
+    assert 0 < stats.solve_time_quantile(0.5) <= stats.solve_time_quantile(0.99)
+    summary = stats.summary()
+    assert summary["cycles"] == "10" and summary["cycles_ok"] == "10"
+    assert summary["deadline_misses"] == "0" and summary["last_status"] == "OK"
+    assert stats.health()[0] == "ok"
+    loop.model.nan = "predict"
+    stats.record(loop.step(1.0), 1.0)
+    assert stats.health()[0] == "error" and stats.summary()["cycles_error"] == "1"
+    stats.record(make_loop().step(1.1), 1.1)
+    level, message = stats.health()
+    assert level == "warn" and message.startswith("stale")
+
+
+def test_build_helpers():
+    assert parse_options("") == {} and parse_options("{env: open, horizon: 20}") == {
+        "env": "open", "horizon": 20}
+    for bad in ("[1, 2]", "{env: [", "just text"):
+        with pytest.raises(ValueError, match="model_options"):
+            parse_options(bad)
+    assert model_spec("analytic", "", {"env": "open"}) == {"name": "analytic", "options": {"env": "open"}}
+    assert model_spec("pkg.mod:make", "w.pt") == {"factory": "pkg.mod:make", "options": {}, "weights": "w.pt"}
+    assert model_spec("/models/m.ts") == {"torchscript": "/models/m.ts"}
+    with pytest.raises(ValueError):
+        model_spec("/models/m.ts", "w.pt")
+    device, warning = resolve_device("auto")
+    assert device.type in ("cpu", "cuda") and (warning is None) == (device.type == "cuda")
+    assert resolve_device("cpu") == (torch.device("cpu"), None)
+    for bad in ("tpu", "gpu0"):
+        with pytest.raises(ValueError):
+            resolve_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_build_control_loop_on_the_analytic_model():
+    loop = build_control_loop(model_spec("analytic", "", {"env": "open", "horizon": 20}),
+                              "grasp", 20, ControlConfig(period=0.5, solve_budget=0.4),
+                              {"iterations": 10})
+    loop.observe({"joints": np.array([-0.5, -0.5])}, 0.0)
+    loop.set_goal({"joints": np.array([0.5, 0.5])})
+    result = loop.step(0.0)
+    assert result.status in (Status.OK, Status.FALLBACK)
+    assert np.isfinite(result.command).all() and np.abs(result.command).max() <= 1.0
+    assert loop.image_size == 64 and loop.joint_dim == 2

@@ -1,0 +1,480 @@
+"""grasp_controller over real DDS: lifecycle, stale inputs, bad images, parameters, reset.
+
+The node runs in this process beside a probe node, both on one single-threaded executor
+spinning in a background thread (as in the node's main()); everything between them goes over
+DDS (topics, the lifecycle and parameter services). The node runs on simulated time that the
+probe publishes on /clock one control period at a time, so every cycle is triggered (and
+checked) deliberately. Each test has a namespace and an executor of its own; the domain comes
+from the environment (`make test` picks a private one).
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+try:  # ImportError too: e.g. rclpy without an RMW library
+    import rclpy
+except ImportError as exc:
+    pytest.skip(f"rclpy (ROS 2) is not importable: {exc}", allow_module_level=True)
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray, Header  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros import params, qos  # noqa: E402
+from grasp_ros.ros.controller_node import GraspController  # noqa: E402
+from grasp_ros.ros.conversions import (command_message, image_to_rgb, path_message,  # noqa: E402
+                                       rgb_to_image, select_joints, trajectory_message)
+
+TIMEOUT = 20.0          # s, wall clock: generous for a busy 2-core machine
+RATE = 2.0              # Hz of sim time: a 0.4 s (wall) solve budget, planner capped at 5 iterations
+PERIOD_NS = int(1e9 / RATE)
+START, GOAL = [-0.5, -0.5], [0.5, 0.5]
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "grasp_controller.yaml"
+OK = PlanDiagnostics.STATUS_OK
+PLANNED = (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_FALLBACK)
+
+
+def wait_until(predicate, timeout=TIMEOUT, what="condition", errors=()):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if errors:
+            raise AssertionError("the executor stopped: a callback raised") from errors[0]
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def ns_time(t_ns: int) -> Time:
+    return Time(sec=t_ns // 10**9, nanosec=t_ns % 10**9)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """One context for the module (each test spins its own executor)."""
+    threads = torch.get_num_threads()      # the node sets torch_threads; give it back after
+    context = Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+    torch.set_num_threads(threads)
+
+
+_namespaces = itertools.count()
+
+
+class Rig:
+    """The controller under test plus a probe node that drives and records it over DDS."""
+
+    def __init__(self, context, **overrides):
+        self.context = context
+        self.ns = f"/ctl{next(_namespaces)}"
+        values = {"use_sim_time": True, "control_rate_hz": RATE, "max_observation_age": 1.0,
+                  "planner.iterations": 5, "model_options": "{env: open, horizon: 20}",
+                  "horizon": 20}
+        values.update(overrides)
+        self.node = GraspController(context=self.context, namespace=self.ns,
+                                    parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        self.probe = rclpy.create_node("probe", namespace=self.ns, context=self.context)
+        p, me = self.probe, f"{self.ns}/grasp_controller"
+        self.clock_pub = p.create_publisher(Clock, "/clock", 10)
+        self.joints_pub = p.create_publisher(JointState, "joint_states", 10)
+        self.image_pub = p.create_publisher(Image, "image", 10)
+        self.goal_pub = p.create_publisher(JointGoal, f"{me}/goal_state", qos.GOAL)
+        self.commands, self.trajectories, self.diagnostics, self.health = [], [], [], []
+        p.create_subscription(Float64MultiArray, "command", lambda m: self.commands.append(list(m.data)), 100)
+        p.create_subscription(JointTrajectory, "joint_trajectory", self.trajectories.append, 100)
+        p.create_subscription(PlanDiagnostics, f"{me}/plan_diagnostics", self.diagnostics.append, 100)
+        p.create_subscription(DiagnosticArray, "/diagnostics", self._on_health, 10)
+        self.change_state = p.create_client(ChangeState, f"{me}/change_state")
+        self.get_state = p.create_client(GetState, f"{me}/get_state")
+        self.set_parameters_client = p.create_client(SetParameters, f"{me}/set_parameters")
+        self.reset_client = p.create_client(Trigger, f"{me}/reset")
+        # One thread spins both nodes, as the node's main() does; the test thread only waits.
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self.errors: list[BaseException] = []
+        self.spinner = threading.Thread(target=self._spin, daemon=True)
+        self.spinner.start()
+        self.t_ns = 10**9
+        self.publish_clock()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except BaseException as exc:  # noqa: B902 - reported by wait_until, in the test's thread
+            self.errors.append(exc)
+
+    def wait_until(self, predicate, what="condition"):
+        wait_until(predicate, what=what, errors=self.errors)
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=5.0)   # stop spinning before anything is destroyed
+        self.spinner.join(timeout=5.0)
+        try:
+            self.node.trigger_shutdown()
+        except RuntimeError:                      # already finalized by the test
+            pass
+        for node in (self.node, self.probe):
+            node.destroy_node()
+
+    def _on_health(self, msg: DiagnosticArray):
+        self.health.extend(s for s in msg.status if s.hardware_id == f"{self.ns}/grasp_controller")
+
+    # -- services ---------------------------------------------------------------------------
+
+    def call(self, client, request):
+        self.wait_until(client.service_is_ready, what=f"service {client.srv_name}")
+        future = client.call_async(request)
+        self.wait_until(future.done, what=f"answer of {client.srv_name}")
+        return future.result()
+
+    def transition(self, transition_id: int) -> bool:
+        return self.call(self.change_state, ChangeState.Request(
+            transition=Transition(id=transition_id))).success
+
+    def state(self) -> int:
+        return self.call(self.get_state, GetState.Request()).current_state.id
+
+    def set_parameters(self, **values):
+        request = SetParameters.Request(parameters=[
+            Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        return self.call(self.set_parameters_client, request).results
+
+    def start(self):
+        assert self.transition(Transition.TRANSITION_CONFIGURE)
+        assert self.transition(Transition.TRANSITION_ACTIVATE)
+
+    # -- time and inputs --------------------------------------------------------------------
+
+    def publish_clock(self):
+        self.clock_pub.publish(Clock(clock=ns_time(self.t_ns)))
+
+    def send_goal(self, position=GOAL):
+        self.goal_pub.publish(JointGoal(name=["x", "y"], position=list(position)))
+
+    def send_joints(self, position=START):
+        msg = JointState(name=["y", "x"], position=[position[1], position[0]])   # order by name
+        msg.header.stamp = ns_time(self.t_ns)
+        self.joints_pub.publish(msg)
+
+    def send_image(self, msg: Image):
+        msg.header.stamp = ns_time(self.t_ns)
+        self.image_pub.publish(msg)
+
+    def cycle(self, feed=None) -> PlanDiagnostics:
+        """Advance sim time by one period (after ``feed()`` sends inputs); the cycle's diagnostics."""
+        self.t_ns += PERIOD_NS
+        if feed is not None:
+            feed()
+        seen = len(self.diagnostics)
+
+        def arrived():
+            if any(self._stamp(d) == self.t_ns for d in self.diagnostics[seen:]):
+                return True
+            self.publish_clock()          # again: the first one can go out before discovery
+            return False
+        self.wait_until(arrived, what=f"the control cycle at t={self.t_ns / 1e9} s")
+        return next(d for d in self.diagnostics[seen:] if self._stamp(d) == self.t_ns)
+
+    @staticmethod
+    def _stamp(d: PlanDiagnostics) -> int:
+        return d.header.stamp.sec * 10**9 + d.header.stamp.nanosec
+
+    def controlling(self, cycles=3, feed=None):
+        """Goal + fresh joint states until the node plans (OK or FALLBACK); the last diagnostics."""
+        self.send_goal()
+        feed = feed or self.send_joints
+        for _ in range(cycles):
+            d = self.cycle(feed)
+        self.wait_until(lambda: self.cycle(feed).status in PLANNED, what="a planned cycle")
+        return self.diagnostics[-1]
+
+
+@pytest.fixture
+def rig(ros, request):
+    rigs = []
+
+    def make(**overrides):
+        rigs.append(Rig(ros, **overrides))
+        return rigs[-1]
+    yield make
+    for r in rigs:
+        r.close()
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+def test_lifecycle_transitions_and_a_zero_command_on_deactivate(rig):
+    r = rig()
+    assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert r.transition(Transition.TRANSITION_CONFIGURE)
+    assert r.state() == State.PRIMARY_STATE_INACTIVE
+    assert r.transition(Transition.TRANSITION_ACTIVATE)
+    assert r.state() == State.PRIMARY_STATE_ACTIVE
+
+    d = r.controlling()
+    assert d.planner == "grasp" and d.iterations >= 1 and d.goal_distance > 0.5
+    r.wait_until(lambda: r.commands and max(map(abs, r.commands[-1])) > 0.05, what="a moving command")
+    assert all(-1.0 <= v <= 1.0 for c in r.commands for v in c)
+
+    sent = len(r.commands)
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
+    assert r.state() == State.PRIMARY_STATE_INACTIVE
+    r.wait_until(lambda: len(r.commands) > sent, what="the zero command")
+    assert r.commands[-1] == [0.0, 0.0]
+    r.wait_until(lambda: r.diagnostics[-1].status == PlanDiagnostics.STATUS_INACTIVE, what="INACTIVE")
+    after = len(r.commands)
+    r.t_ns += 5 * PERIOD_NS
+    r.publish_clock()
+    time.sleep(0.5)
+    assert len(r.commands) == after, "the control timer still runs after deactivate"
+
+    assert r.transition(Transition.TRANSITION_CLEANUP)
+    assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert r.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+    assert r.state() == State.PRIMARY_STATE_FINALIZED
+
+
+def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
+    r = rig(model="/nonexistent/model.ts", control_rate_hz=-3.0)   # two problems at start-up
+    assert not r.transition(Transition.TRANSITION_CONFIGURE)
+    assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
+    results = r.set_parameters(model="analytic")
+    assert results[0].successful
+    assert not r.transition(Transition.TRANSITION_CONFIGURE)   # the refused rate still blocks
+    assert r.set_parameters(control_rate_hz=RATE)[0].successful
+    r.start()
+    assert r.controlling().status in PLANNED
+
+
+def test_bad_model_options_fail_configure_with_the_reason(rig):
+    r = rig(model_options="{env: no_such_env}")
+    assert not r.transition(Transition.TRANSITION_CONFIGURE)
+    assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert r.set_parameters(model_options="{env: open, horizon: 20}")[0].successful
+    assert r.transition(Transition.TRANSITION_CONFIGURE)
+
+
+# -- stale inputs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("on_stale", ["zero", "hold"])
+def test_observation_stops_stale_within_max_observation_age(rig, on_stale):
+    r = rig(on_stale=on_stale, max_observation_age=1.0)
+    r.start()
+    r.controlling()
+    last_fed = r.t_ns
+    stale, previous = [], r.diagnostics[-1]
+    for _ in range(4):                       # sim time runs on, no more joint states
+        d = r.cycle()
+        held = previous.command if not stale else held
+        previous = d
+        age = (r.t_ns - last_fed) / 1e9
+        if age > 1.0 + 1.0 / RATE:           # beyond max age even if the last sample came late
+            assert d.status == PlanDiagnostics.STATUS_STALE, (age, d.status_text)
+        if d.status == PlanDiagnostics.STATUS_STALE:
+            stale.append(d)
+            assert age > 1.0 - 1e-9 and "old" in d.status_text
+    assert stale, "never went stale"
+    first = stale[0]
+    assert (r._stamp(first) - last_fed) / 1e9 <= 1.0 + 1.0 / RATE + 1e-9
+    expected = list(held) if on_stale == "hold" else [0.0, 0.0]
+    assert list(first.command) == pytest.approx(expected)
+    r.wait_until(lambda: r.commands and r.commands[-1] == pytest.approx(expected), what="the stale command")
+
+
+def test_no_goal_is_stale(rig):
+    r = rig()
+    r.start()
+    d = r.cycle(r.send_joints)
+    assert d.status == PlanDiagnostics.STATUS_STALE and "no goal" in d.status_text
+    assert list(d.command) == [0.0, 0.0]
+
+
+# -- bad images --------------------------------------------------------------------------------
+
+def test_bad_image_encoding_or_size_is_an_error_with_zero_and_the_node_lives_on(rig):
+    r = rig(observation="image")
+    r.start()
+    env = make_env("open", 20)
+    good = env.render(np.array(START))
+
+    def feed(msg):
+        return lambda: r.send_image(msg)
+
+    assert r.controlling(feed=feed(rgb_to_image(good, "bgr8"))).status in PLANNED
+
+    wrong_encoding = rgb_to_image(good)
+    wrong_encoding.encoding = "16UC1"
+    d = r.cycle(feed(wrong_encoding))
+    d = d if d.status == PlanDiagnostics.STATUS_ERROR else r.cycle(feed(wrong_encoding))
+    assert d.status == PlanDiagnostics.STATUS_ERROR and "unsupported image encoding" in d.status_text
+    assert list(d.command) == [0.0, 0.0]
+
+    small = rgb_to_image(make_env("open", 20, image_size=32).render(np.array(START)))
+    d = r.cycle(feed(small))
+    d = d if "32x32" in d.status_text else r.cycle(feed(small))
+    assert d.status == PlanDiagnostics.STATUS_ERROR and "expects 64x64" in d.status_text
+    r.wait_until(lambda: r.commands[-1] == [0.0, 0.0], what="a zero command")
+
+    truncated = rgb_to_image(good, "mono8")
+    truncated.data = truncated.data[:-5]
+    d = r.cycle(feed(truncated))
+    d = d if "bytes" in d.status_text else r.cycle(feed(truncated))
+    assert d.status == PlanDiagnostics.STATUS_ERROR
+
+    assert r.state() == State.PRIMARY_STATE_ACTIVE
+    r.cycle(feed(rgb_to_image(good)))
+    assert r.cycle(feed(rgb_to_image(good))).status in PLANNED
+
+
+# -- conversions -------------------------------------------------------------------------------
+
+def test_image_conversions_without_cv_bridge():
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    for encoding in ("rgb8", "bgr8"):
+        assert np.array_equal(image_to_rgb(rgb_to_image(rgb, encoding)), rgb)
+    mono = image_to_rgb(rgb_to_image(rgb, "mono8"))
+    assert mono.shape == (4, 5, 3) and np.array_equal(mono[..., 0], mono[..., 2])
+    padded = rgb_to_image(rgb)                       # rows padded to 16 bytes (step > width x 3)
+    rows = np.frombuffer(padded.data, np.uint8).reshape(4, 15)
+    padded.step, padded.data = 16, np.pad(rows, ((0, 0), (0, 1))).tobytes()
+    assert np.array_equal(image_to_rgb(padded), rgb)
+    with pytest.raises(ValueError, match="unsupported image encoding 'rgba8'"):
+        image_to_rgb(Image(height=4, width=5, step=20, encoding="rgba8", data=bytes(80)))
+    with pytest.raises(ValueError, match="step 10 is less"):
+        image_to_rgb(Image(height=4, width=5, step=10, encoding="rgb8", data=bytes(40)))
+    with pytest.raises(ValueError, match="59 bytes"):
+        image_to_rgb(Image(height=4, width=5, step=15, encoding="rgb8", data=bytes(59)))
+    with pytest.raises(ValueError, match="model expects 64x64"):
+        image_to_rgb(rgb_to_image(rgb), size=64)
+
+
+def test_joint_selection_and_command_messages():
+    assert select_joints(["y", "z", "x"], [2.0, 3.0, 1.0], ["x", "y"]).tolist() == [1.0, 2.0]
+    assert select_joints([], [1.0, 2.0], ["x", "y"]).tolist() == [1.0, 2.0]
+    for names, positions, reason in ((["x"], [1.0], "lacks joint"), (["x", "y"], [1.0], "2 names"),
+                                     ([], [1.0], "no joint names"),
+                                     (["x", "y"], [1.0, float("nan")], "non-finite")):
+        with pytest.raises(ValueError, match=reason):
+            select_joints(names, positions, ["x", "y"])
+    assert list(command_message(np.array([0.5, -1.0])).data) == [0.5, -1.0]
+    actions = np.array([[0.1, 0.2], [0.3, 0.4]])
+    positions = np.array([[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]])
+    trajectory = trajectory_message(["x", "y"], actions, 0.25, Header(), positions)
+    assert [list(p.velocities) for p in trajectory.points] == actions.tolist()
+    assert list(trajectory.points[1].positions) == [0.2, 0.2]
+    assert trajectory.points[1].time_from_start.nanosec == 250_000_000
+    path = path_message(positions, Header(frame_id="world"))
+    assert [p.pose.position.x for p in path.poses] == [0.0, 0.1, 0.2]
+    assert path.header.frame_id == "world"
+
+
+# -- parameters --------------------------------------------------------------------------------
+
+def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
+    r = rig()
+    r.start()
+    r.controlling()
+    refused = {
+        "control_rate_hz": (5.0, "static"),
+        "on_stale": ("sideways", "one of hold, zero"),
+        "max_observation_age": (-1.0, "out of range"),
+        "planner.chains": (0, "out of range"),
+        "solve_budget": (0.9, "exceeds the control period"),
+        "planner.lr_actions": ("fast", "Wrong parameter type"),
+    }
+    for name, (value, reason) in refused.items():
+        result = r.set_parameters(**{name: value})[0]
+        assert not result.successful and reason in result.reason, (name, result.reason)
+    assert r.node.get_parameter("on_stale").value == "zero"
+
+    results = r.set_parameters(**{"planner.lr_actions": 0.3, "planner.chains": 3,
+                                  "on_stale": "hold"})
+    assert all(res.successful for res in results)
+    r.cycle(r.send_joints)
+    settings = r.node._loop.planner.settings
+    assert settings.lr_actions == 0.3 and settings.chains == 3
+    assert r.node._loop.config.on_stale == "hold"
+
+
+def test_reset_service_clears_the_warm_start(rig):
+    r = rig()
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: r.cycle(r.send_joints).warm_started, what="a warm-started cycle")
+    response = r.call(r.reset_client, Trigger.Request())
+    assert response.success
+    assert not r.cycle(r.send_joints).warm_started
+    assert r.cycle(r.send_joints).warm_started
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+def test_joint_trajectory_output_and_diagnostics(rig):
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20,
+               what="a trajectory over the horizon")
+    trajectory = r.trajectories[-1]
+    assert trajectory.joint_names == ["x", "y"]
+    first, second = trajectory.points[0], trajectory.points[1]
+    assert len(first.velocities) == 2 and len(first.positions) == 2
+    assert second.time_from_start.nanosec == PERIOD_NS % 10**9
+    assert not r.commands                       # no forward command topic in this mode
+    r.wait_until(lambda: r.health, what="/diagnostics")
+    status = r.health[-1]
+    values = {kv.key: kv.value for kv in status.values}
+    assert {"rate_hz", "solve_time_p50_ms", "solve_time_p99_ms", "deadline_misses",
+            "cycles_stale", "lifecycle"} <= set(values)
+    assert values["lifecycle"] == "active"
+
+
+# -- the parameter file ------------------------------------------------------------------------
+
+def test_parameter_file_matches_the_table_and_loads():
+    assert CONFIG.read_text() == params.yaml_text(), (
+        "config/grasp_controller.yaml is out of date: "
+        "python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml")
+    values = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
+    declared = {p.name for p in params.PARAMETERS if p.default is not None}
+    assert set(values) == declared
+    assert values["planner"] == "grasp" and values["horizon"] == 50
+    assert values["control_rate_hz"] == 10.0 and values["model"] == "analytic"
+    assert not params.validate_all({p.name: values.get(p.name) for p in params.PARAMETERS})
+    table = params.markdown_table()
+    assert all(f"| `{p.name}` |" in table for p in params.PARAMETERS)
+
+
+def test_node_configures_from_the_parameter_file(ros):
+    node = GraspController(context=ros, namespace="/from_file",
+                           cli_args=["--ros-args", "--params-file", str(CONFIG)])
+    try:
+        assert node.get_parameter("control_rate_hz").value == 10.0
+        assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+        assert node._loop.planner.horizon == 50 and node._loop.config.deadline == pytest.approx(0.08)
+    finally:
+        node.trigger_shutdown()
+        node.destroy_node()

@@ -1,0 +1,155 @@
+"""launch/grasp_controller.launch.py under launch_pytest: lifecycle start-up, control, clean exit.
+
+Needs a ROS 2 install with launch_pytest and this package built and sourced (the launch file
+starts the installed `grasp_controller` with the installed parameter file); skipped elsewhere,
+e.g. with ROS 2 from pip wheels, which have no launch packages.
+"""
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+launch_pytest = pytest.importorskip("launch_pytest")
+
+from launch import LaunchDescription  # noqa: E402
+from launch.actions import SetLaunchConfiguration  # noqa: E402
+from launch_ros.actions import LifecycleNode  # noqa: E402
+
+import rclpy  # noqa: E402
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros import qos  # noqa: E402
+
+LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "grasp_controller.launch.py"
+NAMESPACE = "/launch_test"
+NODE = f"{NAMESPACE}/grasp_controller"
+TIMEOUT_S = 60.0
+
+
+def launch_description(**arguments) -> tuple[LaunchDescription, LifecycleNode]:
+    """The launch file's description with ``arguments`` set, and its controller action."""
+    spec = importlib.util.spec_from_file_location("grasp_controller_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    included = module.generate_launch_description()
+    controller = next(e for e in included.entities if isinstance(e, LifecycleNode))
+    settings = [SetLaunchConfiguration(k, v) for k, v in {"namespace": NAMESPACE, **arguments}.items()]
+    return LaunchDescription([*settings, included, launch_pytest.actions.ReadyToTest()]), controller
+
+
+class Probe:
+    """A node of its own (own context) beside the launched process, spinning in a thread."""
+
+    def __init__(self):
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("launch_probe", context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self.thread.join(timeout=5.0)
+
+    def call(self, srv_type, name, request):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=TIMEOUT_S), f"no service {name}"
+        future = client.call_async(request)
+        deadline = time.monotonic() + TIMEOUT_S
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert future.done(), f"no answer from {name}"
+        return future.result()
+
+    def state(self) -> int:
+        return self.call(GetState, f"{NODE}/get_state", GetState.Request()).current_state.id
+
+    def wait_for_state(self, state_id: int) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while self.state() != state_id:
+            assert time.monotonic() < deadline, f"the node never reached state {state_id}"
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def autostarted():
+    return launch_description()
+
+
+@launch_pytest.fixture
+def autostart_launch(autostarted):
+    return autostarted[0]
+
+
+@pytest.mark.launch(fixture=autostart_launch)
+def test_launch_configures_activates_controls_and_exits_cleanly(autostarted):
+    controller = autostarted[1]
+    probe = Probe()
+    try:
+        probe.wait_for_state(State.PRIMARY_STATE_ACTIVE)
+        commands, diagnostics = [], []
+        probe.node.create_subscription(Float64MultiArray, f"{NAMESPACE}/command",
+                                       lambda m: commands.append(list(m.data)), 10)
+        probe.node.create_subscription(PlanDiagnostics, f"{NODE}/plan_diagnostics",
+                                       diagnostics.append, 10)
+        goal = probe.node.create_publisher(JointGoal, f"{NODE}/goal_state", qos.GOAL)
+        joints = probe.node.create_publisher(JointState, f"{NAMESPACE}/joint_states", 10)
+        goal.publish(JointGoal(name=["x", "y"], position=[0.5, 0.5]))
+        deadline = time.monotonic() + TIMEOUT_S
+        planned = (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_FALLBACK)
+        while not any(d.status in planned for d in diagnostics) or not commands:
+            assert time.monotonic() < deadline, f"never planned: {[d.status_text for d in diagnostics[-3:]]}"
+            msg = JointState(name=["x", "y"], position=[-0.5, -0.5])
+            msg.header.stamp = probe.node.get_clock().now().to_msg()
+            joints.publish(msg)
+            time.sleep(0.05)
+        assert all(abs(v) <= 1.0 for c in commands for v in c)
+        yield
+        # After launch's shutdown (SIGINT): a last zero command went out, and the exit code is 0.
+        assert controller.return_code == 0
+        deadline = time.monotonic() + 5.0
+        while commands[-1] != [0.0, 0.0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert commands[-1] == [0.0, 0.0]
+    finally:
+        probe.close()
+
+
+@pytest.fixture
+def manual():
+    return launch_description(autostart="false")
+
+
+@launch_pytest.fixture
+def manual_launch(manual):
+    return manual[0]
+
+
+@pytest.mark.launch(fixture=manual_launch)
+def test_launch_without_autostart_waits_for_a_lifecycle_manager(manual):
+    probe = Probe()
+    try:
+        assert probe.state() == State.PRIMARY_STATE_UNCONFIGURED
+        time.sleep(1.0)
+        assert probe.state() == State.PRIMARY_STATE_UNCONFIGURED
+        answer = probe.call(ChangeState, f"{NODE}/change_state", ChangeState.Request(
+            transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        assert answer.success
+        time.sleep(1.0)          # launch must not activate it behind the manager's back
+        assert probe.state() == State.PRIMARY_STATE_INACTIVE
+    finally:
+        probe.close()

@@ -1,0 +1,434 @@
+"""The planners (GRASP, CEM, MPPI, GD) behind one interface: pure torch, seeded, fast.
+
+Most checks use a tiny linear world model F(s, a) = M s + B a (exact, cheap, any bounds); the
+goal-reaching check plans with the analytic model of the "open" world and executes the plan in
+the simulator.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grasp_ros.envs import Episode, make_env
+from grasp_ros.models import check_world_model, load_world_model
+from grasp_ros.planning import (PLANNERS, Budget, CemPlanner, CemSettings, GdPlanner, GdSettings,
+                                GraspPlanner, GraspSettings, MppiPlanner, MppiSettings, Plan,
+                                PlanningError, WarmStart, make_planner)
+from grasp_ros.planning.rollout import rollout, task_cost
+
+NAMES = sorted(PLANNERS)
+H = 8                                  # horizon of the linear-model checks
+M = [[0.9, 0.2], [-0.1, 1.05]]
+B = [[0.5, 0.0], [0.1, 0.3]]
+Z0, GOAL = torch.tensor([0.1, -0.2]), torch.tensor([0.8, 0.5])
+
+# Small settings: enough for every code path, cheap enough for a busy CI machine.
+FAST = {
+    "grasp": dict(iterations=12, chains=2, sync_every=5, sync_steps=2),
+    "cem": dict(iterations=3, samples=24, elites=4),
+    "mppi": dict(iterations=3, samples=24),
+    "gd": dict(iterations=6, chains=2),
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Intra-op threads on tiny tensors cost far more than they save on a shared machine
+    # (softmax over 2 elements measured at ms instead of us with 2 threads under load).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class LinearModel(nn.Module):
+    """F(s, a) = s M^T + a B^T, meeting the world-model contract; counts and records its calls.
+
+    ``log_var`` makes it stochastic (predict returns (mean, log_variance)); ``nan`` makes it
+    return NaN wherever the latent's first coordinate exceeds ``nan`` (-inf: everywhere).
+    """
+
+    image_size = 0
+
+    def __init__(self, low=(-1.0, -1.0), high=(1.0, 1.0), log_var=None, nan=None):
+        super().__init__()
+        self.register_buffer("M", torch.tensor(M))
+        self.register_buffer("B", torch.tensor(B))
+        self.register_buffer("action_low", torch.tensor(low, dtype=torch.float32))
+        self.register_buffer("action_high", torch.tensor(high, dtype=torch.float32))
+        self.latent_dim = self.joint_dim = 2
+        self.action_dim = 2
+        self.log_var, self.nan = log_var, nan
+        self.calls = 0
+        self.records = []   # (latent shape, latent requires grad, action requires grad, action min, max)
+
+    def encode(self, observation):
+        return observation["joints"]
+
+    def predict(self, latent, action):
+        self.calls += latent.shape[:-1].numel()
+        flat = action.detach().reshape(-1, action.shape[-1])
+        self.records.append((tuple(latent.shape), latent.requires_grad, action.requires_grad,
+                             flat.amin(0).cpu(), flat.amax(0).cpu()))
+        mean = latent @ self.M.T + action @ self.B.T
+        if self.nan is not None:
+            mean = torch.where(latent[..., :1] > self.nan, torch.full_like(mean, math.nan), mean)
+        if self.log_var is None:
+            return mean
+        return mean, torch.full_like(mean, self.log_var)
+
+
+def _planner(name, model, horizon=H, seed=0, **changes):
+    return make_planner(name, model, horizon, {**FAST[name], **changes}, seed=seed)
+
+
+def _mean_rollout(model, z0, actions):
+    with torch.no_grad():
+        return rollout(model, z0.to(actions.device), actions[None])[0]
+
+
+def test_the_linear_test_model_meets_the_contract():
+    check_world_model(LinearModel(), "linear test model")
+    check_world_model(LinearModel(log_var=0.0), "stochastic linear test model")
+
+
+# -- reaching a goal -----------------------------------------------------------------------
+
+REACH_H = 20
+REACH = {
+    "grasp": dict(iterations=100),          # the shipped defaults otherwise
+    "cem": dict(iterations=6, samples=64, elites=8),
+    "mppi": dict(iterations=8, samples=64),
+    "gd": dict(iterations=30),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _analytic(horizon):
+    return load_world_model({"name": "analytic", "env": "open", "horizon": horizon})
+
+
+def _nearby_episode(env, seed):
+    """A seeded task pulled towards the centre: away from the walls, well within one horizon."""
+    ep = env.sample_episode(seed)
+    return Episode(ep.start * 0.5, ep.goal * 0.5, seed)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reaches_the_goal_in_the_open_world(name):
+    env, model = make_env("open", REACH_H), _analytic(REACH_H)
+    for seed in (0, 1):
+        ep = _nearby_episode(env, seed)
+        planner = make_planner(name, model, REACH_H, REACH[name], seed=0)
+        plan = planner.plan(torch.tensor(ep.start), torch.tensor(ep.goal, dtype=torch.float64))
+        env.reset(ep)
+        path = env.execute(plan.actions.numpy())
+        assert env.success(path[-1]), f"{name} seed {seed}: ends {env.distance_to_goal():.3f} from the goal"
+        # the analytic model is the simulator's dynamics: the plan's states are what happens
+        np.testing.assert_allclose(path, plan.states.numpy(), atol=1e-4)
+
+
+# -- the plan is what it says it is ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plan_is_its_true_rollout_and_counts_model_calls(name):
+    model = LinearModel()
+    plan = _planner(name, model).plan(Z0, GOAL)
+    assert plan.model_calls == model.calls
+    assert plan.planner == name and plan.horizon == H
+    assert plan.actions.shape == (H, 2) and plan.states.shape == (H + 1, 2)
+    torch.testing.assert_close(plan.states, _mean_rollout(model, Z0, plan.actions))
+    cost = float(task_cost(plan.states, GOAL, _planner(name, model).settings.running_weight))
+    assert plan.cost == pytest.approx(cost, rel=1e-5, abs=1e-7)
+    assert plan.cost < float(task_cost(_mean_rollout(model, Z0, torch.zeros(H, 2)), GOAL, 0.05))
+    assert 1 <= plan.iterations <= FAST[name]["iterations"] and plan.solve_time > 0
+
+
+# -- action bounds ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_iterate_respects_asymmetric_action_bounds(name):
+    low, high = torch.tensor([-0.2, -1.0]), torch.tensor([0.5, 1.0])
+    model = LinearModel(low=low.tolist(), high=high.tolist())
+    planner = _planner(name, model)
+    for corner in ((-5.0, 5.0), (5.0, -5.0)):
+        # the goal and the (out-of-bounds) warm start both pull past a corner of the box
+        goal, warm = torch.tensor(corner), WarmStart(torch.tensor([corner]).repeat(H, 1))
+        plan = planner.plan(Z0, goal, warm)
+        assert bool((plan.actions >= low).all() and (plan.actions <= high).all())
+        assert bool(((plan.actions == low) | (plan.actions == high)).any())   # the bounds bind
+    seen_low = torch.stack([r[3] for r in model.records]).amin(0)
+    seen_high = torch.stack([r[4] for r in model.records]).amax(0)
+    assert bool((seen_low >= low).all() and (seen_high <= high).all()), (seen_low, seen_high)
+
+
+# -- seeding ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_same_seed_same_plan_and_reset_rewinds(name):
+    model = LinearModel()
+    first, twin = _planner(name, model, seed=3), _planner(name, model, seed=3)
+    a, b = first.plan(Z0, GOAL), twin.plan(Z0, GOAL)
+    assert torch.equal(a.actions, b.actions) and torch.equal(a.states, b.states) and a.cost == b.cost
+    first.plan(Z0, GOAL)                                   # moves the random stream on
+    first.reset()
+    again = first.plan(Z0, GOAL)
+    assert torch.equal(a.actions, again.actions)
+    if name != "gd":                                       # gd's chain 0 is deterministic
+        other = _planner(name, model, seed=4).plan(Z0, GOAL)
+        assert not torch.equal(a.actions, other.actions)
+
+
+# -- budgets ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_iteration_budget(name):
+    plan = _planner(name, LinearModel(), iterations=50).plan(Z0, GOAL, budget=Budget(max_iterations=3))
+    assert 1 <= plan.iterations <= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_time_budget_is_anytime(name):
+    model, horizon = _analytic(REACH_H), REACH_H
+    planner = make_planner(name, model, horizon, {"iterations": 10**6}, seed=0)   # defaults otherwise
+    ep = _nearby_episode(make_env("open", horizon), 0)
+    z0, goal = torch.tensor(ep.start, dtype=torch.float32), torch.tensor(ep.goal, dtype=torch.float32)
+    start = time.perf_counter()
+    plan = planner.plan(z0, goal, budget=Budget(max_seconds=0.05))
+    elapsed = time.perf_counter() - start
+    assert elapsed < 1.0 and 1 <= plan.iterations < 10**6 and plan.solve_time >= 0.05
+    assert bool(torch.isfinite(plan.actions).all()) and math.isfinite(plan.cost)
+    # a budget too short for a single iteration still returns a valid plan (the initial guess)
+    quick = planner.plan(z0, goal, budget=Budget(max_seconds=1e-9))
+    assert quick.iterations <= 1 and bool(torch.isfinite(quick.actions).all())
+
+
+def test_budget_rejects_nonsense():
+    for bad in (dict(max_iterations=0), dict(max_seconds=0.0), dict(max_seconds=-1.0),
+                dict(max_seconds=math.nan)):
+        with pytest.raises(ValueError):
+            Budget(**bad)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+BAD_SETTINGS = {
+    "grasp": [dict(lr_actions=-0.1), dict(chains=0), dict(noise_decay=0.0), dict(warm_chains=1.5)],
+    "cem": [dict(elites=0), dict(elites=25), dict(samples=0), dict(smoothing=1.0), dict(init_std=-1.0),
+            dict(keep_elites=True, elites=24)],
+    "mppi": [dict(temperature=0.0), dict(samples=0), dict(noise_std=-0.5)],
+    "gd": [dict(lr=-0.1), dict(lr=0.0), dict(chains=0), dict(grad_clip=-1.0)],
+}
+COMMON_BAD = [dict(iterations=0), dict(running_weight=-1.0), dict(tolerance=math.nan),
+              dict(running_weight=math.inf), dict(no_such_setting=1)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bad_input_raises_value_error(name):
+    model = LinearModel()
+    planner = _planner(name, model)
+    for z0, goal in ((torch.zeros(3), GOAL), (Z0, torch.zeros(2, 2)), (torch.zeros(1, 1, 2), GOAL),
+                     (torch.tensor([math.nan, 0.0]), GOAL), (Z0, torch.tensor([0.0, math.inf]))):
+        with pytest.raises(ValueError):
+            planner.plan(z0, goal)
+    planner.plan(Z0[None], GOAL[None])                      # a batch of one is fine
+    for horizon in (0, -1):
+        with pytest.raises(ValueError):
+            make_planner(name, model, horizon)
+    with pytest.raises(ValueError):
+        make_planner(name, LinearModel(low=(0.5, -1.0), high=(0.2, 1.0)), H)
+    before = planner.settings
+    for bad in COMMON_BAD + BAD_SETTINGS[name]:
+        with pytest.raises(ValueError):
+            planner.configure(**bad)
+        assert planner.settings == before                  # a rejected change leaves no trace
+
+
+@pytest.mark.parametrize("cls, settings", [
+    (GraspPlanner, GraspSettings(sync_steps=-1)), (CemPlanner, CemSettings(elites=400)),
+    (MppiPlanner, MppiSettings(temperature=-1.0)), (GdPlanner, GdSettings(iterations=0)),
+])
+def test_bad_settings_object_rejected_at_construction(cls, settings):
+    with pytest.raises(ValueError):
+        cls(LinearModel(), H, settings=settings)
+
+
+def test_make_planner_rejects_unknown_name():
+    with pytest.raises(ValueError, match="unknown planner"):
+        make_planner("astar", LinearModel(), H)
+
+
+# -- NaN from the model -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_returning_nan_raises_planning_error(name):
+    with pytest.raises(PlanningError):
+        _planner(name, LinearModel(nan=-math.inf)).plan(Z0, GOAL)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nan_region_never_poisons_the_plan(name):
+    # NaN wherever x > 0.3, and the goal lies beyond. cem, mppi and gd evaluate their finite
+    # initial guess, so they must return a finite plan; grasp may instead raise PlanningError.
+    try:
+        plan = _planner(name, LinearModel(nan=0.3)).plan(Z0, GOAL)
+    except PlanningError:
+        assert name == "grasp"
+        return
+    assert bool(torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all())
+    assert math.isfinite(plan.cost)
+
+
+# -- warm starts -------------------------------------------------------------------------------
+
+def _manual_plan(virtual=True):
+    actions = torch.arange(12.0).view(6, 2)
+    states = torch.arange(14.0).view(7, 2)
+    return Plan(actions, states, 0.0, 1, 0.0, 6, "test", virtual_states=-states if virtual else None)
+
+
+def test_shifted_moves_actions_and_virtual_states():
+    plan = _manual_plan()
+    warm = plan.shifted(2)
+    assert torch.equal(warm.actions[:4], plan.actions[2:]) and torch.equal(warm.actions[4:], torch.zeros(2, 2))
+    assert torch.equal(warm.states[:5], plan.virtual_states[2:])
+    assert torch.equal(warm.states[5:], plan.virtual_states[-1:].repeat(2, 1))   # tail: the goal
+    same = plan.shifted(0)
+    assert torch.equal(same.actions, plan.actions) and torch.equal(same.states, plan.virtual_states)
+    gone = plan.shifted(99)
+    assert torch.equal(gone.actions, torch.zeros(6, 2)) and torch.equal(gone.states, plan.virtual_states[-1:].repeat(7, 1))
+    assert torch.equal(_manual_plan(virtual=False).shifted(1).states[:6], plan.states[1:])  # true states otherwise
+    assert plan.actions[0, 0] == 0.0                        # the plan itself is untouched
+    with pytest.raises(ValueError):
+        plan.shifted(-1)
+
+
+def test_grasp_plan_shift_carries_its_virtual_states():
+    planner = _planner("grasp", LinearModel())
+    plan = planner.plan(Z0, GOAL)
+    virtual = plan.virtual_states
+    assert virtual is not None and virtual.shape == (H + 1, 2)
+    assert torch.equal(virtual[0], Z0) and torch.equal(virtual[-1], GOAL)
+    warm = plan.shifted(3)
+    assert torch.equal(warm.states[: H - 2], virtual[3:]) and torch.equal(warm.states[H - 2:], GOAL.repeat(3, 1))
+    assert torch.equal(warm.actions[: H - 3], plan.actions[3:]) and not warm.actions[H - 3:].any()
+    assert bool(torch.isfinite(planner.plan(Z0, GOAL, warm).actions).all())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_warm_start_shapes_and_poison(name):
+    model = LinearModel()
+    planner = _planner(name, model)
+    for bad in (WarmStart(torch.zeros(H + 1, 2)), WarmStart(torch.zeros(H, 3)),
+                WarmStart(torch.zeros(H, 2), torch.zeros(H, 2))):
+        with pytest.raises(ValueError):
+            planner.plan(Z0, GOAL, bad)
+    fresh = _planner(name, model).plan(Z0, GOAL)
+    for poison in (WarmStart(torch.full((H, 2), math.nan)),
+                   WarmStart(torch.zeros(H, 2), torch.full((H + 1, 2), math.inf))):
+        planner.reset()
+        plan = planner.plan(Z0, GOAL, poison)               # dropped: as if there were none
+        assert bool(torch.isfinite(plan.actions).all()) and torch.equal(plan.actions, fresh.actions)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "grasp"])
+def test_warm_start_is_never_worse(name):
+    # cem, mppi and gd evaluate the warm start itself first; grasp only ranks optimised chains.
+    model = LinearModel()
+    plan = _planner(name, model).plan(Z0, GOAL)
+    again = _planner(name, model, seed=7).plan(Z0, GOAL, plan.shifted(0), Budget(max_iterations=1))
+    assert again.cost <= plan.cost + 1e-6
+
+
+# -- GRASP's gradient structure -----------------------------------------------------------------
+
+class _CapturingGrasp(GraspPlanner):
+    """GRASP that keeps its iterates (and their initial values) for inspection."""
+
+    def _initial_iterates(self, z0, goal, warm):
+        actions, states = super()._initial_iterates(z0, goal, warm)
+        self.iterates = (actions, states, actions.detach().clone(), states.detach().clone())
+        return actions, states
+
+
+def test_grasp_gradients_match_the_stop_gradient_loss_exactly():
+    """d L / d s_t = -2 (F(s_{t-1}, a_{t-1}) - s_t): no M^T term through the model's state input."""
+    model, gamma = LinearModel(), 0.3
+    settings = GraspSettings(chains=3, goal_weight=gamma, sync_every=0, init_spread=0.5, grad_clip=0.0)
+    planner = _CapturingGrasp(model, H, settings=settings, seed=1)
+    planner.plan(Z0, GOAL, budget=Budget(max_iterations=1))
+    actions, states, a0, s0 = planner.iterates
+    Mt, Bt = model.M.T, model.B.T
+    full = torch.cat([Z0.expand(3, 1, 2), s0, GOAL.expand(3, 1, 2)], dim=1)    # [C, H+1, D]
+    predicted = full[:, :-1] @ Mt + a0 @ Bt                                     # [C, H, D]
+    residual, to_goal = predicted - full[:, 1:], predicted - GOAL
+    expected_states = -2 * residual[:, :-1]                                     # s_1..s_{H-1}
+    expected_actions = 2 * residual @ Bt.T + 2 * gamma * to_goal @ Bt.T
+    torch.testing.assert_close(states.grad, expected_states, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(actions.grad, expected_actions, rtol=1e-5, atol=1e-6)
+    # the full-gradient loss would differ: the test can tell the two apart
+    through_state = 2 * residual[:, 1:] @ Mt.T + 2 * gamma * to_goal[:, 1:] @ Mt.T
+    assert float((expected_states + through_state - states.grad).abs().max()) > 1e-2
+
+
+def test_grasp_loss_terms_stop_the_gradient_at_the_state_input():
+    from grasp_ros.planning.grasp import grasp_loss_terms
+    model, gamma = LinearModel(), 0.3
+    gen = torch.Generator().manual_seed(0)
+    states = torch.randn(3, H + 1, 2, generator=gen).requires_grad_(True)
+    actions = torch.randn(3, H, 2, generator=gen).requires_grad_(True)
+    dynamics, to_goal = grasp_loss_terms(model, states, actions, GOAL)
+    assert dynamics.shape == to_goal.shape == (3, H)
+    (dynamics.sum() + gamma * to_goal.sum()).backward()
+    with torch.no_grad():
+        residual = states[:, :-1] @ model.M.T + actions @ model.B.T - states[:, 1:]
+    expected = torch.zeros_like(states)
+    expected[:, 1:] = -2 * residual                         # only as the target of the step before
+    torch.testing.assert_close(states.grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grasp_never_differentiates_the_batched_step_through_states():
+    model = LinearModel()
+    _planner("grasp", model, sync_every=3).plan(Z0, GOAL)
+    batched = [r for r in model.records if len(r[0]) == 3]   # the one-call [C, H, D] relaxed step
+    assert batched and all(r[2] for r in batched)            # actions are differentiated ...
+    assert not any(r[1] for r in batched)                     # ... the latent input never
+
+
+# -- stochastic models --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stochastic_model_mean_by_default_and_samples_on_request(name):
+    noisy, exact = LinearModel(log_var=math.log(0.1 ** 2)), LinearModel()
+    mean_plan = _planner(name, noisy, seed=2).plan(Z0, GOAL)
+    assert torch.equal(mean_plan.actions, _planner(name, exact, seed=2).plan(Z0, GOAL).actions)
+    torch.testing.assert_close(mean_plan.states, _mean_rollout(exact, Z0, mean_plan.actions))
+
+    sampled = _planner(name, noisy, seed=2, sample_dynamics=True).plan(Z0, GOAL)
+    twin = _planner(name, noisy, seed=2, sample_dynamics=True).plan(Z0, GOAL)
+    assert torch.equal(sampled.actions, twin.actions) and torch.equal(sampled.states, twin.states)
+    assert bool(torch.isfinite(sampled.states).all())
+    assert not torch.allclose(sampled.states, _mean_rollout(exact, Z0, sampled.actions), atol=1e-3)
+
+
+# -- GPU ---------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", NAMES)
+def test_plans_on_the_gpu(name):
+    model = LinearModel(low=(-0.2, -1.0), high=(0.5, 1.0), log_var=math.log(0.05 ** 2)).to("cuda")
+    z0, goal = Z0.cuda(), GOAL.cuda()
+    plan = _planner(name, model, seed=5).plan(z0, goal)
+    assert plan.actions.device.type == "cuda" and plan.states.device.type == "cuda"
+    assert bool(torch.isfinite(plan.actions).all()) and math.isfinite(plan.cost)
+    assert bool((plan.actions >= model.action_low).all() and (plan.actions <= model.action_high).all())
+    torch.testing.assert_close(plan.states, _mean_rollout(model, z0, plan.actions))
+    assert torch.equal(plan.actions, _planner(name, model, seed=5).plan(z0, goal).actions)
+    sampled = _planner(name, model, seed=5, sample_dynamics=True).plan(z0, goal, plan.shifted(1))
+    assert bool(torch.isfinite(sampled.actions).all())
