@@ -22,15 +22,6 @@ PERIOD = 0.1
 LOW, HIGH = [-0.5, -1.0], [1.0, 0.25]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: a second intra-op thread only adds waits for a core that others may hold."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class LinearModel(WorldModel):
     """z' = z + 0.1 a. ``nan`` poisons encode or predict; ``delay`` slows predict (seconds)."""
 

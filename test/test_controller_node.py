@@ -207,7 +207,7 @@ class Rig:
         self.send_goal()
         feed = feed or self.send_joints
         for _ in range(cycles):
-            d = self.cycle(feed)
+            self.cycle(feed)
         self.wait_until(lambda: self.cycle(feed).status in PLANNED, what="a planned cycle")
         return self.diagnostics[-1]
 

@@ -37,16 +37,6 @@ FAST = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Intra-op threads on tiny tensors cost far more than they save on a shared machine
-    # (softmax over 2 elements measured at ms instead of us with 2 threads under load).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class LinearModel(nn.Module):
     """F(s, a) = s M^T + a B^T, meeting the world-model contract; counts and records its calls.
 
