@@ -222,14 +222,16 @@ class GraspController(LifecycleNode):
         with self._lock:
             if not self._active:
                 return
-            now = self._now()
+            cycle_time = self.get_clock().now()
+            now = cycle_time.nanoseconds * 1e-9
             result = self._loop.step(now)
             self._stats.record(result, now)
-            self._publish(result)
+            self._publish(result, cycle_time.to_msg())
             self._log_status(result)
 
-    def _publish(self, result: StepResult) -> None:
-        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._values["frame_id"])
+    def _publish(self, result: StepResult, stamp=None) -> None:
+        """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
+        header = Header(stamp=stamp or self.get_clock().now().to_msg(), frame_id=self._values["frame_id"])
         if self._values["command_interface"] == "joint_trajectory":
             self._command_pub.publish(trajectory_message(
                 self._values["joint_names"], result.actions, self._loop.config.period, header,
