@@ -65,8 +65,9 @@ class GraspSettings(PlannerSettings):
     init_spread: float = 0.8
     """Chain diversity: chain c > 0 starts from the straight line bent by sin(pi t / H) * r_c,
     r_c ~ N(0, init_spread^2 I); chain 0 starts on the straight line itself."""
-    warm_chains: float = 0.5
-    """Fraction of chains that start from the warm start (the rest start fresh to re-explore)."""
+    warm_chains: float = 0.25
+    """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
+    receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall)."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 

@@ -174,10 +174,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("planner.iterations", "int", None,
           "Iteration cap per cycle, every planner (the solve budget usually stops it first).",
           range=(1, 100000), dynamic=True),
-    Param("planner.running_weight", "double", 0.5,
+    Param("planner.running_weight", "double", 0.1,
           "Weight of the mean running goal distance in the task cost, every planner (the terminal "
           "distance has weight 1). Closed loop needs it: with the terminal distance alone, every "
-          "plan that arrives within H steps is as good, so the first action need not head anywhere.",
+          "plan that arrives within H steps is as good, so the first action need not head anywhere; too "
+          "high, and waiting at a wall near the goal beats the detour through a door.",
           range=(0.0, 1000.0), dynamic=True),
     Param("planner.chains", "int", None, "Parallel chains C (GRASP).", range=(1, 4096), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
