@@ -7,7 +7,7 @@ import time
 import torch
 from torch import nn
 
-from ..planning.grasp import grasp_loss_terms
+from ..planning.grasp import GraspSettings, grasp_loss_terms
 from ..planning.rollout import model_step
 
 
@@ -49,8 +49,8 @@ def _time(fn, repeats: int, device: torch.device) -> float:
     return sorted(samples)[len(samples) // 2]
 
 
-def measure(model, model_name: str, horizon: int = 50, chains: int = 16, repeats: int = 50,
-            seed: int = 0) -> dict:
+def measure(model, model_name: str, horizon: int = 50, chains: int = GraspSettings.chains,
+            repeats: int = 50, seed: int = 0) -> dict:
     """One BENCH_FORMAT "iteration_cost" row: forward + backward of the GRASP loss, both ways."""
     g = torch.Generator().manual_seed(seed)
     D, A = int(model.latent_dim), int(model.action_dim)

@@ -11,6 +11,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from ..bench import iteration_cost, plots
@@ -40,6 +41,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    torch.set_num_threads(1)   # like every worker: tiny batches, and a fair, comparable setting
     if args.from_json:
         rows, timing, machine = _merge(args.from_json)
         episodes = max(r["episodes"] for r in rows)
