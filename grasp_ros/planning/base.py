@@ -103,10 +103,15 @@ class Deadline:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
-    def done(self, iteration: int) -> bool:
+    def done(self, iteration: int, reserve: float = 0.0) -> bool:
+        """Stop before ``iteration``? ``reserve``: seconds still needed after the last iteration."""
         if iteration >= self.max_iterations:
             return True
-        return self.max_seconds is not None and self.elapsed() >= self.max_seconds
+        return not self.allows(reserve)
+
+    def allows(self, seconds: float) -> bool:
+        """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""
+        return self.max_seconds is None or self.elapsed() + seconds < self.max_seconds
 
 
 class Best:

@@ -15,7 +15,9 @@ plan is the chain whose true rollout costs least.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -98,7 +100,9 @@ class GraspPlanner(Planner):
         first, last = z0.expand(C, 1, -1), goal.expand(C, 1, -1)
         best, trace = Best(), ([] if cfg.trace else None)
         sigma, calls, it = cfg.state_noise, 0, 0
-        while not deadline.done(it) and not self._converged(best):
+        # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
+        # a wall-clock budget, start them only when their last measured cost still fits.
+        while not deadline.done(it, reserve=self._seconds["final"]) and not self._converged(best):
             full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
             dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
                                                  cfg.sample_dynamics, self.generator)
@@ -118,9 +122,11 @@ class GraspPlanner(Planner):
                     states.add_(sigma * torch.randn(states.shape, generator=self.generator,
                                                     device=self.device))
                     sigma *= cfg.noise_decay
-            if cfg.sync_every and it % cfg.sync_every == 0:
-                calls += self._sync(z0, goal, actions, full.detach(), best)
-        with torch.no_grad():
+            if (cfg.sync_every and it % cfg.sync_every == 0
+                    and deadline.allows(self._seconds["sync"] + self._seconds["final"])):
+                with self._timed("sync"):
+                    calls += self._sync(z0, goal, actions, full.detach(), best)
+        with torch.no_grad(), self._timed("final"):
             full = torch.cat([first, states, last], dim=1)
             real = self._rollout(z0, actions)
             best.offer(actions, real, self._cost(real, goal), full)
@@ -130,6 +136,16 @@ class GraspPlanner(Planner):
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
         return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace)
+
+    def __init__(self, *args, **kwargs):
+        self._seconds = {"sync": 0.0, "final": 0.0}   # last measured cost of a sync / final rollout
+        super().__init__(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _timed(self, what: str):
+        start = time.perf_counter()
+        yield
+        self._seconds[what] = time.perf_counter() - start
 
     def _initial_iterates(self, z0, goal, warm: Optional[WarmStart]):
         """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]."""
