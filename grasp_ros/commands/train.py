@@ -1,0 +1,106 @@
+"""``grasp-ros train``: train the latent world model on a dataset from ``grasp-ros collect``.
+
+    grasp-ros train --data data.npz --out grasp_ros/assets/wall_door_latent.pt --epochs 12 --seed 0
+    grasp-ros train --data data.npz --out model.pt --resume          # continue an interrupted run
+    grasp-ros train --data data.npz --out model.pt --export model.ts  # also write TorchScript
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..training import TrainSettings
+
+    defaults = TrainSettings()
+    parser.add_argument("--data", required=True, help="dataset file (.npz or .pt) from grasp-ros collect")
+    parser.add_argument("--out", required=True, help="checkpoint to write after every epoch (.pt)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the checkpoint at --out (its model and settings; --epochs may grow)")
+    parser.add_argument("--export", default=None, help="also write a TorchScript module here (.ts)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    model = parser.add_argument_group("model")
+    model.add_argument("--latent-dim", type=int, default=32, help="D, the latent size")
+    model.add_argument("--hidden", type=int, default=128, help="width of the MLPs")
+    model.add_argument("--channels", type=int, nargs=3, default=[16, 16, 16], help="conv channels")
+    model.add_argument("--use-joints", action="store_true", help="also feed the joint vector to the encoder")
+    train = parser.add_argument_group("training (see grasp_ros.training.TrainSettings)")
+    for f in dataclasses.fields(TrainSettings):
+        train.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None,
+                           help=f"default: {getattr(defaults, f.name)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import DatasetError, dataset_summary, load_dataset
+    from ..models import WorldModelError
+    from ..training import TrainSettings, export_torchscript, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        data = load_dataset(args.data)
+        resume = _read_resume(args.out) if args.resume else None
+    except (DatasetError, WorldModelError) as exc:
+        print(f"grasp-ros train: {exc}", file=sys.stderr)
+        return 2
+    print(f"data {args.data}: {dataset_summary(data)}")
+    base = resume["settings"] if resume else {}
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)
+             if getattr(args, f.name) is not None}
+    options = {"latent_dim": args.latent_dim, "hidden": args.hidden, "channels": args.channels,
+               "joint_dim": data.joint_dim if args.use_joints else 0}
+    started = time.perf_counter()
+    try:
+        settings = TrainSettings(**{**base, **given})
+        result = train(data, args.out, settings, options, resume, progress=not args.quiet)
+    except (DatasetError, ValueError) as exc:
+        print(f"grasp-ros train: {exc}", file=sys.stderr)
+        return 2
+    size = os.path.getsize(args.out) / 1e6
+    print(f"wrote {args.out} ({size:.2f} MB) after {time.perf_counter() - started:.0f} s "
+          f"({result['train_seconds']:.0f} s training)")
+    if args.export:
+        export_torchscript(result["model"], args.export)
+        gap = _export_gap(result["model"], args.export, data)
+        print(f"wrote {args.export}; loads with load_world_model({args.export!r}); "
+              f"max |difference| to the checkpoint on a few frames: {gap:.2e}")
+    return 0
+
+
+def _read_resume(path: str) -> dict:
+    import torch
+
+    from ..models import WorldModelError
+    from ..models.learned import load_latent_model
+
+    load_latent_model(path)   # checks the file; raises WorldModelError with the reason
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    missing = [k for k in ("optimizer", "scheduler", "settings", "history", "epoch") if k not in checkpoint]
+    if missing:
+        raise WorldModelError(f"{path!r}: cannot resume, the checkpoint lacks {missing}")
+    return checkpoint
+
+
+def _export_gap(model, path: str, data) -> float:
+    """Largest difference between the exported module and ``model`` on a few frames."""
+    import torch
+
+    from ..models import load_world_model
+
+    exported = load_world_model(path)
+    obs = {"image": torch.from_numpy(data.images[:4, 0])}
+    if model.joint_dim:
+        obs["joints"] = torch.from_numpy(data.joints[:4, 0, : model.joint_dim])
+    with torch.no_grad():
+        z = model.encode(obs)
+        a = torch.from_numpy(data.actions[:4, 0])
+        gaps = [(exported.encode(obs) - z).abs().max(), (exported.predict(z, a) - model.predict(z, a)).abs().max(),
+                (exported.position(z) - model.position(z)).abs().max()]
+    return float(max(gaps))

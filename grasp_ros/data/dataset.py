@@ -1,0 +1,237 @@
+"""Transition datasets: episodes of camera images, joint states and actions, in one file.
+
+File format: a single ``.npz`` (or a torch ``.pt`` holding tensors and plain values only):
+
+    images   uint8   [N, T+1, S, S, 3]   RGB frames of N episodes of T steps
+    joints   float32 [N, T+1, J]         joint state at each frame (the sims': position x, y)
+    actions  float32 [N, T, A]           command applied between frame t and frame t+1
+    meta     JSON text                   {"env", "image_size", "max_step", "seed", "source", ...}
+
+A file of flat transitions (``images`` [N, S, S, 3], ``next_images``, ``joints``,
+``next_joints``, ``actions`` [N, A]) reads as N episodes of one step. Every problem with a file
+(missing, truncated, wrong keys, shapes or dtypes) raises ``DatasetError`` naming the file.
+
+``TransitionWindows`` cuts the episodes into overlapping windows of k steps (k+1 frames) for the
+multi-step prediction loss; ``gather`` returns a whole batch with one indexing operation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+META_KEYS = ("env", "image_size", "max_step", "seed")
+
+
+class DatasetError(ValueError):
+    """A dataset file or array that cannot be used, with the reason in the message."""
+
+
+@dataclass
+class TransitionData:
+    """N episodes of T steps: images [N, T+1, S, S, 3] uint8, joints [N, T+1, J], actions [N, T, A].
+
+    ``validate`` checks shapes, dtypes and metadata; ``save_dataset`` and ``load_dataset`` call it.
+    """
+
+    images: np.ndarray
+    joints: np.ndarray
+    actions: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.images = np.asarray(self.images)
+        self.joints = np.asarray(self.joints, dtype=np.float32)
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+
+    @property
+    def episodes(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return int(self.actions.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[2])
+
+    @property
+    def joint_dim(self) -> int:
+        return int(self.joints.shape[2])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[2])
+
+    @property
+    def transitions(self) -> int:
+        return self.episodes * self.steps
+
+    def validate(self, source: str = "dataset") -> None:
+        """Raise ``DatasetError`` naming the first inconsistent array or metadata entry."""
+        im, jo, ac = self.images, self.joints, self.actions
+        if im.dtype != np.uint8 or im.ndim != 5 or im.shape[-1] != 3 or im.shape[2] != im.shape[3]:
+            raise DatasetError(f"{source}: images must be uint8 [N, T+1, S, S, 3], got {im.dtype} {list(im.shape)}")
+        N, T1 = im.shape[:2]
+        if T1 < 2 or N < 1:
+            raise DatasetError(f"{source}: need at least one episode of one step, got images {list(im.shape)}")
+        if jo.ndim != 3 or jo.shape[:2] != (N, T1):
+            raise DatasetError(f"{source}: joints must be [N={N}, T+1={T1}, J], got {list(jo.shape)}")
+        if ac.ndim != 3 or ac.shape[:2] != (N, T1 - 1):
+            raise DatasetError(f"{source}: actions must be [N={N}, T={T1 - 1}, A], got {list(ac.shape)}")
+        if not (np.isfinite(jo).all() and np.isfinite(ac).all()):
+            raise DatasetError(f"{source}: joints and actions must be finite")
+        missing = [k for k in META_KEYS if k not in self.meta]
+        if missing:
+            raise DatasetError(f"{source}: metadata lacks {missing}")
+        if int(self.meta["image_size"]) != im.shape[2]:
+            raise DatasetError(f"{source}: metadata says image_size {self.meta['image_size']}, "
+                               f"images are {im.shape[2]}")
+
+    def split(self, val_fraction: float, seed: int) -> tuple["TransitionData", "TransitionData"]:
+        """(train, validation) by whole episodes, so no validation frame is seen in training."""
+        if not 0 < val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if self.episodes < 2:
+            raise DatasetError(f"need at least 2 episodes for a validation split, got {self.episodes}")
+        order = np.random.default_rng(seed).permutation(self.episodes)
+        n_val = min(self.episodes - 1, max(1, round(val_fraction * self.episodes)))
+        return self.subset(np.sort(order[n_val:])), self.subset(np.sort(order[:n_val]))
+
+    def subset(self, episodes) -> "TransitionData":
+        return TransitionData(self.images[episodes], self.joints[episodes], self.actions[episodes],
+                              dict(self.meta))
+
+
+def save_dataset(data: TransitionData, path: str | os.PathLike) -> None:
+    """Write ``data`` to ``path`` (.npz compressed, or .pt); the write is atomic (temp + rename)."""
+    path = os.fspath(path)
+    data.validate(f"dataset {path!r}")
+    tmp = f"{path}.tmp{os.getpid()}"
+    meta = json.dumps(data.meta)
+    try:
+        if path.endswith(".pt"):
+            torch.save({"images": torch.from_numpy(data.images), "joints": torch.from_numpy(data.joints),
+                        "actions": torch.from_numpy(data.actions), "meta": meta}, tmp)
+        elif path.endswith(".npz"):
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, images=data.images, joints=data.joints, actions=data.actions,
+                                    meta=np.array(meta))
+        else:
+            raise DatasetError(f"dataset path {path!r} must end in .npz or .pt")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_dataset(path: str | os.PathLike) -> TransitionData:
+    """Read a dataset file written by ``save_dataset`` (or a flat-transition file)."""
+    path = os.fspath(path)
+    source = f"dataset {path!r}"
+    if not os.path.isfile(path):
+        raise DatasetError(f"{source}: file not found")
+    arrays = _read_arrays(path, source)
+    if "next_images" in arrays:
+        arrays = _episodes_from_flat(arrays, source)
+    missing = [k for k in ("images", "joints", "actions", "meta") if k not in arrays]
+    if missing:
+        raise DatasetError(f"{source}: missing {missing} (has {sorted(arrays)})")
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{source}: metadata is not JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{source}: metadata must be a JSON object, got {type(meta).__name__}")
+    try:
+        data = TransitionData(arrays["images"], arrays["joints"], arrays["actions"], meta)
+    except (TypeError, ValueError) as exc:   # e.g. joints of strings
+        raise DatasetError(f"{source}: {exc}") from exc
+    data.validate(source)
+    return data
+
+
+def _read_arrays(path: str, source: str) -> dict[str, Any]:
+    """All arrays, read eagerly so that a truncated member fails here and not mid-training."""
+    try:
+        if path.endswith(".pt"):
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(raw, dict):
+                raise DatasetError(f"{source}: holds a {type(raw).__name__}, expected a dict of arrays")
+            return {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in raw.items()}
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except DatasetError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise DatasetError(f"{source}: cannot read the file; it may be truncated or not a dataset "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _episodes_from_flat(arrays: dict[str, Any], source: str) -> dict[str, Any]:
+    missing = [k for k in ("images", "next_images", "joints", "next_joints", "actions") if k not in arrays]
+    if missing:
+        raise DatasetError(f"{source}: flat transitions need {missing}")
+    shapes = {k: arrays[k].shape for k in ("images", "next_images", "joints", "next_joints", "actions")}
+    if (shapes["images"] != shapes["next_images"] or shapes["joints"] != shapes["next_joints"]
+            or len({s[0] for s in shapes.values()}) != 1 or len(shapes["actions"]) != 2):
+        raise DatasetError(f"{source}: flat transition arrays disagree: { {k: list(s) for k, s in shapes.items()} }")
+    return {"images": np.stack([arrays["images"], arrays["next_images"]], 1),
+            "joints": np.stack([arrays["joints"], arrays["next_joints"]], 1),
+            "actions": arrays["actions"][:, None], "meta": arrays.get("meta", "{}")}
+
+
+class TransitionWindows(torch.utils.data.Dataset):
+    """Every window of ``steps`` consecutive transitions inside one episode.
+
+    Item i is a dict: ``images`` uint8 [k+1, S, S, 3], ``joints`` [k+1, J], ``actions`` [k, A].
+    ``gather(indices [B])`` returns the same keys batched ([B, k+1, ...]) in one indexing call.
+    """
+
+    def __init__(self, data: TransitionData, steps: int):
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        if steps > data.steps:
+            raise DatasetError(f"windows of {steps} steps do not fit episodes of {data.steps} steps")
+        self.steps = int(steps)
+        self.images = torch.from_numpy(data.images)
+        self.joints = torch.from_numpy(data.joints)
+        self.actions = torch.from_numpy(data.actions)
+        self.per_episode = data.steps - self.steps + 1
+        self._offsets = torch.arange(self.steps + 1)
+
+    def __len__(self) -> int:
+        return self.images.shape[0] * self.per_episode
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"window {index} out of range for {len(self)} windows")
+        batch = self.gather(torch.tensor([index % len(self)]))
+        return {k: v[0] for k, v in batch.items()}
+
+    def frame_index(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(episode [B, 1], frame [B, k+1]): index any per-frame array [N, T+1, ...] by window."""
+        episode = (indices // self.per_episode).unsqueeze(1)
+        return episode, (indices % self.per_episode).unsqueeze(1) + self._offsets
+
+    def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        episode, frames = self.frame_index(indices)
+        return {"images": self.images[episode, frames], "joints": self.joints[episode, frames],
+                "actions": self.actions[episode, frames[:, :-1]]}
+
+
+def dataset_summary(data: TransitionData) -> str:
+    """One line for logs: sizes and where the data came from."""
+    mb = data.images.nbytes / 2**20
+    step = data.meta.get("max_step")
+    step_text = f", max_step {step:.4g}" if isinstance(step, (int, float)) and math.isfinite(step) else ""
+    return (f"{data.episodes} episodes x {data.steps} steps = {data.transitions} transitions, "
+            f"images {data.image_size}px ({mb:.0f} MiB), J={data.joint_dim}, A={data.action_dim}, "
+            f"env {data.meta.get('env')!r}{step_text}")

@@ -1,0 +1,158 @@
+"""Datasets: simulator collection, the file format and its errors, windows, rosbag2 import."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from grasp_ros.cli import main as cli
+from grasp_ros.data import (DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset,
+                            save_dataset)
+from grasp_ros.data.rosbag import read_rosbag, write_rosbag
+from grasp_ros.envs import make_env
+
+
+@pytest.fixture(scope="module")
+def data() -> TransitionData:
+    torch.set_num_threads(1)
+    return collect_episodes(make_env("wall_door", 50), episodes=4, steps=6, seed=3, progress=False)
+
+
+def test_collect_is_seeded_and_consistent(data):
+    again = collect_episodes(make_env("wall_door", 50), episodes=4, steps=6, seed=3, progress=False)
+    assert data.images.shape == (4, 7, 64, 64, 3) and data.images.dtype == np.uint8
+    assert data.joints.shape == (4, 7, 2) and data.actions.shape == (4, 6, 2)
+    assert np.array_equal(data.images, again.images) and np.array_equal(data.actions, again.actions)
+    assert np.abs(data.actions).max() <= 1.0
+    # joints are the sim's positions: replaying the actions reproduces them
+    env = make_env("wall_door", 50)
+    env.position = data.joints[1, 0].astype(np.float64)
+    path = env.execute(data.actions[1])
+    assert np.allclose(path, data.joints[1], atol=1e-5)
+    other = collect_episodes(make_env("wall_door", 50), episodes=4, steps=6, seed=4, progress=False)
+    assert not np.array_equal(data.actions, other.actions)
+
+
+@pytest.mark.parametrize("suffix", ["npz", "pt"])
+def test_save_load_round_trip(data, tmp_path, suffix):
+    path = tmp_path / f"d.{suffix}"
+    save_dataset(data, path)
+    back = load_dataset(path)
+    for key in ("images", "joints", "actions"):
+        assert np.array_equal(getattr(back, key), getattr(data, key))
+    assert back.meta == data.meta and back.meta["env"] == "wall_door"
+
+
+def test_flat_transitions_read_as_one_step_episodes(data, tmp_path):
+    path = tmp_path / "flat.npz"
+    np.savez(path, images=data.images[:, 0], next_images=data.images[:, 1], joints=data.joints[:, 0],
+             next_joints=data.joints[:, 1], actions=data.actions[:, 0], meta=np.array(json.dumps(data.meta)))
+    back = load_dataset(path)
+    assert back.steps == 1 and back.episodes == 4
+    assert np.array_equal(back.images, data.images[:, :2]) and np.array_equal(back.actions, data.actions[:, :1])
+
+
+def test_truncated_file_gives_clear_error(data, tmp_path):
+    path = tmp_path / "d.npz"
+    save_dataset(data, path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(DatasetError, match="truncated"):
+        load_dataset(path)
+    pt = tmp_path / "d.pt"
+    save_dataset(data, pt)
+    pt.write_bytes(pt.read_bytes()[:1000])
+    with pytest.raises(DatasetError, match="truncated"):
+        load_dataset(pt)
+
+
+def test_bad_files_give_clear_errors(data, tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(DatasetError, match="cannot read"):
+        load_dataset(tmp_path / "text.npz")
+    np.savez(tmp_path / "nokeys.npz", images=data.images)
+    with pytest.raises(DatasetError, match=r"missing \['joints', 'actions', 'meta'\]"):
+        load_dataset(tmp_path / "nokeys.npz")
+    meta = np.array(json.dumps(data.meta))
+    np.savez(tmp_path / "shape.npz", images=data.images, joints=data.joints, actions=data.actions[:, :3], meta=meta)
+    with pytest.raises(DatasetError, match="actions must be"):
+        load_dataset(tmp_path / "shape.npz")
+    np.savez(tmp_path / "dtype.npz", images=data.images.astype(np.float32), joints=data.joints,
+             actions=data.actions, meta=meta)
+    with pytest.raises(DatasetError, match="uint8"):
+        load_dataset(tmp_path / "dtype.npz")
+    with pytest.raises(DatasetError, match=r"\.npz or \.pt"):
+        save_dataset(data, tmp_path / "d.csv")
+
+
+def test_windows_cover_each_episode(data):
+    windows = TransitionWindows(data, steps=4)
+    assert len(windows) == 4 * 3
+    item = windows[5]                         # episode 1, start frame 2
+    assert item["images"].shape == (5, 64, 64, 3) and item["actions"].shape == (4, 2)
+    assert np.array_equal(item["images"].numpy(), data.images[1, 2:7])
+    assert np.array_equal(item["actions"].numpy(), data.actions[1, 2:6])
+    batch = windows.gather(torch.tensor([0, 11]))
+    assert batch["joints"].shape == (2, 5, 2)
+    assert np.array_equal(batch["joints"][1].numpy(), data.joints[3, 2:7])
+    with pytest.raises(DatasetError, match="do not fit"):
+        TransitionWindows(data, steps=7)
+    with pytest.raises(IndexError):
+        windows[12]
+
+
+def test_split_is_by_episode(data):
+    train, val = data.split(0.25, seed=0)
+    assert train.episodes == 3 and val.episodes == 1
+    seen = {data.images[i, 0].tobytes() for i in range(4)}
+    assert {train.images[i, 0].tobytes() for i in range(3)} | {val.images[0, 0].tobytes()} == seen
+
+
+def test_rosbag_round_trip(data, tmp_path):
+    pytest.importorskip("rosbags")
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], period_s=0.1)
+    back = read_rosbag(bag, progress=False)
+    assert back.episodes == 1 and back.steps == 6
+    assert np.array_equal(back.images[0], data.images[0])
+    assert np.allclose(back.joints[0], data.joints[0]) and np.allclose(back.actions[0], data.actions[0])
+    assert back.meta["frame_period_s"] == pytest.approx(0.1)
+    # time average of the held command: command i is sent half-way through step i
+    mean = read_rosbag(bag, align="mean", progress=False)
+    assert mean.steps == 5
+    assert np.allclose(mean.actions[0], 0.5 * (data.actions[0, :-1] + data.actions[0, 1:]), atol=1e-6)
+
+
+def test_rosbag_resizes_and_selects_joints(data, tmp_path):
+    pytest.importorskip("rosbags")
+    bag = tmp_path / "bag"
+    joints = np.concatenate([data.joints[0], 10 + data.joints[0]], axis=1)
+    write_rosbag(bag, data.images[0], joints, data.actions[0], joint_names=("x", "y", "u", "v"))
+    back = read_rosbag(bag, image_size=32, joint_names=["v", "x"], progress=False)
+    assert back.images.shape == (1, 7, 32, 32, 3) and back.meta["image_size"] == 32
+    assert np.allclose(back.joints[0], joints[:, [3, 0]])
+    with pytest.raises(DatasetError, match=r"lacks joints \['w'\]"):
+        read_rosbag(bag, joint_names=["w"], progress=False)
+    with pytest.raises(DatasetError, match="no topic"):
+        read_rosbag(bag, image_topic="/camera/missing", progress=False)
+    with pytest.raises(DatasetError, match="cannot read the bag"):
+        read_rosbag(tmp_path / "nope", progress=False)
+
+
+def test_collect_command(tmp_path, data):
+    out = tmp_path / "sim.npz"
+    assert cli(["collect", "--env", "wall_door", "--episodes", "2", "--steps", "3", "--seed", "1",
+                "--out", str(out), "--quiet"]) == 0
+    sim = load_dataset(out)
+    assert sim.episodes == 2 and sim.steps == 3 and sim.meta["seed"] == 1 and sim.meta["max_step"] > 0
+    pytest.importorskip("rosbags")
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0])
+    assert cli(["collect", "--rosbag", str(bag), "--out", str(tmp_path / "bag.npz"), "--quiet"]) == 0
+    assert load_dataset(tmp_path / "bag.npz").steps == 6
+    assert cli(["collect", "--rosbag", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
+    assert cli(["collect", "--env", "nowhere", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
