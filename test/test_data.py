@@ -16,7 +16,6 @@ from grasp_ros.envs import make_env
 
 @pytest.fixture(scope="module")
 def data() -> TransitionData:
-    torch.set_num_threads(1)
     return collect_episodes(make_env("wall_door", 50), episodes=4, steps=6, seed=3, progress=False)
 
 

@@ -17,7 +17,6 @@ SMALL = {"latent_dim": 16, "hidden": 32, "channels": [8, 8, 8]}
 
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(1)
     return collect_episodes(make_env("wall_door", 50), episodes=10, steps=8, seed=0, progress=False)
 
 

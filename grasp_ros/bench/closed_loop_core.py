@@ -33,10 +33,14 @@ def run_episode(loop, env, seed: int, max_steps: int) -> dict:
 
 
 def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int,
-        settings: dict | None = None, first_seed: int = 0, budget_fraction: float = 0.8) -> dict:
-    """A BENCH_FORMAT "closed_loop" row through the control core (analytic model)."""
+        settings: dict | None = None, first_seed: int = 0, solve_budget: float = 0.0) -> dict:
+    """A BENCH_FORMAT "closed_loop" row through the control core (analytic model).
+
+    ``solve_budget`` is wall-clock seconds per cycle (0: 0.8 x period). A budget that never binds
+    plus an iteration cap in ``settings`` makes the run deterministic, whatever the machine load.
+    """
     env = make_env(env_name, horizon)
-    config = ControlConfig(period=1.0 / rate_hz, solve_budget=budget_fraction / rate_hz)
+    config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
     loop = build_control_loop({"name": "analytic", "env": env_name, "horizon": horizon}, planner,
                               horizon, config, settings)
     results = [run_episode(loop, env, first_seed + i, 3 * horizon) for i in range(episodes)]

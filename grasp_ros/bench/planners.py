@@ -23,6 +23,8 @@ class Cell:
     episodes: int
     first_seed: int = 0
     device: str = "cpu"
+    model: str = "analytic"
+    """analytic (latent = position) or learned (latent from the camera image)."""
 
 
 def build_planner(cell: Cell, model, tolerance: float):
@@ -39,13 +41,27 @@ def planner_settings(planner) -> dict:
     return {k: getattr(planner, k) for k in ("iterations", "samples", "lambda_", "noise_sigma", "tolerance")}
 
 
+def load_model(name: str, env: str, horizon: int, device: str):
+    return load_world_model({"name": name, "env": env, "horizon": horizon}, device=device)
+
+
+def encode_task(env, episode, model, device: str):
+    """Start and goal latents: positions for a model of joints, camera images otherwise."""
+    if getattr(model, "joint_dim", 0):
+        to = dict(dtype=torch.float32, device=device)
+        return torch.tensor(episode.start, **to), torch.tensor(episode.goal, **to)
+    with torch.no_grad():
+        image = lambda p: torch.from_numpy(env.render(p)).unsqueeze(0).to(device)  # noqa: E731
+        return (model.encode({"image": image(episode.start)})[0],
+                model.encode_goal({"image": image(episode.goal)})[0])
+
+
 def run_episode(env, planner, model, seed: int, device: str):
     """Plan from the episode's start to its goal, execute; returns (success, plan, executed path)."""
     episode = env.sample_episode(seed)
     env.reset(episode)
     planner.reset(seed)
-    to = dict(dtype=torch.float32, device=device)
-    plan = planner.plan(torch.tensor(episode.start, **to), torch.tensor(episode.goal, **to))
+    plan = planner.plan(*encode_task(env, episode, model, device))
     path = env.execute(plan.actions.detach().cpu().numpy())
     return env.success(path[-1]), plan, path
 
@@ -54,9 +70,10 @@ def run_cell(cell: Cell, progress=None) -> dict:
     """Per-episode records of one cell (or a chunk of one: ``first_seed`` .. + ``episodes``)."""
     torch.set_num_threads(1)  # cells run side by side in worker processes; 1 thread each is fair
     env = make_env(cell.env, cell.horizon)
-    model = load_world_model({"name": "analytic", "env": cell.env, "horizon": cell.horizon},
-                             device=cell.device)
-    planner = build_planner(cell, model, early_exit_tolerance(env.success_radius))
+    model = load_model(cell.model, cell.env, cell.horizon, cell.device)
+    # The early exit compares latent distances: with a learned latent it is off (runs to the cap).
+    tolerance = early_exit_tolerance(env.success_radius) if cell.model == "analytic" else 0.0
+    planner = build_planner(cell, model, tolerance)
     records = []
     for i in range(cell.episodes):
         ok, plan, path = run_episode(env, planner, model, cell.first_seed + i, cell.device)
@@ -72,7 +89,7 @@ def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
     col = lambda key: [r[key] for r in records]  # noqa: E731
     return {
         "bench": "planners", "env": cell.env, "horizon": cell.horizon, "planner": cell.planner,
-        "model": "analytic", "episodes": len(records),
+        "model": cell.model, "episodes": len(records),
         "success_rate": float(np.mean(col("success"))),
         "median_solve_s": float(np.median(col("solve_s"))),
         "median_model_calls": int(np.median(col("calls"))),

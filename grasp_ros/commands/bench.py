@@ -33,6 +33,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="20 episodes per cell")
     parser.add_argument("--workers", type=int, default=1, help="cells run in this many processes")
     parser.add_argument("--device", default="cpu", help="torch device for the planners")
+    parser.add_argument("--model", default="analytic", choices=("analytic", "learned"),
+                        help="analytic: plan on positions; learned: plan from camera images with "
+                             "the shipped latent model (trained on wall_door)")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--json", type=Path, default=None, help="JSON path (default OUT/bench_planners.json)")
     parser.add_argument("--no-figures", action="store_true")
@@ -47,7 +50,7 @@ def run(args) -> int:
         episodes = max(r["episodes"] for r in rows)
     else:
         episodes = 20 if args.quick else args.episodes
-        cells = [Cell(e, h, p, episodes, device=args.device)
+        cells = [Cell(e, h, p, episodes, device=args.device, model=args.model)
                  for e in args.envs for h in args.horizons for p in args.planners]
         json_path = args.json or args.out / "bench_planners.json"
         rows = _run_cells(cells, args.workers, json_path.with_suffix(".partial.json"))
@@ -143,7 +146,7 @@ def _report(rows, timing, machine, episodes) -> str:
 
 def targets(rows, timing):
     """The issue's targets, evaluated on this run's rows (skipped when a row is absent)."""
-    cell = {(r["env"], r["horizon"], r["planner"]): r for r in rows}
+    cell = {(r["env"], r["horizon"], r["planner"]): r for r in rows if r["model"] == "analytic"}
     out = []
     g, c, d = (cell.get(("wall_door", 50, p)) for p in ("grasp", "cem", "gd"))
     if g and c and d:
