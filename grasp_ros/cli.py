@@ -14,6 +14,7 @@ COMMANDS = {
     "plan-demo": ("plan_demo", "plan once on a simulator and save a figure (no ROS)"),
     "bench": ("bench", "open-loop planner benchmark (success, solve time, model calls)"),
     "bench-loop": ("bench_loop", "closed-loop control benchmark through the ROS nodes"),
+    "bench-model": ("bench_model", "world-model accuracy vs rollout length"),
     "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
     "train": ("train", "train the latent world model from camera images"),
 }
