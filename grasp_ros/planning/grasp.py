@@ -46,12 +46,14 @@ class GraspSettings(PlannerSettings):
     """C: independent chains optimised in parallel as one batch."""
     lr_actions: float = 0.1
     """Adam learning rate of the actions."""
-    lr_states: float = 0.01
-    """Adam learning rate of the virtual states."""
+    lr_states: float = 0.25
+    """Adam learning rate of the virtual states, in step units (see ``state_noise``)."""
     goal_weight: float = 0.005
     """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2."""
-    state_noise: float = 0.02
-    """sigma: std of the Gaussian noise added to the virtual states after each step."""
+    state_noise: float = 0.5
+    """sigma: std of the Gaussian noise added to the virtual states after each step, in step units:
+    multiples of the model's one-step displacement at z0 (RMS per latent dimension, random actions),
+    so one setting carries over between models, latent sizes and horizons."""
     noise_decay: float = 0.99
     """sigma is multiplied by this after every iteration (1 keeps it constant)."""
     warmup_iterations: int = 0
@@ -95,11 +97,12 @@ class GraspPlanner(Planner):
         actions, states = self._initial_iterates(z0, goal, warm)
         actions.requires_grad_(True)
         states.requires_grad_(True)
+        step = self._step_scale(z0)
         optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
-                                      {"params": [states], "lr": cfg.lr_states}])
+                                      {"params": [states], "lr": cfg.lr_states * step}])
         first, last = z0.expand(C, 1, -1), goal.expand(C, 1, -1)
         best, trace = Best(), ([] if cfg.trace else None)
-        sigma, calls, it = cfg.state_noise, 0, 0
+        sigma, calls, it = cfg.state_noise * step, self.PROBE_ACTIONS, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when their last measured cost still fits.
         while not deadline.done(it, reserve=self._seconds["final"]) and not self._converged(best):
@@ -146,6 +149,16 @@ class GraspPlanner(Planner):
         start = time.perf_counter()
         yield
         self._seconds[what] = time.perf_counter() - start
+
+    PROBE_ACTIONS = 32
+
+    @torch.no_grad()
+    def _step_scale(self, z0: torch.Tensor) -> float:
+        """RMS per latent dimension of F(z0, a) - z0 over random actions inside the bounds."""
+        u = torch.rand(self.PROBE_ACTIONS, self.action_dim, generator=self.generator, device=self.device)
+        moved = model_step(self.model, z0.expand(self.PROBE_ACTIONS, -1), self.low + u * (self.high - self.low))
+        scale = float((moved - z0).pow(2).mean().sqrt())
+        return scale if math.isfinite(scale) and scale > 0 else 1.0
 
     def _initial_iterates(self, z0, goal, warm: Optional[WarmStart]):
         """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]."""
