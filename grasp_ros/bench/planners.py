@@ -10,7 +10,7 @@ import torch
 
 from ..envs import make_env
 from ..models import load_world_model
-from ..planning import PLANNERS, make_planner
+from ..planning import make_planner
 from .peer_mppi import PeerMppi
 from .settings import PLANNER_SETTINGS, early_exit_tolerance
 
@@ -103,7 +103,7 @@ def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
 def example_plans(env_name: str, horizon: int, seeds, device: str = "cpu") -> list[dict]:
     """GRASP plans for a figure: virtual states, the model's rollout and the executed path."""
     env = make_env(env_name, horizon)
-    model = load_world_model({"name": "analytic", "env": env_name, "horizon": horizon}, device=device)
+    model = load_model("analytic", env_name, horizon, device)
     planner = make_planner("grasp", model, horizon, device=device)
     examples = []
     for seed in seeds:
@@ -113,4 +113,4 @@ def example_plans(env_name: str, horizon: int, seeds, device: str = "cpu") -> li
     return examples
 
 
-__all__ = ["Cell", "PLANNERS", "example_plans", "run_cell", "run_episode", "summarise"]
+__all__ = ["Cell", "encode_task", "example_plans", "load_model", "run_cell", "run_episode", "summarise"]
