@@ -1,7 +1,7 @@
 """Closed-loop demo in simulation: grasp_sim (the world, owner of /clock) + grasp_controller.
 
-    ros2 launch grasp_ros sim_demo.launch.py                      # wall_door, GRASP, 10 Hz
-    ros2 launch grasp_ros sim_demo.launch.py env:=u_maze rate:=20.0 planner:=cem
+    ros2 launch grasp_ros sim_demo.launch.py          # wall_door, GRASP, learned model, from pixels
+    ros2 launch grasp_ros sim_demo.launch.py model:=analytic observation:=joints env:=u_maze
     ros2 launch grasp_ros sim_demo.launch.py episodes:=3 exit_when_done:=true
 
 What `grasp-ros demo` starts when the launch package is installed (same parameters; without it,
@@ -26,7 +26,8 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = (
     ("env", "wall_door", "world: open, wall_door or u_maze"),
     ("planner", "grasp", "controller planner: grasp, cem, mppi or gd"),
-    ("model", "analytic", "world model spec (built-in name, TorchScript file or module:factory)"),
+    ("model", "learned", "world model spec (built-in name, TorchScript file or module:factory)"),
+    ("observation", "image", "what the controller encodes: image (camera) or joints"),
     ("horizon", "50", "planning horizon H, and the env's resolution (max step = reach / H)"),
     ("rate", "10.0", "control rate (Hz); the sim steps physics and takes images at this rate"),
     ("seed", "0", "first episode's seed (episode k uses seed + k)"),
@@ -85,6 +86,7 @@ def generate_launch_description() -> LaunchDescription:
                 "autostart": True,
                 "use_sim_time": True,
                 "model": typed("model", str),
+                "observation": typed("observation", str),
                 # A YAML-looking string: without value_type=str launch would parse it to a map.
                 "model_options": ParameterValue(
                     ["{env: ", LaunchConfiguration("env"), ", horizon: ",

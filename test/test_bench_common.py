@@ -52,7 +52,7 @@ def test_bench_loop_rows_follow_bench_format():
     result = closed_loop.LoopResult(ok=True, reason="ok", starts=[], ends=ends,
                                     samples=np.zeros((0, 6)), diagnostics=diagnostics,
                                     latencies=np.full(100, 0.012), wall_time=5.0, logs={})
-    loop, closed = summarise(result, closed_loop.LoopSpec(env="open", rate_hz=20.0, horizon=50))
+    loop, closed = summarise(result, closed_loop.LoopSpec(env="open", model="analytic", rate_hz=20.0, horizon=50))
     assert {k: loop[k] for k in ("bench", "rate_hz", "horizon", "planner", "model", "cycles",
                                  "deadline_miss_rate", "period_ms", "success")} == {
         "bench": "loop", "rate_hz": 20.0, "horizon": 50, "planner": "grasp", "model": "analytic",

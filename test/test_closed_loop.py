@@ -28,16 +28,21 @@ from grasp_ros.ros.closed_loop import LoopSpec, controller_parameters, sim_param
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
 from grasp_ros.ros.sim_node import SimNode  # noqa: E402
 
-TIMEOUT_S = 60.0
+TIMEOUT_S = 90.0
 
 
 def overrides(values: dict) -> list[Parameter]:
     return [Parameter(name, value=value) for name, value in values.items()]
 
 
-def test_sim_and_controller_reach_the_goal_in_sim_time():
-    # open: the loop, not the planner's skill at doors, is under test (and CI is a 2-core box).
-    spec = LoopSpec(env="open", seed=4, episodes=1, rate_hz=10.0, max_episode_time=20.0)
+@pytest.mark.parametrize("spec", [
+    # the loop itself: open world, joints, the analytic model
+    LoopSpec(env="open", model="analytic", observation="joints", seed=4, episodes=1, rate_hz=10.0,
+             max_episode_time=20.0),
+    # the default path: camera images -> the shipped learned model -> GRASP, through the door
+    LoopSpec(env="wall_door", seed=2, episodes=1, rate_hz=10.0, max_episode_time=25.0),
+], ids=["open-analytic-joints", "wall_door-learned-pixels"])
+def test_sim_and_controller_reach_the_goal_in_sim_time(spec):
     context = Context()
     rclpy.init(context=context)
     nodes, executor, spinner = [], None, None

@@ -90,6 +90,7 @@ class Rig:
         self.context = context
         self.ns = f"/ctl{next(_namespaces)}"
         values = {"use_sim_time": True, "control_rate_hz": RATE, "max_observation_age": 1.0,
+                  "model": "analytic", "observation": "joints",
                   "planner.iterations": 5, "model_options": "{env: open, horizon: 20}",
                   "horizon": 20}
         values.update(overrides)
@@ -101,6 +102,7 @@ class Rig:
         self.joints_pub = p.create_publisher(JointState, "joint_states", 10)
         self.image_pub = p.create_publisher(Image, "image", 10)
         self.goal_pub = p.create_publisher(JointGoal, f"{me}/goal_state", qos.GOAL)
+        self.goal_image_pub = p.create_publisher(Image, f"{me}/goal_image", qos.GOAL)
         self.commands, self.trajectories, self.diagnostics, self.health = [], [], [], []
         p.create_subscription(Float64MultiArray, "command", lambda m: self.commands.append(list(m.data)), 100)
         p.create_subscription(JointTrajectory, "joint_trajectory", self.trajectories.append, 100)
@@ -349,6 +351,28 @@ def test_bad_image_encoding_or_size_is_an_error_with_zero_and_the_node_lives_on(
     assert r.cycle(feed(rgb_to_image(good))).status in PLANNED
 
 
+def test_learned_model_plans_from_pixels_toward_a_goal_image_and_ignores_goal_states(rig):
+    # The shipped default path: camera image -> learned encoder -> latent -> GRASP -> command.
+    r = rig(model="learned", observation="image", model_options="{env: wall_door, horizon: 25}",
+            horizon=25, **{"planner.iterations": 10})
+    r.start()
+    env = make_env("wall_door", 25)
+    start, goal = np.array([0.4, -0.5]), np.array([0.4, 0.3])        # both right of the wall
+    r.goal_image_pub.publish(rgb_to_image(env.render(goal)))
+    feed = lambda: r.send_image(rgb_to_image(env.render(start)))   # noqa: E731
+    for _ in range(3):
+        r.cycle(feed)
+    r.wait_until(lambda: r.cycle(feed).status == PlanDiagnostics.STATUS_OK, what="a planned cycle")
+    # A goal state cannot be encoded by an image-only model: it must not replace the goal image.
+    r.send_goal((-0.8, -0.8))
+    d = r.cycle(feed)
+    d = r.cycle(feed)
+    assert d.status == PlanDiagnostics.STATUS_OK, d.status_text
+    command = np.asarray(d.command)
+    assert np.isfinite(command).all() and np.all(np.abs(command) <= 1.0)
+    assert command[1] > 0.2, command          # toward the goal image (up), not the goal state
+
+
 # -- conversions -------------------------------------------------------------------------------
 
 def test_image_conversions_without_cv_bridge():
@@ -462,7 +486,7 @@ def test_parameter_file_matches_the_table_and_loads():
     declared = {p.name for p in params.PARAMETERS if p.default is not None}
     assert set(values) == declared
     assert values["planner"] == "grasp" and values["horizon"] == 50
-    assert values["control_rate_hz"] == 10.0 and values["model"] == "analytic"
+    assert values["control_rate_hz"] == 10.0 and values["model"] == "learned"
     assert not params.validate_all({p.name: values.get(p.name) for p in params.PARAMETERS})
     table = params.markdown_table()
     assert all(f"| `{p.name}` |" in table for p in params.PARAMETERS)

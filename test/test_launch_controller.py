@@ -24,11 +24,14 @@ from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+import numpy as np  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.msg import PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import qos  # noqa: E402
+from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "grasp_controller.launch.py"
 NAMESPACE = "/launch_test"
@@ -106,16 +109,18 @@ def test_launch_configures_activates_controls_and_exits_cleanly(autostarted):
                                        lambda m: commands.append(list(m.data)), 10)
         probe.node.create_subscription(PlanDiagnostics, f"{NODE}/plan_diagnostics",
                                        diagnostics.append, 10)
-        goal = probe.node.create_publisher(JointGoal, f"{NODE}/goal_state", qos.GOAL)
-        joints = probe.node.create_publisher(JointState, f"{NAMESPACE}/joint_states", 10)
-        goal.publish(JointGoal(name=["x", "y"], position=[0.5, 0.5]))
+        # The parameter file's defaults: the learned model plans from camera images.
+        env = make_env("wall_door")
+        goal = probe.node.create_publisher(Image, f"{NODE}/goal_image", qos.GOAL)
+        camera = probe.node.create_publisher(Image, f"{NAMESPACE}/image", 10)
+        goal.publish(rgb_to_image(env.render(np.array([0.5, 0.5]))))
         deadline = time.monotonic() + TIMEOUT_S
         planned = (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_FALLBACK)
         while not any(d.status in planned for d in diagnostics) or not commands:
             assert time.monotonic() < deadline, f"never planned: {[d.status_text for d in diagnostics[-3:]]}"
-            msg = JointState(name=["x", "y"], position=[-0.5, -0.5])
+            msg = rgb_to_image(env.render(np.array([-0.5, -0.5])))
             msg.header.stamp = probe.node.get_clock().now().to_msg()
-            joints.publish(msg)
+            camera.publish(msg)
             time.sleep(0.05)
         assert all(abs(v) <= 1.0 for c in commands for v in c)
         yield

@@ -35,8 +35,8 @@ def sim_demo():
     return LaunchDescription([
         IncludeLaunchDescription(
             PythonLaunchDescriptionSource(str(LAUNCH_FILE)),
-            launch_arguments={"env": "open", "seed": "4", "episodes": "1",
-                              "max_episode_time": "30.0"}.items()),
+            launch_arguments={"env": "open", "model": "analytic", "observation": "joints",
+                              "seed": "4", "episodes": "1", "max_episode_time": "30.0"}.items()),
         launch_pytest.actions.ReadyToTest(),
     ])
 

@@ -341,8 +341,8 @@ def test_warm_start_is_never_worse(name):
 class _CapturingGrasp(GraspPlanner):
     """GRASP that keeps its iterates (and their initial values) for inspection."""
 
-    def _initial_iterates(self, z0, goal, warm):
-        actions, states = super()._initial_iterates(z0, goal, warm)
+    def _initial_iterates(self, z0, goal, warm, directions):
+        actions, states = super()._initial_iterates(z0, goal, warm, directions)
         self.iterates = (actions, states, actions.detach().clone(), states.detach().clone())
         return actions, states
 
@@ -422,3 +422,54 @@ def test_plans_on_the_gpu(name):
     assert torch.equal(plan.actions, _planner(name, model, seed=5).plan(z0, goal).actions)
     sampled = _planner(name, model, seed=5, sample_dynamics=True).plan(z0, goal, plan.shifted(1))
     assert bool(torch.isfinite(sampled.actions).all())
+
+
+class _EmbeddedModel(nn.Module):
+    """A 2-D point mass embedded in a 6-D latent: F(z, a) = z + 0.1 a E^T, E [6, 2] with rows 2..5
+    zero, so that only latent dimensions 0 and 1 are reachable (a learned latent in miniature)."""
+
+    image_size = joint_dim = 0
+
+    def __init__(self):
+        super().__init__()
+        E = torch.zeros(6, 2)
+        E[0, 0], E[1, 1] = 1.0, 1.0
+        self.register_buffer("E", E)
+        self.register_buffer("action_low", -torch.ones(2))
+        self.register_buffer("action_high", torch.ones(2))
+        self.latent_dim, self.action_dim = 6, 2
+
+    def encode(self, observation):
+        return observation["joints"]
+
+    def predict(self, latent, action):
+        return latent + 0.1 * action @ self.E.T
+
+
+def test_grasp_bends_and_noise_stay_on_the_reachable_set_of_a_larger_latent():
+    """Chain bends and state noise follow the one-step displacements: nothing in dims 2..5."""
+    model = _EmbeddedModel()
+    z0, goal = torch.zeros(6), torch.tensor([0.5, 0.3, 0.0, 0.0, 0.0, 0.0])
+    planner = _CapturingGrasp(model, H, settings=GraspSettings(chains=8, sync_every=0), seed=0)
+    plan = planner.plan(z0, goal, budget=Budget(max_iterations=5))
+    _, states, _, s0 = planner.iterates
+    assert float(s0[..., 2:].abs().max()) == 0.0 and float(states.detach()[..., 2:].abs().max()) == 0.0
+    assert float((s0[1:, :, :2] - s0[0, :, :2]).abs().max()) > 0.05     # but bent in dims 0, 1
+    assert plan.virtual_states[:, 2:].abs().max() == 0.0
+
+
+def test_action_weight_adds_the_mean_squared_action_and_quiets_idle_actions():
+    states = torch.zeros(3, H + 1, 2)
+    actions = torch.ones(3, H, 2) * 0.5
+    base = task_cost(states, GOAL, 0.1)
+    torch.testing.assert_close(task_cost(states, GOAL, 0.1, actions, 2.0) - base, torch.full((3,), 2.0 * 0.5))
+    # A goal one step away: the actions after it do not matter to the goal terms; the effort term
+    # makes them small instead of arbitrary.
+    model, goal = _EmbeddedModel(), torch.tensor([0.05, 0.0, 0.0, 0.0, 0.0, 0.0])
+    idle = {}
+    for weight in (0.0, 0.05):
+        plan = make_planner("cem", model, H, {"action_weight": weight, "iterations": 30}, seed=0).plan(
+            torch.zeros(6), goal)
+        idle[weight] = float(plan.actions[2:].abs().mean())
+    assert idle[0.05] < 0.5 * idle[0.0], idle
+

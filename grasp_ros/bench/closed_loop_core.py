@@ -2,7 +2,8 @@
 
 The same cycle the node runs, without DDS, on a simulated clock: one env step per control
 period. Used to choose the controller's planner settings and as a closed-loop benchmark row
-with ``"through": "core"``.
+with ``"through": "core"``. The analytic model observes the joints; the learned one the camera
+image, with the goal given as the image of the agent at the goal (as the sim node publishes it).
 """
 from __future__ import annotations
 
@@ -13,16 +14,23 @@ from ..control.build import build_control_loop
 from ..envs import make_env
 
 
-def run_episode(loop, env, seed: int, max_steps: int) -> dict:
+def observation(env, position, image: bool) -> dict:
+    """What the controller sees of the agent at ``position``: the camera image or the joints."""
+    if image:
+        return {"image": env.render(position)}
+    return {"joints": np.asarray(position, dtype=np.float32)}
+
+
+def run_episode(loop, env, seed: int, max_steps: int, image: bool = False) -> dict:
     """Drive one episode; success once the agent is within the success radius of the goal."""
     episode = env.sample_episode(seed)
     env.reset(episode)
     loop.reset()
-    loop.set_goal({"joints": episode.goal.astype(np.float32)})
+    loop.set_goal(observation(env, episode.goal, image))
     statuses, solve = [], []
     for k in range(max_steps):
         now = k * loop.config.period
-        loop.observe({"joints": env.position.astype(np.float32)}, now)
+        loop.observe(observation(env, env.position, image), now)
         result = loop.step(now)
         statuses.append(result.status)
         solve.append(result.solve_time)
@@ -33,19 +41,21 @@ def run_episode(loop, env, seed: int, max_steps: int) -> dict:
 
 
 def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int,
-        settings: dict | None = None, first_seed: int = 0, solve_budget: float = 0.0) -> dict:
-    """A BENCH_FORMAT "closed_loop" row through the control core (analytic model).
+        settings: dict | None = None, first_seed: int = 0, solve_budget: float = 0.0,
+        model: str = "analytic") -> dict:
+    """A BENCH_FORMAT "closed_loop" row through the control core (``model`` analytic or learned).
 
     ``solve_budget`` is wall-clock seconds per cycle (0: 0.8 x period). A budget that never binds
     plus an iteration cap in ``settings`` makes the run deterministic, whatever the machine load.
     """
     env = make_env(env_name, horizon)
     config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
-    loop = build_control_loop({"name": "analytic", "env": env_name, "horizon": horizon}, planner,
-                              horizon, config, settings)
-    results = [run_episode(loop, env, first_seed + i, 3 * horizon) for i in range(episodes)]
+    spec = {"name": model, "options": {"env": env_name, "horizon": horizon}}
+    loop = build_control_loop(spec, planner, horizon, config, settings)
+    image = model != "analytic"
+    results = [run_episode(loop, env, first_seed + i, 3 * horizon, image) for i in range(episodes)]
     statuses = [s for r in results for s in r["statuses"]]
-    return {"bench": "closed_loop", "env": env_name, "model": "analytic", "planner": planner,
+    return {"bench": "closed_loop", "env": env_name, "model": model, "planner": planner,
             "rate_hz": rate_hz, "horizon": horizon, "episodes": episodes,
             "success_rate": float(np.mean([r["success"] for r in results])),
             "median_steps": float(np.median([r["steps"] for r in results])),

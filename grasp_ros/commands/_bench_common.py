@@ -115,3 +115,17 @@ def _cell(value, spec: Optional[str]) -> str:
     else:
         text = str(value)
     return text.replace("|", "\\|")
+
+
+def add_model_arguments(parser) -> None:
+    """--model and --observation of the commands that run the controller node."""
+    parser.add_argument("--model", default="learned",
+                        help="controller world model: learned (the shipped camera model), analytic, "
+                             "a TorchScript file or module:factory (default: %(default)s)")
+    parser.add_argument("--observation", choices=("image", "joints"), default=None,
+                        help="what the controller encodes (default: image, joints for --model analytic)")
+
+
+def resolve_observation(args) -> str:
+    """--observation, or its default for --model."""
+    return args.observation or ("joints" if args.model == "analytic" else "image")

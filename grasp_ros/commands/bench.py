@@ -111,7 +111,7 @@ def _run_cells(cells: list[Cell], workers: int, partial: Path, chunk: int = 10) 
 
 def _merge(paths):
     """Rows and timing of several result files (same machine); later files win per cell."""
-    cells, timing, machine = {}, [], None
+    cells, timing, machine = {}, {}, None
     for path in paths:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         machine = machine or document["machine"]
@@ -119,10 +119,10 @@ def _merge(paths):
             if row["bench"] == "planners":
                 cells[(row["env"], row["horizon"], row["planner"])] = row
             else:
-                timing.append(row)
+                timing[(row["bench"], row.get("model"), row.get("device"), row.get("chains"))] = row
     order = {name: i for i, name in enumerate(PLANNERS)}
     rows = sorted(cells.values(), key=lambda r: (ENVS.index(r["env"]), r["horizon"], order[r["planner"]]))
-    return rows, timing, machine
+    return rows, list(timing.values()), machine
 
 
 def _analytic():
@@ -130,12 +130,18 @@ def _analytic():
     return load_world_model({"name": "analytic", "env": "wall_door", "horizon": 50})
 
 
+def _models(rows) -> str:
+    """The models the rows planned with ("analytic", "learned", or both)."""
+    names = sorted({r.get("model", "analytic") for r in rows})
+    return " and ".join(names) or "analytic"
+
+
 def _report(rows, timing, machine, episodes) -> str:
     lines = ["# Planner benchmark", "",
              f"Machine: {machine['cpu']} ({machine['cores']} cores), GPU: {machine['gpu'] or 'none'}, "
              f"torch {machine['torch']}, Python {machine['python']}, {machine['date']}. "
-             f"Up to {episodes} seeded episodes per row (see the episodes column in the JSON); open-loop plans with the analytic model, "
-             "success judged by executing the plan in the simulator.", "",
+             f"Up to {episodes} seeded episodes per row (see the episodes column in the JSON); open-loop plans with the "
+             f"{_models(rows)} model, success judged by executing the plan in the simulator.", "",
              markdown_table(rows, COLUMNS), "", "## One GRASP iteration (H=50): batched vs per-step loop", "",
              markdown_table(timing, [("model", "model"), ("device", "device"), ("chains", "C"), ("batched_s", "batched (s)", ".2e"),
                                      ("per_step_loop_s", "per-step loop (s)", ".2e"), ("ratio", "ratio", ".3f")]),

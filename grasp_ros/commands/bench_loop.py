@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..envs import ENV_NAMES
-from ._bench_common import machine_info, markdown_table, write_bench_json
+from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
+                            write_bench_json)
 
 MISS_RATE_TARGET = 0.005
 QUICK_CYCLES = 200
@@ -43,8 +44,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--horizon", type=int, default=50, help="planning horizon H (default: %(default)s)")
     parser.add_argument("--planner", default="grasp", help="controller planner (default: %(default)s)")
     parser.add_argument("--env", default="wall_door", choices=ENV_NAMES, help="world (default: %(default)s)")
+    add_model_arguments(parser)
     parser.add_argument("--cycles", type=int, default=1000,
                         help="at least this many control cycles (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, default=0,
+                        help="run exactly this many episodes instead of --cycles (default: by cycles)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_CYCLES} cycles instead")
     parser.add_argument("--seed", type=int, default=0, help="first episode's seed (default: %(default)s)")
     parser.add_argument("--rate-factor", type=float, default=1.0,
@@ -61,14 +65,18 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
 
-    cycles = QUICK_CYCLES if args.quick else args.cycles
-    duration = cycles / args.rate / args.rate_factor
-    spec = LoopSpec(env=args.env, planner=args.planner, rate_hz=args.rate, horizon=args.horizon,
-                    seed=args.seed, episodes=0, min_cycles=cycles,
+    if args.episodes < 0:
+        raise SystemExit("grasp-ros bench-loop: --episodes must be >= 0")
+    cycles = 0 if args.episodes else QUICK_CYCLES if args.quick else args.cycles
+    duration = (args.episodes * args.max_episode_time if args.episodes else cycles / args.rate) / args.rate_factor
+    spec = LoopSpec(env=args.env, planner=args.planner, model=args.model,
+                    observation=resolve_observation(args), rate_hz=args.rate, horizon=args.horizon,
+                    seed=args.seed, episodes=args.episodes, min_cycles=cycles,
                     max_episode_time=args.max_episode_time, rate_factor=args.rate_factor,
                     timeout=args.timeout or 3 * duration + 120, log_dir=args.out)
-    print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model, "
-          f"{spec.rate_hz:g} Hz, H={spec.horizon}, >= {cycles} cycles (~{duration:.0f} s)")
+    amount = f"{args.episodes} episodes" if args.episodes else f">= {cycles} cycles (~{duration:.0f} s)"
+    print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model "
+          f"(observation: {spec.observation}), {spec.rate_hz:g} Hz, H={spec.horizon}, {amount}")
     machine = machine_info()           # before the run: its load average is other work's
     result = run_closed_loop(spec, progress_period=10.0)
     if not result.diagnostics:

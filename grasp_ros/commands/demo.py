@@ -4,8 +4,9 @@ The sim node and the controller run as separate processes (``ros2 launch grasp_r
 sim_demo.launch.py`` where the launch package is installed); this process watches them over DDS,
 prints progress, and writes into ``--out``: trajectory.png (walls, start, goal, path), trajectory.csv
 (one row per joint_states message), summary.json, and the nodes' logs. Exit status 0 only if every
-episode reached its goal. Defaults use only what ships with the package (the analytic world model:
-nothing is downloaded).
+episode reached its goal. Defaults use only what ships with the package: the learned world model
+(grasp_ros/assets/wall_door_latent.pt) plans from the sim's camera images toward the goal image;
+nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -16,16 +17,21 @@ from pathlib import Path
 import numpy as np
 
 from ..envs import ENV_NAMES, make_env
+from ._bench_common import add_model_arguments, resolve_observation
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--env", default="wall_door", choices=ENV_NAMES, help="world (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=1, help="episodes to run (default: %(default)s)")
     parser.add_argument("--planner", default="grasp", help="controller planner (default: %(default)s)")
+    add_model_arguments(parser)
     parser.add_argument("--rate", type=float, default=10.0,
                         help="control rate in Hz; the sim steps at the same rate (default: %(default)s)")
     parser.add_argument("--horizon", type=int, default=50, help="planning horizon H (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="first episode's seed (default: %(default)s)")
+    # Seed 2: start and goal both below the door, so the agent must detour through it. (Seed 0
+    # is the hardest such episode, the goal straight across the wall; from pixels it fails
+    # within a minute in about 1 run in 8: see README, closed loop from pixels.)
+    parser.add_argument("--seed", type=int, default=2, help="first episode's seed (default: %(default)s)")
     parser.add_argument("--rate-factor", type=float, default=1.0,
                         help="sim seconds per wall second (default: %(default)s)")
     parser.add_argument("--max-episode-time", type=float, default=60.0,
@@ -42,11 +48,13 @@ def run(args) -> int:
         raise SystemExit("grasp-ros demo: --episodes must be >= 1")
     from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when the demo runs
 
-    spec = LoopSpec(env=args.env, planner=args.planner, rate_hz=args.rate, horizon=args.horizon,
+    spec = LoopSpec(env=args.env, planner=args.planner, model=args.model,
+                    observation=resolve_observation(args), rate_hz=args.rate, horizon=args.horizon,
                     seed=args.seed, episodes=args.episodes, max_episode_time=args.max_episode_time,
                     rate_factor=args.rate_factor, timeout=args.timeout, log_dir=args.out,
                     launch=args.launch)
-    print(f"grasp-ros demo: {spec.env}, planner {spec.planner}, model {spec.model}, "
+    print(f"grasp-ros demo: {spec.env}, planner {spec.planner}, model {spec.model} "
+          f"(observation: {spec.observation}), "
           f"{spec.rate_hz:g} Hz, H={spec.horizon}, {spec.episodes} episode(s)")
     result = run_closed_loop(spec)
 

@@ -142,6 +142,10 @@ class PlannerSettings:
     """Iteration cap when the budget names none."""
     running_weight: float = 0.0
     """Weight of the mean running goal distance in the task cost (terminal distance has weight 1)."""
+    action_weight: float = 0.0
+    """Weight of the mean squared action (effort) in the task cost. A little of it makes the
+    actions that do not matter for the goal small instead of arbitrary, so a receding-horizon
+    loop's first action points at the goal instead of dithering near it."""
     tolerance: float = 0.0
     """Stop early once the best plan's task cost is at or below this (0 disables)."""
     sample_dynamics: bool = False
@@ -159,8 +163,8 @@ class PlannerSettings:
                 raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
-        if self.running_weight < 0 or self.tolerance < 0:
-            raise ValueError("running_weight and tolerance must be >= 0")
+        if self.running_weight < 0 or self.action_weight < 0 or self.tolerance < 0:
+            raise ValueError("running_weight, action_weight and tolerance must be >= 0")
 
 
 class Planner:
@@ -223,8 +227,9 @@ class Planner:
     def _rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return rollout(self.model, z0, actions, self.settings.sample_dynamics, self.generator)
 
-    def _cost(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        return task_cost(states, goal, self.settings.running_weight)
+    def _cost(self, states: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        cfg = self.settings
+        return task_cost(states, goal, cfg.running_weight, actions, cfg.action_weight)
 
     def _finish(self, best: Best, z0, goal, iterations: int, model_calls: int, **extra) -> Plan:
         if best.actions is None:

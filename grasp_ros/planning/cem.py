@@ -70,7 +70,7 @@ class CemPlanner(Planner):
                 noise[0] = 0.0                                                 # sample 0 = the mean
                 candidates = torch.cat([self._clamp(mean + std * noise), kept])  # [K, H, A]
                 states = self._rollout(z0, candidates)                         # [K, H+1, D]
-                cost = self._cost(states, goal)                                # [K]
+                cost = self._cost(states, goal, candidates)                    # [K]
                 best.offer(candidates, states, cost)
                 cost = torch.where(torch.isfinite(cost), cost, inf)            # NaN never elite
                 elites = candidates[torch.topk(cost, E, largest=False).indices]  # [E, H, A]
@@ -82,5 +82,5 @@ class CemPlanner(Planner):
                 it += 1
             final = self._clamp(mean).unsqueeze(0)                             # the mean, [1, H, A]
             states = self._rollout(z0, final)
-            best.offer(final, states, self._cost(states, goal))
+            best.offer(final, states, self._cost(states, goal, final))
         return self._finish(best, z0, goal, it, calls + H)

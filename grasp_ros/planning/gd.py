@@ -52,7 +52,7 @@ class GdPlanner(Planner):
         best, calls, it = Best(), 0, 0
         while not deadline.done(it) and not self._converged(best):
             states = self._rollout(z0, actions)                                # [C, H+1, D]
-            cost = self._cost(states, goal)                                    # [C]
+            cost = self._cost(states, goal, actions)                           # [C]
             best.offer(actions, states, cost)
             optimiser.zero_grad(set_to_none=True)
             cost.sum().backward()                 # chains are independent: each gets its own gradient
@@ -67,7 +67,7 @@ class GdPlanner(Planner):
             it += 1
         with torch.no_grad():
             states = self._rollout(z0, actions)
-            best.offer(actions, states, self._cost(states, goal))
+            best.offer(actions, states, self._cost(states, goal, actions))
         return self._finish(best, z0, goal, it, calls + C * H)
 
     def _initial_actions(self, warm: Optional[WarmStart]) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
-from .rollout import model_step
+from .rollout import effort, model_step
 
 
 def grasp_loss_terms(model, states: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor,
@@ -68,10 +68,15 @@ class GraspSettings(PlannerSettings):
     """Clip each chain's action-gradient norm to this (0 disables)."""
     init_spread: float = 0.8
     """Chain diversity: chain c > 0 starts from the straight line bent by sin(pi t / H) * r_c,
-    r_c ~ N(0, init_spread^2 I); chain 0 starts on the straight line itself."""
+    chain 0 from the straight line itself. r_c is Gaussian with the shape of the model's one-step
+    displacements and E||r_c||^2 = init_spread^2 * A (A action dims): N(0, init_spread^2 I) where
+    the latent is the state, and no bends off the reachable set in a larger latent space."""
     warm_chains: float = 0.25
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
-    receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall)."""
+    receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall).
+    (Carrying the last cycle's runner-up chains instead of copies of the plan was tried on
+    wall_door from pixels: 18/20 against 20/20, and worse on the hardest episode; they settle on
+    the plan's route.)"""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -94,15 +99,15 @@ class GraspPlanner(Planner):
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: GraspSettings = self.settings
         H, C = self.horizon, cfg.chains
-        actions, states = self._initial_iterates(z0, goal, warm)
+        step, moves = self._one_step_moves(z0)
+        actions, states = self._initial_iterates(z0, goal, warm, moves / step)
         actions.requires_grad_(True)
         states.requires_grad_(True)
-        step = self._step_scale(z0)
         optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
                                       {"params": [states], "lr": cfg.lr_states * step}])
         first, last = z0.expand(C, 1, -1), goal.expand(C, 1, -1)
         best, trace = Best(), ([] if cfg.trace else None)
-        sigma, calls, it = cfg.state_noise * step, self.PROBE_ACTIONS, 0
+        sigma, calls, it = cfg.state_noise, self.PROBE_ACTIONS, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when their last measured cost still fits.
         while not deadline.done(it, reserve=self._seconds["final"]) and not self._converged(best):
@@ -110,7 +115,10 @@ class GraspPlanner(Planner):
             dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
                                                  cfg.sample_dynamics, self.generator)
             optimiser.zero_grad(set_to_none=True)
-            (dynamics.sum() + cfg.goal_weight * to_goal.sum()).backward()
+            loss = dynamics.sum() + cfg.goal_weight * to_goal.sum()
+            if cfg.action_weight:
+                loss = loss + cfg.action_weight * effort(actions).sum()
+            loss.backward()
             if cfg.grad_clip > 0:
                 norms = actions.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                 actions.grad.mul_((cfg.grad_clip / norms).clamp(max=1.0).view(C, 1, 1))
@@ -122,8 +130,7 @@ class GraspPlanner(Planner):
             with torch.no_grad():
                 actions.copy_(self._clamp(actions))
                 if it > cfg.warmup_iterations and sigma > 0 and H > 1:
-                    states.add_(sigma * torch.randn(states.shape, generator=self.generator,
-                                                    device=self.device))
+                    states.add_(sigma * self._state_noise(states.shape, moves))
                     sigma *= cfg.noise_decay
             if (cfg.sync_every and it % cfg.sync_every == 0
                     and deadline.allows(self._seconds["sync"] + self._seconds["final"])):
@@ -132,7 +139,7 @@ class GraspPlanner(Planner):
         with torch.no_grad(), self._timed("final"):
             full = torch.cat([first, states, last], dim=1)
             real = self._rollout(z0, actions)
-            best.offer(actions, real, self._cost(real, goal), full)
+            best.offer(actions, real, self._cost(real, goal, actions), full)
             calls += C * H
             if best.actions is None:
                 return self._finish(best, z0, goal, it, calls)   # raises PlanningError
@@ -153,21 +160,40 @@ class GraspPlanner(Planner):
     PROBE_ACTIONS = 32
 
     @torch.no_grad()
-    def _step_scale(self, z0: torch.Tensor) -> float:
-        """RMS per latent dimension of F(z0, a) - z0 over random actions inside the bounds."""
+    def _one_step_moves(self, z0: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The model's one-step displacements F(z0, a) - z0 for random actions inside the bounds,
+        centred, [P, D], and their RMS per latent dimension (the "step unit")."""
         u = torch.rand(self.PROBE_ACTIONS, self.action_dim, generator=self.generator, device=self.device)
         moved = model_step(self.model, z0.expand(self.PROBE_ACTIONS, -1), self.low + u * (self.high - self.low))
-        scale = float((moved - z0).pow(2).mean().sqrt())
-        return scale if math.isfinite(scale) and scale > 0 else 1.0
+        moves = moved - z0
+        scale = float(moves.pow(2).mean().sqrt())
+        if not (math.isfinite(scale) and scale > 0):
+            # no usable measurement: unit noise per dimension, as from an identity "displacement"
+            return 1.0, torch.eye(self.latent_dim, device=self.device) * math.sqrt(self.latent_dim)
+        return scale, moves - moves.mean(0)
 
-    def _initial_iterates(self, z0, goal, warm: Optional[WarmStart]):
-        """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]."""
+    def _state_noise(self, shape, moves: torch.Tensor) -> torch.Tensor:
+        """Gaussian noise [..., D] with the covariance of the one-step displacements ``moves``.
+
+        Shaped like what one action can do: in a learned latent space, where the reachable states
+        span a few directions of many, isotropic noise would push the virtual states off that set,
+        to inputs the dynamics network never saw (and whose action gradients are meaningless)."""
+        xi = torch.randn(*shape[:-1], moves.shape[0], generator=self.generator, device=self.device)
+        return xi @ moves / math.sqrt(moves.shape[0])
+
+    def _initial_iterates(self, z0, goal, warm: Optional[WarmStart], directions: torch.Tensor):
+        """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D].
+
+        ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
+        them, so that in a latent space larger than the state they stay on the reachable set."""
         cfg, H, C = self.settings, self.horizon, self.settings.chains
         frac = torch.arange(1, H, device=self.device, dtype=torch.float32).div(H).view(1, H - 1, 1)
         states = (z0 + frac * (goal - z0)).expand(C, H - 1, self.latent_dim).clone()
         if cfg.init_spread > 0 and C > 1:
-            bend = torch.randn(C - 1, 1, self.latent_dim, generator=self.generator, device=self.device)
-            states[1:] += cfg.init_spread * torch.sin(math.pi * frac) * bend
+            # Expected squared norm init_spread^2 * A: N(0, init_spread^2 I) when D == A.
+            scale = cfg.init_spread * math.sqrt(self.action_dim / self.latent_dim)
+            bend = scale * self._state_noise((C - 1, 1, self.latent_dim), directions)
+            states[1:] += torch.sin(math.pi * frac) * bend
         actions = torch.zeros(C, H, self.action_dim, device=self.device)
         if warm is not None:
             n = max(1, round(cfg.warm_chains * C))
@@ -181,7 +207,7 @@ class GraspPlanner(Planner):
         cfg = self.settings
         for j in range(cfg.sync_steps):
             real = self._rollout(z0, actions)
-            cost = self._cost(real, goal)
+            cost = self._cost(real, goal, actions)
             if j == 0:
                 best.offer(actions, real, cost, virtual)
             (grad,) = torch.autograd.grad(cost.sum(), actions)

@@ -61,7 +61,7 @@ class MppiPlanner(Planner):
                 noise[0] = 0.0                                                 # sample 0 = nominal
                 samples = self._clamp(nominal + std * noise)                   # [K, H, A]
                 states = self._rollout(z0, samples)                            # [K, H+1, D]
-                cost = self._cost(states, goal)                                # [K]
+                cost = self._cost(states, goal, samples)                       # [K]
                 best.offer(samples, states, cost)
                 cost = torch.where(torch.isfinite(cost), cost, inf)
                 weights = torch.softmax(-(cost - cost.min()) / cfg.temperature, dim=0)
@@ -71,5 +71,5 @@ class MppiPlanner(Planner):
                 it += 1
             final = nominal.unsqueeze(0)                                       # [1, H, A]
             states = self._rollout(z0, final)
-            best.offer(final, states, self._cost(states, goal))
+            best.offer(final, states, self._cost(states, goal, final))
         return self._finish(best, z0, goal, it, calls + H)

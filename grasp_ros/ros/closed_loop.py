@@ -59,7 +59,11 @@ class LoopSpec:
 
     env: str = "wall_door"
     planner: str = "grasp"
-    model: str = "analytic"
+    model: str = "learned"
+    """World model spec of the controller: the shipped camera model, or e.g. "analytic"."""
+    observation: str = "image"
+    """What the controller encodes: the camera ``image`` (the goal then comes as an image) or
+    the ``joints``."""
     rate_hz: float = 10.0
     """Control rate; the sim steps physics and takes images at the same rate."""
     horizon: int = 50
@@ -162,7 +166,7 @@ def sim_parameters(spec: LoopSpec) -> dict:
 def controller_parameters(spec: LoopSpec) -> dict:
     return {
         "autostart": True, "use_sim_time": True, "model": spec.model,
-        "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
+        "observation": spec.observation, "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
         "control_rate_hz": float(spec.rate_hz), **spec.controller_params,
     }
 
@@ -195,6 +199,7 @@ def node_commands(spec: LoopSpec) -> dict[str, list[str]]:
 def launch_command(spec: LoopSpec) -> list[str]:
     """``ros2 launch grasp_ros sim_demo.launch.py`` with the same parameters."""
     args = {"env": spec.env, "planner": spec.planner, "model": spec.model,
+            "observation": spec.observation,
             "rate": spec.rate_hz, "horizon": spec.horizon, "seed": spec.seed,
             "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
             "max_episode_time": spec.max_episode_time, "rate_factor": spec.rate_factor,

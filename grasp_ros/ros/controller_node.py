@@ -19,7 +19,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 * in: ``image`` (sensor_msgs/Image rgb8/bgr8/mono8, sensor-data QoS) or ``joint_states``
   (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names; the goal on
   ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image), reliable +
-  transient local, the newest of either wins.
+  transient local, the newest of either wins (a kind the model cannot encode is ignored with a
+  warning: an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
   input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
   ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
@@ -321,7 +322,7 @@ class GraspController(LifecycleNode):
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
-        if loop is None:
+        if loop is None or not self._goal_usable(loop.joint_dim, "goal_state", "~/goal_image"):
             return
         try:
             joints = select_joints(msg.name, msg.position, self._values["joint_names"], "goal_state")
@@ -335,7 +336,7 @@ class GraspController(LifecycleNode):
 
     def _on_goal_image(self, msg: Image) -> None:
         loop = self._loop
-        if loop is None:
+        if loop is None or not self._goal_usable(loop.image_size, "goal_image", "~/goal_state"):
             return
         try:
             loop.set_goal({"image": image_to_rgb(msg, loop.image_size)})
@@ -344,6 +345,15 @@ class GraspController(LifecycleNode):
             self.get_logger().error(f"goal image refused: {exc}")
             return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
+
+    def _goal_usable(self, size: int, topic: str, other: str) -> bool:
+        """A goal of a kind the model does not encode is ignored (with a warning), so that it
+        cannot replace a usable goal of the other kind; a sim may publish both."""
+        if size > 0:
+            return True
+        self.get_logger().warning(f"~/{topic} ignored: the model does not encode it; give the "
+                                  f"goal on {other}", throttle_duration_sec=5.0)
+        return False
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         loop = self._loop

@@ -125,8 +125,9 @@ def _non_empty(name: str) -> Callable[[str], Optional[str]]:
 
 
 PARAMETERS: tuple[Param, ...] = (
-    Param("model", "string", "analytic",
-          "World model: a built-in name (analytic), a TorchScript file, or package.module:factory.",
+    Param("model", "string", "learned",
+          "World model: a built-in name (learned: the shipped camera model of wall_door; "
+          "analytic), a TorchScript file, or package.module:factory.",
           check=_non_empty("model")),
     Param("model_weights", "string", "",
           "State-dict file loaded into a built-in or factory model (empty: none)."),
@@ -156,7 +157,7 @@ PARAMETERS: tuple[Param, ...] = (
     Param("on_stale", "string", "zero",
           "Command while stale (no or old observation, no goal): hold the last command or zero.",
           choices=ON_STALE_CHOICES, dynamic=True),
-    Param("observation", "string", "joints",
+    Param("observation", "string", "image",
           "Which input the model encodes: image (topic image) or joints (topic joint_states).",
           choices=("image", "joints")),
     Param("joint_names", "string_array", ["x", "y"],
@@ -189,6 +190,9 @@ PARAMETERS: tuple[Param, ...] = (
           "Std of the noise added to the virtual states each iteration (GRASP).",
           range=(0.0, 10.0), dynamic=True),
     Param("planner.goal_weight", "double", None, "Weight of the dense goal term (GRASP).",
+          range=(0.0, 1e6), dynamic=True),
+    Param("planner.action_weight", "double", None,
+          "Weight of the mean squared action (effort) in the task cost, every planner.",
           range=(0.0, 1e6), dynamic=True),
 )
 
