@@ -28,6 +28,8 @@ def test_bench_merges_result_files(tmp_path):
                  "--no-figures"]) == 0
     rows = json.loads((tmp_path / "all" / "bench_planners.json").read_text())["rows"]
     assert sorted(r["planner"] for r in rows if r["bench"] == "planners") == ["cem", "mppi"]
+    timing = [(r["model"], r["device"], r["chains"]) for r in rows if r["bench"] != "planners"]
+    assert timing and len(timing) == len(set(timing))     # both files timed them: the later wins
 
 
 def test_model_accuracy_grows_with_rollout_length(tmp_path):
