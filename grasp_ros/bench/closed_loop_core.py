@@ -2,8 +2,9 @@
 
 The same cycle the node runs, without DDS, on a simulated clock: one env step per control
 period. Used to choose the controller's planner settings and as a closed-loop benchmark row
-with ``"through": "core"``. The analytic model observes the joints; the learned one the camera
-image, with the goal given as the image of the agent at the goal (as the sim node publishes it).
+with ``"through": "core"``. A model of joints (the analytic one) observes the joints; an image
+model (the learned one) the camera image, with the goal given as the image of the agent at the
+goal (as the sim node publishes it).
 """
 from __future__ import annotations
 
@@ -14,23 +15,24 @@ from ..control.build import build_control_loop
 from ..envs import make_env
 
 
-def observation(env, position, image: bool) -> dict:
-    """What the controller sees of the agent at ``position``: the camera image or the joints."""
-    if image:
-        return {"image": env.render(position)}
-    return {"joints": np.asarray(position, dtype=np.float32)}
+def observation(loop, env, position) -> dict:
+    """What the controller sees of the agent at ``position``: the joints where its model encodes
+    joints (as the bench's ``encode_task`` decides), else the camera image."""
+    if loop.joint_dim:
+        return {"joints": np.asarray(position, dtype=np.float32)}
+    return {"image": env.render(position)}
 
 
-def run_episode(loop, env, seed: int, max_steps: int, image: bool = False) -> dict:
+def run_episode(loop, env, seed: int, max_steps: int) -> dict:
     """Drive one episode; success once the agent is within the success radius of the goal."""
     episode = env.sample_episode(seed)
     env.reset(episode)
     loop.reset()
-    loop.set_goal(observation(env, episode.goal, image))
+    loop.set_goal(observation(loop, env, episode.goal))
     statuses, solve = [], []
     for k in range(max_steps):
         now = k * loop.config.period
-        loop.observe(observation(env, env.position, image), now)
+        loop.observe(observation(loop, env, env.position), now)
         result = loop.step(now)
         statuses.append(result.status)
         solve.append(result.solve_time)
@@ -52,8 +54,7 @@ def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int
     config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
     spec = {"name": model, "options": {"env": env_name, "horizon": horizon}}
     loop = build_control_loop(spec, planner, horizon, config, settings)
-    image = model != "analytic"
-    results = [run_episode(loop, env, first_seed + i, 3 * horizon, image) for i in range(episodes)]
+    results = [run_episode(loop, env, first_seed + i, 3 * horizon) for i in range(episodes)]
     statuses = [s for r in results for s in r["statuses"]]
     return {"bench": "closed_loop", "env": env_name, "model": model, "planner": planner,
             "rate_hz": rate_hz, "horizon": horizon, "episodes": episodes,
