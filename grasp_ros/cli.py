@@ -15,6 +15,7 @@ COMMANDS = {
     "bench": ("bench", "open-loop planner benchmark (success, solve time, model calls)"),
     "bench-loop": ("bench_loop", "closed-loop control benchmark through the ROS nodes"),
     "bench-model": ("bench_model", "world-model accuracy vs rollout length"),
+    "soak": ("soak", "long closed-loop run through ROS: memory growth, crashes, bad commands"),
     "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
     "train": ("train", "train the latent world model from camera images"),
 }

@@ -59,6 +59,7 @@ def test_bench_loop_rows_follow_bench_format():
         "cycles": 100, "deadline_miss_rate": 0.02, "period_ms": 50.0, "success": True}
     assert loop["solve_ms_p50"] == np.float64(10.0) and 10.0 < loop["solve_ms_p99"] <= 90.0
     assert loop["latency_ms_p50"] == loop["latency_ms_p99"] == np.float64(12.0)
+    assert loop["latency_p99_over_period"] == pytest.approx(12.0 / 50.0)
     assert loop["status_counts"] == {"OK": 98, "FALLBACK": 2}
     assert closed == {**closed, "bench": "closed_loop", "env": "open", "episodes": 2,
                       "success_rate": 1.0, "through": "ros", "median_time_to_goal_s": 5.0}

@@ -13,6 +13,8 @@ episode in progress. Measured:
 
 Prints a Markdown table, writes the JSON of ../shared/BENCH_FORMAT.md (a "loop" row and a
 "closed_loop" row) with ``--json``, and a plot of the solve-time and latency distributions.
+``--busy N`` runs N CPU-spinning processes beside the loop (``grasp_ros.bench.load``); both rows
+say so (``load``, ``busy_processes``) and carry the load average at the start and the end.
 Targets (issue 3): deadline misses <= 0.5% of cycles, p99 latency <= one period.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..bench.load import busy_processes, load_average, load_fields
 from ..envs import ENV_NAMES
 from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
                             write_bench_json)
@@ -60,13 +63,15 @@ def add_arguments(parser) -> None:
                         help="folder for the plot and the nodes' logs (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=0.0,
                         help="wall seconds for the run (default: 3 x the cycles' duration + 120)")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="run N CPU-spinning processes beside the loop (default: %(default)s)")
 
 
 def run(args) -> int:
     from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
 
-    if args.episodes < 0:
-        raise SystemExit("grasp-ros bench-loop: --episodes must be >= 0")
+    if args.episodes < 0 or args.busy < 0:
+        raise SystemExit("grasp-ros bench-loop: --episodes and --busy must be >= 0")
     cycles = 0 if args.episodes else QUICK_CYCLES if args.quick else args.cycles
     duration = (args.episodes * args.max_episode_time if args.episodes else cycles / args.rate) / args.rate_factor
     spec = LoopSpec(env=args.env, planner=args.planner, model=args.model,
@@ -76,9 +81,13 @@ def run(args) -> int:
                     timeout=args.timeout or 3 * duration + 120, log_dir=args.out)
     amount = f"{args.episodes} episodes" if args.episodes else f">= {cycles} cycles (~{duration:.0f} s)"
     print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model "
-          f"(observation: {spec.observation}), {spec.rate_hz:g} Hz, H={spec.horizon}, {amount}")
+          f"(observation: {spec.observation}), {spec.rate_hz:g} Hz, H={spec.horizon}, {amount}"
+          + (f", {args.busy} busy processes beside it" if args.busy else ""))
     machine = machine_info()           # before the run: its load average is other work's
-    result = run_closed_loop(spec, progress_period=10.0)
+    loadavg_start = load_average()
+    with busy_processes(args.busy):
+        result = run_closed_loop(spec, progress_period=10.0)
+        load = load_fields(args.busy, loadavg_start, load_average())
     if not result.diagnostics:
         print(f"bench-loop FAILED: no control cycle observed ({result.reason})")
         return 1
@@ -86,6 +95,8 @@ def run(args) -> int:
         print(f"warning: the run did not end cleanly ({result.reason}); reporting what was measured")
 
     loop_row, closed_row = summarise(result, spec)
+    loop_row.update(load)
+    closed_row.update(load)
     print()
     print(markdown_table([loop_row], LOOP_COLUMNS))
     print()
@@ -93,7 +104,8 @@ def run(args) -> int:
     print()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, gpu {machine['gpu']}, "
           f"torch {machine['torch']}, python {machine['python']}, "
-          f"load average before the run {machine['load_average']}")
+          f"load average before the run {load['loadavg'][0]}, after it {load['loadavg'][1]}"
+          + (f" (busy processes: {args.busy})" if args.busy else ""))
     print(f"targets: deadline misses <= {MISS_RATE_TARGET:.1%}: "
           f"{_verdict(loop_row['deadline_miss_rate'] <= MISS_RATE_TARGET)}; "
           f"p99 latency <= one period ({loop_row['period_ms']:.0f} ms): "
@@ -133,6 +145,8 @@ def summarise(result, spec) -> tuple[dict, dict]:
         "latency_ms_p99": _percentile_ms(result.latencies, 99),
         "period_ms": 1e3 / spec.rate_hz,
         "success": bool(ends) and all(e["success"] for e in ends),
+        "latency_p99_over_period": (_percentile_ms(result.latencies, 99) * spec.rate_hz / 1e3
+                                    if len(result.latencies) else None),
         # Beyond the format's fields:
         "env": spec.env, "deadline_misses": result.deadline_misses,
         "solve_ms_max": float(solve.max() * 1e3) if solve.size else None,
