@@ -10,6 +10,7 @@ from grasp_ros.data import TransitionWindows, collect_episodes, save_dataset
 from grasp_ros.envs import make_env
 from grasp_ros.models import BUILTINS, WorldModelError, check_world_model, load_world_model
 from grasp_ros.models.learned import DEFAULT_CHECKPOINT, LatentWorldModel, load_latent_model
+from grasp_ros.models.novelty import novelty_for
 from grasp_ros.training import TrainSettings, export_torchscript, save_checkpoint, train, window_losses
 
 SMALL = {"latent_dim": 16, "hidden": 32, "channels": [8, 8, 8]}
@@ -77,7 +78,7 @@ def test_training_lowers_the_loss(data, trained):
     assert len(history[-1]["latent_mse"]) == len(history[-1]["position_err"]) == settings.rollout_steps
 
 
-def test_checkpoint_round_trip_gives_identical_outputs(data, trained):
+def test_checkpoint_round_trip_gives_identical_outputs(data, trained, tmp_path):
     result, path, _ = trained
     model, loaded = result["model"], load_latent_model(path)
     via_loader = load_world_model({"name": "learned", "checkpoint": path})
@@ -91,6 +92,12 @@ def test_checkpoint_round_trip_gives_identical_outputs(data, trained):
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint["config"]["env"] == "wall_door" and checkpoint["config"]["horizon"] == 50
     assert checkpoint["epoch"] == 30 and "optimizer" in checkpoint
+    # novelty statistics of the training frames (8 episodes x 9 frames) travel with the weights
+    assert checkpoint["input_statistics"]["samples"] == 72
+    assert novelty_for(via_loader).score(obs, z[0]) == novelty_for(model).score(obs, z[0])
+    torch.save(checkpoint["state_dict"], tmp_path / "state.pt")   # bare weights: no statistics
+    assert novelty_for(load_world_model({"name": "learned", "checkpoint": path,
+                                         "weights": str(tmp_path / "state.pt")})) is None
 
 
 def test_torchscript_export_agrees_with_the_model(data, trained, tmp_path):
@@ -106,6 +113,7 @@ def test_torchscript_export_agrees_with_the_model(data, trained, tmp_path):
         zz = z[:, None].expand(3, 4, 16)
         assert torch.allclose(exported.predict(zz, actions), model.predict(zz, actions), atol=1e-6)
         assert torch.allclose(exported.position(z), model.position(z), atol=1e-6)
+    assert novelty_for(exported).score(obs, z[0]) == pytest.approx(novelty_for(model).score(obs, z[0]))
     with pytest.raises(Exception, match="uint8"):
         exported.encode({"image": torch.zeros(1, 64, 64, 3)})
 

@@ -59,7 +59,8 @@ def test_factory_with_weights_round_trip(tmp_path):
     model = make_linear()
     path = tmp_path / "w.pt"
     torch.save(model.state_dict(), path)
-    loaded = load_world_model({"factory": "test_models:make_linear", "weights": str(path)})
+    loaded = load_world_model({"factory": "test_models:make_linear", "weights": str(path)},
+                              allow_factory=True)
     z, a = torch.randn(4, 3), torch.randn(4, 2)
     assert torch.equal(loaded.predict(z, a), model.predict(z, a))
 
@@ -106,7 +107,7 @@ def test_torchscript_round_trip(tmp_path):
 ])
 def test_bad_specs_raise_one_clear_error(spec, message):
     with pytest.raises(WorldModelError, match=message):
-        load_world_model(spec)
+        load_world_model(spec, allow_factory=True)
 
 
 def test_corrupt_and_mismatched_files(tmp_path):
@@ -117,11 +118,13 @@ def test_corrupt_and_mismatched_files(tmp_path):
     bad_weights = tmp_path / "junk.pt"
     bad_weights.write_bytes(b"\x00garbage")
     with pytest.raises(WorldModelError, match="cannot read weights"):
-        load_world_model({"factory": "test_models:make_linear", "weights": str(bad_weights)})
+        load_world_model({"factory": "test_models:make_linear", "weights": str(bad_weights)},
+                         allow_factory=True)
     wrong = tmp_path / "wrong.pt"
     torch.save(make_linear(5).state_dict(), wrong)
     with pytest.raises(WorldModelError, match="do not fit"):
-        load_world_model({"factory": "test_models:make_linear", "weights": str(wrong)})
+        load_world_model({"factory": "test_models:make_linear", "weights": str(wrong)},
+                         allow_factory=True)
 
 
 def test_weights_never_unpickle_objects(tmp_path):
@@ -132,7 +135,8 @@ def test_weights_never_unpickle_objects(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"B.weight": Evil()}, path)
     with pytest.raises(WorldModelError, match="cannot read weights"):
-        load_world_model({"factory": "test_models:make_linear", "weights": str(path)})
+        load_world_model({"factory": "test_models:make_linear", "weights": str(path)},
+                         allow_factory=True)
 
 
 def test_probe_catches_shape_mismatch():

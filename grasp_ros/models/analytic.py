@@ -3,14 +3,23 @@
 The latent is the position itself (D = 2), so plans made with this model can be checked exactly
 by executing them in the simulator. It encodes joints (x, y) directly, or an image by finding
 the agent's red disk, which lets the camera path run without a learned model.
+
+Its novelty statistics (``input_statistics``, ``grasp_ros.models.novelty``) describe the whole
+arena [-1, 1]^2: joints drawn uniformly there and camera frames of the agent at such positions,
+measured on first use (a fraction of a second). A joint at (5, 0) or a goal at (40, 0) is novel.
 """
 from __future__ import annotations
 
+from functools import cached_property
+from typing import Dict
+
+import numpy as np
 import torch
 
 from ..envs import NOMINAL_HORIZON, make_env
 from ..envs.render import AGENT
 from .contract import Observation, WorldModel, WorldModelError
+from .novelty import compute_statistics
 
 
 class AnalyticNavModel(WorldModel):
@@ -23,6 +32,7 @@ class AnalyticNavModel(WorldModel):
         sim = make_env(env, horizon, image_size=image_size)
         self.env_name, self.horizon, self.image_size = env, int(horizon), int(image_size)
         self.dynamics = sim.dynamics
+        self._camera = sim.camera
 
     def encode(self, observation: Observation) -> torch.Tensor:
         if "joints" in observation:
@@ -36,6 +46,16 @@ class AnalyticNavModel(WorldModel):
 
     def position(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
+
+    @cached_property
+    def input_statistics(self) -> Dict[str, torch.Tensor]:
+        """Novelty statistics of the arena: 4096 uniform joint vectors, 512 frames (seeded)."""
+        rng = np.random.default_rng(0)
+        joints = rng.uniform(-1, 1, (4096, 2))
+        frames = np.stack([self._camera.render(p) for p in joints[:512]])
+        joints = torch.as_tensor(joints, dtype=torch.float32)
+        batches = [{"joints": joints[512:]}, {"joints": joints[:512], "image": torch.from_numpy(frames)}]
+        return compute_statistics(self, batches).to_dict()
 
     def _locate_agent(self, image: torch.Tensor) -> torch.Tensor:
         """Centroid of the agent's red pixels, in world coordinates. image uint8 [B, S, S, 3]."""

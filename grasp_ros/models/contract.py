@@ -11,7 +11,8 @@ A world model is a ``torch.nn.Module`` with a few verbs::
 
 and attributes ``latent_dim`` (D), ``action_dim`` (A), ``action_low`` / ``action_high`` ([A]),
 ``image_size`` (side of the square image it encodes, 0 if it takes none) and ``joint_dim``
-(length of the joint vector it encodes, 0 if it takes none).
+(length of the joint vector it encodes, 0 if it takes none). Optional: ``input_statistics``,
+a dict of tensors describing its training inputs (``grasp_ros.models.novelty``).
 
 ``WorldModel`` below is a convenience base class; a model need not inherit from it as long as
 it has these members (``check_world_model`` verifies that with a probe call).
@@ -23,11 +24,20 @@ from typing import Dict, Optional
 import torch
 from torch import nn
 
+from .text import shorten
+
 Observation = Dict[str, torch.Tensor]
 
 
 class WorldModelError(ValueError):
     """A model or model spec that cannot be used, with the reason in the message."""
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception's message, to be quoted in another: in full for a ``WorldModelError`` (ours,
+    its user input already quoted briefly), shortened for anything else (a user's code, a
+    library's message that may quote its input in full)."""
+    return str(exc) if isinstance(exc, WorldModelError) else shorten(exc)
 
 
 class WorldModel(nn.Module):
@@ -101,7 +111,7 @@ def check_world_model(model, source: str = "model") -> None:
             mean, logvar = split_prediction(model.predict(z.unsqueeze(1).expand(2, 3, D),
                                                           torch.zeros(2, 3, A, device=low.device)))
     except Exception as exc:  # the probe is where a user's model first meets ours: say where it broke
-        raise WorldModelError(f"{source}: probe call failed: {type(exc).__name__}: {exc}") from exc
+        raise WorldModelError(f"{source}: probe call failed: {type(exc).__name__}: {shorten(exc)}") from exc
     if tuple(z.shape) != (2, D):
         raise WorldModelError(f"{source}: encode returned shape {tuple(z.shape)}, expected (2, {D})")
     if tuple(mean.shape) != (2, 3, D) or (logvar is not None and logvar.shape != mean.shape):

@@ -20,7 +20,9 @@ against stop-gradient targets, state reconstruction from encoded and predicted l
 metric term that matches latent distances to state distances.
 
 Checkpoints hold plain types and tensors only (``torch.load(weights_only=True)``):
-``{"format", "config", "state_dict", ...}``. ``load_world_model("learned")`` reads the shipped
+``{"format", "config", "state_dict", "input_statistics", ...}``; ``input_statistics`` (optional,
+``grasp_ros.models.novelty``) describes the training inputs, and ``load_latent_model`` attaches
+it as ``model.input_statistics``. ``load_world_model("learned")`` reads the shipped
 ``grasp_ros/assets/wall_door_latent.pt``; ``{"name": "learned", "checkpoint": path}`` reads
 another one; ``{"name": "learned", "weights": path}`` loads a state dict into the shipped
 architecture.
@@ -32,8 +34,9 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
-from .contract import WorldModel, WorldModelError
+from .contract import WorldModel, WorldModelError, error_text
 from .loader import register_builtin
+from .text import quote, shorten
 
 CHECKPOINT_FORMAT = "grasp_ros.latent_world_model/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "wall_door_latent.pt"
@@ -70,6 +73,7 @@ class LatentWorldModel(WorldModel):
     action_dim: int
     image_size: int
     joint_dim: int
+    input_statistics: Optional[Dict[str, torch.Tensor]]
 
     def __init__(self, image_size: int = 64, latent_dim: int = 32, channels: List[int] = (16, 16, 16),
                  hidden: int = 128, joint_dim: int = 0, state_dim: int = 2, env: str = "",
@@ -85,6 +89,7 @@ class LatentWorldModel(WorldModel):
         self.state_dim, self.hidden, self.channels = int(state_dim), int(hidden), [c1, c2, c3]
         self.env, self.horizon, self.steps_per_action = str(env), int(horizon), int(steps_per_action)
         self.action_dim = 2   # an instance attribute, so TorchScript export keeps it
+        self.input_statistics = None   # set from the training data (grasp_ros.models.novelty)
         self.conv = nn.Sequential(
             nn.Conv2d(3, c1, 4, stride=2, padding=1), nn.SiLU(),     # S/2: keypoints on a S/2 grid
             nn.Conv2d(c1, c2, 3, padding=1), nn.SiLU(),
@@ -156,25 +161,28 @@ def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) ->
 
     Raises ``WorldModelError`` for a missing, corrupt or mismatched file, naming the problem.
     """
-    source = f"learned model checkpoint {os.fspath(path)!r}"
+    source = f"learned model checkpoint {quote(os.fspath(path))}"
     if not os.path.isfile(path):
         raise WorldModelError(f"{source}: file not found (train one with `grasp-ros train`)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickled objects, not a torch file at all...
-        raise WorldModelError(f"{source}: cannot read it ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise WorldModelError(f"{source}: cannot read it ({type(exc).__name__}: {shorten(exc)})") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-        raise WorldModelError(f"{source}: not a {CHECKPOINT_FORMAT} checkpoint (found {found!r})")
+        raise WorldModelError(f"{source}: not a {CHECKPOINT_FORMAT} checkpoint (found {quote(found)})")
     config = dict(checkpoint.get("config") or {})
     try:
         model = LatentWorldModel(**config, steps_per_action=_steps_per_action(config, horizon))
     except (TypeError, ValueError) as exc:
-        raise WorldModelError(f"{source}: bad config {config}: {exc}") from exc
+        raise WorldModelError(f"{source}: bad config {quote(config)}: {error_text(exc)}") from exc
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except (KeyError, RuntimeError) as exc:
-        raise WorldModelError(f"{source}: weights do not fit the config {config}: {str(exc)[:300]}") from exc
+        raise WorldModelError(f"{source}: weights do not fit the config {quote(config)}: "
+                              f"{shorten(exc, 300)}") from exc
+    statistics = checkpoint.get("input_statistics")
+    model.input_statistics = dict(statistics) if isinstance(statistics, dict) else None
     return model.eval()
 
 
@@ -187,7 +195,7 @@ def _steps_per_action(config: Dict[str, Any], horizon: Optional[int]) -> int:
         raise WorldModelError("learned model: its data has no known time step, so it plans only at its own horizon")
     if int(horizon) < 1 or trained % int(horizon):
         raise WorldModelError(f"learned model: trained at horizon {trained}; a planning horizon must "
-                              f"divide it (e.g. {trained} or {trained // 2}), got {horizon}")
+                              f"divide it (e.g. {trained} or {trained // 2}), got {quote(horizon)}")
     return trained // int(horizon)
 
 
@@ -196,7 +204,8 @@ def _learned(checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, env: Optional[s
              horizon: Optional[int] = None, image_size: Optional[int] = None) -> LatentWorldModel:
     model = load_latent_model(checkpoint, horizon)
     if env is not None and model.env and env != model.env:
-        raise WorldModelError(f"learned model {os.fspath(checkpoint)!r} was trained on {model.env!r}, not {env!r}")
+        raise WorldModelError(f"learned model {quote(os.fspath(checkpoint))} was trained on {model.env!r}, "
+                              f"not {quote(env)}")
     if image_size is not None and int(image_size) != model.image_size:
-        raise WorldModelError(f"learned model encodes {model.image_size}px images, not {image_size}px")
+        raise WorldModelError(f"learned model encodes {model.image_size}px images, not {quote(image_size)}px")
     return model

@@ -6,9 +6,13 @@ Spec forms (a string, or a dict with the same keys):
 * ``"path/to/model.ts"`` / ``{"torchscript": path}``: a TorchScript module meeting the contract.
 * ``{"factory": "package.module:make_model", "weights": "model.pt", "options": {...}}``: the
   factory builds the module, then a state dict is loaded with ``torch.load(weights_only=True)``,
-  so no arbitrary object is ever unpickled.
+  so no arbitrary object is ever unpickled. Importing the module and calling the factory runs
+  its Python code, so a factory loads only with ``allow_factory=True``: whoever chooses the
+  spec must be trusted to run code in this process (the controller node's
+  ``allow_python_models``, set at start-up only).
 
-Every failure raises ``WorldModelError`` naming the spec and the problem.
+Every failure raises ``WorldModelError`` naming the spec and the problem, quoting user input
+(names, paths, options, a factory's own error) at most a few hundred characters long.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ from typing import Any, Callable
 
 import torch
 
-from .contract import WorldModelError, check_world_model
+from .contract import WorldModelError, check_world_model, error_text
+from .text import quote, shorten
 
 BUILTINS: dict[str, Callable[..., torch.nn.Module]] = {}
 
@@ -37,14 +42,25 @@ def _analytic(**options):
     return AnalyticNavModel(**options)
 
 
-def load_world_model(spec: Any, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Build, check (probe call) and return the model named by ``spec``, in eval mode."""
+FACTORY_DISABLED = ("Python factory models are disabled: start the node with "
+                    "allow_python_models:=true (in Python: allow_factory=True)")
+
+
+def load_world_model(spec: Any, device: str | torch.device = "cpu",
+                     allow_factory: bool = False) -> torch.nn.Module:
+    """Build, check (probe call) and return the model named by ``spec``, in eval mode.
+
+    A factory spec (``package.module:function``) is refused unless ``allow_factory``: it
+    imports and runs that module's code.
+    """
     spec = _normalise(spec)
     source = _describe(spec)
     if "name" in spec:
         model = _build_builtin(spec, source)
     elif "torchscript" in spec:
         model = _load_torchscript(spec["torchscript"], source)
+    elif not allow_factory:
+        raise WorldModelError(f"{source}: {FACTORY_DISABLED}")
     else:
         model = _build_from_factory(spec, source)
     model = model.to(device).eval()
@@ -67,14 +83,15 @@ def _normalise(spec) -> dict:
         raise WorldModelError(f"model spec must be a name, a path or a dict, got {type(spec).__name__}")
     kinds = [k for k in ("name", "torchscript", "factory") if k in spec]
     if len(kinds) != 1:
-        raise WorldModelError(f"model spec {spec!r} must have exactly one of 'name', 'torchscript', 'factory'")
+        raise WorldModelError(f"model spec {quote(spec)} must have exactly one of 'name', 'torchscript', "
+                              "'factory'")
     return spec
 
 
 def _describe(spec: dict) -> str:
     for key in ("name", "torchscript", "factory"):
         if key in spec:
-            return f"world model {key}={spec[key]!r}"
+            return f"world model {key}={quote(spec[key])}"
     return "world model"
 
 
@@ -88,7 +105,7 @@ def _build_builtin(spec: dict, source: str):
     try:
         model = BUILTINS[name](**options)
     except (TypeError, ValueError, OSError) as exc:
-        raise WorldModelError(f"{source}: bad options {options}: {exc}") from exc
+        raise WorldModelError(f"{source}: bad options {quote(options)}: {error_text(exc)}") from exc
     if spec.get("weights"):
         _load_weights(model, spec["weights"], source)
     return model
@@ -100,7 +117,8 @@ def _load_torchscript(path: str, source: str):
     try:
         module = torch.jit.load(path, map_location="cpu")
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for bad files
-        raise WorldModelError(f"{source}: not a TorchScript file ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise WorldModelError(f"{source}: not a TorchScript file "
+                              f"({type(exc).__name__}: {shorten(exc)})") from exc
     from .scripted import ScriptedWorldModel
     return ScriptedWorldModel(module)
 
@@ -113,11 +131,11 @@ def _build_from_factory(spec: dict, source: str):
     try:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
-        raise WorldModelError(f"{source}: factory not found ({exc})") from exc
+        raise WorldModelError(f"{source}: factory not found ({shorten(exc)})") from exc
     try:
         model = factory(**(spec.get("options") or {}))
     except Exception as exc:  # a user's factory may raise anything; report it as a model error
-        raise WorldModelError(f"{source}: factory raised {type(exc).__name__}: {exc}") from exc
+        raise WorldModelError(f"{source}: factory raised {type(exc).__name__}: {shorten(exc)}") from exc
     if not isinstance(model, torch.nn.Module):
         raise WorldModelError(f"{source}: factory returned {type(model).__name__}, not a torch.nn.Module")
     if spec.get("weights"):
@@ -127,16 +145,24 @@ def _build_from_factory(spec: dict, source: str):
 
 def _load_weights(model: torch.nn.Module, path: str, source: str) -> None:
     if not os.path.isfile(path):
-        raise WorldModelError(f"{source}: weights file {path!r} not found")
+        raise WorldModelError(f"{source}: weights file {quote(path)} not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle of a non-tensor object, truncated file...
-        raise WorldModelError(f"{source}: cannot read weights {path!r} ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        raise WorldModelError(f"{source}: cannot read weights {quote(path)} "
+                              f"({type(exc).__name__}: {shorten(exc)})") from exc
+    carried = None
     if isinstance(state, dict) and "state_dict" in state:
+        carried = state.get("input_statistics")
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WorldModelError(f"{source}: weights {path!r} hold a {type(state).__name__}, not a state dict")
+        raise WorldModelError(f"{source}: weights {quote(path)} hold a {type(state).__name__}, "
+                              "not a state dict")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise WorldModelError(f"{source}: weights {path!r} do not fit the model: {str(exc)[:300]}") from exc
+        raise WorldModelError(f"{source}: weights {quote(path)} do not fit the model: "
+                              f"{shorten(exc, 300)}") from exc
+    # Novelty statistics describe the weights they were measured with: the new file's, or none.
+    if isinstance(carried, dict) or "input_statistics" in vars(model):
+        model.input_statistics = dict(carried) if isinstance(carried, dict) else None

@@ -21,6 +21,10 @@ steps on the dynamics and the state head alone, over encodings of every frame co
 with the frozen encoder: the same loss without the encoder's terms. A phase-2 step costs a
 small fraction of a phase-1 step (no images), and on wall_door it halved the 31-step rollout
 error (0.055 -> 0.027) in a minute of CPU, where more phase-1 epochs gained little.
+
+At the end, the novelty statistics of a sample of training frames (``input_statistics``,
+``grasp_ros.models.novelty``) are stored with the model, so that a controller can tell inputs
+unlike the training data.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ from tqdm import tqdm
 
 from ..data import TransitionData, TransitionWindows
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel
+from ..models.novelty import InputStatistics, compute_statistics
 
 
 @dataclass
@@ -82,6 +87,9 @@ class TrainSettings:
     """Fraction of episodes held out for validation."""
     val_windows: int = 256
     """Validation segments evaluated per epoch (a fixed, seeded subset)."""
+    statistics_frames: int = 4096
+    """Training frames (a seeded sample) whose encodings and image statistics are stored with the
+    model for novelty detection (``grasp_ros.models.novelty``); 0 stores none."""
     seed: int = 0
     """Seeds model initialisation, the split, shuffling and validation subset."""
     device: str = "auto"
@@ -101,6 +109,8 @@ class TrainSettings:
         if min(weights) < 0 or self.state_weight + self.metric_weight + self.variance_weight == 0:
             raise ValueError("loss weights must be >= 0, and at least one anti-collapse term "
                              "(state, metric or variance) must be on")
+        if self.statistics_frames < 0 or self.statistics_frames == 1:
+            raise ValueError(f"statistics_frames must be 0 or >= 2, got {self.statistics_frames}")
         if self.start_noise < 0:
             raise ValueError(f"start_noise must be >= 0, got {self.start_noise}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -186,9 +196,13 @@ def evaluate(model: LatentWorldModel, windows: TransitionWindows, settings: Trai
 
 
 def save_checkpoint(path: str, model: LatentWorldModel, **extra: Any) -> None:
-    """State dict, config and ``extra`` (plain types and tensors only), written atomically."""
+    """State dict, config, the model's ``input_statistics`` if it has them, and ``extra`` (plain
+    types and tensors only), written atomically."""
     tmp = f"{path}.tmp{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    statistics = getattr(model, "input_statistics", None)
+    if statistics:
+        extra = {"input_statistics": {k: v.cpu() for k, v in statistics.items()}, **extra}
     torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
                 **extra}, tmp)
     os.replace(tmp, path)
@@ -281,8 +295,28 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         save()
         log(f"dynamics ({settings.dynamics_steps} steps on frozen encodings): train loss {running:.4f}, "
             f"{_describe(metrics, settings)} ({seconds:.0f} s)")
-    return {"model": model.eval(), "epoch": settings.epochs, "history": history,
+    model.eval()
+    if settings.statistics_frames:
+        statistics = input_statistics(model, train_data, settings.statistics_frames, settings.seed)
+        model.input_statistics = statistics.to_dict()
+        save()
+        log(f"novelty statistics of {statistics.samples} training frames stored with the model")
+    return {"model": model, "epoch": settings.epochs, "history": history,
             "metrics": history[-1] if history else {}, "train_seconds": seconds}
+
+
+def input_statistics(model: LatentWorldModel, data: TransitionData, frames: int, seed: int = 0,
+                     batch_size: int = 512) -> InputStatistics:
+    """Novelty statistics of up to ``frames`` frames of ``data`` (drawn without replacement,
+    seeded), given to the model as it encodes them."""
+    images = data.images.reshape(-1, *data.images.shape[2:])
+    joints = data.joints.reshape(len(images), -1)
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:frames].sort().values
+    chosen = chosen.numpy()
+    batches = (_observation(model, torch.from_numpy(images[chosen[i:i + batch_size]]),
+                            torch.from_numpy(joints[chosen[i:i + batch_size]]))
+               for i in range(0, len(chosen), batch_size))
+    return compute_statistics(model, batches)
 
 
 def _describe(metrics: dict[str, Any], settings: TrainSettings) -> str:
