@@ -37,7 +37,7 @@ setup(
         "tqdm>=4.66",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8.0,<8.4"],   # 8.4 and 9.x break launch_testing (requirements.txt)
         "bags": ["rosbags>=0.10"],
         "mppi": ["pytorch-mppi==0.9.1"],
     },

@@ -31,6 +31,9 @@ The controller's model must fit the robot: ``observation:=image`` needs the came
 model's image size (set the gz camera's width and height), ``observation:=joints`` needs
 ``joint_names`` in the model's joint order. The built-in analytic model only knows grasp_ros's
 own 2-D worlds; bring a learned model (``model``, ``model_weights``).
+
+Needs ``ros_gz_sim`` and ``ros_gz_bridge`` (e.g. ``apt install ros-$ROS_DISTRO-ros-gz``), which
+``package.xml`` does not require: the rest of the package runs without Gazebo.
 """
 from typing import List
 
@@ -55,6 +58,8 @@ ARGUMENTS = (
     ("model", "analytic", "world model spec"),
     ("model_options", "{}", "world model options (a YAML map as a string)"),
     ("model_weights", "", "world model weights file"),
+    ("allow_python_models", "false",
+     "load a module:factory model (imports and runs that module's Python code)"),
     ("planner", "grasp", "planner: grasp, cem, mppi or gd"),
     ("horizon", "50", "planning horizon H"),
     ("rate", "10.0", "control rate (Hz, sim time)"),
@@ -104,6 +109,7 @@ def generate_launch_description() -> LaunchDescription:
                 "model": typed("model", str),
                 "model_options": typed("model_options", str),
                 "model_weights": typed("model_weights", str),
+                "allow_python_models": typed("allow_python_models", bool),
                 "planner": typed("planner", str),
                 "horizon": typed("horizon", int),
                 "control_rate_hz": typed("rate", float),

@@ -6,23 +6,22 @@
         image:=/camera/image_raw command:=/forward_velocity_controller/commands
     ros2 launch grasp_ros grasp_controller.launch.py autostart:=false   # for a lifecycle manager
 
-With autostart:=true (the default) launch plays lifecycle manager: it asks the node to configure
-once the process is up, and to activate once configuring has succeeded (only then: a later
-deactivate by hand is not undone). With autostart:=false the node waits, unconfigured, for
-`ros2 lifecycle set <node> configure` and `... activate`. Parameters come from `params_file`
-(default: the package's config/grasp_controller.yaml, every parameter documented there).
+One mechanism starts the node: its own `autostart` parameter, which this file sets from the
+`autostart` argument after `params_file` (so the argument wins over the file's value). With
+autostart:=true (the default) the node configures and activates itself; if either fails it
+exits with status 1 and the reason, and launch reports it. With autostart:=false the node
+waits, unconfigured, for a lifecycle manager (`ros2 lifecycle set <node> configure`, then
+`... activate`); launch sends no transitions of its own, so none can collide with the node's
+or the manager's. Parameters come from `params_file` (default: the package's
+config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
+`model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
-from launch.conditions import IfCondition
-from launch.events import matches_action
+from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
-from launch_ros.event_handlers import OnStateTransition
-from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-from lifecycle_msgs.msg import Transition
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -42,36 +41,25 @@ ARGUMENTS = (
                                           "grasp_controller.yaml"]),
      "parameter file (default: the package's config/grasp_controller.yaml)"),
     ("use_sim_time", "false", "run on /clock (simulation) instead of the system clock"),
-    ("autostart", "true", "configure and activate the node from launch"),
+    ("autostart", "true", "the node configures and activates itself (false: wait for a lifecycle manager)"),
     ("log_level", "info", "log level of the node"),
     *((name, default, f"topic for {text}") for name, default, text in REMAPS),
 )
 
 
-def change_state(node: LifecycleNode, transition_id: int, **kwargs) -> EmitEvent:
-    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
-                                       transition_id=transition_id), **kwargs)
-
-
 def generate_launch_description() -> LaunchDescription:
     arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, default, text in ARGUMENTS]
-    autostart = IfCondition(LaunchConfiguration("autostart"))
     controller = LifecycleNode(
         package="grasp_ros", executable="grasp_controller",
         name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
         output="screen",
         parameters=[
             LaunchConfiguration("params_file"),
-            {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)},
+            {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)},
         ],
         remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
     )
-    configure = change_state(controller, Transition.TRANSITION_CONFIGURE, condition=autostart)
-    activate_once_configured = RegisterEventHandler(
-        OnStateTransition(target_lifecycle_node=controller,
-                          start_state="configuring", goal_state="inactive",
-                          entities=[change_state(controller, Transition.TRANSITION_ACTIVATE)]),
-        condition=autostart)
-    return LaunchDescription([*arguments, controller, configure, activate_once_configured])
+    return LaunchDescription([*arguments, controller])

@@ -12,6 +12,10 @@ control period is one env step. The controller runs on sim time (use_sim_time), 
 activates itself (autostart), reads its parameters from `params_file` (overridden by the
 arguments here), and has its private goal topics remapped to the sim's. With
 exit_when_done:=true the whole launch ends when the sim has run `episodes` episodes.
+
+The launch also ends when either process exits early, with the reason in the log: a crash, or
+the controller failing to configure (it then exits with status 1), e.g. the default learned
+model with env:=open or u_maze (it knows only wall_door; use model:=analytic there).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
@@ -27,6 +31,8 @@ ARGUMENTS = (
     ("env", "wall_door", "world: open, wall_door or u_maze"),
     ("planner", "grasp", "controller planner: grasp, cem, mppi or gd"),
     ("model", "learned", "world model spec (built-in name, TorchScript file or module:factory)"),
+    ("allow_python_models", "false",
+     "load a module:factory model (imports and runs that module's Python code)"),
     ("observation", "image", "what the controller encodes: image (camera) or joints"),
     ("horizon", "50", "planning horizon H, and the env's resolution (max step = reach / H)"),
     ("rate", "10.0", "control rate (Hz); the sim steps physics and takes images at this rate"),
@@ -49,11 +55,13 @@ def typed(name: str, value_type):
 
 
 def end_launch(event, context):
-    """The sim ended (exit_when_done, or a crash): so does the demo. Not again when the launch is
-    already shutting down (Ctrl-C ends the sim too): a second Shutdown makes launch_ros fail."""
+    """The sim ended (exit_when_done, or a crash) or the controller did (a failed autostart, a
+    crash): so does the demo. Not again when the launch is already shutting down (Ctrl-C ends
+    both processes too): a second Shutdown makes launch_ros fail."""
     if context.is_shutdown:
         return None
-    return [EmitEvent(event=Shutdown(reason="grasp_sim exited"))]
+    return [EmitEvent(event=Shutdown(
+        reason=f"{event.process_name} exited with status {event.returncode}"))]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -86,6 +94,7 @@ def generate_launch_description() -> LaunchDescription:
                 "autostart": True,
                 "use_sim_time": True,
                 "model": typed("model", str),
+                "allow_python_models": typed("allow_python_models", bool),
                 "observation": typed("observation", str),
                 # A YAML-looking string: without value_type=str launch would parse it to a map.
                 "model_options": ParameterValue(
@@ -99,5 +108,6 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
         ros_arguments=log_level,
     )
-    end_with_sim = RegisterEventHandler(OnProcessExit(target_action=sim, on_exit=end_launch))
-    return LaunchDescription([*arguments, sim, controller, end_with_sim])
+    end_with = [RegisterEventHandler(OnProcessExit(target_action=process, on_exit=end_launch))
+                for process in (sim, controller)]
+    return LaunchDescription([*arguments, sim, controller, *end_with])

@@ -260,10 +260,10 @@ def test_lifecycle_transitions_and_a_zero_command_on_deactivate(rig):
 
 
 def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
-    r = rig(model="/nonexistent/model.ts", control_rate_hz=-3.0)   # two problems at start-up
+    r = rig(horizon=0, control_rate_hz=-3.0)   # two problems at start-up
     assert not r.transition(Transition.TRANSITION_CONFIGURE)
     assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
-    results = r.set_parameters(model="analytic")
+    results = r.set_parameters(horizon=20)
     assert results[0].successful
     assert not r.transition(Transition.TRANSITION_CONFIGURE)   # the refused rate still blocks
     assert r.set_parameters(control_rate_hz=RATE)[0].successful
@@ -271,12 +271,14 @@ def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
     assert r.controlling().status in PLANNED
 
 
-def test_bad_model_options_fail_configure_with_the_reason(rig):
+def test_bad_model_options_fail_configure_and_need_a_restart(rig):
     r = rig(model_options="{env: no_such_env}")
     assert not r.transition(Transition.TRANSITION_CONFIGURE)
     assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
-    assert r.set_parameters(model_options="{env: open, horizon: 20}")[0].successful
-    assert r.transition(Transition.TRANSITION_CONFIGURE)
+    result = r.set_parameters(model_options="{env: open, horizon: 20}")[0]   # read-only
+    assert not result.successful and "read-only" in result.reason
+    assert not r.transition(Transition.TRANSITION_CONFIGURE)
+    assert rig(model_options="{env: open, horizon: 20}").transition(Transition.TRANSITION_CONFIGURE)
 
 
 # -- stale inputs ------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ from std_msgs.msg import Float64MultiArray, String
 
 from grasp_ros.msg import PlanDiagnostics
 
+from ..control import model_spec
 from . import qos
 
 NS = 1_000_000_000
@@ -109,6 +110,8 @@ class LoopResult:
     latencies: np.ndarray              # [M] s: observation-to-command latency (see module doc)
     wall_time: float
     logs: dict[str, Path]
+    exit_codes: dict[str, int] = field(default_factory=dict)
+    """Each node process's exit status (after the stop: -SIGINT or 130 is a clean stop)."""
 
     @property
     def cycles(self) -> int:
@@ -163,9 +166,15 @@ def sim_parameters(spec: LoopSpec) -> dict:
     }
 
 
+def allow_python_models(spec: LoopSpec) -> bool:
+    """A module:factory model named on the command line runs: whoever typed it chose that code."""
+    return "factory" in model_spec(spec.model)
+
+
 def controller_parameters(spec: LoopSpec) -> dict:
     return {
         "autostart": True, "use_sim_time": True, "model": spec.model,
+        "allow_python_models": allow_python_models(spec),
         "observation": spec.observation, "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
         "control_rate_hz": float(spec.rate_hz), **spec.controller_params,
     }
@@ -199,6 +208,7 @@ def node_commands(spec: LoopSpec) -> dict[str, list[str]]:
 def launch_command(spec: LoopSpec) -> list[str]:
     """``ros2 launch grasp_ros sim_demo.launch.py`` with the same parameters."""
     args = {"env": spec.env, "planner": spec.planner, "model": spec.model,
+            "allow_python_models": allow_python_models(spec),
             "observation": spec.observation,
             "rate": spec.rate_hz, "horizon": spec.horizon, "seed": spec.seed,
             "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
@@ -364,8 +374,13 @@ class LoopWatcher(Node):
 # --- the run -------------------------------------------------------------------------------
 
 def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = print,
-                    progress_period: float = 2.0) -> LoopResult:
-    """Start the nodes, watch until the run ends (or fails, or times out), stop them, report."""
+                    progress_period: float = 2.0,
+                    monitor: Optional[Callable[[Processes, LoopWatcher], bool]] = None) -> LoopResult:
+    """Start the nodes, watch until the run ends (or fails, or times out), stop them, report.
+
+    ``monitor(processes, watcher)``, if given, is called after every message the watcher takes
+    (keep it cheap); returning True ends the run as finished (``grasp-ros soak``: its duration).
+    """
     isolate_dds()
     use_launch = spec.launch == "always" or (spec.launch == "auto" and launch_available())
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
@@ -389,6 +404,9 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
             finished, why = _finished(spec, watcher)
             if finished:
                 ok, reason = why == "", why
+                break
+            if monitor is not None and monitor(processes, watcher):
+                ok, reason = True, ""
                 break
             exited = processes.exited()
             # A process that ends before the run does is a failure, once its last reports had
@@ -418,7 +436,7 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
                       starts=watcher.reports_of("start"), ends=watcher.reports_of("end"),
                       samples=_episode_samples(watcher), diagnostics=watcher.diagnostics,
                       latencies=watcher.latencies(), wall_time=time.monotonic() - started,
-                      logs=processes.logs)
+                      logs=processes.logs, exit_codes=codes)
 
 
 def _finished(spec: LoopSpec, watcher: LoopWatcher) -> tuple[bool, str]:
@@ -429,6 +447,8 @@ def _finished(spec: LoopSpec, watcher: LoopWatcher) -> tuple[bool, str]:
             return False, ""
         failed = [e["episode"] for e in ends if not e["success"]]
         return True, f"episodes {failed} did not reach the goal" if failed else ""
+    if len(watcher.diagnostics) < spec.min_cycles:     # cheap: this runs after every message
+        return False, ""
     cycles = [d for d in watcher.diagnostics if d["status"] != PlanDiagnostics.STATUS_INACTIVE]
     if len(cycles) < spec.min_cycles:
         return False, ""

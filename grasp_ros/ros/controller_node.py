@@ -8,7 +8,8 @@ Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or `
 * configure: check the parameters, load the world model and the planner on ``device``, create
   the subscriptions, publishers, the ``~/reset`` service and the 1 Hz diagnostics timer. A bad
   parameter or model fails the transition with the reason in the log; the node stays
-  unconfigured, alive, and can be configured again.
+  unconfigured, alive, and can be configured again (model sources are read-only: a bad one
+  needs a restart). With autostart the process exits instead, with status 1.
 * activate: the control timer, at ``control_rate_hz`` on the node's clock (``use_sim_time``
   makes it follow /clock).
 * deactivate: stop the timer and publish one zero command.
@@ -31,9 +32,10 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 from __future__ import annotations
 
 import argparse
-import signal
+import gc
 import sys
 import threading
+import traceback
 from typing import Any, Optional
 
 import rclpy
@@ -42,6 +44,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
+from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -55,7 +58,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleStats, Status, StepResult, build_control_loop,
                        model_spec, parse_options, resolve_device)
-from . import params, qos
+from . import interrupts, params, qos
 from .conversions import (command_message, diagnostic_array, image_to_rgb, path_message,
                           seconds, select_joints, trajectory_message)
 
@@ -156,7 +159,7 @@ class GraspController(LifecycleNode):
         spec = model_spec(values["model"], values["model_weights"],
                           parse_options(values["model_options"]))
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
-                                  values["seed"], device)
+                                  values["seed"], device, values["allow_python_models"])
         problem = params.check_model_fit(values, loop.image_size, loop.joint_dim,
                                          int(loop.model.action_dim))
         if problem:
@@ -419,7 +422,13 @@ class GraspController(LifecycleNode):
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
-def main(args: Optional[list[str]] = None) -> None:
+def main(args: Optional[list[str]] = None) -> int:
+    """Run the node until SIGINT or SIGTERM; the exit status.
+
+    With autostart, a failed configure or activate ends the process with status 1 (the reason is
+    in the log), so that whoever started it (launch, a supervisor) sees the failure at once.
+    Without it, the node waits unconfigured for a lifecycle manager.
+    """
     argv = sys.argv if args is None else args
     parser = argparse.ArgumentParser(
         prog="grasp_controller",
@@ -428,54 +437,94 @@ def main(args: Optional[list[str]] = None) -> None:
                "config/grasp_controller.yaml -p use_sim_time:=true -r image:=/camera/image_raw")
     parser.add_argument("--autostart", action="store_true",
                         help="configure and activate on start (same as -p autostart:=true)")
-    options = parser.parse_args(remove_ros_args(argv)[1:])
-    # rclpy's own signal handlers shut the context down before any code of ours runs, and then
-    # no last zero command can go out. So SIGINT and SIGTERM raise KeyboardInterrupt in this main
-    # thread (set explicitly: a shell starts background jobs with SIGINT ignored) while the
-    # executor spins in another thread; the shutdown transition then sends the zero command.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.default_int_handler)
-    with rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO):
-        node = GraspController()
+    try:
+        own_args = remove_ros_args(argv)[1:]
+    except RuntimeError as exc:   # rcl's parse error: say so without a traceback
+        parser.error(f"bad ROS arguments: {exc}. A string that looks like YAML needs quotes inside "
+                     "the shell's: -p model_options:='\"{env: open}\"'")
+    options = parser.parse_args(own_args)
+    # The executor spins in its own thread, so that the main thread is free to take the signal
+    # and then run the shutdown transition (the last zero command) itself (see interrupts.py).
+    interrupts.interrupt_once()
+    context = Context()      # this process's own: nothing global outlives main()
+    node = executor = spinner = None
+    stop = threading.Event()
+    failures: list[str] = []
+    status = 0
+    try:
+        rclpy.init(args=argv, context=context, signal_handler_options=SignalHandlerOptions.NO)
+        node = GraspController(context=context)
         # Single-threaded: rclpy's executor can fail when one of its threads destroys entities
         # (cleanup) while another builds a wait set with them. Cycles are short (solve budget
         # below one period), so inputs and service requests wait at most one cycle.
-        executor = SingleThreadedExecutor()
+        executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        failures: list[BaseException] = []
-        spinner = threading.Thread(target=_spin, args=(executor, failures), name="executor")
-        try:
-            if options.autostart or node.get_parameter("autostart").value:
-                node.start()                 # before spinning: nothing runs concurrently yet
+        # Autostart before spinning: nothing runs concurrently yet.
+        if (options.autostart or node.get_parameter("autostart").value) and not node.start():
+            node.get_logger().fatal("autostart failed (the reason is above): exiting")
+            status = 1
+        else:
+            spinner = threading.Thread(target=_spin, args=(executor, stop, failures), name="executor")
             spinner.start()
             while spinner.is_alive():
                 spinner.join(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):   # a repeated signal must not cut
-                signal.signal(signum, signal.SIG_IGN)        # the shutdown short
-            executor.shutdown()              # stop spinning first, then change state alone
-            if spinner.ident is not None:
-                spinner.join()
-            if rclpy.ok(context=node.context):
-                try:
-                    node.trigger_shutdown()    # sends a zero command if it was active
-                except RuntimeError:           # already finalized (a shutdown transition came in)
-                    pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        interrupts.ignore()      # a repeated signal must not cut the shutdown short
+        # Order matters: a C++ thread or DDS participant still alive when the interpreter
+        # finalises can abort the process ("terminate called without an active exception").
+        # So: stop the executor thread and join it; the shutdown transition from this thread
+        # alone; destroy the executor and the node; collect the node (its lifecycle state
+        # machine and services hold the rcl node until then); shut the context down and
+        # finalise it, which deletes the DDS participant and its threads, all before returning.
+        stop.set()
+        if spinner is not None:
+            spinner.join()
+        if node is not None:
+            _shutdown_transition(node)
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
             node.destroy_node()
-    if failures:
-        raise failures[0]      # a callback raised: exit with its traceback, not quietly
+        node = executor = spinner = None
+        gc.collect()
+        rclpy.try_shutdown(context=context)
+        context.destroy()
+    if failures:               # a callback raised: exit with its traceback, not quietly
+        sys.stderr.write(failures[0])
+        return 1
+    return status
 
 
-def _spin(executor, failures: list) -> None:
+SPIN_POLL_S = 0.1
+"""Seconds at most between the executor thread's checks whether to stop."""
+
+
+def _spin(executor, stop: threading.Event, failures: list[str]) -> None:
+    """The executor thread: callbacks until ``stop`` is set; an exception ends it (and main).
+
+    An exception is kept as its traceback's text, not as the object: its frames would keep the
+    node alive past main() (see main's shutdown order).
+    """
     try:
-        executor.spin()
+        while not stop.is_set():
+            executor.spin_once(timeout_sec=SPIN_POLL_S)
     except ExternalShutdownException:   # the context was shut down from elsewhere
         pass
-    except Exception as exc:  # re-raised by main after the shutdown transition
-        failures.append(exc)
+    except Exception:  # printed by main after the shutdown transition
+        failures.append(traceback.format_exc())
+
+
+def _shutdown_transition(node: GraspController) -> None:
+    """The shutdown transition (a zero command if active), from whatever state the node is in."""
+    if not rclpy.ok(context=node.context):
+        return
+    try:
+        node.trigger_shutdown()
+    except Exception as exc:  # already finalized, or interrupted in mid-transition: still exit
+        node.get_logger().warning(f"shutdown transition: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,15 +1,18 @@
 """grasp_controller's parameters, each declared once in ``PARAMETERS``.
 
-The same table gives the ROS ParameterDescriptors (type, range, read-only-ness as text in
-``additional_constraints``), validates values (at configure and in the set-parameters callback,
-with a reason), and writes the README's markdown table and the documented YAML file
+The same table gives the ROS ParameterDescriptors (type, range, read-only flag, the kind as
+text in ``additional_constraints``), validates values (at configure and in the set-parameters
+callback, with a reason), and writes the README's markdown table and the documented YAML file
 (``config/grasp_controller.yaml``)::
 
     python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml
     python -m grasp_ros.ros.params --markdown
 
-Two kinds of parameters:
+Three kinds of parameters:
 
+* read-only: set at start-up only (launch file, ``-p``, parameter overrides, parameter file);
+  rclpy refuses every later change. The model sources and ``allow_python_models`` are
+  read-only: whoever can reach the node over DDS must not choose which code it loads.
 * static: read at configure. Changes are refused while the node is configured (inactive or
   active): deactivate, cleanup, set them, configure again.
 * dynamic: applied from the next control cycle, in any state.
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from ..control import ON_STALE_CHOICES, parse_options
+from ..control.build import MAX_OPTIONS_CHARS
+from ..models.text import quote, shorten
 from ..planning import PLANNERS
 
 NODE_NAME = "grasp_controller"
@@ -48,6 +53,8 @@ class Param:
     range: Optional[tuple[float, float]] = None
     choices: Optional[tuple[str, ...]] = None
     dynamic: bool = False
+    read_only: bool = False
+    """Set at start-up only (never dynamic)."""
     check: Optional[Callable[[Any], Optional[str]]] = None
     """Extra check: the reason a value is bad, or None."""
 
@@ -67,21 +74,21 @@ class Param:
 
     @property
     def kind(self) -> str:
-        return "dynamic" if self.dynamic else "static"
+        return "read-only" if self.read_only else "dynamic" if self.dynamic else "static"
 
     def validate(self, value: Any) -> Optional[str]:
         """The reason ``value`` is refused, or None if it is fine."""
         if value is None:
             return None if self.default is None else f"{self.name} must be set"
         if not _has_type(value, self.type):
-            return f"{self.name} must be a {self.type}, got {type(value).__name__} {value!r}"
+            return f"{self.name} must be a {self.type}, got {type(value).__name__} {quote(value)}"
         if self.type == "double" and not math.isfinite(value):
             return f"{self.name} must be finite, got {value}"
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
             return (f"{self.name} must be in [{_number(self.range[0])}, {_number(self.range[1])}], "
                     f"got {value}")
         if self.choices is not None and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}"
+            return f"{self.name} must be one of {', '.join(self.choices)}, got {quote(value)}"
         return self.check(value) if self.check is not None else None
 
 
@@ -111,12 +118,12 @@ def _check_options(text: str) -> Optional[str]:
 
 def _check_device(text: str) -> Optional[str]:
     ok = text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit())
-    return None if ok else f"device must be auto, cpu, cuda or cuda:N, got {text!r}"
+    return None if ok else f"device must be auto, cpu, cuda or cuda:N, got {quote(text)}"
 
 
 def _check_joint_names(names) -> Optional[str]:
     if not names or any(not n for n in names) or len(set(names)) != len(names):
-        return f"joint_names must be distinct non-empty names, got {list(names)}"
+        return f"joint_names must be distinct non-empty names, got {quote(list(names))}"
     return None
 
 
@@ -124,16 +131,34 @@ def _non_empty(name: str) -> Callable[[str], Optional[str]]:
     return lambda text: None if text.strip() else f"{name} must not be empty"
 
 
+MAX_PATH_CHARS = 4096
+"""Longest model or weights path (Linux's PATH_MAX)."""
+
+
+def _path(name: str, empty_ok: bool = False) -> Callable[[str], Optional[str]]:
+    def check(text: str) -> Optional[str]:
+        if len(text) > MAX_PATH_CHARS:
+            return f"{name} is {len(text)} characters long; at most {MAX_PATH_CHARS}"
+        return None if empty_ok or text.strip() else f"{name} must not be empty"
+    return check
+
+
 PARAMETERS: tuple[Param, ...] = (
     Param("model", "string", "learned",
           "World model: a built-in name (learned: the shipped camera model of wall_door; "
-          "analytic), a TorchScript file, or package.module:factory.",
-          check=_non_empty("model")),
+          "analytic), a TorchScript file, or package.module:factory (needs allow_python_models).",
+          read_only=True, check=_path("model")),
     Param("model_weights", "string", "",
-          "State-dict file loaded into a built-in or factory model (empty: none)."),
+          "State-dict file loaded into a built-in or factory model (empty: none).",
+          read_only=True, check=_path("model_weights", empty_ok=True)),
     Param("model_options", "string", "{env: wall_door, horizon: 50}",
-          "Keyword options of the built-in or factory model, as a YAML mapping in a string.",
-          check=_check_options),
+          "Keyword options of the built-in or factory model, as a YAML mapping in a string "
+          f"(plain YAML: no anchors or aliases, at most {MAX_OPTIONS_CHARS} characters).",
+          read_only=True, check=_check_options),
+    Param("allow_python_models", "bool", False,
+          "Load a package.module:factory model, which imports and runs that module's Python code "
+          "in this process. Off: only built-ins and TorchScript files load.",
+          read_only=True),
     Param("device", "string", "auto",
           "Torch device: auto (CUDA if available, else CPU with a warning), cpu, cuda or cuda:N.",
           check=_check_device),
@@ -201,6 +226,13 @@ BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
 # -- ROS: descriptors, declaration, reading ---------------------------------------------------
 
+KINDS = {
+    "read-only": "read-only: set at start-up (launch, -p, parameter file); restart to change",
+    "static": "static: read at configure; change while unconfigured (cleanup, set, configure)",
+    "dynamic": "dynamic: applies from the next control cycle",
+}
+"""What each kind of parameter means, in the descriptors and the parameter file."""
+
 _ROS_TYPES = {"bool": "BOOL", "int": "INTEGER", "double": "DOUBLE", "string": "STRING",
               "string_array": "STRING_ARRAY"}
 
@@ -210,11 +242,10 @@ def descriptor(p: Param):
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.parameter import Parameter
 
-    when = ("dynamic: applies from the next control cycle" if p.dynamic else
-            "static: change while unconfigured (cleanup, set, configure)")
+    constraints = "; ".join(filter(None, (p.constraints(), KINDS[p.kind])))
     d = ParameterDescriptor(name=p.name, description=p.description,
-                            additional_constraints="; ".join(filter(None, (p.constraints(), when))),
-                            type=Parameter.Type[_ROS_TYPES[p.type]].value)
+                            additional_constraints=constraints,
+                            type=Parameter.Type[_ROS_TYPES[p.type]].value, read_only=p.read_only)
     if p.range is not None and p.type == "int":
         d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
     elif p.range is not None and p.type == "double":
@@ -228,7 +259,8 @@ def declare_all(node) -> dict[str, str]:
 
     A refused start-up value (wrong type or out of range in a parameter file or ``-p``) would
     make rclpy raise and the process die; instead the parameter keeps its default and the reason
-    is returned, so that configure can fail with it and a corrected value can be set later.
+    is returned, so that configure can fail with it and a corrected value can be set later (a
+    read-only parameter's only by a restart).
     """
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.parameter import Parameter
@@ -240,12 +272,16 @@ def declare_all(node) -> dict[str, str]:
             value = node.declare_parameter(p.name, default, descriptor(p)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             node.declare_parameter(p.name, default, descriptor(p), ignore_override=True)
-            refused[p.name] = f"start-up value refused: {exc}"
+            refused[p.name] = _start_up_refusal(p, f"start-up value refused: {shorten(exc)}")
             continue
         reason = p.validate(value)
         if reason:
-            refused[p.name] = reason
+            refused[p.name] = _start_up_refusal(p, reason)
     return refused
+
+
+def _start_up_refusal(p: Param, reason: str) -> str:
+    return reason + (" (read-only: restart the node with a corrected value)" if p.read_only else "")
 
 
 def read_all(node) -> dict[str, Any]:
@@ -335,8 +371,7 @@ def yaml_text() -> str:
         "#   python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml",
         "# and checked against it by the tests: edit the table, not this file).",
         "#",
-        "# static: read at configure; change while unconfigured (cleanup, set, configure).",
-        "# dynamic: applies from the next control cycle.",
+        *(f"# {text}." for text in KINDS.values()),
         "# planner.* knobs other than running_weight are unset by default (the planner's own default holds); uncomment to set.",
         "/**:",
         "  ros__parameters:",
@@ -344,7 +379,7 @@ def yaml_text() -> str:
     for p in PARAMETERS:
         about = f"{p.description} ({'; '.join(filter(None, (p.type, p.constraints(), p.kind)))})"
         lines.extend(textwrap.wrap(about, width=96, initial_indent="    # ",
-                                   subsequent_indent="    #   "))
+                                   subsequent_indent="    #   ", break_on_hyphens=False))
         if p.default is None:
             lines.append(f"    # {p.name}: <{p.type}>")
         else:

@@ -58,10 +58,12 @@ import torch
 from builtin_interfaces.msg import Time
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.clock import Clock, ClockType
+from rclpy.context import Context
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
@@ -69,7 +71,7 @@ from std_msgs.msg import Float64MultiArray, Header, String
 from grasp_ros.msg import JointGoal
 
 from ..envs import ENV_NAMES, make_env
-from . import qos
+from . import interrupts, qos
 from .conversions import rgb_to_image
 
 JOINT_NAMES = ("x", "y")
@@ -427,25 +429,41 @@ FLUSH_S = 0.5  # after the last report, time for reliable messages to reach thei
 
 
 def run(args: Optional[list[str]] = None) -> int:
-    """Spin the node until shutdown (Ctrl-C) or, with exit_when_done, its last episode; exit status."""
+    """Spin the node until SIGINT/SIGTERM or, with exit_when_done, its last episode; exit status.
+
+    The first SIGINT or SIGTERM ends the spin, later ones are ignored (``interrupts``), and the
+    node, executor and context are released in order before returning: a terminal's second
+    Ctrl-C must not turn a clean exit into a traceback.
+    """
     torch.set_num_threads(1)   # the env steps tiny tensors; leave the cores to the controller
+    interrupts.interrupt_once()
+    context = Context()
+    node = executor = None
     try:
-        with rclpy.init(args=args):
-            try:
-                node = SimNode()
-            except (ValueError, ParameterException) as exc:   # out of range, wrong type
-                rclpy.logging.get_logger("grasp_sim").fatal(f"bad parameters: {exc}")
-                return 2
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            while not node.finished:
-                executor.spin_once(timeout_sec=0.1)
-            flush_until = time.monotonic() + FLUSH_S
-            while time.monotonic() < flush_until:
-                executor.spin_once(timeout_sec=0.05)
-            node.destroy_node()
+        rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            node = SimNode(context=context)
+        except (ValueError, ParameterException) as exc:   # out of range, wrong type
+            rclpy.logging.get_logger("grasp_sim").fatal(f"bad parameters: {exc}")
+            return 2
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        while not node.finished:
+            executor.spin_once(timeout_sec=0.1)
+        flush_until = time.monotonic() + FLUSH_S
+        while time.monotonic() < flush_until:
+            executor.spin_once(timeout_sec=0.05)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    finally:
+        interrupts.ignore()
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        node = executor = None
+        rclpy.try_shutdown(context=context)
+        context.destroy()
     return 0
 
 
