@@ -43,6 +43,11 @@ def test_messages_import_with_fields_and_constants():
     assert PlanDiagnostics.STATUS_FALLBACK == 2
     assert PlanDiagnostics.STATUS_ERROR == 3
     assert PlanDiagnostics.STATUS_INACTIVE == 4
+    # One name per status, the same numbers as the control loop's.
+    from grasp_ros.control import Status
+    assert {s.name: int(s) for s in Status} == {
+        name[len("STATUS_"):]: getattr(PlanDiagnostics, name)
+        for name in dir(PlanDiagnostics) if name.startswith("STATUS_")}
 
     fields = PlanDiagnostics.get_fields_and_field_types()
     assert fields == {
@@ -58,6 +63,9 @@ def test_messages_import_with_fields_and_constants():
         "deadline_missed": "boolean",
         "warm_started": "boolean",
         "goal_distance": "double",
+        "observation_novelty": "double",
+        "goal_novelty": "double",
+        "command_delay": "double",
         "command": "sequence<double>",
     }
     assert Plan.get_fields_and_field_types() == {

@@ -6,13 +6,15 @@ Toy models keep these fast and exact: the latent is the joint vector and one act
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
 
-from grasp_ros.control import (ControlConfig, ControlLoop, CycleStats, Status, build_control_loop,
+from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status,
+                               build_control_loop,
                                model_spec, parse_options, resolve_device)
 from grasp_ros.models import WorldModel
 from grasp_ros.planning import Plan, make_planner
@@ -50,7 +52,8 @@ class LinearModel(WorldModel):
 def make_loop(**config) -> ControlLoop:
     model = LinearModel()
     planner = make_planner("grasp", model, H, {"iterations": 15, "chains": 2})
-    options = dict(period=PERIOD, solve_budget=2.0, max_observation_age=0.25)
+    # Iteration caps, not wall-clock budgets: the same result on a busy machine.
+    options = dict(period=PERIOD, max_observation_age=0.25, timing="fixed_iterations")
     options.update(config)
     loop = ControlLoop(model, planner, ControlConfig(**options))
     loop.warm_up()     # as build_control_loop does: torch's first autograd call is slow
@@ -114,36 +117,104 @@ def test_ok_cycle_sends_the_plans_first_action():
     assert loop.step(PERIOD).warm_started
 
 
-def test_deadline_miss_sends_the_previous_plans_action():
-    loop = ready_loop(period=1.0, solve_budget=5.0, max_observation_age=100.0)
+class Published:
+    """A runner's publish callback that keeps what it got and wakes a waiting test."""
+
+    def __init__(self):
+        self.results, self.event = [], threading.Event()
+
+    def __call__(self, result):
+        self.results.append(result)
+        self.event.set()
+
+    def next(self, timeout: float = 30.0):
+        assert self.event.wait(timeout), "nothing was published"
+        self.event.clear()
+        return self.results[-1]
+
+
+def runner_for(loop):
+    published = Published()
+    runner = CycleRunner(loop, published)
+    runner.start()
+    return runner, published
+
+
+def test_a_late_solve_cannot_delay_the_command_and_still_warm_starts_the_next_cycle():
+    loop = ready_loop(period=1.0, max_observation_age=100.0)
     first = loop.step(0.0)
     assert first.status == Status.OK
     previous = first.plan.actions.numpy()
-    loop.model.delay = 0.02                   # every model call now takes longer than the budget
-    loop.configure(solve_budget=0.005)
-    late = loop.step(2.0)                     # two periods after the first plan was made
-    assert late.status == Status.FALLBACK and late.deadline_missed
-    assert "previous plan" in late.message
-    assert late.command == pytest.approx(np.clip(previous[2], LOW, HIGH))
-    assert late.actions == pytest.approx(np.clip(previous[2:], LOW, HIGH))
-    assert late.plan is not None              # the late plan itself exists (and warm-starts next)
+    loop.model.delay = 0.05                   # every model call now takes far longer than the budget
+    loop.configure(timing="realtime", solve_budget=0.01)
+    runner, published = runner_for(loop)
+    try:
+        runner.tick(2.0)                      # two periods after the first plan was made
+        late = published.next()
+        # Sent at the deadline, before the solve (dozens of 0.05 s model calls) could end.
+        assert late.status == Status.FALLBACK and late.deadline_missed
+        assert "no plan by the deadline" in late.message and "previous plan" in late.message
+        assert late.command == pytest.approx(np.clip(previous[2], LOW, HIGH))
+        assert late.actions == pytest.approx(np.clip(previous[2:], LOW, HIGH))
+        runner.tick(3.0)                      # the late solve still runs: fallback at once
+        busy = published.next()
+        assert busy.status == Status.FALLBACK and "still on the cycle" in busy.message
+    finally:
+        runner.stop()                         # waits for the late solve
+    loop.model.delay = 0.0
+    loop.configure(timing="fixed_iterations")
+    seen = []
+    loop.planner.plan = spy(loop.planner.plan, seen)
+    loop.step(4.0)
+    # The late plan (made for t=2) is the warm start at t=4, shifted by the 2 periods since.
+    assert seen[-1] is not None and seen[-1].actions.shape == (H, 2)
+    assert loop._plan_time == 4.0
 
 
-def test_deadline_miss_without_a_previous_plan_sends_zero():
-    loop = ready_loop(period=1.0, solve_budget=0.005)
-    loop.model.delay = 0.02
-    result = loop.step(0.0)
+def spy(plan, seen):
+    def wrapped(z0, goal, warm=None, budget=None):
+        seen.append(warm)
+        return plan(z0, goal, warm, budget)
+    return wrapped
+
+
+def test_a_late_solve_without_a_previous_plan_sends_zero():
+    loop = ready_loop(period=1.0, timing="realtime", solve_budget=0.01)
+    loop.model.delay = 0.05
+    runner, published = runner_for(loop)
+    try:
+        runner.tick(0.0)
+        result = published.next()
+    finally:
+        runner.stop()
     assert result.status == Status.FALLBACK and result.command.tolist() == [0.0, 0.0]
     assert "no previous plan" in result.message
 
 
-def test_deadline_miss_after_the_previous_plan_ran_out_sends_zero():
-    loop = ready_loop(period=1.0, solve_budget=5.0, max_observation_age=100.0)
+def test_no_cycle_reports_ok_without_planning():
+    # A budget used up before the first iteration: the plan is the warm start, flagged.
+    loop = ready_loop(period=1.0, max_observation_age=100.0)
     assert loop.step(0.0).status == Status.OK
-    loop.model.delay = 0.02
-    loop.configure(solve_budget=0.005)
-    result = loop.step(float(H))              # all H actions of the old plan are in the past
-    assert result.status == Status.FALLBACK and result.command.tolist() == [0.0, 0.0]
+    loop.configure(timing="realtime", solve_budget=1e-6)
+    for t in (1.0, 2.0, 3.0):
+        result = loop.step(t)
+        assert result.iterations == 0 and result.status == Status.TRUNCATED
+        assert "cut short: 0 iteration(s)" in result.message and in_bounds(result.command)
+    loop.configure(timing="fixed_iterations")
+    assert loop.step(4.0).status == Status.OK     # no memory of the slow cycles
+
+
+def test_min_iterations_names_a_short_cycle():
+    loop = ready_loop(min_iterations=20)          # the planner's cap is 15
+    result = loop.step(0.0)
+    assert result.status == Status.TRUNCATED and "15 iteration(s)" in result.message
+
+
+def test_fixed_iterations_runs_the_cap_whatever_the_wall_clock():
+    loop = ready_loop(solve_budget=1e-6)          # a budget that would leave no time at all
+    loop.model.delay = 0.002
+    result = loop.step(0.0)
+    assert result.status == Status.OK and result.iterations == 15
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -369,3 +440,115 @@ def test_build_control_loop_on_the_analytic_model():
     assert result.status in (Status.OK, Status.FALLBACK)
     assert np.isfinite(result.command).all() and np.abs(result.command).max() <= 1.0
     assert loop.image_size == 64 and loop.joint_dim == 2
+
+
+# -- clocks and stamps --------------------------------------------------------------------------
+
+def test_a_stamp_in_the_future_is_refused_until_a_good_observation():
+    loop = ready_loop(max_stamp_lead=0.05)
+    assert loop.step(0.0).status == Status.OK
+    for k in range(3):                                      # stamped 100 s ahead
+        loop.observe({"joints": np.zeros(2)}, stamp=100.0 + k, received=0.1)
+    for t in (0.1, 1.0, 4.0):                               # then silence: never OK
+        result = loop.step(t)
+        assert result.status == Status.ERROR and "ahead of the clock" in result.message
+        assert result.command.tolist() == [0.0, 0.0]
+    loop.observe({"joints": np.zeros(2)}, stamp=4.1, received=4.1)
+    assert loop.step(4.1).status == Status.OK
+
+
+def test_out_of_order_observations_keep_the_newest_stamp():
+    loop = ready_loop(max_observation_age=0.25)
+    loop.observe({"joints": np.zeros(2)}, stamp=1.0, received=1.0)
+    loop.observe({"joints": np.ones(2)}, stamp=0.5, received=1.0)     # older, arrives later
+    assert loop.out_of_order == 1
+    result = loop.step(1.1)
+    assert result.status == Status.OK and result.observation_age == pytest.approx(0.1)
+
+
+def test_the_clock_jumping_back_clears_observations_and_warm_start():
+    loop = ready_loop(max_observation_age=100.0)
+    loop.observe({"joints": np.zeros(2)}, stamp=50.0, received=50.0)
+    assert loop.step(50.0).status == Status.OK
+    jumped = loop.step(1.0)                                 # a sim reset / bag loop
+    assert jumped.status == Status.CLOCK and "jumped back from 50.000" in jumped.message
+    assert jumped.command.tolist() == [0.0, 0.0]
+    assert loop.step(1.1).status == Status.STALE            # the old observation is gone
+    loop.observe({"joints": np.zeros(2)}, stamp=1.2, received=1.2)
+    result = loop.step(1.2)
+    assert result.status == Status.OK and not result.warm_started
+
+
+def test_hold_stops_holding_after_hold_timeout():
+    loop = ready_loop(on_stale="hold", hold_timeout=0.3, max_observation_age=0.15)
+    moving = loop.step(0.0).command
+    assert np.abs(moving).max() > 0.1
+    assert loop.step(0.2).command == pytest.approx(moving)          # stale, held
+    late = loop.step(0.4)                                           # held 0.4 s > 0.3 s
+    assert late.status == Status.STALE and "hold_timeout" in late.message
+    assert late.command.tolist() == [0.0, 0.0]
+
+
+def test_a_new_goal_retargets_the_warm_start():
+    loop = ready_loop(max_observation_age=100.0)
+    first = loop.step(0.0)
+    warm = first.plan.shifted(1)
+    new_goal = torch.tensor([-0.4, 0.2])
+    moved = warm.retargeted(new_goal)
+    assert torch.equal(moved.states[0], warm.states[0])             # the start stays
+    assert moved.states[-1] == pytest.approx(new_goal.tolist())     # the end reaches the new goal
+    assert moved.goal.tolist() == pytest.approx(new_goal.tolist())
+    assert warm.retargeted(warm.goal) is warm
+
+
+# -- novelty ------------------------------------------------------------------------------------
+
+class KnownJointsModel(LinearModel):
+    """The linear model with training statistics: joints around 0 with spread 0.5."""
+
+    def __init__(self):
+        super().__init__()
+        from grasp_ros.models.novelty import compute_statistics
+        joints = torch.randn(512, 2, generator=torch.Generator().manual_seed(0)) * 0.5
+        self.input_statistics = compute_statistics(self, [{"joints": joints}]).to_dict()
+
+
+def test_inputs_unlike_the_training_data_are_novel_with_zero():
+    model = KnownJointsModel()
+    loop = ControlLoop(model, make_planner("grasp", model, H, {"iterations": 5, "chains": 2}),
+                       ControlConfig(period=PERIOD, timing="fixed_iterations", novelty_threshold=6.0))
+    loop.set_goal({"joints": np.array([0.6, -0.4])})
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.0)
+    ok = loop.step(0.0)
+    assert ok.status == Status.OK and ok.novelty < 6.0 and ok.goal_novelty < 6.0
+    loop.observe({"joints": np.array([40.0, 0.0])}, stamp=0.1)
+    novel = loop.step(0.1)
+    assert novel.status == Status.NOVEL and "observation unlike" in novel.message
+    assert novel.novelty > 6.0 and novel.command.tolist() == [0.0, 0.0]
+    loop.set_goal({"joints": np.array([0.0, 25.0])})
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.2)
+    goal = loop.step(0.2)
+    assert goal.status == Status.NOVEL and "goal unlike" in goal.message
+    loop.configure(novelty_threshold=0.0)                           # disabled
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
+    assert loop.step(0.3).status == Status.OK
+
+
+# -- the clock watchdog -------------------------------------------------------------------------
+
+def test_the_watchdog_zeroes_the_command_when_no_cycle_runs():
+    loop = ready_loop(clock_timeout=0.05)
+    runner, published = runner_for(loop)
+    try:
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        time.sleep(0.1)                        # no tick: the node's clock stopped
+        result = runner.watchdog()
+        assert result is not None and result.status == Status.CLOCK
+        assert "clock stalled" in result.message and result.command.tolist() == [0.0, 0.0]
+        assert published.next() is result
+        assert runner.watchdog() is None       # not again within clock_timeout
+        runner.tick(0.1)                       # the clock resumed: cycles again
+        assert published.next().status in (Status.OK, Status.STALE)
+    finally:
+        runner.stop()

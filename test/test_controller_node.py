@@ -92,7 +92,9 @@ class Rig:
         values = {"use_sim_time": True, "control_rate_hz": RATE, "max_observation_age": 1.0,
                   "model": "analytic", "observation": "joints",
                   "planner.iterations": 5, "model_options": "{env: open, horizon: 20}",
-                  "horizon": 20}
+                  "horizon": 20,
+                  # The test steps /clock itself, between checks: lock-step, not a stalled clock.
+                  "clock_timeout": 3600.0}
         values.update(overrides)
         self.node = GraspController(context=self.context, namespace=self.ns,
                                     parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
@@ -285,7 +287,7 @@ def test_bad_model_options_fail_configure_and_need_a_restart(rig):
 
 @pytest.mark.parametrize("on_stale", ["zero", "hold"])
 def test_observation_stops_stale_within_max_observation_age(rig, on_stale):
-    r = rig(on_stale=on_stale, max_observation_age=1.0)
+    r = rig(on_stale=on_stale, max_observation_age=1.0, hold_timeout=60.0)
     r.start()
     r.controlling()
     last_fed = r.t_ns

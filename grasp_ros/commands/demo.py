@@ -39,6 +39,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="wall seconds for the whole run (default: %(default)s)")
+    parser.add_argument("--lockstep", type=int, default=0, metavar="ITERATIONS",
+                        help="step the sim once per command and plan ITERATIONS per cycle, with "
+                             "no wall-clock budget: the same run on a busy machine (default: off)")
     parser.add_argument("--launch", choices=("auto", "never"), default="auto",
                         help="auto: use `ros2 launch` where installed; never: start the two processes here")
 
@@ -52,7 +55,8 @@ def run(args) -> int:
                     observation=resolve_observation(args), rate_hz=args.rate, horizon=args.horizon,
                     seed=args.seed, episodes=args.episodes, max_episode_time=args.max_episode_time,
                     rate_factor=args.rate_factor, timeout=args.timeout, log_dir=args.out,
-                    launch=args.launch)
+                    launch=args.launch, lockstep=args.lockstep > 0,
+                    controller_params={"planner.iterations": args.lockstep} if args.lockstep else {})
     print(f"grasp-ros demo: {spec.env}, planner {spec.planner}, model {spec.model} "
           f"(observation: {spec.observation}), "
           f"{spec.rate_hz:g} Hz, H={spec.horizon}, {spec.episodes} episode(s)")

@@ -1,22 +1,32 @@
 """The receding-horizon control cycle, free of ROS: observe, plan with a warm start, command.
 
-One ``ControlLoop.step(now)`` per control period:
+A cycle at time ``now`` has three phases, so that planning can run on another thread while the
+command still goes out by the cycle's deadline (``runner.CycleRunner`` does that; ``step`` runs
+all three in the calling thread):
 
-1. take the newest observation and the goal. No observation, one older than
-   ``max_observation_age``, or no goal: the ``on_stale`` action (hold or zero), STALE;
-2. encode the observation and plan from the previous plan shifted by the control periods
-   elapsed since it was made, within the solve budget; the plan's first action is the command, OK;
-3. the solve overran the budget: the previous plan's action for now, FALLBACK;
-   the model or the planner raised, or produced NaN: zero, ERROR (and the loop keeps running);
-4. a final guard: every command is finite and inside the model's action bounds.
+1. ``prepare(now)``: take the newest observation and the goal. The clock jumped back: CLOCK
+   (buffers and warm start cleared). No observation, one older than ``max_observation_age``, or
+   no goal: STALE (``on_stale``: hold for at most ``hold_timeout``, or zero). A refused input
+   (bad encoding, a stamp in the future...): ERROR with zero. Otherwise a ``Job``.
+2. ``solve(job, deadline)``: encode, measure novelty against the model's training statistics,
+   plan from the previous plan shifted by the periods really elapsed (re-targeted to a new
+   goal). The plan becomes the warm start whether or not it came in time.
+3. ``conclude(job, outcome)``: the plan's first action, OK; fewer than ``min_iterations``
+   iterations: TRUNCATED (still the plan's action, which includes the warm start); input unlike
+   the training data: NOVEL with zero; the model or planner raised: ERROR with zero. A solve not
+   finished by the deadline: ``late(job)``, the previous plan's action for now, FALLBACK.
 
-Other threads feed the loop (``observe``, ``set_goal``, ``request_settings``, ``reset``...) while
-``step`` runs on the control thread: they only leave requests in an inbox guarded by a lock, and
-the model and the planner are only ever touched by ``step`` (and ``warm_up``, before the first).
+A final guard makes every command finite and inside the model's action bounds.
 
-Clocks: ``now`` and observation stamps are seconds on the caller's clock (a ROS node's clock, so
-simulated time works); solve time and the solve budget are wall-clock seconds, since computing
-takes real time whatever the simulation does. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
+Other threads feed the loop (``observe``, ``set_goal``, ``request_settings``, ``reset``...): they
+only leave requests in an inbox guarded by a lock. The model and the planner are only touched by
+``prepare``/``solve`` (and ``warm_up``), which never run at the same time.
+
+Clocks: ``now`` and stamps are seconds on the caller's clock (a ROS node's clock, so simulated
+time works); solve time and budgets are wall-clock seconds, since computing takes real time
+whatever the simulation does. ``timing`` "fixed_iterations" drops the wall clock from planning
+altogether (every cycle runs the planner's iteration cap): deterministic, for lock-step
+simulation and replay. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
 """
 from __future__ import annotations
 
@@ -25,16 +35,17 @@ import enum
 import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
 
+from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
 
 ON_STALE_CHOICES = ("hold", "zero")
+TIMING_CHOICES = ("realtime", "fixed_iterations")
 
 
 class Status(enum.IntEnum):
@@ -45,6 +56,9 @@ class Status(enum.IntEnum):
     FALLBACK = 2
     ERROR = 3
     INACTIVE = 4
+    TRUNCATED = 5
+    NOVEL = 6
+    CLOCK = 7
 
 
 @dataclass
@@ -52,18 +66,37 @@ class ControlConfig:
     """Timing and safety settings of the loop (the action bounds come from the model)."""
 
     period: float = 0.1
-    """Control period (s, caller's clock): ``step`` is called once per period."""
+    """Control period (s, caller's clock): one cycle per period."""
     solve_budget: float = 0.0
-    """Wall-clock seconds one step may spend encoding and planning; 0 means 0.8 x period."""
+    """Wall-clock seconds from a cycle's start to its command; 0 means 0.8 x period."""
     max_observation_age: float = 0.5
     """An observation older than this (s, caller's clock) is stale."""
     on_stale: str = "zero"
-    """Command while stale: "hold" repeats the last command sent, "zero" sends zeros."""
+    """Command while stale: "hold" repeats the last planned command (for at most
+    ``hold_timeout``), "zero" sends zeros."""
+    hold_timeout: float = 0.5
+    """Longest time (s, caller's clock) "hold" keeps a command standing; then zero."""
+    max_stamp_lead: float = 0.05
+    """An input stamped further than this (s) ahead of the clock is refused."""
+    min_iterations: int = 1
+    """A cycle whose planner ran fewer iterations is TRUNCATED, not OK."""
+    timing: str = "realtime"
+    """"realtime": plan within the wall-clock budget; "fixed_iterations": every cycle runs the
+    planner's iteration cap and nothing depends on the wall clock (deterministic)."""
+    novelty_threshold: float = DEFAULT_NOVELTY_THRESHOLD
+    """Observation or goal novelty above this (training spreads) is NOVEL, zero; 0 disables."""
+    clock_timeout: float = 1.0
+    """Wall seconds without a cycle (a stalled clock, e.g. /clock under sim time) before the
+    runner's watchdog sends zero and reports CLOCK."""
 
     @property
     def deadline(self) -> float:
         """The solve budget in effect (s, wall clock)."""
         return self.solve_budget if self.solve_budget > 0 else 0.8 * self.period
+
+    @property
+    def fixed_iterations(self) -> bool:
+        return self.timing == "fixed_iterations"
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -74,17 +107,24 @@ class ControlConfig:
             raise ValueError(f"period must be > 0 s, got {self.period}")
         if self.solve_budget < 0:
             raise ValueError(f"solve_budget must be >= 0 s (0: 0.8 x period), got {self.solve_budget}")
-        if self.max_observation_age <= 0:
-            raise ValueError(f"max_observation_age must be > 0 s, got {self.max_observation_age}")
+        for name in ("max_observation_age", "clock_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)}")
+        if self.hold_timeout < 0 or self.max_stamp_lead < 0 or self.novelty_threshold < 0:
+            raise ValueError("hold_timeout, max_stamp_lead and novelty_threshold must be >= 0")
+        if self.min_iterations < 0:
+            raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
         if self.on_stale not in ON_STALE_CHOICES:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
+        if self.timing not in TIMING_CHOICES:
+            raise ValueError(f"timing must be one of {list(TIMING_CHOICES)}, got {self.timing!r}")
 
 
 @dataclass
 class StepResult:
     """What one cycle decided. ``actions`` [N, A] are the commands from now on (row 0 is
-    ``command``): the whole plan when OK, the previous plan's remainder on FALLBACK, else one row.
-    ``path`` [N+1, 2] is the model's predicted positions along ``actions`` (None without
+    ``command``): the whole plan when planned, the previous plan's remainder on FALLBACK, else
+    one row. ``path`` [N+1, 2] is the model's predicted positions along ``actions`` (None without
     ``model.position``); ``plan`` is the plan solved this cycle (None when none was solved)."""
 
     command: np.ndarray
@@ -101,6 +141,13 @@ class StepResult:
     deadline_missed: bool = False
     warm_started: bool = False
     goal_distance: float = math.nan
+    novelty: float = math.nan
+    """Novelty of the observation against the model's training data (training spreads)."""
+    goal_novelty: float = math.nan
+    command_delay: float = math.nan
+    """Wall seconds from the cycle's start to its command (set by whoever publishes it)."""
+    time: float = math.nan
+    """The cycle's time (s, caller's clock); NaN for the watchdog's results."""
 
 
 @dataclass
@@ -112,13 +159,33 @@ class _Input:
     error: str = ""
 
 
+@dataclass
+class Job:
+    """A cycle that can plan: its time, observation and goal, and when it started (wall)."""
+
+    now: float
+    observation: _Input
+    goal: _Input
+    started: float
+
+
+@dataclass
+class Outcome:
+    """What ``solve`` produced: a plan, a NOVEL or ERROR result instead, and the novelties."""
+
+    plan: Optional[Plan] = None
+    result: Optional[StepResult] = None
+    warm_started: bool = False
+    goal_distance: float = math.nan
+    novelty: float = math.nan
+    goal_novelty: float = math.nan
+
+
 class ControlLoop:
     """Receding-horizon control around one world model and one planner (see module docstring)."""
 
-    OVERRUN_WINDOW = 20
-    """Cycles over which the planner's overrun past its own time limit is remembered."""
     MARGIN = 0.1
-    """Fraction of the solve budget kept free for the jitter of that overrun."""
+    """Fraction of the solve budget kept free for the final rollout's jitter and publishing."""
 
     def __init__(self, model, planner, config: ControlConfig):
         config.validate()
@@ -128,27 +195,43 @@ class ControlLoop:
         self.safe_zero = np.clip(np.zeros_like(self.low), self.low, self.high)
         self.image_size = int(getattr(model, "image_size", 0))
         self.joint_dim = int(getattr(model, "joint_dim", 0))
+        self.novelty = novelty_for(model)
         self._lock = threading.Lock()
         self._observation: Optional[_Input] = None
+        self._newest_stamp = -math.inf          # of the accepted observations
         self._goal: Optional[_Input] = None
         self._goal_latent: Optional[torch.Tensor] = None
+        self._goal_novelty = math.nan
         self._encoded_goal: Optional[_Input] = None     # the goal entry _goal_latent encodes
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
+        self._clock_seen = -math.inf
+        self._clock_jump: Optional[tuple[float, float]] = None
         self._last_command = self.safe_zero.copy()
+        self._last_command_time = -math.inf     # when the last planned command was decided
         self._plan: Optional[Plan] = None
         self._plan_time = math.nan
-        # The planner checks its time limit once per iteration and then rolls the best plan out,
-        # so it always finishes a little after the limit: ask it to stop early by the largest
-        # overrun seen lately (a quarter of the budget until there is a measurement) plus a margin.
-        self._overruns: deque[float] = deque(maxlen=self.OVERRUN_WINDOW)
+        self.out_of_order = 0
+        """Observations dropped because a newer one (by stamp) had already arrived."""
 
     # -- inbox: called from any thread ------------------------------------------------------
 
-    def observe(self, observation: Mapping[str, np.ndarray], stamp: float) -> None:
-        """The newest observation ("image" uint8 [S, S, 3] RGB and/or "joints" [J]), stamped in s."""
+    def observe(self, observation: Mapping[str, np.ndarray], stamp: float,
+                received: Optional[float] = None) -> None:
+        """The newest observation ("image" uint8 [S, S, 3] RGB and/or "joints" [J]), stamped in s;
+        ``received``: the clock when it arrived (checks the stamp is not in the future)."""
         with self._lock:
+            if received is not None:
+                self._note_clock(received)
+            if stamp < self._newest_stamp:     # out of order: the newest stamp wins
+                self.out_of_order += 1
+                return
             self._observation = _Input(dict(observation), float(stamp))
+            # A stamp ahead of the clock (beyond max_stamp_lead) is judged at the cycle, when
+            # the clock may have caught up (a sim publishes sensors just before /clock reaches
+            # their time); it never blocks the next observation as "newer".
+            if received is None or stamp - received <= self.config.max_stamp_lead:
+                self._newest_stamp = float(stamp)
 
     def reject_observation(self, reason: str, stamp: float) -> None:
         """The newest observation could not be used (bad encoding, size...): ERROR until a good one."""
@@ -184,136 +267,218 @@ class ControlLoop:
         dataclasses.replace(self.planner.settings, **changes).validate()
 
     def request_settings(self, **changes: Any) -> None:
-        """Planner settings to apply at the start of the next step (validated now)."""
+        """Planner settings to apply at the start of the next cycle (validated now)."""
         self.check_settings(**changes)
         with self._lock:
             self._pending_settings.update(changes)
 
     def configure(self, **changes: Any) -> None:
-        """Change ``ControlConfig`` fields (validated); they apply from the next step."""
+        """Change ``ControlConfig`` fields (validated); they apply from the next cycle."""
         config = dataclasses.replace(self.config, **changes)
         config.validate()
         self.config = config
 
     def reset(self) -> None:
-        """Forget the warm start and rewind the planner's random stream, before the next step."""
+        """Forget the warm start and rewind the planner's random stream, before the next cycle."""
         with self._lock:
             self._reset_requested = True
 
-    # -- control thread ---------------------------------------------------------------------
+    # -- the cycle ------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """Two small solves before the first cycle: one so that it does not pay for torch's lazy
-        set-up, one timed like a cycle's to measure how far the planner overruns its limit."""
+        """One small solve before the first cycle, so that it does not pay for torch's lazy set-up."""
         z0 = torch.zeros(int(self.model.latent_dim), device=self.planner.device)
         self.planner.plan(z0, z0 + 0.1, budget=Budget(max_iterations=2))
-        limit = 0.5 * self.config.deadline
-        plan = self.planner.plan(z0, z0 + 0.1, budget=Budget(max_seconds=limit))
-        self._overruns.append(max(plan.solve_time - limit, 0.0))
         self.planner.reset()
 
     def idle(self, message: str = "inactive") -> StepResult:
         """The result to publish while not controlling: zero command, INACTIVE."""
-        self._last_command = self.safe_zero.copy()
-        return StepResult(self.safe_zero.copy(), Status.INACTIVE, message,
-                          actions=self.safe_zero[None].copy())
+        self._last_command_time = -math.inf
+        return self._zero(Status.INACTIVE, message)
 
     def step(self, now: float) -> StepResult:
-        """One control cycle at time ``now`` (s, caller's clock)."""
-        start = time.perf_counter()
+        """One whole cycle at time ``now`` (s, caller's clock) in the calling thread."""
+        job = self.prepare(now)
+        if isinstance(job, StepResult):
+            return job
+        deadline = None if self.config.fixed_iterations else job.started + self.config.deadline
+        result = self.conclude(job, self.solve(job, deadline))
+        result.deadline_missed = deadline is not None and time.perf_counter() > deadline
+        result.command_delay = time.perf_counter() - job.started
+        return result
+
+    def prepare(self, now: float) -> "Job | StepResult":
+        """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result."""
+        started = time.perf_counter()
         with self._lock:
+            self._note_clock(now)
+            jump, self._clock_jump = self._clock_jump, None
             sample, goal = self._observation, self._goal
             changes, self._pending_settings = self._pending_settings, {}
             reset, self._reset_requested = self._reset_requested, False
-        if reset:
-            self._plan, self._plan_time = None, math.nan
-            self.planner.reset()
         age = now - sample.stamp if sample is not None else math.inf
         try:
+            if reset:
+                self._forget_plan()
+                self.planner.reset()
             if changes:
                 self.planner.configure(**changes)
-            if sample is None:
-                return self._finish(self._stale("no observation yet"), age)
-            if age > self.config.max_observation_age:
-                return self._finish(self._stale(
-                    f"newest observation is {age:.3f} s old (max_observation_age "
-                    f"{self.config.max_observation_age:g} s)"), age)
-            if sample.error:
-                return self._finish(self._error(f"observation refused: {sample.error}"), age)
-            if goal is None:
-                return self._finish(self._stale("no goal yet"), age)
-            if goal.error:
-                return self._finish(self._error(f"goal refused: {goal.error}"), age)
-            z_goal = self._goal_for(goal)
-            z = self._encode(sample.value, goal=False)
-            return self._finish(self._plan_and_command(z, z_goal, now, start), age)
-        except Exception as exc:  # a user's model may raise anything: report it, command zero, go on
-            return self._finish(self._error(f"{type(exc).__name__}: {exc}"), age)
+        except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
+            return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
+        if jump is not None:
+            return self._finish(self._zero(Status.CLOCK, (
+                f"clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s: observations and "
+                "warm start cleared")), now, age)
+        if sample is None:
+            return self._finish(self._stale("no observation yet", now), now, age)
+        if sample.error:
+            return self._finish(self._zero(Status.ERROR, f"observation refused: {sample.error}"), now, age)
+        if age < -self.config.max_stamp_lead:
+            return self._finish(self._zero(Status.ERROR, (
+                f"observation refused: stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the "
+                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s)")), now, age)
+        if age > self.config.max_observation_age:
+            return self._finish(self._stale(
+                f"newest observation is {age:.3f} s old (max_observation_age "
+                f"{self.config.max_observation_age:g} s)", now), now, age)
+        if goal is None:
+            return self._finish(self._stale("no goal yet", now), now, age)
+        if goal.error:
+            return self._finish(self._zero(Status.ERROR, f"goal refused: {goal.error}"), now, age)
+        return Job(now, sample, goal, started)
 
-    # -- the steps of a cycle ---------------------------------------------------------------
-
-    def _plan_and_command(self, z, z_goal, now: float, start: float) -> StepResult:
-        deadline = self.config.deadline
-        warm = self._warm_start(now)
-        overrun = max(self._overruns) if self._overruns else 0.25 * deadline
-        remaining = deadline - (time.perf_counter() - start) - overrun - self.MARGIN * deadline
-        limit = max(remaining, 1e-6)   # out of time already: the planner returns its initial plan
-        plan = self.planner.plan(z, z_goal, warm, Budget(max_seconds=limit))
-        self._overruns.append(max(plan.solve_time - limit, 0.0))
-        missed = time.perf_counter() - start > deadline
-        result = StepResult(self.safe_zero.copy(), Status.OK, plan=plan,
-                            solve_time=plan.solve_time, iterations=plan.iterations,
-                            cost=plan.cost, residual=plan.dynamics_residual,
-                            deadline_missed=missed, warm_started=warm is not None,
-                            goal_distance=float((z - z_goal.to(z)).norm()))
-        if missed:
-            previous = self._remaining(now)
-            if previous is None:
-                result.status, result.message = Status.FALLBACK, (
-                    f"solve took {time.perf_counter() - start:.3f} s > budget {deadline:.3f} s; "
-                    "no previous plan left: zero")
-                result.actions = self.safe_zero[None].copy()
+    def solve(self, job: Job, deadline: Optional[float]) -> Outcome:
+        """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
+        iteration cap). Safe to run on a worker thread; never raises."""
+        try:
+            z_goal = self._goal_for(job.goal)
+            z = self._encode(job.observation.value, goal=False)
+            outcome = Outcome(goal_distance=float((z - z_goal.to(z)).norm()),
+                              goal_novelty=self._goal_novelty)
+            if self.novelty is not None:
+                outcome.novelty = self.novelty.score(self._batch(job.observation.value), z)
+            threshold = self.config.novelty_threshold
+            worst = max(outcome.novelty, outcome.goal_novelty, key=lambda v: -1 if math.isnan(v) else v)
+            if threshold > 0 and worst > threshold:
+                what = "observation" if worst == outcome.novelty else "goal"
+                outcome.result = self._zero(Status.NOVEL, (
+                    f"{what} unlike the model's training data: novelty {worst:.1f} > "
+                    f"novelty_threshold {threshold:g}"))
+                return outcome
+            warm = self._warm_start(job.now)
+            outcome.warm_started = warm is not None
+            if deadline is None:
+                budget = Budget()
             else:
-                actions, states = previous
-                result.status, result.message = Status.FALLBACK, (
-                    f"solve took {time.perf_counter() - start:.3f} s > budget {deadline:.3f} s; "
-                    "sent the previous plan's action")
-                result.actions, result.path = actions, self._positions(states)
+                left = deadline - time.perf_counter() - self.MARGIN * self.config.deadline
+                budget = Budget(max_seconds=max(left, 1e-6))  # out of time: the initial plan
+            plan = self.planner.plan(z, z_goal, warm, budget)
+            with self._lock:   # on time or late, the freshest solution warm-starts the next cycle
+                self._plan, self._plan_time = plan, job.now
+            outcome.plan = plan
+        except Exception as exc:  # noqa: BLE001 -- a user's model may raise anything: report it
+            outcome = Outcome(result=self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"))
+        return outcome
+
+    def conclude(self, job: Job, outcome: Outcome) -> StepResult:
+        """Phase 3: the cycle's result from the solve's outcome."""
+        age = job.now - job.observation.stamp
+        if outcome.result is not None:
+            result = outcome.result
         else:
-            result.actions = plan.actions.detach().cpu().numpy().astype(np.float64)
-            result.path = self._positions(plan.states)
-        # A late plan is still the freshest solution: it warm-starts the next cycle.
-        self._plan, self._plan_time = plan, now
-        result.command = result.actions[0]
-        return result
+            plan = outcome.plan
+            result = StepResult(self.safe_zero.copy(), Status.OK, plan=plan,
+                                actions=plan.actions.detach().cpu().numpy().astype(np.float64),
+                                path=self._positions(plan.states), solve_time=plan.solve_time,
+                                iterations=plan.iterations, cost=plan.cost,
+                                residual=plan.dynamics_residual)
+            if plan.iterations < self.config.min_iterations:
+                result.status = Status.TRUNCATED
+                result.message = (f"planning cut short: {plan.iterations} iteration(s) in "
+                                  f"{plan.solve_time:.3f} s (min_iterations "
+                                  f"{self.config.min_iterations}); the budget ran out"
+                                  + ("" if outcome.warm_started else "; no warm start"))
+            self._last_command_time = job.now
+        result.warm_started = outcome.warm_started
+        result.goal_distance, result.novelty = outcome.goal_distance, outcome.novelty
+        result.goal_novelty = outcome.goal_novelty
+        return self._finish(result, job.now, age)
+
+    def late(self, job: Job, reason: str) -> StepResult:
+        """The cycle's solve missed the deadline: the previous plan's action for now, FALLBACK."""
+        return self.fallback(job.now, reason, job.now - job.observation.stamp)
+
+    def fallback(self, now: float, reason: str, age: float = math.nan) -> StepResult:
+        """No fresh plan for this cycle (``reason``): the latest plan's action for ``now``."""
+        with self._lock:
+            plan, plan_time = self._plan, self._plan_time
+        previous = self._remaining(plan, plan_time, now)
+        if previous is None:
+            result = self._zero(Status.FALLBACK, f"{reason}; no previous plan left")
+        else:
+            actions, states = previous
+            result = StepResult(actions[0].copy(), Status.FALLBACK,
+                                f"{reason}; sent the previous plan's action",
+                                actions=actions, path=self._positions(states))
+            self._last_command_time = now
+        result.deadline_missed = True
+        return self._finish(result, now, age)
+
+    def clock_stalled(self, wall_seconds: float) -> StepResult:
+        """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK."""
+        self._last_command_time = -math.inf
+        return self._finish(self._zero(Status.CLOCK, (
+            f"no control cycle for {wall_seconds:.2f} s of wall time (clock_timeout "
+            f"{self.config.clock_timeout:g} s): the clock stalled (is /clock published?)")),
+            math.nan, math.inf)
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _note_clock(self, t: float) -> None:
+        """Detect the clock jumping back (a sim reset, a bag loop): clear what came before.
+        Called with the lock held."""
+        if t < self._clock_seen - max(self.config.period, 1e-3):
+            self._clock_jump = (self._clock_seen, t)
+            self._observation, self._newest_stamp = None, -math.inf
+            self._plan, self._plan_time = None, math.nan
+            self._clock_seen = t
+        self._clock_seen = max(self._clock_seen, t)
+
+    def _forget_plan(self) -> None:
+        with self._lock:
+            self._plan, self._plan_time = None, math.nan
 
     def _warm_start(self, now: float):
         """The previous plan shifted by the whole periods elapsed since it was made, or None."""
-        k = self._periods_since_plan(now)
-        if k is None or k >= self._plan.horizon:
+        with self._lock:
+            plan, plan_time = self._plan, self._plan_time
+        k = self._periods_since(plan, plan_time, now)
+        if k is None or k >= plan.horizon:
             return None
-        return self._plan.shifted(k)
+        return plan.shifted(k)
 
-    def _remaining(self, now: float):
-        """The previous plan's actions [N, A] from now on and their states [N+1, D], or None."""
-        k = self._periods_since_plan(now)
-        if k is None or k >= self._plan.horizon:
+    def _remaining(self, plan, plan_time, now: float):
+        """A plan's actions [N, A] from ``now`` on and their states [N+1, D], or None."""
+        k = self._periods_since(plan, plan_time, now)
+        if k is None or k >= plan.horizon:
             return None
-        return (self._plan.actions[k:].detach().cpu().numpy().astype(np.float64),
-                self._plan.states[k:])
+        return (plan.actions[k:].detach().cpu().numpy().astype(np.float64), plan.states[k:])
 
-    def _periods_since_plan(self, now: float) -> Optional[int]:
-        if self._plan is None:
+    def _periods_since(self, plan, plan_time, now: float) -> Optional[int]:
+        if plan is None:
             return None
-        return max(0, round((now - self._plan_time) / self.config.period))
+        return max(0, round((now - plan_time) / self.config.period))
 
     def _goal_for(self, goal: _Input) -> torch.Tensor:
-        """The goal latent [D]; a goal observation is encoded once and then reused."""
+        """The goal latent [D]; a goal observation is encoded (and scored) once, then reused."""
         if "latent" in goal.value:
+            self._goal_novelty = math.nan
             return torch.as_tensor(goal.value["latent"], device=self.planner.device)
         if self._goal_latent is None or goal is not self._encoded_goal:
             try:
                 self._goal_latent = self._encode(goal.value, goal=True)
+                self._goal_novelty = (self.novelty.score(self._batch(goal.value), self._goal_latent)
+                                      if self.novelty is not None else math.nan)
             except Exception as exc:  # remember the failure: no re-encoding every cycle
                 with self._lock:
                     if self._goal is goal:
@@ -322,8 +487,8 @@ class ControlLoop:
             self._encoded_goal = goal
         return self._goal_latent
 
-    def _encode(self, observation: Mapping[str, np.ndarray], goal: bool) -> torch.Tensor:
-        """Latent [D] of one observation (batched for the model as [1, ...])."""
+    def _batch(self, observation: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """An observation as the model's batch of one (checked against its declared inputs)."""
         batch = {}
         for key, value in observation.items():
             declared = self.image_size if key == "image" else self.joint_dim if key == "joints" else 0
@@ -331,10 +496,13 @@ class ControlLoop:
                 raise ValueError(f"the model does not take {key!r} observations "
                                  f"(image_size={self.image_size}, joint_dim={self.joint_dim})")
             tensor = torch.as_tensor(np.ascontiguousarray(value), device=self.planner.device)
-            batch[key] = tensor if key == "image" else tensor.to(torch.float32)
-            batch[key] = batch[key].unsqueeze(0)
+            batch[key] = (tensor if key == "image" else tensor.to(torch.float32)).unsqueeze(0)
+        return batch
+
+    def _encode(self, observation: Mapping[str, np.ndarray], goal: bool) -> torch.Tensor:
+        """Latent [D] of one observation."""
         with torch.no_grad():
-            z = (self.model.encode_goal if goal else self.model.encode)(batch)
+            z = (self.model.encode_goal if goal else self.model.encode)(self._batch(observation))
         z = torch.as_tensor(z).reshape(-1)
         what = "encode_goal" if goal else "encode"
         if z.numel() != int(self.model.latent_dim):
@@ -358,19 +526,22 @@ class ControlLoop:
         usable = p.ndim == 2 and p.shape[1] in (2, 3) and np.isfinite(p).all()
         return p if usable else None
 
-    def _stale(self, message: str) -> StepResult:
-        hold = self.config.on_stale == "hold"
-        command = self._last_command.copy() if hold else self.safe_zero.copy()
-        return StepResult(command, Status.STALE, f"{message}: {'hold' if hold else 'zero'}",
-                          actions=command[None].copy())
+    def _stale(self, message: str, now: float) -> StepResult:
+        held = now - self._last_command_time
+        if self.config.on_stale == "hold" and held <= self.config.hold_timeout:
+            command = self._last_command.copy()
+            return StepResult(command, Status.STALE, f"{message}: hold", actions=command[None].copy())
+        if self.config.on_stale == "hold" and math.isfinite(held):
+            message += f": held {held:.2f} s > hold_timeout {self.config.hold_timeout:g} s"
+        return self._zero(Status.STALE, message)
 
-    def _error(self, message: str) -> StepResult:
-        return StepResult(self.safe_zero.copy(), Status.ERROR, f"{message}: zero",
+    def _zero(self, status: Status, message: str) -> StepResult:
+        return StepResult(self.safe_zero.copy(), status, f"{message}: zero",
                           actions=self.safe_zero[None].copy())
 
-    def _finish(self, result: StepResult, age: float) -> StepResult:
+    def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
         """The final guard: whatever happened above, the command is finite and within bounds."""
-        result.observation_age = age
+        result.observation_age, result.time = age, now
         actions = np.asarray(result.actions if result.actions is not None else result.command[None],
                              dtype=np.float64).reshape(-1, self.low.size)
         if not np.isfinite(actions[0]).all():
@@ -380,5 +551,6 @@ class ControlLoop:
         result.actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0),
                                  self.low, self.high)
         result.command = result.actions[0].copy()
-        self._last_command = result.command.copy()
+        if result.status not in (Status.STALE,):
+            self._last_command = result.command.copy()
         return result

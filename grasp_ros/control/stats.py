@@ -72,9 +72,9 @@ class CycleStats:
         last = self.last
         if last is None:
             return "ok", "no control cycles yet"
-        if last.status == Status.ERROR:
-            return "error", last.message
-        if last.status in (Status.STALE, Status.FALLBACK):
+        if last.status in (Status.ERROR, Status.CLOCK):
+            return "error", f"{last.status.name.lower()}: {last.message}"
+        if last.status in (Status.STALE, Status.FALLBACK, Status.TRUNCATED, Status.NOVEL):
             return "warn", f"{last.status.name.lower()}: {last.message}"
         misses = sum(self._missed)
         if misses > self.MISS_WARN_FRACTION * len(self._missed):

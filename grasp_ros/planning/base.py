@@ -43,10 +43,22 @@ class Budget:
 
 @dataclass
 class WarmStart:
-    """A previous solution shifted in time: actions [H, A] and (GRASP) virtual states [H+1, D]."""
+    """A previous solution shifted in time: actions [H, A] and (GRASP) virtual states [H+1, D];
+    ``goal`` [D] is the goal the states head for (None: unknown)."""
 
     actions: torch.Tensor
     states: Optional[torch.Tensor] = None
+    goal: Optional[torch.Tensor] = None
+
+    def retargeted(self, goal: torch.Tensor) -> "WarmStart":
+        """The same start towards another goal [D]: state t of H moves by t / H of the goal's
+        displacement, so the route's beginning stays and its end reaches the new goal."""
+        if self.states is None or self.goal is None or torch.equal(self.goal, goal.to(self.goal)):
+            return self
+        H = self.states.shape[0] - 1
+        frac = torch.arange(H + 1, dtype=self.states.dtype, device=self.states.device).div(H)
+        moved = self.states + frac[:, None] * (goal.to(self.states) - self.goal)
+        return WarmStart(self.actions, moved, goal.to(self.states))
 
 
 @dataclass
@@ -68,6 +80,7 @@ class Plan:
     virtual_states: Optional[torch.Tensor] = None   # [H+1, D]
     dynamics_residual: float = math.nan
     trace: Optional[list] = None
+    goal: Optional[torch.Tensor] = None               # [D], the goal it was planned for
 
     @property
     def horizon(self) -> int:
@@ -86,21 +99,34 @@ class Plan:
         actions = torch.zeros_like(self.actions)
         actions[: H - k] = self.actions[k:]
         states = self.virtual_states if self.virtual_states is not None else self.states
-        shifted_states = states[-1:].repeat(H + 1, 1)
-        shifted_states[: H + 1 - k] = states[k:]
-        return WarmStart(actions, shifted_states)
+        return WarmStart(actions, _shift(states, k), self.goal)
+
+
+def _shift(sequence: torch.Tensor, k: int) -> torch.Tensor:
+    """Rows moved ``k`` earlier, the tail repeating the last row."""
+    shifted = sequence[-1:].repeat(sequence.shape[0], *([1] * (sequence.dim() - 1)))
+    n = max(sequence.shape[0] - k, 0)
+    shifted[:n] = sequence[sequence.shape[0] - n:]
+    return shifted
 
 
 class Deadline:
-    """Iteration cap and wall-clock limit, checked once per iteration."""
+    """Iteration cap and wall-clock limit, checked once per iteration.
 
-    def __init__(self, budget: Optional[Budget], default_iterations: int):
+    On a GPU the clock must measure finished work, not queued kernel launches: every reading
+    of it first waits for the device."""
+
+    def __init__(self, budget: Optional[Budget], default_iterations: int,
+                 device: Optional[torch.device] = None):
         budget = budget or Budget()
         self.max_iterations = budget.max_iterations or default_iterations
         self.max_seconds = budget.max_seconds
+        self._synchronize = (lambda: torch.cuda.synchronize(device)) if (
+            device is not None and device.type == "cuda") else (lambda: None)
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
+        self._synchronize()
         return time.perf_counter() - self.start
 
     def done(self, iteration: int, reserve: float = 0.0) -> bool:
@@ -208,10 +234,11 @@ class Planner:
              budget: Optional[Budget] = None) -> Plan:
         z0, goal = self._check_latent(z0, "z0"), self._check_latent(z_goal, "z_goal")
         warm = self._check_warm_start(warm_start)
-        deadline = Deadline(budget, self.settings.iterations)
+        deadline = Deadline(budget, self.settings.iterations, self.device)
         with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
             plan = self._solve(z0, goal, warm, deadline)
         plan.solve_time = deadline.elapsed()
+        plan.goal = goal
         if not (torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()):
             raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
         return plan
@@ -263,4 +290,5 @@ class Planner:
         if not bool(torch.isfinite(warm.actions).all()) or (states is not None and not bool(torch.isfinite(states).all())):
             return None  # a poisoned warm start is dropped, not propagated
         to = dict(device=self.device, dtype=torch.float32)
-        return WarmStart(self._clamp(warm.actions.to(**to)), None if states is None else states.to(**to))
+        return WarmStart(self._clamp(warm.actions.to(**to)), None if states is None else states.to(**to),
+                         None if warm.goal is None else warm.goal.to(**to))

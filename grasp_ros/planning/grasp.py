@@ -100,6 +100,8 @@ class GraspPlanner(Planner):
         cfg: GraspSettings = self.settings
         H, C = self.horizon, cfg.chains
         step, moves = self._one_step_moves(z0)
+        if warm is not None:
+            warm = warm.retargeted(goal)
         actions, states = self._initial_iterates(z0, goal, warm, moves / step)
         actions.requires_grad_(True)
         states.requires_grad_(True)
@@ -114,10 +116,10 @@ class GraspPlanner(Planner):
             full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
             dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
                                                  cfg.sample_dynamics, self.generator)
-            optimiser.zero_grad(set_to_none=True)
             loss = dynamics.sum() + cfg.goal_weight * to_goal.sum()
             if cfg.action_weight:
                 loss = loss + cfg.action_weight * effort(actions).sum()
+            optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 norms = actions.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -138,9 +140,13 @@ class GraspPlanner(Planner):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
         with torch.no_grad(), self._timed("final"):
             full = torch.cat([first, states, last], dim=1)
-            real = self._rollout(z0, actions)
-            best.offer(actions, real, self._cost(real, goal, actions), full)
-            calls += C * H
+            candidates, virtual = actions, full
+            if warm is not None:   # the previous plan as it stands competes too: never worse
+                candidates = torch.cat([actions, warm.actions[None]])
+                virtual = torch.cat([full, self._warm_states(z0, goal, warm)[None]])
+            real = self._rollout(z0, candidates)
+            best.offer(candidates, real, self._cost(real, goal, candidates), virtual)
+            calls += candidates.shape[0] * H
             if best.actions is None:
                 return self._finish(best, z0, goal, it, calls)   # raises PlanningError
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
@@ -156,6 +162,13 @@ class GraspPlanner(Planner):
         start = time.perf_counter()
         yield
         self._seconds[what] = time.perf_counter() - start
+
+    def _warm_states(self, z0: torch.Tensor, goal: torch.Tensor, warm: WarmStart) -> torch.Tensor:
+        """The warm start's virtual states [H+1, D] with this cycle's fixed ends."""
+        if warm.states is None:
+            return torch.cat([z0[None], z0 + torch.zeros(self.horizon - 1, self.latent_dim,
+                                                         device=self.device), goal[None]])
+        return torch.cat([z0[None], warm.states[1:self.horizon], goal[None]])
 
     PROBE_ACTIONS = 32
 

@@ -89,6 +89,10 @@ class LoopSpec:
     """Where the nodes' logs go (sim.log, controller.log or launch.log)."""
     launch: str = "auto"
     """"auto": ``ros2 launch`` where the launch package is installed; "never": two processes."""
+    lockstep: bool = False
+    """Step the sim once per controller command, and plan ``planner.iterations`` per cycle
+    (``timing: fixed_iterations``) with no wall-clock budget: the run does not depend on how much
+    CPU it gets (tests, replay)."""
     controller_params: dict = field(default_factory=dict)
     """Further controller parameters (name -> value), e.g. {"solve_budget": 0.04}."""
 
@@ -162,7 +166,7 @@ def sim_parameters(spec: LoopSpec) -> dict:
         "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
         "physics_rate_hz": float(spec.rate_hz), "camera_rate_hz": float(spec.rate_hz),
         "max_episode_time": float(spec.max_episode_time), "rate_factor": float(spec.rate_factor),
-        "clock_period": float(spec.clock_period),
+        "clock_period": float(spec.clock_period), "lockstep": spec.lockstep,
     }
 
 
@@ -176,8 +180,14 @@ def controller_parameters(spec: LoopSpec) -> dict:
         "autostart": True, "use_sim_time": True, "model": spec.model,
         "allow_python_models": allow_python_models(spec),
         "observation": spec.observation, "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
-        "control_rate_hz": float(spec.rate_hz), **spec.controller_params,
+        "control_rate_hz": float(spec.rate_hz), **(LOCKSTEP_CONTROLLER if spec.lockstep else {}),
+        **spec.controller_params,
     }
+
+
+LOCKSTEP_CONTROLLER = {"timing": "fixed_iterations", "clock_timeout": 60.0}
+"""Controller parameters of a lock-step run: plan by iteration count, and the sim waiting for a
+busy controller is not a stalled clock."""
 
 
 def _ros_arg(name: str, value) -> list[str]:
@@ -382,7 +392,9 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     (keep it cheap); returning True ends the run as finished (``grasp-ros soak``: its duration).
     """
     isolate_dds()
-    use_launch = spec.launch == "always" or (spec.launch == "auto" and launch_available())
+    # The launch file takes the demo's arguments only: other settings need the two processes.
+    plain = not (spec.lockstep or spec.controller_params)
+    use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available())
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
     say = progress or (lambda text: None)
     say(f"starting {' and '.join(commands)} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}); "

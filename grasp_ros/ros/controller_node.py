@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import sys
 import threading
 import traceback
@@ -56,11 +57,12 @@ from trajectory_msgs.msg import JointTrajectory
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
-from ..control import (ControlConfig, CycleStats, Status, StepResult, build_control_loop,
-                       model_spec, parse_options, resolve_device)
+from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
+                       build_control_loop, model_spec, parse_options, resolve_device)
+from ..models.contract import error_text
 from . import interrupts, params, qos
 from .conversions import (command_message, diagnostic_array, image_to_rgb, path_message,
-                          seconds, select_joints, trajectory_message)
+                          select_joints, stamp_seconds, to_time, trajectory_message)
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -78,8 +80,12 @@ class GraspController(LifecycleNode):
         # executor's or the process's main thread): a transition waits for the cycle in
         # progress, and a cycle never sees half-released resources.
         self._lock = threading.RLock()
+        # Publishing (from the runner's cycle thread, or the watchdog) against the transitions
+        # that stop it: a transition flips _active under this lock, then stops the runner.
+        self._publish_lock = threading.Lock()
         self._values: dict[str, Any] = {}
         self._loop = None
+        self._runner: Optional[CycleRunner] = None
         self._stats: Optional[CycleStats] = None
         self._timer = None
         self._active = False
@@ -97,7 +103,7 @@ class GraspController(LifecycleNode):
                     self._build(values)
                 except Exception as exc:  # model factories run user code: any error fails configure
                     self._release()
-                    problems = [f"{type(exc).__name__}: {exc}"]
+                    problems = [error_text(exc)]
             if problems:
                 self.get_logger().error("configure failed: " + "; ".join(problems))
                 return TransitionCallbackReturn.FAILURE
@@ -111,8 +117,10 @@ class GraspController(LifecycleNode):
         result = super().on_activate(state)   # enable the lifecycle publishers first
         with self._lock:
             self._loop.reset()                # a plan from before deactivation is out of date
+            with self._publish_lock:
+                self._active = True
+            self._runner.start()
             self._timer = self.create_timer(1.0 / self._values["control_rate_hz"], self._on_timer)
-            self._active = True
         self.get_logger().info("active: controlling")
         return result
 
@@ -153,9 +161,7 @@ class GraspController(LifecycleNode):
             self.get_logger().warning(f"planner {values['planner']!r} has no setting for "
                                       f"{', '.join(ignored)}: ignored")
         config = ControlConfig(period=1.0 / values["control_rate_hz"],
-                               solve_budget=values["solve_budget"],
-                               max_observation_age=values["max_observation_age"],
-                               on_stale=values["on_stale"])
+                               **{name: values[name] for name in params.CONTROL_CONFIG})
         spec = model_spec(values["model"], values["model_weights"],
                           parse_options(values["model_options"]))
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
@@ -165,6 +171,7 @@ class GraspController(LifecycleNode):
         if problem:
             raise ValueError(problem)
         self._values, self._loop, self._stats = values, loop, CycleStats()
+        self._runner = CycleRunner(loop, self._publish)
         self._last_status = None
         self._make_entities(values)
 
@@ -191,8 +198,20 @@ class GraspController(LifecycleNode):
             Image, "~/goal_image", self._on_goal_image, qos.GOAL))
         self._remember(self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._remember(self.destroy_timer, self.create_timer(
-            DIAGNOSTICS_PERIOD, self._on_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME)))
+            DIAGNOSTICS_PERIOD, self._on_diagnostics, clock=steady))
+        # The clock watchdog runs on the steady clock: it must see the node's own clock stop.
+        self._remember(self.destroy_timer, self.create_timer(
+            min(0.1, values["clock_timeout"] / 4), self._on_watchdog, clock=steady))
+
+    def destroy_node(self) -> None:
+        """Without a shutdown transition first (a test, a crashing launch): stop the cycles."""
+        with self._publish_lock:
+            self._active = False
+        if self._runner is not None:
+            self._runner.stop()
+        super().destroy_node()
 
     def _lifecycle_pub(self, msg_type, topic: str, profile):
         return self._remember(self.destroy_lifecycle_publisher,
@@ -207,35 +226,44 @@ class GraspController(LifecycleNode):
         for destroy, entity in reversed(self._made):
             destroy(entity)
         self._made.clear()
-        self._loop, self._stats = None, None
+        self._loop, self._stats, self._runner = None, None, None
 
     def _stop(self, reason: str) -> None:
-        """Stop controlling: destroy the control timer and send one zero command (if active)."""
+        """Stop controlling: the control timer, the runner (after its cycle in progress), then
+        one zero command (if active)."""
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        if self._active:
-            self._active = False
-            result = self._loop.idle(reason)
-            self._stats.record(result, self._now())
-            self._publish(result)
+        with self._publish_lock:
+            was_active, self._active = self._active, False
+        if self._runner is not None:
+            self._runner.stop()
+        if was_active:
+            self._send(self._loop.idle(reason))
 
     # -- the control cycle ------------------------------------------------------------------
 
     def _on_timer(self) -> None:
-        with self._lock:
-            if not self._active:
-                return
-            cycle_time = self.get_clock().now()
-            now = cycle_time.nanoseconds * 1e-9
-            result = self._loop.step(now)
-            self._stats.record(result, now)
-            self._publish(result, cycle_time.to_msg())
-            self._log_status(result)
+        runner = self._runner
+        if runner is not None:
+            runner.tick(self._now())
 
-    def _publish(self, result: StepResult, stamp=None) -> None:
+    def _on_watchdog(self) -> None:
+        runner = self._runner
+        if runner is not None:
+            runner.watchdog()
+
+    def _publish(self, result: StepResult) -> None:
+        """The runner's output (any thread): sent while active, dropped once stopping."""
+        with self._publish_lock:
+            if self._active:
+                self._send(result)
+
+    def _send(self, result: StepResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
-        header = Header(stamp=stamp or self.get_clock().now().to_msg(), frame_id=self._values["frame_id"])
+        when = result.time if math.isfinite(result.time) else self._now()
+        self._stats.record(result, when)
+        header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
         if self._values["command_interface"] == "joint_trajectory":
             self._command_pub.publish(trajectory_message(
                 self._values["joint_names"], result.actions, self._loop.config.period, header,
@@ -247,6 +275,7 @@ class GraspController(LifecycleNode):
             self._plan_pub.publish(self._plan_message(result.plan, header))
         if result.path is not None:
             self._path_pub.publish(path_message(result.path, header))
+        self._log_status(result)
 
     def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
         name = result.status.name
@@ -259,6 +288,8 @@ class GraspController(LifecycleNode):
             observation_age=float(result.observation_age),
             deadline_missed=bool(result.deadline_missed), warm_started=bool(result.warm_started),
             goal_distance=float(result.goal_distance),
+            observation_novelty=float(result.novelty), goal_novelty=float(result.goal_novelty),
+            command_delay=float(result.command_delay),
             command=[float(v) for v in result.command])
 
     def _plan_message(self, plan, header: Header) -> Plan:
@@ -274,13 +305,14 @@ class GraspController(LifecycleNode):
         previous, self._last_status = self._last_status, result.status
         text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
         # One call site per severity: rclpy refuses a call site whose severity changes.
-        if result.status == Status.FALLBACK:
+        if result.status in (Status.FALLBACK, Status.TRUNCATED):
             self.get_logger().warning(text, throttle_duration_sec=5.0)
-        elif result.status == previous or (result.status == Status.OK and previous == Status.FALLBACK):
+        elif result.status == previous or (result.status == Status.OK and previous in (
+                Status.FALLBACK, Status.TRUNCATED)):
             return
-        elif result.status == Status.ERROR:
+        elif result.status in (Status.ERROR, Status.CLOCK):
             self.get_logger().error(text)
-        elif result.status == Status.STALE:
+        elif result.status in (Status.STALE, Status.NOVEL):
             self.get_logger().warning(text)
         else:
             self.get_logger().info(text)
@@ -303,25 +335,24 @@ class GraspController(LifecycleNode):
 
     def _on_image(self, msg: Image) -> None:
         loop = self._loop
-        if loop is None:
-            return
-        stamp = self._stamp(msg.header)
-        try:
-            loop.observe({"image": image_to_rgb(msg, loop.image_size)}, stamp)
-        except ValueError as exc:
-            loop.reject_observation(f"image: {exc}", stamp)
+        if loop is not None:
+            self._observe(loop, msg.header, lambda: {"image": image_to_rgb(msg, loop.image_size)},
+                          "image")
 
     def _on_joint_states(self, msg: JointState) -> None:
         loop = self._loop
-        if loop is None:
-            return
-        stamp = self._stamp(msg.header)
+        if loop is not None:
+            self._observe(loop, msg.header, lambda: {"joints": select_joints(
+                msg.name, msg.position, self._values["joint_names"], "joint_states")}, "joint_states")
+
+    def _observe(self, loop, header: Header, convert, what: str) -> None:
+        """Stamp checked, message converted, handed to the loop; or refused with the reason."""
+        now = self._now()
         try:
-            joints = select_joints(msg.name, msg.position, self._values["joint_names"], "joint_states")
+            stamp = stamp_seconds(header.stamp)
+            loop.observe(convert(), now if stamp is None else stamp, received=now)
         except ValueError as exc:
-            loop.reject_observation(str(exc), stamp)
-            return
-        loop.observe({"joints": joints}, stamp)
+            loop.reject_observation(f"{what}: {exc}", now)
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
@@ -409,11 +440,6 @@ class GraspController(LifecycleNode):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
-
-    def _stamp(self, header: Header) -> float:
-        """The header's stamp in seconds; an unstamped message counts as received now."""
-        t = seconds(header.stamp)
-        return t if t > 0 else self._now()
 
     def start(self) -> bool:
         """Configure and activate (autostart); False (and the reason logged) if either fails."""

@@ -6,6 +6,7 @@ cannot be used, so the node can report it instead of crashing.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
@@ -25,6 +26,17 @@ IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 
 def seconds(stamp: Time) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def stamp_seconds(stamp: Time) -> Optional[float]:
+    """A header stamp in seconds; None for the zero stamp (unstamped: the receiver's "now").
+    Raises ValueError for what no clock produces: negative seconds, nanosec >= 1e9."""
+    if stamp.sec < 0 or not 0 <= stamp.nanosec < 1_000_000_000:
+        raise ValueError(f"invalid stamp sec={stamp.sec} nanosec={stamp.nanosec} (sec must be "
+                         ">= 0 and nanosec < 1e9)")
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return None
+    return seconds(stamp)
 
 
 def to_time(t: float) -> Time:
@@ -99,6 +111,9 @@ def select_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequ
     else:
         if len(names) != positions.size:
             raise ValueError(f"{what} has {len(names)} names but {positions.size} positions")
+        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+        if repeated:
+            raise ValueError(f"{what} names joint(s) {repeated} more than once")
         index = {name: i for i, name in enumerate(names)}
         missing = [n for n in wanted if n not in index]
         if missing:

@@ -31,7 +31,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ..control import ON_STALE_CHOICES, parse_options
+from ..control import ON_STALE_CHOICES, TIMING_CHOICES, parse_options
+from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
 from ..control.build import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
@@ -180,8 +181,32 @@ PARAMETERS: tuple[Param, ...] = (
           "Seconds (node clock) after which the newest observation is stale.",
           range=(0.001, 3600.0), dynamic=True),
     Param("on_stale", "string", "zero",
-          "Command while stale (no or old observation, no goal): hold the last command or zero.",
+          "Command while stale (no or old observation, no goal): hold the last command (for at "
+          "most hold_timeout) or zero.",
           choices=ON_STALE_CHOICES, dynamic=True),
+    Param("hold_timeout", "double", 0.5,
+          "Longest time (s, node clock) on_stale hold keeps the last command standing; then zero "
+          "(keep it below any downstream command timeout).",
+          range=(0.0, 60.0), dynamic=True),
+    Param("max_stamp_lead", "double", 0.05,
+          "An observation stamped more than this (s) ahead of the node's clock is refused (ERROR).",
+          range=(0.0, 10.0), dynamic=True),
+    Param("min_iterations", "int", 1,
+          "A cycle whose planner ran fewer iterations reports TRUNCATED instead of OK.",
+          range=(0, 100000), dynamic=True),
+    Param("timing", "string", "realtime",
+          "realtime: plan within the wall-clock solve budget, command by the deadline; "
+          "fixed_iterations: every cycle runs planner.iterations, no wall-clock limit "
+          "(deterministic: lock-step simulation, replay).",
+          choices=TIMING_CHOICES),
+    Param("novelty_threshold", "double", DEFAULT_NOVELTY_THRESHOLD,
+          "Observation or goal novelty (training spreads from the model's training inputs) above "
+          "which a cycle is NOVEL with a zero command; 0 disables.",
+          range=(0.0, 1e6), dynamic=True),
+    Param("clock_timeout", "double", 1.0,
+          "Wall seconds without a control cycle (the node's clock stalled, e.g. /clock under "
+          "use_sim_time) before a zero command and CLOCK status, repeated while it lasts.",
+          range=(0.01, 3600.0)),
     Param("observation", "string", "image",
           "Which input the model encodes: image (topic image) or joints (topic joint_states).",
           choices=("image", "joints")),
@@ -222,6 +247,12 @@ PARAMETERS: tuple[Param, ...] = (
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
+
+CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
+                  "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
+                  "clock_timeout")
+"""Parameters that are ``ControlConfig`` fields of the same name (the period comes from
+control_rate_hz)."""
 
 
 # -- ROS: descriptors, declaration, reading ---------------------------------------------------

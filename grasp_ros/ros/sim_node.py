@@ -7,6 +7,11 @@ message per quantum (at most one per wall millisecond: at high rate factors a me
 several quanta). If the process falls behind by more than one physics step (CPU starvation), sim
 time slows down instead of jumping, as a simulator's real-time factor drops under load.
 
+With ``lockstep`` sim time moves one physics step at a time, each once a command has arrived
+since the clock last moved: sensors for t, then /clock t, then the controller's cycle at t and
+its command, then the step to t + dt. The closed loop is then the same discrete-time loop on a
+fast or a busy machine (with the controller's ``timing: fixed_iterations``, exactly the same).
+
 With ``wait_for_controller`` sim time stays at 0 until a publisher on ``command`` has existed
 for half a second (the controller makes it when configured, and activates right after). A
 controller whose timer starts at sim time 0 then cycles exactly when the sensors publish, as a
@@ -111,6 +116,13 @@ class SimSettings:
                                  1e-5, 0.1)
     wait_for_controller: bool = _param(True, "hold sim time at 0 until something publishes "
                                              "on command (a configured controller)")
+    lockstep: bool = _param(False, "advance sim time one physics step at a time, each once a "
+                                   "command arrived after the last one (the controller answered): "
+                                   "the closed loop then does not depend on CPU speed; "
+                                   "rate_factor and clock_period do not apply")
+    lockstep_timeout: float = _param(10.0, "lockstep: wall seconds to wait for a command before "
+                                           "stepping anyway (a dead controller), with a warning",
+                                     0.01, 3600.0)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad value (ranges and choices)."""
@@ -325,6 +337,9 @@ class SimNode(Node):
                                                      self._on_command, qos.COMMAND)
         self._waiting = s.wait_for_controller
         self._publisher_seen: Optional[float] = None
+        self._commands = 0                  # received so far
+        self._answered_from = 0             # lockstep: the count when the clock last advanced
+        self._stepped_wall: Optional[float] = None
 
         self._anchor_wall, self._anchor_ns = time.monotonic(), 0
         wall_tick = max(s.clock_period / s.rate_factor, MIN_WALL_TICK_S)
@@ -341,17 +356,11 @@ class SimNode(Node):
 
     def _tick(self) -> None:
         wall = time.monotonic()
-        if self._waiting:
-            if not self.count_publishers(self._command_sub.topic_name):
-                self._publisher_seen = None
-                return
-            self._publisher_seen = self._publisher_seen or wall
-            if wall - self._publisher_seen < ACTIVATION_GRACE_S:
-                return
-            self._waiting = False
-            self._anchor_wall = wall
-            self.get_logger().info(f"a publisher on {self._command_sub.topic_name} appeared: "
-                                   "sim time starts")
+        if self._waiting and not self._controller_appeared(wall):
+            return
+        if self.settings.lockstep:
+            self._lockstep(wall)
+            return
         target = self._anchor_ns + int((wall - self._anchor_wall) * self.settings.rate_factor * NS)
         target -= target % self.quantum_ns
         if target - self.core.now_ns > self.max_lag_ns:
@@ -363,9 +372,37 @@ class SimNode(Node):
         self._publish(self.core.advance(target))
         self.clock_pub.publish(ClockMsg(clock=stamp(target)))
 
+    def _lockstep(self, wall: float) -> None:
+        """One physics step per command: the first at once, each later one when a command came
+        after the clock last moved (or, with a warning, after ``lockstep_timeout``)."""
+        if self._stepped_wall is not None and self._commands == self._answered_from:
+            if wall - self._stepped_wall < self.settings.lockstep_timeout:
+                return
+            self.get_logger().warning(f"lockstep: no command for {self.settings.lockstep_timeout:g} "
+                                      "s of wall time: stepping anyway", throttle_duration_sec=5.0)
+        target = self.core.now_ns + self.core.step_ns
+        self._answered_from, self._stepped_wall = self._commands, wall
+        self._publish(self.core.advance(target))
+        self.clock_pub.publish(ClockMsg(clock=stamp(target)))
+
+    def _controller_appeared(self, wall: float) -> bool:
+        """Whether a command publisher has existed for ACTIVATION_GRACE_S (then time starts)."""
+        if not self.count_publishers(self._command_sub.topic_name):
+            self._publisher_seen = None
+            return False
+        self._publisher_seen = self._publisher_seen or wall
+        if wall - self._publisher_seen < ACTIVATION_GRACE_S:
+            return False
+        self._waiting = False
+        self._anchor_wall = wall
+        self.get_logger().info(f"a publisher on {self._command_sub.topic_name} appeared: "
+                               "sim time starts")
+        return True
+
     # -- inputs -----------------------------------------------------------------------------
 
     def _on_command(self, msg: Float64MultiArray) -> None:
+        self._commands += 1
         reason = self.core.command(msg.data, self.core.now_ns)
         if reason:
             self.rejected_commands += 1

@@ -1,0 +1,143 @@
+"""``CycleRunner``: control cycles off the caller's thread, each command out by its deadline.
+
+The caller (a ROS timer) only calls ``tick(now)``, which returns at once. A cycle thread takes
+the tick, prepares the cycle and hands the solve to a planner thread, then waits for it until the
+cycle's wall-clock deadline at most: a plan that came in time gives the command; otherwise the
+command is the previous plan's action for now (FALLBACK) and goes out *at* the deadline, while
+the late plan still finishes and warm-starts the next cycle. While a late solve is still
+running, further ticks get FALLBACK at once (never two solves at a time). With ``timing``
+"fixed_iterations" there is no deadline: the command goes out when the planner's iteration cap
+is done (lock-step simulation, replay).
+
+``watchdog(wall)`` is for a steady-clock timer of the caller: when no cycle ran for
+``clock_timeout`` wall seconds (the caller's clock stopped, e.g. /clock under sim time), it
+sends a zero command with status CLOCK, and again every ``clock_timeout`` while it lasts.
+
+``publish(result)`` is called from the cycle thread, or from the watchdog's caller; it must be
+thread-safe. ``result.command_delay`` is the wall time from the tick to the call.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Callable, Optional
+
+from .cycle import ControlLoop, Job, StepResult
+
+
+class CycleRunner:
+    """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
+
+    def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None]):
+        self.loop, self._publish = loop, publish
+        self._wake = threading.Condition()
+        self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
+        self._running = False
+        self._in_cycle = False
+        self._thread: Optional[threading.Thread] = None
+        self._planner: Optional[ThreadPoolExecutor] = None
+        self._solving: Optional[Future] = None
+        self._solving_since = math.nan
+        self._last_cycle_wall = time.perf_counter()
+        self._last_alarm_wall = -math.inf
+        self.last_error = ""
+        """The last exception of a cycle (a publish to a destroyed publisher...); cycles go on."""
+        self.skipped_ticks = 0
+        """Ticks that arrived while the previous one was still waiting (the cycle fell behind)."""
+
+    def start(self) -> None:
+        with self._wake:
+            if self._running:
+                return
+            self._running = True
+            self._last_cycle_wall = time.perf_counter()
+            self._last_alarm_wall = -math.inf
+        self._planner = ThreadPoolExecutor(1, thread_name_prefix="grasp-planner")
+        self._thread = threading.Thread(target=self._run, name="grasp-cycle", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop taking ticks; wait for the cycle in progress and for any late solve."""
+        with self._wake:
+            self._running = False
+            self._tick = None
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._planner is not None:
+            self._planner.shutdown(wait=True)
+            self._planner = None
+        self._solving = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def tick(self, now: float) -> None:
+        """A control period began at ``now`` (caller's clock). Returns at once."""
+        with self._wake:
+            if not self._running:
+                return
+            if self._tick is not None:
+                self.skipped_ticks += 1
+            self._tick = (now, time.perf_counter())
+            self._wake.notify()
+
+    def watchdog(self) -> Optional[StepResult]:
+        """Zero and CLOCK (published, and returned) when no cycle ran for ``clock_timeout``."""
+        timeout = self.loop.config.clock_timeout
+        with self._wake:
+            wall = time.perf_counter()
+            quiet = wall - self._last_cycle_wall
+            if (not self._running or self._in_cycle or self._tick is not None or quiet <= timeout
+                    or wall - self._last_alarm_wall < timeout):
+                return None
+            self._last_alarm_wall = wall
+        result = self.loop.clock_stalled(quiet)
+        result.command_delay = 0.0
+        self._publish(result)
+        return result
+
+    # -- the cycle thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while self._running and self._tick is None:
+                    self._wake.wait()
+                if not self._running:
+                    return
+                (now, wall), self._tick = self._tick, None
+                self._in_cycle = True
+            try:
+                result = self._cycle(now, wall)
+                result.command_delay = time.perf_counter() - wall
+                self._publish(result)
+            except Exception as exc:  # noqa: BLE001 -- the thread must outlive a failed publish
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            finally:
+                with self._wake:
+                    self._in_cycle = False
+                    self._last_cycle_wall = time.perf_counter()
+
+    def _cycle(self, now: float, wall: float) -> StepResult:
+        loop = self.loop
+        if self._solving is not None and not self._solving.done():
+            return loop.fallback(now, (f"the planner is still on the cycle it began "
+                                       f"{wall - self._solving_since:.3f} s ago"))
+        job = loop.prepare(now)
+        if not isinstance(job, Job):
+            return job
+        deadline = None if loop.config.fixed_iterations else wall + loop.config.deadline
+        self._solving, self._solving_since = self._planner.submit(loop.solve, job, deadline), wall
+        try:
+            timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+            outcome = self._solving.result(timeout=timeout)
+        except FutureTimeout:
+            return loop.late(job, f"no plan by the deadline ({loop.config.deadline:.3f} s after "
+                                  "the cycle began)")
+        return loop.conclude(job, outcome)
