@@ -192,7 +192,8 @@ def test_time_budget_is_anytime(name):
     start = time.perf_counter()
     plan = planner.plan(z0, goal, budget=Budget(max_seconds=0.05))
     elapsed = time.perf_counter() - start
-    assert elapsed < 1.0 and 1 <= plan.iterations < 10**6 and plan.solve_time >= 0.05
+    # Ran on until about the limit (it stops when a typical iteration no longer fits).
+    assert elapsed < 1.0 and 1 <= plan.iterations < 10**6 and plan.solve_time >= 0.025
     assert bool(torch.isfinite(plan.actions).all()) and math.isfinite(plan.cost)
     # a budget too short for a single iteration still returns a valid plan (the initial guess)
     quick = planner.plan(z0, goal, budget=Budget(max_seconds=1e-9))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -123,6 +124,8 @@ class Deadline:
         self.max_seconds = budget.max_seconds
         self._synchronize = (lambda: torch.cuda.synchronize(device)) if (
             device is not None and device.type == "cuda") else (lambda: None)
+        self._last_check: Optional[float] = None
+        self._steps: deque[float] = deque(maxlen=5)
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -130,10 +133,21 @@ class Deadline:
         return time.perf_counter() - self.start
 
     def done(self, iteration: int, reserve: float = 0.0) -> bool:
-        """Stop before ``iteration``? ``reserve``: seconds still needed after the last iteration."""
+        """Stop before ``iteration``? ``reserve``: seconds still needed after the last iteration.
+
+        Called once per iteration, it also times the iterations: one is started only when a
+        typical one (the median of the last few) still fits, so the limit is not overrun by
+        the iteration in flight."""
         if iteration >= self.max_iterations:
             return True
-        return not self.allows(reserve)
+        if self.max_seconds is None:
+            return False
+        now = self.elapsed()
+        if self._last_check is not None:
+            self._steps.append(now - self._last_check)
+        self._last_check = now
+        typical = sorted(self._steps)[len(self._steps) // 2] if self._steps else 0.0
+        return now + reserve + typical >= self.max_seconds
 
     def allows(self, seconds: float) -> bool:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""

@@ -1,0 +1,757 @@
+"""Reliability: grasp_controller fed bad inputs of many kinds, over real DDS, stays safe and recovers.
+
+Every kind is one parametrized case, driven through test_controller_node's ``Rig`` (the node and a
+probe node on one executor; sim time that the test steps itself, one control period at a time,
+so nothing depends on how fast this machine is; ``clock_timeout`` 3600 so the wall-clock
+watchdog never fires while the test holds the clock). For each kind the test asserts:
+
+1. the node is alive: ``get_state`` answers, and the lifecycle state is unchanged (active);
+2. every command published during the case is finite and inside the model's action bounds
+   ([-1, 1] for the built-in models), and equals the command the cycle's diagnostics report;
+3. while the input is bad, the cycle's PlanDiagnostics has the expected non-OK status (ERROR,
+   NOVEL, STALE, CLOCK) with the reason in ``status_text`` (a keyword is checked), and a zero
+   command; once detected, it stays so for as long as the input is bad;
+4. after good input again, the status returns to OK.
+
+Parameter kinds (refused with a reason, control goes on OK), lifecycle kinds (refused, the state
+unchanged, controlling after proper transitions) and model-file kinds (configure of a fresh node
+fails with the reason on /rosout, the node alive and unconfigured; a good node then controls
+OK) have no bad command phase: their refusal stands in for (3).
+
+Nodes are shared per model kind within a class (class-scoped fixtures): every rig publishes the
+one /clock topic, so two rigs alive at once would drive each other's clocks. Planner iterations
+are fixed and few (``timing: fixed_iterations``), so the suite is fast and independent of load.
+
+``test_services_answer_while_planning`` (issue 8 item 5): a burst of service requests while the
+planner runs long cycles; every request must be answered (latencies are printed).
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import pytest
+import torch
+
+try:  # ImportError too: e.g. rclpy without an RMW library
+    import rclpy  # noqa: F401
+except ImportError as exc:
+    pytest.skip(f"rclpy (ROS 2) is not importable: {exc}", allow_module_level=True)
+
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import GetAvailableTransitions, GetState  # noqa: E402
+from rcl_interfaces.msg import Log, ParameterType  # noqa: E402
+from rcl_interfaces.srv import GetParameters  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros import params  # noqa: E402
+from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402
+
+from test_controller_node import PERIOD_NS, Rig, ns_time, ros  # noqa: E402,F401  (ros: fixture)
+
+OK = PlanDiagnostics.STATUS_OK
+STALE = PlanDiagnostics.STATUS_STALE
+ERROR = PlanDiagnostics.STATUS_ERROR
+NOVEL = PlanDiagnostics.STATUS_NOVEL
+CLOCK = PlanDiagnostics.STATUS_CLOCK
+NAMES = {OK: "OK", STALE: "STALE", ERROR: "ERROR", NOVEL: "NOVEL", CLOCK: "CLOCK",
+         PlanDiagnostics.STATUS_FALLBACK: "FALLBACK", PlanDiagnostics.STATUS_INACTIVE: "INACTIVE",
+         PlanDiagnostics.STATUS_TRUNCATED: "TRUNCATED"}
+LOW, HIGH = -1.0, 1.0                 # the built-in models' action bounds
+START, GOAL = (-0.5, -0.5), (0.5, 0.5)                    # analytic model, env "open"
+IMAGE_START, IMAGE_GOAL = (0.4, -0.5), (0.4, 0.3)         # learned model, wall_door
+MAX_AGE = 1.0                         # max_observation_age of the rigs (s, sim time)
+FAST = {"timing": "fixed_iterations", "planner.iterations": 4, "max_observation_age": MAX_AGE}
+LEARNED = {"model": "learned", "observation": "image",
+           "model_options": params.BY_NAME["model_options"].default,     # the shipped model
+           "horizon": params.BY_NAME["horizon"].default}
+ATTEMPTS = 4      # bad cycles allowed before the status shows (the input may arrive after /clock)
+CONFIRM = 2       # further bad cycles that must keep the status
+NAN, INF = float("nan"), float("inf")
+
+
+# -- the harness -------------------------------------------------------------------------------
+
+class RelRig(Rig):
+    """``Rig`` with fixed-iteration planning, the node's /rosout lines, and a few more clients."""
+
+    def __init__(self, context, **overrides):
+        super().__init__(context, **{**FAST, **overrides})
+        me = f"{self.ns}/grasp_controller"
+        self.get_parameters_client = self.probe.create_client(GetParameters, f"{me}/get_parameters")
+        self.transitions_client = self.probe.create_client(
+            GetAvailableTransitions, f"{me}/get_available_transitions")
+        self.logs: list[str] = []
+        logger = self.node.get_logger().name
+        self.probe.create_subscription(
+            Log, "/rosout", lambda m: self.logs.append(m.msg) if m.name == logger else None,
+            QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.t_ns = 1000 * 10**9          # room for the clock to jump back
+        self.publish_clock()
+        self.arrivals: list[tuple[float, PlanDiagnostics]] = []    # (wall time, diagnostics)
+        self.probe.create_subscription(
+            PlanDiagnostics, f"{me}/plan_diagnostics",
+            lambda m: self.arrivals.append((time.perf_counter(), m)), 100)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def send_joint_msg(self, names, positions, stamp: Optional[Time] = None):
+        msg = JointState(name=list(names), position=[float(v) for v in positions])
+        msg.header.stamp = ns_time(self.t_ns) if stamp is None else stamp
+        self.joints_pub.publish(msg)
+
+    def send_goal_msg(self, names, positions):
+        self.goal_pub.publish(JointGoal(name=list(names), position=[float(v) for v in positions]))
+
+    # -- services ---------------------------------------------------------------------------
+
+    def get_parameter(self, name: str):
+        """The value over the parameter service; None when unset or undeclared (no value)."""
+        values = self.call(self.get_parameters_client, GetParameters.Request(names=[name])).values
+        return values[0] if values else None
+
+    def available_transitions(self) -> set[int]:
+        response = self.call(self.transitions_client, GetAvailableTransitions.Request())
+        return {t.transition.id for t in response.available_transitions}
+
+    def goto(self, target: int) -> None:
+        """Proper transitions from the current state to ``target`` (unconfigured/inactive/active)."""
+        order = [State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE,
+                 State.PRIMARY_STATE_ACTIVE]
+        up = {State.PRIMARY_STATE_UNCONFIGURED: Transition.TRANSITION_CONFIGURE,
+              State.PRIMARY_STATE_INACTIVE: Transition.TRANSITION_ACTIVATE}
+        down = {State.PRIMARY_STATE_ACTIVE: Transition.TRANSITION_DEACTIVATE,
+                State.PRIMARY_STATE_INACTIVE: Transition.TRANSITION_CLEANUP}
+        state = self.state()
+        while state != target:
+            step = up[state] if order.index(state) < order.index(target) else down[state]
+            assert self.transition(step), f"transition {step} from state {state} failed"
+            state = self.state()
+
+    def logged(self, needle: str, since: int = 0) -> str:
+        """The first /rosout line of the node (from index ``since``) that contains ``needle``."""
+        self.wait_until(lambda: any(needle in m for m in self.logs[since:]),
+                        what=f"{needle!r} on /rosout")
+        return next(m for m in self.logs[since:] if needle in m)
+
+    def commands_caught_up(self) -> None:
+        """Each cycle publishes one command and one PlanDiagnostics: wait until both arrived."""
+        self.wait_until(lambda: len(self.commands) == len(self.diagnostics), what="the commands")
+
+
+def check_commands(r: RelRig, c0: int, d0: int) -> None:
+    """(2): commands since the marks: finite, within bounds, the ones the diagnostics report."""
+    r.commands_caught_up()
+    commands = r.commands[c0:]
+    reported = [list(d.command) for d in r.diagnostics[d0:]]
+    assert commands, "no command was published during the case"
+    for c in commands + reported:
+        assert len(c) == 2 and all(math.isfinite(v) and LOW <= v <= HIGH for v in c), c
+    assert commands == reported, (commands, reported)
+
+
+def assert_alive(r: RelRig, state: int = State.PRIMARY_STATE_ACTIVE) -> None:
+    """(1): get_state answers over DDS with the expected state; no callback raised."""
+    assert r.state() == state
+    assert not r.errors, r.errors
+
+
+def until_ok(r: RelRig, feed, cycles: int = 6) -> PlanDiagnostics:
+    """(4): cycles with good input until OK (a few, as the good input may arrive late)."""
+    seen = []
+    for _ in range(cycles):
+        d = r.cycle(feed)
+        seen.append((NAMES.get(d.status), d.status_text))
+        if d.status == OK:
+            return d
+    raise AssertionError(f"no OK after good input again: {seen}")
+
+
+@dataclass
+class Case:
+    """One kind of bad input: what to send, and the status and reason keyword it must cause."""
+
+    id: str
+    status: int
+    keyword: str
+    feed: Optional[Callable] = None
+    """Per cycle, the bad input (r, t) -> None; default: the good observation."""
+    once: Optional[Callable] = None
+    """Once before the bad cycles (a bad goal, a clock jump)."""
+    confirm: int = CONFIRM
+    zero: bool = True
+    """The bad cycles' command must be zero (ERROR, NOVEL, CLOCK, STALE with on_stale zero)."""
+    check: Optional[Callable] = None
+    """Extra check of the bad cycles' diagnostics [d]."""
+
+
+def exercise(r: RelRig, case: Case, good_feed, good_goal) -> None:
+    """The four assertions for one kind on a shared, active rig."""
+    good_goal(r)
+    until_ok(r, lambda: good_feed(r))
+    r.commands_caught_up()
+    c0, d0 = len(r.commands), len(r.diagnostics)
+    if case.once is not None:
+        case.once(r)
+    feed = (lambda: case.feed(r)) if case.feed is not None else (lambda: good_feed(r))
+    before = []
+    for _ in range(ATTEMPTS):
+        d = r.cycle(feed)
+        if d.status == case.status:
+            break
+        before.append(d)
+    seen = [(NAMES.get(x.status), x.status_text) for x in before + [d]]
+    assert d.status == case.status, f"expected {NAMES[case.status]}; cycles: {seen}"
+    # Cycles before the bad input reached the node still had the good one.
+    assert all(x.status == OK for x in before), seen
+    bad = [d] + [r.cycle(feed) for _ in range(case.confirm)]
+    for x in bad:
+        assert x.status == case.status, (NAMES.get(x.status), x.status_text)
+        assert case.keyword in x.status_text, x.status_text
+        if case.status != OK:
+            assert x.status_text.startswith(NAMES[case.status] + ":"), x.status_text
+        if case.zero:
+            assert list(x.command) == [0.0, 0.0], x.command
+    if case.check is not None:
+        case.check(bad)
+    good_goal(r)
+    until_ok(r, lambda: good_feed(r))
+    assert_alive(r)
+    check_commands(r, c0, d0)
+
+
+# -- joints, goals and stamps: the analytic model ----------------------------------------------
+
+def good_joints(r):
+    r.send_joint_msg(["y", "x"], [START[1], START[0]])
+
+
+def good_joint_goal(r):
+    r.send_goal_msg(["x", "y"], GOAL)
+
+
+def joints(names, positions):
+    return lambda r: r.send_joint_msg(names, positions)
+
+
+def stamped(stamp: Callable[[RelRig], Time]):
+    return lambda r: r.send_joint_msg(["x", "y"], START, stamp(r))
+
+
+def goal(names, positions):
+    return lambda r: r.send_goal_msg(names, positions)
+
+
+def out_of_order(r):
+    """The newest sample stamped at the node's clock now, then an older one beyond max age."""
+    now = r.t_ns - PERIOD_NS            # the clock the node shows until this cycle's /clock
+    r.send_joint_msg(["x", "y"], START, ns_time(now))
+    r.send_joint_msg(["x", "y"], (0.9, 0.9), ns_time(now - int(2 * MAX_AGE * 1e9)))
+
+
+def jump_back(r):
+    """/clock 10 s back (a sim reset, a bag loop). The control timer re-arms one period after the
+    jump, so no cycle is due at the jump itself: wait until the node's clock has it, then cycle."""
+    r.t_ns -= 10 * 10**9
+
+    def jumped():
+        if r.node.get_clock().now().nanoseconds == r.t_ns:
+            return True
+        r.publish_clock()
+        return False
+    r.wait_until(jumped, what="the clock to jump back")
+
+
+def no_input(r):
+    pass
+
+
+def fresh_observation(bad):
+    # The older sample (age 2 s, position 0.9) never replaced the newer one.
+    for d in bad:
+        assert d.observation_age < MAX_AGE, d.observation_age
+
+
+JOINT_CASES = [
+    # joint_states
+    Case("joints-nan", ERROR, "non-finite", joints(["x", "y"], [NAN, 0.0])),
+    Case("joints-inf", ERROR, "non-finite", joints(["x", "y"], [0.0, INF])),
+    Case("joints-minus-inf", ERROR, "non-finite", joints(["x", "y"], [-INF, 0.0])),
+    Case("joints-unknown-name", ERROR, "lacks joint", joints(["x", "z"], START)),
+    Case("joints-duplicate-name-hiding-nan", ERROR, "more than once",
+         joints(["x", "y", "x"], [*START, NAN])),
+    Case("joints-names-positions-mismatch", ERROR, "2 names but 3 positions",
+         joints(["x", "y"], [*START, 0.0])),
+    Case("joints-no-names-wrong-count", ERROR, "no joint names", joints([], [0.1, 0.2, 0.3])),
+    Case("joints-empty-message", ERROR, "no joint names and 0 positions", joints([], [])),
+    Case("joints-huge", NOVEL, "observation unlike", joints(["x", "y"], [1e6, -1e6])),
+    Case("joints-just-outside-arena", NOVEL, "observation unlike", joints(["x", "y"], [5.0, 0.0])),
+    Case("joints-beyond-float32", ERROR, "NaN/Inf", joints(["x", "y"], [1e300, 0.0])),
+    # goals
+    Case("goal-nan", ERROR, "goal refused", once=goal(["x", "y"], [NAN, 0.5])),
+    Case("goal-inf", ERROR, "non-finite", once=goal(["x", "y"], [0.5, -INF])),
+    Case("goal-duplicate-names", ERROR, "more than once", once=goal(["x", "y", "y"], [0.5, 0.5, NAN])),
+    Case("goal-unknown-joint", ERROR, "lacks joint", once=goal(["x", "q"], GOAL)),
+    Case("goal-names-positions-mismatch", ERROR, "names but", once=goal(["x", "y"], [0.5])),
+    Case("goal-no-names-wrong-count", ERROR, "no joint names", once=goal([], [0.5])),
+    Case("goal-far-outside", NOVEL, "goal unlike", once=goal(["x", "y"], [40.0, 0.0])),
+    Case("goal-beyond-float32", ERROR, "NaN/Inf", once=goal(["x", "y"], [0.5, -1e300])),
+    # stamps
+    Case("stamp-far-future", ERROR, "ahead of the clock",
+         stamped(lambda r: ns_time(r.t_ns + 100 * 10**9))),
+    Case("stamp-negative-sec", ERROR, "invalid stamp",
+         stamped(lambda r: Time(sec=-(r.t_ns // 10**9), nanosec=0))),
+    Case("stamp-nanosec-overflow", ERROR, "invalid stamp",
+         stamped(lambda r: Time(sec=r.t_ns // 10**9, nanosec=1_500_000_000))),
+    Case("stamp-out-of-order", OK, "", out_of_order, zero=False, check=fresh_observation),
+    Case("dropout", STALE, "old", no_input, confirm=1),
+    Case("clock-jump-back", CLOCK, "jumped back", once=jump_back, confirm=0),
+]
+
+
+@pytest.fixture(scope="class")
+def joints_rig(ros):  # noqa: F811
+    r = RelRig(ros)
+    r.start()
+    r.controlling()
+    yield r
+    r.close()
+
+
+class TestJoints:
+    @pytest.mark.parametrize("case", JOINT_CASES, ids=[c.id for c in JOINT_CASES])
+    def test_bad_input(self, joints_rig, case):
+        exercise(joints_rig, case, good_joints, good_joint_goal)
+
+    def test_dropout_is_stale_within_max_observation_age(self, joints_rig):
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        last_fed = r.t_ns
+        while True:
+            d = r.cycle()
+            if d.status == STALE:
+                break
+            assert d.status == OK
+        assert "old" in d.status_text and list(d.command) == [0.0, 0.0]
+        assert (r.t_ns - last_fed) / 1e9 <= MAX_AGE + PERIOD_NS / 1e9 + 1e-9
+        until_ok(r, lambda: good_joints(r))
+
+
+# -- parameters --------------------------------------------------------------------------------
+
+PARAMETER_CASES = [
+    # (id, name, value, keyword of the reason)
+    ("out-of-range", "max_observation_age", -1.0, "max_observation_age"),
+    ("out-of-range-int", "planner.iterations", 0, "planner.iterations"),
+    ("wrong-type", "planner.lr_actions", "fast", "Wrong parameter type"),
+    ("wrong-type-int", "planner.iterations", 2.5, "Wrong parameter type"),
+    ("nan-double", "max_observation_age", NAN, "max_observation_age"),
+    ("inf-double", "novelty_threshold", INF, "novelty_threshold"),
+    ("unknown-planner-knob", "planner.momentum", 0.9, "undeclared parameter"),
+    ("read-only-model", "model", "analytic", "read-only"),
+    ("read-only-allow-python-models", "allow_python_models", True, "read-only"),
+    ("static-while-configured", "horizon", 10, "static"),
+    ("inconsistent-solve-budget", "solve_budget", 0.9, "exceeds the control period"),
+    ("bad-choice", "on_stale", "sideways", "one of hold, zero"),
+    ("bad-device", "device", "tpu", "device must be"),
+    ("duplicate-joint-names", "joint_names", ["x", "x"], "distinct"),
+]
+
+
+class TestParameters:
+    @pytest.mark.parametrize("name, value, keyword", [c[1:] for c in PARAMETER_CASES],
+                             ids=[c[0] for c in PARAMETER_CASES])
+    def test_refused_with_a_reason_and_control_goes_on(self, joints_rig, name, value, keyword):
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        r.commands_caught_up()
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        before = r.get_parameter(name)
+        result = r.set_parameters(**{name: value})[0]
+        assert not result.successful, f"{name} := {value!r} was accepted"
+        assert keyword in result.reason, result.reason
+        after = r.get_parameter(name)
+        assert after == before or (after is not None and before is not None
+                                   and after.type == before.type == ParameterType.PARAMETER_DOUBLE
+                                   and math.isnan(after.double_value)
+                                   and math.isnan(before.double_value))
+        for _ in range(2):
+            assert r.cycle(lambda: good_joints(r)).status == OK
+        assert_alive(r)
+        check_commands(r, c0, d0)
+
+
+# -- images: the shipped learned model ---------------------------------------------------------
+
+_ENV = make_env("wall_door", 50)
+GOOD_FRAME = _ENV.render(np.array(IMAGE_START))
+GOAL_FRAME = _ENV.render(np.array(IMAGE_GOAL))
+
+
+def good_image(r):
+    r.send_image(rgb_to_image(GOOD_FRAME))
+
+
+def good_image_goal(r):
+    r.goal_image_pub.publish(rgb_to_image(GOAL_FRAME))
+
+
+def image(make: Callable[[], Image]):
+    cache = []
+
+    def send(r):
+        if not cache:
+            cache.append(make())
+        r.send_image(cache[0])
+    return send
+
+
+def goal_image(make: Callable[[], Image]):
+    return lambda r: r.goal_image_pub.publish(make())
+
+
+def raw(encoding="rgb8", width=64, height=64, step=None, size=None, fill=0) -> Image:
+    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "16UC1": 2}.get(encoding, 3)
+    step = width * channels if step is None else step
+    size = step * height if size is None else size
+    return Image(width=width, height=height, step=step, encoding=encoding, data=bytes([fill]) * size)
+
+
+def frame(pixels: np.ndarray, encoding="rgb8") -> Callable[[], Image]:
+    return lambda: rgb_to_image(np.ascontiguousarray(pixels, dtype=np.uint8), encoding)
+
+
+def edited(**changes) -> Callable[[], Image]:
+    def make():
+        msg = rgb_to_image(GOOD_FRAME)
+        for k, v in changes.items():
+            setattr(msg, k, v(msg) if callable(v) else v)
+        return msg
+    return make
+
+
+_NOISE = np.random.default_rng(0).integers(0, 256, GOOD_FRAME.shape, dtype=np.uint8)
+
+IMAGE_CASES = [
+    Case("image-encoding-rgba8", ERROR, "unsupported image encoding 'rgba8'", image(lambda: raw("rgba8"))),
+    Case("image-encoding-16UC1", ERROR, "unsupported image encoding '16UC1'", image(lambda: raw("16UC1"))),
+    Case("image-encoding-empty", ERROR, "unsupported image encoding ''", image(edited(encoding=""))),
+    Case("image-wrong-size", ERROR, "expects 64x64",
+         image(frame(make_env("wall_door", 50, image_size=32).render(np.array(IMAGE_START))))),
+    Case("image-not-square", ERROR, "expects 64x64", image(lambda: raw(width=64, height=32))),
+    Case("image-step-too-small", ERROR, "step 100 is less", image(edited(step=100))),
+    Case("image-data-too-short", ERROR, "bytes of data",
+         image(edited(data=lambda m: bytes(m.data)[:-7]))),
+    Case("image-data-too-long", ERROR, "bytes of data",
+         image(edited(data=lambda m: bytes(m.data) + bytes(64 * 3)))),
+    Case("image-empty-0x0", ERROR, "empty image", image(lambda: raw(width=0, height=0))),
+    Case("image-huge-4096", ERROR, "expects 64x64", image(lambda: raw(width=4096, height=4096))),
+    Case("image-header-lies-about-size", ERROR, "bytes of data",
+         image(lambda: raw(width=65535, height=65535, size=64 * 64 * 3))),
+    Case("image-all-black", NOVEL, "observation unlike", image(frame(np.zeros_like(GOOD_FRAME)))),
+    Case("image-all-white", NOVEL, "observation unlike", image(frame(np.full_like(GOOD_FRAME, 255)))),
+    Case("image-uniform-noise", NOVEL, "observation unlike", image(frame(_NOISE))),
+    Case("image-swapped-channels", NOVEL, "observation unlike", image(edited(encoding="bgr8"))),
+    Case("image-inverted-colours", NOVEL, "observation unlike", image(frame(255 - GOOD_FRAME))),
+    Case("image-mono8-of-a-good-frame", NOVEL, "observation unlike", image(frame(GOOD_FRAME, "mono8"))),
+    Case("goal-image-all-black", NOVEL, "goal unlike", once=goal_image(frame(np.zeros_like(GOAL_FRAME)))),
+    Case("goal-image-all-white", NOVEL, "goal unlike",
+         once=goal_image(frame(np.full_like(GOAL_FRAME, 255)))),
+    Case("goal-image-bad-encoding", ERROR, "goal refused: goal image: unsupported",
+         once=goal_image(lambda: raw("rgba8"))),
+    Case("goal-image-wrong-size", ERROR, "goal refused: goal image",
+         once=goal_image(lambda: raw(width=32, height=32))),
+]
+
+
+@pytest.fixture(scope="class")
+def image_rig(ros):  # noqa: F811
+    r = RelRig(ros, **LEARNED)
+    r.start()
+    good_image_goal(r)
+    until_ok(r, lambda: good_image(r), cycles=10)
+    yield r
+    r.close()
+
+
+class TestImages:
+    @pytest.mark.parametrize("case", IMAGE_CASES, ids=[c.id for c in IMAGE_CASES])
+    def test_bad_input(self, image_rig, case):
+        exercise(image_rig, case, good_image, good_image_goal)
+
+
+# -- the clock stalls: the watchdog ------------------------------------------------------------
+
+def test_clock_stall_sends_zero_with_clock_and_reports_it(ros):  # noqa: F811
+    r = RelRig(ros, clock_timeout=1.0)
+    try:
+        r.start()
+        r.controlling()
+        r.commands_caught_up()
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        health0 = len(r.health)
+        # /clock stops: no cycle for clock_timeout wall seconds.
+        r.wait_until(lambda: any(d.status == CLOCK for d in r.diagnostics[d0:]), what="CLOCK")
+        d = next(d for d in r.diagnostics[d0:] if d.status == CLOCK)
+        assert "stalled" in d.status_text and list(d.command) == [0.0, 0.0]
+        r.commands_caught_up()
+        assert r.commands[-1] == [0.0, 0.0]
+        r.wait_until(lambda: any(s.level == DiagnosticStatus.ERROR and "clock" in s.message
+                                 for s in r.health[health0:]), what="/diagnostics not OK")
+        assert_alive(r)
+        # /clock runs again
+        until_ok(r, r.send_joints)
+        health1 = len(r.health)
+        r.wait_until(lambda: any(s.level == DiagnosticStatus.OK for s in r.health[health1:]),
+                     what="/diagnostics OK again")
+        check_commands(r, c0, d0)
+    finally:
+        r.close()
+
+
+# -- lifecycle abuse ---------------------------------------------------------------------------
+
+UNCONFIGURED, INACTIVE, ACTIVE = (State.PRIMARY_STATE_UNCONFIGURED, State.PRIMARY_STATE_INACTIVE,
+                                  State.PRIMARY_STATE_ACTIVE)
+LIFECYCLE_CASES = [
+    ("activate-while-unconfigured", UNCONFIGURED, Transition.TRANSITION_ACTIVATE),
+    ("deactivate-while-unconfigured", UNCONFIGURED, Transition.TRANSITION_DEACTIVATE),
+    ("configure-twice", INACTIVE, Transition.TRANSITION_CONFIGURE),
+    ("deactivate-while-inactive", INACTIVE, Transition.TRANSITION_DEACTIVATE),
+    ("cleanup-while-active", ACTIVE, Transition.TRANSITION_CLEANUP),
+    ("activate-while-active", ACTIVE, Transition.TRANSITION_ACTIVATE),
+    ("configure-while-active", ACTIVE, Transition.TRANSITION_CONFIGURE),
+    ("unknown-transition-id", ACTIVE, 99),
+]
+
+
+@pytest.fixture(scope="class")
+def lifecycle_rig(ros):  # noqa: F811
+    r = RelRig(ros)
+    yield r
+    r.close()
+
+
+class TestLifecycle:
+    @pytest.mark.parametrize("state, transition", [c[1:] for c in LIFECYCLE_CASES],
+                             ids=[c[0] for c in LIFECYCLE_CASES])
+    def test_refused_and_controlling_after_proper_transitions(self, lifecycle_rig, state, transition):
+        r = lifecycle_rig
+        r.goto(state)
+        if state == ACTIVE:
+            r.controlling()
+        assert transition not in r.available_transitions()
+        logs = len(r.logs)
+        assert not r.transition(transition)
+        reason = r.logged("Unable to start transition", logs)
+        assert f"transition {transition} from" in reason, reason
+        assert_alive(r, state)
+        if state == ACTIVE:          # a refused transition does not interrupt control
+            r.commands_caught_up()
+            c0, d0 = len(r.commands), len(r.diagnostics)
+            assert r.cycle(r.send_joints).status == OK
+            check_commands(r, c0, d0)
+        r.goto(ACTIVE)
+        r.commands_caught_up()
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        assert r.controlling().status == OK
+        assert_alive(r)
+        check_commands(r, c0, d0)
+
+
+# -- model files -------------------------------------------------------------------------------
+
+FACTORY_MODULE = "model_factory_marker"       # test/model_factory_marker.py
+
+
+class _RunsCode:
+    """Unpickling this runs ``code``: what a malicious weights file would do."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+def _payload(marker) -> _RunsCode:
+    return _RunsCode(f"open({str(marker)!r}, 'w').write('the pickle ran code')")
+
+
+def _malicious_zip(tmp_path, marker):
+    path = tmp_path / "weights.pt"
+    torch.save({"state_dict": {}, "extra": _payload(marker)}, path)
+    return {"model": "analytic", "model_options": "{env: open, horizon: 20}",
+            "model_weights": str(path)}
+
+
+def _malicious_pickle(tmp_path, marker):
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps(_payload(marker)))
+    return {"model": "analytic", "model_options": "{env: open, horizon: 20}",
+            "model_weights": str(path)}
+
+
+def _corrupt(tmp_path, marker):
+    path = tmp_path / "model.ts"
+    path.write_bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    return {"model": str(path), "model_options": ""}
+
+
+def _truncated(tmp_path, marker):
+    path = tmp_path / "model.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    path.write_bytes(path.read_bytes()[:300])
+    return {"model": str(path), "model_options": ""}
+
+
+def _not_a_world_model(tmp_path, marker):
+    path = tmp_path / "linear.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    return {"model": str(path), "model_options": ""}
+
+
+def _weights_that_do_not_fit(tmp_path, marker):
+    path = tmp_path / "other.pt"
+    torch.save({"encoder.weight": torch.zeros(3, 3)}, path)
+    return {"model": "analytic", "model_options": "{env: open, horizon: 20}",
+            "model_weights": str(path)}
+
+
+MODEL_CASES = [
+    ("missing-torchscript-file", lambda tmp, m: {"model": str(tmp / "missing.ts"), "model_options": ""},
+     "file not found"),
+    ("corrupt-torchscript-file", _corrupt, "not a TorchScript file"),
+    ("truncated-torchscript-file", _truncated, "not a TorchScript file"),
+    ("torchscript-not-a-world-model", _not_a_world_model, "no attribute 'latent_dim'"),
+    ("malicious-pickle-in-torch-zip-weights", _malicious_zip, "cannot read weights"),
+    ("malicious-raw-pickle-weights", _malicious_pickle, "cannot read weights"),
+    ("missing-weights-file", lambda tmp, m: {"model": "analytic", "model_weights": str(tmp / "no.pt")},
+     "not found"),
+    ("weights-that-do-not-fit", _weights_that_do_not_fit, "do not fit"),
+    ("factory-while-python-models-disallowed",
+     lambda tmp, m: {"model": f"{FACTORY_MODULE}:make",
+                     "model_options": f'{{marker: "{m}", env: open, horizon: 20}}'},
+     "allow_python_models:=true"),
+    ("learned-model-wrong-image-size", lambda tmp, m: {**LEARNED, "model_options": "{image_size: 32}"},
+     "encodes 64px"),
+]
+
+
+def test_the_malicious_payload_really_runs_code_when_unpickled(tmp_path):
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(_payload(marker)))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("make, keyword", [c[1:] for c in MODEL_CASES], ids=[c[0] for c in MODEL_CASES])
+def test_bad_model_source_fails_configure_with_the_reason(ros, tmp_path, make, keyword):  # noqa: F811
+    marker = tmp_path / "code_ran"
+    sys.modules.pop(FACTORY_MODULE, None)
+    overrides = make(tmp_path, marker)
+    bad = RelRig(ros, **overrides)
+    try:
+        logs = len(bad.logs)
+        assert not bad.transition(Transition.TRANSITION_CONFIGURE)
+        reason = bad.logged("configure failed", logs)
+        assert keyword in reason, reason
+        assert_alive(bad, UNCONFIGURED)
+        assert not marker.exists(), "the model source ran code"
+        assert FACTORY_MODULE not in sys.modules, "the factory module was imported"
+    finally:
+        bad.close()
+    good = RelRig(ros)              # a good configuration in the same process controls OK
+    try:
+        good.start()
+        good.commands_caught_up()
+        c0, d0 = len(good.commands), len(good.diagnostics)
+        assert good.controlling().status == OK
+        assert_alive(good)
+        check_commands(good, c0, d0)
+    finally:
+        good.close()
+
+
+# -- services while planning (issue 8 item 5) -------------------------------------------------
+
+RESETS = 300
+
+
+def test_services_answer_while_planning(ros):  # noqa: F811
+    r = RelRig(ros, **{**LEARNED, "planner.iterations": 200})
+    try:
+        r.start()
+        good_image_goal(r)
+        until_ok(r, lambda: good_image(r), cycles=10)
+        me = f"{r.ns}/grasp_controller"
+        for client in (r.reset_client, r.get_state, r.get_parameters_client):
+            r.wait_until(client.service_is_ready, what=client.srv_name)
+        stop = threading.Event()
+        cycles = []
+
+        def ticker():                  # the test's clock: one period per finished cycle
+            while not stop.is_set():
+                cycles.append(r.cycle(lambda: good_image(r)))
+        thread = threading.Thread(target=ticker, daemon=True)
+        thread.start()
+        r.wait_until(lambda: len(cycles) >= 2, what="planning cycles")
+
+        sent, done = {}, {}
+
+        def send(key, client, request):
+            future = client.call_async(request)
+            sent[key] = time.perf_counter()
+            future.add_done_callback(lambda f, k=key: done.setdefault(k, time.perf_counter()))
+            return future
+        futures = {}
+        start = time.perf_counter()
+        for i in range(RESETS):
+            futures[("reset", i)] = send(("reset", i), r.reset_client, Trigger.Request())
+            if i % 60 == 0:
+                futures[("get_state", i)] = send(("get_state", i), r.get_state, GetState.Request())
+                futures[("get_parameters", i)] = send(
+                    ("get_parameters", i), r.get_parameters_client,
+                    GetParameters.Request(names=["planner.iterations", "model"]))
+        burst_sent = time.perf_counter()
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline and not all(f.done() for f in futures.values()):
+            time.sleep(0.01)
+        burst_done = time.perf_counter()
+        stop.set()
+        thread.join(timeout=30.0)
+        answered = sum(f.done() for f in futures.values())
+        latencies = np.array([done[k] - sent[k] for k in futures if k in done]) * 1e3
+        planning = [d for w, d in r.arrivals if start <= w and d.status == OK]
+        print(f"\n{me}: {answered}/{len(futures)} service requests answered ({RESETS} resets) in "
+              f"{burst_done - start:.2f} s (sent in {burst_sent - start:.3f} s) while planning "
+              f"{len(cycles)} cycles of 200 iterations "
+              f"(solve {np.median([d.solve_time for d in planning]) * 1e3:.0f} ms median); latency "
+              f"p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms, "
+              f"max {latencies.max():.1f} ms")
+        assert answered == len(futures), f"{len(futures) - answered} requests never answered"
+        assert all(futures[("reset", i)].result().success for i in range(RESETS))
+        assert all(f.result().current_state.id == ACTIVE for k, f in futures.items() if k[0] == "get_state")
+        assert all(f.result().values[0].integer_value == 200
+                   for k, f in futures.items() if k[0] == "get_parameters")
+        # The planner was busy during the burst: a 200-iteration solve overlapped it.
+        assert any(w - d.solve_time < burst_done and w > start for w, d in r.arrivals
+                   if d.status == OK and d.iterations == 200), "no planning during the burst"
+        assert_alive(r)
+    finally:
+        r.close()
