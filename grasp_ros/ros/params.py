@@ -174,8 +174,9 @@ PARAMETERS: tuple[Param, ...] = (
           "Control cycles per second of the node's clock (sim time with use_sim_time).",
           range=(0.1, 1000.0)),
     Param("solve_budget", "double", 0.0,
-          "Wall-clock seconds a cycle may spend encoding and planning; 0: 0.8 x period. "
-          "Past it the previous plan's action is sent (FALLBACK).",
+          "Wall-clock seconds from a cycle's start to its command; 0: 0.8 x period. A plan not "
+          "ready by then is not waited for: the previous plan's action goes out (FALLBACK) and "
+          "the late plan warm-starts the next cycle. Unused with timing fixed_iterations.",
           range=(0.0, 60.0), dynamic=True),
     Param("max_observation_age", "double", 0.5,
           "Seconds (node clock) after which the newest observation is stale.",
