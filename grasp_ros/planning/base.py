@@ -135,9 +135,9 @@ class Deadline:
     def done(self, iteration: int, reserve: float = 0.0) -> bool:
         """Stop before ``iteration``? ``reserve``: seconds still needed after the last iteration.
 
-        Called once per iteration, it also times the iterations: one is started only when a
-        typical one (the median of the last few) still fits, so the limit is not overrun by
-        the iteration in flight."""
+        Called once per iteration, it also times the iterations: one is started only when the
+        slowest of the last few would still fit, so the limit is not overrun by the iteration
+        in flight (on a shared CPU their wall time varies)."""
         if iteration >= self.max_iterations:
             return True
         if self.max_seconds is None:
@@ -146,8 +146,7 @@ class Deadline:
         if self._last_check is not None:
             self._steps.append(now - self._last_check)
         self._last_check = now
-        typical = sorted(self._steps)[len(self._steps) // 2] if self._steps else 0.0
-        return now + reserve + typical >= self.max_seconds
+        return now + reserve + max(self._steps, default=0.0) >= self.max_seconds
 
     def allows(self, seconds: float) -> bool:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""

@@ -16,6 +16,7 @@ plan is the chain whose true rollout costs least.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 import math
 import time
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class GraspPlanner(Planner):
         sigma, calls, it = cfg.state_noise, self.PROBE_ACTIONS, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when their last measured cost still fits.
-        while not deadline.done(it, reserve=self._seconds["final"]) and not self._converged(best):
+        while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
             full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
             dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
                                                  cfg.sample_dynamics, self.generator)
@@ -135,7 +136,7 @@ class GraspPlanner(Planner):
                     states.add_(sigma * self._state_noise(states.shape, moves))
                     sigma *= cfg.noise_decay
             if (cfg.sync_every and it % cfg.sync_every == 0
-                    and deadline.allows(self._seconds["sync"] + self._seconds["final"])):
+                    and deadline.allows(self._reserve("sync") + self._reserve("final"))):
                 with self._timed("sync"):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
         with torch.no_grad(), self._timed("final"):
@@ -154,14 +155,19 @@ class GraspPlanner(Planner):
         return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace)
 
     def __init__(self, *args, **kwargs):
-        self._seconds = {"sync": 0.0, "final": 0.0}   # last measured cost of a sync / final rollout
+        # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).
+        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8)}
         super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
     def _timed(self, what: str):
         start = time.perf_counter()
         yield
-        self._seconds[what] = time.perf_counter() - start
+        self._seconds[what].append(time.perf_counter() - start)
+
+    def _reserve(self, what: str) -> float:
+        """Seconds to keep for a sync / the final rollout: the worst of the recent ones."""
+        return max(self._seconds[what], default=0.0)
 
     def _warm_states(self, z0: torch.Tensor, goal: torch.Tensor, warm: WarmStart) -> torch.Tensor:
         """The warm start's virtual states [H+1, D] with this cycle's fixed ends."""

@@ -197,7 +197,7 @@ class GraspController(LifecycleNode):
         self._remember(self.destroy_subscription, self.create_subscription(
             Image, "~/goal_image", self._on_goal_image, qos.GOAL))
         self._remember(self.destroy_service, self.create_service(
-            Trigger, "~/reset", self._on_reset))
+            Trigger, "~/reset", self._on_reset, qos_profile=qos.SERVICE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._remember(self.destroy_timer, self.create_timer(
             DIAGNOSTICS_PERIOD, self._on_diagnostics, clock=steady))

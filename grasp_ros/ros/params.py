@@ -17,7 +17,7 @@ Three kinds of parameters:
   active): deactivate, cleanup, set them, configure again.
 * dynamic: applied from the next control cycle, in any state.
 
-The planner knobs ``planner.*`` other than ``running_weight`` have no default: unset, the chosen
+The planner knobs ``planner.*`` other than ``running_weight`` and ``chains`` have no default: unset, the chosen
 planner's own default holds.
 Only knobs the chosen planner has can be set at run time.
 """
@@ -232,7 +232,12 @@ PARAMETERS: tuple[Param, ...] = (
           "plan that arrives within H steps is as good, so the first action need not head anywhere; too "
           "high, and waiting at a wall near the goal beats the detour through a door.",
           range=(0.0, 1000.0), dynamic=True),
-    Param("planner.chains", "int", None, "Parallel chains C (GRASP).", range=(1, 4096), dynamic=True),
+    Param("planner.chains", "int", 12,
+          "Parallel chains C (GRASP). Fewer than the open-loop default (24): replanning every "
+          "cycle, more iterations per chain reach the goal more often than more chains (wall_door "
+          "from pixels through the core, 20 episodes at equal compute: 12 chains x 6 iterations "
+          "100%, 24 x 4 80%).",
+          range=(1, 4096), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",

@@ -6,6 +6,9 @@
   starts, still arrives; publishers must offer transient local too (the sim's /goal_state does).
 * Commands: reliable, depth 10, what ros2_control's controllers subscribe with.
 * Diagnostics and plans: reliable, depth 10.
+* The ``~/reset`` service: reliable, depth 1000 (as rclpy's parameter services). The default
+  services profile keeps only the last 10 requests: a burst of more is silently dropped, and
+  those callers wait forever.
 """
 from __future__ import annotations
 
@@ -23,3 +26,6 @@ COMMAND = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
 
 REPORT = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                     reliability=ReliabilityPolicy.RELIABLE)
+
+SERVICE = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
+                     reliability=ReliabilityPolicy.RELIABLE)
