@@ -227,15 +227,20 @@ class ControlLoop:
                 self.out_of_order += 1
                 return
             self._observation = _Input(dict(observation), float(stamp))
-            # A stamp ahead of the clock (beyond max_stamp_lead) is judged at the cycle, when
-            # the clock may have caught up (a sim publishes sensors just before /clock reaches
-            # their time); it never blocks the next observation as "newer".
-            if received is None or stamp - received <= self.config.max_stamp_lead:
-                self._newest_stamp = float(stamp)
+            # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
+            # up (a sim publishes sensors just before /clock reaches their time); as "newest"
+            # it counts for no more than the clock allows, so a stamp far in the future cannot
+            # hold back the observations that follow it.
+            lead = self.config.max_stamp_lead
+            self._newest_stamp = float(stamp if received is None else min(stamp, received + lead))
 
     def reject_observation(self, reason: str, stamp: float) -> None:
-        """The newest observation could not be used (bad encoding, size...): ERROR until a good one."""
+        """The newest observation could not be used (bad encoding, size...): ERROR until a good one.
+        One older than the observation held is dropped, like an older good one."""
         with self._lock:
+            if stamp < self._newest_stamp:
+                self.out_of_order += 1
+                return
             self._observation = _Input(None, float(stamp), reason)
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:

@@ -8,6 +8,7 @@ A world model is a ``torch.nn.Module`` with a few verbs::
     predict(latent [..., D], action [..., A]) -> next latent [..., D]
         or a tuple (mean, log_variance) for a stochastic model; any leading batch dims
     position(latent [..., D]) -> [..., 2]              (optional; for paths and plots)
+    rollout(z0 [C, D], actions [C, H, A]) -> [C, H+1, D] (optional; a faster no-grad rollout)
 
 and attributes ``latent_dim`` (D), ``action_dim`` (A), ``action_low`` / ``action_high`` ([A]),
 ``image_size`` (side of the square image it encodes, 0 if it takes none) and ``joint_dim``

@@ -27,6 +27,7 @@ it as ``model.input_statistics``. ``load_world_model("learned")`` reads the ship
 another one; ``{"name": "learned", "weights": path}`` loads a state dict into the shipped
 architecture.
 """
+import functools
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -146,6 +147,21 @@ class LatentWorldModel(WorldModel):
             z = z + self.dynamics(torch.cat([z, action], dim=-1)) + self.action_map(action)
         return z
 
+    @torch.jit.ignore
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """latent [C, D], actions [C, H, A] -> the serial rollout [C, H+1, D] (first = z0),
+        compiled where ``compile_rollout`` made it so."""
+        return getattr(self, "_compiled_rollout", self.serial_rollout)(z0, actions)
+
+    @torch.jit.export
+    def serial_rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        z = z0
+        states: List[torch.Tensor] = [z]
+        for t in range(actions.shape[1]):
+            z = self.predict(z, actions[:, t])
+            states.append(z)
+        return torch.stack(states, dim=1)
+
     @torch.jit.export
     def decode_state(self, latent: torch.Tensor) -> torch.Tensor:
         """latent [..., D] -> joint vector [..., J_state]."""
@@ -183,7 +199,18 @@ def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) ->
                               f"{shorten(exc, 300)}") from exc
     statistics = checkpoint.get("input_statistics")
     model.input_statistics = dict(statistics) if isinstance(statistics, dict) else None
-    return model.eval()
+    return compile_rollout(model.eval())
+
+
+def compile_rollout(model: LatentWorldModel) -> LatentWorldModel:
+    """Run ``model.rollout`` as TorchScript: the H serial steps then run without Python between
+    them, about twice as fast on a CPU for a planner's small batches (its no-grad rollouts; the
+    gradient paths stay eager, where TorchScript's backward is slower here). The compiled method
+    is held outside the module's registry, so state dicts and exports are unchanged."""
+    # A partial, not the bare method: torch.jit.script(model) (an export) would take a bare
+    # compiled method for one of the module's own.
+    object.__setattr__(model, "_compiled_rollout", functools.partial(torch.jit.script(model).serial_rollout))
+    return model
 
 
 def _steps_per_action(config: Dict[str, Any], horizon: Optional[int]) -> int:

@@ -20,6 +20,8 @@ class ScriptedWorldModel(WorldModel):
         self.joint_dim = int(getattr(module, "joint_dim", 0))
         self._has_goal_encoder = hasattr(module, "encode_goal")
         self._has_position = hasattr(module, "position")
+        if hasattr(module, "serial_rollout"):    # the learned model's whole rollout in TorchScript
+            self.rollout = module.serial_rollout
         statistics = getattr(module, "input_statistics", None)   # grasp_ros.models.novelty, if exported
         self.input_statistics = dict(statistics) if statistics else None
 

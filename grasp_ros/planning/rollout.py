@@ -20,9 +20,15 @@ def model_step(model, latent: torch.Tensor, action: torch.Tensor, sample: bool =
 
 def rollout(model, z0: torch.Tensor, actions: torch.Tensor, sample: bool = False,
             generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """States [C, H+1, D] from z0 [D] (or [C, D]) under actions [C, H, A], one step at a time."""
+    """States [C, H+1, D] from z0 [D] (or [C, D]) under actions [C, H, A], one step at a time.
+
+    A model with its own ``rollout(z0 [C, D], actions)`` (an optional verb of the contract, e.g.
+    compiled) does the no-grad mean rollouts itself."""
     C = actions.shape[0]
     z = z0.expand(C, -1) if z0.dim() == 1 else z0
+    own = getattr(model, "rollout", None)
+    if own is not None and not sample and not torch.is_grad_enabled():
+        return own(z, actions)
     states = [z]
     for t in range(actions.shape[1]):
         z = model_step(model, z, actions[:, t], sample, generator)

@@ -347,12 +347,12 @@ class GraspController(LifecycleNode):
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
         """Stamp checked, message converted, handed to the loop; or refused with the reason."""
-        now = self._now()
+        now = stamp = self._now()
         try:
-            stamp = stamp_seconds(header.stamp)
-            loop.observe(convert(), now if stamp is None else stamp, received=now)
-        except ValueError as exc:
-            loop.reject_observation(f"{what}: {exc}", now)
+            stamp = stamp_seconds(header.stamp) or now
+            loop.observe(convert(), stamp, received=now)
+        except ValueError as exc:   # refused as of its own stamp when it has a valid one
+            loop.reject_observation(f"{what}: {exc}", stamp)
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
