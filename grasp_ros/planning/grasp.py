@@ -112,7 +112,7 @@ class GraspPlanner(Planner):
         best, trace = Best(), ([] if cfg.trace else None)
         sigma, calls, it = cfg.state_noise, self.PROBE_ACTIONS, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
-        # a wall-clock budget, start them only when their last measured cost still fits.
+        # a wall-clock budget, start them only when the slowest of their recent costs still fits.
         while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
             full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
             dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,

@@ -1,18 +1,22 @@
 """``grasp_controller``: receding-horizon control with a learned world model, as a lifecycle node.
 
-The node only converts messages and calls ``grasp_ros.control.ControlLoop``; parameters are
-declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``.
+The node only converts messages and calls ``grasp_ros.control``: its control timer ticks a
+``CycleRunner``, which runs the ``ControlLoop`` cycle on its own threads (the executor stays free
+for inputs, services and parameters while the planner works) and publishes through ``_publish``.
+Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``.
 
 Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
 
 * configure: check the parameters, load the world model and the planner on ``device``, create
-  the subscriptions, publishers, the ``~/reset`` service and the 1 Hz diagnostics timer. A bad
+  the subscriptions, publishers, the ``~/reset`` service, the 1 Hz diagnostics timer and the
+  clock watchdog (both on the steady clock, so they run when /clock stops). A bad
   parameter or model fails the transition with the reason in the log; the node stays
   unconfigured, alive, and can be configured again (model sources are read-only: a bad one
   needs a restart). With autostart the process exits instead, with status 1.
-* activate: the control timer, at ``control_rate_hz`` on the node's clock (``use_sim_time``
-  makes it follow /clock).
-* deactivate: stop the timer and publish one zero command.
+* activate: the runner's threads and the control timer, at ``control_rate_hz`` on the node's
+  clock (``use_sim_time`` makes it follow /clock).
+* deactivate: stop the timer, then the runner (after its cycle in progress), then publish one
+  zero command.
 * cleanup / shutdown: release what configure made (shutdown from active sends zero first).
 
 Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
