@@ -363,11 +363,13 @@ class ControlLoop:
             if self.novelty is not None:
                 outcome.novelty = self.novelty.score(self._batch(job.observation.value), z)
             threshold = self.config.novelty_threshold
-            worst = max(outcome.novelty, outcome.goal_novelty, key=lambda v: -1 if math.isnan(v) else v)
-            if threshold > 0 and worst > threshold:
-                what = "observation" if worst == outcome.novelty else "goal"
+            novel = [(value, what) for value, what in ((outcome.novelty, "observation"),
+                                                       (outcome.goal_novelty, "goal"))
+                     if threshold > 0 and value > threshold]      # NaN (no statistics): never
+            if novel:
+                value, what = novel[0]
                 outcome.result = self._zero(Status.NOVEL, (
-                    f"{what} unlike the model's training data: novelty {worst:.1f} > "
+                    f"{what} unlike the model's training data: novelty {value:.1f} > "
                     f"novelty_threshold {threshold:g}"))
                 return outcome
             warm = self._warm_start(job.now)
