@@ -141,19 +141,8 @@ from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 
-from test_controller_node import Rig, ros  # noqa: E402,F401  (ros: the module's context fixture)
-
-
-@pytest.fixture
-def rig(ros):  # noqa: F811
-    rigs = []
-
-    def make(**overrides):
-        rigs.append(Rig(ros, **overrides))
-        return rigs[-1]
-    yield make
-    for r in rigs:
-        r.close()
+# Rig and its fixtures (ros: the module's context; rig: a factory of rigs, closed after the test).
+from test_controller_node import Rig, rig, ros  # noqa: E402,F401
 
 
 def configure_failure(r: Rig) -> str:
