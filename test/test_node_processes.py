@@ -55,15 +55,19 @@ def stop(process: subprocess.Popen, signals: tuple[int, ...], gap: float) -> int
 
 # -- a failed autostart ends the controller --------------------------------------------------
 
+def autostart_controller(options_argument: str) -> tuple[int, str]:
+    """Run the controller with autostart and ``-p model_options...``: exit status and output."""
+    result = subprocess.run(
+        node_command("controller_node", "-p", "autostart:=true", "-p", options_argument),
+        capture_output=True, text=True, timeout=START_TIMEOUT_S, env=ENV)
+    return result.returncode, result.stdout + result.stderr
+
+
 def test_controller_exits_non_zero_with_the_reason_when_autostart_fails():
     # The shipped learned model knows only wall_door: configure fails on the open world.
     started = time.monotonic()
-    result = subprocess.run(
-        node_command("controller_node", "-p", "autostart:=true",
-                     "-p", 'model_options:="{env: open, horizon: 50}"'),
-        capture_output=True, text=True, timeout=START_TIMEOUT_S, env=ENV)
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output
+    returncode, output = autostart_controller('model_options:="{env: open, horizon: 50}"')
+    assert returncode == 1, output
     assert "trained on 'wall_door', not 'open'" in output and "autostart failed" in output, output
     assert "Traceback" not in output, output
     assert time.monotonic() - started < START_TIMEOUT_S
@@ -71,12 +75,8 @@ def test_controller_exits_non_zero_with_the_reason_when_autostart_fails():
 
 def test_controller_refuses_unparsable_ros_arguments_without_a_traceback():
     # The shell's quotes alone: rcl reads the value as a YAML map and refuses the argument.
-    result = subprocess.run(
-        node_command("controller_node", "-p", "autostart:=true",
-                     "-p", "model_options:={env: open, horizon: 50}"),
-        capture_output=True, text=True, timeout=START_TIMEOUT_S, env=ENV)
-    output = result.stdout + result.stderr
-    assert result.returncode == 2, output
+    returncode, output = autostart_controller("model_options:={env: open, horizon: 50}")
+    assert returncode == 2, output
     assert "bad ROS arguments" in output and "Traceback" not in output, output
 
 
