@@ -357,11 +357,12 @@ class ControlLoop:
         iteration cap). Safe to run on a worker thread; never raises."""
         try:
             z_goal = self._goal_for(job.goal)
-            z = self._encode(job.observation.value, goal=False)
+            batch = self._batch(job.observation.value)
+            z = self._encode(batch, goal=False)
             outcome = Outcome(goal_distance=float((z - z_goal.to(z)).norm()),
                               goal_novelty=self._goal_novelty)
             if self.novelty is not None:
-                outcome.novelty = self.novelty.score(self._batch(job.observation.value), z)
+                outcome.novelty = self.novelty.score(batch, z)
             threshold = self.config.novelty_threshold
             novel = [(value, what) for value, what in ((outcome.novelty, "observation"),
                                                        (outcome.goal_novelty, "goal"))
@@ -483,8 +484,9 @@ class ControlLoop:
             return torch.as_tensor(goal.value["latent"], device=self.planner.device)
         if self._goal_latent is None or goal is not self._encoded_goal:
             try:
-                self._goal_latent = self._encode(goal.value, goal=True)
-                self._goal_novelty = (self.novelty.score(self._batch(goal.value), self._goal_latent)
+                batch = self._batch(goal.value)
+                self._goal_latent = self._encode(batch, goal=True)
+                self._goal_novelty = (self.novelty.score(batch, self._goal_latent)
                                       if self.novelty is not None else math.nan)
             except Exception as exc:  # remember the failure: no re-encoding every cycle
                 with self._lock:
@@ -506,10 +508,10 @@ class ControlLoop:
             batch[key] = (tensor if key == "image" else tensor.to(torch.float32)).unsqueeze(0)
         return batch
 
-    def _encode(self, observation: Mapping[str, np.ndarray], goal: bool) -> torch.Tensor:
-        """Latent [D] of one observation."""
+    def _encode(self, batch: dict[str, torch.Tensor], goal: bool) -> torch.Tensor:
+        """Latent [D] of one observation, given as the model's batch of one (``_batch``)."""
         with torch.no_grad():
-            z = (self.model.encode_goal if goal else self.model.encode)(self._batch(observation))
+            z = (self.model.encode_goal if goal else self.model.encode)(batch)
         z = torch.as_tensor(z).reshape(-1)
         what = "encode_goal" if goal else "encode"
         if z.numel() != int(self.model.latent_dim):
