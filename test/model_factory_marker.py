@@ -5,7 +5,7 @@ and check, by the marker and by ``sys.modules``, whether it was imported and cal
 """
 from pathlib import Path
 
-from grasp_ros.models import AnalyticNavModel
+from grasp_ros.sim.analytic import AnalyticNavModel
 
 
 def make(marker: str, env: str = "open", horizon: int = 20):

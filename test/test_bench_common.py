@@ -40,7 +40,7 @@ def test_markdown_table_formats_columns():
 
 
 def test_bench_loop_rows_follow_bench_format():
-    closed_loop = pytest.importorskip("grasp_ros.ros.closed_loop", exc_type=ImportError)  # rclpy
+    closed_loop = pytest.importorskip("grasp_ros.sim.closed_loop", exc_type=ImportError)  # rclpy
     from grasp_ros.commands.bench_loop import summarise
 
     ok, fallback = 0, 2

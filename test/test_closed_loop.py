@@ -24,9 +24,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from std_msgs.msg import String  # noqa: E402
 
 from grasp_ros.msg import PlanDiagnostics  # noqa: E402
-from grasp_ros.ros.closed_loop import LoopSpec, controller_parameters, sim_parameters  # noqa: E402
+from grasp_ros.sim.closed_loop import LoopSpec, controller_parameters, sim_parameters  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
-from grasp_ros.ros.sim_node import SimNode  # noqa: E402
+from grasp_ros.sim.node import SimNode  # noqa: E402
 
 TIMEOUT_S = 600.0   # wall seconds: only a hang should ever reach it
 

@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status,
-                               build_control_loop,
-                               model_spec, parse_options, resolve_device)
-from grasp_ros.models import WorldModel
+                               build_control_loop, resolve_device)
+from grasp_ros.models import WorldModel, model_spec, parse_options
 from grasp_ros.planning import Plan, make_planner
 
 H = 8

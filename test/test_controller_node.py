@@ -38,7 +38,7 @@ from std_msgs.msg import Float64MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
-from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import params, qos  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402

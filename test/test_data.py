@@ -11,7 +11,7 @@ from grasp_ros.cli import main as cli
 from grasp_ros.data import (DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset,
                             save_dataset)
 from grasp_ros.data.rosbag import read_rosbag, write_rosbag
-from grasp_ros.envs import make_env
+from grasp_ros.sim import make_env
 
 
 @pytest.fixture(scope="module")

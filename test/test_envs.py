@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from grasp_ros.envs import ENV_NAMES, LAYOUTS, PointMassDynamics, make_env
-from grasp_ros.envs.layouts import shortest_path_length
+from grasp_ros.sim import ENV_NAMES, LAYOUTS, PointMassDynamics, make_env
+from grasp_ros.sim.layouts import shortest_path_length
 
 
 @pytest.mark.parametrize("name", ENV_NAMES)

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import qos  # noqa: E402
 from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402

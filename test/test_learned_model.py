@@ -7,7 +7,7 @@ import torch
 
 from grasp_ros.cli import main as cli
 from grasp_ros.data import TransitionWindows, collect_episodes, save_dataset
-from grasp_ros.envs import make_env
+from grasp_ros.sim import make_env
 from grasp_ros.models import BUILTINS, WorldModelError, check_world_model, load_world_model
 from grasp_ros.models.learned import DEFAULT_CHECKPOINT, LatentWorldModel, load_latent_model
 from grasp_ros.models.novelty import novelty_for

@@ -12,8 +12,9 @@ import time
 import pytest
 import yaml
 
-from grasp_ros.control import ControlConfig, build_control_loop, model_spec, parse_options
-from grasp_ros.control.build import MAX_OPTIONS_CHARS
+from grasp_ros.control import ControlConfig, build_control_loop
+from grasp_ros.models import model_spec, parse_options
+from grasp_ros.models.spec import MAX_OPTIONS_CHARS
 from grasp_ros.models import WorldModelError, load_world_model
 from grasp_ros.models.text import QUOTE_LIMIT, quote, shorten
 from grasp_ros.ros import params

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from grasp_ros.envs import make_env
-from grasp_ros.models import AnalyticNavModel, WorldModel, WorldModelError, check_world_model, load_world_model
+from grasp_ros.sim import make_env
+from grasp_ros.sim.analytic import AnalyticNavModel
+from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
 
 
 def test_analytic_model_matches_simulator():

@@ -22,7 +22,7 @@ ENV = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
 
 
 def node_command(module: str, *ros_args: str) -> list[str]:
-    return [sys.executable, "-m", f"grasp_ros.ros.{module}", "--ros-args", *ros_args]
+    return [sys.executable, "-m", f"grasp_ros.{module}", "--ros-args", *ros_args]
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -58,7 +58,7 @@ def stop(process: subprocess.Popen, signals: tuple[int, ...], gap: float) -> int
 def autostart_controller(options_argument: str) -> tuple[int, str]:
     """Run the controller with autostart and ``-p model_options...``: exit status and output."""
     result = subprocess.run(
-        node_command("controller_node", "-p", "autostart:=true", "-p", options_argument),
+        node_command("ros.controller_node", "-p", "autostart:=true", "-p", options_argument),
         capture_output=True, text=True, timeout=START_TIMEOUT_S, env=ENV)
     return result.returncode, result.stdout + result.stderr
 
@@ -89,7 +89,7 @@ def test_controller_refuses_unparsable_ros_arguments_without_a_traceback():
 ], ids=["sigint-twice-fast", "sigint-twice", "sigint-sigterm"])
 def test_sim_exits_cleanly_on_repeated_signals(tmp_path, signals, gap):
     log = tmp_path / "sim.log"
-    process = start(node_command("sim_node"), log)
+    process = start(node_command("sim.node"), log)
     wait_for_line(process, log, "simulating")
     code = stop(process, signals, gap)
     output = log.read_text(encoding="utf-8")
@@ -100,7 +100,7 @@ def test_sim_exits_cleanly_on_repeated_signals(tmp_path, signals, gap):
 def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path):
     log = tmp_path / "controller.log"
     process = start(node_command(
-        "controller_node", "-p", "autostart:=true", "-p", "model:=analytic",
+        "ros.controller_node", "-p", "autostart:=true", "-p", "model:=analytic",
         "-p", "observation:=joints", "-p", 'model_options:="{env: open, horizon: 20}"',
         "-p", "horizon:=20", "-p", "device:=cpu"), log)
     wait_for_line(process, log, "active: controlling")

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from grasp_ros.data.exploration import random_free_position
-from grasp_ros.envs import make_env
-from grasp_ros.envs.render import BACKGROUND, WALL
+from grasp_ros.sim import make_env
+from grasp_ros.sim.render import BACKGROUND, WALL
 from grasp_ros.models import WorldModel, load_world_model
 from grasp_ros.models.learned import DEFAULT_CHECKPOINT, LatentWorldModel
 from grasp_ros.models.novelty import (DEFAULT_NOVELTY_THRESHOLD, InputStatistics, compute_statistics,

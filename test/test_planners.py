@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from grasp_ros.envs import Episode, make_env
+from grasp_ros.sim import Episode, make_env
 from grasp_ros.models import check_world_model, load_world_model
 from grasp_ros.planning import (PLANNERS, Budget, CemPlanner, CemSettings, GdPlanner, GdSettings,
                                 GraspPlanner, GraspSettings, MppiPlanner, MppiSettings, Plan,

@@ -56,7 +56,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import params  # noqa: E402
 from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402

@@ -30,7 +30,7 @@ from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from grasp_ros.msg import JointGoal  # noqa: E402
-from grasp_ros.ros.sim_node import NS, SimCore, SimNode, SimSettings  # noqa: E402
+from grasp_ros.sim.node import NS, SimCore, SimNode, SimSettings  # noqa: E402
 
 STEP_NS = NS // 10   # physics at 10 Hz (the default)
 
@@ -274,7 +274,7 @@ def test_node_reports_success_and_finishes(rig):
 
 def test_bad_parameter_exits_with_an_error():
     result = subprocess.run(
-        [sys.executable, "-m", "grasp_ros.ros.sim_node", "--ros-args", "-p", "env:=nowhere",
+        [sys.executable, "-m", "grasp_ros.sim.node", "--ros-args", "-p", "env:=nowhere",
          "-p", "physics_rate_hz:=20.0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "env='nowhere'" in result.stderr + result.stdout

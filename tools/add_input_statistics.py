@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from grasp_ros.data import collect_episodes  # noqa: E402
-from grasp_ros.envs import make_env  # noqa: E402
+from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.models.learned import load_latent_model  # noqa: E402
 from grasp_ros.training import input_statistics  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..control import ControlConfig, Status
 from ..control.build import build_control_loop
-from ..envs import make_env
+from ..sim import make_env
 
 
 def observation(loop, env, position) -> dict:

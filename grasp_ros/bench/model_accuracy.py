@@ -13,7 +13,7 @@ import torch
 
 from ..data import TransitionWindows
 from ..data.exploration import collect_episodes
-from ..envs import make_env
+from ..sim import make_env
 from ..models import load_world_model
 from ..training.trainer import TrainSettings, evaluate
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..envs import make_env
+from ..sim import make_env
 from ..models import load_world_model
 from ..planning import make_planner
 from .peer_mppi import PeerMppi

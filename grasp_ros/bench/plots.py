@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ..envs import LAYOUTS  # noqa: E402
+from ..sim import LAYOUTS  # noqa: E402
 
 
 def success_vs_horizon(rows: list[dict], path: Path) -> Path:

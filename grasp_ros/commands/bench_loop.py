@@ -8,7 +8,7 @@ episode in progress. Measured:
 * solve time: PlanDiagnostics ``solve_time`` (wall clock) of the cycles that planned;
 * observation-to-command latency: wall clock from the sim publishing the observation a cycle
   planned from to that cycle's command arriving in another process (DDS source and reception
-  timestamps on this host's clock; see ``grasp_ros.ros.closed_loop``);
+  timestamps on this host's clock; see ``grasp_ros.sim.closed_loop``);
 * success: every episode reached its goal (and the success rate).
 
 Prints a Markdown table, writes the JSON of ../shared/BENCH_FORMAT.md (a "loop" row and a
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..bench.load import busy_processes, load_average, load_fields
-from ..envs import ENV_NAMES
+from ..sim import ENV_NAMES
 from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
                             write_bench_json)
 
@@ -68,7 +68,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
+    from ..sim.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
 
     if args.episodes < 0 or args.busy < 0:
         raise SystemExit("grasp-ros bench-loop: --episodes and --busy must be >= 0")

@@ -54,7 +54,7 @@ def _from_simulator(args):
     import torch
 
     from ..data import ExplorationSettings, collect_episodes
-    from ..envs import NOMINAL_HORIZON, make_env
+    from ..sim import NOMINAL_HORIZON, make_env
 
     # One step of the simulator is a handful of tiny tensor ops; intra-op threads only add
     # synchronisation (on a busy 2-core machine, 50x slower).

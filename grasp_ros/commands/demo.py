@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..envs import ENV_NAMES, make_env
+from ..sim import ENV_NAMES, make_env
 from ._bench_common import add_model_arguments, resolve_observation
 
 
@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.episodes < 1:
         raise SystemExit("grasp-ros demo: --episodes must be >= 1")
-    from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when the demo runs
+    from ..sim.closed_loop import LoopSpec, run_closed_loop   # rclpy only when the demo runs
 
     spec = LoopSpec(env=args.env, planner=args.planner, model=args.model,
                     observation=resolve_observation(args), rate_hz=args.rate, horizon=args.horizon,

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..bench.planners import run_episode  # noqa: E402
 from ..bench.plots import draw_walls  # noqa: E402
-from ..envs import ENV_NAMES, make_env  # noqa: E402
+from ..sim import ENV_NAMES, make_env  # noqa: E402
 from ..models import load_world_model  # noqa: E402
 from ..planning import PLANNERS, make_planner  # noqa: E402
 

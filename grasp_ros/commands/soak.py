@@ -31,7 +31,7 @@ from typing import Optional
 import numpy as np
 
 from ..bench.load import busy_processes, load_average, load_fields
-from ..envs import ENV_NAMES
+from ..sim import ENV_NAMES
 from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
                             write_bench_json)
 from .bench_loop import _percentile_ms
@@ -79,7 +79,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from ..ros.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
+    from ..sim.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
 
     duration = QUICK_DURATION_S if args.quick else args.duration
     if duration <= 0 or args.rate <= 0 or args.busy < 0 or args.sample_period <= 0:

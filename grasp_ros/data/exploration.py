@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ..envs import NavEnv
-from ..envs.dynamics import AGENT_RADIUS
+from ..sim import NavEnv
+from ..sim.dynamics import AGENT_RADIUS
 from .dataset import TransitionData
 
 

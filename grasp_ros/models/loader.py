@@ -18,27 +18,18 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from .contract import WorldModelError, check_world_model, error_text
+from .spec import BUILTINS, model_spec, register_builtin
 from .text import quote, shorten
-
-BUILTINS: dict[str, Callable[..., torch.nn.Module]] = {}
-
-
-def register_builtin(name: str):
-    """Decorator: make a factory loadable as ``load_world_model(name)``."""
-    def wrap(factory):
-        BUILTINS[name] = factory
-        return factory
-    return wrap
-
 
 @register_builtin("analytic")
 def _analytic(**options):
-    from .analytic import AnalyticNavModel
+    # The navigation sims' exact model lives in the sim room; imported only when asked for.
+    from ..sim.analytic import AnalyticNavModel
     return AnalyticNavModel(**options)
 
 
@@ -72,13 +63,10 @@ def _normalise(spec) -> dict:
     if isinstance(spec, dict):
         spec = dict(spec)
     elif isinstance(spec, (str, os.PathLike)):
-        text = str(spec)
-        if text in BUILTINS:
-            spec = {"name": text}
-        elif ":" in text and not os.path.exists(text) and not text.endswith((".ts", ".pt")):
-            spec = {"factory": text}
-        else:
-            spec = {"torchscript": text}
+        try:
+            spec = model_spec(str(spec))
+        except ValueError as exc:
+            raise WorldModelError(str(exc)) from exc
     else:
         raise WorldModelError(f"model spec must be a name, a path or a dict, got {type(spec).__name__}")
     kinds = [k for k in ("name", "torchscript", "factory") if k in spec]

@@ -62,7 +62,8 @@ from trajectory_msgs.msg import JointTrajectory
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
-                       build_control_loop, model_spec, parse_options, resolve_device)
+                       build_control_loop, resolve_device)
+from ..models import model_spec, parse_options
 from ..models.contract import error_text
 from . import interrupts, params, qos
 from .conversions import (command_message, diagnostic_array, image_to_rgb, path_message,

@@ -31,9 +31,10 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from ..control import ON_STALE_CHOICES, TIMING_CHOICES, parse_options
+from ..control import ON_STALE_CHOICES, TIMING_CHOICES
+from ..models import parse_options
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
-from ..control.build import MAX_OPTIONS_CHARS
+from ..models.spec import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
 

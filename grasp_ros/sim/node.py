@@ -1,4 +1,4 @@
-"""``grasp_sim``: a navigation simulator (``grasp_ros.envs``) as a ROS 2 node; it stands in for Gazebo.
+"""``grasp_sim``: a navigation simulator (``grasp_ros.sim``) as a ROS 2 node; it stands in for Gazebo.
 
 Time. The node owns simulated time and publishes it on ``/clock``; every other node runs with
 ``use_sim_time``. Sim time starts at 0 and advances with the wall clock times ``rate_factor``
@@ -75,9 +75,9 @@ from std_msgs.msg import Float64MultiArray, Header, String
 
 from grasp_ros.msg import JointGoal
 
-from ..envs import ENV_NAMES, make_env
-from . import interrupts, qos
-from .conversions import rgb_to_image
+from . import ENV_NAMES, make_env
+from ..ros import interrupts, qos
+from ..ros.conversions import rgb_to_image
 
 JOINT_NAMES = ("x", "y")
 NS = 1_000_000_000

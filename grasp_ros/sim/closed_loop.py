@@ -44,8 +44,8 @@ from std_msgs.msg import Float64MultiArray, String
 
 from grasp_ros.msg import PlanDiagnostics
 
-from ..control import model_spec
-from . import qos
+from ..models import model_spec
+from ..ros import qos
 
 NS = 1_000_000_000
 SIM_NODE, CONTROLLER_NODE = "grasp_sim", "grasp_controller"
@@ -202,7 +202,7 @@ def _ros_arg(name: str, value) -> list[str]:
 
 def node_commands(spec: LoopSpec) -> dict[str, list[str]]:
     """The two ``python -m`` command lines (what sim_demo.launch.py starts)."""
-    sim = [sys.executable, "-m", "grasp_ros.ros.sim_node", "--ros-args"]
+    sim = [sys.executable, "-m", "grasp_ros.sim.node", "--ros-args"]
     for name, value in sim_parameters(spec).items():
         sim += _ros_arg(name, value)
     controller = [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args"]

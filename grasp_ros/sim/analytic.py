@@ -16,10 +16,10 @@ from typing import Dict
 import numpy as np
 import torch
 
-from ..envs import NOMINAL_HORIZON, make_env
-from ..envs.render import AGENT
-from .contract import Observation, WorldModel, WorldModelError
-from .novelty import compute_statistics
+from .nav import NOMINAL_HORIZON, make_env
+from .render import AGENT
+from ..models.contract import Observation, WorldModel, WorldModelError
+from ..models.novelty import compute_statistics
 
 
 class AnalyticNavModel(WorldModel):
