@@ -18,6 +18,7 @@ COMMANDS = {
     "soak": ("soak", "long closed-loop run through ROS: memory growth, crashes, bad commands"),
     "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
     "train": ("train", "train the latent world model from camera images"),
+    "info": ("info", "print a model's card: inputs, actions, period, provenance, metrics"),
 }
 
 

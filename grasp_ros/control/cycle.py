@@ -30,6 +30,7 @@ simulation and replay. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
@@ -41,6 +42,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from ..models.card import card_for
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
 
@@ -59,6 +61,10 @@ class Status(enum.IntEnum):
     TRUNCATED = 5
     NOVEL = 6
     CLOCK = 7
+
+
+JOINT_SAMPLES_KEPT = 256
+"""Joint samples kept for pairing with camera frames (about 2.5 s of a 100 Hz joint_states)."""
 
 
 @dataclass
@@ -88,6 +94,9 @@ class ControlConfig:
     clock_timeout: float = 1.0
     """Wall seconds without a cycle (a stalled clock, e.g. /clock under sim time) before the
     runner's watchdog sends zero and reports CLOCK."""
+    pair_tolerance: float = 0.05
+    """For a model that encodes a camera frame and joints together: the joint sample used with a
+    frame is the one nearest in stamp, at most this far (s) from it."""
 
     @property
     def deadline(self) -> float:
@@ -110,8 +119,8 @@ class ControlConfig:
         for name in ("max_observation_age", "clock_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0 s, got {getattr(self, name)}")
-        if self.hold_timeout < 0 or self.max_stamp_lead < 0 or self.novelty_threshold < 0:
-            raise ValueError("hold_timeout, max_stamp_lead and novelty_threshold must be >= 0")
+        if min(self.hold_timeout, self.max_stamp_lead, self.novelty_threshold, self.pair_tolerance) < 0:
+            raise ValueError("hold_timeout, max_stamp_lead, novelty_threshold and pair_tolerance must be >= 0")
         if self.min_iterations < 0:
             raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
         if self.on_stale not in ON_STALE_CHOICES:
@@ -190,11 +199,21 @@ class ControlLoop:
     def __init__(self, model, planner, config: ControlConfig):
         config.validate()
         self.model, self.planner, self.config = model, planner, config
+        self.card = card_for(model)
+        # Inside the loop actions are in the model's box [low, high]; the final guard maps them
+        # to the card's robot units. The safe command is robot zero (clipped into the bounds).
         self.low = model.action_low.detach().cpu().numpy().astype(np.float64)
         self.high = model.action_high.detach().cpu().numpy().astype(np.float64)
-        self.safe_zero = np.clip(np.zeros_like(self.low), self.low, self.high)
+        self.command_low = np.asarray(self.card.actions.low, dtype=np.float64)
+        self.command_high = np.asarray(self.card.actions.high, dtype=np.float64)
+        robot_zero = np.clip(np.zeros_like(self.command_low), self.command_low, self.command_high)
+        self.safe_zero = np.clip(self.card.to_model(robot_zero, self.low, self.high), self.low, self.high)
         self.image_size = int(getattr(model, "image_size", 0))
         self.joint_dim = int(getattr(model, "joint_dim", 0))
+        # Camera and joints together: frames are the observations, joint samples wait beside
+        # them to be paired by stamp.
+        self.pairs_joints = self.card.image is not None and self.card.joints is not None
+        self._joint_samples: collections.deque = collections.deque(maxlen=JOINT_SAMPLES_KEPT)
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
         self._observation: Optional[_Input] = None
@@ -223,6 +242,9 @@ class ControlLoop:
         with self._lock:
             if received is not None:
                 self._note_clock(received)
+            if self.pairs_joints and set(observation) == {"joints"}:
+                self._joint_samples.append((float(stamp), observation["joints"]))
+                return
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
                 return
@@ -299,7 +321,7 @@ class ControlLoop:
     def idle(self, message: str = "inactive") -> StepResult:
         """The result to publish while not controlling: zero command, INACTIVE."""
         self._last_command_time = -math.inf
-        return self._zero(Status.INACTIVE, message)
+        return self._finish(self._zero(Status.INACTIVE, message), math.nan, math.nan)
 
     def step(self, now: float) -> StepResult:
         """One whole cycle at time ``now`` (s, caller's clock) in the calling thread."""
@@ -350,7 +372,26 @@ class ControlLoop:
             return self._finish(self._stale("no goal yet", now), now, age)
         if goal.error:
             return self._finish(self._zero(Status.ERROR, f"goal refused: {goal.error}"), now, age)
+        if self.pairs_joints:
+            sample = self._paired(sample)
+            if sample.error:
+                return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started)
+
+    def _paired(self, frame: _Input) -> _Input:
+        """The frame with the joint sample nearest to its stamp, or why there is none."""
+        with self._lock:
+            samples = list(self._joint_samples)
+        if "joints" in frame.value:
+            return frame
+        if not samples:
+            return _Input(None, frame.stamp, "no joint_states yet (the model encodes the camera and joints)")
+        stamp, joints = min(samples, key=lambda s: abs(s[0] - frame.stamp))
+        if abs(stamp - frame.stamp) > self.config.pair_tolerance:
+            return _Input(None, frame.stamp, (
+                f"no joint_states within pair_tolerance {self.config.pair_tolerance:g} s of the "
+                f"frame stamped {frame.stamp:.3f} s (nearest {stamp:.3f} s)"))
+        return _Input({**frame.value, "joints": joints}, frame.stamp)
 
     def solve(self, job: Job, deadline: Optional[float]) -> Outcome:
         """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
@@ -448,6 +489,7 @@ class ControlLoop:
         if t < self._clock_seen - max(self.config.period, 1e-3):
             self._clock_jump = (self._clock_seen, t)
             self._observation, self._newest_stamp = None, -math.inf
+            self._joint_samples.clear()
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)
@@ -549,7 +591,8 @@ class ControlLoop:
                           actions=self.safe_zero[None].copy())
 
     def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
-        """The final guard: whatever happened above, the command is finite and within bounds."""
+        """The final guard: whatever happened above, the command is finite and within bounds;
+        then the actions go from the model's box to robot units (the card's bounds)."""
         result.observation_age, result.time = age, now
         actions = np.asarray(result.actions if result.actions is not None else result.command[None],
                              dtype=np.float64).reshape(-1, self.low.size)
@@ -557,9 +600,10 @@ class ControlLoop:
             result.status = Status.ERROR
             result.message = f"non-finite command {actions[0].tolist()} replaced by zero"
             actions, result.path = self.safe_zero[None].copy(), None
-        result.actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0),
-                                 self.low, self.high)
-        result.command = result.actions[0].copy()
+        actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
         if result.status not in (Status.STALE,):
-            self._last_command = result.command.copy()
+            self._last_command = actions[0].copy()
+        result.actions = np.clip(self.card.to_robot(actions, self.low, self.high),
+                                 self.command_low, self.command_high)
+        result.command = result.actions[0].copy()
         return result

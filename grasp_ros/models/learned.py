@@ -27,7 +27,9 @@ it as ``model.input_statistics``. ``load_world_model("learned")`` reads the ship
 another one; ``{"name": "learned", "weights": path}`` loads a state dict into the shipped
 architecture.
 """
+import dataclasses
 import functools
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -35,6 +37,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import nn
 
+from .card import ModelCard, card_from_data, check_card_fits
 from .contract import WorldModel, WorldModelError, error_text
 from .loader import register_builtin
 from .text import quote, shorten
@@ -75,22 +78,27 @@ class LatentWorldModel(WorldModel):
     image_size: int
     joint_dim: int
     input_statistics: Optional[Dict[str, torch.Tensor]]
+    card_json: str
 
     def __init__(self, image_size: int = 64, latent_dim: int = 32, channels: List[int] = (16, 16, 16),
                  hidden: int = 128, joint_dim: int = 0, state_dim: int = 2, env: str = "",
-                 horizon: int = 0, steps_per_action: int = 1):
-        super().__init__([-1.0, -1.0], [1.0, 1.0])
+                 horizon: int = 0, steps_per_action: int = 1, action_dim: int = 2):
+        # Actions are normalised to [-1, 1]; the model card maps them to robot units.
+        if not 1 <= int(action_dim) <= 64:
+            raise ValueError(f"action_dim must be in [1, 64], got {action_dim}")
+        super().__init__([-1.0] * int(action_dim), [1.0] * int(action_dim))
         if image_size < 16 or image_size % 2:
             raise ValueError(f"image_size must be even and >= 16, got {image_size}")
-        if not 1 <= latent_dim <= 1024 or state_dim < 2 or joint_dim < 0 or steps_per_action < 1:
+        if not 1 <= latent_dim <= 1024 or state_dim < 1 or joint_dim < 0 or steps_per_action < 1:
             raise ValueError(f"bad sizes: latent_dim {latent_dim}, state_dim {state_dim} (>= 2), "
                              f"joint_dim {joint_dim}, steps_per_action {steps_per_action}")
         c1, c2, c3 = (int(c) for c in channels)
         self.image_size, self.latent_dim, self.joint_dim = int(image_size), int(latent_dim), int(joint_dim)
         self.state_dim, self.hidden, self.channels = int(state_dim), int(hidden), [c1, c2, c3]
         self.env, self.horizon, self.steps_per_action = str(env), int(horizon), int(steps_per_action)
-        self.action_dim = 2   # an instance attribute, so TorchScript export keeps it
+        self.action_dim = int(action_dim)   # an instance attribute, so TorchScript export keeps it
         self.input_statistics = None   # set from the training data (grasp_ros.models.novelty)
+        self.card_json = ""   # the model card (grasp_ros.models.card) as JSON; TorchScript keeps a str
         self.conv = nn.Sequential(
             nn.Conv2d(3, c1, 4, stride=2, padding=1), nn.SiLU(),     # S/2: keypoints on a S/2 grid
             nn.Conv2d(c1, c2, 3, padding=1), nn.SiLU(),
@@ -114,7 +122,7 @@ class LatentWorldModel(WorldModel):
         """Constructor arguments as plain types (what a checkpoint stores to rebuild the model)."""
         return {"image_size": self.image_size, "latent_dim": self.latent_dim, "channels": list(self.channels),
                 "hidden": self.hidden, "joint_dim": self.joint_dim, "state_dim": self.state_dim,
-                "env": self.env, "horizon": self.horizon}
+                "env": self.env, "horizon": self.horizon, "action_dim": self.action_dim}
 
     @torch.jit.export
     def encode(self, observation: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -169,7 +177,9 @@ class LatentWorldModel(WorldModel):
 
     @torch.jit.export
     def position(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.state_head(latent)[..., :2]
+        """For display (predicted paths): the first two or three decoded state entries."""
+        state = self.state_head(latent)
+        return state[..., : min(3, state.shape[-1])] if state.shape[-1] >= 2 else torch.cat([state, state * 0], -1)
 
 
 def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) -> LatentWorldModel:
@@ -199,7 +209,33 @@ def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) ->
                               f"{shorten(exc, 300)}") from exc
     statistics = checkpoint.get("input_statistics")
     model.input_statistics = dict(statistics) if isinstance(statistics, dict) else None
+    card = checkpoint_card(checkpoint, model, source)
+    model.card_json = json.dumps(card.to_dict())
     return compile_rollout(model.eval())
+
+
+def card_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The validation numbers a model card shows (of the last evaluation)."""
+    out = {"one_step_state_err": metrics["position_err"][0], "encoded_state_err": metrics["position_err_encoded"],
+           f"{len(metrics['latent_mse'])}_step_latent_mse": metrics["latent_mse"][-1],
+           "train_seconds": metrics.get("seconds")}
+    return {k: (round(float(v), 6) if v is not None else None) for k, v in out.items()}
+
+
+def checkpoint_card(checkpoint: dict, model: LatentWorldModel, source: str) -> ModelCard:
+    """The checkpoint's model card for ``model`` (its period scaled by the steps per action), or,
+    for a checkpoint written before cards, one derived from its dataset metadata."""
+    if checkpoint.get("card") is not None:
+        card = ModelCard.from_dict(checkpoint["card"], f"{source}: card")
+    else:
+        meta = checkpoint.get("dataset") if isinstance(checkpoint.get("dataset"), dict) else {}
+        metrics = checkpoint.get("metrics")
+        card = card_from_data(meta, model.image_size, model.joint_dim, model.action_dim,
+                              card_metrics(metrics) if isinstance(metrics, dict) else {})
+    check_card_fits(card, model, f"{source}: card")
+    if model.steps_per_action > 1 and card.period:
+        card = dataclasses.replace(card, period=card.period * model.steps_per_action)
+    return card
 
 
 def compile_rollout(model: LatentWorldModel) -> LatentWorldModel:
@@ -216,10 +252,8 @@ def compile_rollout(model: LatentWorldModel) -> LatentWorldModel:
 def _steps_per_action(config: Dict[str, Any], horizon: Optional[int]) -> int:
     """Data steps per planning step: the data's horizon over the planning horizon (an integer)."""
     trained = int(config.get("horizon") or 0)
-    if horizon is None or int(horizon) == trained:
-        return 1
-    if trained <= 0:
-        raise WorldModelError("learned model: its data has no known time step, so it plans only at its own horizon")
+    if horizon is None or int(horizon) == trained or trained <= 0:
+        return 1   # a robot's data (no sim horizon): one planning step is one data step (the card's period)
     if int(horizon) < 1 or trained % int(horizon):
         raise WorldModelError(f"learned model: trained at horizon {trained}; a planning horizon must "
                               f"divide it (e.g. {trained} or {trained // 2}), got {quote(horizon)}")

@@ -22,6 +22,7 @@ class ScriptedWorldModel(WorldModel):
         self._has_position = hasattr(module, "position")
         if hasattr(module, "serial_rollout"):    # the learned model's whole rollout in TorchScript
             self.rollout = module.serial_rollout
+        self.card_json = str(getattr(module, "card_json", "") or "")   # grasp_ros.models.card, if exported
         statistics = getattr(module, "input_statistics", None)   # grasp_ros.models.novelty, if exported
         self.input_statistics = dict(statistics) if statistics else None
 

@@ -18,6 +18,7 @@ import torch
 
 from .nav import NOMINAL_HORIZON, make_env
 from .render import AGENT
+from ..models.card import NAV_SIM_ACTIONS, NAV_SIM_JOINTS, ActionOutput, ImageInput, JointInput, ModelCard
 from ..models.contract import Observation, WorldModel, WorldModelError
 from ..models.novelty import compute_statistics
 
@@ -27,9 +28,18 @@ class AnalyticNavModel(WorldModel):
     action_dim = 2
     joint_dim = 2
 
-    def __init__(self, env: str = "wall_door", horizon: int = NOMINAL_HORIZON, image_size: int = 64):
+    def __init__(self, env: str = "wall_door", horizon: int = NOMINAL_HORIZON, image_size: int = 64,
+                 observe: str = "joints"):
         super().__init__([-1.0, -1.0], [1.0, 1.0])
+        if observe not in ("joints", "image"):
+            raise ValueError(f"observe must be 'joints' or 'image', got {observe!r}")
         sim = make_env(env, horizon, image_size=image_size)
+        # It encodes either input; the card names the one the controller should subscribe to.
+        self.card = ModelCard(
+            ActionOutput(NAV_SIM_ACTIONS, (-1.0, -1.0), (1.0, 1.0), "normalised (max_step per step)"),
+            image=ImageInput(int(image_size)) if observe == "image" else None,
+            joints=JointInput(NAV_SIM_JOINTS) if observe == "joints" else None,
+            provenance={"source": "the simulator's own dynamics", "env": env})
         self.env_name, self.horizon, self.image_size = env, int(horizon), int(image_size)
         self.dynamics = sim.dynamics
         self._camera = sim.camera

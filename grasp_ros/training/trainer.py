@@ -29,6 +29,7 @@ unlike the training data.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -36,11 +37,13 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from ..data import TransitionData, TransitionWindows
-from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel
+from ..models.card import ModelCard, card_from_data
+from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
 
 
@@ -195,6 +198,29 @@ def evaluate(model: LatentWorldModel, windows: TransitionWindows, settings: Trai
             "position_err_encoded": position[0], "position_err": position[1:]}
 
 
+def action_bounds(data: TransitionData) -> tuple[list[float], list[float]]:
+    """The robot-unit action bounds of ``data``: its metadata's, [-1, 1] for the simulators (their
+    commands are normalised), else the range the data covers (a zero range widened by 1)."""
+    meta, A = data.meta, data.action_dim
+    if meta.get("action_low") is not None and meta.get("action_high") is not None:
+        return [float(v) for v in meta["action_low"]], [float(v) for v in meta["action_high"]]
+    if meta.get("env"):
+        return [-1.0] * A, [1.0] * A
+    flat = data.actions.reshape(-1, A)
+    low, high = flat.min(0).astype(float), flat.max(0).astype(float)
+    flat_range = high - low < 1e-9
+    low[flat_range] -= 1.0
+    high[flat_range] += 1.0
+    return low.tolist(), high.tolist()
+
+
+def normalised_actions(data: TransitionData, card: ModelCard) -> TransitionData:
+    """``data`` with its actions mapped from the card's robot units to the model's [-1, 1]."""
+    A = data.action_dim
+    actions = card.to_model(data.actions, -np.ones(A), np.ones(A)).astype(np.float32)
+    return TransitionData(data.images, data.joints, np.clip(actions, -1.0, 1.0), dict(data.meta))
+
+
 def save_checkpoint(path: str, model: LatentWorldModel, **extra: Any) -> None:
     """State dict, config, the model's ``input_statistics`` if it has them, and ``extra`` (plain
     types and tensors only), written atomically."""
@@ -229,11 +255,17 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
     settings.validate()
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
+    joint_dim = int((model_options or {}).get("joint_dim", 0) if not resume else resume["config"].get("joint_dim", 0))
+    card = (ModelCard.from_dict(resume["card"]) if resume and resume.get("card") else
+            card_from_data(dict(data.meta, episodes=data.episodes, steps=data.steps), data.image_size,
+                           joint_dim, data.action_dim, {}, *action_bounds(data)))
+    data = normalised_actions(data, card)
     train_data, val_data = data.split(settings.val_fraction, settings.seed)
     windows = TransitionWindows(train_data, settings.segment_steps)
     val_windows = TransitionWindows(val_data, settings.segment_steps)
     options = {"image_size": data.image_size, "state_dim": data.joint_dim, "env": data.meta.get("env") or "",
-               "horizon": int(data.meta.get("horizon") or 0), **(model_options or {})}
+               "horizon": int(data.meta.get("horizon") or 0), "action_dim": data.action_dim,
+               **(model_options or {})}
     model = LatentWorldModel(**(resume["config"] if resume else options)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(windows) / settings.batch_size)
@@ -253,7 +285,10 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         f"{len(val_indices)} segments of {val_data.episodes} episodes")
 
     def save():
-        save_checkpoint(out, model, epoch=len([h for h in history if "phase" not in h]), history=history,
+        full_card = dataclasses.replace(card, metrics=card_metrics(history[-1]) if history else {})
+        model.card_json = json.dumps(full_card.to_dict())   # the model in hand carries it too (exports)
+        save_checkpoint(out, model, card=full_card.to_dict(),
+                        epoch=len([h for h in history if "phase" not in h]), history=history,
                         metrics=history[-1], train_seconds=seconds, dynamics_done=dynamics_done,
                         settings=dataclasses.asdict(settings), optimizer=optimiser.state_dict(),
                         scheduler=schedule.state_dict(),

@@ -1,0 +1,277 @@
+"""The model card: what a world model needs from a robot and what it gives back.
+
+A card travels with the model (in a checkpoint under ``"card"``, on a module as ``model.card``)
+and is what the controller reads to decide what to subscribe to, how to prepare the inputs and
+how to scale its commands, and what it checks at configure:
+
+* ``image``: the camera the model encodes: side ``size`` of the square it sees, how a frame of
+  any aspect is made square (``crop``), the topic.
+* ``joints``: the joint names and the JointState fields (``position``, ``velocity``) the model
+  encodes, in that layout (name-major: all fields of the first joint, then the next).
+* ``actions``: names, count, bounds **in robot units** and the units themselves. The model and the
+  planners work in the model's own action box (``model.action_low``/``high``, usually [-1, 1]);
+  ``to_robot`` maps that box affinely onto the card's bounds at the command boundary.
+* ``period``: seconds per planning step (0: unknown); the control rate should match it.
+* ``provenance``, ``metrics``: where the training data came from and how well the model fits it
+  (plain values, for people and ``grasp-ros info``).
+
+A model without a card gets one derived from its contract attributes (``card_for``), so any
+model that meets the contract still runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .contract import WorldModelError
+from .text import quote
+
+CARD_FORMAT = "grasp_ros.model_card/1"
+CROP_MODES = ("center", "stretch")
+JOINT_FIELDS = ("position", "velocity")
+ACTION_KINDS = ("velocity", "position", "effort", "twist", "other")
+TWIST_FIELDS = tuple(f"{part}.{axis}" for part in ("linear", "angular") for axis in "xyz")
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    size: int
+    """S: the model encodes S x S RGB frames."""
+    crop: str = "center"
+    """How a frame of another aspect becomes square: "center" crops the middle square, then
+    resizes; "stretch" resizes the whole frame."""
+    topic: str = "image"
+
+
+@dataclass(frozen=True)
+class JointInput:
+    names: tuple[str, ...]
+    fields: tuple[str, ...] = ("position",)
+    topic: str = "joint_states"
+
+    @property
+    def dim(self) -> int:
+        return len(self.names) * len(self.fields)
+
+
+@dataclass(frozen=True)
+class ActionOutput:
+    names: tuple[str, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    units: str = "normalised"
+    kind: str = "velocity"
+    """What a command component is: velocity (joint or base velocities), position, effort,
+    twist (a mobile base's Twist; ``names`` are Twist fields such as "linear.x"), other."""
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    actions: ActionOutput
+    image: Optional[ImageInput] = None
+    joints: Optional[JointInput] = None
+    period: float = 0.0
+    provenance: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    # -- reading and writing -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (a checkpoint loads with ``weights_only=True``)."""
+        def plain(x):
+            if dataclasses.is_dataclass(x):
+                return {k: plain(v) for k, v in dataclasses.asdict(x).items()}
+            if isinstance(x, (tuple, list)):
+                return [plain(v) for v in x]
+            if isinstance(x, dict):
+                return {str(k): plain(v) for k, v in x.items()}
+            return x
+        return {"format": CARD_FORMAT, **{f.name: plain(getattr(self, f.name))
+                                           for f in dataclasses.fields(self)}}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "model card") -> "ModelCard":
+        """The card in ``data`` (as ``to_dict`` wrote it), checked; ``WorldModelError`` otherwise."""
+        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise WorldModelError(f"{source}: not a {CARD_FORMAT} card (found {quote(found)})")
+        try:
+            a = data["actions"]
+            actions = ActionOutput(tuple(str(n) for n in a["names"]), tuple(float(v) for v in a["low"]),
+                                   tuple(float(v) for v in a["high"]), str(a.get("units", "")),
+                                   str(a.get("kind", "velocity")))
+            image = data.get("image")
+            image = None if image is None else ImageInput(int(image["size"]), str(image.get("crop", "center")),
+                                                          str(image.get("topic", "image")))
+            joints = data.get("joints")
+            joints = None if joints is None else JointInput(
+                tuple(str(n) for n in joints["names"]), tuple(str(f) for f in joints.get("fields", ("position",))),
+                str(joints.get("topic", "joint_states")))
+            card = cls(actions, image, joints, float(data.get("period", 0.0)),
+                       dict(data.get("provenance") or {}), dict(data.get("metrics") or {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WorldModelError(f"{source}: malformed card ({type(exc).__name__}: {exc})") from exc
+        card.validate(source)
+        return card
+
+    def validate(self, source: str = "model card") -> None:
+        a = self.actions
+        if not a.count or len(a.low) != a.count or len(a.high) != a.count:
+            raise WorldModelError(f"{source}: actions need as many bounds as names, got "
+                                  f"{len(a.names)} names, {len(a.low)} low, {len(a.high)} high")
+        if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in zip(a.low, a.high)):
+            raise WorldModelError(f"{source}: action bounds must be finite with low < high, got "
+                                  f"{list(a.low)} / {list(a.high)}")
+        if len(set(a.names)) != a.count:
+            raise WorldModelError(f"{source}: action names repeat: {list(a.names)}")
+        if a.kind not in ACTION_KINDS:
+            raise WorldModelError(f"{source}: action kind {quote(a.kind)} is not one of {ACTION_KINDS}")
+        if a.kind == "twist" and not set(a.names) <= set(TWIST_FIELDS):
+            raise WorldModelError(f"{source}: twist actions must be named among {TWIST_FIELDS}, "
+                                  f"got {list(a.names)}")
+        if self.image is None and self.joints is None:
+            raise WorldModelError(f"{source}: the card names no input (image or joints)")
+        if self.image is not None and (self.image.size < 1 or self.image.crop not in CROP_MODES):
+            raise WorldModelError(f"{source}: image needs size >= 1 and crop in {CROP_MODES}, got "
+                                  f"{self.image.size} / {quote(self.image.crop)}")
+        if self.joints is not None:
+            j = self.joints
+            if not j.names or len(set(j.names)) != len(j.names):
+                raise WorldModelError(f"{source}: joint names must be given, each once: {list(j.names)}")
+            if not j.fields or not set(j.fields) <= set(JOINT_FIELDS) or len(set(j.fields)) != len(j.fields):
+                raise WorldModelError(f"{source}: joint fields must be among {JOINT_FIELDS}, each once, "
+                                      f"got {list(j.fields)}")
+        if not (math.isfinite(self.period) and self.period >= 0):
+            raise WorldModelError(f"{source}: period must be >= 0 s (0: unknown), got {self.period}")
+
+    # -- what the card says about commands --------------------------------------------------
+
+    def to_robot(self, model_actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """Actions [..., A] in the model's box [low, high] -> robot units (the card's bounds)."""
+        lo, hi = np.asarray(self.actions.low), np.asarray(self.actions.high)
+        actions = np.asarray(model_actions, dtype=np.float64)
+        if np.array_equal(lo, low) and np.array_equal(hi, high):
+            return actions.copy()    # the same box: exactly the same numbers
+        return lo + (actions - low) / (high - low) * (hi - lo)
+
+    def to_model(self, robot_actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """The inverse of ``to_robot``."""
+        lo, hi = np.asarray(self.actions.low), np.asarray(self.actions.high)
+        actions = np.asarray(robot_actions, dtype=np.float64)
+        if np.array_equal(lo, low) and np.array_equal(hi, high):
+            return actions.copy()
+        return low + (actions - lo) / (hi - lo) * (high - low)
+
+    def describe(self) -> str:
+        """The card as text, for people (``grasp-ros info``)."""
+        a = self.actions
+        lines = [f"period: {self.period:g} s per step" if self.period else "period: unknown"]
+        if self.image is not None:
+            lines.append(f"image: {self.image.size}x{self.image.size} RGB on {self.image.topic!r} "
+                         f"(other sizes and aspects: {self.image.crop}, then resize)")
+        if self.joints is not None:
+            lines.append(f"joints: {list(self.joints.names)} x {list(self.joints.fields)} on "
+                         f"{self.joints.topic!r} ({self.joints.dim} values)")
+        lines.append(f"actions ({a.kind}, {a.units}): " + ", ".join(
+            f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(a.names, a.low, a.high)))
+        for title, entries in (("provenance", self.provenance), ("metrics", self.metrics)):
+            if entries:
+                lines.append(f"{title}:")
+                lines += [f"  {k}: {_short(v)}" for k, v in entries.items()]
+        return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def card_for(model) -> ModelCard:
+    """The model's card: ``model.card`` (a ``ModelCard`` or its dict) checked against the
+    model's contract attributes, or one derived from those attributes."""
+    own = getattr(model, "card", None)
+    if own is None and getattr(model, "card_json", ""):   # as a TorchScript module carries it
+        try:
+            own = json.loads(model.card_json)
+        except ValueError as exc:
+            raise WorldModelError(f"model card: card_json is not JSON ({exc})") from exc
+    if own is None:
+        return derived_card(model)
+    card = own if isinstance(own, ModelCard) else ModelCard.from_dict(own)
+    check_card_fits(card, model)
+    return card
+
+
+def derived_card(model, joint_names: Optional[Sequence[str]] = None) -> ModelCard:
+    """A card from the contract alone: the model's action box in "normalised" units, its
+    declared inputs, joints named j0.. unless ``joint_names`` are given, period unknown."""
+    low = [float(v) for v in np.asarray(model.action_low.detach().cpu()).reshape(-1)]
+    high = [float(v) for v in np.asarray(model.action_high.detach().cpu()).reshape(-1)]
+    size, joint_dim = int(getattr(model, "image_size", 0)), int(getattr(model, "joint_dim", 0))
+    names = tuple(joint_names) if joint_names else tuple(f"j{i}" for i in range(joint_dim))
+    return ModelCard(
+        ActionOutput(tuple(f"a{i}" for i in range(len(low))), tuple(low), tuple(high)),
+        image=ImageInput(size) if size else None,
+        joints=JointInput(names) if joint_dim else None)
+
+
+def check_card_fits(card: ModelCard, model, source: str = "model card") -> None:
+    """The card and the model's contract attributes must describe the same model."""
+    A, size = int(model.action_dim), int(getattr(model, "image_size", 0))
+    if card.actions.count != A:
+        raise WorldModelError(f"{source}: names {card.actions.count} actions, the model takes {A}")
+    if card.image is not None and card.image.size != size:
+        raise WorldModelError(f"{source}: image size {card.image.size}, the model encodes {size}")
+    joint_dim = int(getattr(model, "joint_dim", 0))
+    if card.joints is not None and card.joints.dim != joint_dim:
+        raise WorldModelError(f"{source}: {card.joints.dim} joint values, the model encodes {joint_dim}")
+
+
+NAV_SIM_JOINTS, NAV_SIM_ACTIONS = ("x", "y"), ("vx", "vy")
+"""The navigation sims' joint and command names, for datasets written before names were kept."""
+
+
+def card_from_data(meta: dict, image_size: int, joint_dim: int, action_dim: int,
+                   metrics: dict, action_low: Optional[Sequence[float]] = None,
+                   action_high: Optional[Sequence[float]] = None) -> ModelCard:
+    """The card of a model trained on a dataset with metadata ``meta`` (``grasp_ros.data``):
+    joint names and fields, action names, units and bounds, period and provenance as the data
+    recorded them. Bounds: ``action_low``/``high`` (e.g. measured on the data), else the
+    metadata's, else [-1, 1]."""
+    image = ImageInput(int(image_size), str(meta.get("crop", "center")),
+                       str((meta.get("topics") or {}).get("image", "image")).lstrip("/") or "image") \
+        if image_size else None
+    joints = None
+    if joint_dim:
+        fields = tuple(meta.get("joint_fields") or ("position",))
+        names = tuple(meta.get("joint_names") or ())
+        if not names and meta.get("env") and joint_dim == len(NAV_SIM_JOINTS) * len(fields):
+            names = NAV_SIM_JOINTS
+        if len(names) * len(fields) != joint_dim:
+            names = tuple(f"j{i}" for i in range(joint_dim // max(len(fields), 1)))
+            fields = fields if len(names) * len(fields) == joint_dim else ("position",)
+            names = names if len(names) * len(fields) == joint_dim else tuple(f"j{i}" for i in range(joint_dim))
+        joints = JointInput(names, fields, str((meta.get("topics") or {}).get("joints", "joint_states")).lstrip("/"))
+    low = action_low if action_low is not None else meta.get("action_low") or [-1.0] * action_dim
+    high = action_high if action_high is not None else meta.get("action_high") or [1.0] * action_dim
+    names = tuple(meta.get("action_names") or ())
+    if not names and meta.get("env") and action_dim == len(NAV_SIM_ACTIONS):
+        names = NAV_SIM_ACTIONS
+    names = names or tuple(f"a{i}" for i in range(action_dim))
+    kind = str(meta.get("action_kind") or ("twist" if set(names) <= set(TWIST_FIELDS) else "velocity"))
+    actions = ActionOutput(names, tuple(float(v) for v in low), tuple(float(v) for v in high),
+                           str(meta.get("action_units") or "normalised"), kind)
+    provenance = {k: meta[k] for k in ("source", "env", "bags", "topics", "frames", "frames_dropped",
+                                       "episodes", "steps", "policy", "seed") if k in meta}
+    card = ModelCard(actions, image, joints, float(meta.get("period") or 0.0), provenance, dict(metrics))
+    card.validate("model card from the training data")
+    return card
