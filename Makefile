@@ -43,7 +43,7 @@ TEST_ENV := ROS_DOMAIN_ID="$${ROS_DOMAIN_ID:-$$(( $$$$ % 200 + 10 ))}" \
 
 .PHONY: setup test demo bench clean distclean
 
-setup: $(STAMPS)/colcon $(STAMPS)/editable $(STAMPS)/pth
+setup: $(STAMPS)/colcon $(STAMPS)/editable $(STAMPS)/pth $(STAMPS)/osmesa
 
 # 1. The virtual environment.
 $(VENV)/pyvenv.cfg:
@@ -54,6 +54,19 @@ $(STAMPS)/deps: requirements.txt requirements-ros.txt $(VENV)/pyvenv.cfg
 	$(VPY) -m pip install -r requirements.txt
 	$(VPY) -m pip install -r requirements-ros.txt
 	@mkdir -p $(STAMPS) && touch $@
+
+# 2b. MuJoCo (the planar arm, grasp_ros/sim/arm) renders its camera with OSMesa where there is
+#     no GPU: the system library libosmesa6. Installed with apt-get when run as root; otherwise
+#     the command to run is printed, no stamp is left, and the next `make setup` checks again.
+$(STAMPS)/osmesa:
+	@if { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q 'libOSMesa\.so'; then \
+		mkdir -p $(STAMPS) && touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get update -qq && apt-get install -y -qq libosmesa6 && mkdir -p $(STAMPS) && touch $@; \
+	else \
+		echo "NOTE: without a GPU the arm's camera renders with OSMesa; install it, e.g."; \
+		echo "      sudo apt-get install libosmesa6"; \
+	fi
 
 # 3. The wheels' CMake exports name include folders of the machine they were built on
 #    (/opt/python/cp311-cp311/...); CMake's generate step fails until they point at this

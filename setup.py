@@ -23,6 +23,7 @@ setup(
             "assets/*.yaml",
             "assets/*.json",
             "assets/*.npz",
+            "sim/arm/*.xml",
         ],
     },
     include_package_data=True,
@@ -35,6 +36,7 @@ setup(
         "opencv-python-headless>=4.8",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "mujoco>=4.0,<5",   # the planar arm (requirements.txt pins the tested 4.0.1)
     ],
     extras_require={
         "test": ["pytest>=8.0,<8.4"],   # 8.4 and 9.x break launch_testing (requirements.txt)

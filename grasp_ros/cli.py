@@ -16,6 +16,7 @@ COMMANDS = {
     "bench-loop": ("bench_loop", "closed-loop control benchmark through the ROS nodes"),
     "bench-model": ("bench_model", "world-model accuracy vs rollout length"),
     "soak": ("soak", "long closed-loop run through ROS: memory growth, crashes, bad commands"),
+    "record": ("record", "record topics (camera, joints, commands, plans) into a rosbag2"),
     "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
     "train": ("train", "train the latent world model from camera images"),
     "info": ("info", "print a model's card: inputs, actions, period, provenance, metrics"),

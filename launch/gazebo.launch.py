@@ -27,10 +27,11 @@ The goal comes from outside on /goal_state (grasp_ros/msg/JointGoal) or /goal_im
     ros2 topic pub --once --qos-durability transient_local --qos-reliability reliable \\
         /goal_state grasp_ros/msg/JointGoal "{name: [x_joint, y_joint], position: [0.5, 0.2]}"
 
-The controller's model must fit the robot: ``observation:=image`` needs the camera at the
-model's image size (set the gz camera's width and height), ``observation:=joints`` needs
-``joint_names`` in the model's joint order. The built-in analytic model only knows grasp_ros's
-own 2-D worlds; bring a learned model (``model``, ``model_weights``).
+The controller subscribes to what the model's card names (``grasp-ros info MODEL``): the
+camera (any size; cropped and resized as the card says) and/or joint_states (the card's joints
+must be among ``joint_names``). The built-in analytic model only knows grasp_ros's own 2-D worlds
+(``model_options`` ``{observe: joints}`` or ``{observe: image}``); bring a learned model
+(``model_options:="{checkpoint: my_robot.pt}"``).
 
 Needs ``ros_gz_sim`` and ``ros_gz_bridge`` (e.g. ``apt install ros-$ROS_DISTRO-ros-gz``), which
 ``package.xml`` does not require: the rest of the package runs without Gazebo.
@@ -54,7 +55,6 @@ ARGUMENTS = (
     ("command_topic", "/velocity_controller/commands",
      "the ros2_control forward command controller's input (std_msgs/Float64MultiArray)"),
     ("joint_names", "['x', 'y']", "joints the controller reads and commands, in the model's order"),
-    ("observation", "joints", "what the controller encodes: joints or image"),
     ("model", "analytic", "world model spec"),
     ("model_options", "{}", "world model options (a YAML map as a string)"),
     ("model_weights", "", "world model weights file"),
@@ -105,7 +105,6 @@ def generate_launch_description() -> LaunchDescription:
                 "autostart": True,
                 "use_sim_time": True,
                 "joint_names": ParameterValue(LaunchConfiguration("joint_names"), value_type=List[str]),
-                "observation": typed("observation", str),
                 "model": typed("model", str),
                 "model_options": typed("model_options", str),
                 "model_weights": typed("model_weights", str),

@@ -25,13 +25,14 @@ from launch_ros.substitutions import FindPackageShare
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
-    ("image", "image", "camera input (sensor_msgs/Image), with observation:=image"),
-    ("joint_states", "joint_states", "joint input (sensor_msgs/JointState), with observation:=joints"),
+    ("image", "image", "camera input (sensor_msgs/Image), when the model card names a camera"),
+    ("joint_states", "joint_states", "joint input (sensor_msgs/JointState), when the card names joints"),
     ("goal_state", "~/goal_state", "joint-space goal (grasp_ros/JointGoal, transient local)"),
     ("goal_image", "~/goal_image", "goal image (sensor_msgs/Image, transient local)"),
     ("command", "command", "Float64MultiArray output, command_interface:=forward_command"),
     ("joint_trajectory", "joint_trajectory",
      "JointTrajectory output, command_interface:=joint_trajectory"),
+    ("cmd_vel", "cmd_vel", "Twist / TwistStamped output, command_interface:=twist / twist_stamped"),
 )
 
 ARGUMENTS = (

@@ -95,11 +95,12 @@ def generate_launch_description() -> LaunchDescription:
                 "use_sim_time": True,
                 "model": typed("model", str),
                 "allow_python_models": typed("allow_python_models", bool),
-                "observation": typed("observation", str),
                 # A YAML-looking string: without value_type=str launch would parse it to a map.
+                # observe: the input the model is to encode (the analytic model takes either).
                 "model_options": ParameterValue(
                     ["{env: ", LaunchConfiguration("env"), ", horizon: ",
-                     LaunchConfiguration("horizon"), "}"], value_type=str),
+                     LaunchConfiguration("horizon"), ", observe: ", LaunchConfiguration("observation"),
+                     "}"], value_type=str),
                 "planner": typed("planner", str),
                 "horizon": typed("horizon", int),
                 "control_rate_hz": typed("rate", float),

@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -33,7 +34,7 @@ from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
@@ -42,8 +43,9 @@ from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import params, qos  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
-from grasp_ros.ros.conversions import (command_message, image_to_rgb, path_message,  # noqa: E402
-                                       rgb_to_image, select_joints, trajectory_message)
+from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
+                                       rgb_to_image, select_joints, trajectory_message, twist_message)
+from grasp_ros.models.preprocess import prepare_image  # noqa: E402
 
 TIMEOUT = 20.0          # s, wall clock: generous for a busy 2-core machine
 RATE = 2.0              # Hz of sim time: a 0.4 s (wall) solve budget, planner capped at 5 iterations
@@ -90,12 +92,15 @@ class Rig:
         self.context = context
         self.ns = f"/ctl{next(_namespaces)}"
         values = {"use_sim_time": True, "control_rate_hz": RATE, "max_observation_age": 1.0,
-                  "model": "analytic", "observation": "joints",
+                  "model": "analytic",
                   "planner.iterations": 5, "model_options": "{env: open, horizon: 20}",
                   "horizon": 20,
                   # The test steps /clock itself, between checks: lock-step, not a stalled clock.
                   "clock_timeout": 3600.0}
         values.update(overrides)
+        observe = values.pop("observation", None)   # what the model encodes: a model option
+        if observe is not None:
+            values["model_options"] = values["model_options"].rstrip("} ") + f", observe: {observe}}}"
         self.node = GraspController(context=self.context, namespace=self.ns,
                                     parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.probe = rclpy.create_node("probe", namespace=self.ns, context=self.context)
@@ -320,7 +325,7 @@ def test_no_goal_is_stale(rig):
 
 # -- bad images --------------------------------------------------------------------------------
 
-def test_bad_image_encoding_or_size_is_an_error_with_zero_and_the_node_lives_on(rig):
+def test_any_image_size_is_prepared_a_broken_image_is_an_error_and_the_node_lives_on(rig):
     r = rig(observation="image")
     r.start()
     env = make_env("open", 20)
@@ -338,10 +343,17 @@ def test_bad_image_encoding_or_size_is_an_error_with_zero_and_the_node_lives_on(
     assert d.status == PlanDiagnostics.STATUS_ERROR and "unsupported image encoding" in d.status_text
     assert list(d.command) == [0.0, 0.0]
 
+    # Another size or aspect is prepared as the rosbag importer prepares it (not refused).
     small = rgb_to_image(make_env("open", 20, image_size=32).render(np.array(START)))
-    d = r.cycle(feed(small))
-    d = d if "32x32" in d.status_text else r.cycle(feed(small))
-    assert d.status == PlanDiagnostics.STATUS_ERROR and "expects 64x64" in d.status_text
+    assert r.controlling(feed=feed(small)).status in PLANNED
+    wide = rgb_to_image(np.pad(good, ((0, 0), (20, 20), (0, 0)), mode="edge"), "bgra8")
+    assert r.controlling(feed=feed(wide)).status in PLANNED
+
+    empty = rgb_to_image(good)
+    empty.width, empty.height, empty.step, empty.data = 0, 0, 0, b""
+    d = r.cycle(feed(empty))
+    d = d if "empty image" in d.status_text else r.cycle(feed(empty))
+    assert d.status == PlanDiagnostics.STATUS_ERROR and "empty image" in d.status_text
     r.wait_until(lambda: r.commands[-1] == [0.0, 0.0], what="a zero command")
 
     truncated = rgb_to_image(good, "mono8")
@@ -353,6 +365,48 @@ def test_bad_image_encoding_or_size_is_an_error_with_zero_and_the_node_lives_on(
     assert r.state() == State.PRIMARY_STATE_ACTIVE
     r.cycle(feed(rgb_to_image(good)))
     assert r.cycle(feed(rgb_to_image(good))).status in PLANNED
+
+
+def test_compressed_images_of_a_non_square_camera_give_ok_cycles(rig):
+    # image_transport compressed: CompressedImage on image/compressed, not Image on image.
+    r = rig(observation="image", image_transport="compressed", timing="fixed_iterations")
+    r.start()
+    camera = r.probe.create_publisher(CompressedImage, "image/compressed", 10)
+    r.wait_until(lambda: r.probe.count_subscribers(f"{r.ns}/image/compressed") == 1,
+                 what="the node's CompressedImage subscription")
+    assert r.probe.count_subscribers(f"{r.ns}/image") == 0
+    # A 104x64 camera whose centred square is the sim's 64x64 view of START.
+    frame = np.pad(make_env("open", 20).render(np.array(START)), ((0, 0), (20, 20), (0, 0)),
+                   mode="edge")
+    png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))[1].tobytes()
+
+    def feed():
+        msg = CompressedImage(format="rgb8; png compressed bgr8", data=png)
+        msg.header.stamp = ns_time(r.t_ns)
+        camera.publish(msg)
+    d = r.controlling(feed=feed)
+    d = d if d.status == OK else r.cycle(feed)
+    assert d.status == OK, d.status_text
+    assert r.cycle(feed).status == OK
+    # The analytic model found the agent where START put it: the crop kept the geometry.
+    assert d.goal_distance == pytest.approx(np.hypot(*np.subtract(GOAL, START)), abs=0.05)
+    assert d.command[0] > 0 and d.command[1] > 0          # toward the goal, up and right
+
+
+def test_compressed_transport_follows_a_remap_of_image(ros):
+    node = GraspController(
+        context=ros, namespace="/remapped", cli_args=["--ros-args", "-r", "image:=/camera/image_raw"],
+        parameter_overrides=[Parameter("model", value="analytic"), Parameter("horizon", value=20),
+                             Parameter("model_options", value="{env: open, horizon: 20, observe: image}"),
+                             Parameter("image_transport", value="compressed")])
+    try:
+        assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+        topics = {s.topic_name for s in node.subscriptions}
+        assert "/camera/image_raw/compressed" in topics, topics
+        assert not topics & {"/camera/image_raw", "/remapped/image", "/remapped/image/compressed"}
+    finally:
+        node.trigger_shutdown()
+        node.destroy_node()
 
 
 def test_learned_model_plans_from_pixels_toward_a_goal_image_and_ignores_goal_states(rig):
@@ -381,7 +435,7 @@ def test_learned_model_plans_from_pixels_toward_a_goal_image_and_ignores_goal_st
 
 def test_image_conversions_without_cv_bridge():
     rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
-    for encoding in ("rgb8", "bgr8"):
+    for encoding in ("rgb8", "bgr8", "rgba8", "bgra8"):
         assert np.array_equal(image_to_rgb(rgb_to_image(rgb, encoding)), rgb)
     mono = image_to_rgb(rgb_to_image(rgb, "mono8"))
     assert mono.shape == (4, 5, 3) and np.array_equal(mono[..., 0], mono[..., 2])
@@ -389,14 +443,14 @@ def test_image_conversions_without_cv_bridge():
     rows = np.frombuffer(padded.data, np.uint8).reshape(4, 15)
     padded.step, padded.data = 16, np.pad(rows, ((0, 0), (0, 1))).tobytes()
     assert np.array_equal(image_to_rgb(padded), rgb)
-    with pytest.raises(ValueError, match="unsupported image encoding 'rgba8'"):
-        image_to_rgb(Image(height=4, width=5, step=20, encoding="rgba8", data=bytes(80)))
+    with pytest.raises(ValueError, match="unsupported image encoding 'yuv422'"):
+        image_to_rgb(Image(height=4, width=5, step=10, encoding="yuv422", data=bytes(40)))
     with pytest.raises(ValueError, match="step 10 is less"):
         image_to_rgb(Image(height=4, width=5, step=10, encoding="rgb8", data=bytes(40)))
     with pytest.raises(ValueError, match="59 bytes"):
         image_to_rgb(Image(height=4, width=5, step=15, encoding="rgb8", data=bytes(59)))
-    with pytest.raises(ValueError, match="model expects 64x64"):
-        image_to_rgb(rgb_to_image(rgb), size=64)
+    prepared = image_to_rgb(rgb_to_image(rgb), size=64)      # any size: centre square, resized
+    assert prepared.shape == (64, 64, 3) and np.array_equal(prepared, prepare_image(rgb, 64))
 
 
 def test_joint_selection_and_command_messages():
@@ -410,10 +464,21 @@ def test_joint_selection_and_command_messages():
     assert list(command_message(np.array([0.5, -1.0])).data) == [0.5, -1.0]
     actions = np.array([[0.1, 0.2], [0.3, 0.4]])
     positions = np.array([[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]])
-    trajectory = trajectory_message(["x", "y"], actions, 0.25, Header(), positions)
+    trajectory = trajectory_message(["x", "y"], actions, 0.25, Header(), np.array([1.0, 2.0]))
     assert [list(p.velocities) for p in trajectory.points] == actions.tolist()
-    assert list(trajectory.points[1].positions) == [0.2, 0.2]
+    # positions integrate the velocities from the measured joints: where each point starts
+    assert list(trajectory.points[0].positions) == [1.0, 2.0]
+    assert np.allclose(trajectory.points[1].positions, [1.0 + 0.1 * 0.25, 2.0 + 0.2 * 0.25])
     assert trajectory.points[1].time_from_start.nanosec == 250_000_000
+    assert all(not p.positions for p in trajectory_message(["x", "y"], actions, 0.25, Header()).points)
+    twist = twist_message(["linear.x", "angular.z"], np.array([0.5, -0.25]))
+    assert (twist.linear.x, twist.linear.y, twist.angular.z) == (0.5, 0.0, -0.25)
+    stamped = twist_message(["linear.x"], np.array([0.1]), Header(frame_id="base_link"))
+    assert stamped.header.frame_id == "base_link" and stamped.twist.linear.x == 0.1
+    state = JointState(name=["b", "a"], position=[2.0, 1.0], velocity=[20.0, 10.0])
+    assert joint_values(state, ["a", "b"], ["position", "velocity"]).tolist() == [1.0, 10.0, 2.0, 20.0]
+    with pytest.raises(ValueError, match="no velocities"):
+        joint_values(JointState(name=["a"], position=[1.0]), ["a"], ["position", "velocity"])
     path = path_message(positions, Header(frame_id="world"))
     assert [p.pose.position.x for p in path.poses] == [0.0, 0.1, 0.2]
     assert path.header.frame_id == "world"

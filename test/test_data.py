@@ -151,7 +151,11 @@ def test_collect_command(tmp_path, data):
     pytest.importorskip("rosbags")
     bag = tmp_path / "bag"
     write_rosbag(bag, data.images[0], data.joints[0], data.actions[0])
-    assert cli(["collect", "--rosbag", str(bag), "--out", str(tmp_path / "bag.npz"), "--quiet"]) == 0
+    assert cli(["collect", "--rosbag", str(bag), "--episode-steps", "0", "--out", str(tmp_path / "bag.npz"),
+                "--quiet"]) == 0
     assert load_dataset(tmp_path / "bag.npz").steps == 6
+    assert cli(["collect", "--rosbag", str(bag), "--episode-steps", "3", "--out", str(tmp_path / "bag.npz"),
+                "--quiet"]) == 0
+    assert load_dataset(tmp_path / "bag.npz").episodes == 2
     assert cli(["collect", "--rosbag", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
     assert cli(["collect", "--env", "nowhere", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2

@@ -131,7 +131,9 @@ def test_model_sources_are_read_only_in_the_table():
         assert params.BY_NAME[name].read_only and params.BY_NAME[name].kind == "read-only"
         assert f"| `{name}` | " in params.markdown_table()
     assert params.BY_NAME["allow_python_models"].default is False
-    assert not any(p.read_only for p in params.PARAMETERS if p.name not in MODEL_SOURCES)
+    # cost.terms names Python code too (user cost terms): read-only like the model sources
+    assert params.BY_NAME["cost.terms"].read_only
+    assert not any(p.read_only for p in params.PARAMETERS if p.name not in (*MODEL_SOURCES, "cost.terms"))
 
 
 # -- the node ----------------------------------------------------------------------------------

@@ -480,19 +480,21 @@ def edited(**changes) -> Callable[[], Image]:
 _NOISE = np.random.default_rng(0).integers(0, 256, GOOD_FRAME.shape, dtype=np.uint8)
 
 IMAGE_CASES = [
-    Case("image-encoding-rgba8", ERROR, "unsupported image encoding 'rgba8'", image(lambda: raw("rgba8"))),
+    Case("image-encoding-yuv422", ERROR, "unsupported image encoding 'yuv422'", image(lambda: raw("yuv422"))),
     Case("image-encoding-16UC1", ERROR, "unsupported image encoding '16UC1'", image(lambda: raw("16UC1"))),
     Case("image-encoding-empty", ERROR, "unsupported image encoding ''", image(edited(encoding=""))),
-    Case("image-wrong-size", ERROR, "expects 64x64",
-         image(frame(make_env("wall_door", 50, image_size=32).render(np.array(IMAGE_START))))),
-    Case("image-not-square", ERROR, "expects 64x64", image(lambda: raw(width=64, height=32))),
+    # Any size and aspect is prepared as the rosbag importer prepares it: these are good frames.
+    Case("image-wide-camera", OK, "", image(frame(np.pad(GOOD_FRAME, ((0, 0), (32, 32), (0, 0)),
+                                                         mode="edge"))), zero=False),
+    Case("image-twice-the-size", OK, "", image(frame(np.kron(GOOD_FRAME, np.ones((2, 2, 1), np.uint8)))),
+         zero=False),
     Case("image-step-too-small", ERROR, "step 100 is less", image(edited(step=100))),
     Case("image-data-too-short", ERROR, "bytes of data",
          image(edited(data=lambda m: bytes(m.data)[:-7]))),
     Case("image-data-too-long", ERROR, "bytes of data",
          image(edited(data=lambda m: bytes(m.data) + bytes(64 * 3)))),
     Case("image-empty-0x0", ERROR, "empty image", image(lambda: raw(width=0, height=0))),
-    Case("image-huge-4096", ERROR, "expects 64x64", image(lambda: raw(width=4096, height=4096))),
+    Case("image-huge-8193", ERROR, "larger than 8192 px", image(lambda: raw(width=8193, height=2))),
     Case("image-header-lies-about-size", ERROR, "bytes of data",
          image(lambda: raw(width=65535, height=65535, size=64 * 64 * 3))),
     Case("image-all-black", NOVEL, "observation unlike", image(frame(np.zeros_like(GOOD_FRAME)))),
@@ -505,9 +507,9 @@ IMAGE_CASES = [
     Case("goal-image-all-white", NOVEL, "goal unlike",
          once=goal_image(frame(np.full_like(GOAL_FRAME, 255)))),
     Case("goal-image-bad-encoding", ERROR, "goal refused: goal image: unsupported",
-         once=goal_image(lambda: raw("rgba8"))),
-    Case("goal-image-wrong-size", ERROR, "goal refused: goal image",
-         once=goal_image(lambda: raw(width=32, height=32))),
+         once=goal_image(lambda: raw("yuv422"))),
+    Case("goal-image-empty", ERROR, "goal refused: goal image: empty",
+         once=goal_image(lambda: raw(width=0, height=0))),
 ]
 
 

@@ -3,6 +3,11 @@
     grasp-ros collect --env wall_door --episodes 300 --steps 32 --seed 0 --out data.npz
     grasp-ros collect --rosbag my_bag/ --image-topic /camera/image --joint-topic /joint_states \\
         --command-topic /command --out robot.npz
+    grasp-ros collect --rosbag bags/ run7.mcap --episode-steps 48 --joint-fields position,velocity \\
+        --command-topic /cmd_vel --twist-fields linear.x,angular.z --out robot.npz
+
+Several bags, or folders of bags, make one dataset; each bag is cut into episodes at pauses,
+resets and episode reports, then into episodes of --episode-steps (grasp_ros.data.rosbag).
 """
 from __future__ import annotations
 
@@ -26,12 +31,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="range of the per-episode action correlation rho, inside [0, 1) (default: 0.7 0.98)")
     sim.add_argument("--scale", type=float, default=None, help="action noise scale sigma")
     bag = parser.add_argument_group("from a rosbag2 (instead of a simulator)")
-    bag.add_argument("--rosbag", default=None, help="rosbag2 folder to read")
+    bag.add_argument("--rosbag", nargs="+", default=None, metavar="BAG",
+                     help="rosbag2 folders, .mcap/.db3 files, or folders holding bags")
     bag.add_argument("--image-topic", default="image", help="sensor_msgs/Image or CompressedImage topic")
     bag.add_argument("--joint-topic", default="joint_states", help="sensor_msgs/JointState topic")
     bag.add_argument("--command-topic", default="command",
                      help="Float64MultiArray / Float32MultiArray / Twist / TwistStamped topic")
     bag.add_argument("--joint-names", nargs="*", default=None, help="joints to keep, in this order")
+    bag.add_argument("--joint-fields", type=_names, default=("position",),
+                     help="JointState fields per joint, comma-separated: position, velocity "
+                          "(default: position)")
+    bag.add_argument("--twist-fields", type=_twist_fields, default="auto",
+                     help="Twist commands: fields kept as actions, e.g. linear.x,angular.z (default: "
+                          "auto, those of linear.x, linear.y, angular.z not zero throughout)")
+    bag.add_argument("--episode-steps", type=int, default=32,
+                     help="steps per episode; pieces are cut into these, leftovers dropped "
+                          "(default: 32; 0: each piece whole, all must be equally long)")
+    bag.add_argument("--gap", type=float, default=None, metavar="SECONDS",
+                     help="cut where frames, joint states or commands pause longer than this "
+                          "(default: 5 periods of the slowest topic; inf: never)")
+    bag.add_argument("--reset-jump", type=float, default=None,
+                     help="cut where a joint position jumps more than this between frames (default: off)")
+    bag.add_argument("--episode-topic", default="/grasp_sim/episode",
+                     help="cut at every message on this topic when the bag has it ('' : ignore)")
     bag.add_argument("--align", choices=("end", "mean"), default="end",
                      help="command of a frame step: the one held at the next frame (end) or its time average (mean)")
 
@@ -69,6 +91,24 @@ def _from_simulator(args):
 def _from_rosbag(args):
     from ..data.rosbag import read_rosbag
 
-    return read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
+    data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
                        image_size=args.image_size, joint_names=args.joint_names, align=args.align,
-                       progress=not args.quiet)
+                       progress=not args.quiet, joint_fields=args.joint_fields,
+                       twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
+                       gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None)
+    meta = data.meta
+    print(f"{len(meta['bags'])} bag(s): {meta['frames_used']} of {meta['frames']} frames used "
+          f"({meta['frames_dropped']} dropped), transitions cut {meta['cuts']}; joints "
+          f"{meta['joint_columns']}, actions {meta['action_names']}")
+    if meta["unused_nonzero_command_fields"]:
+        print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
+              f"but are not kept as actions (--twist-fields)", file=sys.stderr)
+    return data
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def _twist_fields(text: str):
+    return "auto" if text.strip() == "auto" else _names(text)

@@ -41,10 +41,10 @@ def build_control_loop(spec: dict, planner: str, horizon: int, config: ControlCo
     """Load the model, make the planner, and warm both up. Raises ``WorldModelError`` or
     ``ValueError`` (or whatever a user's model raises while warming up) with the reason.
 
-    ``allow_factory``: load a ``package.module:function`` model (runs that module's code);
-    see ``load_world_model``."""
+    ``allow_factory``: load a ``package.module:function`` model or cost term (runs that
+    module's code); see ``load_world_model`` and ``make_planner``."""
     model = load_world_model(spec, device, allow_factory=allow_factory)
-    loop = ControlLoop(model, make_planner(planner, model, horizon, planner_settings, seed, device),
-                       config)
+    loop = ControlLoop(model, make_planner(planner, model, horizon, planner_settings, seed, device,
+                                           allow_python=allow_factory), config)
     loop.warm_up()
     return loop

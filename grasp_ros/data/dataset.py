@@ -12,7 +12,9 @@ A file of flat transitions (``images`` [N, S, S, 3], ``next_images``, ``joints``
 (missing, truncated, wrong keys, shapes or dtypes) raises ``DatasetError`` naming the file.
 
 ``TransitionWindows`` cuts the episodes into overlapping windows of k steps (k+1 frames) for the
-multi-step prediction loss; ``gather`` returns a whole batch with one indexing operation.
+multi-step prediction loss: every window, or (``stride``) an epoch's worth whose count depends on
+the transitions only, not on how they were split into episodes; ``gather`` returns a whole batch
+with one indexing operation.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import math
 import os
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -189,26 +191,47 @@ def _episodes_from_flat(arrays: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 class TransitionWindows(torch.utils.data.Dataset):
-    """Every window of ``steps`` consecutive transitions inside one episode.
+    """Windows of ``steps`` consecutive transitions inside one episode.
+
+    Without ``stride``: every window, one per start in each episode (N x (T - k + 1)), as
+    evaluation wants. With ``stride``: ``max(N, ceil(N x T / stride))`` windows, shared out
+    evenly between the episodes, their starts spread evenly from each episode's first start to
+    its last (a start repeats when an episode has fewer starts than its share). The count then
+    follows the transitions, not how a recording was cut into episodes, and every transition
+    weighs the same in an epoch however long its episode. (The trainer's stride is s - k + 1: a
+    segment of s steps holds s - k + 1 rollout starts, so an epoch starts about one rollout per
+    transition.)
 
     Item i is a dict: ``images`` uint8 [k+1, S, S, 3], ``joints`` [k+1, J], ``actions`` [k, A].
     ``gather(indices [B])`` returns the same keys batched ([B, k+1, ...]) in one indexing call.
     """
 
-    def __init__(self, data: TransitionData, steps: int):
+    def __init__(self, data: TransitionData, steps: int, stride: Optional[int] = None):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if steps > data.steps:
             raise DatasetError(f"windows of {steps} steps do not fit episodes of {data.steps} steps")
+        if stride is not None and stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         self.steps = int(steps)
         self.images = torch.from_numpy(data.images)
         self.joints = torch.from_numpy(data.joints)
         self.actions = torch.from_numpy(data.actions)
-        self.per_episode = data.steps - self.steps + 1
+        N, starts = data.episodes, data.steps - self.steps + 1
+        total = N * starts if stride is None else max(N, -(-data.transitions // stride))
+        bounds = np.arange(N + 1) * total // N                  # episode e owns [bounds[e], bounds[e+1])
+        episode = np.repeat(np.arange(N), np.diff(bounds))
+        share = np.diff(bounds)[episode]
+        j = np.arange(total) - bounds[episode]
+        # j-th of `share` starts spread over 0..starts-1, rounded half up; share == starts: j itself
+        spread = (2 * j * (starts - 1) + share - 1) // np.maximum(2 * (share - 1), 1)
+        offset = np.where(share > 1, spread, (starts - 1) // 2)
+        self._episode = torch.from_numpy(episode).long()
+        self._start = torch.from_numpy(offset).long()
         self._offsets = torch.arange(self.steps + 1)
 
     def __len__(self) -> int:
-        return self.images.shape[0] * self.per_episode
+        return len(self._episode)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not -len(self) <= index < len(self):
@@ -218,8 +241,7 @@ class TransitionWindows(torch.utils.data.Dataset):
 
     def frame_index(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(episode [B, 1], frame [B, k+1]): index any per-frame array [N, T+1, ...] by window."""
-        episode = (indices // self.per_episode).unsqueeze(1)
-        return episode, (indices % self.per_episode).unsqueeze(1) + self._offsets
+        return self._episode[indices].unsqueeze(1), self._start[indices].unsqueeze(1) + self._offsets
 
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         episode, frames = self.frame_index(indices)

@@ -1,100 +1,397 @@
-"""Datasets from a robot's rosbag2: camera image, joint states and command topics, aligned in time.
+"""Datasets from a robot's rosbag2 recordings: camera image, joint state and command topics,
+aligned in time and cut into episodes.
 
-Every camera frame becomes a frame of one episode. Its joint state is the joint_states message
-nearest in time (a measurement, sampled), and the action of the transition from frame i to i+1
-comes from the command signal held between them (commands are zero-order held, as ros2_control
-and the sim node apply them): ``align="end"`` takes the command in force when frame i+1 was
-taken (right for a sim that applies the latest command at each tick), ``align="mean"`` its time
-average over the interval (right for a robot that moves continuously under the command).
-Times are the bag's receive timestamps, one clock for all topics.
+Bags. ``read_rosbag`` takes bags (rosbag2 folders, sqlite3 or mcap; or bare ``.mcap``/``.db3``
+files) and folders that hold bags (searched recursively, in name order, hidden entries left
+out). Each bag is read as its own stream: no episode spans two bags. Times are each bag's
+receive timestamps, one clock for all its topics (``ros2 bag record`` and ``grasp-ros record``
+both stamp on receipt).
 
-Messages: sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) or sensor_msgs/CompressedImage;
-sensor_msgs/JointState (positions, optionally selected by name); commands as
-std_msgs/Float64MultiArray or Float32MultiArray (the controller's ``command``), or
-geometry_msgs/Twist / TwistStamped (linear x, y).
+Alignment. Every camera frame is a frame. Its joint state is the joint_states message nearest in
+time (a measurement, sampled), and the action of the transition from frame i to i+1 comes from
+the command signal held between them (commands are zero-order held, as ros2_control and the sim
+node apply them): ``align="end"`` takes the command in force when frame i+1 was taken (right for
+a sim that applies the latest command at each tick), ``align="mean"`` its time average over the
+interval (right for a robot that moves continuously under the command). Frames before the first
+command are dropped.
+
+Episodes. A transition is not learned from (the stream is cut there) when
+
+* the recording paused: two frames, or a frame and its nearest joint state, lie more than
+  ``gap`` seconds apart, or the command in force is older than ``gap`` (its publisher stopped;
+  a robot's watchdog would have stopped the robot). Default: ``GAP_PERIODS`` periods (medians)
+  of the bag's slowest of the three topics;
+* a joint value or the command is not finite (NaN, inf) at either frame;
+* the robot was reset: a joint position moved more than ``reset_jump`` (the joints' units)
+  between the two frames. Off by default;
+* a message arrived on ``episode_topic`` between the two frames (any type; default the sim
+  node's ``/grasp_sim/episode``, which reports every episode start and end), when the bag has it.
+
+``TransitionData`` holds episodes of one length, so the pieces are cut into episodes of
+``episode_steps`` transitions (consecutive episodes share a frame) and the leftovers dropped;
+without ``episode_steps`` every piece is an episode and all must have the same length.
+
+Messages. Images: sensor_msgs/Image or CompressedImage, made the model's S x S input on read by
+``grasp_ros.models.preprocess`` (only S x S frames are kept, in an array sized from the bag's
+message count). Joints: sensor_msgs/JointState; ``joint_fields`` (position, velocity)
+per joint, name-major: [j0.f0, j0.f1, j1.f0, ...] (the model card's layout). Commands:
+std_msgs/Float64MultiArray or Float32MultiArray (the controller's ``command``; actions
+"data[i]"), or geometry_msgs/Twist / TwistStamped, whose fields are named (``twist_fields``,
+e.g. ("linear.x", "angular.z")); the default "auto" keeps those of linear.x, linear.y, angular.z
+that are not zero throughout the episodes, which is right for differential-drive and holonomic bases
+alike and never leaves the model an action the data never moved.
+
+Metadata written (besides ``TransitionData``'s env, image_size, max_step, seed): source, crop,
+bags (per bag: path, storage, message counts per topic, frames, frames_used, episodes, cuts by
+cause, gap_s), topics, align, split (episode_steps, gap_s, reset_jump, episode_topic),
+joint_names, joint_fields, joint_columns, action_names, action_kind, action_units (Twist),
+unused_nonzero_command_fields, frames, frames_used, frames_dropped, cuts, frame_period_s and
+period (the median frame period, s).
 """
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence, Union
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..models.card import JOINT_FIELDS, TWIST_FIELDS
+from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from .dataset import DatasetError, TransitionData
+from .episodes import episode_starts, frames_used, gather, segments
 
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+JOINT_TYPE = "sensor_msgs/msg/JointState"
 COMMAND_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray",
                  "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
 ALIGNMENTS = ("end", "mean")
+PLANAR_TWIST = ("linear.x", "linear.y", "angular.z")
+"""The Twist fields ``twist_fields="auto"`` chooses from: a base moving in the plane."""
+SIM_EPISODE_TOPIC = "/grasp_sim/episode"
+GAP_PERIODS = 5
+BAG_FILES = (".mcap", ".db3")
+PathsLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
 
-def read_rosbag(path: str | Path, image_topic: str = "image", joint_topic: str = "joint_states",
+@dataclass
+class _Stream:
+    """One bag's messages, converted; stamps in ns (receive time), sorted."""
+
+    t_img: np.ndarray
+    frames: np.ndarray          # uint8 [F, S, S, 3]
+    t_joint: np.ndarray
+    joints: np.ndarray          # [M, J * fields]
+    t_cmd: np.ndarray
+    commands: np.ndarray        # [C, A] (MultiArray) or [C, 6] (Twist: TWIST_FIELDS)
+    t_marks: np.ndarray         # episode_topic messages
+    info: dict = field(default_factory=dict)
+
+
+def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str = "joint_states",
                 command_topic: str = "command", image_size: int = 64,
-                joint_names: Sequence[str] | None = None, align: str = "end",
-                progress: bool = True) -> TransitionData:
-    """One episode [1, T+1] from the bag at ``path`` (a rosbag2 folder)."""
-    from rosbags.highlevel import AnyReader, AnyReaderError
-    from rosbags.typesys import Stores, get_typestore
+                joint_names: Optional[Sequence[str]] = None, align: str = "end",
+                progress: bool = True, *, joint_fields: Sequence[str] = ("position",),
+                twist_fields: Union[str, Sequence[str]] = "auto", episode_steps: Optional[int] = None,
+                gap: Optional[float] = None, reset_jump: Optional[float] = None,
+                episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center") -> TransitionData:
+    """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring).
 
-    if align not in ALIGNMENTS:
-        raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
-    source = f"rosbag {str(path)!r}"
+    Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
+    messages, too few frames), ``ValueError`` for bad options.
+    """
+    fields = _check_options(align, joint_fields, twist_fields, episode_steps, gap, reset_jump)
     topics = {"image": _topic(image_topic), "joints": _topic(joint_topic), "command": _topic(command_topic)}
-    series: dict[str, tuple[list[int], list]] = {k: ([], []) for k in topics}
-    try:
-        with AnyReader([Path(path)], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
-            by_topic = {c.topic: c for c in reader.connections}
-            missing = [t for t in topics.values() if t not in by_topic]
-            if missing:
-                raise DatasetError(f"{source}: no topic {missing}; it has {sorted(by_topic)}")
-            role_of = {topic: role for role, topic in topics.items()}
-            convert = {"image": lambda m, t: _image(m, t, image_size),
-                       "joints": lambda m, t: _joints(m, joint_names),
-                       "command": _command}
-            connections = [by_topic[t] for t in topics.values()]
-            for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc="read bag",
-                                         unit="msg", disable=not progress,
-                                         total=sum(c.msgcount for c in connections)):
-                role = role_of[conn.topic]
-                msg = reader.deserialize(raw, conn.msgtype)
-                series[role][0].append(stamp)
-                series[role][1].append(convert[role](msg, conn.msgtype))
-    except (AnyReaderError, FileNotFoundError) as exc:
-        raise DatasetError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc})") from exc
-    data = align_streams(series, align, source)
-    data.meta.update({"image_size": image_size, "source": f"rosbag:{Path(path).name}",
-                      "topics": topics, "align": align, "joint_names": list(joint_names or [])})
-    data.validate(source)
+    marks = _topic(episode_topic) if episode_topic else None
+    bags = find_bags(paths)
+    pieces, infos, command_type = [], [], None
+    for bag in bags:
+        stream = _read_bag(bag, topics, marks, image_size, crop, joint_names, fields, progress)
+        kind = stream.info.pop("command_type")
+        if command_type is not None and _is_twist(kind) != _is_twist(command_type):
+            raise DatasetError(f"rosbag {str(bag)!r}: commands are {kind}, earlier bags' {command_type}")
+        command_type = command_type or kind
+        names = stream.info.pop("joint_names")
+        joint_names = joint_names or names   # later bags are read by the first one's names
+        piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}")
+        pieces.append(piece)
+        infos.append(stream.info)
+        del stream
+    data = _combine(pieces, infos, episode_steps)
+    actions, names, unused = _select_actions(data.actions, command_type, twist_fields, topics["command"])
+    data.actions = actions
+    used = sum(i["frames_used"] for i in infos)
+    read = sum(i["frames"] for i in infos)
+    periods = [i["frame_period_s"] for i in infos if i["frame_period_s"]]
+    period = float(np.median(periods)) if periods else 0.0
+    cuts = {k: sum(i["cuts"][k] for i in infos) for k in infos[0]["cuts"]}
+    data.meta = {
+        "env": "", "max_step": None, "seed": None, "image_size": image_size, "crop": crop,
+        "source": "rosbag:" + ",".join(b.name for b in bags), "bags": infos,
+        "topics": {**topics, "episode": marks if any(i["messages"].get(marks) for i in infos) else None},
+        "align": align,
+        "split": {"episode_steps": episode_steps, "gap_s": gap, "reset_jump": reset_jump,
+                  "episode_topic": marks},
+        "joint_names": list(joint_names), "joint_fields": list(fields),
+        "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
+        "action_names": names, "unused_nonzero_command_fields": unused,
+        **({"action_kind": "twist", "action_units": "m/s, rad/s"} if _is_twist(command_type) else {}),
+        "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
+        "frame_period_s": period, "period": period}
+    for info in infos:
+        info.pop("frame_period_s")
+    data.validate(f"rosbag {', '.join(repr(str(b)) for b in bags)}")
     return data
 
 
-def align_streams(series: dict[str, tuple[list[int], list]], align: str, source: str) -> TransitionData:
-    """Frames (with their nearest joint state) and the held command between consecutive frames."""
-    t_img, t_joint, t_cmd = (np.asarray(series[k][0], np.int64) for k in ("image", "joints", "command"))
-    for role, stamps in (("image", t_img), ("joint state", t_joint), ("command", t_cmd)):
-        if len(stamps) == 0:
-            raise DatasetError(f"{source}: no {role} messages")
+def find_bags(paths: PathsLike) -> list[Path]:
+    """The bags named by ``paths``: rosbag2 folders (they hold metadata.yaml), bare .mcap/.db3
+    files, and the bags inside any other folder (recursively, in name order)."""
+    given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not given:
+        raise DatasetError("no rosbag given")
+    found: list[Path] = []
+    for path in map(Path, given):
+        if not path.exists():
+            raise DatasetError(f"rosbag {str(path)!r}: cannot read the bag (not found)")
+        if path.is_file() or (path / "metadata.yaml").exists():
+            if path.is_file() and path.suffix not in BAG_FILES:
+                raise DatasetError(f"rosbag {str(path)!r}: not a bag (a rosbag2 folder, .mcap or .db3)")
+            found.append(path)
+            continue
+        inside = _bags_in(path)
+        if not inside:
+            raise DatasetError(f"{str(path)!r} holds no rosbag2 (no metadata.yaml, .mcap or .db3 in it)")
+        found += inside
+    unique = {p.resolve(): p for p in reversed(found)}   # a bag named twice is read once
+    return [p for p in found if unique.get(p.resolve()) is p]
+
+
+def _bags_in(folder: Path) -> list[Path]:
+    bags = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):   # hidden: e.g. grasp-ros record's unfinished bags
+            continue
+        if entry.is_dir():
+            bags += [entry] if (entry / "metadata.yaml").exists() else _bags_in(entry)
+        elif entry.suffix in BAG_FILES:
+            bags.append(entry)
+    return bags
+
+
+def _check_options(align, joint_fields, twist_fields, episode_steps, gap, reset_jump) -> tuple[str, ...]:
+    if align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+    fields = tuple(joint_fields)
+    if not fields or not set(fields) <= set(JOINT_FIELDS) or len(set(fields)) != len(fields):
+        raise ValueError(f"joint fields must be among {JOINT_FIELDS}, each once, got {list(fields)}")
+    if twist_fields != "auto":
+        named = list(twist_fields)
+        if not named or not set(named) <= set(TWIST_FIELDS) or len(set(named)) != len(named):
+            raise ValueError(f"twist fields must be 'auto' or among {TWIST_FIELDS}, each once, got {named}")
+    if episode_steps is not None and episode_steps < 1:
+        raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
+    if gap is not None and not gap > 0:
+        raise ValueError(f"gap must be > 0 seconds (inf: never cut at pauses), got {gap}")
+    if reset_jump is not None and not reset_jump > 0:
+        raise ValueError(f"reset_jump must be > 0, got {reset_jump}")
+    if reset_jump is not None and "position" not in fields:
+        raise ValueError("reset_jump needs 'position' among the joint fields")
+    return fields
+
+
+def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int, crop: str,
+              joint_names: Optional[Sequence[str]], fields: tuple[str, ...], progress: bool) -> _Stream:
+    """Every message of the three topics (and the episode topic) of one bag, converted."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+    from rosbags.rosbag2 import ReaderError
+    from rosbags.typesys import Stores, get_typestore
+
+    source = f"rosbag {str(bag)!r}"
+    try:
+        with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
+            by_topic: dict[str, list] = {}
+            for conn in reader.connections:
+                by_topic.setdefault(conn.topic, []).append(conn)
+            missing = [t for t in topics.values() if t not in by_topic]
+            if missing:
+                raise DatasetError(f"{source}: no topic {missing}; it has {sorted(by_topic)}")
+            kinds = {role: _one_type(by_topic[t], t, source) for role, t in topics.items()}
+            for role, allowed in (("image", IMAGE_TYPES), ("joints", (JOINT_TYPE,)), ("command", COMMAND_TYPES)):
+                if kinds[role] not in allowed:
+                    raise DatasetError(f"{source}: {topics[role]} is {kinds[role]}; expected one of {list(allowed)}")
+            counts = {t: sum(c.msgcount for c in by_topic[t]) for t in topics.values()}
+            empty = [t for t, n in counts.items() if n == 0]
+            if empty:
+                raise DatasetError(f"{source}: no messages on {empty}")
+            roles = {t: role for role, t in topics.items()}
+            if marks in by_topic:
+                roles[marks] = "marks"
+            connections = [c for t in roles for c in by_topic[t]]
+            stamps: dict[str, list[int]] = {role: [] for role in ("image", "joints", "command", "marks")}
+            values: dict[str, list] = {"joints": [], "command": []}
+            frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
+            joint_reader = _JointReader(joint_names, fields)
+            read = {t: 0 for t in roles}
+            for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
+                                         unit="msg", disable=not progress,
+                                         total=sum(c.msgcount for c in connections)):
+                role = roles[conn.topic]
+                read[conn.topic] += 1
+                stamps[role].append(stamp)
+                if role == "marks":   # only its time matters
+                    continue
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    if role == "image":
+                        n = len(stamps["image"]) - 1
+                        if n == len(frames):   # the metadata undercounted (a bag cut short)
+                            frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
+                        frames[n] = _image(msg, conn.msgtype, size, crop)
+                    elif role == "joints":
+                        values["joints"].append(joint_reader(msg))
+                    else:
+                        values["command"].append(_command(msg, conn.msgtype))
+                except DatasetError as exc:
+                    raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
+    except (AnyReaderError, ReaderError, FileNotFoundError) as exc:
+        raise DatasetError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc})") from exc
+    frames = frames[: len(stamps["image"])]
+    t_img, order = _sorted(stamps["image"])
+    if order is not None:
+        frames = frames[order]
+    t_joint, joints = _sorted_values(stamps["joints"], values["joints"], "joint states", source)
+    t_cmd, commands = _sorted_values(stamps["command"], values["command"], "commands", source)
+    storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
+    info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
+            "joint_names": joint_reader.names, "command_type": kinds["command"]}
+    return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)), info)
+
+
+def _one_type(connections: list, topic: str, source: str) -> str:
+    kinds = sorted({c.msgtype for c in connections})
+    if len(kinds) != 1:
+        raise DatasetError(f"{source}: {topic} carries several types {kinds}")
+    return kinds[0]
+
+
+def _sorted(stamps: list[int]) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """Stamps as int64, sorted, and the order that sorts them (None when already sorted)."""
+    t = np.asarray(stamps, np.int64)
+    if np.all(t[1:] >= t[:-1]):
+        return t, None
+    order = np.argsort(t, kind="stable")
+    return t[order], order
+
+
+def _sorted_values(stamps: list[int], items: list, what: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    t, order = _sorted(stamps)
+    shapes = sorted({np.shape(x) for x in items})
+    if len(shapes) != 1:
+        raise DatasetError(f"{source}: {what} change shape during the bag: {shapes[:4]}")
+    values = np.asarray(items, np.float64)
+    return t, values if order is None else values[order]
+
+
+def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
+              fields: tuple[str, ...], steps: Optional[int], source: str) -> dict[str, np.ndarray]:
+    """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
+    t_img, t_joint, t_cmd = s.t_img, s.t_joint, s.t_cmd
     # Frames start where the held command is known: for "end" at the last frame before the
     # first command (that command drives the step after it), for "mean" at the first frame after.
     if align == "end":
         first = max(int(np.searchsorted(t_img, t_cmd[0], side="right")) - 1, 0)
     else:
         first = int(np.searchsorted(t_img, t_cmd[0], side="left"))
-    if len(t_img) - first < 2:
+    t = t_img[first:]
+    if len(t) < 2:
         raise DatasetError(f"{source}: fewer than 2 camera frames after the first command")
-    t_img = t_img[first:]
-    frames = _stack(series["image"][1][first:], "camera frames", source)
-    joints = _stack(series["joints"][1], "joint states", source).astype(np.float32)
-    commands = _stack(series["command"][1], "commands", source).astype(np.float32)
-    if align == "end":
-        held = np.searchsorted(t_cmd, t_img[1:], side="left") - 1   # last command strictly before
-        actions = commands[np.maximum(held, 0)]
+    if gap is None:
+        periods = [np.median(np.diff(x)) for x in (t_img, t_joint, t_cmd) if len(x) > 1]
+        gap_ns = GAP_PERIODS * max(periods) if periods else np.inf
     else:
-        actions = np.stack([_held_mean(t_cmd, commands, a, b) for a, b in zip(t_img[:-1], t_img[1:])])
-    meta = {"env": "", "max_step": None, "seed": None,
-            "frame_period_s": float(np.median(np.diff(t_img))) * 1e-9}
-    return TransitionData(frames[None], joints[_nearest(t_joint, t_img)][None], actions[None], meta)
+        gap_ns = gap * 1e9
+    nearest = _nearest(t_joint, t)
+    joints = s.joints[nearest]
+    held = np.searchsorted(t_cmd, t[1:], side="left") - 1          # last command strictly before
+    if align == "end":
+        actions = s.commands[np.maximum(held, 0)]
+    else:
+        actions = _held_mean(t_cmd, s.commands, t[:-1], t[1:])
+    frame_ok = np.abs(t_joint[nearest] - t) <= gap_ns
+    paused = ((np.diff(t) > gap_ns) | (t[1:] - t_cmd[np.maximum(held, 0)] > gap_ns)
+              | ~frame_ok[:-1] | ~frame_ok[1:])
+    finite = np.isfinite(joints).all(axis=1)    # a driver's NaN velocity: that frame is left out
+    non_finite = ~finite[:-1] | ~finite[1:] | ~np.isfinite(actions).all(axis=1)
+    reset = np.zeros(len(t) - 1, bool)
+    if reset_jump is not None:
+        position = joints[:, fields.index("position")::len(fields)]
+        reset = np.abs(np.diff(position, axis=0)).max(axis=1) > reset_jump
+    marked = (np.searchsorted(s.t_marks, t[1:], side="right")
+              - np.searchsorted(s.t_marks, t[:-1], side="right")) > 0
+    runs = segments(~(paused | non_finite | reset | marked))
+    episodes = episode_starts(runs, steps)
+    s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
+                  cuts={"gap": int(paused.sum()), "non_finite": int(non_finite.sum()), "reset": int(reset.sum()),
+                        "episode_topic": int(marked.sum())},
+                  gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
+                  longest_steps=max((b - a for a, b in runs), default=0),
+                  frame_period_s=float(np.median(np.diff(t))) * 1e-9)
+    frames = s.frames[first:]
+    if steps is None:   # whole pieces, of any length: kept as lists until lengths are compared
+        return {"images": [frames[a:a + n + 1].copy() for a, n in episodes],
+                "joints": [joints[a:a + n + 1] for a, n in episodes],
+                "actions": [actions[a:a + n] for a, n in episodes]}
+    return {"images": gather(frames, episodes), "joints": gather(joints, episodes),
+            "actions": gather(actions, episodes, per_transition=True)}
+
+
+def _combine(pieces: list[dict], infos: list[dict], steps: Optional[int]) -> TransitionData:
+    """All bags' episodes in one TransitionData, each bag's arrays released once copied."""
+    if steps is None:
+        lengths = sorted({len(a) for p in pieces for a in p["actions"]})
+        if len(lengths) > 1:
+            raise DatasetError(f"the bags cut into episodes of different lengths {lengths[:6]} steps "
+                               f"(pauses, resets, episode ends, several bags): pass episode_steps")
+        pieces[:] = [{k: np.stack(v) if v else None for k, v in p.items()} for p in pieces]
+    pieces[:] = [p for p in pieces if p["images"] is not None and len(p["images"])]   # in place: popped = freed
+    n = sum(len(p["images"]) for p in pieces)
+    if n == 0:
+        longest = max(i["longest_steps"] for i in infos)
+        causes = {k: sum(i["cuts"][k] for i in infos) for k in infos[0]["cuts"]}
+        wanted = "" if steps is None else f" of {steps} steps"
+        raise DatasetError(f"too few frames: no episode{wanted}; the longest stretch without a cut has "
+                           f"{longest} steps (transitions cut: {causes})")
+    out = {k: np.empty((n, *v.shape[1:]), v.dtype) for k, v in pieces[0].items()}
+    at = 0
+    while pieces:
+        piece = pieces.pop(0)
+        m = len(piece["images"])
+        for k in out:
+            out[k][at:at + m] = piece[k]
+        at += m
+    for info in infos:
+        info.pop("longest_steps")
+    return TransitionData(out["images"], out["joints"], out["actions"], {})
+
+
+def _select_actions(commands: np.ndarray, command_type: str, twist_fields, topic: str):
+    """(actions [N, T, A], action names, the nonzero command fields left out)."""
+    if not _is_twist(command_type):
+        return commands, [f"data[{i}]" for i in range(commands.shape[-1])], []
+    moved = [f for i, f in enumerate(TWIST_FIELDS) if np.any(commands[..., i] != 0)]
+    names = [f for f in PLANAR_TWIST if f in moved] if twist_fields == "auto" else list(twist_fields)
+    if not names:
+        raise DatasetError(f"the Twist commands on {topic} are zero throughout the frames used: nothing "
+                           f"to learn actions from")
+    index = [TWIST_FIELDS.index(f) for f in names]
+    return commands[..., index], names, [f for f in moved if f not in names]
+
+
+def _is_twist(command_type: str) -> bool:
+    return "Twist" in command_type
 
 
 def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -106,110 +403,136 @@ def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.where(queries - stamps[left] <= stamps[right] - queries, left, right)
 
 
-def _stack(items: list, what: str, source: str) -> np.ndarray:
-    shapes = sorted({np.shape(x) for x in items})
-    if len(shapes) != 1:
-        raise DatasetError(f"{source}: {what} change shape during the bag: {shapes[:4]}")
-    return np.stack(items)
+def _held_mean(t_cmd: np.ndarray, commands: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Time average over each [start, end) of the zero-order-held command signal (starts at or
+    after the first command), from its running integral: O(F + C), not O(F x C)."""
+    rel = (t_cmd - t_cmd[0]).astype(np.float64)
+    integral = np.concatenate([np.zeros((1, commands.shape[1])),
+                               np.cumsum(commands[:-1] * np.diff(rel)[:, None], axis=0)])
 
+    def at(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.maximum(np.searchsorted(t_cmd, times, side="right") - 1, 0)
+        return integral[k] + commands[k] * ((times - t_cmd[k]).astype(np.float64))[:, None], k
 
-def _held_mean(t_cmd: np.ndarray, commands: np.ndarray, start: int, end: int) -> np.ndarray:
-    """Time average over [start, end) of the zero-order-held command signal."""
-    if end <= start:
-        return commands[max(np.searchsorted(t_cmd, start, side="right") - 1, 0)]
-    cuts = np.concatenate([[start], t_cmd[(t_cmd > start) & (t_cmd < end)], [end]])
-    idx = np.maximum(np.searchsorted(t_cmd, cuts[:-1], side="right") - 1, 0)
-    return (commands[idx] * np.diff(cuts)[:, None]).sum(0) / (end - start)
+    (i_start, k_start), (i_end, _) = at(start), at(end)
+    width = (end - start).astype(np.float64)[:, None]
+    return np.where(width > 0, (i_end - i_start) / np.maximum(width, 1.0), commands[k_start])
 
 
 def _topic(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
 
-def _image(msg, msgtype: str, size: int) -> np.ndarray:
-    if msgtype.endswith("CompressedImage"):
-        bgr = cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise DatasetError(f"cannot decode a compressed image ({msg.format!r})")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    else:
-        channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-        if msg.encoding not in channels:
-            raise DatasetError(f"image encoding {msg.encoding!r} not supported; use one of {sorted(channels)}")
-        c = channels[msg.encoding]
-        rows = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-        pixels = rows[:, : msg.width * c].reshape(msg.height, msg.width, c)
-        to_rgb = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-                  "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}[msg.encoding]
-        rgb = pixels if to_rgb is None else cv2.cvtColor(pixels, to_rgb)
-    h, w = rgb.shape[:2]
-    side = min(h, w)   # centre square crop, then scale to the model's input size
-    rgb = rgb[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-    if side != size:
-        rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(rgb)
+def _image(msg, msgtype: str, size: int, crop: str = "center") -> np.ndarray:
+    """The model's input RGB uint8 [size, size, 3] of an Image or CompressedImage message, by the
+    path the controller node takes (``grasp_ros.models.preprocess``)."""
+    try:
+        if msgtype.endswith("CompressedImage"):
+            rgb = decode_compressed(msg.format, msg.data)
+        else:
+            rgb = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        return prepare_image(rgb, size, crop)
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
 
 
-def _joints(msg, names: Sequence[str] | None) -> np.ndarray:
-    position = np.asarray(msg.position, np.float64)
-    if not names:
-        return position
-    index = {n: i for i, n in enumerate(msg.name)}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise DatasetError(f"joint_states lacks joints {missing}; it has {list(msg.name)}")
-    return position[[index[n] for n in names]]
+class _JointReader:
+    """JointState -> [J * len(fields)] name-major, the joints picked by name: ``names``, or those
+    of the first message (a message without names is read by position)."""
+
+    def __init__(self, names: Optional[Sequence[str]], fields: tuple[str, ...]):
+        self.names = list(names) if names else None
+        self.fields = fields
+
+    def __call__(self, msg) -> np.ndarray:
+        given = list(msg.name)
+        if self.names is None:
+            self.names = given or [f"j{i}" for i in range(len(msg.position))]
+        if given:
+            index = {n: i for i, n in enumerate(given)}
+            missing = [n for n in self.names if n not in index]
+            if missing:
+                raise DatasetError(f"joint_states lacks joints {missing}; it has {given}")
+            pick = [index[n] for n in self.names]
+        else:
+            pick = list(range(len(self.names)))
+        columns = []
+        for name in self.fields:
+            values = np.asarray(getattr(msg, name), np.float64)
+            if len(values) != (len(given) or len(self.names)):
+                raise DatasetError(f"joint_states has {len(values)} {name} values for "
+                                   f"{len(given) or len(self.names)} joints; leave {name!r} out of the joint fields")
+            columns.append(values[pick])
+        return np.stack(columns, axis=1).reshape(-1)
 
 
 def _command(msg, msgtype: str) -> np.ndarray:
+    """A MultiArray's values, or a Twist's six (TWIST_FIELDS order): selected once all is read."""
     if msgtype.endswith("MultiArray"):
         return np.asarray(msg.data, np.float64)
     twist = msg.twist if msgtype.endswith("TwistStamped") else msg
-    if msgtype.endswith("Twist") or msgtype.endswith("TwistStamped"):
-        return np.array([twist.linear.x, twist.linear.y])
-    raise DatasetError(f"command type {msgtype} not supported; use one of {COMMAND_TYPES}")
+    return np.array([twist.linear.x, twist.linear.y, twist.linear.z,
+                     twist.angular.x, twist.angular.y, twist.angular.z])
 
 
 def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, commands: np.ndarray,
                  period_s: float = 0.1, joint_names: Sequence[str] = ("x", "y"),
                  image_topic: str = "image", joint_topic: str = "joint_states",
-                 command_topic: str = "command") -> None:
-    """Write a small rosbag2 (sqlite3) like a recording of the sim: frames and joint states every
-    ``period_s``, command i half a period after frame i (so it drives the step to frame i+1).
+                 command_topic: str = "command", *, storage: str = "sqlite3",
+                 velocities: Optional[np.ndarray] = None, times_s: Optional[np.ndarray] = None,
+                 twist_fields: Optional[Sequence[str]] = None,
+                 episode_marks: Sequence[int] = ()) -> None:
+    """Write a rosbag2 like a recording of the sim: frame i and its joint state at ``times_s[i]``
+    (default every ``period_s`` from 1.7e9 s), command i half-way to frame i+1 (so it drives that
+    step), and a std_msgs/String on SIM_EPISODE_TOPIC just before each frame in ``episode_marks``.
 
-    images uint8 [T+1, S, S, 3] (rgb8), joints [T+1, J], commands [T, A] (Float64MultiArray).
+    images uint8 [T+1, S, S, 3] (rgb8), joints [T+1, J] positions (``velocities`` alike, or
+    none), commands [T, A]: Float64MultiArray, or Twist with ``twist_fields`` set to the A values.
+    ``storage``: sqlite3 or mcap.
     """
-    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
-    Image, JointState = store.types["sensor_msgs/msg/Image"], store.types["sensor_msgs/msg/JointState"]
-    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
-    Array = store.types["std_msgs/msg/Float64MultiArray"]
-    Layout = store.types["std_msgs/msg/MultiArrayLayout"]
-    period = int(round(period_s * 1e9))
-    start = 1_700_000_000 * 10**9
+    T = store.types
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    times = (1_700_000_000 + np.arange(len(images)) * period_s) if times_s is None else np.asarray(times_s)
+    ns = np.round(np.asarray(times, np.float64) * 1e9).astype(np.int64)
 
-    def header(ns: int):
-        return Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id="camera")
+    def header(t: int):
+        return Header(stamp=Time(sec=int(t) // 10**9, nanosec=int(t) % 10**9), frame_id="camera")
 
-    with Writer(Path(path), version=9) as writer:
-        conns = {name: writer.add_connection(_topic(topic), kind, typestore=store)
-                 for name, topic, kind in (("image", image_topic, Image.__msgtype__),
-                                           ("joints", joint_topic, JointState.__msgtype__),
-                                           ("command", command_topic, Array.__msgtype__))}
+    def command(values):
+        if twist_fields is None:
+            return T["std_msgs/msg/Float64MultiArray"](
+                layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=np.asarray(values, np.float64))
+        parts = {f: 0.0 for f in TWIST_FIELDS} | dict(zip(twist_fields, map(float, values)))
+        Vector = T["geometry_msgs/msg/Vector3"]
+        return T["geometry_msgs/msg/Twist"](
+            linear=Vector(x=parts["linear.x"], y=parts["linear.y"], z=parts["linear.z"]),
+            angular=Vector(x=parts["angular.x"], y=parts["angular.y"], z=parts["angular.z"]))
+
+    kinds = {"image": ("sensor_msgs/msg/Image", image_topic), "joints": (JOINT_TYPE, joint_topic),
+             "command": ("geometry_msgs/msg/Twist" if twist_fields else "std_msgs/msg/Float64MultiArray", command_topic),
+             "marks": ("std_msgs/msg/String", SIM_EPISODE_TOPIC)}
+    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+        conns = {role: writer.add_connection(_topic(topic), kind, typestore=store)
+                 for role, (kind, topic) in kinds.items() if role != "marks" or len(episode_marks)}
+
+        def write(role: str, t: int, msg) -> None:
+            writer.write(conns[role], int(t), store.serialize_cdr(msg, kinds[role][0]))
+
         for i in range(len(images)):
-            ns = start + i * period
+            if i in episode_marks:
+                write("marks", ns[i] - 1, T["std_msgs/msg/String"](data='{"event": "start"}'))
             h, w = images[i].shape[:2]
-            image = Image(header=header(ns), height=h, width=w, encoding="rgb8", is_bigendian=0,
-                          step=3 * w, data=np.ascontiguousarray(images[i]).reshape(-1))
-            state = JointState(header=header(ns), name=list(joint_names),
-                               position=np.asarray(joints[i], np.float64),
-                               velocity=np.zeros(0), effort=np.zeros(0))
-            writer.write(conns["image"], ns, store.serialize_cdr(image, Image.__msgtype__))
-            writer.write(conns["joints"], ns, store.serialize_cdr(state, JointState.__msgtype__))
+            write("image", ns[i], T["sensor_msgs/msg/Image"](
+                header=header(ns[i]), height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w,
+                data=np.ascontiguousarray(images[i]).reshape(-1)))
+            write("joints", ns[i], T[JOINT_TYPE](
+                header=header(ns[i]), name=list(joint_names), position=np.asarray(joints[i], np.float64),
+                velocity=np.zeros(0) if velocities is None else np.asarray(velocities[i], np.float64),
+                effort=np.zeros(0)))
             if i < len(commands):
-                command = Array(layout=Layout(dim=[], data_offset=0),
-                                data=np.asarray(commands[i], np.float64))
-                writer.write(conns["command"], ns + period // 2,
-                             store.serialize_cdr(command, Array.__msgtype__))
+                write("command", (ns[i] + ns[i + 1]) // 2 if i + 1 < len(ns) else ns[i], command(commands[i]))

@@ -82,6 +82,13 @@ class ModelCard:
     period: float = 0.0
     provenance: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    goal_joints: Optional[JointInput] = None
+    """Joints a goal may be given in when the observation is not (e.g. the analytic model
+    observing the camera takes goals as x, y); default: ``joints``."""
+
+    @property
+    def goal_joint_input(self) -> Optional[JointInput]:
+        return self.goal_joints or self.joints
 
     # -- reading and writing -----------------------------------------------------------------
 
@@ -112,12 +119,9 @@ class ModelCard:
             image = data.get("image")
             image = None if image is None else ImageInput(int(image["size"]), str(image.get("crop", "center")),
                                                           str(image.get("topic", "image")))
-            joints = data.get("joints")
-            joints = None if joints is None else JointInput(
-                tuple(str(n) for n in joints["names"]), tuple(str(f) for f in joints.get("fields", ("position",))),
-                str(joints.get("topic", "joint_states")))
+            joints, goal_joints = (_joint_input(data.get(k)) for k in ("joints", "goal_joints"))
             card = cls(actions, image, joints, float(data.get("period", 0.0)),
-                       dict(data.get("provenance") or {}), dict(data.get("metrics") or {}))
+                       dict(data.get("provenance") or {}), dict(data.get("metrics") or {}), goal_joints)
         except (KeyError, TypeError, ValueError) as exc:
             raise WorldModelError(f"{source}: malformed card ({type(exc).__name__}: {exc})") from exc
         card.validate(source)
@@ -143,8 +147,9 @@ class ModelCard:
         if self.image is not None and (self.image.size < 1 or self.image.crop not in CROP_MODES):
             raise WorldModelError(f"{source}: image needs size >= 1 and crop in {CROP_MODES}, got "
                                   f"{self.image.size} / {quote(self.image.crop)}")
-        if self.joints is not None:
-            j = self.joints
+        for j in (self.joints, self.goal_joints):
+            if j is None:
+                continue
             if not j.names or len(set(j.names)) != len(j.names):
                 raise WorldModelError(f"{source}: joint names must be given, each once: {list(j.names)}")
             if not j.fields or not set(j.fields) <= set(JOINT_FIELDS) or len(set(j.fields)) != len(j.fields):
@@ -188,6 +193,13 @@ class ModelCard:
                 lines.append(f"{title}:")
                 lines += [f"  {k}: {_short(v)}" for k, v in entries.items()]
         return "\n".join(lines)
+
+
+def _joint_input(data: Optional[dict]) -> Optional[JointInput]:
+    if data is None:
+        return None
+    return JointInput(tuple(str(n) for n in data["names"]), tuple(str(f) for f in data.get("fields", ("position",))),
+                      str(data.get("topic", "joint_states")))
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -236,7 +248,7 @@ def check_card_fits(card: ModelCard, model, source: str = "model card") -> None:
         raise WorldModelError(f"{source}: {card.joints.dim} joint values, the model encodes {joint_dim}")
 
 
-NAV_SIM_JOINTS, NAV_SIM_ACTIONS = ("x", "y"), ("vx", "vy")
+NAV_SIM_JOINTS = NAV_SIM_ACTIONS = ("x", "y")   # actions: the velocities of those joints
 """The navigation sims' joint and command names, for datasets written before names were kept."""
 
 

@@ -262,8 +262,17 @@ def _steps_per_action(config: Dict[str, Any], horizon: Optional[int]) -> int:
 
 @register_builtin("learned")
 def _learned(checkpoint: str | os.PathLike = DEFAULT_CHECKPOINT, env: Optional[str] = None,
-             horizon: Optional[int] = None, image_size: Optional[int] = None) -> LatentWorldModel:
+             horizon: Optional[int] = None, image_size: Optional[int] = None,
+             observe: Optional[str] = None) -> LatentWorldModel:
+    """``observe`` (optional): the input a launch expects the model to encode ("image", "joints"
+    or "image+joints"), checked against the model's card."""
     model = load_latent_model(checkpoint, horizon)
+    if observe is not None:
+        card = json.loads(model.card_json)
+        encodes = "+".join(k for k in ("image", "joints") if card.get(k))
+        if observe != encodes:
+            raise WorldModelError(f"learned model {quote(os.fspath(checkpoint))} encodes {encodes}, "
+                                  f"not {quote(observe)}")
     if env is not None and model.env and env != model.env:
         raise WorldModelError(f"learned model {quote(os.fspath(checkpoint))} was trained on {model.env!r}, "
                               f"not {quote(env)}")

@@ -5,6 +5,7 @@ from typing import Any, Optional
 
 from .base import Budget, Plan, Planner, PlannerSettings, PlanningError, WarmStart
 from .cem import CemPlanner, CemSettings
+from .costs import Cost, CostContext, Goal
 from .gd import GdPlanner, GdSettings
 from .grasp import GraspPlanner, GraspSettings
 from .mppi import MppiPlanner, MppiSettings
@@ -15,17 +16,20 @@ PLANNERS: dict[str, type[Planner]] = {
 
 
 def make_planner(name: str, model, horizon: int, settings: Optional[dict[str, Any]] = None,
-                 seed: int = 0, device=None) -> Planner:
-    """The planner called ``name`` with its defaults overridden by ``settings``."""
+                 seed: int = 0, device=None, allow_python: bool = False) -> Planner:
+    """The planner called ``name`` with its defaults overridden by ``settings``.
+
+    ``allow_python``: user cost terms (``costs["terms"]``, package.module:function) may be
+    imported and run; without it they are refused."""
     if name not in PLANNERS:
         raise ValueError(f"unknown planner {name!r}; choose one of {sorted(PLANNERS)}")
     cls = PLANNERS[name]
-    planner = cls(model, horizon, seed=seed, device=device)
+    planner = cls(model, horizon, seed=seed, device=device, allow_python=allow_python)
     if settings:
         planner.configure(**settings)
     return planner
 
 
-__all__ = ["PLANNERS", "Budget", "CemPlanner", "CemSettings", "GdPlanner", "GdSettings",
-           "GraspPlanner", "GraspSettings", "MppiPlanner", "MppiSettings", "Plan", "Planner",
-           "PlannerSettings", "PlanningError", "WarmStart", "make_planner"]
+__all__ = ["PLANNERS", "Budget", "CemPlanner", "CemSettings", "Cost", "CostContext", "GdPlanner",
+           "GdSettings", "Goal", "GraspPlanner", "GraspSettings", "MppiPlanner", "MppiSettings",
+           "Plan", "Planner", "PlannerSettings", "PlanningError", "WarmStart", "make_planner"]

@@ -1,9 +1,11 @@
-"""The planner interface: ``plan(z0, z_goal, warm_start, budget) -> Plan``.
+"""The planner interface: ``plan(z0, z_goal, warm_start, budget, joint_goal=None) -> Plan``.
 
 Symbols used in every planner: ``H`` horizon, ``C`` parallel chains or samples, ``D`` latent
-dimension, ``A`` action dimension. Every planner:
+dimension, ``A`` action dimension, ``J`` joints. Every planner:
 
-* optimises a_0..a_{H-1} for the task cost of ``rollout.task_cost`` (reach the goal latent);
+* optimises a_0..a_{H-1} for the same task cost (``costs.Cost``, built from the settings
+  ``running_weight``, ``action_weight`` and ``costs``): reach the goal latent, or joint positions
+  through the model's ``decode_state``, or both;
 * keeps actions inside the model's bounds at every iterate;
 * stops at an iteration cap or a wall-clock budget (anytime) and returns the best plan so far,
   judged by the true serial rollout;
@@ -21,7 +23,8 @@ from typing import Any, Optional
 
 import torch
 
-from .rollout import rollout, task_cost
+from .costs import Cost, CostContext, Goal, check_spec
+from .rollout import rollout
 
 
 class PlanningError(RuntimeError):
@@ -45,11 +48,13 @@ class Budget:
 @dataclass
 class WarmStart:
     """A previous solution shifted in time: actions [H, A] and (GRASP) virtual states [H+1, D];
-    ``goal`` [D] is the goal the states head for (None: unknown)."""
+    ``goal`` [D] is the goal the states head for (None: unknown); ``previous_action`` [A] the
+    action executed just before the first of ``actions`` (None: unknown), for the smoothness cost."""
 
     actions: torch.Tensor
     states: Optional[torch.Tensor] = None
     goal: Optional[torch.Tensor] = None
+    previous_action: Optional[torch.Tensor] = None
 
     def retargeted(self, goal: torch.Tensor) -> "WarmStart":
         """The same start towards another goal [D]: state t of H moves by t / H of the goal's
@@ -59,7 +64,7 @@ class WarmStart:
         H = self.states.shape[0] - 1
         frac = torch.arange(H + 1, dtype=self.states.dtype, device=self.states.device).div(H)
         moved = self.states + frac[:, None] * (goal.to(self.states) - self.goal)
-        return WarmStart(self.actions, moved, goal.to(self.states))
+        return WarmStart(self.actions, moved, goal.to(self.states), self.previous_action)
 
 
 @dataclass
@@ -81,7 +86,7 @@ class Plan:
     virtual_states: Optional[torch.Tensor] = None   # [H+1, D]
     dynamics_residual: float = math.nan
     trace: Optional[list] = None
-    goal: Optional[torch.Tensor] = None               # [D], the goal it was planned for
+    goal: Optional[torch.Tensor] = None               # [D], the goal latent it was planned for
 
     @property
     def horizon(self) -> int:
@@ -92,6 +97,7 @@ class Plan:
 
         Actions move ``steps`` earlier and the tail is zero (hold still); virtual states move the
         same way and the tail repeats the last state (the goal), so chains resume where they were.
+        The last action executed, ``actions[steps - 1]``, becomes ``previous_action``.
         """
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
@@ -100,7 +106,8 @@ class Plan:
         actions = torch.zeros_like(self.actions)
         actions[: H - k] = self.actions[k:]
         states = self.virtual_states if self.virtual_states is not None else self.states
-        return WarmStart(actions, _shift(states, k), self.goal)
+        previous = self.actions[k - 1].clone() if k > 0 else None
+        return WarmStart(actions, _shift(states, k), self.goal, previous)
 
 
 def _shift(sequence: torch.Tensor, k: int) -> torch.Tensor:
@@ -180,7 +187,8 @@ class PlannerSettings:
     iterations: int = 100
     """Iteration cap when the budget names none."""
     running_weight: float = 0.0
-    """Weight of the mean running goal distance in the task cost (terminal distance has weight 1)."""
+    """Weight of the mean running goal distance in the task cost (terminal distance has weight 1),
+    for the latent and the joint goal alike; GRASP's loss has it too (``grasp.py``)."""
     action_weight: float = 0.0
     """Weight of the mean squared action (effort) in the task cost. A little of it makes the
     actions that do not matter for the goal small instead of arbitrary, so a receding-horizon
@@ -189,6 +197,9 @@ class PlannerSettings:
     """Stop early once the best plan's task cost is at or below this (0 disables)."""
     sample_dynamics: bool = False
     """Stochastic models: sample one realisation per step instead of using the mean."""
+    costs: dict = dataclasses.field(default_factory=dict)
+    """The cost's other terms, a plain dict: weights of the latent and joint goal, smoothness,
+    joint limits, user terms (``costs.check_spec``; {} keeps the defaults)."""
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -204,6 +215,7 @@ class PlannerSettings:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.running_weight < 0 or self.action_weight < 0 or self.tolerance < 0:
             raise ValueError("running_weight, action_weight and tolerance must be >= 0")
+        object.__setattr__(self, "costs", check_spec(self.costs))
 
 
 class Planner:
@@ -213,7 +225,8 @@ class Planner:
     Settings = PlannerSettings
 
     def __init__(self, model, horizon: int, settings: Optional[PlannerSettings] = None,
-                 seed: int = 0, device: Optional[torch.device | str] = None):
+                 seed: int = 0, device: Optional[torch.device | str] = None,
+                 allow_python: bool = False):
         if int(horizon) < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
         self.model, self.horizon, self.seed = model, int(horizon), int(seed)
@@ -223,6 +236,8 @@ class Planner:
         if self.low.shape != self.high.shape or not bool((self.low <= self.high).all()):
             raise ValueError(f"action bounds need low <= high, got {self.low.tolist()} / {self.high.tolist()}")
         self.latent_dim, self.action_dim = int(model.latent_dim), int(model.action_dim)
+        self.allow_python = bool(allow_python)   # user cost terms (package.module:function) may load
+        self._context = CostContext(model)        # each plan call sets its own
         self.settings = settings if settings is not None else self.Settings()
         self.configure()
         self.generator = torch.Generator(device=self.device)
@@ -235,6 +250,8 @@ class Planner:
             raise ValueError(f"{self.name}: unknown settings {sorted(unknown)}")
         settings = dataclasses.replace(self.settings, **changes)
         settings.validate()
+        self.cost = Cost(settings.costs, settings.running_weight, settings.action_weight,
+                         self.model, self.allow_python, self.device)
         self.settings = settings
 
     def reset(self, seed: Optional[int] = None) -> None:
@@ -243,15 +260,22 @@ class Planner:
             self.seed = int(seed)
         self.generator.manual_seed(self.seed)
 
-    def plan(self, z0: torch.Tensor, z_goal: torch.Tensor, warm_start: Optional[WarmStart] = None,
-             budget: Optional[Budget] = None) -> Plan:
-        z0, goal = self._check_latent(z0, "z0"), self._check_latent(z_goal, "z_goal")
+    def plan(self, z0: torch.Tensor, z_goal: Optional[torch.Tensor],
+             warm_start: Optional[WarmStart] = None, budget: Optional[Budget] = None,
+             joint_goal: Optional[torch.Tensor] = None) -> Plan:
+        """A plan from z0 [D] to the goal latent ``z_goal`` [D] and/or the joint positions
+        ``joint_goal`` [J] (through the model's ``decode_state``; ``z_goal`` may then be None)."""
+        z0 = self._check_latent(z0, "z0")
+        goal = Goal(None if z_goal is None else self._check_latent(z_goal, "z_goal"),
+                    None if joint_goal is None else self._check_vector(joint_goal, "joint_goal"))
+        self.cost.check_goal(goal, z0)
         warm = self._check_warm_start(warm_start)
+        self._context = CostContext(self.model, None if warm is None else warm.previous_action)
         deadline = Deadline(budget, self.settings.iterations, self.device)
         with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
             plan = self._solve(z0, goal, warm, deadline)
         plan.solve_time = deadline.elapsed()
-        plan.goal = goal
+        plan.goal = goal.latent
         if not (torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()):
             raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
         return plan
@@ -267,9 +291,9 @@ class Planner:
     def _rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return rollout(self.model, z0, actions, self.settings.sample_dynamics, self.generator)
 
-    def _cost(self, states: torch.Tensor, goal: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        cfg = self.settings
-        return task_cost(states, goal, cfg.running_weight, actions, cfg.action_weight)
+    def _cost(self, states: torch.Tensor, goal: Goal, actions: torch.Tensor) -> torch.Tensor:
+        """Task cost [...] of trajectories [..., H+1, D] under actions [..., H, A]."""
+        return self.cost(states, actions, goal, self._context)
 
     def _finish(self, best: Best, z0, goal, iterations: int, model_calls: int, **extra) -> Plan:
         if best.actions is None:
@@ -282,11 +306,17 @@ class Planner:
         return best.cost <= self.settings.tolerance
 
     def _check_latent(self, z: torch.Tensor, what: str) -> torch.Tensor:
+        z = self._check_vector(z, what)
+        if z.shape != (self.latent_dim,):
+            raise ValueError(f"{what} must have shape ({self.latent_dim},), got {tuple(z.shape)}")
+        return z
+
+    def _check_vector(self, z, what: str) -> torch.Tensor:
         z = torch.as_tensor(z)
         if z.dim() == 2 and z.shape[0] == 1:
             z = z[0]
-        if z.shape != (self.latent_dim,):
-            raise ValueError(f"{what} must have shape ({self.latent_dim},), got {tuple(z.shape)}")
+        if z.dim() != 1:
+            raise ValueError(f"{what} must be a vector, got shape {tuple(z.shape)}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError(f"{what} contains NaN or Inf")
         return z.to(device=self.device, dtype=torch.float32).clone()  # a normal tensor, even from inference mode
@@ -303,5 +333,11 @@ class Planner:
         if not bool(torch.isfinite(warm.actions).all()) or (states is not None and not bool(torch.isfinite(states).all())):
             return None  # a poisoned warm start is dropped, not propagated
         to = dict(device=self.device, dtype=torch.float32)
+        previous = warm.previous_action
+        if previous is not None and tuple(previous.shape) != (A,):
+            raise ValueError(f"warm-start previous_action must have shape ({A},), got {tuple(previous.shape)}")
+        if previous is not None and not bool(torch.isfinite(previous).all()):
+            previous = None   # unknown rather than poisoned
         return WarmStart(self._clamp(warm.actions.to(**to)), None if states is None else states.to(**to),
-                         None if warm.goal is None else warm.goal.to(**to))
+                         None if warm.goal is None else warm.goal.to(**to),
+                         None if previous is None else previous.to(**to))

@@ -1,12 +1,22 @@
 """GRASP: Gradient RelAxed Stochastic Planner (Psenka et al., arXiv:2602.00475).
 
-Variables: actions a_0..a_{H-1} and virtual states s_1..s_{H-1}; s_0 = z0 and s_H = g are fixed.
-Each iteration minimises, for C independent chains at once,
+Variables: actions a_0..a_{H-1} and virtual states s_1..s_{H-1}; s_0 = z0 is fixed. With the
+one-step predictions F_t = F(sg(s_t), a_t), each iteration minimises, for C chains at once,
 
-    L = sum_t ||F(sg(s_t), a_t) - s_{t+1}||^2  +  gamma * sum_t ||F(sg(s_t), a_t) - g||^2
+    L = sum_{t<H-1} ||F_t - s_{t+1}||^2  +  J(s_0, F_0, .., F_{H-1}; a)  +  gamma * sum_t G(F_t)
 
 where sg is stop-gradient: the model is only ever differentiated through its *action* input, and
-a virtual state gets gradient only as the target of the step before it. All H one-step
+a virtual state gets gradient only as the target of the step before it. J is the task cost every
+planner ranks by (``costs.Cost``), evaluated on the predictions: each F_t stands where the
+rollout's s_{t+1} would. G is the per-step goal distance (||F_t - g||^2 towards a goal latent g,
+and/or the joint goal's through ``decode_state``) and gamma = ``goal_weight``: a dense pull
+towards the goal, GRASP's own. With the default cost J = ||F_{H-1} - g||^2 + running_weight *
+mean_t ||F_t - g||^2 (+ effort), its first part is the paper's last residual to the pinned end
+s_H = g, so with ``running_weight`` 0 this is the paper's loss; ``running_weight`` adds
+running_weight / H to gamma as the weight of every step's goal distance, exactly as it weighs the
+rollouts that rank the chains. A goal given only as joint positions has no latent end: the chains'
+straight lines end at the latent nearest z0 that decodes to the goal, and J's joint terms pull the
+last prediction to the goal. All H one-step
 predictions of all C chains are ONE batched model call. After each Adam step, Gaussian noise is
 added to the virtual states (exploration). Every ``sync_every`` iterations, ``sync_steps`` plain
 gradient steps on the actions through the full serial rollout pull the actions back to a plan
@@ -25,18 +35,37 @@ from typing import Optional
 import torch
 
 from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
-from .rollout import effort, model_step
+from .costs import Cost, CostContext, Goal
+from .rollout import model_step
 
 
 def grasp_loss_terms(model, states: torch.Tensor, actions: torch.Tensor, goal: torch.Tensor,
                      sample: bool = False, generator: Optional[torch.Generator] = None):
-    """The two GRASP loss terms per chain and step, from ONE batched model call.
+    """The paper's two loss terms per chain and step (the default cost, end pinned at s_H = g),
+    from ONE batched model call; what the iteration-cost benchmark times.
 
     states [C, H+1, D] (s_0 .. s_H), actions [C, H, A], goal [D] ->
     (||F(sg(s_t), a_t) - s_{t+1}||^2, ||F(sg(s_t), a_t) - g||^2), each [C, H].
     """
     predicted = model_step(model, states[:, :-1].detach(), actions, sample, generator)
     return (predicted - states[:, 1:]).pow(2).sum(-1), (predicted - goal).pow(2).sum(-1)
+
+
+def grasp_loss(model, cost: Cost, visited: torch.Tensor, actions: torch.Tensor, goal: Goal,
+               context: CostContext, goal_weight: float, sample: bool = False,
+               generator: Optional[torch.Generator] = None):
+    """L of the module docstring, summed over chains, from ONE batched model call.
+
+    visited [C, H, D]: s_0 and the virtual states s_1..s_{H-1}; actions [C, H, A] ->
+    (L, residual [C, H-1], task cost J [C], goal distances G [C, H], predictions [C, H, D]).
+    """
+    predicted = model_step(model, visited.detach(), actions, sample, generator)
+    residual = (predicted[:, :-1] - visited[:, 1:]).pow(2).sum(-1)
+    predictions = torch.cat([visited[:, :1].detach(), predicted], dim=1)       # s_0, F_0..F_{H-1}
+    task = cost(predictions, actions, goal, context)
+    to_goal = cost.goal_steps(predictions, goal, context)
+    loss = residual.sum() + task.sum() + goal_weight * to_goal.sum()
+    return loss, residual, task, to_goal, predicted
 
 
 @dataclass
@@ -50,7 +79,8 @@ class GraspSettings(PlannerSettings):
     lr_states: float = 0.25
     """Adam learning rate of the virtual states, in step units (see ``state_noise``)."""
     goal_weight: float = 0.005
-    """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2."""
+    """gamma: weight of the dense goal term sum_t ||F(s_t, a_t) - g||^2 (GRASP's own; the task
+    cost's running_weight adds running_weight / H to it)."""
     state_noise: float = 0.5
     """sigma: std of the Gaussian noise added to the virtual states after each step, in step units:
     multiples of the model's one-step displacement at z0 (RMS per latent dimension, random actions),
@@ -97,36 +127,40 @@ class GraspPlanner(Planner):
     name = "grasp"
     Settings = GraspSettings
 
-    def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
+    def _solve(self, z0, goal: Goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: GraspSettings = self.settings
         H, C = self.horizon, cfg.chains
         step, moves = self._one_step_moves(z0)
-        if warm is not None:
-            warm = warm.retargeted(goal)
-        actions, states = self._initial_iterates(z0, goal, warm, moves / step)
+        if warm is not None and goal.latent is not None:
+            warm = warm.retargeted(goal.latent)
+        end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
+        actions, states = self._initial_iterates(z0, end, warm, moves / step)
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
                                       {"params": [states], "lr": cfg.lr_states * step}])
-        first, last = z0.expand(C, 1, -1), goal.expand(C, 1, -1)
+        first = z0.expand(C, 1, -1)
+        # The virtual end, for the returned plan and the warm start: the goal latent, else the
+        # last prediction.
+        last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
         best, trace = Best(), ([] if cfg.trace else None)
         sigma, calls, it = cfg.state_noise, self.PROBE_ACTIONS, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
         while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
-            full = torch.cat([first, states, last], dim=1)                     # [C, H+1, D]
-            dynamics, to_goal = grasp_loss_terms(self.model, full, actions, goal,
-                                                 cfg.sample_dynamics, self.generator)
-            loss = dynamics.sum() + cfg.goal_weight * to_goal.sum()
-            if cfg.action_weight:
-                loss = loss + cfg.action_weight * effort(actions).sum()
+            visited = torch.cat([first, states], dim=1)                          # [C, H, D]
+            loss, residual, task, to_goal, predicted = grasp_loss(
+                self.model, self.cost, visited, actions, goal, self._context, cfg.goal_weight,
+                cfg.sample_dynamics, self.generator)
+            end = predicted[:, -1:].detach() if last is None else last
+            full = torch.cat([visited.detach(), end], dim=1)                     # [C, H+1, D]
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
                 norms = actions.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
                 actions.grad.mul_((cfg.grad_clip / norms).clamp(max=1.0).view(C, 1, 1))
             if trace is not None:
-                trace.append(self._trace_row(it, dynamics, to_goal, actions, states, sigma))
+                trace.append(self._trace_row(it, residual, task, to_goal, actions, states, sigma))
             optimiser.step()
             calls += C * H
             it += 1
@@ -140,7 +174,11 @@ class GraspPlanner(Planner):
                 with self._timed("sync"):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
         with torch.no_grad(), self._timed("final"):
-            full = torch.cat([first, states, last], dim=1)
+            visited = torch.cat([first, states], dim=1)
+            if last is None:
+                last = model_step(self.model, visited[:, -1:], actions[:, -1:])
+                calls += C
+            full = torch.cat([visited, last], dim=1)
             candidates, virtual = actions, full
             if warm is not None:   # the previous plan as it stands competes too: never worse
                 candidates = torch.cat([actions, warm.actions[None]])
@@ -169,14 +207,35 @@ class GraspPlanner(Planner):
         """Seconds to keep for a sync / the final rollout: the worst of the recent ones."""
         return max(self._seconds[what], default=0.0)
 
-    def _warm_states(self, z0: torch.Tensor, goal: torch.Tensor, warm: WarmStart) -> torch.Tensor:
-        """The warm start's virtual states [H+1, D] with this cycle's fixed ends."""
+    def _warm_states(self, z0: torch.Tensor, goal: Goal, warm: WarmStart) -> torch.Tensor:
+        """The warm start's virtual states [H+1, D] with this cycle's fixed ends (the end: the
+        goal latent, else the warm start's own)."""
+        H = self.horizon
         if warm.states is None:
-            return torch.cat([z0[None], z0 + torch.zeros(self.horizon - 1, self.latent_dim,
-                                                         device=self.device), goal[None]])
-        return torch.cat([z0[None], warm.states[1:self.horizon], goal[None]])
+            end = z0 if goal.latent is None else goal.latent
+            return torch.cat([z0[None], z0 + torch.zeros(H - 1, self.latent_dim, device=self.device),
+                              end[None]])
+        end = warm.states[H] if goal.latent is None else goal.latent
+        return torch.cat([z0[None], warm.states[1:H], end[None]])
 
     PROBE_ACTIONS = 32
+    GOAL_SEARCH_STEPS = 50
+
+    def _latent_near_goal(self, z0: torch.Tensor, goal: Goal) -> torch.Tensor:
+        """Where the chains' straight lines end when the goal has no latent: the latent nearest
+        z0 (L-BFGS from z0) that the goal terms score best, e.g. one whose decoded joints are the
+        joint goal. Only a start: the stop-gradient leaves the virtual states no other pull
+        towards the goal, and the loss itself judges the predictions, not this latent."""
+        z = z0.clone().requires_grad_(True)
+        search = torch.optim.LBFGS([z], max_iter=self.GOAL_SEARCH_STEPS, line_search_fn="strong_wolfe")
+
+        def distance():
+            search.zero_grad()
+            d = self.cost.goal_steps(torch.stack([z0, z])[None], goal, self._context).sum()
+            d.backward()
+            return d
+        search.step(distance)
+        return z.detach() if bool(torch.isfinite(z).all()) else z0
 
     @torch.no_grad()
     def _one_step_moves(self, z0: torch.Tensor) -> tuple[float, torch.Tensor]:
@@ -200,14 +259,17 @@ class GraspPlanner(Planner):
         xi = torch.randn(*shape[:-1], moves.shape[0], generator=self.generator, device=self.device)
         return xi @ moves / math.sqrt(moves.shape[0])
 
-    def _initial_iterates(self, z0, goal, warm: Optional[WarmStart], directions: torch.Tensor):
-        """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D].
+    def _initial_iterates(self, z0, goal: Optional[torch.Tensor], warm: Optional[WarmStart],
+                          directions: torch.Tensor):
+        """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]: the straight line to
+        the goal latent (none: z0 throughout), bent.
 
         ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
         them, so that in a latent space larger than the state they stay on the reachable set."""
         cfg, H, C = self.settings, self.horizon, self.settings.chains
         frac = torch.arange(1, H, device=self.device, dtype=torch.float32).div(H).view(1, H - 1, 1)
-        states = (z0 + frac * (goal - z0)).expand(C, H - 1, self.latent_dim).clone()
+        end = z0 if goal is None else goal
+        states = (z0 + frac * (end - z0)).expand(C, H - 1, self.latent_dim).clone()
         if cfg.init_spread > 0 and C > 1:
             # Expected squared norm init_spread^2 * A: N(0, init_spread^2 I) when D == A.
             scale = cfg.init_spread * math.sqrt(self.action_dim / self.latent_dim)
@@ -235,13 +297,14 @@ class GraspPlanner(Planner):
         return cfg.sync_steps * actions.shape[0] * self.horizon
 
     @staticmethod
-    def _trace_row(it, dynamics, to_goal, actions, states, sigma) -> dict:
-        dynamics, to_goal = dynamics.detach(), to_goal.detach()
+    def _trace_row(it, residual, task, to_goal, actions, states, sigma) -> dict:
+        residual, to_goal = residual.detach(), to_goal.detach()
         return {
             "iteration": it,
-            "dynamics_loss": float(dynamics.sum(1).mean()),
+            "dynamics_loss": float(residual.sum(1).mean()),       # the free virtual states' residual
+            "task_loss": float(task.detach().mean()),
             "goal_loss": float(to_goal.sum(1).mean()),
-            "residual": float(dynamics.mean()),
+            "residual": float(residual.mean()) if residual.numel() else 0.0,
             "action_grad_norm": float(actions.grad.flatten(1).norm(dim=1).mean()),
             "state_grad_norm": float(states.grad.flatten(1).norm(dim=1).mean()) if states.grad is not None else 0.0,
             "sigma": sigma,

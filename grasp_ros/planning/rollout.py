@@ -1,4 +1,4 @@
-"""Serial rollout through a world model, one model step, and the task cost every planner shares."""
+"""Serial rollout through a world model and one model step (the cost lives in ``costs``)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 
 from ..models.contract import split_prediction
+from .costs import effort, task_cost  # noqa: F401 -- re-exported: the default cost
 
 
 def model_step(model, latent: torch.Tensor, action: torch.Tensor, sample: bool = False,
@@ -34,21 +35,3 @@ def rollout(model, z0: torch.Tensor, actions: torch.Tensor, sample: bool = False
         z = model_step(model, z, actions[:, t], sample, generator)
         states.append(z)
     return torch.stack(states, dim=1)
-
-
-def task_cost(states: torch.Tensor, goal: torch.Tensor, running_weight: float,
-              actions: Optional[torch.Tensor] = None, action_weight: float = 0.0) -> torch.Tensor:
-    """Cost [...] of trajectories [..., H+1, D] under actions [..., H, A]:
-
-        ||s_H - g||^2 + w * mean_t ||s_t - g||^2 + w_a * mean_t ||a_t||^2
-    """
-    sq = (states[..., 1:, :] - goal).pow(2).sum(-1)
-    cost = sq[..., -1] + running_weight * sq.mean(-1)
-    if action_weight and actions is not None:
-        cost = cost + action_weight * effort(actions)
-    return cost
-
-
-def effort(actions: torch.Tensor) -> torch.Tensor:
-    """mean_t ||a_t||^2 of action sequences [..., H, A] -> [...]."""
-    return actions.pow(2).sum(-1).mean(-1)

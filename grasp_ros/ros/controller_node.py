@@ -21,11 +21,13 @@ Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or `
 
 Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 
-* in: ``image`` (sensor_msgs/Image rgb8/bgr8/mono8, sensor-data QoS) or ``joint_states``
-  (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names; the goal on
-  ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image), reliable +
-  transient local, the newest of either wins (a kind the model cannot encode is ignored with a
-  warning: an image-only model takes goal images).
+* in: ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8/mono16 of any size, made the
+  model's input as the rosbag importer makes it, by ``image_crop``; with ``image_transport``
+  compressed: sensor_msgs/CompressedImage on ``image/compressed``; sensor-data QoS) or
+  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names;
+  the goal on ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image),
+  reliable + transient local, the newest of either wins (a kind the model cannot encode is
+  ignored with a warning: an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
   input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
   ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
@@ -43,6 +45,7 @@ import threading
 import traceback
 from typing import Any, Optional
 
+import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
@@ -54,7 +57,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from geometry_msgs.msg import Twist, TwistStamped
 from std_msgs.msg import Float64MultiArray, Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
@@ -66,8 +70,9 @@ from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResul
 from ..models import model_spec, parse_options
 from ..models.contract import error_text
 from . import interrupts, params, qos
-from .conversions import (command_message, diagnostic_array, image_to_rgb, path_message,
-                          select_joints, stamp_seconds, to_time, trajectory_message)
+from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
+                          goal_joint_values, image_to_rgb, joint_values, path_message,
+                          select_joints, stamp_seconds, to_time, trajectory_message, twist_message)
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -115,7 +120,7 @@ class GraspController(LifecycleNode):
         self.get_logger().info(
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
-            f"observation {values['observation']!r}, output {values['command_interface']!r}")
+            f"inputs {self._inputs_text()}, output {values['command_interface']!r}")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -171,18 +176,26 @@ class GraspController(LifecycleNode):
                           parse_options(values["model_options"]))
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
                                   values["seed"], device, values["allow_python_models"])
-        problem = params.check_model_fit(values, loop.image_size, loop.joint_dim,
-                                         int(loop.model.action_dim))
+        problem = params.check_model_fit(values, loop.card)
         if problem:
             raise ValueError(problem)
         self._values, self._loop, self._stats = values, loop, CycleStats()
+        self._card = loop.card
+        self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
+        self._command_joints = params.command_joints(values, loop.card)
+        self._measured: Optional[np.ndarray] = None    # command joints' positions, for trajectories
+        self._goal_parts: dict[str, np.ndarray] = {}
         self._runner = CycleRunner(loop, self._publish)
         self._last_status = None
         self._make_entities(values)
 
     def _make_entities(self, values: dict[str, Any]) -> None:
-        if values["command_interface"] == "joint_trajectory":
+        interface = values["command_interface"]
+        if interface == "joint_trajectory":
             self._command_pub = self._lifecycle_pub(JointTrajectory, "joint_trajectory", qos.COMMAND)
+        elif interface in ("twist", "twist_stamped"):
+            self._command_pub = self._lifecycle_pub(
+                Twist if interface == "twist" else TwistStamped, "cmd_vel", qos.COMMAND)
         else:
             self._command_pub = self._lifecycle_pub(Float64MultiArray, "command", qos.COMMAND)
         self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
@@ -191,10 +204,19 @@ class GraspController(LifecycleNode):
         # /diagnostics is not a lifecycle publisher: it reports an inactive node too.
         self._health_pub = self._remember(self.destroy_publisher, self.create_publisher(
             DiagnosticArray, "/diagnostics", qos.REPORT))
-        if values["observation"] == "image":
+        card = self._card
+        if card.image is not None and values["image_transport"] == "compressed":
+            # image_transport's naming: the base topic as remapped, then the transport's suffix.
+            self._image_to_rgb = compressed_image_to_rgb
+            self._remember(self.destroy_subscription, self.create_subscription(
+                CompressedImage, self.resolve_topic_name("image") + "/compressed",
+                self._on_image, qos.SENSOR))
+        elif card.image is not None:
+            self._image_to_rgb = image_to_rgb
             self._remember(self.destroy_subscription, self.create_subscription(
                 Image, "image", self._on_image, qos.SENSOR))
-        else:
+        # Joint states: when the model encodes joints, and for a joint trajectory's positions.
+        if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._remember(self.destroy_subscription, self.create_subscription(
                 JointState, "joint_states", self._on_joint_states, qos.SENSOR))
         self._remember(self.destroy_subscription, self.create_subscription(
@@ -269,10 +291,14 @@ class GraspController(LifecycleNode):
         when = result.time if math.isfinite(result.time) else self._now()
         self._stats.record(result, when)
         header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
-        if self._values["command_interface"] == "joint_trajectory":
+        interface = self._values["command_interface"]
+        if interface == "joint_trajectory":
+            # From the measured joints (a zero command then holds them where they are).
             self._command_pub.publish(trajectory_message(
-                self._values["joint_names"], result.actions, self._loop.config.period, header,
-                result.path))
+                self._command_joints, result.actions, self._loop.config.period, header, self._measured))
+        elif interface in ("twist", "twist_stamped"):
+            self._command_pub.publish(twist_message(
+                self._card.actions.names, result.command, header if interface == "twist_stamped" else None))
         else:
             self._command_pub.publish(command_message(result.command))
         self._diagnostics_pub.publish(self._plan_diagnostics(result, header))
@@ -338,17 +364,25 @@ class GraspController(LifecycleNode):
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         loop = self._loop
         if loop is not None:
-            self._observe(loop, msg.header, lambda: {"image": image_to_rgb(msg, loop.image_size)},
-                          "image")
+            self._observe(loop, msg.header, lambda: {"image": self._image_to_rgb(
+                msg, loop.image_size, self._crop)}, "image")
 
     def _on_joint_states(self, msg: JointState) -> None:
         loop = self._loop
-        if loop is not None:
-            self._observe(loop, msg.header, lambda: {"joints": select_joints(
-                msg.name, msg.position, self._values["joint_names"], "joint_states")}, "joint_states")
+        if loop is None:
+            return
+        if self._command_joints is not None:
+            try:
+                self._measured = select_joints(msg.name, msg.position, self._command_joints, "joint_states")
+            except ValueError:
+                self._measured = None     # the trajectory then carries velocities only
+        joints = self._card.joints
+        if joints is not None:
+            self._observe(loop, msg.header, lambda: {"joints": joint_values(
+                msg, joints.names, joints.fields)}, "joint_states")
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
         """Stamp checked, message converted, handed to the loop; or refused with the reason."""
@@ -361,34 +395,53 @@ class GraspController(LifecycleNode):
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
-        if loop is None or not self._goal_usable(loop.joint_dim, "goal_state", "~/goal_image"):
+        if loop is None or not self._goal_usable("joints", "goal_state", "~/goal_image"):
             return
         try:
-            joints = select_joints(msg.name, msg.position, self._values["joint_names"], "goal_state")
+            spec = self._card.goal_joint_input
+            joints = goal_joint_values(msg, spec.names, spec.fields)
         except ValueError as exc:
             loop.reject_goal(str(exc))
             self.get_logger().error(f"goal refused: {exc}")
             return
-        loop.set_goal({"joints": joints})
+        self._set_goal_part(loop, "joints", joints)
         self.get_logger().info(f"new goal (joints): {joints.round(4).tolist()}",
                                throttle_duration_sec=1.0)
 
     def _on_goal_image(self, msg: Image) -> None:
         loop = self._loop
-        if loop is None or not self._goal_usable(loop.image_size, "goal_image", "~/goal_state"):
+        if loop is None or not self._goal_usable("image", "goal_image", "~/goal_state"):
             return
         try:
-            loop.set_goal({"image": image_to_rgb(msg, loop.image_size)})
+            image = image_to_rgb(msg, loop.image_size, self._crop)
         except ValueError as exc:
             loop.reject_goal(f"goal image: {exc}")
             self.get_logger().error(f"goal image refused: {exc}")
             return
+        self._set_goal_part(loop, "image", image)
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
-    def _goal_usable(self, size: int, topic: str, other: str) -> bool:
+    def _set_goal_part(self, loop, key: str, value: np.ndarray) -> None:
+        """The goal is what the model encodes: for a camera + joints model, the newest goal image
+        with the newest goal joints, set once both have come."""
+        self._goal_parts[key] = value
+        if not loop.pairs_joints:     # one input: a goal of any kind the model encodes
+            loop.set_goal({key: value})
+        elif all(k in self._goal_parts for k in ("image", "joints")):
+            loop.set_goal({k: self._goal_parts[k] for k in ("image", "joints")})
+
+    def _inputs_text(self) -> str:
+        card = self._card
+        parts = ([f"image {card.image.size}px ({self._values['image_transport']})"] if card.image else []) + \
+                ([f"joints {list(card.joints.names)} x {list(card.joints.fields)}"] if card.joints else [])
+        return " + ".join(parts)
+
+    def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
         """A goal of a kind the model does not encode is ignored (with a warning), so that it
         cannot replace a usable goal of the other kind; a sim may publish both."""
-        if size > 0:
+        card = self._card
+        if (card.image is not None or self._loop.image_size > 0) if kind == "image" else \
+                card.goal_joint_input is not None:
             return True
         self.get_logger().warning(f"~/{topic} ignored: the model does not encode it; give the "
                                   f"goal on {other}", throttle_duration_sec=5.0)
@@ -418,7 +471,7 @@ class GraspController(LifecycleNode):
                           "cleanup, set it, then configure")
             if reason is None and spec.knob and loop is not None:
                 try:
-                    loop.check_settings(**{spec.knob: parameter.value})
+                    loop.check_settings(**params.settings_change(spec, parameter.value, values))
                 except ValueError as exc:
                     reason = f"{spec.name}: {exc}"
             if reason:
@@ -436,7 +489,8 @@ class GraspController(LifecycleNode):
             if spec is None or not spec.dynamic or loop is None:
                 continue
             if spec.knob:
-                loop.request_settings(**{spec.knob: parameter.value})
+                loop.request_settings(**params.settings_change(spec, parameter.value,
+                                                               params.read_all(self)))
             else:   # the dynamic non-knob parameters are named like ControlConfig's fields
                 loop.configure(**{spec.name: parameter.value})
             self.get_logger().info(f"{spec.name} := {parameter.value!r} (from the next cycle)")

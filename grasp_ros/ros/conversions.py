@@ -12,14 +12,16 @@ from typing import Optional, Sequence
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import PoseStamped
+from geometry_msgs.msg import PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Path
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-IMAGE_CHANNELS = {"rgb8": 3, "bgr8": 3, "mono8": 1}
-"""Supported sensor_msgs/Image encodings and their channels (8 bits each)."""
+from ..models.preprocess import decode_compressed, decode_raw, prepare_image
+
+WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+"""Encodings ``rgb_to_image`` writes (``image_to_rgb`` reads these and mono16)."""
 
 
 # -- time -------------------------------------------------------------------------------------
@@ -51,40 +53,34 @@ def to_duration(t: float) -> Duration:
 
 # -- images -----------------------------------------------------------------------------------
 
-def image_to_rgb(msg: Image, size: int = 0) -> np.ndarray:
-    """RGB uint8 [H, W, 3] of an rgb8, bgr8 or mono8 image; ``size`` > 0 demands size x size."""
-    channels = IMAGE_CHANNELS.get(msg.encoding)
-    if channels is None:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; expected one of "
-                         f"{', '.join(IMAGE_CHANNELS)}")
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise ValueError(f"empty image ({width}x{height})")
-    if step < width * channels:
-        raise ValueError(f"image step {step} is less than width x channels = {width * channels}")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    if data.size != step * height:
-        raise ValueError(f"image has {data.size} bytes of data, expected step x height = {step * height}")
-    if size and (height, width) != (size, size):
-        raise ValueError(f"image is {width}x{height}, the model expects {size}x{size}")
-    pixels = data.reshape(height, step)[:, :width * channels].reshape(height, width, channels)
-    if msg.encoding == "bgr8":
-        pixels = pixels[..., ::-1]
-    elif channels == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels)
+def image_to_rgb(msg: Image, size: int = 0, crop: str = "center") -> np.ndarray:
+    """The model's input RGB uint8 [size, size, 3] of a sensor_msgs/Image of any size, by the
+    rosbag importer's path (``grasp_ros.models.preprocess``: crop ``center`` or ``stretch``);
+    ``size`` 0: the decoded frame [H, W, 3] as it is."""
+    rgb = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    return prepare_image(rgb, size, crop) if size else rgb
+
+
+def compressed_image_to_rgb(msg: CompressedImage, size: int = 0, crop: str = "center") -> np.ndarray:
+    """``image_to_rgb`` for a sensor_msgs/CompressedImage (jpeg, png: image_transport's
+    ``compressed``)."""
+    rgb = decode_compressed(msg.format, msg.data)
+    return prepare_image(rgb, size, crop) if size else rgb
 
 
 def rgb_to_image(pixels: np.ndarray, encoding: str = "rgb8", header: Optional[Header] = None) -> Image:
-    """sensor_msgs/Image of an RGB uint8 [H, W, 3] array, written as rgb8, bgr8 or mono8."""
+    """sensor_msgs/Image of an RGB uint8 [H, W, 3] array, in one of ``WRITTEN_ENCODINGS``
+    (alpha 255)."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"expected RGB uint8 [H, W, 3], got {pixels.dtype} {pixels.shape}")
-    if encoding not in IMAGE_CHANNELS:
+    if encoding not in WRITTEN_ENCODINGS:
         raise ValueError(f"unsupported image encoding {encoding!r}; expected one of "
-                         f"{', '.join(IMAGE_CHANNELS)}")
-    if encoding == "bgr8":
+                         f"{', '.join(WRITTEN_ENCODINGS)}")
+    if encoding.startswith("bgr"):
         pixels = pixels[..., ::-1]
+    if encoding.endswith("a8"):
+        pixels = np.concatenate([pixels, np.full_like(pixels[..., :1], 255)], axis=2)
     elif encoding == "mono8":
         pixels = pixels.mean(axis=2, keepdims=True).round().astype(np.uint8)
     pixels = np.ascontiguousarray(pixels)
@@ -132,20 +128,26 @@ def command_message(command: np.ndarray) -> Float64MultiArray:
 
 
 def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: float,
-                       header: Header, positions: Optional[np.ndarray] = None) -> JointTrajectory:
-    """The planned commands as a JointTrajectory: point t at t x period, velocities = action t.
+                       header: Header, start: Optional[np.ndarray] = None) -> JointTrajectory:
+    """The planned joint velocities as a JointTrajectory: point t at t x period, velocities =
+    action t (held over the period).
 
-    ``positions`` [N+1, J] (predicted positions, first = now), when given with one column per
-    joint, fill each point's positions with where the model expects the joints after that action.
+    ``start`` [J]: the measured joint positions now. With it, each point also carries the
+    positions those velocities reach (integrated from ``start``), as ros2_control's
+    joint_trajectory_controller expects of a point with velocities; without it, velocities only.
     """
     actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
-    fill = positions is not None and positions.shape == (len(actions) + 1, len(joint_names))
+    positions = None
+    if start is not None and np.size(start) == actions.shape[1] == len(joint_names):
+        positions = np.asarray(start, dtype=np.float64) + np.cumsum(actions, axis=0) * period
     points = []
     for t, action in enumerate(actions):
         point = JointTrajectoryPoint(velocities=[float(v) for v in action],
                                      time_from_start=to_duration(t * period))
-        if fill:
-            point.positions = [float(v) for v in positions[t + 1]]
+        if positions is not None:
+            # Velocity t is applied from t x period on: at that time the joints are where the
+            # previous velocities took them.
+            point.positions = [float(v) for v in (positions[t - 1] if t else start)]
         points.append(point)
     return JointTrajectory(header=header, joint_names=list(joint_names), points=points)
 
@@ -178,3 +180,34 @@ def diagnostic_array(name: str, hardware_id: str, level: str, message: str,
                               hardware_id=hardware_id,
                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
     return DiagnosticArray(header=Header(stamp=stamp), status=[status])
+
+
+def joint_values(msg: JointState, names: Sequence[str], fields: Sequence[str],
+                 what: str = "joint_states") -> np.ndarray:
+    """The model card's joint layout from a JointState: for each of ``names`` in turn, its
+    ``fields`` ("position", "velocity"), [len(names) * len(fields)]."""
+    columns = []
+    for field_name in fields:
+        values = msg.position if field_name == "position" else msg.velocity
+        if field_name == "velocity" and len(values) == 0:
+            raise ValueError(f"{what} carries no velocities; the model encodes joint velocities")
+        columns.append(select_joints(msg.name, values, names, f"{what} {field_name}"))
+    return np.stack(columns, axis=1).reshape(-1)
+
+
+def twist_message(fields: Sequence[str], command: np.ndarray, header: Optional[Header] = None):
+    """A geometry_msgs/Twist (TwistStamped when ``header`` is given) with each named field
+    ("linear.x", "angular.z", ...) set from the command, the others zero."""
+    twist = Twist()
+    for name, value in zip(fields, np.asarray(command, dtype=np.float64).reshape(-1)):
+        part, axis = name.split(".")
+        setattr(getattr(twist, part), axis, float(value))
+    return twist if header is None else TwistStamped(header=header, twist=twist)
+
+
+def goal_joint_values(msg, names: Sequence[str], fields: Sequence[str], what: str = "goal_state") -> np.ndarray:
+    """A JointGoal in the model card's joint layout: its positions, and zero velocities (a goal
+    is a state to come to rest in)."""
+    positions = select_joints(msg.name, msg.position, names, what)
+    columns = [positions if f == "position" else np.zeros_like(positions) for f in fields]
+    return np.stack(columns, axis=1).reshape(-1)

@@ -19,11 +19,13 @@ Three kinds of parameters:
 
 The planner knobs ``planner.*`` other than ``running_weight`` and ``chains`` have no default: unset, the chosen
 planner's own default holds.
-Only knobs the chosen planner has can be set at run time.
+Only knobs the chosen planner has can be set at run time. The ``cost.*`` parameters make every
+planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs``).
 """
 from __future__ import annotations
 
 import argparse
+import array
 import dataclasses
 import math
 import sys
@@ -34,14 +36,17 @@ from typing import Any, Callable, Optional
 from ..control import ON_STALE_CHOICES, TIMING_CHOICES
 from ..models import parse_options
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
+from ..models.preprocess import CROPS
 from ..models.spec import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
+from ..planning.costs import check_spec as check_cost_spec
 
 NODE_NAME = "grasp_controller"
 KNOB_PREFIX = "planner."
+COST_PREFIX = "cost."
 
-TYPES = ("bool", "int", "double", "string", "string_array")
+TYPES = ("bool", "int", "double", "string", "string_array", "double_array")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,9 @@ class Param:
 
     @property
     def knob(self) -> Optional[str]:
-        """The planner setting this parameter sets, or None."""
+        """The planner setting this parameter sets (``costs`` for every cost.*), or None."""
+        if self.name.startswith(COST_PREFIX):
+            return "costs"
         return self.name[len(KNOB_PREFIX):] if self.name.startswith(KNOB_PREFIX) else None
 
     def constraints(self) -> str:
@@ -107,6 +114,8 @@ def _has_type(value: Any, type_name: str) -> bool:
         return isinstance(value, float)
     if type_name == "string":
         return isinstance(value, str)
+    if type_name == "double_array":   # rclpy gives an array.array('d')
+        return isinstance(value, (list, tuple, array.array)) and all(isinstance(v, float) for v in value)
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
@@ -124,8 +133,16 @@ def _check_device(text: str) -> Optional[str]:
 
 
 def _check_joint_names(names) -> Optional[str]:
-    if not names or any(not n for n in names) or len(set(names)) != len(names):
+    if any(not n for n in names) or len(set(names)) != len(names):
         return f"joint_names must be distinct non-empty names, got {quote(list(names))}"
+    return None
+
+
+def _check_cost_terms(targets) -> Optional[str]:
+    try:
+        check_cost_spec({"terms": list(targets)})
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -158,8 +175,8 @@ PARAMETERS: tuple[Param, ...] = (
           f"(plain YAML: no anchors or aliases, at most {MAX_OPTIONS_CHARS} characters).",
           read_only=True, check=_check_options),
     Param("allow_python_models", "bool", False,
-          "Load a package.module:factory model, which imports and runs that module's Python code "
-          "in this process. Off: only built-ins and TorchScript files load.",
+          "Load a package.module:factory model or cost.terms, which import and run that module's "
+          "Python code in this process. Off: only built-ins and TorchScript files load.",
           read_only=True),
     Param("device", "string", "auto",
           "Torch device: auto (CUDA if available, else CPU with a warning), cpu, cuda or cuda:N.",
@@ -209,16 +226,35 @@ PARAMETERS: tuple[Param, ...] = (
           "Wall seconds without a control cycle (the node's clock stalled, e.g. /clock under "
           "use_sim_time) before a zero command and CLOCK status, repeated while it lasts.",
           range=(0.01, 3600.0)),
-    Param("observation", "string", "image",
-          "Which input the model encodes: image (topic image) or joints (topic joint_states).",
-          choices=("image", "joints")),
-    Param("joint_names", "string_array", ["x", "y"],
-          "Joints taken from joint_states and ~/goal_state, in this order; also the "
-          "joint_trajectory's joint names.", check=_check_joint_names),
+    Param("image_transport", "string", "raw",
+          "How camera images arrive: raw (sensor_msgs/Image on image) or compressed "
+          "(sensor_msgs/CompressedImage, jpeg or png, on image/compressed: image_transport's "
+          "convention, so a remap of image moves it too).",
+          choices=("raw", "compressed")),
+    Param("image_crop", "string", "",
+          "How a camera frame of any size and aspect becomes the model's S x S input, as the "
+          "rosbag importer makes it: center (the largest centred square, resized) or stretch "
+          "(the whole frame resized); empty: the model card's.",
+          choices=("",) + tuple(CROPS)),
+    Param("joint_names", "string_array", None,
+          "The robot's joints (unset: the model card's). The model's joints must be among them; "
+          "with command_interface joint_trajectory they are the trajectory's joints, one per "
+          "action.", check=_check_joint_names),
+    Param("pair_tolerance", "double", 0.05,
+          "For a model that encodes camera and joints: the joint_states sample used with a frame "
+          "is the one nearest in stamp, at most this far (s) from it.",
+          range=(0.0, 10.0), dynamic=True),
+    Param("period_tolerance", "double", 0.25,
+          "Configure refuses a control period (1 / control_rate_hz) further than this fraction "
+          "from the model card's period (a model trained at 10 Hz predicts 0.1 s steps).",
+          range=(0.0, 100.0)),
     Param("command_interface", "string", "forward_command",
-          "Output: forward_command (std_msgs/Float64MultiArray on command) or joint_trajectory "
-          "(trajectory_msgs/JointTrajectory over the horizon on joint_trajectory).",
-          choices=("forward_command", "joint_trajectory")),
+          "Output, in the robot units of the model card: forward_command (std_msgs/"
+          "Float64MultiArray on command, for a forward_command_controller); joint_trajectory "
+          "(trajectory_msgs/JointTrajectory over the horizon on joint_trajectory: velocities, and "
+          "positions integrated from the measured joint_states); twist or twist_stamped "
+          "(geometry_msgs on cmd_vel, Nav2's convention; the card names the Twist fields).",
+          choices=("forward_command", "joint_trajectory", "twist", "twist_stamped")),
     Param("frame_id", "string", "world",
           "Frame of ~/predicted_path (the coordinates of the model's position()).",
           check=_non_empty("frame_id")),
@@ -251,13 +287,34 @@ PARAMETERS: tuple[Param, ...] = (
     Param("planner.action_weight", "double", None,
           "Weight of the mean squared action (effort) in the task cost, every planner.",
           range=(0.0, 1e6), dynamic=True),
+    Param("cost.smoothness", "double", 0.0,
+          "Weight of the mean squared change between consecutive actions (the first from the "
+          "action executed before) in the task cost, every planner.",
+          range=(0.0, 1e6), dynamic=True),
+    Param("cost.joint_goal_weight", "double", 1.0,
+          "Weight of the joint-space goal distance (through the model's decode_state), when the "
+          "goal is given as joint positions; terminal and running like the latent goal's.",
+          range=(0.0, 1e6), dynamic=True),
+    Param("cost.joint_limit_weight", "double", 0.0,
+          "Weight of the joint-limit barrier: mean squared excess of the decoded joints (the "
+          "model's decode_state) beyond cost.joint_limits_low/high; 0 disables.",
+          range=(0.0, 1e6), dynamic=True),
+    Param("cost.joint_limits_low", "double_array", None,
+          "Lower joint limits of the barrier, one per decoded joint (unset: none)."),
+    Param("cost.joint_limits_high", "double_array", None,
+          "Upper joint limits of the barrier, one per decoded joint (unset: none)."),
+    Param("cost.terms", "string_array", None,
+          "User cost terms package.module:function, each called as function(states, actions, "
+          "goal, context) -> one cost per trajectory and added with weight 1 (unset: none). "
+          "Imports and runs that code: needs allow_python_models.",
+          read_only=True, check=_check_cost_terms),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
 CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
                   "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
-                  "clock_timeout")
+                  "clock_timeout", "pair_tolerance")
 """Parameters that are ``ControlConfig`` fields of the same name (the period comes from
 control_rate_hz)."""
 
@@ -272,7 +329,7 @@ KINDS = {
 """What each kind of parameter means, in the descriptors and the parameter file."""
 
 _ROS_TYPES = {"bool": "BOOL", "int": "INTEGER", "double": "DOUBLE", "string": "STRING",
-              "string_array": "STRING_ARRAY"}
+              "string_array": "STRING_ARRAY", "double_array": "DOUBLE_ARRAY"}
 
 
 def descriptor(p: Param):
@@ -339,9 +396,9 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
 def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The set planner knobs as planner settings, and the names of set knobs ``planner`` lacks."""
     fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
-    knobs, ignored = {}, []
+    knobs, ignored = {"costs": costs_for(values)}, []
     for p in PARAMETERS:
-        if p.knob is None or values.get(p.name) is None:
+        if p.knob in (None, "costs") or values.get(p.name) is None:
             continue
         if p.knob in fields:
             knobs[p.knob] = values[p.name]
@@ -350,18 +407,57 @@ def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], lis
     return knobs, ignored
 
 
-def check_model_fit(values: dict[str, Any], image_size: int, joint_dim: int,
-                    action_dim: int) -> Optional[str]:
-    """Whether the loaded model can serve these parameters; the reason it cannot, or None."""
-    joints = len(values["joint_names"])
-    if values["observation"] == "image" and image_size <= 0:
-        return "observation is 'image' but the model takes no image (image_size 0): use joints"
-    if values["observation"] == "joints" and joint_dim != joints:
-        return (f"observation is 'joints' but the model encodes {joint_dim} joint values and "
-                f"joint_names has {joints}")
-    if values["command_interface"] == "joint_trajectory" and action_dim != joints:
-        return (f"command_interface joint_trajectory needs one joint per action: the model has "
-                f"{action_dim} actions, joint_names has {joints}")
+def costs_for(values: dict[str, Any]) -> dict[str, Any]:
+    """The planners' ``costs`` setting from the cost.* parameters (unset: none)."""
+    def get(name: str, empty):
+        value = values.get(name, BY_NAME[name].default)
+        return empty if value is None else value
+    return {"joint_goal": get("cost.joint_goal_weight", 1.0),
+            "smoothness": get("cost.smoothness", 0.0),
+            "joint_limits": {"weight": get("cost.joint_limit_weight", 0.0),
+                             "low": list(get("cost.joint_limits_low", [])),
+                             "high": list(get("cost.joint_limits_high", []))},
+            "terms": list(get("cost.terms", []))}
+
+
+def settings_change(p: Param, value: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The planner settings that setting knob ``p`` to ``value`` changes (values: the others)."""
+    if p.knob == "costs":
+        return {"costs": costs_for({**values, p.name: value})}
+    return {p.knob: value}
+
+
+def command_joints(values: dict[str, Any], card) -> Optional[list[str]]:
+    """The joints a JointTrajectory command names (one per action), or None for other outputs."""
+    if values["command_interface"] != "joint_trajectory":
+        return None
+    return list(values["joint_names"] or []) or list(card.actions.names)
+
+
+def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
+    """Whether the model (by its card, ``grasp_ros.models.card``) can serve these parameters;
+    the reason it cannot, or None."""
+    period, tolerance = 1.0 / values["control_rate_hz"], values["period_tolerance"]
+    if card.period > 0 and abs(period - card.period) > tolerance * card.period:
+        return (f"control_rate_hz {values['control_rate_hz']:g} (period {period:g} s) is far from the "
+                f"model's period {card.period:g} s ({1 / card.period:g} Hz): its predictions are steps of "
+                f"{card.period:g} s (period_tolerance {tolerance:g})")
+    robot = list(values["joint_names"] or [])
+    if card.joints is not None and robot:
+        missing = [n for n in card.joints.names if n not in robot]
+        if missing:
+            return f"the model encodes joints {missing} that joint_names {robot} lacks"
+    actions, interface = card.actions, values["command_interface"]
+    if interface == "joint_trajectory":
+        joints = command_joints(values, card)
+        if actions.count != len(joints):
+            return (f"command_interface joint_trajectory needs one joint per action: the model has "
+                    f"{actions.count} actions {list(actions.names)}, the trajectory joints are {joints}")
+        if actions.kind != "velocity":
+            return f"command_interface joint_trajectory sends velocities; the model's actions are {actions.kind}"
+    if interface in ("twist", "twist_stamped") and actions.kind != "twist":
+        return (f"command_interface {interface} needs actions named as Twist fields (linear.x, "
+                f"angular.z, ...); the model's are {list(actions.names)} ({actions.kind})")
     return None
 
 
@@ -390,7 +486,7 @@ def _yaml_value(value: Any) -> str:
 
 
 def _default_text(p: Param) -> str:
-    return "unset (planner default)" if p.default is None else _yaml_value(p.default)
+    return "unset" if p.default is None else _yaml_value(p.default)
 
 
 def markdown_table() -> str:
@@ -410,7 +506,8 @@ def yaml_text() -> str:
         "# and checked against it by the tests: edit the table, not this file).",
         "#",
         *(f"# {text}." for text in KINDS.values()),
-        "# planner.* knobs other than running_weight are unset by default (the planner's own default holds); uncomment to set.",
+        "# Parameters shown commented out are unset by default (planner knobs: the planner's own default holds); uncomment to set.",
+        "# cost.* parameters make the task cost of every planner (grasp_ros/planning/costs.py).",
         "/**:",
         "  ros__parameters:",
     ]

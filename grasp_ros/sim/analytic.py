@@ -39,6 +39,7 @@ class AnalyticNavModel(WorldModel):
             ActionOutput(NAV_SIM_ACTIONS, (-1.0, -1.0), (1.0, 1.0), "normalised (max_step per step)"),
             image=ImageInput(int(image_size)) if observe == "image" else None,
             joints=JointInput(NAV_SIM_JOINTS) if observe == "joints" else None,
+            goal_joints=JointInput(NAV_SIM_JOINTS),
             provenance={"source": "the simulator's own dynamics", "env": env})
         self.env_name, self.horizon, self.image_size = env, int(horizon), int(image_size)
         self.dynamics = sim.dynamics

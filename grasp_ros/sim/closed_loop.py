@@ -98,7 +98,7 @@ class LoopSpec:
 
     @property
     def model_options(self) -> str:
-        return f"{{env: {self.env}, horizon: {self.horizon}}}"
+        return f"{{env: {self.env}, horizon: {self.horizon}, observe: {self.observation}}}"
 
 
 @dataclass
@@ -179,7 +179,7 @@ def controller_parameters(spec: LoopSpec) -> dict:
     return {
         "autostart": True, "use_sim_time": True, "model": spec.model,
         "allow_python_models": allow_python_models(spec),
-        "observation": spec.observation, "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
+        "model_options": spec.model_options, "planner": spec.planner, "horizon": spec.horizon,
         "control_rate_hz": float(spec.rate_hz), **(LOCKSTEP_CONTROLLER if spec.lockstep else {}),
         **spec.controller_params,
     }

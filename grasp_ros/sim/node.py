@@ -1,4 +1,9 @@
-"""``grasp_sim``: a navigation simulator (``grasp_ros.sim``) as a ROS 2 node; it stands in for Gazebo.
+"""``grasp_sim``: a simulator of the sim room as a ROS 2 node; it stands in for Gazebo.
+
+Worlds. ``env`` picks the world (``world.py``): a 2-D point-mass layout (joints x, y; commands in
+[-1, 1]^2) or ``arm``, the MuJoCo planar arm (joints joint1..3 in rad; joint velocity commands in
+rad/s within ``grasp_ros.sim.arm.ACTION_LOW/HIGH``; a 96 x 72 camera). The rest of this node is
+the same for every world.
 
 Time. The node owns simulated time and publishes it on ``/clock``; every other node runs with
 ``use_sim_time``. Sim time starts at 0 and advances with the wall clock times ``rate_factor``
@@ -18,25 +23,31 @@ controller whose timer starts at sim time 0 then cycles exactly when the sensors
 controller triggered by its camera would: its observation age is transport only, not a random
 phase of up to one period.
 
-Physics. Every ``1 / physics_rate_hz`` sim seconds the env takes one step with the command held
-at that moment (zero-order hold): the agent moves at most the env's ``max_step`` (``reach /
-horizon`` of the layout) per step. So a command received during [t, t + dt) acts over that step,
+Physics. Every ``1 / physics_rate_hz`` sim seconds the world takes one step with the command held
+at that moment (zero-order hold): the point mass moves at most the env's ``max_step`` (``reach /
+horizon`` of the layout) per step; the arm's servos track the joint velocities over the step (its
+control period; MuJoCo substeps it). So a command received during [t, t + dt) acts over that step,
 and a controller running at ``physics_rate_hz`` that answers within one period is an exact
-discrete-time loop. Commands are clipped to [-1, 1]; a malformed one (not 2 values, NaN/Inf) is
-held as zero, with a throttled warning; no command for ``command_timeout`` sim seconds also holds
-zero (command watchdog).
+discrete-time loop. Commands come on ``command`` (std_msgs/Float64MultiArray, one value per joint)
+or ``joint_trajectory`` (trajectory_msgs/JointTrajectory: the first point's velocities, reordered
+by joint name when names are given) and are clipped to the world's bounds; a malformed one (wrong
+length, unknown joint names, NaN/Inf) is held as zero, with a throttled warning; no command for
+``command_timeout`` sim seconds also holds zero (command watchdog).
 
-Sensors. ``joint_states`` (names x, y: position in metres, velocity over the last step in m/s)
-after every physics step; ``image`` (rgb8 top-down camera) every ``1 / camera_rate_hz`` sim
-seconds. Both are stamped with the sim time they describe, and published before the ``/clock``
-message that reaches that time, so a controller woken by the clock finds them waiting.
+Sensors. ``joint_states`` after every physics step (point mass: names x, y, position in metres,
+velocity over the last step in m/s; arm: joint1..3, position in rad and the physics' velocity in
+rad/s); ``image`` (rgb8 top-down camera: ``image_size`` square, the arm's 96 x 72) every ``1 /
+camera_rate_hz`` sim seconds. Both are stamped with the sim time they describe, and published
+before the ``/clock`` message that reaches that time, so a controller woken by the clock finds them
+waiting.
 
-Episodes. Episode k uses the task ``env.sample_episode(seed + k)``. On its start the node
-publishes the goal (``/goal_state`` JointGoal and ``/goal_image``, the agent drawn at the goal;
-both reliable + transient_local). The first episode's clock starts with the first command
-received (so a slow-starting controller is not timed); an episode ends on success (distance to
-goal <= ``success_radius``) or after ``max_episode_time``. Starts and ends are reported as JSON on
-``~/episode`` (std_msgs/String, reliable + transient_local, depth 100) and in the log:
+Episodes. Episode k uses the task the world draws for ``seed + k`` (start and goal joints). On its
+start the node publishes the goal (``/goal_state`` JointGoal and ``/goal_image``, the robot drawn
+at the goal; both reliable + transient_local). The first episode's clock starts with the first
+command received (so a slow-starting controller is not timed); an episode ends on success (distance
+to goal <= ``success_radius``; the arm: its end effector's) or after ``max_episode_time``. Starts
+and ends are reported as JSON on ``~/episode`` (std_msgs/String, reliable + transient_local, depth
+100) and in the log:
 
     {"event": "start", "episode": 0, "seed": 0, "env": "wall_door", "t": 0.0,
      "start": [x, y], "goal": [x, y]}
@@ -47,6 +58,11 @@ goal <= ``success_radius``) or after ``max_episode_time``. Starts and ends are r
 After ``episodes`` episodes (0: no end) the node reports ``done``; with ``exit_when_done`` the
 process then exits with status 0 (demos and benchmarks end by themselves), otherwise the agent
 stays where it is and time goes on.
+
+Exploration. With ``explore`` the node drives its robot itself: after every physics step it
+publishes the next command of an exploration policy (``explore.OUExplorer``, seeded by ``seed``)
+on ``command``, and takes it from there like any controller's. Record the topics with rosbag2 for
+a dataset; run no controller beside it.
 """
 from __future__ import annotations
 
@@ -72,14 +88,15 @@ from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, String
+from trajectory_msgs.msg import JointTrajectory
 
 from grasp_ros.msg import JointGoal
 
-from . import ENV_NAMES, make_env
+from .explore import OUExplorer
+from .world import WORLD_NAMES, make_world
 from ..ros import interrupts, qos
 from ..ros.conversions import rgb_to_image
 
-JOINT_NAMES = ("x", "y")
 NS = 1_000_000_000
 MIN_WALL_TICK_S = 0.001  # one /clock message per wall millisecond at most
 ACTIVATION_GRACE_S = 0.5  # wall time between a command publisher appearing and time starting
@@ -95,12 +112,14 @@ def _param(default, doc: str, low=None, high=None, choices=None):
 class SimSettings:
     """The node's parameters (all read-only: a change needs a restart). Times are sim seconds."""
 
-    env: str = _param("wall_door", "world layout", choices=ENV_NAMES)
-    horizon: int = _param(50, "env resolution: the agent moves at most reach/horizon per step "
-                              "(match the controller's model_options horizon)", 1, 10_000)
-    image_size: int = _param(64, "camera image side in pixels", 16, 1024)
-    success_radius: float = _param(0.08, "episode succeeds within this distance of the goal (m)",
-                                   1e-3, 1.0)
+    env: str = _param("wall_door", "world: a point-mass layout, or arm (the MuJoCo planar arm)",
+                      choices=WORLD_NAMES)
+    horizon: int = _param(50, "point mass: env resolution, the agent moves at most reach/horizon "
+                              "per step (match the controller's model_options horizon)", 1, 10_000)
+    image_size: int = _param(64, "point mass: camera image side in pixels (the arm's camera is "
+                                 "96 x 72)", 16, 1024)
+    success_radius: float = _param(0.08, "episode succeeds within this distance of the goal (m; "
+                                         "the arm: its end effector's)", 1e-3, 1.0)
     seed: int = _param(0, "episode k samples its start and goal with seed + k", 0, 2**31 - 1)
     episodes: int = _param(0, "episodes to run; 0 runs episodes forever", 0, 1_000_000)
     max_episode_time: float = _param(60.0, "an episode fails after this long (s)", 0.1, 1e6)
@@ -123,6 +142,8 @@ class SimSettings:
     lockstep_timeout: float = _param(10.0, "lockstep: wall seconds to wait for a command before "
                                            "stepping anyway (a dead controller), with a warning",
                                      0.01, 3600.0)
+    explore: bool = _param(False, "drive the robot with a seeded exploration policy, published "
+                                  "on command (record a dataset without a controller)")
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad value (ranges and choices)."""
@@ -158,18 +179,18 @@ class SimCore:
     def __init__(self, settings: SimSettings):
         settings.validate()
         self.settings = settings
-        self.env = make_env(settings.env, settings.horizon, success_radius=settings.success_radius,
-                            image_size=settings.image_size)
+        self.world = make_world(settings.env, 1.0 / settings.physics_rate_hz, settings.horizon,
+                                settings.success_radius, settings.image_size)
+        self.env = self.world.env   # the simulator itself (NavEnv or ArmEnv)
         self.step_ns = round(NS / settings.physics_rate_hz)
         self.frame_ns = round(NS / settings.camera_rate_hz)
         self.timeout_ns = round(settings.command_timeout * NS)
         self.max_episode_ns = round(settings.max_episode_time * NS)
         self.now_ns = 0
         self.next_step_ns = self.next_frame_ns = 0
-        self.held = np.zeros(2)
+        self.held = np.zeros(len(self.world.joint_names))
         self.last_command_ns: Optional[int] = None
         self.watchdog_tripped = False
-        self.velocity = np.zeros(2)
         self.episode_index, self.successes = -1, 0
         self.episode_start_ns: Optional[int] = None
         self.steps = 0
@@ -179,19 +200,20 @@ class SimCore:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def command(self, values, t_ns: int) -> Optional[str]:
-        """Hold ``values`` (clipped to [-1, 1]) from now on; if malformed, hold zero and say why."""
+    def command(self, values, t_ns: int, problem: Optional[str] = None) -> Optional[str]:
+        """Hold ``values`` (clipped to the world's bounds) from now on; if malformed, or the
+        message they came in was (``problem`` says why), hold zero and say why."""
         a = np.asarray(values, dtype=np.float64).reshape(-1)
-        reason = None
-        if a.shape != (2,):
-            reason = f"expected 2 values, got {a.size}"
-        elif not np.isfinite(a).all():
-            reason = f"non-finite values {a.tolist()}"
-        self.held = np.zeros(2) if reason else np.clip(a, -1.0, 1.0)
+        low, high = self.world.action_low, self.world.action_high
+        if problem is None and a.shape != low.shape:
+            problem = f"expected {low.size} values, got {a.size}"
+        elif problem is None and not np.isfinite(a).all():
+            problem = f"non-finite values {a.tolist()}"
+        self.held = np.zeros_like(low) if problem else np.clip(a, low, high)
         self.last_command_ns = t_ns
         if self.episode_start_ns is None and not self.done:
             self.episode_start_ns = t_ns   # the first episode's clock starts with the first command
-        return reason
+        return problem
 
     # -- time -----------------------------------------------------------------------------
 
@@ -204,7 +226,7 @@ class SimCore:
                 self.next_step_ns += self.step_ns
             else:
                 events.append(Event("image", self.next_frame_ns,
-                                    {"position": self.env.position.copy()}))
+                                    {"position": self.world.position}))
                 self.next_frame_ns += self.frame_ns
         self.now_ns = max(self.now_ns, t_ns)
         return events
@@ -212,7 +234,7 @@ class SimCore:
     def applied_command(self, t_ns: int) -> np.ndarray:
         """The command a step at ``t_ns`` applies: the held one, or zero when the watchdog trips."""
         fresh = self.last_command_ns is not None and not self._timed_out(t_ns)
-        return self.held if fresh else np.zeros(2)
+        return self.held if fresh else np.zeros_like(self.held)
 
     def _timed_out(self, t_ns: int) -> bool:
         return self.last_command_ns is not None and t_ns - self.last_command_ns > self.timeout_ns
@@ -226,16 +248,14 @@ class SimCore:
             self.watchdog_tripped = tripped
             events.append(Event("watchdog", t_ns, {"tripped": tripped}))
         if self.episode_start_ns is not None and self.episode_start_ns < t_ns and not self.done:
-            before = self.env.position.copy()
-            self.env.step(action)
+            self.world.step(action)
             self.steps += 1
-            self.velocity = (self.env.position - before) * self.settings.physics_rate_hz
-            if self.env.success() or t_ns - self.episode_start_ns >= self.max_episode_ns:
+            if self.world.succeeded() or t_ns - self.episode_start_ns >= self.max_episode_ns:
                 self._end_episode(t_ns, events)
         events.extend(self.pending)
         self.pending = []
-        events.append(Event("joints", t_ns, {"position": self.env.position.tolist(),
-                                             "velocity": self.velocity.tolist(),
+        events.append(Event("joints", t_ns, {"position": self.world.position.tolist(),
+                                             "velocity": self.world.velocity.tolist(),
                                              "command": action.tolist()}))
 
     # -- episodes -------------------------------------------------------------------------
@@ -243,22 +263,21 @@ class SimCore:
     def _start_episode(self, t_ns: int) -> None:
         self.episode_index += 1
         seed = self.settings.seed + self.episode_index
-        episode = self.env.sample_episode(seed)
-        self.env.reset(episode)
-        self.steps, self.velocity = 0, np.zeros(2)
+        start, goal = self.world.reset(seed)
+        self.steps = 0
         # Later episodes start at once: the controller is already running.
         self.episode_start_ns = t_ns if self.episode_index > 0 else None
-        self.pending.append(Event("start", t_ns, self._report(t_ns, start=episode.start.tolist(),
-                                                               goal=episode.goal.tolist())))
+        self.pending.append(Event("start", t_ns, self._report(t_ns, start=start.tolist(),
+                                                               goal=goal.tolist())))
 
     def _end_episode(self, t_ns: int, events: list[Event]) -> None:
-        success = self.env.success()
+        success = self.world.succeeded()
         self.successes += int(success)
         duration = (t_ns - self.episode_start_ns) / NS
         events.append(Event("end", t_ns, self._report(
             t_ns, success=success, time_to_goal=duration if success else None, duration=duration,
-            steps=self.steps, final_distance=self.env.distance_to_goal(),
-            final_position=self.env.position.tolist(), goal=self.env.goal.tolist())))
+            steps=self.steps, final_distance=self.world.distance_to_goal(),
+            final_position=self.world.position.tolist(), goal=self.world.goal.tolist())))
         finished = self.episode_index + 1
         if self.settings.episodes and finished >= self.settings.episodes:
             self.done = True
@@ -335,6 +354,13 @@ class SimNode(Node):
         self.episode_pub = self.create_publisher(String, "~/episode", REPORTS)
         self._command_sub = self.create_subscription(Float64MultiArray, "command",
                                                      self._on_command, qos.COMMAND)
+        self._trajectory_sub = self.create_subscription(JointTrajectory, "joint_trajectory",
+                                                        self._on_trajectory, qos.COMMAND)
+        world = self.core.world
+        self.explorer = OUExplorer(world.action_low, world.action_high, world.joint_low,
+                                   world.joint_high, world.dt, s.seed) if s.explore else None
+        self._explore_pub = (self.create_publisher(Float64MultiArray, "command", qos.COMMAND)
+                             if s.explore else None)
         self._waiting = s.wait_for_controller
         self._publisher_seen: Optional[float] = None
         self._commands = 0                  # received so far
@@ -345,9 +371,9 @@ class SimNode(Node):
         wall_tick = max(s.clock_period / s.rate_factor, MIN_WALL_TICK_S)
         self.create_timer(wall_tick, self._tick, clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
-            f"simulating {s.env} (step {self.core.env.max_step:.3f} m at {s.physics_rate_hz:g} Hz, "
-            f"camera {s.camera_rate_hz:g} Hz, x{s.rate_factor:g} real time, "
-            f"episodes: {s.episodes or 'endless'})"
+            f"simulating {world.summary()}: camera {s.camera_rate_hz:g} Hz, "
+            f"x{s.rate_factor:g} real time, episodes: {s.episodes or 'endless'}"
+            + (", driven by the exploration policy" if s.explore else "")
             + (f"; sim time starts when {self._command_sub.topic_name} has a publisher"
                if self._waiting else ""))
         self._publish(self.core.advance(0))
@@ -402,8 +428,24 @@ class SimNode(Node):
     # -- inputs -----------------------------------------------------------------------------
 
     def _on_command(self, msg: Float64MultiArray) -> None:
+        self._hold(msg.data)
+
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        """The first point's velocities, in the world's joint order."""
+        names = list(self.core.world.joint_names)
+        if not msg.points or not len(msg.points[0].velocities):
+            self._hold([], "joint_trajectory without velocities in its first point")
+        elif msg.joint_names and sorted(msg.joint_names) != sorted(names):
+            self._hold([], f"joint_trajectory names {list(msg.joint_names)}, expected {names}")
+        else:
+            velocities = list(msg.points[0].velocities)
+            if msg.joint_names and len(velocities) == len(names):
+                velocities = [velocities[list(msg.joint_names).index(n)] for n in names]
+            self._hold(velocities)
+
+    def _hold(self, values, problem: Optional[str] = None) -> None:
         self._commands += 1
-        reason = self.core.command(msg.data, self.core.now_ns)
+        reason = self.core.command(values, self.core.now_ns, problem)
         if reason:
             self.rejected_commands += 1
             self.get_logger().warning(f"malformed command ({reason}): holding zero",
@@ -416,22 +458,26 @@ class SimNode(Node):
             getattr(self, f"_on_{event.kind}")(event)
 
     def _on_joints(self, event: Event) -> None:
-        msg = JointState(name=list(JOINT_NAMES), position=event.data["position"],
+        msg = JointState(name=list(self.core.world.joint_names), position=event.data["position"],
                          velocity=event.data["velocity"])
         msg.header.stamp = stamp(event.t_ns)
         msg.header.frame_id = "world"
         self.joints_pub.publish(msg)
+        if self.explorer is not None:
+            command = self.explorer(event.data["position"])
+            self._explore_pub.publish(Float64MultiArray(data=command.tolist()))
 
     def _on_image(self, event: Event) -> None:
-        self.image_pub.publish(image_msg(self.core.env.render(event.data["position"]), event.t_ns))
+        self.image_pub.publish(image_msg(self.core.world.render_at(event.data["position"]),
+                                         event.t_ns))
 
     def _on_start(self, event: Event) -> None:
         d = event.data
-        goal = JointGoal(name=list(JOINT_NAMES), position=d["goal"])
+        goal = JointGoal(name=list(self.core.world.joint_names), position=d["goal"])
         goal.header.stamp = stamp(event.t_ns)
         goal.header.frame_id = "world"
         self.goal_pub.publish(goal)
-        self.goal_image_pub.publish(image_msg(self.core.env.render(np.asarray(d["goal"])), event.t_ns))
+        self.goal_image_pub.publish(image_msg(self.core.world.render_at(d["goal"]), event.t_ns))
         self._report(d, f"episode {d['episode']} (seed {d['seed']}): "
                         f"start {_fmt(d['start'])} goal {_fmt(d['goal'])}")
 
@@ -458,8 +504,8 @@ class SimNode(Node):
         self.get_logger().info(text)
 
 
-def _fmt(xy) -> str:
-    return f"({xy[0]:+.2f}, {xy[1]:+.2f})"
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:+.2f}" for v in values) + ")"
 
 
 FLUSH_S = 0.5  # after the last report, time for reliable messages to reach their readers

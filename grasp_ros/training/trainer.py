@@ -261,7 +261,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
                            joint_dim, data.action_dim, {}, *action_bounds(data)))
     data = normalised_actions(data, card)
     train_data, val_data = data.split(settings.val_fraction, settings.seed)
-    windows = TransitionWindows(train_data, settings.segment_steps)
+    windows = TransitionWindows(train_data, settings.segment_steps, stride=settings.segment_steps - settings.rollout_steps + 1)
     val_windows = TransitionWindows(val_data, settings.segment_steps)
     options = {"image_size": data.image_size, "state_dim": data.joint_dim, "env": data.meta.get("env") or "",
                "horizon": int(data.meta.get("horizon") or 0), "action_dim": data.action_dim,

@@ -1,0 +1,259 @@
+"""Recording topics into a rosbag2 (``rosbags``' writer): the node behind ``grasp-ros record``.
+
+``record_bag`` records into a folder atomically (the CLI's and any test's entry point);
+``BagRecorder`` is the part that subscribes and writes, for a node of one's own.
+
+Topics are named, or named with their type (``image:sensor_msgs/msg/Image``). A topic is
+subscribed once a publisher of it is seen (the graph is polled every ``DISCOVERY_PERIOD_S``):
+its type is the publishers' (or the one given), and its QoS is chosen to match them all, as
+``ros2 bag record`` does: reliable when every publisher is reliable (else best effort),
+transient local when every publisher is (so latched goals recorded late still arrive).
+Messages are written still serialised (raw subscriptions: no decode, no re-encode), each stamped
+with its receive time (rmw's ``received_timestamp``, the system clock), the stamp ``ros2 bag
+record`` writes too; so the importer (``grasp_ros.data.rosbag``) reads both recordings alike.
+
+A message type outside the ROS 2 store of ``rosbags`` (this package's PlanDiagnostics, Plan,
+JointGoal; a robot's own) is described in the bag from its installed ``share/<pkg>/msg/*.msg``.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from rclpy.duration import Duration
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.typesys.base import TypesysError
+
+DEFAULT_TOPICS = ("image", "image/compressed", "joint_states", "command", "joint_trajectory", "/clock",
+                  "/grasp_controller/goal_state", "/grasp_controller/goal_image",
+                  "/grasp_controller/plan_diagnostics", "/grasp_controller/plan", "/grasp_sim/episode")
+"""What ``grasp-ros record`` records unless told: the camera, joints and commands a dataset is made
+of, sim time, the controller's goals and plans, and the sim's episode reports (where the importer
+cuts episodes)."""
+DISCOVERY_PERIOD_S = 0.5
+DEPTH = 100
+INFINITE = (2**31 - 1, 2**32 - 1)   # rosbag2's "infinite" QoS duration (sec, nsec)
+
+
+def parse_topics(specs: Sequence[str]) -> list[tuple[str, Optional[str]]]:
+    """[(name, type or None)] of "name" or "name:pkg/msg/Type" ("pkg/Type" is read as pkg/msg/Type).
+    Raises ValueError on a malformed spec."""
+    topics = []
+    for spec in specs:
+        name, _, kind = spec.partition(":")
+        if not name or (kind and kind.count("/") not in (1, 2)):
+            raise ValueError(f"topic {spec!r}: expected NAME or NAME:pkg/msg/Type")
+        if kind.count("/") == 1:
+            kind = kind.replace("/", "/msg/")
+        topics.append((name, kind or None))
+    return topics
+
+
+@dataclass
+class Recorded:
+    """What one topic has recorded."""
+
+    topic: str
+    msgtype: str
+    reliable: bool
+    transient_local: bool
+    count: int = 0
+    connection: Any = field(default=None, repr=False)
+
+
+class BagRecorder:
+    """Subscribes ``node`` to ``topics`` as they appear and writes what arrives to ``writer`` (an
+    open ``rosbags.rosbag2.Writer``), ``max_messages`` at most (None: no limit).
+
+    ``problems`` collects what could not be recorded (a type not installed here, publishers that
+    disagree on a type), each once; ``log`` is told of subscriptions and problems.
+    """
+
+    def __init__(self, node: Node, writer, topics: Sequence[tuple[str, Optional[str]]],
+                 max_messages: Optional[int] = None, log: Callable[[str], None] = print):
+        from rosbags.typesys import Stores, get_typestore
+
+        self.node, self.writer, self.log = node, writer, log
+        self.store = get_typestore(Stores.ROS2_KILTED)
+        self.pending = {node.resolve_topic_name(name): kind for name, kind in topics}
+        self.recorded: dict[str, Recorded] = {}
+        self.problems: dict[str, str] = {}
+        self.max_messages = max_messages
+        self.total = 0
+        self._subscriptions = []
+        self.discover()
+
+    @property
+    def done(self) -> bool:
+        return self.max_messages is not None and self.total >= self.max_messages
+
+    def discover(self) -> None:
+        """Subscribe to every pending topic that now has a publisher."""
+        for topic in list(self.pending):
+            publishers = self.node.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            kinds = sorted({p.topic_type for p in publishers})
+            kind = self.pending[topic] or (kinds[0] if len(kinds) == 1 else None)
+            if kind is None:
+                self._problem(topic, f"publishers disagree on its type {kinds}; name one (TOPIC:TYPE)")
+                continue
+            if kind not in kinds:
+                self._problem(topic, f"named {kind}, but its publishers send {kinds}")
+                continue
+            publishers = [p for p in publishers if p.topic_type == kind]
+            try:
+                self._subscribe(topic, kind, [p.qos_profile for p in publishers])
+            except (ImportError, AttributeError, LookupError, ValueError, TypesysError) as exc:
+                self._problem(topic, f"cannot record {kind}: {exc}")
+                continue
+            del self.pending[topic]
+
+    def _subscribe(self, topic: str, kind: str, offered: list[QoSProfile]) -> None:
+        pkg, _, name = kind.split("/")
+        msg_class = getattr(importlib.import_module(f"{pkg}.msg"), name)
+        _ensure_type(self.store, kind)
+        reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
+        latched = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
+        qos = QoSProfile(depth=DEPTH, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        entry = Recorded(topic, kind, reliable, latched)
+        entry.connection = self.writer.add_connection(topic, kind, typestore=self.store,
+                                                      offered_qos_profiles=[_bag_qos(q) for q in offered])
+        self.recorded[topic] = entry
+        self._subscriptions.append(self.node.create_subscription(
+            msg_class, topic, lambda raw, info: self._write(entry, raw, info), qos, raw=True))
+        self.log(f"recording {topic} ({kind}, {'reliable' if reliable else 'best effort'}"
+                 f"{', transient local' if latched else ''})")
+
+    def _write(self, entry: Recorded, raw: bytes, info) -> None:
+        if self.done:
+            return
+        stamp = int(info.get("received_timestamp") or 0) or time.time_ns()
+        self.writer.write(entry.connection, stamp, raw)
+        entry.count += 1
+        self.total += 1
+
+    def _problem(self, topic: str, text: str) -> None:
+        if self.problems.get(topic) != text:
+            self.problems[topic] = text
+            self.log(f"warning: {topic}: {text}")
+
+    def summary(self) -> str:
+        """Per topic: messages recorded and type; then the topics never seen."""
+        width = max((len(t) for t in self.recorded), default=0)
+        lines = [f"  {e.topic:<{width}}  {e.count:>7}  {e.msgtype}" for e in self.recorded.values()]
+        lines += [f"  {t}: {self.problems[t]}" if t in self.problems else f"  {t}: no publisher seen"
+                  for t in self.pending]
+        return "\n".join([f"{self.total} messages:"] + lines)
+
+
+def _ensure_type(store, kind: str) -> None:
+    """Teach ``store`` ``kind`` (and the types it uses) from the installed .msg files."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from rosbags.typesys import get_types_from_msg
+    from rosbags.typesys.base import Nodetype
+
+    if kind in store.fielddefs:
+        return
+    pkg, _, name = kind.split("/")
+    try:
+        path = Path(get_package_share_directory(pkg)) / "msg" / f"{name}.msg"
+    except PackageNotFoundError as exc:
+        raise LookupError(f"package {pkg!r} is not installed here (no share/{pkg})") from exc
+    if not path.is_file():
+        raise LookupError(f"no message definition {path}")
+    types = get_types_from_msg(path.read_text(), kind)
+    store.register(types)
+
+    def named(desc) -> list[str]:
+        node, detail = desc
+        if node == Nodetype.NAME:
+            return [detail]
+        return named(detail[0]) if node in (Nodetype.ARRAY, Nodetype.SEQUENCE) else []
+
+    for _, fields in types.values():
+        for _, desc in fields:
+            for used in named(desc):
+                _ensure_type(store, used)
+
+
+def _bag_qos(profile: QoSProfile):
+    """A publisher's rclpy QoS as rosbags writes it into metadata.yaml (offered_qos_profiles)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def span(d: Duration) -> QosTime:
+        sec, nsec = divmod(d.nanoseconds, 10**9)
+        return QosTime(*INFINITE) if sec >= INFINITE[0] else QosTime(sec, nsec)
+
+    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), span(profile.deadline), span(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), span(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = "mcap",
+               duration: Optional[float] = None, max_messages: Optional[int] = None,
+               stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print) -> BagRecorder:
+    """Record ``topics`` into the rosbag2 folder ``out`` (which must not exist) until ``stop()``,
+    ``duration`` wall seconds or ``max_messages``; return the recorder (counts, summary).
+
+    The bag is written inside a hidden folder beside ``out`` and renamed to ``out`` once closed,
+    so ``out`` is only ever a finished bag; a recording of no message leaves nothing. Runs its
+    own context and node (``grasp_recorder``); rclpy's signal handlers are left alone.
+    """
+    import rclpy
+    from rclpy.clock import Clock, ClockType
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{str(out)!r} exists already")
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    scratch = out.parent / f".{out.name}.recording-{os.getpid()}"
+    scratch.mkdir()
+    context = Context()
+    node = executor = None
+    try:
+        rclpy.init(args=[], context=context, signal_handler_options=SignalHandlerOptions.NO)
+        node = rclpy.create_node("grasp_recorder", context=context)
+        executor = SingleThreadedExecutor(context=context)
+        with Writer(scratch / out.name, version=9, storage_plugin=plugin) as writer:
+            recorder = BagRecorder(node, writer, topics, max_messages, log)
+            node.create_timer(DISCOVERY_PERIOD_S, recorder.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            executor.add_node(node)
+            log(f"recording to {out} ({storage})")
+            end = None if duration is None else time.monotonic() + duration
+            while not (stop() or recorder.done or (end is not None and time.monotonic() >= end)):
+                executor.spin_once(timeout_sec=0.1)
+            _drain(executor, recorder)
+        if recorder.total:
+            os.rename(scratch / out.name, out)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        context.destroy()
+        shutil.rmtree(scratch, ignore_errors=True)
+    return recorder
+
+
+def _drain(executor, recorder: BagRecorder, idle_calls: int = 3) -> None:
+    """Write what had already arrived when the recording was stopped (taken without waiting)."""
+    idle = 0
+    while idle < idle_calls and not recorder.done:
+        before = recorder.total
+        executor.spin_once(timeout_sec=0.0)
+        idle = idle + 1 if recorder.total == before else 0

@@ -1,0 +1,147 @@
+"""The controller follows the model card: it subscribes to what the card names (camera and
+joints together, paired by stamp), refuses at configure what it cannot serve, and commands in
+the card's robot units on the interface asked for (Float64MultiArray, JointTrajectory, Twist)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
+pytest.importorskip("grasp_ros.msg", reason="grasp_ros messages are not built (colcon)", exc_type=ImportError)
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+
+from grasp_ros.data import TransitionData  # noqa: E402
+from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402
+from grasp_ros.training import TrainSettings, train  # noqa: E402
+from test_controller_node import PLANNED, Rig, ns_time, rig, ros  # noqa: E402,F401
+from test_model_sources import configure_failure  # noqa: E402
+
+ARM = ("shoulder", "elbow", "wrist")
+LOW, HIGH = [-2.0, -1.0, 0.0], [2.0, 3.0, 5.0]
+
+
+def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0):
+    """A small camera + joints (positions, velocities) model, trained for a few steps on random
+    data described the way a rosbag import describes it (names, units, bounds, 10 Hz)."""
+    rng = np.random.default_rng(seed)
+    N, T, A, J = 4, 8, len(action_names), len(joint_names)
+    actions = rng.uniform(low, high, (N, T, A)).astype(np.float32)
+    joints = rng.normal(0, 1, (N, T + 1, 2 * J)).astype(np.float32)
+    images = rng.integers(0, 255, (N, T + 1, 16, 16, 3), dtype=np.uint8)
+    meta = {"env": "", "image_size": 16, "max_step": 0.0, "seed": 0, "source": "test",
+            "joint_names": list(joint_names), "joint_fields": ["position", "velocity"],
+            "action_names": list(action_names), "action_low": list(low), "action_high": list(high),
+            "action_units": "SI", "period": 0.1}
+    settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
+                             dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
+    train(TransitionData(images, joints, actions, meta), str(path), settings,
+          {"latent_dim": 8, "hidden": 16, "channels": [4, 4, 4], "joint_dim": 2 * J},
+          progress=False, log=lambda _: None)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def arm_model(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("arm") / "arm.pt", ARM, LOW, HIGH)
+
+
+@pytest.fixture(scope="module")
+def base_model(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("base") / "base.pt", ("linear.x", "angular.z"),
+                      [-0.5, -1.5], [1.0, 1.5], joint_names=("left_wheel", "right_wheel"))
+
+
+def arm_rig(rig, model, **overrides):
+    values = {"model": "learned", "model_options": f"{{checkpoint: {model}}}", "control_rate_hz": 10.0,
+              "timing": "fixed_iterations", "planner.iterations": 3, "novelty_threshold": 0.0,
+              "horizon": 5}
+    values.update(overrides)
+    return rig(**values)
+
+
+@pytest.mark.parametrize("overrides, reason", [
+    ({"control_rate_hz": 2.0}, "far from the model's period 0.1 s"),
+    ({"joint_names": ["shoulder", "elbow"]}, "the model encodes joints ['wrist'] that joint_names"),
+    ({"command_interface": "twist"}, "needs actions named as Twist fields"),
+    ({"command_interface": "joint_trajectory", "joint_names": ["shoulder", "elbow", "wrist", "gripper"]},
+     "one joint per action"),
+])
+def test_configure_refuses_what_the_card_cannot_serve(rig, arm_model, overrides, reason):
+    r = arm_rig(rig, arm_model, **overrides)
+    assert reason in configure_failure(r)
+
+
+def feed_arm(r: Rig, position, velocity, frame):
+    """One sample of each sensor, stamped now: a wide camera frame and joint_states (shuffled order)."""
+    state = JointState(name=["wrist", "shoulder", "elbow", "gripper"],
+                       position=[position[2], position[0], position[1], 0.0],
+                       velocity=[velocity[2], velocity[0], velocity[1], 0.0])
+    state.header.stamp = ns_time(r.t_ns)
+    r.joints_pub.publish(state)
+    r.send_image(rgb_to_image(frame))
+
+
+def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model):
+    r = arm_rig(rig, arm_model, command_interface="joint_trajectory")
+    r.start()
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)          # not square: cropped, resized
+    me = f"{r.ns}/grasp_controller"
+    r.goal_image_pub.publish(rgb_to_image(frame))
+    r.goal_pub.publish(JointGoal(name=list(ARM), position=[0.3, -0.2, 0.1]))
+    position = [0.1, 0.2, 0.3]
+    feed = lambda: feed_arm(r, position, [0.0, 0.5, -0.5], frame)   # noqa: E731
+    for _ in range(3):
+        r.cycle(feed)
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what=f"a planned cycle of {me}")
+    d = r.diagnostics[-1]
+    assert d.status == PlanDiagnostics.STATUS_OK, d.status_text
+    assert len(d.command) == 3 and all(lo <= c <= hi for c, lo, hi in zip(d.command, LOW, HIGH))
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 5, what="a trajectory")
+    trajectory = r.trajectories[-1]
+    assert trajectory.joint_names == list(ARM)
+    first, second = trajectory.points[0], trajectory.points[1]
+    assert list(first.positions) == position                       # from the measured joints
+    assert np.allclose(second.positions, np.add(position, np.multiply(first.velocities, 0.1)))
+
+
+def test_frames_without_joint_states_are_stale_and_the_command_is_zero(rig, arm_model):
+    r = arm_rig(rig, arm_model)
+    r.start()
+    frame = np.zeros((16, 16, 3), np.uint8)
+    r.goal_image_pub.publish(rgb_to_image(frame))
+    r.goal_pub.publish(JointGoal(name=list(ARM), position=[0.0, 0.0, 0.0]))
+    d = None
+    for _ in range(4):
+        d = r.cycle(lambda: r.send_image(rgb_to_image(frame)))
+    assert d.status == PlanDiagnostics.STATUS_STALE and "joint_states" in d.status_text
+    assert list(d.command) == [0.0, 0.0, 0.0]
+
+
+def test_a_twist_model_commands_cmd_vel(rig, base_model):
+    r = arm_rig(rig, base_model, command_interface="twist")
+    twists = []
+    r.probe.create_subscription(Twist, "cmd_vel", twists.append, 10)
+    r.start()
+    frame = np.full((16, 16, 3), 90, np.uint8)
+    r.goal_image_pub.publish(rgb_to_image(frame))
+    r.goal_pub.publish(JointGoal(name=["left_wheel", "right_wheel"], position=[1.0, 1.0]))
+
+    def feed():
+        state = JointState(name=["left_wheel", "right_wheel"], position=[0.0, 0.0], velocity=[0.1, 0.1])
+        state.header.stamp = ns_time(r.t_ns)
+        r.joints_pub.publish(state)
+        r.send_image(rgb_to_image(frame))
+    for _ in range(3):
+        r.cycle(feed)
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
+    d = r.diagnostics[-1]
+    r.wait_until(lambda: twists, what="a Twist on cmd_vel")
+    sent = twists[-1]
+    assert sent.linear.y == sent.linear.z == sent.angular.x == sent.angular.y == 0.0
+    assert -0.5 <= sent.linear.x <= 1.0 and -1.5 <= sent.angular.z <= 1.5
+    r.wait_until(lambda: any([t.linear.x, t.angular.z] == list(d.command) for t in twists),
+                 what="the planned command as a Twist")

@@ -1,0 +1,348 @@
+"""Robot-scale rosbag2 data: several bags (sqlite3, mcap), episodes cut at pauses, resets and the
+sim's episode reports or to a fixed length, joint velocities, Twist fields, split-independent
+training windows, ``collect``'s errors, and ``grasp-ros record`` over real DDS read back by the
+importer."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from grasp_ros.cli import main as cli
+from grasp_ros.data import DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset
+from grasp_ros.sim import make_env
+
+rosbag = pytest.importorskip("grasp_ros.data.rosbag")
+pytest.importorskip("rosbags")
+write_rosbag = rosbag.write_rosbag
+
+
+def read(paths, **options):
+    return rosbag.read_rosbag(paths, image_size=16, progress=False, **options)
+
+EPISODES, STEPS = 3, 10
+
+
+@pytest.fixture(scope="module")
+def recording():
+    """Three sim episodes played back to back as one recording: frames [F, 16, 16, 3], joints
+    [F, 2], commands [F-1, 2] (the command across an episode boundary is arbitrary), and the
+    first frame of every episode after the first."""
+    env = make_env("open", 50, image_size=16)
+    data = collect_episodes(env, episodes=EPISODES, steps=STEPS, seed=5)
+    commands = np.concatenate([np.vstack([a, [[0.3, 0.3]]]) for a in data.actions])[:-1]
+    starts = [e * (STEPS + 1) for e in range(1, EPISODES)]
+    jumps = [np.abs(data.joints[e, 0] - data.joints[e - 1, -1]).max() for e in range(1, EPISODES)]
+    assert min(jumps) > 3 * env.max_step, "the fixture needs resets that a threshold can see"
+    return (data, data.images.reshape(-1, 16, 16, 3), data.joints.reshape(-1, 2), commands, starts,
+            env.max_step)
+
+
+def same_episodes(back: TransitionData, data: TransitionData) -> None:
+    assert (back.episodes, back.steps) == (data.episodes, data.steps)
+    assert np.array_equal(back.images, data.images)
+    assert np.allclose(back.joints, data.joints) and np.allclose(back.actions, data.actions)
+
+
+# --- several bags, both storages -----------------------------------------------------------
+
+def test_reads_several_bags_and_folders_of_both_storages(recording, tmp_path):
+    data, frames, joints, commands, _, _ = recording
+    folder = tmp_path / "runs"
+    (folder / "day1").mkdir(parents=True)
+    for e, storage in enumerate(("sqlite3", "mcap", "mcap")):
+        write_rosbag(folder / "day1" / f"bag{e}", data.images[e], data.joints[e], data.actions[e],
+                     storage=storage)
+    (folder / ".day2.recording-1" / "day2").mkdir(parents=True)     # a recording cut off: hidden, unread
+    (folder / ".day2.recording-1" / "day2" / "day2.mcap").write_bytes(b"\x89MCAP0\r\n")
+    back = read([folder])         # a folder of bags, one episode each
+    same_episodes(back, data)
+    bags = back.meta["bags"]
+    assert [b["storage"] for b in bags] == ["sqlite3", "mcap", "mcap"]
+    assert [b["messages"]["/image"] for b in bags] == [STEPS + 1] * 3
+    assert [b["episodes"] for b in bags] == [1, 1, 1] and back.meta["frames_dropped"] == 0
+    # named one by one (a bare .mcap storage file too), a bag named twice is read once
+    bare = folder / "day1" / "bag2" / "bag2.mcap"
+    again = read([folder / "day1" / "bag0", folder / "day1" / "bag1", bare, folder / "day1" / "bag0"])
+    same_episodes(again, data)
+    write_rosbag(folder / "short", data.images[0][:4], data.joints[0][:4], data.actions[0][:3])
+    fives = read([folder / "short", folder / "day1"], episode_steps=5)    # the first bag gives none
+    assert fives.episodes == 2 * EPISODES and [b["episodes"] for b in fives.meta["bags"]] == [0, 2, 2, 2]
+    assert np.array_equal(fives.images[0], data.images[0, :6])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="holds no rosbag2"):
+        read([tmp_path / "empty"])
+
+
+def test_read_rosbag_refuses_missing_topics_empty_bags_and_bad_options(recording, tmp_path):
+    data = recording[0]
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0])
+    with pytest.raises(DatasetError, match=r"no topic \['/cmd_vel'\]"):
+        read(bag, command_topic="cmd_vel")
+    with pytest.raises(DatasetError, match="/joint_states is sensor_msgs/msg/JointState; expected"):
+        read(bag, command_topic="joint_states")
+    write_rosbag(tmp_path / "empty", data.images[0][:0], data.joints[0][:0], data.actions[0][:0])
+    with pytest.raises(DatasetError, match="no messages on"):
+        read(tmp_path / "empty")
+    for bad in ({"joint_fields": ("position", "speed")}, {"twist_fields": ("linear.w",)},
+                {"episode_steps": 0}, {"gap": -1.0}, {"reset_jump": 0.1, "joint_fields": ("velocity",)}):
+        with pytest.raises(ValueError):
+            read(bag, **bad)
+
+
+# --- episodes: pauses, resets, episode reports, fixed length -------------------------------
+
+def test_cuts_at_pauses_resets_and_episode_reports_give_back_the_episodes(recording, tmp_path):
+    data, frames, joints, commands, starts, max_step = recording
+    times = 1_700_000_000 + np.arange(len(frames)) * 0.1
+    paused = times + 5.0 * (np.arange(len(frames))[:, None] >= np.array(starts)).sum(1)
+    cases = {"pauses": ({"times_s": paused}, {}, "gap"),
+             "resets": ({}, {"reset_jump": 3 * max_step}, "reset"),
+             "reports": ({"episode_marks": starts}, {}, "episode_topic")}
+    for name, (write_options, read_options, cause) in cases.items():
+        bag = tmp_path / name
+        write_rosbag(bag, frames, joints, commands, **write_options)
+        back = read(bag, **read_options)
+        same_episodes(back, data)
+        assert back.meta["cuts"][cause] == EPISODES - 1, name
+        assert back.meta["frames_used"] == len(frames) and back.meta["frames_dropped"] == 0
+    # without a cut, one piece: the reset transitions are learned from
+    assert read(tmp_path / "resets").episodes == 1
+
+
+def test_fixed_length_episodes_share_frames_and_count_what_is_dropped(recording, tmp_path):
+    data, frames, joints, commands, starts, max_step = recording
+    bag = tmp_path / "bag"
+    write_rosbag(bag, frames, joints, commands, episode_marks=starts)
+    halves = read(bag, episode_steps=5)
+    assert (halves.episodes, halves.steps) == (2 * EPISODES, 5)
+    assert np.array_equal(halves.images[1], data.images[0, 5:])          # frame 5 ends one, starts the next
+    assert np.allclose(halves.actions.reshape(EPISODES, 10, 2), data.actions)
+    fours = read(bag, episode_steps=4)
+    assert fours.episodes == 2 * EPISODES and fours.meta["frames_dropped"] == 2 * EPISODES
+    assert fours.meta["split"]["episode_steps"] == 4
+    with pytest.raises(DatasetError, match="too few frames: no episode of 11 steps; the longest stretch"):
+        read(bag, episode_steps=11)
+    # pieces of unequal length without episode_steps
+    write_rosbag(tmp_path / "uneven", frames[:-2], joints[:-2], commands[:-2], episode_marks=starts)
+    with pytest.raises(DatasetError, match="different lengths.*pass episode_steps"):
+        read(tmp_path / "uneven")
+
+
+# --- joint fields and Twist fields ---------------------------------------------------------
+
+def test_joint_velocities_are_kept_name_major(recording, tmp_path):
+    data = recording[0]
+    velocity = 10 + np.arange(data.joints[0].size, dtype=float).reshape(data.joints[0].shape)
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], velocities=velocity)
+    back = read(bag, joint_fields=("position", "velocity"))
+    assert back.joint_dim == 4
+    assert np.allclose(back.joints[0, :, 0::2], data.joints[0]) and np.allclose(back.joints[0, :, 1::2], velocity)
+    assert back.meta["joint_fields"] == ["position", "velocity"] and back.meta["joint_names"] == ["x", "y"]
+    assert back.meta["joint_columns"] == ["x.position", "x.velocity", "y.position", "y.velocity"]
+    picked = read(bag, joint_fields=("velocity",), joint_names=["y"])
+    assert np.allclose(picked.joints[0, :, 0], velocity[:, 1])
+    velocity[5, 1] = np.nan                      # a driver's NaN: frame 5 is left out, not the bag
+    write_rosbag(tmp_path / "nan", data.images[0], data.joints[0], data.actions[0], velocities=velocity)
+    around = read(tmp_path / "nan", joint_fields=("position", "velocity"), episode_steps=3)
+    assert around.episodes == 2 and around.meta["cuts"]["non_finite"] == 2
+    assert np.array_equal(around.images[1], data.images[0, 6:10])
+    write_rosbag(tmp_path / "positions", data.images[0], data.joints[0], data.actions[0])
+    with pytest.raises(DatasetError, match="0 velocity values for 2 joints"):
+        read(tmp_path / "positions", joint_fields=("position", "velocity"))
+
+
+def test_twist_fields_are_named_and_auto_keeps_the_planar_ones_that_move(recording, tmp_path):
+    data = recording[0]
+    bag = tmp_path / "diff_drive"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], twist_fields=("linear.x", "angular.z"))
+    auto = read(bag)
+    assert auto.meta["action_names"] == ["linear.x", "angular.z"] and auto.meta["action_kind"] == "twist"
+    assert np.allclose(auto.actions[0], data.actions[0]) and auto.meta["unused_nonzero_command_fields"] == []
+    only_x = read(bag, twist_fields=("linear.x",))
+    assert np.allclose(only_x.actions[0, :, 0], data.actions[0, :, 0])
+    assert only_x.meta["unused_nonzero_command_fields"] == ["angular.z"]
+    planar = read(bag, twist_fields=("linear.x", "linear.y", "angular.z"))
+    assert np.all(planar.actions[0, :, 1] == 0) and np.allclose(planar.actions[0, :, 2], data.actions[0, :, 1])
+    write_rosbag(tmp_path / "still", data.images[0], data.joints[0], 0 * data.actions[0],
+                 twist_fields=("linear.x", "angular.z"))
+    with pytest.raises(DatasetError, match="zero throughout"):
+        read(tmp_path / "still")
+
+
+# --- training windows ----------------------------------------------------------------------
+
+def test_window_count_follows_the_transitions_not_the_split():
+    transitions, k, stride = 960, 8, 5
+
+    def split(T):
+        N = transitions // T
+        return TransitionData(np.zeros((N, T + 1, 4, 4, 3), np.uint8), np.zeros((N, T + 1, 2)),
+                              np.zeros((N, T, 2)), {})
+
+    counts = {T: len(TransitionWindows(split(T), k, stride=stride)) for T in (8, 24, 32, 96, 960)}
+    assert set(counts.values()) == {math.ceil(transitions / stride)}, counts
+    every = {T: len(TransitionWindows(split(T), k)) for T in (8, 32, 960)}   # evaluation: every window
+    assert every == {8: 120, 32: 30 * 25, 960: 953}
+    windows = TransitionWindows(split(32), k, stride=stride)
+    episode, frames = windows.frame_index(torch.arange(len(windows)))
+    assert set(episode[:, 0].tolist()) == set(range(30)) and frames.max() <= 32
+    starts = frames[episode[:, 0] == 0, 0].tolist()
+    assert starts[0] == 0 and starts[-1] == 32 - k     # spread over the episode, ends included
+    with pytest.raises(ValueError, match="stride"):
+        TransitionWindows(split(32), k, stride=0)
+
+
+# --- grasp-ros collect ---------------------------------------------------------------------
+
+def test_collect_reads_several_bags_and_refuses_bad_ones_with_status_2(recording, tmp_path, capsys):
+    data, frames, joints, commands, starts, _ = recording
+    write_rosbag(tmp_path / "a", frames, joints, commands, episode_marks=starts, storage="mcap", velocities=-joints)
+    write_rosbag(tmp_path / "b", data.images[0], data.joints[0], data.actions[0], velocities=data.joints[0])
+    out = tmp_path / "robot.npz"
+    assert cli(["collect", "--rosbag", str(tmp_path / "a"), str(tmp_path / "b"), "--episode-steps", "5",
+                "--joint-fields", "position,velocity", "--image-size", "16", "--out", str(out), "--quiet"]) == 0
+    saved = load_dataset(out)
+    assert (saved.episodes, saved.steps, saved.joint_dim) == (2 * EPISODES + 2, 5, 4)
+    assert [b["episodes"] for b in saved.meta["bags"]] == [2 * EPISODES, 2]
+    assert "frames used" in capsys.readouterr().out
+    write_rosbag(tmp_path / "empty", frames[:0], joints[:0], commands[:0])
+    (tmp_path / "nothing").mkdir()
+    for args, message in (
+            (["--rosbag", str(tmp_path / "b"), "--command-topic", "/cmd_vel"], "no topic ['/cmd_vel']"),
+            (["--rosbag", str(tmp_path / "empty")], "no messages on"),
+            (["--rosbag", str(tmp_path / "b")], "too few frames: no episode of 32 steps"),
+            (["--rosbag", str(tmp_path / "nothing")], "holds no rosbag2"),
+            (["--rosbag", str(tmp_path / "b"), "--twist-fields", "linear.q"], "twist fields")):
+        assert cli(["collect", *args, "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2, args
+        assert message in capsys.readouterr().err, args
+    assert not (tmp_path / "x.npz").exists()
+
+
+# --- grasp-ros record over real DDS --------------------------------------------------------
+
+def _record_command(out, *args):
+    return [sys.executable, "-m", "grasp_ros.cli", "record", str(out), *args]
+
+
+def _wait(predicate, process, timeout=60.0):
+    """Poll until predicate() (a graph condition, not a time budget); fail with the recorder's
+    output if the recorder died or nothing happened at all."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"recorder not ready (status {process.poll()}):\n{process.communicate()[0]}")
+        time.sleep(0.05)
+
+
+def test_record_the_sim_and_read_the_bag_back(tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Float64MultiArray
+
+    from grasp_ros.sim.node import SimNode
+
+    out = tmp_path / "sim_bag"
+    recorder = subprocess.Popen(_record_command(out, "--topics", "image", "joint_states", "command",
+                                                "/grasp_sim/episode", "--messages", "150"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = Context()
+    rclpy.init(context=context)
+    params = {"env": "open", "seed": 2, "lockstep": True, "wait_for_controller": False,
+              "max_episode_time": 1.0}
+    sim = SimNode(context=context, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    probe = rclpy.create_node("record_probe", context=context)
+    command = probe.create_publisher(Float64MultiArray, "command", 10)
+    # Lockstep: one physics step per command, each sent when the step's joint state arrives.
+    probe.create_subscription(JointState, "joint_states",
+                              lambda _: command.publish(Float64MultiArray(data=[0.5, -0.25])), 10)
+    executor = SingleThreadedExecutor(context=context)
+    try:
+        _wait(lambda: min(sim.image_pub.get_subscription_count(), sim.joints_pub.get_subscription_count(),
+                          sim.episode_pub.get_subscription_count()) >= 1
+              and command.get_subscription_count() >= 2, recorder)
+        executor.add_node(sim)
+        executor.add_node(probe)
+        deadline = time.monotonic() + 120
+        while recorder.poll() is None and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        output = recorder.communicate(timeout=30)[0]
+    finally:
+        recorder.kill()
+        executor.shutdown()
+        sim.destroy_node()
+        probe.destroy_node()
+        rclpy.shutdown(context=context)
+    assert recorder.returncode == 0, output
+    assert "150 messages:" in output and f"wrote {out}" in output
+    assert [p.name for p in tmp_path.iterdir()] == ["sim_bag"]       # no scratch folder left
+    back = read(out, joint_fields=("position", "velocity"), episode_steps=3)
+    assert back.meta["bags"][0]["storage"] == "mcap" and back.meta["cuts"]["episode_topic"] >= 1
+    assert back.episodes >= 2 and back.joint_dim == 4
+    assert np.allclose(back.actions, [0.5, -0.25])
+    positions, velocities = back.joints[..., 0::2], back.joints[..., 1::2]
+    step = make_env("open", 50).max_step
+    assert np.abs(np.diff(positions, axis=1)).max() <= 3 * step + 1e-6   # no reset inside an episode
+    assert np.abs(velocities).max() > 0
+
+
+def test_record_stops_on_sigint_and_leaves_a_whole_bag(tmp_path):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+    from rclpy.duration import Duration
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    from grasp_ros.data.rosbag import find_bags
+
+    try:   # this package's own message: its definition comes from the installed .msg
+        from grasp_ros.msg import JointGoal
+    except ImportError as exc:
+        pytest.skip(f"grasp_ros.msg is not built: {exc}")
+    from grasp_ros.ros import qos
+
+    out = tmp_path / "chat"
+    recorder = subprocess.Popen(_record_command(out, "--topics", "chatter:std_msgs/String", "goal", "--storage",
+                                                "sqlite3"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("record_talker", context=context)
+    talker = node.create_publisher(String, "chatter", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+    goal = node.create_publisher(JointGoal, "goal", qos.GOAL)
+    goal.publish(JointGoal(name=["x", "y"], position=[0.5, -0.5]))   # latched: recorded though sent first
+    try:
+        _wait(lambda: talker.get_subscription_count() >= 1 and goal.get_subscription_count() >= 1, recorder)
+        for i in range(40):
+            talker.publish(String(data=f"hello {i}"))
+        assert talker.wait_for_all_acked(Duration(seconds=30))     # all 40 are in the recorder's queue
+        assert goal.wait_for_all_acked(Duration(seconds=30))
+        recorder.send_signal(signal.SIGINT)
+        output = recorder.communicate(timeout=60)[0]
+    finally:
+        recorder.kill()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+    assert recorder.returncode == 0, output
+    assert find_bags([tmp_path]) == [out] and sorted(os.listdir(tmp_path)) == ["chat"]
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([out]) as reader:
+        got = {}
+        for c, _, raw in reader.messages():
+            got.setdefault(c.topic, []).append(reader.deserialize(raw, c.msgtype))
+    assert [m.data for m in got["/chatter"]] == [f"hello {i}" for i in range(40)]
+    assert [(list(m.name), list(m.position)) for m in got["/goal"]] == [(["x", "y"], [0.5, -0.5])]
+    assert cli(["record", str(out)]) == 2                                # never overwrites a bag
