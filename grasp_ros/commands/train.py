@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--hidden", type=int, default=128, help="width of the MLPs")
     model.add_argument("--channels", type=int, nargs=3, default=[16, 16, 16], help="conv channels")
     model.add_argument("--use-joints", action="store_true", help="also feed the joint vector to the encoder")
+    model.add_argument("--frames", type=int, default=1,
+                       help="K: the encoder sees the last K camera frames (K > 1 lets it see motion)")
     train = parser.add_argument_group("training (see grasp_ros.training.TrainSettings)")
     for f in dataclasses.fields(TrainSettings):
         train.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)), default=None,
@@ -55,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)
              if getattr(args, f.name) is not None}
     options = {"latent_dim": args.latent_dim, "hidden": args.hidden, "channels": args.channels,
-               "joint_dim": data.joint_dim if args.use_joints else 0}
+               "joint_dim": data.joint_dim if args.use_joints else 0, "frames": args.frames}
     started = time.perf_counter()
     try:
         settings = TrainSettings(**{**base, **given})
@@ -95,7 +97,9 @@ def _export_gap(model, path: str, data) -> float:
     from ..models import load_world_model
 
     exported = load_world_model(path)
-    obs = {"image": torch.from_numpy(data.images[:4, 0])}
+    first = torch.from_numpy(data.images[:4, 0])
+    K = model.image_frames
+    obs = {"image": first if K == 1 else first[:, None].expand(-1, K, -1, -1, -1).contiguous()}
     if model.joint_dim:
         obs["joints"] = torch.from_numpy(data.joints[:4, 0, : model.joint_dim])
     with torch.no_grad():

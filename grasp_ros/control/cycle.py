@@ -63,6 +63,8 @@ class Status(enum.IntEnum):
     CLOCK = 7
 
 
+FRAMES_KEPT = 128
+"""Camera frames kept for a history model (4 s of a 30 Hz camera: 16 frames at 0.25 s)."""
 JOINT_SAMPLES_KEPT = 256
 """Joint samples kept for pairing with camera frames (about 2.5 s of a 100 Hz joint_states)."""
 
@@ -214,6 +216,9 @@ class ControlLoop:
         # them to be paired by stamp.
         self.pairs_joints = self.card.image is not None and self.card.joints is not None
         self._joint_samples: collections.deque = collections.deque(maxlen=JOINT_SAMPLES_KEPT)
+        # A model of the last K frames: recent frames wait here to be stacked at the cycle.
+        self.image_frames = int(getattr(model, "image_frames", 1))
+        self._frames: collections.deque = collections.deque(maxlen=FRAMES_KEPT)
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
         self._observation: Optional[_Input] = None
@@ -249,6 +254,8 @@ class ControlLoop:
                 self.out_of_order += 1
                 return
             self._observation = _Input(dict(observation), float(stamp))
+            if self.image_frames > 1 and "image" in observation:
+                self._frames.append((float(stamp), observation["image"]))
             # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
             # up (a sim publishes sensors just before /clock reaches their time); as "newest"
             # it counts for no more than the clock allows, so a stamp far in the future cannot
@@ -266,9 +273,13 @@ class ControlLoop:
             self._observation = _Input(None, float(stamp), reason)
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:
-        """A goal given as an observation; ``model.encode_goal`` encodes it at the next step."""
+        """A goal given as an observation; ``model.encode_goal`` encodes it at the next step.
+        For a model of the last K frames, a goal image is K copies of itself: a goal at rest."""
+        observation = dict(observation)
+        if self.image_frames > 1 and "image" in observation and np.ndim(observation["image"]) == 3:
+            observation["image"] = np.repeat(np.asarray(observation["image"])[None], self.image_frames, axis=0)
         with self._lock:
-            self._goal = _Input(dict(observation))
+            self._goal = _Input(observation)
 
     def set_goal_latent(self, latent) -> None:
         """A goal given directly as a latent [D]."""
@@ -376,7 +387,24 @@ class ControlLoop:
             sample = self._paired(sample)
             if sample.error:
                 return self._finish(self._stale(sample.error, now), now, age)
+        if self.image_frames > 1 and "image" in sample.value:
+            sample = _Input({**sample.value, "image": self._stacked(sample.stamp)}, sample.stamp)
         return Job(now, sample, goal, started)
+
+    def _stacked(self, stamp: float) -> np.ndarray:
+        """The last K frames up to ``stamp``, one model period apart, oldest first [K, S, S, 3]:
+        for each the frame nearest that time; before the first frame, the first frame (a
+        history starts as the trainer's does, repeating an episode's first frame)."""
+        step = self.card.period or self.config.period
+        with self._lock:
+            frames = [f for f in self._frames if f[0] <= stamp]
+        stamps = np.array([f[0] for f in frames])
+        chosen = []
+        for back in range(self.image_frames - 1, -1, -1):
+            target = stamp - back * step
+            chosen.append(frames[int(np.argmin(np.abs(stamps - target)))][1] if target >= stamps[0] - step / 2
+                          else frames[0][1])
+        return np.stack(chosen)
 
     def _paired(self, frame: _Input) -> _Input:
         """The frame with the joint sample nearest to its stamp, or why there is none."""
@@ -490,6 +518,7 @@ class ControlLoop:
             self._clock_jump = (self._clock_seen, t)
             self._observation, self._newest_stamp = None, -math.inf
             self._joint_samples.clear()
+            self._frames.clear()
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)

@@ -206,14 +206,16 @@ class TransitionWindows(torch.utils.data.Dataset):
     ``gather(indices [B])`` returns the same keys batched ([B, k+1, ...]) in one indexing call.
     """
 
-    def __init__(self, data: TransitionData, steps: int, stride: Optional[int] = None):
+    def __init__(self, data: TransitionData, steps: int, stride: Optional[int] = None, history: int = 1):
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         if steps > data.steps:
             raise DatasetError(f"windows of {steps} steps do not fit episodes of {data.steps} steps")
         if stride is not None and stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
-        self.steps = int(steps)
+        if history < 1:
+            raise ValueError(f"history must be >= 1, got {history}")
+        self.steps, self.history = int(steps), int(history)
         self.images = torch.from_numpy(data.images)
         self.joints = torch.from_numpy(data.joints)
         self.actions = torch.from_numpy(data.actions)
@@ -245,8 +247,17 @@ class TransitionWindows(torch.utils.data.Dataset):
 
     def gather(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         episode, frames = self.frame_index(indices)
-        return {"images": self.images[episode, frames], "joints": self.joints[episode, frames],
+        return {"images": self.stacked_images(episode, frames), "joints": self.joints[episode, frames],
                 "actions": self.actions[episode, frames[:, :-1]]}
+
+    def stacked_images(self, episode: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Images of (episode, frame) index arrays of one shape [...]: [..., S, S, 3], or with
+        ``history`` K > 1 each frame with the K - 1 before it, oldest first, [..., K, S, S, 3].
+        An episode's first frames repeat its first frame (as a controller's history starts)."""
+        if self.history == 1:
+            return self.images[episode, frames]
+        back = torch.arange(self.history - 1, -1, -1)
+        return self.images[episode.unsqueeze(-1), (frames.unsqueeze(-1) - back).clamp(min=0)]
 
 
 def dataset_summary(data: TransitionData) -> str:

@@ -46,6 +46,8 @@ class ImageInput:
     """How a frame of another aspect becomes square: "center" crops the middle square, then
     resizes; "stretch" resizes the whole frame."""
     topic: str = "image"
+    history: int = 1
+    """Frames per observation: the newest and the K - 1 before it, one model period apart."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ class ModelCard:
                                    str(a.get("kind", "velocity")))
             image = data.get("image")
             image = None if image is None else ImageInput(int(image["size"]), str(image.get("crop", "center")),
-                                                          str(image.get("topic", "image")))
+                                                          str(image.get("topic", "image")),
+                                                          int(image.get("history", 1)))
             joints, goal_joints = (_joint_input(data.get(k)) for k in ("joints", "goal_joints"))
             card = cls(actions, image, joints, float(data.get("period", 0.0)),
                        dict(data.get("provenance") or {}), dict(data.get("metrics") or {}), goal_joints)
@@ -144,9 +147,10 @@ class ModelCard:
                                   f"got {list(a.names)}")
         if self.image is None and self.joints is None:
             raise WorldModelError(f"{source}: the card names no input (image or joints)")
-        if self.image is not None and (self.image.size < 1 or self.image.crop not in CROP_MODES):
-            raise WorldModelError(f"{source}: image needs size >= 1 and crop in {CROP_MODES}, got "
-                                  f"{self.image.size} / {quote(self.image.crop)}")
+        if self.image is not None and (self.image.size < 1 or self.image.crop not in CROP_MODES
+                                       or self.image.history < 1):
+            raise WorldModelError(f"{source}: image needs size >= 1, crop in {CROP_MODES} and history "
+                                  f">= 1, got {self.image.size} / {quote(self.image.crop)} / {self.image.history}")
         for j in (self.joints, self.goal_joints):
             if j is None:
                 continue
@@ -181,7 +185,8 @@ class ModelCard:
         a = self.actions
         lines = [f"period: {self.period:g} s per step" if self.period else "period: unknown"]
         if self.image is not None:
-            lines.append(f"image: {self.image.size}x{self.image.size} RGB on {self.image.topic!r} "
+            frames = f", the last {self.image.history} frames" if self.image.history > 1 else ""
+            lines.append(f"image: {self.image.size}x{self.image.size} RGB on {self.image.topic!r}{frames} "
                          f"(other sizes and aspects: {self.image.crop}, then resize)")
         if self.joints is not None:
             lines.append(f"joints: {list(self.joints.names)} x {list(self.joints.fields)} on "
@@ -232,7 +237,7 @@ def derived_card(model, joint_names: Optional[Sequence[str]] = None) -> ModelCar
     names = tuple(joint_names) if joint_names else tuple(f"j{i}" for i in range(joint_dim))
     return ModelCard(
         ActionOutput(tuple(f"a{i}" for i in range(len(low))), tuple(low), tuple(high)),
-        image=ImageInput(size) if size else None,
+        image=ImageInput(size, history=int(getattr(model, "image_frames", 1))) if size else None,
         joints=JointInput(names) if joint_dim else None)
 
 
@@ -243,6 +248,9 @@ def check_card_fits(card: ModelCard, model, source: str = "model card") -> None:
         raise WorldModelError(f"{source}: names {card.actions.count} actions, the model takes {A}")
     if card.image is not None and card.image.size != size:
         raise WorldModelError(f"{source}: image size {card.image.size}, the model encodes {size}")
+    frames = int(getattr(model, "image_frames", 1))
+    if card.image is not None and card.image.history != frames:
+        raise WorldModelError(f"{source}: image history {card.image.history}, the model encodes {frames} frames")
     joint_dim = int(getattr(model, "joint_dim", 0))
     if card.joints is not None and card.joints.dim != joint_dim:
         raise WorldModelError(f"{source}: {card.joints.dim} joint values, the model encodes {joint_dim}")
@@ -254,14 +262,14 @@ NAV_SIM_JOINTS = NAV_SIM_ACTIONS = ("x", "y")   # actions: the velocities of tho
 
 def card_from_data(meta: dict, image_size: int, joint_dim: int, action_dim: int,
                    metrics: dict, action_low: Optional[Sequence[float]] = None,
-                   action_high: Optional[Sequence[float]] = None) -> ModelCard:
+                   action_high: Optional[Sequence[float]] = None, image_frames: int = 1) -> ModelCard:
     """The card of a model trained on a dataset with metadata ``meta`` (``grasp_ros.data``):
     joint names and fields, action names, units and bounds, period and provenance as the data
     recorded them. Bounds: ``action_low``/``high`` (e.g. measured on the data), else the
     metadata's, else [-1, 1]."""
     image = ImageInput(int(image_size), str(meta.get("crop", "center")),
-                       str((meta.get("topics") or {}).get("image", "image")).lstrip("/") or "image") \
-        if image_size else None
+                       str((meta.get("topics") or {}).get("image", "image")).lstrip("/") or "image",
+                       int(image_frames)) if image_size else None
     joints = None
     if joint_dim:
         fields = tuple(meta.get("joint_fields") or ("position",))

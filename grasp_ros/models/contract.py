@@ -11,7 +11,8 @@ A world model is a ``torch.nn.Module`` with a few verbs::
     rollout(z0 [C, D], actions [C, H, A]) -> [C, H+1, D] (optional; a faster no-grad rollout)
 
 and attributes ``latent_dim`` (D), ``action_dim`` (A), ``action_low`` / ``action_high`` ([A]),
-``image_size`` (side of the square image it encodes, 0 if it takes none) and ``joint_dim``
+``image_size`` (side of the square image it encodes, 0 if it takes none; with an optional
+``image_frames`` K > 1 it encodes the last K frames, "image" uint8 [B, K, S, S, 3], oldest first) and ``joint_dim``
 (length of the joint vector it encodes, 0 if it takes none). Optional: ``input_statistics``,
 a dict of tensors describing its training inputs (``grasp_ros.models.novelty``).
 
@@ -83,7 +84,9 @@ def probe_observation(model, batch: int = 1, device=None) -> Observation:
     obs: Observation = {}
     size, joints = int(getattr(model, "image_size", 0)), int(getattr(model, "joint_dim", 0))
     if size:
-        obs["image"] = torch.full((batch, size, size, 3), 128, dtype=torch.uint8, device=device)
+        frames = int(getattr(model, "image_frames", 1))
+        shape = (batch, size, size, 3) if frames == 1 else (batch, frames, size, size, 3)
+        obs["image"] = torch.full(shape, 128, dtype=torch.uint8, device=device)
     if joints:
         obs["joints"] = torch.zeros(batch, joints, device=device)
     return obs

@@ -6,7 +6,9 @@ Shapes: ``B`` batch, ``S`` image side, ``D`` latent, ``A`` action, ``J`` joint (
   softmax (each feature map's expected pixel coordinate on the S/2 grid, a keypoint) -> MLP ->
   latent [B, D]. Keypoints make the position of a small object, the agent, an explicit and
   smooth input to the MLP. Optionally the joint vector [B, J] is concatenated to the keypoints
-  (``joint_dim`` > 0).
+  (``joint_dim`` > 0: e.g. positions and velocities), and the encoder sees the last K frames
+  stacked on the channel axis (``frames`` K > 1, image [B, K, S, S, 3], oldest first): a single
+  frame cannot show a velocity, and any robot with inertia needs one.
 * Dynamics: z' = z + f(z, a) + W a, f an MLP with layer norm and SiLU (smooth, so planners get
   useful action gradients), W a linear map that carries free-space motion from the start.
   ``steps_per_action`` > 1 applies it several times per action, so a model trained at the fine
@@ -76,16 +78,17 @@ class LatentWorldModel(WorldModel):
     latent_dim: int
     action_dim: int
     image_size: int
+    image_frames: int
     joint_dim: int
     input_statistics: Optional[Dict[str, torch.Tensor]]
     card_json: str
 
     def __init__(self, image_size: int = 64, latent_dim: int = 32, channels: List[int] = (16, 16, 16),
                  hidden: int = 128, joint_dim: int = 0, state_dim: int = 2, env: str = "",
-                 horizon: int = 0, steps_per_action: int = 1, action_dim: int = 2):
+                 horizon: int = 0, steps_per_action: int = 1, action_dim: int = 2, frames: int = 1):
         # Actions are normalised to [-1, 1]; the model card maps them to robot units.
-        if not 1 <= int(action_dim) <= 64:
-            raise ValueError(f"action_dim must be in [1, 64], got {action_dim}")
+        if not 1 <= int(action_dim) <= 64 or not 1 <= int(frames) <= 16:
+            raise ValueError(f"action_dim must be in [1, 64] and frames in [1, 16], got {action_dim}, {frames}")
         super().__init__([-1.0] * int(action_dim), [1.0] * int(action_dim))
         if image_size < 16 or image_size % 2:
             raise ValueError(f"image_size must be even and >= 16, got {image_size}")
@@ -97,10 +100,13 @@ class LatentWorldModel(WorldModel):
         self.state_dim, self.hidden, self.channels = int(state_dim), int(hidden), [c1, c2, c3]
         self.env, self.horizon, self.steps_per_action = str(env), int(horizon), int(steps_per_action)
         self.action_dim = int(action_dim)   # an instance attribute, so TorchScript export keeps it
+        # Frames per observation (oldest first, one control period apart): a single frame cannot
+        # show a velocity; the first convolution sees them stacked on the channel axis.
+        self.image_frames = int(frames)
         self.input_statistics = None   # set from the training data (grasp_ros.models.novelty)
         self.card_json = ""   # the model card (grasp_ros.models.card) as JSON; TorchScript keeps a str
         self.conv = nn.Sequential(
-            nn.Conv2d(3, c1, 4, stride=2, padding=1), nn.SiLU(),     # S/2: keypoints on a S/2 grid
+            nn.Conv2d(3 * self.image_frames, c1, 4, stride=2, padding=1), nn.SiLU(),   # S/2: keypoints on a S/2 grid
             nn.Conv2d(c1, c2, 3, padding=1), nn.SiLU(),
             nn.Conv2d(c2, c3, 3, padding=1))
         self.keypoints = SpatialSoftmax(image_size // 2, image_size // 2)
@@ -122,7 +128,8 @@ class LatentWorldModel(WorldModel):
         """Constructor arguments as plain types (what a checkpoint stores to rebuild the model)."""
         return {"image_size": self.image_size, "latent_dim": self.latent_dim, "channels": list(self.channels),
                 "hidden": self.hidden, "joint_dim": self.joint_dim, "state_dim": self.state_dim,
-                "env": self.env, "horizon": self.horizon, "action_dim": self.action_dim}
+                "env": self.env, "horizon": self.horizon, "action_dim": self.action_dim,
+                "frames": self.image_frames}
 
     @torch.jit.export
     def encode(self, observation: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -133,9 +140,18 @@ class LatentWorldModel(WorldModel):
         S = self.image_size
         if image.dtype != torch.uint8:
             raise WorldModelError(f"learned model: image must be uint8 RGB, got {image.dtype}")
-        if image.dim() != 4 or image.shape[1] != S or image.shape[2] != S or image.shape[3] != 3:
-            raise WorldModelError(f"learned model: image must be [B, {S}, {S}, 3], got {image.shape}")
-        x = image.permute(0, 3, 1, 2).to(self.action_low.dtype) / 255.0 - 0.5
+        K = self.image_frames
+        if K == 1:
+            if image.dim() != 4 or image.shape[1] != S or image.shape[2] != S or image.shape[3] != 3:
+                raise WorldModelError(f"learned model: image must be [B, {S}, {S}, 3], got {image.shape}")
+            x = image.permute(0, 3, 1, 2)
+        else:
+            if (image.dim() != 5 or image.shape[1] != K or image.shape[2] != S or image.shape[3] != S
+                    or image.shape[4] != 3):
+                raise WorldModelError(f"learned model: image must be [B, {K}, {S}, {S}, 3] (the last {K} "
+                                      f"frames, oldest first), got {image.shape}")
+            x = image.permute(0, 1, 4, 2, 3).flatten(1, 2)
+        x = x.to(self.action_low.dtype) / 255.0 - 0.5
         features = self.keypoints(self.conv(x))
         if self.joint_dim > 0:
             if "joints" not in observation:
@@ -231,7 +247,8 @@ def checkpoint_card(checkpoint: dict, model: LatentWorldModel, source: str) -> M
         meta = checkpoint.get("dataset") if isinstance(checkpoint.get("dataset"), dict) else {}
         metrics = checkpoint.get("metrics")
         card = card_from_data(meta, model.image_size, model.joint_dim, model.action_dim,
-                              card_metrics(metrics) if isinstance(metrics, dict) else {})
+                              card_metrics(metrics) if isinstance(metrics, dict) else {},
+                              image_frames=model.image_frames)
     check_card_fits(card, model, f"{source}: card")
     if model.steps_per_action > 1 and card.period:
         card = dataclasses.replace(card, period=card.period * model.steps_per_action)

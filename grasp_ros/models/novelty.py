@@ -52,6 +52,8 @@ bracketing where the shipped encoder's position error grows past its own."""
 
 def image_features(image: torch.Tensor) -> torch.Tensor:
     """uint8 RGB [B, S, S, 3] -> [B, 15]: per channel mean, std, min, max, roughness, in [0, 1]."""
+    if image.dim() == 5:      # the last K frames of a history model: the newest describes it
+        image = image[:, -1]
     B, H, W = image.shape[:3]
     pixels = image.reshape(B, H * W, 3)
     low, high = pixels.aminmax(dim=1)

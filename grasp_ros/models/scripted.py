@@ -17,6 +17,7 @@ class ScriptedWorldModel(WorldModel):
         self.module = module
         self.latent_dim, self.action_dim = int(module.latent_dim), int(module.action_dim)
         self.image_size = int(getattr(module, "image_size", 0))
+        self.image_frames = int(getattr(module, "image_frames", 1))
         self.joint_dim = int(getattr(module, "joint_dim", 0))
         self._has_goal_encoder = hasattr(module, "encode_goal")
         self._has_position = hasattr(module, "position")

@@ -255,14 +255,16 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
     settings.validate()
     device = resolve_device(settings.device)
     torch.manual_seed(settings.seed)
-    joint_dim = int((model_options or {}).get("joint_dim", 0) if not resume else resume["config"].get("joint_dim", 0))
+    chosen = resume["config"] if resume else (model_options or {})
+    joint_dim, frames = int(chosen.get("joint_dim", 0)), int(chosen.get("frames", 1))
     card = (ModelCard.from_dict(resume["card"]) if resume and resume.get("card") else
             card_from_data(dict(data.meta, episodes=data.episodes, steps=data.steps), data.image_size,
-                           joint_dim, data.action_dim, {}, *action_bounds(data)))
+                           joint_dim, data.action_dim, {}, *action_bounds(data), image_frames=frames))
     data = normalised_actions(data, card)
     train_data, val_data = data.split(settings.val_fraction, settings.seed)
-    windows = TransitionWindows(train_data, settings.segment_steps, stride=settings.segment_steps - settings.rollout_steps + 1)
-    val_windows = TransitionWindows(val_data, settings.segment_steps)
+    windows = TransitionWindows(train_data, settings.segment_steps, history=frames,
+                                stride=settings.segment_steps - settings.rollout_steps + 1)
+    val_windows = TransitionWindows(val_data, settings.segment_steps, history=frames)
     options = {"image_size": data.image_size, "state_dim": data.joint_dim, "env": data.meta.get("env") or "",
                "horizon": int(data.meta.get("horizon") or 0), "action_dim": data.action_dim,
                **(model_options or {})}
@@ -344,13 +346,12 @@ def input_statistics(model: LatentWorldModel, data: TransitionData, frames: int,
                      batch_size: int = 512) -> InputStatistics:
     """Novelty statistics of up to ``frames`` frames of ``data`` (drawn without replacement,
     seeded), given to the model as it encodes them."""
-    images = data.images.reshape(-1, *data.images.shape[2:])
-    joints = data.joints.reshape(len(images), -1)
-    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:frames].sort().values
-    chosen = chosen.numpy()
-    batches = (_observation(model, torch.from_numpy(images[chosen[i:i + batch_size]]),
-                            torch.from_numpy(joints[chosen[i:i + batch_size]]))
-               for i in range(0, len(chosen), batch_size))
+    windows = TransitionWindows(data, 1, history=model.image_frames)   # for its frame stacking
+    T1 = data.images.shape[1]
+    joints = torch.from_numpy(data.joints.reshape(-1, data.joints.shape[-1]))
+    chosen = torch.randperm(len(joints), generator=torch.Generator().manual_seed(seed))[:frames].sort().values
+    batches = (_observation(model, windows.stacked_images(c // T1, c % T1), joints[c])
+               for c in chosen.split(batch_size))
     return compute_statistics(model, batches)
 
 
@@ -366,10 +367,12 @@ def _refine_dynamics(model: LatentWorldModel, windows: TransitionWindows, settin
     """Phase 2: train dynamics, action map and state head over frozen encodings of every frame."""
     model.eval()
     with torch.no_grad():
-        frames = windows.images.flatten(0, 1)
-        latents = torch.cat([model.encode(_observation(model, frames[i:i + 512].to(device),
-                                                       windows.joints.flatten(0, 1)[i:i + 512].to(device)))
-                             for i in range(0, len(frames), 512)]).view(*windows.images.shape[:2], -1)
+        N, T1 = windows.images.shape[:2]
+        every = torch.arange(N * T1)
+        latents = torch.cat([model.encode(_observation(
+            model, windows.stacked_images(chunk // T1, chunk % T1).to(device),
+            windows.joints.flatten(0, 1)[chunk].to(device)))
+            for chunk in every.split(512)]).view(N, T1, -1)
     model.train()
     params = [*model.dynamics.parameters(), *model.action_map.parameters(), *model.state_head.parameters()]
     optimiser = torch.optim.AdamW(params, lr=settings.dynamics_lr, weight_decay=settings.weight_decay)
