@@ -292,6 +292,8 @@ def test_record_the_sim_and_read_the_bag_back(tmp_path):
     back = read(out, joint_fields=("position", "velocity"), episode_steps=3)
     assert back.meta["bags"][0]["storage"] == "mcap" and back.meta["cuts"]["episode_topic"] >= 1
     assert back.episodes >= 2 and back.joint_dim == 4
+    # In lock step the receive times are the wall's; the model's step is the camera's own (sim) period.
+    assert back.meta["period"] == pytest.approx(0.1)
     assert np.allclose(back.actions, [0.5, -0.25])
     positions, velocities = back.joints[..., 0::2], back.joints[..., 1::2]
     step = make_env("open", 50).max_step

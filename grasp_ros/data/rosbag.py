@@ -45,8 +45,10 @@ Metadata written (besides ``TransitionData``'s env, image_size, max_step, seed):
 bags (per bag: path, storage, message counts per topic, frames, frames_used, episodes, cuts by
 cause, gap_s), topics, align, split (episode_steps, gap_s, reset_jump, episode_topic),
 joint_names, joint_fields, joint_columns, action_names, action_kind, action_units (Twist),
-unused_nonzero_command_fields, frames, frames_used, frames_dropped, cuts, frame_period_s and
-period (the median frame period, s).
+unused_nonzero_command_fields, frames, frames_used, frames_dropped, cuts, frame_period_s (the
+median frame period in receive time, s) and period (the model's step, s: the median period of
+the camera's header stamps, its own clock, when every bag's frames carry them; else
+frame_period_s).
 """
 from __future__ import annotations
 
@@ -126,6 +128,9 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
     read = sum(i["frames"] for i in infos)
     periods = [i["frame_period_s"] for i in infos if i["frame_period_s"]]
     period = float(np.median(periods)) if periods else 0.0
+    # The model's step is the camera's period in the robot's own time when the frames carry it.
+    sensor = [i["sensor_period_s"] for i in infos if i.get("sensor_period_s")]
+    step = float(np.median(sensor)) if sensor and len(sensor) == len(infos) else period
     cuts = {k: sum(i["cuts"][k] for i in infos) for k in infos[0]["cuts"]}
     data.meta = {
         "env": "", "max_step": None, "seed": None, "image_size": image_size, "crop": crop,
@@ -139,7 +144,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "action_names": names, "unused_nonzero_command_fields": unused,
         **({"action_kind": "twist", "action_units": "m/s, rad/s"} if _is_twist(command_type) else {}),
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
-        "frame_period_s": period, "period": period}
+        "frame_period_s": period, "period": step}
     for info in infos:
         info.pop("frame_period_s")
     data.validate(f"rosbag {', '.join(repr(str(b)) for b in bags)}")
@@ -234,6 +239,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             values: dict[str, list] = {"joints": [], "command": []}
             frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
+            sensor_ns: list[int] = []    # the camera's own stamps (header), beside the receive times
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
@@ -250,6 +256,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                         if n == len(frames):   # the metadata undercounted (a bag cut short)
                             frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
                         frames[n] = _image(msg, conn.msgtype, size, crop)
+                        sensor_ns.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
                     elif role == "joints":
                         values["joints"].append(joint_reader(msg))
                     else:
@@ -266,8 +273,21 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     t_cmd, commands = _sorted_values(stamps["command"], values["command"], "commands", source)
     storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
-            "joint_names": joint_reader.names, "command_type": kinds["command"]}
+            "joint_names": joint_reader.names, "command_type": kinds["command"],
+            "sensor_period_s": _sensor_period(sensor_ns)}
     return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)), info)
+
+
+def _sensor_period(stamps_ns: list[int]) -> Optional[float]:
+    """The camera's frame period from its header stamps (s), or None when they are unset or not
+    increasing. It is the robot's (or the sim's) own time: a bag recorded from a simulation run
+    faster than real time, or in lock step, has receive times that say nothing about it."""
+    t = np.asarray(stamps_ns, np.int64)
+    if len(t) < 2 or (t == 0).any():
+        return None
+    steps = np.diff(np.sort(t))
+    period = float(np.median(steps)) * 1e-9
+    return period if period > 0 else None
 
 
 def _one_type(connections: list, topic: str, source: str) -> str:
