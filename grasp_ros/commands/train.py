@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the checkpoint at --out (its model and settings; --epochs may grow)")
     parser.add_argument("--export", default=None, help="also write a TorchScript module here (.ts)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads; 0 (default): the cores not already busy, at least 1 "
+                             "(torch's thread pool stalls badly when it shares the cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model")
     model.add_argument("--latent-dim", type=int, default=32, help="D, the latent size")
@@ -44,15 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from ..models import WorldModelError
     from ..training import TrainSettings, export_torchscript, train
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or free_cores()
+    torch.set_num_threads(threads)
     try:
         data = load_dataset(args.data)
         resume = _read_resume(args.out) if args.resume else None
     except (DatasetError, WorldModelError) as exc:
         print(f"grasp-ros train: {exc}", file=sys.stderr)
         return 2
-    print(f"data {args.data}: {dataset_summary(data)}")
+    print(f"data {args.data}: {dataset_summary(data)}; {threads} torch thread(s)")
     base = resume["settings"] if resume else {}
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)
              if getattr(args, f.name) is not None}
@@ -74,6 +76,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.export}; loads with load_world_model({args.export!r}); "
               f"max |difference| to the checkpoint on a few frames: {gap:.2e}")
     return 0
+
+
+def free_cores() -> int:
+    """Cores not busy with other work right now (1-minute load average), at least 1."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:        # no load average on this platform
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
 
 
 def _read_resume(path: str) -> dict:
