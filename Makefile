@@ -2,7 +2,7 @@
 #
 #   make setup   venv + Python deps + ROS 2 wheels + colcon build of the messages (idempotent)
 #   make test    the pytest suite (isolated DDS domain)
-#   make demo    closed-loop demo (grasp_ros.cli demo)
+#   make demo    closed-loop demo (grasp_ros.cli demo); ROBOT=arm: the MuJoCo arm
 #   make bench   quick planner benchmark (grasp_ros.cli bench --quick)
 #   make clean   remove colcon build/install/log and the stamps (keeps .venv)
 #   make distclean  clean + remove .venv
@@ -12,6 +12,7 @@
 
 PYTHON ?= python3
 VENV   ?= .venv
+ROBOT  ?= point_mass
 STAMPS := .stamps
 
 ROOT    := $(CURDIR)
@@ -104,7 +105,7 @@ test: setup
 	$(RUN_ENV) $(TEST_ENV) $(VPY) -m pytest -q test
 
 demo: setup
-	$(RUN_ENV) $(VPY) -m grasp_ros.cli demo
+	$(RUN_ENV) $(VPY) -m grasp_ros.cli demo --robot $(ROBOT)
 
 bench: setup
 	$(RUN_ENV) $(VPY) -m grasp_ros.cli bench --quick

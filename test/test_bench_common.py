@@ -63,3 +63,26 @@ def test_bench_loop_rows_follow_bench_format():
     assert loop["status_counts"] == {"OK": 98, "FALLBACK": 2}
     assert closed == {**closed, "bench": "closed_loop", "env": "open", "episodes": 2,
                       "success_rate": 1.0, "through": "ros", "median_time_to_goal_s": 5.0}
+
+
+def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp_path):
+    closed_loop = pytest.importorskip("grasp_ros.sim.closed_loop", exc_type=ImportError)  # rclpy
+    from grasp_ros.commands.bench_loop import summarise
+    from grasp_ros.models.card import ActionOutput, JointInput, ModelCard
+
+    card = ModelCard(ActionOutput(("a0", "a1", "a2"), (-1.5, -2.0, -2.5), (1.5, 2.0, 2.5)),
+                     joints=JointInput(("joint1", "joint2", "joint3")), period=0.1,
+                     provenance={"source": "rosbag:arm_bag"})
+    spec = closed_loop.LoopSpec(env="arm", checkpoint=tmp_path / "arm.pt", observation="image+joints")
+    assert spec.model_options.startswith(f'{{checkpoint: "{tmp_path / "arm.pt"}", env: arm,')
+    assert closed_loop.LoopSpec(env="arm").model_checkpoint == closed_loop.ARM_CHECKPOINT
+    assert closed_loop.LoopSpec(env="wall_door").model_checkpoint is None   # the built-in default
+    result = closed_loop.LoopResult(ok=True, reason="ok", starts=[], ends=[{"success": False}],
+                                    samples=np.zeros((0, 8)), diagnostics=[], latencies=np.zeros(0),
+                                    wall_time=1.0, logs={})
+    loop, closed = summarise(result, spec, card)
+    for row in (loop, closed):
+        assert {k: row[k] for k in ("env", "through", "data")} == {"env": "arm", "through": "ros",
+                                                                    "data": "rosbag"}
+    assert closed["checkpoint"] == "arm.pt" and closed["success_rate"] == 0.0
+    assert summarise(result, closed_loop.LoopSpec(env="open", model="analytic"))[1]["data"] is None

@@ -145,3 +145,42 @@ def test_a_twist_model_commands_cmd_vel(rig, base_model):
     assert -0.5 <= sent.linear.x <= 1.0 and -1.5 <= sent.angular.z <= 1.5
     r.wait_until(lambda: any([t.linear.x, t.angular.z] == list(d.command) for t in twists),
                  what="the planned command as a Twist")
+
+
+@pytest.fixture(scope="module")
+def camera_model(tmp_path_factory):
+    """An image-only model whose data had named joints: its state head decodes them."""
+    path = tmp_path_factory.mktemp("camera") / "camera.pt"
+    rng = np.random.default_rng(3)
+    N, T = 4, 8
+    actions = rng.uniform(-1, 1, (N, T, 2)).astype(np.float32)
+    joints = np.cumsum(np.concatenate([np.zeros((N, 1, 2)), actions * 0.1], 1), 1).astype(np.float32)
+    meta = {"env": "", "image_size": 16, "max_step": 0.0, "seed": 0, "source": "test",
+            "joint_names": ["x", "y"], "joint_fields": ["position"], "period": 0.1}
+    settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
+                             dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
+    train(TransitionData(rng.integers(0, 255, (N, T + 1, 16, 16, 3), dtype=np.uint8), joints, actions, meta),
+          str(path), settings, {"latent_dim": 8, "hidden": 16, "channels": [4, 4, 4]},
+          progress=False, log=lambda _: None)
+    return str(path)
+
+
+@pytest.mark.parametrize("which", ["camera", "arm"])
+def test_a_goal_in_joint_space_alone_is_planned_through_the_joint_head(rig, camera_model, arm_model, which):
+    """No goal picture: a camera-only model, and a camera + joints model, take ~/goal_state."""
+    model = camera_model if which == "camera" else arm_model
+    r = arm_rig(rig, model)
+    r.start()
+    frame = np.random.default_rng(2).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    if which == "camera":
+        r.goal_pub.publish(JointGoal(name=["y", "x"], position=[0.2, 0.4]))
+        feed = lambda: r.send_image(rgb_to_image(frame))    # noqa: E731
+    else:
+        r.goal_pub.publish(JointGoal(name=list(ARM), position=[0.3, -0.2, 0.1]))
+        feed = lambda: feed_arm(r, [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], frame)   # noqa: E731
+    for _ in range(3):
+        r.cycle(feed)
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
+    d = r.diagnostics[-1]
+    assert d.status == PlanDiagnostics.STATUS_OK, d.status_text
+    assert np.isfinite(d.goal_distance) and d.goal_distance > 0      # measured in joint space

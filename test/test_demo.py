@@ -41,3 +41,13 @@ def test_demo_reaches_the_goal_and_writes_its_outputs(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] and summary["episodes"][0]["success"] and summary["cycles"] > 0
     assert (out / "sim.log").is_file() and (out / "controller.log").is_file()
+
+
+def test_the_arm_demo_says_which_model_is_missing(tmp_path):
+    missing = tmp_path / "no_such_arm.pt"
+    result = subprocess.run([sys.executable, "-m", "grasp_ros.cli", "demo", "--robot", "arm",
+                             "--checkpoint", str(missing), "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert f"the learned model {missing} is missing" in result.stderr
+    assert not (tmp_path / "out").exists()        # nothing started

@@ -122,10 +122,52 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--model", default="learned",
                         help="controller world model: learned (the shipped camera model), analytic, "
                              "a TorchScript file or module:factory (default: %(default)s)")
-    parser.add_argument("--observation", choices=("image", "joints"), default=None,
-                        help="what the controller encodes (default: image, joints for --model analytic)")
+    parser.add_argument("--observation", choices=("image", "joints", "image+joints"), default=None,
+                        help="what the controller encodes (default: image, joints for --model analytic, "
+                             "a checkpoint's inputs with --checkpoint)")
 
 
 def resolve_observation(args) -> str:
     """--observation, or its default for --model."""
     return args.observation or ("joints" if args.model == "analytic" else "image")
+
+
+def add_checkpoint_argument(parser) -> None:
+    """--checkpoint of the commands that run a learned model in the closed loop."""
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="learned model checkpoint (.pt) for --model learned (default: the "
+                             "shipped model of the world)")
+
+
+def learned_card(checkpoint: Optional[Path]):
+    """The model card of the learned model in ``checkpoint`` (None: the shipped default).
+
+    Loads the model, so a bad file fails here with ``WorldModelError`` naming the problem,
+    before any node starts.
+    """
+    from ..models import load_world_model
+    from ..models.card import card_for
+
+    spec = {"name": "learned"}
+    if checkpoint is not None:
+        spec["checkpoint"] = str(checkpoint)
+    return card_for(load_world_model(spec))
+
+
+def card_inputs(card) -> str:
+    """What a card's model encodes, as LoopSpec.observation names it: image, joints, image+joints."""
+    return "+".join(k for k in ("image", "joints") if getattr(card, k) is not None)
+
+
+def card_rate(card, default: float) -> float:
+    """The control rate (Hz) a model card's period asks for, else ``default``. Three digits: a
+    bag's period is measured (its median frame interval), 0.09998 s means 10 Hz."""
+    if card is None or not card.period:
+        return default
+    return float(f"{1.0 / card.period:.3g}")
+
+
+def data_source(card) -> Optional[str]:
+    """Where a model's training data came from, from its card: "rosbag", "simulator", or None."""
+    source = str((card.provenance if card is not None else {}).get("source") or "")
+    return source.split(":")[0] or None

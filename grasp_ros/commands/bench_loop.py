@@ -12,23 +12,35 @@ episode in progress. Measured:
 * success: every episode reached its goal (and the success rate).
 
 Prints a Markdown table, writes the JSON of ../shared/BENCH_FORMAT.md (a "loop" row and a
-"closed_loop" row) with ``--json``, and a plot of the solve-time and latency distributions.
+"closed_loop" row per planner) with ``--json``, and a plot of the solve-time and latency
+distributions. ``--planners grasp cem mppi`` runs the same loop (seeds, episodes) once per
+planner, one after the other, each with its logs and plot in ``--out``/<planner>.
+
+``--env arm`` runs the MuJoCo arm with its learned camera + joints model (grasp_ros/assets/
+arm_latent.pt, or ``--checkpoint``); the control rate defaults to the model card's period. A
+learned model's rows say where its training data came from (``"data"``: "rosbag" or
+"simulator", the card's provenance).
+
 ``--busy N`` runs N CPU-spinning processes beside the loop (``grasp_ros.bench.load``); both rows
 say so (``load``, ``busy_processes``) and carry the load average at the start and the end.
 Targets (issue 3): deadline misses <= 0.5% of cycles, p99 latency <= one period.
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..bench.load import busy_processes, load_average, load_fields
-from ..sim import ENV_NAMES
-from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
+from ..sim.world import WORLD_NAMES
+from ._bench_common import (add_checkpoint_argument, add_model_arguments, card_inputs, card_rate,
+                            data_source, learned_card, machine_info, markdown_table, resolve_observation,
                             write_bench_json)
 
 MISS_RATE_TARGET = 0.005
+DEFAULT_RATE_HZ = 20.0
 QUICK_CYCLES = 200
 
 LOOP_COLUMNS = [("rate_hz", "rate (Hz)", "g"), ("horizon", "H"), ("planner", "planner"),
@@ -43,11 +55,15 @@ CLOSED_LOOP_COLUMNS = [("env", "env"), ("planner", "planner"), ("episodes", "epi
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--rate", type=float, default=20.0, help="control rate in Hz (default: %(default)s)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help=f"control rate in Hz (default: the model card's period, else {DEFAULT_RATE_HZ:g})")
     parser.add_argument("--horizon", type=int, default=50, help="planning horizon H (default: %(default)s)")
-    parser.add_argument("--planner", default="grasp", help="controller planner (default: %(default)s)")
-    parser.add_argument("--env", default="wall_door", choices=ENV_NAMES, help="world (default: %(default)s)")
+    parser.add_argument("--planner", "--planners", dest="planners", nargs="+", default=["grasp"],
+                        metavar="PLANNER", help="controller planner; several: one run each (default: grasp)")
+    parser.add_argument("--env", default="wall_door", choices=WORLD_NAMES,
+                        help="world: a point-mass layout or arm (default: %(default)s)")
     add_model_arguments(parser)
+    add_checkpoint_argument(parser)
     parser.add_argument("--cycles", type=int, default=1000,
                         help="at least this many control cycles (default: %(default)s)")
     parser.add_argument("--episodes", type=int, default=0,
@@ -68,54 +84,77 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..models import WorldModelError
     from ..sim.closed_loop import LoopSpec, run_closed_loop   # rclpy only when it runs
 
     if args.episodes < 0 or args.busy < 0:
         raise SystemExit("grasp-ros bench-loop: --episodes and --busy must be >= 0")
-    cycles = 0 if args.episodes else QUICK_CYCLES if args.quick else args.cycles
-    duration = (args.episodes * args.max_episode_time if args.episodes else cycles / args.rate) / args.rate_factor
-    spec = LoopSpec(env=args.env, planner=args.planner, model=args.model,
-                    observation=resolve_observation(args), rate_hz=args.rate, horizon=args.horizon,
-                    seed=args.seed, episodes=args.episodes, min_cycles=cycles,
-                    max_episode_time=args.max_episode_time, rate_factor=args.rate_factor,
-                    timeout=args.timeout or 3 * duration + 120, log_dir=args.out)
-    amount = f"{args.episodes} episodes" if args.episodes else f">= {cycles} cycles (~{duration:.0f} s)"
-    print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model "
-          f"(observation: {spec.observation}), {spec.rate_hz:g} Hz, H={spec.horizon}, {amount}"
-          + (f", {args.busy} busy processes beside it" if args.busy else ""))
-    machine = machine_info()           # before the run: its load average is other work's
-    loadavg_start = load_average()
-    with busy_processes(args.busy):
-        result = run_closed_loop(spec, progress_period=10.0)
-        load = load_fields(args.busy, loadavg_start, load_average())
-    if not result.diagnostics:
-        print(f"bench-loop FAILED: no control cycle observed ({result.reason})")
+    if args.checkpoint is not None and args.model != "learned":
+        raise SystemExit("grasp-ros bench-loop: --checkpoint is a learned model's: use it with --model learned")
+    spec = LoopSpec(env=args.env, model=args.model, checkpoint=args.checkpoint, horizon=args.horizon,
+                    seed=args.seed, episodes=args.episodes, max_episode_time=args.max_episode_time,
+                    rate_factor=args.rate_factor)
+    try:   # a missing or bad model fails here, with its reason, not in the controller's log
+        card = learned_card(spec.model_checkpoint) if spec.model == "learned" else None
+    except WorldModelError as exc:
+        print(f"grasp-ros bench-loop: {exc}", file=sys.stderr)
+        return 2
+    spec.observation = args.observation or (card_inputs(card) if card else resolve_observation(args))
+    spec.rate_hz = args.rate or card_rate(card, DEFAULT_RATE_HZ)
+    spec.min_cycles = 0 if args.episodes else QUICK_CYCLES if args.quick else args.cycles
+    duration = (args.episodes * args.max_episode_time if args.episodes
+                else spec.min_cycles / spec.rate_hz) / args.rate_factor
+    spec.timeout = args.timeout or 3 * duration + 120
+    amount = f"{args.episodes} episodes" if args.episodes else f">= {spec.min_cycles} cycles (~{duration:.0f} s)"
+    machine = machine_info()           # before the runs: its load average is other work's
+    rows = []
+    for planner in args.planners:
+        spec = dataclasses.replace(spec, planner=planner, log_dir=args.out / planner
+                                   if len(args.planners) > 1 else args.out)
+        print(f"grasp-ros bench-loop: {spec.env}, {spec.planner} + {spec.model} model "
+              f"(observation: {spec.observation}), {spec.rate_hz:g} Hz, H={spec.horizon}, {amount}"
+              + (f", {args.busy} busy processes beside it" if args.busy else ""))
+        rows += _bench_one(spec, card, args.busy, run_closed_loop)
+    if not rows:
         return 1
-    if not result.ok:
-        print(f"warning: the run did not end cleanly ({result.reason}); reporting what was measured")
-
-    loop_row, closed_row = summarise(result, spec)
-    loop_row.update(load)
-    closed_row.update(load)
+    loop_rows = [r for r in rows if r["bench"] == "loop"]
+    closed_rows = [r for r in rows if r["bench"] == "closed_loop"]
     print()
-    print(markdown_table([loop_row], LOOP_COLUMNS))
+    print(markdown_table(loop_rows, LOOP_COLUMNS))
     print()
-    print(markdown_table([closed_row], CLOSED_LOOP_COLUMNS))
+    print(markdown_table(closed_rows, CLOSED_LOOP_COLUMNS))
     print()
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, gpu {machine['gpu']}, "
-          f"torch {machine['torch']}, python {machine['python']}, "
-          f"load average before the run {load['loadavg'][0]}, after it {load['loadavg'][1]}"
-          + (f" (busy processes: {args.busy})" if args.busy else ""))
-    print(f"targets: deadline misses <= {MISS_RATE_TARGET:.1%}: "
-          f"{_verdict(loop_row['deadline_miss_rate'] <= MISS_RATE_TARGET)}; "
-          f"p99 latency <= one period ({loop_row['period_ms']:.0f} ms): "
-          f"{_verdict(loop_row['latency_ms_p99'] is not None and loop_row['latency_ms_p99'] <= loop_row['period_ms'])}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    plot = plot_distributions(result, spec, args.out / "bench_loop.png")
-    print(f"plot: {plot}")
+          f"torch {machine['torch']}, python {machine['python']}")
+    for row in loop_rows:
+        print(f"{row['planner']}: load average before the run {row['loadavg'][0]}, after it "
+              f"{row['loadavg'][1]}" + (f" (busy processes: {args.busy})" if args.busy else "")
+              + f"; targets: deadline misses <= {MISS_RATE_TARGET:.1%}: "
+              f"{_verdict(row['deadline_miss_rate'] <= MISS_RATE_TARGET)}; "
+              f"p99 latency <= one period ({row['period_ms']:.0f} ms): "
+              f"{_verdict(row['latency_ms_p99'] is not None and row['latency_ms_p99'] <= row['period_ms'])}")
     if args.json:
-        print(f"json: {write_bench_json(args.json, [loop_row, closed_row], machine)}")
-    return 0
+        print(f"json: {write_bench_json(args.json, rows, machine)}")
+    return 0 if len(loop_rows) == len(args.planners) else 1
+
+
+def _bench_one(spec, card, busy: int, run_closed_loop) -> list[dict]:
+    """One run of ``spec``: its "loop" and "closed_loop" rows and its plot; [] if no cycle ran."""
+    loadavg_start = load_average()
+    with busy_processes(busy):
+        result = run_closed_loop(spec, progress_period=10.0)
+        load = load_fields(busy, loadavg_start, load_average())
+    if not result.diagnostics:
+        print(f"bench-loop FAILED ({spec.planner}): no control cycle observed ({result.reason})")
+        return []
+    if not result.ok:
+        print(f"warning: the run did not end cleanly ({result.reason}); reporting what was measured")
+    rows = summarise(result, spec, card)
+    for row in rows:
+        row.update(load)
+    spec.log_dir.mkdir(parents=True, exist_ok=True)
+    print(f"plot: {plot_distributions(result, spec, spec.log_dir / 'bench_loop.png')}")
+    return list(rows)
 
 
 def _verdict(ok: bool) -> str:
@@ -127,8 +166,9 @@ def _percentile_ms(values, q: float):
     return float(np.percentile(values, q) * 1e3) if values.size else None
 
 
-def summarise(result, spec) -> tuple[dict, dict]:
-    """The "loop" and "closed_loop" rows of BENCH_FORMAT.md."""
+def summarise(result, spec, card=None) -> tuple[dict, dict]:
+    """The "loop" and "closed_loop" rows of BENCH_FORMAT.md; ``card``: the learned model's, whose
+    provenance says where its training data came from."""
     cycles, solve = result.cycles, result.solve_times()
     statuses = {}
     for d in result.diagnostics:
@@ -148,7 +188,8 @@ def summarise(result, spec) -> tuple[dict, dict]:
         "latency_p99_over_period": (_percentile_ms(result.latencies, 99) * spec.rate_hz / 1e3
                                     if len(result.latencies) else None),
         # Beyond the format's fields:
-        "env": spec.env, "deadline_misses": result.deadline_misses,
+        "env": spec.env, "through": "ros", "data": data_source(card),
+        "deadline_misses": result.deadline_misses,
         "solve_ms_max": float(solve.max() * 1e3) if solve.size else None,
         "latency_ms_max": float(result.latencies.max() * 1e3) if len(result.latencies) else None,
         "latency_samples": int(len(result.latencies)),
@@ -167,6 +208,8 @@ def summarise(result, spec) -> tuple[dict, dict]:
         "success_rate": result.successes / len(ends) if ends else None, "through": "ros",
         "median_time_to_goal_s": float(np.median(times)) if times else None,
         "seed": spec.seed, "max_episode_time_s": spec.max_episode_time,
+        "observation": spec.observation, "data": data_source(card),
+        "checkpoint": spec.model_checkpoint.name if spec.model_checkpoint else None,
     }
     return loop, closed
 

@@ -425,10 +425,10 @@ class ControlLoop:
         """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
         iteration cap). Safe to run on a worker thread; never raises."""
         try:
-            z_goal = self._goal_for(job.goal)
+            z_goal, joint_goal = self._goal_for(job.goal)
             batch = self._batch(job.observation.value)
             z = self._encode(batch, goal=False)
-            outcome = Outcome(goal_distance=float((z - z_goal.to(z)).norm()),
+            outcome = Outcome(goal_distance=self._goal_distance(z, z_goal, joint_goal),
                               goal_novelty=self._goal_novelty)
             if self.novelty is not None:
                 outcome.novelty = self.novelty.score(batch, z)
@@ -449,7 +449,8 @@ class ControlLoop:
             else:
                 left = deadline - time.perf_counter() - self.MARGIN * self.config.deadline
                 budget = Budget(max_seconds=max(left, 1e-6))  # out of time: the initial plan
-            plan = self.planner.plan(z, z_goal, warm, budget)
+            goal = {} if joint_goal is None else {"joint_goal": joint_goal}   # only planners that take one
+            plan = self.planner.plan(z, z_goal, warm, budget, **goal)
             with self._lock:   # on time or late, the freshest solution warm-starts the next cycle
                 self._plan, self._plan_time = plan, job.now
             outcome.plan = plan
@@ -548,11 +549,34 @@ class ControlLoop:
             return None
         return max(0, round((now - plan_time) / self.config.period))
 
-    def _goal_for(self, goal: _Input) -> torch.Tensor:
-        """The goal latent [D]; a goal observation is encoded (and scored) once, then reused."""
+    def takes_joint_goal(self, goal: Mapping[str, Any]) -> bool:
+        """A goal of joints alone that the model cannot encode (it encodes no joints, or joints
+        only with a camera frame): reached through its ``decode_state`` instead."""
+        return set(goal) == {"joints"} and (self.joint_dim == 0 or self.pairs_joints)
+
+    def _goal_distance(self, z: torch.Tensor, z_goal: Optional[torch.Tensor],
+                       joint_goal: Optional[torch.Tensor]) -> float:
+        """How far the observation is from the goal: in latent space, or for a joint-space goal
+        between the decoded joint vector and it."""
+        if z_goal is not None:
+            return float((z - z_goal.to(z)).norm())
+        with torch.no_grad():
+            return float((self.model.decode_state(z[None])[0] - joint_goal.to(z)).norm())
+
+    def _goal_for(self, goal: _Input) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal
+        observation is encoded (and scored) once, then reused."""
+        if self.takes_joint_goal(goal.value):
+            if not callable(getattr(self.model, "decode_state", None)):
+                raise ValueError("the model cannot take a goal in joint space alone (it has no "
+                                 "decode_state joint head): give a goal image")
+            self._goal_novelty = math.nan
+            joints = torch.as_tensor(np.asarray(goal.value["joints"], dtype=np.float32),
+                                     device=self.planner.device)
+            return None, joints
         if "latent" in goal.value:
             self._goal_novelty = math.nan
-            return torch.as_tensor(goal.value["latent"], device=self.planner.device)
+            return torch.as_tensor(goal.value["latent"], device=self.planner.device), None
         if self._goal_latent is None or goal is not self._encoded_goal:
             try:
                 batch = self._batch(goal.value)
@@ -565,7 +589,7 @@ class ControlLoop:
                         self._goal = _Input(None, error=f"{type(exc).__name__}: {exc}")
                 raise
             self._encoded_goal = goal
-        return self._goal_latent
+        return self._goal_latent, None
 
     def _batch(self, observation: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """An observation as the model's batch of one (checked against its declared inputs)."""

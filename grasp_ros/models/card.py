@@ -290,8 +290,14 @@ def card_from_data(meta: dict, image_size: int, joint_dim: int, action_dim: int,
     kind = str(meta.get("action_kind") or ("twist" if set(names) <= set(TWIST_FIELDS) else "velocity"))
     actions = ActionOutput(names, tuple(float(v) for v in low), tuple(float(v) for v in high),
                            str(meta.get("action_units") or "normalised"), kind)
+    # An image-only model still decodes the data's joints (its state head): goals may name them.
+    goal_joints = None
+    if not joint_dim and meta.get("joint_names"):
+        fields = tuple(meta.get("joint_fields") or ("position",))
+        goal_joints = JointInput(tuple(meta["joint_names"]), fields)
     provenance = {k: meta[k] for k in ("source", "env", "bags", "topics", "frames", "frames_dropped",
                                        "episodes", "steps", "policy", "seed") if k in meta}
-    card = ModelCard(actions, image, joints, float(meta.get("period") or 0.0), provenance, dict(metrics))
+    card = ModelCard(actions, image, joints, float(meta.get("period") or 0.0), provenance, dict(metrics),
+                     goal_joints)
     card.validate("model card from the training data")
     return card

@@ -21,6 +21,8 @@ class ScriptedWorldModel(WorldModel):
         self.joint_dim = int(getattr(module, "joint_dim", 0))
         self._has_goal_encoder = hasattr(module, "encode_goal")
         self._has_position = hasattr(module, "position")
+        if hasattr(module, "decode_state"):      # the joint head: joint-space goals and limits
+            self.decode_state = module.decode_state
         if hasattr(module, "serial_rollout"):    # the learned model's whole rollout in TorchScript
             self.rollout = module.serial_rollout
         self.card_json = str(getattr(module, "card_json", "") or "")   # grasp_ros.models.card, if exported

@@ -423,12 +423,15 @@ class GraspController(LifecycleNode):
 
     def _set_goal_part(self, loop, key: str, value: np.ndarray) -> None:
         """The goal is what the model encodes: for a camera + joints model, the newest goal image
-        with the newest goal joints, set once both have come."""
+        with the newest goal joints once both have come, and until then goal joints alone as a
+        joint-space goal."""
         self._goal_parts[key] = value
-        if not loop.pairs_joints:     # one input: a goal of any kind the model encodes
+        if not loop.pairs_joints:     # one input: a goal of any kind the model takes
             loop.set_goal({key: value})
         elif all(k in self._goal_parts for k in ("image", "joints")):
             loop.set_goal({k: self._goal_parts[k] for k in ("image", "joints")})
+        elif key == "joints":         # joints alone: a joint-space goal (through decode_state)
+            loop.set_goal({key: value})
 
     def _inputs_text(self) -> str:
         card = self._card

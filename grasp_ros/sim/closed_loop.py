@@ -4,6 +4,9 @@ What ``grasp-ros demo`` and ``grasp-ros bench-loop`` share. ``run_closed_loop(sp
 nodes (with ``ros2 launch grasp_ros sim_demo.launch.py`` where the launch package is installed,
 else as two ``python -m`` processes with the same parameters), watches them from a small node in
 this process, stops them (SIGINT, then SIGKILL) and returns what it saw as a ``LoopResult``.
+Any world of the sim node runs: the point mass, or the arm (``env="arm"``) with a learned camera +
+joints model (``LoopSpec.checkpoint``, default grasp_ros/assets/arm_latent.pt); the watcher takes
+whatever joints the sim reports, and success from the sim's episode reports.
 
 DDS isolation: unless the environment already says otherwise, a random ``ROS_DOMAIN_ID`` and
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, so a demo never talks to other nodes on the network.
@@ -46,6 +49,7 @@ from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
 from ..ros import qos
+from .world import ARM
 
 NS = 1_000_000_000
 SIM_NODE, CONTROLLER_NODE = "grasp_sim", "grasp_controller"
@@ -62,9 +66,12 @@ class LoopSpec:
     planner: str = "grasp"
     model: str = "learned"
     """World model spec of the controller: the shipped camera model, or e.g. "analytic"."""
+    checkpoint: Optional[Path] = None
+    """A learned model's checkpoint (``model`` "learned"); None: the shipped one of the world
+    (``default_checkpoint``)."""
     observation: str = "image"
-    """What the controller encodes: the camera ``image`` (the goal then comes as an image) or
-    the ``joints``."""
+    """What the controller encodes: the camera ``image`` (the goal then comes as an image), the
+    ``joints``, or ``image+joints`` (a camera + joints model: the goal comes as both)."""
     rate_hz: float = 10.0
     """Control rate; the sim steps physics and takes images at the same rate."""
     horizon: int = 50
@@ -97,8 +104,29 @@ class LoopSpec:
     """Further controller parameters (name -> value), e.g. {"solve_budget": 0.04}."""
 
     @property
+    def model_checkpoint(self) -> Optional[Path]:
+        """The checkpoint ``model_options`` names: ``checkpoint``, else the world's shipped one;
+        None: the ``learned`` model's own default (or a model that is not "learned")."""
+        if self.model != "learned":
+            return None
+        return self.checkpoint if self.checkpoint is not None else default_checkpoint(self.env)
+
+    @property
     def model_options(self) -> str:
-        return f"{{env: {self.env}, horizon: {self.horizon}, observe: {self.observation}}}"
+        options = f"env: {self.env}, horizon: {self.horizon}, observe: {self.observation}"
+        if self.model_checkpoint is not None:   # JSON quotes: a YAML string whatever the path
+            options = f"checkpoint: {json.dumps(str(self.model_checkpoint))}, {options}"
+        return "{" + options + "}"
+
+
+ARM_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "arm_latent.pt"
+"""The learned arm model (camera + joints) that ``grasp-ros demo --robot arm`` runs."""
+
+
+def default_checkpoint(env: str) -> Optional[Path]:
+    """The shipped learned model of ``env``: the arm's; None for the point-mass worlds (the
+    ``learned`` model's own default, the wall_door camera model)."""
+    return ARM_CHECKPOINT if env == ARM else None
 
 
 @dataclass
@@ -109,13 +137,18 @@ class LoopResult:
     reason: str
     starts: list[dict]                 # the sim's "start" reports, one per episode
     ends: list[dict]                   # its "end" reports
-    samples: np.ndarray                # [N, 6]: episode, t, x, y, vx, vy (joint_states)
+    samples: np.ndarray                # [N, 2 + 2J]: episode, t, J positions, J velocities
+                                       # (joint_states; the point mass: episode, t, x, y, vx, vy)
     diagnostics: list[dict]            # one per control cycle the controller reported
     latencies: np.ndarray              # [M] s: observation-to-command latency (see module doc)
     wall_time: float
     logs: dict[str, Path]
     exit_codes: dict[str, int] = field(default_factory=dict)
     """Each node process's exit status (after the stop: -SIGINT or 130 is a clean stop)."""
+    joint_names: list[str] = field(default_factory=list)
+    """The joints of ``samples``' columns, as the sim's joint_states name them."""
+    commands: list[tuple] = field(default_factory=list)
+    """The values of every command seen on ``command``, in order."""
 
     @property
     def cycles(self) -> int:
@@ -305,7 +338,8 @@ class LoopWatcher(Node):
         reports = QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.samples: list[tuple] = []                 # (t, x, y, vx, vy)
+        self.joint_names: list[str] = []               # of the first joint_states seen
+        self.samples: list[tuple] = []                 # (t, J positions, J velocities)
         self.published_at: dict[int, int] = {}         # observation stamp -> DDS source timestamp
         self.commands: list[tuple] = []                # (values, DDS source, reception timestamps)
         self.diagnostics: list[dict] = []
@@ -320,9 +354,11 @@ class LoopWatcher(Node):
     def _on_joints(self, msg: JointState, info) -> None:
         t_ns = _stamp_ns(msg.header)
         self.published_at.setdefault(t_ns, info["source_timestamp"])
-        if len(msg.position) >= 2:
-            v = list(msg.velocity[:2]) if len(msg.velocity) >= 2 else [np.nan, np.nan]
-            self.samples.append((t_ns / NS, msg.position[0], msg.position[1], *v))
+        self.joint_names = self.joint_names or list(msg.name)
+        n = len(self.joint_names)
+        if n and len(msg.position) == n:     # the sim's every message; anything else is not a sample
+            v = list(msg.velocity) if len(msg.velocity) == n else [np.nan] * n
+            self.samples.append((t_ns / NS, *msg.position, *v))
 
     def _on_image(self, msg: Image, info) -> None:
         self.published_at.setdefault(_stamp_ns(msg.header), info["source_timestamp"])
@@ -393,7 +429,7 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     """
     isolate_dds()
     # The launch file takes the demo's arguments only: other settings need the two processes.
-    plain = not (spec.lockstep or spec.controller_params)
+    plain = not (spec.lockstep or spec.controller_params or spec.model_checkpoint)
     use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available())
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
     say = progress or (lambda text: None)
@@ -448,7 +484,8 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
                       starts=watcher.reports_of("start"), ends=watcher.reports_of("end"),
                       samples=_episode_samples(watcher), diagnostics=watcher.diagnostics,
                       latencies=watcher.latencies(), wall_time=time.monotonic() - started,
-                      logs=processes.logs, exit_codes=codes)
+                      logs=processes.logs, exit_codes=codes, joint_names=watcher.joint_names,
+                      commands=[values for values, _, _ in watcher.commands])
 
 
 def _finished(spec: LoopSpec, watcher: LoopWatcher) -> tuple[bool, str]:
@@ -471,7 +508,7 @@ def _finished(spec: LoopSpec, watcher: LoopWatcher) -> tuple[bool, str]:
 def _episode_samples(watcher: LoopWatcher) -> np.ndarray:
     """joint_states samples tagged with their episode (episode k: from its start to the next)."""
     if not watcher.samples:
-        return np.zeros((0, 6))
+        return np.zeros((0, 2 + 2 * len(watcher.joint_names)))
     samples = np.asarray(sorted(watcher.samples), dtype=np.float64)
     starts = sorted((r["t"], r["episode"]) for r in watcher.reports_of("start"))
     index = np.searchsorted([t for t, _ in starts], samples[:, 0], side="right") - 1
@@ -483,15 +520,17 @@ def _episode_samples(watcher: LoopWatcher) -> np.ndarray:
 def _progress_line(spec: LoopSpec, watcher: LoopWatcher) -> str:
     if not watcher.samples:
         return "waiting for the sim..."
-    t, x, y = watcher.samples[-1][:3]
+    t, *values = watcher.samples[-1]
+    joints = np.asarray(values[:len(values) // 2])
     starts = watcher.reports_of("start")
     line = f"[t={t:6.1f} s]"
     if starts:
-        goal = starts[-1]["goal"]
-        dist = float(np.hypot(goal[0] - x, goal[1] - y))
+        goal = np.asarray(starts[-1]["goal"])
         total = spec.episodes or "-"
-        line += (f" episode {starts[-1]['episode'] + 1}/{total}: ({x:+.2f}, {y:+.2f}) -> "
-                 f"({goal[0]:+.2f}, {goal[1]:+.2f}), {dist:.2f} m to go")
+        # Joint space: the point mass's metres; the arm's radians (its reports give the end
+        # effector's distance when an episode ends).
+        line += (f" episode {starts[-1]['episode'] + 1}/{total}: {_vector(joints)} -> "
+                 f"{_vector(goal)}, {np.linalg.norm(goal - joints):.2f} to go")
     cycles = [d for d in watcher.diagnostics if d["status"] != PlanDiagnostics.STATUS_INACTIVE]
     if not cycles:
         return line + " | waiting for the controller..."
@@ -499,3 +538,7 @@ def _progress_line(spec: LoopSpec, watcher: LoopWatcher) -> str:
     misses = sum(d["deadline_missed"] for d in cycles)
     return (line + f" | {len(cycles)} cycles, {misses} deadline misses, "
             f"solve {solve:.0f} ms, {cycles[-1]['status_text'] or cycles[-1]['status']}")
+
+
+def _vector(values) -> str:
+    return "(" + ", ".join(f"{v:+.2f}" for v in values) + ")"
