@@ -30,7 +30,6 @@ simulation and replay. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import enum
 import math
@@ -45,6 +44,7 @@ import torch
 from ..models.card import card_for
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
+from .inputs import RecentInputs, Sample
 
 ON_STALE_CHOICES = ("hold", "zero")
 TIMING_CHOICES = ("realtime", "fixed_iterations")
@@ -61,12 +61,6 @@ class Status(enum.IntEnum):
     TRUNCATED = 5
     NOVEL = 6
     CLOCK = 7
-
-
-FRAMES_KEPT = 128
-"""Camera frames kept for a history model (4 s of a 30 Hz camera: 16 frames at 0.25 s)."""
-JOINT_SAMPLES_KEPT = 256
-"""Joint samples kept for pairing with camera frames (about 2.5 s of a 100 Hz joint_states)."""
 
 
 @dataclass
@@ -162,21 +156,12 @@ class StepResult:
 
 
 @dataclass
-class _Input:
-    """An inbox entry: an observation (arrays without batch dimension) or why it was refused."""
-
-    value: Optional[Mapping[str, np.ndarray]]
-    stamp: float = math.nan
-    error: str = ""
-
-
-@dataclass
 class Job:
     """A cycle that can plan: its time, observation and goal, and when it started (wall)."""
 
     now: float
-    observation: _Input
-    goal: _Input
+    observation: Sample
+    goal: Sample
     started: float
 
 
@@ -215,18 +200,16 @@ class ControlLoop:
         # Camera and joints together: frames are the observations, joint samples wait beside
         # them to be paired by stamp.
         self.pairs_joints = self.card.image is not None and self.card.joints is not None
-        self._joint_samples: collections.deque = collections.deque(maxlen=JOINT_SAMPLES_KEPT)
-        # A model of the last K frames: recent frames wait here to be stacked at the cycle.
         self.image_frames = int(getattr(model, "image_frames", 1))
-        self._frames: collections.deque = collections.deque(maxlen=FRAMES_KEPT)
+        self._recent = RecentInputs(self.pairs_joints, self.image_frames)
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
-        self._observation: Optional[_Input] = None
+        self._observation: Optional[Sample] = None
         self._newest_stamp = -math.inf          # of the accepted observations
-        self._goal: Optional[_Input] = None
+        self._goal: Optional[Sample] = None
         self._goal_latent: Optional[torch.Tensor] = None
         self._goal_novelty = math.nan
-        self._encoded_goal: Optional[_Input] = None     # the goal entry _goal_latent encodes
+        self._encoded_goal: Optional[Sample] = None     # the goal entry _goal_latent encodes
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
         self._clock_seen = -math.inf
@@ -247,15 +230,14 @@ class ControlLoop:
         with self._lock:
             if received is not None:
                 self._note_clock(received)
-            if self.pairs_joints and set(observation) == {"joints"}:
-                self._joint_samples.append((float(stamp), observation["joints"]))
+            if self._recent.keeps_apart(observation):
+                self._recent.add(observation, stamp)
                 return
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
                 return
-            self._observation = _Input(dict(observation), float(stamp))
-            if self.image_frames > 1 and "image" in observation:
-                self._frames.append((float(stamp), observation["image"]))
+            self._observation = Sample(dict(observation), float(stamp))
+            self._recent.add(observation, stamp)
             # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
             # up (a sim publishes sensors just before /clock reaches their time); as "newest"
             # it counts for no more than the clock allows, so a stamp far in the future cannot
@@ -270,7 +252,7 @@ class ControlLoop:
             if stamp < self._newest_stamp:
                 self.out_of_order += 1
                 return
-            self._observation = _Input(None, float(stamp), reason)
+            self._observation = Sample(None, float(stamp), reason)
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:
         """A goal given as an observation; ``model.encode_goal`` encodes it at the next step.
@@ -279,7 +261,7 @@ class ControlLoop:
         if self.image_frames > 1 and "image" in observation and np.ndim(observation["image"]) == 3:
             observation["image"] = np.repeat(np.asarray(observation["image"])[None], self.image_frames, axis=0)
         with self._lock:
-            self._goal = _Input(observation)
+            self._goal = Sample(observation)
 
     def set_goal_latent(self, latent) -> None:
         """A goal given directly as a latent [D]."""
@@ -288,12 +270,12 @@ class ControlLoop:
             raise ValueError(f"goal latent must be {int(self.model.latent_dim)} finite values, "
                              f"got {z.tolist()}")
         with self._lock:
-            self._goal = _Input({"latent": z.numpy()})
+            self._goal = Sample({"latent": z.numpy()})
 
     def reject_goal(self, reason: str) -> None:
         """The newest goal could not be used: ERROR until a good one arrives."""
         with self._lock:
-            self._goal = _Input(None, error=reason)
+            self._goal = Sample(None, error=reason)
 
     def check_settings(self, **changes: Any) -> None:
         """Raise ValueError with the reason if ``planner.configure(**changes)`` would fail."""
@@ -383,43 +365,13 @@ class ControlLoop:
             return self._finish(self._stale("no goal yet", now), now, age)
         if goal.error:
             return self._finish(self._zero(Status.ERROR, f"goal refused: {goal.error}"), now, age)
-        if self.pairs_joints:
-            sample = self._paired(sample)
-            if sample.error:
-                return self._finish(self._stale(sample.error, now), now, age)
-        if self.image_frames > 1 and "image" in sample.value:
-            sample = _Input({**sample.value, "image": self._stacked(sample.stamp)}, sample.stamp)
+        with self._lock:
+            recent = self._recent.snapshot()
+        sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
+                                       self.card.period or self.config.period)
+        if sample.error:
+            return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started)
-
-    def _stacked(self, stamp: float) -> np.ndarray:
-        """The last K frames up to ``stamp``, one model period apart, oldest first [K, S, S, 3]:
-        for each the frame nearest that time; before the first frame, the first frame (a
-        history starts as the trainer's does, repeating an episode's first frame)."""
-        step = self.card.period or self.config.period
-        with self._lock:
-            frames = [f for f in self._frames if f[0] <= stamp]
-        stamps = np.array([f[0] for f in frames])
-        chosen = []
-        for back in range(self.image_frames - 1, -1, -1):
-            target = stamp - back * step
-            chosen.append(frames[int(np.argmin(np.abs(stamps - target)))][1] if target >= stamps[0] - step / 2
-                          else frames[0][1])
-        return np.stack(chosen)
-
-    def _paired(self, frame: _Input) -> _Input:
-        """The frame with the joint sample nearest to its stamp, or why there is none."""
-        with self._lock:
-            samples = list(self._joint_samples)
-        if "joints" in frame.value:
-            return frame
-        if not samples:
-            return _Input(None, frame.stamp, "no joint_states yet (the model encodes the camera and joints)")
-        stamp, joints = min(samples, key=lambda s: abs(s[0] - frame.stamp))
-        if abs(stamp - frame.stamp) > self.config.pair_tolerance:
-            return _Input(None, frame.stamp, (
-                f"no joint_states within pair_tolerance {self.config.pair_tolerance:g} s of the "
-                f"frame stamped {frame.stamp:.3f} s (nearest {stamp:.3f} s)"))
-        return _Input({**frame.value, "joints": joints}, frame.stamp)
 
     def solve(self, job: Job, deadline: Optional[float]) -> Outcome:
         """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
@@ -518,8 +470,7 @@ class ControlLoop:
         if t < self._clock_seen - max(self.config.period, 1e-3):
             self._clock_jump = (self._clock_seen, t)
             self._observation, self._newest_stamp = None, -math.inf
-            self._joint_samples.clear()
-            self._frames.clear()
+            self._recent.clear()
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)
@@ -563,7 +514,7 @@ class ControlLoop:
         with torch.no_grad():
             return float((self.model.decode_state(z[None])[0] - joint_goal.to(z)).norm())
 
-    def _goal_for(self, goal: _Input) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    def _goal_for(self, goal: Sample) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal
         observation is encoded (and scored) once, then reused."""
         if self.takes_joint_goal(goal.value):
@@ -586,7 +537,7 @@ class ControlLoop:
             except Exception as exc:  # remember the failure: no re-encoding every cycle
                 with self._lock:
                     if self._goal is goal:
-                        self._goal = _Input(None, error=f"{type(exc).__name__}: {exc}")
+                        self._goal = Sample(None, error=f"{type(exc).__name__}: {exc}")
                 raise
             self._encoded_goal = goal
         return self._goal_latent, None

@@ -1,0 +1,98 @@
+"""Recent sensor samples that complete an observation at the control cycle (ROS-free).
+
+Two models need more than the newest message:
+
+* camera + joints: the newest frame is paired with the joint sample nearest its stamp (joint
+  states usually come faster than frames, and never at the same instants);
+* the last K frames: the newest frame with the K - 1 before it, one model period apart (a
+  camera may run faster than the model's step), oldest first; before the first frame the first
+  frame repeats, as the trainer stacks an episode's first frames.
+
+Callers hold their own lock around ``add_*`` and ``clear`` and take a ``snapshot`` under it.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+
+FRAMES_KEPT = 128
+"""Camera frames kept for a history model (4 s of a 30 Hz camera: 16 frames at 0.25 s)."""
+JOINT_SAMPLES_KEPT = 256
+"""Joint samples kept for pairing with camera frames (about 2.5 s of a 100 Hz joint_states)."""
+
+
+@dataclass
+class Sample:
+    """An observation (arrays without batch dimension), or why it cannot be used."""
+
+    value: Optional[Mapping[str, np.ndarray]]
+    stamp: float = math.nan
+    error: str = ""
+
+
+class RecentInputs:
+    """Joint samples and frames waiting to complete an observation (module docstring)."""
+
+    def __init__(self, pairs_joints: bool, image_frames: int):
+        self.pairs_joints, self.image_frames = bool(pairs_joints), int(image_frames)
+        self._joints: collections.deque = collections.deque(maxlen=JOINT_SAMPLES_KEPT)
+        self._frames: collections.deque = collections.deque(maxlen=FRAMES_KEPT)
+
+    def keeps_apart(self, observation: Mapping[str, np.ndarray]) -> bool:
+        """A joint sample for a camera + joints model: kept here, not an observation itself."""
+        return self.pairs_joints and set(observation) == {"joints"}
+
+    def add(self, observation: Mapping[str, np.ndarray], stamp: float) -> None:
+        if self.keeps_apart(observation):
+            self._joints.append((float(stamp), observation["joints"]))
+        elif self.image_frames > 1 and "image" in observation:
+            self._frames.append((float(stamp), observation["image"]))
+
+    def clear(self) -> None:
+        self._joints.clear()
+        self._frames.clear()
+
+    def snapshot(self) -> tuple[list, list]:
+        return list(self._joints), list(self._frames)
+
+    def complete(self, sample: Sample, snapshot: tuple[list, list], tolerance: float,
+                 step: float) -> Sample:
+        """``sample`` with its paired joints and stacked frames, or with the reason it has none."""
+        joints, frames = snapshot
+        if self.pairs_joints and "joints" not in sample.value:
+            sample = paired(sample, joints, tolerance)
+            if sample.error:
+                return sample
+        if self.image_frames > 1 and "image" in sample.value:
+            stacked = stack_frames(frames, sample.stamp, self.image_frames, step)
+            sample = Sample({**sample.value, "image": stacked}, sample.stamp)
+        return sample
+
+
+def paired(frame: Sample, joints: list, tolerance: float) -> Sample:
+    """The frame with the joint sample nearest to its stamp, or why there is none."""
+    if not joints:
+        return Sample(None, frame.stamp, "no joint_states yet (the model encodes the camera and joints)")
+    stamp, value = min(joints, key=lambda s: abs(s[0] - frame.stamp))
+    if abs(stamp - frame.stamp) > tolerance:
+        return Sample(None, frame.stamp, (
+            f"no joint_states within pair_tolerance {tolerance:g} s of the frame stamped "
+            f"{frame.stamp:.3f} s (nearest {stamp:.3f} s)"))
+    return Sample({**frame.value, "joints": value}, frame.stamp)
+
+
+def stack_frames(frames: list, stamp: float, count: int, step: float) -> np.ndarray:
+    """The last ``count`` frames up to ``stamp``, ``step`` s apart, oldest first [K, S, S, 3]:
+    for each time the frame nearest it; before the first frame, the first frame."""
+    frames = [f for f in frames if f[0] <= stamp]
+    stamps = np.array([f[0] for f in frames])
+    chosen = []
+    for back in range(count - 1, -1, -1):
+        target = stamp - back * step
+        nearest = frames[int(np.argmin(np.abs(stamps - target)))] if target >= stamps[0] - step / 2 else frames[0]
+        chosen.append(nearest[1])
+    return np.stack(chosen)
