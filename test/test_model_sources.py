@@ -7,7 +7,6 @@ configure failed is read from /rosout, as an operator would read it.
 from __future__ import annotations
 
 import sys
-import time
 
 import pytest
 import yaml
@@ -23,8 +22,6 @@ FACTORY_MODULE = "model_factory_marker"       # test/model_factory_marker.py
 FACTORY = f"{FACTORY_MODULE}:make"
 MESSAGE_LIMIT = 600
 """Characters an error message may have: a few hundred of user input plus the explanation."""
-FAST_S = 0.5
-"""Seconds a refusal may take (wall clock, a busy 2-core machine): no expansion, no backtracking."""
 MODEL_SOURCES = ("model", "model_weights", "model_options", "allow_python_models")
 
 
@@ -40,12 +37,10 @@ def forget_factory_module() -> None:
     sys.modules.pop(FACTORY_MODULE, None)
 
 
-def refused_quickly(call, *args) -> str:
-    """Run ``call(*args)``, which must raise ValueError or WorldModelError fast; the message."""
-    start = time.perf_counter()
+def refused(call, *args) -> str:
+    """Run ``call(*args)``, which must raise ValueError or WorldModelError; its (short) message."""
     with pytest.raises((ValueError, WorldModelError)) as info:
         call(*args)
-    assert time.perf_counter() - start < FAST_S
     message = str(info.value)
     assert len(message) < MESSAGE_LIMIT, message[:2 * MESSAGE_LIMIT]
     return message
@@ -72,29 +67,40 @@ def test_factory_models_load_only_when_allowed(tmp_path):
 
 # -- model_options: plain YAML, bounded --------------------------------------------------------
 
-def test_an_alias_bomb_is_refused_fast_with_a_short_reason():
+@pytest.fixture
+def nothing_built(monkeypatch):
+    """Refusals from the parser's events come before YAML builds anything (no expansion, so no
+    time or memory spent on it, however slow the machine): building now fails the test."""
+    from grasp_ros.models import spec
+
+    def build(*_args, **_kwargs):
+        raise AssertionError("the options were built before being refused")
+    monkeypatch.setattr(spec.yaml, "load", build)
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(nothing_built):
     bomb = billion_laughs()
     assert len(bomb) < 500
-    assert "anchors or aliases" in refused_quickly(parse_options, bomb)
+    assert "anchors or aliases" in refused(parse_options, bomb)
     # merge keys need aliases too; an anchor alone is refused as well
-    assert "anchors or aliases" in refused_quickly(parse_options, "{a: &x {b: 1}, c: {<<: *x}}")
-    assert "anchors or aliases" in refused_quickly(parse_options, "{a: &x 1}")
+    assert "anchors or aliases" in refused(parse_options, "{a: &x {b: 1}, c: {<<: *x}}")
+    assert "anchors or aliases" in refused(parse_options, "{a: &x 1}")
 
 
-def test_oversized_or_deeply_nested_options_are_refused_fast():
+def test_oversized_or_deeply_nested_options_are_refused_before_they_are_built(nothing_built):
     padded = "{env: open, pad: " + "x" * MAX_OPTIONS_CHARS + "}"
-    assert f"at most {MAX_OPTIONS_CHARS}" in refused_quickly(parse_options, padded)
+    assert f"at most {MAX_OPTIONS_CHARS}" in refused(parse_options, padded)
     deep = "{a: " + "[" * 2000 + "]" * 2000 + "}"
-    assert "nest" in refused_quickly(parse_options, deep)
-    assert "nested more than" in refused_quickly(parse_options, "{a: " + "[" * 17 + "]" * 17 + "}")
+    assert "nest" in refused(parse_options, deep)
+    assert "nested more than" in refused(parse_options, "{a: " + "[" * 17 + "]" * 17 + "}")
 
 
 def test_plain_options_still_parse_and_code_tags_do_not():
     assert parse_options("{env: open, horizon: 50, sizes: [1, {b: 2.5}]}") == {
         "env": "open", "horizon": 50, "sizes": [1, {"b": 2.5}]}
     assert parse_options("") == {} and parse_options("  ") == {}
-    assert "not valid YAML" in refused_quickly(parse_options, "{a: !!python/object/apply:os.system [ls]}")
-    assert "must be a YAML mapping" in refused_quickly(parse_options, "[" + "1, " * 1300 + "1]")
+    assert "not valid YAML" in refused(parse_options, "{a: !!python/object/apply:os.system [ls]}")
+    assert "must be a YAML mapping" in refused(parse_options, "[" + "1, " * 1300 + "1]")
 
 
 # -- error messages quote at most a few hundred characters -------------------------------------
@@ -105,20 +111,18 @@ def test_quote_and_shorten_are_bounded():
     assert quote(long).endswith("... (10000 characters)") and len(quote(long)) < QUOTE_LIMIT + 40
     assert shorten(long).endswith("... (10000 characters)")
     shared = yaml.safe_load(billion_laughs())   # PyYAML shares aliased nodes: cheap to build
-    start = time.perf_counter()
     assert len(quote(shared)) < QUOTE_LIMIT + 40   # printed in full it is gigabytes
-    assert time.perf_counter() - start < FAST_S
 
 
 def test_model_loading_errors_quote_user_input_briefly():
     shared = yaml.safe_load(billion_laughs())
     # the original failure: a built-in refusing options made of shared parts printed all of them
-    assert "bad options" in refused_quickly(load_world_model, {"name": "analytic", "options": shared})
-    assert "bad options" in refused_quickly(
+    assert "bad options" in refused(load_world_model, {"name": "analytic", "options": shared})
+    assert "bad options" in refused(
         load_world_model, {"name": "analytic", "options": {"env": "x" * 100_000}})
-    assert "file not found" in refused_quickly(load_world_model, "m" * 10_000 + ".ts")
-    assert "TorchScript" in refused_quickly(model_spec, "/m.ts", "", {"k": "v" * 10_000})
-    assert "weights" in refused_quickly(
+    assert "file not found" in refused(load_world_model, "m" * 10_000 + ".ts")
+    assert "TorchScript" in refused(model_spec, "/m.ts", "", {"k": "v" * 10_000})
+    assert "weights" in refused(
         load_world_model, {"name": "analytic", "weights": "/" + "w" * 10_000}, "cpu")
     for name, value in (("device", "z" * 10_000), ("model", "m" * 10_000),
                         ("on_stale", "s" * 10_000), ("joint_names", ["j"] * 5_000)):
@@ -195,10 +199,8 @@ def test_a_factory_model_loads_only_when_allowed_at_start_up(rig, tmp_path):
     (billion_laughs(), "anchors or aliases"),
     ("{env: open, pad: " + "x" * 10_000 + "}", f"at most {MAX_OPTIONS_CHARS}"),
 ], ids=["alias-bomb", "oversized"])
-def test_bad_model_options_fail_configure_fast_with_a_short_reason(rig, text, reason):
-    start = time.monotonic()
+def test_bad_model_options_fail_configure_with_a_short_reason(rig, text, reason):
     r = rig(model_options=text)
     logged = configure_failure(r)
-    assert time.monotonic() - start < 10.0          # node start-up and DDS round trips included
     assert reason in logged and "restart the node" in logged, logged[:2 * MESSAGE_LIMIT]
     assert len(logged) < MESSAGE_LIMIT

@@ -65,12 +65,10 @@ def autostart_controller(options_argument: str) -> tuple[int, str]:
 
 def test_controller_exits_non_zero_with_the_reason_when_autostart_fails():
     # The shipped learned model knows only wall_door: configure fails on the open world.
-    started = time.monotonic()
     returncode, output = autostart_controller('model_options:="{env: open, horizon: 50}"')
     assert returncode == 1, output
     assert "trained on 'wall_door', not 'open'" in output and "autostart failed" in output, output
     assert "Traceback" not in output, output
-    assert time.monotonic() - started < START_TIMEOUT_S
 
 
 def test_controller_refuses_unparsable_ros_arguments_without_a_traceback():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 
 import numpy as np
 import pytest
@@ -189,11 +188,10 @@ def test_time_budget_is_anytime(name):
     planner = make_planner(name, model, horizon, {"iterations": 10**6}, seed=0)   # defaults otherwise
     ep = _nearby_episode(make_env("open", horizon), 0)
     z0, goal = torch.tensor(ep.start, dtype=torch.float32), torch.tensor(ep.goal, dtype=torch.float32)
-    start = time.perf_counter()
     plan = planner.plan(z0, goal, budget=Budget(max_seconds=0.05))
-    elapsed = time.perf_counter() - start
-    # Ran on until about the limit (it stops when a typical iteration no longer fits).
-    assert elapsed < 1.0 and 1 <= plan.iterations < 10**6 and plan.solve_time >= 0.025
+    # Stopped by its clock, not the iteration cap, having run on until about the limit (it stops
+    # when the slowest recent iteration no longer fits): how many it ran depends on the CPU.
+    assert plan.iterations < 10**6 and plan.solve_time >= 0.025
     assert bool(torch.isfinite(plan.actions).all()) and math.isfinite(plan.cost)
     # a budget too short for a single iteration still returns a valid plan (the initial guess)
     quick = planner.plan(z0, goal, budget=Budget(max_seconds=1e-9))
