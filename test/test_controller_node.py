@@ -411,8 +411,9 @@ def test_compressed_transport_follows_a_remap_of_image(ros):
 
 def test_learned_model_plans_from_pixels_toward_a_goal_image_and_ignores_goal_states(rig):
     # The shipped default path: camera image -> learned encoder -> latent -> GRASP -> command.
+    # Fixed iterations: what the plan is worth must not depend on how much CPU the test gets.
     r = rig(model="learned", observation="image", model_options="{env: wall_door, horizon: 25}",
-            horizon=25, **{"planner.iterations": 10})
+            horizon=25, timing="fixed_iterations", **{"planner.iterations": 10})
     r.start()
     env = make_env("wall_door", 25)
     start, goal = np.array([0.4, -0.5]), np.array([0.4, 0.3])        # both right of the wall
