@@ -17,6 +17,7 @@ COMMANDS = {
     "bench-model": ("bench_model", "world-model accuracy vs rollout length"),
     "soak": ("soak", "long closed-loop run through ROS: memory growth, crashes, bad commands"),
     "record": ("record", "record topics (camera, joints, commands, plans) into a rosbag2"),
+    "replay": ("replay", "replay a rosbag2 into the controller and diff its commands against the recording"),
     "collect": ("collect", "record a dataset from the simulators or from a rosbag2"),
     "train": ("train", "train the latent world model from camera images"),
     "info": ("info", "print a model's card: inputs, actions, period, provenance, metrics"),

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..ros.recorder import DEFAULT_TOPICS, parse_topics, record_bag
+from ..ros.recorder import CONTROLLER, DEFAULT_TOPICS, parse_topics, record_bag
 
 STORAGES = ("mcap", "sqlite3")
 
@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many seconds of wall clock")
     parser.add_argument("--messages", type=int, default=None, metavar="N",
                         help="stop after N messages (all topics together)")
+    parser.add_argument("--controller", default=CONTROLLER, metavar="NODE",
+                        help="the controller node whose parameters are written into the bag's "
+                             "metadata, for grasp-ros replay ('' for none; default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):   # a flag, not an exception: never stop mid-write
         signal.signal(signum, lambda *_: stop.append(True))
     recorder = record_bag(out, parse_topics(args.topics or DEFAULT_TOPICS), args.storage, args.duration,
-                          args.messages, stop=lambda: bool(stop), log=lambda text: print(text, flush=True))
+                          args.messages, stop=lambda: bool(stop), log=lambda text: print(text, flush=True),
+                          controller=args.controller or None)
     print(recorder.summary())
     if not recorder.total:
         print("grasp-ros record: no message arrived; no bag written", file=sys.stderr)

@@ -210,15 +210,16 @@ class GraspController(LifecycleNode):
             self._image_to_rgb = compressed_image_to_rgb
             self._remember(self.destroy_subscription, self.create_subscription(
                 CompressedImage, self.resolve_topic_name("image") + "/compressed",
-                self._on_image, qos.SENSOR))
+                self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES))
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
             self._remember(self.destroy_subscription, self.create_subscription(
-                Image, "image", self._on_image, qos.SENSOR))
+                Image, "image", self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES))
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._remember(self.destroy_subscription, self.create_subscription(
-                JointState, "joint_states", self._on_joint_states, qos.SENSOR))
+                JointState, "joint_states", self._on_joint_states, qos.SENSOR,
+                qos_overriding_options=qos.SENSOR_OVERRIDES))
         self._remember(self.destroy_subscription, self.create_subscription(
             JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL))
         self._remember(self.destroy_subscription, self.create_subscription(

@@ -2,6 +2,9 @@
 
 * Sensor streams (image, joint_states): best effort, keep the last few. Only the newest sample
   matters, and a best-effort subscription matches both reliable and best-effort publishers.
+  Their subscriptions take ROS 2 QoS overrides (``SENSOR_OVERRIDES``: history, depth,
+  reliability as read-only parameters such as ``qos_overrides./image.subscription.reliability``),
+  so that ``grasp-ros replay`` can make them reliable and deep, and know each input was delivered.
 * Goals: reliable + transient local, depth 1. A goal published once, before the controller
   starts, still arrives; publishers must offer transient local too (the sim's /goal_state does).
 * Commands: reliable, depth 10, what ros2_control's controllers subscribe with.
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
+from rclpy.qos_overriding_options import QoSOverridingOptions
 
 SENSOR = qos_profile_sensor_data
+SENSOR_OVERRIDES = QoSOverridingOptions.with_default_policies()
 
 GOAL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                   reliability=ReliabilityPolicy.RELIABLE,

@@ -14,10 +14,16 @@ record`` writes too; so the importer (``grasp_ros.data.rosbag``) reads both reco
 
 A message type outside the ROS 2 store of ``rosbags`` (this package's PlanDiagnostics, Plan,
 JointGoal; a robot's own) is described in the bag from its installed ``share/<pkg>/msg/*.msg``.
+
+The controller's parameters (``ParameterSnapshot``): once the controller is configured, its
+parameter values are asked for (its parameter services) and written into the bag's
+metadata, ``custom_data["grasp_ros.parameters"]`` (JSON ``{"node": ..., "parameters": {...}}``),
+so that ``grasp-ros replay`` can start a controller with the settings of the one recorded.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import time
@@ -31,11 +37,14 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.typesys.base import TypesysError
 
 DEFAULT_TOPICS = ("image", "image/compressed", "joint_states", "command", "joint_trajectory", "/clock",
-                  "/grasp_controller/goal_state", "/grasp_controller/goal_image",
+                  "/grasp_controller/goal_state", "/grasp_controller/goal_image", "/goal_state", "/goal_image",
                   "/grasp_controller/plan_diagnostics", "/grasp_controller/plan", "/grasp_sim/episode")
 """What ``grasp-ros record`` records unless told: the camera, joints and commands a dataset is made
-of, sim time, the controller's goals and plans, and the sim's episode reports (where the importer
-cuts episodes)."""
+of, sim time, the controller's goals (its own topics, and the sim's that the demo remaps them to)
+and plans, and the sim's episode reports (where the importer cuts episodes)."""
+CONTROLLER = "/grasp_controller"
+PARAMETERS_KEY = "grasp_ros.parameters"
+"""The bag metadata's custom_data key of the controller's parameters (JSON)."""
 DISCOVERY_PERIOD_S = 0.5
 DEPTH = 100
 INFINITE = (2**31 - 1, 2**32 - 1)   # rosbag2's "infinite" QoS duration (sec, nsec)
@@ -199,11 +208,75 @@ def _bag_qos(profile: QoSProfile):
                bool(profile.avoid_ros_namespace_conventions))
 
 
+class ParameterSnapshot:
+    """The parameter values of ``target`` (a controller node's full name), asked once over its
+    parameter services when it is configured (its ``~/plan_diagnostics`` publisher exists: its
+    parameters are declared and the static ones in use); ``values`` stays None until then."""
+
+    def __init__(self, node: Node, target: str, log: Callable[[str], None] = print):
+        from rcl_interfaces.srv import GetParameters, GetParameterTypes, ListParameters
+
+        self.node, self.target, self.log = node, target, log
+        self.values: Optional[dict[str, Any]] = None
+        self._asked = False
+        self._clients = [node.create_client(kind, f"{target}/{name}") for kind, name in (
+            (ListParameters, "list_parameters"), (GetParameterTypes, "get_parameter_types"),
+            (GetParameters, "get_parameters"))]
+
+    def poll(self) -> None:
+        """Ask, once the services are there and the node is configured (call it periodically)."""
+        from rcl_interfaces.srv import ListParameters
+
+        if self._asked or not (all(c.service_is_ready() for c in self._clients)
+                               and self.node.count_publishers(f"{self.target}/plan_diagnostics")):
+            return
+        self._asked = True
+        request = ListParameters.Request(depth=ListParameters.Request.DEPTH_RECURSIVE)
+        self._clients[0].call_async(request).add_done_callback(self._listed)
+
+    def _listed(self, future) -> None:
+        from rcl_interfaces.srv import GetParameterTypes
+
+        names = list(future.result().result.names)
+        self._clients[1].call_async(GetParameterTypes.Request(names=names)).add_done_callback(
+            lambda answer: self._typed(names, answer))
+
+    def _typed(self, names: list[str], future) -> None:
+        """Only parameters with a value: get_parameters answers nothing when one has none."""
+        from rcl_interfaces.msg import ParameterType
+        from rcl_interfaces.srv import GetParameters
+
+        names = [n for n, t in zip(names, future.result().types) if t != ParameterType.PARAMETER_NOT_SET]
+        self._clients[2].call_async(GetParameters.Request(names=names)).add_done_callback(
+            lambda answer: self._got(names, answer))
+
+    def _got(self, names: list[str], future) -> None:
+        from rcl_interfaces.msg import ParameterType
+        from rclpy.parameter import parameter_value_to_python
+
+        values = {}
+        for name, value in zip(names, future.result().values):
+            if value.type != ParameterType.PARAMETER_NOT_SET:
+                python = parameter_value_to_python(value)
+                values[name] = list(python) if not isinstance(python, (str, bytes)) and \
+                    hasattr(python, "__len__") else python
+        self.values = values
+        self.log(f"recorded the parameters of {self.target} ({len(values)})")
+
+    def write(self, writer) -> None:
+        """Into the bag's metadata (custom_data), if they came."""
+        if self.values is not None:
+            writer.set_custom_data(PARAMETERS_KEY, json.dumps(
+                {"node": self.target, "parameters": self.values}, sort_keys=True))
+
+
 def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = "mcap",
                duration: Optional[float] = None, max_messages: Optional[int] = None,
-               stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print) -> BagRecorder:
+               stop: Callable[[], bool] = lambda: False, log: Callable[[str], None] = print,
+               controller: Optional[str] = CONTROLLER) -> BagRecorder:
     """Record ``topics`` into the rosbag2 folder ``out`` (which must not exist) until ``stop()``,
     ``duration`` wall seconds or ``max_messages``; return the recorder (counts, summary).
+    ``controller``: the node whose parameters go into the bag's metadata (None: none).
 
     The bag is written inside a hidden folder beside ``out`` and renamed to ``out`` once closed,
     so ``out`` is only ever a finished bag; a recording of no message leaves nothing. Runs its
@@ -230,13 +303,22 @@ def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = 
         executor = SingleThreadedExecutor(context=context)
         with Writer(scratch / out.name, version=9, storage_plugin=plugin) as writer:
             recorder = BagRecorder(node, writer, topics, max_messages, log)
-            node.create_timer(DISCOVERY_PERIOD_S, recorder.discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            snapshot = ParameterSnapshot(node, controller, log) if controller else None
+
+            def discover() -> None:
+                recorder.discover()
+                if snapshot is not None:
+                    snapshot.poll()
+
+            node.create_timer(DISCOVERY_PERIOD_S, discover, clock=Clock(clock_type=ClockType.STEADY_TIME))
             executor.add_node(node)
             log(f"recording to {out} ({storage})")
             end = None if duration is None else time.monotonic() + duration
             while not (stop() or recorder.done or (end is not None and time.monotonic() >= end)):
                 executor.spin_once(timeout_sec=0.1)
             _drain(executor, recorder)
+            if snapshot is not None:
+                snapshot.write(writer)
         if recorder.total:
             os.rename(scratch / out.name, out)
     finally:

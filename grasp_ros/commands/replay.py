@@ -1,0 +1,91 @@
+"""``grasp-ros replay BAG``: replay a recorded run into a real controller and diff its commands.
+
+    grasp-ros replay test/data/demo_lockstep                       # the recorded settings
+    grasp-ros replay my_bag -p planner:=cem --out ab_cem            # what would CEM have done?
+    grasp-ros replay my_bag -p model_options:='{checkpoint: new.pt}' --max-command-diff 0.2
+    grasp-ros replay my_bag --start 10 --end 30 --speed 1          # a window, at real time
+
+Writes replay.md, replay.json ("bench": "replay"), replay.png, cycles.csv and controller.log
+into --out. Exit status: 0 within the tolerances, 1 beyond them, 2 for a bad bag or bad
+options (nothing written), 3 when the controller could not be replayed (refused its
+parameters, died or hung; its log is kept).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3), or a bare .mcap / .db3")
+    parser.add_argument("--out", type=Path, default=Path("replay_out"), help="output folder (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, help="benchmark JSON (default: OUT/replay.json)")
+    parser.add_argument("-p", dest="params", action="append", default=[], metavar="NAME:=VALUE",
+                        help="change a controller parameter for the replay (repeatable)")
+    parser.add_argument("--param", dest="params", action="append", metavar="NAME=VALUE",
+                        help="the same as -p")
+    parser.add_argument("--params-file", type=Path, default=None,
+                        help="a ROS 2 parameter file for the controller (over the recorded parameters)")
+    parser.add_argument("--iterations", choices=("auto", "recorded", "parameter"), default="auto",
+                        help="planner iterations per cycle: each cycle's recorded count, or "
+                             "planner.iterations; auto: the parameter when the recording ran fixed "
+                             "iterations or -p changes planner or planner.iterations, else recorded")
+    parser.add_argument("--start", type=float, default=0.0, help="seconds after the bag's first cycle to start")
+    parser.add_argument("--end", type=float, default=math.inf, help="seconds after the bag's first cycle to end")
+    parser.add_argument("--speed", type=float, default=0.0,
+                        help="at most this many times real time (default 0: as fast as it goes)")
+    parser.add_argument("--max-command-diff", type=float, default=1e-6,
+                        help="tolerance on the largest command difference (default: %(default)s)")
+    parser.add_argument("--max-rms-command-diff", type=float, default=None, help="tolerance on the RMS difference")
+    parser.add_argument("--max-status-changes", type=int, default=0,
+                        help="cycles whose status may differ (default: %(default)s)")
+    parser.add_argument("--max-cost-diff", type=float, default=None, help="tolerance on the plan cost difference")
+    for role, flag in (("image", "--image-topic"), ("joints", "--joint-topic"),
+                       ("goal_state", "--goal-state-topic"), ("goal_image", "--goal-image-topic"),
+                       ("diagnostics", "--diagnostics-topic"), ("clock", "--clock-topic")):
+        parser.add_argument(flag, dest=f"topic_{role}", default=None, metavar="TOPIC",
+                            help=f"the bag's {role.replace('_', ' ')} topic (default: found by name)")
+    parser.add_argument("--cycle-timeout", type=float, default=600.0,
+                        help="wall seconds to wait for one cycle before giving up (default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..replay import BagError, ReplayError, ReplayOptions, Tolerances, prepare, replay
+    from ..replay.settings import parse_assignment
+
+    try:
+        overrides = dict(parse_assignment(text) for text in args.params)
+        options = ReplayOptions(
+            bag=args.bag, out=args.out, json=args.json, overrides=overrides, params_file=args.params_file,
+            iterations=args.iterations, start=args.start, end=args.end, speed=args.speed,
+            tolerances=Tolerances(args.max_command_diff, args.max_rms_command_diff,
+                                  args.max_status_changes, args.max_cost_diff),
+            topics={k[len("topic_"):]: v for k, v in vars(args).items() if k.startswith("topic_") and v},
+            cycle_timeout=args.cycle_timeout)
+        prepared = prepare(options)
+    except (BagError, ValueError) as exc:
+        print(f"grasp-ros replay: {exc}", file=sys.stderr)
+        return 2
+    recording = prepared.recording
+    print(f"grasp-ros replay: {recording.path} ({recording.storage}): {len(recording.cycles)} cycles, "
+          f"{len(recording.inputs)} inputs; parameters "
+          + ("from the bag" if recording.parameters is not None else "defaults (none in the bag)")
+          + (f", changed {overrides}" if overrides else "") + f"; iterations {prepared.iterations}", flush=True)
+    try:
+        outcome = replay(prepared, progress=lambda text: print(text, flush=True))
+    except ReplayError as exc:
+        print(f"grasp-ros replay: {exc}", file=sys.stderr)
+        return 3
+    s, info = outcome.comparison.summary, outcome.info
+    print(f"{s['compared']} cycles: max command difference {s['max_command_diff']:.3g}, RMS "
+          f"{s['rms_command_diff']:.3g}, {s['status_changes']} status changes, "
+          f"{s['input_mismatches']} input mismatches; {info['speed_vs_real_time']:.1f}x real time")
+    print("open loop: the recorded future did not react to the replayed commands")
+    print("wrote " + ", ".join(str(p) for p in outcome.files.values()))
+    if not outcome.comparison.passed:
+        print("replay FAILED: " + "; ".join(outcome.comparison.failures))
+        return 1
+    print("replay passed")
+    return 0

@@ -1,0 +1,261 @@
+"""A recorded control run, read from a rosbag2 and checked: the controller's inputs, its cycles.
+
+``read_recording(path)`` reads a bag (rosbag2 folder, or a bare .mcap / .db3) of a running
+controller, as ``grasp-ros record`` or ``ros2 bag record`` writes it, and returns a
+``Recording``: the input messages still serialised (camera image raw or compressed,
+joint_states, goals) with their receive times and header stamps, one ``Cycle`` per recorded
+PlanDiagnostics, the /clock it saw, and the controller's parameters when the recorder stored
+them. Anything that makes the bag unusable raises ``BagError`` naming the bag and the problem:
+a missing topic, a topic of another type, a truncated or unreadable file, no goal, cycle stamps
+(or /clock) going back.
+
+Topics (each the first of its candidates present, unless named): the camera ``/image`` or
+``/image/compressed``, ``/joint_states``, the goal ``/grasp_controller/goal_state`` or the sim's
+``/goal_state`` (and ``_image`` alike), ``/grasp_controller/plan_diagnostics``, ``/clock``.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..ros.recorder import PARAMETERS_KEY
+
+NS = 1_000_000_000
+DIAGNOSTICS_TYPE = "grasp_ros/msg/PlanDiagnostics"
+CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
+INPUT_TYPES = {
+    "image": ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"),
+    "joints": ("sensor_msgs/msg/JointState",),
+    "goal_state": ("grasp_ros/msg/JointGoal",),
+    "goal_image": ("sensor_msgs/msg/Image",),
+}
+CANDIDATES = {
+    "image": ("/image", "/image/compressed"),
+    "joints": ("/joint_states",),
+    "goal_state": ("/grasp_controller/goal_state", "/goal_state"),
+    "goal_image": ("/grasp_controller/goal_image", "/goal_image"),
+    "diagnostics": ("/grasp_controller/plan_diagnostics",),
+    "clock": ("/clock",),
+}
+GOALS = ("goal_state", "goal_image")
+WATCHDOG_TEXT = "CLOCK: no control cycle for"
+"""How the controller's clock watchdog's reports begin: they are not cycles (no timer tick)."""
+STATUS_INACTIVE = 4
+"""The report of a deactivation or shutdown (a zero command): not a cycle either."""
+
+
+class BagError(Exception):
+    """The bag cannot be replayed; the message names the bag and the problem."""
+
+
+@dataclass
+class Input:
+    """One recorded input message, still serialised."""
+
+    role: str            # image, joints, goal_state or goal_image
+    received: int        # ns, the bag's receive time
+    stamp: int           # ns, its header stamp
+    raw: bytes
+
+
+@dataclass
+class Cycle:
+    """One recorded control cycle (a PlanDiagnostics message)."""
+
+    time: int            # ns, the cycle's clock (the message's header stamp)
+    received: int        # ns, the bag's receive time of the message
+    status: int
+    status_text: str
+    planner: str
+    iterations: int
+    cost: float
+    residual: float
+    novelty: float
+    goal_novelty: float
+    goal_distance: float
+    observation_age: float
+    solve_time: float
+    command_delay: float
+    command: np.ndarray
+
+
+@dataclass
+class Recording:
+    """What a bag holds of one controller's run (see the module docstring)."""
+
+    path: Path
+    storage: str
+    topics: dict[str, tuple[str, str]]       # role -> (bag topic, message type)
+    inputs: list[Input]                      # in receive order
+    cycles: list[Cycle]                      # in receive order, stamps increasing
+    clock: np.ndarray                        # [N, 2] int64: receive time, clock value (ns)
+    parameters: Optional[dict[str, Any]] = None
+    """The recorded controller's parameter values (None: the bag does not say)."""
+    parameters_node: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def image_transport(self) -> Optional[str]:
+        """raw or compressed: how the bag's camera images come (None: no camera topic)."""
+        if "image" not in self.topics:
+            return None
+        return "compressed" if self.topics["image"][1].endswith("CompressedImage") else "raw"
+
+    @property
+    def period(self) -> float:
+        """The control period (s): the median spacing of the recorded cycles."""
+        times = np.asarray([c.time for c in self.cycles], dtype=np.int64)
+        return float(np.median(np.diff(times))) / NS if len(times) > 1 else math.nan
+
+
+def message_class(msgtype: str):
+    """The installed Python class of ``pkg/msg/Name``."""
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
+    """The recording in the bag ``path``; ``topics`` names bag topics by role (image, joints,
+    goal_state, goal_image, diagnostics, clock) where the defaults do not fit. Raises BagError."""
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    source = f"bag {str(path)!r}"
+    if not path.exists():
+        raise BagError(f"{source}: not found")
+    try:
+        with Reader(path) as reader:
+            chosen = _choose_topics(reader, topics or {}, source)
+            recording = _read(reader, path, chosen, source)
+    except BagError:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- a damaged file fails anywhere in rosbags or sqlite
+        raise BagError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc}); is it "
+                       "truncated or damaged?") from exc
+    _check(recording, source)
+    return recording
+
+
+def _choose_topics(reader, named: dict[str, str], source: str) -> dict[str, tuple[str, str]]:
+    unknown = sorted(set(named) - set(CANDIDATES))
+    if unknown:
+        raise ValueError(f"unknown topic roles {unknown}; roles are {sorted(CANDIDATES)}")
+    kinds: dict[str, set] = {}
+    for conn in reader.connections:
+        kinds.setdefault(conn.topic, set()).add(conn.msgtype)
+    chosen = {}
+    for role, candidates in CANDIDATES.items():
+        wanted = ([named[role]] if role in named else list(candidates))
+        present = [t for t in wanted if t in kinds]
+        if not present:
+            if role in named:
+                raise BagError(f"{source}: no topic {named[role]!r} ({role}); it has {sorted(kinds)}")
+            continue
+        topic = present[0]
+        if len(kinds[topic]) > 1:
+            raise BagError(f"{source}: {topic} carries several types {sorted(kinds[topic])}")
+        kind = next(iter(kinds[topic]))
+        allowed = INPUT_TYPES.get(role) or ((DIAGNOSTICS_TYPE,) if role == "diagnostics" else (CLOCK_TYPE,))
+        if kind not in allowed:
+            raise BagError(f"{source}: {topic} ({role}) is {kind}; expected {' or '.join(allowed)}")
+        chosen[role] = (topic, kind)
+    if "diagnostics" not in chosen:
+        raise BagError(f"{source}: no {CANDIDATES['diagnostics'][0]} topic: the bag must hold the "
+                       f"controller's PlanDiagnostics (grasp-ros record records them); it has {sorted(kinds)}")
+    if not ({"image", "joints"} & set(chosen)):
+        raise BagError(f"{source}: no observation topic (camera {' or '.join(CANDIDATES['image'])}, "
+                       f"or {CANDIDATES['joints'][0]}); it has {sorted(kinds)}")
+    if not (set(GOALS) & set(chosen)):
+        raise BagError(f"{source}: no goal topic (one of "
+                       f"{', '.join(CANDIDATES['goal_state'] + CANDIDATES['goal_image'])}); it has {sorted(kinds)}")
+    return chosen
+
+
+def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -> Recording:
+    from rclpy.serialization import deserialize_message
+
+    role_of = {topic: role for role, (topic, _) in chosen.items()}
+    classes = {role: message_class(kind) for role, (_, kind) in chosen.items()}
+    connections = [c for c in reader.connections if c.topic in role_of]
+    listed = {role: sum(c.msgcount for c in connections if c.topic == chosen[role][0]) for role in chosen}
+    counts = {role: 0 for role in chosen}
+    inputs, cycles, clock = [], [], []
+    for conn, received, raw in reader.messages(connections=connections):
+        role = role_of[conn.topic]
+        counts[role] += 1
+        raw = bytes(raw)
+        try:
+            msg = deserialize_message(raw, classes[role])
+        except Exception as exc:  # noqa: BLE001 -- rclpy raises plain exceptions on bad CDR
+            raise BagError(f"{source}: {conn.topic} message {counts[role]} does not decode as "
+                           f"{conn.msgtype} ({type(exc).__name__}: {exc})") from exc
+        if role == "clock":
+            clock.append((received, _ns(msg.clock)))
+        elif role == "diagnostics":
+            if msg.status != STATUS_INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
+                cycles.append(_cycle(msg, received))
+        else:
+            inputs.append(Input(role, received, _ns(msg.header.stamp), raw))
+    short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
+    if short:
+        raise BagError(f"{source}: truncated: " + ", ".join(
+            f"{t} holds {n} of the {m} messages its metadata lists" for t, (n, m) in short.items()))
+    custom = getattr(getattr(reader, "storage", None), "metadata", None)
+    custom = getattr(custom, "custom", None) or {}
+    parameters, node = None, ""
+    if PARAMETERS_KEY in custom:
+        try:
+            document = json.loads(custom[PARAMETERS_KEY])
+            parameters, node = dict(document["parameters"]), str(document["node"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BagError(f"{source}: custom_data {PARAMETERS_KEY} is not the recorder's JSON ({exc})") from exc
+    storage = "sqlite3" if path.suffix == ".db3" or any(path.glob("*.db3")) else "mcap"
+    return Recording(path, storage, chosen, inputs, cycles,
+                     np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,
+                     {chosen[r][0]: n for r, n in counts.items()})
+
+
+def _cycle(msg, received: int) -> Cycle:
+    return Cycle(time=_ns(msg.header.stamp), received=received, status=int(msg.status),
+                 status_text=msg.status_text, planner=msg.planner, iterations=int(msg.iterations),
+                 cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,
+                 goal_novelty=msg.goal_novelty, goal_distance=msg.goal_distance,
+                 observation_age=msg.observation_age, solve_time=msg.solve_time,
+                 command_delay=msg.command_delay, command=np.asarray(msg.command, dtype=np.float64))
+
+
+def _check(recording: Recording, source: str) -> None:
+    if not recording.cycles:
+        raise BagError(f"{source}: no control cycles: {recording.topics['diagnostics'][0]} holds no "
+                       "cycle's PlanDiagnostics")
+    if not any(i.role in GOALS for i in recording.inputs):
+        raise BagError(f"{source}: no goal: no message on "
+                       + " or ".join(recording.topics[g][0] for g in GOALS if g in recording.topics))
+    if not any(i.role in ("image", "joints") for i in recording.inputs):
+        raise BagError(f"{source}: no observation: no message on "
+                       + " or ".join(recording.topics[r][0] for r in ("image", "joints") if r in recording.topics))
+    times = [c.time for c in recording.cycles]
+    back = next((k for k in range(1, len(times)) if times[k] <= times[k - 1]), None)
+    if back is not None:
+        raise BagError(f"{source}: stamps out of order: cycle {back} of "
+                       f"{recording.topics['diagnostics'][0]} is stamped {times[back] / NS:.9f} s, "
+                       f"not after the cycle before it ({times[back - 1] / NS:.9f} s); replay one "
+                       "stretch of steady time (--start/--end)")
+    values = recording.clock[:, 1]
+    back = next((k for k in range(1, len(values)) if values[k] < values[k - 1]), None)
+    if back is not None:
+        raise BagError(f"{source}: stamps out of order: /clock goes back from {values[back - 1] / NS:.9f} s "
+                       f"to {values[back] / NS:.9f} s")
+    sizes = {len(c.command) for c in recording.cycles}
+    if len(sizes) > 1:
+        raise BagError(f"{source}: the recorded commands change length ({sorted(sizes)})")
+
+
+def _ns(stamp) -> int:
+    return int(stamp.sec) * NS + int(stamp.nanosec)

@@ -1,0 +1,145 @@
+"""Recorded against replayed, cycle by cycle, and the verdict against tolerances.
+
+Symbols: ``N`` cycles compared, ``A`` action dimensions (the command's length).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .bag import NS, Cycle
+
+STATUS_NAMES = ("OK", "STALE", "FALLBACK", "ERROR", "INACTIVE", "TRUNCATED", "NOVEL", "CLOCK")
+AGE_TOLERANCE = 1e-6
+"""Seconds: a replayed cycle whose observation age differs more used another observation."""
+
+
+@dataclass
+class Tolerances:
+    """What a replay may differ by and still pass (None: not checked)."""
+
+    max_command_diff: Optional[float] = 1e-6
+    rms_command_diff: Optional[float] = None
+    status_changes: Optional[int] = 0
+    cost_diff: Optional[float] = None
+
+
+@dataclass
+class Comparison:
+    """Per-cycle arrays and the summary; ``failures`` says which tolerance each miss broke."""
+
+    times: np.ndarray              # [N] s, cycle times from the first recorded cycle
+    recorded: np.ndarray           # [N, A] commands
+    replayed: np.ndarray           # [N, A]
+    rows: list[dict]               # one per compared cycle
+    summary: dict
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, dict],
+            tolerances: Tolerances, extra: int = 0) -> Comparison:
+    """Compare the recorded ``cycles[i]`` for ``i`` in ``indices`` with ``replayed[i]``."""
+    t0 = cycles[0].time
+    rows, missing = [], []
+    for i in indices:
+        rec, rep = cycles[i], replayed.get(i)
+        if rep is None:
+            missing.append(i)
+            continue
+        diff = np.asarray(rep["command"], dtype=np.float64) - rec.command
+        rows.append({
+            "cycle": i, "t": (rec.time - t0) / NS,
+            "status_recorded": _name(rec.status), "status_replayed": _name(rep["status"]),
+            "command_recorded": rec.command.tolist(), "command_replayed": list(rep["command"]),
+            "command_max_diff": float(np.max(np.abs(diff))) if diff.size else 0.0,
+            "cost_recorded": rec.cost, "cost_replayed": rep["cost"],
+            "iterations_recorded": rec.iterations, "iterations_replayed": rep["iterations"],
+            "novelty_recorded": rec.novelty, "novelty_replayed": rep["novelty"],
+            "residual_recorded": rec.residual, "residual_replayed": rep["residual"],
+            "goal_distance_recorded": rec.goal_distance, "goal_distance_replayed": rep["goal_distance"],
+            # None: the recorded cycle names no observation (it planned nothing of its own)
+            "inputs_match": (_same(rec.observation_age, rep["observation_age"], AGE_TOLERANCE)
+                             if math.isfinite(rec.observation_age) else None),
+        })
+    A = len(cycles[0].command)
+    recorded = np.asarray([r["command_recorded"] for r in rows], dtype=np.float64).reshape(-1, A)
+    replayed_commands = np.asarray([r["command_replayed"] for r in rows], dtype=np.float64).reshape(-1, A)
+    diff = np.abs(replayed_commands - recorded)
+    changes = [r for r in rows if r["status_recorded"] != r["status_replayed"]]
+    summary = {
+        "cycles": len(indices), "compared": len(rows), "missing_cycles": len(missing), "extra_cycles": extra,
+        "max_command_diff": float(diff.max()) if diff.size else 0.0,
+        "rms_command_diff": float(np.sqrt(np.mean(diff ** 2))) if diff.size else 0.0,
+        "per_dimension": [{"dimension": a, "max_diff": float(diff[:, a].max()) if len(diff) else 0.0,
+                           "rms_diff": float(np.sqrt(np.mean(diff[:, a] ** 2))) if len(diff) else 0.0}
+                          for a in range(A)],
+        "cycles_with_command_diff": int(np.sum(diff.max(axis=1) > 0)) if diff.size else 0,
+        "first_command_diff_t": next((r["t"] for r in rows if r["command_max_diff"] > 0), None),
+        "status_changes": len(changes),
+        "status_change_list": [{"t": r["t"], "recorded": r["status_recorded"],
+                                "replayed": r["status_replayed"]} for r in changes],
+        "max_cost_diff": _max_diff(rows, "cost"),
+        "max_novelty_diff": _max_diff(rows, "novelty"),
+        "max_residual_diff": _max_diff(rows, "residual"),
+        "iteration_changes": sum(r["iterations_recorded"] != r["iterations_replayed"] for r in rows),
+        "input_mismatches": sum(r["inputs_match"] is False for r in rows),
+        "statuses_recorded": _counts(r["status_recorded"] for r in rows),
+        "statuses_replayed": _counts(r["status_replayed"] for r in rows),
+    }
+    failures = []
+    checks = (("max_command_diff", summary["max_command_diff"], tolerances.max_command_diff),
+              ("rms_command_diff", summary["rms_command_diff"], tolerances.rms_command_diff),
+              ("status_changes", summary["status_changes"], tolerances.status_changes),
+              ("cost_diff", summary["max_cost_diff"], tolerances.cost_diff))
+    for name, value, limit in checks:
+        if limit is not None and value is not None and value > limit:
+            failures.append(f"{name} {value:.6g} > {limit:g}")
+    if missing:
+        failures.append(f"{len(missing)} recorded cycle(s) got no replayed cycle")
+    if summary["input_mismatches"]:
+        failures.append(f"{summary['input_mismatches']} replayed cycle(s) saw another observation "
+                        "than the recorded one (observation_age differs)")
+    times = np.asarray([r["t"] for r in rows], dtype=np.float64)
+    return Comparison(times, recorded, replayed_commands, rows, summary, failures)
+
+
+def _name(status: int) -> str:
+    return STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else str(status)
+
+
+def _same(a: float, b: float, tolerance: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= tolerance
+
+
+def _max_diff(rows: list[dict], key: str) -> Optional[float]:
+    """Largest |replayed - recorded| over cycles where both are finite; None if none is.
+    One finite and the other not (a plan on one side only) counts as infinite."""
+    worst = None
+    for r in rows:
+        a, b = r[f"{key}_recorded"], r[f"{key}_replayed"]
+        if math.isfinite(a) and math.isfinite(b):
+            d = abs(a - b)
+        elif math.isfinite(a) != math.isfinite(b):
+            d = math.inf
+        else:
+            continue
+        worst = d if worst is None else max(worst, d)
+    return worst
+
+
+def _counts(names) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in names:
+        out[name] = out.get(name, 0) + 1
+    return out

@@ -1,0 +1,349 @@
+"""Drive a real ``grasp_controller`` process through recorded cycles, in lock step over DDS.
+
+The controller runs as its own process (``python -m grasp_ros.ros.controller_node``, as on a
+robot) with ``use_sim_time``, in a private DDS domain; this process owns /clock. Per cycle:
+
+1. its inputs, in the bag's receive order, each published with the recorded bytes. The
+   controller's sensor subscriptions are made reliable and deep for the replay (its QoS
+   overrides, ``grasp_ros.ros.qos.SENSOR_OVERRIDES``) and the goals are reliable already, so
+   ``wait_for_all_acked`` says a message is in the controller's reader. A service call to the
+   controller then serves as a barrier: its single-threaded executor takes ready subscriptions
+   before ready services (rclpy's order within one wait), so when the call returns, a message
+   acknowledged before it was sent has been taken. A wait takes one message per subscription,
+   so the barrier follows every message (it also keeps the order across topics).
+2. with ``iterations`` recorded: ``planner.iterations`` set to the cycle's recorded count (a
+   dynamic parameter: the controller applies it from its next cycle; the set call is a barrier).
+3. /clock set to the cycle's time: the controller's timer fires, the cycle runs with a fixed
+   iteration count, and this process waits for its PlanDiagnostics (stamped with that time).
+   /clock is best effort: it is published again, same value, while the answer is awaited.
+
+Acknowledgements: Fast DDS acknowledges a small reliable message only when its writer sends the
+next periodic heartbeat, 3 s by default. The replay gives this process and the controller's a
+Fast DDS profile (``FASTDDS_PROFILE``: heartbeats every millisecond while a message is
+unacknowledged, answered at once) through ``FASTDDS_DEFAULT_PROFILES_FILE``, unless that is set
+already. Fast DDS reads it when a process first uses DDS: a process that did before (a test
+runner that ran other nodes) replays correctly, only slower.
+
+Start-up: the node starts unconfigured; /clock is set to the activation time and confirmed (the
+``stamp`` of the parameter event that a parameter set makes is the controller's clock); then
+configure, activate. Nothing here depends on how long anything takes: waits end on an answer,
+and the time limits only turn a hung controller into an error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import rclpy
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
+from rcl_interfaces.msg import ParameterEvent
+from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+from rclpy.context import Context
+from rclpy.duration import Duration
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter as RclpyParameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_parameter_events
+from rosgraph_msgs.msg import Clock
+
+from grasp_ros.msg import PlanDiagnostics
+
+from ..ros import qos
+from ..ros.params import NODE_NAME
+from ..sim.closed_loop import Processes, isolate_dds
+from .bag import NS, Recording, message_class
+from .schedule import Step
+from .settings import params_file_text
+
+CONTROLLER = "/" + NODE_NAME
+SENSOR_DEPTH = 100
+"""Depth of the replayed sensor streams (controller reader and replay writer alike)."""
+REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
+                 "goal_state": f"{CONTROLLER}/goal_state", "goal_image": f"{CONTROLLER}/goal_image"}
+"""Where the replay delivers each input role: the controller's own topic names."""
+CLOCK_RESEND_S = 1.0
+"""Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
+PROFILES_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com">
+  <profiles>
+    <data_writer profile_name="grasp_replay_writer" is_default_profile="true">
+      <times><heartbeat_period><sec>0</sec><nanosec>1000000</nanosec></heartbeat_period></times>
+    </data_writer>
+    <data_reader profile_name="grasp_replay_reader" is_default_profile="true">
+      <times><heartbeat_response_delay><sec>0</sec><nanosec>0</nanosec></heartbeat_response_delay></times>
+    </data_reader>
+  </profiles>
+</dds>
+"""
+
+
+class ReplayError(Exception):
+    """The replay could not run (the controller refused its settings, died or hung)."""
+
+
+@dataclass
+class ReplayRun:
+    """What the replayed controller reported, and how long it took."""
+
+    replayed: dict[int, dict]           # cycle index -> its PlanDiagnostics' fields
+    extra: list[dict]                   # reports of no replayed cycle (e.g. a timer firing twice)
+    startup_s: float                    # wall: process start to activation
+    wall_s: float                       # wall: first cycle's inputs to last cycle's report
+    activation_clock: int               # ns
+    subscribed: list[str]               # the input roles the controller subscribes to
+    log: Path
+    messages_delivered: int = 0
+
+
+def diagnostics_fields(msg: PlanDiagnostics) -> dict[str, Any]:
+    return {"status": int(msg.status), "status_text": msg.status_text, "planner": msg.planner,
+            "iterations": int(msg.iterations), "cost": msg.plan_cost,
+            "residual": msg.dynamics_residual, "novelty": msg.observation_novelty,
+            "goal_novelty": msg.goal_novelty, "goal_distance": msg.goal_distance,
+            "observation_age": msg.observation_age, "solve_time": msg.solve_time,
+            "command_delay": msg.command_delay, "command": list(msg.command),
+            "time": msg.header.stamp.sec * NS + msg.header.stamp.nanosec}
+
+
+class _ReplayNode(Node):
+    """The replay's side of DDS: input publishers, /clock, the controller's services, reports."""
+
+    def __init__(self, context: Context, recording: Recording):
+        super().__init__("grasp_replay", context=context)
+        sensor = QoSProfile(depth=SENSOR_DEPTH, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.RELIABLE)
+        self.publishers_by_role = {}
+        for role, (_, kind) in recording.topics.items():
+            if role not in REPLAY_TOPICS:
+                continue
+            topic = REPLAY_TOPICS[role]
+            if role == "image" and recording.image_transport == "compressed":
+                topic += "/compressed"
+            profile = qos.GOAL if role.startswith("goal") else sensor
+            self.publishers_by_role[role] = self.create_publisher(message_class(kind), topic, profile)
+        self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.state_client = self.create_client(ChangeState, f"{CONTROLLER}/change_state")
+        self.set_client = self.create_client(SetParameters, f"{CONTROLLER}/set_parameters")
+        self.get_client = self.create_client(GetParameters, f"{CONTROLLER}/get_parameters")
+        self.list_client = self.create_client(ListParameters, f"{CONTROLLER}/list_parameters")
+        self.reports: list[dict] = []
+        self.events: list[ParameterEvent] = []
+        self.create_subscription(PlanDiagnostics, f"{CONTROLLER}/plan_diagnostics",
+                                 lambda m: self.reports.append(diagnostics_fields(m)),
+                                 QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_subscription(ParameterEvent, "/parameter_events",
+                                 lambda m: self.events.append(m) if m.node == CONTROLLER else None,
+                                 qos_profile_parameter_events)
+
+
+class Replayer:
+    """One replay: ``run(steps)`` starts the controller, drives it, stops it (see the module doc)."""
+
+    def __init__(self, recording: Recording, values: dict[str, Any], log_dir: Path,
+                 call_timeout: float = 60.0, cycle_timeout: float = 600.0, speed: float = 0.0,
+                 progress: Callable[[str], None] = lambda text: None):
+        self.recording, self.values = recording, values
+        self.log_dir, self.call_timeout, self.cycle_timeout = Path(log_dir), call_timeout, cycle_timeout
+        self.speed, self.progress = speed, progress
+
+    def run(self, make_steps: Callable[[list[str]], Sequence[Step]], activation: int) -> ReplayRun:
+        """Start the controller (activated at clock ``activation``, ns), replay the steps that
+        ``make_steps(the input roles it subscribes to)`` gives, stop it."""
+        isolate_dds()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        overrides = {f"qos_overrides./{t}.subscription.{policy}": value
+                     for t in ("image", "image/compressed", "joint_states")
+                     for policy, value in (("reliability", "reliable"), ("history", "keep_last"),
+                                           ("depth", SENSOR_DEPTH))}
+        given_profile = os.environ.get(PROFILES_ENV)
+        with tempfile.TemporaryDirectory(prefix="grasp-replay-") as scratch:
+            if not given_profile:
+                profile = Path(scratch) / "fastdds.xml"
+                profile.write_text(FASTDDS_PROFILE, encoding="utf-8")
+                os.environ[PROFILES_ENV] = str(profile)
+            try:
+                params_file = Path(scratch) / "controller.yaml"
+                params_file.write_text(params_file_text({**self.values, **overrides}), encoding="utf-8")
+                command = [sys.executable, "-m", "grasp_ros.ros.controller_node",
+                           "--ros-args", "--params-file", str(params_file)]
+                replayed, extra, delivered, startup, wall, subscribed = self._run(command, make_steps, activation)
+            finally:
+                if not given_profile:
+                    os.environ.pop(PROFILES_ENV, None)
+        return ReplayRun(replayed, extra, startup, wall, activation, subscribed,
+                         self._processes.logs["controller"], delivered)
+
+    def _run(self, command: list[str], make_steps, activation: int):
+        context = Context()
+        rclpy.init(args=[], context=context)
+        node = _ReplayNode(context, self.recording)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        self._node, self._executor = node, executor
+        self._processes = Processes({"controller": command}, self.log_dir)
+        try:
+            started = time.monotonic()
+            subscribed = self._start(activation)
+            steps = make_steps(subscribed)
+            startup = time.monotonic() - started
+            self.progress(f"controller active (start-up {startup:.1f} s); replaying {len(steps)} cycles")
+            begun = time.monotonic()
+            replayed, extra, delivered = self._cycles(steps, subscribed, begun)
+            return replayed, extra, delivered, startup, time.monotonic() - begun, subscribed
+        finally:
+            self._processes.stop()
+            executor.shutdown(timeout_sec=1.0)
+            node.destroy_node()
+            rclpy.try_shutdown(context=context)
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    def _start(self, activation: int) -> list[str]:
+        node = self._node
+        for client in (node.state_client, node.set_client, node.get_client, node.list_client):
+            self._wait(lambda c=client: c.service_is_ready(), f"the controller's {client.srv_name} service")
+        self._set_clock(activation)
+        self._transition(Transition.TRANSITION_CONFIGURE, "configure")
+        names = self._call(node.list_client, ListParameters.Request(
+            prefixes=["qos_overrides"], depth=ListParameters.Request.DEPTH_RECURSIVE)).result.names
+        subscribed = [role for role, topic in (("image", "/image"), ("image", "/image/compressed"),
+                                               ("joints", "/joint_states"))
+                      if any(n.startswith(f"qos_overrides.{topic}.subscription.") for n in names)]
+        subscribed += ["goal_state", "goal_image"]
+        for role in subscribed:
+            publisher = node.publishers_by_role.get(role)
+            if publisher is not None:
+                self._wait(lambda p=publisher: p.get_subscription_count() > 0,
+                           f"the controller's subscription to {publisher.topic_name}")
+        self._wait(lambda: node.count_publishers(f"{CONTROLLER}/plan_diagnostics") > 0,
+                   "the controller's plan_diagnostics publisher")
+        self._transition(Transition.TRANSITION_ACTIVATE, "activate")
+        return sorted(set(subscribed))
+
+    def _set_clock(self, value: int) -> None:
+        """/clock := value, confirmed by the clock stamp of the controller's parameter event."""
+        node = self._node
+        deadline = time.monotonic() + self.call_timeout
+        while time.monotonic() < deadline:
+            node.events.clear()
+            node.clock_pub.publish(_clock(value))
+            self._set({"autostart": False})
+            until = time.monotonic() + CLOCK_RESEND_S
+            while time.monotonic() < until and not node.events:
+                self._spin()
+            if any(e.stamp.sec * NS + e.stamp.nanosec == value for e in node.events):
+                return
+        raise ReplayError(f"the controller's clock did not reach {value / NS:.9f} s (is it "
+                          f"running with use_sim_time?)\n{self._processes.tail('controller')}")
+
+    def _transition(self, transition: int, name: str) -> None:
+        answer = self._call(self._node.state_client, ChangeState.Request(transition=Transition(id=transition)))
+        if not answer.success:
+            raise ReplayError(f"the controller refused to {name} (its log):\n{self._processes.tail('controller')}")
+
+    # -- the cycles -------------------------------------------------------------------------
+
+    def _cycles(self, steps: Sequence[Step], subscribed: list[str], begun: float):
+        node = self._node
+        replayed, delivered = {}, 0
+        iterations = self.values.get("planner.iterations")
+        first = steps[0].clock if steps else 0
+        for n, step in enumerate(steps):
+            if step.iterations is not None and step.iterations != iterations:
+                self._set({"planner.iterations": int(step.iterations)})
+                iterations = step.iterations
+            delivered += self._deliver([i for i in step.inputs if i.role in subscribed])
+            if self.speed > 0:   # pacing only: what the controller sees does not depend on it
+                time.sleep(max(0.0, begun + (step.clock - first) / NS / self.speed - time.monotonic()))
+            replayed[step.index] = self._cycle(step.clock)
+            if (n + 1) % 50 == 0:
+                self.progress(f"{n + 1}/{len(steps)} cycles")
+        self._spin(0.0)   # a report of no replayed cycle (a second firing) may trail the last one
+        answered = {id(r) for r in replayed.values()}
+        extra = [r for r in node.reports if id(r) not in answered]
+        return replayed, extra, delivered
+
+    def _deliver(self, inputs) -> int:
+        """Publish ``inputs`` in order, each taken by the controller before the next is sent."""
+        for item in inputs:
+            publisher = self._node.publishers_by_role[item.role]
+            publisher.publish(item.raw)
+            if not publisher.wait_for_all_acked(Duration(seconds=self.call_timeout)):
+                raise ReplayError(f"the controller did not acknowledge a message on {publisher.topic_name}")
+            self._barrier()
+        return len(inputs)
+
+    def _cycle(self, clock: int) -> dict:
+        """Publish /clock ``clock`` and wait for the report of the cycle it runs."""
+        node = self._node
+        seen = len(node.reports)
+        deadline = time.monotonic() + self.cycle_timeout
+        resend = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= resend:
+                node.clock_pub.publish(_clock(clock))
+                resend = now + CLOCK_RESEND_S
+            self._spin()
+            mine = [r for r in node.reports[seen:] if r["time"] == clock]
+            if mine:
+                return mine[0]
+            if now >= deadline:
+                raise ReplayError(f"no control cycle at {clock / NS:.9f} s within {self.cycle_timeout:g} s"
+                                  f"\n{self._processes.tail('controller')}")
+            self._check_alive()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _barrier(self) -> None:
+        self._call(self._node.get_client, GetParameters.Request(names=["autostart"]))
+
+    def _set(self, values: dict[str, Any]) -> None:
+        request = SetParameters.Request(parameters=[
+            RclpyParameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        for result in self._call(self._node.set_client, request).results:
+            if not result.successful:
+                raise ReplayError(f"the controller refused {values}: {result.reason}")
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        deadline = time.monotonic() + self.call_timeout
+        while not future.done():
+            if time.monotonic() >= deadline:
+                raise ReplayError(f"no answer from {client.srv_name} within {self.call_timeout:g} s"
+                                  f"\n{self._processes.tail('controller')}")
+            self._spin()
+            self._check_alive()
+        return future.result()
+
+    def _wait(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + self.call_timeout
+        while not condition():
+            if time.monotonic() >= deadline:
+                raise ReplayError(f"waited {self.call_timeout:g} s for {what}\n{self._processes.tail('controller')}")
+            self._spin()
+            self._check_alive()
+
+    def _spin(self, timeout: float = 0.02) -> None:
+        self._executor.spin_once(timeout_sec=timeout)
+
+    def _check_alive(self) -> None:
+        exited = self._processes.exited()
+        if exited:
+            raise ReplayError(f"the controller exited with status {exited['controller']}:\n"
+                              f"{self._processes.tail('controller')}")
+
+
+def _clock(value: int) -> Clock:
+    msg = Clock()
+    msg.clock.sec, msg.clock.nanosec = divmod(int(value), NS)
+    return msg
+

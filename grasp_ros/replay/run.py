@@ -1,0 +1,186 @@
+"""One replay from bag to report: read and check the bag, settle the controller's parameters,
+drive the controller, compare, write the outputs.
+
+``prepare`` does everything that can refuse the request (a bad bag: ``BagError``; a bad option
+or parameter: ``ValueError``) before any process starts or any file is written. ``replay`` then
+runs it and writes ``replay.md``, ``replay.json``, ``replay.png``, ``cycles.csv`` and
+``controller.log`` into the output folder, each only once complete (written beside, then renamed).
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..bench.load import load_average
+from .bag import NS, BagError, Recording, read_recording
+from .compare import Comparison, Tolerances, compare
+from .driver import Replayer, ReplayRun
+from .report import bench_row, markdown, plot, write_csv
+from .schedule import Step, activation_clock, plan_steps
+from .settings import controller_values, iteration_mode, read_params_file
+
+__all__ = ["BagError", "ReplayOptions", "Prepared", "prepare", "replay"]
+
+
+@dataclass
+class ReplayOptions:
+    """What ``grasp-ros replay`` asks for."""
+
+    bag: Path
+    out: Path = Path("replay_out")
+    json: Optional[Path] = None
+    """The benchmark JSON (default: ``out``/replay.json)."""
+    overrides: dict[str, Any] = field(default_factory=dict)
+    """Controller parameters to change (typed: ``settings.parse_assignment``)."""
+    params_file: Optional[Path] = None
+    iterations: str = "auto"
+    """auto, recorded (each cycle's recorded count) or parameter (planner.iterations)."""
+    start: float = 0.0
+    """Seconds from the bag's first cycle: the window replayed."""
+    end: float = math.inf
+    speed: float = 0.0
+    """At most this many times real time (0: as fast as the controller goes)."""
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    topics: dict[str, str] = field(default_factory=dict)
+    """Bag topics by role where the defaults do not fit (``bag.CANDIDATES``)."""
+    cycle_timeout: float = 600.0
+    call_timeout: float = 60.0
+
+
+@dataclass
+class Prepared:
+    """A checked request: the recording, the controller's parameters and what to replay."""
+
+    options: ReplayOptions
+    recording: Recording
+    values: dict[str, Any]
+    sources: dict[str, str]
+    iterations: str
+    period: float
+    activation: int
+    """The clock (ns) at which the controller is activated (``schedule.activation_clock``)."""
+
+
+@dataclass
+class Outcome:
+    comparison: Comparison
+    info: dict[str, Any]
+    run: ReplayRun
+    files: dict[str, Path]
+
+
+def prepare(options: ReplayOptions) -> Prepared:
+    """Read and check everything; raises BagError (the bag) or ValueError (options, parameters)."""
+    if options.speed < 0 or not math.isfinite(options.speed):
+        raise ValueError(f"--speed must be >= 0 (0: as fast as possible), got {options.speed}")
+    if not 0 <= options.start <= options.end:
+        raise ValueError(f"the window must have 0 <= start <= end, got {options.start:g} to {options.end:g}")
+    file_values = read_params_file(options.params_file) if options.params_file else {}
+    recording = read_recording(options.bag, options.topics)
+    values, sources = controller_values(recording.parameters, file_values, options.overrides,
+                                        recording.image_transport)
+    if recording.image_transport and values.get("image_transport", "raw") != recording.image_transport:
+        raise ValueError(f"image_transport {values['image_transport']!r} does not fit the bag, whose "
+                         f"camera ({recording.topics['image'][0]}) is {recording.image_transport}")
+    mode = iteration_mode(options.iterations, recording.parameters, [*file_values, *options.overrides])
+    period = 1.0 / float(values.get("control_rate_hz", 10.0))
+    window = plan_steps(recording, (), mode, options.start, options.end)
+    activation = activation_clock([s.clock for s in window], period)
+    return Prepared(options, recording, values, sources, mode, period, activation)
+
+
+def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outcome:
+    """Run a prepared replay and write its outputs (see the module docstring)."""
+    from ..commands._bench_common import machine_info, write_bench_json
+
+    options, recording = prepared.options, prepared.recording
+    machine = machine_info()
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = out / f".replay-{os.getpid()}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    try:
+        chosen: list[Step] = []
+
+        def make_steps(subscribed: list[str]) -> list[Step]:
+            # The cycle's observation: the camera's frame when the controller takes the camera
+            # (a camera + joints model pairs joints to frames), else joint_states.
+            observed = ("image",) if "image" in subscribed else ("joints",)
+            chosen[:] = plan_steps(recording, observed, prepared.iterations, options.start, options.end)
+            return chosen
+
+        replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
+                            options.cycle_timeout, options.speed, progress)
+        try:
+            run = replayer.run(make_steps, prepared.activation)
+        finally:
+            if (scratch / "controller.log").exists():
+                os.replace(scratch / "controller.log", out / "controller.log")
+        steps = chosen
+        comparison = compare(recording.cycles, [s.index for s in steps], run.replayed,
+                             options.tolerances, extra=len(run.extra))
+        info = _info(prepared, steps, run)
+        info["loadavg_start"] = machine.get("load_average")
+        info["loadavg_end"] = load_average()
+        files = {"md": out / "replay.md", "json": Path(options.json) if options.json else out / "replay.json",
+                 "png": out / "replay.png", "csv": out / "cycles.csv"}
+        (scratch / "replay.md").write_text(markdown(comparison, info), encoding="utf-8")
+        write_csv(comparison, scratch / "cycles.csv")
+        plot(comparison, scratch / "replay.png", _title(comparison, info))
+        write_bench_json(scratch / "replay.json", [bench_row(comparison, info)], machine)
+        for key, name in (("md", "replay.md"), ("csv", "cycles.csv"), ("png", "replay.png"), ("json", "replay.json")):
+            files[key].parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(scratch / name), str(files[key]))
+        files["log"] = out / "controller.log"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Outcome(comparison, info, run, files)
+
+
+def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, Any]:
+    options, recording = prepared.options, prepared.recording
+    span = (steps[-1].clock - steps[0].clock) / NS + prepared.period
+    changed = {k: v for k, v in prepared.values.items()
+               if prepared.sources.get(k) in ("params file", "command line")}
+    recorded = recording.parameters
+    notes = []
+    if steps[0].index > 0:
+        notes.append(f"the replay starts at cycle {steps[0].index}: the controller starts there without "
+                     "the warm start it had then, so the first cycles can differ")
+    if recorded is not None and recorded.get("timing", "realtime") != "fixed_iterations":
+        notes.append("the recorded controller planned within a wall-clock budget (timing realtime): "
+                     "its late plans (FALLBACK) and where its planner stopped cannot be repeated exactly")
+    if recorded is None:
+        notes.append("the bag holds no controller parameters (record with grasp-ros record, or give "
+                     "them with --params-file / -p): the controller's defaults were used")
+    return {
+        "bag": str(recording.path), "storage": recording.storage,
+        "image_transport": recording.image_transport,
+        "topics": {role: topic for role, (topic, _) in recording.topics.items()},
+        "window": [options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,
+        "bag_sim_s": span, "replay_wall_s": run.wall_s, "startup_s": run.startup_s,
+        "controller_solve_s": sum(r["solve_time"] for r in run.replayed.values()),
+        "speed_vs_real_time": span / run.wall_s if run.wall_s > 0 else math.inf,
+        "iterations": (f"recorded (each cycle's PlanDiagnostics.iterations, set as planner.iterations)"
+                       if prepared.iterations == "recorded" else
+                       f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
+        "iteration_mode": prepared.iterations,
+        "parameters_from": (f"recorded in the bag ({len(recorded)} values of {recording.parameters_node})"
+                            if recorded is not None else "controller defaults (none in the bag)"),
+        "changed": changed, "settings": prepared.values,
+        "model": prepared.values.get("model", "learned"), "planner": prepared.values.get("planner", "grasp"),
+        "messages_delivered": run.messages_delivered, "subscribed": run.subscribed,
+        "notes": notes,
+    }
+
+
+def _title(comparison: Comparison, info: dict[str, Any]) -> str:
+    s = comparison.summary
+    verdict = "passed" if comparison.passed else "FAILED"
+    return (f"replay of {Path(info['bag']).name} ({info['planner']}, {info['model']}): {verdict}, "
+            f"max |diff| {s['max_command_diff']:.3g}, {s['status_changes']} status changes (open loop)")

@@ -1,0 +1,126 @@
+"""The replayed controller's parameters: the recorded controller's, then the user's changes.
+
+Precedence, lowest first: the controller's defaults; the parameters the bag's recorder stored
+(``Recording.parameters``); a ROS parameter file (``--params-file``); ``-p name:=value`` /
+``--param name=value``. Then what replay itself needs: ``use_sim_time`` (the replay owns
+/clock), no autostart (the replay drives the lifecycle), ``timing: fixed_iterations`` (no
+wall-clock budget) and a ``clock_timeout`` long enough that the watchdog never fires between
+two replayed cycles. Values are typed and checked by the controller's own parameter table
+(``grasp_ros.ros.params``), so a bad one is refused here with its reason.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from ..ros import params
+
+FORCED = {"use_sim_time": True, "autostart": False, "timing": "fixed_iterations", "clock_timeout": 3600.0}
+"""What every replay sets, whatever was recorded or asked."""
+ITERATION_MODES = ("auto", "recorded", "parameter")
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``name:=value`` or ``name=value`` as (name, typed value); ValueError with the reason."""
+    name, sep, value = text.partition(":=")
+    if not sep:
+        name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ValueError(f"parameter {text!r}: expected NAME:=VALUE or NAME=VALUE")
+    return name, typed(name, value)
+
+
+def typed(name: str, value: Any) -> Any:
+    """``value`` (text, or as YAML/JSON gave it) as parameter ``name``'s type, checked."""
+    if name in FORCED:
+        raise ValueError(f"{name} is set by the replay itself ({name}: {FORCED[name]!r})")
+    spec = params.BY_NAME.get(name)
+    if spec is None:
+        raise ValueError(f"unknown controller parameter {name!r} (see config/grasp_controller.yaml)")
+    if isinstance(value, str) and spec.type != "string":
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{name}: cannot read {value!r} ({exc})") from exc
+    if spec.type == "double" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type == "double_array" and isinstance(value, (list, tuple)):
+        value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    if spec.type == "string" and not isinstance(value, str):
+        value = str(value)
+    reason = spec.validate(value)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+def read_params_file(path) -> dict[str, Any]:
+    """A ROS 2 parameter file's values for the controller (``/**`` and ``grasp_controller``
+    sections; nested names joined with dots, as rcl reads them)."""
+    path = Path(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"parameter file {str(path)!r}: {exc}") from exc
+    if not isinstance(document, dict):
+        raise ValueError(f"parameter file {str(path)!r}: not a mapping of node names")
+    values: dict[str, Any] = {}
+    for node in ("/**", params.NODE_NAME, "/" + params.NODE_NAME):
+        section = document.get(node) or {}
+        flat = _flatten((section.get("ros__parameters") or {}) if isinstance(section, dict) else {})
+        values.update({name: typed(name, value) for name, value in flat.items() if name not in FORCED})
+    return values
+
+
+def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str, Any],
+                      overrides: dict[str, Any], image_transport: Optional[str]) -> tuple[dict, dict]:
+    """(the replayed controller's parameter values, where each came from: recorded, file,
+    command line, bag, replay). Recorded values the controller no longer has are dropped."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for name, value in (recorded or {}).items():
+        if name in params.BY_NAME and name not in FORCED:
+            values[name], source[name] = typed(name, value), "recorded"
+    if image_transport and "image_transport" not in {**file_values, **overrides}:
+        values["image_transport"], source["image_transport"] = image_transport, "bag"
+    for given, label in ((file_values, "params file"), (overrides, "command line")):
+        for name, value in given.items():
+            values[name], source[name] = value, label
+    for name, value in FORCED.items():
+        values[name], source[name] = value, "replay"
+    problem = params.check_consistency({**{p.name: p.default for p in params.PARAMETERS}, **values})
+    if problem:
+        raise ValueError(problem)
+    return values, source
+
+
+def iteration_mode(mode: str, recorded: Optional[dict[str, Any]], changed: Sequence[str]) -> str:
+    """"recorded" (each cycle plans the iterations its recording reports) or "parameter"
+    (``planner.iterations`` every cycle). ``auto``: parameter when the recorded controller ran
+    fixed iterations itself, or the planner or its iteration count is changed; else recorded."""
+    if mode not in ITERATION_MODES:
+        raise ValueError(f"iterations must be one of {', '.join(ITERATION_MODES)}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    fixed = (recorded or {}).get("timing") == "fixed_iterations"
+    return "parameter" if fixed or {"planner", "planner.iterations"} & set(changed) else "recorded"
+
+
+def params_file_text(values: dict[str, Any]) -> str:
+    """The values as a ROS 2 parameter file for the controller (any node name)."""
+    plain = {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in sorted(values.items())}
+    return yaml.safe_dump({"/**": {"ros__parameters": plain}}, sort_keys=True, width=1000)

@@ -1,0 +1,336 @@
+"""grasp-ros replay: a recorded run fed back into a real controller process over DDS.
+
+The shipped bag (test/data/demo_lockstep: `grasp-ros demo --lockstep 20` recorded by
+`grasp-ros record`) and a bag recorded here from the sim closed loop replay exactly with their
+recorded settings (twice alike), in mcap and sqlite3, with raw and compressed images; a changed
+setting is flagged and fails; recorded iteration counts reach the controller cycle by cycle;
+every kind of bad bag is refused with its reason, exit status 2 and nothing written.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grasp_ros.replay.bag import NS, Cycle, Input, Recording
+from grasp_ros.replay.schedule import activation_clock, boundaries
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
+pytest.importorskip("grasp_ros.msg", exc_type=ImportError)
+
+BAG = Path(__file__).resolve().parent / "data" / "demo_lockstep"
+DIAGNOSTICS = "/grasp_controller/plan_diagnostics"
+TIMEOUT = 600
+
+
+def _env() -> dict:
+    return dict(os.environ, ROS_DOMAIN_ID=str(random.randint(100, 230)),
+                ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", PYTHONUNBUFFERED="1")
+
+
+def replay(bag: Path, out: Path, *args: str) -> tuple[int, str, dict]:
+    """Run `grasp-ros replay` in its own process: (exit status, its output, the JSON row)."""
+    done = subprocess.run([sys.executable, "-m", "grasp_ros.cli", "replay", str(bag), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    path = out / "replay.json"
+    row = json.loads(path.read_text())["rows"][0] if path.exists() else {}
+    return done.returncode, done.stdout + done.stderr, row
+
+
+def replayed_commands(out: Path) -> np.ndarray:
+    with open(out / "cycles.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = sorted(k for k in rows[0] if k.startswith("command") and k.endswith("_replayed"))
+    return np.asarray([[float(r[k]) for k in keys] for r in rows])
+
+
+def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True) -> Path:
+    """A copy of the bag ``src`` as ``dst``: ``transform(topic, msgtype, received, raw)`` returns
+    the (topic, msgtype, received, raw) to write instead, or None to leave a message out."""
+    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
+    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=plugin) as writer:
+        sources = {c.topic: c for c in reader.connections}
+        made = {}
+        for conn, received, raw in reader.messages():
+            item = (conn.topic, conn.msgtype, received, bytes(raw))
+            item = transform(*item) if transform else item
+            if item is None:
+                continue
+            topic, kind, received, raw = item
+            if topic not in made:
+                source = sources.get(topic)
+                if source is not None and source.msgtype == kind:
+                    made[topic] = writer.add_connection(topic, kind, msgdef=source.msgdef.data, rihs01=source.digest)
+                else:
+                    made[topic] = writer.add_connection(topic, kind, typestore=store)
+            writer.write(made[topic], received, raw)
+        if custom:
+            for key, value in (reader.storage.metadata.custom or {}).items():
+                writer.set_custom_data(key, value)
+    return dst
+
+
+def _edit(raw: bytes, msgtype: str, change) -> bytes:
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from grasp_ros.replay.bag import message_class
+
+    msg = deserialize_message(raw, message_class(msgtype))
+    change(msg)
+    return serialize_message(msg)
+
+
+def compressed(topic, kind, received, raw):
+    """Camera frames as PNG on image/compressed (lossless: the same pixels reach the model)."""
+    if topic != "/image":
+        return topic, kind, received, raw
+    import cv2
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import CompressedImage, Image
+
+    image = deserialize_message(raw, Image)
+    rgb = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.width, 3)
+    ok, png = cv2.imencode(".png", rgb[:, :, ::-1])
+    assert ok
+    msg = CompressedImage(header=image.header, format="rgb8; png compressed bgr8", data=png.tobytes())
+    return "/image/compressed", "sensor_msgs/msg/CompressedImage", received, serialize_message(msg)
+
+
+# -- exact replays -------------------------------------------------------------------------
+
+def test_the_shipped_bag_replays_exactly(tmp_path):
+    """The README's worked example, with its recorded settings: max command difference 0."""
+    out = tmp_path / "out"
+    code, output, row = replay(BAG, out)
+    assert code == 0, output
+    assert row["bench"] == "replay" and row["mode"] == "open_loop" and row["passed"]
+    assert row["compared"] == row["cycles"] == 38 and row["storage"] == "mcap"
+    assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0
+    assert row["input_mismatches"] == 0 and row["missing_cycles"] == 0 and row["extra_cycles"] == 0
+    assert row["parameters_from"].startswith("recorded in the bag")
+    assert row["iteration_mode"] == "parameter" and row["settings"]["planner.iterations"] == 20
+    assert row["speed_vs_real_time"] > 0
+    report = (out / "replay.md").read_text()
+    assert "PASSED" in report and "Open loop" in report and "did not react" in report
+    assert "x real time" in report
+    assert (out / "replay.png").stat().st_size > 0 and (out / "controller.log").exists()
+
+
+def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
+    """Record the closed loop (sim + controller in lock step, sqlite3) with grasp-ros record,
+    then replay it twice: both command exactly what was recorded, and alike."""
+    bag = tmp_path / "run"
+    env = _env()
+    recorder = subprocess.Popen([sys.executable, "-m", "grasp_ros.cli", "record", str(bag), "--storage", "sqlite3"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        demo = subprocess.run([sys.executable, "-m", "grasp_ros.cli", "demo", "--model", "analytic",
+                               "--lockstep", "5", "--max-episode-time", "1.5", "--seed", "3",
+                               "--out", str(tmp_path / "demo")],
+                              capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        assert "control cycles" in demo.stdout, demo.stdout + demo.stderr
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        recorder_output = recorder.communicate(timeout=60)[0]
+    assert "recorded the parameters of /grasp_controller" in recorder_output, recorder_output
+    assert list(bag.glob("*.db3")), recorder_output
+    runs = []
+    for name in ("one", "two"):
+        code, output, row = replay(bag, tmp_path / name)
+        assert code == 0, output
+        assert row["storage"] == "sqlite3" and row["model"] == "analytic" and row["compared"] >= 10
+        assert row["parameters_from"].startswith("recorded in the bag")
+        assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0 and row["input_mismatches"] == 0
+        runs.append(replayed_commands(tmp_path / name))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_compressed_images_and_recorded_iteration_counts(tmp_path):
+    """The camera as PNG on image/compressed; planner.iterations changed to 3, but each cycle set
+    to its recorded count (20) before it runs (how a realtime recording is replayed): exact."""
+    bag = rewrite(BAG, tmp_path / "compressed", transform=compressed)
+    code, output, row = replay(bag, tmp_path / "out", "-p", "planner.iterations:=3",
+                               "--iterations", "recorded", "--end", "0.5")
+    assert code == 0, output
+    assert row["image_transport"] == "compressed" and row["settings"]["image_transport"] == "compressed"
+    assert row["iteration_mode"] == "recorded" and row["settings"]["planner.iterations"] == 3
+    assert row["compared"] == 6 and row["max_command_diff"] == 0.0 and row["iteration_changes"] == 0
+    assert "planner.iterations := 20" in (tmp_path / "out" / "controller.log").read_text()
+
+
+# -- changed settings ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, window", [("seed:=1", ("1.0", "1.2")), ("planner:=cem", ("0", "0.2"))])
+def test_a_changed_setting_is_flagged_and_fails(tmp_path, change, window):
+    """A different seed (replayed from the middle of the bag: the cycles before deliver their
+    inputs all at once) or planner: flagged, exit status 1, the inputs still the recorded ones."""
+    code, output, row = replay(BAG, tmp_path / "out", "-p", change, "--start", window[0], "--end", window[1])
+    assert code == 1, output
+    assert not row["passed"] and row["max_command_diff"] > 1e-6
+    assert any(f.startswith("max_command_diff") for f in row["failures"])
+    name, value = change.split(":=")
+    assert str(row["changed"][name]) == value
+    assert row["first_command_diff_t"] == pytest.approx(float(window[0])) and row["input_mismatches"] == 0
+    report = (tmp_path / "out" / "replay.md").read_text()
+    assert "FAILED" in report and f"`{name}`" in report
+    assert "replay FAILED: max_command_diff" in output
+
+
+def test_tolerances_decide_the_verdict():
+    from grasp_ros.replay.compare import Tolerances, compare
+
+    cycles = [_cycle(0.1 * (k + 1), k, 0.0) for k in range(3)]
+    replayed = {k: {"command": [0.0, 0.01 * k], "status": 0 if k < 2 else 1, "cost": math.nan,
+                    "iterations": 5, "novelty": math.nan, "residual": math.nan,
+                    "goal_distance": math.nan, "observation_age": 0.0} for k in range(3)}
+    strict = compare(cycles, [0, 1, 2], replayed, Tolerances())
+    assert not strict.passed and strict.summary["max_command_diff"] == pytest.approx(0.02)
+    assert strict.summary["per_dimension"][1]["max_diff"] == pytest.approx(0.02)
+    assert strict.summary["status_change_list"] == [{"t": pytest.approx(0.2), "recorded": "OK", "replayed": "STALE"}]
+    loose = compare(cycles, [0, 1, 2], replayed, Tolerances(max_command_diff=0.05, status_changes=1))
+    assert loose.passed, loose.failures
+    assert not compare(cycles, [0, 1, 2], {0: replayed[0]}, Tolerances(None, None, None)).passed   # missing cycles
+
+
+# -- bad bags ------------------------------------------------------------------------------
+
+def _drop(*topics):
+    return lambda topic, kind, received, raw: None if topic in topics else (topic, kind, received, raw)
+
+
+def _string_image(topic, kind, received, raw):
+    if topic != "/image":
+        return topic, kind, received, raw
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+    return topic, "std_msgs/msg/String", received, serialize_message(String(data="not an image"))
+
+
+def _stamps_back():
+    seen = []
+
+    def transform(topic, kind, received, raw):
+        if topic == DIAGNOSTICS:
+            seen.append(received)
+            if len(seen) == 5:   # the fifth cycle stamped before the fourth
+                def back(msg):
+                    msg.header.stamp.nanosec -= 200_000_000
+                raw = _edit(raw, kind, back)
+        return topic, kind, received, raw
+    return transform
+
+
+def _truncated_mcap(path: Path) -> Path:
+    bag = rewrite(BAG, path)
+    data = next(bag.glob("*.mcap"))
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    return bag
+
+
+def _truncated_sqlite(path: Path) -> Path:
+    import sqlite3
+    bag = rewrite(BAG, path, storage="sqlite3")
+    with sqlite3.connect(next(bag.glob("*.db3"))) as db:
+        db.execute("DELETE FROM messages WHERE id > (SELECT MAX(id) FROM messages) / 2")
+    return bag
+
+
+BAD_BAGS = {
+    "missing diagnostics": (lambda p: rewrite(BAG, p, transform=_drop(DIAGNOSTICS)),
+                            "no /grasp_controller/plan_diagnostics topic"),
+    "missing observations": (lambda p: rewrite(BAG, p, transform=_drop("/image", "/joint_states")),
+                             "no observation topic"),
+    "truncated mcap": (_truncated_mcap, "truncated"),
+    "truncated sqlite3": (_truncated_sqlite, "truncated"),
+    "wrong type": (lambda p: rewrite(BAG, p, transform=_string_image),
+                   "/image (image) is std_msgs/msg/String; expected sensor_msgs/msg/Image"),
+    "no goal": (lambda p: rewrite(BAG, p, transform=_drop("/goal_state", "/goal_image")), "no goal"),
+    "stamps out of order": (lambda p: rewrite(BAG, p, transform=_stamps_back()), "stamps out of order"),
+    "not a bag": (lambda p: p, "not found"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_BAGS))
+def test_a_bad_bag_is_refused_with_its_reason_and_nothing_written(tmp_path, capsys, kind):
+    from grasp_ros.cli import main
+
+    make, reason = BAD_BAGS[kind]
+    bag = make(tmp_path / "bad")
+    out = tmp_path / "out"
+    code = main(["replay", str(bag), "--out", str(out)])
+    error = capsys.readouterr().err
+    assert code == 2, error
+    assert f"bag {str(bag)!r}" in error and reason in error, error
+    assert not out.exists()
+
+
+def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
+    from grasp_ros.cli import main
+
+    for args, reason in ((["-p", "no_such:=1"], "unknown controller parameter 'no_such'"),
+                         (["-p", "seed:=-4"], "seed must be in"),
+                         (["-p", "use_sim_time:=false"], "set by the replay itself"),
+                         (["-p", "image_transport:=compressed"], "does not fit the bag"),
+                         (["--start", "100"], "no recorded cycle between 100 s")):
+        assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
+        assert reason in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp_path):
+    from grasp_ros.replay import ReplayOptions, prepare
+
+    params = tmp_path / "robot.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    seed: 3\n    planner:\n      chains: 8\n")
+    prepared = prepare(ReplayOptions(bag=BAG, params_file=params, overrides={"seed": 5}))
+    values, sources = prepared.values, prepared.sources
+    assert (values["model"], sources["model"]) == ("learned", "recorded")
+    assert (values["planner.chains"], sources["planner.chains"]) == (8, "params file")
+    assert (values["seed"], sources["seed"]) == (5, "command line")
+    assert values["timing"] == "fixed_iterations" and values["use_sim_time"] and not values["autostart"]
+    assert prepared.iterations == "parameter"      # the recording ran fixed iterations itself
+
+
+# -- the schedule, without ROS -------------------------------------------------------------
+
+def _cycle(t: float, received: int, age: float) -> Cycle:
+    nan = math.nan
+    return Cycle(round(t * NS), received, 0, "OK", "grasp", 5, nan, nan, nan, nan, nan, age, 0.0, 0.0, np.zeros(2))
+
+
+def test_a_cycle_gets_the_observation_its_recorded_age_names():
+    """Receive times alone would give cycle 0 the frame stamped 0.1 s (the recorder got it
+    before the clock message); its recorded age (0.05 s) says it used the one stamped 0.05 s."""
+    frames = [Input("image", 100, round(0.05 * NS), b""), Input("image", 200, round(0.1 * NS), b"")]
+    recording = Recording(Path("x"), "mcap", {}, frames, [_cycle(0.1, 400, 0.05), _cycle(0.2, 600, 0.1)],
+                          np.asarray([[300, round(0.1 * NS)], [500, round(0.2 * NS)]], np.int64))
+    bounds = boundaries(recording, ("image",))
+    assert 100 < bounds[0] <= 200 < bounds[1]
+
+
+def test_the_controller_is_activated_on_a_grid_that_fires_at_every_cycle():
+    period = 0.1
+    # cycles late on their grid by up to 4 ms (a coarse /clock), the first one 3 ms late
+    times = [round((1.0 + 0.1 * k) * NS) + late for k, late in enumerate((3e6, 0, 4e6, 1e6))]
+    g = activation_clock(times, period)
+    grid = g + round(period * NS)
+    assert grid <= times[0]
+    for k, t in enumerate(times):        # exactly one grid point in (previous, t]
+        previous = times[k - 1] if k else g
+        points = [grid + n * round(period * NS) for n in range(20)]
+        assert sum(previous < p <= t for p in points) == 1
+    with pytest.raises(ValueError, match="less than one period"):
+        activation_clock([round(0.05 * NS)], period)
