@@ -53,7 +53,7 @@ from .world import ARM
 
 NS = 1_000_000_000
 SIM_NODE, CONTROLLER_NODE = "grasp_sim", "grasp_controller"
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 30.0   # a busy machine may take a while to finish the in-flight cycle and shut down
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
 
