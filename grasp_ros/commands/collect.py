@@ -56,6 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="cut at every message on this topic when the bag has it ('' : ignore)")
     bag.add_argument("--align", choices=("end", "mean"), default="end",
                      help="command of a frame step: the one held at the next frame (end) or its time average (mean)")
+    bag.add_argument("--period", type=float, default=None, metavar="SECONDS",
+                     help="the robot's control period, written as the dataset's (and model card's) period "
+                          "(default: the median frame period of the receive stamps, wrong for a bag of a "
+                          "sim faster than real time)")
+    bag.add_argument("--action-names", type=_names, default=None,
+                     help="names of the command's values, comma-separated (a MultiArray's are data[i])")
+    bag.add_argument("--action-units", default=None, help="units of the commands, e.g. rad/s")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,12 +98,23 @@ def _from_simulator(args):
 def _from_rosbag(args):
     from ..data.rosbag import read_rosbag
 
+    if args.period is not None and not args.period > 0:
+        raise ValueError(f"--period must be > 0 seconds, got {args.period}")
     data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
                        image_size=args.image_size, joint_names=args.joint_names, align=args.align,
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None)
     meta = data.meta
+    if args.period is not None:
+        meta["period"] = args.period
+    if args.action_names is not None:
+        if len(args.action_names) != data.action_dim:
+            raise ValueError(f"--action-names names {len(args.action_names)} actions, the commands have "
+                             f"{data.action_dim}")
+        meta["action_names"] = list(args.action_names)
+    if args.action_units is not None:
+        meta["action_units"] = args.action_units
     print(f"{len(meta['bags'])} bag(s): {meta['frames_used']} of {meta['frames']} frames used "
           f"({meta['frames_dropped']} dropped), transitions cut {meta['cuts']}; joints "
           f"{meta['joint_columns']}, actions {meta['action_names']}")

@@ -121,13 +121,15 @@ class TrainSettings:
 
 
 def window_losses(model: LatentWorldModel, batch: dict[str, torch.Tensor], settings: TrainSettings,
-                  latents: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                  latents: Optional[torch.Tensor] = None,
+                  positions: Optional[list[int]] = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its parts for a batch of segments (images [B, s+1, S, S, 3], joints
     [B, s+1, J], actions [B, s, A]). Parts: ``pred`` [k] and ``position_err`` [k+1] per rollout
     step (index 0 of ``position_err``: encoded frames), the scalar terms, and ``loss``.
 
     ``latents`` [B, s+1, D]: encodings from a frozen encoder (phase 2); the images are then not
-    needed, and the encoder's own terms (metric, variance) are left out."""
+    needed, and the encoder's own terms (metric, variance) are left out. ``positions``: the joint
+    columns ``position_err`` measures (``position_columns``; default the first two)."""
     joints, actions = batch["joints"], batch["actions"]
     B, s = actions.shape[:2]
     k = settings.rollout_steps
@@ -153,12 +155,22 @@ def window_losses(model: LatentWorldModel, batch: dict[str, torch.Tensor], setti
         variance = torch.relu(1 - torch.sqrt(flat_z.var(0) + 1e-4)).mean()
         loss = loss + settings.metric_weight * metric + settings.variance_weight * variance
     with torch.no_grad():
-        encoded_err = (encoded_states[..., :2] - joints[..., :2]).norm(dim=-1).mean().view(1)
-        predicted_err = (predicted_states[..., :2] - true_states[..., :2]).norm(dim=-1).flatten(0, 1).mean(0)
+        cols = list(range(min(2, J))) if positions is None else list(positions)
+        encoded_err = (encoded_states[..., cols] - joints[..., cols]).norm(dim=-1).mean().view(1)
+        predicted_err = (predicted_states[..., cols] - true_states[..., cols]).norm(dim=-1).flatten(0, 1).mean(0)
         position_err = torch.cat([encoded_err, predicted_err])
     return loss, {"loss": loss, "pred": pred_per_step, "state_encoded": state_encoded,
                   "state_predicted": state_predicted, "metric": metric, "variance": variance,
                   "position_err": position_err}
+
+
+def position_columns(meta: dict[str, Any], joint_dim: int) -> list[int]:
+    """The joint columns that hold positions, by the data's ``joint_fields`` (name-major:
+    [j0.f0, j0.f1, j1.f0, ...]); data without fields or positions: the first two columns."""
+    fields = list(meta.get("joint_fields") or ("position",))
+    if "position" not in fields or joint_dim % len(fields):
+        return list(range(min(2, joint_dim)))
+    return list(range(fields.index("position"), joint_dim, len(fields)))
 
 
 def _observation(model: LatentWorldModel, images: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -179,14 +191,16 @@ def _rollout(model: LatentWorldModel, z0: torch.Tensor, actions: torch.Tensor) -
 
 @torch.no_grad()
 def evaluate(model: LatentWorldModel, windows: TransitionWindows, settings: TrainSettings,
-             indices: torch.Tensor, device: torch.device) -> dict[str, Any]:
+             indices: torch.Tensor, device: torch.device,
+             positions: Optional[list[int]] = None) -> dict[str, Any]:
     """Validation metrics over the segments ``indices``: per rollout step j = 1..k, latent MSE
-    (mean over D) and position error (decoded, in the joints' units); the encoder's position error."""
+    (mean over D) and position error (decoded, in the joints' units, over the ``positions``
+    columns); the encoder's position error."""
     model.eval()
     totals: dict[str, Any] = {}
     for start in range(0, len(indices), 32):
         batch = {k: v.to(device) for k, v in windows.gather(indices[start:start + 32]).items()}
-        loss, parts = window_losses(model, batch, settings)
+        loss, parts = window_losses(model, batch, settings, positions=positions)
         n = batch["actions"].shape[0]
         for key, value in (("loss", loss), ("latent_mse", parts["pred"]), ("position_err", parts["position_err"])):
             totals[key] = totals.get(key, 0) + value * n
@@ -282,6 +296,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         dynamics_done = bool(resume.get("dynamics_done")) and first_epoch >= settings.epochs
     val_indices = torch.randperm(len(val_windows), generator=torch.Generator().manual_seed(settings.seed))
     val_indices = val_indices[: settings.val_windows]
+    positions = position_columns(data.meta, data.joint_dim)   # what position_err measures
     log(f"training on {device}: {len(windows)} segments of {settings.segment_steps} steps from "
         f"{train_data.episodes} episodes, rollouts of {settings.rollout_steps}; validating on "
         f"{len(val_indices)} segments of {val_data.episodes} episodes")
@@ -316,7 +331,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
             running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
             bar.set_postfix(loss=f"{running:.4f}")
         seconds += time.perf_counter() - started
-        metrics = evaluate(model, val_windows, settings, val_indices, device)
+        metrics = evaluate(model, val_windows, settings, val_indices, device, positions)
         metrics.update(epoch=epoch + 1, train_loss=running, seconds=round(seconds, 1))
         history.append(metrics)
         save()
@@ -325,7 +340,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         started = time.perf_counter()
         running = _refine_dynamics(model, windows, settings, device, progress)
         seconds += time.perf_counter() - started
-        metrics = evaluate(model, val_windows, settings, val_indices, device)
+        metrics = evaluate(model, val_windows, settings, val_indices, device, positions)
         metrics.update(epoch=settings.epochs, phase="dynamics", train_loss=running, seconds=round(seconds, 1))
         history.append(metrics)
         dynamics_done = True
