@@ -111,7 +111,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         b.plot(k[1:], [r["latent_mse"] for r in own[1:]], "o-", ms=3, lw=2 if i == 0 else 1.2, label=name)
     a.plot(k[1:], [r["hold_err"] for r in first[1:]], "s--", ms=3, color="grey", label="hold (= motion in k steps)")
     if "constant_velocity_err" in first[0]:
-        a.plot(k[1:], [r["constant_velocity_err"] for r in first[1:]], "^:", ms=3, color="tab:green",
+        a.plot(k[1:], [r["constant_velocity_err"] for r in first[1:]], "^:", ms=3, color="black",
                label="constant velocity")
     a.axhline(first[0]["motion_per_step"], ls=":", color="red", label="mean motion per step")
     a.set(xlabel="open-loop rollout steps k", ylabel="joint position error (rad, norm over joints)",
