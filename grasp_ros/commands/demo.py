@@ -197,19 +197,9 @@ def plot_trajectories(result, spec, path: Path) -> None:
         ax.plot(*start["start"], "o", color=colour, ms=8, mec="k")
         ax.plot(*goals[k], "*", color=colour, ms=14, mec="k")
         ax.add_patch(Circle(goals[k], env.success_radius, fill=False, ec=colour, ls="--"))
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
-    verdict = f"{result.successes}/{len(result.starts)} reached the goal"
-    ax.set_title(f"{spec.env}: {spec.planner} + {spec.model} model, {spec.rate_hz:g} Hz, "
-                 f"H={spec.horizon}\n{verdict} (o start, * goal)", fontsize=10)
-    if result.starts:
-        ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_figure(fig, ax, path, result, (-1.05, 1.05), (-1.05, 1.05),
+                 f"{spec.env}: {spec.planner} + {spec.model} model, {spec.rate_hz:g} Hz, H={spec.horizon}",
+                 "o start, * goal")
 
 
 def plot_arm(result, spec, path: Path) -> None:
@@ -247,16 +237,23 @@ def plot_arm(result, spec, path: Path) -> None:
         ax.plot(*goal_tip, "*", color=colour, ms=14, mec="k")
         ax.add_patch(Circle(goal_tip, radius, fill=False, ec=colour, ls="--"))
     env.close()
-    ax.set_xlim(-1.2, 1.2)
-    ax.set_ylim(-0.9, 0.9)
+    _save_figure(fig, ax, path, result, (-1.2, 1.2), (-0.9, 0.9),
+                 f"arm: {spec.planner} + {spec.model} model, {spec.rate_hz:g} Hz, H={spec.horizon}",
+                 "end effector: o start, * goal; arm drawn at the goal")
+
+
+def _save_figure(fig, ax, path, result, xlim, ylim, title: str, key: str) -> None:
+    """Axes in metres, the title with how many episodes reached the goal, legend, saved."""
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
     ax.set_aspect("equal")
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
     verdict = f"{result.successes}/{len(result.starts)} reached the goal"
-    ax.set_title(f"arm: {spec.planner} + {spec.model} model, {spec.rate_hz:g} Hz, H={spec.horizon}\n"
-                 f"{verdict} (end effector: o start, * goal; arm drawn at the goal)", fontsize=10)
+    ax.set_title(f"{title}\n{verdict} ({key})", fontsize=10)
     if result.starts:
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    import matplotlib.pyplot as plt
     plt.close(fig)
