@@ -83,6 +83,7 @@ class Cycle:
     solve_time: float
     command_delay: float
     command: np.ndarray
+    warm_started: bool = False   # True on a first recorded cycle: the recording began mid-run
 
 
 @dataclass
@@ -227,7 +228,8 @@ def _cycle(msg, received: int) -> Cycle:
                  cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,
                  goal_novelty=msg.goal_novelty, goal_distance=msg.goal_distance,
                  observation_age=msg.observation_age, solve_time=msg.solve_time,
-                 command_delay=msg.command_delay, command=np.asarray(msg.command, dtype=np.float64))
+                 command_delay=msg.command_delay, command=np.asarray(msg.command, dtype=np.float64),
+                 warm_started=bool(msg.warm_started))
 
 
 def _check(recording: Recording, source: str) -> None:

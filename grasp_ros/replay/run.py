@@ -152,6 +152,10 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
     if steps[0].index > 0:
         notes.append(f"the replay starts at cycle {steps[0].index}: the controller starts there without "
                      "the warm start it had then, so the first cycles can differ")
+    elif recording.cycles[0].warm_started:
+        notes.append("the recording began mid-run (its first cycle was warm started from an earlier, "
+                     "unrecorded one): the replayed controller starts without that warm start, so the "
+                     "first cycles can differ")
     if recorded is not None and recorded.get("timing", "realtime") != "fixed_iterations":
         notes.append("the recorded controller planned within a wall-clock budget (timing realtime): "
                      "its late plans (FALLBACK) and where its planner stopped cannot be repeated exactly")
