@@ -126,6 +126,42 @@ def test_rosbag_round_trip(data, tmp_path):
     assert np.allclose(mean.actions[0], 0.5 * (data.actions[0, :-1] + data.actions[0, 1:]), atol=1e-6)
 
 
+def test_rosbag_late_frames_pair_by_header_stamps(data, tmp_path):
+    """Frames received 0.07 s after they were taken (a 0.1 s period: nearer, by receive time, to
+    the next joint state and after the next command): paired by their header stamps, each frame
+    gets its own joint state and the command that drove the step to it. A bag without stamps on
+    one clock falls back to receive time, which is then wrong, and says so."""
+    pytest.importorskip("rosbags")
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], period_s=0.1, image_delay_s=0.07)
+    back = read_rosbag(bag, progress=False)
+    assert back.meta["bags"][0]["joint_pairing"] == "header stamps"
+    assert np.array_equal(back.images[0], data.images[0])
+    assert np.allclose(back.joints[0], data.joints[0]) and np.allclose(back.actions[0], data.actions[0])
+    # Joint stamps shifted by a second (another clock): receive time it is, and off by a frame.
+    shifted = tmp_path / "shifted"
+    write_rosbag(shifted, data.images[0], data.joints[0], data.actions[0], period_s=0.1, image_delay_s=0.07)
+    _shift_joint_stamps(shifted, tmp_path / "other_clock", 1.0)
+    other = read_rosbag(tmp_path / "other_clock", progress=False)
+    assert other.meta["bags"][0]["joint_pairing"] == "receive time"
+    assert np.allclose(other.joints[0][:-1], data.joints[0][1:])
+
+
+def _shift_joint_stamps(src, dst, seconds):
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Reader(src) as reader, Writer(dst, version=9) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for conn, t, raw in reader.messages():
+            if conn.topic == "/joint_states":
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                msg.header.stamp.sec += int(seconds)
+                raw = store.serialize_cdr(msg, conn.msgtype)
+            writer.write(conns[conn.id], t, raw)
+
+
 def test_rosbag_resizes_and_selects_joints(data, tmp_path):
     pytest.importorskip("rosbags")
     bag = tmp_path / "bag"

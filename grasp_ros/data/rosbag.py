@@ -8,7 +8,10 @@ receive timestamps, one clock for all its topics (``ros2 bag record`` and ``gras
 both stamp on receipt).
 
 Alignment. Every camera frame is a frame. Its joint state is the joint_states message nearest in
-time (a measurement, sampled), and the action of the transition from frame i to i+1 comes from
+time (a measurement, sampled): by header stamps when the camera and joint_states both stamp theirs
+on one clock (``joint_pairing`` in each bag's metadata), and the frame then counts as taken when
+that joint state was received (a frame can arrive late, after rendering or compression; a
+command sent in the meantime must not count as in force before it); else by receive time. The action of the transition from frame i to i+1 comes from
 the command signal held between them (commands are zero-order held, as ros2_control and the sim
 node apply them): ``align="end"`` takes the command in force when frame i+1 was taken (right for
 a sim that applies the latest command at each tick), ``align="mean"`` its time average over the
@@ -90,6 +93,8 @@ class _Stream:
     commands: np.ndarray        # [C, A] (MultiArray) or [C, 6] (Twist: TWIST_FIELDS)
     t_marks: np.ndarray         # episode_topic messages
     info: dict = field(default_factory=dict)
+    h_img: Optional[np.ndarray] = None     # header stamps beside t_img, t_joint (None: some unset)
+    h_joint: Optional[np.ndarray] = None
 
 
 def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str = "joint_states",
@@ -239,7 +244,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             values: dict[str, list] = {"joints": [], "command": []}
             frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
-            sensor_ns: list[int] = []    # the camera's own stamps (header), beside the receive times
+            headers: dict[str, list[int]] = {"image": [], "joints": []}   # the sensors' own stamps
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
@@ -256,9 +261,10 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                         if n == len(frames):   # the metadata undercounted (a bag cut short)
                             frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
                         frames[n] = _image(msg, conn.msgtype, size, crop)
-                        sensor_ns.append(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+                        headers["image"].append(_ns(msg.header.stamp))
                     elif role == "joints":
                         values["joints"].append(joint_reader(msg))
+                        headers["joints"].append(_ns(msg.header.stamp))
                     else:
                         values["command"].append(_command(msg, conn.msgtype))
                 except DatasetError as exc:
@@ -271,22 +277,35 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
         frames = frames[order]
     t_joint, joints = _sorted_values(stamps["joints"], values["joints"], "joint states", source)
     t_cmd, commands = _sorted_values(stamps["command"], values["command"], "commands", source)
+    h_img = _headers(headers["image"], order)
+    h_joint = _headers(headers["joints"], _sorted(stamps["joints"])[1])
     storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
-            "sensor_period_s": _sensor_period(sensor_ns)}
-    return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)), info)
+            "sensor_period_s": _sensor_period(h_img)}
+    return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)),
+                   info, h_img, h_joint)
 
 
-def _sensor_period(stamps_ns: list[int]) -> Optional[float]:
+def _ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def _headers(stamps_ns: list[int], order: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """Header stamps in receive order (``order`` sorts them so), or None when any is unset."""
+    t = np.asarray(stamps_ns, np.int64)
+    if not len(t) or (t == 0).any():
+        return None
+    return t if order is None else t[order]
+
+
+def _sensor_period(stamps: Optional[np.ndarray]) -> Optional[float]:
     """The camera's frame period from its header stamps (s), or None when they are unset or not
     increasing. It is the robot's (or the sim's) own time: a bag recorded from a simulation run
     faster than real time, or in lock step, has receive times that say nothing about it."""
-    t = np.asarray(stamps_ns, np.int64)
-    if len(t) < 2 or (t == 0).any():
+    if stamps is None or len(stamps) < 2:
         return None
-    steps = np.diff(np.sort(t))
-    period = float(np.median(steps)) * 1e-9
+    period = float(np.median(np.diff(np.sort(stamps)))) * 1e-9
     return period if period > 0 else None
 
 
@@ -318,14 +337,15 @@ def _sorted_values(stamps: list[int], items: list, what: str, source: str) -> tu
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
               fields: tuple[str, ...], steps: Optional[int], source: str) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
-    t_img, t_joint, t_cmd = s.t_img, s.t_joint, s.t_cmd
+    t_img, nearest, offset, pairing = _frame_times(s)
+    t_joint, t_cmd = s.t_joint, s.t_cmd
     # Frames start where the held command is known: for "end" at the last frame before the
     # first command (that command drives the step after it), for "mean" at the first frame after.
     if align == "end":
         first = max(int(np.searchsorted(t_img, t_cmd[0], side="right")) - 1, 0)
     else:
         first = int(np.searchsorted(t_img, t_cmd[0], side="left"))
-    t = t_img[first:]
+    t, nearest, offset = t_img[first:], nearest[first:], offset[first:]
     if len(t) < 2:
         raise DatasetError(f"{source}: fewer than 2 camera frames after the first command")
     if gap is None:
@@ -333,14 +353,13 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
         gap_ns = GAP_PERIODS * max(periods) if periods else np.inf
     else:
         gap_ns = gap * 1e9
-    nearest = _nearest(t_joint, t)
     joints = s.joints[nearest]
     held = np.searchsorted(t_cmd, t[1:], side="left") - 1          # last command strictly before
     if align == "end":
         actions = s.commands[np.maximum(held, 0)]
     else:
         actions = _held_mean(t_cmd, s.commands, t[:-1], t[1:])
-    frame_ok = np.abs(t_joint[nearest] - t) <= gap_ns
+    frame_ok = offset <= gap_ns
     paused = ((np.diff(t) > gap_ns) | (t[1:] - t_cmd[np.maximum(held, 0)] > gap_ns)
               | ~frame_ok[:-1] | ~frame_ok[1:])
     finite = np.isfinite(joints).all(axis=1)    # a driver's NaN velocity: that frame is left out
@@ -357,7 +376,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
                   cuts={"gap": int(paused.sum()), "non_finite": int(non_finite.sum()), "reset": int(reset.sum()),
                         "episode_topic": int(marked.sum())},
                   gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
-                  longest_steps=max((b - a for a, b in runs), default=0),
+                  longest_steps=max((b - a for a, b in runs), default=0), joint_pairing=pairing,
                   frame_period_s=float(np.median(np.diff(t))) * 1e-9)
     frames = s.frames[first:]
     if steps is None:   # whole pieces, of any length: kept as lists until lengths are compared
@@ -421,6 +440,29 @@ def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
     right = np.clip(np.searchsorted(stamps, queries), 1, len(stamps) - 1)
     left = right - 1
     return np.where(queries - stamps[left] <= stamps[right] - queries, left, right)
+
+
+def _frame_times(s: _Stream) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """When each frame was taken, on the bag's receive clock (ns); the index of its joint state;
+    their time apart (ns); and how they were paired.
+
+    By header stamps when the camera and joint_states stamp theirs on one clock (paired stamps lie
+    within half a frame): a frame's joint state is the one measured nearest to it, and the frame
+    was taken when that small, fast message was received (plus their stamps' difference), not when
+    the frame itself arrived, late after rendering or encoding. Else by receive time.
+    """
+    if s.h_img is not None and s.h_joint is not None and len(s.h_img) > 1:
+        by_stamp = np.argsort(s.h_joint, kind="stable")
+        nearest = by_stamp[_nearest(s.h_joint[by_stamp], s.h_img)]
+        apart = s.h_img - s.h_joint[nearest]
+        if np.median(np.abs(apart)) <= np.median(np.abs(np.diff(s.h_img))) / 2:
+            taken = s.t_joint[nearest] + apart
+            order = np.argsort(taken, kind="stable")
+            if np.any(order != np.arange(len(order))):   # frames that arrived out of order
+                s.frames, nearest, apart, taken = s.frames[order], nearest[order], apart[order], taken[order]
+            return taken, nearest, np.abs(apart), "header stamps"
+    nearest = _nearest(s.t_joint, s.t_img)
+    return s.t_img, nearest, np.abs(s.t_joint[nearest] - s.t_img), "receive time"
 
 
 def _held_mean(t_cmd: np.ndarray, commands: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -501,10 +543,11 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
                  command_topic: str = "command", *, storage: str = "sqlite3",
                  velocities: Optional[np.ndarray] = None, times_s: Optional[np.ndarray] = None,
                  twist_fields: Optional[Sequence[str]] = None,
-                 episode_marks: Sequence[int] = ()) -> None:
+                 episode_marks: Sequence[int] = (), image_delay_s: float = 0.0) -> None:
     """Write a rosbag2 like a recording of the sim: frame i and its joint state at ``times_s[i]``
     (default every ``period_s`` from 1.7e9 s), command i half-way to frame i+1 (so it drives that
     step), and a std_msgs/String on SIM_EPISODE_TOPIC just before each frame in ``episode_marks``.
+    ``image_delay_s``: frames are received this long after they were taken (their header stamp).
 
     images uint8 [T+1, S, S, 3] (rgb8), joints [T+1, J] positions (``velocities`` alike, or
     none), commands [T, A]: Float64MultiArray, or Twist with ``twist_fields`` set to the A values.
@@ -547,7 +590,7 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
             if i in episode_marks:
                 write("marks", ns[i] - 1, T["std_msgs/msg/String"](data='{"event": "start"}'))
             h, w = images[i].shape[:2]
-            write("image", ns[i], T["sensor_msgs/msg/Image"](
+            write("image", ns[i] + round(image_delay_s * 1e9), T["sensor_msgs/msg/Image"](
                 header=header(ns[i]), height=h, width=w, encoding="rgb8", is_bigendian=0, step=3 * w,
                 data=np.ascontiguousarray(images[i]).reshape(-1)))
             write("joints", ns[i], T[JOINT_TYPE](

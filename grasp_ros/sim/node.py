@@ -456,6 +456,13 @@ class SimNode(Node):
     def _publish(self, events: list[Event]) -> None:
         for event in events:
             getattr(self, f"_on_{event.kind}")(event)
+        # The exploration command for the next step goes out after the step's sensor messages,
+        # as a controller's would: a recording receives it after the frame it answers.
+        # The policy steps once per physics step; only its newest command would be applied.
+        commands = [self.explorer(e.data["position"]) for e in events
+                    if self.explorer is not None and e.kind == "joints"]
+        if commands:
+            self._explore_pub.publish(Float64MultiArray(data=commands[-1].tolist()))
 
     def _on_joints(self, event: Event) -> None:
         msg = JointState(name=list(self.core.world.joint_names), position=event.data["position"],
@@ -463,9 +470,6 @@ class SimNode(Node):
         msg.header.stamp = stamp(event.t_ns)
         msg.header.frame_id = "world"
         self.joints_pub.publish(msg)
-        if self.explorer is not None:
-            command = self.explorer(event.data["position"])
-            self._explore_pub.publish(Float64MultiArray(data=command.tolist()))
 
     def _on_image(self, event: Event) -> None:
         self.image_pub.publish(image_msg(self.core.world.render_at(event.data["position"]),
