@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable", exc_type=ImportError)
-pytest.importorskip("mujoco", reason="the arm needs MuJoCo")
+pytest.importorskip("grasp_ros.sim.arm", reason="the arm needs MuJoCo")   # picks its GL backend first
 
 from grasp_ros.commands._bench_common import card_rate  # noqa: E402
 from grasp_ros.models.card import ModelCard  # noqa: E402
