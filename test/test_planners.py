@@ -182,6 +182,33 @@ def test_iteration_budget(name):
     assert 1 <= plan.iterations <= 3
 
 
+def test_grasp_reports_its_syncs_and_a_budgeted_plan_repeats_from_its_counts():
+    """GRASP counts the syncs it ran (every sync_every iterations; max_syncs caps them). Under a
+    wall-clock budget it skips the last syncs that no longer fit; the iteration and sync counts
+    it reports repeat its plan exactly without a clock (how grasp-ros replay repeats a cycle
+    recorded in real time), whatever the CPU allowed."""
+    model = LinearModel()
+    full = _planner("grasp", model, iterations=12, sync_every=5).plan(Z0, GOAL, budget=Budget(max_iterations=12))
+    assert (full.iterations, full.syncs) == (12, 2)
+    assert _planner("grasp", model, iterations=12, sync_every=5, max_syncs=1).plan(Z0, GOAL).syncs == 1
+    capped = _planner("grasp", model, iterations=12, sync_every=5, max_syncs=0).plan(Z0, GOAL)
+    assert capped.syncs == 0 and not torch.equal(capped.actions, full.actions)
+    with pytest.raises(ValueError, match="max_syncs"):
+        _planner("grasp", model, max_syncs=-2)
+
+    analytic, horizon = _analytic(REACH_H), REACH_H
+    ep = _nearby_episode(make_env("open", horizon), 0)
+    z0, goal = torch.tensor(ep.start, dtype=torch.float32), torch.tensor(ep.goal, dtype=torch.float32)
+    timed = make_planner("grasp", analytic, horizon, {"iterations": 10**6, "sync_every": 3}, seed=4)
+    recorded = timed.plan(z0, goal, budget=Budget(max_seconds=0.05))
+    assert 0 <= recorded.syncs <= recorded.iterations // 3
+    again = make_planner("grasp", analytic, horizon, {"iterations": recorded.iterations, "sync_every": 3,
+                                                      "max_syncs": recorded.syncs}, seed=4)
+    repeat = again.plan(z0, goal)
+    assert (repeat.iterations, repeat.syncs) == (recorded.iterations, recorded.syncs)
+    assert torch.equal(repeat.actions, recorded.actions)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_time_budget_is_anytime(name):
     model, horizon = _analytic(REACH_H), REACH_H

@@ -140,6 +140,7 @@ class StepResult:
     plan: Optional[Plan] = None
     solve_time: float = 0.0
     iterations: int = 0
+    syncs: int = 0
     cost: float = math.nan
     residual: float = math.nan
     observation_age: float = math.inf
@@ -420,7 +421,7 @@ class ControlLoop:
             result = StepResult(self.safe_zero.copy(), Status.OK, plan=plan,
                                 actions=plan.actions.detach().cpu().numpy().astype(np.float64),
                                 path=self._positions(plan.states), solve_time=plan.solve_time,
-                                iterations=plan.iterations, cost=plan.cost,
+                                iterations=plan.iterations, syncs=plan.syncs, cost=plan.cost,
                                 residual=plan.dynamics_residual)
             if plan.iterations < self.config.min_iterations:
                 result.status = Status.TRUNCATED

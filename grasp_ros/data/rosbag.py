@@ -29,6 +29,8 @@ Episodes. A transition is not learned from (the stream is cut there) when
   between the two frames. Off by default;
 * a message arrived on ``episode_topic`` between the two frames (any type; default the sim
   node's ``/grasp_sim/episode``, which reports every episode start and end), when the bag has it.
+  Reports that give their sim time (JSON ``"t"``, the sim node's) are placed by it when frames
+  are paired by header stamps: the report at t cuts before the frame of t.
 
 ``TransitionData`` holds episodes of one length, so the pieces are cut into episodes of
 ``episode_steps`` transitions (consecutive episodes share a frame) and the leftovers dropped;
@@ -55,6 +57,7 @@ frame_period_s).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +98,7 @@ class _Stream:
     info: dict = field(default_factory=dict)
     h_img: Optional[np.ndarray] = None     # header stamps beside t_img, t_joint (None: some unset)
     h_joint: Optional[np.ndarray] = None
+    h_marks: Optional[np.ndarray] = None   # the episode reports' own times ("t"), sorted
 
 
 def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str = "joint_states",
@@ -244,7 +248,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             values: dict[str, list] = {"joints": [], "command": []}
             frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
-            headers: dict[str, list[int]] = {"image": [], "joints": []}   # the sensors' own stamps
+            headers: dict[str, list] = {"image": [], "joints": [], "marks": []}   # the sensors' own stamps
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
@@ -252,7 +256,8 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                 role = roles[conn.topic]
                 read[conn.topic] += 1
                 stamps[role].append(stamp)
-                if role == "marks":   # only its time matters
+                if role == "marks":   # its time, and the sim time a sim's report gives
+                    headers["marks"].append(_report_time(reader, raw, conn.msgtype))
                     continue
                 try:
                     msg = reader.deserialize(raw, conn.msgtype)
@@ -283,8 +288,21 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
             "sensor_period_s": _sensor_period(h_img)}
+    h_marks = None if None in headers["marks"] else np.sort(np.asarray(headers["marks"], np.int64))
     return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)),
-                   info, h_img, h_joint)
+                   info, h_img, h_joint, h_marks)
+
+
+def _report_time(reader, raw, msgtype: str) -> Optional[int]:
+    """The sim time (ns) of an episode report: a std_msgs/String of JSON with "t" in seconds (the
+    sim node's); None for anything else."""
+    if msgtype != "std_msgs/msg/String":
+        return None
+    try:
+        t = json.loads(reader.deserialize(raw, msgtype).data)["t"]
+        return round(float(t) * 1e9)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _ns(stamp) -> int:
@@ -337,7 +355,8 @@ def _sorted_values(stamps: list[int], items: list, what: str, source: str) -> tu
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
               fields: tuple[str, ...], steps: Optional[int], source: str) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
-    t_img, nearest, offset, pairing = _frame_times(s)
+    t_img, nearest, offset, h_img = _frame_times(s)
+    pairing = "receive time" if h_img is None else "header stamps"
     t_joint, t_cmd = s.t_joint, s.t_cmd
     # Frames start where the held command is known: for "end" at the last frame before the
     # first command (that command drives the step after it), for "mean" at the first frame after.
@@ -346,6 +365,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     else:
         first = int(np.searchsorted(t_img, t_cmd[0], side="left"))
     t, nearest, offset = t_img[first:], nearest[first:], offset[first:]
+    h = None if h_img is None else h_img[first:]
     if len(t) < 2:
         raise DatasetError(f"{source}: fewer than 2 camera frames after the first command")
     if gap is None:
@@ -368,8 +388,11 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     if reset_jump is not None:
         position = joints[:, fields.index("position")::len(fields)]
         reset = np.abs(np.diff(position, axis=0)).max(axis=1) > reset_jump
-    marked = (np.searchsorted(s.t_marks, t[1:], side="right")
-              - np.searchsorted(s.t_marks, t[:-1], side="right")) > 0
+    marked = _marked(s.t_marks, t)
+    if h is not None and s.h_marks is not None and len(h) > 1:
+        # The sim's reports say when in sim time: a report at t concerns the frame of t (its joint
+        # state shows the next episode's start), however late the report was received.
+        marked = _marked(s.h_marks - np.median(np.diff(h)) // 2, h)
     runs = segments(~(paused | non_finite | reset | marked))
     episodes = episode_starts(runs, steps)
     s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
@@ -442,9 +465,14 @@ def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.where(queries - stamps[left] <= stamps[right] - queries, left, right)
 
 
-def _frame_times(s: _Stream) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def _marked(marks: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Per transition of frames at times ``t``: a mark lies in (t[i], t[i + 1]]."""
+    return (np.searchsorted(marks, t[1:], side="right") - np.searchsorted(marks, t[:-1], side="right")) > 0
+
+
+def _frame_times(s: _Stream) -> tuple[np.ndarray, np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """When each frame was taken, on the bag's receive clock (ns); the index of its joint state;
-    their time apart (ns); and how they were paired.
+    their time apart (ns); and the frames' header stamps where they paired them (else None).
 
     By header stamps when the camera and joint_states stamp theirs on one clock (paired stamps lie
     within half a frame): a frame's joint state is the one measured nearest to it, and the frame
@@ -458,11 +486,12 @@ def _frame_times(s: _Stream) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
         if np.median(np.abs(apart)) <= np.median(np.abs(np.diff(s.h_img))) / 2:
             taken = s.t_joint[nearest] + apart
             order = np.argsort(taken, kind="stable")
+            stamps = s.h_img
             if np.any(order != np.arange(len(order))):   # frames that arrived out of order
-                s.frames, nearest, apart, taken = s.frames[order], nearest[order], apart[order], taken[order]
-            return taken, nearest, np.abs(apart), "header stamps"
+                s.frames, nearest, apart, taken, stamps = (x[order] for x in (s.frames, nearest, apart, taken, stamps))
+            return taken, nearest, np.abs(apart), stamps
     nearest = _nearest(s.t_joint, s.t_img)
-    return s.t_img, nearest, np.abs(s.t_joint[nearest] - s.t_img), "receive time"
+    return s.t_img, nearest, np.abs(s.t_joint[nearest] - s.t_img), None
 
 
 def _held_mean(t_cmd: np.ndarray, commands: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:

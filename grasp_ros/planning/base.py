@@ -87,6 +87,7 @@ class Plan:
     dynamics_residual: float = math.nan
     trace: Optional[list] = None
     goal: Optional[torch.Tensor] = None               # [D], the goal latent it was planned for
+    syncs: int = 0                                    # GRASP's full-rollout syncs run
 
     @property
     def horizon(self) -> int:

@@ -95,6 +95,9 @@ class GraspSettings(PlannerSettings):
     """J: gradient steps on the actions through the full rollout at each sync."""
     sync_lr: float = 6.0
     """Step size of those plain gradient steps."""
+    max_syncs: int = -1
+    """Syncs per plan at most (-1: no cap). Under a wall-clock budget the last syncs that no
+    longer fit are skipped (``Plan.syncs`` counts those run); a replay caps a cycle at its count."""
     grad_clip: float = 0.0
     """Clip each chain's action-gradient norm to this (0 disables)."""
     init_spread: float = 0.8
@@ -115,6 +118,8 @@ class GraspSettings(PlannerSettings):
         super().validate()
         if self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0:
             raise ValueError("chains must be >= 1; sync_every, sync_steps, warmup_iterations >= 0")
+        if self.max_syncs < -1:
+            raise ValueError("max_syncs must be >= 0, or -1 for no cap")
         if min(self.lr_actions, self.lr_states, self.sync_lr) < 0 or self.goal_weight < 0:
             raise ValueError("learning rates and goal_weight must be >= 0")
         if self.init_spread < 0:
@@ -144,7 +149,7 @@ class GraspPlanner(Planner):
         # last prediction.
         last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
         best, trace = Best(), ([] if cfg.trace else None)
-        sigma, calls, it = cfg.state_noise, self.PROBE_ACTIONS, 0
+        sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS, 0, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
         while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
@@ -169,10 +174,14 @@ class GraspPlanner(Planner):
                 if it > cfg.warmup_iterations and sigma > 0 and H > 1:
                     states.add_(sigma * self._state_noise(states.shape, moves))
                     sigma *= cfg.noise_decay
+            # Once a sync no longer fits, none later in this plan does (no new cost is measured
+            # and time only runs out): the count run says which ran, for a replay to repeat.
             if (cfg.sync_every and it % cfg.sync_every == 0
+                    and (cfg.max_syncs < 0 or syncs < cfg.max_syncs)
                     and deadline.allows(self._reserve("sync") + self._reserve("final"))):
                 with self._timed("sync"):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
+                syncs += 1
         with torch.no_grad(), self._timed("final"):
             visited = torch.cat([first, states], dim=1)
             if last is None:
@@ -190,7 +199,8 @@ class GraspPlanner(Planner):
                 return self._finish(best, z0, goal, it, calls)   # raises PlanningError
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
-        return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace)
+        return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace,
+                            syncs=syncs)
 
     def __init__(self, *args, **kwargs):
         # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).

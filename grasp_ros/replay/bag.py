@@ -84,6 +84,7 @@ class Cycle:
     command_delay: float
     command: np.ndarray
     warm_started: bool = False   # True on a first recorded cycle: the recording began mid-run
+    syncs: Optional[int] = None  # GRASP's syncs run (None: recorded before PlanDiagnostics had it)
 
 
 @dataclass
@@ -200,7 +201,7 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             clock.append((received, _ns(msg.clock)))
         elif role == "diagnostics":
             if msg.status != STATUS_INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
-                cycles.append(_cycle(msg, received))
+                cycles.append(_cycle(msg, received, _defines_syncs(conn)))
         else:
             inputs.append(Input(role, received, _ns(msg.header.stamp), raw))
     short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
@@ -222,14 +223,21 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
                      {chosen[r][0]: n for r, n in counts.items()})
 
 
-def _cycle(msg, received: int) -> Cycle:
+def _defines_syncs(conn) -> bool:
+    """Whether the PlanDiagnostics the bag recorded had ``syncs`` (its stored definition; older
+    ones decode alike, the field read from what was padding, always 0)."""
+    definition = getattr(getattr(conn, "msgdef", None), "data", "") or ""
+    return any(line.split()[:2] == ["uint32", "syncs"] for line in definition.splitlines())
+
+
+def _cycle(msg, received: int, has_syncs: bool = True) -> Cycle:
     return Cycle(time=_ns(msg.header.stamp), received=received, status=int(msg.status),
                  status_text=msg.status_text, planner=msg.planner, iterations=int(msg.iterations),
                  cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,
                  goal_novelty=msg.goal_novelty, goal_distance=msg.goal_distance,
                  observation_age=msg.observation_age, solve_time=msg.solve_time,
                  command_delay=msg.command_delay, command=np.asarray(msg.command, dtype=np.float64),
-                 warm_started=bool(msg.warm_started))
+                 warm_started=bool(msg.warm_started), syncs=int(msg.syncs) if has_syncs else None)
 
 
 def _check(recording: Recording, source: str) -> None:

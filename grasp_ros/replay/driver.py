@@ -11,8 +11,10 @@ robot) with ``use_sim_time``, in a private DDS domain; this process owns /clock.
    before ready services (rclpy's order within one wait), so when the call returns, a message
    acknowledged before it was sent has been taken. A wait takes one message per subscription,
    so the barrier follows every message (it also keeps the order across topics).
-2. with ``iterations`` recorded: ``planner.iterations`` set to the cycle's recorded count (a
-   dynamic parameter: the controller applies it from its next cycle; the set call is a barrier).
+2. with ``iterations`` recorded: ``planner.iterations`` set to the cycle's recorded count, and
+   for GRASP ``planner.max_syncs`` to its recorded syncs (under a wall-clock budget its last
+   syncs may have been skipped); dynamic parameters: the controller applies them from its next
+   cycle; the set call is a barrier.
 3. /clock set to the cycle's time: the controller's timer fires, the cycle runs with a fixed
    iteration count, and this process waits for its PlanDiagnostics (stamped with that time).
    /clock is best effort: it is published again, same value, while the answer is awaited.
@@ -68,6 +70,7 @@ REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
                  "goal_state": f"{CONTROLLER}/goal_state", "goal_image": f"{CONTROLLER}/goal_image"}
 """Where the replay delivers each input role: the controller's own topic names."""
 CLOCK_RESEND_S = 1.0
+NO_SYNC_CAP = 100000   # planner.max_syncs' largest value: no cap
 """Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
 PROFILES_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
@@ -255,11 +258,18 @@ class Replayer:
         node = self._node
         replayed, delivered = {}, 0
         iterations = self.values.get("planner.iterations")
+        syncs = self.values.get("planner.max_syncs") or NO_SYNC_CAP
+        capped = self.values.get("planner") == "grasp"   # only GRASP has the knob
         first = steps[0].clock if steps else 0
         for n, step in enumerate(steps):
+            change = {}
             if step.iterations is not None and step.iterations != iterations:
-                self._set({"planner.iterations": int(step.iterations)})
-                iterations = step.iterations
+                change["planner.iterations"] = iterations = int(step.iterations)
+            wanted = NO_SYNC_CAP if step.syncs is None else int(step.syncs)
+            if capped and step.iterations is not None and wanted != syncs:
+                change["planner.max_syncs"] = syncs = wanted
+            if change:
+                self._set(change)
             delivered += self._deliver([i for i in step.inputs if i.role in subscribed])
             if self.speed > 0:   # pacing only: what the controller sees does not depend on it
                 time.sleep(max(0.0, begun + (step.clock - first) / NS / self.speed - time.monotonic()))

@@ -44,6 +44,7 @@ class Step:
     clock: int                 # ns
     inputs: list[Input]
     iterations: Optional[int]  # planner.iterations for this cycle (None: leave as set)
+    syncs: Optional[int] = None  # planner.max_syncs for this cycle (None: no cap)
 
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
@@ -67,7 +68,10 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
         take = recording.inputs[first_in:end_in]
         if k == chosen[0] and k > 0:
             take = _lead_in(recording, low, cycles[k].time) + take
-        steps.append(Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k]))
+        # A cycle's sync count, where it reports a plan of its own (the late plan of a FALLBACK
+        # reports none): recorded under a budget, its last syncs may have been skipped.
+        syncs = cycles[k].syncs if iterations == "recorded" and cycles[k].iterations > 0 else None
+        steps.append(Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs))
     return steps
 
 

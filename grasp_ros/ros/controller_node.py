@@ -315,7 +315,7 @@ class GraspController(LifecycleNode):
             header=header, status=int(result.status),
             status_text=f"{name}: {result.message}" if result.message else name,
             planner=self._loop.planner.name, solve_time=float(result.solve_time),
-            iterations=int(result.iterations), plan_cost=float(result.cost),
+            iterations=int(result.iterations), syncs=int(result.syncs), plan_cost=float(result.cost),
             dynamics_residual=float(result.residual),
             observation_age=float(result.observation_age),
             deadline_missed=bool(result.deadline_missed), warm_started=bool(result.warm_started),

@@ -263,6 +263,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("planner.iterations", "int", None,
           "Iteration cap per cycle, every planner (the solve budget usually stops it first).",
           range=(1, 100000), dynamic=True),
+    Param("planner.max_syncs", "int", None,
+          "GRASP: syncs per cycle at most (unset: no cap). A replay of a run recorded under a "
+          "wall-clock budget sets each cycle's recorded count (PlanDiagnostics.syncs).",
+          range=(0, 100000), dynamic=True),
     Param("planner.running_weight", "double", 0.1,
           "Weight of the mean running goal distance in the task cost, every planner (the terminal "
           "distance has weight 1). Closed loop needs it: with the terminal distance alone, every "
