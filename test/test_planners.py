@@ -210,6 +210,15 @@ def test_grasp_reports_its_syncs_and_a_budgeted_plan_repeats_from_its_counts():
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_warm_up_leaves_the_next_plan_as_a_fresh_planners(name):
+    """warm_up (a cold and a warm-started plan before the first cycle) rewinds the random stream."""
+    fresh = _planner(name, LinearModel()).plan(Z0, GOAL)
+    warmed = _planner(name, LinearModel())
+    warmed.warm_up(torch.zeros(2), torch.full((2,), 0.1))
+    assert torch.equal(warmed.plan(Z0, GOAL).actions, fresh.actions)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_time_budget_is_anytime(name):
     model, horizon = _analytic(REACH_H), REACH_H
     planner = make_planner(name, model, horizon, {"iterations": 10**6}, seed=0)   # defaults otherwise

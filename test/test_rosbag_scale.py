@@ -351,3 +351,66 @@ def test_record_stops_on_sigint_and_leaves_a_whole_bag(tmp_path):
     assert [m.data for m in got["/chatter"]] == [f"hello {i}" for i in range(40)]
     assert [(list(m.name), list(m.position)) for m in got["/goal"]] == [(["x", "y"], [0.5, -0.5])]
     assert cli(["record", str(out)]) == 2                                # never overwrites a bag
+
+
+def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
+    """A topic named with its type, or a default one, is subscribed before any publisher exists:
+    no graph poll (``discover``) is needed for its first messages. A default topic whose publisher
+    sends another type, or a QoS the early subscription does not match, is subscribed again once
+    the poll sees it."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import Writer
+    from std_msgs.msg import Float32MultiArray, String
+
+    from grasp_ros.ros.recorder import BagRecorder
+
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("record_early", context=context)
+    talker_node = rclpy.create_node("record_talker", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(talker_node)
+    best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+    def spin_until(predicate):
+        deadline = time.monotonic() + 60
+        while not predicate():
+            assert time.monotonic() < deadline, "no DDS match within 60 s"
+            executor.spin_once(timeout_sec=0.05)
+    try:
+        with Writer(tmp_path / "bag", version=9) as writer:
+            recorder = BagRecorder(node, writer, [("chatter", "std_msgs/msg/String"), ("command", None),
+                                                  ("joint_states", None)], log=lambda _: None)
+            chatter = talker_node.create_publisher(String, "chatter", reliable)
+            command = talker_node.create_publisher(Float32MultiArray, "command", reliable)   # not the default type
+            joints = talker_node.create_publisher(String, "joint_states", best_effort)         # nor QoS, nor type
+            spin_until(lambda: chatter.get_subscription_count() >= 1)     # no discover() has run
+            for i in range(5):
+                chatter.publish(String(data=f"hello {i}"))
+            spin_until(lambda: recorder.recorded["/chatter"].count == 5)
+            assert command.get_subscription_count() == 0 and joints.get_subscription_count() == 0
+            recorder.discover()                                           # the poll: both subscribed again
+            assert recorder.recorded["/command"].msgtype == "std_msgs/msg/Float32MultiArray"
+            assert recorder.recorded["/joint_states"].msgtype == "std_msgs/msg/String"
+            spin_until(lambda: command.get_subscription_count() >= 1 and joints.get_subscription_count() >= 1)
+            command.publish(Float32MultiArray(data=[0.5]))
+            spin_until(lambda: recorder.recorded["/command"].count == 1)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        talker_node.destroy_node()
+        rclpy.shutdown(context=context)
+    with AnyReader([tmp_path / "bag"]) as reader:
+        got = {}
+        for c, _, raw in reader.messages():
+            got.setdefault(c.topic, []).append(reader.deserialize(raw, c.msgtype))
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert [m.data for m in got["/chatter"]] == [f"hello {i}" for i in range(5)]
+    assert [list(m.data) for m in got["/command"]] == [[0.5]]
+    assert len(qos["/chatter"]) == 1            # the publisher's QoS, taken at the first message

@@ -309,8 +309,7 @@ class ControlLoop:
     def warm_up(self) -> None:
         """One small solve before the first cycle, so that it does not pay for torch's lazy set-up."""
         z0 = torch.zeros(int(self.model.latent_dim), device=self.planner.device)
-        self.planner.plan(z0, z0 + 0.1, budget=Budget(max_iterations=2))
-        self.planner.reset()
+        self.planner.warm_up(z0, z0 + 0.1)
 
     def idle(self, message: str = "inactive") -> StepResult:
         """The result to publish while not controlling: zero command, INACTIVE."""

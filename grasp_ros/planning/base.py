@@ -255,6 +255,21 @@ class Planner:
                          self.model, self.allow_python, self.device)
         self.settings = settings
 
+    def warm_up(self, z0: torch.Tensor, z_goal: torch.Tensor) -> None:
+        """Plan twice, cold and then warm-started, before the first control cycle, so that it does
+        not pay for torch's lazy set-up on any path; then rewind the random stream."""
+        budget = Budget(max_iterations=self._warm_up_iterations())
+        first = self.plan(z0, z_goal, budget=budget)
+        self._forget_timings()          # the cold plan's times say nothing of the next ones
+        self.plan(z0, z_goal, warm_start=first.shifted(1), budget=budget)
+        self.reset()
+
+    def _warm_up_iterations(self) -> int:
+        return 2
+
+    def _forget_timings(self) -> None:
+        """Drop what the planner measured of its own speed (none here)."""
+
     def reset(self, seed: Optional[int] = None) -> None:
         """Rewind the random stream (optionally to a new seed): the next plan equals a fresh planner's."""
         if seed is not None:

@@ -213,6 +213,13 @@ class GraspPlanner(Planner):
         yield
         self._seconds[what].append(time.perf_counter() - start)
 
+    def _warm_up_iterations(self) -> int:
+        return max(2, self.settings.sync_every)   # a sync too
+
+    def _forget_timings(self) -> None:
+        for seconds in self._seconds.values():
+            seconds.clear()
+
     def _reserve(self, what: str) -> float:
         """Seconds to keep for a sync / the final rollout: the worst of the recent ones."""
         return max(self._seconds[what], default=0.0)

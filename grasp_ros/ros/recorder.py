@@ -3,9 +3,15 @@
 ``record_bag`` records into a folder atomically (the CLI's and any test's entry point);
 ``BagRecorder`` is the part that subscribes and writes, for a node of one's own.
 
-Topics are named, or named with their type (``image:sensor_msgs/msg/Image``). A topic is
-subscribed once a publisher of it is seen (the graph is polled every ``DISCOVERY_PERIOD_S``):
-its type is the publishers' (or the one given), and its QoS is chosen to match them all, as
+Topics are named, or named with their type (``image:sensor_msgs/msg/Image``). A topic whose
+type is known (given, or a default topic's, ``DEFAULT_TYPES``) is subscribed at once, so a
+recorder started before the system records its first messages: with the QoS this package's nodes
+send it with (a given type: reliable); its QoS in the bag is its publishers', taken at its first
+message. Until a message arrives, a topic subscribed so whose publishers turn out to send another
+type (a default topic) or with a QoS the subscription does not match (best effort to a reliable
+one, volatile to a latched one) is subscribed again as discovered.
+Any other topic is subscribed once a publisher of it is seen (the graph is polled every
+``DISCOVERY_PERIOD_S``): its type is the publishers', and its QoS is chosen to match them all, as
 ``ros2 bag record`` does: reliable when every publisher is reliable (else best effort),
 transient local when every publisher is (so latched goals recorded late still arrive).
 Messages are written still serialised (raw subscriptions: no decode, no re-encode), each stamped
@@ -36,12 +42,26 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys.base import TypesysError
 
-DEFAULT_TOPICS = ("image", "image/compressed", "joint_states", "command", "joint_trajectory", "/clock",
-                  "/grasp_controller/goal_state", "/grasp_controller/goal_image", "/goal_state", "/goal_image",
-                  "/grasp_controller/plan_diagnostics", "/grasp_controller/plan", "/grasp_sim/episode")
-"""What ``grasp-ros record`` records unless told: the camera, joints and commands a dataset is made
-of, sim time, the controller's goals (its own topics, and the sim's that the demo remaps them to)
-and plans, and the sim's episode reports (where the importer cuts episodes)."""
+IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
+DEFAULT_TYPES = {
+    "image": (IMAGE, "best_effort"), "image/compressed": ("sensor_msgs/msg/CompressedImage", "best_effort"),
+    "joint_states": ("sensor_msgs/msg/JointState", "reliable"),
+    "command": ("std_msgs/msg/Float64MultiArray", "reliable"),
+    "joint_trajectory": ("trajectory_msgs/msg/JointTrajectory", "reliable"),
+    "/clock": ("rosgraph_msgs/msg/Clock", "best_effort"),
+    "/grasp_controller/goal_state": ("grasp_ros/msg/JointGoal", "latched"),
+    "/grasp_controller/goal_image": GOAL_IMAGE,
+    "/goal_state": ("grasp_ros/msg/JointGoal", "latched"), "/goal_image": GOAL_IMAGE,
+    "/grasp_controller/plan_diagnostics": ("grasp_ros/msg/PlanDiagnostics", "reliable"),
+    "/grasp_controller/plan": ("grasp_ros/msg/Plan", "reliable"),
+    "/grasp_sim/episode": ("std_msgs/msg/String", "latched")}
+"""The default topics' types and how this package's nodes send them (best effort, reliable, or
+reliable and transient local: latched): the QoS they are subscribed with before they are seen."""
+DEFAULT_TOPICS = tuple(DEFAULT_TYPES)
+"""What ``grasp-ros record`` records unless told, with the types this package's nodes send: the
+camera, joints and commands a dataset is made of, sim time, the controller's goals (its own
+topics, and the sim's that the demo remaps them to) and plans, and the sim's episode reports
+(where the importer cuts episodes)."""
 CONTROLLER = "/grasp_controller"
 PARAMETERS_KEY = "grasp_ros.parameters"
 """The bag metadata's custom_data key of the controller's parameters (JSON)."""
@@ -90,12 +110,22 @@ class BagRecorder:
 
         self.node, self.writer, self.log = node, writer, log
         self.store = get_typestore(Stores.ROS2_KILTED)
-        self.pending = {node.resolve_topic_name(name): kind for name, kind in topics}
+        self.pending: dict[str, Optional[str]] = {}
         self.recorded: dict[str, Recorded] = {}
         self.problems: dict[str, str] = {}
         self.max_messages = max_messages
         self.total = 0
-        self._subscriptions = []
+        self._subscriptions = {}
+        self._early: dict[str, bool] = {}   # subscribed before a publisher was seen: type guessed?
+        known = []
+        for name, given in topics:
+            topic = node.resolve_topic_name(name)
+            self.pending[topic] = given
+            if given or name in DEFAULT_TYPES:
+                known.append((topic, *((given, "reliable") if given else DEFAULT_TYPES[name]), given is None))
+        for topic, kind, sent, guessed in known:
+            if self._try(topic, kind, None, sent):
+                self._early[topic] = guessed
         self.discover()
 
     @property
@@ -103,7 +133,23 @@ class BagRecorder:
         return self.max_messages is not None and self.total >= self.max_messages
 
     def discover(self) -> None:
-        """Subscribe to every pending topic that now has a publisher."""
+        """Subscribe to every pending topic that now has a publisher; subscribe again, as
+        discovered, a topic subscribed early that its publishers cannot serve (module docstring)."""
+        for topic, guessed in list(self._early.items()):
+            entry = self.recorded[topic]
+            publishers = self.node.get_publishers_info_by_topic(topic)
+            kinds = sorted({p.topic_type for p in publishers})
+            unmatched = any((entry.reliable and p.qos_profile.reliability != ReliabilityPolicy.RELIABLE)
+                            or (entry.transient_local and p.qos_profile.durability != DurabilityPolicy.TRANSIENT_LOCAL)
+                            for p in publishers)
+            if entry.count or not kinds or (entry.msgtype in kinds and not unmatched):
+                continue
+            if not guessed and entry.msgtype not in kinds:
+                self._problem(topic, f"named {entry.msgtype}, but its publishers send {kinds}")
+                continue
+            self.node.destroy_subscription(self._subscriptions.pop(topic))
+            del self.recorded[topic], self._early[topic]
+            self.pending[topic] = None if guessed else entry.msgtype
         for topic in list(self.pending):
             publishers = self.node.get_publishers_info_by_topic(topic)
             if not publishers:
@@ -117,34 +163,52 @@ class BagRecorder:
                 self._problem(topic, f"named {kind}, but its publishers send {kinds}")
                 continue
             publishers = [p for p in publishers if p.topic_type == kind]
-            try:
-                self._subscribe(topic, kind, [p.qos_profile for p in publishers])
-            except (ImportError, AttributeError, LookupError, ValueError, TypesysError) as exc:
-                self._problem(topic, f"cannot record {kind}: {exc}")
-                continue
-            del self.pending[topic]
+            self._try(topic, kind, [p.qos_profile for p in publishers])
 
-    def _subscribe(self, topic: str, kind: str, offered: list[QoSProfile]) -> None:
+    def _try(self, topic: str, kind: str, offered: Optional[list[QoSProfile]], sent: str = "") -> bool:
+        """Subscribe (see ``_subscribe``); a type that cannot be recorded is a problem."""
+        try:
+            self._subscribe(topic, kind, offered, sent)
+        except (ImportError, AttributeError, LookupError, ValueError, TypesysError) as exc:
+            self._problem(topic, f"cannot record {kind}: {exc}")
+            return False
+        del self.pending[topic]
+        return True
+
+    def _subscribe(self, topic: str, kind: str, offered: Optional[list[QoSProfile]], sent: str = "") -> None:
+        """Subscribe with a QoS that matches the ``offered`` profiles of its publishers; None:
+        none seen yet, the QoS it is ``sent`` with (best_effort, reliable, latched), the bag's QoS
+        taken at the first message."""
         pkg, _, name = kind.split("/")
         msg_class = getattr(importlib.import_module(f"{pkg}.msg"), name)
         _ensure_type(self.store, kind)
-        reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
-        latched = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
+        if offered is None:
+            reliable, latched = sent != "best_effort", sent == "latched"
+        else:
+            reliable = all(q.reliability == ReliabilityPolicy.RELIABLE for q in offered)
+            latched = all(q.durability == DurabilityPolicy.TRANSIENT_LOCAL for q in offered)
         qos = QoSProfile(depth=DEPTH, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
         entry = Recorded(topic, kind, reliable, latched)
-        entry.connection = self.writer.add_connection(topic, kind, typestore=self.store,
-                                                      offered_qos_profiles=[_bag_qos(q) for q in offered])
+        if offered is not None:
+            self._connect(entry, offered)
         self.recorded[topic] = entry
-        self._subscriptions.append(self.node.create_subscription(
-            msg_class, topic, lambda raw, info: self._write(entry, raw, info), qos, raw=True))
+        self._subscriptions[topic] = self.node.create_subscription(
+            msg_class, topic, lambda raw, info: self._write(entry, raw, info), qos, raw=True)
         self.log(f"recording {topic} ({kind}, {'reliable' if reliable else 'best effort'}"
-                 f"{', transient local' if latched else ''})")
+                 f"{', transient local' if latched else ''}" + (", from its first message)" if offered is None else ")"))
+
+    def _connect(self, entry: Recorded, offered: list[QoSProfile]) -> None:
+        entry.connection = self.writer.add_connection(entry.topic, entry.msgtype, typestore=self.store,
+                                                      offered_qos_profiles=[_bag_qos(q) for q in offered])
 
     def _write(self, entry: Recorded, raw: bytes, info) -> None:
         if self.done:
             return
+        if entry.connection is None:   # subscribed early: its publishers are known now
+            self._connect(entry, [p.qos_profile for p in self.node.get_publishers_info_by_topic(entry.topic)
+                                  if p.topic_type == entry.msgtype])
         stamp = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.writer.write(entry.connection, stamp, raw)
         entry.count += 1
