@@ -368,13 +368,16 @@ def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
 
     from grasp_ros.ros.recorder import BagRecorder
 
-    context = Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("record_early", context=context)
-    talker_node = rclpy.create_node("record_talker", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    executor.add_node(talker_node)
+    # Two contexts (two DDS participants, as two processes): one participant cannot hold a topic
+    # under two types.
+    contexts = [Context(), Context()]
+    for context in contexts:
+        rclpy.init(context=context)
+    node = rclpy.create_node("record_early", context=contexts[0])
+    talker_node = rclpy.create_node("record_talker", context=contexts[1])
+    executors = [SingleThreadedExecutor(context=c) for c in contexts]
+    executors[0].add_node(node)
+    executors[1].add_node(talker_node)
     best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -382,7 +385,8 @@ def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
         deadline = time.monotonic() + 60
         while not predicate():
             assert time.monotonic() < deadline, "no DDS match within 60 s"
-            executor.spin_once(timeout_sec=0.05)
+            for executor in executors:
+                executor.spin_once(timeout_sec=0.02)
     try:
         with Writer(tmp_path / "bag", version=9) as writer:
             recorder = BagRecorder(node, writer, [("chatter", "std_msgs/msg/String"), ("command", None),
@@ -402,10 +406,12 @@ def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
             command.publish(Float32MultiArray(data=[0.5]))
             spin_until(lambda: recorder.recorded["/command"].count == 1)
     finally:
-        executor.shutdown()
+        for executor in executors:
+            executor.shutdown()
         node.destroy_node()
         talker_node.destroy_node()
-        rclpy.shutdown(context=context)
+        for context in contexts:
+            rclpy.shutdown(context=context)
     with AnyReader([tmp_path / "bag"]) as reader:
         got = {}
         for c, _, raw in reader.messages():
