@@ -56,7 +56,7 @@ def test_messages_import_with_fields_and_constants():
         "status_text": "string",
         "planner": "string",
         "solve_time": "double",
-        "iterations": "uint32",
+        "iterations": "uint32", "syncs": "uint32",
         "plan_cost": "double",
         "dynamics_residual": "double",
         "observation_age": "double",
