@@ -54,11 +54,15 @@ def replayed_commands(out: Path) -> np.ndarray:
     return np.asarray([[float(r[k]) for k in keys] for r in rows])
 
 
-def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True) -> Path:
+def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True,
+            installed: tuple[str, ...] = ()) -> Path:
     """A copy of the bag ``src`` as ``dst``: ``transform(topic, msgtype, received, raw)`` returns
-    the (topic, msgtype, received, raw) to write instead, or None to leave a message out."""
+    the (topic, msgtype, received, raw) to write instead, or None to leave a message out. Topics in
+    ``installed`` are described by their type's installed definition, not the bag's."""
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
+
+    from grasp_ros.ros.recorder import _ensure_type
 
     store = get_typestore(Stores.ROS2_KILTED)
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
@@ -73,9 +77,10 @@ def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom:
             topic, kind, received, raw = item
             if topic not in made:
                 source = sources.get(topic)
-                if source is not None and source.msgtype == kind:
+                if source is not None and source.msgtype == kind and topic not in installed:
                     made[topic] = writer.add_connection(topic, kind, msgdef=source.msgdef.data, rihs01=source.digest)
                 else:
+                    _ensure_type(store, kind)
                     made[topic] = writer.add_connection(topic, kind, typestore=store)
             writer.write(made[topic], received, raw)
         if custom:
@@ -190,6 +195,27 @@ def test_compressed_images_and_recorded_iteration_counts(tmp_path):
     assert row["iteration_mode"] == "recorded" and row["settings"]["planner.iterations"] == 3
     assert row["compared"] == 6 and row["max_command_diff"] == 0.0 and row["iteration_changes"] == 0
     assert "planner.iterations := 20" in (tmp_path / "out" / "controller.log").read_text()
+
+
+def test_recorded_sync_counts_reach_the_controller(tmp_path):
+    """Under a wall-clock budget GRASP skips the syncs that no longer fit; each cycle is replayed
+    capped at its recorded count. The shipped bag's first 6 cycles (20 iterations, so 2 syncs each)
+    with their counts written in: exact. Written as if their syncs had been skipped: the replay
+    sets planner.max_syncs := 0 and its commands differ from the recorded (synced) ones."""
+    def with_syncs(count):
+        def transform(topic, kind, received, raw):
+            if topic == DIAGNOSTICS:
+                raw = _edit(raw, kind, lambda m: setattr(m, "syncs", count if m.iterations else 0))
+            return topic, kind, received, raw
+        return transform
+
+    for count, exact in ((2, True), (0, False)):
+        bag = rewrite(BAG, tmp_path / f"syncs{count}", transform=with_syncs(count), installed=(DIAGNOSTICS,))
+        out = tmp_path / f"out{count}"
+        code, output, row = replay(bag, out, "--iterations", "recorded", "--end", "0.5")
+        assert row["compared"] == 6 and row["iteration_mode"] == "recorded", output
+        assert (code == 0 and row["max_command_diff"] == 0.0) if exact else (code == 1 and row["max_command_diff"] > 0), output
+        assert f"planner.max_syncs := {count}" in (out / "controller.log").read_text()
 
 
 # -- changed settings ----------------------------------------------------------------------
