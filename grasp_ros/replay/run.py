@@ -170,7 +170,8 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "bag_sim_s": span, "replay_wall_s": run.wall_s, "startup_s": run.startup_s,
         "controller_solve_s": sum(r["solve_time"] for r in run.replayed.values()),
         "speed_vs_real_time": span / run.wall_s if run.wall_s > 0 else math.inf,
-        "iterations": (f"recorded (each cycle's PlanDiagnostics.iterations, set as planner.iterations)"
+        "iterations": ("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
+                        "planner.iterations and planner.max_syncs)"
                        if prepared.iterations == "recorded" else
                        f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
         "iteration_mode": prepared.iterations,
