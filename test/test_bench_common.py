@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from grasp_ros.commands._bench_common import machine_info, markdown_table, write_bench_json
+from grasp_ros.bench.results import machine_info, markdown_table, write_bench_json
 
 
 def test_machine_info_has_the_fields_of_bench_format():

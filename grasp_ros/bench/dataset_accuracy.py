@@ -127,7 +127,7 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from ..commands._bench_common import machine_info, markdown_table, write_bench_json
+    from .results import machine_info, markdown_table, write_bench_json
 
     parser = argparse.ArgumentParser(prog="python -m grasp_ros.bench.dataset_accuracy",
                                      description=__doc__.split("\n")[0])

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..bench import iteration_cost, plots
 from ..bench.planners import Cell, example_plans, run_cell, summarise
 from ..bench.settings import ENVS, HORIZONS, PLANNERS
-from ._bench_common import machine_info, markdown_table, write_bench_json
+from ..bench.results import machine_info, markdown_table, write_bench_json
 
 COLUMNS = [("env", "env"), ("horizon", "H"), ("planner", "planner"),
            ("success_rate", "success", ".0%"), ("median_solve_s", "median solve (s)", ".3f"),

@@ -35,9 +35,9 @@ import numpy as np
 
 from ..bench.load import busy_processes, load_average, load_fields
 from ..sim.world import WORLD_NAMES
+from ..bench.results import machine_info, markdown_table, write_bench_json
 from ._bench_common import (add_checkpoint_argument, add_model_arguments, card_inputs, card_rate,
-                            data_source, learned_card, machine_info, markdown_table, resolve_observation,
-                            write_bench_json)
+                            data_source, learned_card, resolve_observation)
 
 MISS_RATE_TARGET = 0.005
 DEFAULT_RATE_HZ = 20.0

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from ..bench.model_accuracy import measure  # noqa: E402
-from ._bench_common import machine_info, markdown_table, write_bench_json  # noqa: E402
+from ..bench.results import machine_info, markdown_table, write_bench_json  # noqa: E402
 
 
 def add_arguments(parser) -> None:

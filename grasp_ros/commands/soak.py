@@ -32,8 +32,8 @@ import numpy as np
 
 from ..bench.load import busy_processes, load_average, load_fields
 from ..sim import ENV_NAMES
-from ._bench_common import (add_model_arguments, machine_info, markdown_table, resolve_observation,
-                            write_bench_json)
+from ..bench.results import machine_info, markdown_table, write_bench_json
+from ._bench_common import add_model_arguments, resolve_observation
 from .bench_loop import _percentile_ms
 
 QUICK_DURATION_S = 60.0

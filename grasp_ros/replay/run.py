@@ -95,7 +95,7 @@ def prepare(options: ReplayOptions) -> Prepared:
 
 def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outcome:
     """Run a prepared replay and write its outputs (see the module docstring)."""
-    from ..commands._bench_common import machine_info, write_bench_json
+    from ..bench.results import machine_info, write_bench_json
 
     options, recording = prepared.options, prepared.recording
     machine = machine_info()
