@@ -280,10 +280,10 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     t_img, order = _sorted(stamps["image"])
     if order is not None:
         frames = frames[order]
-    t_joint, joints = _sorted_values(stamps["joints"], values["joints"], "joint states", source)
-    t_cmd, commands = _sorted_values(stamps["command"], values["command"], "commands", source)
+    t_joint, joints, joint_order = _sorted_values(stamps["joints"], values["joints"], "joint states", source)
+    t_cmd, commands, _ = _sorted_values(stamps["command"], values["command"], "commands", source)
     h_img = _headers(headers["image"], order)
-    h_joint = _headers(headers["joints"], _sorted(stamps["joints"])[1])
+    h_joint = _headers(headers["joints"], joint_order)
     storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
@@ -343,13 +343,15 @@ def _sorted(stamps: list[int]) -> tuple[np.ndarray, Optional[np.ndarray]]:
     return t[order], order
 
 
-def _sorted_values(stamps: list[int], items: list, what: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+def _sorted_values(stamps: list[int], items: list, what: str,
+                   source: str) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Stamps and values sorted by stamp, and the order that sorted them (None: already sorted)."""
     t, order = _sorted(stamps)
     shapes = sorted({np.shape(x) for x in items})
     if len(shapes) != 1:
         raise DatasetError(f"{source}: {what} change shape during the bag: {shapes[:4]}")
     values = np.asarray(items, np.float64)
-    return t, values if order is None else values[order]
+    return t, values if order is None else values[order], order
 
 
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],

@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..ros.conversions import stamp_ns as _ns
 from ..ros.recorder import PARAMETERS_KEY
 
 NS = 1_000_000_000
@@ -265,7 +266,3 @@ def _check(recording: Recording, source: str) -> None:
     sizes = {len(c.command) for c in recording.cycles}
     if len(sizes) > 1:
         raise BagError(f"{source}: the recorded commands change length ({sorted(sizes)})")
-
-
-def _ns(stamp) -> int:
-    return int(stamp.sec) * NS + int(stamp.nanosec)

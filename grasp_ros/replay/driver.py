@@ -57,6 +57,7 @@ from rosgraph_msgs.msg import Clock
 from grasp_ros.msg import PlanDiagnostics
 
 from ..ros import qos
+from ..ros.conversions import stamp_ns
 from ..ros.params import NODE_NAME
 from ..sim.closed_loop import Processes, isolate_dds
 from .bag import NS, Recording, message_class
@@ -112,7 +113,7 @@ def diagnostics_fields(msg: PlanDiagnostics) -> dict[str, Any]:
             "goal_novelty": msg.goal_novelty, "goal_distance": msg.goal_distance,
             "observation_age": msg.observation_age, "solve_time": msg.solve_time,
             "command_delay": msg.command_delay, "command": list(msg.command),
-            "time": msg.header.stamp.sec * NS + msg.header.stamp.nanosec}
+            "time": stamp_ns(msg.header.stamp)}
 
 
 class _ReplayNode(Node):
@@ -242,7 +243,7 @@ class Replayer:
             until = time.monotonic() + CLOCK_RESEND_S
             while time.monotonic() < until and not node.events:
                 self._spin()
-            if any(e.stamp.sec * NS + e.stamp.nanosec == value for e in node.events):
+            if any(stamp_ns(e.stamp) == value for e in node.events):
                 return
         raise ReplayError(f"the controller's clock did not reach {value / NS:.9f} s (is it "
                           f"running with use_sim_time?)\n{self._processes.tail('controller')}")

@@ -26,6 +26,11 @@ WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 # -- time -------------------------------------------------------------------------------------
 
+def stamp_ns(stamp: Time) -> int:
+    """A builtin_interfaces/Time as integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def seconds(stamp: Time) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
 

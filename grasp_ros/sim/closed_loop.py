@@ -49,6 +49,7 @@ from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
 from ..ros import qos
+from ..ros.conversions import stamp_ns
 from .world import ARM
 
 NS = 1_000_000_000
@@ -320,7 +321,7 @@ class Processes:
 # --- the watcher ---------------------------------------------------------------------------
 
 def _stamp_ns(header) -> int:
-    return header.stamp.sec * NS + header.stamp.nanosec
+    return stamp_ns(header.stamp)
 
 
 class LoopWatcher(Node):
