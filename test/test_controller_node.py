@@ -323,6 +323,44 @@ def test_no_goal_is_stale(rig):
     assert list(d.command) == [0.0, 0.0]
 
 
+def test_a_goal_of_each_kind_at_one_stamp_the_kind_the_model_observes_stands_whatever_the_order(rig):
+    # A sim publishes the goal as joints and as an image at once; which arrives last is a race,
+    # so it must not decide the goal (a replay could not redo it). Newer stamps still win.
+    r = rig()                                       # observes joints, takes goal images too
+    r.start()
+    env = make_env("open", 20)
+
+    def joints_goal(t_ns):
+        msg = JointGoal(name=["x", "y"], position=list(GOAL))
+        msg.header.stamp = ns_time(t_ns)
+        r.goal_pub.publish(msg)
+
+    def image_goal(t_ns):                           # another place: its distance tells it apart
+        r.goal_image_pub.publish(rgb_to_image(env.render(np.array([0.5, -0.5])),
+                                             header=Header(stamp=ns_time(t_ns))))
+
+    def distance_after(*sends):
+        for send in sends:
+            send(r.t_ns)
+        r.cycle(r.send_joints)
+        return r.cycle(r.send_joints).goal_distance
+
+    # Unstamped (a sim's first goals, at time 0): one stamp, so the model's kind, in any order.
+    on_joints = distance_after(lambda _: image_goal(0), lambda _: joints_goal(0))
+    assert distance_after(lambda _: image_goal(0)) == pytest.approx(on_joints)
+    assert distance_after(joints_goal) == pytest.approx(on_joints)
+    on_image = distance_after(image_goal)           # a newer stamp: the image goal stands
+    assert abs(on_image - on_joints) > 0.1
+    assert distance_after(joints_goal, image_goal) == pytest.approx(on_joints)
+    assert distance_after(image_goal) == pytest.approx(on_image)
+    assert distance_after(image_goal, joints_goal) == pytest.approx(on_joints)
+    # Stamped before the standing goal of the other kind: ignored, whenever it arrives.
+    stamp = r.t_ns
+    r.t_ns += PERIOD_NS
+    image_goal(r.t_ns)
+    assert distance_after(lambda _: joints_goal(stamp)) == pytest.approx(on_image)
+
+
 # -- bad images --------------------------------------------------------------------------------
 
 def test_any_image_size_is_prepared_a_broken_image_is_an_error_and_the_node_lives_on(rig):

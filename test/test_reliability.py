@@ -791,9 +791,11 @@ def test_services_answer_while_planning(ros):  # noqa: F811
             return any(a < burst["end"] and b > burst["start"] for a, b in solved())
         try:
             r.wait_until(lambda: cycles, what="a planning cycle")
-            # A burst can fall between two solves on a slow machine; burst again until one
-            # met a solve (the solve in progress is known once its diagnostics arrive).
+            # The burst begins while the planner thread is on a solve: begun between two
+            # solves, it would hold back the next clock tick (one executor) and meet none.
+            runner = r.node._runner
             for _ in range(5):
+                r.wait_until(lambda: runner.solving, what="a solve in progress")
                 planning = service_burst(r)
                 r.wait_until(lambda: any(b > planning["end"] for _, b in solved()),
                              what="the solve after the burst")

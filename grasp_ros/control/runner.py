@@ -77,6 +77,12 @@ class CycleRunner:
     def running(self) -> bool:
         return self._running
 
+    @property
+    def solving(self) -> bool:
+        """Whether the planner thread is on a solve now (the executor stays free meanwhile)."""
+        solving = self._solving
+        return solving is not None and not solving.done()
+
     def tick(self, now: float) -> None:
         """A control period began at ``now`` (caller's clock). Returns at once."""
         with self._wake:

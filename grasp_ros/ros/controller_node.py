@@ -26,8 +26,9 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   compressed: sensor_msgs/CompressedImage on ``image/compressed``; sensor-data QoS) or
   ``joint_states`` (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names;
   the goal on ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image),
-  reliable + transient local, the newest of either wins (a kind the model cannot encode is
-  ignored with a warning: an image-only model takes goal images).
+  reliable + transient local: the newest wins, by header stamp across the two kinds, and at one
+  stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
+  an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
   input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
   ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
@@ -72,7 +73,8 @@ from ..models.contract import error_text
 from . import interrupts, params, qos
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
                           goal_joint_values, image_to_rgb, joint_values, path_message,
-                          select_joints, stamp_seconds, to_time, trajectory_message, twist_message)
+                          select_joints, stamp_ns, stamp_seconds, to_time, trajectory_message,
+                          twist_message)
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -185,6 +187,7 @@ class GraspController(LifecycleNode):
         self._command_joints = params.command_joints(values, loop.card)
         self._measured: Optional[np.ndarray] = None    # command joints' positions, for trajectories
         self._goal_parts: dict[str, np.ndarray] = {}
+        self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
         self._runner = CycleRunner(loop, self._publish)
         self._last_status = None
         self._make_entities(values)
@@ -405,7 +408,8 @@ class GraspController(LifecycleNode):
             loop.reject_goal(str(exc))
             self.get_logger().error(f"goal refused: {exc}")
             return
-        self._set_goal_part(loop, "joints", joints)
+        if not self._set_goal_part(loop, "joints", joints, stamp_ns(msg.header.stamp)):
+            return
         self.get_logger().info(f"new goal (joints): {joints.round(4).tolist()}",
                                throttle_duration_sec=1.0)
 
@@ -419,20 +423,43 @@ class GraspController(LifecycleNode):
             loop.reject_goal(f"goal image: {exc}")
             self.get_logger().error(f"goal image refused: {exc}")
             return
-        self._set_goal_part(loop, "image", image)
+        if not self._set_goal_part(loop, "image", image, stamp_ns(msg.header.stamp)):
+            return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
-    def _set_goal_part(self, loop, key: str, value: np.ndarray) -> None:
+    def _set_goal_part(self, loop, key: str, value: np.ndarray, stamp: int) -> bool:
         """The goal is what the model encodes: for a camera + joints model, the newest goal image
         with the newest goal joints once both have come, and until then goal joints alone as a
-        joint-space goal."""
-        self._goal_parts[key] = value
+        joint-space goal. For a one-input model, see ``_replaces``. Whether the goal was taken."""
         if not loop.pairs_joints:     # one input: a goal of any kind the model takes
+            if not self._replaces(key, stamp):
+                kind, standing = self._goal_kind
+                self.get_logger().info(
+                    f"goal ({key}) not taken: " + (f"stamped before the {kind} goal" if stamp < standing
+                                                   else f"the {kind} goal of the same stamp stands"),
+                    throttle_duration_sec=5.0)
+                return False
+            self._goal_kind = (key, stamp)
             loop.set_goal({key: value})
-        elif all(k in self._goal_parts for k in ("image", "joints")):
+            return True
+        self._goal_parts[key] = value
+        if all(k in self._goal_parts for k in ("image", "joints")):
             loop.set_goal({k: self._goal_parts[k] for k in ("image", "joints")})
         elif key == "joints":         # joints alone: a joint-space goal (through decode_state)
             loop.set_goal({key: value})
+        return True
+
+    def _replaces(self, key: str, stamp: int) -> bool:
+        """Whether a goal of kind ``key`` replaces the standing goal of a one-input model. Within
+        a kind, the newest to arrive. Across kinds, the newer stamp, and at one stamp (unstamped
+        ones too) the kind the model observes: a sim publishes both at once, and the order in
+        which the two topics arrive is a race that a recording cannot show (nor a replay redo)."""
+        if self._goal_kind is None:
+            return True
+        kind, standing = self._goal_kind
+        if kind == key or stamp > standing:
+            return True
+        return stamp == standing and key == ("image" if self._card.image is not None else "joints")
 
     def _inputs_text(self) -> str:
         card = self._card
