@@ -244,7 +244,8 @@ def test_budget_rejects_nonsense():
 # -- bad input -------------------------------------------------------------------------------------
 
 BAD_SETTINGS = {
-    "grasp": [dict(lr_actions=-0.1), dict(chains=0), dict(noise_decay=0.0), dict(warm_chains=1.5)],
+    "grasp": [dict(lr_actions=-0.1), dict(chains=0), dict(noise_decay=0.0), dict(warm_chains=1.5),
+              dict(init_actions="random")],
     "cem": [dict(elites=0), dict(elites=25), dict(samples=0), dict(smoothing=1.0), dict(init_std=-1.0),
             dict(keep_elites=True, elites=24)],
     "mppi": [dict(temperature=0.0), dict(samples=0), dict(noise_std=-0.5)],
@@ -376,8 +377,8 @@ def test_warm_start_is_never_worse(name):
 class _CapturingGrasp(GraspPlanner):
     """GRASP that keeps its iterates (and their initial values) for inspection."""
 
-    def _initial_iterates(self, z0, goal, warm, directions):
-        actions, states = super()._initial_iterates(z0, goal, warm, directions)
+    def _initial_iterates(self, z0, goal, warm, directions, inverse=None):
+        actions, states = super()._initial_iterates(z0, goal, warm, directions, inverse)
         self.iterates = (actions, states, actions.detach().clone(), states.detach().clone())
         return actions, states
 
@@ -491,6 +492,25 @@ def test_grasp_bends_and_noise_stay_on_the_reachable_set_of_a_larger_latent():
     assert float(s0[..., 2:].abs().max()) == 0.0 and float(states.detach()[..., 2:].abs().max()) == 0.0
     assert float((s0[1:, :, :2] - s0[0, :, :2]).abs().max()) > 0.05     # but bent in dims 0, 1
     assert plan.virtual_states[:, 2:].abs().max() == 0.0
+
+
+def test_grasp_fresh_chains_start_with_the_actions_that_follow_their_routes():
+    """init_actions "inverse": through the model's local linear response (exact here, a latent
+    that moves in 2 of its 6 directions), each chain's first actions roll out along its own
+    route, so one iteration already ranks routes, not standstills. "zero": they hold still."""
+    model = _EmbeddedModel()
+    z0, goal = torch.zeros(6), torch.tensor([0.3, 0.2, 0.0, 0.0, 0.0, 0.0])
+    for init in ("inverse", "zero"):
+        settings = GraspSettings(chains=4, sync_every=0, init_spread=0.05, init_actions=init)
+        planner = _CapturingGrasp(model, H, settings=settings, seed=0)
+        planner.plan(z0, goal, budget=Budget(max_iterations=1))
+        _, _, a0, s0 = planner.iterates
+        if init == "zero":
+            assert float(a0.abs().max()) == 0.0
+            continue
+        routes = torch.cat([z0.expand(4, 1, 6), s0, goal.expand(4, 1, 6)], dim=1)
+        assert float(a0.abs().max()) < 1.0                      # inside the bounds: not clamped
+        torch.testing.assert_close(rollout(model, z0, a0), routes, rtol=0, atol=1e-5)
 
 
 def test_action_weight_adds_the_mean_squared_action_and_quiets_idle_actions():

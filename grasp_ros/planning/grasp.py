@@ -68,6 +68,9 @@ def grasp_loss(model, cost: Cost, visited: torch.Tensor, actions: torch.Tensor, 
     return loss, residual, task, to_goal, predicted
 
 
+INIT_ACTIONS = ("inverse", "zero")
+
+
 @dataclass
 class GraspSettings(PlannerSettings):
     iterations: int = 200
@@ -105,6 +108,12 @@ class GraspSettings(PlannerSettings):
     chain 0 from the straight line itself. r_c is Gaussian with the shape of the model's one-step
     displacements and E||r_c||^2 = init_spread^2 * A (A action dims): N(0, init_spread^2 I) where
     the latent is the state, and no bends off the reachable set in a larger latent space."""
+    init_actions: str = "inverse"
+    """The actions of the chains that do not start from the warm start. "inverse": those that
+    would move along the chain's route under the model's local linear response at z0 (least
+    squares over the step-unit probe), so that its true rollout follows its route from the first
+    iteration: with the few iterations per cycle a busy CPU leaves, the fresh chains then still
+    offer routes, not standstills. "zero": hold still, all left to the optimiser."""
     warm_chains: float = 0.25
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
     receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall).
@@ -126,6 +135,8 @@ class GraspSettings(PlannerSettings):
             raise ValueError("init_spread must be >= 0")
         if self.state_noise < 0 or not 0 < self.noise_decay <= 1 or not 0 <= self.warm_chains <= 1:
             raise ValueError("state_noise >= 0, 0 < noise_decay <= 1, 0 <= warm_chains <= 1")
+        if self.init_actions not in INIT_ACTIONS:
+            raise ValueError(f"init_actions must be one of {', '.join(INIT_ACTIONS)}, got {self.init_actions!r}")
 
 
 class GraspPlanner(Planner):
@@ -135,11 +146,11 @@ class GraspPlanner(Planner):
     def _solve(self, z0, goal: Goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: GraspSettings = self.settings
         H, C = self.horizon, cfg.chains
-        step, moves = self._one_step_moves(z0)
+        step, moves, inverse = self._one_step_moves(z0)
         if warm is not None and goal.latent is not None:
             warm = warm.retargeted(goal.latent)
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
-        actions, states = self._initial_iterates(z0, end, warm, moves / step)
+        actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse)
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
@@ -255,17 +266,23 @@ class GraspPlanner(Planner):
         return z.detach() if bool(torch.isfinite(z).all()) else z0
 
     @torch.no_grad()
-    def _one_step_moves(self, z0: torch.Tensor) -> tuple[float, torch.Tensor]:
+    def _one_step_moves(self, z0: torch.Tensor):
         """The model's one-step displacements F(z0, a) - z0 for random actions inside the bounds,
-        centred, [P, D], and their RMS per latent dimension (the "step unit")."""
-        u = torch.rand(self.PROBE_ACTIONS, self.action_dim, generator=self.generator, device=self.device)
-        moved = model_step(self.model, z0.expand(self.PROBE_ACTIONS, -1), self.low + u * (self.high - self.low))
+        centred, [P, D], their RMS per latent dimension (the "step unit"), and the local linear
+        inverse: (mean displacement [D], mean action [A], map [D, A]) with a ~= a_mean + (d -
+        d_mean) @ map, least squares over the probe (None where the probe did not move)."""
+        a = self.low + torch.rand(self.PROBE_ACTIONS, self.action_dim, generator=self.generator,
+                                  device=self.device) * (self.high - self.low)
+        moved = model_step(self.model, z0.expand(self.PROBE_ACTIONS, -1), a)
         moves = moved - z0
         scale = float(moves.pow(2).mean().sqrt())
         if not (math.isfinite(scale) and scale > 0):
             # no usable measurement: unit noise per dimension, as from an identity "displacement"
-            return 1.0, torch.eye(self.latent_dim, device=self.device) * math.sqrt(self.latent_dim)
-        return scale, moves - moves.mean(0)
+            return 1.0, torch.eye(self.latent_dim, device=self.device) * math.sqrt(self.latent_dim), None
+        centred = moves - moves.mean(0)
+        # pinv (SVD) copes with a latent that moves in fewer directions than it has, on any device
+        to_action = torch.linalg.pinv(centred, rtol=1e-5) @ (a - a.mean(0))
+        return scale, centred, (moves.mean(0), a.mean(0), to_action)
 
     def _state_noise(self, shape, moves: torch.Tensor) -> torch.Tensor:
         """Gaussian noise [..., D] with the covariance of the one-step displacements ``moves``.
@@ -277,9 +294,10 @@ class GraspPlanner(Planner):
         return xi @ moves / math.sqrt(moves.shape[0])
 
     def _initial_iterates(self, z0, goal: Optional[torch.Tensor], warm: Optional[WarmStart],
-                          directions: torch.Tensor):
+                          directions: torch.Tensor, inverse=None):
         """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]: the straight line to
-        the goal latent (none: z0 throughout), bent.
+        the goal latent (none: z0 throughout), bent; the actions by ``init_actions``, through
+        ``inverse`` (``_one_step_moves``); the first chains from the warm start.
 
         ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
         them, so that in a latent space larger than the state they stay on the reachable set."""
@@ -293,6 +311,12 @@ class GraspPlanner(Planner):
             bend = scale * self._state_noise((C - 1, 1, self.latent_dim), directions)
             states[1:] += torch.sin(math.pi * frac) * bend
         actions = torch.zeros(C, H, self.action_dim, device=self.device)
+        if cfg.init_actions == "inverse" and inverse is not None:
+            d_mean, a_mean, to_action = inverse
+            route = torch.cat([z0.expand(C, 1, -1), states, end.expand(C, 1, -1)], dim=1)
+            guess = a_mean + (route[:, 1:] - route[:, :-1] - d_mean) @ to_action
+            if bool(torch.isfinite(guess).all()):
+                actions = self._clamp(guess)
         if warm is not None:
             n = max(1, round(cfg.warm_chains * C))
             actions[:n] = warm.actions

@@ -40,6 +40,7 @@ from ..models.preprocess import CROPS
 from ..models.spec import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
+from ..planning.grasp import INIT_ACTIONS
 from ..planning.costs import check_spec as check_cost_spec
 
 NODE_NAME = "grasp_controller"
@@ -279,6 +280,10 @@ PARAMETERS: tuple[Param, ...] = (
           "from pixels through the core, 20 episodes at equal compute: 12 chains x 6 iterations "
           "100%, 24 x 4 80%).",
           range=(1, 4096), dynamic=True),
+    Param("planner.init_actions", "string", None,
+          "GRASP's fresh chains start with the actions that follow their routes under the "
+          "model's local linear response (inverse, its default) or with zero actions (zero).",
+          choices=INIT_ACTIONS, dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
