@@ -14,6 +14,7 @@ COMMANDS = {
     "plan-demo": ("plan_demo", "plan once on a simulator and save a figure (no ROS)"),
     "bench": ("bench", "open-loop planner benchmark (success, solve time, model calls)"),
     "bench-loop": ("bench_loop", "closed-loop control benchmark through the ROS nodes"),
+    "bench-effort": ("bench_effort", "closed-loop success against planning iterations per cycle (lock step, no ROS)"),
     "bench-model": ("bench_model", "world-model accuracy vs rollout length"),
     "soak": ("soak", "long closed-loop run through ROS: memory growth, crashes, bad commands"),
     "record": ("record", "record topics (camera, joints, commands, plans) into a rosbag2"),

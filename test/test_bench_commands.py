@@ -45,3 +45,24 @@ def test_plan_demo_saves_a_figure(tmp_path):
     assert main(["plan-demo", "--env", "open", "--horizon", "25", "--planners", "grasp", "cem",
                  "--out", str(out)]) == 0
     assert out.stat().st_size > 0
+
+
+def test_bench_effort_runs_each_variant_at_each_iteration_count_and_repeats_exactly(tmp_path):
+    def effort(out):
+        assert main(["bench-effort", "--env", "open", "--model", "analytic", "--horizon", "20",
+                     "--iterations", "1", "4", "--episodes", "2", "--max-episode-time", "3",
+                     "--variant", "zero-init:init_actions=zero,chains=3", "--out", str(out)]) == 0
+        return json.loads((out / "bench_effort.json").read_text())["rows"]
+    rows = effort(tmp_path / "one")
+    assert [(r["variant"], r["iterations_per_cycle"]) for r in rows] == [
+        ("default", 1), ("default", 4), ("zero-init", 1), ("zero-init", 4)]
+    assert all(r["bench"] == "closed_loop" and r["through"] == "core" and r["lockstep"] for r in rows)
+    assert rows[0]["settings"]["chains"] == 12 and rows[0]["settings"]["running_weight"] == 0.1
+    assert rows[2]["settings"]["init_actions"] == "zero" and rows[2]["settings"]["chains"] == 3
+    assert all(len(r["successes"]) == 2 and r["max_episode_steps"] == 30 for r in rows)
+    # Lock step: the same episodes again, the same outcome, whatever the CPU gave.
+    again = effort(tmp_path / "two")
+    assert [(r["successes"], r["median_steps"]) for r in rows] == \
+        [(r["successes"], r["median_steps"]) for r in again]
+    assert "| zero-init | 4 |" in (tmp_path / "one" / "bench_effort.md").read_text()
+    assert (tmp_path / "one" / "success_vs_effort.png").stat().st_size > 0

@@ -268,11 +268,13 @@ def test_a_joint_goal_is_reached_through_a_mixing_joint_head(name):
         reached = model.decode_state(plan.states[-1])
         assert float((reached - target).norm()) < 0.15, (name, reached.tolist())   # from 0.72
     # limits short of the goal: the barrier holds the joints near them, where free they reach
-    # 0.6 (GRASP less tightly: the barrier acts on its predictions, its virtual states follow)
+    # 0.6 (GRASP less tightly: the barrier acts on its predictions, its virtual states follow,
+    # and its fresh chains start on routes that end at the goal, beyond the limits: over seeds
+    # 0-7 it ends 0.29-0.48, against 0.24-0.41 for chains started still, init_actions "zero")
     limited = make_planner(name, model, 8, {**REACH[name], "costs": {
         "joint_limits": {"weight": 100.0, "low": [-0.3, -0.3], "high": [0.3, 0.3]}}}, seed=0)
     joints = model.decode_state(limited.plan(torch.zeros(3), None, joint_goal=target).states)
-    assert 0.25 < float(joints.abs().max()) < (0.45 if name == "grasp" else 0.36), (name, joints)
+    assert 0.25 < float(joints.abs().max()) < (0.5 if name == "grasp" else 0.36), (name, joints)
 
 
 # -- user terms ------------------------------------------------------------------------------------

@@ -123,7 +123,7 @@ def test_the_shipped_bag_replays_exactly(tmp_path):
     code, output, row = replay(BAG, out)
     assert code == 0, output
     assert row["bench"] == "replay" and row["mode"] == "open_loop" and row["passed"]
-    assert row["compared"] == row["cycles"] == 38 and row["storage"] == "mcap"
+    assert row["compared"] == row["cycles"] == 54 and row["storage"] == "mcap"
     assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0
     assert row["input_mismatches"] == 0 and row["missing_cycles"] == 0 and row["extra_cycles"] == 0
     assert row["parameters_from"].startswith("recorded in the bag")

@@ -8,6 +8,8 @@ goal (as the sim node publishes it).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..control import ControlConfig, Status
@@ -44,17 +46,24 @@ def run_episode(loop, env, seed: int, max_steps: int) -> dict:
 
 def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int,
         settings: dict | None = None, first_seed: int = 0, solve_budget: float = 0.0,
-        model: str = "analytic") -> dict:
+        model: str = "analytic", max_steps: int | None = None,
+        progress: Callable[[dict], None] | None = None) -> dict:
     """A BENCH_FORMAT "closed_loop" row through the control core (``model`` analytic or learned).
 
     ``solve_budget`` is wall-clock seconds per cycle (0: 0.8 x period). A budget that never binds
     plus an iteration cap in ``settings`` makes the run deterministic, whatever the machine load.
+    An episode fails after ``max_steps`` control periods (default 3 x horizon); ``progress`` is
+    called with each episode's result.
     """
     env = make_env(env_name, horizon)
     config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
     spec = {"name": model, "options": {"env": env_name, "horizon": horizon}}
     loop = build_control_loop(spec, planner, horizon, config, settings)
-    results = [run_episode(loop, env, first_seed + i, 3 * horizon) for i in range(episodes)]
+    results = []
+    for i in range(episodes):
+        results.append(run_episode(loop, env, first_seed + i, max_steps or 3 * horizon))
+        if progress is not None:
+            progress(results[-1])
     statuses = [s for r in results for s in r["statuses"]]
     return {"bench": "closed_loop", "env": env_name, "model": model, "planner": planner,
             "rate_hz": rate_hz, "horizon": horizon, "episodes": episodes,
@@ -62,4 +71,6 @@ def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int
             "median_steps": float(np.median([r["steps"] for r in results])),
             "fallback_rate": statuses.count(Status.FALLBACK) / len(statuses),
             "median_solve_s": float(np.median([s for r in results for s in r["solve_s"]])),
-            "through": "core", "settings": settings or {}}
+            "through": "core", "settings": settings or {}, "first_seed": first_seed,
+            "max_episode_steps": max_steps or 3 * horizon,
+            "successes": [bool(r["success"]) for r in results]}

@@ -1,4 +1,4 @@
-"""Figures of the planner benchmark: success vs horizon, and GRASP's example plans."""
+"""Figures of the benchmarks: success vs horizon and vs iterations per cycle, GRASP's example plans."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,6 +26,22 @@ def success_vs_horizon(rows: list[dict], path: Path) -> Path:
         ax.set(title=env, xlabel="horizon H (steps)", ylabel="success (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def success_vs_effort(rows: list[dict], path: Path) -> Path:
+    """Closed-loop success against planner iterations per cycle, one line per variant."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        pts = sorted((r["iterations_per_cycle"], r["success_rate"]) for r in rows if r["variant"] == variant)
+        ax.plot([n for n, _ in pts], [100 * s for _, s in pts], "o-", label=variant)
+    ax.set(xlabel="planner iterations per control cycle", ylabel="episodes reaching the goal (%)",
+           ylim=(-3, 103))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
