@@ -96,10 +96,7 @@ def encode_frames(model: LatentWorldModel, data: TransitionData, batch: int = 25
 
 def plot(rows: list[dict], path: Path) -> Path:
     """Position error (with the baselines) and latent MSE against k, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import plt, save_figure
 
     models = list(dict.fromkeys(r["model"] for r in rows))
     first = [r for r in rows if r["model"] == models[0]]
@@ -120,10 +117,7 @@ def plot(rows: list[dict], path: Path) -> Path:
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -12,6 +12,14 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from ..sim import LAYOUTS  # noqa: E402
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write and close ``fig``; the path written."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def success_vs_horizon(rows: list[dict], path: Path) -> Path:
     envs = sorted({r["env"] for r in rows})
     fig, axes = plt.subplots(1, len(envs), figsize=(4.2 * len(envs), 3.6), squeeze=False)
@@ -26,10 +34,7 @@ def success_vs_horizon(rows: list[dict], path: Path) -> Path:
         ax.set(title=env, xlabel="horizon H (steps)", ylabel="success (%)", ylim=(-3, 103))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def success_vs_effort(rows: list[dict], path: Path) -> Path:
@@ -42,10 +47,7 @@ def success_vs_effort(rows: list[dict], path: Path) -> Path:
            ylim=(-3, 103))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def example_plans_figure(examples: dict[str, list[dict]], path: Path) -> Path:
@@ -63,10 +65,7 @@ def example_plans_figure(examples: dict[str, list[dict]], path: Path) -> Path:
             ax.plot(*ex["goal"], "*", ms=14, color="tab:green")
             ax.set_title(f"{env} seed {ex['seed']}: {'success' if ex['success'] else 'miss'}", fontsize=9)
     axes[0][0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def draw_walls(ax, env: str) -> None:

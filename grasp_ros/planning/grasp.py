@@ -270,7 +270,8 @@ class GraspPlanner(Planner):
         """The model's one-step displacements F(z0, a) - z0 for random actions inside the bounds,
         centred, [P, D], their RMS per latent dimension (the "step unit"), and the local linear
         inverse: (mean displacement [D], mean action [A], map [D, A]) with a ~= a_mean + (d -
-        d_mean) @ map, least squares over the probe (None where the probe did not move)."""
+        d_mean) @ map, least squares over the probe (None where the probe did not move, or
+        ``init_actions`` does not use it)."""
         a = self.low + torch.rand(self.PROBE_ACTIONS, self.action_dim, generator=self.generator,
                                   device=self.device) * (self.high - self.low)
         moved = model_step(self.model, z0.expand(self.PROBE_ACTIONS, -1), a)
@@ -280,6 +281,8 @@ class GraspPlanner(Planner):
             # no usable measurement: unit noise per dimension, as from an identity "displacement"
             return 1.0, torch.eye(self.latent_dim, device=self.device) * math.sqrt(self.latent_dim), None
         centred = moves - moves.mean(0)
+        if self.settings.init_actions != "inverse":
+            return scale, centred, None
         # pinv (SVD) copes with a latent that moves in fewer directions than it has, on any device
         to_action = torch.linalg.pinv(centred, rtol=1e-5) @ (a - a.mean(0))
         return scale, centred, (moves.mean(0), a.mean(0), to_action)
@@ -311,7 +314,7 @@ class GraspPlanner(Planner):
             bend = scale * self._state_noise((C - 1, 1, self.latent_dim), directions)
             states[1:] += torch.sin(math.pi * frac) * bend
         actions = torch.zeros(C, H, self.action_dim, device=self.device)
-        if cfg.init_actions == "inverse" and inverse is not None:
+        if inverse is not None:
             d_mean, a_mean, to_action = inverse
             route = torch.cat([z0.expand(C, 1, -1), states, end.expand(C, 1, -1)], dim=1)
             guess = a_mean + (route[:, 1:] - route[:, :-1] - d_mean) @ to_action
