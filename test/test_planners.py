@@ -234,6 +234,20 @@ def test_time_budget_is_anytime(name):
     assert quick.iterations <= 1 and bool(torch.isfinite(quick.actions).all())
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_iteration_times_carry_across_plan_calls(name):
+    """A plan call's first iteration is judged by the iterations of the calls before it: one that
+    cannot fit is not started (a control cycle's budget would be overrun by it). warm_up forgets
+    those times. The budgets are far from any real iteration time, so the CPU does not matter."""
+    planner = _planner(name, LinearModel(), iterations=50)
+    assert planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations == 3
+    planner._iteration_seconds.append(1000.0)      # as if a recent iteration had taken 1000 s
+    held = planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0))
+    assert held.iterations == 0 and bool(torch.isfinite(held.actions).all())
+    planner.warm_up(torch.zeros(2), torch.full((2,), 0.1))
+    assert planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations == 3
+
+
 def test_budget_rejects_nonsense():
     for bad in (dict(max_iterations=0), dict(max_seconds=0.0), dict(max_seconds=-1.0),
                 dict(max_seconds=math.nan)):

@@ -1,11 +1,9 @@
 """The outside reference: MPPI from the ``pytorch-mppi`` package on the same dynamics and cost."""
 from __future__ import annotations
 
-import time
-
 import torch
 
-from ..planning.base import Plan
+from ..planning.base import Deadline, Plan
 from ..planning.rollout import rollout
 
 
@@ -13,6 +11,9 @@ class PeerMppi:
     """Adapter giving pytorch_mppi.MPPI our ``plan(z0, goal) -> Plan`` shape (open loop only)."""
 
     name = "pytorch_mppi"
+    observer = None
+    """As ``Planner.observer``; it sees the nominal after every iteration, the plan this
+    adapter would return if stopped there (it returns the last nominal, not a best-so-far)."""
 
     def __init__(self, model, horizon: int, iterations: int, samples: int, lambda_: float,
                  noise_sigma: float, tolerance: float = 0.0, seed: int = 0):
@@ -26,7 +27,7 @@ class PeerMppi:
         from pytorch_mppi import MPPI   # optional dependency, only for the benchmark
         torch.manual_seed(self.seed)     # pytorch_mppi samples from the global generator
         model, A = self.model, int(self.model.action_dim)
-        start = time.perf_counter()
+        clock = Deadline(None, self.iterations)   # only its clock, paused for the observer
         mppi = MPPI(
             lambda s, a: model.predict(s, a),
             lambda s, a: torch.zeros(s.shape[0]),
@@ -42,8 +43,12 @@ class PeerMppi:
                 mppi.command(z0, shift_nominal_trajectory=False)
                 states = rollout(model, z0, mppi.U.unsqueeze(0))[0]
                 cost = float((states[-1] - goal).pow(2).sum())
+                if self.observer is not None:
+                    seconds = clock.elapsed()
+                    with clock.paused():
+                        self.observer(mppi.U, seconds)
                 if cost <= self.tolerance:
                     break
         return Plan(actions=mppi.U.clone(), states=states, cost=cost, iterations=iterations,
-                    solve_time=time.perf_counter() - start,
+                    solve_time=clock.elapsed(),
                     model_calls=iterations * (self.samples + 1) * self.horizon, planner=self.name)

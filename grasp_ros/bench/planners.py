@@ -1,5 +1,10 @@
 """Run one benchmark cell (env x horizon x planner): seeded episodes planned open loop with the
-analytic model, then executed in the simulator, which alone judges success."""
+analytic model, then executed in the simulator, which alone judges success.
+
+Time to success (the GRASP paper's metric): the planner's own seconds until its best plan so far
+first succeeds when executed. Each new best is executed in a second simulator as it comes,
+outside the planner's clock.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -66,6 +71,25 @@ def run_episode(env, planner, model, seed: int, device: str):
     return env.success(path[-1]), plan, path
 
 
+class FirstSuccess:
+    """Planner observer: the planner's seconds at the first reported plan that succeeds when
+    executed from the episode's start, in an env of its own (the episode's env is left alone)."""
+
+    def __init__(self, env):
+        self.env, self.episode, self.seconds = env, None, None
+
+    def start(self, episode) -> None:
+        self.episode, self.seconds = episode, None
+
+    def __call__(self, actions: torch.Tensor, seconds: float) -> None:
+        if self.seconds is not None:
+            return   # only the first success counts; later plans cost nothing more
+        self.env.reset(self.episode)
+        path = self.env.execute(actions.detach().cpu().numpy())
+        if self.env.success(path[-1]):
+            self.seconds = seconds
+
+
 def run_cell(cell: Cell, progress=None) -> dict:
     """Per-episode records of one cell (or a chunk of one: ``first_seed`` .. + ``episodes``)."""
     torch.set_num_threads(1)  # cells run side by side in worker processes; 1 thread each is fair
@@ -74,11 +98,16 @@ def run_cell(cell: Cell, progress=None) -> dict:
     # The early exit compares latent distances: with a learned latent it is off (runs to the cap).
     tolerance = early_exit_tolerance(env.success_radius) if cell.model == "analytic" else 0.0
     planner = build_planner(cell, model, tolerance)
+    planner.observer = first_success = FirstSuccess(make_env(cell.env, cell.horizon))
     records = []
     for i in range(cell.episodes):
+        first_success.start(env.sample_episode(cell.first_seed + i))
         ok, plan, path = run_episode(env, planner, model, cell.first_seed + i, cell.device)
+        # Only episodes that succeed have one: with a learned model a plan can succeed on the
+        # way and a later one, cheaper in the model, fail; then the episode failed.
         records.append({"success": ok, "solve_s": plan.solve_time, "calls": plan.model_calls,
-                        "iterations": plan.iterations, "final_error": env.distance_to_goal(path[-1])})
+                        "iterations": plan.iterations, "final_error": env.distance_to_goal(path[-1]),
+                        "time_to_success_s": first_success.seconds if ok else None})
         if progress is not None:
             progress()
     return {"cell": cell, "records": records, "settings": planner_settings(planner)}
@@ -87,6 +116,7 @@ def run_cell(cell: Cell, progress=None) -> dict:
 def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
     """One benchmark row (BENCH_FORMAT.md "planners") from a cell's episode records."""
     col = lambda key: [r[key] for r in records]  # noqa: E731
+    to_success = [r["time_to_success_s"] for r in records if r["time_to_success_s"] is not None]
     return {
         "bench": "planners", "env": cell.env, "horizon": cell.horizon, "planner": cell.planner,
         "model": cell.model, "episodes": len(records),
@@ -95,6 +125,8 @@ def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
         "median_model_calls": int(np.median(col("calls"))),
         "median_iterations": float(np.median(col("iterations"))),
         "median_final_error": float(np.median(col("final_error"))),
+        "median_time_to_success_s": float(np.median(to_success)) if to_success else None,
+        "time_to_success_episodes": len(to_success),
         "device": cell.device,
         "settings": settings,
     }
@@ -113,4 +145,4 @@ def example_plans(env_name: str, horizon: int, seeds, device: str = "cpu") -> li
     return examples
 
 
-__all__ = ["Cell", "encode_task", "example_plans", "load_model", "run_cell", "run_episode", "summarise"]
+__all__ = ["Cell", "FirstSuccess", "encode_task", "example_plans", "load_model", "run_cell", "run_episode", "summarise"]

@@ -21,6 +21,7 @@ from ..bench.results import machine_info, markdown_table, write_bench_json
 
 COLUMNS = [("env", "env"), ("horizon", "H"), ("planner", "planner"),
            ("success_rate", "success", ".0%"), ("median_solve_s", "median solve (s)", ".3f"),
+           ("median_time_to_success_s", "median time to success (s)", ".3f"),
            ("median_model_calls", "median model calls"), ("median_iterations", "median iters", ".0f"),
            ("median_final_error", "median final error", ".3f")]
 
@@ -141,7 +142,9 @@ def _report(rows, timing, machine, episodes) -> str:
              f"Machine: {machine['cpu']} ({machine['cores']} cores), GPU: {machine['gpu'] or 'none'}, "
              f"torch {machine['torch']}, Python {machine['python']}, {machine['date']}. "
              f"Up to {episodes} seeded episodes per row (see the episodes column in the JSON); open-loop plans with the "
-             f"{_models(rows)} model, success judged by executing the plan in the simulator.", "",
+             f"{_models(rows)} model, success judged by executing the plan in the simulator. Time to "
+             "success: the planner's own time until its best plan so far first succeeded when executed, "
+             "median over the episodes that succeed.", "",
              markdown_table(rows, COLUMNS), "", "## One GRASP iteration (H=50): batched vs per-step loop", "",
              markdown_table(timing, [("model", "model"), ("device", "device"), ("chains", "C"), ("batched_s", "batched (s)", ".2e"),
                                      ("per_step_loop_s", "per-step loop (s)", ".2e"), ("ratio", "ratio", ".3f")]),

@@ -10,16 +10,18 @@ dimension, ``A`` action dimension, ``J`` joints. Every planner:
 * stops at an iteration cap or a wall-clock budget (anytime) and returns the best plan so far,
   judged by the true serial rollout;
 * is deterministic under its seed (``reset`` rewinds the seed);
-* raises ``ValueError`` on bad input and ``PlanningError`` instead of returning a non-finite plan.
+* raises ``ValueError`` on bad input and ``PlanningError`` instead of returning a non-finite plan;
+* reports each new best plan to ``observer``, if one is set (benchmarks: time to success).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -126,14 +128,16 @@ class Deadline:
     of it first waits for the device."""
 
     def __init__(self, budget: Optional[Budget], default_iterations: int,
-                 device: Optional[torch.device] = None):
+                 device: Optional[torch.device] = None, recent: Optional[deque] = None):
         budget = budget or Budget()
         self.max_iterations = budget.max_iterations or default_iterations
         self.max_seconds = budget.max_seconds
         self._synchronize = (lambda: torch.cuda.synchronize(device)) if (
             device is not None and device.type == "cuda") else (lambda: None)
         self._last_check: Optional[float] = None
-        self._steps: deque[float] = deque(maxlen=5)
+        # Iteration times; a planner passes its own deque so that they carry across its plan
+        # calls: the first iteration of a call is then judged by the last calls' ones too.
+        self._steps: deque[float] = deque(maxlen=5) if recent is None else recent
         self.start = time.perf_counter()
 
     def elapsed(self) -> float:
@@ -160,12 +164,25 @@ class Deadline:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""
         return self.max_seconds is None or self.elapsed() + seconds < self.max_seconds
 
+    @contextlib.contextmanager
+    def paused(self):
+        """The time spent inside is not the planner's: it counts neither in ``elapsed`` nor
+        against the limit, nor in the iteration times that ``done`` keeps."""
+        self._synchronize()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._synchronize()
+            self.start += time.perf_counter() - start
+
 
 class Best:
     """The lowest-cost action sequence seen so far (true rollout cost), per planner call."""
 
-    def __init__(self):
+    def __init__(self, on_new: Optional[Callable[[torch.Tensor], None]] = None):
         self.cost, self.actions, self.states, self.virtual_states = math.inf, None, None, None
+        self.on_new = on_new   # called with the actions [H, A] of each new best
 
     def offer(self, actions: torch.Tensor, states: torch.Tensor, costs: torch.Tensor,
               virtual_states: Optional[torch.Tensor] = None) -> None:
@@ -179,6 +196,8 @@ class Best:
             self.actions, self.states = actions[i].detach().clone(), states[i].detach().clone()
             if virtual_states is not None:
                 self.virtual_states = virtual_states[i].detach().clone()
+            if self.on_new is not None:
+                self.on_new(self.actions)
 
 
 @dataclass
@@ -224,6 +243,10 @@ class Planner:
 
     name = "planner"
     Settings = PlannerSettings
+    observer: Optional[Callable[[torch.Tensor, float], None]] = None
+    """Called with each new best plan's actions [H, A] (not to be modified) and the planner's
+    seconds so far in this ``plan`` call. The observer's own time is not the planner's: it is
+    left out of ``solve_time`` and the budget. None (default) costs nothing."""
 
     def __init__(self, model, horizon: int, settings: Optional[PlannerSettings] = None,
                  seed: int = 0, device: Optional[torch.device | str] = None,
@@ -242,6 +265,7 @@ class Planner:
         self.settings = settings if settings is not None else self.Settings()
         self.configure()
         self.generator = torch.Generator(device=self.device)
+        self._iteration_seconds: deque[float] = deque(maxlen=8)   # recent, across plan calls
         self.reset()
 
     def configure(self, **changes: Any) -> None:
@@ -268,7 +292,8 @@ class Planner:
         return 2
 
     def _forget_timings(self) -> None:
-        """Drop what the planner measured of its own speed (none here)."""
+        """Drop what the planner measured of its own speed."""
+        self._iteration_seconds.clear()
 
     def reset(self, seed: Optional[int] = None) -> None:
         """Rewind the random stream (optionally to a new seed): the next plan equals a fresh planner's."""
@@ -287,7 +312,7 @@ class Planner:
         self.cost.check_goal(goal, z0)
         warm = self._check_warm_start(warm_start)
         self._context = CostContext(self.model, None if warm is None else warm.previous_action)
-        deadline = Deadline(budget, self.settings.iterations, self.device)
+        deadline = Deadline(budget, self.settings.iterations, self.device, self._iteration_seconds)
         with torch.inference_mode(False), torch.enable_grad():  # callers may be in inference mode
             plan = self._solve(z0, goal, warm, deadline)
         plan.solve_time = deadline.elapsed()
@@ -300,6 +325,18 @@ class Planner:
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         raise NotImplementedError
+
+    def _best(self, deadline: Deadline) -> Best:
+        """The best-so-far of one plan call, reporting to ``observer`` on the planner's clock."""
+        if self.observer is None:
+            return Best()
+        observer = self.observer
+
+        def report(actions: torch.Tensor) -> None:
+            seconds = deadline.elapsed()
+            with deadline.paused():
+                observer(actions, seconds)
+        return Best(report)
 
     def _clamp(self, actions: torch.Tensor) -> torch.Tensor:
         return torch.maximum(torch.minimum(actions, self.high), self.low)

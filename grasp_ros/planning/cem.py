@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
 
 
 @dataclass
@@ -63,7 +63,7 @@ class CemPlanner(Planner):
         n_keep = E if cfg.keep_elites else 0
         kept = mean.new_zeros(0, H, A)                          # elites carried over: [0 or E, H, A]
         inf = torch.tensor(math.inf, device=self.device)
-        best, calls, it = Best(), 0, 0
+        best, calls, it = self._best(deadline), 0, 0
         with torch.no_grad():
             while not deadline.done(it) and not self._converged(best):
                 noise = torch.randn(K - kept.shape[0], H, A, generator=self.generator, device=self.device)

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
 
 
 @dataclass
@@ -49,7 +49,7 @@ class GdPlanner(Planner):
         H, C = self.horizon, cfg.chains
         actions = self._initial_actions(warm).requires_grad_(True)            # [C, H, A]
         optimiser = torch.optim.Adam([actions], lr=cfg.lr)
-        best, calls, it = Best(), 0, 0
+        best, calls, it = self._best(deadline), 0, 0
         while not deadline.done(it) and not self._converged(best):
             states = self._rollout(z0, actions)                                # [C, H+1, D]
             cost = self._cost(states, goal, actions)                           # [C]

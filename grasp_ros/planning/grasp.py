@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 import math
-import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -159,7 +158,7 @@ class GraspPlanner(Planner):
         # The virtual end, for the returned plan and the warm start: the goal latent, else the
         # last prediction.
         last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
-        best, trace = Best(), ([] if cfg.trace else None)
+        best, trace = self._best(deadline), ([] if cfg.trace else None)
         sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS, 0, 0
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
@@ -190,10 +189,10 @@ class GraspPlanner(Planner):
             if (cfg.sync_every and it % cfg.sync_every == 0
                     and (cfg.max_syncs < 0 or syncs < cfg.max_syncs)
                     and deadline.allows(self._reserve("sync") + self._reserve("final"))):
-                with self._timed("sync"):
+                with self._timed("sync", deadline):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
                 syncs += 1
-        with torch.no_grad(), self._timed("final"):
+        with torch.no_grad(), self._timed("final", deadline):
             visited = torch.cat([first, states], dim=1)
             if last is None:
                 last = model_step(self.model, visited[:, -1:], actions[:, -1:])
@@ -219,15 +218,17 @@ class GraspPlanner(Planner):
         super().__init__(*args, **kwargs)
 
     @contextlib.contextmanager
-    def _timed(self, what: str):
-        start = time.perf_counter()
+    def _timed(self, what: str, deadline: Deadline):
+        # On the planner's clock: finished device work, without an observer's time.
+        start = deadline.elapsed()
         yield
-        self._seconds[what].append(time.perf_counter() - start)
+        self._seconds[what].append(deadline.elapsed() - start)
 
     def _warm_up_iterations(self) -> int:
         return max(2, self.settings.sync_every)   # a sync too
 
     def _forget_timings(self) -> None:
+        super()._forget_timings()
         for seconds in self._seconds.values():
             seconds.clear()
 

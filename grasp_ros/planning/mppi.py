@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
 
 
 @dataclass
@@ -54,7 +54,7 @@ class MppiPlanner(Planner):
         std = cfg.noise_std * (self.high - self.low) / 2                       # [A]
         nominal = self._clamp(warm.actions if warm is not None else torch.zeros(H, A, device=self.device))
         inf = torch.tensor(math.inf, device=self.device)
-        best, calls, it = Best(), 0, 0
+        best, calls, it = self._best(deadline), 0, 0
         with torch.no_grad():
             while not deadline.done(it) and not self._converged(best):
                 noise = torch.randn(K, H, A, generator=self.generator, device=self.device)
