@@ -527,6 +527,30 @@ def test_grasp_fresh_chains_start_with_the_actions_that_follow_their_routes():
         torch.testing.assert_close(rollout(model, z0, a0), routes, rtol=0, atol=1e-5)
 
 
+def test_grasp_fresh_chains_arrive_at_their_paces_and_hold():
+    """arrivals 3: chain c's route reaches the goal at step H / 2^(c mod 3), then stays there,
+    and its actions roll out along it (then hold still); arrivals 1: every route takes H steps."""
+    model, horizon = _EmbeddedModel(), 16
+    z0, goal = torch.zeros(6), torch.tensor([0.3, 0.2, 0.0, 0.0, 0.0, 0.0])
+    settings = GraspSettings(chains=6, sync_every=0, init_spread=0.0, arrivals=3)
+    planner = _CapturingGrasp(model, horizon, settings=settings, seed=0)
+    planner.plan(z0, goal, budget=Budget(max_iterations=1))
+    _, _, a0, s0 = planner.iterates
+    routes = torch.cat([z0.expand(6, 1, 6), s0, goal.expand(6, 1, 6)], dim=1)
+    for c in range(6):
+        arrival = horizon // 2 ** (c % 3)                       # 16, 8, 4, 16, 8, 4
+        at_goal = (routes[c] - goal).norm(dim=-1) < 1e-6
+        assert not bool(at_goal[:arrival].any()) and bool(at_goal[arrival:].all())
+    torch.testing.assert_close(rollout(model, z0, a0), routes, rtol=0, atol=1e-5)
+    assert float(a0[2, 4:].abs().max()) < 1e-5                  # arrived: holds still
+    with pytest.raises(ValueError, match="arrivals"):
+        GraspSettings(arrivals=0).validate()
+    same = GraspSettings(chains=6, sync_every=0, init_spread=0.0)
+    planner = _CapturingGrasp(model, horizon, settings=same, seed=0)
+    planner.plan(z0, goal, budget=Budget(max_iterations=1))
+    assert bool(((planner.iterates[3] - goal).norm(dim=-1) > 1e-6).all())   # none before H
+
+
 def test_action_weight_adds_the_mean_squared_action_and_quiets_idle_actions():
     states = torch.zeros(3, H + 1, 2)
     actions = torch.ones(3, H, 2) * 0.5
@@ -542,3 +566,25 @@ def test_action_weight_adds_the_mean_squared_action_and_quiets_idle_actions():
         idle[weight] = float(plan.actions[2:].abs().mean())
     assert idle[0.05] < 0.5 * idle[0.0], idle
 
+
+
+def test_grasp_ranks_its_initial_routes_and_ranking_leaves_the_optimisation_alone():
+    """rank_every: the chains' true rollouts are ranked before iteration 0, so a route that the
+    initial actions already follow to the goal ends the plan at once (time to success); ranking
+    never changes the iterates, only which of them is offered as the best so far."""
+    model = _EmbeddedModel()
+    z0, goal = torch.zeros(6), torch.tensor([0.3, 0.2, 0.0, 0.0, 0.0, 0.0])
+    quick = _CapturingGrasp(model, H, settings=GraspSettings(chains=4, tolerance=1e-6), seed=0)
+    plan = quick.plan(z0, goal)
+    assert plan.iterations == 0 and float((plan.states[-1] - goal).norm()) < 1e-3
+    slow = _CapturingGrasp(model, H, settings=GraspSettings(chains=4, tolerance=1e-6, rank_every=0), seed=0)
+    assert slow.plan(z0, goal, budget=Budget(max_iterations=50)).iterations >= 1
+
+    def iterates(rank_every):
+        planner = _CapturingGrasp(model, H, settings=GraspSettings(chains=4, sync_every=4, rank_every=rank_every), seed=3)
+        planner.plan(z0, goal, budget=Budget(max_iterations=9))
+        return planner.iterates[0].detach(), planner.iterates[1].detach()
+    for a, b in zip(iterates(0), iterates(3)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="rank_every"):
+        GraspSettings(rank_every=-1).validate()

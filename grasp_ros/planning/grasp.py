@@ -97,6 +97,12 @@ class GraspSettings(PlannerSettings):
     """J: gradient steps on the actions through the full rollout at each sync."""
     sync_lr: float = 6.0
     """Step size of those plain gradient steps."""
+    rank_every: int = 5
+    """Also before iteration 0 and every this many iterations (0: never), the chains' true
+    rollouts are ranked without a gradient step: the best-so-far stays current between syncs, and
+    a chain whose initial route already works is found at once (its actions follow its route).
+    Costs one serial rollout each; a control loop, which ranks every chain at the end of a cycle
+    anyway, can turn it off."""
     max_syncs: int = -1
     """Syncs per plan at most (-1: no cap). Under a wall-clock budget the last syncs that no
     longer fit are skipped (``Plan.syncs`` counts those run); a replay caps a cycle at its count."""
@@ -107,6 +113,12 @@ class GraspSettings(PlannerSettings):
     chain 0 from the straight line itself. r_c is Gaussian with the shape of the model's one-step
     displacements and E||r_c||^2 = init_spread^2 * A (A action dims): N(0, init_spread^2 I) where
     the latent is the state, and no bends off the reachable set in a larger latent space."""
+    arrivals: int = 1
+    """Paces of the fresh chains' routes: chain c reaches its end at step H / 2^(c mod arrivals)
+    and holds there (1: every route takes the whole horizon). A route's pace is what gradient
+    steps move least (every virtual state would have to move at once), so within the few
+    iterations of a control cycle the paces on offer are those the chains start with; the
+    ranking by true rollout, with a running goal cost, then prefers the fastest that works."""
     init_actions: str = "inverse"
     """The actions of the chains that do not start from the warm start. "inverse": those that
     would move along the chain's route under the model's local linear response at z0 (least
@@ -124,14 +136,18 @@ class GraspSettings(PlannerSettings):
 
     def validate(self) -> None:
         super().validate()
-        if self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0:
-            raise ValueError("chains must be >= 1; sync_every, sync_steps, warmup_iterations >= 0")
+        if (self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0
+                or self.rank_every < 0):
+            raise ValueError("chains must be >= 1; sync_every, sync_steps, warmup_iterations, "
+                             "rank_every >= 0")
         if self.max_syncs < -1:
             raise ValueError("max_syncs must be >= 0, or -1 for no cap")
         if min(self.lr_actions, self.lr_states, self.sync_lr) < 0 or self.goal_weight < 0:
             raise ValueError("learning rates and goal_weight must be >= 0")
         if self.init_spread < 0:
             raise ValueError("init_spread must be >= 0")
+        if self.arrivals < 1:
+            raise ValueError(f"arrivals must be >= 1, got {self.arrivals}")
         if self.state_noise < 0 or not 0 < self.noise_decay <= 1 or not 0 <= self.warm_chains <= 1:
             raise ValueError("state_noise >= 0, 0 < noise_decay <= 1, 0 <= warm_chains <= 1")
         if self.init_actions not in INIT_ACTIONS:
@@ -163,6 +179,11 @@ class GraspPlanner(Planner):
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
         while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
+            synced = cfg.sync_every and it and it % cfg.sync_every == 0    # ranked just now
+            if cfg.rank_every and it % cfg.rank_every == 0 and not synced:
+                calls += self._rank(z0, goal, actions, states, last, best)
+                if self._converged(best):
+                    break
             visited = torch.cat([first, states], dim=1)                          # [C, H, D]
             loss, residual, task, to_goal, predicted = grasp_loss(
                 self.model, self.cost, visited, actions, goal, self._context, cfg.goal_weight,
@@ -306,14 +327,16 @@ class GraspPlanner(Planner):
         ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
         them, so that in a latent space larger than the state they stay on the reachable set."""
         cfg, H, C = self.settings, self.horizon, self.settings.chains
-        frac = torch.arange(1, H, device=self.device, dtype=torch.float32).div(H).view(1, H - 1, 1)
+        pace = torch.arange(C, device=self.device).remainder(cfg.arrivals).exp2().view(C, 1, 1)
+        t = torch.arange(1, H, device=self.device, dtype=torch.float32).view(1, H - 1, 1)
+        frac = (t * pace / H).clamp(max=1.0)                        # [C, H-1, 1]: 1 once arrived
         end = z0 if goal is None else goal
         states = (z0 + frac * (end - z0)).expand(C, H - 1, self.latent_dim).clone()
         if cfg.init_spread > 0 and C > 1:
             # Expected squared norm init_spread^2 * A: N(0, init_spread^2 I) when D == A.
             scale = cfg.init_spread * math.sqrt(self.action_dim / self.latent_dim)
             bend = scale * self._state_noise((C - 1, 1, self.latent_dim), directions)
-            states[1:] += torch.sin(math.pi * frac) * bend
+            states[1:] += torch.sin(math.pi * frac[1:]) * bend
         actions = torch.zeros(C, H, self.action_dim, device=self.device)
         if inverse is not None:
             d_mean, a_mean, to_action = inverse
@@ -327,6 +350,16 @@ class GraspPlanner(Planner):
             if warm.states is not None:
                 states[:n] = warm.states[1:H]
         return actions, states
+
+    @torch.no_grad()
+    def _rank(self, z0, goal, actions, states, last, best: Best) -> int:
+        """Offer every chain's true rollout to ``best`` as the chains stand; returns model calls.
+        The virtual end: the goal latent, else the rollout's own end."""
+        real = self._rollout(z0, actions)
+        end = real[:, -1:] if last is None else last
+        virtual = torch.cat([z0.expand(actions.shape[0], 1, -1), states, end], dim=1)
+        best.offer(actions, real, self._cost(real, goal, actions), virtual)
+        return actions.shape[0] * self.horizon
 
     def _sync(self, z0, goal, actions: torch.Tensor, virtual: torch.Tensor, best: Best) -> int:
         """J plain gradient steps on the actions through the full rollout; returns model calls."""

@@ -284,6 +284,16 @@ PARAMETERS: tuple[Param, ...] = (
           "GRASP's fresh chains start with the actions that follow their routes under the "
           "model's local linear response (inverse, its default) or with zero actions (zero).",
           choices=INIT_ACTIONS, dynamic=True),
+    Param("planner.rank_every", "int", 0,
+          "GRASP: rank the chains' true rollouts before iteration 0 and every this many iterations "
+          "(the planner's own default 5; 0 here: a cycle ranks every chain at its end anyway, and "
+          "each ranking costs a serial rollout of the few milliseconds a busy cycle has).",
+          range=(0, 100000), dynamic=True),
+    Param("planner.arrivals", "int", None,
+          "GRASP: paces of the fresh chains' routes; chain c reaches the goal at step "
+          "H / 2^(c mod arrivals) and holds there (1, its default: every route takes the whole "
+          "horizon).",
+          range=(1, 16), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
