@@ -122,3 +122,18 @@ def test_report_merges_results_written_before_time_to_success(tmp_path):
     assert "median time to success (s)" in table
     assert "| open | 25 | cem | 100% | 0.050 | - |" in table
     assert "| open | 25 | mppi | 100% | 0.050 | 0.012 |" in table
+
+
+def test_targets_compare_time_to_success_with_cem():
+    """H=50: GRASP's median time to success <= CEM's; H=100: <= half of CEM's."""
+    from grasp_ros.commands.bench import targets
+
+    def row(horizon, planner, seconds):
+        return {"env": "wall_door", "horizon": horizon, "planner": planner, "model": "analytic",
+                "success_rate": 0.9, "median_solve_s": 1.0, "median_time_to_success_s": seconds}
+    rows = [row(50, "grasp", 0.04), row(50, "cem", 0.05), row(100, "grasp", 0.06), row(100, "cem", 0.1)]
+    verdicts = {text: ok for text, ok, _ in targets(rows, [])}
+    assert verdicts["wall_door H=50: GRASP median time to success <= CEM's"] is True
+    assert verdicts["wall_door H=100: GRASP median time to success <= 0.5x CEM's"] is False
+    rows[3]["median_time_to_success_s"] = None        # CEM never succeeded: no verdict
+    assert not any("H=100" in text for text, _, _ in targets(rows, []))

@@ -166,6 +166,14 @@ def targets(rows, timing):
                     f"GRASP {g['success_rate']:.0%}, GD {d['success_rate']:.0%}"))
         out.append(("wall_door H=50: GRASP median solve time <= CEM's", g["median_solve_s"] <= c["median_solve_s"],
                     f"GRASP {g['median_solve_s']:.3f} s, CEM {c['median_solve_s']:.3f} s"))
+    for horizon, factor in ((50, 1.0), (100, 0.5)):     # issue 11: the paper's metric
+        g, c = (cell.get(("wall_door", horizon, p)) for p in ("grasp", "cem"))
+        if g and c and g.get("median_time_to_success_s") is not None and c.get("median_time_to_success_s"):
+            ratio = g["median_time_to_success_s"] / c["median_time_to_success_s"]
+            out.append((f"wall_door H={horizon}: GRASP median time to success <= "
+                        f"{'' if factor == 1 else f'{factor:g}x '}CEM's", ratio <= factor,
+                        f"GRASP {g['median_time_to_success_s']:.3f} s, CEM "
+                        f"{c['median_time_to_success_s']:.3f} s: {ratio:.2f}x"))
     u = cell.get(("u_maze", 100, "grasp"))
     if u:
         out.append(("u_maze H=100: GRASP >= 75%", u["success_rate"] >= 0.75, f"{u['success_rate']:.0%}"))
