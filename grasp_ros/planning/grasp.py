@@ -20,8 +20,9 @@ last prediction to the goal. All H one-step
 predictions of all C chains are ONE batched model call. After each Adam step, Gaussian noise is
 added to the virtual states (exploration). Every ``sync_every`` iterations, ``sync_steps`` plain
 gradient steps on the actions through the full serial rollout pull the actions back to a plan
-that the model really executes ("sync"); those rollouts also rank the chains, and the returned
-plan is the chain whose true rollout costs least.
+that the model really executes ("sync"); those rollouts also rank the chains, as do rollouts
+before iteration 0 and every ``rank_every`` iterations, and the returned plan is the chain whose
+true rollout costs least.
 """
 from __future__ import annotations
 
