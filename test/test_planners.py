@@ -579,6 +579,10 @@ def test_grasp_ranks_its_initial_routes_and_ranking_leaves_the_optimisation_alon
     assert plan.iterations == 0 and float((plan.states[-1] - goal).norm()) < 1e-3
     slow = _CapturingGrasp(model, H, settings=GraspSettings(chains=4, tolerance=1e-6, rank_every=0), seed=0)
     assert slow.plan(z0, goal, budget=Budget(max_iterations=50)).iterations >= 1
+    # tolerance 0 turns the early exit off, even for a plan of cost 0: iteration counts repeat
+    exact = _CapturingGrasp(model, H, settings=GraspSettings(chains=4), seed=0)
+    capped = exact.plan(z0, goal, budget=Budget(max_iterations=3))
+    assert capped.iterations == 3 and capped.cost < 1e-6
 
     def iterates(rank_every):
         planner = _CapturingGrasp(model, H, settings=GraspSettings(chains=4, sync_every=4, rank_every=rank_every), seed=3)

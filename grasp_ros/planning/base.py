@@ -356,7 +356,7 @@ class Planner:
                     planner=self.name, virtual_states=best.virtual_states, **extra)
 
     def _converged(self, best: Best) -> bool:
-        return best.cost <= self.settings.tolerance
+        return self.settings.tolerance > 0 and best.cost <= self.settings.tolerance   # 0: off
 
     def _check_latent(self, z: torch.Tensor, what: str) -> torch.Tensor:
         z = self._check_vector(z, what)
