@@ -128,10 +128,8 @@ class GraspSettings(PlannerSettings):
     offer routes, not standstills. "zero": hold still, all left to the optimiser."""
     warm_chains: float = 0.25
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
-    receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall).
-    (Carrying the last cycle's runner-up chains instead of copies of the plan was tried on
-    wall_door from pixels: 18/20 against 20/20, and worse on the hardest episode; they settle on
-    the plan's route.)"""
+    receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall;
+    alternatives tried: ``docs/notes/planner_experiments.md``)."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
