@@ -86,3 +86,25 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
                                                                     "data": "rosbag"}
     assert closed["checkpoint"] == "arm.pt" and closed["success_rate"] == 0.0
     assert summarise(result, closed_loop.LoopSpec(env="open", model="analytic"))[1]["data"] is None
+
+
+def test_bench_loop_takes_controller_parameters_checked_by_the_node_table():
+    """-p NAME:=VALUE reaches the controller's parameters and the rows, typed by the node's own
+    table; a bad value, an unknown name or one the harness sets is refused with the reason."""
+    closed_loop = pytest.importorskip("grasp_ros.sim.closed_loop", exc_type=ImportError)  # rclpy
+    from grasp_ros.commands.bench_loop import controller_overrides, summarise
+
+    overrides = controller_overrides(["planner.chains:=24", "planner.running_weight=0.2",
+                                      "planner.init_actions:=zero"])
+    assert overrides == {"planner.chains": 24, "planner.running_weight": 0.2, "planner.init_actions": "zero"}
+    spec = closed_loop.LoopSpec(env="open", model="analytic", controller_params=overrides)
+    assert closed_loop.controller_parameters(spec)["planner.chains"] == 24
+    result = closed_loop.LoopResult(ok=True, reason="ok", starts=[], ends=[], samples=np.zeros((0, 6)),
+                                    diagnostics=[], latencies=np.zeros(0), wall_time=1.0, logs={})
+    assert all(row["controller_params"] == overrides for row in summarise(result, spec))
+    for bad, reason in (["planner.chains:=0", "planner.chains"], ["no_such:=1", "unknown"],
+                        ["planner.init_actions:=sideways", "init_actions"],
+                        ["planner:=cem", "--planner"], ["use_sim_time:=false", "harness"],
+                        ["planner.chains", "NAME:=VALUE"]):
+        with pytest.raises(SystemExit, match=reason):
+            controller_overrides([bad])

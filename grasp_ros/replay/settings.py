@@ -24,37 +24,14 @@ ITERATION_MODES = ("auto", "recorded", "parameter")
 
 def parse_assignment(text: str) -> tuple[str, Any]:
     """``name:=value`` or ``name=value`` as (name, typed value); ValueError with the reason."""
-    name, sep, value = text.partition(":=")
-    if not sep:
-        name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not name:
-        raise ValueError(f"parameter {text!r}: expected NAME:=VALUE or NAME=VALUE")
-    return name, typed(name, value)
+    return params.parse_assignment(text, typed)
 
 
 def typed(name: str, value: Any) -> Any:
-    """``value`` (text, or as YAML/JSON gave it) as parameter ``name``'s type, checked."""
+    """``value`` as parameter ``name``'s type, checked; what the replay sets itself is refused."""
     if name in FORCED:
         raise ValueError(f"{name} is set by the replay itself ({name}: {FORCED[name]!r})")
-    spec = params.BY_NAME.get(name)
-    if spec is None:
-        raise ValueError(f"unknown controller parameter {name!r} (see config/grasp_controller.yaml)")
-    if isinstance(value, str) and spec.type != "string":
-        try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{name}: cannot read {value!r} ({exc})") from exc
-    if spec.type == "double" and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if spec.type == "double_array" and isinstance(value, (list, tuple)):
-        value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
-    if spec.type == "string" and not isinstance(value, str):
-        value = str(value)
-    reason = spec.validate(value)
-    if reason:
-        raise ValueError(reason)
-    return value
+    return params.typed_value(name, value)
 
 
 def read_params_file(path) -> dict[str, Any]:

@@ -33,6 +33,8 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+import yaml
+
 from ..control import ON_STALE_CHOICES, TIMING_CHOICES
 from ..models import parse_options
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
@@ -336,6 +338,40 @@ CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeo
                   "clock_timeout", "pair_tolerance")
 """Parameters that are ``ControlConfig`` fields of the same name (the period comes from
 control_rate_hz)."""
+
+
+def typed_value(name: str, value: Any) -> Any:
+    """``value`` (text, or as YAML/JSON gave it) as parameter ``name``'s type, checked by the
+    table; ValueError with the reason."""
+    spec = BY_NAME.get(name)
+    if spec is None:
+        raise ValueError(f"unknown controller parameter {name!r} (see config/grasp_controller.yaml)")
+    if isinstance(value, str) and spec.type != "string":
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{name}: cannot read {value!r} ({exc})") from exc
+    if spec.type == "double" and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.type == "double_array" and isinstance(value, (list, tuple)):
+        value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+    if spec.type == "string" and not isinstance(value, str):
+        value = str(value)
+    reason = spec.validate(value)
+    if reason:
+        raise ValueError(reason)
+    return value
+
+
+def parse_assignment(text: str, typed: Callable[[str, Any], Any] = typed_value) -> tuple[str, Any]:
+    """``name:=value`` (as ``ros2 run ... -p``) or ``name=value`` as (name, ``typed`` value)."""
+    name, sep, value = text.partition(":=")
+    if not sep:
+        name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ValueError(f"parameter {text!r}: expected NAME:=VALUE or NAME=VALUE")
+    return name, typed(name, value)
 
 
 # -- ROS: descriptors, declaration, reading ---------------------------------------------------
