@@ -244,6 +244,11 @@ def test_iteration_times_carry_across_plan_calls(name):
     planner._iteration_seconds.append(1000.0)      # as if a recent iteration had taken 1000 s
     held = planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0))
     assert held.iterations == 0 and bool(torch.isfinite(held.actions).all())
+    # ... and forgets that time, so one slow spell does not stop every later call from planning
+    assert planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations == 3
+    planner._iteration_seconds.extend([1000.0, 1000.0])    # two slow ones: two calls held
+    assert [planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations
+            for _ in range(3)] == [0, 0, 3]
     planner.warm_up(torch.zeros(2), torch.full((2,), 0.1))
     assert planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations == 3
 

@@ -158,7 +158,13 @@ class Deadline:
         if self._last_check is not None:
             self._steps.append(now - self._last_check)
         self._last_check = now
-        return now + reserve + max(self._steps, default=0.0) >= self.max_seconds
+        stop = now + reserve + max(self._steps, default=0.0) >= self.max_seconds
+        if stop and iteration == 0 and self._steps and now + reserve < self.max_seconds:
+            # The slowest remembered iteration (of earlier calls) blocks this call's first: forget
+            # it, so one slow spell cannot keep every later call from planning; a planner whose
+            # iterations never fit tries one again once it has forgotten them all.
+            self._steps.remove(max(self._steps))
+        return stop
 
     def allows(self, seconds: float) -> bool:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""
