@@ -175,11 +175,11 @@ class GraspPlanner(Planner):
         last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
         best, trace = self._best(deadline), ([] if cfg.trace else None)
         sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS, 0, 0
+        synced_at = -1      # the iteration count after the last sync (which ranked the chains)
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
         while not deadline.done(it, reserve=self._reserve("final")) and not self._converged(best):
-            synced = cfg.sync_every and it and it % cfg.sync_every == 0    # ranked just now
-            if cfg.rank_every and it % cfg.rank_every == 0 and not synced:
+            if cfg.rank_every and it % cfg.rank_every == 0 and it != synced_at:
                 calls += self._rank(z0, goal, actions, states, last, best)
                 if self._converged(best):
                     break
@@ -211,7 +211,7 @@ class GraspPlanner(Planner):
                     and deadline.allows(self._reserve("sync") + self._reserve("final"))):
                 with self._timed("sync", deadline):
                     calls += self._sync(z0, goal, actions, full.detach(), best)
-                syncs += 1
+                syncs, synced_at = syncs + 1, it
         with torch.no_grad(), self._timed("final", deadline):
             visited = torch.cat([first, states], dim=1)
             if last is None:
