@@ -600,6 +600,23 @@ def test_parameter_file_matches_the_table_and_loads():
     assert all(f"| `{p.name}` |" in table for p in params.PARAMETERS)
 
 
+def test_a_world_parameter_file_layers_over_the_main_one(ros):
+    # config/arm_controller.yaml: valid against the table, and read after grasp_controller.yaml.
+    arm = CONFIG.with_name("arm_controller.yaml")
+    values = yaml.safe_load(arm.read_text())["/**"]["ros__parameters"]
+    assert values == {"planner.sync_every": 0}
+    assert not params.validate_all({p.name: values.get(p.name, p.default) for p in params.PARAMETERS})
+    node = GraspController(context=ros, namespace="/arm_file", cli_args=[
+        "--ros-args", "--params-file", str(CONFIG), "--params-file", str(arm)])
+    try:
+        assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+        assert node._loop.planner.settings.sync_every == 0
+        assert node._loop.planner.settings.chains == 12     # the main file's value still holds
+    finally:
+        node.trigger_shutdown()
+        node.destroy_node()
+
+
 def test_node_configures_from_the_parameter_file(ros):
     node = GraspController(context=ros, namespace="/from_file",
                            cli_args=["--ros-args", "--params-file", str(CONFIG)])

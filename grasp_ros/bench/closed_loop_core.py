@@ -1,9 +1,11 @@
 """Closed loop through the ROS-free control core: simulator -> ControlLoop -> simulator.
 
-The same cycle the node runs, without DDS, on a simulated clock: one env step per control
+The same cycle the node runs, without DDS, on a simulated clock: one world step per control
 period. Used to choose the controller's planner settings and as a closed-loop benchmark row
-with ``"through": "core"``. A model of joints (the analytic one) observes the joints; an image
-model (the learned one) the camera image, with the goal given as the image of the agent at the
+with ``"through": "core"``. Any world of the sim node runs (``sim.world``): a point-mass layout,
+or the MuJoCo arm with its shipped camera + joints model. The controller sees what its model
+card asks for, as the node would hand it over: the camera frame made the model's square, and/or
+the joints in the card's layout; the goal is the same observation of the robot at rest at the
 goal (as the sim node publishes it).
 """
 from __future__ import annotations
@@ -14,34 +16,61 @@ import numpy as np
 
 from ..control import ControlConfig, Status
 from ..control.build import build_control_loop
-from ..sim import make_env
+from ..models.preprocess import prepare_image
+from ..sim.world import ARM, World, make_world
 
 
-def observation(loop, env, position) -> dict:
-    """What the controller sees of the agent at ``position``: the joints where its model encodes
-    joints (as the bench's ``encode_task`` decides), else the camera image."""
-    if loop.joint_dim:
-        return {"joints": np.asarray(position, dtype=np.float32)}
-    return {"image": env.render(position)}
+def make_core_world(env_name: str, horizon: int, period: float) -> World:
+    """The world of ``env_name`` as the sim node makes it by default (success radius, camera),
+    so that a core row and a row through ROS count the same successes."""
+    from ..sim.node import SimSettings
+    defaults = SimSettings()
+    return make_world(env_name, period, horizon, defaults.success_radius, defaults.image_size)
 
 
-def run_episode(loop, env, seed: int, max_steps: int) -> dict:
-    """Drive one episode; success once the agent is within the success radius of the goal."""
-    episode = env.sample_episode(seed)
-    env.reset(episode)
+def model_spec_for(env_name: str, model: str, horizon: int) -> dict:
+    """The controller's model spec: the arm's shipped checkpoint for a learned arm model."""
+    options = {"env": env_name, "horizon": horizon}
+    if env_name == ARM:
+        if model != "learned":
+            raise ValueError(f"the arm has only a learned model, not {model!r}")
+        from ..sim.closed_loop import ARM_CHECKPOINT
+        options["checkpoint"] = str(ARM_CHECKPOINT)
+    return {"name": model, "options": options}
+
+
+def observation(loop, world: World, position, velocity) -> dict:
+    """What the controller sees of the robot at ``position`` moving at ``velocity``: the inputs
+    its model card names (camera frame as the model's square; joints in the card's layout)."""
+    card, seen = loop.card, {}
+    if card.image is not None:
+        seen["image"] = prepare_image(world.render_at(position), card.image.size, card.image.crop)
+    if card.joints is not None:
+        values = {"position": np.asarray(position, np.float32), "velocity": np.asarray(velocity, np.float32)}
+        seen["joints"] = np.stack([values[f] for f in card.joints.fields], axis=1).reshape(-1)
+    return seen
+
+
+def run_episode(loop, world: World, seed: int, max_steps: int) -> dict:
+    """Drive one episode; success once the world says the goal is reached."""
+    _, goal = world.reset(seed)
     loop.reset()
-    loop.set_goal(observation(loop, env, episode.goal))
+    loop.set_goal(observation(loop, world, goal, np.zeros_like(goal)))
     statuses, solve = [], []
     for k in range(max_steps):
         now = k * loop.config.period
-        loop.observe(observation(loop, env, env.position), now)
+        seen = observation(loop, world, world.position, world.velocity)
+        if "image" in seen and "joints" in seen:   # the node's two topics, paired by stamp
+            loop.observe({"joints": seen.pop("joints")}, now)
+        loop.observe(seen, now)
         result = loop.step(now)
         statuses.append(result.status)
         solve.append(result.solve_time)
-        env.step(result.command)
-        if env.success():
+        world.step(result.command)
+        if world.succeeded():
             return {"success": True, "steps": k + 1, "statuses": statuses, "solve_s": solve}
-    return {"success": False, "steps": max_steps, "statuses": statuses, "solve_s": solve}
+    return {"success": False, "steps": max_steps, "statuses": statuses, "solve_s": solve,
+            "final_distance": world.distance_to_goal()}
 
 
 def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int,
@@ -55,13 +84,13 @@ def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int
     An episode fails after ``max_steps`` control periods (default 3 x horizon); ``progress`` is
     called with each episode's result.
     """
-    env = make_env(env_name, horizon)
+    spec = model_spec_for(env_name, model, horizon)
     config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
-    spec = {"name": model, "options": {"env": env_name, "horizon": horizon}}
+    world = make_core_world(env_name, horizon, config.period)
     loop = build_control_loop(spec, planner, horizon, config, settings)
     results = []
     for i in range(episodes):
-        results.append(run_episode(loop, env, first_seed + i, max_steps or 3 * horizon))
+        results.append(run_episode(loop, world, first_seed + i, max_steps or 3 * horizon))
         if progress is not None:
             progress(results[-1])
     statuses = [s for r in results for s in r["statuses"]]
@@ -73,4 +102,5 @@ def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int
             "median_solve_s": float(np.median([s for r in results for s in r["solve_s"]])),
             "through": "core", "settings": settings or {}, "first_seed": first_seed,
             "max_episode_steps": max_steps or 3 * horizon,
-            "successes": [bool(r["success"]) for r in results]}
+            "successes": [bool(r["success"]) for r in results],
+            "final_distances": [r.get("final_distance", 0.0) for r in results]}

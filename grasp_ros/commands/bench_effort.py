@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..bench import plots
 from ..bench.closed_loop_core import run as run_core
 from ..bench.results import machine_info, markdown_table, write_bench_json
+from ..sim.world import ARM, WORLD_NAMES
 
 COLUMNS = [("variant", "variant"), ("iterations_per_cycle", "iterations / cycle"),
            ("success_rate", "success", ".0%"), ("median_steps", "median steps to goal", ".0f"),
@@ -31,9 +32,10 @@ COLUMNS = [("variant", "variant"), ("iterations_per_cycle", "iterations / cycle"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--env", default="wall_door", choices=("open", "wall_door", "u_maze"))
+    parser.add_argument("--env", default="wall_door", choices=WORLD_NAMES)
     parser.add_argument("--model", default="learned", choices=("learned", "analytic"),
-                        help="learned: from camera images (the shipped model); analytic: joints")
+                        help="learned: the world's shipped model (wall_door's from the camera, the "
+                             "arm's from camera + joints); analytic: joints (point-mass worlds)")
     parser.add_argument("--planner", default="grasp")
     parser.add_argument("--iterations", nargs="+", type=int, default=[3, 12],
                         help="planner iterations per control cycle, one run each")
@@ -67,11 +69,15 @@ def parse_variant(text: str) -> tuple[str, dict]:
     return name, settings
 
 
-def controller_defaults(planner: str) -> dict:
-    """The planner settings the controller node runs with when no planner.* is set."""
+def controller_defaults(planner: str, env: str = "") -> dict:
+    """The planner settings the controller node runs with when no planner.* is set: its
+    parameter defaults, with the world's parameter file (``config/ENV_controller.yaml``) over them."""
     from ..ros import params
+    from ..sim.closed_loop import world_controller_values
 
-    knobs, _ = params.knobs_for(planner, {p.name: p.default for p in params.PARAMETERS})
+    values = {p.name: p.default for p in params.PARAMETERS}
+    values.update(world_controller_values(env) if env else {})
+    knobs, _ = params.knobs_for(planner, values)
     return knobs
 
 
@@ -85,7 +91,9 @@ def _run_one(job: dict) -> dict:
 
 
 def run(args) -> int:
-    base = controller_defaults(args.planner)
+    if args.env == ARM and args.model != "learned":
+        raise SystemExit("bench-effort: the arm has only a learned model (--model learned)")
+    base = controller_defaults(args.planner, args.env)
     variants = [("default", {})] + [parse_variant(v) for v in args.variant]
     max_steps = round(args.max_episode_time * args.rate)
     jobs = [{"env": args.env, "planner": args.planner, "horizon": args.horizon, "rate": args.rate,

@@ -270,6 +270,12 @@ PARAMETERS: tuple[Param, ...] = (
           "GRASP: syncs per cycle at most (unset: no cap). A replay of a run recorded under a "
           "wall-clock budget sets each cycle's recorded count (PlanDiagnostics.syncs).",
           range=(0, 100000), dynamic=True),
+    Param("planner.sync_every", "int", None,
+          "GRASP: iterations between syncs, gradient steps on the actions through the full "
+          "rollout (0: none; unset: the planner's default, 10). Through a learned model with "
+          "momentum the full-rollout step exploits the model's errors: config/arm_controller.yaml "
+          "turns it off for the arm.",
+          range=(0, 100000), dynamic=True),
     Param("planner.running_weight", "double", 0.1,
           "Weight of the mean running goal distance in the task cost, every planner (the terminal "
           "distance has weight 1). Closed loop needs it: with the terminal distance alone, every "

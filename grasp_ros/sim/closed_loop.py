@@ -178,20 +178,37 @@ def isolate_dds(environ=os.environ) -> dict:
     return {k: environ[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
 
 
-def controller_params_file() -> Optional[Path]:
-    """config/grasp_controller.yaml: the source tree's in a checkout, else the installed share/'s.
+def controller_params_file(name: str = "grasp_controller.yaml") -> Optional[Path]:
+    """config/NAME (default grasp_controller.yaml): the source tree's in a checkout, else the
+    installed share/'s.
 
-    None if neither exists (the controller's built-in defaults are the same values).
+    None if neither exists (for grasp_controller.yaml: the controller's built-in defaults are
+    the same values).
     """
-    source = Path(__file__).resolve().parents[2] / "config" / "grasp_controller.yaml"
+    source = Path(__file__).resolve().parents[2] / "config" / name
     if source.is_file():
         return source
     try:
         from ament_index_python.packages import get_package_share_directory
-        installed = Path(get_package_share_directory("grasp_ros")) / "config" / "grasp_controller.yaml"
+        installed = Path(get_package_share_directory("grasp_ros")) / "config" / name
     except (ImportError, LookupError):
         return None
     return installed if installed.is_file() else None
+
+
+def world_params_file(env: str) -> Optional[Path]:
+    """config/ENV_controller.yaml: a world's controller parameters over grasp_controller.yaml
+    (the arm's), None for a world that needs none."""
+    return controller_params_file(f"{env}_controller.yaml")
+
+
+def world_controller_values(env: str) -> dict:
+    """The parameters ``world_params_file(env)`` sets (name -> value); {} without one."""
+    path = world_params_file(env)
+    if path is None:
+        return {}
+    import yaml
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8"))["/**"]["ros__parameters"])
 
 
 def sim_parameters(spec: LoopSpec) -> dict:
@@ -240,9 +257,9 @@ def node_commands(spec: LoopSpec) -> dict[str, list[str]]:
     for name, value in sim_parameters(spec).items():
         sim += _ros_arg(name, value)
     controller = [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args"]
-    params_file = controller_params_file()
-    if params_file is not None:
-        controller += ["--params-file", str(params_file)]
+    for params_file in (controller_params_file(), world_params_file(spec.env)):
+        if params_file is not None:
+            controller += ["--params-file", str(params_file)]
     for name, value in controller_parameters(spec).items():
         controller += _ros_arg(name, value)
     controller += ["-r", "~/goal_state:=/goal_state", "-r", "~/goal_image:=/goal_image"]
@@ -429,8 +446,10 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     (keep it cheap); returning True ends the run as finished (``grasp-ros soak``: its duration).
     """
     isolate_dds()
-    # The launch file takes the demo's arguments only: other settings need the two processes.
-    plain = not (spec.lockstep or spec.controller_params or spec.model_checkpoint)
+    # The launch file takes the demo's arguments and one parameter file only: other settings
+    # need the two processes.
+    plain = not (spec.lockstep or spec.controller_params or spec.model_checkpoint
+                 or world_params_file(spec.env))
     use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available())
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
     say = progress or (lambda text: None)
