@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,7 +86,13 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
         assert {k: row[k] for k in ("env", "through", "data")} == {"env": "arm", "through": "ros",
                                                                     "data": "rosbag"}
     assert closed["checkpoint"] == "arm.pt" and closed["success_rate"] == 0.0
-    assert summarise(result, closed_loop.LoopSpec(env="open", model="analytic"))[1]["data"] is None
+    # The arm's parameter file is in the rows and on the controller's command line, after the main one.
+    assert closed["world_params"] == {"file": "config/arm_controller.yaml", "planner.sync_every": 0}
+    files = [a for i, a in enumerate(closed_loop.node_commands(spec)["controller"][1:])
+             if closed_loop.node_commands(spec)["controller"][i] == "--params-file"]
+    assert [Path(f).name for f in files] == ["grasp_controller.yaml", "arm_controller.yaml"]
+    point_mass = summarise(result, closed_loop.LoopSpec(env="open", model="analytic"))[1]
+    assert point_mass["data"] is None and "world_params" not in point_mass
 
 
 def test_bench_loop_takes_controller_parameters_checked_by_the_node_table():

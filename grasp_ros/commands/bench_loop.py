@@ -198,6 +198,7 @@ def _percentile_ms(values, q: float):
 def summarise(result, spec, card=None) -> tuple[dict, dict]:
     """The "loop" and "closed_loop" rows of BENCH_FORMAT.md; ``card``: the learned model's, whose
     provenance says where its training data came from."""
+    from ..sim.closed_loop import world_controller_values, world_params_file
     cycles, solve = result.cycles, result.solve_times()
     statuses = {}
     for d in result.diagnostics:
@@ -240,8 +241,11 @@ def summarise(result, spec, card=None) -> tuple[dict, dict]:
         "observation": spec.observation, "data": data_source(card),
         "checkpoint": spec.model_checkpoint.name if spec.model_checkpoint else None,
     }
+    world = world_params_file(spec.env)
     for row in (loop, closed):
         row["controller_params"] = dict(spec.controller_params)   # what -p changed ({}: defaults)
+        if world is not None:   # the world's parameter file, under -p
+            row["world_params"] = {"file": f"config/{world.name}", **world_controller_values(spec.env)}
     return loop, closed
 
 
