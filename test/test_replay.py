@@ -337,6 +337,33 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_launch_variant_starts_the_package_launch_file_with_the_replay_parameters(tmp_path, capsys):
+    """--launch: ``ros2 launch grasp_ros grasp_controller.launch.py`` with the replay's parameter
+    file, and the two values that launch file sets after the file (use_sim_time, autostart) given
+    as the replay needs them; without a ROS 2 install that has the package, refused up front."""
+    from grasp_ros.cli import main
+    from grasp_ros.replay.driver import CONTROLLER_LAUNCH_FILE, controller_command
+    from grasp_ros.replay.settings import FORCED
+    from grasp_ros.sim.closed_loop import launch_available
+
+    command = controller_command(tmp_path / "c.yaml", dict(FORCED), launch=True)
+    assert command[:4] == ["ros2", "launch", "grasp_ros", CONTROLLER_LAUNCH_FILE]
+    assert {f"params_file:={tmp_path / 'c.yaml'}", "use_sim_time:=true", "autostart:=false",
+            "node_name:=grasp_controller"} == set(command[4:])
+    launch_file = Path(__file__).resolve().parents[1] / "launch" / CONTROLLER_LAUNCH_FILE
+    declared = launch_file.read_text()
+    assert all(f'("{arg.split(":=")[0]}"' in declared for arg in command[4:])   # its arguments
+    plain = controller_command(tmp_path / "c.yaml", dict(FORCED))
+    assert plain[1:] == ["-m", "grasp_ros.ros.controller_node", "--ros-args", "--params-file",
+                         str(tmp_path / "c.yaml")]
+    if launch_available(CONTROLLER_LAUNCH_FILE):
+        pytest.skip("ros2 launch is installed here: the refusal below does not apply")
+    out = tmp_path / "out"
+    assert main(["replay", str(BAG), "--out", str(out), "--launch"]) == 2
+    assert "--launch starts the controller with `ros2 launch grasp_ros" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp_path):
     from grasp_ros.replay import ReplayOptions, prepare
 

@@ -45,8 +45,14 @@ def observation(loop, world: World, position, velocity) -> dict:
     card, seen = loop.card, {}
     if card.image is not None:
         seen["image"] = prepare_image(world.render_at(position), card.image.size, card.image.crop)
-    if card.joints is not None:
-        values = {"position": np.asarray(position, np.float32), "velocity": np.asarray(velocity, np.float32)}
+    if card.joints is not None:   # the card's joints by name, as the node selects them
+        missing = sorted(set(card.joints.names) - set(world.joint_names))
+        if missing:
+            raise ValueError(f"the model encodes joints {missing} that {world.name} does not have "
+                             f"(its joints: {list(world.joint_names)})")
+        order = [list(world.joint_names).index(name) for name in card.joints.names]
+        values = {"position": np.asarray(position, np.float32)[order],
+                  "velocity": np.asarray(velocity, np.float32)[order]}
         seen["joints"] = np.stack([values[f] for f in card.joints.fields], axis=1).reshape(-1)
     return seen
 

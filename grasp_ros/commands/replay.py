@@ -4,6 +4,7 @@
     grasp-ros replay my_bag -p planner:=cem --out ab_cem            # what would CEM have done?
     grasp-ros replay my_bag -p model_options:='{checkpoint: new.pt}' --max-command-diff 0.2
     grasp-ros replay my_bag --start 10 --end 30 --speed 1          # a window, at real time
+    grasp-ros replay my_bag --launch                                # the controller via ros2 launch
 
 Writes replay.md, replay.json ("bench": "replay"), replay.png, cycles.csv and controller.log
 into --out. Exit status: 0 within the tolerances, 1 beyond them, 2 for a bad bag or bad
@@ -47,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        ("diagnostics", "--diagnostics-topic"), ("clock", "--clock-topic")):
         parser.add_argument(flag, dest=f"topic_{role}", default=None, metavar="TOPIC",
                             help=f"the bag's {role.replace('_', ' ')} topic (default: found by name)")
+    parser.add_argument("--launch", action="store_true",
+                        help="start the controller with `ros2 launch grasp_ros grasp_controller.launch.py` "
+                             "(needs a ROS 2 install with the package built) instead of python -m")
     parser.add_argument("--cycle-timeout", type=float, default=600.0,
                         help="wall seconds to wait for one cycle before giving up (default: %(default)s)")
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             tolerances=Tolerances(args.max_command_diff, args.max_rms_command_diff,
                                   args.max_status_changes, args.max_cost_diff),
             topics={k[len("topic_"):]: v for k, v in vars(args).items() if k.startswith("topic_") and v},
-            cycle_timeout=args.cycle_timeout)
+            cycle_timeout=args.cycle_timeout, launch=args.launch)
         prepared = prepare(options)
     except (BagError, ValueError) as exc:
         print(f"grasp-ros replay: {exc}", file=sys.stderr)

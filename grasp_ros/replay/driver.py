@@ -1,7 +1,8 @@
 """Drive a real ``grasp_controller`` process through recorded cycles, in lock step over DDS.
 
-The controller runs as its own process (``python -m grasp_ros.ros.controller_node``, as on a
-robot) with ``use_sim_time``, in a private DDS domain; this process owns /clock. Per cycle:
+The controller runs as its own process (``python -m grasp_ros.ros.controller_node``, or through
+``ros2 launch`` and the package's launch file: ``controller_command``) with ``use_sim_time``, in a
+private DDS domain; this process owns /clock. Per cycle:
 
 1. its inputs, in the bag's receive order, each published with the recorded bytes. The
    controller's sensor subscriptions are made reliable and deep for the replay (its QoS
@@ -148,15 +149,32 @@ class _ReplayNode(Node):
                                  qos_profile_parameter_events)
 
 
+CONTROLLER_LAUNCH_FILE = "grasp_controller.launch.py"
+
+
+def controller_command(params_file: Path, values: dict[str, Any], launch: bool = False) -> list[str]:
+    """The controller's command line, every parameter in ``params_file``: ``python -m`` the node,
+    or with ``launch`` the package's launch file (as on a robot). The launch file sets
+    ``use_sim_time`` and ``autostart`` from its arguments after the file, so they are passed
+    again; the node keeps its default name, which the replay's clients address."""
+    if not launch:
+        return [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
+                "--params-file", str(params_file)]
+    flag = {True: "true", False: "false"}
+    return ["ros2", "launch", "grasp_ros", CONTROLLER_LAUNCH_FILE, f"params_file:={params_file}",
+            f"use_sim_time:={flag[bool(values.get('use_sim_time', False))]}",
+            f"autostart:={flag[bool(values.get('autostart', False))]}", f"node_name:={NODE_NAME}"]
+
+
 class Replayer:
     """One replay: ``run(steps)`` starts the controller, drives it, stops it (see the module doc)."""
 
     def __init__(self, recording: Recording, values: dict[str, Any], log_dir: Path,
                  call_timeout: float = 60.0, cycle_timeout: float = 600.0, speed: float = 0.0,
-                 progress: Callable[[str], None] = lambda text: None):
+                 progress: Callable[[str], None] = lambda text: None, launch: bool = False):
         self.recording, self.values = recording, values
         self.log_dir, self.call_timeout, self.cycle_timeout = Path(log_dir), call_timeout, cycle_timeout
-        self.speed, self.progress = speed, progress
+        self.speed, self.progress, self.launch = speed, progress, launch
 
     def run(self, make_steps: Callable[[list[str]], Sequence[Step]], activation: int) -> ReplayRun:
         """Start the controller (activated at clock ``activation``, ns), replay the steps that
@@ -176,8 +194,7 @@ class Replayer:
             try:
                 params_file = Path(scratch) / "controller.yaml"
                 params_file.write_text(params_file_text({**self.values, **overrides}), encoding="utf-8")
-                command = [sys.executable, "-m", "grasp_ros.ros.controller_node",
-                           "--ros-args", "--params-file", str(params_file)]
+                command = controller_command(params_file, self.values, self.launch)
                 replayed, extra, delivered, startup, wall, subscribed = self._run(command, make_steps, activation)
             finally:
                 if not given_profile:

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..bench.load import load_average
+from ..sim.closed_loop import launch_available
 from .bag import NS, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
-from .driver import Replayer, ReplayRun
+from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
 from .schedule import Step, activation_clock, plan_steps
 from .settings import controller_values, iteration_mode, read_params_file
@@ -49,6 +50,8 @@ class ReplayOptions:
     """Bag topics by role where the defaults do not fit (``bag.CANDIDATES``)."""
     cycle_timeout: float = 600.0
     call_timeout: float = 60.0
+    launch: bool = False
+    """Start the controller with ``ros2 launch grasp_ros grasp_controller.launch.py``."""
 
 
 @dataclass
@@ -79,6 +82,10 @@ def prepare(options: ReplayOptions) -> Prepared:
         raise ValueError(f"--speed must be >= 0 (0: as fast as possible), got {options.speed}")
     if not 0 <= options.start <= options.end:
         raise ValueError(f"the window must have 0 <= start <= end, got {options.start:g} to {options.end:g}")
+    if options.launch and not launch_available(CONTROLLER_LAUNCH_FILE):
+        raise ValueError(f"--launch starts the controller with `ros2 launch grasp_ros "
+                         f"{CONTROLLER_LAUNCH_FILE}`, which needs ROS 2 (ros2, launch, launch_ros) "
+                         f"and grasp_ros built into it (its share/ folder): not found here")
     file_values = read_params_file(options.params_file) if options.params_file else {}
     recording = read_recording(options.bag, options.topics)
     values, sources = controller_values(recording.parameters, file_values, options.overrides,
@@ -115,7 +122,7 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
             return chosen
 
         replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
-                            options.cycle_timeout, options.speed, progress)
+                            options.cycle_timeout, options.speed, progress, options.launch)
         try:
             run = replayer.run(make_steps, prepared.activation)
         finally:

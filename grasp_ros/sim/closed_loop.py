@@ -282,8 +282,9 @@ def launch_command(spec: LoopSpec) -> list[str]:
     return ["ros2", "launch", "grasp_ros", LAUNCH_FILE, *(f"{k}:={v}" for k, v in text.items())]
 
 
-def launch_available() -> bool:
-    """``ros2 launch`` can start sim_demo.launch.py here (a ROS 2 install, not only the wheels)."""
+def launch_available(launch_file: str = LAUNCH_FILE) -> bool:
+    """``ros2 launch`` can start grasp_ros's ``launch_file`` (default sim_demo.launch.py) here: a
+    ROS 2 install with the package built, not only the wheels."""
     if shutil.which("ros2") is None or any(importlib.util.find_spec(m) is None
                                            for m in ("launch", "launch_ros")):
         return False
@@ -292,7 +293,7 @@ def launch_available() -> bool:
         share = Path(get_package_share_directory("grasp_ros"))
     except (ImportError, LookupError):
         return False
-    return (share / "launch" / LAUNCH_FILE).is_file()
+    return (share / "launch" / launch_file).is_file()
 
 
 class Processes:
