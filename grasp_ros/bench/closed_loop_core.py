@@ -13,10 +13,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+from sensor_msgs.msg import JointState
 
 from ..control import ControlConfig, Status
 from ..control.build import build_control_loop
 from ..models.preprocess import prepare_image
+from ..ros.conversions import joint_values
 from ..sim.world import ARM, World, make_world
 
 
@@ -45,15 +47,10 @@ def observation(loop, world: World, position, velocity) -> dict:
     card, seen = loop.card, {}
     if card.image is not None:
         seen["image"] = prepare_image(world.render_at(position), card.image.size, card.image.crop)
-    if card.joints is not None:   # the card's joints by name, as the node selects them
-        missing = sorted(set(card.joints.names) - set(world.joint_names))
-        if missing:
-            raise ValueError(f"the model encodes joints {missing} that {world.name} does not have "
-                             f"(its joints: {list(world.joint_names)})")
-        order = [list(world.joint_names).index(name) for name in card.joints.names]
-        values = {"position": np.asarray(position, np.float32)[order],
-                  "velocity": np.asarray(velocity, np.float32)[order]}
-        seen["joints"] = np.stack([values[f] for f in card.joints.fields], axis=1).reshape(-1)
+    if card.joints is not None:   # the sim node's joint_states, read as the node reads them
+        state = JointState(name=list(world.joint_names), position=np.asarray(position, float).tolist(),
+                           velocity=np.asarray(velocity, float).tolist())
+        seen["joints"] = joint_values(state, card.joints.names, card.joints.fields, world.name)
     return seen
 
 

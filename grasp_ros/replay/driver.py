@@ -160,10 +160,9 @@ def controller_command(params_file: Path, values: dict[str, Any], launch: bool =
     if not launch:
         return [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
                 "--params-file", str(params_file)]
-    flag = {True: "true", False: "false"}
     return ["ros2", "launch", "grasp_ros", CONTROLLER_LAUNCH_FILE, f"params_file:={params_file}",
-            f"use_sim_time:={flag[bool(values.get('use_sim_time', False))]}",
-            f"autostart:={flag[bool(values.get('autostart', False))]}", f"node_name:={NODE_NAME}"]
+            f"use_sim_time:={str(bool(values.get('use_sim_time'))).lower()}",
+            f"autostart:={str(bool(values.get('autostart'))).lower()}", f"node_name:={NODE_NAME}"]
 
 
 class Replayer:
