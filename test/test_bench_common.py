@@ -99,10 +99,11 @@ def test_bench_loop_takes_controller_parameters_checked_by_the_node_table():
     """-p NAME:=VALUE reaches the controller's parameters and the rows, typed by the node's own
     table; a bad value, an unknown name or one the harness sets is refused with the reason."""
     closed_loop = pytest.importorskip("grasp_ros.sim.closed_loop", exc_type=ImportError)  # rclpy
-    from grasp_ros.commands.bench_loop import controller_overrides, summarise
+    from grasp_ros.commands._bench_common import controller_overrides
+    from grasp_ros.commands.bench_loop import summarise
 
     overrides = controller_overrides(["planner.chains:=24", "planner.running_weight=0.2",
-                                      "planner.init_actions:=zero"])
+                                      "planner.init_actions:=zero"], "bench-loop")
     assert overrides == {"planner.chains": 24, "planner.running_weight": 0.2, "planner.init_actions": "zero"}
     spec = closed_loop.LoopSpec(env="open", model="analytic", controller_params=overrides)
     assert closed_loop.controller_parameters(spec)["planner.chains"] == 24
@@ -114,4 +115,4 @@ def test_bench_loop_takes_controller_parameters_checked_by_the_node_table():
                         ["planner:=cem", "--planner"], ["use_sim_time:=false", "harness"],
                         ["planner.chains", "NAME:=VALUE"]):
         with pytest.raises(SystemExit, match=reason):
-            controller_overrides([bad])
+            controller_overrides([bad], "bench-loop")

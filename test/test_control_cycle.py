@@ -170,6 +170,75 @@ def test_a_late_solve_cannot_delay_the_command_and_still_warm_starts_the_next_cy
     assert loop._plan_time == 4.0
 
 
+def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
+    """A realtime run: a late cycle (FALLBACK), a cycle that finds the planner still busy
+    (FALLBACK), the late plan's report, then a cycle warm-started from it. The same inputs
+    through a fresh loop that names the two cycles (how a replay repeats them, at the late plan's
+    iteration count): the same four commands, and the same late plan."""
+    def run(loop, ticks, on_late):
+        published = Published()
+        runner = CycleRunner(loop, published, on_late)
+        runner.start()
+        try:
+            out = []
+            for t, before in ticks:
+                before()
+                runner.tick(t)
+                out.append(published.next())
+        finally:
+            runner.stop()
+        return out
+
+    def realtime():
+        loop.model.delay = 0.05               # far over the budget: the solve comes late
+        loop.configure(timing="realtime", solve_budget=0.01)
+
+    def in_time():
+        assert late_seen.wait(30.0)           # the late plan is done before the next cycle
+        loop.model.delay = 0.0
+        loop.configure(timing="fixed_iterations")
+
+    loop = ready_loop(period=1.0, max_observation_age=100.0)
+    late_seen, recorded_late = threading.Event(), []
+    nothing = lambda: None                    # noqa: E731
+    recorded = run(loop, [(0.0, nothing), (1.0, realtime), (2.0, nothing), (3.0, in_time)],
+                   _Notify(recorded_late, late_seen))
+    assert [r.status for r in recorded] == [Status.OK, Status.FALLBACK, Status.FALLBACK, Status.OK]
+    assert "still on the cycle" in recorded[2].message and recorded[3].warm_started
+    (report,) = recorded_late
+    assert report.time == 1.0 and report.status == Status.FALLBACK and "late plan" in report.message
+    assert report.iterations == 0 and math.isfinite(report.cost)   # its budget had run out at once
+
+    again = make_loop(period=1.0, max_observation_age=100.0, late_cycles=(1.0,), busy_cycles=(2.0,))
+    again.set_goal({"joints": np.array([0.6, -0.4])})
+    again.observe({"joints": np.array([0.0, 0.0])}, stamp=0.0)
+    counts = lambda n: (lambda: again.request_settings(iterations=n))   # noqa: E731
+    replayed_late = []
+    replayed = run(again, [(0.0, nothing), (1.0, counts(report.iterations)), (2.0, nothing),
+                           (3.0, counts(15))], replayed_late.append)
+    assert [r.status for r in replayed] == [r.status for r in recorded]
+    for a, b in zip(recorded, replayed):
+        np.testing.assert_array_equal(a.command, b.command)
+    np.testing.assert_array_equal(replayed_late[0].command, report.command)
+    assert replayed_late[0].iterations == report.iterations
+
+
+class _Notify:
+    """A late-plan callback: keeps the reports in ``into`` and sets ``event``."""
+
+    def __init__(self, into, event):
+        self.into, self.event = into, event
+
+    def __call__(self, result):
+        self.into.append(result)
+        self.event.set()
+
+
+def test_named_replay_cycles_need_fixed_iterations():
+    with pytest.raises(ValueError, match="fixed_iterations"):
+        ControlConfig(timing="realtime", late_cycles=(1.0,)).validate()
+
+
 def spy(plan, seen):
     def wrapped(z0, goal, warm=None, budget=None):
         seen.append(warm)

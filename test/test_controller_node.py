@@ -278,6 +278,17 @@ def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
     assert r.controlling().status in PLANNED
 
 
+def test_the_node_reports_its_cpu_kernels_and_refuses_another_value(rig):
+    """cpu_capability says which CPU kernels torch runs here (what a recording must repeat); a
+    start-up value that says otherwise fails configure with the way to choose them."""
+    r = rig()
+    assert r.node.get_parameter("cpu_capability").value == torch.backends.cpu.get_cpu_capability().lower()
+    assert not r.set_parameters(cpu_capability="other")[0].successful      # read-only
+    other = rig(cpu_capability="no_such_kernels")
+    assert not other.transition(Transition.TRANSITION_CONFIGURE)
+    assert "ATEN_CPU_CAPABILITY" in other.node._refused["cpu_capability"]
+
+
 def test_bad_model_options_fail_configure_and_need_a_restart(rig):
     r = rig(model_options="{env: no_such_env}")
     assert not r.transition(Transition.TRANSITION_CONFIGURE)

@@ -210,6 +210,21 @@ def test_grasp_reports_its_syncs_and_a_budgeted_plan_repeats_from_its_counts():
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_a_plan_whose_budget_ran_out_at_once_repeats_with_zero_iterations(name):
+    """A cycle whose wall-clock budget was gone before the first iteration plans 0 iterations (the
+    initial plans ranked); ``iterations`` 0 repeats it exactly, warm start included."""
+    model = LinearModel()
+    warm = _planner(name, model).plan(Z0, GOAL, budget=Budget(max_iterations=2)).shifted(1)
+    timed = _planner(name, model)
+    recorded = timed.plan(Z0, GOAL, warm, budget=Budget(max_seconds=1e-9))
+    assert recorded.iterations == 0
+    again = _planner(name, model, iterations=0).plan(Z0, GOAL, warm)
+    assert again.iterations == 0 and torch.equal(again.actions, recorded.actions)
+    assert torch.equal(_planner(name, model).plan(Z0, GOAL, warm, Budget(max_iterations=0)).actions,
+                       recorded.actions)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_warm_up_leaves_the_next_plan_as_a_fresh_planners(name):
     """warm_up (a cold and a warm-started plan before the first cycle) rewinds the random stream."""
     fresh = _planner(name, LinearModel()).plan(Z0, GOAL)
@@ -254,7 +269,7 @@ def test_iteration_times_carry_across_plan_calls(name):
 
 
 def test_budget_rejects_nonsense():
-    for bad in (dict(max_iterations=0), dict(max_seconds=0.0), dict(max_seconds=-1.0),
+    for bad in (dict(max_iterations=-1), dict(max_seconds=0.0), dict(max_seconds=-1.0),
                 dict(max_seconds=math.nan)):
         with pytest.raises(ValueError):
             Budget(**bad)
@@ -270,7 +285,7 @@ BAD_SETTINGS = {
     "mppi": [dict(temperature=0.0), dict(samples=0), dict(noise_std=-0.5)],
     "gd": [dict(lr=-0.1), dict(lr=0.0), dict(chains=0), dict(grad_clip=-1.0)],
 }
-COMMON_BAD = [dict(iterations=0), dict(running_weight=-1.0), dict(tolerance=math.nan),
+COMMON_BAD = [dict(iterations=-1), dict(running_weight=-1.0), dict(tolerance=math.nan),
               dict(running_weight=math.inf), dict(no_such_setting=1)]
 
 
@@ -297,7 +312,7 @@ def test_bad_input_raises_value_error(name):
 
 @pytest.mark.parametrize("cls, settings", [
     (GraspPlanner, GraspSettings(sync_steps=-1)), (CemPlanner, CemSettings(elites=400)),
-    (MppiPlanner, MppiSettings(temperature=-1.0)), (GdPlanner, GdSettings(iterations=0)),
+    (MppiPlanner, MppiSettings(temperature=-1.0)), (GdPlanner, GdSettings(iterations=-1)),
 ])
 def test_bad_settings_object_rejected_at_construction(cls, settings):
     with pytest.raises(ValueError):

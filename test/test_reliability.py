@@ -388,7 +388,7 @@ class TestJoints:
 PARAMETER_CASES = [
     # (id, name, value, keyword of the reason)
     ("out-of-range", "max_observation_age", -1.0, "max_observation_age"),
-    ("out-of-range-int", "planner.iterations", 0, "planner.iterations"),
+    ("out-of-range-int", "planner.iterations", -1, "planner.iterations"),
     ("wrong-type", "planner.lr_actions", "fast", "Wrong parameter type"),
     ("wrong-type-int", "planner.iterations", 2.5, "Wrong parameter type"),
     ("nan-double", "max_observation_age", NAN, "max_observation_age"),

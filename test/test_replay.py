@@ -129,15 +129,20 @@ def test_the_shipped_bag_replays_exactly(tmp_path):
     assert row["parameters_from"].startswith("recorded in the bag")
     assert row["iteration_mode"] == "parameter" and row["settings"]["planner.iterations"] == 20
     assert row["speed_vs_real_time"] > 0
+    # Recorded on AVX2 kernels: a newer CPU runs them again for the replay (same rounding).
+    assert row["cpu_capability"] == {"recorded": "avx2", "replayed": "avx2"}
     report = (out / "replay.md").read_text()
     assert "PASSED" in report and "Open loop" in report and "did not react" in report
     assert "x real time" in report
     assert (out / "replay.png").stat().st_size > 0 and (out / "controller.log").exists()
 
 
-def record_demo(bag: Path, tmp_path: Path) -> str:
-    """`grasp-ros record` (sqlite3) around a lock-step demo, the recorder started first; the
-    recorder's output. The recorder subscribes to a topic once it sees its publisher, so on a busy
+LOCK_STEP = ("--lockstep", "5")
+
+
+def record_demo(bag: Path, tmp_path: Path, *how: str) -> str:
+    """`grasp-ros record` (sqlite3) around a demo (lock step unless ``how`` says otherwise), the
+    recorder started first; the recorder's output. The recorder subscribes to a topic once it sees its publisher, so on a busy
     machine it can miss the controller's first cycles: such a recording (its first cycle warm
     started) is made again, up to three times."""
     from grasp_ros.replay.bag import read_recording
@@ -153,7 +158,8 @@ def record_demo(bag: Path, tmp_path: Path) -> str:
                 lines.append(recorder.stdout.readline())
                 assert lines[-1], "".join(lines)           # it ended before it began recording
             demo = subprocess.run([sys.executable, "-m", "grasp_ros.cli", "demo", "--model", "analytic",
-                                   "--lockstep", "5", "--max-episode-time", "1.5", "--seed", "3",
+                                   *(how or LOCK_STEP), "--max-episode-time", "1.5", "--seed", "3",
+                                   "--start-delay", "3",
                                    "--out", str(tmp_path / f"demo{attempt}")],
                                   capture_output=True, text=True, timeout=TIMEOUT, env=env)
             assert "control cycles" in demo.stdout, demo.stdout + demo.stderr
@@ -162,10 +168,25 @@ def record_demo(bag: Path, tmp_path: Path) -> str:
             output = "".join(lines) + recorder.communicate(timeout=60)[0]
         assert "recorded the parameters of /grasp_controller" in output, output
         assert list(bag.glob("*.db3")), output
-        if not read_recording(bag).cycles[0].warm_started:
+        missing = _missing_start(read_recording(bag))
+        if not missing:
             return output
-        print(f"recording {attempt + 1} began after the controller's first cycle; again")
-    raise AssertionError("three recordings all began after the controller's first cycle")
+        print(f"recording {attempt + 1} {missing}; again")
+    raise AssertionError("three recordings all missed the start of the run")
+
+
+def _missing_start(recording) -> str:
+    """What a recording lacks of its run's start (the recorder discovers the run's topics a little
+    late on a busy machine), or ""."""
+    if recording.cycles[0].warm_started or recording.cycles[0].time > 0.15 * NS:   # the first: 0.1 s
+        return "began after the controller's first cycle"
+    stamps = {i.stamp for i in recording.inputs if i.role in ("image", "joints")}
+    for cycle in recording.cycles:
+        if math.isfinite(cycle.observation_age):
+            used = cycle.time - int(round(cycle.observation_age * NS))
+            if not any(abs(used - s) <= 1000 for s in stamps):
+                return f"lacks the observation of the cycle at {cycle.time / NS:.2f} s"
+    return ""
 
 
 def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
@@ -182,6 +203,44 @@ def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
         assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0 and row["input_mismatches"] == 0
         runs.append(replayed_commands(tmp_path / name))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_late_plans_of_a_realtime_run_replay_exactly(tmp_path):
+    """A controller in real time whose planner can never finish by its deadline (a 0.1 ms solve
+    budget; the sim steps when a command arrives): every cycle that plans is late (FALLBACK, the
+    previous plan's action), a cycle that comes while the late plan still runs is busy (FALLBACK),
+    and the late plan warm-starts the next cycle. The bag holds the late plans' reports
+    (~/late_plans); the replay plans each late cycle again with its late plan's counts, sends the
+    previous plan's action, keeps the busy cycles unplanned, and repeats the run exactly."""
+    from grasp_ros.replay.bag import read_recording
+
+    bag = tmp_path / "late"
+    record_demo(bag, tmp_path, *LOCK_STEP, "-p", "timing:=realtime", "-p", "solve_budget:=0.0001")
+    recording = read_recording(bag)
+    fallbacks = [c for c in recording.cycles if c.status == 2]
+    assert len(fallbacks) >= 5 and recording.late_plans, [c.status_text for c in recording.cycles]
+    reported = {c.time for c in recording.late_plans}
+    assert reported <= {c.time for c in fallbacks}
+    # A late plan still running when the run ended is never reported: replay up to it.
+    unreported = [c.time for c in fallbacks if c.time > max(reported)
+                  and not c.status_text.startswith("FALLBACK: the planner is still")]
+    end = (min(unreported) - recording.cycles[0].time) / NS - 0.05 if unreported else math.inf
+    fallbacks = [c for c in fallbacks if c.time - recording.cycles[0].time <= end * NS]
+    code, output, row = replay(bag, tmp_path / "out", "--end", str(end))
+    assert code == 0, output
+    assert row["iteration_mode"] == "recorded" and row["late_cycles"] == len(recording.late_plans)
+    assert row["late_cycles"] + row["busy_cycles"] == len(fallbacks)
+    assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0 and row["input_mismatches"] == 0
+    assert row["settings"]["replay.late_cycles"] and "replay.late_cycles" not in row["changed"]
+    report = (tmp_path / "out" / "replay.md").read_text()
+    assert f"{row['late_cycles']} late" in report
+
+    # Without the late plans' reports (a bag recorded without the topic), they cannot repeat.
+    blind = rewrite(bag, tmp_path / "blind", transform=lambda t, k, r, raw: None if t.endswith("late_plans")
+                    else (t, k, r, raw))
+    code, output, row = replay(blind, tmp_path / "blind_out", "--end", str(end))
+    assert code == 1 and row["status_changes"] >= 1 and row["late_cycles"] == 0, output
+    assert "no late plan report" in (tmp_path / "blind_out" / "replay.md").read_text()
 
 
 def test_compressed_images_and_recorded_iteration_counts(tmp_path):

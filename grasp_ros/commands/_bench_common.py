@@ -60,3 +60,37 @@ def data_source(card) -> Optional[str]:
     """Where a model's training data came from, from its card: "rosbag", "simulator", or None."""
     source = str((card.provenance if card is not None else {}).get("source") or "")
     return source.split(":")[0] or None
+
+
+def add_param_argument(parser) -> None:
+    """-p NAME:=VALUE of the commands that run the controller node."""
+    parser.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a controller parameter for the run (repeatable), e.g. -p planner.chains:=24; "
+                             "checked by the controller's parameter table")
+
+
+HARNESS_PARAMETERS = {"autostart": "the harness starts the node", "use_sim_time": "the sim owns /clock",
+                      "model": "--model", "model_options": "--model / --checkpoint",
+                      "allow_python_models": "--model", "planner": "--planner", "horizon": "--horizon",
+                      "control_rate_hz": "--rate"}
+"""Controller parameters the harness sets itself, and what to use instead of ``-p``."""
+
+
+def controller_overrides(texts, command: str) -> dict:
+    """The ``-p`` assignments of ``grasp-ros COMMAND`` as typed parameters; SystemExit with the
+    reason."""
+    from ..ros import params
+
+    def typed(name, value):
+        if name in HARNESS_PARAMETERS:
+            raise ValueError(f"set by the harness ({HARNESS_PARAMETERS[name]})")
+        return params.typed_value(name, value)
+
+    overrides = {}
+    for text in texts:
+        try:
+            name, value = params.parse_assignment(text, typed)
+        except ValueError as exc:
+            raise SystemExit(f"grasp-ros {command}: -p {text}: {exc}") from None
+        overrides[name] = value
+    return overrides

@@ -36,7 +36,8 @@ import numpy as np
 from ..bench.load import busy_processes, load_average, load_fields
 from ..sim.world import WORLD_NAMES
 from ..bench.results import machine_info, markdown_table, write_bench_json
-from ._bench_common import (add_checkpoint_argument, add_model_arguments, card_inputs, card_rate,
+from ._bench_common import (add_checkpoint_argument, add_model_arguments, add_param_argument,
+                            controller_overrides, card_inputs, card_rate,
                             data_source, learned_card, resolve_observation)
 
 MISS_RATE_TARGET = 0.005
@@ -81,35 +82,7 @@ def add_arguments(parser) -> None:
                         help="wall seconds for the run (default: 3 x the cycles' duration + 120)")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="run N CPU-spinning processes beside the loop (default: %(default)s)")
-    parser.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME:=VALUE",
-                        help="a controller parameter for the run (repeatable), e.g. -p planner.chains:=24; "
-                             "checked by the controller's parameter table")
-
-
-HARNESS_PARAMETERS = {"autostart": "the harness starts the node", "use_sim_time": "the sim owns /clock",
-                      "model": "--model", "model_options": "--model / --checkpoint",
-                      "allow_python_models": "--model", "planner": "--planner", "horizon": "--horizon",
-                      "control_rate_hz": "--rate"}
-"""Controller parameters the harness sets itself, and what to use instead of ``-p``."""
-
-
-def controller_overrides(texts) -> dict:
-    """The ``-p`` assignments as typed parameters; SystemExit with the reason."""
-    from ..ros import params
-
-    def typed(name, value):
-        if name in HARNESS_PARAMETERS:
-            raise ValueError(f"set by the harness ({HARNESS_PARAMETERS[name]})")
-        return params.typed_value(name, value)
-
-    overrides = {}
-    for text in texts:
-        try:
-            name, value = params.parse_assignment(text, typed)
-        except ValueError as exc:
-            raise SystemExit(f"grasp-ros bench-loop: -p {text}: {exc}") from None
-        overrides[name] = value
-    return overrides
+    add_param_argument(parser)
 
 
 def run(args) -> int:
@@ -122,7 +95,7 @@ def run(args) -> int:
         raise SystemExit("grasp-ros bench-loop: --checkpoint is a learned model's: use it with --model learned")
     spec = LoopSpec(env=args.env, model=args.model, checkpoint=args.checkpoint, horizon=args.horizon,
                     seed=args.seed, episodes=args.episodes, max_episode_time=args.max_episode_time,
-                    rate_factor=args.rate_factor, controller_params=controller_overrides(args.params))
+                    rate_factor=args.rate_factor, controller_params=controller_overrides(args.params, "bench-loop"))
     try:   # a missing or bad model fails here, with its reason, not in the controller's log
         card = learned_card(spec.model_checkpoint) if spec.model == "learned" else None
     except WorldModelError as exc:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..sim import ENV_NAMES, make_env
-from ._bench_common import (add_checkpoint_argument, add_model_arguments, card_inputs, card_rate,
+from ._bench_common import (add_checkpoint_argument, add_model_arguments, add_param_argument,
+                            controller_overrides, card_inputs, card_rate,
                             learned_card, resolve_observation)
 
 ROBOTS = ("point_mass", "arm")
@@ -69,11 +70,18 @@ def add_arguments(parser) -> None:
                              "no wall-clock budget: the same run on a busy machine (default: off)")
     parser.add_argument("--launch", choices=("auto", "never"), default="auto",
                         help="auto: use `ros2 launch` where installed; never: start the two processes here")
+    parser.add_argument("--start-delay", type=float, default=0.5, metavar="SECONDS",
+                        help="wall seconds between the controller coming up and sim time starting; "
+                             "longer lets a recorder (grasp-ros record) find every topic before the "
+                             "first cycle (default: %(default)s)")
+    add_param_argument(parser)
 
 
 def run(args) -> int:
     if args.episodes < 1:
         raise SystemExit("grasp-ros demo: --episodes must be >= 1")
+    if not 0 <= args.start_delay <= 600:
+        raise SystemExit("grasp-ros demo: --start-delay must be in [0, 600] s")
     if args.robot == "arm" and args.env is not None:
         raise SystemExit("grasp-ros demo: --env names a point-mass world; --robot arm has its own")
     if args.checkpoint is not None and args.model != "learned":
@@ -88,9 +96,11 @@ def run(args) -> int:
                     episodes=args.episodes,
                     seed=args.seed if args.seed is not None else ARM_SEED if arm else POINT_MASS_SEED,
                     max_episode_time=args.max_episode_time, rate_factor=args.rate_factor,
+                    start_delay=args.start_delay,
                     timeout=args.timeout, log_dir=args.out, launch=args.launch,
                     lockstep=args.lockstep > 0,
-                    controller_params={"planner.iterations": args.lockstep} if args.lockstep else {})
+                    controller_params={**({"planner.iterations": args.lockstep} if args.lockstep else {}),
+                                       **controller_overrides(args.params, "demo")})
     checkpoint = spec.model_checkpoint
     if checkpoint is not None and not checkpoint.is_file():
         print(f"grasp-ros demo: the learned model {checkpoint} is missing;\n"

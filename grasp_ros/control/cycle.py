@@ -93,6 +93,13 @@ class ControlConfig:
     pair_tolerance: float = 0.05
     """For a model that encodes a camera frame and joints together: the joint sample used with a
     frame is the one nearest in stamp, at most this far (s) from it."""
+    late_cycles: tuple = ()
+    """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
+    run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
+    the plan warm-starts the next cycle, as a late plan does."""
+    busy_cycles: tuple = ()
+    """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
+    still on a late plan: FALLBACK without planning."""
 
     @property
     def deadline(self) -> float:
@@ -123,6 +130,9 @@ class ControlConfig:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
         if self.timing not in TIMING_CHOICES:
             raise ValueError(f"timing must be one of {list(TIMING_CHOICES)}, got {self.timing!r}")
+        if (self.late_cycles or self.busy_cycles) and not self.fixed_iterations:
+            raise ValueError("late_cycles and busy_cycles (a replay's recorded late plans) need "
+                             "timing fixed_iterations")
 
 
 @dataclass
@@ -373,9 +383,10 @@ class ControlLoop:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started)
 
-    def solve(self, job: Job, deadline: Optional[float]) -> Outcome:
+    def solve(self, job: Job, deadline: Optional[float], adopt: bool = True) -> Outcome:
         """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
-        iteration cap). Safe to run on a worker thread; never raises."""
+        iteration cap). The plan becomes the warm start unless ``adopt`` is False (``adopt``
+        it later). Safe to run on a worker thread; never raises."""
         try:
             z_goal, joint_goal = self._goal_for(job.goal)
             batch = self._batch(job.observation.value)
@@ -403,8 +414,8 @@ class ControlLoop:
                 budget = Budget(max_seconds=max(left, 1e-6))  # out of time: the initial plan
             goal = {} if joint_goal is None else {"joint_goal": joint_goal}   # only planners that take one
             plan = self.planner.plan(z, z_goal, warm, budget, **goal)
-            with self._lock:   # on time or late, the freshest solution warm-starts the next cycle
-                self._plan, self._plan_time = plan, job.now
+            if adopt:   # on time or late, the freshest solution warm-starts the next cycle
+                self.adopt(plan, job.now)
             outcome.plan = plan
         except Exception as exc:  # noqa: BLE001 -- a user's model may raise anything: report it
             outcome = Outcome(result=self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"))
@@ -434,9 +445,39 @@ class ControlLoop:
         result.goal_novelty = outcome.goal_novelty
         return self._finish(result, job.now, age)
 
+    def adopt(self, plan: Plan, made_at: float) -> None:
+        """``plan``, made for the cycle at ``made_at``, is the warm start from now on (and what
+        a FALLBACK sends)."""
+        with self._lock:
+            self._plan, self._plan_time = plan, made_at
+
     def late(self, job: Job, reason: str) -> StepResult:
         """The cycle's solve missed the deadline: the previous plan's action for now, FALLBACK."""
         return self.fallback(job.now, reason, job.now - job.observation.stamp)
+
+    def late_plan(self, job: Job, outcome: Outcome, late_by: float) -> StepResult:
+        """A report of the plan a late cycle finished ``late_by`` wall seconds after its deadline
+        (it warm-starts the next cycle): its counts, cost and the command it would have given.
+        Nothing in the loop changes: the cycle itself was reported as FALLBACK."""
+        plan = outcome.plan
+        if plan is None:
+            result = outcome.result or self._zero(Status.ERROR, "no plan")
+            result = dataclasses.replace(result, status=Status.FALLBACK,
+                                         message=f"late plan failed: {result.message}")
+        else:
+            result = StepResult(self.safe_zero.copy(), Status.FALLBACK,
+                                actions=plan.actions.detach().cpu().numpy().astype(np.float64),
+                                solve_time=plan.solve_time, iterations=plan.iterations,
+                                syncs=plan.syncs, cost=plan.cost, residual=plan.dynamics_residual)
+            result.message = (f"the late plan of this cycle, done {late_by:.3f} s after its "
+                              "deadline: it warm-starts the next cycle")
+        result.observation_age, result.time = job.now - job.observation.stamp, job.now
+        result.warm_started, result.deadline_missed = outcome.warm_started, True
+        result.goal_distance, result.novelty = outcome.goal_distance, outcome.novelty
+        result.goal_novelty = outcome.goal_novelty
+        result.actions = self._robot_actions(result.actions)
+        result.command = result.actions[0].copy()
+        return result
 
     def fallback(self, now: float, reason: str, age: float = math.nan) -> StepResult:
         """No fresh plan for this cycle (``reason``): the latest plan's action for ``now``."""
@@ -607,7 +648,12 @@ class ControlLoop:
         actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
         if result.status not in (Status.STALE,):
             self._last_command = actions[0].copy()
-        result.actions = np.clip(self.card.to_robot(actions, self.low, self.high),
-                                 self.command_low, self.command_high)
+        result.actions = self._robot_actions(actions)
         result.command = result.actions[0].copy()
         return result
+
+    def _robot_actions(self, actions) -> np.ndarray:
+        """Actions [N, A] in the model's box -> finite robot units inside the card's bounds."""
+        actions = np.asarray(actions, dtype=np.float64).reshape(-1, self.low.size)
+        actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
+        return np.clip(self.card.to_robot(actions, self.low, self.high), self.command_low, self.command_high)

@@ -5,9 +5,13 @@ the tick, prepares the cycle and hands the solve to a planner thread, then waits
 cycle's wall-clock deadline at most: a plan that came in time gives the command; otherwise the
 command is the previous plan's action for now (FALLBACK) and goes out *at* the deadline, while
 the late plan still finishes and warm-starts the next cycle. While a late solve is still
-running, further ticks get FALLBACK at once (never two solves at a time). With ``timing``
-"fixed_iterations" there is no deadline: the command goes out when the planner's iteration cap
-is done (lock-step simulation, replay).
+running, further ticks get FALLBACK at once (never two solves at a time). When the late plan is
+done, ``publish_late`` gets a report of it (``ControlLoop.late_plan``), so that a recording says
+what warm-started the next cycle. With ``timing`` "fixed_iterations" there is no deadline: the
+command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
+at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
+recorded late cycle (plan, send the previous plan's action) or a cycle that found the planner
+still busy (send it without planning).
 
 ``watchdog(wall)`` is for a steady-clock timer of the caller: when no cycle ran for
 ``clock_timeout`` wall seconds (the caller's clock stopped, e.g. /clock under sim time), it
@@ -25,14 +29,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Optional
 
-from .cycle import ControlLoop, Job, StepResult
+from .cycle import ControlLoop, Job, Outcome, StepResult
+
+LATE = "no plan by the deadline"
+BUSY = "the planner is still on the cycle it began"
+REPLAYED_AT = 1e-6
+"""A cycle time a replay names matches a tick this close (s): it went through a float."""
 
 
 class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
 
-    def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None]):
-        self.loop, self._publish = loop, publish
+    def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None],
+                 publish_late: Callable[[StepResult], None] = lambda result: None):
+        self.loop, self._publish, self._publish_late = loop, publish, publish_late
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
         self._running = False
@@ -41,6 +51,7 @@ class CycleRunner:
         self._planner: Optional[ThreadPoolExecutor] = None
         self._solving: Optional[Future] = None
         self._solving_since = math.nan
+        self._held: Optional[tuple] = None     # a replayed late plan and its cycle's time
         self._last_cycle_wall = time.perf_counter()
         self._last_alarm_wall = -math.inf
         self.last_error = ""
@@ -71,7 +82,7 @@ class CycleRunner:
         if self._planner is not None:
             self._planner.shutdown(wait=True)
             self._planner = None
-        self._solving = None
+        self._solving, self._held = None, None
 
     @property
     def running(self) -> bool:
@@ -131,19 +142,44 @@ class CycleRunner:
                     self._last_cycle_wall = time.perf_counter()
 
     def _cycle(self, now: float, wall: float) -> StepResult:
-        loop = self.loop
+        loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
-            return loop.fallback(now, (f"the planner is still on the cycle it began "
-                                       f"{wall - self._solving_since:.3f} s ago"))
+            return loop.fallback(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
+        if _named(now, config.busy_cycles):
+            return loop.fallback(now, f"{BUSY} (a recorded busy cycle, replayed)")
+        if self._held is not None:       # the replayed late plan is done by now, as it was then
+            loop.adopt(*self._held)
+            self._held = None
         job = loop.prepare(now)
         if not isinstance(job, Job):
             return job
-        deadline = None if loop.config.fixed_iterations else wall + loop.config.deadline
+        if _named(now, config.late_cycles):
+            # The previous plan's action now; the late plan replaces it only when the planner
+            # would have been free again: after the busy cycles that follow.
+            result = loop.late(job, f"{LATE} (a recorded late cycle, replayed)")
+            outcome = self._planner.submit(loop.solve, job, None, False).result()
+            if outcome.plan is not None:
+                self._held = (outcome.plan, job.now)
+            self._report_late(job, outcome, wall, wall)
+            return result
+        deadline = None if config.fixed_iterations else wall + config.deadline
         self._solving, self._solving_since = self._planner.submit(loop.solve, job, deadline), wall
         try:
             timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
             outcome = self._solving.result(timeout=timeout)
         except FutureTimeout:
-            return loop.late(job, f"no plan by the deadline ({loop.config.deadline:.3f} s after "
-                                  "the cycle began)")
+            self._solving.add_done_callback(
+                lambda done: self._report_late(job, done.result(), deadline, time.perf_counter()))
+            return loop.late(job, f"{LATE} ({config.deadline:.3f} s after the cycle began)")
         return loop.conclude(job, outcome)
+
+    def _report_late(self, job: Job, outcome: Outcome, deadline: float, finished: float) -> None:
+        """Publish the report of a late plan (from whichever thread finished it)."""
+        try:
+            self._publish_late(self.loop.late_plan(job, outcome, finished - deadline))
+        except Exception as exc:  # noqa: BLE001 -- a failed report must not end the planner thread
+            self.last_error = f"{type(exc).__name__}: {exc}"
+
+
+def _named(now: float, times) -> bool:
+    return any(abs(now - t) <= REPLAYED_AT for t in times)

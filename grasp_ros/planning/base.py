@@ -35,14 +35,15 @@ class PlanningError(RuntimeError):
 
 @dataclass(frozen=True)
 class Budget:
-    """When to stop: after ``max_iterations`` or ``max_seconds`` of wall clock, whichever first."""
+    """When to stop: after ``max_iterations`` or ``max_seconds`` of wall clock, whichever first.
+    0 iterations: no optimisation step, the initial plans ranked by their rollouts."""
 
     max_iterations: Optional[int] = None
     max_seconds: Optional[float] = None
 
     def __post_init__(self):
-        if self.max_iterations is not None and self.max_iterations < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {self.max_iterations}")
+        if self.max_iterations is not None and self.max_iterations < 0:
+            raise ValueError(f"max_iterations must be >= 0, got {self.max_iterations}")
         if self.max_seconds is not None and not (self.max_seconds > 0):
             raise ValueError(f"max_seconds must be > 0, got {self.max_seconds}")
 
@@ -130,7 +131,7 @@ class Deadline:
     def __init__(self, budget: Optional[Budget], default_iterations: int,
                  device: Optional[torch.device] = None, recent: Optional[deque] = None):
         budget = budget or Budget()
-        self.max_iterations = budget.max_iterations or default_iterations
+        self.max_iterations = default_iterations if budget.max_iterations is None else budget.max_iterations
         self.max_seconds = budget.max_seconds
         self._synchronize = (lambda: torch.cuda.synchronize(device)) if (
             device is not None and device.type == "cuda") else (lambda: None)
@@ -211,7 +212,8 @@ class PlannerSettings:
     """Settings every planner has."""
 
     iterations: int = 100
-    """Iteration cap when the budget names none."""
+    """Iteration cap when the budget names none (0: the initial plans, ranked, as a plan whose
+    wall-clock budget ran out at once)."""
     running_weight: float = 0.0
     """Weight of the mean running goal distance in the task cost (terminal distance has weight 1),
     for the latent and the joint goal alike; GRASP's loss has it too (``grasp.py``)."""
@@ -237,8 +239,8 @@ class PlannerSettings:
                 raise ValueError(f"{type(self).__name__}.{f.name} must be {kind.__name__}, got {value!r}")
             if kind is float and not math.isfinite(value):
                 raise ValueError(f"{type(self).__name__}.{f.name} must be finite, got {value}")
-        if self.iterations < 1:
-            raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {self.iterations}")
         if self.running_weight < 0 or self.action_weight < 0 or self.tolerance < 0:
             raise ValueError("running_weight, action_weight and tolerance must be >= 0")
         object.__setattr__(self, "costs", check_spec(self.costs))

@@ -4,7 +4,7 @@
 controller, as ``grasp-ros record`` or ``ros2 bag record`` writes it, and returns a
 ``Recording``: the input messages still serialised (camera image raw or compressed,
 joint_states, goals) with their receive times and header stamps, one ``Cycle`` per recorded
-PlanDiagnostics, the /clock it saw, and the controller's parameters when the recorder stored
+PlanDiagnostics, the reports of the plans that came late (``~/late_plans``), the /clock it saw, and the controller's parameters when the recorder stored
 them. Anything that makes the bag unusable raises ``BagError`` naming the bag and the problem:
 a missing topic, a topic of another type, a truncated or unreadable file, no goal, cycle stamps
 (or /clock) going back.
@@ -42,8 +42,11 @@ CANDIDATES = {
     "goal_state": ("/grasp_controller/goal_state", "/goal_state"),
     "goal_image": ("/grasp_controller/goal_image", "/goal_image"),
     "diagnostics": ("/grasp_controller/plan_diagnostics",),
+    "late_plans": ("/grasp_controller/late_plans",),
     "clock": ("/clock",),
 }
+REPORTS = ("diagnostics", "late_plans")
+"""The roles of the controller's PlanDiagnostics topics."""
 GOALS = ("goal_state", "goal_image")
 WATCHDOG_TEXT = "CLOCK: no control cycle for"
 """How the controller's clock watchdog's reports begin: they are not cycles (no timer tick)."""
@@ -102,6 +105,9 @@ class Recording:
     """The recorded controller's parameter values (None: the bag does not say)."""
     parameters_node: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+    late_plans: Optional[list[Cycle]] = None
+    """The late plans' reports, each stamped with its cycle's time (None: the bag has no
+    ``~/late_plans`` topic, so its FALLBACK cycles cannot be repeated)."""
 
     @property
     def image_transport(self) -> Optional[str]:
@@ -164,7 +170,7 @@ def _choose_topics(reader, named: dict[str, str], source: str) -> dict[str, tupl
         if len(kinds[topic]) > 1:
             raise BagError(f"{source}: {topic} carries several types {sorted(kinds[topic])}")
         kind = next(iter(kinds[topic]))
-        allowed = INPUT_TYPES.get(role) or ((DIAGNOSTICS_TYPE,) if role == "diagnostics" else (CLOCK_TYPE,))
+        allowed = INPUT_TYPES.get(role) or ((DIAGNOSTICS_TYPE,) if role in REPORTS else (CLOCK_TYPE,))
         if kind not in allowed:
             raise BagError(f"{source}: {topic} ({role}) is {kind}; expected {' or '.join(allowed)}")
         chosen[role] = (topic, kind)
@@ -188,7 +194,7 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
     connections = [c for c in reader.connections if c.topic in role_of]
     listed = {role: sum(c.msgcount for c in connections if c.topic == chosen[role][0]) for role in chosen}
     counts = {role: 0 for role in chosen}
-    inputs, cycles, clock = [], [], []
+    inputs, cycles, clock, late = [], [], [], []
     for conn, received, raw in reader.messages(connections=connections):
         role = role_of[conn.topic]
         counts[role] += 1
@@ -203,6 +209,8 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
         elif role == "diagnostics":
             if msg.status != STATUS_INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
                 cycles.append(_cycle(msg, received, _defines_syncs(conn)))
+        elif role == "late_plans":
+            late.append(_cycle(msg, received))
         else:
             inputs.append(Input(role, received, _ns(msg.header.stamp), raw))
     short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
@@ -221,7 +229,8 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
     storage = "sqlite3" if path.suffix == ".db3" or any(path.glob("*.db3")) else "mcap"
     return Recording(path, storage, chosen, inputs, cycles,
                      np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,
-                     {chosen[r][0]: n for r, n in counts.items()})
+                     {chosen[r][0]: n for r, n in counts.items()},
+                     late if "late_plans" in chosen else None)
 
 
 def _defines_syncs(conn) -> bool:

@@ -75,6 +75,9 @@ CLOCK_RESEND_S = 1.0
 NO_SYNC_CAP = 100000   # planner.max_syncs' largest value: no cap
 """Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
 PROFILES_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
+CAPABILITY_ENV = "ATEN_CPU_CAPABILITY"
+"""torch's CPU kernel set: the recorded one makes the replayed arithmetic the recorded one (a
+newer CPU runs an older set; an older CPU cannot run a newer one and keeps its own)."""
 FASTDDS_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
 <dds xmlns="http://www.eprosima.com">
   <profiles>
@@ -105,6 +108,7 @@ class ReplayRun:
     subscribed: list[str]               # the input roles the controller subscribes to
     log: Path
     messages_delivered: int = 0
+    cpu_capability: str = ""            # the replayed controller's CPU kernel set
 
 
 def diagnostics_fields(msg: PlanDiagnostics) -> dict[str, Any]:
@@ -174,6 +178,7 @@ class Replayer:
         self.recording, self.values = recording, values
         self.log_dir, self.call_timeout, self.cycle_timeout = Path(log_dir), call_timeout, cycle_timeout
         self.speed, self.progress, self.launch = speed, progress, launch
+        self._capability = ""
 
     def run(self, make_steps: Callable[[list[str]], Sequence[Step]], activation: int) -> ReplayRun:
         """Start the controller (activated at clock ``activation``, ns), replay the steps that
@@ -185,11 +190,15 @@ class Replayer:
                      for policy, value in (("reliability", "reliable"), ("history", "keep_last"),
                                            ("depth", SENSOR_DEPTH))}
         given_profile = os.environ.get(PROFILES_ENV)
+        recorded = (self.recording.parameters or {}).get("cpu_capability")
+        set_capability = bool(recorded) and CAPABILITY_ENV not in os.environ
         with tempfile.TemporaryDirectory(prefix="grasp-replay-") as scratch:
             if not given_profile:
                 profile = Path(scratch) / "fastdds.xml"
                 profile.write_text(FASTDDS_PROFILE, encoding="utf-8")
                 os.environ[PROFILES_ENV] = str(profile)
+            if set_capability:   # the controller process inherits it
+                os.environ[CAPABILITY_ENV] = str(recorded)
             try:
                 params_file = Path(scratch) / "controller.yaml"
                 params_file.write_text(params_file_text({**self.values, **overrides}), encoding="utf-8")
@@ -198,8 +207,10 @@ class Replayer:
             finally:
                 if not given_profile:
                     os.environ.pop(PROFILES_ENV, None)
+                if set_capability:
+                    os.environ.pop(CAPABILITY_ENV, None)
         return ReplayRun(replayed, extra, startup, wall, activation, subscribed,
-                         self._processes.logs["controller"], delivered)
+                         self._processes.logs["controller"], delivered, self._capability)
 
     def _run(self, command: list[str], make_steps, activation: int):
         context = Context()
@@ -246,6 +257,8 @@ class Replayer:
         self._wait(lambda: node.count_publishers(f"{CONTROLLER}/plan_diagnostics") > 0,
                    "the controller's plan_diagnostics publisher")
         self._transition(Transition.TRANSITION_ACTIVATE, "activate")
+        values = self._call(node.get_client, GetParameters.Request(names=["cpu_capability"])).values
+        self._capability = values[0].string_value if values else ""
         return sorted(set(subscribed))
 
     def _set_clock(self, value: int) -> None:

@@ -38,6 +38,11 @@ def markdown(comparison: Comparison, info: dict[str, Any]) -> str:
         f"- controller parameters: {info['parameters_from']}; changed for this replay: "
         + (", ".join(f"`{k}` = `{v}`" for k, v in info["changed"].items()) or "nothing"),
         f"- planner iterations per cycle: {info['iterations']}",
+        f"- torch CPU kernels (cpu_capability): recorded {(info.get('cpu_capability') or {}).get('recorded') or 'unknown'}, "
+        f"replayed {(info.get('cpu_capability') or {}).get('replayed') or 'unknown'}",
+        f"- FALLBACK cycles repeated as recorded: {info.get('late_cycles', 0)} late (planned, the "
+        f"previous plan's action sent), {info.get('busy_cycles', 0)} busy (the planner still on a "
+        "late plan: not planned)",
         f"- replay: {info['replay_wall_s']:.2f} s wall for {info['bag_sim_s']:.2f} s recorded: "
         f"**{info['speed_vs_real_time']:.1f}x real time**, of which the controller planned "
         f"{info['controller_solve_s']:.2f} s (its start-up, {info['startup_s']:.1f} s, not counted; "

@@ -17,12 +17,14 @@ from typing import Any, Callable, Optional
 
 from ..bench.load import load_average
 from ..sim.closed_loop import launch_available
-from .bag import NS, BagError, Recording, read_recording
+from .bag import CANDIDATES, NS, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
-from .schedule import Step, activation_clock, plan_steps
-from .settings import controller_values, iteration_mode, read_params_file
+from .schedule import STATUS_FALLBACK, Step, activation_clock, plan_steps
+from .settings import FROM_BAG, controller_values, iteration_mode, read_params_file
+
+CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
 
 __all__ = ["BagError", "ReplayOptions", "Prepared", "prepare", "replay"]
 
@@ -97,6 +99,10 @@ def prepare(options: ReplayOptions) -> Prepared:
     period = 1.0 / float(values.get("control_rate_hz", 10.0))
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
+    for name, kind in zip(FROM_BAG, ("late", "busy")):
+        times = [s.clock / NS for s in window if s.fallback == kind]
+        if times:
+            values[name], sources[name] = times, "replay"
     return Prepared(options, recording, values, sources, mode, period, activation)
 
 
@@ -163,9 +169,22 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         notes.append("the recording began mid-run (its first cycle was warm started from an earlier, "
                      "unrecorded one): the replayed controller starts without that warm start, so the "
                      "first cycles can differ")
-    if recorded is not None and recorded.get("timing", "realtime") != "fixed_iterations":
-        notes.append("the recorded controller planned within a wall-clock budget (timing realtime): "
-                     "its late plans (FALLBACK) and where its planner stopped cannot be repeated exactly")
+    capability = {"recorded": (recorded or {}).get("cpu_capability"), "replayed": run.cpu_capability}
+    if capability["recorded"] and capability["recorded"] != capability["replayed"]:
+        notes.append(f"recorded with torch's {capability['recorded']} CPU kernels, replayed with "
+                     f"{capability['replayed'] or 'unknown'} (this CPU or ATEN_CPU_CAPABILITY): "
+                     "floating-point rounding differs, and planning can amplify it")
+    elif not capability["recorded"]:
+        notes.append("the bag does not say which CPU kernels the recording ran (torch's "
+                     "cpu_capability): on another kind of CPU, rounding can differ")
+    unknown = sum(s.fallback == "unknown" for s in steps)
+    if unknown:
+        notes.append(f"{unknown} FALLBACK cycle(s) have no late plan report in the bag (no "
+                     f"{CONTROLLER_LATE_PLANS} topic, or the plan never finished): they were planned "
+                     "in time instead, so they and the cycles after them can differ")
+    if prepared.iterations != "recorded" and any(c.status == STATUS_FALLBACK for c in recording.cycles):
+        notes.append("the recording's FALLBACK cycles (late plans) were planned in time: only "
+                     "--iterations recorded repeats them")
     if recorded is None:
         notes.append("the bag holds no controller parameters (record with grasp-ros record, or give "
                      "them with --params-file / -p): the controller's defaults were used")
@@ -178,7 +197,8 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "controller_solve_s": sum(r["solve_time"] for r in run.replayed.values()),
         "speed_vs_real_time": span / run.wall_s if run.wall_s > 0 else math.inf,
         "iterations": ("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
-                        "planner.iterations and planner.max_syncs)"
+                        "planner.iterations and planner.max_syncs; a late cycle's from its late plan's "
+                        "report, and planned late again: the previous plan's action sent)"
                        if prepared.iterations == "recorded" else
                        f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
         "iteration_mode": prepared.iterations,
@@ -187,6 +207,9 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "changed": changed, "settings": prepared.values,
         "model": prepared.values.get("model", "learned"), "planner": prepared.values.get("planner", "grasp"),
         "messages_delivered": run.messages_delivered, "subscribed": run.subscribed,
+        "cpu_capability": capability,
+        "late_cycles": sum(s.fallback == "late" for s in steps),
+        "busy_cycles": sum(s.fallback == "busy" for s in steps),
         "notes": notes,
     }
 

@@ -27,9 +27,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..control.runner import BUSY
 from .bag import GOALS, NS, Cycle, Input, Recording
 
-STATUS_TRUNCATED = 5
+STATUS_OK, STATUS_FALLBACK, STATUS_TRUNCATED = 0, 2, 5
+BUSY_TEXT = f"FALLBACK: {BUSY}"
+"""How a FALLBACK cycle that found the planner still on a late plan begins its status text."""
 STAMP_TOLERANCE_NS = 1_000
 """Stamps this close are the same (a cycle's time goes through a float in the controller)."""
 LOOKBACK_S = 5.0
@@ -45,13 +48,18 @@ class Step:
     inputs: list[Input]
     iterations: Optional[int]  # planner.iterations for this cycle (None: leave as set)
     syncs: Optional[int] = None  # planner.max_syncs for this cycle (None: no cap)
+    fallback: str = ""
+    """How the recorded cycle was a FALLBACK, to repeat it: "late" (its plan came late: plan
+    the late plan's counts, send the previous plan's action), "busy" (the planner was still on a
+    late plan: no planning), "unknown" (the bag has no late plan report for it), or ""."""
 
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
                start: float = 0.0, end: float = math.inf) -> list[Step]:
     """The steps of the cycles in the window, in order. ``observed``: the input roles whose
     message is the cycle's observation (the camera for a camera model, else joints);
-    ``iterations`` "recorded" sets each cycle's recorded iteration count."""
+    ``iterations`` "recorded" sets each cycle's recorded iteration count and repeats its late
+    plans (``Step.fallback``); "parameter" plans every cycle, in time."""
     cycles = recording.cycles
     first = cycles[0].time
     chosen = [k for k, c in enumerate(cycles) if start * NS <= c.time - first <= end * NS]
@@ -61,6 +69,7 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
     bounds = boundaries(recording, observed)
     received = np.asarray([i.received for i in recording.inputs], dtype=np.int64)
     counts = recorded_iterations(cycles) if iterations == "recorded" else [None] * len(cycles)
+    late = {c.time: c for c in recording.late_plans or ()}
     steps = []
     for k in chosen:
         low = bounds[k - 1] if k > 0 else np.iinfo(np.int64).min
@@ -68,22 +77,29 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
         take = recording.inputs[first_in:end_in]
         if k == chosen[0] and k > 0:
             take = _lead_in(recording, low, cycles[k].time) + take
-        # A cycle's sync count, where it reports a plan of its own (the late plan of a FALLBACK
-        # reports none): recorded under a budget, its last syncs may have been skipped.
-        syncs = cycles[k].syncs if iterations == "recorded" and cycles[k].iterations > 0 else None
-        steps.append(Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs))
+        # A cycle's sync count, where it reports a plan of its own: recorded under a budget, its
+        # last syncs may have been skipped.
+        planned = cycles[k].status in (STATUS_OK, STATUS_TRUNCATED)
+        syncs = cycles[k].syncs if iterations == "recorded" and planned else None
+        step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
+        if iterations == "recorded" and cycles[k].status == STATUS_FALLBACK:
+            plan = late.get(cycles[k].time)     # stamped alike: the same cycle time
+            if plan is not None:
+                step.fallback, step.iterations, step.syncs = "late", plan.iterations, plan.syncs
+            else:
+                step.fallback = "busy" if cycles[k].status_text.startswith(BUSY_TEXT) else "unknown"
+        steps.append(step)
     return steps
 
 
+
 def recorded_iterations(cycles: Sequence[Cycle]) -> list[int]:
-    """Per cycle, the iteration count to replay it with: its recorded count. A cycle that
-    reports none (0) gets 1 if its planner ran out of time at once (TRUNCATED: planner.iterations
-    is at least 1), else the median of the counts recorded (a FALLBACK cycle's plan came late
-    and its count is not reported)."""
-    counts = [c.iterations for c in cycles if c.iterations > 0]
+    """Per cycle, the iteration count to replay it with: its recorded count where it reports a
+    plan of its own (OK or TRUNCATED, 0 included: its budget ran out at once), else the median
+    of those counts (a cycle that plans nothing; a late cycle gets its late plan's count)."""
+    counts = [c.iterations for c in cycles if c.status in (STATUS_OK, STATUS_TRUNCATED)]
     typical = int(np.median(counts)) if counts else 1
-    return [c.iterations if c.iterations > 0 else 1 if c.status == STATUS_TRUNCATED else typical
-            for c in cycles]
+    return [c.iterations if c.status in (STATUS_OK, STATUS_TRUNCATED) else typical for c in cycles]
 
 
 def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:

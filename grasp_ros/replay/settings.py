@@ -19,6 +19,11 @@ from ..ros import params
 
 FORCED = {"use_sim_time": True, "autostart": False, "timing": "fixed_iterations", "clock_timeout": 3600.0}
 """What every replay sets, whatever was recorded or asked."""
+FROM_BAG = ("replay.late_cycles", "replay.busy_cycles")
+"""What the replay sets from the bag's FALLBACK cycles (``schedule.Step.fallback``)."""
+REPORTED = ("cpu_capability",)
+"""What the controller reports of itself: the replay runs its controller with the recorded CPU
+kernel set through the environment (``ATEN_CPU_CAPABILITY``), not as a parameter."""
 ITERATION_MODES = ("auto", "recorded", "parameter")
 
 
@@ -31,6 +36,11 @@ def typed(name: str, value: Any) -> Any:
     """``value`` as parameter ``name``'s type, checked; what the replay sets itself is refused."""
     if name in FORCED:
         raise ValueError(f"{name} is set by the replay itself ({name}: {FORCED[name]!r})")
+    if name in FROM_BAG:
+        raise ValueError(f"{name} is set by the replay itself, from the bag's late plans")
+    if name in REPORTED:
+        raise ValueError(f"{name} is reported by the controller; the replay starts it with the "
+                         "recorded one (or set ATEN_CPU_CAPABILITY in the environment)")
     return params.typed_value(name, value)
 
 
@@ -48,7 +58,8 @@ def read_params_file(path) -> dict[str, Any]:
     for node in ("/**", params.NODE_NAME, "/" + params.NODE_NAME):
         section = document.get(node) or {}
         flat = _flatten((section.get("ros__parameters") or {}) if isinstance(section, dict) else {})
-        values.update({name: typed(name, value) for name, value in flat.items() if name not in FORCED})
+        values.update({name: typed(name, value) for name, value in flat.items()
+                       if name not in (*FORCED, *FROM_BAG, *REPORTED)})
     return values
 
 
@@ -70,7 +81,7 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, value in (recorded or {}).items():
-        if name in params.BY_NAME and name not in FORCED:
+        if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED):
             values[name], source[name] = typed(name, value), "recorded"
     if image_transport and "image_transport" not in {**file_values, **overrides}:
         values["image_transport"], source["image_transport"] = image_transport, "bag"

@@ -32,6 +32,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
   input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
   ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
+  ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
+  with that cycle's time, when it is done: it warm-starts the next cycle);
   ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
   the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz).
 * service: ``~/reset`` (std_srvs/Trigger) clears the warm start.
@@ -85,7 +87,8 @@ class GraspController(LifecycleNode):
 
     def __init__(self, node_name: str = params.NODE_NAME, **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        self._refused = params.declare_all(self)   # start-up values refused: configure reports them
+        # start-up values refused: configure reports them
+        self._refused = params.declare_all(self, {"cpu_capability": params.cpu_capability()})
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         # One control cycle or one lifecycle transition at a time, whatever thread asks (an
@@ -173,6 +176,8 @@ class GraspController(LifecycleNode):
             self.get_logger().warning(f"planner {values['planner']!r} has no setting for "
                                       f"{', '.join(ignored)}: ignored")
         config = ControlConfig(period=1.0 / values["control_rate_hz"],
+                               late_cycles=tuple(values["replay.late_cycles"] or ()),
+                               busy_cycles=tuple(values["replay.busy_cycles"] or ()),
                                **{name: values[name] for name in params.CONTROL_CONFIG})
         spec = model_spec(values["model"], values["model_weights"],
                           parse_options(values["model_options"]))
@@ -188,7 +193,7 @@ class GraspController(LifecycleNode):
         self._measured: Optional[np.ndarray] = None    # command joints' positions, for trajectories
         self._goal_parts: dict[str, np.ndarray] = {}
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
-        self._runner = CycleRunner(loop, self._publish)
+        self._runner = CycleRunner(loop, self._publish, self._publish_late)
         self._last_status = None
         self._make_entities(values)
 
@@ -202,6 +207,7 @@ class GraspController(LifecycleNode):
         else:
             self._command_pub = self._lifecycle_pub(Float64MultiArray, "command", qos.COMMAND)
         self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
+        self._late_pub = self._lifecycle_pub(PlanDiagnostics, "~/late_plans", qos.REPORT)
         self._plan_pub = self._lifecycle_pub(Plan, "~/plan", qos.REPORT)
         self._path_pub = self._lifecycle_pub(Path, "~/predicted_path", qos.REPORT)
         # /diagnostics is not a lifecycle publisher: it reports an inactive node too.
@@ -289,6 +295,13 @@ class GraspController(LifecycleNode):
         with self._publish_lock:
             if self._active:
                 self._send(result)
+
+    def _publish_late(self, result: StepResult) -> None:
+        """A late plan's report (the planner thread): stamped with its cycle's time."""
+        with self._publish_lock:
+            if self._active:
+                header = Header(stamp=to_time(result.time), frame_id=self._values["frame_id"])
+                self._late_pub.publish(self._plan_diagnostics(result, header))
 
     def _send(self, result: StepResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""

@@ -122,6 +122,13 @@ def _has_type(value: Any, type_name: str) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
+def _finite_times(name: str) -> Callable[[Any], Optional[str]]:
+    def check(times) -> Optional[str]:
+        bad = [t for t in times if not math.isfinite(t)]
+        return f"{name} must hold finite times, got {bad[0]}" if bad else None
+    return check
+
+
 def _check_options(text: str) -> Optional[str]:
     try:
         parse_options(text)
@@ -184,6 +191,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("device", "string", "auto",
           "Torch device: auto (CUDA if available, else CPU with a warning), cpu, cuda or cuda:N.",
           check=_check_device),
+    Param("cpu_capability", "string", None,
+          "Reported by the node, not chosen here: torch's CPU kernel set in this process "
+          "(default, avx2, avx512, ...), which decides the rounding of every plan. Choose it with "
+          "the environment variable ATEN_CPU_CAPABILITY before the node starts; grasp-ros record "
+          "stores it and a replay starts its controller with the recorded one.",
+          read_only=True),
     Param("torch_threads", "int", 1,
           "Torch intra-op threads of this process (0: torch's default). One avoids thread-pool "
           "stalls when small planning batches share the cores with other processes.",
@@ -247,6 +260,16 @@ PARAMETERS: tuple[Param, ...] = (
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
           "is the one nearest in stamp, at most this far (s) from it.",
           range=(0.0, 10.0), dynamic=True),
+    Param("replay.late_cycles", "double_array", None,
+          "Set by grasp-ros replay (timing fixed_iterations): the recorded run's late cycles, as "
+          "their times (s, node clock). Each plans, sends the previous plan's action (FALLBACK) "
+          "and warm-starts the next cycle, as the late plan did (unset: none).",
+          check=_finite_times("replay.late_cycles")),
+    Param("replay.busy_cycles", "double_array", None,
+          "Set by grasp-ros replay (timing fixed_iterations): the cycles at which the recorded "
+          "run's planner was still on a late plan; each sends the previous plan's action without "
+          "planning (FALLBACK) (unset: none).",
+          check=_finite_times("replay.busy_cycles")),
     Param("period_tolerance", "double", 0.25,
           "Configure refuses a control period (1 / control_rate_hz) further than this fraction "
           "from the model card's period (a model trained at 10 Hz predicts 0.1 s steps).",
@@ -264,8 +287,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("autostart", "bool", False,
           "Configure and activate on start, without a lifecycle manager."),
     Param("planner.iterations", "int", None,
-          "Iteration cap per cycle, every planner (the solve budget usually stops it first).",
-          range=(1, 100000), dynamic=True),
+          "Iteration cap per cycle, every planner (the solve budget usually stops it first). 0: no "
+          "optimisation, the initial plans (warm start, fresh samples or chains) ranked by their "
+          "rollouts, what a cycle whose budget ran out at once plans (a replay repeats those).",
+          range=(0, 100000), dynamic=True),
     Param("planner.max_syncs", "int", None,
           "GRASP: syncs per cycle at most (unset: no cap). A replay of a run recorded under a "
           "wall-clock budget sets each cycle's recorded count (PlanDiagnostics.syncs).",
@@ -410,8 +435,10 @@ def descriptor(p: Param):
     return d
 
 
-def declare_all(node) -> dict[str, str]:
+def declare_all(node, reported: Optional[dict[str, Any]] = None) -> dict[str, str]:
     """Declare every parameter on ``node``; returns {name: reason} for start-up values refused.
+    ``reported``: values the node itself reports (declared as their default; another start-up
+    value is refused).
 
     A refused start-up value (wrong type or out of range in a parameter file or ``-p``) would
     make rclpy raise and the process die; instead the parameter keeps its default and the reason
@@ -422,8 +449,10 @@ def declare_all(node) -> dict[str, str]:
     from rclpy.parameter import Parameter
 
     refused: dict[str, str] = {}
+    reported = reported or {}
     for p in PARAMETERS:
         default = Parameter.Type[_ROS_TYPES[p.type]] if p.default is None else p.default
+        default = reported.get(p.name, default)
         try:
             value = node.declare_parameter(p.name, default, descriptor(p)).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
@@ -431,9 +460,19 @@ def declare_all(node) -> dict[str, str]:
             refused[p.name] = _start_up_refusal(p, f"start-up value refused: {shorten(exc)}")
             continue
         reason = p.validate(value)
+        if p.name in reported and value != reported[p.name]:
+            reason = (f"{p.name} is reported by the node ({reported[p.name]!r} here), not set "
+                      f"({value!r} given); for cpu_capability set ATEN_CPU_CAPABILITY in the "
+                      "node's environment")
         if reason:
             refused[p.name] = _start_up_refusal(p, reason)
     return refused
+
+
+def cpu_capability() -> str:
+    """torch's CPU kernel set in this process, as ATEN_CPU_CAPABILITY names it (avx2...)."""
+    import torch
+    return torch.backends.cpu.get_cpu_capability().lower()
 
 
 def _start_up_refusal(p: Param, reason: str) -> str:
@@ -451,6 +490,9 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
     if values["solve_budget"] > period:
         return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
                 f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
+    replayed = [n for n in ("replay.late_cycles", "replay.busy_cycles") if values.get(n)]
+    if replayed and values["timing"] != "fixed_iterations":
+        return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
     return None
 
 

@@ -53,6 +53,7 @@ DEFAULT_TYPES = {
     "/grasp_controller/goal_image": GOAL_IMAGE,
     "/goal_state": ("grasp_ros/msg/JointGoal", "latched"), "/goal_image": GOAL_IMAGE,
     "/grasp_controller/plan_diagnostics": ("grasp_ros/msg/PlanDiagnostics", "reliable"),
+    "/grasp_controller/late_plans": ("grasp_ros/msg/PlanDiagnostics", "reliable"),
     "/grasp_controller/plan": ("grasp_ros/msg/Plan", "reliable"),
     "/grasp_sim/episode": ("std_msgs/msg/String", "latched")}
 """The default topics' types and how this package's nodes send them (best effort, reliable, or
@@ -60,7 +61,8 @@ reliable and transient local: latched): the QoS they are subscribed with before 
 DEFAULT_TOPICS = tuple(DEFAULT_TYPES)
 """What ``grasp-ros record`` records unless told, with the types this package's nodes send: the
 camera, joints and commands a dataset is made of, sim time, the controller's goals (its own
-topics, and the sim's that the demo remaps them to) and plans, and the sim's episode reports
+topics, and the sim's that the demo remaps them to), plans and late plans (what a replay needs to
+repeat a FALLBACK cycle), and the sim's episode reports
 (where the importer cuts episodes)."""
 CONTROLLER = "/grasp_controller"
 PARAMETERS_KEY = "grasp_ros.parameters"

@@ -86,6 +86,9 @@ class LoopSpec:
     """Sim seconds before an episode counts as failed."""
     rate_factor: float = 1.0
     """Sim seconds per wall second."""
+    start_delay: float = 0.5
+    """Wall seconds the controller's command publisher must exist before sim time starts (the
+    sim node's ``start_delay``: longer lets ``grasp-ros record`` find every topic first)."""
     clock_period: float = 0.005
     """Sim time quantum of /clock. Coarser than the node's 1 ms default: with the sim waiting for
     the controller, its timer fires on the sensor grid whatever the quantum (a divisor of the
@@ -218,6 +221,7 @@ def sim_parameters(spec: LoopSpec) -> dict:
         "physics_rate_hz": float(spec.rate_hz), "camera_rate_hz": float(spec.rate_hz),
         "max_episode_time": float(spec.max_episode_time), "rate_factor": float(spec.rate_factor),
         "clock_period": float(spec.clock_period), "lockstep": spec.lockstep,
+        "start_delay": float(spec.start_delay),
     }
 
 
@@ -450,7 +454,7 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     # The launch file takes the demo's arguments and one parameter file only: other settings
     # need the two processes.
     plain = not (spec.lockstep or spec.controller_params or spec.model_checkpoint
-                 or world_params_file(spec.env))
+                 or world_params_file(spec.env) or spec.start_delay != LoopSpec.start_delay)
     use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available())
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
     say = progress or (lambda text: None)

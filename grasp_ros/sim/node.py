@@ -18,7 +18,8 @@ its command, then the step to t + dt. The closed loop is then the same discrete-
 fast or a busy machine (with the controller's ``timing: fixed_iterations``, exactly the same).
 
 With ``wait_for_controller`` sim time stays at 0 until a publisher on ``command`` has existed
-for half a second (the controller makes it when configured, and activates right after). A
+for ``start_delay`` wall seconds (the controller makes it when configured, and activates right
+after; a longer delay lets a recorder or a viewer find the controller's topics first). A
 controller whose timer starts at sim time 0 then cycles exactly when the sensors publish, as a
 controller triggered by its camera would: its observation age is transport only, not a random
 phase of up to one period.
@@ -99,7 +100,6 @@ from ..ros.conversions import rgb_to_image
 
 NS = 1_000_000_000
 MIN_WALL_TICK_S = 0.001  # one /clock message per wall millisecond at most
-ACTIVATION_GRACE_S = 0.5  # wall time between a command publisher appearing and time starting
 
 
 # --- settings: each parameter declared once -------------------------------------------------
@@ -135,6 +135,9 @@ class SimSettings:
                                  1e-5, 0.1)
     wait_for_controller: bool = _param(True, "hold sim time at 0 until something publishes "
                                              "on command (a configured controller)")
+    start_delay: float = _param(0.5, "wait_for_controller: wall seconds a command publisher must "
+                                     "exist before sim time starts (the controller activates, a "
+                                     "recorder finds its topics)", 0.0, 600.0)
     lockstep: bool = _param(False, "advance sim time one physics step at a time, each once a "
                                    "command arrived after the last one (the controller answered): "
                                    "the closed loop then does not depend on CPU speed; "
@@ -412,12 +415,12 @@ class SimNode(Node):
         self.clock_pub.publish(ClockMsg(clock=stamp(target)))
 
     def _controller_appeared(self, wall: float) -> bool:
-        """Whether a command publisher has existed for ACTIVATION_GRACE_S (then time starts)."""
+        """Whether a command publisher has existed for ``start_delay`` (then time starts)."""
         if not self.count_publishers(self._command_sub.topic_name):
             self._publisher_seen = None
             return False
         self._publisher_seen = self._publisher_seen or wall
-        if wall - self._publisher_seen < ACTIVATION_GRACE_S:
+        if wall - self._publisher_seen < self.settings.start_delay:
             return False
         self._waiting = False
         self._anchor_wall = wall
