@@ -137,7 +137,10 @@ def test_model_sources_are_read_only_in_the_table():
     assert params.BY_NAME["allow_python_models"].default is False
     # cost.terms names Python code too (user cost terms): read-only like the model sources
     assert params.BY_NAME["cost.terms"].read_only
-    assert not any(p.read_only for p in params.PARAMETERS if p.name not in (*MODEL_SOURCES, "cost.terms"))
+    # cpu_capability is reported by the node itself (read-only so that nobody sets it)
+    assert params.BY_NAME["cpu_capability"].read_only
+    assert not any(p.read_only for p in params.PARAMETERS
+                   if p.name not in (*MODEL_SOURCES, "cost.terms", "cpu_capability"))
 
 
 # -- the node ----------------------------------------------------------------------------------
