@@ -147,6 +147,21 @@ def test_rosbag_late_frames_pair_by_header_stamps(data, tmp_path):
     assert np.allclose(other.joints[0][:-1], data.joints[0][1:])
 
 
+def test_rosbag_of_a_sim_clock_from_zero_pairs_by_header_stamps(data, tmp_path):
+    """A recording of a simulation that catches its first step: the first frame and joint state
+    are stamped 0, the clock's start. They are stamps all the same: each frame gets its own joint
+    state (by receive time it would get the next one), and the period is the stamps' 0.1 s."""
+    pytest.importorskip("rosbags")
+    bag = tmp_path / "bag"
+    n = len(data.images[0])
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], times_s=np.arange(n) * 0.1,
+                 image_delay_s=0.07)
+    back = read_rosbag(bag, progress=False)
+    assert back.meta["bags"][0]["joint_pairing"] == "header stamps"
+    assert back.meta["frame_period_s"] == pytest.approx(0.1)
+    assert np.allclose(back.joints[0], data.joints[0]) and np.allclose(back.actions[0], data.actions[0])
+
+
 def _shift_joint_stamps(src, dst, seconds):
     from rosbags.rosbag2 import Reader, Writer
     from rosbags.typesys import Stores, get_typestore

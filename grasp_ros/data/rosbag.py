@@ -310,9 +310,11 @@ def _ns(stamp) -> int:
 
 
 def _headers(stamps_ns: list[int], order: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """Header stamps in receive order (``order`` sorts them so), or None when any is unset."""
+    """Header stamps in receive order (``order`` sorts them so), or None when they are unset: a
+    zero stamp after the first message. A simulation's clock starts at 0, so its first message
+    may be stamped 0 (a lock-step recording that catches the first step is)."""
     t = np.asarray(stamps_ns, np.int64)
-    if not len(t) or (t == 0).any():
+    if not len(t) or (t[1:] == 0).any():
         return None
     return t if order is None else t[order]
 
