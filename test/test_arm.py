@@ -208,6 +208,54 @@ def test_explorer_is_seeded_smooth_and_bounces_off_the_limits(env):
     assert (visited.max(0) - visited.min(0) > 1.0).all()    # and it explores every joint
 
 
+def test_explorer_default_draws_what_it_always_drew():
+    # The commands of the explorer before rests existed (seed 1, at the origin): steps 0, 1, 299.
+    q, e = np.zeros(3), explorer(1)
+    commands = np.stack([e(q) for _ in range(300)])
+    np.testing.assert_allclose(commands[[0, 1, 299]], [
+        [-0.2542377054099218, 1.5804497454659705, 0.8558183322503266],
+        [-0.47008611571897696, 1.7764314218824815, 1.0460103047445446],
+        [0.19405567274500868, 0.9865409330252168, 0.16228286351668597]], rtol=0, atol=1e-12)
+    assert not (commands == 0).all(axis=1).any()            # and never rests
+    assert explorer(1).rest_probability == 0.0
+
+
+def test_explorer_rests_hold_an_exact_zero_for_half_a_second_to_two(env):
+    def rester(seed):
+        return OUExplorer(ACTION_LOW, ACTION_HIGH, JOINT_LOW, JOINT_HIGH, dt=0.1, seed=seed,
+                          rest_probability=0.02)
+
+    q = np.zeros(3)
+    a, b, plain = rester(1), rester(1), explorer(1)
+    commands = np.stack([a(q) for _ in range(3000)])
+    np.testing.assert_array_equal(commands, np.stack([b(q) for _ in range(3000)]))  # seeded
+    assert not np.array_equal(commands, np.stack([rester(2)(q) for _ in range(3000)]))
+    resting = (commands == 0).all(axis=1)
+    # Stretches of 5-20 steps (0.5-2 s at 10 Hz); the first and last may be cut by the window.
+    edges = np.flatnonzero(np.diff(np.r_[0, resting.astype(int), 0]))
+    lengths = (edges[1::2] - edges[::2])[(edges[::2] > 0) & (edges[1::2] < len(resting))]
+    assert len(lengths) > 20 and lengths.min() >= 5 and lengths.max() <= 20
+    assert 0.12 < resting.mean() < 0.30                      # p d / (1 + p d) = 0.2
+    # Outside the rests the OU process goes on as without them.
+    np.testing.assert_array_equal(commands[~resting],
+                                  np.stack([plain(q) for _ in range(3000)])[~resting])
+    # On the arm a rest stops it: the servos brake it (momentum: about half a second), then it
+    # stays.
+    start_at(env, [0.0, arm.FOLD, arm.FOLD])
+    e = rester(4)
+    zeros_in_a_row, still = 0, 0
+    for _ in range(400):
+        command = e(env.position)
+        env.step(command)
+        zeros_in_a_row = zeros_in_a_row + 1 if (command == 0).all() else 0
+        if zeros_in_a_row >= 8:
+            assert np.abs(env.velocity).max() < 0.01
+            still += 1
+    assert still > 10
+    with pytest.raises(ValueError, match="rest_probability"):
+        OUExplorer(ACTION_LOW, ACTION_HIGH, JOINT_LOW, JOINT_HIGH, dt=0.1, rest_probability=1.5)
+
+
 # --- the sim node over real DDS --------------------------------------------------------------
 
 try:  # the env tests above run without ROS 2; these need rclpy and the built messages
@@ -356,3 +404,13 @@ def test_arm_node_explores_by_itself_for_recording(arm_rig):
     positions = np.asarray([j.position for j in r.got["joints"]])
     assert np.abs(positions[-1] - positions[0]).max() > 0.2   # nobody else drove it
     assert r.got["episode"] and r.got["episode"][0]["env"] == "arm"
+    assert r.sim.explorer.rest_probability == 0.0              # rests are off unless asked for
+
+
+@needs_ros
+def test_arm_node_explores_with_rests_when_asked(arm_rig):
+    r = arm_rig(explore=True, seed=2, explore_rest_probability=0.5)
+    assert r.sim.explorer.rest_probability == 0.5
+    assert r.spin_until(lambda: len(r.got["command"]) >= 40)
+    commands = np.asarray([c.data for c in r.got["command"]])
+    assert (commands == 0).all(axis=1).mean() > 0.5           # mostly resting at p = 0.5

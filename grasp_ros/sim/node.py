@@ -62,8 +62,9 @@ stays where it is and time goes on.
 
 Exploration. With ``explore`` the node drives its robot itself: after every physics step it
 publishes the next command of an exploration policy (``explore.OUExplorer``, seeded by ``seed``)
-on ``command``, and takes it from there like any controller's. Record the topics with rosbag2 for
-a dataset; run no controller beside it.
+on ``command``, and takes it from there like any controller's. With ``explore_rest_probability``
+the policy also rests now and then (a zero command for 0.5-2 s), so the data shows the robot at
+rest. Record the topics with rosbag2 for a dataset; run no controller beside it.
 """
 from __future__ import annotations
 
@@ -147,6 +148,9 @@ class SimSettings:
                                      0.01, 3600.0)
     explore: bool = _param(False, "drive the robot with a seeded exploration policy, published "
                                   "on command (record a dataset without a controller)")
+    explore_rest_probability: float = _param(0.0, "explore: chance per step of starting a rest, a "
+                                                  "zero command held for 0.5-2 s (0: never; 0.02: "
+                                                  "about 20% of the steps at rest)", 0.0, 1.0)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad value (ranges and choices)."""
@@ -361,7 +365,9 @@ class SimNode(Node):
                                                         self._on_trajectory, qos.COMMAND)
         world = self.core.world
         self.explorer = OUExplorer(world.action_low, world.action_high, world.joint_low,
-                                   world.joint_high, world.dt, s.seed) if s.explore else None
+                                   world.joint_high, world.dt, s.seed,
+                                   rest_probability=s.explore_rest_probability
+                                   ) if s.explore else None
         self._explore_pub = (self.create_publisher(Float64MultiArray, "command", qos.COMMAND)
                              if s.explore else None)
         self._waiting = s.wait_for_controller
