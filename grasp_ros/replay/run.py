@@ -21,7 +21,8 @@ from .bag import CANDIDATES, NS, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
-from .schedule import STATUS_FALLBACK, Step, activation_clock, plan_steps
+from ..control import Status
+from .schedule import Step, activation_clock, plan_steps
 from .settings import FROM_BAG, controller_values, iteration_mode, read_params_file
 
 CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
@@ -182,7 +183,7 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         notes.append(f"{unknown} FALLBACK cycle(s) have no late plan report in the bag (no "
                      f"{CONTROLLER_LATE_PLANS} topic, or the plan never finished): they were planned "
                      "in time instead, so they and the cycles after them can differ")
-    if prepared.iterations != "recorded" and any(c.status == STATUS_FALLBACK for c in recording.cycles):
+    if prepared.iterations != "recorded" and any(c.status == Status.FALLBACK for c in recording.cycles):
         notes.append("the recording's FALLBACK cycles (late plans) were planned in time: only "
                      "--iterations recorded repeats them")
     if recorded is None:

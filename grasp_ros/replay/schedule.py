@@ -27,10 +27,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..control import Status
 from ..control.runner import BUSY
 from .bag import GOALS, NS, Cycle, Input, Recording
 
-STATUS_OK, STATUS_FALLBACK, STATUS_TRUNCATED = 0, 2, 5
+PLANNED = (Status.OK, Status.TRUNCATED)
+"""The statuses of a cycle that reports a plan of its own."""
 BUSY_TEXT = f"FALLBACK: {BUSY}"
 """How a FALLBACK cycle that found the planner still on a late plan begins its status text."""
 STAMP_TOLERANCE_NS = 1_000
@@ -79,10 +81,9 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
             take = _lead_in(recording, low, cycles[k].time) + take
         # A cycle's sync count, where it reports a plan of its own: recorded under a budget, its
         # last syncs may have been skipped.
-        planned = cycles[k].status in (STATUS_OK, STATUS_TRUNCATED)
-        syncs = cycles[k].syncs if iterations == "recorded" and planned else None
+        syncs = cycles[k].syncs if iterations == "recorded" and cycles[k].status in PLANNED else None
         step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
-        if iterations == "recorded" and cycles[k].status == STATUS_FALLBACK:
+        if iterations == "recorded" and cycles[k].status == Status.FALLBACK:
             plan = late.get(cycles[k].time)     # stamped alike: the same cycle time
             if plan is not None:
                 step.fallback, step.iterations, step.syncs = "late", plan.iterations, plan.syncs
@@ -92,14 +93,13 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
     return steps
 
 
-
 def recorded_iterations(cycles: Sequence[Cycle]) -> list[int]:
     """Per cycle, the iteration count to replay it with: its recorded count where it reports a
     plan of its own (OK or TRUNCATED, 0 included: its budget ran out at once), else the median
     of those counts (a cycle that plans nothing; a late cycle gets its late plan's count)."""
-    counts = [c.iterations for c in cycles if c.status in (STATUS_OK, STATUS_TRUNCATED)]
+    counts = [c.iterations for c in cycles if c.status in PLANNED]
     typical = int(np.median(counts)) if counts else 1
-    return [c.iterations if c.status in (STATUS_OK, STATUS_TRUNCATED) else typical for c in cycles]
+    return [c.iterations if c.status in PLANNED else typical for c in cycles]
 
 
 def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:
