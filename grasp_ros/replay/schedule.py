@@ -33,8 +33,6 @@ from .bag import GOALS, NS, Cycle, Input, Recording
 
 PLANNED = (Status.OK, Status.TRUNCATED)
 """The statuses of a cycle that reports a plan of its own."""
-BUSY_TEXT = f"FALLBACK: {BUSY}"
-"""How a FALLBACK cycle that found the planner still on a late plan begins its status text."""
 STAMP_TOLERANCE_NS = 1_000
 """Stamps this close are the same (a cycle's time goes through a float in the controller)."""
 LOOKBACK_S = 5.0
@@ -88,7 +86,7 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
             if plan is not None:
                 step.fallback, step.iterations, step.syncs = "late", plan.iterations, plan.syncs
             else:
-                step.fallback = "busy" if cycles[k].status_text.startswith(BUSY_TEXT) else "unknown"
+                step.fallback = "busy" if BUSY in cycles[k].status_text else "unknown"
         steps.append(step)
     return steps
 

@@ -364,6 +364,10 @@ PARAMETERS: tuple[Param, ...] = (
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
+REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles")
+"""The parameters a replay sets from a bag's FALLBACK cycles (``ControlConfig.late_cycles``,
+``busy_cycles``)."""
+
 CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
                   "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
                   "clock_timeout", "pair_tolerance")
@@ -462,8 +466,7 @@ def declare_all(node, reported: Optional[dict[str, Any]] = None) -> dict[str, st
         reason = p.validate(value)
         if p.name in reported and value != reported[p.name]:
             reason = (f"{p.name} is reported by the node ({reported[p.name]!r} here), not set "
-                      f"({value!r} given); for cpu_capability set ATEN_CPU_CAPABILITY in the "
-                      "node's environment")
+                      f"({value!r} given). {p.description}")
         if reason:
             refused[p.name] = _start_up_refusal(p, reason)
     return refused
@@ -490,7 +493,7 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
     if values["solve_budget"] > period:
         return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
                 f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
-    replayed = [n for n in ("replay.late_cycles", "replay.busy_cycles") if values.get(n)]
+    replayed = [n for n in REPLAY_CYCLES if values.get(n)]
     if replayed and values["timing"] != "fixed_iterations":
         return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
     return None
