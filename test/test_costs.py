@@ -304,8 +304,11 @@ def test_user_terms_load_only_when_allowed():
 
 def test_cost_parameters_make_the_costs_setting():
     values = {p.name: p.default for p in params.PARAMETERS}
-    knobs, _ = params.knobs_for("mppi", values)
+    knobs, ignored = params.knobs_for("mppi", values)
     assert check_spec(knobs["costs"]) == check_spec({})              # the defaults: the default cost
+    assert ignored == [] and "chains" not in knobs                   # GRASP's defaults: nobody's choice
+    assert params.knobs_for("mppi", dict(values, **{"planner.route_spread": 0.1}))[1] == [
+        "planner.route_spread"]
     values.update({"cost.smoothness": 0.5, "cost.joint_limit_weight": 1.0,
                    "cost.joint_limits_low": [-1.0, -2.0], "cost.joint_limits_high": [1.0, 2.0],
                    "cost.terms": [TERM]})

@@ -191,8 +191,9 @@ def test_grasp_reports_its_syncs_and_a_budgeted_plan_repeats_from_its_counts():
     full = _planner("grasp", model, iterations=12, sync_every=5).plan(Z0, GOAL, budget=Budget(max_iterations=12))
     assert (full.iterations, full.syncs) == (12, 2)
     assert _planner("grasp", model, iterations=12, sync_every=5, max_syncs=1).plan(Z0, GOAL).syncs == 1
-    capped = _planner("grasp", model, iterations=12, sync_every=5, max_syncs=0).plan(Z0, GOAL)
-    assert capped.syncs == 0 and not torch.equal(capped.actions, full.actions)
+    plain = _planner("grasp", model, iterations=12, sync_every=5, sync_search=0).plan(Z0, GOAL)
+    capped = _planner("grasp", model, iterations=12, sync_every=5, sync_search=0, max_syncs=0).plan(Z0, GOAL)
+    assert capped.syncs == 0 and not torch.equal(capped.actions, plain.actions)
     with pytest.raises(ValueError, match="max_syncs"):
         _planner("grasp", model, max_syncs=-2)
 
@@ -411,8 +412,8 @@ def test_warm_start_is_never_worse(name):
 class _CapturingGrasp(GraspPlanner):
     """GRASP that keeps its iterates (and their initial values) for inspection."""
 
-    def _initial_iterates(self, z0, goal, warm, directions, inverse=None):
-        actions, states = super()._initial_iterates(z0, goal, warm, directions, inverse)
+    def _initial_iterates(self, *args):
+        actions, states = super()._initial_iterates(*args)
         self.iterates = (actions, states, actions.detach().clone(), states.detach().clone())
         return actions, states
 
@@ -535,7 +536,8 @@ def test_grasp_fresh_chains_start_with_the_actions_that_follow_their_routes():
     model = _EmbeddedModel()
     z0, goal = torch.zeros(6), torch.tensor([0.3, 0.2, 0.0, 0.0, 0.0, 0.0])
     for init in ("inverse", "zero"):
-        settings = GraspSettings(chains=4, sync_every=0, init_spread=0.05, init_actions=init)
+        settings = GraspSettings(chains=4, sync_every=0, init_spread=0.05, route_spread=0.0,
+                                 init_actions=init)
         planner = _CapturingGrasp(model, H, settings=settings, seed=0)
         planner.plan(z0, goal, budget=Budget(max_iterations=1))
         _, _, a0, s0 = planner.iterates
@@ -552,7 +554,7 @@ def test_grasp_fresh_chains_arrive_at_their_paces_and_hold():
     and its actions roll out along it (then hold still); arrivals 1: every route takes H steps."""
     model, horizon = _EmbeddedModel(), 16
     z0, goal = torch.zeros(6), torch.tensor([0.3, 0.2, 0.0, 0.0, 0.0, 0.0])
-    settings = GraspSettings(chains=6, sync_every=0, init_spread=0.0, arrivals=3)
+    settings = GraspSettings(chains=6, sync_every=0, init_spread=0.0, route_spread=0.0, arrivals=3)
     planner = _CapturingGrasp(model, horizon, settings=settings, seed=0)
     planner.plan(z0, goal, budget=Budget(max_iterations=1))
     _, _, a0, s0 = planner.iterates
@@ -565,10 +567,95 @@ def test_grasp_fresh_chains_arrive_at_their_paces_and_hold():
     assert float(a0[2, 4:].abs().max()) < 1e-5                  # arrived: holds still
     with pytest.raises(ValueError, match="arrivals"):
         GraspSettings(arrivals=0).validate()
-    same = GraspSettings(chains=6, sync_every=0, init_spread=0.0)
+    same = GraspSettings(chains=6, sync_every=0, init_spread=0.0, route_spread=0.0)
     planner = _CapturingGrasp(model, horizon, settings=same, seed=0)
     planner.plan(z0, goal, budget=Budget(max_iterations=1))
     assert bool(((planner.iterates[3] - goal).norm(dim=-1) > 1e-6).all())   # none before H
+
+
+def test_grasp_wide_routes_run_from_nearly_straight_to_wide_detours_on_the_reachable_set():
+    """route_spread: the wide routes' bends grow along a ladder from init_spread to route_spread
+    horizon reaches and gain modes as they grow, in the directions one step can move (dims 0, 1
+    of 6); the narrow chains and route_spread 0 bend along one half sine."""
+    model, horizon = _EmbeddedModel(), 40
+    z0, goal = torch.zeros(6), torch.tensor([0.5, 0.3, 0.0, 0.0, 0.0, 0.0])
+    t = torch.arange(1, horizon).div(horizon).view(-1, 1)
+    straight = z0 + t * (goal - z0)
+
+    def bends(**settings):
+        planner = _CapturingGrasp(model, horizon, settings=GraspSettings(chains=9, sync_every=0, **settings), seed=0)
+        planner.plan(z0, goal, budget=Budget(max_iterations=0))
+        return planner.iterates[3] - straight                       # [C, H-1, 6]
+
+    def one_half_sine(bend):                                         # bend(t) = sin(pi t) * r
+        r = bend[horizon // 2 - 1] / math.sin(math.pi * 0.5)
+        return torch.allclose(bend, torch.sin(math.pi * t) * r, atol=1e-5)
+
+    wide = bends(init_spread=0.1, route_spread=2.0, wide_routes=0.5)     # chains 1-4 narrow, 5-8 wide
+    size = wide.norm(dim=-1).amax(dim=-1)
+    assert float(wide[..., 2:].abs().max()) == 0.0
+    assert float(size[0]) == 0.0 and all(one_half_sine(wide[c]) for c in range(1, 5))
+    assert float(size[8]) > 5 * float(size[1:5].max())
+    assert not one_half_sine(wide[8])                                 # more than one mode
+    plain = bends(init_spread=0.1, route_spread=0.0)
+    assert all(one_half_sine(plain[c]) for c in range(9)) and float(plain.norm(dim=-1).max()) < float(size[8]) / 5
+    for bad in (dict(route_spread=-0.1), dict(route_modes=0), dict(wide_routes=1.5)):
+        with pytest.raises(ValueError):
+            GraspSettings(**bad).validate()
+
+
+class _SyncWatchingGrasp(GraspPlanner):
+    """GRASP that records every chain's true rollout cost before and after each sync."""
+
+    def _sync(self, z0, goal, actions, virtual, best):
+        with torch.no_grad():
+            before = self._cost(self._rollout(z0, actions), goal, actions)
+        calls = super()._sync(z0, goal, actions, virtual, best)
+        with torch.no_grad():
+            after = self._cost(self._rollout(z0, actions), goal, actions)
+        self.syncs_seen.append((before, after))
+        return calls
+
+
+def test_a_searched_sync_never_makes_a_chain_worse_where_a_plain_step_does():
+    """sync_search tries sync_lr x 4^k and keeps, per chain, the best true rollout or none; one
+    plain step of a large sync_lr throws chains off (wall_door, H=50, the analytic model)."""
+    env = make_env("wall_door", 50)
+    model = load_world_model({"name": "analytic", "env": "wall_door", "horizon": 50})
+    episode = env.sample_episode(3)
+    z0, goal = (torch.tensor(p, dtype=torch.float32) for p in (episode.start, episode.goal))
+    changes = {}
+    for search in (4, 0):
+        settings = GraspSettings(chains=8, iterations=20, sync_every=5, sync_lr=100.0, sync_search=search)
+        planner = _SyncWatchingGrasp(model, 50, settings=settings, seed=0)
+        planner.syncs_seen = []
+        planner.plan(z0, goal)
+        assert len(planner.syncs_seen) == 4
+        changes[search] = torch.stack([after - before for before, after in planner.syncs_seen])
+    assert float(changes[4].max()) <= 0.0 and float(changes[4].min()) < 0.0
+    assert float(changes[0].max()) > 0.0
+
+
+def test_grasp_plans_out_of_the_u_maze_open_loop():
+    """Issue 11's U-maze: the start inside a U, the goal behind its back. With wide routes and the
+    searched sync GRASP's open-loop plans get out and round an arm; without them the chains stay
+    at the U's back wall (seeds 0-3 here; 100 episodes in docs/benchmarks/u_maze)."""
+    env = make_env("u_maze", 100)
+    model = load_world_model({"name": "analytic", "env": "u_maze", "horizon": 100})
+    tolerance = (0.5 * env.success_radius) ** 2
+
+    def reached(**settings) -> int:
+        planner = make_planner("grasp", model, 100, dict(tolerance=tolerance, **settings))
+        successes = 0
+        for seed in range(4):
+            episode = env.sample_episode(seed)
+            env.reset(episode)
+            planner.reset(seed)
+            plan = planner.plan(*(torch.tensor(p, dtype=torch.float32) for p in (episode.start, episode.goal)))
+            successes += env.success(env.execute(plan.actions.numpy())[-1])
+        return successes
+    assert reached() >= 3
+    assert reached(route_spread=0.0, sync_search=0) <= 2
 
 
 def test_action_weight_adds_the_mean_squared_action_and_quiets_idle_actions():

@@ -15,8 +15,9 @@ from grasp_ros.planning import Budget, base, make_planner
 from grasp_ros.sim import make_env
 
 H = 25
-# Small budgets that still offer several bests (GRASP: two syncs and the final rollout).
-SMALL = {"grasp": {"iterations": 20}, "cem": {"iterations": 3, "samples": 50, "elites": 5},
+# Small budgets that still offer several bests (GRASP: rankings, two syncs and the final rollout;
+# few chains, so that the first ranking does not already find the plan it returns).
+SMALL = {"grasp": {"iterations": 20, "chains": 4}, "cem": {"iterations": 3, "samples": 50, "elites": 5},
          "mppi": {"iterations": 3, "samples": 50}, "gd": {"iterations": 4, "chains": 2}}
 NAMES = (*SMALL, "pytorch_mppi")
 

@@ -30,10 +30,12 @@ class Cell:
     device: str = "cpu"
     model: str = "analytic"
     """analytic (latent = position) or learned (latent from the camera image)."""
+    options: tuple = ()
+    """(name, value) pairs over the planner's benchmark settings (``grasp-ros bench --set``)."""
 
 
 def build_planner(cell: Cell, model, tolerance: float):
-    options = dict(PLANNER_SETTINGS[cell.planner])
+    options = dict(PLANNER_SETTINGS[cell.planner], **dict(cell.options))
     if cell.planner == "pytorch_mppi":
         return PeerMppi(model, cell.horizon, tolerance=tolerance, **options)
     options["tolerance"] = tolerance

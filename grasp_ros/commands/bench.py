@@ -8,15 +8,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
+import yaml
 from tqdm import tqdm
 
 from ..bench import iteration_cost, plots
 from ..bench.planners import Cell, example_plans, run_cell, summarise
 from ..bench.settings import ENVS, HORIZONS, PLANNERS
+from ..planning import PLANNERS as PLANNER_CLASSES
 from ..bench.results import machine_info, markdown_table, write_bench_json
 
 COLUMNS = [("env", "env"), ("horizon", "H"), ("planner", "planner"),
@@ -37,6 +40,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", default="analytic", choices=("analytic", "learned"),
                         help="analytic: plan on positions; learned: plan from camera images with "
                              "the shipped latent model (trained on wall_door)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="PLANNER.NAME=VALUE",
+                        help="a planner setting over its benchmark default (value as YAML), e.g. "
+                             "grasp.route_spread=0; repeat for more. The rows' settings record it")
     parser.add_argument("--out", type=Path, default=Path("bench_out"))
     parser.add_argument("--json", type=Path, default=None, help="JSON path (default OUT/bench_planners.json)")
     parser.add_argument("--no-figures", action="store_true")
@@ -51,7 +58,13 @@ def run(args) -> int:
         episodes = max(r["episodes"] for r in rows)
     else:
         episodes = 20 if args.quick else args.episodes
-        cells = [Cell(e, h, p, episodes, device=args.device, model=args.model)
+        try:
+            overrides = parse_overrides(args.overrides)
+        except ValueError as exc:
+            print(f"grasp-ros bench: {exc}", file=sys.stderr)
+            return 2
+        cells = [Cell(e, h, p, episodes, device=args.device, model=args.model,
+                      options=tuple(overrides.get(p, {}).items()))
                  for e in args.envs for h in args.horizons for p in args.planners]
         json_path = args.json or args.out / "bench_planners.json"
         rows = _run_cells(cells, args.workers, json_path.with_suffix(".partial.json"))
@@ -71,6 +84,26 @@ def run(args) -> int:
             plots.example_plans_figure(figures, args.out / "example_plans.png")
     print(f"wrote {json_path} and {args.out}/")
     return 0
+
+
+def parse_overrides(texts) -> dict[str, dict]:
+    """``PLANNER.NAME=VALUE`` texts -> {planner: {name: value}}; ValueError names a bad one."""
+    out: dict[str, dict] = {}
+    for text in texts:
+        target, sep, value = text.partition("=")
+        planner, dot, name = target.partition(".")
+        if not (sep and dot and name) or planner not in PLANNERS:
+            raise ValueError(f"--set {text!r}: expected PLANNER.NAME=VALUE with PLANNER one of "
+                             f"{', '.join(PLANNERS)}")
+        out.setdefault(planner, {})[name] = yaml.safe_load(value)
+    for planner, options in out.items():
+        if planner in PLANNER_CLASSES:   # checked here, not in a worker half-way through a run
+            settings = PLANNER_CLASSES[planner].Settings
+            unknown = sorted(set(options) - {f.name for f in dataclasses.fields(settings)})
+            if unknown:
+                raise ValueError(f"--set: {planner} has no settings {unknown}")
+            dataclasses.replace(settings(), **options).validate()
+    return out
 
 
 def _run_cells(cells: list[Cell], workers: int, partial: Path, chunk: int = 10) -> list[dict]:

@@ -75,8 +75,9 @@ INIT_ACTIONS = ("inverse", "zero")
 class GraspSettings(PlannerSettings):
     iterations: int = 200
     """Iteration cap when the budget names none."""
-    chains: int = 24
-    """C: independent chains optimised in parallel as one batch."""
+    chains: int = 48
+    """C: independent chains optimised in parallel as one batch (a batch of the analytic model
+    costs about as much as one chain on a CPU: the time is in dispatching the ops)."""
     lr_actions: float = 0.1
     """Adam learning rate of the actions."""
     lr_states: float = 0.25
@@ -97,7 +98,14 @@ class GraspSettings(PlannerSettings):
     sync_steps: int = 1
     """J: gradient steps on the actions through the full rollout at each sync."""
     sync_lr: float = 6.0
-    """Step size of those plain gradient steps."""
+    """Step size of those plain gradient steps (the smallest one tried, with ``sync_search``)."""
+    sync_search: int = 4
+    """Step sizes each sync step tries: ``sync_lr * 4^k`` for k < sync_search, in one batched
+    rollout; each chain takes the step whose true rollout costs least, or none when no step
+    improves it. The full rollout's gradient has no natural scale (it grows with the horizon and
+    the latent's units): one fixed step is too short to close the last 0.1-0.2 m of a detour at
+    H=100 and throws a chain off its route elsewhere. 0: one plain step of ``sync_lr``, whatever
+    it does to the chain."""
     rank_every: int = 5
     """Also before iteration 0 and every this many iterations (0: never), the chains' true
     rollouts are ranked without a gradient step: the best-so-far stays current between syncs, and
@@ -114,6 +122,21 @@ class GraspSettings(PlannerSettings):
     chain 0 from the straight line itself. r_c is Gaussian with the shape of the model's one-step
     displacements and E||r_c||^2 = init_spread^2 * A (A action dims): N(0, init_spread^2 I) where
     the latent is the state, and no bends off the reachable set in a larger latent space."""
+    route_spread: float = 2.0
+    """Width of the widest fresh route, in horizon reaches (H one-step displacements: how far the
+    horizon can go). The bends of the wide routes grow log-evenly from ``init_spread`` to
+    ``route_spread`` reaches and gain sine modes as they grow, so one batch offers nearly
+    straight routes and wide detours at once. A route out of a dead end and round an obstacle
+    (the U-maze) is one the iterations cannot reach from a nearly straight one: a virtual state
+    moves only towards its prediction and by noise, never a whole route sideways
+    (``docs/notes/u_maze.md``). 0: every fresh chain bent by ``init_spread`` along one half sine."""
+    wide_routes: float = 0.75
+    """Fraction of the fresh chains (1..C-1) on wide routes; the others bend by ``init_spread``
+    along one half sine, the routes a plan through a door usually finds at iteration 0."""
+    route_modes: int = 3
+    """Half-sine modes of the widest route's bend (mode m scaled 1/m; modes above 1 grow in along
+    the ladder of widths): 1 bends a route one way, 2 and 3 let it leave in one direction and
+    arrive from another."""
     arrivals: int = 1
     """Paces of the fresh chains' routes: chain c reaches its end at step H / 2^(c mod arrivals)
     and holds there (1: every route takes the whole horizon). A route's pace is what gradient
@@ -136,9 +159,13 @@ class GraspSettings(PlannerSettings):
     def validate(self) -> None:
         super().validate()
         if (self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0
-                or self.rank_every < 0):
-            raise ValueError("chains must be >= 1; sync_every, sync_steps, warmup_iterations, "
-                             "rank_every >= 0")
+                or self.rank_every < 0 or self.sync_search < 0):
+            raise ValueError("chains must be >= 1; sync_every, sync_steps, sync_search, "
+                             "warmup_iterations, rank_every >= 0")
+        if self.route_spread < 0 or self.route_modes < 1:
+            raise ValueError("route_spread must be >= 0 and route_modes >= 1")
+        if not 0 <= self.wide_routes <= 1:
+            raise ValueError(f"wide_routes must be in [0, 1], got {self.wide_routes}")
         if self.max_syncs < -1:
             raise ValueError("max_syncs must be >= 0, or -1 for no cap")
         if min(self.lr_actions, self.lr_states, self.sync_lr) < 0 or self.goal_weight < 0:
@@ -164,7 +191,7 @@ class GraspPlanner(Planner):
         if warm is not None and goal.latent is not None:
             warm = warm.retargeted(goal.latent)
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
-        actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse)
+        actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
@@ -318,24 +345,30 @@ class GraspPlanner(Planner):
         return xi @ moves / math.sqrt(moves.shape[0])
 
     def _initial_iterates(self, z0, goal: Optional[torch.Tensor], warm: Optional[WarmStart],
-                          directions: torch.Tensor, inverse=None):
+                          directions: torch.Tensor, inverse=None, step: float = 1.0):
         """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]: the straight line to
         the goal latent (none: z0 throughout), bent; the actions by ``init_actions``, through
         ``inverse`` (``_one_step_moves``); the first chains from the warm start.
 
         ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
-        them, so that in a latent space larger than the state they stay on the reachable set."""
+        them, so that in a latent space larger than the state they stay on the reachable set.
+        ``step``: the step unit in latent units (the wide routes' widths are in horizon reaches)."""
         cfg, H, C = self.settings, self.horizon, self.settings.chains
         pace = torch.arange(C, device=self.device).remainder(cfg.arrivals).exp2().view(C, 1, 1)
         t = torch.arange(1, H, device=self.device, dtype=torch.float32).view(1, H - 1, 1)
         frac = (t * pace / H).clamp(max=1.0)                        # [C, H-1, 1]: 1 once arrived
         end = z0 if goal is None else goal
         states = (z0 + frac * (end - z0)).expand(C, H - 1, self.latent_dim).clone()
-        if cfg.init_spread > 0 and C > 1:
-            # Expected squared norm init_spread^2 * A: N(0, init_spread^2 I) when D == A.
-            scale = cfg.init_spread * math.sqrt(self.action_dim / self.latent_dim)
-            bend = scale * self._state_noise((C - 1, 1, self.latent_dim), directions)
-            states[1:] += torch.sin(math.pi * frac[1:]) * bend
+        # Expected squared norm spread^2 * A: N(0, spread^2 I) when D == A.
+        unit = math.sqrt(self.action_dim / self.latent_dim)
+        wide = round(cfg.wide_routes * (C - 1)) if cfg.route_spread > 0 else 0
+        narrow = C - 1 - wide
+        if cfg.init_spread > 0 and narrow > 0:
+            bend = cfg.init_spread * unit * self._state_noise((narrow, 1, self.latent_dim), directions)
+            states[1:narrow + 1] += torch.sin(math.pi * frac[1:narrow + 1]) * bend
+        if wide > 0:
+            states[narrow + 1:] += self._wide_bends(frac[narrow + 1:], cfg.init_spread * unit,
+                                                    cfg.route_spread * H * step * unit, directions)
         actions = torch.zeros(C, H, self.action_dim, device=self.device)
         if inverse is not None:
             d_mean, a_mean, to_action = inverse
@@ -350,6 +383,22 @@ class GraspPlanner(Planner):
                 states[:n] = warm.states[1:H]
         return actions, states
 
+    def _wide_bends(self, frac: torch.Tensor, smallest: float, widest: float,
+                    directions: torch.Tensor) -> torch.Tensor:
+        """Bends [N, H-1, D] of N routes at ``frac`` [N, H-1, 1] (their progress, 0..1). Route n
+        stands at u = n / (N-1) on a ladder: its spread runs log-evenly from ``smallest`` to
+        ``widest`` step units (linearly when smallest is 0); mode 1 adds sin(pi frac) * spread,
+        mode m > 1 of ``route_modes`` u * sin(m pi frac) * spread / m, each along a random
+        one-step displacement direction."""
+        n, modes = frac.shape[0], self.settings.route_modes
+        u = torch.linspace(0.0, 1.0, n, device=self.device).view(n, 1, 1)
+        spread = smallest * (widest / smallest) ** u if smallest > 0 else widest * u
+        m = torch.arange(1, modes + 1, device=self.device, dtype=torch.float32).view(1, modes, 1, 1)
+        shapes = torch.sin(math.pi * m * frac[:, None]) / m                  # [N, M, H-1, 1]
+        shapes = shapes * torch.where(m > 1, u[:, None], torch.ones_like(u[:, None]))  # 1 mode .. all
+        directions_nm = self._state_noise((n, modes, 1, self.latent_dim), directions)
+        return spread * (shapes * directions_nm).sum(1)
+
     @torch.no_grad()
     def _rank(self, z0, goal, actions, states, last, best: Best) -> int:
         """Offer every chain's true rollout to ``best`` as the chains stand; returns model calls.
@@ -362,16 +411,37 @@ class GraspPlanner(Planner):
 
     def _sync(self, z0, goal, actions: torch.Tensor, virtual: torch.Tensor, best: Best) -> int:
         """J plain gradient steps on the actions through the full rollout; returns model calls."""
-        cfg = self.settings
+        cfg, calls = self.settings, 0
         for j in range(cfg.sync_steps):
             real = self._rollout(z0, actions)
             cost = self._cost(real, goal, actions)
             if j == 0:
                 best.offer(actions, real, cost, virtual)
             (grad,) = torch.autograd.grad(cost.sum(), actions)
+            calls += actions.shape[0] * self.horizon
             with torch.no_grad():
-                actions.copy_(self._clamp(actions - cfg.sync_lr * grad))
-        return cfg.sync_steps * actions.shape[0] * self.horizon
+                if cfg.sync_search:
+                    calls += self._searched_step(z0, goal, actions, cost.detach(), grad, virtual, best)
+                else:
+                    actions.copy_(self._clamp(actions - cfg.sync_lr * grad))
+        return calls
+
+    def _searched_step(self, z0, goal, actions, cost, grad, virtual, best: Best) -> int:
+        """Each chain steps along -grad by the step size, of ``sync_search`` tried, whose true
+        rollout costs least, or stays when none beats ``cost`` [C]; returns model calls."""
+        K, (C, H, A) = self.settings.sync_search, actions.shape
+        rates = self.settings.sync_lr * torch.pow(
+            4.0, torch.arange(K, device=self.device, dtype=actions.dtype)).view(K, 1, 1, 1)
+        trial = self._clamp(actions[None] - rates * grad[None]).reshape(K * C, H, A)
+        real = self._rollout(z0, trial)
+        trial_cost = self._cost(real, goal, trial)
+        best.offer(trial, real, trial_cost, virtual.repeat(K, 1, 1))
+        costs = torch.cat([cost[None], trial_cost.view(K, C)])                # [K+1, C]
+        costs = torch.where(torch.isfinite(costs), costs, torch.full_like(costs, math.inf))
+        pick = costs.argmin(0)                                               # 0: no step
+        chosen = torch.cat([actions[None], trial.view(K, C, H, A)])[pick, torch.arange(C, device=self.device)]
+        actions.copy_(chosen)
+        return K * C * H
 
     @staticmethod
     def _trace_row(it, residual, task, to_goal, actions, states, sigma) -> dict:

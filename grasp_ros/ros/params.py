@@ -17,8 +17,8 @@ Three kinds of parameters:
   active): deactivate, cleanup, set them, configure again.
 * dynamic: applied from the next control cycle, in any state.
 
-The planner knobs ``planner.*`` other than ``running_weight`` and ``chains`` have no default: unset, the chosen
-planner's own default holds.
+The planner knobs ``planner.*`` other than ``running_weight``, ``chains``, ``rank_every``,
+``route_spread`` and ``sync_search`` have no default: unset, the chosen planner's own default holds.
 Only knobs the chosen planner has can be set at run time. The ``cost.*`` parameters make every
 planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs``).
 """
@@ -308,7 +308,7 @@ PARAMETERS: tuple[Param, ...] = (
           "high, and waiting at a wall near the goal beats the detour through a door.",
           range=(0.0, 1000.0), dynamic=True),
     Param("planner.chains", "int", 12,
-          "Parallel chains C (GRASP). Fewer than the open-loop default (24): replanning every "
+          "Parallel chains C (GRASP). Fewer than the open-loop default (48): replanning every "
           "cycle, more iterations per chain reach the goal more often than more chains (wall_door "
           "from pixels through the core, 20 episodes at equal compute: 12 chains x 6 iterations "
           "100%, 24 x 4 80%).",
@@ -327,6 +327,17 @@ PARAMETERS: tuple[Param, ...] = (
           "H / 2^(c mod arrivals) and holds there (1, its default: every route takes the whole "
           "horizon).",
           range=(1, 16), dynamic=True),
+    Param("planner.route_spread", "double", 0.0,
+          "GRASP: width of the widest fresh route, as a fraction of the horizon in one-step "
+          "displacements (the planner's own default 0.15 opens wide detours, out of a dead end and "
+          "round an obstacle, for open-loop plans; 0 here: every fresh route is nearly straight, "
+          "as the closed-loop results were measured).",
+          range=(0.0, 10.0), dynamic=True),
+    Param("planner.sync_search", "int", 0,
+          "GRASP: step sizes each sync tries (sync_lr x 4^k, k < sync_search, one batched "
+          "rollout), each chain keeping the one whose true rollout costs least (the planner's own "
+          "default 4; 0 here: one plain step, as the closed-loop results were measured).",
+          range=(0, 16), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
@@ -500,7 +511,8 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
 
 
 def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The set planner knobs as planner settings, and the names of set knobs ``planner`` lacks."""
+    """The set planner knobs as planner settings, and the names of the knobs ``planner`` lacks
+    that were set to other than their defaults (a GRASP knob's default is nobody's choice)."""
     fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
     knobs, ignored = {"costs": costs_for(values)}, []
     for p in PARAMETERS:
@@ -508,7 +520,7 @@ def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], lis
             continue
         if p.knob in fields:
             knobs[p.knob] = values[p.name]
-        else:
+        elif values[p.name] != p.default:
             ignored.append(p.name)
     return knobs, ignored
 
