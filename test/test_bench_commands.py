@@ -32,6 +32,21 @@ def test_bench_merges_result_files(tmp_path):
     assert timing and len(timing) == len(set(timing))     # both files timed them: the later wins
 
 
+def test_bench_set_overrides_one_planners_settings_and_refuses_bad_ones(tmp_path, capsys):
+    assert main(["bench", "--envs", "open", "--horizons", "25", "--planners", "grasp", "cem",
+                 "--episodes", "1", "--out", str(tmp_path), "--no-figures",
+                 "--set", "grasp.chains=3", "--set", "grasp.route_spread=0"]) == 0
+    rows = json.loads((tmp_path / "bench_planners.json").read_text())["rows"]
+    settings = {r["planner"]: r["settings"] for r in rows if r["bench"] == "planners"}
+    assert (settings["grasp"]["chains"], settings["grasp"]["route_spread"]) == (3, 0.0)
+    assert settings["cem"]["samples"] == 300                            # the others keep theirs
+    for bad, says in (("grasp.nope=1", "no settings ['nope']"), ("grasp.route_spread=-1", "route_spread"),
+                      ("chains=3", "PLANNER.NAME=VALUE")):
+        assert main(["bench", "--episodes", "1", "--out", str(tmp_path / "bad"), "--set", bad]) == 2
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def test_model_accuracy_grows_with_rollout_length(tmp_path):
     assert main(["bench-model", "--quick", "--steps", "6", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "model_accuracy.json").read_text())["rows"]
