@@ -18,11 +18,13 @@ rollouts that rank the chains. A goal given only as joint positions has no laten
 straight lines end at the latent nearest z0 that decodes to the goal, and J's joint terms pull the
 last prediction to the goal. All H one-step
 predictions of all C chains are ONE batched model call. After each Adam step, Gaussian noise is
-added to the virtual states (exploration). Every ``sync_every`` iterations, ``sync_steps`` plain
+added to the virtual states (exploration). Every ``sync_every`` iterations, ``sync_steps``
 gradient steps on the actions through the full serial rollout pull the actions back to a plan
-that the model really executes ("sync"); those rollouts also rank the chains, as do rollouts
-before iteration 0 and every ``rank_every`` iterations, and the returned plan is the chain whose
-true rollout costs least.
+that the model really executes ("sync"; each step the best of ``sync_search`` sizes, per chain);
+those rollouts also rank the chains, as do rollouts before iteration 0 and every ``rank_every``
+iterations, and the returned plan is the chain whose true rollout costs least. The fresh chains
+start on routes from nearly straight to wide detours (``route_spread``): the iterations refine a
+route's shape, they do not change it from one side of an obstacle to the other.
 """
 from __future__ import annotations
 
@@ -387,7 +389,7 @@ class GraspPlanner(Planner):
                     directions: torch.Tensor) -> torch.Tensor:
         """Bends [N, H-1, D] of N routes at ``frac`` [N, H-1, 1] (their progress, 0..1). Route n
         stands at u = n / (N-1) on a ladder: its spread runs log-evenly from ``smallest`` to
-        ``widest`` step units (linearly when smallest is 0); mode 1 adds sin(pi frac) * spread,
+        ``widest`` (latent units; linearly when smallest is 0); mode 1 adds sin(pi frac) * spread,
         mode m > 1 of ``route_modes`` u * sin(m pi frac) * spread / m, each along a random
         one-step displacement direction."""
         n, modes = frac.shape[0], self.settings.route_modes
@@ -410,7 +412,8 @@ class GraspPlanner(Planner):
         return actions.shape[0] * self.horizon
 
     def _sync(self, z0, goal, actions: torch.Tensor, virtual: torch.Tensor, best: Best) -> int:
-        """J plain gradient steps on the actions through the full rollout; returns model calls."""
+        """J gradient steps on the actions through the full rollout, each of ``sync_lr`` or the
+        best of ``sync_search`` sizes; returns model calls."""
         cfg, calls = self.settings, 0
         for j in range(cfg.sync_steps):
             real = self._rollout(z0, actions)
