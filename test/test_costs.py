@@ -309,6 +309,7 @@ def test_cost_parameters_make_the_costs_setting():
     assert ignored == [] and "chains" not in knobs                   # GRASP's defaults: nobody's choice
     assert params.knobs_for("mppi", dict(values, **{"planner.route_spread": 0.1}))[1] == [
         "planner.route_spread"]
+    assert params.knobs_for("mppi", dict(values, **{"planner.route_spread": 0.0}))[1] == []  # a replay's legacy value
     values.update({"cost.smoothness": 0.5, "cost.joint_limit_weight": 1.0,
                    "cost.joint_limits_low": [-1.0, -2.0], "cost.joint_limits_high": [1.0, 2.0],
                    "cost.terms": [TERM]})

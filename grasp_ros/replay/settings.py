@@ -1,6 +1,7 @@
 """The replayed controller's parameters: the recorded controller's, then the user's changes.
 
-Precedence, lowest first: the controller's defaults; the parameters the bag's recorder stored
+Precedence, lowest first: the controller's defaults (for a parameter newer than the recording:
+its ``legacy`` value, which repeats the controller as it was); the parameters the bag's recorder stored
 (``Recording.parameters``); a ROS parameter file (``--params-file``); ``-p name:=value`` /
 ``--param name=value``. Then what replay itself needs: ``use_sim_time`` (the replay owns
 /clock), no autostart (the replay drives the lifecycle), ``timing: fixed_iterations`` (no
@@ -77,12 +78,17 @@ def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
 def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str, Any],
                       overrides: dict[str, Any], image_transport: Optional[str]) -> tuple[dict, dict]:
     """(the replayed controller's parameter values, where each came from: recorded, file,
-    command line, bag, replay). Recorded values the controller no longer has are dropped."""
+    command line, bag, replay). Recorded values the controller no longer has are dropped; a
+    parameter newer than the recording gets its ``legacy`` value, which repeats the controller
+    that recorded it."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, value in (recorded or {}).items():
         if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED):
             values[name], source[name] = typed(name, value), "recorded"
+    for p in params.PARAMETERS:   # a recorder older than the parameter: the controller as it was
+        if recorded is not None and p.legacy is not None and p.name not in recorded:
+            values[p.name], source[p.name] = p.legacy, "recorded (before the parameter existed)"
     if image_transport and "image_transport" not in {**file_values, **overrides}:
         values["image_transport"], source["image_transport"] = image_transport, "bag"
     for given, label in ((file_values, "params file"), (overrides, "command line")):

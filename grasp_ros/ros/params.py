@@ -67,6 +67,9 @@ class Param:
     """Set at start-up only (never dynamic)."""
     check: Optional[Callable[[Any], Optional[str]]] = None
     """Extra check: the reason a value is bad, or None."""
+    legacy: Any = None
+    """The value that repeats the controller as it was before this parameter existed (None: the
+    default does): a replay sets it when the bag's recorded parameters lack the name."""
 
     @property
     def knob(self) -> Optional[str]:
@@ -327,17 +330,17 @@ PARAMETERS: tuple[Param, ...] = (
           "H / 2^(c mod arrivals) and holds there (1, its default: every route takes the whole "
           "horizon).",
           range=(1, 16), dynamic=True),
-    Param("planner.route_spread", "double", 0.0,
-          "GRASP: width of the widest fresh route, as a fraction of the horizon in one-step "
-          "displacements (the planner's own default 0.15 opens wide detours, out of a dead end and "
-          "round an obstacle, for open-loop plans; 0 here: every fresh route is nearly straight, "
-          "as the closed-loop results were measured).",
-          range=(0.0, 10.0), dynamic=True),
-    Param("planner.sync_search", "int", 0,
+    Param("planner.route_spread", "double", 2.0,
+          "GRASP: width of the widest fresh route, in horizon reaches (H one-step "
+          "displacements); three quarters of the fresh chains start on routes from nearly "
+          "straight to this wide, out of a dead end and round an obstacle (0: every fresh route "
+          "nearly straight, as before this parameter; config/arm_controller.yaml sets 0).",
+          range=(0.0, 10.0), dynamic=True, legacy=0.0),
+    Param("planner.sync_search", "int", 4,
           "GRASP: step sizes each sync tries (sync_lr x 4^k, k < sync_search, one batched "
-          "rollout), each chain keeping the one whose true rollout costs least (the planner's own "
-          "default 4; 0 here: one plain step, as the closed-loop results were measured).",
-          range=(0, 16), dynamic=True),
+          "rollout), each chain keeping the one whose true rollout costs least (0: one plain "
+          "step, as before this parameter).",
+          range=(0, 16), dynamic=True, legacy=0),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
@@ -512,7 +515,7 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
 
 def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The set planner knobs as planner settings, and the names of the knobs ``planner`` lacks
-    that were set to other than their defaults (a GRASP knob's default is nobody's choice)."""
+    that were set to other than their default or legacy values (nobody's choice)."""
     fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
     knobs, ignored = {"costs": costs_for(values)}, []
     for p in PARAMETERS:
@@ -520,7 +523,7 @@ def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], lis
             continue
         if p.knob in fields:
             knobs[p.knob] = values[p.name]
-        elif values[p.name] != p.default:
+        elif values[p.name] not in (p.default, p.legacy):
             ignored.append(p.name)
     return knobs, ignored
 
