@@ -98,11 +98,7 @@ def parse_overrides(texts) -> dict[str, dict]:
         out.setdefault(planner, {})[name] = yaml.safe_load(value)
     for planner, options in out.items():
         if planner in PLANNER_CLASSES:   # checked here, not in a worker half-way through a run
-            settings = PLANNER_CLASSES[planner].Settings
-            unknown = sorted(set(options) - {f.name for f in dataclasses.fields(settings)})
-            if unknown:
-                raise ValueError(f"--set: {planner} has no settings {unknown}")
-            dataclasses.replace(settings(), **options).validate()
+            PLANNER_CLASSES[planner].Settings().changed(**options)
     return out
 
 

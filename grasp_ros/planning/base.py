@@ -245,6 +245,15 @@ class PlannerSettings:
             raise ValueError("running_weight, action_weight and tolerance must be >= 0")
         object.__setattr__(self, "costs", check_spec(self.costs))
 
+    def changed(self, **changes: Any) -> "PlannerSettings":
+        """A validated copy with ``changes``; ValueError names unknown settings or a bad value."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no settings {sorted(unknown)}")
+        settings = dataclasses.replace(self, **changes)
+        settings.validate()
+        return settings
+
 
 class Planner:
     """Base class: input checks, budget, best-so-far, seeding. Subclasses implement ``_solve``."""
@@ -278,11 +287,7 @@ class Planner:
 
     def configure(self, **changes: Any) -> None:
         """Change settings (validated); they apply from the next ``plan`` call."""
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self.settings)}
-        if unknown:
-            raise ValueError(f"{self.name}: unknown settings {sorted(unknown)}")
-        settings = dataclasses.replace(self.settings, **changes)
-        settings.validate()
+        settings = self.settings.changed(**changes)
         self.cost = Cost(settings.costs, settings.running_weight, settings.action_weight,
                          self.model, self.allow_python, self.device)
         self.settings = settings

@@ -86,8 +86,8 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
     for name, value in (recorded or {}).items():
         if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED):
             values[name], source[name] = typed(name, value), "recorded"
-    for p in params.PARAMETERS:   # a recorder older than the parameter: the controller as it was
-        if recorded is not None and p.legacy is not None and p.name not in recorded:
+    for p in params.PARAMETERS if recorded is not None else ():   # newer than the recorder:
+        if p.legacy is not None and p.name not in recorded:            # the controller as it was
             values[p.name], source[p.name] = p.legacy, "recorded (before the parameter existed)"
     if image_transport and "image_transport" not in {**file_values, **overrides}:
         values["image_transport"], source["image_transport"] = image_transport, "bag"
