@@ -435,8 +435,10 @@ def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp
     assert (values["seed"], sources["seed"]) == (5, "command line")
     assert values["timing"] == "fixed_iterations" and values["use_sim_time"] and not values["autostart"]
     assert prepared.iterations == "parameter"      # the recording ran fixed iterations itself
-    # The shipped bag predates the wide routes and the searched sync: it replays without them.
-    for name, legacy in (("planner.route_spread", 0.0), ("planner.sync_search", 0)):
+    # The shipped bag predates the wide routes, the searched sync and the adjoint gradient: it
+    # replays without them.
+    for name, legacy in (("planner.route_spread", 0.0), ("planner.sync_search", 0),
+                         ("planner.sync_gradient", "backprop")):
         assert (values[name], sources[name]) == (legacy, "recorded (before the parameter existed)")
     from grasp_ros.replay.settings import controller_values
     now, _ = controller_values({"planner.route_spread": 2.0}, {}, {}, None)

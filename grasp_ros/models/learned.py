@@ -42,6 +42,7 @@ from torch import nn
 from .card import ModelCard, card_from_data, check_card_fits
 from .contract import WorldModel, WorldModelError, error_text
 from .loader import register_builtin
+from .scripting import script
 from .text import quote, shorten
 
 CHECKPOINT_FORMAT = "grasp_ros.latent_world_model/1"
@@ -262,7 +263,7 @@ def compile_rollout(model: LatentWorldModel) -> LatentWorldModel:
     is held outside the module's registry, so state dicts and exports are unchanged."""
     # A partial, not the bare method: torch.jit.script(model) (an export) would take a bare
     # compiled method for one of the module's own.
-    object.__setattr__(model, "_compiled_rollout", functools.partial(torch.jit.script(model).serial_rollout))
+    object.__setattr__(model, "_compiled_rollout", functools.partial(script(model).serial_rollout))
     return model
 
 

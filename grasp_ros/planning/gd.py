@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from .adam import Adam
 from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
 
 
@@ -48,13 +49,13 @@ class GdPlanner(Planner):
         cfg: GdSettings = self.settings
         H, C = self.horizon, cfg.chains
         actions = self._initial_actions(warm).requires_grad_(True)            # [C, H, A]
-        optimiser = torch.optim.Adam([actions], lr=cfg.lr)
+        optimiser = Adam([(actions, cfg.lr)])
         best, calls, it = self._best(deadline), 0, 0
         while not deadline.done(it) and not self._converged(best):
             states = self._rollout(z0, actions)                                # [C, H+1, D]
             cost = self._cost(states, goal, actions)                           # [C]
             best.offer(actions, states, cost)
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             cost.sum().backward()                 # chains are independent: each gets its own gradient
             actions.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)         # keep Adam's moments finite
             if cfg.grad_clip > 0:

@@ -36,6 +36,8 @@ from typing import Optional
 
 import torch
 
+from .adam import Adam
+from .adjoint import ADJOINT_MAX_LATENT, rollout_gradient
 from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
 from .costs import Cost, CostContext, Goal
 from .rollout import model_step
@@ -71,6 +73,7 @@ def grasp_loss(model, cost: Cost, visited: torch.Tensor, actions: torch.Tensor, 
 
 
 INIT_ACTIONS = ("inverse", "zero")
+SYNC_GRADIENTS = ("auto", "adjoint", "backprop")
 
 
 @dataclass
@@ -108,6 +111,12 @@ class GraspSettings(PlannerSettings):
     the latent's units): one fixed step is too short to close the last 0.1-0.2 m of a detour at
     H=100 and throws a chain off its route elsewhere. 0: one plain step of ``sync_lr``, whatever
     it does to the chain."""
+    sync_gradient: str = "auto"
+    """How a sync step gets the gradient through the full rollout: "backprop" (autograd back
+    through the H steps), "adjoint" (the rollout without a gradient, then every step's Jacobian
+    in one batched call and the adjoint recurrence: ``planning.adjoint``), or "auto": the adjoint
+    for a latent of at most ``ADJOINT_MAX_LATENT`` values, where it is the faster. The two agree
+    to float rounding, not to the bit."""
     rank_every: int = 5
     """Also before iteration 0 and every this many iterations (0: never), the chains' true
     rollouts are ranked without a gradient step: the best-so-far stays current between syncs, and
@@ -178,6 +187,8 @@ class GraspSettings(PlannerSettings):
             raise ValueError(f"arrivals must be >= 1, got {self.arrivals}")
         if self.state_noise < 0 or not 0 < self.noise_decay <= 1 or not 0 <= self.warm_chains <= 1:
             raise ValueError("state_noise >= 0, 0 < noise_decay <= 1, 0 <= warm_chains <= 1")
+        if self.sync_gradient not in SYNC_GRADIENTS:
+            raise ValueError(f"sync_gradient must be one of {', '.join(SYNC_GRADIENTS)}, got {self.sync_gradient!r}")
         if self.init_actions not in INIT_ACTIONS:
             raise ValueError(f"init_actions must be one of {', '.join(INIT_ACTIONS)}, got {self.init_actions!r}")
 
@@ -196,8 +207,7 @@ class GraspPlanner(Planner):
         actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
         actions.requires_grad_(True)
         states.requires_grad_(True)
-        optimiser = torch.optim.Adam([{"params": [actions], "lr": cfg.lr_actions},
-                                      {"params": [states], "lr": cfg.lr_states * step}])
+        optimiser = Adam([(actions, cfg.lr_actions), (states, cfg.lr_states * step)])
         first = z0.expand(C, 1, -1)
         # The virtual end, for the returned plan and the warm start: the goal latent, else the
         # last prediction.
@@ -218,7 +228,7 @@ class GraspPlanner(Planner):
                 cfg.sample_dynamics, self.generator)
             end = predicted[:, -1:].detach() if last is None else last
             full = torch.cat([visited.detach(), end], dim=1)                     # [C, H+1, D]
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             loss.backward()
             if cfg.grad_clip > 0:
                 norms = actions.grad.flatten(1).norm(dim=1).clamp_min(1e-12)
@@ -416,18 +426,32 @@ class GraspPlanner(Planner):
         best of ``sync_search`` sizes; returns model calls."""
         cfg, calls = self.settings, 0
         for j in range(cfg.sync_steps):
-            real = self._rollout(z0, actions)
-            cost = self._cost(real, goal, actions)
+            real, cost, grad, rollout_calls = self._rollout_gradient(z0, goal, actions)
             if j == 0:
                 best.offer(actions, real, cost, virtual)
-            (grad,) = torch.autograd.grad(cost.sum(), actions)
-            calls += actions.shape[0] * self.horizon
+            calls += rollout_calls
             with torch.no_grad():
                 if cfg.sync_search:
                     calls += self._searched_step(z0, goal, actions, cost.detach(), grad, virtual, best)
                 else:
                     actions.copy_(self._clamp(actions - cfg.sync_lr * grad))
         return calls
+
+    def _rollout_gradient(self, z0, goal, actions: torch.Tensor):
+        """The true rollout of ``actions``, its cost [C], the cost's gradient, as
+        ``sync_gradient`` says, and the model calls made (the adjoint's Jacobians: a second
+        batched call)."""
+        how, calls = self.settings.sync_gradient, actions.shape[0] * self.horizon
+        if how == "auto":
+            how = "adjoint" if self.latent_dim <= ADJOINT_MAX_LATENT else "backprop"
+        if how == "adjoint" and not self.settings.sample_dynamics:
+            real, cost, grad = rollout_gradient(self.model, z0, actions,
+                                                lambda states, a: self._cost(states, goal, a))
+            return real, cost, grad, 2 * calls
+        real = self._rollout(z0, actions)
+        cost = self._cost(real, goal, actions)
+        (grad,) = torch.autograd.grad(cost.sum(), actions)
+        return real, cost, grad, calls
 
     def _searched_step(self, z0, goal, actions, cost, grad, virtual, best: Best) -> int:
         """Each chain steps along -grad by the step size, of ``sync_search`` tried, whose true

@@ -18,7 +18,7 @@ Three kinds of parameters:
 * dynamic: applied from the next control cycle, in any state.
 
 The planner knobs ``planner.*`` other than ``running_weight``, ``chains``, ``rank_every``,
-``route_spread`` and ``sync_search`` have no default: unset, the chosen planner's own default holds.
+``route_spread``, ``sync_search`` and ``sync_gradient`` have no default: unset, the chosen planner's own default holds.
 Only knobs the chosen planner has can be set at run time. The ``cost.*`` parameters make every
 planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs``).
 """
@@ -42,7 +42,8 @@ from ..models.preprocess import CROPS
 from ..models.spec import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
-from ..planning.grasp import INIT_ACTIONS
+from ..planning.adjoint import ADJOINT_MAX_LATENT
+from ..planning.grasp import INIT_ACTIONS, SYNC_GRADIENTS
 from ..planning.costs import check_spec as check_cost_spec
 
 NODE_NAME = "grasp_controller"
@@ -341,6 +342,12 @@ PARAMETERS: tuple[Param, ...] = (
           "rollout), each chain keeping the one whose true rollout costs least (0: one plain "
           "step, as before this parameter).",
           range=(0, 16), dynamic=True, legacy=0),
+    Param("planner.sync_gradient", "string", "auto",
+          "GRASP: how a sync gets the gradient through the full rollout: backprop, adjoint "
+          "(the rollout without a gradient, every step's Jacobian in one batched call, the "
+          f"adjoint recurrence), or auto: the adjoint for a latent of at most {ADJOINT_MAX_LATENT} values, where it is "
+          "the faster (backprop: as before this parameter; the two agree to float rounding).",
+          choices=SYNC_GRADIENTS, dynamic=True, legacy="backprop"),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",

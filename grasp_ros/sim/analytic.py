@@ -55,6 +55,10 @@ class AnalyticNavModel(WorldModel):
     def predict(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.dynamics(latent, action)
 
+    def rollout(self, z0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The contract's optional serial rollout [C, H+1, 2]: the same steps, compiled."""
+        return self.dynamics.rollout(z0, actions)
+
     def position(self, latent: torch.Tensor) -> torch.Tensor:
         return latent
 

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -45,6 +44,7 @@ from ..data import TransitionData, TransitionWindows
 from ..models.card import ModelCard, card_from_data
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
+from ..models.scripting import script
 
 
 @dataclass
@@ -420,9 +420,7 @@ def _cosine(step: int, total: int, settings: TrainSettings) -> float:
 def export_torchscript(model: LatentWorldModel, path: str) -> None:
     """Save ``model`` as TorchScript (CPU): encode, predict, position, decode_state and the
     contract's attributes, loadable by ``load_world_model(path)`` without this package's classes."""
-    with warnings.catch_warnings():   # torch >= 2.10 flags TorchScript as deprecated; it is our format
-        warnings.simplefilter("ignore", DeprecationWarning)
-        scripted = torch.jit.script(model.cpu().eval())
+    scripted = script(model.cpu().eval())
     tmp = f"{path}.tmp{os.getpid()}"
     scripted.save(tmp)
     os.replace(tmp, path)
