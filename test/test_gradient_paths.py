@@ -98,6 +98,19 @@ def test_the_adjoint_gradient_is_backpropagations(which):
     assert float((grad - ref_grad).abs().max()) <= 1e-5 * scale
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_adjoint_gradient_is_backpropagations_on_cuda():
+    model = _learned().to("cuda")
+    z0, actions = torch.randn(4, 32, device="cuda"), torch.rand(4, 20, 2, device="cuda") * 2 - 1
+    goal = torch.ones(32, device="cuda")
+
+    def cost(states, a):
+        return (states[:, -1] - goal).pow(2).sum(-1) + 0.1 * (states[:, 1:] - goal).pow(2).sum(-1).mean(-1)
+    _, _, grad = rollout_gradient(model, z0, actions, cost)
+    _, _, ref = _backprop(model, z0, actions, cost)
+    assert float((grad - ref).abs().max()) <= 1e-4 * float(ref.abs().max())
+
+
 def test_grasp_takes_the_adjoint_for_small_latents_and_backprop_for_large_ones(monkeypatch):
     calls = []
 

@@ -116,7 +116,8 @@ class GraspSettings(PlannerSettings):
     through the H steps), "adjoint" (the rollout without a gradient, then every step's Jacobian
     in one batched call and the adjoint recurrence: ``planning.adjoint``), or "auto": the adjoint
     for a latent of at most ``ADJOINT_MAX_LATENT`` values, where it is the faster. The two agree
-    to float rounding, not to the bit."""
+    to float rounding, not to the bit. Sampled dynamics (``sample_dynamics``) always backprop
+    through the rollout they sampled."""
     rank_every: int = 5
     """Also before iteration 0 and every this many iterations (0: never), the chains' true
     rollouts are ranked without a gradient step: the best-so-far stays current between syncs, and
