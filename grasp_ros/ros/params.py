@@ -313,9 +313,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 1000.0), dynamic=True),
     Param("planner.chains", "int", 12,
           "Parallel chains C (GRASP). Fewer than the open-loop default (48): replanning every "
-          "cycle, more iterations per chain reach the goal more often than more chains (wall_door "
-          "from pixels through the core, 20 episodes at equal compute: 12 chains x 6 iterations "
-          "100%, 24 x 4 80%).",
+          "cycle, more iterations per chain reach the goal more often than more chains at equal "
+          "compute (docs/notes/planner_experiments.md).",
           range=(1, 4096), dynamic=True),
     Param("planner.init_actions", "string", None,
           "GRASP's fresh chains start with the actions that follow their routes under the "
