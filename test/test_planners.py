@@ -269,6 +269,33 @@ def test_iteration_times_carry_across_plan_calls(name):
     assert planner.plan(Z0, GOAL, budget=Budget(max_iterations=3, max_seconds=300.0)).iterations == 3
 
 
+def test_a_lazy_deadline_reads_the_clock_a_few_times_and_keeps_the_limit(monkeypatch):
+    """On a GPU every reading of the clock waits for the device; a lazy Deadline (the default
+    there) trusts half the iterations that would still fit at the slowest recent pace, so a plan
+    reads it about log2(iterations) times and still stops within its limit while iterations get
+    up to 2x slower than measured. A fake clock: 1 ms an iteration, then 1.8 ms."""
+    from types import SimpleNamespace
+    from grasp_ros.planning import base
+    now = [0.0]
+    monkeypatch.setattr(base, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    counts = {}
+    for lazy in (False, True):
+        now[0], readings = 0.0, []
+        deadline = base.Deadline(Budget(max_seconds=0.2), 10_000, lazy=lazy)
+        deadline._synchronize = lambda: readings.append(1)
+        iterations = 0
+        while not deadline.done(iterations):
+            now[0] += 0.001 if iterations < 100 else 0.0018
+            iterations += 1
+        assert now[0] < 0.2, lazy                       # never past the limit
+        counts[lazy] = (iterations, len(readings))
+    (eager_iterations, eager_readings), (lazy_iterations, lazy_readings) = counts[False], counts[True]
+    assert eager_readings == eager_iterations + 1      # a reading every iteration
+    assert lazy_readings <= 2 * math.log2(eager_iterations) + 2
+    assert lazy_iterations >= eager_iterations - 5     # and hardly fewer iterations
+    assert base.Deadline(None, 1, torch.device("cpu"))._lazy is False   # the CPU reads every iteration
+
+
 def test_budget_rejects_nonsense():
     for bad in (dict(max_iterations=-1), dict(max_seconds=0.0), dict(max_seconds=-1.0),
                 dict(max_seconds=math.nan)):

@@ -126,16 +126,24 @@ class Deadline:
     """Iteration cap and wall-clock limit, checked once per iteration.
 
     On a GPU the clock must measure finished work, not queued kernel launches: every reading
-    of it first waits for the device."""
+    of it first waits for the device. Such a wait stalls the queue, so there (``lazy``) a
+    reading also says how many more iterations surely fit, half of those that would at the
+    slowest recent pace, and those pass unchecked: a plan waits for the device a few times
+    (about log2 of its iterations), not every iteration, and keeps its limit as long as the
+    iterations do not slow down more than 2x within a plan."""
 
     def __init__(self, budget: Optional[Budget], default_iterations: int,
-                 device: Optional[torch.device] = None, recent: Optional[deque] = None):
+                 device: Optional[torch.device] = None, recent: Optional[deque] = None,
+                 lazy: Optional[bool] = None):
         budget = budget or Budget()
         self.max_iterations = default_iterations if budget.max_iterations is None else budget.max_iterations
         self.max_seconds = budget.max_seconds
-        self._synchronize = (lambda: torch.cuda.synchronize(device)) if (
-            device is not None and device.type == "cuda") else (lambda: None)
+        on_gpu = device is not None and torch.device(device).type == "cuda"
+        self._synchronize = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
+        self._lazy = on_gpu if lazy is None else bool(lazy)
         self._last_check: Optional[float] = None
+        self._last_iteration = 0
+        self._trusted_until = 0     # iterations below this fit without a reading (lazy)
         # Iteration times; a planner passes its own deque so that they carry across its plan
         # calls: the first iteration of a call is then judged by the last calls' ones too.
         self._steps: deque[float] = deque(maxlen=5) if recent is None else recent
@@ -153,22 +161,28 @@ class Deadline:
         in flight (on a shared CPU their wall time varies)."""
         if iteration >= self.max_iterations:
             return True
-        if self.max_seconds is None:
+        if self.max_seconds is None or iteration < self._trusted_until:
             return False
         now = self.elapsed()
-        if self._last_check is not None:
-            self._steps.append(now - self._last_check)
-        self._last_check = now
-        stop = now + reserve + max(self._steps, default=0.0) >= self.max_seconds
+        if self._last_check is not None:   # the mean of the iterations since the last reading
+            self._steps.append((now - self._last_check) / max(1, iteration - self._last_iteration))
+        self._last_check, self._last_iteration = now, iteration
+        slowest = max(self._steps, default=0.0)
+        stop = now + reserve + slowest >= self.max_seconds
         if stop and iteration == 0 and self._steps and now + reserve < self.max_seconds:
             # The slowest remembered iteration (of earlier calls) blocks this call's first: forget
             # it, so one slow spell cannot keep every later call from planning; a planner whose
             # iterations never fit tries one again once it has forgotten them all.
             self._steps.remove(max(self._steps))
+        if self._lazy and not stop and slowest > 0:
+            fit = int((self.max_seconds - now - reserve) / slowest) - 1   # after this one
+            self._trusted_until = iteration + 1 + max(0, fit // 2)
         return stop
 
     def allows(self, seconds: float) -> bool:
-        """Is there time for ``seconds`` more work (always, without a wall-clock limit)?"""
+        """Is there time for ``seconds`` more work (always, without a wall-clock limit)? Work
+        other than iterations follows, so the next iteration is checked again."""
+        self._trusted_until = 0
         return self.max_seconds is None or self.elapsed() + seconds < self.max_seconds
 
     @contextlib.contextmanager
