@@ -24,7 +24,7 @@ def test_the_arm_closes_the_loop_from_camera_and_joints():
               settings=settings, solve_budget=10.0, model="learned", max_steps=100)
     assert row["success_rate"] == 1.0, row
     assert row["fallback_rate"] == 0.0, row
-    assert settings["sync_every"] == 0
+    assert settings["sync_every"] == 0 and settings["start_samples"] == 300
 
 
 def test_the_arm_has_only_a_learned_model():

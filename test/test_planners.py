@@ -645,6 +645,30 @@ class _SyncWatchingGrasp(GraspPlanner):
         return calls
 
 
+def test_grasp_sampled_starts_are_the_best_samples_and_their_rollouts():
+    """start_samples: random sequences ranked by true rollout; the best become the last fresh
+    chains (actions, and their rollouts as virtual states: no residual), every sample a
+    candidate; around the warm start in the next plan, inside the bounds."""
+    from grasp_ros.planning.base import Best
+    from grasp_ros.planning.costs import Goal
+    model = LinearModel(low=(-0.5, -1.0), high=(1.0, 0.25))
+    planner = _planner("grasp", model, chains=6, start_samples=40, start_chains=0.5)
+    plan = planner.plan(Z0, GOAL)
+    plan = planner.plan(Z0, GOAL, warm_start=plan.shifted())      # samples around the warm start
+    low, high = torch.tensor([-0.5, -1.0]), torch.tensor([1.0, 0.25])
+    assert bool(((plan.actions >= low) & (plan.actions <= high)).all())
+    actions, states, best = torch.zeros(6, H, 2), torch.zeros(6, H - 1, 2), Best()
+    calls = planner._sampled_starts(Z0, Goal(latent=GOAL), None, actions, states, best)
+    assert calls == 40 * H
+    assert not actions[:3].any() and not states[:3].any()         # the first chains untouched
+    chosen = rollout(model, Z0, actions[3:])
+    torch.testing.assert_close(states[3:], chosen[:, 1:H])         # rollouts as virtual states
+    costs = task_cost(chosen, GOAL, planner.settings.running_weight)
+    assert best.cost == pytest.approx(float(costs.min()))         # the best sample is among them
+    with pytest.raises(ValueError, match="start_chains"):
+        GraspSettings(start_chains=1.5).validate()
+
+
 def test_a_searched_sync_never_makes_a_chain_worse_where_a_plain_step_does():
     """sync_search tries sync_lr x 4^k and keeps, per chain, the best true rollout or none; one
     plain step of a large sync_lr throws chains off (wall_door, H=50, the analytic model)."""

@@ -24,7 +24,9 @@ that the model really executes ("sync"; each step the best of ``sync_search`` si
 those rollouts also rank the chains, as do rollouts before iteration 0 and every ``rank_every``
 iterations, and the returned plan is the chain whose true rollout costs least. The fresh chains
 start on routes from nearly straight to wide detours (``route_spread``): the iterations refine a
-route's shape, they do not change it from one side of an obstacle to the other.
+route's shape, they do not change it from one side of an obstacle to the other. With
+``start_samples``, some start instead from the best of random action sequences, ranked by their
+true rollouts.
 """
 from __future__ import annotations
 
@@ -165,6 +167,17 @@ class GraspSettings(PlannerSettings):
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
     receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall;
     alternatives tried: ``docs/notes/planner_experiments.md``)."""
+    start_samples: int = 0
+    """Random action sequences drawn around the warm start (else zero) every plan and ranked by
+    their true rollouts (one batched rollout); the best become fresh chains (``start_chains``),
+    their rollouts their virtual states, and every sample is a candidate plan. Where the
+    model's action gradients mislead (a learned model of a robot with momentum), the chains then
+    start from sequences the model really executes well, and the iterations refine those.
+    0: none."""
+    start_chains: float = 0.5
+    """Fraction of the fresh chains that start from the best samples (the last ones)."""
+    start_std: float = 0.5
+    """Std of the samples, in half action ranges."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -174,6 +187,8 @@ class GraspSettings(PlannerSettings):
                 or self.rank_every < 0 or self.sync_search < 0):
             raise ValueError("chains must be >= 1; sync_every, sync_steps, sync_search, "
                              "warmup_iterations, rank_every >= 0")
+        if self.start_samples < 0 or not 0 <= self.start_chains <= 1 or self.start_std < 0:
+            raise ValueError("start_samples and start_std must be >= 0, start_chains in [0, 1]")
         if self.route_spread < 0 or self.route_modes < 1:
             raise ValueError("route_spread must be >= 0 and route_modes >= 1")
         if not 0 <= self.wide_routes <= 1:
@@ -206,6 +221,8 @@ class GraspPlanner(Planner):
             warm = warm.retargeted(goal.latent)
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
         actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
+        best, trace = self._best(deadline), ([] if cfg.trace else None)
+        sampled_calls = self._sampled_starts(z0, goal, warm, actions, states, best) if cfg.start_samples else 0
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = Adam([(actions, cfg.lr_actions), (states, cfg.lr_states * step)])
@@ -213,8 +230,7 @@ class GraspPlanner(Planner):
         # The virtual end, for the returned plan and the warm start: the goal latent, else the
         # last prediction.
         last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
-        best, trace = self._best(deadline), ([] if cfg.trace else None)
-        sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS, 0, 0
+        sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS + sampled_calls, 0, 0
         synced_at = -1      # the iteration count after the last sync (which ranked the chains)
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
@@ -390,7 +406,7 @@ class GraspPlanner(Planner):
             if bool(torch.isfinite(guess).all()):
                 actions = self._clamp(guess)
         if warm is not None:
-            n = max(1, round(cfg.warm_chains * C))
+            n = self._warm_chain_count()
             actions[:n] = warm.actions
             if warm.states is not None:
                 states[:n] = warm.states[1:H]
@@ -411,6 +427,33 @@ class GraspPlanner(Planner):
         shapes = shapes * torch.where(m > 1, u[:, None], torch.ones_like(u[:, None]))  # 1 mode .. all
         directions_nm = self._state_noise((n, modes, 1, self.latent_dim), directions)
         return spread * (shapes * directions_nm).sum(1)
+
+    def _warm_chain_count(self) -> int:
+        """Chains that start from a warm start (the first ones): at least one."""
+        return max(1, round(self.settings.warm_chains * self.settings.chains))
+
+    @torch.no_grad()
+    def _sampled_starts(self, z0, goal, warm, actions, states, best: Best) -> int:
+        """The last ``start_chains`` of the fresh chains start from the best of ``start_samples``
+        random action sequences (around the warm start, else zero; std ``start_std`` of half the
+        action range), ranked by their true rollouts, which become their virtual states; every
+        sample is offered to ``best``. Returns model calls."""
+        cfg, (C, H, A) = self.settings, actions.shape
+        warm_n = self._warm_chain_count() if warm is not None else 0
+        k = min(round(cfg.start_chains * (C - warm_n)), cfg.start_samples)
+        centre = warm.actions if warm is not None else torch.zeros(H, A, device=self.device)
+        noise = torch.randn(cfg.start_samples, H, A, generator=self.generator, device=self.device)
+        samples = self._clamp(centre + cfg.start_std * (self.high - self.low) / 2 * noise)
+        real = self._rollout(z0, samples)
+        cost = self._cost(real, goal, samples)
+        end = real[:, -1:] if goal.latent is None else goal.latent.expand(samples.shape[0], 1, -1)
+        best.offer(samples, real, cost, torch.cat([real[:, :-1], end], dim=1))
+        if k > 0:
+            cost = torch.where(torch.isfinite(cost), cost, torch.full_like(cost, math.inf))
+            pick = torch.topk(cost, k, largest=False).indices
+            actions[C - k:] = samples[pick]
+            states[C - k:] = real[pick, 1:H]
+        return cfg.start_samples * H
 
     @torch.no_grad()
     def _rank(self, z0, goal, actions, states, last, best: Best) -> int:

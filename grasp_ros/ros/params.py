@@ -347,6 +347,18 @@ PARAMETERS: tuple[Param, ...] = (
           f"adjoint recurrence), or auto: the adjoint for a latent of at most {ADJOINT_MAX_LATENT} values, where it is "
           "the faster (backprop: as before this parameter; the two agree to float rounding).",
           choices=SYNC_GRADIENTS, dynamic=True, legacy="backprop"),
+    Param("planner.start_samples", "int", None,
+          "GRASP: random action sequences drawn around the warm start every cycle and ranked "
+          "by their true rollouts; the best start fresh chains (planner.start_chains of them) "
+          "(0, its default: none; config/arm_controller.yaml sets 300).",
+          range=(0, 100000), dynamic=True),
+    Param("planner.start_chains", "double", None,
+          "GRASP: fraction of the fresh chains that start from the best of planner.start_samples "
+          "(its default 0.5).",
+          range=(0.0, 1.0), dynamic=True),
+    Param("planner.start_std", "double", None,
+          "GRASP: std of those samples, in half action ranges (its default 0.5).",
+          range=(0.0, 10.0), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
