@@ -42,7 +42,7 @@ from torch import nn
 from .card import ModelCard, card_from_data, check_card_fits
 from .contract import WorldModel, WorldModelError, error_text
 from .loader import register_builtin
-from .scripting import script
+from .scripted import script
 from .text import quote, shorten
 
 CHECKPOINT_FORMAT = "grasp_ros.latent_world_model/1"

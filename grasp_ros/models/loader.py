@@ -108,12 +108,12 @@ def _build_builtin(spec: dict, source: str):
 def _load_torchscript(path: str, source: str):
     if not os.path.isfile(path):
         raise WorldModelError(f"{source}: file not found")
+    from .scripted import ScriptedWorldModel, load
     try:
-        module = torch.jit.load(path, map_location="cpu")
+        module = load(path)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for bad files
         raise WorldModelError(f"{source}: not a TorchScript file "
                               f"({type(exc).__name__}: {shorten(exc)})") from exc
-    from .scripted import ScriptedWorldModel
     return ScriptedWorldModel(module)
 
 

@@ -1,9 +1,31 @@
-"""Adapter that lets a TorchScript module meet the world-model contract like any other model."""
+"""TorchScript in this package: the adapter that lets a TorchScript module meet the world-model
+contract like any other model, and the one place that scripts and loads it.
+
+torch >= 2.10 flags TorchScript as deprecated; it stays this package's format: the export robots
+load without Python classes, and a serial rollout run without Python between the steps, with no
+compiler toolchain. ``script`` and ``load`` say so once, without the warning.
+"""
 from __future__ import annotations
+
+import warnings
 
 import torch
 
 from .contract import Observation, WorldModel, WorldModelError
+
+
+def script(obj):
+    """``torch.jit.script(obj)``, without the deprecation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(obj)
+
+
+def load(path: str) -> torch.jit.ScriptModule:
+    """``torch.jit.load(path)`` onto the CPU, without the deprecation warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(path, map_location="cpu")
 
 
 class ScriptedWorldModel(WorldModel):

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from ..models.scripting import script
+from ..models.scripted import script
 
 MAX_SUBSTEP = 0.1  # < half the thinnest inflated wall (0.13): no tunnelling
 AGENT_RADIUS = 0.03

@@ -44,7 +44,7 @@ from ..data import TransitionData, TransitionWindows
 from ..models.card import ModelCard, card_from_data
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
-from ..models.scripting import script
+from ..models.scripted import script
 
 
 @dataclass
