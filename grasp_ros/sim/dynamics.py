@@ -47,10 +47,8 @@ class PointMassDynamics:
 
     def __call__(self, position: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         centre, half = self._walls_like(position)
-        delta = (self.max_step / self.substeps) * action.clamp(-1.0, 1.0)
-        for _ in range(self.substeps):
-            position = push_out(position + delta, centre, half, self.sharpness)
-        return position
+        return step(position, action, centre, half, self.max_step / self.substeps, self.substeps,
+                    self.sharpness)
 
     def rollout(self, position: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Positions [C, H+1, 2] from position [C, 2] under actions [C, H, 2]: the same steps as
@@ -80,13 +78,20 @@ def push_out(p: torch.Tensor, centre: torch.Tensor, half: torch.Tensor, k: float
     return p + push.sum(dim=-2)
 
 
+def step(position: torch.Tensor, action: torch.Tensor, centre: torch.Tensor, half: torch.Tensor,
+         substep: float, substeps: int, k: float) -> torch.Tensor:
+    """One step: ``substeps`` moves of ``substep * action`` (clamped to [-1, 1]), each pushed out."""
+    delta = substep * action.clamp(-1.0, 1.0)
+    for _ in range(substeps):
+        position = push_out(position + delta, centre, half, k)
+    return position
+
+
 def _serial_rollout(position: torch.Tensor, actions: torch.Tensor, centre: torch.Tensor,
                     half: torch.Tensor, substep: float, substeps: int, k: float) -> torch.Tensor:
     states = [position]
     for t in range(actions.shape[1]):
-        delta = substep * actions[:, t].clamp(-1.0, 1.0)
-        for _ in range(substeps):
-            position = push_out(position + delta, centre, half, k)
+        position = step(position, actions[:, t], centre, half, substep, substeps, k)
         states.append(position)
     return torch.stack(states, dim=1)
 
