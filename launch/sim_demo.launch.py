@@ -42,6 +42,8 @@ ARGUMENTS = (
     ("max_episode_time", "60.0", "sim seconds before an episode fails"),
     ("rate_factor", "1.0", "sim seconds per wall second"),
     ("clock_period", "0.005", "sim time quantum of /clock (s)"),
+    ("wait_for_subscribers", "",
+     "sim time starts once these nodes (comma-separated names) subscribe to joint_states"),
     ("params_file", PathJoinSubstitution([FindPackageShare("grasp_ros"), "config",
                                           "grasp_controller.yaml"]),
      "controller parameters YAML (default: the package's config/grasp_controller.yaml)"),
@@ -82,6 +84,7 @@ def generate_launch_description() -> LaunchDescription:
             "max_episode_time": typed("max_episode_time", float),
             "rate_factor": typed("rate_factor", float),
             "clock_period": typed("clock_period", float),
+            "wait_for_subscribers": typed("wait_for_subscribers", str),
         }],
         ros_arguments=log_level,
     )

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -234,14 +235,15 @@ def _record_command(out, *args):
     return [sys.executable, "-m", "grasp_ros.cli", "record", str(out), *args]
 
 
-def _wait(predicate, process, timeout=60.0):
+def _wait(predicate, process, timeout=60.0, lines=None):
     """Poll until predicate() (a graph condition, not a time budget); fail with the recorder's
-    output if the recorder died or nothing happened at all."""
+    output (``lines`` where a thread reads it) if the recorder died or nothing happened at all."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"recorder not ready (status {process.poll()}):\n{process.communicate()[0]}")
+            output = "".join(lines) if lines is not None else process.communicate()[0]
+            pytest.fail(f"recorder not ready (status {process.poll()}):\n{output}")
         time.sleep(0.05)
 
 
@@ -259,6 +261,9 @@ def test_record_the_sim_and_read_the_bag_back(tmp_path):
     recorder = subprocess.Popen(_record_command(out, "--topics", "image", "joint_states", "command",
                                                 "/grasp_sim/episode", "--messages", "150"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(recorder.stdout), daemon=True)
+    reader.start()
     context = Context()
     rclpy.init(context=context)
     params = {"env": "open", "seed": 2, "lockstep": True, "wait_for_controller": False,
@@ -273,13 +278,19 @@ def test_record_the_sim_and_read_the_bag_back(tmp_path):
     try:
         _wait(lambda: min(sim.image_pub.get_subscription_count(), sim.joints_pub.get_subscription_count(),
                           sim.episode_pub.get_subscription_count()) >= 1
-              and command.get_subscription_count() >= 2, recorder)
+              and command.get_subscription_count() >= 2, recorder, lines=lines)
+        # The latched reports reach a new subscriber after a DDS heartbeat, which can come after a
+        # lock-step run of 150 messages is over: the run starts once the first report (sim time 0,
+        # published on construction) is in the bag.
+        _wait(lambda: "/grasp_sim/episode: first message\n" in lines, recorder, lines=lines)
         executor.add_node(sim)
         executor.add_node(probe)
         deadline = time.monotonic() + 120
         while recorder.poll() is None and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.01)
-        output = recorder.communicate(timeout=30)[0]
+        recorder.wait(timeout=30)
+        reader.join(timeout=30)
+        output = "".join(lines)
     finally:
         recorder.kill()
         executor.shutdown()

@@ -216,6 +216,25 @@ def test_sim_time_waits_for_a_command_publisher(rig):
     assert r.got["clock"][-1].clock.nanosec > 0
 
 
+def test_sim_time_waits_for_the_named_subscribers(rig):
+    r = rig(env="open", wait_for_controller=False, lockstep=True,
+            wait_for_subscribers=" late_watcher , ")
+    assert r.spin_until(lambda: r.got["goal"])
+    r.spin_until(lambda: False, timeout=0.5)        # sim_probe subscribes, but is not awaited
+    assert r.got["clock"] == [] and r.sim.core.now_ns == 0
+    watcher = rclpy.create_node("late_watcher", context=r.context)
+    seen = []
+    watcher.create_subscription(JointState, "joint_states", seen.append, 10)
+    r.executor.add_node(watcher)
+    try:
+        assert r.spin_until(lambda: r.got["clock"] and seen)
+        # Its first message is the first step's: no step went before it (the state at 0 did).
+        assert (seen[0].header.stamp.sec, seen[0].header.stamp.nanosec) == (0, r.sim.core.step_ns)
+    finally:
+        r.executor.remove_node(watcher)
+        watcher.destroy_node()
+
+
 def test_node_command_moves_the_agent_and_malformed_or_missing_commands_stop_it(rig):
     r = rig(env="open", seed=3, rate_factor=4.0, command_timeout=0.3)
     assert r.spin_until(lambda: r.got["joints"])

@@ -213,6 +213,8 @@ class BagRecorder:
                                   if p.topic_type == entry.msgtype])
         stamp = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.writer.write(entry.connection, stamp, raw)
+        if not entry.count:     # a latched topic's first message can come late: say when it does
+            self.log(f"{entry.topic}: first message")
         entry.count += 1
         self.total += 1
 

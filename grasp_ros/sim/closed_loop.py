@@ -53,7 +53,7 @@ from ..ros.conversions import stamp_ns
 from .world import ARM
 
 NS = 1_000_000_000
-SIM_NODE, CONTROLLER_NODE = "grasp_sim", "grasp_controller"
+SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
 STOP_GRACE_S = 30.0   # a busy machine may take a while to finish the in-flight cycle and shut down
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
@@ -222,6 +222,9 @@ def sim_parameters(spec: LoopSpec) -> dict:
         "max_episode_time": float(spec.max_episode_time), "rate_factor": float(spec.rate_factor),
         "clock_period": float(spec.clock_period), "lockstep": spec.lockstep,
         "start_delay": float(spec.start_delay),
+        # The watcher sees the run from its first step (a lock-step run can be over before slow
+        # discovery finds it).
+        "wait_for_subscribers": WATCHER_NODE,
     }
 
 
@@ -278,7 +281,7 @@ def launch_command(spec: LoopSpec) -> list[str]:
             "rate": spec.rate_hz, "horizon": spec.horizon, "seed": spec.seed,
             "episodes": spec.episodes, "exit_when_done": spec.episodes > 0,
             "max_episode_time": spec.max_episode_time, "rate_factor": spec.rate_factor,
-            "clock_period": spec.clock_period}
+            "clock_period": spec.clock_period, "wait_for_subscribers": WATCHER_NODE}
     params_file = controller_params_file()
     if params_file is not None:
         args["params_file"] = params_file
@@ -353,7 +356,7 @@ class LoopWatcher(Node):
     """
 
     def __init__(self, context: Context, spec: LoopSpec):
-        super().__init__("grasp_loop_watcher", context=context)
+        super().__init__(WATCHER_NODE, context=context)
         self.spec = spec
         # Deep queues: the watcher may be scheduled late on a busy machine; it must not drop.
         reliable = QoSProfile(depth=200, history=HistoryPolicy.KEEP_LAST,

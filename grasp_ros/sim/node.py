@@ -22,7 +22,9 @@ for ``start_delay`` wall seconds (the controller makes it when configured, and a
 after; a longer delay lets a recorder or a viewer find the controller's topics first). A
 controller whose timer starts at sim time 0 then cycles exactly when the sensors publish, as a
 controller triggered by its camera would: its observation age is transport only, not a random
-phase of up to one period.
+phase of up to one period. With ``wait_for_subscribers`` it also stays at 0 until the named nodes
+subscribe to ``joint_states``: DDS discovery can take seconds on a busy machine, and a lock-step
+run is over by then.
 
 Physics. Every ``1 / physics_rate_hz`` sim seconds the world takes one step with the command held
 at that moment (zero-order hold): the point mass moves at most the env's ``max_step`` (``reach /
@@ -139,6 +141,10 @@ class SimSettings:
     start_delay: float = _param(0.5, "wait_for_controller: wall seconds a command publisher must "
                                      "exist before sim time starts (the controller activates, a "
                                      "recorder finds its topics)", 0.0, 600.0)
+    wait_for_subscribers: str = _param("", "hold sim time at 0 until these nodes (comma-separated "
+                                           "names, e.g. grasp_recorder) subscribe to joint_states: "
+                                           "a recorder or a watcher then sees the run from its "
+                                           "first step, however slow discovery is")
     lockstep: bool = _param(False, "advance sim time one physics step at a time, each once a "
                                    "command arrived after the last one (the controller answered): "
                                    "the closed loop then does not depend on CPU speed; "
@@ -370,7 +376,8 @@ class SimNode(Node):
                                    ) if s.explore else None
         self._explore_pub = (self.create_publisher(Float64MultiArray, "command", qos.COMMAND)
                              if s.explore else None)
-        self._waiting = s.wait_for_controller
+        self._awaited = {n.strip() for n in s.wait_for_subscribers.split(",") if n.strip()}
+        self._waiting = s.wait_for_controller or bool(self._awaited)
         self._publisher_seen: Optional[float] = None
         self._commands = 0                  # received so far
         self._answered_from = 0             # lockstep: the count when the clock last advanced
@@ -384,14 +391,16 @@ class SimNode(Node):
             f"x{s.rate_factor:g} real time, episodes: {s.episodes or 'endless'}"
             + (", driven by the exploration policy" if s.explore else "")
             + (f"; sim time starts when {self._command_sub.topic_name} has a publisher"
-               if self._waiting else ""))
+               if s.wait_for_controller else "")
+            + (f"; sim time starts when {sorted(self._awaited)} subscribe to {self.joints_pub.topic_name}"
+               if self._awaited else ""))
         self._publish(self.core.advance(0))
 
     # -- time -------------------------------------------------------------------------------
 
     def _tick(self) -> None:
         wall = time.monotonic()
-        if self._waiting and not self._controller_appeared(wall):
+        if self._waiting and not self._may_start(wall):
             return
         if self.settings.lockstep:
             self._lockstep(wall)
@@ -420,19 +429,29 @@ class SimNode(Node):
         self._publish(self.core.advance(target))
         self.clock_pub.publish(ClockMsg(clock=stamp(target)))
 
+    def _may_start(self, wall: float) -> bool:
+        """Whether sim time starts now: the controller has appeared (``wait_for_controller``) and
+        every awaited node subscribes to joint_states."""
+        if self.settings.wait_for_controller and not self._controller_appeared(wall):
+            return False
+        subscribed = {i.node_name for i in self.get_subscriptions_info_by_topic(self.joints_pub.topic_name)}
+        if not self._awaited <= subscribed:
+            return False
+        self._waiting = False
+        self._anchor_wall = wall
+        self.get_logger().info("sim time starts"
+                               + (f": a publisher on {self._command_sub.topic_name} appeared"
+                                  if self.settings.wait_for_controller else "")
+                               + (f"; {sorted(self._awaited)} subscribe" if self._awaited else ""))
+        return True
+
     def _controller_appeared(self, wall: float) -> bool:
-        """Whether a command publisher has existed for ``start_delay`` (then time starts)."""
+        """Whether a command publisher has existed for ``start_delay``."""
         if not self.count_publishers(self._command_sub.topic_name):
             self._publisher_seen = None
             return False
         self._publisher_seen = self._publisher_seen or wall
-        if wall - self._publisher_seen < self.settings.start_delay:
-            return False
-        self._waiting = False
-        self._anchor_wall = wall
-        self.get_logger().info(f"a publisher on {self._command_sub.topic_name} appeared: "
-                               "sim time starts")
-        return True
+        return wall - self._publisher_seen >= self.settings.start_delay
 
     # -- inputs -----------------------------------------------------------------------------
 
