@@ -50,7 +50,9 @@ def test_sim_and_controller_reach_the_goal_in_sim_time(spec):
     rclpy.init(context=context)
     nodes, executor, spinner = [], None, None
     try:
-        sim = SimNode(context=context, parameter_overrides=overrides(sim_parameters(spec)))
+        # No watcher here (the harness's sim waits for its own).
+        sim = SimNode(context=context, parameter_overrides=overrides(
+            {**sim_parameters(spec), "wait_for_subscribers": ""}))
         controller = GraspController(
             context=context, parameter_overrides=overrides(controller_parameters(spec)),
             cli_args=["--ros-args", "-r", "~/goal_state:=/goal_state",
