@@ -25,6 +25,7 @@ def test_the_arm_closes_the_loop_from_camera_and_joints():
     assert row["success_rate"] == 1.0, row
     assert row["fallback_rate"] == 0.0, row
     assert settings["sync_every"] == 0 and settings["start_samples"] == 300
+    assert settings["start_colour"] == 2.0
 
 
 def test_the_arm_has_only_a_learned_model():

@@ -669,6 +669,31 @@ def test_grasp_sampled_starts_are_the_best_samples_and_their_rollouts():
         GraspSettings(start_chains=1.5).validate()
 
 
+def test_coloured_noise_is_white_noise_at_zero_and_drifts_when_red():
+    """beta 0: torch.randn's very draws (a bag recorded before start_colour replays exactly);
+    beta 2: each sequence of unit power, slowly varying, and drifting: its mean over time
+    (what carries a robot somewhere) far larger than white noise's."""
+    from grasp_ros.planning.noise import coloured_noise
+    shape = (400, 50, 3)
+    white = coloured_noise(shape, 0.0, torch.Generator().manual_seed(5))
+    assert torch.equal(white, torch.randn(*shape, generator=torch.Generator().manual_seed(5)))
+    red = coloured_noise(shape, 2.0, torch.Generator().manual_seed(5))
+    assert red.shape == shape and torch.isfinite(red).all()
+    assert torch.equal(red, coloured_noise(shape, 2.0, torch.Generator().manual_seed(5)))
+    torch.testing.assert_close(red.pow(2).mean(1), torch.ones(400, 3))       # unit power each
+
+    def lag_one(x):
+        return float((x[:, 1:] * x[:, :-1]).mean() / x.pow(2).mean())
+    assert lag_one(white) == pytest.approx(0.0, abs=0.05) and lag_one(red) > 0.8
+    assert float(red.mean(1).std()) > 3 * float(white.mean(1).std())
+    assert coloured_noise((4, 1, 2), 2.0, torch.Generator()).shape == (4, 1, 2)  # H = 1: white
+    planner = _planner("grasp", LinearModel(), chains=6, start_samples=40, start_colour=2.0)
+    plans = [planner.plan(Z0, GOAL) for _ in range(2) if planner.reset() is None]
+    torch.testing.assert_close(plans[0].actions, plans[1].actions, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="start_colour"):
+        GraspSettings(start_colour=-1.0).validate()
+
+
 def test_a_searched_sync_never_makes_a_chain_worse_where_a_plain_step_does():
     """sync_search tries sync_lr x 4^k and keeps, per chain, the best true rollout or none; one
     plain step of a large sync_lr throws chains off (wall_door, H=50, the analytic model)."""

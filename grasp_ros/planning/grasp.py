@@ -41,6 +41,7 @@ import torch
 from .adam import Adam
 from .adjoint import ADJOINT_MAX_LATENT, rollout_gradient
 from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .noise import coloured_noise
 from .costs import Cost, CostContext, Goal
 from .rollout import model_step
 
@@ -178,6 +179,10 @@ class GraspSettings(PlannerSettings):
     """Fraction of the fresh chains that start from the best samples (the last ones)."""
     start_std: float = 0.5
     """Std of the samples, in half action ranges."""
+    start_colour: float = 0.0
+    """Colour of the samples' noise over time: power spectrum ~ 1/f^start_colour (0: white, as
+    before this setting; 2: red, slowly varying, so a sample drives the robot somewhere instead
+    of jittering in place; ``grasp_ros.planning.noise``)."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -187,8 +192,9 @@ class GraspSettings(PlannerSettings):
                 or self.rank_every < 0 or self.sync_search < 0):
             raise ValueError("chains must be >= 1; sync_every, sync_steps, sync_search, "
                              "warmup_iterations, rank_every >= 0")
-        if self.start_samples < 0 or not 0 <= self.start_chains <= 1 or self.start_std < 0:
-            raise ValueError("start_samples and start_std must be >= 0, start_chains in [0, 1]")
+        if (self.start_samples < 0 or not 0 <= self.start_chains <= 1 or self.start_std < 0
+                or self.start_colour < 0):
+            raise ValueError("start_samples, start_std and start_colour must be >= 0, start_chains in [0, 1]")
         if self.route_spread < 0 or self.route_modes < 1:
             raise ValueError("route_spread must be >= 0 and route_modes >= 1")
         if not 0 <= self.wide_routes <= 1:
@@ -442,7 +448,7 @@ class GraspPlanner(Planner):
         warm_n = self._warm_chain_count() if warm is not None else 0
         k = min(round(cfg.start_chains * (C - warm_n)), cfg.start_samples)
         centre = warm.actions if warm is not None else torch.zeros(H, A, device=self.device)
-        noise = torch.randn(cfg.start_samples, H, A, generator=self.generator, device=self.device)
+        noise = coloured_noise((cfg.start_samples, H, A), cfg.start_colour, self.generator, self.device)
         samples = self._clamp(centre + cfg.start_std * (self.high - self.low) / 2 * noise)
         real = self._rollout(z0, samples)
         cost = self._cost(real, goal, samples)

@@ -359,6 +359,11 @@ PARAMETERS: tuple[Param, ...] = (
     Param("planner.start_std", "double", None,
           "GRASP: std of those samples, in half action ranges (its default 0.5).",
           range=(0.0, 10.0), dynamic=True),
+    Param("planner.start_colour", "double", None,
+          "GRASP: colour of those samples' noise over time, power spectrum ~ 1/f^start_colour "
+          "(its default 0: white; 2: red, slowly varying sequences that carry the robot "
+          "somewhere; config/arm_controller.yaml sets 2).",
+          range=(0.0, 10.0), dynamic=True),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
