@@ -692,6 +692,14 @@ def test_coloured_noise_is_white_noise_at_zero_and_drifts_when_red():
     torch.testing.assert_close(plans[0].actions, plans[1].actions, rtol=0, atol=0)
     with pytest.raises(ValueError, match="start_colour"):
         GraspSettings(start_colour=-1.0).validate()
+    for name in ("cem", "mppi"):     # the sampling planners draw from it too
+        white = _planner(name, LinearModel(), samples=40, iterations=2).plan(Z0, GOAL)
+        red = [_planner(name, LinearModel(), samples=40, iterations=2, noise_colour=2.0).plan(Z0, GOAL)
+               for _ in range(2)]
+        torch.testing.assert_close(red[0].actions, red[1].actions, rtol=0, atol=0)
+        assert not torch.equal(white.actions, red[0].actions)
+        with pytest.raises(ValueError, match="noise_colour"):
+            _planner(name, LinearModel(), noise_colour=-1.0)
 
 
 def test_a_searched_sync_never_makes_a_chain_worse_where_a_plain_step_does():

@@ -10,7 +10,9 @@ all three in the calling thread):
    (bad encoding, a stamp in the future...): ERROR with zero. Otherwise a ``Job``.
 2. ``solve(job, deadline)``: encode, measure novelty against the model's training statistics,
    plan from the previous plan shifted by the periods really elapsed (re-targeted to a new
-   goal). The plan becomes the warm start whether or not it came in time.
+   goal). The plan becomes the warm start whether or not it came in time. With ``plan_ahead``
+   the plan starts from the model's next state under the command the robot holds: the command
+   of a cycle that plans for most of its period takes effect a period late.
 3. ``conclude(job, outcome)``: the plan's first action, OK; fewer than ``min_iterations``
    iterations: TRUNCATED (still the plan's action, which includes the warm start); input unlike
    the training data: NOVEL with zero; the model or planner raised: ERROR with zero. A solve not
@@ -44,6 +46,7 @@ import torch
 from ..models.card import card_for
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
+from ..planning.rollout import model_step
 from .inputs import RecentInputs, Sample
 
 ON_STALE_CHOICES = ("hold", "zero")
@@ -93,6 +96,12 @@ class ControlConfig:
     pair_tolerance: float = 0.05
     """For a model that encodes a camera frame and joints together: the joint sample used with a
     frame is the one nearest in stamp, at most this far (s) from it."""
+    plan_ahead: int = 0
+    """Periods the plan starts ahead of the observation. 1: from the model's prediction of the
+    next step under the command the robot holds now, for a loop whose command takes effect a
+    period late (sent most of a period after the observation, to a robot or sim that takes it at
+    its next control step); the plan's first action is then for the step after this one. 0: from
+    the observation itself (a command that acts at once, as in lock step)."""
     late_cycles: tuple = ()
     """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
     run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
@@ -126,6 +135,8 @@ class ControlConfig:
             raise ValueError("hold_timeout, max_stamp_lead, novelty_threshold and pair_tolerance must be >= 0")
         if self.min_iterations < 0:
             raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
+        if self.plan_ahead not in (0, 1):
+            raise ValueError(f"plan_ahead must be 0 or 1 (periods), got {self.plan_ahead}")
         if self.on_stale not in ON_STALE_CHOICES:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
         if self.timing not in TIMING_CHOICES:
@@ -227,6 +238,7 @@ class ControlLoop:
         self._clock_jump: Optional[tuple[float, float]] = None
         self._last_command = self.safe_zero.copy()
         self._last_command_time = -math.inf     # when the last planned command was decided
+        self._sent = self.safe_zero.copy()      # the command the robot holds now (model units)
         self._plan: Optional[Plan] = None
         self._plan_time = math.nan
         self.out_of_order = 0
@@ -413,7 +425,7 @@ class ControlLoop:
                 left = deadline - time.perf_counter() - self.MARGIN * self.config.deadline
                 budget = Budget(max_seconds=max(left, 1e-6))  # out of time: the initial plan
             goal = {} if joint_goal is None else {"joint_goal": joint_goal}   # only planners that take one
-            plan = self.planner.plan(z, z_goal, warm, budget, **goal)
+            plan = self.planner.plan(self._plan_start(z), z_goal, warm, budget, **goal)
             if adopt:   # on time or late, the freshest solution warm-starts the next cycle
                 self.adopt(plan, job.now)
             outcome.plan = plan
@@ -528,6 +540,15 @@ class ControlLoop:
         if k is None or k >= plan.horizon:
             return None
         return plan.shifted(k)
+
+    def _plan_start(self, z: torch.Tensor) -> torch.Tensor:
+        """Where the plan starts: the observation's latent, or (``plan_ahead``) the model's next
+        state under the command the robot holds until this cycle's command takes effect."""
+        if not self.config.plan_ahead:
+            return z
+        held = torch.as_tensor(self._sent, dtype=z.dtype, device=z.device)
+        with torch.no_grad():
+            return model_step(self.model, z[None], held[None])[0]
 
     def _remaining(self, plan, plan_time, now: float):
         """A plan's actions [N, A] from ``now`` on and their states [N+1, D], or None."""
@@ -648,6 +669,7 @@ class ControlLoop:
         actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
         if result.status not in (Status.STALE,):
             self._last_command = actions[0].copy()
+        self._sent = actions[0].copy()
         result.actions = self._robot_actions(actions)
         result.command = result.actions[0].copy()
         return result

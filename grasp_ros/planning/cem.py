@@ -17,6 +17,7 @@ from typing import Optional
 import torch
 
 from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .noise import coloured_noise
 
 
 @dataclass
@@ -35,6 +36,9 @@ class CemSettings(PlannerSettings):
     """alpha: mu, sigma <- alpha * old + (1 - alpha) * elite statistics (0 = plain refit)."""
     keep_elites: bool = False
     """Carry the E elites into the next iteration's K samples (re-evaluated there)."""
+    noise_colour: float = 0.0
+    """Colour of the sampling noise over time, power ~ 1/f^noise_colour (0: white, plain CEM;
+    2: red, as iCEM's; ``grasp_ros.planning.noise``)."""
 
     def validate(self) -> None:
         super().validate()
@@ -45,6 +49,8 @@ class CemSettings(PlannerSettings):
             raise ValueError("keep_elites needs elites < samples (room for new samples)")
         if self.init_std < 0 or self.min_std < 0:
             raise ValueError("init_std and min_std must be >= 0")
+        if self.noise_colour < 0:
+            raise ValueError(f"noise_colour must be >= 0, got {self.noise_colour}")
         if not 0 <= self.smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {self.smoothing}")
 
@@ -66,7 +72,7 @@ class CemPlanner(Planner):
         best, calls, it = self._best(deadline), 0, 0
         with torch.no_grad():
             while not deadline.done(it) and not self._converged(best):
-                noise = torch.randn(K - kept.shape[0], H, A, generator=self.generator, device=self.device)
+                noise = coloured_noise((K - kept.shape[0], H, A), cfg.noise_colour, self.generator, self.device)
                 noise[0] = 0.0                                                 # sample 0 = the mean
                 candidates = torch.cat([self._clamp(mean + std * noise), kept])  # [K, H, A]
                 states = self._rollout(z0, candidates)                         # [K, H+1, D]

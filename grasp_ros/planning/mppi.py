@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .noise import coloured_noise
 
 
 @dataclass
@@ -33,6 +34,9 @@ class MppiSettings(PlannerSettings):
     """lambda: lower follows the cheapest samples more greedily, higher averages more."""
     noise_std: float = 0.5
     """Std of the action noise, as a fraction of half the action range (high - low) / 2."""
+    noise_colour: float = 0.0
+    """Colour of that noise over time, power ~ 1/f^noise_colour (0: white, plain MPPI; 2: red;
+    ``grasp_ros.planning.noise``)."""
 
     def validate(self) -> None:
         super().validate()
@@ -40,8 +44,8 @@ class MppiSettings(PlannerSettings):
             raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.noise_std < 0:
-            raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.noise_std < 0 or self.noise_colour < 0:
+            raise ValueError(f"noise_std and noise_colour must be >= 0, got {self.noise_std}, {self.noise_colour}")
 
 
 class MppiPlanner(Planner):
@@ -57,7 +61,7 @@ class MppiPlanner(Planner):
         best, calls, it = self._best(deadline), 0, 0
         with torch.no_grad():
             while not deadline.done(it) and not self._converged(best):
-                noise = torch.randn(K, H, A, generator=self.generator, device=self.device)
+                noise = coloured_noise((K, H, A), cfg.noise_colour, self.generator, self.device)
                 noise[0] = 0.0                                                 # sample 0 = nominal
                 samples = self._clamp(nominal + std * noise)                   # [K, H, A]
                 states = self._rollout(z0, samples)                            # [K, H+1, D]

@@ -264,6 +264,13 @@ PARAMETERS: tuple[Param, ...] = (
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
           "is the one nearest in stamp, at most this far (s) from it.",
           range=(0.0, 10.0), dynamic=True),
+    Param("plan_ahead", "int", 0,
+          "Control periods the plan starts ahead of the observation: 1 plans from the model's "
+          "prediction of the next step under the command the robot holds now, for a loop whose "
+          "command takes effect a period late (sent most of a period after the observation, to a "
+          "robot or simulator that takes it at its next control step: grasp_sim in real time); "
+          "0 plans from the observation (a command that acts at once, e.g. lock step).",
+          range=(0, 1), dynamic=True, legacy=0),
     Param("replay.late_cycles", "double_array", None,
           "Set by grasp-ros replay (timing fixed_iterations): the recorded run's late cycles, as "
           "their times (s, node clock). Each plans, sends the previous plan's action (FALLBACK) "
@@ -373,6 +380,10 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 10.0), dynamic=True),
     Param("planner.goal_weight", "double", None, "Weight of the dense goal term (GRASP).",
           range=(0.0, 1e6), dynamic=True),
+    Param("planner.noise_colour", "double", None,
+          "CEM and MPPI: colour of the sampling noise over time, power ~ 1/f^noise_colour (its "
+          "default 0: white, the plain methods; 2: red, iCEM's).",
+          range=(0.0, 10.0), dynamic=True),
     Param("planner.action_weight", "double", None,
           "Weight of the mean squared action (effort) in the task cost, every planner.",
           range=(0.0, 1e6), dynamic=True),
@@ -407,7 +418,7 @@ REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles")
 
 CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
                   "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
-                  "clock_timeout", "pair_tolerance")
+                  "clock_timeout", "pair_tolerance", "plan_ahead")
 """Parameters that are ``ControlConfig`` fields of the same name (the period comes from
 control_rate_hz)."""
 
