@@ -81,3 +81,14 @@ def test_bench_effort_runs_each_variant_at_each_iteration_count_and_repeats_exac
         [(r["successes"], r["median_steps"]) for r in again]
     assert "| zero-init | 4 |" in (tmp_path / "one" / "bench_effort.md").read_text()
     assert (tmp_path / "one" / "success_vs_effort.png").stat().st_size > 0
+    assert all(r["command_delay_steps"] == 0 and r["plan_ahead"] == 0 for r in rows)
+
+
+def test_bench_effort_delays_commands_and_runs_each_plan_ahead(tmp_path):
+    assert main(["bench-effort", "--env", "open", "--model", "analytic", "--horizon", "20",
+                 "--iterations", "2", "--episodes", "1", "--max-episode-time", "3",
+                 "--command-delay", "1", "--plan-ahead", "0", "1", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "bench_effort.json").read_text())["rows"]
+    assert [(r["plan_ahead"], r["command_delay_steps"]) for r in rows] == [(0, 1), (1, 1)]
+    report = (tmp_path / "bench_effort.md").read_text()
+    assert "each command acting 1 step late" in report and "plan ahead" in report

@@ -387,6 +387,7 @@ class Recording:
 
     def plan(self, z0, goal, warm_start=None, budget=None):
         self.warm_starts.append(warm_start)
+        self.starts = getattr(self, "starts", []) + [z0.clone()]
         return self.inner.plan(z0, goal, warm_start, budget)
 
 
@@ -406,6 +407,26 @@ def test_warm_start_is_the_previous_plan_shifted_by_the_elapsed_periods(periods)
     warm = loop.planner.warm_starts[1]
     assert torch.equal(warm.actions, expected.actions) and torch.equal(warm.states, expected.states)
     assert warm.actions[-periods:].abs().sum() == 0          # the tail holds still
+
+
+def test_plan_ahead_starts_from_the_next_state_under_the_command_held():
+    """plan_ahead 1: the plan starts where the model says the held command takes the robot by
+    the time this cycle's command acts (z + 0.1 a here); 0: at the observation."""
+    loop = recording_loop(plan_ahead=1)
+    first = loop.step(0.0)                  # nothing sent yet: the held command is zero
+    assert torch.equal(loop.planner.starts[0], torch.zeros(2))
+    loop.observe({"joints": np.array([0.2, -0.1])}, stamp=PERIOD)
+    loop.step(PERIOD)
+    held = torch.as_tensor(first.command, dtype=torch.float32)
+    torch.testing.assert_close(loop.planner.starts[1], torch.tensor([0.2, -0.1]) + 0.1 * held)
+    assert held.abs().sum() > 0
+    plain = recording_loop(plan_ahead=0)
+    plain.step(0.0)
+    plain.observe({"joints": np.array([0.2, -0.1])}, stamp=PERIOD)
+    plain.step(PERIOD)
+    assert torch.equal(plain.planner.starts[1], torch.tensor([0.2, -0.1]))
+    with pytest.raises(ValueError, match="plan_ahead"):
+        loop.configure(plan_ahead=2)
 
 
 def test_no_warm_start_once_the_previous_plan_is_over():

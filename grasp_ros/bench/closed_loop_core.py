@@ -54,12 +54,15 @@ def observation(loop, world: World, position, velocity) -> dict:
     return seen
 
 
-def run_episode(loop, world: World, seed: int, max_steps: int) -> dict:
-    """Drive one episode; success once the world says the goal is reached."""
+def run_episode(loop, world: World, seed: int, max_steps: int, command_delay: int = 0) -> dict:
+    """Drive one episode; success once the world says the goal is reached. ``command_delay`` 1:
+    each command acts one step late (the previous one holds over the step it was planned for),
+    as through ROS in real time, where a cycle's command reaches the sim after its step began."""
     _, goal = world.reset(seed)
     loop.reset()
     loop.set_goal(observation(loop, world, goal, np.zeros_like(goal)))
     statuses, solve = [], []
+    queued = [np.zeros_like(goal)] * command_delay     # the robot starts at rest
     for k in range(max_steps):
         now = k * loop.config.period
         seen = observation(loop, world, world.position, world.velocity)
@@ -69,7 +72,8 @@ def run_episode(loop, world: World, seed: int, max_steps: int) -> dict:
         result = loop.step(now)
         statuses.append(result.status)
         solve.append(result.solve_time)
-        world.step(result.command)
+        queued.append(result.command)
+        world.step(queued.pop(0))
         if world.succeeded():
             return {"success": True, "steps": k + 1, "statuses": statuses, "solve_s": solve}
     return {"success": False, "steps": max_steps, "statuses": statuses, "solve_s": solve,
@@ -79,21 +83,23 @@ def run_episode(loop, world: World, seed: int, max_steps: int) -> dict:
 def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int,
         settings: dict | None = None, first_seed: int = 0, solve_budget: float = 0.0,
         model: str = "analytic", max_steps: int | None = None,
-        progress: Callable[[dict], None] | None = None) -> dict:
+        progress: Callable[[dict], None] | None = None, command_delay: int = 0,
+        plan_ahead: int = 0) -> dict:
     """A BENCH_FORMAT "closed_loop" row through the control core (``model`` analytic or learned).
 
     ``solve_budget`` is wall-clock seconds per cycle (0: 0.8 x period). A budget that never binds
     plus an iteration cap in ``settings`` makes the run deterministic, whatever the machine load.
     An episode fails after ``max_steps`` control periods (default 3 x horizon); ``progress`` is
-    called with each episode's result.
+    called with each episode's result. ``command_delay``: steps each command acts late
+    (``run_episode``); ``plan_ahead``: the controller's (``ControlConfig``).
     """
     spec = model_spec_for(env_name, model, horizon)
-    config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget)
+    config = ControlConfig(period=1.0 / rate_hz, solve_budget=solve_budget, plan_ahead=plan_ahead)
     world = make_core_world(env_name, horizon, config.period)
     loop = build_control_loop(spec, planner, horizon, config, settings)
     results = []
     for i in range(episodes):
-        results.append(run_episode(loop, world, first_seed + i, max_steps or 3 * horizon))
+        results.append(run_episode(loop, world, first_seed + i, max_steps or 3 * horizon, command_delay))
         if progress is not None:
             progress(results[-1])
     statuses = [s for r in results for s in r["statuses"]]
@@ -104,6 +110,7 @@ def run(env_name: str, planner: str, horizon: int, rate_hz: float, episodes: int
             "fallback_rate": statuses.count(Status.FALLBACK) / len(statuses),
             "median_solve_s": float(np.median([s for r in results for s in r["solve_s"]])),
             "through": "core", "settings": settings or {}, "first_seed": first_seed,
-            "max_episode_steps": max_steps or 3 * horizon,
+            "max_episode_steps": max_steps or 3 * horizon, "command_delay_steps": command_delay,
+            "plan_ahead": plan_ahead,
             "successes": [bool(r["success"]) for r in results],
             "final_distances": [r.get("final_distance", 0.0) for r in results]}

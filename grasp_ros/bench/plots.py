@@ -38,11 +38,16 @@ def success_vs_horizon(rows: list[dict], path: Path) -> Path:
 
 
 def success_vs_effort(rows: list[dict], path: Path) -> Path:
-    """Closed-loop success against planner iterations per cycle, one line per variant."""
+    """Closed-loop success against planner iterations per cycle, one line per variant (and
+    controller ``plan_ahead``, where the rows differ in it)."""
+    several = len({r.get("plan_ahead", 0) for r in rows}) > 1
+
+    def line(r: dict) -> str:
+        return r["variant"] + (f", plan ahead {r.get('plan_ahead', 0)}" if several else "")
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for variant in dict.fromkeys(r["variant"] for r in rows):
-        pts = sorted((r["iterations_per_cycle"], r["success_rate"]) for r in rows if r["variant"] == variant)
-        ax.plot([n for n, _ in pts], [100 * s for _, s in pts], "o-", label=variant)
+    for label in dict.fromkeys(map(line, rows)):
+        pts = sorted((r["iterations_per_cycle"], r["success_rate"]) for r in rows if line(r) == label)
+        ax.plot([n for n, _ in pts], [100 * s for _, s in pts], "o-", label=label)
     ax.set(xlabel="planner iterations per control cycle", ylabel="episodes reaching the goal (%)",
            ylim=(-3, 103))
     ax.grid(alpha=0.3)

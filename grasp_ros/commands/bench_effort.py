@@ -48,6 +48,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--horizon", type=int, default=50)
     parser.add_argument("--max-episode-time", type=float, default=30.0,
                         help="sim seconds before an episode fails")
+    parser.add_argument("--command-delay", type=int, default=0, choices=(0, 1),
+                        help="steps each command acts late: 1 as through ROS in real time (the "
+                             "command reaches the sim after the step it was planned for began)")
+    parser.add_argument("--plan-ahead", type=int, nargs="+", default=[0], choices=(0, 1),
+                        help="the controller's plan_ahead, one run each")
     parser.add_argument("--workers", type=int, default=1, help="runs in this many processes")
     parser.add_argument("--out", type=Path, default=Path("bench_out/effort"))
     parser.add_argument("--json", type=Path, default=None, help="JSON path (default OUT/bench_effort.json)")
@@ -85,7 +90,8 @@ def _run_one(job: dict) -> dict:
     torch.set_num_threads(1)     # as the controller's torch_threads default
     row = run_core(job["env"], job["planner"], job["horizon"], job["rate"], job["episodes"],
                    settings=job["settings"], first_seed=job["seed"], solve_budget=1e9,
-                   model=job["model"], max_steps=job["max_steps"])
+                   model=job["model"], max_steps=job["max_steps"],
+                   command_delay=job["command_delay"], plan_ahead=job["plan_ahead"])
     return {**row, "variant": job["variant"], "iterations_per_cycle": job["settings"]["iterations"],
             "lockstep": True}
 
@@ -98,12 +104,14 @@ def run(args) -> int:
     max_steps = round(args.max_episode_time * args.rate)
     jobs = [{"env": args.env, "planner": args.planner, "horizon": args.horizon, "rate": args.rate,
              "episodes": args.episodes, "seed": args.seed, "model": args.model, "max_steps": max_steps,
-             "variant": name, "settings": {**base, **settings, "iterations": n}}
-            for name, settings in variants for n in args.iterations]
+             "variant": name, "settings": {**base, **settings, "iterations": n},
+             "command_delay": args.command_delay, "plan_ahead": ahead}
+            for name, settings in variants for n in args.iterations for ahead in args.plan_ahead]
     print(f"grasp-ros bench-effort: {args.env}, {args.planner} + {args.model} model, lock step at "
           f"{args.rate:g} Hz, H={args.horizon}, {args.episodes} episodes of {args.max_episode_time:g} s "
           f"per run; {len(jobs)} runs ({', '.join(n for n, _ in variants)} x iterations "
-          f"{args.iterations})")
+          f"{args.iterations} x plan_ahead {args.plan_ahead})"
+          + (f"; each command acts {args.command_delay} step late" if args.command_delay else ""))
     machine = machine_info()
     rows = []
     with tqdm(total=len(jobs), desc="bench-effort", unit="run") as bar:
@@ -117,8 +125,8 @@ def run(args) -> int:
                 for future in as_completed([pool.submit(_run_one, job) for job in jobs]):
                     rows.append(future.result())
                     bar.update(1)
-    order = {(j["variant"], j["settings"]["iterations"]): i for i, j in enumerate(jobs)}
-    rows.sort(key=lambda r: order[(r["variant"], r["iterations_per_cycle"])])
+    order = {(j["variant"], j["settings"]["iterations"], j["plan_ahead"]): i for i, j in enumerate(jobs)}
+    rows.sort(key=lambda r: order[(r["variant"], r["iterations_per_cycle"], r["plan_ahead"])])
     for row in rows:
         row["settings"] = json.loads(json.dumps(row["settings"], default=str))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +134,11 @@ def run(args) -> int:
     report = (f"# Closed-loop success against planning iterations per cycle\n\n"
               f"{args.env}, {args.planner} + {args.model} model, lock step (exactly that many "
               f"iterations every cycle), {args.rate:g} Hz, H={args.horizon}, seeds {args.seed}-"
-              f"{args.seed + args.episodes - 1}, {args.max_episode_time:g} s episodes.\n\n"
-              + markdown_table(rows, COLUMNS) + "\n")
+              f"{args.seed + args.episodes - 1}, {args.max_episode_time:g} s episodes"
+              + (f", each command acting {args.command_delay} step late" if args.command_delay else "")
+              + ".\n\n"
+              + markdown_table(rows, COLUMNS + ([("plan_ahead", "plan ahead")] if len(args.plan_ahead) > 1 else []))
+              + "\n")
     (args.out / "bench_effort.md").write_text(report, encoding="utf-8")
     plots.success_vs_effort(rows, args.out / "success_vs_effort.png")
     print(report)
