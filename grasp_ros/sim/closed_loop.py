@@ -243,9 +243,9 @@ def controller_parameters(spec: LoopSpec) -> dict:
     }
 
 
-LOCKSTEP_CONTROLLER = {"timing": "fixed_iterations", "clock_timeout": 60.0}
-"""Controller parameters of a lock-step run: plan by iteration count, and the sim waiting for a
-busy controller is not a stalled clock."""
+LOCKSTEP_CONTROLLER = {"timing": "fixed_iterations", "clock_timeout": 60.0, "plan_ahead": 0}
+"""Controller parameters of a lock-step run: plan by iteration count, the sim waiting for a
+busy controller is not a stalled clock, and a command acts at once (no planning ahead)."""
 
 
 def _ros_arg(name: str, value) -> list[str]:
