@@ -89,10 +89,15 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
     # The arm's parameter file is in the rows and on the controller's command line, after the main one.
     assert closed["world_params"] == {"file": "config/arm_controller.yaml", "planner.sync_every": 0,
                                       "planner.route_spread": 0.0, "planner.start_samples": 300,
-                                      "planner.start_colour": 2.0}
+                                      "planner.start_colour": 2.0, "planner.iterations": 5,
+                                      "plan_ahead": 1}
     files = [a for i, a in enumerate(closed_loop.node_commands(spec)["controller"][1:])
              if closed_loop.node_commands(spec)["controller"][i] == "--params-file"]
     assert [Path(f).name for f in files] == ["grasp_controller.yaml", "arm_controller.yaml"]
+    # In lock step a command acts at once: the run plans from the observation whatever the file says.
+    lockstep = closed_loop.node_commands(closed_loop.LoopSpec(env="arm", lockstep=True))["controller"]
+    assert "plan_ahead:=0" in lockstep[lockstep.index("--params-file", lockstep.index("--params-file") + 1):]
+    assert "plan_ahead:=0" not in closed_loop.node_commands(spec)["controller"]
     point_mass = summarise(result, closed_loop.LoopSpec(env="open", model="analytic"))[1]
     assert point_mass["data"] is None and "world_params" not in point_mass
 
