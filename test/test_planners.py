@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from grasp_ros.sim import Episode, make_env
 from grasp_ros.models import check_world_model, load_world_model
@@ -294,6 +295,42 @@ def test_a_lazy_deadline_reads_the_clock_a_few_times_and_keeps_the_limit(monkeyp
     assert lazy_readings <= 2 * math.log2(eager_iterations) + 2
     assert lazy_iterations >= eager_iterations - 5     # and hardly fewer iterations
     assert base.Deadline(None, 1, torch.device("cpu"))._lazy is False   # the CPU reads every iteration
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts the reads of tensor values back to the host (bool/float/int/item/tolist/numpy): on
+    a GPU each one waits for the device to finish everything queued before it."""
+
+    READS = {torch.Tensor.__bool__, torch.Tensor.__float__, torch.Tensor.__int__,
+             torch.Tensor.__index__, torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.numpy}
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.count += func in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_plan_reads_back_from_the_device_a_few_times_whatever_its_iterations(name):
+    """No host read per iteration, sync or ranking: the best plan so far stays on the device and
+    the input checks read once. Counted on the CPU, where the same code runs; a cold and a
+    warm-started plan, at 5 and at 20 iterations (GRASP: 1 and 4 syncs, ranks every 5)."""
+    reads = {}
+    for iterations in (5, 20):
+        planner = _planner(name, LinearModel(), iterations=iterations)
+        with _HostReads() as cold:
+            first = planner.plan(Z0, GOAL)
+        with _HostReads() as warm:
+            second = planner.plan(Z0, GOAL, warm_start=first.shifted(1))
+        assert first.iterations == second.iterations == iterations
+        reads[iterations] = (cold.count, warm.count)
+    if name == "grasp":
+        assert second.syncs == 4
+    assert reads[5] == reads[20], reads
+    assert max(reads[20]) <= 8, reads
 
 
 def test_budget_rejects_nonsense():

@@ -198,27 +198,65 @@ class Deadline:
             self.start += time.perf_counter() - start
 
 
+def finite_flags(*tensors: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per tensor, are all its values finite (a missing one: yes)? One bool tensor on the
+    device of the first, so that one read answers for all."""
+    present = [t for t in tensors if t is not None]
+    device = present[0].device if present else None
+    return torch.stack([torch.isfinite(t).all().to(device) if t is not None
+                        else torch.ones((), dtype=torch.bool, device=device) for t in tensors])
+
+
+def all_finite(*tensors: Optional[torch.Tensor]) -> bool:
+    """Are all values of all (present) tensors finite? One read back from the device."""
+    return bool(finite_flags(*tensors).all())
+
+
 class Best:
-    """The lowest-cost action sequence seen so far (true rollout cost), per planner call."""
+    """The lowest-cost action sequence seen so far (true rollout cost), per planner call.
+
+    Kept on the planner's device: an offer reads nothing back to the host (on a GPU, no
+    synchronisation per iteration or sync), unless an ``on_new`` observer must be told of a new
+    best. ``cost`` (a float, inf until a finite offer) reads it back once."""
 
     def __init__(self, on_new: Optional[Callable[[torch.Tensor], None]] = None):
-        self.cost, self.actions, self.states, self.virtual_states = math.inf, None, None, None
+        self.actions, self.states, self.virtual_states = None, None, None
+        self._cost: Optional[torch.Tensor] = None    # 0-dim, inf until a finite offer
         self.on_new = on_new   # called with the actions [H, A] of each new best
+
+    @property
+    def cost(self) -> float:
+        return math.inf if self._cost is None else float(self._cost)
 
     def offer(self, actions: torch.Tensor, states: torch.Tensor, costs: torch.Tensor,
               virtual_states: Optional[torch.Tensor] = None) -> None:
-        """actions [C, H, A], states [C, H+1, D], costs [C]: keep the best finite candidate."""
+        """actions [C, H, A], states [C, H+1, D], costs [C]: keep the best finite candidate (the
+        first of equals; a later one only when strictly better)."""
         finite = torch.isfinite(costs) & torch.isfinite(states).flatten(1).all(1)
         costs = torch.where(finite, costs.detach(), torch.full_like(costs, math.inf))
-        i = int(torch.argmin(costs))
-        c = float(costs[i])
-        if c < self.cost:
-            self.cost = c
-            self.actions, self.states = actions[i].detach().clone(), states[i].detach().clone()
+        i = torch.argmin(costs).view(1)
+        cost = costs.index_select(0, i)[0]
+        if self._cost is None:
+            better = torch.isfinite(cost)
+            self._cost = cost
+            self.actions, self.states = self._pick(actions, i), self._pick(states, i)
             if virtual_states is not None:
-                self.virtual_states = virtual_states[i].detach().clone()
-            if self.on_new is not None:
-                self.on_new(self.actions)
+                self.virtual_states = self._pick(virtual_states, i)
+        else:
+            better = cost < self._cost
+            self._cost = torch.where(better, cost, self._cost)
+            self.actions = torch.where(better, self._pick(actions, i), self.actions)
+            self.states = torch.where(better, self._pick(states, i), self.states)
+            if virtual_states is not None:
+                fresh = self._pick(virtual_states, i)
+                self.virtual_states = fresh if self.virtual_states is None else torch.where(
+                    better, fresh, self.virtual_states)
+        if self.on_new is not None and bool(better):
+            self.on_new(self.actions)
+
+    @staticmethod
+    def _pick(batch: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        return batch.detach().index_select(0, i)[0]
 
 
 @dataclass
@@ -336,6 +374,10 @@ class Planner:
         z0 = self._check_latent(z0, "z0")
         goal = Goal(None if z_goal is None else self._check_latent(z_goal, "z_goal"),
                     None if joint_goal is None else self._check_vector(joint_goal, "joint_goal"))
+        for ok, what in zip(finite_flags(z0, goal.latent, goal.joints).tolist(),
+                            ("z0", "z_goal", "joint_goal")):   # one read back for the three
+            if not ok:
+                raise ValueError(f"{what} contains NaN or Inf")
         self.cost.check_goal(goal, z0)
         warm = self._check_warm_start(warm_start)
         self._context = CostContext(self.model, None if warm is None else warm.previous_action)
@@ -344,7 +386,7 @@ class Planner:
             plan = self._solve(z0, goal, warm, deadline)
         plan.solve_time = deadline.elapsed()
         plan.goal = goal.latent
-        if not (torch.isfinite(plan.actions).all() and torch.isfinite(plan.states).all()):
+        if not all_finite(plan.actions, plan.states):
             raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
         return plan
 
@@ -376,9 +418,10 @@ class Planner:
         return self.cost(states, actions, goal, self._context)
 
     def _finish(self, best: Best, z0, goal, iterations: int, model_calls: int, **extra) -> Plan:
-        if best.actions is None:
+        cost = best.cost
+        if not math.isfinite(cost):
             raise PlanningError(f"{self.name}: no finite plan found (the model produced NaN/Inf)")
-        return Plan(actions=best.actions, states=best.states, cost=best.cost,
+        return Plan(actions=best.actions, states=best.states, cost=cost,
                     iterations=iterations, solve_time=0.0, model_calls=model_calls,
                     planner=self.name, virtual_states=best.virtual_states, **extra)
 
@@ -397,8 +440,6 @@ class Planner:
             z = z[0]
         if z.dim() != 1:
             raise ValueError(f"{what} must be a vector, got shape {tuple(z.shape)}")
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError(f"{what} contains NaN or Inf")
         return z.to(device=self.device, dtype=torch.float32).clone()  # a normal tensor, even from inference mode
 
     def _check_warm_start(self, warm: Optional[WarmStart]) -> Optional[WarmStart]:
@@ -410,14 +451,18 @@ class Planner:
         states = warm.states
         if states is not None and tuple(states.shape) != (H + 1, D):
             raise ValueError(f"warm-start states must have shape ({H + 1}, {D}), got {tuple(states.shape)}")
-        if not bool(torch.isfinite(warm.actions).all()) or (states is not None and not bool(torch.isfinite(states).all())):
-            return None  # a poisoned warm start is dropped, not propagated
-        to = dict(device=self.device, dtype=torch.float32)
         previous = warm.previous_action
         if previous is not None and tuple(previous.shape) != (A,):
             raise ValueError(f"warm-start previous_action must have shape ({A},), got {tuple(previous.shape)}")
-        if previous is not None and not bool(torch.isfinite(previous).all()):
+        to = dict(device=self.device, dtype=torch.float32)
+        actions = warm.actions.to(**to)
+        states = None if states is None else states.to(**to)
+        previous = None if previous is None else previous.to(**to)
+        # One read back from the device for all three.
+        finite_actions, finite_states, finite_previous = finite_flags(actions, states, previous).tolist()
+        if not (finite_actions and finite_states):
+            return None  # a poisoned warm start is dropped, not propagated
+        if not finite_previous:
             previous = None   # unknown rather than poisoned
-        return WarmStart(self._clamp(warm.actions.to(**to)), None if states is None else states.to(**to),
-                         None if warm.goal is None else warm.goal.to(**to),
-                         None if previous is None else previous.to(**to))
+        return WarmStart(self._clamp(actions), states, None if warm.goal is None else warm.goal.to(**to),
+                         previous)

@@ -287,8 +287,7 @@ class GraspPlanner(Planner):
             real = self._rollout(z0, candidates)
             best.offer(candidates, real, self._cost(real, goal, candidates), virtual)
             calls += candidates.shape[0] * H
-            if best.actions is None:
-                return self._finish(best, z0, goal, it, calls)   # raises PlanningError
+            # (no finite plan: the residual is meaningless, and _finish raises PlanningError)
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
         return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace,
@@ -409,8 +408,7 @@ class GraspPlanner(Planner):
             d_mean, a_mean, to_action = inverse
             route = torch.cat([z0.expand(C, 1, -1), states, end.expand(C, 1, -1)], dim=1)
             guess = a_mean + (route[:, 1:] - route[:, :-1] - d_mean) @ to_action
-            if bool(torch.isfinite(guess).all()):
-                actions = self._clamp(guess)
+            actions = torch.where(torch.isfinite(guess).all(), self._clamp(guess), actions)
         if warm is not None:
             n = self._warm_chain_count()
             actions[:n] = warm.actions
