@@ -162,6 +162,52 @@ def test_rosbag_of_a_sim_clock_from_zero_pairs_by_header_stamps(data, tmp_path):
     assert np.allclose(back.joints[0], data.joints[0]) and np.allclose(back.actions[0], data.actions[0])
 
 
+def test_rosbag_joints_named_by_several_publishers_are_merged(data, tmp_path):
+    """A robot may publish its joints in several JointState messages on one topic (an arm's
+    driver, a gripper's). Each message updates the joints it names, as the controller reads them:
+    the dataset is the one of whole messages, and the default joints are every joint named, in
+    order of first appearance (here with a wheel no model asked for)."""
+    pytest.importorskip("rosbags")
+    whole = tmp_path / "whole"
+    joints = np.concatenate([data.joints[0], 10 + data.joints[0]], axis=1)
+    write_rosbag(whole, data.images[0], joints, data.actions[0], joint_names=("x", "y", "u", "v"),
+                 velocities=-joints, image_delay_s=0.02)
+    _split_joint_states(whole, tmp_path / "split", [("x", "wheel", "y"), ("v", "u")])
+    fields = ("position", "velocity")
+    expected = read_rosbag(whole, joint_fields=fields, progress=False)
+    split = read_rosbag(tmp_path / "split", joint_fields=fields, joint_names=["x", "y", "u", "v"], progress=False)
+    assert split.meta["bags"][0]["joint_pairing"] == expected.meta["bags"][0]["joint_pairing"] == "header stamps"
+    assert np.array_equal(split.joints, expected.joints) and np.array_equal(split.images, expected.images)
+    assert read_rosbag(tmp_path / "split", progress=False).meta["joint_names"] == ["x", "wheel", "y", "v", "u"]
+    with pytest.raises(DatasetError, match=r"lacks joints \['w'\]: no message names them"):
+        read_rosbag(tmp_path / "split", joint_names=["x", "w"], progress=False)
+
+
+def _split_joint_states(src, dst, groups):
+    """Each JointState of ``src`` as one message per group of joint names (a wheel at 0), received
+    1 ns apart, with the original header stamp."""
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Reader(src) as reader, Writer(dst, version=9) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for conn, t, raw in reader.messages():
+            if conn.topic != "/joint_states":
+                writer.write(conns[conn.id], t, raw)
+                continue
+            msg = store.deserialize_cdr(raw, conn.msgtype)
+            index = {n: i for i, n in enumerate(msg.name)}
+            for k, group in enumerate(groups):
+                pick = [index.get(n) for n in group]
+                part = store.types[conn.msgtype](
+                    header=msg.header, name=list(group),
+                    position=np.array([0.0 if i is None else msg.position[i] for i in pick]),
+                    velocity=np.array([0.0 if i is None else msg.velocity[i] for i in pick]),
+                    effort=np.array([], dtype=np.float64))
+                writer.write(conns[conn.id], t + k, store.serialize_cdr(part, conn.msgtype))
+
+
 def _shift_joint_stamps(src, dst, seconds):
     from rosbags.rosbag2 import Reader, Writer
     from rosbags.typesys import Stores, get_typestore

@@ -293,7 +293,6 @@ JOINT_CASES = [
     Case("joints-nan", ERROR, "non-finite", joints(["x", "y"], [NAN, 0.0])),
     Case("joints-inf", ERROR, "non-finite", joints(["x", "y"], [0.0, INF])),
     Case("joints-minus-inf", ERROR, "non-finite", joints(["x", "y"], [-INF, 0.0])),
-    Case("joints-unknown-name", ERROR, "lacks joint", joints(["x", "z"], START)),
     Case("joints-duplicate-name-hiding-nan", ERROR, "more than once",
          joints(["x", "y", "x"], [*START, NAN])),
     Case("joints-names-positions-mismatch", ERROR, "2 names but 3 positions",
@@ -353,6 +352,40 @@ class TestJoints:
         assert (r.t_ns - last_fed) / 1e9 <= MAX_AGE + PERIOD_NS / 1e9 + 1e-9
         until_ok(r, lambda: good_joints(r))
 
+
+    def test_joints_named_by_several_publishers_are_merged_and_one_that_stops_goes_stale(self, joints_rig):
+        """A robot may publish its joints in several JointState messages on one topic (an arm's
+        driver, a gripper's), each naming some. Until every joint has been named the cycle is
+        ERROR and names the missing one; then the newest value of each counts; and a joint no
+        message names any more makes the observation as old as its last value: STALE within
+        max_observation_age, command zero, the joint named in the log."""
+        r = joints_rig
+        r.goto(State.PRIMARY_STATE_UNCONFIGURED)       # a fresh configure: no joint named yet
+        r.goto(State.PRIMARY_STATE_ACTIVE)
+        good_joint_goal(r)
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        arm_only = lambda: r.send_joint_msg(["x", "gripper"], [START[0], 0.02])  # noqa: E731
+        seen = [r.cycle(arm_only) for _ in range(ATTEMPTS)]
+        assert seen[-1].status == ERROR and "lacks joint(s) ['y']" in seen[-1].status_text, seen[-1].status_text
+        assert list(seen[-1].command) == [0.0, 0.0]
+
+        def both():
+            arm_only()
+            r.send_joint_msg(["y"], [START[1]])
+        until_ok(r, both)
+        loop = r.node._loop
+        assert loop._observation.value["joints"].tolist() == list(START)
+        last_y = r.t_ns
+        while True:
+            d = r.cycle(arm_only)
+            if d.status != OK:
+                break
+        assert d.status == STALE and "old" in d.status_text and list(d.command) == [0.0, 0.0], d.status_text
+        assert (r.t_ns - last_y) / 1e9 <= MAX_AGE + PERIOD_NS / 1e9 + 1e-9
+        assert "['y']" in r.logged("has not named joint(s)")
+        until_ok(r, lambda: good_joints(r))
+        check_commands(r, c0, d0)
+        assert_alive(r)
 
     def test_out_of_order_after_a_sample_stamped_ahead_of_the_clock(self, joints_rig):
         r = joints_rig

@@ -158,7 +158,8 @@ def test_joint_velocities_are_kept_name_major(recording, tmp_path):
     assert around.episodes == 2 and around.meta["cuts"]["non_finite"] == 2
     assert np.array_equal(around.images[1], data.images[0, 6:10])
     write_rosbag(tmp_path / "positions", data.images[0], data.joints[0], data.actions[0])
-    with pytest.raises(DatasetError, match="0 velocity values for 2 joints"):
+    with pytest.raises(DatasetError, match=r"carries no velocities for 2 wanted joint\(s\), "
+                                           r"and the joint fields are \['position', 'velocity'\]"):
         read(tmp_path / "positions", joint_fields=("position", "velocity"))
 
 

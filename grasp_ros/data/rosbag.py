@@ -61,12 +61,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from ..models.card import JOINT_FIELDS, TWIST_FIELDS
+from ..models.joint_states import JointStateMerger
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from .dataset import DatasetError, TransitionData
 from .episodes import episode_starts, frames_used, gather, segments
@@ -245,10 +246,10 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                 roles[marks] = "marks"
             connections = [c for t in roles for c in by_topic[t]]
             stamps: dict[str, list[int]] = {role: [] for role in ("image", "joints", "command", "marks")}
-            values: dict[str, list] = {"joints": [], "command": []}
+            values: dict[str, list] = {"command": []}
             frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
-            headers: dict[str, list] = {"image": [], "joints": [], "marks": []}   # the sensors' own stamps
+            headers: dict[str, list] = {"image": [], "marks": []}   # the sensors' own stamps
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
@@ -268,8 +269,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                         frames[n] = _image(msg, conn.msgtype, size, crop)
                         headers["image"].append(_ns(msg.header.stamp))
                     elif role == "joints":
-                        values["joints"].append(joint_reader(msg))
-                        headers["joints"].append(_ns(msg.header.stamp))
+                        joint_reader.add(msg, stamp)
                     else:
                         values["command"].append(_command(msg, conn.msgtype))
                 except DatasetError as exc:
@@ -280,10 +280,10 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     t_img, order = _sorted(stamps["image"])
     if order is not None:
         frames = frames[order]
-    t_joint, joints, joint_order = _sorted_values(stamps["joints"], values["joints"], "joint states", source)
+    t_joint, joints, joint_headers = joint_reader.records(topics["joints"], source)
     t_cmd, commands, _ = _sorted_values(stamps["command"], values["command"], "commands", source)
     h_img = _headers(headers["image"], order)
-    h_joint = _headers(headers["joints"], joint_order)
+    h_joint = _headers(joint_headers, None)
     storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
@@ -531,34 +531,63 @@ def _image(msg, msgtype: str, size: int, crop: str = "center") -> np.ndarray:
         raise DatasetError(str(exc)) from exc
 
 
+class _JointMessage(NamedTuple):
+    name: tuple
+    position: np.ndarray
+    velocity: np.ndarray
+    stamp: int          # header stamp, ns
+
+
 class _JointReader:
-    """JointState -> [J * len(fields)] name-major, the joints picked by name: ``names``, or those
-    of the first message (a message without names is read by position)."""
+    """JointState messages -> [J * len(fields)] name-major records, the joints picked by name:
+    ``names``, or every joint the topic names, in order of first appearance (a message without
+    names is read by position). Messages that each name some of the joints (several publishers
+    on one topic) are merged as the node merges them (``JointStateMerger``): a record per
+    message once every joint has been named, stamped with the oldest header stamp of its parts."""
 
     def __init__(self, names: Optional[Sequence[str]], fields: tuple[str, ...]):
         self.names = list(names) if names else None
         self.fields = fields
+        self._messages: list[tuple[int, _JointMessage]] = []     # (receive stamp, message) as read
+        self._name_lists: dict[tuple, tuple] = {}                # one copy of each list of names
 
-    def __call__(self, msg) -> np.ndarray:
-        given = list(msg.name)
+    def add(self, msg, stamp: int) -> None:
+        """Keep what a record needs of ``msg`` (compactly: a long bag has many)."""
+        name = tuple(msg.name)
+        name = self._name_lists.setdefault(name, name)
+        self._messages.append((stamp, _JointMessage(
+            name, np.asarray(msg.position, np.float64),
+            np.asarray(msg.velocity if "velocity" in self.fields else (), np.float64), _ns(msg.header.stamp))))
+
+    def records(self, topic: str, source: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(receive stamps [M], records [M, J * fields], header stamps), in receive order."""
+        order = sorted(range(len(self._messages)), key=lambda i: self._messages[i][0])
         if self.names is None:
-            self.names = given or [f"j{i}" for i in range(len(msg.position))]
-        if given:
-            index = {n: i for i, n in enumerate(given)}
-            missing = [n for n in self.names if n not in index]
-            if missing:
-                raise DatasetError(f"joint_states lacks joints {missing}; it has {given}")
-            pick = [index[n] for n in self.names]
-        else:
-            pick = list(range(len(self.names)))
-        columns = []
-        for name in self.fields:
-            values = np.asarray(getattr(msg, name), np.float64)
-            if len(values) != (len(given) or len(self.names)):
-                raise DatasetError(f"joint_states has {len(values)} {name} values for "
-                                   f"{len(given) or len(self.names)} joints; leave {name!r} out of the joint fields")
-            columns.append(values[pick])
-        return np.stack(columns, axis=1).reshape(-1)
+            self.names = self._names_seen()
+        merger = JointStateMerger(self.names, self.fields, "joint_states", keep_nonfinite=True)
+        stamps, records, headers = [], [], []
+        for i in order:
+            stamp, msg = self._messages[i]
+            try:
+                merged = merger.update(msg, msg.stamp)
+            except ValueError as exc:
+                raise DatasetError(f"{source}: {topic} message {i + 1}: {exc}") from exc
+            if merged is not None:
+                stamps.append(stamp)
+                records.append(merged[0])
+                headers.append(merged[1])
+        if not records:
+            raise DatasetError(f"{source}: {topic} lacks joints {merger.missing}: no message names "
+                               f"them (the messages name {self._names_seen()})")
+        return np.asarray(stamps, np.int64), np.asarray(records, np.float64), headers
+
+    def _names_seen(self) -> list[str]:
+        names: dict[str, None] = {}
+        for _, msg in self._messages:
+            names.update(dict.fromkeys(msg.name))
+        if names:
+            return list(names)
+        return [f"j{i}" for i in range(len(self._messages[0][1].position))] if self._messages else []
 
 
 def _command(msg, msgtype: str) -> np.ndarray:

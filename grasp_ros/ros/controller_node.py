@@ -24,7 +24,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 * in: ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8/mono16 of any size, made the
   model's input as the rosbag importer makes it, by ``image_crop``; with ``image_transport``
   compressed: sensor_msgs/CompressedImage on ``image/compressed``; sensor-data QoS) or
-  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS), whichever ``observation`` names;
+  ``joint_states`` (sensor_msgs/JointState, sensor-data QoS; several publishers may each name
+  some of the joints, ``grasp_ros.models.joint_states``), whichever ``observation`` names;
   the goal on ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image),
   reliable + transient local: the newest wins, by header stamp across the two kinds, and at one
   stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
@@ -72,11 +73,11 @@ from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResul
                        build_control_loop, resolve_device)
 from ..models import model_spec, parse_options
 from ..models.contract import error_text
+from ..models.joint_states import JointStateMerger
 from . import interrupts, params, qos
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
-                          goal_joint_values, image_to_rgb, joint_values, path_message,
-                          select_joints, stamp_ns, stamp_seconds, to_time, trajectory_message,
-                          twist_message)
+                          goal_joint_values, image_to_rgb, path_message, stamp_ns, stamp_seconds,
+                          to_time, trajectory_message, twist_message)
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -191,6 +192,10 @@ class GraspController(LifecycleNode):
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
         self._command_joints = params.command_joints(values, loop.card)
         self._measured: Optional[np.ndarray] = None    # command joints' positions, for trajectories
+        self._measured_joints = (None if self._command_joints is None
+                                 else JointStateMerger(self._command_joints, ("position",)))
+        self._joints = (None if loop.card.joints is None
+                        else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
         self._goal_parts: dict[str, np.ndarray] = {}
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
         self._runner = CycleRunner(loop, self._publish, self._publish_late)
@@ -384,29 +389,53 @@ class GraspController(LifecycleNode):
     def _on_image(self, msg: Image | CompressedImage) -> None:
         loop = self._loop
         if loop is not None:
-            self._observe(loop, msg.header, lambda: {"image": self._image_to_rgb(
-                msg, loop.image_size, self._crop)}, "image")
+            self._observe(loop, msg.header, lambda stamp: ({"image": self._image_to_rgb(
+                msg, loop.image_size, self._crop)}, stamp), "image")
 
     def _on_joint_states(self, msg: JointState) -> None:
         loop = self._loop
         if loop is None:
             return
-        if self._command_joints is not None:
+        if self._measured_joints is not None:
             try:
-                self._measured = select_joints(msg.name, msg.position, self._command_joints, "joint_states")
+                stamp = stamp_seconds(msg.header.stamp) or self._now()
+                merged = self._measured_joints.update(msg, stamp)
+                if merged is not None:
+                    self._measured = merged[0]
             except ValueError:
                 self._measured = None     # the trajectory then carries velocities only
-        joints = self._card.joints
-        if joints is not None:
-            self._observe(loop, msg.header, lambda: {"joints": joint_values(
-                msg, joints.names, joints.fields)}, "joint_states")
+        if self._joints is not None:
+            self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp),
+                          "joint_states")
+
+    def _merged_joints(self, loop, msg: JointState, stamp: float):
+        """The joints observation as of ``msg`` (``JointStateMerger``: several publishers may
+        each name some of the joints) and its stamp, the oldest of its joints': a joint that
+        stops coming makes the observation old, and the cycle STALE. None when the message names
+        none of the model's joints. ValueError while some joint was never named."""
+        merged = self._joints.update(msg, stamp)
+        if merged is None:
+            if self._joints.missing:
+                raise ValueError(self._joints.describe_missing(msg.name))
+            return None
+        limit = loop.config.max_observation_age
+        lagging = self._joints.named_before(stamp - limit)
+        if lagging:
+            self.get_logger().warning(
+                f"joint_states has not named joint(s) {lagging} for more than max_observation_age "
+                f"({limit:g} s) while it names others: the observation is stale until they come",
+                throttle_duration_sec=1.0)
+        return {"joints": merged[0]}, merged[1]
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
-        """Stamp checked, message converted, handed to the loop; or refused with the reason."""
+        """Stamp checked, message converted (``convert(stamp)``: the observation and its stamp,
+        or None when there is nothing new), handed to the loop; or refused with the reason."""
         now = stamp = self._now()
         try:
             stamp = stamp_seconds(header.stamp) or now
-            loop.observe(convert(), stamp, received=now)
+            converted = convert(stamp)
+            if converted is not None:
+                loop.observe(*converted, received=now)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
             loop.reject_observation(f"{what}: {exc}", stamp)
 

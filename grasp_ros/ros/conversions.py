@@ -6,7 +6,6 @@ cannot be used, so the node can report it instead of crashing.
 from __future__ import annotations
 
 import math
-from collections import Counter
 from typing import Optional, Sequence
 
 import numpy as np
@@ -18,6 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
+from ..models.joint_states import JointStateMerger, select_joints  # noqa: F401 -- re-exported
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 
 WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
@@ -94,37 +94,6 @@ def rgb_to_image(pixels: np.ndarray, encoding: str = "rgb8", header: Optional[He
                  is_bigendian=0, step=width * channels, data=pixels.tobytes())
 
 
-# -- joints -----------------------------------------------------------------------------------
-
-def select_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequence[str],
-                  what: str = "message") -> np.ndarray:
-    """Positions [J] of the ``wanted`` joints, in that order.
-
-    A message without names must list exactly the wanted joints' positions, in order.
-    """
-    positions = np.asarray(positions, dtype=np.float64)
-    names = list(names)
-    if not names:
-        if positions.size != len(wanted):
-            raise ValueError(f"{what} has no joint names and {positions.size} positions; "
-                             f"expected {len(wanted)} for {list(wanted)}")
-        selected = positions
-    else:
-        if len(names) != positions.size:
-            raise ValueError(f"{what} has {len(names)} names but {positions.size} positions")
-        repeated = sorted(n for n, count in Counter(names).items() if count > 1)
-        if repeated:
-            raise ValueError(f"{what} names joint(s) {repeated} more than once")
-        index = {name: i for i, name in enumerate(names)}
-        missing = [n for n in wanted if n not in index]
-        if missing:
-            raise ValueError(f"{what} lacks joint(s) {missing} (has {names})")
-        selected = positions[[index[n] for n in wanted]]
-    if not np.isfinite(selected).all():
-        raise ValueError(f"{what} has non-finite positions {selected.tolist()}")
-    return selected
-
-
 # -- commands ---------------------------------------------------------------------------------
 
 def command_message(command: np.ndarray) -> Float64MultiArray:
@@ -189,15 +158,13 @@ def diagnostic_array(name: str, hardware_id: str, level: str, message: str,
 
 def joint_values(msg: JointState, names: Sequence[str], fields: Sequence[str],
                  what: str = "joint_states") -> np.ndarray:
-    """The model card's joint layout from a JointState: for each of ``names`` in turn, its
-    ``fields`` ("position", "velocity"), [len(names) * len(fields)]."""
-    columns = []
-    for field_name in fields:
-        values = msg.position if field_name == "position" else msg.velocity
-        if field_name == "velocity" and len(values) == 0:
-            raise ValueError(f"{what} carries no velocities; the model encodes joint velocities")
-        columns.append(select_joints(msg.name, values, names, f"{what} {field_name}"))
-    return np.stack(columns, axis=1).reshape(-1)
+    """The model card's joint layout from one JointState that names every joint: for each of
+    ``names`` in turn, its ``fields`` ("position", "velocity"), [len(names) * len(fields)]."""
+    merger = JointStateMerger(names, fields, what)
+    merged = merger.update(msg, 0.0)
+    if merged is None:
+        raise ValueError(merger.describe_missing(msg.name))
+    return merged[0]
 
 
 def twist_message(fields: Sequence[str], command: np.ndarray, header: Optional[Header] = None):
