@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 
 import numpy as np
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status,
                                build_control_loop, resolve_device)
@@ -529,6 +531,47 @@ def test_build_control_loop_on_the_analytic_model():
     assert result.status in (Status.OK, Status.FALLBACK)
     assert np.isfinite(result.command).all() and np.abs(result.command).max() <= 1.0
     assert loop.image_size == 64 and loop.joint_dim == 2
+
+
+class _FactoriesWithoutDevice(TorchFunctionMode):
+    """Tensor factories called from grasp_ros without a device (and not from a tensor): on a GPU
+    each makes a CPU tensor that then meets the device's tensors in an op, an error there."""
+
+    FACTORIES = {torch.zeros, torch.ones, torch.full, torch.empty, torch.arange, torch.linspace,
+                 torch.eye, torch.randn, torch.rand, torch.randint, torch.tensor, torch.as_tensor,
+                 torch.from_numpy}
+
+    def __init__(self):
+        super().__init__()
+        self.sites: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if (func in self.FACTORIES and "device" not in kwargs
+                and not (args and isinstance(args[0], torch.Tensor))):
+            ours = [f for f in traceback.extract_stack() if "/grasp_ros/" in f.filename]
+            if ours:
+                self.sites.append(f"{ours[-1].filename}:{ours[-1].lineno} {ours[-1].line}")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("env, model, planner", [
+    ("wall_door", "analytic", "grasp"), ("wall_door", "analytic", "cem"),
+    ("wall_door", "analytic", "mppi"), ("wall_door", "analytic", "gd"),
+    ("wall_door", "learned", "grasp"), ("arm", "learned", "grasp")])
+def test_a_cycle_makes_its_tensors_on_the_planners_device(env, model, planner):
+    """No GPU here: what a GPU run needs of the code is checked on the CPU. In control cycles of
+    every planner, the analytic and both learned models (camera; camera + joints), from the
+    observation to the command, no tensor is made without naming its device."""
+    from grasp_ros.bench.closed_loop_core import make_core_world, model_spec_for, run_episode
+    loop = build_control_loop(model_spec_for(env, model, 25), planner, 25,
+                              ControlConfig(period=PERIOD, timing="fixed_iterations"), {"iterations": 2})
+    world = make_core_world(env, 25, PERIOD)
+    world.reset(0)
+    with _FactoriesWithoutDevice() as factories:
+        result = run_episode(loop, world, 0, 2)
+    assert result["statuses"] == [Status.OK, Status.OK]
+    assert factories.sites == []
 
 
 # -- clocks and stamps --------------------------------------------------------------------------
