@@ -419,12 +419,12 @@ class GraspController(LifecycleNode):
                 raise ValueError(self._joints.describe_missing(msg.name))
             return None
         limit = loop.config.max_observation_age
-        lagging = self._joints.named_before(stamp - limit)
+        lagging = self._joints.named_before(stamp - limit / 2)   # said before the cycles go STALE
         if lagging:
             self.get_logger().warning(
-                f"joint_states has not named joint(s) {lagging} for more than max_observation_age "
-                f"({limit:g} s) while it names others: the observation is stale until they come",
-                throttle_duration_sec=1.0)
+                f"joint_states has not named joint(s) {lagging} for {stamp - merged[1]:.2f} s while it "
+                f"names others: the observation is as old as its oldest joint (STALE past "
+                f"max_observation_age, {limit:g} s)", throttle_duration_sec=1.0)
         return {"joints": merged[0]}, merged[1]
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
