@@ -11,6 +11,7 @@ pytest.importorskip("grasp_ros.msg", reason="grasp_ros messages are not built (c
 
 from geometry_msgs.msg import Twist  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 
 from grasp_ros.data import TransitionData  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
@@ -82,6 +83,43 @@ def feed_arm(r: Rig, position, velocity, frame):
     state.header.stamp = ns_time(r.t_ns)
     r.joints_pub.publish(state)
     r.send_image(rgb_to_image(frame))
+
+
+def test_a_camera_and_joints_goal_changes_when_both_halves_of_one_stamp_have_come(rig, arm_model):
+    """A sim publishes the goal image and the goal joints at once, and either may arrive first:
+    the goal that stands is a pair of one stamp, never the new image with the old joints. Goal
+    joints whose image has not come are a joint-space goal; an image waits for its joints."""
+    r = arm_rig(rig, arm_model)
+    r.start()
+    loop, node = r.node._loop, r.node
+    frames = np.random.default_rng(3).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
+
+    def send(kind, stamp_s, i):
+        header = Header(stamp=ns_time(int(stamp_s * 1e9)))
+        if kind == "image":
+            r.goal_image_pub.publish(rgb_to_image(frames[i], header=header))
+        else:
+            r.goal_pub.publish(JointGoal(header=header, name=list(ARM), position=[0.1 * i, 0.2, 0.3]))
+        r.wait_until(lambda: node._goal_parts.get(kind, (None, -1))[1] == int(stamp_s * 1e9),
+                     what=f"the goal {kind} at {stamp_s} s")
+
+    def standing():
+        return {k: v.tolist() for k, v in loop._goal.value.items()}
+
+    send("image", 10.0, 0)
+    assert loop._goal is None                                   # an image alone waits
+    send("joints", 10.0, 0)
+    first = standing()
+    assert first["image"] == frames[0].tolist() and first["joints"][:2] == [0.0, 0.0]
+    send("image", 20.0, 1)                                      # the next goal, image first
+    assert standing() == first
+    send("joints", 20.0, 1)
+    second = standing()
+    assert second["image"] == frames[1].tolist() and second["joints"][0] == pytest.approx(0.1)
+    send("joints", 30.0, 2)                                     # joints first: a joint-space goal
+    assert set(standing()) == {"joints"} and standing()["joints"][0] == pytest.approx(0.2)
+    send("image", 30.0, 2)
+    assert standing()["image"] == frames[2].tolist()
 
 
 def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model):

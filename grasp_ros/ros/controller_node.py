@@ -196,7 +196,7 @@ class GraspController(LifecycleNode):
                                  else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
                         else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
-        self._goal_parts: dict[str, np.ndarray] = {}
+        self._goal_parts: dict[str, tuple[np.ndarray, int]] = {}     # (value, stamp ns) by kind
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
         self._runner = CycleRunner(loop, self._publish, self._publish_late)
         self._last_status = None
@@ -470,9 +470,12 @@ class GraspController(LifecycleNode):
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
     def _set_goal_part(self, loop, key: str, value: np.ndarray, stamp: int) -> bool:
-        """The goal is what the model encodes: for a camera + joints model, the newest goal image
-        with the newest goal joints once both have come, and until then goal joints alone as a
-        joint-space goal. For a one-input model, see ``_replaces``. Whether the goal was taken."""
+        """The goal is what the model encodes. For a camera + joints model, a goal image with the
+        goal joints of its stamp (within pair_tolerance; unstamped goals pair with each other):
+        a sim publishes both at once, and the goal that stands changes when both have come,
+        never to half of each. Goal joints whose image has not come are a joint-space goal
+        (through the model's decode_state joint head), a goal image without its joints waits for
+        them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
         if not loop.pairs_joints:     # one input: a goal of any kind the model takes
             if not self._replaces(key, stamp):
                 kind, standing = self._goal_kind
@@ -484,12 +487,18 @@ class GraspController(LifecycleNode):
             self._goal_kind = (key, stamp)
             loop.set_goal({key: value})
             return True
-        self._goal_parts[key] = value
-        if all(k in self._goal_parts for k in ("image", "joints")):
-            loop.set_goal({k: self._goal_parts[k] for k in ("image", "joints")})
-        elif key == "joints":         # joints alone: a joint-space goal (through decode_state)
+        self._goal_parts[key] = (value, stamp)
+        other = "image" if key == "joints" else "joints"
+        partner = self._goal_parts.get(other)
+        if partner is not None and abs(partner[1] - stamp) <= loop.config.pair_tolerance * 1e9:
+            loop.set_goal({k: self._goal_parts[k][0] for k in ("image", "joints")})
+            return True
+        if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
             loop.set_goal({key: value})
-        return True
+            return True
+        self.get_logger().info(f"goal ({key}) waits for the goal {other} of its stamp",
+                               throttle_duration_sec=5.0)
+        return False
 
     def _replaces(self, key: str, stamp: int) -> bool:
         """Whether a goal of kind ``key`` replaces the standing goal of a one-input model. Within

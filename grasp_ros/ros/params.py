@@ -262,7 +262,8 @@ PARAMETERS: tuple[Param, ...] = (
           "action.", check=_check_joint_names),
     Param("pair_tolerance", "double", 0.05,
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
-          "is the one nearest in stamp, at most this far (s) from it.",
+          "is the one nearest in stamp, at most this far (s) from it; a goal image pairs with the "
+          "goal state this close in stamp.",
           range=(0.0, 10.0), dynamic=True),
     Param("plan_ahead", "int", 0,
           "Control periods the plan starts ahead of the observation: 1 plans from the model's "
