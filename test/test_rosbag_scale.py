@@ -18,6 +18,7 @@ import torch
 
 from grasp_ros.cli import main as cli
 from grasp_ros.data import DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset
+from grasp_ros.models.card import card_from_data
 from grasp_ros.sim import make_env
 
 rosbag = pytest.importorskip("grasp_ros.data.rosbag")
@@ -179,6 +180,52 @@ def test_twist_fields_are_named_and_auto_keeps_the_planar_ones_that_move(recordi
                  twist_fields=("linear.x", "angular.z"))
     with pytest.raises(DatasetError, match="zero throughout"):
         read(tmp_path / "still")
+
+
+def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recording, tmp_path):
+    """A robot driven by JointTrajectory (by velocity, as the controller's joint_trajectory output
+    and the arm sim take it): the actions are the first point's velocities, in the first command's
+    joint order whatever order later ones list them in; the card then names joints, in velocity
+    units. A trajectory without velocities, or one that lacks a joint, is refused by name."""
+    data = recording[0]
+    bag = tmp_path / "trajectory"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], trajectory_joints=("shoulder", "elbow"))
+    back = read(bag)
+    assert back.meta["action_names"] == ["shoulder", "elbow"] and back.meta["action_kind"] == "velocity"
+    assert back.meta["action_units"] == "joint velocities (rad/s, m/s)"
+    assert np.array_equal(back.actions[0], data.actions[0].astype(back.actions.dtype))
+    card = card_from_data(back.meta, image_size=16, joint_dim=2, action_dim=2, metrics={})
+    assert card.actions.names == ("shoulder", "elbow") and card.actions.kind == "velocity"
+    with pytest.raises(DatasetError, match="commands are trajectory_msgs/msg/JointTrajectory"):
+        array_bag = tmp_path / "array"
+        write_rosbag(array_bag, data.images[0], data.joints[0], data.actions[0])
+        read([array_bag, bag])
+    def no_velocities(m):
+        m.points[0].velocities = np.zeros(0)
+
+    def first_joint_only(m):               # the first command's, then the other's (reversed)
+        m.joint_names, m.points[0].velocities = m.joint_names[:1], m.points[0].velocities[:1]
+    _rewrite_commands(bag, tmp_path / "no_velocities", no_velocities)
+    with pytest.raises(DatasetError, match="without velocities in its first point"):
+        read(tmp_path / "no_velocities")
+    _rewrite_commands(bag, tmp_path / "one_joint", first_joint_only)
+    with pytest.raises(DatasetError, match=r"command message 2: JointTrajectory lacks joint\(s\) \['shoulder'\]"):
+        read(tmp_path / "one_joint")
+
+
+def _rewrite_commands(src, dst, change):
+    from rosbags.rosbag2 import Reader, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    with Reader(src) as reader, Writer(dst, version=9) as writer:
+        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
+        for conn, t, raw in reader.messages():
+            if conn.topic == "/command":
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                change(msg)
+                raw = store.serialize_cdr(msg, conn.msgtype)
+            writer.write(conns[conn.id], t, raw)
 
 
 # --- training windows ----------------------------------------------------------------------

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--image-topic", default="image", help="sensor_msgs/Image or CompressedImage topic")
     bag.add_argument("--joint-topic", default="joint_states", help="sensor_msgs/JointState topic")
     bag.add_argument("--command-topic", default="command",
-                     help="Float64MultiArray / Float32MultiArray / Twist / TwistStamped topic")
+                     help="Float64MultiArray / Float32MultiArray / Twist / TwistStamped topic, or a "
+                          "JointTrajectory one driving joints by velocity (actions: its first point's velocities)")
     bag.add_argument("--joint-names", nargs="*", default=None, help="joints to keep, in this order")
     bag.add_argument("--joint-fields", type=_names, default=("position",),
                      help="JointState fields per joint, comma-separated: position, velocity "

@@ -44,7 +44,10 @@ std_msgs/Float64MultiArray or Float32MultiArray (the controller's ``command``; a
 "data[i]"), or geometry_msgs/Twist / TwistStamped, whose fields are named (``twist_fields``,
 e.g. ("linear.x", "angular.z")); the default "auto" keeps those of linear.x, linear.y, angular.z
 that are not zero throughout the episodes, which is right for differential-drive and holonomic bases
-alike and never leaves the model an action the data never moved.
+alike and never leaves the model an action the data never moved. Or trajectory_msgs/JointTrajectory
+driving joints by velocity (what the controller's ``joint_trajectory`` output and the arm sim
+take): the actions are its first point's velocities, named by its joints (in the first command's
+order; later ones are read by name).
 
 Metadata written (besides ``TransitionData``'s env, image_size, max_step, seed): source, crop,
 bags (per bag: path, storage, message counts per topic, frames, frames_used, episodes, cuts by
@@ -67,7 +70,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..models.card import JOINT_FIELDS, TWIST_FIELDS
-from ..models.joint_states import JointStateMerger
+from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from .dataset import DatasetError, TransitionData
 from .episodes import episode_starts, frames_used, gather, segments
@@ -75,7 +78,8 @@ from .episodes import episode_starts, frames_used, gather, segments
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 JOINT_TYPE = "sensor_msgs/msg/JointState"
 COMMAND_TYPES = ("std_msgs/msg/Float64MultiArray", "std_msgs/msg/Float32MultiArray",
-                 "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
+                 "geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped",
+                 "trajectory_msgs/msg/JointTrajectory")
 ALIGNMENTS = ("end", "mean")
 PLANAR_TWIST = ("linear.x", "linear.y", "angular.z")
 """The Twist fields ``twist_fields="auto"`` chooses from: a base moving in the plane."""
@@ -118,13 +122,16 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
     topics = {"image": _topic(image_topic), "joints": _topic(joint_topic), "command": _topic(command_topic)}
     marks = _topic(episode_topic) if episode_topic else None
     bags = find_bags(paths)
-    pieces, infos, command_type = [], [], None
+    pieces, infos, command_type, action_names = [], [], None, None
     for bag in bags:
-        stream = _read_bag(bag, topics, marks, image_size, crop, joint_names, fields, progress)
+        stream = _read_bag(bag, topics, marks, image_size, crop, joint_names, fields, progress,
+                           action_names)
         kind = stream.info.pop("command_type")
-        if command_type is not None and _is_twist(kind) != _is_twist(command_type):
+        if command_type is not None and _command_kind(kind) != _command_kind(command_type):
             raise DatasetError(f"rosbag {str(bag)!r}: commands are {kind}, earlier bags' {command_type}")
         command_type = command_type or kind
+        commanded = stream.info.pop("action_names")
+        action_names = action_names or commanded   # later bags are read by the first one's names
         names = stream.info.pop("joint_names")
         joint_names = joint_names or names   # later bags are read by the first one's names
         piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}")
@@ -132,7 +139,8 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         infos.append(stream.info)
         del stream
     data = _combine(pieces, infos, episode_steps)
-    actions, names, unused = _select_actions(data.actions, command_type, twist_fields, topics["command"])
+    actions, names, unused = _select_actions(data.actions, command_type, twist_fields, topics["command"],
+                                             action_names)
     data.actions = actions
     used = sum(i["frames_used"] for i in infos)
     read = sum(i["frames"] for i in infos)
@@ -152,7 +160,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "joint_names": list(joint_names), "joint_fields": list(fields),
         "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
         "action_names": names, "unused_nonzero_command_fields": unused,
-        **({"action_kind": "twist", "action_units": "m/s, rad/s"} if _is_twist(command_type) else {}),
+        **ACTION_KINDS.get(_command_kind(command_type), {}),
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
         "frame_period_s": period, "period": step}
     for info in infos:
@@ -218,7 +226,8 @@ def _check_options(align, joint_fields, twist_fields, episode_steps, gap, reset_
 
 
 def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int, crop: str,
-              joint_names: Optional[Sequence[str]], fields: tuple[str, ...], progress: bool) -> _Stream:
+              joint_names: Optional[Sequence[str]], fields: tuple[str, ...], progress: bool,
+              action_names: Optional[Sequence[str]] = None) -> _Stream:
     """Every message of the three topics (and the episode topic) of one bag, converted."""
     from rosbags.highlevel import AnyReader, AnyReaderError
     from rosbags.rosbag2 import ReaderError
@@ -249,6 +258,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             values: dict[str, list] = {"command": []}
             frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
+            command_reader = _CommandReader(kinds["command"], action_names)
             headers: dict[str, list] = {"image": [], "marks": []}   # the sensors' own stamps
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
@@ -271,7 +281,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                     elif role == "joints":
                         joint_reader.add(msg, stamp)
                     else:
-                        values["command"].append(_command(msg, conn.msgtype))
+                        values["command"].append(command_reader(msg))
                 except DatasetError as exc:
                     raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
     except (AnyReaderError, ReaderError, FileNotFoundError) as exc:
@@ -287,6 +297,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
+            "action_names": command_reader.names,
             "sensor_period_s": _sensor_period(h_img)}
     h_marks = None if None in headers["marks"] else np.sort(np.asarray(headers["marks"], np.int64))
     return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)),
@@ -443,8 +454,11 @@ def _combine(pieces: list[dict], infos: list[dict], steps: Optional[int]) -> Tra
     return TransitionData(out["images"], out["joints"], out["actions"], {})
 
 
-def _select_actions(commands: np.ndarray, command_type: str, twist_fields, topic: str):
+def _select_actions(commands: np.ndarray, command_type: str, twist_fields, topic: str,
+                    names: Optional[Sequence[str]] = None):
     """(actions [N, T, A], action names, the nonzero command fields left out)."""
+    if _command_kind(command_type) == "trajectory":
+        return commands, list(names), []
     if not _is_twist(command_type):
         return commands, [f"data[{i}]" for i in range(commands.shape[-1])], []
     moved = [f for i, f in enumerate(TWIST_FIELDS) if np.any(commands[..., i] != 0)]
@@ -458,6 +472,18 @@ def _select_actions(commands: np.ndarray, command_type: str, twist_fields, topic
 
 def _is_twist(command_type: str) -> bool:
     return "Twist" in command_type
+
+
+def _command_kind(command_type: str) -> str:
+    """"twist", "trajectory" or "array": commands of one kind can share a dataset."""
+    if _is_twist(command_type):
+        return "twist"
+    return "trajectory" if command_type.endswith("JointTrajectory") else "array"
+
+
+ACTION_KINDS = {"twist": {"action_kind": "twist", "action_units": "m/s, rad/s"},
+                "trajectory": {"action_kind": "velocity", "action_units": "joint velocities (rad/s, m/s)"}}
+"""The metadata each kind of command gives the actions (an array's: none; ``--action-units``)."""
 
 
 def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
@@ -590,13 +616,36 @@ class _JointReader:
         return [f"j{i}" for i in range(len(self._messages[0][1].position))] if self._messages else []
 
 
-def _command(msg, msgtype: str) -> np.ndarray:
-    """A MultiArray's values, or a Twist's six (TWIST_FIELDS order): selected once all is read."""
-    if msgtype.endswith("MultiArray"):
-        return np.asarray(msg.data, np.float64)
-    twist = msg.twist if msgtype.endswith("TwistStamped") else msg
-    return np.array([twist.linear.x, twist.linear.y, twist.linear.z,
-                     twist.angular.x, twist.angular.y, twist.angular.z])
+class _CommandReader:
+    """A command -> its values: a MultiArray's data, a Twist's six (TWIST_FIELDS order; chosen
+    once all is read), or a JointTrajectory's first point's velocities, in the joint order
+    ``names`` (default: the first command's)."""
+
+    def __init__(self, msgtype: str, names: Optional[Sequence[str]] = None):
+        self.msgtype = msgtype
+        self.names = list(names) if names else None
+
+    def __call__(self, msg) -> np.ndarray:
+        if self.msgtype.endswith("MultiArray"):
+            return np.asarray(msg.data, np.float64)
+        if self.msgtype.endswith("JointTrajectory"):
+            return self._trajectory(msg)
+        twist = msg.twist if self.msgtype.endswith("TwistStamped") else msg
+        return np.array([twist.linear.x, twist.linear.y, twist.linear.z,
+                         twist.angular.x, twist.angular.y, twist.angular.z])
+
+    def _trajectory(self, msg) -> np.ndarray:
+        if not len(msg.points) or not len(msg.points[0].velocities):
+            raise DatasetError("a JointTrajectory command without velocities in its first point: the "
+                               "actions are those velocities (position-only trajectories are not read)")
+        if self.names is None:
+            if not len(msg.joint_names):
+                raise DatasetError("a JointTrajectory command without joint_names")
+            self.names = list(msg.joint_names)
+        try:
+            return select_joints(msg.joint_names, msg.points[0].velocities, self.names, "JointTrajectory")
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
 
 
 def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, commands: np.ndarray,
@@ -605,6 +654,7 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
                  command_topic: str = "command", *, storage: str = "sqlite3",
                  velocities: Optional[np.ndarray] = None, times_s: Optional[np.ndarray] = None,
                  twist_fields: Optional[Sequence[str]] = None,
+                 trajectory_joints: Optional[Sequence[str]] = None,
                  episode_marks: Sequence[int] = (), image_delay_s: float = 0.0) -> None:
     """Write a rosbag2 like a recording of the sim: frame i and its joint state at ``times_s[i]``
     (default every ``period_s`` from 1.7e9 s), command i half-way to frame i+1 (so it drives that
@@ -612,7 +662,9 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
     ``image_delay_s``: frames are received this long after they were taken (their header stamp).
 
     images uint8 [T+1, S, S, 3] (rgb8), joints [T+1, J] positions (``velocities`` alike, or
-    none), commands [T, A]: Float64MultiArray, or Twist with ``twist_fields`` set to the A values.
+    none), commands [T, A]: Float64MultiArray, or Twist with ``twist_fields`` set to the A values,
+    or JointTrajectory with one point of velocities for ``trajectory_joints`` (every other command
+    lists them in reverse order: a reader must go by name).
     ``storage``: sqlite3 or mcap.
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
@@ -628,7 +680,15 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
     def header(t: int):
         return Header(stamp=Time(sec=int(t) // 10**9, nanosec=int(t) % 10**9), frame_id="camera")
 
-    def command(values):
+    def command(values, i: int):
+        if trajectory_joints is not None:
+            order = list(range(len(trajectory_joints)))[:: -1 if i % 2 else 1]
+            return T["trajectory_msgs/msg/JointTrajectory"](
+                header=header(0), joint_names=[trajectory_joints[k] for k in order],
+                points=[T["trajectory_msgs/msg/JointTrajectoryPoint"](
+                    positions=np.zeros(0), velocities=np.asarray(values, np.float64)[order],
+                    accelerations=np.zeros(0), effort=np.zeros(0),
+                    time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=0))])
         if twist_fields is None:
             return T["std_msgs/msg/Float64MultiArray"](
                 layout=T["std_msgs/msg/MultiArrayLayout"](dim=[], data_offset=0), data=np.asarray(values, np.float64))
@@ -639,7 +699,9 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
             angular=Vector(x=parts["angular.x"], y=parts["angular.y"], z=parts["angular.z"]))
 
     kinds = {"image": ("sensor_msgs/msg/Image", image_topic), "joints": (JOINT_TYPE, joint_topic),
-             "command": ("geometry_msgs/msg/Twist" if twist_fields else "std_msgs/msg/Float64MultiArray", command_topic),
+             "command": ("trajectory_msgs/msg/JointTrajectory" if trajectory_joints is not None else
+                         "geometry_msgs/msg/Twist" if twist_fields else "std_msgs/msg/Float64MultiArray",
+                         command_topic),
              "marks": ("std_msgs/msg/String", SIM_EPISODE_TOPIC)}
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
         conns = {role: writer.add_connection(_topic(topic), kind, typestore=store)
@@ -660,4 +722,4 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
                 velocity=np.zeros(0) if velocities is None else np.asarray(velocities[i], np.float64),
                 effort=np.zeros(0)))
             if i < len(commands):
-                write("command", (ns[i] + ns[i + 1]) // 2 if i + 1 < len(ns) else ns[i], command(commands[i]))
+                write("command", (ns[i] + ns[i + 1]) // 2 if i + 1 < len(ns) else ns[i], command(commands[i], i))
