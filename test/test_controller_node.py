@@ -493,8 +493,8 @@ def test_image_conversions_without_cv_bridge():
     rows = np.frombuffer(padded.data, np.uint8).reshape(4, 15)
     padded.step, padded.data = 16, np.pad(rows, ((0, 0), (0, 1))).tobytes()
     assert np.array_equal(image_to_rgb(padded), rgb)
-    with pytest.raises(ValueError, match="unsupported image encoding 'yuv422'"):
-        image_to_rgb(Image(height=4, width=5, step=10, encoding="yuv422", data=bytes(40)))
+    with pytest.raises(ValueError, match="unsupported image encoding 'nv21'"):
+        image_to_rgb(Image(height=4, width=5, step=10, encoding="nv21", data=bytes(40)))
     with pytest.raises(ValueError, match="step 10 is less"):
         image_to_rgb(Image(height=4, width=5, step=10, encoding="rgb8", data=bytes(40)))
     with pytest.raises(ValueError, match="59 bytes"):

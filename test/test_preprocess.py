@@ -57,6 +57,49 @@ def test_every_raw_encoding_decodes_to_rgb_without_row_padding(encoding, pad):
     assert rgb.flags.writeable and rgb.flags.c_contiguous    # a copy, not the message's buffer
 
 
+@pytest.mark.parametrize("encoding", ["rgb16", "bgr16", "rgba16", "bgra16"])
+def test_16_bit_colour_keeps_the_top_byte_in_either_byte_order(encoding):
+    channels = 4 if "a" in encoding[3:] else 3
+    wide = np.concatenate([FRAME, np.full((5, 7, 1), 9, np.uint8)], axis=2)[..., :channels]
+    if encoding.startswith("bgr"):
+        wide = np.concatenate([wide[..., 2::-1], wide[..., 3:]], axis=2)
+    for bigendian in (False, True):
+        words = (wide.astype(np.int64) * 256 + 0x5A).astype(">u2" if bigendian else "<u2")
+        assert np.array_equal(decode_raw(encoding, 5, 7, 7 * channels * 2, words.tobytes(), bigendian), FRAME)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_bayer_mosaics_demosaic_to_their_colours(pattern):
+    """Each 2 x 2 cell of a bayer_<pattern>8 frame holds the named colours in reading order; a
+    uniform colour comes back exactly away from the borders (a wrong pattern swaps or mixes
+    channels), and row padding is dropped."""
+    colour = np.array([200, 100, 30], np.uint8)
+    h, w = 8, 10
+    mosaic = np.zeros((h, w), np.uint8)
+    for (dy, dx), channel in zip([(0, 0), (0, 1), (1, 0), (1, 1)], pattern):
+        mosaic[dy::2, dx::2] = colour["rgb".index(channel)]
+    padded = np.concatenate([mosaic, np.full((h, 2), 0xAB, np.uint8)], axis=1)
+    rgb = decode_raw(f"bayer_{pattern}8", h, w, w + 2, padded.tobytes())
+    assert rgb.shape == (h, w, 3) and (rgb[2:-2, 2:-2] == colour).all()
+
+
+@pytest.mark.parametrize("encoding, order", [("yuv422", "UYVY"), ("yuv422_yuy2", "YUYV")])
+def test_yuv422_reads_its_byte_order(encoding, order):
+    """4:2:2 YUV, two pixels sharing U and V: grey stays grey, and a colour keeps its hue (red
+    strongest, blue weakest) only when the bytes are read in the encoding's order."""
+    for rgb in ([128, 128, 128], [200, 100, 30]):
+        y, u, v = cv2.cvtColor(np.array([[rgb]], np.uint8), cv2.COLOR_RGB2YUV)[0, 0]
+        pair = np.array([{"Y": y, "U": u, "V": v}[c] for c in order], np.uint8)
+        frame = decode_raw(encoding, 2, 4, 8, np.tile(pair, 4).tobytes())
+        assert frame.shape == (2, 4, 3) and (frame == frame[0, 0]).all()
+        if rgb[0] == rgb[2]:
+            assert np.abs(frame[0, 0].astype(int) - 128).max() <= 3
+        else:
+            assert frame[0, 0, 0] > frame[0, 0, 1] > frame[0, 0, 2]
+    with pytest.raises(ValueError, match="even width"):
+        decode_raw(encoding, 2, 3, 6, bytes(12))
+
+
 def test_mono16_honours_the_byte_order_and_any_buffer_type():
     step, data = raw(FRAME, "mono16", bigendian=True)
     assert np.array_equal(decode_raw("mono16", 5, 7, step, data, is_bigendian=True),
@@ -139,7 +182,7 @@ def test_preprocessing_settings_round_trip():
 def test_broken_raw_images_are_refused_with_the_reason():
     step, data = raw(FRAME, "rgb8")
     cases = [
-        (("yuv422", 5, 7, 14, bytes(70)), "unsupported image encoding 'yuv422'"),
+        (("nv21", 5, 7, 14, bytes(70)), "unsupported image encoding 'nv21'"),
         (("16UC1", 5, 7, 14, bytes(70)), "unsupported image encoding '16UC1'"),
         (("rgb8", 0, 7, 21, b""), r"empty image \(7x0\)"),
         (("rgb8", 5, 0, 0, b""), r"empty image \(0x5\)"),
@@ -301,8 +344,8 @@ def test_the_node_conversions_prepare_any_size_and_refuse_broken_images():
         assert np.array_equal(image_to_rgb(msg, SIZE, "stretch"), prepare_image(frame, SIZE, "stretch"))
     compressed = CompressedImage(format="png", data=png(frame))
     assert np.array_equal(compressed_image_to_rgb(compressed, SIZE), prepare_image(frame, SIZE))
-    with pytest.raises(ValueError, match="unsupported image encoding 'yuv422'"):
-        image_to_rgb(Image(height=4, width=5, step=10, encoding="yuv422", data=bytes(40)), SIZE)
+    with pytest.raises(ValueError, match="unsupported image encoding 'nv21'"):
+        image_to_rgb(Image(height=4, width=5, step=10, encoding="nv21", data=bytes(40)), SIZE)
     with pytest.raises(ValueError, match="cannot decode"):
         compressed_image_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8junk"), SIZE)
     with pytest.raises(ValueError, match="crop must be one of"):

@@ -516,7 +516,8 @@ def edited(**changes) -> Callable[[], Image]:
 _NOISE = np.random.default_rng(0).integers(0, 256, GOOD_FRAME.shape, dtype=np.uint8)
 
 IMAGE_CASES = [
-    Case("image-encoding-yuv422", ERROR, "unsupported image encoding 'yuv422'", image(lambda: raw("yuv422"))),
+    Case("image-encoding-nv21", ERROR, "unsupported image encoding 'nv21'", image(lambda: raw("nv21"))),
+    Case("image-yuv422-odd-width", ERROR, "even width", image(lambda: raw("yuv422", width=63, step=126))),
     Case("image-encoding-16UC1", ERROR, "unsupported image encoding '16UC1'", image(lambda: raw("16UC1"))),
     Case("image-encoding-empty", ERROR, "unsupported image encoding ''", image(edited(encoding=""))),
     # Any size and aspect is prepared as the rosbag importer prepares it: these are good frames.
@@ -543,7 +544,7 @@ IMAGE_CASES = [
     Case("goal-image-all-white", NOVEL, "goal unlike",
          once=goal_image(frame(np.full_like(GOAL_FRAME, 255)))),
     Case("goal-image-bad-encoding", ERROR, "goal refused: goal image: unsupported",
-         once=goal_image(lambda: raw("yuv422"))),
+         once=goal_image(lambda: raw("nv21"))),
     Case("goal-image-empty", ERROR, "goal refused: goal image: empty",
          once=goal_image(lambda: raw(width=0, height=0))),
 ]

@@ -26,10 +26,23 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)),
-             "bgra8": (4, (2, 1, 0)), "mono8": (1, (0, 0, 0)), "mono16": (1, (0, 0, 0))}
-"""sensor_msgs/Image encodings read: name -> (channels, the RGB channels' indices). mono16 keeps
-its top 8 bits (the full 16-bit range scaled to 8 bits)."""
+PIXEL_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)),
+                   "bgra8": (4, (2, 1, 0)), "mono8": (1, (0, 0, 0)), "mono16": (1, (0, 0, 0)),
+                   "rgb16": (3, (0, 1, 2)), "bgr16": (3, (2, 1, 0)), "rgba16": (4, (0, 1, 2)),
+                   "bgra16": (4, (2, 1, 0))}
+"""sensor_msgs/Image encodings of whole pixels: name -> (channels, the RGB channels' indices).
+16-bit ones keep their top 8 bits (the full 16-bit range scaled to 8 bits)."""
+
+CONVERTED_ENCODINGS = {
+    "bayer_rggb8": (1, cv2.COLOR_BayerRGGB2RGB), "bayer_bggr8": (1, cv2.COLOR_BayerBGGR2RGB),
+    "bayer_gbrg8": (1, cv2.COLOR_BayerGBRG2RGB), "bayer_grbg8": (1, cv2.COLOR_BayerGRBG2RGB),
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY), "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2)}
+"""Encodings a camera driver sends as it reads them (raw Bayer mosaics, 4:2:2 YUV: "yuv422" is
+UYVY, "yuv422_yuy2" YUYV, as sensor_msgs names them): name -> (bytes per pixel, the OpenCV
+conversion to RGB, its bilinear demosaicing for Bayer)."""
+
+ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
+"""Every sensor_msgs/Image encoding ``decode_raw`` reads."""
 
 CROPS = ("center", "stretch")
 MAX_SIDE = 8192
@@ -42,16 +55,19 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
 
     ``step`` is the bytes per row; rows may be padded (step > width x bytes per pixel) and the
     padding is dropped. ``data`` is any byte buffer (bytes, array.array, uint8 ndarray) of
-    exactly step x height bytes. ``is_bigendian`` matters for mono16 only.
+    exactly step x height bytes. ``is_bigendian`` matters for 16-bit encodings only.
     """
     if encoding not in ENCODINGS:
         raise ValueError(f"unsupported image encoding {encoding!r}; expected one of "
                          f"{', '.join(ENCODINGS)}")
-    channels, order = ENCODINGS[encoding]
-    depth = 2 if encoding == "mono16" else 1
+    converted = CONVERTED_ENCODINGS.get(encoding)
+    channels, order = PIXEL_ENCODINGS.get(encoding, (converted[0] if converted else 0, None))
+    depth = 2 if encoding.endswith("16") else 1
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ValueError(f"empty image ({width}x{height})")
+    if encoding.startswith("yuv422") and width % 2:
+        raise ValueError(f"a {encoding} image needs an even width (two pixels share U and V), got {width}")
     row = width * channels * depth
     if step < row:
         raise ValueError(f"image step {step} is less than width x bytes per pixel = {row}")
@@ -64,6 +80,12 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
     if depth == 2:
         rows = (rows.view(">u2" if is_bigendian else "<u2") >> 8).astype(np.uint8)
     pixels = rows.reshape(height, width, channels)
+    if converted is not None:     # OpenCV makes a new array
+        try:
+            return cv2.cvtColor(np.ascontiguousarray(pixels if channels == 2 else pixels[..., 0]), converted[1])
+        except cv2.error as exc:
+            raise ValueError(f"cannot convert the {width}x{height} {encoding} image: "
+                             f"{str(exc).strip().splitlines()[-1]}") from exc
     # A fresh array, never a view of the message's buffer (which the middleware may reuse).
     return np.ascontiguousarray(pixels[..., list(order)])
 

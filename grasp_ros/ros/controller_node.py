@@ -21,7 +21,8 @@ Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or `
 
 Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 
-* in: ``image`` (sensor_msgs/Image rgb8/bgr8/rgba8/bgra8/mono8/mono16 of any size, made the
+* in: ``image`` (sensor_msgs/Image of any size in the encodings ``models.preprocess`` reads:
+  rgb/bgr/rgba/bgra/mono 8 and 16 bit, raw Bayer mosaics, 4:2:2 YUV), made the
   model's input as the rosbag importer makes it, by ``image_crop``; with ``image_transport``
   compressed: sensor_msgs/CompressedImage on ``image/compressed``; sensor-data QoS) or
   ``joint_states`` (sensor_msgs/JointState, sensor-data QoS; several publishers may each name

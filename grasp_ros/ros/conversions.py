@@ -21,7 +21,8 @@ from ..models.joint_states import JointStateMerger, select_joints  # noqa: F401 
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 
 WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-"""Encodings ``rgb_to_image`` writes (``image_to_rgb`` reads these and mono16)."""
+"""Encodings ``rgb_to_image`` writes (``image_to_rgb`` reads these and the others of
+``grasp_ros.models.preprocess.ENCODINGS``)."""
 
 
 # -- time -------------------------------------------------------------------------------------
