@@ -182,6 +182,33 @@ def test_twist_fields_are_named_and_auto_keeps_the_planar_ones_that_move(recordi
         read(tmp_path / "still")
 
 
+def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_path):
+    """A 30 Hz camera on a robot controlled at 10 Hz: frame_period 0.1 keeps every third frame
+    (on the camera's own stamps) and its joint state; a step's action is the command held over
+    its 0.1 s (its time average with align "mean", the last one with "end"); the dataset's (and
+    the model's) period is 0.1 s. A period shorter than the camera's is refused."""
+    rng = np.random.default_rng(4)
+    n = 31
+    images = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
+    joints = np.cumsum(rng.normal(0, 0.01, (n, 2)), axis=0)
+    commands = rng.uniform(-1, 1, (n - 1, 2))
+    bag = tmp_path / "camera_30hz"
+    write_rosbag(bag, images, joints, commands, period_s=1 / 30, image_delay_s=0.004)
+    end = read(bag, frame_period=0.1, episode_topic=None)
+    assert end.meta["period"] == pytest.approx(0.1) and end.meta["frame_period_s"] == pytest.approx(0.1)
+    assert np.array_equal(end.images[0], images[::3]) and np.allclose(end.joints[0], joints[::3])
+    # command i is sent half-way from frame i to i+1: the one held at frame 3(k+1) is 3k+2
+    assert np.allclose(end.actions[0], commands[2::3])
+    mean = read(bag, frame_period=0.1, align="mean", episode_topic=None)   # from frame 3: after command 0
+    assert np.array_equal(mean.images[0], images[3::3])
+    for k, j in enumerate(range(3, n - 3, 3)):
+        # over frames [j, j+3): commands j-1 and j+2 for half a frame each, j and j+1 for a whole
+        held = (0.5 * commands[j - 1] + commands[j] + commands[j + 1] + 0.5 * commands[j + 2]) / 3
+        assert np.allclose(mean.actions[0, k], held, atol=1e-4)     # (stamps in whole ns, float32)
+    with pytest.raises(DatasetError, match=r"frame_period 0.01 s is shorter than the camera's frame period, 0.03333 s"):
+        read(bag, frame_period=0.01)
+
+
 def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recording, tmp_path):
     """A robot driven by JointTrajectory (by velocity, as the controller's joint_trajectory output
     and the arm sim take it): the actions are the first point's velocities, in the first command's
@@ -271,7 +298,9 @@ def test_collect_reads_several_bags_and_refuses_bad_ones_with_status_2(recording
             (["--rosbag", str(tmp_path / "empty")], "no messages on"),
             (["--rosbag", str(tmp_path / "b")], "too few frames: no episode of 32 steps"),
             (["--rosbag", str(tmp_path / "nothing")], "holds no rosbag2"),
-            (["--rosbag", str(tmp_path / "b"), "--twist-fields", "linear.q"], "twist fields")):
+            (["--rosbag", str(tmp_path / "b"), "--twist-fields", "linear.q"], "twist fields"),
+            (["--rosbag", str(tmp_path / "b"), "--frame-period", "0"], "--frame-period must be > 0"),
+            (["--rosbag", str(tmp_path / "b"), "--frame-period", "0.01"], "shorter than the camera's")):
         assert cli(["collect", *args, "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2, args
         assert message in capsys.readouterr().err, args
     assert not (tmp_path / "x.npz").exists()

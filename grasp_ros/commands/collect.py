@@ -61,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="the robot's control period, written as the dataset's (and model card's) period "
                           "(default: the median frame period of the receive stamps, wrong for a bag of a "
                           "sim faster than real time)")
+    bag.add_argument("--frame-period", type=float, default=None, metavar="SECONDS",
+                     help="keep one camera frame per this period of the camera's own clock, the model's "
+                          "step (a 30 Hz camera on a robot controlled at 10 Hz: 0.1); a step's action is "
+                          "the command held over it (default: every frame)")
     bag.add_argument("--action-names", type=_names, default=None,
                      help="names of the command's values, comma-separated (a MultiArray's are data[i])")
     bag.add_argument("--action-units", default=None, help="units of the commands, e.g. rad/s")
@@ -99,13 +103,16 @@ def _from_simulator(args):
 def _from_rosbag(args):
     from ..data.rosbag import read_rosbag
 
-    if args.period is not None and not args.period > 0:
-        raise ValueError(f"--period must be > 0 seconds, got {args.period}")
+    for name in ("period", "frame_period"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {value}")
     data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
                        image_size=args.image_size, joint_names=args.joint_names, align=args.align,
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
-                       gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None)
+                       gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,
+                       frame_period=args.frame_period)
     meta = data.meta
     if args.period is not None:
         meta["period"] = args.period

@@ -49,6 +49,10 @@ driving joints by velocity (what the controller's ``joint_trajectory`` output an
 take): the actions are its first point's velocities, named by its joints (in the first command's
 order; later ones are read by name).
 
+A camera faster than the robot's control (``frame_period``): one frame per period of the camera's
+own clock is kept, the one nearest each multiple of the period from the first, and a step's
+action is the command held over the whole period; the dataset's period is then ``frame_period``.
+
 Metadata written (besides ``TransitionData``'s env, image_size, max_step, seed): source, crop,
 bags (per bag: path, storage, message counts per topic, frames, frames_used, episodes, cuts by
 cause, gap_s), topics, align, split (episode_steps, gap_s, reset_jump, episode_topic),
@@ -112,7 +116,8 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
                 progress: bool = True, *, joint_fields: Sequence[str] = ("position",),
                 twist_fields: Union[str, Sequence[str]] = "auto", episode_steps: Optional[int] = None,
                 gap: Optional[float] = None, reset_jump: Optional[float] = None,
-                episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center") -> TransitionData:
+                episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center",
+                frame_period: Optional[float] = None) -> TransitionData:
     """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring).
 
     Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
@@ -134,7 +139,8 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         action_names = action_names or commanded   # later bags are read by the first one's names
         names = stream.info.pop("joint_names")
         joint_names = joint_names or names   # later bags are read by the first one's names
-        piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}")
+        piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}",
+                          frame_period)
         pieces.append(piece)
         infos.append(stream.info)
         del stream
@@ -149,6 +155,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
     # The model's step is the camera's period in the robot's own time when the frames carry it.
     sensor = [i["sensor_period_s"] for i in infos if i.get("sensor_period_s")]
     step = float(np.median(sensor)) if sensor and len(sensor) == len(infos) else period
+    step = frame_period or step
     cuts = {k: sum(i["cuts"][k] for i in infos) for k in infos[0]["cuts"]}
     data.meta = {
         "env": "", "max_step": None, "seed": None, "image_size": image_size, "crop": crop,
@@ -368,9 +375,20 @@ def _sorted_values(stamps: list[int], items: list, what: str,
 
 
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
-              fields: tuple[str, ...], steps: Optional[int], source: str) -> dict[str, np.ndarray]:
+              fields: tuple[str, ...], steps: Optional[int], source: str,
+              frame_period: Optional[float] = None) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
     t_img, nearest, offset, h_img = _frame_times(s)
+    kept = np.arange(len(t_img))
+    if frame_period:     # one frame per period of the camera's own clock (receive time without one)
+        clock = h_img if h_img is not None and np.all(np.diff(h_img) > 0) else t_img
+        camera = float(np.median(np.diff(clock))) * 1e-9 if len(clock) > 1 else 0.0
+        if camera > 1.25 * frame_period:
+            raise DatasetError(f"{source}: frame_period {frame_period:g} s is shorter than the camera's "
+                               f"frame period, {camera:.4g} s")
+        kept = _on_grid(clock, round(frame_period * 1e9))
+        t_img, nearest, offset = t_img[kept], nearest[kept], offset[kept]
+        h_img = None if h_img is None else h_img[kept]
     pairing = "receive time" if h_img is None else "header stamps"
     t_joint, t_cmd = s.t_joint, s.t_cmd
     # Frames start where the held command is known: for "end" at the last frame before the
@@ -383,7 +401,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     h = None if h_img is None else h_img[first:]
     if len(t) < 2:
         raise DatasetError(f"{source}: fewer than 2 camera frames after the first command")
-    if gap is None:
+    if gap is None:     # (the frames kept: with frame_period, theirs)
         periods = [np.median(np.diff(x)) for x in (t_img, t_joint, t_cmd) if len(x) > 1]
         gap_ns = GAP_PERIODS * max(periods) if periods else np.inf
     else:
@@ -416,7 +434,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
                   gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
                   longest_steps=max((b - a for a, b in runs), default=0), joint_pairing=pairing,
                   frame_period_s=float(np.median(np.diff(t))) * 1e-9)
-    frames = s.frames[first:]
+    frames = s.frames[kept[first:]] if frame_period else s.frames[first:]
     if steps is None:   # whole pieces, of any length: kept as lists until lengths are compared
         return {"images": [frames[a:a + n + 1].copy() for a, n in episodes],
                 "joints": [joints[a:a + n + 1] for a, n in episodes],
@@ -522,6 +540,15 @@ def _frame_times(s: _Stream) -> tuple[np.ndarray, np.ndarray, np.ndarray, Option
             return taken, nearest, np.abs(apart), stamps
     nearest = _nearest(s.t_joint, s.t_img)
     return s.t_img, nearest, np.abs(s.t_joint[nearest] - s.t_img), None
+
+
+def _on_grid(times: np.ndarray, period_ns: int) -> np.ndarray:
+    """Indices of the frames nearest to times[0] + k * period (k = 0, 1, ...), each at most half
+    a period from its time (none near one: a pause, which the gap rule then cuts), in order."""
+    targets = np.arange(times[0], times[-1] + period_ns // 2 + 1, period_ns)
+    nearest = _nearest(times, targets)
+    near = np.abs(times[nearest] - targets) <= period_ns // 2
+    return np.unique(nearest[near])
 
 
 def _held_mean(t_cmd: np.ndarray, commands: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
