@@ -360,6 +360,7 @@ class TestJoints:
         message names any more makes the observation as old as its last value: STALE within
         max_observation_age, command zero, the joint named in the log."""
         r = joints_rig
+        logs = len(r.logs)
         r.goto(State.PRIMARY_STATE_UNCONFIGURED)       # a fresh configure: no joint named yet
         r.goto(State.PRIMARY_STATE_ACTIVE)
         good_joint_goal(r)
@@ -385,10 +386,28 @@ class TestJoints:
                 break
         assert d.status == STALE and "old" in d.status_text and list(d.command) == [0.0, 0.0], d.status_text
         assert (r.t_ns - last_y) / 1e9 <= MAX_AGE + PERIOD_NS / 1e9 + 1e-9
-        assert "['y']" in r.logged("has not named joint(s)")
+        assert "['y']" in r.logged("has not named joint(s)", since=logs)
         until_ok(r, lambda: good_joints(r))
         check_commands(r, c0, d0)
         assert_alive(r)
+
+    def test_a_joint_stamped_far_ahead_whose_publisher_stops_still_goes_stale(self, joints_rig):
+        """A part stamped 100 s ahead must not keep its joint fresh for 100 s: it counts as
+        stamped max_observation_age ahead, so the cycles go STALE within twice that once its
+        publisher stops, while the other joint keeps coming."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        r.send_joint_msg(["x"], [START[0]], ns_time(r.t_ns + 100 * 10**9))
+        sent = r.t_ns
+        while True:
+            d = r.cycle(lambda: r.send_joint_msg(["y"], [START[1]]))
+            if d.status == STALE:
+                break
+            assert d.status in (OK, ERROR), d.status_text     # ERROR: while x's stamp is ahead
+            assert (r.t_ns - sent) / 1e9 <= 2 * MAX_AGE + 2 * PERIOD_NS / 1e9, "x never went stale"
+        assert "old" in d.status_text and list(d.command) == [0.0, 0.0]
+        until_ok(r, lambda: good_joints(r))
 
     def test_out_of_order_after_a_sample_stamped_ahead_of_the_clock(self, joints_rig):
         r = joints_rig

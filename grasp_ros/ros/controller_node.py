@@ -413,7 +413,12 @@ class GraspController(LifecycleNode):
         """The joints observation as of ``msg`` (``JointStateMerger``: several publishers may
         each name some of the joints) and its stamp, the oldest of its joints': a joint that
         stops coming makes the observation old, and the cycle STALE. None when the message names
-        none of the model's joints. ValueError while some joint was never named."""
+        none of the model's joints. ValueError while some joint was never named.
+
+        A joint stamped further ahead of the clock than max_observation_age counts as stamped
+        that far ahead: one stamped in the future whose publisher then stops still goes stale
+        (the loop refuses the observation's own stamp when it is ahead at the cycle)."""
+        stamp = min(stamp, self._now() + loop.config.max_observation_age)
         merged = self._joints.update(msg, stamp)
         if merged is None:
             if self._joints.missing:
