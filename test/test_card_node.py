@@ -120,6 +120,8 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_of_one_stamp_have_com
     assert set(standing()) == {"joints"} and standing()["joints"][0] == pytest.approx(0.2)
     send("image", 30.0, 2)
     assert standing()["image"] == frames[2].tolist()
+    send("image", 0.0, 0)                 # unstamped (ros2 topic pub): pairs with the goal state
+    assert standing()["image"] == frames[0].tolist() and standing()["joints"][0] == pytest.approx(0.2)
 
 
 def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model):

@@ -477,7 +477,7 @@ class GraspController(LifecycleNode):
 
     def _set_goal_part(self, loop, key: str, value: np.ndarray, stamp: int) -> bool:
         """The goal is what the model encodes. For a camera + joints model, a goal image with the
-        goal joints of its stamp (within pair_tolerance; unstamped goals pair with each other):
+        goal joints of its stamp (within pair_tolerance; an unstamped one pairs with the other):
         a sim publishes both at once, and the goal that stands changes when both have come,
         never to half of each. Goal joints whose image has not come are a joint-space goal
         (through the model's decode_state joint head), a goal image without its joints waits for
@@ -496,7 +496,8 @@ class GraspController(LifecycleNode):
         self._goal_parts[key] = (value, stamp)
         other = "image" if key == "joints" else "joints"
         partner = self._goal_parts.get(other)
-        if partner is not None and abs(partner[1] - stamp) <= loop.config.pair_tolerance * 1e9:
+        if partner is not None and (0 in (stamp, partner[1])   # unstamped: no time to tell by
+                                    or abs(partner[1] - stamp) <= loop.config.pair_tolerance * 1e9):
             loop.set_goal({k: self._goal_parts[k][0] for k in ("image", "joints")})
             return True
         if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
