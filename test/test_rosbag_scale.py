@@ -205,7 +205,8 @@ def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_
         # over frames [j, j+3): commands j-1 and j+2 for half a frame each, j and j+1 for a whole
         held = (0.5 * commands[j - 1] + commands[j] + commands[j + 1] + 0.5 * commands[j + 2]) / 3
         assert np.allclose(mean.actions[0, k], held, atol=1e-4)     # (stamps in whole ns, float32)
-    with pytest.raises(DatasetError, match=r"frame_period 0.01 s is shorter than the camera's frame period, 0.03333 s"):
+    with pytest.raises(DatasetError, match=r"frame_period 0.01 s is shorter than the camera's "
+                                           r"frame period, 0.03333 s"):
         read(bag, frame_period=0.01)
 
 
