@@ -85,10 +85,11 @@ def feed_arm(r: Rig, position, velocity, frame):
     r.send_image(rgb_to_image(frame))
 
 
-def test_a_camera_and_joints_goal_changes_when_both_halves_of_one_stamp_have_come(rig, arm_model):
+def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_model):
     """A sim publishes the goal image and the goal joints at once, and either may arrive first:
-    the goal that stands is a pair of one stamp, never the new image with the old joints. Goal
-    joints whose image has not come are a joint-space goal; an image waits for its joints."""
+    the goal that stands is never the new image with the old joints. A part pairs with a new
+    other part (on any clock) or with one of its stamp (or unstamped); goal joints alone are a
+    joint-space goal; an image alone waits for its joints."""
     r = arm_rig(rig, arm_model)
     r.start()
     loop, node = r.node._loop, r.node
@@ -120,8 +121,14 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_of_one_stamp_have_com
     assert set(standing()) == {"joints"} and standing()["joints"][0] == pytest.approx(0.2)
     send("image", 30.0, 2)
     assert standing()["image"] == frames[2].tolist()
-    send("image", 0.0, 0)                 # unstamped (ros2 topic pub): pairs with the goal state
-    assert standing()["image"] == frames[0].tolist() and standing()["joints"][0] == pytest.approx(0.2)
+    send("joints", 1000.0, 1)             # a sim stamping its goal image on another clock
+    assert set(standing()) == {"joints"}
+    send("image", 40.0, 1)                # pairs: the joints are new
+    assert standing()["image"] == frames[1].tolist() and standing()["joints"][0] == pytest.approx(0.1)
+    send("image", 41.0, 0)                # the joints are used and of another stamp: it waits
+    assert standing()["image"] == frames[1].tolist()
+    send("joints", 0.0, 0)                # unstamped (ros2 topic pub): pairs with the new image
+    assert standing()["image"] == frames[0].tolist() and standing()["joints"][0] == pytest.approx(0.0)
 
 
 def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model):

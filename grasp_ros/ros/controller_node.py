@@ -48,7 +48,7 @@ import math
 import sys
 import threading
 import traceback
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import rclpy
@@ -79,6 +79,13 @@ from . import interrupts, params, qos
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
                           goal_joint_values, image_to_rgb, path_message, stamp_ns, stamp_seconds,
                           to_time, trajectory_message, twist_message)
+
+class GoalPart(NamedTuple):
+    """Half of a camera + joints model's goal: the image or the joints, as received."""
+    value: np.ndarray
+    stamp: int           # ns, 0: unstamped
+    new: bool = True     # not yet part of a goal
+
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -197,7 +204,7 @@ class GraspController(LifecycleNode):
                                  else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
                         else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
-        self._goal_parts: dict[str, tuple[np.ndarray, int]] = {}     # (value, stamp ns) by kind
+        self._goal_parts: dict[str, GoalPart] = {}     # a camera + joints model's, by kind
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
         self._runner = CycleRunner(loop, self._publish, self._publish_late)
         self._last_status = None
@@ -476,12 +483,13 @@ class GraspController(LifecycleNode):
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
     def _set_goal_part(self, loop, key: str, value: np.ndarray, stamp: int) -> bool:
-        """The goal is what the model encodes. For a camera + joints model, a goal image with the
-        goal joints of its stamp (within pair_tolerance; an unstamped one pairs with the other):
-        a sim publishes both at once, and the goal that stands changes when both have come,
-        never to half of each. Goal joints whose image has not come are a joint-space goal
-        (through the model's decode_state joint head), a goal image without its joints waits for
-        them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
+        """The goal is what the model encodes. For a camera + joints model, a goal image and goal
+        joints make one goal when the other part is new (not yet part of a goal: a sim publishes
+        both at once, in either order, stamped on whatever clock, or not at all) or of the same
+        stamp (within pair_tolerance: the same goal again). So the goal that stands never becomes the
+        new image with the old joints: goal joints without a new image are a joint-space goal
+        (through the model's decode_state joint head), and a goal image without new joints waits
+        for them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
         if not loop.pairs_joints:     # one input: a goal of any kind the model takes
             if not self._replaces(key, stamp):
                 kind, standing = self._goal_kind
@@ -493,17 +501,18 @@ class GraspController(LifecycleNode):
             self._goal_kind = (key, stamp)
             loop.set_goal({key: value})
             return True
-        self._goal_parts[key] = (value, stamp)
         other = "image" if key == "joints" else "joints"
         partner = self._goal_parts.get(other)
-        if partner is not None and (0 in (stamp, partner[1])   # unstamped: no time to tell by
-                                    or abs(partner[1] - stamp) <= loop.config.pair_tolerance * 1e9):
-            loop.set_goal({k: self._goal_parts[k][0] for k in ("image", "joints")})
+        self._goal_parts[key] = GoalPart(value, stamp)
+        if partner is not None and (partner.new or abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9):
+            loop.set_goal({k: self._goal_parts[k].value for k in ("image", "joints")})
+            for k in ("image", "joints"):
+                self._goal_parts[k] = self._goal_parts[k]._replace(new=False)
             return True
         if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
             loop.set_goal({key: value})
             return True
-        self.get_logger().info(f"goal ({key}) waits for the goal {other} of its stamp",
+        self.get_logger().info(f"goal ({key}) waits for a new goal {other} or one of its stamp",
                                throttle_duration_sec=5.0)
         return False
 
