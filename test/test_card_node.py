@@ -121,6 +121,10 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_mo
     assert set(standing()) == {"joints"} and standing()["joints"][0] == pytest.approx(0.2)
     send("image", 30.0, 2)
     assert standing()["image"] == frames[2].tolist()
+    send("joints", 35.0, 2)               # the standing goal's joints again (republished): no change
+    assert standing()["image"] == frames[2].tolist()
+    send("image", 35.0, 2)
+    assert standing()["image"] == frames[2].tolist() and standing()["joints"][0] == pytest.approx(0.2)
     send("joints", 1000.0, 1)             # a sim stamping its goal image on another clock
     assert set(standing()) == {"joints"}
     send("image", 40.0, 1)                # pairs: the joints are new

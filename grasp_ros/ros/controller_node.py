@@ -488,8 +488,8 @@ class GraspController(LifecycleNode):
         both at once, in either order, stamped on whatever clock, or not at all) or of the same
         stamp (within pair_tolerance: the same goal again). So the goal that stands never becomes the
         new image with the old joints: goal joints without a new image are a joint-space goal
-        (through the model's decode_state joint head), and a goal image without new joints waits
-        for them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
+        (through the model's decode_state joint head; the standing goal's own joints again change
+        nothing), and a goal image without new joints waits for them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
         if not loop.pairs_joints:     # one input: a goal of any kind the model takes
             if not self._replaces(key, stamp):
                 kind, standing = self._goal_kind
@@ -502,13 +502,15 @@ class GraspController(LifecycleNode):
             loop.set_goal({key: value})
             return True
         other = "image" if key == "joints" else "joints"
-        partner = self._goal_parts.get(other)
+        partner, standing = self._goal_parts.get(other), self._goal_parts.get(key)
         self._goal_parts[key] = GoalPart(value, stamp)
         if partner is not None and (partner.new or abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9):
             loop.set_goal({k: self._goal_parts[k].value for k in ("image", "joints")})
             for k in ("image", "joints"):
                 self._goal_parts[k] = self._goal_parts[k]._replace(new=False)
             return True
+        if standing is not None and not standing.new and np.array_equal(standing.value, value):
+            return False   # the standing goal's own part again (a sim republishing it): no change
         if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
             loop.set_goal({key: value})
             return True
