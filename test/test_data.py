@@ -13,6 +13,8 @@ from grasp_ros.data import (DatasetError, TransitionData, TransitionWindows, col
 from grasp_ros.data.rosbag import read_rosbag, write_rosbag
 from grasp_ros.sim import make_env
 
+from bag_edits import edit_messages
+
 
 @pytest.fixture(scope="module")
 def data() -> TransitionData:
@@ -186,41 +188,23 @@ def test_rosbag_joints_named_by_several_publishers_are_merged(data, tmp_path):
 def _split_joint_states(src, dst, groups):
     """Each JointState of ``src`` as one message per group of joint names (a wheel at 0), received
     1 ns apart, with the original header stamp."""
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    with Reader(src) as reader, Writer(dst, version=9) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
-        for conn, t, raw in reader.messages():
-            if conn.topic != "/joint_states":
-                writer.write(conns[conn.id], t, raw)
-                continue
-            msg = store.deserialize_cdr(raw, conn.msgtype)
-            index = {n: i for i, n in enumerate(msg.name)}
-            for k, group in enumerate(groups):
-                pick = [index.get(n) for n in group]
-                part = store.types[conn.msgtype](
-                    header=msg.header, name=list(group),
-                    position=np.array([0.0 if i is None else msg.position[i] for i in pick]),
-                    velocity=np.array([0.0 if i is None else msg.velocity[i] for i in pick]),
-                    effort=np.array([], dtype=np.float64))
-                writer.write(conns[conn.id], t + k, store.serialize_cdr(part, conn.msgtype))
+    def split(msg, types):
+        index = {n: i for i, n in enumerate(msg.name)}
+        for group in groups:
+            pick = [index.get(n) for n in group]
+            yield types["sensor_msgs/msg/JointState"](
+                header=msg.header, name=list(group),
+                position=np.array([0.0 if i is None else msg.position[i] for i in pick]),
+                velocity=np.array([0.0 if i is None else msg.velocity[i] for i in pick]),
+                effort=np.array([], dtype=np.float64))
+    edit_messages(src, dst, "/joint_states", split)
 
 
 def _shift_joint_stamps(src, dst, seconds):
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    with Reader(src) as reader, Writer(dst, version=9) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
-        for conn, t, raw in reader.messages():
-            if conn.topic == "/joint_states":
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                msg.header.stamp.sec += int(seconds)
-                raw = store.serialize_cdr(msg, conn.msgtype)
-            writer.write(conns[conn.id], t, raw)
+    def shift(msg, types):
+        msg.header.stamp.sec += int(seconds)
+        return [msg]
+    edit_messages(src, dst, "/joint_states", shift)
 
 
 def test_rosbag_resizes_and_selects_joints(data, tmp_path):

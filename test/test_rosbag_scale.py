@@ -21,6 +21,8 @@ from grasp_ros.data import DatasetError, TransitionData, TransitionWindows, coll
 from grasp_ros.models.card import card_from_data
 from grasp_ros.sim import make_env
 
+from bag_edits import edit_messages
+
 rosbag = pytest.importorskip("grasp_ros.data.rosbag")
 pytest.importorskip("rosbags")
 write_rosbag = rosbag.write_rosbag
@@ -228,32 +230,19 @@ def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recordin
         array_bag = tmp_path / "array"
         write_rosbag(array_bag, data.images[0], data.joints[0], data.actions[0])
         read([array_bag, bag])
-    def no_velocities(m):
+    def no_velocities(m, types):
         m.points[0].velocities = np.zeros(0)
+        return [m]
 
-    def first_joint_only(m):               # the first command's, then the other's (reversed)
+    def first_joint_only(m, types):        # the first command's, then the other's (reversed)
         m.joint_names, m.points[0].velocities = m.joint_names[:1], m.points[0].velocities[:1]
-    _rewrite_commands(bag, tmp_path / "no_velocities", no_velocities)
+        return [m]
+    edit_messages(bag, tmp_path / "no_velocities", "/command", no_velocities)
     with pytest.raises(DatasetError, match="without velocities in its first point"):
         read(tmp_path / "no_velocities")
-    _rewrite_commands(bag, tmp_path / "one_joint", first_joint_only)
+    edit_messages(bag, tmp_path / "one_joint", "/command", first_joint_only)
     with pytest.raises(DatasetError, match=r"command message 2: JointTrajectory lacks joint\(s\) \['shoulder'\]"):
         read(tmp_path / "one_joint")
-
-
-def _rewrite_commands(src, dst, change):
-    from rosbags.rosbag2 import Reader, Writer
-    from rosbags.typesys import Stores, get_typestore
-
-    store = get_typestore(Stores.ROS2_KILTED)
-    with Reader(src) as reader, Writer(dst, version=9) as writer:
-        conns = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=store) for c in reader.connections}
-        for conn, t, raw in reader.messages():
-            if conn.topic == "/command":
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                change(msg)
-                raw = store.serialize_cdr(msg, conn.msgtype)
-            writer.write(conns[conn.id], t, raw)
 
 
 # --- training windows ----------------------------------------------------------------------
