@@ -17,7 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from ..models.joint_states import JointStateMerger, select_joints  # noqa: F401 -- re-exported
+from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 
 WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
