@@ -41,7 +41,7 @@ from torch import nn
 
 from .card import ModelCard, card_from_data, check_card_fits
 from .contract import WorldModel, WorldModelError, error_text
-from .loader import register_builtin
+from .spec import register_builtin
 from .scripted import script
 from .text import quote, shorten
 

@@ -23,14 +23,12 @@ from typing import Any
 import torch
 
 from .contract import WorldModelError, check_world_model, error_text
-from .spec import BUILTINS, model_spec, register_builtin
+from .spec import BUILTINS, model_spec
 from .text import quote, shorten
 
-@register_builtin("analytic")
-def _analytic(**options):
-    # The navigation sims' exact model lives in the sim room; imported only when asked for.
-    from ..sim.analytic import AnalyticNavModel
-    return AnalyticNavModel(**options)
+# The navigation sims' exact model is a yardstick of the sim room: named here by its path and
+# imported only when a spec asks for it, so nothing that loads models depends on the sims.
+BUILTINS["analytic"] = "grasp_ros.sim.analytic:AnalyticNavModel"
 
 
 FACTORY_DISABLED = ("Python factory models are disabled: start the node with "
@@ -96,8 +94,12 @@ def _build_builtin(spec: dict, source: str):
     options = {k: v for k, v in spec.items() if k not in ("name", "weights")}
     options.update(spec.get("options", {}) or {})
     options.pop("options", None)
+    factory = BUILTINS[name]
+    if isinstance(factory, str):
+        module_name, _, attr = factory.partition(":")
+        factory = getattr(importlib.import_module(module_name), attr)
     try:
-        model = BUILTINS[name](**options)
+        model = factory(**options)
     except (TypeError, ValueError, OSError) as exc:
         raise WorldModelError(f"{source}: bad options {quote(options)}: {error_text(exc)}") from exc
     if spec.get("weights"):

@@ -15,7 +15,9 @@ import yaml
 
 from .text import quote, shorten
 
-BUILTINS: dict[str, Callable[..., torch.nn.Module]] = {}
+BUILTINS: dict[str, Callable[..., torch.nn.Module] | str] = {}
+"""Built-in models by name: a factory, or the ``module:function`` path of one in a room that
+model loading must not import up front (imported from the package when first asked for)."""
 
 
 def register_builtin(name: str):
