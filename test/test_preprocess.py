@@ -128,6 +128,35 @@ def test_compressed_images_decode_to_rgb():
     decoded = decode_compressed("rgb8; jpeg compressed bgr8", jpeg)
     assert decoded.shape == (50, 70, 3)
     assert np.abs(decoded.astype(int) - smooth).mean() < 4     # lossy, but RGB (not BGR) order
+    tiff = cv2.imencode(".tiff", np.ascontiguousarray(FRAME[..., ::-1]))[1].tobytes()
+    assert np.array_equal(decode_compressed("tiff", tiff), FRAME)
+
+
+def _claiming(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a small JPEG, PNG or TIFF of FRAME's size) with a header claiming another size."""
+    data = bytearray(data)
+    if data.startswith(b"\x89PNG"):
+        data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    elif data.startswith(b"\xff\xd8"):
+        at = next(i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+        data[at + 5:at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    else:
+        data = data.replace((7).to_bytes(4, "little"), width.to_bytes(4, "little"), 1)
+        data = data.replace((5).to_bytes(4, "little"), height.to_bytes(4, "little"), 1)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tiff"])
+def test_a_small_file_claiming_a_huge_frame_is_refused_before_it_is_decoded(ext, monkeypatch):
+    import grasp_ros.models.preprocess as preprocess
+    from grasp_ros.models.image_headers import compressed_image_size
+    small = cv2.imencode(ext, FRAME)[1].tobytes()
+    assert compressed_image_size(small) == (7, 5)
+    bomb = _claiming(small, 20000, 20000)      # ~1.2 GB of pixels from a few hundred bytes
+    assert compressed_image_size(bomb) == (20000, 20000)
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
+    with pytest.raises(ValueError, match="20000x20000: larger than"):
+        decode_compressed("jpeg", bomb)
 
 
 # -- preparation -------------------------------------------------------------------------------
@@ -203,7 +232,7 @@ def test_broken_compressed_images_are_refused_with_the_reason():
     good = png(FRAME)
     with pytest.raises(ValueError, match="cannot decode the compressed image"):
         decode_compressed("png", good[: len(good) // 2])
-    with pytest.raises(ValueError, match="cannot decode the compressed image"):
+    with pytest.raises(ValueError, match="not a JPEG, PNG or TIFF file"):
         decode_compressed("jpeg", b"not an image at all")
     with pytest.raises(ValueError, match="has no data"):
         decode_compressed("jpeg", b"")
@@ -346,7 +375,7 @@ def test_the_node_conversions_prepare_any_size_and_refuse_broken_images():
     assert np.array_equal(compressed_image_to_rgb(compressed, SIZE), prepare_image(frame, SIZE))
     with pytest.raises(ValueError, match="unsupported image encoding 'nv21'"):
         image_to_rgb(Image(height=4, width=5, step=10, encoding="nv21", data=bytes(40)), SIZE)
-    with pytest.raises(ValueError, match="cannot decode"):
+    with pytest.raises(ValueError, match="cannot read the compressed image.*frame header"):
         compressed_image_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8junk"), SIZE)
     with pytest.raises(ValueError, match="crop must be one of"):
         image_to_rgb(rgb_to_image(frame), SIZE, "squash")

@@ -26,6 +26,8 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
+from .image_headers import compressed_image_size
+
 PIXEL_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)),
                    "bgra8": (4, (2, 1, 0)), "mono8": (1, (0, 0, 0)), "mono16": (1, (0, 0, 0)),
                    "rgb16": (3, (0, 1, 2)), "bgr16": (3, (2, 1, 0)), "rgba16": (4, (0, 1, 2)),
@@ -94,8 +96,9 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
     """RGB uint8 [h, w, 3] of a compressed image (sensor_msgs/CompressedImage's fields).
 
     ``format`` as ROS writes it: "jpeg", "png", or image_transport's "rgb8; jpeg compressed bgr8"
-    (the container is told by the bytes; grey, alpha and 16-bit PNGs are read too). The
-    compressedDepth transport (a depth header before the PNG) is refused.
+    (the container, JPEG, PNG or TIFF, is told by the bytes; grey, alpha and 16-bit PNGs are read
+    too). The size its header claims is checked before decoding. The compressedDepth transport (a
+    depth header before the PNG) is refused.
     """
     if "compresseddepth" in format.lower():
         raise ValueError(f"compressed image format {format!r} (compressedDepth) is not supported: "
@@ -103,6 +106,12 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
     buffer = _byte_array(data)
     if buffer.size == 0:
         raise ValueError(f"compressed image ({format!r}) has no data")
+    try:
+        claimed = compressed_image_size(buffer[:1 << 20].tobytes())   # the headers, not the pixels
+    except ValueError as exc:
+        raise ValueError(f"cannot read the compressed image (format {format!r}, {buffer.size} "
+                         f"bytes): {exc}") from exc
+    _check_side(*claimed, "compressed image")     # before decoding: a small file can claim a lot
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ValueError(f"cannot decode the compressed image (format {format!r}, {buffer.size} "
