@@ -137,6 +137,40 @@ def test_the_shipped_bag_replays_exactly(tmp_path):
     assert (out / "replay.png").stat().st_size > 0 and (out / "controller.log").exists()
 
 
+EPOCH_NS = 1_796_400_000 * NS     # December 2026: a robot's bag is stamped by the wall clock
+
+
+def _shift_times(msg, by_ns: int) -> None:
+    """Every builtin_interfaces/Time in ``msg`` (headers, /clock, nested messages) ``by_ns`` later."""
+    from builtin_interfaces.msg import Time
+    for name in msg.get_fields_and_field_types():
+        value = getattr(msg, name)
+        if isinstance(value, Time):
+            ns = value.sec * NS + value.nanosec + by_ns
+            value.sec, value.nanosec = ns // NS, ns % NS
+        elif hasattr(value, "get_fields_and_field_types"):
+            _shift_times(value, by_ns)
+        elif isinstance(value, list):
+            for item in value:
+                if hasattr(item, "get_fields_and_field_types"):
+                    _shift_times(item, by_ns)
+
+
+def at_epoch(topic, kind, received, raw):
+    """The message as a robot in real time would have recorded it: at a wall-clock epoch."""
+    return topic, kind, received + EPOCH_NS, _edit(raw, kind, lambda m: _shift_times(m, EPOCH_NS))
+
+
+def test_a_bag_stamped_by_the_wall_clock_replays_exactly(tmp_path):
+    """At 1.8e9 s a float's step is ~240 ns, and the controller's cycle times pass through one:
+    its reports must still be matched to the /clock that ran them (before, the replay waited for
+    an exact stamp that never came)."""
+    bag = rewrite(BAG, tmp_path / "epoch", transform=at_epoch)
+    code, output, row = replay(bag, tmp_path / "out", "--end", "1.0")
+    assert code == 0, output
+    assert row["compared"] == 11 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0
+
+
 LOCK_STEP = ("--lockstep", "5")
 
 

@@ -62,7 +62,7 @@ from ..ros.conversions import stamp_ns
 from ..ros.params import NODE_NAME
 from ..sim.closed_loop import Processes, isolate_dds
 from .bag import NS, Recording, message_class
-from .schedule import Step
+from .schedule import STAMP_TOLERANCE_NS, Step
 from .settings import params_file_text
 
 CONTROLLER = "/" + NODE_NAME
@@ -333,7 +333,7 @@ class Replayer:
                 node.clock_pub.publish(_clock(clock))
                 resend = now + CLOCK_RESEND_S
             self._spin()
-            mine = [r for r in node.reports[seen:] if r["time"] == clock]
+            mine = [r for r in node.reports[seen:] if abs(r["time"] - clock) <= STAMP_TOLERANCE_NS]
             if mine:
                 return mine[0]
             if now >= deadline:
