@@ -26,13 +26,14 @@ LOW, HIGH = [-0.5, -1.0], [1.0, 0.25]
 
 
 class LinearModel(WorldModel):
-    """z' = z + 0.1 a. ``nan`` poisons encode or predict; ``delay`` slows predict (seconds)."""
+    """z' = z + 0.1 a. ``nan`` poisons encode or predict; ``delay`` slows predict (seconds);
+    a ``gate`` (threading.Event) holds every predict until it is set."""
 
     latent_dim, action_dim, joint_dim = 2, 2, 2
 
     def __init__(self):
         super().__init__(LOW, HIGH)
-        self.nan, self.delay, self.fail = None, 0.0, None
+        self.nan, self.delay, self.fail, self.gate = None, 0.0, None, None
 
     def encode(self, observation):
         if self.fail == "encode":
@@ -41,6 +42,8 @@ class LinearModel(WorldModel):
         return z * math.nan if self.nan == "encode" else z
 
     def predict(self, latent, action):
+        if self.gate is not None:
+            assert self.gate.wait(120.0), "the test never opened the gate"
         if self.delay:
             time.sleep(self.delay)
         nxt = latent + 0.1 * action
@@ -234,6 +237,57 @@ class _Notify:
     def __call__(self, result):
         self.into.append(result)
         self.event.set()
+
+
+def test_a_busy_planner_still_checks_the_inputs_every_cycle():
+    """While a late solve runs on, each cycle sends the previous plan's action only while the
+    inputs would let a plan be made: a dead sensor or the clock jumping back sends zero at once
+    (not the old plan for up to a horizon), and a late plan from before the jump is dropped."""
+    loop = ready_loop(period=1.0, max_observation_age=1.5, on_stale="zero")
+    assert np.abs(loop.step(0.0).command).max() > 0.1
+    loop.model.gate = threading.Event()       # every model call now waits for the test
+    loop.configure(timing="realtime", solve_budget=0.01)
+    runner, published = runner_for(loop)
+    try:
+        runner.tick(1.0)
+        assert published.next().status == Status.FALLBACK          # late: the solve is held
+        runner.tick(1.5)                       # the sample is 1.5 s old: still fresh
+        busy = published.next()
+        assert busy.status == Status.FALLBACK and "still on the cycle" in busy.message
+        assert np.abs(busy.command).max() > 0.1
+        runner.tick(2.0)                       # 2.0 s old: the sensor is dead
+        dead = published.next()
+        assert dead.status == Status.STALE and "2.000 s old" in dead.message
+        assert dead.command.tolist() == [0.0, 0.0]
+        loop.observe({"joints": np.array([0.1, 0.0])}, stamp=2.0)
+        runner.tick(2.5)
+        assert published.next().status == Status.FALLBACK          # fresh again, still busy
+        runner.tick(0.5)                       # the clock jumps back (a sim reset)
+        jumped = published.next()
+        assert jumped.status == Status.CLOCK and jumped.command.tolist() == [0.0, 0.0]
+    finally:
+        loop.model.gate.set()
+        runner.stop()
+    assert loop._plan is None                  # the late plan, made for t=1, is not adopted
+
+
+def test_stopping_the_runner_ends_a_long_solve_at_its_next_iteration():
+    loop = ready_loop()
+    loop.request_settings(iterations=10**7)   # hours of planning, without a wall-clock limit
+    runner, published = runner_for(loop)
+    runner.tick(0.0)
+    give_up = time.monotonic() + 120.0
+    while not runner.solving:
+        assert time.monotonic() < give_up, "the solve never started"
+        time.sleep(0.01)
+    stopper = threading.Thread(target=runner.stop)
+    stopper.start()
+    stopper.join(120.0)                       # a hang guard: the stop takes one iteration
+    assert not stopper.is_alive(), "stop() waited for the whole solve"
+    result = published.next()
+    assert 0 < result.iterations < 10**7 and in_bounds(result.command)
+    loop.request_settings(iterations=15)
+    assert loop.step(0.1).iterations == 15    # stopped, not halted for good
 
 
 def test_named_replay_cycles_need_fixed_iterations():

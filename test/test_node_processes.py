@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,3 +108,144 @@ def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path):
     assert code == 0, output
     assert "shut down: zero command sent" in output, output
     assert "Traceback" not in output and "terminate called" not in output, output
+
+
+# -- a controller process driven over DDS ------------------------------------------------------
+
+class Probe:
+    """A node in this test process that feeds a controller process (joints x, y; a goal) and
+    records its PlanDiagnostics; its executor spins on a thread of its own."""
+
+    def __init__(self):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from lifecycle_msgs.srv import ChangeState
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import JointState
+
+        from grasp_ros.msg import JointGoal, PlanDiagnostics
+        from grasp_ros.ros import qos
+
+        self.OK, self.INACTIVE = PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_INACTIVE
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("probe", context=self.context)
+        self.clock_pub = self.node.create_publisher(Clock, "/clock", 10)
+        self.joints_pub = self.node.create_publisher(JointState, "joint_states", 10)
+        self.goal_pub = self.node.create_publisher(JointGoal, "/grasp_controller/goal_state", qos.GOAL)
+        self.diagnostics: list = []
+        self.node.create_subscription(PlanDiagnostics, "/grasp_controller/plan_diagnostics",
+                                      self.diagnostics.append, 100)
+        self.change_state = self.node.create_client(ChangeState, "/grasp_controller/change_state")
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self.goal_pub.publish(JointGoal(name=["x", "y"], position=[0.5, 0.5]))
+
+    def send(self, stamp_ns: int, clock: bool) -> None:
+        """Joints at (-0.5, -0.5) stamped ``stamp_ns``; with ``clock``, /clock at that time first."""
+        from builtin_interfaces.msg import Time
+        from rosgraph_msgs.msg import Clock
+        from sensor_msgs.msg import JointState
+        stamp = Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+        if clock:
+            self.clock_pub.publish(Clock(clock=stamp))
+        msg = JointState(name=["x", "y"], position=[-0.5, -0.5])
+        msg.header.stamp = stamp
+        self.joints_pub.publish(msg)
+
+    def statuses(self, since: int = 0) -> list[int]:
+        return [d.status for d in self.diagnostics[since:]]
+
+    def close(self) -> None:
+        import rclpy
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def wait_until(condition, what: str, process: subprocess.Popen, log: Path, feed=None) -> None:
+    """Poll ``condition`` (calling ``feed`` between polls) until it holds; a hang guard, not a budget."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not condition():
+        assert process.poll() is None, f"exited with {process.returncode}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no {what} within {START_TIMEOUT_S} s:\n{log.read_text()}"
+        if feed is not None:
+            feed()
+        time.sleep(0.05)
+
+
+CONTROLLER_OPEN = ("-p", "autostart:=true", "-p", "observation:=joints", "-p", "horizon:=20",
+                   "-p", "device:=cpu", "-p", "timing:=fixed_iterations", "-p", "planner.iterations:=3")
+
+
+def test_a_clock_message_rclpy_cannot_take_is_refused_and_control_goes_on(tmp_path):
+    """rclpy's time source raises on a /clock of negative time (any peer can send one, and a sim's
+    int32 seconds wrap to it): before, that ended the controller."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+    log = tmp_path / "controller.log"
+    process = start(node_command("ros.controller_node", *CONTROLLER_OPEN, "-p", "model:=analytic",
+                                 "-p", 'model_options:="{env: open, horizon: 20}"',
+                                 "-p", "use_sim_time:=true", "-p", "clock_timeout:=3600.0"), log)
+    probe, now = Probe(), [100 * 10**9]
+
+    def feed():
+        now[0] += 50_000_000
+        probe.send(now[0], clock=True)
+    try:
+        wait_for_line(process, log, "active: controlling")
+        wait_until(lambda: probe.OK in probe.statuses(), "OK cycle", process, log, feed)
+        for _ in range(3):
+            probe.clock_pub.publish(Clock(clock=Time(sec=-1, nanosec=0)))
+        wait_until(lambda: "rclpy refused an incoming message" in log.read_text(), "refusal",
+                   process, log)
+        after = len(probe.diagnostics)
+        wait_until(lambda: probe.OK in probe.statuses(after), "OK cycle after the refusal", process, log, feed)
+    finally:
+        probe.close()
+        code = stop(process, (signal.SIGINT,), 0.0)
+    output = log.read_text(encoding="utf-8")
+    assert code == 0, output
+    assert "Traceback" not in output, output
+
+
+def test_deactivating_during_a_long_solve_sends_the_zero_command_first(tmp_path):
+    """The zero goes out at once; the solve (held by the test) ends at its next iteration after."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    hold = tmp_path / "hold"
+    log = tmp_path / "controller.log"
+    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                             ENV.get("PYTHONPATH")])))
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(node_command(
+            "ros.controller_node", *CONTROLLER_OPEN, "-p", "allow_python_models:=true",
+            "-p", "model:=gated_model:make", "-p", f'model_options:="{{hold: {hold}}}"'),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    probe = Probe()
+    feed = lambda: probe.send(time.time_ns(), clock=False)     # noqa: E731 -- the node's clock
+    try:
+        wait_for_line(process, log, "active: controlling")
+        wait_until(lambda: probe.OK in probe.statuses(), "OK cycle", process, log, feed)
+        hold.touch()
+        wait_until(Path(f"{hold}.waiting").exists, "a held solve", process, log, feed)
+        before = len(probe.diagnostics)
+        assert probe.change_state.wait_for_service(START_TIMEOUT_S)
+        done = probe.change_state.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        wait_until(lambda: probe.INACTIVE in probe.statuses(before), "INACTIVE zero", process, log)
+        zero = next(d for d in probe.diagnostics[before:] if d.status == probe.INACTIVE)
+        assert list(zero.command) == [0.0, 0.0]
+        assert hold.exists() and not done.done()    # sent while the solve was still held
+        hold.unlink()
+        wait_until(done.done, "the deactivate response", process, log)
+        assert done.result().success
+    finally:
+        hold.unlink(missing_ok=True)
+        probe.close()
+        code = stop(process, (signal.SIGINT,), 0.0)
+    assert code == 0, log.read_text(encoding="utf-8")
+

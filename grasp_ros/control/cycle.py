@@ -241,6 +241,7 @@ class ControlLoop:
         self._sent = self.safe_zero.copy()      # the command the robot holds now (model units)
         self._plan: Optional[Plan] = None
         self._plan_time = math.nan
+        self._halted = threading.Event()
         self.out_of_order = 0
         """Observations dropped because a newer one (by stamp) had already arrived."""
 
@@ -326,6 +327,15 @@ class ControlLoop:
         with self._lock:
             self._reset_requested = True
 
+    def halt(self) -> None:
+        """A solve in progress ends at its planner's next iteration, and any until ``resume``
+        returns its initial plan: whoever stops the loop need not wait for a long plan."""
+        self._halted.set()
+
+    def resume(self) -> None:
+        """Solves plan to their budget again (after ``halt``)."""
+        self._halted.clear()
+
     # -- the cycle ------------------------------------------------------------------------
 
     def warm_up(self) -> None:
@@ -353,12 +363,8 @@ class ControlLoop:
         """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result."""
         started = time.perf_counter()
         with self._lock:
-            self._note_clock(now)
-            jump, self._clock_jump = self._clock_jump, None
-            sample, goal = self._observation, self._goal
             changes, self._pending_settings = self._pending_settings, {}
             reset, self._reset_requested = self._reset_requested, False
-        age = now - sample.stamp if sample is not None else math.inf
         try:
             if reset:
                 self._forget_plan()
@@ -366,7 +372,43 @@ class ControlLoop:
             if changes:
                 self.planner.configure(**changes)
         except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
+            with self._lock:
+                self._note_clock(now)
+                sample = self._observation
+            age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
+        checked = self._check_inputs(now)
+        if isinstance(checked, StepResult):
+            return checked
+        sample, goal = checked
+        age = now - sample.stamp
+        with self._lock:
+            recent = self._recent.snapshot()
+        sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
+                                       self.card.period or self.config.period)
+        if sample.error:
+            return self._finish(self._stale(sample.error, now), now, age)
+        return Job(now, sample, goal, started)
+
+    def busy(self, now: float, reason: str) -> StepResult:
+        """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
+        inputs are checked as every cycle checks them (a dead sensor, a clock jump or a refused
+        goal sends zero), else the latest plan's action for now, FALLBACK. Settings and resets
+        wait for the next cycle that plans."""
+        checked = self._check_inputs(now)
+        if isinstance(checked, StepResult):
+            return checked
+        sample, _ = checked
+        return self.fallback(now, reason, now - sample.stamp)
+
+    def _check_inputs(self, now: float) -> "tuple[Sample, Sample] | StepResult":
+        """The clock, the newest observation and the goal at ``now``: (observation, goal) when
+        a plan may use them, else the cycle's result (zero or hold, non-OK)."""
+        with self._lock:
+            self._note_clock(now)
+            jump, self._clock_jump = self._clock_jump, None
+            sample, goal = self._observation, self._goal
+        age = now - sample.stamp if sample is not None else math.inf
         if jump is not None:
             return self._finish(self._zero(Status.CLOCK, (
                 f"clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s: observations and "
@@ -387,13 +429,7 @@ class ControlLoop:
             return self._finish(self._stale("no goal yet", now), now, age)
         if goal.error:
             return self._finish(self._zero(Status.ERROR, f"goal refused: {goal.error}"), now, age)
-        with self._lock:
-            recent = self._recent.snapshot()
-        sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
-                                       self.card.period or self.config.period)
-        if sample.error:
-            return self._finish(self._stale(sample.error, now), now, age)
-        return Job(now, sample, goal, started)
+        return sample, goal
 
     def solve(self, job: Job, deadline: Optional[float], adopt: bool = True) -> Outcome:
         """Phase 2: encode and plan, finishing by ``deadline`` (perf_counter s; None: run the
@@ -420,10 +456,11 @@ class ControlLoop:
             warm = self._warm_start(job.now)
             outcome.warm_started = warm is not None
             if deadline is None:
-                budget = Budget()
+                budget = Budget(stop=self._halted.is_set)
             else:
                 left = deadline - time.perf_counter() - self.MARGIN * self.config.deadline
-                budget = Budget(max_seconds=max(left, 1e-6))  # out of time: the initial plan
+                budget = Budget(max_seconds=max(left, 1e-6),  # out of time: the initial plan
+                                stop=self._halted.is_set)
             goal = {} if joint_goal is None else {"joint_goal": joint_goal}   # only planners that take one
             plan = self.planner.plan(self._plan_start(z), z_goal, warm, budget, **goal)
             if adopt:   # on time or late, the freshest solution warm-starts the next cycle
@@ -446,10 +483,13 @@ class ControlLoop:
                                 iterations=plan.iterations, syncs=plan.syncs, cost=plan.cost,
                                 residual=plan.dynamics_residual)
             if plan.iterations < self.config.min_iterations:
+                cap = getattr(self.planner.settings, "iterations", math.inf)
+                why = (f"planner.iterations is {cap}" if plan.iterations >= cap
+                       else "stopped early" if self._halted.is_set() else "the budget ran out")
                 result.status = Status.TRUNCATED
                 result.message = (f"planning cut short: {plan.iterations} iteration(s) in "
                                   f"{plan.solve_time:.3f} s (min_iterations "
-                                  f"{self.config.min_iterations}); the budget ran out"
+                                  f"{self.config.min_iterations}); {why}"
                                   + ("" if outcome.warm_started else "; no warm start"))
             self._last_command_time = job.now
         result.warm_started = outcome.warm_started
@@ -461,7 +501,8 @@ class ControlLoop:
         """``plan``, made for the cycle at ``made_at``, is the warm start from now on (and what
         a FALLBACK sends)."""
         with self._lock:
-            self._plan, self._plan_time = plan, made_at
+            if made_at <= self._clock_seen:   # not from before the clock jumped back
+                self._plan, self._plan_time = plan, made_at
 
     def late(self, job: Job, reason: str) -> StepResult:
         """The cycle's solve missed the deadline: the previous plan's action for now, FALLBACK."""

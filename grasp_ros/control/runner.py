@@ -5,7 +5,8 @@ the tick, prepares the cycle and hands the solve to a planner thread, then waits
 cycle's wall-clock deadline at most: a plan that came in time gives the command; otherwise the
 command is the previous plan's action for now (FALLBACK) and goes out *at* the deadline, while
 the late plan still finishes and warm-starts the next cycle. While a late solve is still
-running, further ticks get FALLBACK at once (never two solves at a time). When the late plan is
+running, further ticks get FALLBACK at once (never two solves at a time), after the inputs'
+checks every cycle makes (``ControlLoop.busy``: a dead sensor still stops the robot). When the late plan is
 done, ``publish_late`` gets a report of it (``ControlLoop.late_plan``), so that a recording says
 what warm-started the next cycle. With ``timing`` "fixed_iterations" there is no deadline: the
 command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
@@ -51,7 +52,7 @@ class CycleRunner:
         self._planner: Optional[ThreadPoolExecutor] = None
         self._solving: Optional[Future] = None
         self._solving_since = math.nan
-        self._held: Optional[tuple] = None     # a replayed late plan and its cycle's time
+        self._held: Optional[tuple] = None     # a late plan (or its solve) and its cycle's time
         self._last_cycle_wall = time.perf_counter()
         self._last_alarm_wall = -math.inf
         self.last_error = ""
@@ -71,18 +72,24 @@ class CycleRunner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop taking ticks; wait for the cycle in progress and for any late solve."""
+        """Stop taking ticks; wait for the cycle in progress and for any late solve, which ends
+        at its planner's next iteration."""
         with self._wake:
             self._running = False
             self._tick = None
             self._wake.notify_all()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._planner is not None:
-            self._planner.shutdown(wait=True)
-            self._planner = None
-        self._solving, self._held = None, None
+        self.loop.halt()
+        try:
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
+            if self._planner is not None:
+                self._planner.shutdown(wait=True)
+                self._planner = None
+        finally:
+            self.loop.resume()
+        self._adopt_late_plan()
+        self._solving = None
 
     @property
     def running(self) -> bool:
@@ -144,12 +151,10 @@ class CycleRunner:
     def _cycle(self, now: float, wall: float) -> StepResult:
         loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
-            return loop.fallback(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
+            return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
         if _named(now, config.busy_cycles):
-            return loop.fallback(now, f"{BUSY} (a recorded busy cycle, replayed)")
-        if self._held is not None:       # the replayed late plan is done by now, as it was then
-            loop.adopt(*self._held)
-            self._held = None
+            return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)")
+        self._adopt_late_plan()
         job = loop.prepare(now)
         if not isinstance(job, Job):
             return job
@@ -163,15 +168,32 @@ class CycleRunner:
             self._report_late(job, outcome, wall, wall)
             return result
         deadline = None if config.fixed_iterations else wall + config.deadline
-        self._solving, self._solving_since = self._planner.submit(loop.solve, job, deadline), wall
+        # Plans are adopted here, on the cycle thread: a late one at the first cycle that finds
+        # it done, never between a cycle's "still busy" and the action that cycle sends.
+        self._solving = self._planner.submit(loop.solve, job, deadline, False)
+        self._solving_since = wall
         try:
             timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
             outcome = self._solving.result(timeout=timeout)
         except FutureTimeout:
+            self._held = (self._solving, job.now)
             self._solving.add_done_callback(
                 lambda done: self._report_late(job, done.result(), deadline, time.perf_counter()))
             return loop.late(job, f"{LATE} ({config.deadline:.3f} s after the cycle began)")
+        if outcome.plan is not None:
+            loop.adopt(outcome.plan, job.now)
         return loop.conclude(job, outcome)
+
+    def _adopt_late_plan(self) -> None:
+        """The late plan (a finished solve, or a replayed one's plan) warm-starts from now on."""
+        if self._held is None:
+            return
+        plan, made_at = self._held
+        self._held = None
+        if isinstance(plan, Future):
+            plan = plan.result().plan
+        if plan is not None:
+            self.loop.adopt(plan, made_at)
 
     def _report_late(self, job: Job, outcome: Outcome, deadline: float, finished: float) -> None:
         """Publish the report of a late plan (from whichever thread finished it)."""

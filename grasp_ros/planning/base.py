@@ -40,6 +40,9 @@ class Budget:
 
     max_iterations: Optional[int] = None
     max_seconds: Optional[float] = None
+    stop: Optional[Callable[[], bool]] = dataclasses.field(default=None, compare=False)
+    """Asked between iterations (from the planning thread): True ends the plan there, as a spent
+    budget would (a node shutting down need not wait for a long plan)."""
 
     def __post_init__(self):
         if self.max_iterations is not None and self.max_iterations < 0:
@@ -138,6 +141,7 @@ class Deadline:
         budget = budget or Budget()
         self.max_iterations = default_iterations if budget.max_iterations is None else budget.max_iterations
         self.max_seconds = budget.max_seconds
+        self._stop = budget.stop or (lambda: False)
         on_gpu = device is not None and torch.device(device).type == "cuda"
         self._synchronize = (lambda: torch.cuda.synchronize(device)) if on_gpu else (lambda: None)
         self._lazy = on_gpu if lazy is None else bool(lazy)
@@ -159,7 +163,7 @@ class Deadline:
         Called once per iteration, it also times the iterations: one is started only when the
         slowest of the last few would still fit, so the limit is not overrun by the iteration
         in flight (on a shared CPU their wall time varies)."""
-        if iteration >= self.max_iterations:
+        if iteration >= self.max_iterations or self._stop():
             return True
         if self.max_seconds is None or iteration < self._trusted_until:
             return False
@@ -183,6 +187,8 @@ class Deadline:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)? Work
         other than iterations follows, so the next iteration is checked again."""
         self._trusted_until = 0
+        if self._stop():
+            return False
         return self.max_seconds is None or self.elapsed() + seconds < self.max_seconds
 
     @contextlib.contextmanager

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import sys
 import threading
 import traceback
@@ -279,17 +280,18 @@ class GraspController(LifecycleNode):
         self._loop, self._stats, self._runner = None, None, None
 
     def _stop(self, reason: str) -> None:
-        """Stop controlling: the control timer, the runner (after its cycle in progress), then
-        one zero command (if active)."""
+        """Stop controlling: the control timer, one zero command (if active), then the runner
+        (its cycle in progress, whose result is dropped, and a solve, which ends at its next
+        iteration). The zero goes first: a long solve must not leave the last command standing."""
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        with self._publish_lock:
-            was_active, self._active = self._active, False
+        with self._publish_lock:    # after any result being published, before none can be
+            if self._active:
+                self._send(self._loop.idle(reason))
+            self._active = False
         if self._runner is not None:
             self._runner.stop()
-        if was_active:
-            self._send(self._loop.idle(reason))
 
     # -- the control cycle ------------------------------------------------------------------
 
@@ -649,7 +651,8 @@ def main(args: Optional[list[str]] = None) -> int:
             node.get_logger().fatal("autostart failed (the reason is above): exiting")
             status = 1
         else:
-            spinner = threading.Thread(target=_spin, args=(executor, stop, failures), name="executor")
+            spinner = threading.Thread(target=_spin, args=(executor, stop, failures, node.get_logger()),
+                                       name="executor")
             spinner.start()
             while spinner.is_alive():
                 spinner.join(0.5)
@@ -686,19 +689,45 @@ SPIN_POLL_S = 0.1
 """Seconds at most between the executor thread's checks whether to stop."""
 
 
-def _spin(executor, stop: threading.Event, failures: list[str]) -> None:
-    """The executor thread: callbacks until ``stop`` is set; an exception ends it (and main).
+def _spin(executor, stop: threading.Event, failures: list[str], logger) -> None:
+    """The executor thread: callbacks until ``stop`` is set. An exception from this package's
+    own callbacks ends it (and main); one that rclpy raised on its own (a peer's /clock message
+    with a negative time, which rclpy's time source cannot take) refuses that message and spins on.
 
     An exception is kept as its traceback's text, not as the object: its frames would keep the
     node alive past main() (see main's shutdown order).
     """
+    refused = 0
     try:
         while not stop.is_set():
-            executor.spin_once(timeout_sec=SPIN_POLL_S)
+            try:
+                executor.spin_once(timeout_sec=SPIN_POLL_S)
+            except ExternalShutdownException:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- sorted below
+                if _raised_in_this_package(exc.__traceback__):
+                    raise
+                refused += 1
+                if refused & (refused - 1) == 0:     # the 1st, 2nd, 4th, 8th... time
+                    logger.error(f"rclpy refused an incoming message ({refused} so far): "
+                                 f"{type(exc).__name__}: {exc}")
     except ExternalShutdownException:   # the context was shut down from elsewhere
         pass
     except Exception:  # printed by main after the shutdown transition
         failures.append(traceback.format_exc())
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _raised_in_this_package(tb) -> bool:
+    """Did the exception pass through this package's code below the spin loop's own frame?"""
+    tb = tb.tb_next if tb is not None else None     # the first frame is the spin loop's
+    while tb is not None:
+        if os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _shutdown_transition(node: GraspController) -> None:
