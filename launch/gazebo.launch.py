@@ -36,11 +36,16 @@ must be among ``joint_names``). The built-in analytic model only knows grasp_ros
 Needs ``ros_gz_sim`` and ``ros_gz_bridge`` (e.g. ``apt install ros-$ROS_DISTRO-ros-gz``), which
 ``package.xml`` does not require: the rest of the package runs without Gazebo.
 """
-from typing import List
+import os
+import tempfile
 
+import yaml
 from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction
+from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, OpaqueFunction,
+                            RegisterEventHandler)
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
@@ -54,7 +59,8 @@ ARGUMENTS = (
                               "publishes /joint_states"),
     ("command_topic", "/velocity_controller/commands",
      "the ros2_control forward command controller's input (std_msgs/Float64MultiArray)"),
-    ("joint_names", "['x', 'y']", "joints the controller reads and commands, in the model's order"),
+    ("joint_names", "", "joints the controller reads and commands, in the model's order, e.g. "
+                        "\"['x_joint', 'y_joint']\"; empty: the model card's"),
     ("model", "analytic", "world model spec"),
     ("model_options", "{}", "world model options (a YAML map as a string)"),
     ("model_weights", "", "world model weights file"),
@@ -88,15 +94,25 @@ def bridge(context: LaunchContext):
                  parameters=[{"use_sim_time": True}])]
 
 
-def generate_launch_description() -> LaunchDescription:
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
-                 for name, default, text in ARGUMENTS]
-    gazebo = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
-        launch_arguments={"gz_args": ["-r ", LaunchConfiguration("world")]}.items(),
-        condition=IfCondition(PythonExpression(["'", LaunchConfiguration("world"), "' != ''"])))
-    controller = LifecycleNode(
+def joint_names_file(context: LaunchContext) -> list:
+    """``joint_names`` as a parameter file of its own, every name quoted: launch_ros writes a
+    list of strings unquoted, and rcl then reads a joint named y, n, on or off as a bool."""
+    text = LaunchConfiguration("joint_names").perform(context).strip()
+    names = yaml.safe_load(text) if text else None
+    if not names:
+        return []
+    if not isinstance(names, list):
+        raise ValueError(f"joint_names must be a list such as \"['x_joint', 'y_joint']\", got {text!r}")
+    with tempfile.NamedTemporaryFile("w", prefix="grasp_joint_names_", suffix=".yaml", delete=False) as out:
+        yaml.safe_dump({"/**": {"ros__parameters": {"joint_names": [str(n) for n in names]}}},
+                       out, default_style='"')
+    return [out.name]
+
+
+def controller(context: LaunchContext) -> list:
+    """grasp_controller, and the end of the launch when it exits (a failed autostart, a crash):
+    Gazebo and the bridge would otherwise run on without it."""
+    node = LifecycleNode(
         package="grasp_ros", executable="grasp_controller", name="grasp_controller",
         namespace="", output="screen",
         parameters=[
@@ -104,7 +120,6 @@ def generate_launch_description() -> LaunchDescription:
             {
                 "autostart": True,
                 "use_sim_time": True,
-                "joint_names": ParameterValue(LaunchConfiguration("joint_names"), value_type=List[str]),
                 "model": typed("model", str),
                 "model_options": typed("model_options", str),
                 "model_weights": typed("model_weights", str),
@@ -113,8 +128,37 @@ def generate_launch_description() -> LaunchDescription:
                 "horizon": typed("horizon", int),
                 "control_rate_hz": typed("rate", float),
             },
+            *joint_names_file(context),
         ],
         remappings=[("command", LaunchConfiguration("command_topic")),
                     ("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
     )
-    return LaunchDescription([*arguments, gazebo, OpaqueFunction(function=bridge), controller])
+
+    def end_launch(event, context):
+        if context.is_shutdown:     # Ctrl-C ends every process: a second Shutdown fails
+            return None
+        return [EmitEvent(event=Shutdown(
+            reason=f"{event.process_name} exited with status {event.returncode}"))]
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch))]
+
+
+def params_file_exists(context: LaunchContext) -> list:
+    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
+    a typo in params_file would control the robot with settings nobody chose."""
+    path = LaunchConfiguration("params_file").perform(context)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params_file {path!r} is not a file")
+    return []
+
+
+def generate_launch_description() -> LaunchDescription:
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, default, text in ARGUMENTS]
+    gazebo = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(
+            PathJoinSubstitution([FindPackageShare("ros_gz_sim"), "launch", "gz_sim.launch.py"])),
+        launch_arguments={"gz_args": ["-r ", LaunchConfiguration("world")]}.items(),
+        condition=IfCondition(PythonExpression(["'", LaunchConfiguration("world"), "' != ''"])))
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), gazebo,
+                              OpaqueFunction(function=bridge),
+                              OpaqueFunction(function=controller)])

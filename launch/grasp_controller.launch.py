@@ -16,8 +16,10 @@ or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+import os
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
@@ -48,6 +50,15 @@ ARGUMENTS = (
 )
 
 
+def params_file_exists(context: LaunchContext) -> list:
+    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
+    a typo in params_file would control the robot with settings nobody chose."""
+    path = LaunchConfiguration("params_file").perform(context)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params_file {path!r} is not a file")
+    return []
+
+
 def generate_launch_description() -> LaunchDescription:
     arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, default, text in ARGUMENTS]
@@ -63,4 +74,4 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
     )
-    return LaunchDescription([*arguments, controller])
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller])

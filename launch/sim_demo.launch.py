@@ -17,8 +17,10 @@ The launch also ends when either process exits early, with the reason in the log
 the controller failing to configure (it then exits with status 1), e.g. the default learned
 model with env:=open or u_maze (it knows only wall_door; use model:=analytic there).
 """
-from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
+import os
+
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -30,7 +32,9 @@ from launch_ros.substitutions import FindPackageShare
 ARGUMENTS = (
     ("env", "wall_door", "world: open, wall_door or u_maze"),
     ("planner", "grasp", "controller planner: grasp, cem, mppi or gd"),
-    ("model", "learned", "world model spec (built-in name, TorchScript file or module:factory)"),
+    ("model", "learned", "world model: a built-in name or a module:factory, given the options "
+                         "env, horizon and observe (a TorchScript file takes none: use "
+                         "grasp_controller.launch.py)"),
     ("allow_python_models", "false",
      "load a module:factory model (imports and runs that module's Python code)"),
     ("observation", "image", "what the controller encodes: image (camera) or joints"),
@@ -64,6 +68,15 @@ def end_launch(event, context):
         return None
     return [EmitEvent(event=Shutdown(
         reason=f"{event.process_name} exited with status {event.returncode}"))]
+
+
+def params_file_exists(context: LaunchContext) -> list:
+    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
+    a typo in params_file would control the robot with settings nobody chose."""
+    path = LaunchConfiguration("params_file").perform(context)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params_file {path!r} is not a file")
+    return []
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -114,4 +127,5 @@ def generate_launch_description() -> LaunchDescription:
     )
     end_with = [RegisterEventHandler(OnProcessExit(target_action=process, on_exit=end_launch))
                 for process in (sim, controller)]
-    return LaunchDescription([*arguments, sim, controller, *end_with])
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), sim, controller,
+                              *end_with])

@@ -24,7 +24,7 @@ ARM = ("shoulder", "elbow", "wrist")
 LOW, HIGH = [-2.0, -1.0, 0.0], [2.0, 3.0, 5.0]
 
 
-def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0):
+def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None):
     """A small camera + joints (positions, velocities) model, trained for a few steps on random
     data described the way a rosbag import describes it (names, units, bounds, 10 Hz)."""
     rng = np.random.default_rng(seed)
@@ -35,7 +35,7 @@ def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0):
     meta = {"env": "", "image_size": 16, "max_step": 0.0, "seed": 0, "source": "test",
             "joint_names": list(joint_names), "joint_fields": ["position", "velocity"],
             "action_names": list(action_names), "action_low": list(low), "action_high": list(high),
-            "action_units": "SI", "period": 0.1}
+            "action_units": "SI", "period": 0.1, **({"topics": topics} if topics else {})}
     settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
                              dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
     train(TransitionData(images, joints, actions, meta), str(path), settings,
@@ -61,6 +61,22 @@ def arm_rig(rig, model, **overrides):
               "horizon": 5}
     values.update(overrides)
     return rig(**values)
+
+
+def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model, tmp_path):
+    """A model from a robot's bag was trained on its topics; the node reads its own names until
+    they are remapped, and says which remap would read the robot's."""
+    plain = arm_rig(rig, arm_model)
+    plain.start()
+    assert plain.node.topic_mismatches() == []           # the card's own names: no remap needed
+    bagged = tiny_model(tmp_path / "bagged.pt", ARM, LOW, HIGH, topics={
+        "image": "/my_robot/camera/image_raw", "joints": "/my_robot/joint_states"})
+    r = arm_rig(rig, bagged)
+    r.start()
+    image, joints = r.node.topic_mismatches()
+    assert f"trained on /my_robot/camera/image_raw, and this node reads image from {r.ns}/image" in image
+    assert "-r image:=/my_robot/camera/image_raw" in image
+    assert "-r joint_states:=/my_robot/joint_states" in joints
 
 
 @pytest.mark.parametrize("overrides, reason", [

@@ -236,7 +236,8 @@ def test_collect_command(tmp_path, data):
                 "--quiet"]) == 0
     assert load_dataset(tmp_path / "bag.npz").steps == 6
     assert cli(["collect", "--rosbag", str(bag), "--episode-steps", "3", "--out", str(tmp_path / "bag.npz"),
-                "--quiet"]) == 0
+                "--quiet", "--crop", "stretch"]) == 0
     assert load_dataset(tmp_path / "bag.npz").episodes == 2
+    assert load_dataset(tmp_path / "bag.npz").meta["crop"] == "stretch"
     assert cli(["collect", "--rosbag", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
     assert cli(["collect", "--env", "nowhere", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2

@@ -158,3 +158,38 @@ def test_launch_without_autostart_waits_for_a_lifecycle_manager(manual):
         assert probe.state() == State.PRIMARY_STATE_INACTIVE
     finally:
         probe.close()
+
+
+def _launch_module(name: str):
+    path = LAUNCH_FILE.parent / f"{name}.launch.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["grasp_controller", "sim_demo", "gazebo"])
+def test_a_missing_params_file_ends_the_launch(name, tmp_path):
+    """launch_ros alone only warns, then starts the node on its defaults."""
+    from launch import LaunchContext
+    context = LaunchContext()
+    context.launch_configurations["params_file"] = str(tmp_path / "typo.yaml")
+    with pytest.raises(FileNotFoundError, match="typo.yaml' is not a file"):
+        _launch_module(name).params_file_exists(context)
+    (tmp_path / "typo.yaml").write_text("{}\n")
+    assert _launch_module(name).params_file_exists(context) == []
+
+
+def test_gazebo_joint_names_reach_rcl_as_strings():
+    """launch_ros writes a string list unquoted, and rcl reads a joint named y as a bool."""
+    import yaml
+    from launch import LaunchContext
+    gazebo = _launch_module("gazebo")
+    context = LaunchContext()
+    context.launch_configurations["joint_names"] = "[x, y, 'on']"
+    (path,) = gazebo.joint_names_file(context)
+    text = Path(path).read_text()
+    assert '"y"' in text and '"on"' in text
+    assert yaml.safe_load(text) == {"/**": {"ros__parameters": {"joint_names": ["x", "y", "on"]}}}
+    context.launch_configurations["joint_names"] = ""
+    assert gazebo.joint_names_file(context) == []      # unset: the model card's joints

@@ -207,3 +207,13 @@ def test_bad_model_options_fail_configure_with_a_short_reason(rig, text, reason)
     logged = configure_failure(r)
     assert reason in logged and "restart the node" in logged, logged[:2 * MESSAGE_LIMIT]
     assert len(logged) < MESSAGE_LIMIT
+
+
+def test_a_torchscript_model_needs_no_model_options_cleared():
+    """The default model_options belong to the default model: ``-p model:=robot.ts`` alone loads
+    the file; options given on purpose to a TorchScript file are still refused."""
+    values = {name: p.default for name, p in params.BY_NAME.items()}
+    assert params.model_spec_of(values) == {"name": "learned", "options": {"env": "wall_door", "horizon": 50}}
+    assert params.model_spec_of({**values, "model": "/robots/arm.ts"}) == {"torchscript": "/robots/arm.ts"}
+    with pytest.raises(ValueError, match="cannot apply to the TorchScript file"):
+        params.model_spec_of({**values, "model": "/robots/arm.ts", "model_options": "{horizon: 20}"})

@@ -188,7 +188,8 @@ def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_
     """A 30 Hz camera on a robot controlled at 10 Hz: frame_period 0.1 keeps every third frame
     (on the camera's own stamps) and its joint state; a step's action is the command held over
     its 0.1 s (its time average with align "mean", the last one with "end"); the dataset's (and
-    the model's) period is 0.1 s. A period shorter than the camera's is refused."""
+    the model's) period is 0.1 s. A period shorter than the camera's, or not a whole number of
+    its periods, is refused."""
     rng = np.random.default_rng(4)
     n = 31
     images = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
@@ -198,6 +199,7 @@ def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_
     write_rosbag(bag, images, joints, commands, period_s=1 / 30, image_delay_s=0.004)
     end = read(bag, frame_period=0.1, episode_topic=None)
     assert end.meta["period"] == pytest.approx(0.1) and end.meta["frame_period_s"] == pytest.approx(0.1)
+    assert end.meta["action_units"].startswith("as recorded")    # a MultiArray's: not "normalised"
     assert np.array_equal(end.images[0], images[::3]) and np.allclose(end.joints[0], joints[::3])
     # command i is sent half-way from frame i to i+1: the one held at frame 3(k+1) is 3k+2
     assert np.allclose(end.actions[0], commands[2::3])
@@ -210,6 +212,10 @@ def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_
     with pytest.raises(DatasetError, match=r"frame_period 0.01 s is shorter than the camera's "
                                            r"frame period, 0.03333 s"):
         read(bag, frame_period=0.01)
+    with pytest.raises(DatasetError, match=r"frame_period 0.05 s is 1.50 of the camera's frame "
+                                           r"periods \(0.03333 s\): steps would be uneven; choose a "
+                                           r"whole number of them, e.g. 0.03333 or 0.06667 s"):
+        read(bag, frame_period=0.05)        # every other step 1 frame, then 2
 
 
 def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recording, tmp_path):

@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--command-topic", default="command",
                      help="Float64MultiArray / Float32MultiArray / Twist / TwistStamped topic, or a "
                           "JointTrajectory one driving joints by velocity (actions: its first point's velocities)")
+    bag.add_argument("--crop", choices=("center", "stretch"), default="center",
+                     help="a frame of another aspect: its middle square (center), or all of it resized "
+                          "(stretch); the card keeps it, so the controller prepares frames the same way")
     bag.add_argument("--joint-names", nargs="*", default=None, help="joints to keep, in this order")
     bag.add_argument("--joint-fields", type=_names, default=("position",),
                      help="JointState fields per joint, comma-separated: position, velocity "
@@ -59,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="command of a frame step: the one held at the next frame (end) or its time average (mean)")
     bag.add_argument("--period", type=float, default=None, metavar="SECONDS",
                      help="the robot's control period, written as the dataset's (and model card's) period "
-                          "(default: the median frame period of the receive stamps, wrong for a bag of a "
-                          "sim faster than real time)")
+                          "(default: the median frame period of the camera's header stamps, or of the "
+                          "receive stamps where it has none)")
     bag.add_argument("--frame-period", type=float, default=None, metavar="SECONDS",
                      help="keep one camera frame per this period of the camera's own clock, the model's "
                           "step (a 30 Hz camera on a robot controlled at 10 Hz: 0.1); a step's action is "
@@ -112,7 +115,7 @@ def _from_rosbag(args):
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,
-                       frame_period=args.frame_period)
+                       frame_period=args.frame_period, crop=args.crop)
     meta = data.meta
     if args.period is not None:
         meta["period"] = args.period

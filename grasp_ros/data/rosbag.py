@@ -65,6 +65,7 @@ frame_period_s).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "joint_names": list(joint_names), "joint_fields": list(fields),
         "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
         "action_names": names, "unused_nonzero_command_fields": unused,
-        **ACTION_KINDS.get(_command_kind(command_type), {}),
+        **ACTION_KINDS[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
         "frame_period_s": period, "period": step}
     for info in infos:
@@ -386,6 +387,13 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
         if camera > 1.25 * frame_period:
             raise DatasetError(f"{source}: frame_period {frame_period:g} s is shorter than the camera's "
                                f"frame period, {camera:.4g} s")
+        frames = frame_period / camera if camera > 0 else 1.0
+        if abs(frames - round(frames)) > 0.1:     # the kept frames would alternate in spacing
+            whole = max(1, math.floor(frames))
+            raise DatasetError(f"{source}: frame_period {frame_period:g} s is {frames:.2f} of the "
+                               f"camera's frame periods ({camera:.4g} s): steps would be uneven; "
+                               f"choose a whole number of them, e.g. {whole * camera:.4g} or "
+                               f"{(whole + 1) * camera:.4g} s")
         kept = _on_grid(clock, round(frame_period * 1e9))
         t_img, nearest, offset = t_img[kept], nearest[kept], offset[kept]
         h_img = None if h_img is None else h_img[kept]
@@ -500,8 +508,9 @@ def _command_kind(command_type: str) -> str:
 
 
 ACTION_KINDS = {"twist": {"action_kind": "twist", "action_units": "m/s, rad/s"},
-                "trajectory": {"action_kind": "velocity", "action_units": "joint velocities (rad/s, m/s)"}}
-"""The metadata each kind of command gives the actions (an array's: none; ``--action-units``)."""
+                "trajectory": {"action_kind": "velocity", "action_units": "joint velocities (rad/s, m/s)"},
+                "array": {"action_units": "as recorded (units not given: collect --action-units)"}}
+"""The metadata each kind of command gives the actions (an array's units: ``--action-units``)."""
 
 
 def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:

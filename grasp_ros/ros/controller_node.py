@@ -73,7 +73,6 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
                        build_control_loop, resolve_device)
-from ..models import model_spec, parse_options
 from ..models.contract import error_text
 from ..models.joint_states import JointStateMerger
 from . import interrupts, params, qos
@@ -136,6 +135,8 @@ class GraspController(LifecycleNode):
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
             f"inputs {self._inputs_text()}, output {values['command_interface']!r}")
+        for mismatch in self.topic_mismatches():
+            self.get_logger().warning(mismatch)
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -189,8 +190,7 @@ class GraspController(LifecycleNode):
                                late_cycles=tuple(values["replay.late_cycles"] or ()),
                                busy_cycles=tuple(values["replay.busy_cycles"] or ()),
                                **{name: values[name] for name in params.CONTROL_CONFIG})
-        spec = model_spec(values["model"], values["model_weights"],
-                          parse_options(values["model_options"]))
+        spec = params.model_spec_of(values)
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
                                   values["seed"], device, values["allow_python_models"])
         problem = params.check_model_fit(values, loop.card)
@@ -534,9 +534,29 @@ class GraspController(LifecycleNode):
 
     def _inputs_text(self) -> str:
         card = self._card
-        parts = ([f"image {card.image.size}px ({self._values['image_transport']})"] if card.image else []) + \
-                ([f"joints {list(card.joints.names)} x {list(card.joints.fields)}"] if card.joints else [])
+        image = self.resolve_topic_name("image")
+        image += "/compressed" if self._values["image_transport"] == "compressed" else ""
+        parts = ([f"image {card.image.size}px on {image}"] if card.image else []) + \
+                ([f"joints {list(card.joints.names)} x {list(card.joints.fields)} on "
+                  f"{self.resolve_topic_name('joint_states')}"] if card.joints else [])
         return " + ".join(parts)
+
+    def topic_mismatches(self) -> list[str]:
+        """The card names the topics its training data came from (a robot's bag: its own, such
+        as /my_robot/camera/image_raw): a warning for each input this node reads elsewhere."""
+        card, found = self._card, []
+        for name, given in (("image", card.image), ("joint_states", card.joints)):
+            if given is None:
+                continue
+            # the card's own default names are relative (namespaces and remaps apply); a bag's
+            # topics are absolute
+            read = self.resolve_topic_name(name)
+            trained = self.resolve_topic_name(given.topic if given.topic == name else "/" + given.topic.lstrip("/"))
+            if trained not in (read, f"{read}/compressed", read.removesuffix("/compressed")):
+                found.append(f"the model was trained on {trained}, and this node reads {name} from "
+                             f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
+                             f"{name}:={trained}, or the launch argument {name}:={trained})")
+        return found
 
     def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
         """A goal of a kind the model does not encode is ignored (with a warning), so that it
@@ -627,8 +647,9 @@ def main(args: Optional[list[str]] = None) -> int:
     try:
         own_args = remove_ros_args(argv)[1:]
     except RuntimeError as exc:   # rcl's parse error: say so without a traceback
-        parser.error(f"bad ROS arguments: {exc}. A string that looks like YAML needs quotes inside "
-                     "the shell's: -p model_options:='\"{env: open}\"'")
+        hint = (". A string that looks like YAML needs quotes inside the shell's: "
+                "-p model_options:='\"{env: open}\"'" if "parameter override" in str(exc) else "")
+        parser.error(f"bad ROS arguments: {exc}{hint}")
     options = parser.parse_args(own_args)
     # The executor spins in its own thread, so that the main thread is free to take the signal
     # and then run the shutdown transition (the last zero command) itself (see interrupts.py).

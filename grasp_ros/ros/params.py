@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from ..control import ON_STALE_CHOICES, TIMING_CHOICES
-from ..models import parse_options
+from ..models import model_spec, parse_options
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
 from ..models.preprocess import CROPS
 from ..models.spec import MAX_OPTIONS_CHARS
@@ -588,6 +588,16 @@ def command_joints(values: dict[str, Any], card) -> Optional[list[str]]:
     if values["command_interface"] != "joint_trajectory":
         return None
     return list(values["joint_names"] or []) or list(card.actions.names)
+
+
+def model_spec_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``load_world_model`` spec the model parameters name. The default ``model_options``
+    are the default model's: a TorchScript file (which takes no options) gets none unless they
+    were changed, so ``-p model:=robot.ts`` alone is enough."""
+    options = values["model_options"]
+    if options == BY_NAME["model_options"].default and "torchscript" in model_spec(values["model"]):
+        options = ""
+    return model_spec(values["model"], values["model_weights"], parse_options(options))
 
 
 def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
