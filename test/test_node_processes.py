@@ -203,7 +203,8 @@ def test_a_clock_message_rclpy_cannot_take_is_refused_and_control_goes_on(tmp_pa
         wait_until(lambda: "rclpy refused an incoming message" in log.read_text(), "refusal",
                    process, log)
         after = len(probe.diagnostics)
-        wait_until(lambda: probe.OK in probe.statuses(after), "OK cycle after the refusal", process, log, feed)
+        wait_until(lambda: probe.OK in probe.statuses(after), "OK cycle after the refusal",
+                   process, log, feed)
     finally:
         probe.close()
         code = stop(process, (signal.SIGINT,), 0.0)

@@ -171,6 +171,40 @@ def test_a_bag_stamped_by_the_wall_clock_replays_exactly(tmp_path):
     assert row["compared"] == 11 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0
 
 
+ROGUE_CLOCK = """
+import time, rclpy
+from rosgraph_msgs.msg import Clock
+rclpy.init()
+node = rclpy.create_node("rogue_clock")
+pub = node.create_publisher(Clock, "/clock", 10)
+t = 0
+while True:
+    t += 1
+    msg = Clock()
+    msg.clock.sec = 5000 + t
+    pub.publish(msg)
+    time.sleep(0.05)
+"""
+
+
+def test_another_clock_on_the_domain_is_named_instead_of_driving_the_controller(tmp_path):
+    """A sim or another replay left running on the same DDS domain would drive the controller's
+    clock too, and the replay would wait for cycles that are not its own."""
+    env = _env()
+    rogue = subprocess.Popen([sys.executable, "-c", ROGUE_CLOCK], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        done = subprocess.run([sys.executable, "-m", "grasp_ros.cli", "replay", str(BAG), "--out",
+                               str(tmp_path / "out"), "--end", "0.5"],
+                              capture_output=True, text=True, timeout=TIMEOUT, env=env)
+    finally:
+        rogue.kill()
+        rogue.wait()
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output
+    assert f"1 other publisher(s) of /clock on DDS domain {env['ROS_DOMAIN_ID']}" in output
+
+
 LOCK_STEP = ("--lockstep", "5")
 
 

@@ -5,10 +5,13 @@ the tick, prepares the cycle and hands the solve to a planner thread, then waits
 cycle's wall-clock deadline at most: a plan that came in time gives the command; otherwise the
 command is the previous plan's action for now (FALLBACK) and goes out *at* the deadline, while
 the late plan still finishes and warm-starts the next cycle. While a late solve is still
-running, further ticks get FALLBACK at once (never two solves at a time), after the inputs'
-checks every cycle makes (``ControlLoop.busy``: a dead sensor still stops the robot). When the late plan is
-done, ``publish_late`` gets a report of it (``ControlLoop.late_plan``), so that a recording says
-what warm-started the next cycle. With ``timing`` "fixed_iterations" there is no deadline: the
+running, further ticks get FALLBACK at once (never two solves at a time), after the input
+checks every cycle makes (``ControlLoop.busy``: a dead sensor still stops the robot). When the
+late plan is done, ``publish_late`` gets a report of it (``ControlLoop.late_plan``), so that a
+recording says what warm-started the next cycle. Plans are adopted on the cycle thread only (a
+late one at the first cycle that finds it done), so a replay can name where each took over.
+``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
+With ``timing`` "fixed_iterations" there is no deadline: the
 command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
 at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
 recorded late cycle (plan, send the previous plan's action) or a cycle that found the planner

@@ -380,6 +380,11 @@ class Replayer:
         if exited:
             raise ReplayError(f"the controller exited with status {exited['controller']}:\n"
                               f"{self._processes.tail('controller')}")
+        others = self._node.count_publishers("/clock") - 1
+        if others > 0:      # its clock would drive the controller too: no cycle would be ours
+            raise ReplayError(f"{others} other publisher(s) of /clock on DDS domain "
+                              f"{os.environ.get('ROS_DOMAIN_ID', '0')}: a replay needs the clock to "
+                              "itself (set ROS_DOMAIN_ID to a domain nothing else uses)")
 
 
 def _clock(value: int) -> Clock:

@@ -551,7 +551,8 @@ class GraspController(LifecycleNode):
             # the card's own default names are relative (namespaces and remaps apply); a bag's
             # topics are absolute
             read = self.resolve_topic_name(name)
-            trained = self.resolve_topic_name(given.topic if given.topic == name else "/" + given.topic.lstrip("/"))
+            topic = given.topic if given.topic == name else "/" + given.topic.lstrip("/")
+            trained = self.resolve_topic_name(topic)
             if trained not in (read, f"{read}/compressed", read.removesuffix("/compressed")):
                 found.append(f"the model was trained on {trained}, and this node reads {name} from "
                              f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
