@@ -91,6 +91,18 @@ def test_configure_refuses_what_the_card_cannot_serve(rig, arm_model, overrides,
     assert reason in configure_failure(r)
 
 
+def test_trajectory_joints_are_the_commanded_ones_and_must_be_named(rig, tmp_path):
+    """A model that also encodes a joint it does not command (a gripper) drives the others by
+    trajectory; a model whose actions have no names (a MultiArray bag collected without
+    --action-names) cannot name a trajectory's joints unless joint_names does."""
+    gripper = tiny_model(tmp_path / "gripper.pt", ARM, LOW, HIGH, joint_names=ARM + ("gripper",))
+    arm_rig(rig, gripper, command_interface="joint_trajectory", joint_names=list(ARM)).start()
+    unnamed = tiny_model(tmp_path / "unnamed.pt", ("data[0]", "data[1]", "data[2]"), LOW, HIGH)
+    reason = configure_failure(arm_rig(rig, unnamed, command_interface="joint_trajectory"))
+    assert "needs joint names, and the model's actions have none" in reason
+    arm_rig(rig, unnamed, command_interface="joint_trajectory", joint_names=list(ARM)).start()
+
+
 def feed_arm(r: Rig, position, velocity, frame):
     """One sample of each sensor, stamped now: a wide camera frame and joint_states (shuffled order)."""
     state = JointState(name=["wrist", "shoulder", "elbow", "gripper"],

@@ -28,6 +28,7 @@ import argparse
 import array
 import dataclasses
 import math
+import re
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -258,8 +259,8 @@ PARAMETERS: tuple[Param, ...] = (
           choices=("",) + tuple(CROPS)),
     Param("joint_names", "string_array", None,
           "The robot's joints (unset: the model card's). The model's joints must be among them; "
-          "with command_interface joint_trajectory they are the trajectory's joints, one per "
-          "action.", check=_check_joint_names),
+          "with command_interface joint_trajectory they are the trajectory's joints instead, one "
+          "per action (the model may encode others too).", check=_check_joint_names),
     Param("pair_tolerance", "double", 0.05,
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
           "is the one nearest in stamp, at most this far (s) from it; a goal image pairs with the "
@@ -609,16 +610,22 @@ def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
                 f"model's period {card.period:g} s ({1 / card.period:g} Hz): its predictions are steps of "
                 f"{card.period:g} s (period_tolerance {tolerance:g})")
     robot = list(values["joint_names"] or [])
-    if card.joints is not None and robot:
+    actions, interface = card.actions, values["command_interface"]
+    # A trajectory's joints are the commanded ones: the model may also encode others (a gripper,
+    # a passive joint), read from joint_states by name.
+    if card.joints is not None and robot and interface != "joint_trajectory":
         missing = [n for n in card.joints.names if n not in robot]
         if missing:
             return f"the model encodes joints {missing} that joint_names {robot} lacks"
-    actions, interface = card.actions, values["command_interface"]
     if interface == "joint_trajectory":
         joints = command_joints(values, card)
         if actions.count != len(joints):
             return (f"command_interface joint_trajectory needs one joint per action: the model has "
                     f"{actions.count} actions {list(actions.names)}, the trajectory joints are {joints}")
+        if not robot and any(re.fullmatch(r"(data|a)\[?\d+\]?", n) for n in joints):
+            return (f"command_interface joint_trajectory needs joint names, and the model's actions "
+                    f"have none ({list(actions.names)}): set joint_names, one per action, or name "
+                    "them when collecting the data (grasp-ros collect --action-names)")
         if actions.kind != "velocity":
             return f"command_interface joint_trajectory sends velocities; the model's actions are {actions.kind}"
     if interface in ("twist", "twist_stamped") and actions.kind != "twist":
