@@ -157,6 +157,21 @@ def test_a_small_file_claiming_a_huge_frame_is_refused_before_it_is_decoded(ext,
     monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
     with pytest.raises(ValueError, match="20000x20000: larger than"):
         decode_compressed("jpeg", bomb)
+    with pytest.raises(ValueError, match="8192x8192: more than 25000000 pixels"):
+        decode_compressed("png", _claiming(small, 8192, 8192))     # within a side, not in total
+
+
+def test_a_tiff_that_gives_its_size_twice_is_read_as_libtiff_reads_it():
+    """The first ImageWidth / ImageLength entries count (a decoder takes those): a later small
+    pair must not hide a huge first one."""
+    import struct
+    from grasp_ros.models.image_headers import compressed_image_size
+    entries = [(256, 4, 16000), (257, 4, 16000), (256, 3, 64), (257, 3, 64)]
+    ifd = struct.pack("<H", len(entries)) + b"".join(
+        struct.pack("<HHI", tag, kind, 1) + (struct.pack("<HH", value, 0) if kind == 3
+                                             else struct.pack("<I", value))
+        for tag, kind, value in entries) + struct.pack("<I", 0)
+    assert compressed_image_size(b"II*\x00" + struct.pack("<I", 8) + ifd) == (16000, 16000)
 
 
 # -- preparation -------------------------------------------------------------------------------

@@ -67,8 +67,8 @@ def _tiff_size(data: bytes, order: str) -> tuple[int, int]:
     size = {}
     for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
         tag, kind = unpack("HH", entry)
-        if tag in (256, 257) and kind in (3, 4):     # ImageWidth, ImageLength: SHORT or LONG
-            size[tag] = unpack("H" if kind == 3 else "I", entry + 8)[0]
+        if tag in (256, 257) and kind in (3, 4) and tag not in size:   # the first, as libtiff
+            size[tag] = unpack("H" if kind == 3 else "I", entry + 8)[0]  # ImageWidth, ImageLength
     if len(size) != 2:
         raise ValueError("TIFF whose first directory does not give its width and length")
     return size[256], size[257]

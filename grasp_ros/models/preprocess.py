@@ -49,6 +49,9 @@ ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
 CROPS = ("center", "stretch")
 MAX_SIDE = 8192
 """Largest frame side and model input side accepted (px): beyond it a header is taken for a lie."""
+MAX_COMPRESSED_PIXELS = 25_000_000
+"""Largest compressed frame accepted (a 6000 x 4000 photo): a few hundred bytes of PNG can claim
+8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread."""
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
@@ -112,6 +115,9 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
         raise ValueError(f"cannot read the compressed image (format {format!r}, {buffer.size} "
                          f"bytes): {exc}") from exc
     _check_side(*claimed, "compressed image")     # before decoding: a small file can claim a lot
+    if claimed[0] * claimed[1] > MAX_COMPRESSED_PIXELS:
+        raise ValueError(f"compressed image is {claimed[0]}x{claimed[1]}: more than "
+                         f"{MAX_COMPRESSED_PIXELS} pixels")
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ValueError(f"cannot decode the compressed image (format {format!r}, {buffer.size} "
