@@ -249,7 +249,7 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.01, 3600.0)),
     Param("image_transport", "string", "raw",
           "How camera images arrive: raw (sensor_msgs/Image on image) or compressed "
-          "(sensor_msgs/CompressedImage, jpeg or png, on image/compressed: image_transport's "
+          "(sensor_msgs/CompressedImage, jpeg, png or tiff, on image/compressed: image_transport's "
           "convention, so a remap of image moves it too).",
           choices=("raw", "compressed")),
     Param("image_crop", "string", "",
