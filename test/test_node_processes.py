@@ -250,3 +250,16 @@ def test_deactivating_during_a_long_solve_sends_the_zero_command_first(tmp_path)
         code = stop(process, (signal.SIGINT,), 0.0)
     assert code == 0, log.read_text(encoding="utf-8")
 
+
+
+@pytest.mark.parametrize("script", ["grasp_controller", "grasp_sim"])
+def test_ctrl_c_while_the_node_still_imports_ends_it_quietly(tmp_path, script):
+    """A launch stopped at once signals its nodes while torch and rclpy import: no traceback."""
+    log = tmp_path / f"{script}.log"
+    path = Path(__file__).resolve().parents[1] / "scripts" / script
+    process = start([sys.executable, str(path)], log)
+    time.sleep(0.3)       # Python is up; the imports take seconds more
+    code = stop(process, (signal.SIGINT,), 0.0)
+    output = log.read_text(encoding="utf-8")
+    assert code in (130, -signal.SIGINT, 0), (code, output)     # 0: it had started already
+    assert "Traceback" not in output, output
