@@ -595,6 +595,19 @@ def test_joint_trajectory_output_and_diagnostics(rig):
     assert values["lifecycle"] == "active"
 
 
+def test_a_second_clock_publisher_is_reported_in_the_diagnostics(rig):
+    """Two sources of /clock (a sim and a bag player) make the node's time jump back and forth."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    r = rig()
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: any(kv.key == "clock_publishers" and kv.value == "1"
+                             for s in r.health for kv in s.values), what="one /clock publisher")
+    r.probe.create_publisher(Clock, "/clock", 10)
+    r.wait_until(lambda: any(s.level == DiagnosticStatus.WARN and "2 publishers on /clock" in s.message
+                             for s in r.health), what="the warning of two")
+
+
 # -- the parameter file ------------------------------------------------------------------------
 
 def test_parameter_file_matches_the_table_and_loads():

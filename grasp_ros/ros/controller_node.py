@@ -390,6 +390,14 @@ class GraspController(LifecycleNode):
                           planner=self._values["planner"], horizon=str(self._values["horizon"]),
                           control_rate_hz=f"{self._values['control_rate_hz']:g}",
                           solve_budget_s=f"{self._loop.config.deadline:g}")
+        if self.get_parameter("use_sim_time").value:
+            # Two clocks (a sim and a bag player, two sims) make time jump back and forth: CLOCK
+            # and zero at every jump back, cycles in between; say why.
+            clocks = self.count_publishers("/clock")
+            values["clock_publishers"] = str(clocks)
+            if clocks > 1 and level == "ok":
+                level, message = "warn", (f"{clocks} publishers on /clock: the node's time "
+                                          "follows whichever published last")
         self._health_pub.publish(diagnostic_array(
             f"{self.get_name()}: control loop", self.get_fully_qualified_name(), level, message,
             values, self.get_clock().now().to_msg()))
