@@ -70,13 +70,19 @@ def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model
     plain.start()
     assert plain.node.topic_mismatches() == []           # the card's own names: no remap needed
     bagged = tiny_model(tmp_path / "bagged.pt", ARM, LOW, HIGH, topics={
-        "image": "/my_robot/camera/image_raw", "joints": "/my_robot/joint_states"})
+        "image": "/my_robot/camera/image_raw", "joints": "/my_robot/joint_states",
+        "command": "/my_robot/commands"})
     r = arm_rig(rig, bagged)
     r.start()
-    image, joints = r.node.topic_mismatches()
+    image, joints, command = r.node.topic_mismatches()
     assert f"trained on /my_robot/camera/image_raw, and this node reads image from {r.ns}/image" in image
     assert "-r image:=/my_robot/camera/image_raw" in image
     assert "-r joint_states:=/my_robot/joint_states" in joints
+    assert f"recorded on /my_robot/commands, and this node commands on {r.ns}/command" in command
+    # a trajectory goes to a trajectory controller's topic, not the bag's array topic
+    trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory")
+    trajectory.start()
+    assert len(trajectory.node.topic_mismatches()) == 2
 
 
 @pytest.mark.parametrize("overrides, reason", [

@@ -1,9 +1,12 @@
 """World-model contract, analytic model, and load_world_model's clear errors."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import grasp_ros
 from grasp_ros.sim import make_env
 from grasp_ros.sim.analytic import AnalyticNavModel
 from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
@@ -116,6 +119,10 @@ def test_corrupt_and_mismatched_files(tmp_path):
     junk.write_bytes(b"not a model at all")
     with pytest.raises(WorldModelError, match="not a TorchScript file"):
         load_world_model(str(junk))
+    checkpoint = str(Path(grasp_ros.__file__).parent / "assets" / "arm_latent.pt")   # not an export
+    with pytest.raises(WorldModelError, match=r"not a TorchScript file .*loads as the built-in: "
+                                              r"model learned, model_options \{checkpoint: "):
+        load_world_model(checkpoint)
     bad_weights = tmp_path / "junk.pt"
     bad_weights.write_bytes(b"\x00garbage")
     with pytest.raises(WorldModelError, match="cannot read weights"):

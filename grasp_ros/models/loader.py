@@ -114,8 +114,10 @@ def _load_torchscript(path: str, source: str):
     try:
         module = load(path)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for bad files
+        hint = ("; a checkpoint of grasp-ros train loads as the built-in: model learned, "
+                f"model_options {{checkpoint: {shorten(path)}}}" if str(path).endswith(".pt") else "")
         raise WorldModelError(f"{source}: not a TorchScript file "
-                              f"({type(exc).__name__}: {shorten(exc)})") from exc
+                              f"({type(exc).__name__}: {shorten(exc)}){hint}") from exc
     return ScriptedWorldModel(module)
 
 

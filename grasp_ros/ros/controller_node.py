@@ -73,7 +73,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
                        build_control_loop, resolve_device)
-from ..models.contract import error_text
+from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
 from . import interrupts, params, qos
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
@@ -194,8 +194,8 @@ class GraspController(LifecycleNode):
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
                                   values["seed"], device, values["allow_python_models"])
         problem = params.check_model_fit(values, loop.card)
-        if problem:
-            raise ValueError(problem)
+        if problem:     # in full: our own words, with the fix at their end
+            raise WorldModelError(problem)
         self._values, self._loop, self._stats = values, loop, CycleStats()
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
@@ -551,7 +551,8 @@ class GraspController(LifecycleNode):
 
     def topic_mismatches(self) -> list[str]:
         """The card names the topics its training data came from (a robot's bag: its own, such
-        as /my_robot/camera/image_raw): a warning for each input this node reads elsewhere."""
+        as /my_robot/camera/image_raw): a warning for each input this node reads, or output it
+        sends, elsewhere."""
         card, found = self._card, []
         for name, given in (("image", card.image), ("joint_states", card.joints)):
             if given is None:
@@ -565,6 +566,17 @@ class GraspController(LifecycleNode):
                 found.append(f"the model was trained on {trained}, and this node reads {name} from "
                              f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
                              f"{name}:={trained}, or the launch argument {name}:={trained})")
+        # The commands of the bag, where the output carries the same type (a trajectory
+        # controller's topic is another than the one a bag's array was sent on).
+        output = {"forward_command": "command", "twist": "cmd_vel", "twist_stamped": "cmd_vel"}.get(
+            self._values["command_interface"])
+        commanded = (card.provenance.get("topics") or {}).get("command")
+        if output and commanded:
+            sent, recorded = self.resolve_topic_name(output), "/" + str(commanded).lstrip("/")
+            if sent != recorded:
+                found.append(f"the model's actions were recorded on {recorded}, and this node "
+                             f"commands on {sent}: if the robot takes them there, remap it "
+                             f"(--ros-args -r {output}:={recorded})")
         return found
 
     def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
