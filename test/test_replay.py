@@ -377,6 +377,12 @@ def test_tolerances_decide_the_verdict():
     loose = compare(cycles, [0, 1, 2], replayed, Tolerances(max_command_diff=0.05, status_changes=1))
     assert loose.passed, loose.failures
     assert not compare(cycles, [0, 1, 2], {0: replayed[0]}, Tolerances(None, None, None)).passed   # missing cycles
+    # A replayed cycle without the goal the recorded one had: the recorder got the goal late.
+    late_goal = {**replayed, 2: {**replayed[2], "status_text": "STALE: no goal yet: zero"}}
+    (note,) = compare(cycles, [0, 1, 2], late_goal, Tolerances()).summary["notes"]
+    assert note.startswith("1 replayed cycle(s) had no goal yet where the recorded ones had one "
+                           "(from t = 0.200 s): the recorder received the goal after")
+    assert compare(cycles, [0, 1, 2], replayed, Tolerances()).summary["notes"] == []
 
 
 # -- bad bags ------------------------------------------------------------------------------

@@ -92,6 +92,7 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         "input_mismatches": sum(r["inputs_match"] is False for r in rows),
         "statuses_recorded": _counts(r["status_recorded"] for r in rows),
         "statuses_replayed": _counts(r["status_replayed"] for r in rows),
+        "notes": [],
     }
     failures = []
     checks = (("max_command_diff", summary["max_command_diff"], tolerances.max_command_diff),
@@ -106,6 +107,14 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     if summary["input_mismatches"]:
         failures.append(f"{summary['input_mismatches']} replayed cycle(s) saw another observation "
                         "than the recorded one (observation_age differs)")
+    no_goal = [i for i in indices if i in replayed and "no goal yet" in replayed[i].get("status_text", "")
+               and "no goal yet" not in cycles[i].status_text]
+    if no_goal:     # the bag's goal came to the recorder after the controller had used it
+        summary["notes"].append(
+            f"{len(no_goal)} replayed cycle(s) had no goal yet where the recorded ones had one "
+            f"(from t = {(cycles[no_goal[0]].time - t0) / NS:.3f} s): the recorder received the "
+            "goal after the controller used it (a recorder started late or short of CPU; grasp-ros "
+            "record --start-delay); replay from after it with --start")
     times = np.asarray([r["t"] for r in rows], dtype=np.float64)
     return Comparison(times, recorded, replayed_commands, rows, summary, failures)
 

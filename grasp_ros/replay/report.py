@@ -21,7 +21,8 @@ def bench_row(comparison: Comparison, info: dict[str, Any]) -> dict[str, Any]:
     """The ``"bench": "replay"`` row (../shared/BENCH_FORMAT.md): the summary, and ``info``
     (bag, settings, iteration mode, speed...)."""
     summary = dict(comparison.summary)
-    return {"bench": "replay", **info, **summary, "mode": "open_loop",
+    notes = list(info.get("notes") or []) + list(summary.get("notes") or [])
+    return {"bench": "replay", **info, **summary, "notes": notes, "mode": "open_loop",
             "passed": comparison.passed, "failures": comparison.failures}
 
 
@@ -73,8 +74,9 @@ def markdown(comparison: Comparison, info: dict[str, Any]) -> str:
     if s["status_change_list"]:
         lines += ["", "Status changes (first 20):", "", "| t (s) | recorded | replayed |", "|---|---|---|"]
         lines += [f"| {c['t']:.2f} | {c['recorded']} | {c['replayed']} |" for c in s["status_change_list"][:20]]
-    if info.get("notes"):
-        lines += [""] + [f"Note: {n}" for n in info["notes"]]
+    notes = list(info.get("notes") or []) + list(s.get("notes") or [])
+    if notes:
+        lines += [""] + [f"Note: {n}" for n in notes]
     lines += ["", "![recorded vs replayed commands](replay.png)", ""]
     return "\n".join(lines)
 
