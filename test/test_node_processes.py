@@ -257,8 +257,13 @@ def test_ctrl_c_while_the_node_still_imports_ends_it_quietly(tmp_path, script):
     """A launch stopped at once signals its nodes while torch and rclpy import: no traceback."""
     log = tmp_path / f"{script}.log"
     path = Path(__file__).resolve().parents[1] / "scripts" / script
-    process = start([sys.executable, str(path)], log)
-    time.sleep(0.3)       # Python is up; the imports take seconds more
+    # SIGINT as launch's children have it: this test may run in a background job, whose shell
+    # started it with SIGINT ignored (and a child inherits that).
+    run = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           f"print('importing', flush=True); sys.argv = [{str(path)!r}]; "
+           "runpy.run_path(sys.argv[0], run_name='__main__')")
+    process = start([sys.executable, "-c", run], log)
+    wait_for_line(process, log, "importing")      # torch and rclpy take a second or more from here
     code = stop(process, (signal.SIGINT,), 0.0)
     output = log.read_text(encoding="utf-8")
     assert code in (130, -signal.SIGINT, 0), (code, output)     # 0: it had started already
