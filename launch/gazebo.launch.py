@@ -36,21 +36,21 @@ must be among ``joint_names``). The built-in analytic model only knows grasp_ros
 Needs ``ros_gz_sim`` and ``ros_gz_bridge`` (e.g. ``apt install ros-$ROS_DISTRO-ros-gz``), which
 ``package.xml`` does not require: the rest of the package runs without Gazebo.
 """
-import os
 import tempfile
 
 import yaml
 from launch import LaunchContext, LaunchDescription
-from launch.actions import (DeclareLaunchArgument, EmitEvent, IncludeLaunchDescription, OpaqueFunction,
+from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
                             RegisterEventHandler)
 from launch.conditions import IfCondition
 from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from grasp_ros.ros.launch_actions import end_launch, params_file_exists
 
 ARGUMENTS = (
     ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
@@ -133,22 +133,8 @@ def controller(context: LaunchContext) -> list:
         remappings=[("command", LaunchConfiguration("command_topic")),
                     ("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
     )
-
-    def end_launch(event, context):
-        if context.is_shutdown:     # Ctrl-C ends every process: a second Shutdown fails
-            return None
-        return [EmitEvent(event=Shutdown(
-            reason=f"{event.process_name} exited with status {event.returncode}"))]
     return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch))]
 
-
-def params_file_exists(context: LaunchContext) -> list:
-    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
-    a typo in params_file would control the robot with settings nobody chose."""
-    path = LaunchConfiguration("params_file").perform(context)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"params_file {path!r} is not a file")
-    return []
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -16,14 +16,14 @@ or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
-import os
-
-from launch import LaunchContext, LaunchDescription
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from grasp_ros.ros.launch_actions import params_file_exists
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -49,14 +49,6 @@ ARGUMENTS = (
     *((name, default, f"topic for {text}") for name, default, text in REMAPS),
 )
 
-
-def params_file_exists(context: LaunchContext) -> list:
-    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
-    a typo in params_file would control the robot with settings nobody chose."""
-    path = LaunchConfiguration("params_file").perform(context)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"params_file {path!r} is not a file")
-    return []
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -17,16 +17,15 @@ The launch also ends when either process exits early, with the reason in the log
 the controller failing to configure (it then exits with status 1), e.g. the default learned
 model with env:=open or u_maze (it knows only wall_door; use model:=analytic there).
 """
-import os
-
-from launch import LaunchContext, LaunchDescription
-from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
 from launch.event_handlers import OnProcessExit
-from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from grasp_ros.ros.launch_actions import end_launch, params_file_exists
 
 # (name, default, description): every argument of this launch file.
 ARGUMENTS = (
@@ -59,24 +58,6 @@ def typed(name: str, value_type):
     """A launch argument as a parameter of a fixed type (``rate:=10`` still gives a double)."""
     return ParameterValue(LaunchConfiguration(name), value_type=value_type)
 
-
-def end_launch(event, context):
-    """The sim ended (exit_when_done, or a crash) or the controller did (a failed autostart, a
-    crash): so does the demo. Not again when the launch is already shutting down (Ctrl-C ends
-    both processes too): a second Shutdown makes launch_ros fail."""
-    if context.is_shutdown:
-        return None
-    return [EmitEvent(event=Shutdown(
-        reason=f"{event.process_name} exited with status {event.returncode}"))]
-
-
-def params_file_exists(context: LaunchContext) -> list:
-    """launch_ros only warns about a missing parameter file and starts the node on its defaults:
-    a typo in params_file would control the robot with settings nobody chose."""
-    path = LaunchConfiguration("params_file").perform(context)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"params_file {path!r} is not a file")
-    return []
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -125,6 +106,7 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
         ros_arguments=log_level,
     )
+    # The sim ended (exit_when_done, a crash) or the controller did: so does the demo.
     end_with = [RegisterEventHandler(OnProcessExit(target_action=process, on_exit=end_launch))
                 for process in (sim, controller)]
     return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), sim, controller,

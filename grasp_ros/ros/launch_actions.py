@@ -1,0 +1,28 @@
+"""What the package's launch files share. Imported by them alone: it needs ROS 2's launch."""
+from __future__ import annotations
+
+import os
+
+from launch import LaunchContext
+from launch.actions import EmitEvent
+from launch.events import Shutdown
+from launch.substitutions import LaunchConfiguration
+
+
+def params_file_exists(context: LaunchContext) -> list:
+    """For an OpaqueFunction: launch_ros only warns about a missing parameter file and starts the
+    node on its defaults, so a typo in params_file would control the robot with settings nobody
+    chose."""
+    path = LaunchConfiguration("params_file").perform(context)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"params_file {path!r} is not a file")
+    return []
+
+
+def end_launch(event, context: LaunchContext):
+    """For OnProcessExit: a node the launch cannot do without exited (a failed autostart, a
+    crash), so the launch ends too. Not again when it is already shutting down (Ctrl-C ends every
+    process): a second Shutdown makes launch_ros fail."""
+    if context.is_shutdown:
+        return None
+    return [EmitEvent(event=Shutdown(reason=f"{event.process_name} exited with status {event.returncode}"))]
