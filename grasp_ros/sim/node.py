@@ -546,12 +546,12 @@ FLUSH_S = 0.5  # after the last report, time for reliable messages to reach thei
 def run(args: Optional[list[str]] = None) -> int:
     """Spin the node until SIGINT/SIGTERM or, with exit_when_done, its last episode; exit status.
 
-    The first SIGINT or SIGTERM ends the spin, later ones are ignored (``interrupts``), and the
-    node, executor and context are released in order before returning: a terminal's second
-    Ctrl-C must not turn a clean exit into a traceback.
+    The first SIGINT or SIGTERM ends the spin, later ones are ignored (``interrupts.flag_once``),
+    and the node, executor and context are released in order before returning: a terminal's
+    second Ctrl-C must not turn a clean exit into a traceback.
     """
     torch.set_num_threads(1)   # the env steps tiny tensors; leave the cores to the controller
-    interrupts.interrupt_once()
+    stopped = interrupts.flag_once()
     context = Context()
     node = executor = None
     try:
@@ -563,11 +563,11 @@ def run(args: Optional[list[str]] = None) -> int:
             return 2
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
-        while not node.finished:
+        while not (node.finished or stopped()):
             executor.spin_once(timeout_sec=0.1)
         flush_until = time.monotonic() + FLUSH_S
         try:
-            while time.monotonic() < flush_until:
+            while time.monotonic() < flush_until and not stopped():
                 executor.spin_once(timeout_sec=0.05)
         except RuntimeError as exc:
             # The run is over and reported; rclpy once failed to take an incoming message here
