@@ -110,6 +110,69 @@ def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path):
     assert "Traceback" not in output and "terminate called" not in output, output
 
 
+# -- the nodes end with the harness that started them, even a killed one -----------------------
+
+HARNESS = """
+import sys, time
+from pathlib import Path
+from grasp_ros.sim.closed_loop import Processes
+nodes = {"controller": [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
+                        "-p", "autostart:=true", "-p", "model:=analytic", "-p", "device:=cpu",
+                        "-p", 'model_options:="{env: open, horizon: 20}"', "-p", "horizon:=20"],
+         "sim": [sys.executable, "-m", "grasp_ros.sim.node"]}
+processes = Processes(nodes, Path(sys.argv[1]))
+print(" ".join(str(processes.procs[name].pid) for name in nodes), flush=True)
+time.sleep(3600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    """Exited (reaped, or a zombie its new parent has not reaped yet)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return "State:\tZ" in status
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_nodes_of_a_killed_harness_stop_in_order_instead_of_running_on(tmp_path):
+    """A demo or replay killed outright (a CI timeout's SIGKILL) must not leave its controller,
+    or its sim and the sim's /clock, running on the domain."""
+    harness = subprocess.Popen([sys.executable, "-c", HARNESS, str(tmp_path)], stdout=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, env=ENV, text=True)
+    controller, sim = (int(pid) for pid in harness.stdout.readline().split())
+    try:
+        for log, line in ((tmp_path / "controller.log", "active: controlling"), (tmp_path / "sim.log", "simulating")):
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while line not in log.read_text(encoding="utf-8"):
+                assert time.monotonic() < deadline, f"no {line!r} within {START_TIMEOUT_S} s:\n{log.read_text()}"
+                time.sleep(0.1)
+        harness.kill()
+        harness.wait()
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        while not (_gone(controller) and _gone(sim)):
+            assert time.monotonic() < deadline, f"still running {EXIT_TIMEOUT_S} s after the harness died"
+            time.sleep(0.1)
+    finally:
+        for pid in (controller, sim):
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    output = (tmp_path / "controller.log").read_text(encoding="utf-8")
+    assert "shut down: zero command sent" in output, output
+    assert "Traceback" not in output + (tmp_path / "sim.log").read_text(encoding="utf-8")
+
+
+def test_a_node_not_started_by_the_named_harness_is_left_alone(monkeypatch):
+    from grasp_ros.ros import interrupts
+    monkeypatch.delenv(interrupts.PARENT_ENV, raising=False)
+    assert not interrupts.exit_with_parent()
+    monkeypatch.setenv(interrupts.PARENT_ENV, str(os.getppid() + 1))   # launch's child, say
+    assert not interrupts.exit_with_parent()
+    monkeypatch.setenv(interrupts.PARENT_ENV, "not a pid")
+    assert not interrupts.exit_with_parent()
+
+
 # -- a controller process driven over DDS ------------------------------------------------------
 
 class Probe:

@@ -13,15 +13,15 @@ import subprocess
 import sys
 from typing import Iterator, Optional
 
-# Linux: ask the kernel for SIGKILL when the parent exits (PR_SET_PDEATHSIG), then check that
-# the parent did not exit already; then spin. Done in the child, not in a preexec_fn, which is
-# unsafe in a process with threads (rclpy, torch).
+from ..ros.interrupts import parent_environment
+
+# The kernel kills a spinner when its parent exits (``exit_with_parent``); a spinner whose parent
+# exited before it asked stops at once. Done in the child, not in a preexec_fn, which is unsafe
+# in a process with threads (rclpy, torch).
 SPIN = """
-import ctypes, os, signal, sys
-try:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)
-except (OSError, AttributeError):
-    pass
+import os, signal, sys
+from grasp_ros.ros.interrupts import exit_with_parent
+exit_with_parent(signal.SIGKILL)
 if os.getppid() != int(sys.argv[1]):
     sys.exit(0)
 while True:
@@ -39,7 +39,8 @@ def busy_processes(n: int) -> Iterator[list[subprocess.Popen]]:
         for _ in range(n):
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", SPIN, str(os.getpid())], stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=dict(os.environ, **parent_environment())))
         yield procs
     finally:
         for p in procs:

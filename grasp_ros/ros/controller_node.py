@@ -675,6 +675,7 @@ def main(args: Optional[list[str]] = None) -> int:
     # The executor spins in its own thread, so that the main thread is free to take the signal
     # and then run the shutdown transition (the last zero command) itself (see interrupts.py).
     interrupts.interrupt_once()
+    interrupts.exit_with_parent()
     context = Context()      # this process's own: nothing global outlives main()
     node = executor = spinner = None
     stop = threading.Event()

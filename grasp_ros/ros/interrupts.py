@@ -10,13 +10,56 @@ after its SIGINT cannot cut the orderly shutdown short (launch still ends a proc
 with SIGKILL). Handlers are set explicitly: a shell
 starts background jobs with SIGINT ignored. Use with ``rclpy.init(...,
 signal_handler_options=SignalHandlerOptions.NO)``.
+
+``exit_with_parent``: a node started by this package's harness (a demo, a replay) also gets
+SIGTERM when the harness dies, however it dies (SIGKILL from a CI timeout included), so that no
+controller or sim (and its /clock) is left running on the domain after it.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
-from typing import Callable
+from typing import Callable, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+PARENT_ENV = "GRASP_ROS_PARENT_PID"
+"""Set by a harness in its children's environment: its own process id."""
+
+_PR_SET_PDEATHSIG = 1
+
+
+def parent_environment() -> dict[str, str]:
+    """The variable a harness gives the nodes it starts (``exit_with_parent``)."""
+    return {PARENT_ENV: str(os.getpid())}
+
+
+def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
+    """Linux: ask the kernel for ``signum`` when the process named by ``GRASP_ROS_PARENT_PID``
+    ends, if that is this process's parent (a node started by ``ros2 launch`` under the harness
+    is not its child, and is left to launch). Call it after the handlers are set: the signal
+    then takes the orderly way out (the controller's last zero command). Returns whether it was
+    armed. The kernel sends it when the parent's *thread* that started this process ends: a
+    harness starts its nodes from a thread that outlives them."""
+    wanted = _parent_pid()
+    if wanted is None or os.getppid() != wanted:
+        return False
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum)) != 0:
+            return False
+    except (OSError, AttributeError):    # not Linux
+        return False
+    if os.getppid() != wanted:           # the parent died before the request: act on it now
+        os.kill(os.getpid(), signum)
+    return True
+
+
+def _parent_pid() -> Optional[int]:
+    try:
+        return int(os.environ.get(PARENT_ENV, ""))
+    except ValueError:
+        return None
 
 
 def interrupt_once() -> None:

@@ -48,7 +48,7 @@ from std_msgs.msg import Float64MultiArray, String
 from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
-from ..ros import qos
+from ..ros import interrupts, qos
 from ..ros.conversions import stamp_ns
 from .world import ARM
 
@@ -308,7 +308,9 @@ class Processes:
 
     def __init__(self, commands: dict[str, list[str]], log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+        # The nodes end with this process, even a killed one (``interrupts.exit_with_parent``).
+        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
+                   **interrupts.parent_environment())
         self.logs = {name: log_dir / f"{name}.log" for name in commands}
         self.procs: dict[str, subprocess.Popen] = {}
         for name, cmd in commands.items():

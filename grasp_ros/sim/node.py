@@ -552,6 +552,7 @@ def run(args: Optional[list[str]] = None) -> int:
     """
     torch.set_num_threads(1)   # the env steps tiny tensors; leave the cores to the controller
     stopped = interrupts.flag_once()
+    interrupts.exit_with_parent()
     context = Context()
     node = executor = None
     try:
