@@ -9,8 +9,11 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
 pytest.importorskip("grasp_ros.msg", reason="grasp_ros messages are not built (colcon)", exc_type=ImportError)
 
+from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from rclpy.context import Context  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import CompressedImage, JointState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from grasp_ros.data import TransitionData  # noqa: E402
@@ -83,6 +86,53 @@ def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model
     trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory")
     trajectory.start()
     assert len(trajectory.node.topic_mismatches()) == 2
+
+
+def test_a_model_from_compressed_images_names_the_base_topic_and_the_transport(rig, tmp_path):
+    """image_transport's naming: a bag records base/compressed; the node remaps the base topic
+    and, with compressed transport, reads base/compressed. Remapping image to the bag's topic
+    itself reads nothing (raw: wrong type; compressed: base/compressed/compressed)."""
+    bagged = tiny_model(tmp_path / "jpeg.pt", ARM, LOW, HIGH,
+                        topics={"image": "/base/camera/image_raw/compressed"})
+    for transport in ("raw", "compressed"):
+        r = arm_rig(rig, bagged, image_transport=transport)
+        r.start()
+        (image,) = r.node.topic_mismatches()
+        assert "-r image:=/base/camera/image_raw" in image and "image:=/base/camera/image_raw/compressed" not in image
+        assert ("-p image_transport:=compressed" in image) == (transport == "raw"), image
+    # the base topic read already, raw: only the transport is wrong
+    r = arm_rig(rig, str(tmp_path / "own.pt"))
+    tiny_model(tmp_path / "own.pt", ARM, LOW, HIGH, topics={"image": f"{r.ns}/image/compressed"})
+    r.start()
+    (image,) = r.node.topic_mismatches()
+    assert "compressed images" in image and "set -p image_transport:=compressed" in image
+    compressed = arm_rig(rig, str(tmp_path / "own2.pt"), image_transport="compressed")
+    tiny_model(tmp_path / "own2.pt", ARM, LOW, HIGH, topics={"image": f"{compressed.ns}/image/compressed"})
+    compressed.start()
+    assert compressed.node.topic_mismatches() == []
+
+
+def test_a_publisher_of_another_type_on_an_input_topic_is_named(rig, arm_model):
+    """DDS never matches a CompressedImage publisher to the node's Image subscription: the input
+    stays silent. /diagnostics and the log say why, with the fix."""
+    r = arm_rig(rig, arm_model)
+    r.start()
+    assert r.node.input_type_mismatches() == []
+    # another participant, as a camera driver is (one participant refuses a second type)
+    camera_context = Context()
+    rclpy.init(context=camera_context)
+    try:
+        camera = rclpy.create_node("camera", namespace=r.ns, context=camera_context)
+        camera.create_publisher(CompressedImage, "image", 10)
+        r.wait_until(lambda: r.node.input_type_mismatches(), what="the publisher discovered")
+        (text,) = r.node.input_type_mismatches()
+        assert f"{r.ns}/image is published as sensor_msgs/msg/CompressedImage" in text
+        assert "image_transport:=compressed" in text
+        r.wait_until(lambda: any(s.level == DiagnosticStatus.WARN and "CompressedImage" in s.message
+                                 for s in r.health), what="a warning on /diagnostics")
+        camera.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=camera_context)
 
 
 @pytest.mark.parametrize("overrides, reason", [
@@ -230,6 +280,39 @@ def test_a_twist_model_commands_cmd_vel(rig, base_model):
     assert -0.5 <= sent.linear.x <= 1.0 and -1.5 <= sent.angular.z <= 1.5
     r.wait_until(lambda: any([t.linear.x, t.angular.z] == list(d.command) for t in twists),
                  what="the planned command as a Twist")
+
+
+def test_the_stop_is_exact_zero_where_the_bags_commands_never_stopped(rig, tmp_path):
+    """A bag that only ever drove forward (linear.x in [0.1, 0.5]): its lowest speed is not a
+    stop. STALE, deactivation and shutdown send exactly zero on every field; planned commands
+    stay within the bounds the bag saw; configure says the model never saw a stop."""
+    forward = tiny_model(tmp_path / "forward.pt", ("linear.x", "angular.z"), [0.1, -1.5], [0.5, 1.5],
+                         joint_names=("left_wheel", "right_wheel"))
+    r = arm_rig(rig, forward, command_interface="twist")
+    twists = []
+    r.probe.create_subscription(Twist, "cmd_vel", twists.append, 10)
+    r.start()
+    assert any("linear.x" in text and "stop" in text for text in r.node.action_range_warnings())
+    assert r.cycle().status == PlanDiagnostics.STATUS_STALE            # no observation yet
+    r.wait_until(lambda: twists, what="the stop on cmd_vel")
+    stop = twists[-1]
+    assert [stop.linear.x, stop.linear.y, stop.linear.z, stop.angular.x, stop.angular.y, stop.angular.z] == [0.0] * 6
+    frame = np.full((16, 16, 3), 90, np.uint8)
+    r.goal_image_pub.publish(rgb_to_image(frame))
+    r.goal_pub.publish(JointGoal(name=["left_wheel", "right_wheel"], position=[1.0, 1.0]))
+
+    def feed():
+        state = JointState(name=["left_wheel", "right_wheel"], position=[0.0, 0.0], velocity=[0.1, 0.1])
+        state.header.stamp = ns_time(r.t_ns)
+        r.joints_pub.publish(state)
+        r.send_image(rgb_to_image(frame))
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
+    planned = list(r.diagnostics[-1].command)
+    assert 0.1 <= planned[0] <= 0.5 and -1.5 <= planned[1] <= 1.5
+    count = len(twists)
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
+    r.wait_until(lambda: len(twists) > count and twists[-1].linear.x == 0.0, what="the stop at deactivation")
+    assert twists[-1].angular.z == 0.0
 
 
 @pytest.fixture(scope="module")

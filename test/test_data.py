@@ -241,3 +241,18 @@ def test_collect_command(tmp_path, data):
     assert load_dataset(tmp_path / "bag.npz").meta["crop"] == "stretch"
     assert cli(["collect", "--rosbag", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
     assert cli(["collect", "--env", "nowhere", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
+
+
+def test_collect_warns_of_commands_that_never_stop_or_never_change():
+    """A forward-only bag (linear.x in [0.1, 0.5]) never showed the model a stop; a kept field
+    that never changed (linear.z) would get invented bounds. Both are named at collect."""
+    from grasp_ros.commands.collect import command_range_warnings
+    rng = np.random.default_rng(0)
+    actions = np.stack([rng.uniform(0.1, 0.5, (2, 6)), np.zeros((2, 6)), rng.uniform(-1, 1, (2, 6))], -1)
+    data = TransitionData(np.zeros((2, 7, 8, 8, 3), np.uint8), np.zeros((2, 7, 1), np.float32),
+                          actions.astype(np.float32), {"action_names": ["linear.x", "linear.z", "angular.z"]})
+    constant, stop = command_range_warnings(data)
+    assert constant.startswith("action linear.z is 0 in every command") and "--twist-fields" in constant
+    assert stop.startswith("action linear.x ranges over [0.1") and "never stopped the robot" in stop
+    data.actions[:, :, 0] -= 0.3          # now it goes through zero; linear.z still never moves
+    assert command_range_warnings(data) == [constant]

@@ -537,6 +537,26 @@ def test_a_cycle_gets_the_observation_its_recorded_age_names():
     assert 100 < bounds[0] <= 200 < bounds[1]
 
 
+def test_a_cycle_recorded_before_the_first_observation_gets_none():
+    """A controller started with the recorder: the recorder got a frame before the first cycle,
+    the controller did not (STALE, no observation yet: infinite age). The replay holds it back,
+    and a replayed cycle that saw one anyway counts as an input mismatch."""
+    frames = [Input("image", 100, round(0.05 * NS), b""), Input("image", 450, round(0.15 * NS), b"")]
+    cycles = [_cycle(0.1, 400, math.inf), _cycle(0.2, 600, 0.05)]
+    recording = Recording(Path("x"), "mcap", {}, frames, cycles,
+                          np.asarray([[300, round(0.1 * NS)], [500, round(0.2 * NS)]], np.int64))
+    bounds = boundaries(recording, ("image",))
+    assert bounds[0] <= 100 < 450 < bounds[1]
+    from grasp_ros.replay.compare import Tolerances, compare
+    replayed = {i: {"status": 0, "command": [0.0, 0.0], "cost": math.nan, "iterations": 5,
+                    "novelty": math.nan, "residual": math.nan, "goal_distance": math.nan,
+                    "observation_age": age} for i, age in enumerate((0.05, 0.05))}
+    saw_one = compare(cycles, [0, 1], replayed, Tolerances())
+    assert saw_one.summary["input_mismatches"] == 1 and not saw_one.passed
+    replayed[0]["observation_age"] = math.inf
+    assert compare(cycles, [0, 1], replayed, Tolerances()).summary["input_mismatches"] == 0
+
+
 def test_the_controller_is_activated_on_a_grid_that_fires_at_every_cycle():
     period = 0.1
     # cycles late on their grid by up to 4 ms (a coarse /clock), the first one 3 ms late

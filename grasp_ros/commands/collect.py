@@ -132,7 +132,21 @@ def _from_rosbag(args):
     if meta["unused_nonzero_command_fields"]:
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
+    for warning in command_range_warnings(data):
+        print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
+
+
+def command_range_warnings(data) -> list[str]:
+    """Kept commands that never change (their bounds would be invented) or never stop."""
+    from ..models.card import stop_warnings
+    flat = data.actions.reshape(-1, data.action_dim)
+    names = data.meta.get("action_names") or [f"data[{i}]" for i in range(data.action_dim)]
+    low, high = flat.min(0), flat.max(0)
+    constant = [f"action {name} is {lo:g} in every command: the robot was never commanded on it, "
+                "and the model's bounds for it would be invented; leave it out (--twist-fields)"
+                for name, lo, hi in zip(names, low, high) if hi - lo < 1e-9]
+    return constant + stop_warnings(names, low.tolist(), high.tolist())
 
 
 def _names(text: str) -> tuple[str, ...]:

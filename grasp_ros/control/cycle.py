@@ -173,6 +173,8 @@ class StepResult:
     goal_novelty: float = math.nan
     command_delay: float = math.nan
     """Wall seconds from the cycle's start to its command (set by whoever publishes it)."""
+    stop: bool = False
+    """The command is the robot's stop: exactly zero in robot units, whatever the card's bounds."""
     time: float = math.nan
     """The cycle's time (s, caller's clock); NaN for the watchdog's results."""
 
@@ -210,13 +212,16 @@ class ControlLoop:
         self.model, self.planner, self.config = model, planner, config
         self.card = card_for(model)
         # Inside the loop actions are in the model's box [low, high]; the final guard maps them
-        # to the card's robot units. The safe command is robot zero (clipped into the bounds).
+        # to the card's robot units and clips planned ones to its bounds. The stop (``_zero``)
+        # is exactly zero in robot units, even where the bounds exclude it (a bag whose commands
+        # never stopped the robot: their lowest speed is not a stop). ``safe_zero`` is the stop
+        # in the model's box (clipped into it), as the warm start's previous action.
         self.low = model.action_low.detach().cpu().numpy().astype(np.float64)
         self.high = model.action_high.detach().cpu().numpy().astype(np.float64)
         self.command_low = np.asarray(self.card.actions.low, dtype=np.float64)
         self.command_high = np.asarray(self.card.actions.high, dtype=np.float64)
-        robot_zero = np.clip(np.zeros_like(self.command_low), self.command_low, self.command_high)
-        self.safe_zero = np.clip(self.card.to_model(robot_zero, self.low, self.high), self.low, self.high)
+        self.robot_stop = np.zeros_like(self.command_low)
+        self.safe_zero = np.clip(self.card.to_model(self.robot_stop, self.low, self.high), self.low, self.high)
         self.image_size = int(getattr(model, "image_size", 0))
         self.joint_dim = int(getattr(model, "joint_dim", 0))
         # Camera and joints together: frames are the observations, joint samples wait beside
@@ -528,7 +533,7 @@ class ControlLoop:
         result.warm_started, result.deadline_missed = outcome.warm_started, True
         result.goal_distance, result.novelty = outcome.goal_distance, outcome.novelty
         result.goal_novelty = outcome.goal_novelty
-        result.actions = self._robot_actions(result.actions)
+        result.actions = self.robot_stop[None].copy() if result.stop else self._robot_actions(result.actions)
         result.command = result.actions[0].copy()
         return result
 
@@ -695,7 +700,7 @@ class ControlLoop:
 
     def _zero(self, status: Status, message: str) -> StepResult:
         return StepResult(self.safe_zero.copy(), status, f"{message}: zero",
-                          actions=self.safe_zero[None].copy())
+                          actions=self.safe_zero[None].copy(), stop=True)
 
     def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
         """The final guard: whatever happened above, the command is finite and within bounds;
@@ -706,12 +711,14 @@ class ControlLoop:
         if not np.isfinite(actions[0]).all():
             result.status = Status.ERROR
             result.message = f"non-finite command {actions[0].tolist()} replaced by zero"
-            actions, result.path = self.safe_zero[None].copy(), None
+            actions, result.path, result.stop = self.safe_zero[None].copy(), None, True
         actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
+        if result.stop:
+            actions = self.safe_zero[None].copy()
         if result.status not in (Status.STALE,):
             self._last_command = actions[0].copy()
         self._sent = actions[0].copy()
-        result.actions = self._robot_actions(actions)
+        result.actions = self.robot_stop[None].copy() if result.stop else self._robot_actions(actions)
         result.command = result.actions[0].copy()
         return result
 

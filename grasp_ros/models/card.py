@@ -76,6 +76,16 @@ class ActionOutput:
         return len(self.names)
 
 
+def stop_warnings(names: Sequence[str], low: Sequence[float], high: Sequence[float]) -> list[str]:
+    """A warning for each action whose range excludes zero: the data never commanded the robot
+    to stop on it (its lowest speed is not a stop). The controller's stop is still exactly zero
+    (``ControlLoop``), which the model then never saw."""
+    return [f"action {name} ranges over [{lo:g}, {hi:g}], without zero: the recorded commands "
+            "never stopped the robot on it, so the model never saw the stop the controller sends "
+            "(zero, when stale, on errors, at deactivation); record rests too"
+            for name, lo, hi in zip(names, low, high) if not lo <= 0.0 <= hi]
+
+
 @dataclass(frozen=True)
 class ModelCard:
     actions: ActionOutput

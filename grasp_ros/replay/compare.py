@@ -64,9 +64,10 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
             "novelty_recorded": rec.novelty, "novelty_replayed": rep["novelty"],
             "residual_recorded": rec.residual, "residual_replayed": rep["residual"],
             "goal_distance_recorded": rec.goal_distance, "goal_distance_replayed": rep["goal_distance"],
-            # None: the recorded cycle names no observation (it planned nothing of its own)
+            # None: the recorded cycle names no observation (it planned nothing of its own);
+            # an infinite age: it had none yet, and the replayed one must not have one either
             "inputs_match": (_same(rec.observation_age, rep["observation_age"], AGE_TOLERANCE)
-                             if math.isfinite(rec.observation_age) else None),
+                             if not math.isnan(rec.observation_age) else None),
         })
     A = len(cycles[0].command)
     recorded = np.asarray([r["command_recorded"] for r in rows], dtype=np.float64).reshape(-1, A)

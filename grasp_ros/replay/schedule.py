@@ -8,7 +8,7 @@ the cycle. The recorded ``observation_age`` then pins it: the observation the cy
 (stamped ``time - observation_age``) must come before the boundary, and a newer one after it
 (the controller takes the newest by stamp); the boundary moves to satisfy both when the receive
 times alone would not (the recorder and the controller receive a message at slightly different
-moments).
+moments). A cycle recorded before the controller's first observation (infinite age) gets none.
 
 The controller's timer fires on a grid of its period from its activation. The replay activates it
 at ``activation_clock``, one period before a grid whose points lie at or before every cycle's
@@ -118,9 +118,18 @@ def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:
     by_stamp = np.argsort(stamps, kind="stable")
     sorted_stamps = stamps[by_stamp]
     newest = np.maximum.accumulate(stamps) if len(stamps) else stamps    # newest stamp so far
+    observed_yet = False
     for k, cycle in enumerate(cycles):
-        if not math.isfinite(cycle.observation_age) or not len(views):
+        if not len(views):
+            break
+        if cycle.observation_age == math.inf and not observed_yet:
+            # It had no observation yet (a controller started with the recorder, whose first
+            # frame came before the controller's subscription did): none before it.
+            bounds[:k + 1] = np.minimum(bounds[:k + 1], received[0])
             continue
+        if not math.isfinite(cycle.observation_age):
+            continue
+        observed_yet = True
         used = cycle.time - int(round(cycle.observation_age * NS))
         lo, hi = np.searchsorted(sorted_stamps, [used - STAMP_TOLERANCE_NS, used + STAMP_TOLERANCE_NS + 1])
         same = int(by_stamp[lo:hi].max()) if hi > lo else -1              # the last received

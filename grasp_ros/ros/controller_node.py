@@ -73,6 +73,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
                        build_control_loop, resolve_device)
+from ..models.card import stop_warnings
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
 from . import interrupts, params, qos
@@ -115,6 +116,8 @@ class GraspController(LifecycleNode):
         self._active = False
         self._last_status: Optional[Status] = None
         self._made: list = []      # (destroy function, entity) of everything configure made
+        self._inputs: list[tuple[str, str]] = []   # (topic, type) of the input subscriptions
+        self._told_mismatches = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -135,8 +138,8 @@ class GraspController(LifecycleNode):
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
             f"inputs {self._inputs_text()}, output {values['command_interface']!r}")
-        for mismatch in self.topic_mismatches():
-            self.get_logger().warning(mismatch)
+        for warning in self.topic_mismatches() + self.action_range_warnings():
+            self.get_logger().warning(warning)
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -231,22 +234,18 @@ class GraspController(LifecycleNode):
         if card.image is not None and values["image_transport"] == "compressed":
             # image_transport's naming: the base topic as remapped, then the transport's suffix.
             self._image_to_rgb = compressed_image_to_rgb
-            self._remember(self.destroy_subscription, self.create_subscription(
-                CompressedImage, self.resolve_topic_name("image") + "/compressed",
-                self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES))
+            self._subscribe(CompressedImage, self.resolve_topic_name("image") + "/compressed",
+                            self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
-            self._remember(self.destroy_subscription, self.create_subscription(
-                Image, "image", self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES))
+            self._subscribe(Image, "image", self._on_image, qos.SENSOR,
+                            qos_overriding_options=qos.SENSOR_OVERRIDES)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
-            self._remember(self.destroy_subscription, self.create_subscription(
-                JointState, "joint_states", self._on_joint_states, qos.SENSOR,
-                qos_overriding_options=qos.SENSOR_OVERRIDES))
-        self._remember(self.destroy_subscription, self.create_subscription(
-            JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL))
-        self._remember(self.destroy_subscription, self.create_subscription(
-            Image, "~/goal_image", self._on_goal_image, qos.GOAL))
+            self._subscribe(JointState, "joint_states", self._on_joint_states, qos.SENSOR,
+                            qos_overriding_options=qos.SENSOR_OVERRIDES)
+        self._subscribe(JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL)
+        self._subscribe(Image, "~/goal_image", self._on_goal_image, qos.GOAL)
         self._remember(self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset, qos_profile=qos.SERVICE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -272,11 +271,33 @@ class GraspController(LifecycleNode):
         self._made.append((destroy, entity))
         return entity
 
+    def _subscribe(self, msg_type, topic: str, callback, qos_profile, **options) -> None:
+        """An input subscription, remembered for ``input_type_mismatches``."""
+        subscription = self._remember(self.destroy_subscription, self.create_subscription(
+            msg_type, topic, callback, qos_profile, **options))
+        self._inputs.append((subscription.topic_name, _type_name(msg_type)))
+
+    def input_type_mismatches(self) -> list[str]:
+        """Publishers of another message type on a topic this node reads: DDS never matches them,
+        so the input stays silent (a CompressedImage topic read as Image, say); named instead."""
+        found = []
+        for topic, wanted in self._inputs:
+            others = sorted({info.topic_type for info in self.get_publishers_info_by_topic(topic)} - {wanted})
+            if others:
+                hint = (": for compressed images set -p image_transport:=compressed and remap "
+                        f"image to {topic.removesuffix('/compressed')}"
+                        if "sensor_msgs/msg/CompressedImage" in others and wanted == "sensor_msgs/msg/Image"
+                        else "")
+                found.append(f"{topic} is published as {', '.join(others)}; this node reads "
+                             f"{wanted} there and receives nothing{hint}")
+        return found
+
     def _release(self) -> None:
         """Destroy what configure made and drop the model (cleanup, shutdown, failed configure)."""
         for destroy, entity in reversed(self._made):
             destroy(entity)
         self._made.clear()
+        self._inputs.clear()
         self._loop, self._stats, self._runner = None, None, None
 
     def _stop(self, reason: str) -> None:
@@ -390,6 +411,15 @@ class GraspController(LifecycleNode):
                           planner=self._values["planner"], horizon=str(self._values["horizon"]),
                           control_rate_hz=f"{self._values['control_rate_hz']:g}",
                           solve_budget_s=f"{self._loop.config.deadline:g}")
+        mismatches = self.input_type_mismatches()
+        if mismatches:
+            values["input_type_mismatches"] = "; ".join(mismatches)
+            if level == "ok":
+                level, message = "warn", mismatches[0]
+            if not self._told_mismatches:      # logged once while it lasts
+                for text in mismatches:
+                    self.get_logger().warning(text)
+        self._told_mismatches = bool(mismatches)
         if self.get_parameter("use_sim_time").value:
             # Two clocks (a sim and a bag player, two sims) make time jump back and forth: CLOCK
             # and zero at every jump back, cycles in between; say why.
@@ -549,11 +579,17 @@ class GraspController(LifecycleNode):
                   f"{self.resolve_topic_name('joint_states')}"] if card.joints else [])
         return " + ".join(parts)
 
+    def action_range_warnings(self) -> list[str]:
+        """The card's actions whose range excludes the stop (``card.stop_warnings``)."""
+        a = self._card.actions
+        return stop_warnings(a.names, a.low, a.high)
+
     def topic_mismatches(self) -> list[str]:
         """The card names the topics its training data came from (a robot's bag: its own, such
         as /my_robot/camera/image_raw): a warning for each input this node reads, or output it
         sends, elsewhere."""
         card, found = self._card, []
+        compressed = self._values["image_transport"] == "compressed"
         for name, given in (("image", card.image), ("joint_states", card.joints)):
             if given is None:
                 continue
@@ -562,7 +598,21 @@ class GraspController(LifecycleNode):
             read = self.resolve_topic_name(name)
             topic = given.topic if given.topic == name else "/" + given.topic.lstrip("/")
             trained = self.resolve_topic_name(topic)
-            if trained not in (read, f"{read}/compressed", read.removesuffix("/compressed")):
+            if name == "image":
+                # image_transport's naming: the node remaps the base topic and, with compressed
+                # transport, reads base/compressed; a bag names the topic it recorded.
+                base, was_compressed = trained.removesuffix("/compressed"), trained.endswith("/compressed")
+                transport = " and -p image_transport:=compressed" if was_compressed and not compressed else ""
+                if base != read:
+                    found.append(f"the model was trained on {trained}, and this node reads image from "
+                                 f"{read}{'/compressed' if compressed else ''}: if {trained} is the "
+                                 f"robot's, remap the base topic (--ros-args -r image:={base}{transport}, "
+                                 f"or the launch argument image:={base})")
+                elif transport:
+                    found.append(f"the model was trained on compressed images ({trained}), and this "
+                                 f"node reads raw sensor_msgs/Image from {read}: set "
+                                 "-p image_transport:=compressed to read them")
+            elif trained != read:
                 found.append(f"the model was trained on {trained}, and this node reads {name} from "
                              f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
                              f"{name}:={trained}, or the launch argument {name}:={trained})")
@@ -730,6 +780,11 @@ def main(args: Optional[list[str]] = None) -> int:
 
 SPIN_POLL_S = 0.1
 """Seconds at most between the executor thread's checks whether to stop."""
+
+
+def _type_name(msg_type) -> str:
+    """A message class's ROS type name, as the graph reports it: pkg/msg/Name."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _spin(executor, stop: threading.Event, failures: list[str], logger) -> None:
