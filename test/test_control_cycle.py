@@ -228,6 +228,24 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     assert replayed_late[0].iterations == report.iterations
 
 
+def test_plan_ahead_starts_from_the_command_held_when_the_cycle_began():
+    """With ``plan_ahead`` a plan starts where the held command takes the robot. A replayed late
+    cycle sends its FALLBACK before it plans (a real one sends it while planning): the plan must
+    start from the command held when the cycle began, not from that FALLBACK."""
+    loop = ready_loop(period=1.0, max_observation_age=100.0, plan_ahead=1)
+    loop.request_settings(running_weight=1.0)          # a plan whose actions vary along it
+    first = loop.prepare(0.0)
+    sent = loop.conclude(first, loop.solve(first, None, True))
+    job = loop.prepare(5.0)
+    loop.planner.reset()
+    planned = loop.solve(job, None, False).plan.actions
+    fallback = loop.late(job, "late")                  # the robot now holds another command
+    assert not np.allclose(fallback.command, sent.command)
+    loop.planner.reset()
+    again = loop.solve(job, None, False).plan.actions
+    assert torch.equal(planned, again)
+
+
 class _Notify:
     """A late-plan callback: keeps the reports in ``into`` and sets ``event``."""
 

@@ -187,6 +187,10 @@ class Job:
     observation: Sample
     goal: Sample
     started: float
+    held: np.ndarray
+    """The command the robot holds as the cycle begins (model units): where ``plan_ahead``
+    starts the plan, fixed here so that a FALLBACK sent before the solve begins (a replayed late
+    cycle) cannot move it."""
 
 
 @dataclass
@@ -393,7 +397,7 @@ class ControlLoop:
                                        self.card.period or self.config.period)
         if sample.error:
             return self._finish(self._stale(sample.error, now), now, age)
-        return Job(now, sample, goal, started)
+        return Job(now, sample, goal, started, self._sent.copy())
 
     def busy(self, now: float, reason: str) -> StepResult:
         """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
@@ -467,7 +471,7 @@ class ControlLoop:
                 budget = Budget(max_seconds=max(left, 1e-6),  # out of time: the initial plan
                                 stop=self._halted.is_set)
             goal = {} if joint_goal is None else {"joint_goal": joint_goal}   # only planners that take one
-            plan = self.planner.plan(self._plan_start(z), z_goal, warm, budget, **goal)
+            plan = self.planner.plan(self._plan_start(z, job.held), z_goal, warm, budget, **goal)
             if adopt:   # on time or late, the freshest solution warm-starts the next cycle
                 self.adopt(plan, job.now)
             outcome.plan = plan
@@ -587,12 +591,12 @@ class ControlLoop:
             return None
         return plan.shifted(k)
 
-    def _plan_start(self, z: torch.Tensor) -> torch.Tensor:
+    def _plan_start(self, z: torch.Tensor, held: np.ndarray) -> torch.Tensor:
         """Where the plan starts: the observation's latent, or (``plan_ahead``) the model's next
-        state under the command the robot holds until this cycle's command takes effect."""
+        state under the command the robot holds (``held``) until this cycle's command takes effect."""
         if not self.config.plan_ahead:
             return z
-        held = torch.as_tensor(self._sent, dtype=z.dtype, device=z.device)
+        held = torch.as_tensor(held, dtype=z.dtype, device=z.device)
         with torch.no_grad():
             return model_step(self.model, z[None], held[None])[0]
 
