@@ -246,6 +246,29 @@ def test_plan_ahead_starts_from_the_command_held_when_the_cycle_began():
     assert torch.equal(planned, again)
 
 
+def test_a_goal_on_a_continuous_joint_is_taken_at_its_nearest_turn():
+    """A base's yaw wraps at +-pi: standing at 3.0 rad, a goal of -3.0 is 0.28 rad away (across
+    the wrap), not 6. The goal moves by whole turns to the measured side, and back when the
+    robot has crossed."""
+    from grasp_ros.models.card import ActionOutput, JointInput, ModelCard
+    model = LinearModel()
+    model.card = ModelCard(ActionOutput(("vx", "wz"), tuple(LOW), tuple(HIGH)),
+                           joints=JointInput(("x", "yaw"), continuous=("yaw",)))
+    planner = make_planner("grasp", model, H, {"iterations": 15, "chains": 2})
+    loop = ControlLoop(model, planner, ControlConfig(period=PERIOD, max_observation_age=0.25,
+                                                     timing="fixed_iterations"))
+    loop.set_goal({"joints": np.array([0.0, -3.0])})
+    loop.observe({"joints": np.array([0.0, 3.0])}, stamp=0.0)
+    near = loop.step(0.0)
+    assert near.status == Status.OK and near.goal_distance == pytest.approx(2 * math.pi - 6.0, abs=1e-5)
+    loop.observe({"joints": np.array([0.0, -3.1])}, stamp=0.1)     # crossed: the goal as given
+    assert loop.step(0.1).goal_distance == pytest.approx(0.1, abs=1e-5)
+    plain = ready_loop()                       # x, y: no continuous joint, no wrapping
+    plain.set_goal({"joints": np.array([0.0, -3.0])})
+    plain.observe({"joints": np.array([0.0, 3.0])}, stamp=0.0)
+    assert plain.step(0.0).goal_distance == pytest.approx(6.0, abs=1e-5)
+
+
 class _Notify:
     """A late-plan callback: keeps the reports in ``into`` and sets ``event``."""
 

@@ -504,3 +504,31 @@ def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
     assert [m.data for m in got["/chatter"]] == [f"hello {i}" for i in range(5)]
     assert [list(m.data) for m in got["/command"]] == [[0.5]]
     assert len(qos["/chatter"]) == 1            # the publisher's QoS, taken at the first message
+
+
+def test_a_continuous_joint_is_cut_where_it_wraps_and_named_in_the_card(tmp_path, capsys):
+    """A base turning at a steady rate: its yaw wraps from +pi to -pi. Declared continuous, the
+    wrap steps are cut (not learned as 2 pi jumps) and the card names the joint; undeclared,
+    collect says it looks like an angle that wraps."""
+    from grasp_ros.cli import main as cli
+    from grasp_ros.models.card import card_from_data
+    n = 40
+    yaw = np.angle(np.exp(1j * (2.6 + 0.1 * np.arange(n))))            # wraps once, at step 5-6
+    joints = np.stack([0.01 * np.arange(n), yaw], axis=1)
+    frames = np.zeros((n, 16, 16, 3), np.uint8)
+    frames[:, :, :, 0] = (np.arange(n) * 5 % 255)[:, None, None]
+    write_rosbag(tmp_path / "turning", frames, joints, np.full((n - 1, 2), 0.1), joint_names=("x", "yaw"))
+    declared = read(tmp_path / "turning", continuous_joints=("yaw",), episode_steps=4)
+    assert declared.meta["cuts"]["wrap"] == 1 and declared.meta["continuous_joints"] == ["yaw"]
+    assert np.abs(np.diff(declared.joints[..., 1], axis=1)).max() < 0.2
+    card = card_from_data(declared.meta, 16, 2, 2, {})
+    assert card.joints.continuous == ("yaw",) and "continuous (angles that wrap): ['yaw']" in card.describe()
+    with pytest.raises(ValueError, match="continuous joints \\['heading'\\] are not among"):
+        read(tmp_path / "turning", continuous_joints=("heading",))
+    assert cli(["collect", "--rosbag", str(tmp_path / "turning"), "--out", str(tmp_path / "d.npz"),
+                "--image-size", "16", "--episode-steps", "10", "--quiet"]) == 0
+    warned = capsys.readouterr().err
+    assert "joint yaw jumps by more than pi in 1 step(s)" in warned and "--continuous-joints yaw" in warned
+    assert cli(["collect", "--rosbag", str(tmp_path / "turning"), "--out", str(tmp_path / "e.npz"),
+                "--image-size", "16", "--episode-steps", "10", "--quiet", "--continuous-joints", "yaw"]) == 0
+    assert "jumps by more than pi" not in capsys.readouterr().err

@@ -15,6 +15,8 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset file to write (.npz, or .pt)")
@@ -56,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "(default: 5 periods of the slowest topic; inf: never)")
     bag.add_argument("--reset-jump", type=float, default=None,
                      help="cut where a joint position jumps more than this between frames (default: off)")
+    bag.add_argument("--continuous-joints", type=_names, default=(),
+                     help="joints whose position is an angle wrapping at +-pi (a base's yaw), comma-"
+                          "separated: cut where they wrap, and named in the model card (the controller "
+                          "then takes a goal on them at its nearest turn)")
     bag.add_argument("--episode-topic", default="/grasp_sim/episode",
                      help="cut at every message on this topic when the bag has it ('' : ignore)")
     bag.add_argument("--align", choices=("end", "mean"), default="end",
@@ -115,7 +121,8 @@ def _from_rosbag(args):
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,
-                       frame_period=args.frame_period, crop=args.crop)
+                       frame_period=args.frame_period, crop=args.crop,
+                       continuous_joints=args.continuous_joints)
     meta = data.meta
     if args.period is not None:
         meta["period"] = args.period
@@ -132,9 +139,29 @@ def _from_rosbag(args):
     if meta["unused_nonzero_command_fields"]:
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
-    for warning in command_range_warnings(data):
+    for warning in command_range_warnings(data) + wrap_warnings(data):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
+
+
+def wrap_warnings(data) -> list[str]:
+    """Joint positions that jump by about a turn within an episode while staying within +-pi:
+    angles that wrap, not declared (--continuous-joints)."""
+    meta = data.meta
+    names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
+    if "position" not in fields or not names or data.joints.shape[-1] != len(names) * len(fields):
+        return []
+    found = []
+    for i, name in enumerate(names):
+        if name in (meta.get("continuous_joints") or ()):
+            continue
+        x = data.joints[..., i * len(fields) + fields.index("position")]
+        jumps = int((np.abs(np.diff(x, axis=1)) > np.pi).sum())
+        if jumps and np.abs(x).max() <= np.pi + 1e-3:
+            found.append(f"joint {name} jumps by more than pi in {jumps} step(s) and stays within "
+                         f"+-pi: an angle that wraps? give --continuous-joints {name} (cut there, "
+                         "and goals on it taken at their nearest turn)")
+    return found
 
 
 def command_range_warnings(data) -> list[str]:

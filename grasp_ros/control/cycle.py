@@ -43,7 +43,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..models.card import card_for
+from ..models.card import card_for, wrap_to_nearest
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
 from ..planning.rollout import model_step
@@ -241,6 +241,10 @@ class ControlLoop:
         self._goal_latent: Optional[torch.Tensor] = None
         self._goal_novelty = math.nan
         self._encoded_goal: Optional[Sample] = None     # the goal entry _goal_latent encodes
+        # Continuous joints' position columns, and the last goal wrapped to the measured ones.
+        self._continuous = ([] if self.card.joints is None else
+                            self.card.joints.position_columns(self.card.joints.continuous))
+        self._wrapped: Optional[tuple] = None
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
         self._clock_seen = -math.inf
@@ -445,7 +449,7 @@ class ControlLoop:
         iteration cap). The plan becomes the warm start unless ``adopt`` is False (``adopt``
         it later). Safe to run on a worker thread; never raises."""
         try:
-            z_goal, joint_goal = self._goal_for(job.goal)
+            z_goal, joint_goal = self._goal_for(self._wrapped_goal(job.goal, job.observation))
             batch = self._batch(job.observation.value)
             z = self._encode(batch, goal=False)
             outcome = Outcome(goal_distance=self._goal_distance(z, z_goal, joint_goal),
@@ -625,6 +629,25 @@ class ControlLoop:
             return float((z - z_goal.to(z)).norm())
         with torch.no_grad():
             return float((self.model.decode_state(z[None])[0] - joint_goal.to(z)).norm())
+
+    def _wrapped_goal(self, goal: Sample, observation: Sample) -> Sample:
+        """The goal with its continuous joints (angles) at their values nearest the measured
+        ones (``wrap_to_nearest``); the same Sample while the turns it adds stay the same, so a
+        goal observation is encoded again only when they change (the robot crossed +-pi)."""
+        joints = self.card.joints
+        measured = (observation.value or {}).get("joints")
+        if (joints is None or not self._continuous or measured is None
+                or "joints" not in goal.value or np.shape(goal.value["joints"]) != np.shape(measured)):
+            return goal
+        original = np.asarray(goal.value["joints"], dtype=np.float64)
+        wrapped = wrap_to_nearest(original, np.asarray(measured, dtype=np.float64), self._continuous)
+        turns = tuple(np.round((wrapped - original)[self._continuous] / (2 * np.pi)).astype(int))
+        cached = self._wrapped
+        if cached is not None and cached[0] is goal and cached[1] == turns:
+            return cached[2]
+        moved = goal if not any(turns) else Sample({**goal.value, "joints": wrapped}, goal.stamp)
+        self._wrapped = (goal, turns, moved)
+        return moved
 
     def _goal_for(self, goal: Sample) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal

@@ -27,6 +27,8 @@ Episodes. A transition is not learned from (the stream is cut there) when
 * a joint value or the command is not finite (NaN, inf) at either frame;
 * the robot was reset: a joint position moved more than ``reset_jump`` (the joints' units)
   between the two frames. Off by default;
+* a continuous joint (``continuous_joints``: an angle wrapping at +-pi, a base's yaw) turned
+  across +-pi between the two frames (a step the model would learn as a 2 pi jump);
 * a message arrived on ``episode_topic`` between the two frames (any type; default the sim
   node's ``/grasp_sim/episode``, which reports every episode start and end), when the bag has it.
   Reports that give their sim time (JSON ``"t"``, the sim node's) are placed by it when frames
@@ -118,7 +120,8 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
                 twist_fields: Union[str, Sequence[str]] = "auto", episode_steps: Optional[int] = None,
                 gap: Optional[float] = None, reset_jump: Optional[float] = None,
                 episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center",
-                frame_period: Optional[float] = None) -> TransitionData:
+                frame_period: Optional[float] = None,
+                continuous_joints: Sequence[str] = ()) -> TransitionData:
     """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring).
 
     Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
@@ -140,8 +143,14 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         action_names = action_names or commanded   # later bags are read by the first one's names
         names = stream.info.pop("joint_names")
         joint_names = joint_names or names   # later bags are read by the first one's names
+        unknown = sorted(set(continuous_joints) - set(joint_names))
+        if unknown:
+            raise ValueError(f"continuous joints {unknown} are not among the joints {list(joint_names)}")
+        if continuous_joints and "position" not in fields:
+            raise ValueError("continuous joints need 'position' among the joint fields")
+        wraps = [list(joint_names).index(n) * len(fields) + fields.index("position") for n in continuous_joints]
         piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}",
-                          frame_period)
+                          frame_period, wraps)
         pieces.append(piece)
         infos.append(stream.info)
         del stream
@@ -166,6 +175,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "split": {"episode_steps": episode_steps, "gap_s": gap, "reset_jump": reset_jump,
                   "episode_topic": marks},
         "joint_names": list(joint_names), "joint_fields": list(fields),
+        "continuous_joints": list(continuous_joints),
         "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
         "action_names": names, "unused_nonzero_command_fields": unused,
         **ACTION_KINDS[_command_kind(command_type)],
@@ -377,7 +387,7 @@ def _sorted_values(stamps: list[int], items: list, what: str,
 
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
               fields: tuple[str, ...], steps: Optional[int], source: str,
-              frame_period: Optional[float] = None) -> dict[str, np.ndarray]:
+              frame_period: Optional[float] = None, wraps: Sequence[int] = ()) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
     t_img, nearest, offset, h_img = _frame_times(s)
     kept = np.arange(len(t_img))
@@ -429,16 +439,19 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     if reset_jump is not None:
         position = joints[:, fields.index("position")::len(fields)]
         reset = np.abs(np.diff(position, axis=0)).max(axis=1) > reset_jump
+    # A continuous joint's turn across +-pi: a step the model would learn as a 2 pi jump.
+    wrapped = (np.abs(np.diff(joints[:, list(wraps)], axis=0)) > np.pi).any(axis=1) if len(wraps) else \
+        np.zeros(len(t) - 1, bool)
     marked = _marked(s.t_marks, t)
     if h is not None and s.h_marks is not None and len(h) > 1:
         # The sim's reports say when in sim time: a report at t concerns the frame of t (its joint
         # state shows the next episode's start), however late the report was received.
         marked = _marked(s.h_marks - np.median(np.diff(h)) // 2, h)
-    runs = segments(~(paused | non_finite | reset | marked))
+    runs = segments(~(paused | non_finite | reset | wrapped | marked))
     episodes = episode_starts(runs, steps)
     s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
                   cuts={"gap": int(paused.sum()), "non_finite": int(non_finite.sum()), "reset": int(reset.sum()),
-                        "episode_topic": int(marked.sum())},
+                        "wrap": int(wrapped.sum()), "episode_topic": int(marked.sum())},
                   gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
                   longest_steps=max((b - a for a, b in runs), default=0), joint_pairing=pairing,
                   frame_period_s=float(np.median(np.diff(t))) * 1e-9)

@@ -55,6 +55,18 @@ class JointInput:
     names: tuple[str, ...]
     fields: tuple[str, ...] = ("position",)
     topic: str = "joint_states"
+    continuous: tuple[str, ...] = ()
+    """Joints whose position is an angle that wraps at +-pi (a base's yaw, a wrist that turns
+    for ever): the same pose every 2 pi. A goal on one is taken at its value nearest the
+    measured one (``wrap_to_nearest``)."""
+
+    def position_columns(self, names) -> list[int]:
+        """Columns of the joint vector (name-major, ``fields`` per name) holding the positions
+        of ``names``."""
+        if "position" not in self.fields:
+            return []
+        at, width = self.fields.index("position"), len(self.fields)
+        return [self.names.index(n) * width + at for n in names if n in self.names]
 
     @property
     def dim(self) -> int:
@@ -169,6 +181,9 @@ class ModelCard:
             if not j.fields or not set(j.fields) <= set(JOINT_FIELDS) or len(set(j.fields)) != len(j.fields):
                 raise WorldModelError(f"{source}: joint fields must be among {JOINT_FIELDS}, each once, "
                                       f"got {list(j.fields)}")
+            if not set(j.continuous) <= set(j.names):
+                raise WorldModelError(f"{source}: continuous joints {sorted(set(j.continuous) - set(j.names))} "
+                                      f"are not among the joints {list(j.names)}")
         if not (math.isfinite(self.period) and self.period >= 0):
             raise WorldModelError(f"{source}: period must be >= 0 s (0: unknown), got {self.period}")
 
@@ -200,7 +215,9 @@ class ModelCard:
                          f"(other sizes and aspects: {self.image.crop}, then resize)")
         if self.joints is not None:
             lines.append(f"joints: {list(self.joints.names)} x {list(self.joints.fields)} on "
-                         f"{self.joints.topic!r} ({self.joints.dim} values)")
+                         f"{self.joints.topic!r} ({self.joints.dim} values)"
+                         + (f"; continuous (angles that wrap): {list(self.joints.continuous)}"
+                            if self.joints.continuous else ""))
         lines.append(f"actions ({a.kind}, {a.units}): " + ", ".join(
             f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(a.names, a.low, a.high)))
         for title, entries in (("provenance", self.provenance), ("metrics", self.metrics)):
@@ -214,7 +231,17 @@ def _joint_input(data: Optional[dict]) -> Optional[JointInput]:
     if data is None:
         return None
     return JointInput(tuple(str(n) for n in data["names"]), tuple(str(f) for f in data.get("fields", ("position",))),
-                      str(data.get("topic", "joint_states")))
+                      str(data.get("topic", "joint_states")), tuple(str(n) for n in data.get("continuous", ())))
+
+
+def wrap_to_nearest(goal: np.ndarray, measured: np.ndarray, columns) -> np.ndarray:
+    """``goal`` with each of ``columns`` (angles) moved by a whole number of turns to lie within
+    pi of ``measured``: the goal yaw -3.0 seen from 3.0 is 3.28, a 0.28 rad turn, not 6."""
+    goal = np.array(goal, dtype=np.float64, copy=True)
+    if len(columns):
+        c = list(columns)
+        goal[c] = measured[c] + np.mod(goal[c] - measured[c] + np.pi, 2 * np.pi) - np.pi
+    return goal
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -290,7 +317,8 @@ def card_from_data(meta: dict, image_size: int, joint_dim: int, action_dim: int,
             names = tuple(f"j{i}" for i in range(joint_dim // max(len(fields), 1)))
             fields = fields if len(names) * len(fields) == joint_dim else ("position",)
             names = names if len(names) * len(fields) == joint_dim else tuple(f"j{i}" for i in range(joint_dim))
-        joints = JointInput(names, fields, str((meta.get("topics") or {}).get("joints", "joint_states")).lstrip("/"))
+        joints = JointInput(names, fields, str((meta.get("topics") or {}).get("joints", "joint_states")).lstrip("/"),
+                            tuple(n for n in meta.get("continuous_joints") or () if n in names))
     low = action_low if action_low is not None else meta.get("action_low") or [-1.0] * action_dim
     high = action_high if action_high is not None else meta.get("action_high") or [1.0] * action_dim
     names = tuple(meta.get("action_names") or ())
