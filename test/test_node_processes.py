@@ -72,11 +72,21 @@ def test_controller_exits_non_zero_with_the_reason_when_autostart_fails():
     assert "Traceback" not in output, output
 
 
-def test_controller_refuses_unparsable_ros_arguments_without_a_traceback():
+@pytest.mark.parametrize("rule, hint", [
     # The shell's quotes alone: rcl reads the value as a YAML map and refuses the argument.
-    returncode, output = autostart_controller("model_options:={env: open, horizon: 50}")
+    ("model_options:={env: open, horizon: 50}", "-p model_options:='\"{env: open}\"'"),
+    # YAML 1.1 reads a joint named y as a boolean: a list of strings and a bool
+    ("joint_names:=[x, y, yaw]", "-p joint_names:=\"['x', 'y', 'yaw']\""),
+], ids=["yaml-map", "yaml-bool"])
+def test_controller_refuses_unparsable_ros_arguments_without_a_traceback(rule, hint):
+    returncode, output = autostart_controller(rule)
     assert returncode == 2, output
     assert "bad ROS arguments" in output and "Traceback" not in output, output
+    assert hint in output, output
+    import shlex
+    from rclpy.utilities import remove_ros_args
+    # the hint's form, as a shell passes it on, parses
+    remove_ros_args(["grasp_controller", "--ros-args", *shlex.split(hint)])
 
 
 # -- signals ----------------------------------------------------------------------------------

@@ -718,9 +718,7 @@ def main(args: Optional[list[str]] = None) -> int:
     try:
         own_args = remove_ros_args(argv)[1:]
     except RuntimeError as exc:   # rcl's parse error: say so without a traceback
-        hint = (". A string that looks like YAML needs quotes inside the shell's: "
-                "-p model_options:='\"{env: open}\"'" if "parameter override" in str(exc) else "")
-        parser.error(f"bad ROS arguments: {exc}{hint}")
+        parser.error(f"bad ROS arguments: {exc}{_yaml_hint(str(exc))}")
     options = parser.parse_args(own_args)
     # The executor spins in its own thread, so that the main thread is free to take the signal
     # and then run the shutdown transition (the last zero command) itself (see interrupts.py).
@@ -780,6 +778,16 @@ def main(args: Optional[list[str]] = None) -> int:
 
 SPIN_POLL_S = 0.1
 """Seconds at most between the executor thread's checks whether to stop."""
+
+
+def _yaml_hint(error: str) -> str:
+    """What to quote, for rcl's refusal of a ``-p`` rule (its value is read as YAML)."""
+    if "parameter override" not in error:
+        return ""
+    if "Value type 'bool'" in error:
+        return (". YAML 1.1 reads y, n, yes, no, on and off as booleans: quote such names "
+                "inside the shell's quotes: -p joint_names:=\"['x', 'y', 'yaw']\"")
+    return ". A string that looks like YAML needs quotes inside the shell's: -p model_options:='\"{env: open}\"'"
 
 
 def _type_name(msg_type) -> str:
