@@ -505,8 +505,9 @@ class GraspController(LifecycleNode):
             return
         if not self._set_goal_part(loop, "joints", joints, stamp_ns(msg.header.stamp)):
             return
-        self.get_logger().info(f"new goal (joints): {joints.round(4).tolist()}",
-                               throttle_duration_sec=1.0)
+        positions = joints[spec.fields.index("position")::len(spec.fields)] if "position" in spec.fields else joints
+        named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
+        self.get_logger().info(f"new goal (joint positions): {named}", throttle_duration_sec=1.0)
 
     def _on_goal_image(self, msg: Image) -> None:
         loop = self._loop
