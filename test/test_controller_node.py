@@ -575,6 +575,27 @@ def test_reset_service_clears_the_warm_start(rig):
 
 # -- outputs -----------------------------------------------------------------------------------
 
+def test_a_trajectory_carries_no_positions_from_dead_joint_states(rig):
+    """A trajectory's positions are integrated from the measured joints: once joint_states is
+    older than max_observation_age, the trajectory carries velocities only, not positions that
+    would pull a position-tracking controller back to where the robot was."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: r.trajectories and r.trajectories[-1].points[0].positions, what="positions")
+    while (d := r.cycle()).status != PlanDiagnostics.STATUS_STALE:     # joint_states stopped
+        pass
+    stamp = r._stamp(d)
+    r.wait_until(lambda: any(stamp_of(t) == stamp for t in r.trajectories), what="its trajectory")
+    (stale,) = [t for t in r.trajectories if stamp_of(t) == stamp]
+    assert [list(p.velocities) for p in stale.points[:1]] == [[0.0, 0.0]]
+    assert all(not p.positions for p in stale.points)
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
 def test_joint_trajectory_output_and_diagnostics(rig):
     r = rig(command_interface="joint_trajectory")
     r.start()

@@ -391,6 +391,23 @@ class TestJoints:
         check_commands(r, c0, d0)
         assert_alive(r)
 
+    def test_a_joint_whose_publisher_died_is_not_fresh_after_the_clock_jumps_back(self, joints_rig):
+        """y's publisher dies, then the clock jumps back (a sim reset) while x keeps coming: y's
+        last value, stamped before the jump, is not an observation of now. The cycles stay
+        non-OK, with zero, until y is named again."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        x_only = lambda: r.send_joint_msg(["x"], [START[0]])   # noqa: E731
+        while r.cycle(x_only).status == OK:                     # y dead: STALE within max age
+            pass
+        jump_back(r)                                            # a sim reset, 10 s back
+        seen = [r.cycle(x_only) for _ in range(8)]
+        assert all(d.status != OK and list(d.command) == [0.0, 0.0] for d in seen), \
+            [(NAMES.get(d.status), d.status_text) for d in seen]
+        assert any("['y']" in d.status_text for d in seen), [d.status_text for d in seen]
+        until_ok(r, lambda: good_joints(r))
+
     def test_a_joint_stamped_far_ahead_whose_publisher_stops_still_goes_stale(self, joints_rig):
         """A part stamped 100 s ahead must not keep its joint fresh for 100 s: it counts as
         stamped max_observation_age ahead, so the cycles go STALE within twice that once its

@@ -91,6 +91,14 @@ class JointStateMerger:
             return None
         return self._values.reshape(-1).copy(), min(self._stamps)
 
+    def forget_after(self, stamp: float) -> list[str]:
+        """Forget the joints measured after ``stamp`` (values from before the clock jumped
+        back: a joint whose publisher has died since must not count as fresh); their names."""
+        gone = [j for j, s in enumerate(self._stamps) if s is not None and s > stamp]
+        for j in gone:
+            self._values[j], self._stamps[j] = np.nan, None
+        return [self.wanted[j] for j in gone]
+
     def named_before(self, stamp: float) -> list[str]:
         """Wanted joints whose newest value was measured before ``stamp``."""
         return [n for n, s in zip(self.wanted, self._stamps) if s is not None and s < stamp]

@@ -203,7 +203,9 @@ class GraspController(LifecycleNode):
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
         self._command_joints = params.command_joints(values, loop.card)
-        self._measured: Optional[np.ndarray] = None    # command joints' positions, for trajectories
+        # The command joints' measured positions and their stamp (the oldest joint's), for a
+        # trajectory's positions.
+        self._measured: Optional[tuple[np.ndarray, float]] = None
         self._measured_joints = (None if self._command_joints is None
                                  else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
@@ -339,6 +341,21 @@ class GraspController(LifecycleNode):
                 header = Header(stamp=to_time(result.time), frame_id=self._values["frame_id"])
                 self._late_pub.publish(self._plan_diagnostics(result, header))
 
+    def _measured_start(self, when: float) -> Optional[np.ndarray]:
+        """The command joints' measured positions, if measured within max_observation_age of
+        ``when``; else None, and the trajectory carries velocities only: positions from a dead
+        joint_states would pull a position-tracking controller back to where the robot was."""
+        if self._measured is None:
+            return None
+        positions, stamp = self._measured
+        age, limit = when - stamp, self._loop.config.max_observation_age
+        if not (math.isfinite(age) and -limit <= age <= limit):   # ahead: from before a jump back
+            self.get_logger().warning(
+                f"joint_states for the trajectory's positions is {age:.3f} s old (max_observation_age "
+                f"{limit:g} s): the trajectory carries velocities only", throttle_duration_sec=5.0)
+            return None
+        return positions
+
     def _send(self, result: StepResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
         when = result.time if math.isfinite(result.time) else self._now()
@@ -348,7 +365,8 @@ class GraspController(LifecycleNode):
         if interface == "joint_trajectory":
             # From the measured joints (a zero command then holds them where they are).
             self._command_pub.publish(trajectory_message(
-                self._command_joints, result.actions, self._loop.config.period, header, self._measured))
+                self._command_joints, result.actions, self._loop.config.period, header,
+                self._measured_start(when)))
         elif interface in ("twist", "twist_stamped"):
             self._command_pub.publish(twist_message(
                 self._card.actions.names, result.command, header if interface == "twist_stamped" else None))
@@ -445,13 +463,16 @@ class GraspController(LifecycleNode):
         if loop is None:
             return
         if self._measured_joints is not None:
+            now = self._now()
             try:
-                stamp = stamp_seconds(msg.header.stamp) or self._now()
+                stamp = min(stamp_seconds(msg.header.stamp) or now, now + loop.config.max_observation_age)
+                self._measured_joints.forget_after(now + loop.config.max_observation_age)
                 merged = self._measured_joints.update(msg, stamp)
                 if merged is not None:
-                    self._measured = merged[0]
-            except ValueError:
+                    self._measured = merged
+            except ValueError as exc:
                 self._measured = None     # the trajectory then carries velocities only
+                self.get_logger().warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
         if self._joints is not None:
             self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp),
                           "joint_states")
@@ -465,7 +486,10 @@ class GraspController(LifecycleNode):
         A joint stamped further ahead of the clock than max_observation_age counts as stamped
         that far ahead: one stamped in the future whose publisher then stops still goes stale
         (the loop refuses the observation's own stamp when it is ahead at the cycle)."""
-        stamp = min(stamp, self._now() + loop.config.max_observation_age)
+        limit = self._now() + loop.config.max_observation_age
+        stamp = min(stamp, limit)
+        # Stamps clamped this way can lie beyond the limit only if the clock jumped back since.
+        self._joints.forget_after(limit)
         merged = self._joints.update(msg, stamp)
         if merged is None:
             if self._joints.missing:
