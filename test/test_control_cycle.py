@@ -269,6 +269,16 @@ def test_a_goal_on_a_continuous_joint_is_taken_at_its_nearest_turn():
     assert plain.step(0.0).goal_distance == pytest.approx(6.0, abs=1e-5)
 
 
+def test_a_non_finite_command_in_robot_units_is_replaced_by_zero(monkeypatch):
+    """The last check is on what is sent: a conversion to robot units that overflowed (a card's
+    range beyond float) gives ERROR and the stop, never NaN."""
+    loop = ready_loop()
+    monkeypatch.setattr(loop, "_robot_actions", lambda actions: np.full((len(actions), 2), np.nan))
+    result = loop.step(0.0)
+    assert result.status == Status.ERROR and "non-finite command in robot units" in result.message
+    assert result.command.tolist() == [0.0, 0.0] and result.stop
+
+
 class _Notify:
     """A late-plan callback: keeps the reports in ``into`` and sets ``event``."""
 

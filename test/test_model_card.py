@@ -37,6 +37,9 @@ def test_card_round_trips_through_plain_types():
 
 @pytest.mark.parametrize("change, reason", [
     ({"actions": ActionOutput(("a",), (1.0,), (1.0,))}, "low < high"),
+    # finite bounds whose range is not (hi - lo overflows): robot units would be NaN
+    ({"actions": ActionOutput(("a",), (-1.7e308,), (1.7e308,))}, "finite range"),
+    ({"joints": JointInput(("a",), continuous=("b",))}, "continuous joints"),
     ({"actions": ActionOutput(("a", "a"), (0.0, 0.0), (1.0, 1.0))}, "repeat"),
     ({"actions": ActionOutput(("a", "b"), (0.0,), (1.0,))}, "as many bounds"),
     ({"actions": ActionOutput(("forward",), (-1.0,), (1.0,), kind="twist")}, "twist actions"),

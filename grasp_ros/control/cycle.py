@@ -746,6 +746,11 @@ class ControlLoop:
             self._last_command = actions[0].copy()
         self._sent = actions[0].copy()
         result.actions = self.robot_stop[None].copy() if result.stop else self._robot_actions(actions)
+        if not np.isfinite(result.actions).all():      # what is sent, in robot units, checked too
+            result.status, result.stop, result.path = Status.ERROR, True, None
+            result.message = f"non-finite command in robot units {result.actions[0].tolist()} replaced by zero"
+            self._sent = self._last_command = self.safe_zero.copy()
+            result.actions = self.robot_stop[None].copy()
         result.command = result.actions[0].copy()
         return result
 

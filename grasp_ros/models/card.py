@@ -157,9 +157,9 @@ class ModelCard:
         if not a.count or len(a.low) != a.count or len(a.high) != a.count:
             raise WorldModelError(f"{source}: actions need as many bounds as names, got "
                                   f"{len(a.names)} names, {len(a.low)} low, {len(a.high)} high")
-        if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in zip(a.low, a.high)):
-            raise WorldModelError(f"{source}: action bounds must be finite with low < high, got "
-                                  f"{list(a.low)} / {list(a.high)}")
+        if not all(math.isfinite(hi - lo) and lo < hi for lo, hi in zip(a.low, a.high)):
+            raise WorldModelError(f"{source}: action bounds must be finite with low < high (and a "
+                                  f"finite range), got {list(a.low)} / {list(a.high)}")
         if len(set(a.names)) != a.count:
             raise WorldModelError(f"{source}: action names repeat: {list(a.names)}")
         if a.kind not in ACTION_KINDS:
