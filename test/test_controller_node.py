@@ -536,6 +536,17 @@ def test_joint_selection_and_command_messages():
 
 # -- parameters --------------------------------------------------------------------------------
 
+def test_a_clock_timeout_within_one_control_period_is_refused():
+    """At 0.5 Hz the default clock_timeout (1 s) would report a stalled clock between every two
+    cycles: CLOCK and zero, stop-and-go, with the wrong diagnosis."""
+    values = {p.name: p.default for p in params.PARAMETERS}
+    assert not params.validate_all(values)
+    slow = dict(values, control_rate_hz=0.5)
+    (reason,) = params.validate_all(slow)
+    assert "clock_timeout 1 s is not longer than the control period 2 s" in reason
+    assert not params.validate_all(dict(slow, clock_timeout=3.0))
+
+
 def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
     r = rig()
     r.start()

@@ -245,7 +245,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 1e6), dynamic=True),
     Param("clock_timeout", "double", 1.0,
           "Wall seconds without a control cycle (the node's clock stalled, e.g. /clock under "
-          "use_sim_time) before a zero command and CLOCK status, repeated while it lasts.",
+          "use_sim_time) before a zero command and CLOCK status, repeated while it lasts. "
+          "Longer than the control period (1 / control_rate_hz).",
           range=(0.01, 3600.0)),
     Param("image_transport", "string", "raw",
           "How camera images arrive: raw (sensor_msgs/Image on image) or compressed "
@@ -543,6 +544,9 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
     if values["solve_budget"] > period:
         return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
                 f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
+    if values["clock_timeout"] <= period:
+        return (f"clock_timeout {values['clock_timeout']:g} s is not longer than the control period "
+                f"{period:g} s: the clock watchdog would report a stalled clock between cycles")
     replayed = [n for n in REPLAY_CYCLES if values.get(n)]
     if replayed and values["timing"] != "fixed_iterations":
         return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
