@@ -547,8 +547,26 @@ def test_a_clock_timeout_within_one_control_period_is_refused():
     assert not params.validate_all(dict(slow, clock_timeout=3.0))
 
 
-def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
+def test_safety_settings_keep_their_start_up_values(rig):
+    """lock_safety (default true): no peer can loosen how a dead sensor or clock stops the
+    robot; lock_safety itself is read-only."""
     r = rig()
+    r.start()
+    r.controlling()
+    for name, value in (("max_observation_age", 3600.0), ("on_stale", "hold"), ("hold_timeout", 60.0),
+                        ("novelty_threshold", 0.0), ("max_stamp_lead", 10.0)):
+        (result,) = r.set_parameters(**{name: value})
+        assert not result.successful and f"{name} is a safety setting" in result.reason, result.reason
+    assert r.transition(Transition.TRANSITION_DEACTIVATE) and r.transition(Transition.TRANSITION_CLEANUP)
+    for name, value in (("clock_timeout", 3600.0), ("timing", "fixed_iterations"), ("lock_safety", False)):
+        (result,) = r.set_parameters(**{name: value})
+        assert not result.successful, name
+    assert r.node.get_parameter("max_observation_age").value == 1.0
+    assert r.node.get_parameter("on_stale").value == "zero"
+
+
+def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
+    r = rig(lock_safety=False)
     r.start()
     r.controlling()
     refused = {

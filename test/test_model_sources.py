@@ -139,8 +139,10 @@ def test_model_sources_are_read_only_in_the_table():
     assert params.BY_NAME["cost.terms"].read_only
     # cpu_capability is reported by the node itself (read-only so that nobody sets it)
     assert params.BY_NAME["cpu_capability"].read_only
+    # lock_safety keeps the safety settings at their start-up values: a peer cannot undo it
+    assert params.BY_NAME["lock_safety"].read_only and params.BY_NAME["lock_safety"].default is True
     assert not any(p.read_only for p in params.PARAMETERS
-                   if p.name not in (*MODEL_SOURCES, "cost.terms", "cpu_capability"))
+                   if p.name not in (*MODEL_SOURCES, "cost.terms", "cpu_capability", "lock_safety"))
 
 
 # -- the node ----------------------------------------------------------------------------------

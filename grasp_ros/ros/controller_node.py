@@ -683,7 +683,7 @@ class GraspController(LifecycleNode):
             spec = params.BY_NAME.get(parameter.name)
             if spec is None:           # rclpy's own (use_sim_time...)
                 continue
-            reason = spec.validate(parameter.value)
+            reason = params.locked(spec.name, values) or spec.validate(parameter.value)
             if reason is None and not spec.dynamic and loop is not None:
                 reason = (f"{spec.name} is static and the node is configured: deactivate, "
                           "cleanup, set it, then configure")

@@ -177,6 +177,11 @@ def _path(name: str, empty_ok: bool = False) -> Callable[[str], Optional[str]]:
     return check
 
 
+SAFETY = ("max_observation_age", "on_stale", "hold_timeout", "max_stamp_lead", "clock_timeout",
+          "timing", "novelty_threshold")
+"""What ``lock_safety`` keeps at its start-up values."""
+
+
 PARAMETERS: tuple[Param, ...] = (
     Param("model", "string", "learned",
           "World model: a built-in name (learned: the shipped camera model of wall_door; "
@@ -192,6 +197,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("allow_python_models", "bool", False,
           "Load a package.module:factory model or cost.terms, which import and run that module's "
           "Python code in this process. Off: only built-ins and TorchScript files load.",
+          read_only=True),
+    Param("lock_safety", "bool", True,
+          "Refuse changes of the safety settings (" + ", ".join(SAFETY) + ") after start-up, "
+          "whoever asks: a peer on the "
+          "domain cannot loosen how a dead sensor or clock stops the robot. false: they can be "
+          "set at run time like the others (tuning).",
           read_only=True),
     Param("device", "string", "auto",
           "Torch device: auto (CUDA if available, else CPU with a warning), cpu, cuda or cuda:N.",
@@ -536,6 +547,14 @@ def _start_up_refusal(p: Param, reason: str) -> str:
 def read_all(node) -> dict[str, Any]:
     """name -> current value of every parameter (None for an unset planner knob)."""
     return {p.name: node.get_parameter_or(p.name).value for p in PARAMETERS}
+
+
+def locked(name: str, values: dict[str, Any]) -> Optional[str]:
+    """Why ``name`` cannot be changed at run time under ``lock_safety``, or None."""
+    if name in SAFETY and values.get("lock_safety"):
+        return (f"{name} is a safety setting and lock_safety is true: set at start-up only "
+                "(launch file, parameter file, -p), so that no peer can loosen it")
+    return None
 
 
 def check_consistency(values: dict[str, Any]) -> Optional[str]:
