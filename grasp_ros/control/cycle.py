@@ -730,8 +730,9 @@ class ControlLoop:
                           actions=self.safe_zero[None].copy(), stop=True)
 
     def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
-        """The final guard: whatever happened above, the command is finite and within bounds;
-        then the actions go from the model's box to robot units (the card's bounds)."""
+        """The final guard: whatever happened above, the command is finite, a planned one within
+        the bounds and a stop exactly zero; the actions go from the model's box to robot units
+        (the card's bounds)."""
         result.observation_age, result.time = age, now
         actions = np.asarray(result.actions if result.actions is not None else result.command[None],
                              dtype=np.float64).reshape(-1, self.low.size)
