@@ -27,7 +27,7 @@ ARM = ("shoulder", "elbow", "wrist")
 LOW, HIGH = [-2.0, -1.0, 0.0], [2.0, 3.0, 5.0]
 
 
-def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None):
+def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None, kind=None):
     """A small camera + joints (positions, velocities) model, trained for a few steps on random
     data described the way a rosbag import describes it (names, units, bounds, 10 Hz)."""
     rng = np.random.default_rng(seed)
@@ -38,7 +38,8 @@ def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=No
     meta = {"env": "", "image_size": 16, "max_step": 0.0, "seed": 0, "source": "test",
             "joint_names": list(joint_names), "joint_fields": ["position", "velocity"],
             "action_names": list(action_names), "action_low": list(low), "action_high": list(high),
-            "action_units": "SI", "period": 0.1, **({"topics": topics} if topics else {})}
+            "action_units": "SI", "period": 0.1, **({"topics": topics} if topics else {}),
+            **({"action_kind": kind} if kind else {})}
     settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
                              dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
     train(TransitionData(images, joints, actions, meta), str(path), settings,
@@ -86,6 +87,17 @@ def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model
     trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory")
     trajectory.start()
     assert len(trajectory.node.topic_mismatches()) == 2
+
+
+def test_position_commands_are_refused_and_effort_is_warned_of(rig, tmp_path):
+    """The stop is a zero command: for a position-commanded robot that is "go to 0", so such a
+    model is refused at configure; for effort, zero lets gravity act, which configure says."""
+    positions = tiny_model(tmp_path / "positions.pt", ARM, LOW, HIGH, kind="position")
+    assert "would send the robot to position 0" in configure_failure(arm_rig(rig, positions))
+    effort = tiny_model(tmp_path / "effort.pt", ARM, LOW, HIGH, kind="effort")
+    r = arm_rig(rig, effort)
+    r.start()
+    assert any("zero effort" in text for text in r.node.action_range_warnings())
 
 
 def test_a_model_from_compressed_images_names_the_base_topic_and_the_transport(rig, tmp_path):

@@ -532,3 +532,23 @@ def test_a_continuous_joint_is_cut_where_it_wraps_and_named_in_the_card(tmp_path
     assert cli(["collect", "--rosbag", str(tmp_path / "turning"), "--out", str(tmp_path / "e.npz"),
                 "--image-size", "16", "--episode-steps", "10", "--quiet", "--continuous-joints", "yaw"]) == 0
     assert "jumps by more than pi" not in capsys.readouterr().err
+
+
+def test_collect_records_the_kind_of_an_arrays_commands(tmp_path):
+    """A MultiArray's values are velocities unless collect is told otherwise; a kind the message
+    type contradicts (a Twist is a twist) is refused."""
+    from grasp_ros.cli import main as cli
+    from grasp_ros.data import load_dataset
+    n = 12
+    frames = np.zeros((n, 16, 16, 3), np.uint8)
+    joints = np.stack([0.01 * np.arange(n), np.zeros(n)], axis=1)
+    write_rosbag(tmp_path / "array", frames, joints, np.full((n - 1, 2), 0.1))
+    common = ["--image-size", "16", "--episode-steps", "5", "--quiet"]
+    assert cli(["collect", "--rosbag", str(tmp_path / "array"), "--out", str(tmp_path / "p.npz"),
+                "--action-kind", "position", *common]) == 0
+    assert load_dataset(str(tmp_path / "p.npz")).meta["action_kind"] == "position"
+    write_rosbag(tmp_path / "twist", frames, joints, np.full((n - 1, 2), 0.1), command_topic="cmd_vel",
+                 twist_fields=("linear.x", "angular.z"))
+    assert cli(["collect", "--rosbag", str(tmp_path / "twist"), "--command-topic", "cmd_vel",
+                "--out", str(tmp_path / "t.npz"), "--action-kind", "position", *common]) == 2
+    assert not (tmp_path / "t.npz").exists()

@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--action-names", type=_names, default=None,
                      help="names of the command's values, comma-separated (a MultiArray's are data[i])")
     bag.add_argument("--action-units", default=None, help="units of the commands, e.g. rad/s")
+    bag.add_argument("--action-kind", choices=("velocity", "position", "effort", "other"), default=None,
+                     help="what a MultiArray's values are (default velocity, as the controller "
+                          "commands; its stop is zero, so position commands are refused at configure)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,6 +136,11 @@ def _from_rosbag(args):
         meta["action_names"] = list(args.action_names)
     if args.action_units is not None:
         meta["action_units"] = args.action_units
+    if args.action_kind is not None:
+        if meta.get("action_kind") not in (None, args.action_kind):
+            raise ValueError(f"--action-kind {args.action_kind}: the commands are {meta['action_kind']} "
+                             "by their message type")
+        meta["action_kind"] = args.action_kind
     print(f"{len(meta['bags'])} bag(s): {meta['frames_used']} of {meta['frames']} frames used "
           f"({meta['frames_dropped']} dropped), transitions cut {meta['cuts']}; joints "
           f"{meta['joint_columns']}, actions {meta['action_names']}")

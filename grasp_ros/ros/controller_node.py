@@ -605,9 +605,13 @@ class GraspController(LifecycleNode):
         return " + ".join(parts)
 
     def action_range_warnings(self) -> list[str]:
-        """The card's actions whose range excludes the stop (``card.stop_warnings``)."""
+        """What the stop (a zero command) means for these actions: ranges without it
+        (``card.stop_warnings``), and zero effort."""
         a = self._card.actions
-        return stop_warnings(a.names, a.low, a.high)
+        effort = ([f"the model's actions are efforts ({list(a.names)}): the stop, zero effort, holds "
+                   "nothing against gravity or momentum; the robot's own brake or controller must"]
+                  if a.kind == "effort" else [])
+        return stop_warnings(a.names, a.low, a.high) + effort
 
     def topic_mismatches(self) -> list[str]:
         """The card names the topics its training data came from (a robot's bag: its own, such

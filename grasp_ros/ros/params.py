@@ -654,6 +654,11 @@ def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
     if interface in ("twist", "twist_stamped") and actions.kind != "twist":
         return (f"command_interface {interface} needs actions named as Twist fields (linear.x, "
                 f"angular.z, ...); the model's are {list(actions.names)} ({actions.kind})")
+    if actions.kind == "position":
+        # The stop (stale, errors, deactivation) is zero: for position commands, "go to 0".
+        return ("the model's actions are positions, and this controller's stop is a zero command, "
+                "which would send the robot to position 0 when a sensor or the clock dies: command "
+                "it by velocity (a velocity controller, joint_trajectory velocities, or Twist)")
     return None
 
 
