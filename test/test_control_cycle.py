@@ -604,6 +604,28 @@ def test_cycle_stats_rate_quantiles_counts_and_health():
     assert level == "warn" and message.startswith("stale")
 
 
+def test_cycle_stats_rate_restarts_at_a_clock_jump_and_ignores_the_watchdog():
+    """/diagnostics said "controlling at 0.0 Hz" after a jump forward, "nan Hz" after one back,
+    and under 1 Hz for a window after watchdog reports: the rate is the timer's since the jump."""
+    stats = CycleStats(window=50)
+    loop = ready_loop(max_observation_age=1e6)
+    for t in [k * PERIOD for k in range(5)] + [3600 + k * PERIOD for k in range(5)]:
+        stats.record(loop.step(t), t)                     # a jump forward of an hour
+    assert stats.rate == pytest.approx(1 / PERIOD)
+    loop.step(0.95)                                       # and back: the loop starts afresh
+    loop.observe({"joints": np.array([0.0, 0.0])}, stamp=0.95)
+    for t in (1.0, 1.1, 1.2):
+        stats.record(loop.step(t), t)
+    assert stats.rate == pytest.approx(1 / PERIOD) and stats.health() == ("ok", "controlling at 10.0 Hz")
+    for _ in range(5):
+        stats.record(loop.clock_stalled(2.0), 1.2)        # the watchdog's reports: not cycles
+    stats.record(loop.step(1.3), 1.3)
+    assert stats.rate == pytest.approx(1 / PERIOD)
+    fresh = CycleStats()
+    fresh.record(loop.step(2.0), 2.0)
+    assert fresh.health() == ("ok", "controlling")        # one cycle: no rate yet
+
+
 def test_build_helpers():
     assert parse_options("") == {} and parse_options("{env: open, horizon: 20}") == {
         "env": "open", "horizon": 20}

@@ -31,15 +31,28 @@ class CycleStats:
         self.deadline_misses = 0
         self.last: StepResult | None = None
 
+    JUMP_STEPS = 10.0
+    """A step this many times the window's median step is a clock jump forward."""
+
     def record(self, result: StepResult, now: float) -> None:
         self.cycles += 1
         self.counts[result.status] += 1
         self.deadline_misses += int(result.deadline_missed)
-        self._times.append(float(now))
+        if math.isfinite(result.time):       # a timer cycle (not the clock watchdog's report)
+            self._note_time(float(now))
         self._missed.append(bool(result.deadline_missed))
         if result.plan is not None:
             self._solve_times.append(result.solve_time)
         self.last = result
+
+    def _note_time(self, now: float) -> None:
+        """The rate counts the cycles since the clock last jumped (back, or forward by more than
+        ``JUMP_STEPS`` steps): across a jump it would say nothing of the timer."""
+        times = self._times
+        if times and (now <= times[-1] or len(times) > 2 and
+                      now - times[-1] > self.JUMP_STEPS * float(np.median(np.diff(times)))):
+            times.clear()
+        times.append(now)
 
     @property
     def rate(self) -> float:
@@ -81,4 +94,5 @@ class CycleStats:
             return "warn", f"{misses} deadline misses in the last {len(self._missed)} cycles"
         if last.status == Status.INACTIVE:
             return "ok", "inactive"
-        return "ok", f"controlling at {self.rate:.1f} Hz"
+        rate = self.rate
+        return "ok", (f"controlling at {rate:.1f} Hz" if math.isfinite(rate) else "controlling")
