@@ -268,11 +268,8 @@ def test_frames_without_joint_states_are_stale_and_the_command_is_zero(rig, arm_
     assert list(d.command) == [0.0, 0.0, 0.0]
 
 
-def test_a_twist_model_commands_cmd_vel(rig, base_model):
-    r = arm_rig(rig, base_model, command_interface="twist")
-    twists = []
-    r.probe.create_subscription(Twist, "cmd_vel", twists.append, 10)
-    r.start()
+def base_goal_and_feed(r):
+    """Send a wheeled base's goal (image and wheel positions); the feed of one cycle's inputs."""
     frame = np.full((16, 16, 3), 90, np.uint8)
     r.goal_image_pub.publish(rgb_to_image(frame))
     r.goal_pub.publish(JointGoal(name=["left_wheel", "right_wheel"], position=[1.0, 1.0]))
@@ -282,6 +279,15 @@ def test_a_twist_model_commands_cmd_vel(rig, base_model):
         state.header.stamp = ns_time(r.t_ns)
         r.joints_pub.publish(state)
         r.send_image(rgb_to_image(frame))
+    return feed
+
+
+def test_a_twist_model_commands_cmd_vel(rig, base_model):
+    r = arm_rig(rig, base_model, command_interface="twist")
+    twists = []
+    r.probe.create_subscription(Twist, "cmd_vel", twists.append, 10)
+    r.start()
+    feed = base_goal_and_feed(r)
     for _ in range(3):
         r.cycle(feed)
     r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
@@ -309,15 +315,7 @@ def test_the_stop_is_exact_zero_where_the_bags_commands_never_stopped(rig, tmp_p
     r.wait_until(lambda: twists, what="the stop on cmd_vel")
     stop = twists[-1]
     assert [stop.linear.x, stop.linear.y, stop.linear.z, stop.angular.x, stop.angular.y, stop.angular.z] == [0.0] * 6
-    frame = np.full((16, 16, 3), 90, np.uint8)
-    r.goal_image_pub.publish(rgb_to_image(frame))
-    r.goal_pub.publish(JointGoal(name=["left_wheel", "right_wheel"], position=[1.0, 1.0]))
-
-    def feed():
-        state = JointState(name=["left_wheel", "right_wheel"], position=[0.0, 0.0], velocity=[0.1, 0.1])
-        state.header.stamp = ns_time(r.t_ns)
-        r.joints_pub.publish(state)
-        r.send_image(rgb_to_image(frame))
+    feed = base_goal_and_feed(r)
     r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
     planned = list(r.diagnostics[-1].command)
     assert 0.1 <= planned[0] <= 0.5 and -1.5 <= planned[1] <= 1.5

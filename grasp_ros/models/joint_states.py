@@ -72,8 +72,13 @@ class JointStateMerger:
         """Wanted joints no message has named yet."""
         return [n for n, s in zip(self.wanted, self._stamps) if s is None]
 
-    def update(self, msg, stamp: float) -> Optional[tuple[np.ndarray, float]]:
-        """Take the wanted joints ``msg`` names, measured at ``stamp``. Returns the whole layout
+    def update(self, msg, stamp: float, latest: Optional[float] = None) -> Optional[tuple[np.ndarray, float]]:
+        """Take the wanted joints ``msg`` names, measured at ``stamp``. ``latest``: the newest a
+        measurement can be stamped (a controller's clock plus a lead): a later stamp counts as
+        ``latest``, so a joint stamped in the future whose publisher stops still goes stale; and
+        joints held with a stamp beyond it are forgotten first, since only a clock that jumped
+        back since puts them there (a joint whose publisher died before a sim reset must not
+        count as fresh). Returns the whole layout
         [J * fields] (name-major: j0.f0, j0.f1, j1.f0, ...) and the oldest of its joints'
         stamps; None when the message names no wanted joint or some wanted joint has never
         been named (``missing``). ValueError: the message names wanted joints but cannot be read
@@ -82,6 +87,11 @@ class JointStateMerger:
         The newest message wins, whatever its stamp (a clock that jumped back must not freeze
         a joint): one stamped out of order makes an older observation, which the controller
         drops as it drops any other."""
+        if latest is not None:
+            stamp = min(stamp, latest)
+            for j, held in enumerate(self._stamps):
+                if held is not None and held > latest:
+                    self._values[j], self._stamps[j] = np.nan, None
         rows = self._rows(list(msg.name), msg)
         if not rows:
             return None
@@ -90,14 +100,6 @@ class JointStateMerger:
         if None in self._stamps:
             return None
         return self._values.reshape(-1).copy(), min(self._stamps)
-
-    def forget_after(self, stamp: float) -> list[str]:
-        """Forget the joints measured after ``stamp`` (values from before the clock jumped
-        back: a joint whose publisher has died since must not count as fresh); their names."""
-        gone = [j for j, s in enumerate(self._stamps) if s is not None and s > stamp]
-        for j in gone:
-            self._values[j], self._stamps[j] = np.nan, None
-        return [self.wanted[j] for j in gone]
 
     def named_before(self, stamp: float) -> list[str]:
         """Wanted joints whose newest value was measured before ``stamp``."""

@@ -465,9 +465,8 @@ class GraspController(LifecycleNode):
         if self._measured_joints is not None:
             now = self._now()
             try:
-                stamp = min(stamp_seconds(msg.header.stamp) or now, now + loop.config.max_observation_age)
-                self._measured_joints.forget_after(now + loop.config.max_observation_age)
-                merged = self._measured_joints.update(msg, stamp)
+                merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
+                                                      latest=now + loop.config.max_observation_age)
                 if merged is not None:
                     self._measured = merged
             except ValueError as exc:
@@ -484,13 +483,12 @@ class GraspController(LifecycleNode):
         none of the model's joints. ValueError while some joint was never named.
 
         A joint stamped further ahead of the clock than max_observation_age counts as stamped
-        that far ahead: one stamped in the future whose publisher then stops still goes stale
-        (the loop refuses the observation's own stamp when it is ahead at the cycle)."""
-        limit = self._now() + loop.config.max_observation_age
-        stamp = min(stamp, limit)
-        # Stamps clamped this way can lie beyond the limit only if the clock jumped back since.
-        self._joints.forget_after(limit)
-        merged = self._joints.update(msg, stamp)
+        that far ahead (``JointStateMerger.update``'s ``latest``): one stamped in the future
+        whose publisher then stops still goes stale (the loop refuses the observation's own
+        stamp when it is ahead at the cycle)."""
+        latest = self._now() + loop.config.max_observation_age
+        stamp = min(stamp, latest)
+        merged = self._joints.update(msg, stamp, latest=latest)
         if merged is None:
             if self._joints.missing:
                 raise ValueError(self._joints.describe_missing(msg.name))
