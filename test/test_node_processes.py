@@ -173,6 +173,56 @@ def test_nodes_of_a_killed_harness_stop_in_order_instead_of_running_on(tmp_path)
     assert "Traceback" not in output + (tmp_path / "sim.log").read_text(encoding="utf-8")
 
 
+# ``ros2 launch`` (not in CI): a program that stops in order on SIGINT, as launch stops its nodes
+LAUNCH_LIKE = """#!{python}
+import signal, sys, time
+def stop(signum, frame):
+    print("stopped by", signal.Signals(signum).name, flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGINT, stop)
+print("launched", flush=True)
+time.sleep(3600)
+"""
+
+LAUNCH_HARNESS = """
+import sys, time
+from pathlib import Path
+from grasp_ros.sim.closed_loop import Processes
+processes = Processes({"launch": [sys.argv[2]]}, Path(sys.argv[1]))
+print(processes.procs["launch"].pid, flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_launch_started_by_a_killed_harness_is_asked_to_stop(tmp_path):
+    """``replay --launch`` killed outright must not leave ``ros2 launch`` and its controller
+    running: launch is not this package's node, so the harness starts it asking the kernel for
+    SIGINT, launch's orderly shutdown, when the harness dies."""
+    program = tmp_path / "launch_like"
+    program.write_text(LAUNCH_LIKE.format(python=sys.executable), encoding="utf-8")
+    program.chmod(0o755)
+    harness = subprocess.Popen([sys.executable, "-c", LAUNCH_HARNESS, str(tmp_path), str(program)],
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV, text=True)
+    launch = int(harness.stdout.readline())
+    log = tmp_path / "launch.log"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while "launched" not in log.read_text(encoding="utf-8"):
+            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.1)
+        harness.kill()
+        harness.wait()
+        deadline = time.monotonic() + EXIT_TIMEOUT_S
+        while not _gone(launch):
+            assert time.monotonic() < deadline, f"still running {EXIT_TIMEOUT_S} s after the harness died"
+            time.sleep(0.1)
+    finally:
+        if not _gone(launch):
+            os.kill(launch, signal.SIGKILL)
+    assert "stopped by SIGINT" in log.read_text(encoding="utf-8")
+
+
 def test_a_node_not_started_by_the_named_harness_is_left_alone(monkeypatch):
     from grasp_ros.ros import interrupts
     monkeypatch.delenv(interrupts.PARENT_ENV, raising=False)

@@ -14,12 +14,15 @@ signal_handler_options=SignalHandlerOptions.NO)``.
 ``exit_with_parent``: a node started by this package's harness (a demo, a replay) also gets
 SIGTERM when the harness dies, however it dies (SIGKILL from a CI timeout included), so that no
 controller or sim (and its /clock) is left running on the domain after it.
+``ending_with_parent`` does the same for a program that is not one of this package's nodes
+(``ros2 launch``): the kernel sends it SIGINT, launch's orderly shutdown of the nodes it started.
 """
 from __future__ import annotations
 
 import ctypes
 import os
 import signal
+import sys
 from typing import Callable, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -53,6 +56,27 @@ def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
     if os.getppid() != wanted:           # the parent died before the request: act on it now
         os.kill(os.getpid(), signum)
     return True
+
+
+_ARM_AND_EXEC = """
+import ctypes, os, sys
+signum, parent = int(sys.argv[1]), int(os.environ[sys.argv[2]])
+ctypes.CDLL(None, use_errno=True).prctl(%d, signum)
+if os.getppid() != parent:
+    sys.exit(128 + signum)
+os.execvp(sys.argv[3], sys.argv[3:])
+""" % _PR_SET_PDEATHSIG
+
+
+def ending_with_parent(command: list[str], signum: int = signal.SIGINT) -> list[str]:
+    """``command`` started so that it gets ``signum`` when the process that starts it dies: a
+    small Python asks the kernel for it (the request survives ``exec``) and then becomes
+    ``command``, keeping the process id. For programs that cannot call ``exit_with_parent``
+    themselves; the starter must put ``parent_environment()`` in their environment. Linux only:
+    elsewhere ``command`` as it is."""
+    if not sys.platform.startswith("linux"):
+        return list(command)
+    return [sys.executable, "-c", _ARM_AND_EXEC, str(int(signum)), PARENT_ENV, *command]
 
 
 def _parent_pid() -> Optional[int]:

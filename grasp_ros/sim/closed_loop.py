@@ -308,7 +308,9 @@ class Processes:
 
     def __init__(self, commands: dict[str, list[str]], log_dir: Path):
         log_dir.mkdir(parents=True, exist_ok=True)
-        # The nodes end with this process, even a killed one (``interrupts.exit_with_parent``).
+        # The children end with this process, even a killed one: this package's nodes ask for
+        # it themselves (``interrupts.exit_with_parent``), other programs (``ros2 launch``, which
+        # then stops its nodes) are started asking for it (``interrupts.ending_with_parent``).
         env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
                    **interrupts.parent_environment())
         self.logs = {name: log_dir / f"{name}.log" for name in commands}
@@ -317,7 +319,8 @@ class Processes:
             with open(self.logs[name], "w", encoding="utf-8") as log:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
-                self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                started = cmd if cmd[0] == sys.executable else interrupts.ending_with_parent(cmd)
+                self.procs[name] = subprocess.Popen(started, stdout=log, stderr=subprocess.STDOUT,
                                                     stdin=subprocess.DEVNULL, env=env)
 
     def exited(self) -> dict[str, int]:
