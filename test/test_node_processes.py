@@ -174,14 +174,15 @@ def test_nodes_of_a_killed_harness_stop_in_order_instead_of_running_on(tmp_path)
 
 
 # ``ros2 launch`` (not in CI): a program that stops in order on SIGINT, as launch stops its nodes
+# (Python's own SIGINT handling, which it leaves out when it starts with SIGINT ignored, as
+# launch does)
 LAUNCH_LIKE = """#!{python}
-import signal, sys, time
-def stop(signum, frame):
-    print("stopped by", signal.Signals(signum).name, flush=True)
-    sys.exit(0)
-signal.signal(signal.SIGINT, stop)
+import time
 print("launched", flush=True)
-time.sleep(3600)
+try:
+    time.sleep(3600)
+except KeyboardInterrupt:
+    print("stopped by SIGINT", flush=True)
 """
 
 LAUNCH_HARNESS = """
@@ -195,15 +196,18 @@ time.sleep(3600)
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
-def test_a_launch_started_by_a_killed_harness_is_asked_to_stop(tmp_path):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["foreground", "background"])
+def test_a_launch_started_by_a_killed_harness_is_asked_to_stop(tmp_path, sigint):
     """``replay --launch`` killed outright must not leave ``ros2 launch`` and its controller
     running: launch is not this package's node, so the harness starts it asking the kernel for
-    SIGINT, launch's orderly shutdown, when the harness dies."""
+    SIGINT, launch's orderly shutdown, when the harness dies. Also for a harness started in the
+    background by a script (``&``: SIGINT ignored, which exec passes on)."""
     program = tmp_path / "launch_like"
     program.write_text(LAUNCH_LIKE.format(python=sys.executable), encoding="utf-8")
     program.chmod(0o755)
     harness = subprocess.Popen([sys.executable, "-c", LAUNCH_HARNESS, str(tmp_path), str(program)],
-                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV, text=True)
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     launch = int(harness.stdout.readline())
     log = tmp_path / "launch.log"
     try:

@@ -58,9 +58,14 @@ def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
     return True
 
 
+# An ignored signal stays ignored across exec, and a shell starts a background job (a harness
+# run with `&` from a script or CI step) with SIGINT ignored: the program gets both stop signals
+# back at their defaults, or neither the kernel's SIGINT nor the harness's own would stop it.
 _ARM_AND_EXEC = """
-import ctypes, os, sys
+import ctypes, os, signal, sys
 signum, parent = int(sys.argv[1]), int(os.environ[sys.argv[2]])
+for stop in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop, signal.SIG_DFL)
 ctypes.CDLL(None, use_errno=True).prctl(%d, signum)
 if os.getppid() != parent:
     sys.exit(128 + signum)
