@@ -15,6 +15,7 @@ from rclpy.context import Context  # noqa: E402
 from geometry_msgs.msg import Twist  # noqa: E402
 from sensor_msgs.msg import CompressedImage, JointState  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from grasp_ros.data import TransitionData  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
@@ -27,7 +28,8 @@ ARM = ("shoulder", "elbow", "wrist")
 LOW, HIGH = [-2.0, -1.0, 0.0], [2.0, 3.0, 5.0]
 
 
-def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None, kind=None):
+def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None, kind=None,
+               command_type=None):
     """A small camera + joints (positions, velocities) model, trained for a few steps on random
     data described the way a rosbag import describes it (names, units, bounds, 10 Hz)."""
     rng = np.random.default_rng(seed)
@@ -39,7 +41,7 @@ def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=No
             "joint_names": list(joint_names), "joint_fields": ["position", "velocity"],
             "action_names": list(action_names), "action_low": list(low), "action_high": list(high),
             "action_units": "SI", "period": 0.1, **({"topics": topics} if topics else {}),
-            **({"action_kind": kind} if kind else {})}
+            **({"action_kind": kind} if kind else {}), **({"command_type": command_type} if command_type else {})}
     settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
                              dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
     train(TransitionData(images, joints, actions, meta), str(path), settings,
@@ -124,27 +126,54 @@ def test_a_model_from_compressed_images_names_the_base_topic_and_the_transport(r
     assert compressed.node.topic_mismatches() == []
 
 
-def test_a_publisher_of_another_type_on_an_input_topic_is_named(rig, arm_model):
-    """DDS never matches a CompressedImage publisher to the node's Image subscription: the input
-    stays silent. /diagnostics and the log say why, with the fix."""
+def test_a_peer_of_another_type_on_an_input_or_the_command_topic_is_named(rig, arm_model):
+    """DDS never matches a CompressedImage publisher to the node's Image subscription, nor the
+    node's Float64MultiArray command to a trajectory controller's subscription: the input stays
+    silent, or the robot never gets a command (and holds the last one it had). /diagnostics and
+    the log say why, with the fix."""
     r = arm_rig(rig, arm_model)
     r.start()
-    assert r.node.input_type_mismatches() == []
-    # another participant, as a camera driver is (one participant refuses a second type)
-    camera_context = Context()
-    rclpy.init(context=camera_context)
+    assert r.node.type_mismatches() == []
+    # another participant, as a camera driver or a robot's controller is (one participant
+    # refuses a second type)
+    robot_context = Context()
+    rclpy.init(context=robot_context)
     try:
-        camera = rclpy.create_node("camera", namespace=r.ns, context=camera_context)
-        camera.create_publisher(CompressedImage, "image", 10)
-        r.wait_until(lambda: r.node.input_type_mismatches(), what="the publisher discovered")
-        (text,) = r.node.input_type_mismatches()
-        assert f"{r.ns}/image is published as sensor_msgs/msg/CompressedImage" in text
-        assert "image_transport:=compressed" in text
+        robot = rclpy.create_node("robot", namespace=r.ns, context=robot_context)
+        robot.create_publisher(CompressedImage, "image", 10)
+        robot.create_subscription(JointTrajectory, "command", lambda _: None, 10)
+        r.wait_until(lambda: len(r.node.type_mismatches()) == 2, what="the peers discovered")
+        image, command = r.node.type_mismatches()
+        assert f"{r.ns}/image is published as sensor_msgs/msg/CompressedImage" in image
+        assert "image_transport:=compressed" in image
+        assert f"{r.ns}/command is read as trajectory_msgs/msg/JointTrajectory" in command
+        assert f"set -p command_interface:=joint_trajectory and remap its topic (--ros-args -r " \
+               f"joint_trajectory:={r.ns}/command)" in command
         r.wait_until(lambda: any(s.level == DiagnosticStatus.WARN and "CompressedImage" in s.message
-                                 for s in r.health), what="a warning on /diagnostics")
-        camera.destroy_node()
+                                 and any(kv.key == "type_mismatches" and "JointTrajectory" in kv.value
+                                         for kv in s.values) for s in r.health),
+                     what="a warning on /diagnostics")
+        robot.destroy_node()
     finally:
-        rclpy.try_shutdown(context=camera_context)
+        rclpy.try_shutdown(context=robot_context)
+
+
+def test_commands_recorded_as_a_trajectory_are_not_remapped_to_as_an_array(rig, tmp_path):
+    """A model from a trajectory bag, run with the default array output: remapping the array
+    to the bag's trajectory topic would reach nothing; configure says to switch the interface."""
+    bagged = tiny_model(tmp_path / "traj.pt", ARM, LOW, HIGH, topics={"command": "/arm_controller/joint_trajectory"},
+                        command_type="trajectory_msgs/msg/JointTrajectory")
+    r = arm_rig(rig, bagged)
+    r.start()
+    (command,) = r.node.topic_mismatches()
+    assert "recorded as trajectory_msgs/msg/JointTrajectory on /arm_controller/joint_trajectory" in command
+    assert "-p command_interface:=joint_trajectory" in command and "-r joint_trajectory:=/arm_controller/joint_trajectory" in command
+    assert "-r command:=" not in command
+    trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory", joint_names=["wrist", "elbow", "shoulder"])
+    trajectory.start()
+    (command,) = trajectory.node.topic_mismatches()     # the same type: only the remap
+    assert f"this node commands on {trajectory.ns}/joint_trajectory" in command
+    assert "-r joint_trajectory:=/arm_controller/joint_trajectory" in command
 
 
 @pytest.mark.parametrize("overrides, reason", [
@@ -153,6 +182,8 @@ def test_a_publisher_of_another_type_on_an_input_topic_is_named(rig, arm_model):
     ({"command_interface": "twist"}, "needs actions named as Twist fields"),
     ({"command_interface": "joint_trajectory", "joint_names": ["shoulder", "elbow", "wrist", "gripper"]},
      "one joint per action"),
+    ({"command_interface": "joint_trajectory", "joint_names": ["shoulder", "elbow", "gripper"]},
+     "are not the joints the model's actions command"),
 ])
 def test_configure_refuses_what_the_card_cannot_serve(rig, arm_model, overrides, reason):
     r = arm_rig(rig, arm_model, **overrides)
@@ -231,8 +262,12 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_mo
     assert standing()["image"] == frames[0].tolist() and standing()["joints"][0] == pytest.approx(0.0)
 
 
-def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model):
-    r = arm_rig(rig, arm_model, command_interface="joint_trajectory")
+@pytest.mark.parametrize("joint_names", [None, ["wrist", "shoulder", "elbow"]], ids=["card-order", "reordered"])
+def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_model, joint_names):
+    """Each joint gets its own velocity, by name, also when joint_names lists the model's
+    action joints in another order (a name by place would send one joint's to another)."""
+    r = arm_rig(rig, arm_model, command_interface="joint_trajectory",
+                **({"joint_names": joint_names} if joint_names else {}))
     r.start()
     rng = np.random.default_rng(1)
     frame = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)          # not square: cropped, resized
@@ -247,12 +282,15 @@ def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_mode
     d = r.diagnostics[-1]
     assert d.status == PlanDiagnostics.STATUS_OK, d.status_text
     assert len(d.command) == 3 and all(lo <= c <= hi for c, lo, hi in zip(d.command, LOW, HIGH))
-    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 5, what="a trajectory")
-    trajectory = r.trajectories[-1]
-    assert trajectory.joint_names == list(ARM)
+    order, planned, measured = joint_names or list(ARM), dict(zip(ARM, d.command)), dict(zip(ARM, position))
+    sent = [planned[j] for j in order]
+    r.wait_until(lambda: any(len(t.points) == 5 and np.allclose(t.points[0].velocities, sent)
+                             for t in r.trajectories), what="the planned cycle's trajectory")
+    trajectory = next(t for t in r.trajectories if len(t.points) == 5 and np.allclose(t.points[0].velocities, sent))
+    assert trajectory.joint_names == order
     first, second = trajectory.points[0], trajectory.points[1]
-    assert list(first.positions) == position                       # from the measured joints
-    assert np.allclose(second.positions, np.add(position, np.multiply(first.velocities, 0.1)))
+    assert list(first.positions) == [measured[j] for j in order]   # from the measured joints
+    assert np.allclose(second.positions, np.add(first.positions, np.multiply(first.velocities, 0.1)))
 
 
 def test_frames_without_joint_states_are_stale_and_the_command_is_zero(rig, arm_model):

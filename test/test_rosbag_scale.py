@@ -251,6 +251,23 @@ def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recordin
         read(tmp_path / "one_joint")
 
 
+def test_action_names_take_a_trajectorys_joints_by_name(recording, tmp_path):
+    """A trajectory names its joints: --action-names picks them by name, in its order, and never
+    renames the recorded velocities by place (that would train the model to send one joint's
+    velocity to another)."""
+    data = recording[0]
+    bag = tmp_path / "trajectory"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], trajectory_joints=("shoulder", "elbow"))
+    out = tmp_path / "swapped.npz"
+    assert cli(["collect", "--rosbag", str(bag), "--image-size", "16", "--episode-steps", "0",
+                "--action-names", "elbow,shoulder", "--out", str(out), "--quiet"]) == 0
+    swapped = load_dataset(out)
+    assert swapped.meta["action_names"] == ["elbow", "shoulder"]
+    assert np.array_equal(swapped.actions[0], data.actions[0][:, ::-1].astype(swapped.actions.dtype))
+    assert cli(["collect", "--rosbag", str(bag), "--image-size", "16", "--episode-steps", "0",
+                "--action-names", "wrist,shoulder", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
+
+
 # --- training windows ----------------------------------------------------------------------
 
 def test_window_count_follows_the_transitions_not_the_split():

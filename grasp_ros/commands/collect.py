@@ -75,7 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "step (a 30 Hz camera on a robot controlled at 10 Hz: 0.1); a step's action is "
                           "the command held over it (default: every frame)")
     bag.add_argument("--action-names", type=_names, default=None,
-                     help="names of the command's values, comma-separated (a MultiArray's are data[i])")
+                     help="names of the command's values, comma-separated: a MultiArray's, in its "
+                          "order (default data[i]); of JointTrajectory commands, the joints whose "
+                          "velocities are the actions, taken by name in this order")
     bag.add_argument("--action-units", default=None, help="units of the commands, e.g. rad/s")
     bag.add_argument("--action-kind", choices=("velocity", "position", "effort", "other"), default=None,
                      help="what a MultiArray's values are (default velocity, as the controller "
@@ -125,11 +127,15 @@ def _from_rosbag(args):
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,
                        frame_period=args.frame_period, crop=args.crop,
-                       continuous_joints=args.continuous_joints)
+                       continuous_joints=args.continuous_joints, action_names=args.action_names)
     meta = data.meta
     if args.period is not None:
         meta["period"] = args.period
     if args.action_names is not None:
+        # A trajectory names its joints: they were read by name above. A Twist's are its fields.
+        if meta.get("action_kind") == "twist":
+            raise ValueError("--action-names: Twist commands are named by their fields; choose "
+                             "them with --twist-fields")
         if len(args.action_names) != data.action_dim:
             raise ValueError(f"--action-names names {len(args.action_names)} actions, the commands have "
                              f"{data.action_dim}")

@@ -121,8 +121,11 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
                 gap: Optional[float] = None, reset_jump: Optional[float] = None,
                 episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center",
                 frame_period: Optional[float] = None,
-                continuous_joints: Sequence[str] = ()) -> TransitionData:
+                continuous_joints: Sequence[str] = (),
+                action_names: Optional[Sequence[str]] = None) -> TransitionData:
     """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring).
+    ``action_names``: for JointTrajectory commands, the joints whose velocities are the
+    actions, taken by name in this order (default: the first command's joints).
 
     Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
     messages, too few frames), ``ValueError`` for bad options.
@@ -131,7 +134,8 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
     topics = {"image": _topic(image_topic), "joints": _topic(joint_topic), "command": _topic(command_topic)}
     marks = _topic(episode_topic) if episode_topic else None
     bags = find_bags(paths)
-    pieces, infos, command_type, action_names = [], [], None, None
+    pieces, infos, command_type = [], [], None
+    action_names = list(action_names) if action_names else None
     for bag in bags:
         stream = _read_bag(bag, topics, marks, image_size, crop, joint_names, fields, progress,
                            action_names)
@@ -177,7 +181,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "joint_names": list(joint_names), "joint_fields": list(fields),
         "continuous_joints": list(continuous_joints),
         "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
-        "action_names": names, "unused_nonzero_command_fields": unused,
+        "action_names": names, "command_type": command_type, "unused_nonzero_command_fields": unused,
         **ACTION_KINDS[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
         "frame_period_s": period, "period": step}

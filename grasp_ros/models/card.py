@@ -333,7 +333,7 @@ def card_from_data(meta: dict, image_size: int, joint_dim: int, action_dim: int,
     if not joint_dim and meta.get("joint_names"):
         fields = tuple(meta.get("joint_fields") or ("position",))
         goal_joints = JointInput(tuple(meta["joint_names"]), fields)
-    provenance = {k: meta[k] for k in ("source", "env", "bags", "topics", "frames", "frames_dropped",
+    provenance = {k: meta[k] for k in ("source", "env", "bags", "topics", "command_type", "frames", "frames_dropped",
                                        "episodes", "steps", "policy", "seed") if k in meta}
     card = ModelCard(actions, image, joints, float(meta.get("period") or 0.0), provenance, dict(metrics),
                      goal_joints)

@@ -117,6 +117,7 @@ class GraspController(LifecycleNode):
         self._last_status: Optional[Status] = None
         self._made: list = []      # (destroy function, entity) of everything configure made
         self._inputs: list[tuple[str, str]] = []   # (topic, type) of the input subscriptions
+        self._outputs: list[tuple[str, str]] = []  # (topic, type) of the command publisher
         self._told_mismatches = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class GraspController(LifecycleNode):
         self.get_logger().info(
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
-            f"inputs {self._inputs_text()}, output {values['command_interface']!r}")
+            f"inputs {self._inputs_text()}, output {self._output_text()}")
         for warning in self.topic_mismatches() + self.action_range_warnings():
             self.get_logger().warning(warning)
         return super().on_configure(state)
@@ -203,6 +204,7 @@ class GraspController(LifecycleNode):
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
         self._command_joints = params.command_joints(values, loop.card)
+        self._command_order = params.command_order(values, loop.card)
         # The command joints' measured positions and their stamp (the oldest joint's), for a
         # trajectory's positions.
         self._measured: Optional[tuple[np.ndarray, float]] = None
@@ -218,13 +220,7 @@ class GraspController(LifecycleNode):
 
     def _make_entities(self, values: dict[str, Any]) -> None:
         interface = values["command_interface"]
-        if interface == "joint_trajectory":
-            self._command_pub = self._lifecycle_pub(JointTrajectory, "joint_trajectory", qos.COMMAND)
-        elif interface in ("twist", "twist_stamped"):
-            self._command_pub = self._lifecycle_pub(
-                Twist if interface == "twist" else TwistStamped, "cmd_vel", qos.COMMAND)
-        else:
-            self._command_pub = self._lifecycle_pub(Float64MultiArray, "command", qos.COMMAND)
+        self._command_pub = self._command_publisher(*OUTPUTS[interface])
         self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
         self._late_pub = self._lifecycle_pub(PlanDiagnostics, "~/late_plans", qos.REPORT)
         self._plan_pub = self._lifecycle_pub(Plan, "~/plan", qos.REPORT)
@@ -269,19 +265,27 @@ class GraspController(LifecycleNode):
         return self._remember(self.destroy_lifecycle_publisher,
                               self.create_lifecycle_publisher(msg_type, topic, profile))
 
+    def _command_publisher(self, msg_type, topic: str):
+        """The command's publisher, remembered for ``type_mismatches``."""
+        publisher = self._lifecycle_pub(msg_type, topic, qos.COMMAND)
+        self._outputs.append((publisher.topic_name, _type_name(msg_type)))
+        return publisher
+
     def _remember(self, destroy, entity):
         self._made.append((destroy, entity))
         return entity
 
     def _subscribe(self, msg_type, topic: str, callback, qos_profile, **options) -> None:
-        """An input subscription, remembered for ``input_type_mismatches``."""
+        """An input subscription, remembered for ``type_mismatches``."""
         subscription = self._remember(self.destroy_subscription, self.create_subscription(
             msg_type, topic, callback, qos_profile, **options))
         self._inputs.append((subscription.topic_name, _type_name(msg_type)))
 
-    def input_type_mismatches(self) -> list[str]:
-        """Publishers of another message type on a topic this node reads: DDS never matches them,
-        so the input stays silent (a CompressedImage topic read as Image, say); named instead."""
+    def type_mismatches(self) -> list[str]:
+        """Publishers of another message type on a topic this node reads, or subscribers of
+        another on the topic it commands: DDS never matches them, so the input stays silent (a
+        CompressedImage topic read as Image, say), or the robot never gets a command (an array
+        sent to a trajectory controller); named instead."""
         found = []
         for topic, wanted in self._inputs:
             others = sorted({info.topic_type for info in self.get_publishers_info_by_topic(topic)} - {wanted})
@@ -292,6 +296,11 @@ class GraspController(LifecycleNode):
                         else "")
                 found.append(f"{topic} is published as {', '.join(others)}; this node reads "
                              f"{wanted} there and receives nothing{hint}")
+        for topic, sent in self._outputs:
+            others = sorted({info.topic_type for info in self.get_subscriptions_info_by_topic(topic)} - {sent})
+            if others:
+                found.append(f"{topic} is read as {', '.join(others)}; this node commands {sent} "
+                             f"there, which its reader never receives{interface_hint(others, topic)}")
         return found
 
     def _release(self) -> None:
@@ -300,6 +309,7 @@ class GraspController(LifecycleNode):
             destroy(entity)
         self._made.clear()
         self._inputs.clear()
+        self._outputs.clear()
         self._loop, self._stats, self._runner = None, None, None
 
     def _stop(self, reason: str) -> None:
@@ -364,8 +374,9 @@ class GraspController(LifecycleNode):
         interface = self._values["command_interface"]
         if interface == "joint_trajectory":
             # From the measured joints (a zero command then holds them where they are).
+            actions = result.actions if self._command_order is None else result.actions[:, self._command_order]
             self._command_pub.publish(trajectory_message(
-                self._command_joints, result.actions, self._loop.config.period, header,
+                self._command_joints, actions, self._loop.config.period, header,
                 self._measured_start(when)))
         elif interface in ("twist", "twist_stamped"):
             self._command_pub.publish(twist_message(
@@ -429,9 +440,9 @@ class GraspController(LifecycleNode):
                           planner=self._values["planner"], horizon=str(self._values["horizon"]),
                           control_rate_hz=f"{self._values['control_rate_hz']:g}",
                           solve_budget_s=f"{self._loop.config.deadline:g}")
-        mismatches = self.input_type_mismatches()
+        mismatches = self.type_mismatches()
         if mismatches:
-            values["input_type_mismatches"] = "; ".join(mismatches)
+            values["type_mismatches"] = "; ".join(mismatches)
             if level == "ok":
                 level, message = "warn", mismatches[0]
             if not self._told_mismatches:      # logged once while it lasts
@@ -602,6 +613,13 @@ class GraspController(LifecycleNode):
                   f"{self.resolve_topic_name('joint_states')}"] if card.joints else [])
         return " + ".join(parts)
 
+    def _output_text(self) -> str:
+        """What the command carries, in its order: a Float64MultiArray's values have no names,
+        so the robot's controller must list its joints in the model's action order."""
+        (topic, msg_type), = self._outputs
+        names = self._command_joints or list(self._card.actions.names)
+        return f"{msg_type.rsplit('/', 1)[-1]} on {topic} ({', '.join(names)}, in this order)"
+
     def action_range_warnings(self) -> list[str]:
         """What the stop (a zero command) means for these actions: ranges without it
         (``card.stop_warnings``), and zero effort."""
@@ -643,14 +661,18 @@ class GraspController(LifecycleNode):
                 found.append(f"the model was trained on {trained}, and this node reads {name} from "
                              f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
                              f"{name}:={trained}, or the launch argument {name}:={trained})")
-        # The commands of the bag, where the output carries the same type (a trajectory
-        # controller's topic is another than the one a bag's array was sent on).
-        output = {"forward_command": "command", "twist": "cmd_vel", "twist_stamped": "cmd_vel"}.get(
-            self._values["command_interface"])
+        # The commands of the bag: remapping the output there serves only where it carries the
+        # recorded type (an array sent to a trajectory controller's topic reaches nothing).
+        msg_type, output = OUTPUTS[self._values["command_interface"]]
         commanded = (card.provenance.get("topics") or {}).get("command")
-        if output and commanded:
+        recorded_type = str(card.provenance.get("command_type") or "")
+        if commanded:
             sent, recorded = self.resolve_topic_name(output), "/" + str(commanded).lstrip("/")
-            if sent != recorded:
+            if recorded_type and recorded_type != _type_name(msg_type):
+                found.append(f"the model's actions were recorded as {recorded_type} on {recorded}, and "
+                             f"this node commands {_type_name(msg_type)} on {sent} (command_interface "
+                             f"{self._values['command_interface']}){interface_hint([recorded_type], recorded)}")
+            elif sent != recorded and (recorded_type or output != "joint_trajectory"):
                 found.append(f"the model's actions were recorded on {recorded}, and this node "
                              f"commands on {sent}: if the robot takes them there, remap it "
                              f"(--ros-args -r {output}:={recorded})")
@@ -815,6 +837,21 @@ def _yaml_hint(error: str) -> str:
         return (". YAML 1.1 reads y, n, yes, no, on and off as booleans: quote such names "
                 "inside the shell's quotes: -p joint_names:=\"['x', 'y', 'yaw']\"")
     return ". A string that looks like YAML needs quotes inside the shell's: -p model_options:='\"{env: open}\"'"
+
+
+OUTPUTS = {"forward_command": (Float64MultiArray, "command"),
+           "joint_trajectory": (JointTrajectory, "joint_trajectory"),
+           "twist": (Twist, "cmd_vel"), "twist_stamped": (TwistStamped, "cmd_vel")}
+"""The command's message type and topic, by command_interface."""
+
+
+def interface_hint(types, topic: str) -> str:
+    """How to command a robot that reads one of ``types`` (ROS type names) on ``topic``."""
+    for interface, (msg_type, name) in OUTPUTS.items():
+        if _type_name(msg_type) in types:
+            return (f"; to send {_type_name(msg_type)} there, set -p command_interface:={interface} "
+                    f"and remap its topic (--ros-args -r {name}:={topic})")
+    return ""
 
 
 def _type_name(msg_type) -> str:

@@ -272,7 +272,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("joint_names", "string_array", None,
           "The robot's joints (unset: the model card's). The model's joints must be among them; "
           "with command_interface joint_trajectory they are the trajectory's joints instead, one "
-          "per action (the model may encode others too).", check=_check_joint_names),
+          "per action (the model may encode others too): the card's action joints, in any order, "
+          "each sent its own velocity by name, or names for actions the card does not name.",
+          check=_check_joint_names),
     Param("pair_tolerance", "double", 0.05,
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
           "is the one nearest in stamp, at most this far (s) from it; a goal image pairs with the "
@@ -614,6 +616,20 @@ def command_joints(values: dict[str, Any], card) -> Optional[list[str]]:
     return list(values["joint_names"] or []) or list(card.actions.names)
 
 
+def unnamed_actions(names) -> bool:
+    """Actions named only by their place (a MultiArray's data[i], a[i])."""
+    return any(re.fullmatch(r"(data|a)\[?\d+\]?", n) for n in names)
+
+
+def command_order(values: dict[str, Any], card) -> Optional[list[int]]:
+    """The model's action index for each of ``command_joints``, where joint_names reorders
+    actions that the card names (a trajectory is then sent by name); None: the model's order."""
+    joints, names = command_joints(values, card), list(card.actions.names)
+    if joints is None or joints == names or unnamed_actions(names) or sorted(joints) != sorted(names):
+        return None
+    return [names.index(j) for j in joints]
+
+
 def model_spec_of(values: dict[str, Any]) -> dict[str, Any]:
     """The ``load_world_model`` spec the model parameters name. The default ``model_options``
     are the default model's: a TorchScript file (which takes no options) gets none unless they
@@ -645,10 +661,15 @@ def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
         if actions.count != len(joints):
             return (f"command_interface joint_trajectory needs one joint per action: the model has "
                     f"{actions.count} actions {list(actions.names)}, the trajectory joints are {joints}")
-        if not robot and any(re.fullmatch(r"(data|a)\[?\d+\]?", n) for n in joints):
+        if not robot and unnamed_actions(joints):
             return (f"command_interface joint_trajectory needs joint names, and the model's actions "
                     f"have none ({list(actions.names)}): set joint_names, one per action, or name "
                     "them when collecting the data (grasp-ros collect --action-names)")
+        if robot and not unnamed_actions(actions.names) and sorted(robot) != sorted(actions.names):
+            # A name by place would send one joint's velocity to another.
+            return (f"joint_names {robot} are not the joints the model's actions command "
+                    f"{list(actions.names)}: a trajectory names each velocity's joint, so they "
+                    "must be those joints (in any order), or leave joint_names unset")
         if actions.kind != "velocity":
             return f"command_interface joint_trajectory sends velocities; the model's actions are {actions.kind}"
     if interface in ("twist", "twist_stamped") and actions.kind != "twist":
