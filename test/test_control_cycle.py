@@ -793,6 +793,43 @@ def test_inputs_unlike_the_training_data_are_novel_with_zero():
     assert loop.step(0.3).status == Status.OK
 
 
+class JointHeadImageModel(LinearModel):
+    """A camera-only model whose joint head decodes the latent, with training statistics of
+    joints around 0 with spread 0.5."""
+
+    joint_dim, image_size = 0, 8
+
+    def __init__(self):
+        super().__init__()
+        from grasp_ros.models.novelty import InputStatistics
+        self.input_statistics = InputStatistics({"latent": (torch.zeros(2), torch.eye(2)),
+                                                 "joints": (torch.zeros(2), 0.25 * torch.eye(2))}).to_dict()
+
+    def encode(self, observation):
+        return observation["image"][..., 0, :2, 0].to(torch.float32) / 255.0    # [B, 2]
+
+    def decode_state(self, latent):
+        return latent
+
+
+def test_a_joint_space_goal_unlike_the_training_joints_is_novel_with_zero():
+    """A goal in joint space, reached through the model's joint head: a value far outside the
+    joints it was trained on (25 rad) would drive the robot as far as it goes."""
+    model = JointHeadImageModel()
+    loop = ControlLoop(model, make_planner("grasp", model, H, {"iterations": 5, "chains": 2}),
+                       ControlConfig(period=PERIOD, timing="fixed_iterations", novelty_threshold=6.0))
+    frame = np.zeros((8, 8, 3), np.uint8)
+    loop.set_goal({"joints": np.array([0.6, -0.4])})
+    loop.observe({"image": frame}, stamp=0.0)
+    ok = loop.step(0.0)
+    assert ok.status == Status.OK and 0.0 < ok.goal_novelty < 6.0
+    loop.set_goal({"joints": np.array([25.0, 0.0])})
+    loop.observe({"image": frame}, stamp=0.1)
+    novel = loop.step(0.1)
+    assert novel.status == Status.NOVEL and "goal unlike" in novel.message
+    assert novel.goal_novelty == pytest.approx(50.0) and novel.command.tolist() == [0.0, 0.0]
+
+
 # -- the clock watchdog -------------------------------------------------------------------------
 
 def test_the_watchdog_zeroes_the_command_when_no_cycle_runs():

@@ -656,9 +656,11 @@ class ControlLoop:
             if not callable(getattr(self.model, "decode_state", None)):
                 raise ValueError("the model cannot take a goal in joint space alone (it has no "
                                  "decode_state joint head): give a goal image")
-            self._goal_novelty = math.nan
             joints = torch.as_tensor(np.asarray(goal.value["joints"], dtype=np.float32),
                                      device=self.planner.device)
+            # against the joints the model was trained on (a goal it never saw drives the robot
+            # as far as it can go)
+            self._goal_novelty = self.novelty.part_score("joints", joints) if self.novelty is not None else math.nan
             return None, joints
         if "latent" in goal.value:
             self._goal_novelty = math.nan

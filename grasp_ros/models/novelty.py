@@ -127,6 +127,11 @@ class InputStatistics:
         inputs score mostly below 3; NaN or infinite values score inf."""
         return max(self.score_parts(observation, latent).values(), default=0.0)
 
+    def part_score(self, name: str, x: torch.Tensor) -> float:
+        """One part's score of features ``x`` ([F] or [B, F]); NaN without statistics for it
+        (a goal in joint space, for a model trained without joint inputs)."""
+        return float(self._part_score(name, x)) if name in self.parts else float("nan")
+
     def _part_score(self, name: str, x: torch.Tensor) -> torch.Tensor:
         mean, whiten = self.parts[name][0], self._whiten[name]
         x = x.to(mean).reshape(-1, x.shape[-1])
