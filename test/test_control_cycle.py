@@ -322,6 +322,39 @@ def test_a_busy_planner_still_checks_the_inputs_every_cycle():
     assert loop._plan is None                  # the late plan, made for t=1, is not adopted
 
 
+def test_a_tick_whose_cycle_starts_late_is_no_clock_jump():
+    """The timer reads the clock; the cycle thread gets to that tick only later (a first, cold
+    plan holding the CPU), after observations received meanwhile moved the clock on. That is
+    no jump back: a spurious CLOCK would clear the observations and warm start, and stop."""
+    loop = ready_loop(max_observation_age=1.0)             # fixed iterations: no deadline
+    loop.model.gate = threading.Event()
+    runner, published = runner_for(loop)
+    try:
+        runner.tick(0.9)
+        give_up = time.monotonic() + 30.0
+        while not runner._in_cycle:                        # its cycle waits on the model
+            assert time.monotonic() < give_up, "the cycle thread never took the tick"
+            time.sleep(0.01)
+        runner.tick(1.0)                                   # read now, its cycle comes later
+        loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.95, received=1.16)
+        loop.model.gate.set()
+        while len(published.results) < 2:
+            assert time.monotonic() < give_up, f"published {published.results}"
+            time.sleep(0.01)
+    finally:
+        loop.model.gate.set()
+        runner.stop()
+    late = published.results[1]
+    assert late.status != Status.CLOCK, late.message
+    assert late.status == Status.OK and late.time == 1.0
+    runner, published = runner_for(loop)                   # a real jump back is still one
+    try:
+        runner.tick(0.5)
+        assert published.next().status == Status.CLOCK
+    finally:
+        runner.stop()
+
+
 def test_stopping_the_runner_ends_a_long_solve_at_its_next_iteration():
     loop = ready_loop()
     loop.request_settings(iterations=10**7)   # hours of planning, without a wall-clock limit

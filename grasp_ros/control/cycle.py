@@ -372,7 +372,15 @@ class ControlLoop:
         result.command_delay = time.perf_counter() - job.started
         return result
 
-    def prepare(self, now: float) -> "Job | StepResult":
+    def note_clock(self, now: float) -> None:
+        """The clock read ``now`` (a timer's tick): a jump back is judged against what was seen
+        before this reading, so a caller that reaches ``prepare`` late, after observations
+        received since have moved the clock on, notes its reading here at once and passes
+        ``clock_noted`` (else the late cycle would look like the clock jumping back)."""
+        with self._lock:
+            self._note_clock(now)
+
+    def prepare(self, now: float, clock_noted: bool = False) -> "Job | StepResult":
         """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result."""
         started = time.perf_counter()
         with self._lock:
@@ -386,11 +394,12 @@ class ControlLoop:
                 self.planner.configure(**changes)
         except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
             with self._lock:
-                self._note_clock(now)
+                if not clock_noted:
+                    self._note_clock(now)
                 sample = self._observation
             age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
-        checked = self._check_inputs(now)
+        checked = self._check_inputs(now, clock_noted)
         if isinstance(checked, StepResult):
             return checked
         sample, goal = checked
@@ -403,22 +412,23 @@ class ControlLoop:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started, self._sent.copy())
 
-    def busy(self, now: float, reason: str) -> StepResult:
+    def busy(self, now: float, reason: str, clock_noted: bool = False) -> StepResult:
         """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
         inputs are checked as every cycle checks them (a dead sensor, a clock jump or a refused
         goal sends zero), else the latest plan's action for now, FALLBACK. Settings and resets
-        wait for the next cycle that plans."""
-        checked = self._check_inputs(now)
+        wait for the next cycle that plans. ``clock_noted``: as for ``prepare``."""
+        checked = self._check_inputs(now, clock_noted)
         if isinstance(checked, StepResult):
             return checked
         sample, _ = checked
         return self.fallback(now, reason, now - sample.stamp)
 
-    def _check_inputs(self, now: float) -> "tuple[Sample, Sample] | StepResult":
+    def _check_inputs(self, now: float, clock_noted: bool = False) -> "tuple[Sample, Sample] | StepResult":
         """The clock, the newest observation and the goal at ``now``: (observation, goal) when
         a plan may use them, else the cycle's result (zero or hold, non-OK)."""
         with self._lock:
-            self._note_clock(now)
+            if not clock_noted:
+                self._note_clock(now)
             jump, self._clock_jump = self._clock_jump, None
             sample, goal = self._observation, self._goal
         age = now - sample.stamp if sample is not None else math.inf

@@ -106,6 +106,9 @@ class CycleRunner:
 
     def tick(self, now: float) -> None:
         """A control period began at ``now`` (caller's clock). Returns at once."""
+        # Noted now, not when the cycle thread gets to it: observations received meanwhile
+        # (a first cold plan holding the CPU) must not make the tick look like a jump back.
+        self.loop.note_clock(now)
         with self._wake:
             if not self._running:
                 return
@@ -154,11 +157,11 @@ class CycleRunner:
     def _cycle(self, now: float, wall: float) -> StepResult:
         loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
-            return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
+            return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago", clock_noted=True)
         if _named(now, config.busy_cycles):
-            return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)")
+            return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)", clock_noted=True)
         self._adopt_late_plan()
-        job = loop.prepare(now)
+        job = loop.prepare(now, clock_noted=True)
         if not isinstance(job, Job):
             return job
         if _named(now, config.late_cycles):
