@@ -399,6 +399,24 @@ def _string_image(topic, kind, received, raw):
     return topic, "std_msgs/msg/String", received, serialize_message(String(data="not an image"))
 
 
+def _another_robots(topic, kind, received, raw):
+    """The bag of a robot with three actions (with custom=False: no recorded parameters)."""
+    if topic == DIAGNOSTICS:
+        raw = _edit(raw, kind, lambda m: setattr(m, "command", [*m.command, 0.0]))
+    return topic, kind, received, raw
+
+
+def test_a_controller_with_another_model_than_the_bags_is_named_at_its_first_cycle(tmp_path):
+    """Replayed with the defaults (the bag holds no parameters), the controller commands two
+    values where the bag's commanded three: nothing compares, and the replay says so after one
+    cycle (not a traceback after all of them, exit status 1)."""
+    bag = rewrite(BAG, tmp_path / "three", transform=_another_robots, custom=False)
+    code, output, _ = replay(bag, tmp_path / "out")
+    assert code == 3, output
+    assert "commands 2 value(s) a cycle, the recorded one 3" in output
+    assert "the bag holds no controller parameters" in output and "Traceback" not in output
+
+
 def _stamps_back():
     seen = []
 
@@ -464,7 +482,8 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
                          (["-p", "seed:=-4"], "seed must be in"),
                          (["-p", "use_sim_time:=false"], "set by the replay itself"),
                          (["-p", "image_transport:=compressed"], "does not fit the bag"),
-                         (["--start", "100"], "no recorded cycle between 100 s")):
+                         (["--start", "100"], "no recorded cycle between 100 s"),
+                         (["--max-command-diff", "-1"], "tolerances must be >= 0")):
         assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -502,7 +521,7 @@ def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp
 
     params = tmp_path / "robot.yaml"
     params.write_text("/**:\n  ros__parameters:\n    seed: 3\n    planner:\n      chains: 8\n")
-    prepared = prepare(ReplayOptions(bag=BAG, params_file=params, overrides={"seed": 5}))
+    prepared = prepare(ReplayOptions(bag=BAG, params_files=(params,), overrides={"seed": 5}))
     values, sources = prepared.values, prepared.sources
     assert (values["model"], sources["model"]) == ("learned", "recorded")
     assert (values["planner.chains"], sources["planner.chains"]) == (8, "params file")
@@ -518,6 +537,17 @@ def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp
     now, _ = controller_values({"planner.route_spread": 2.0}, {}, {}, None)
     assert now["planner.route_spread"] == 2.0 and now["planner.sync_search"] == 0
     assert "planner.route_spread" not in controller_values(None, {}, {}, None)[0]   # no recorded parameters
+    # Several files, in order (as the node reads them); the robot's own values given again change
+    # nothing: the recorded iteration counts stay (auto).
+    robot = tmp_path / "robot_again.yaml"
+    robot.write_text("/**:\n  ros__parameters:\n    seed: 4\n    timing: realtime\n    planner:\n      iterations: 20\n")
+    prepared = prepare(ReplayOptions(bag=BAG, params_files=(params, robot)))
+    assert prepared.values["seed"] == 4 and prepared.values["planner.chains"] == 8
+    from grasp_ros.replay.settings import changed_values, iteration_mode
+    recorded = dict(prepared.recording.parameters, timing="realtime")
+    assert changed_values(recorded, {"planner.iterations": 20, "seed": 4}) == ["seed"]
+    assert iteration_mode("auto", recorded, changed_values(recorded, {"planner.iterations": 20})) == "recorded"
+    assert iteration_mode("auto", recorded, changed_values(recorded, {"planner.iterations": 5})) == "parameter"
 
 
 # -- the schedule, without ROS -------------------------------------------------------------

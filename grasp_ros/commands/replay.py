@@ -27,12 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change a controller parameter for the replay (repeatable)")
     parser.add_argument("--param", dest="params", action="append", metavar="NAME=VALUE",
                         help="the same as -p")
-    parser.add_argument("--params-file", type=Path, default=None,
-                        help="a ROS 2 parameter file for the controller (over the recorded parameters)")
+    parser.add_argument("--params-file", type=Path, action="append", default=[],
+                        help="a ROS 2 parameter file for the controller, over the recorded parameters "
+                             "(repeatable: a later file's values win, as with the node's own --params-file)")
     parser.add_argument("--iterations", choices=("auto", "recorded", "parameter"), default="auto",
                         help="planner iterations per cycle: each cycle's recorded count, or "
                              "planner.iterations; auto: the parameter when the recording ran fixed "
-                             "iterations or -p changes planner or planner.iterations, else recorded")
+                             "iterations or -p or a file gives planner or planner.iterations another "
+                             "value than the recorded one, else recorded")
     parser.add_argument("--start", type=float, default=0.0, help="seconds after the bag's first cycle to start")
     parser.add_argument("--end", type=float, default=math.inf, help="seconds after the bag's first cycle to end")
     parser.add_argument("--speed", type=float, default=0.0,
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         overrides = dict(parse_assignment(text) for text in args.params)
         options = ReplayOptions(
-            bag=args.bag, out=args.out, json=args.json, overrides=overrides, params_file=args.params_file,
+            bag=args.bag, out=args.out, json=args.json, overrides=overrides, params_files=tuple(args.params_file),
             iterations=args.iterations, start=args.start, end=args.end, speed=args.speed,
             tolerances=Tolerances(args.max_command_diff, args.max_rms_command_diff,
                                   args.max_status_changes, args.max_cost_diff),

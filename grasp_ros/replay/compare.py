@@ -26,6 +26,12 @@ class Tolerances:
     status_changes: Optional[int] = 0
     cost_diff: Optional[float] = None
 
+    def validate(self) -> None:
+        """ValueError for a negative tolerance (no replay could meet it)."""
+        bad = {k: v for k, v in vars(self).items() if v is not None and not v >= 0}
+        if bad:
+            raise ValueError(f"tolerances must be >= 0, got {', '.join(f'{k} {v}' for k, v in bad.items())}")
+
 
 @dataclass
 class Comparison:
@@ -114,8 +120,10 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         summary["notes"].append(
             f"{len(no_goal)} replayed cycle(s) had no goal yet where the recorded ones had one "
             f"(from t = {(cycles[no_goal[0]].time - t0) / NS:.3f} s): the recorder received the "
-            "goal after the controller used it (a recorder started late or short of CPU; grasp-ros "
-            "record --start-delay); replay from after it with --start")
+            "goal after the controller used it (a recorder started late or short of CPU, or one that "
+            "subscribed only when the goal's publisher appeared: a latched goal then comes at the "
+            "publisher's next heartbeat, up to 3 s with Fast DDS; start the recorder, and the goal's "
+            "publisher, a few seconds before the first goal); replay from after it with --start")
     times = np.asarray([r["t"] for r in rows], dtype=np.float64)
     return Comparison(times, recorded, replayed_commands, rows, summary, failures)
 

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
@@ -304,12 +305,25 @@ class Replayer:
             if self.speed > 0:   # pacing only: what the controller sees does not depend on it
                 time.sleep(max(0.0, begun + (step.clock - first) / NS / self.speed - time.monotonic()))
             replayed[step.index] = self._cycle(step.clock)
+            if n == 0:
+                self._check_command_size(step.index, replayed[step.index])
             if (n + 1) % 50 == 0:
                 self.progress(f"{n + 1}/{len(steps)} cycles")
         self._spin(0.0)   # a report of no replayed cycle (a second firing) may trail the last one
         answered = {id(r) for r in replayed.values()}
         extra = [r for r in node.reports if id(r) not in answered]
         return replayed, extra, delivered
+
+    def _check_command_size(self, index: int, report: dict) -> None:
+        """A controller whose command has another size than the recorded one runs another
+        model: nothing it commands compares with the bag's (say so now, not after the replay)."""
+        recorded, replayed = int(np.size(self.recording.cycles[index].command)), len(report["command"])
+        if replayed != recorded:
+            hint = ("; the bag holds no controller parameters, so the replay ran the defaults: give the "
+                    "robot's with --params-file or -p model:=... model_options:=..."
+                    if self.recording.parameters is None else "")
+            raise ReplayError(f"the replayed controller commands {replayed} value(s) a cycle, the recorded "
+                              f"one {recorded}: its model is not the bag's{hint}")
 
     def _deliver(self, inputs) -> int:
         """Publish ``inputs`` in order, each taken by the controller before the next is sent."""

@@ -13,7 +13,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..bench.load import load_average
 from ..sim.closed_loop import launch_available
@@ -23,7 +23,7 @@ from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
 from ..control import Status
 from .schedule import Step, activation_clock, plan_steps
-from .settings import FROM_BAG, controller_values, iteration_mode, read_params_file
+from .settings import FROM_BAG, changed_values, controller_values, iteration_mode, read_params_file
 
 CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
 
@@ -40,7 +40,8 @@ class ReplayOptions:
     """The benchmark JSON (default: ``out``/replay.json)."""
     overrides: dict[str, Any] = field(default_factory=dict)
     """Controller parameters to change (typed: ``settings.parse_assignment``)."""
-    params_file: Optional[Path] = None
+    params_files: Sequence[Path] = ()
+    """ROS 2 parameter files, in order (a later one's values win), over the recorded parameters."""
     iterations: str = "auto"
     """auto, recorded (each cycle's recorded count) or parameter (planner.iterations)."""
     start: float = 0.0
@@ -89,14 +90,16 @@ def prepare(options: ReplayOptions) -> Prepared:
         raise ValueError(f"--launch starts the controller with `ros2 launch grasp_ros "
                          f"{CONTROLLER_LAUNCH_FILE}`, which needs ROS 2 (ros2, launch, launch_ros) "
                          f"and grasp_ros built into it (its share/ folder): not found here")
-    file_values = read_params_file(options.params_file) if options.params_file else {}
+    options.tolerances.validate()
+    file_values = {name: value for path in options.params_files for name, value in read_params_file(path).items()}
     recording = read_recording(options.bag, options.topics)
     values, sources = controller_values(recording.parameters, file_values, options.overrides,
                                         recording.image_transport)
     if recording.image_transport and values.get("image_transport", "raw") != recording.image_transport:
         raise ValueError(f"image_transport {values['image_transport']!r} does not fit the bag, whose "
                          f"camera ({recording.topics['image'][0]}) is {recording.image_transport}")
-    mode = iteration_mode(options.iterations, recording.parameters, [*file_values, *options.overrides])
+    mode = iteration_mode(options.iterations, recording.parameters,
+                          changed_values(recording.parameters, {**file_values, **options.overrides}))
     period = 1.0 / float(values.get("control_rate_hz", 10.0))
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)

@@ -102,10 +102,19 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
     return values, source
 
 
+def changed_values(recorded: Optional[dict[str, Any]], given: dict[str, Any]) -> list[str]:
+    """The names in ``given`` whose value is not the recorded one (a robot's own parameter file
+    given again changes nothing)."""
+    recorded = recorded or {}
+    return [name for name, value in given.items()
+            if name not in recorded or typed(name, recorded[name]) != value]
+
+
 def iteration_mode(mode: str, recorded: Optional[dict[str, Any]], changed: Sequence[str]) -> str:
     """"recorded" (each cycle plans the iterations its recording reports) or "parameter"
     (``planner.iterations`` every cycle). ``auto``: parameter when the recorded controller ran
-    fixed iterations itself, or the planner or its iteration count is changed; else recorded."""
+    fixed iterations itself, or the planner or its iteration count is changed (``changed``:
+    names given another value than the recorded one); else recorded."""
     if mode not in ITERATION_MODES:
         raise ValueError(f"iterations must be one of {', '.join(ITERATION_MODES)}, got {mode!r}")
     if mode != "auto":
