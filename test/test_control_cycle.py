@@ -106,6 +106,20 @@ def test_old_observation_is_stale_and_holds_or_zeroes(on_stale):
     assert loop.step(0.5).status == Status.OK
 
 
+def test_stamps_on_another_time_base_are_named():
+    """A robot on sim time and a node on the wall clock (use_sim_time forgotten), or the
+    reverse: the age is decades, and the reason says what to set."""
+    loop = ready_loop()
+    loop.observe({"joints": np.zeros(2)}, stamp=12.0)
+    wall = loop.step(1.8e9)
+    assert wall.status == Status.STALE and "different time bases" in wall.message and "use_sim_time" in wall.message
+    loop = ready_loop()
+    loop.observe({"joints": np.zeros(2)}, stamp=1.8e9)
+    sim = loop.step(12.0)
+    assert sim.status == Status.ERROR and "ahead of the clock" in sim.message and "use_sim_time" in sim.message
+    assert "time bases" not in ready_loop(max_observation_age=0.25).step(1.0).message     # merely old
+
+
 # -- planning, fallback ----------------------------------------------------------------------
 
 def test_ok_cycle_sends_the_plans_first_action():
