@@ -218,6 +218,27 @@ def test_a_camera_faster_than_the_control_rate_is_read_one_frame_per_period(tmp_
         read(bag, frame_period=0.05)        # every other step 1 frame, then 2
 
 
+def test_a_camera_whose_stamps_fall_on_a_physics_clock_has_its_true_period(tmp_path):
+    """A 30 Hz camera in a sim stepping at 200 Hz: its stamps are 30 and 35 ms apart in turn
+    (median 35 ms). Its period is 1/30 s, and 0.1 s is three of its frames: every kept step is
+    0.1 s (0.105 s would alternate 0.1 and 0.135)."""
+    rng = np.random.default_rng(5)
+    n = 31
+    images = rng.integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
+    joints = np.cumsum(rng.normal(0, 0.01, (n, 2)), axis=0)
+    commands = rng.uniform(-1, 1, (n - 1, 2))
+    times = 1000.0 + np.round(np.arange(n) / 30 / 0.005) * 0.005
+    assert set(np.round(np.diff(times), 3)) == {0.03, 0.035}
+    bag = tmp_path / "camera_on_physics"
+    write_rosbag(bag, images, joints, commands, times_s=times)
+    every = read(bag, episode_topic=None)
+    assert every.meta["period"] == pytest.approx(1 / 30, rel=0.01)
+    tenth = read(bag, frame_period=0.1, episode_topic=None)
+    assert tenth.meta["period"] == pytest.approx(0.1) and np.array_equal(tenth.images[0], images[::3])
+    with pytest.raises(DatasetError, match=r"0.105 s is 3.15 of the camera's frame periods"):
+        read(bag, frame_period=0.105)
+
+
 def test_joint_trajectory_commands_give_their_velocities_named_by_joint(recording, tmp_path):
     """A robot driven by JointTrajectory (by velocity, as the controller's joint_trajectory output
     and the arm sim take it): the actions are the first point's velocities, in the first command's

@@ -58,11 +58,11 @@ action is the command held over the whole period; the dataset's period is then `
 Metadata written (besides ``TransitionData``'s env, image_size, max_step, seed): source, crop,
 bags (per bag: path, storage, message counts per topic, frames, frames_used, episodes, cuts by
 cause, gap_s), topics, align, split (episode_steps, gap_s, reset_jump, episode_topic),
-joint_names, joint_fields, joint_columns, action_names, action_kind, action_units (Twist),
-unused_nonzero_command_fields, frames, frames_used, frames_dropped, cuts, frame_period_s (the
-median frame period in receive time, s) and period (the model's step, s: the median period of
-the camera's header stamps, its own clock, when every bag's frames carry them; else
-frame_period_s).
+joint_names, joint_fields, joint_columns, action_names, command_type (the commands' message
+type), action_kind, action_units (Twist), unused_nonzero_command_fields, frames, frames_used,
+frames_dropped, cuts, frame_period_s (the median frame period in receive time, s) and period
+(the model's step, s: the steady period of the camera's header stamps, its own clock, when every
+bag's frames carry them (``steady_period``); else frame_period_s).
 """
 from __future__ import annotations
 
@@ -358,8 +358,21 @@ def _sensor_period(stamps: Optional[np.ndarray]) -> Optional[float]:
     faster than real time, or in lock step, has receive times that say nothing about it."""
     if stamps is None or len(stamps) < 2:
         return None
-    period = float(np.median(np.diff(np.sort(stamps)))) * 1e-9
+    period = steady_period(np.sort(stamps)) * 1e-9
     return period if period > 0 else None
+
+
+def steady_period(times: np.ndarray) -> float:
+    """A sensor's period from its sorted times: the mean of the intervals within half and one
+    and a half of their median, so that pauses and dropped frames do not count, while stamps
+    that fall on a coarser clock (a 30 Hz camera on 200 Hz physics: 30 and 35 ms in turn, median
+    35) average to the true period."""
+    steps = np.diff(np.asarray(times, dtype=np.float64))
+    if not len(steps):
+        return 0.0
+    typical = float(np.median(steps))
+    steady = steps[(steps >= 0.5 * typical) & (steps <= 1.5 * typical)]
+    return float(steady.mean()) if len(steady) else typical
 
 
 def _one_type(connections: list, topic: str, source: str) -> str:
@@ -397,7 +410,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     kept = np.arange(len(t_img))
     if frame_period:     # one frame per period of the camera's own clock (receive time without one)
         clock = h_img if h_img is not None and np.all(np.diff(h_img) > 0) else t_img
-        camera = float(np.median(np.diff(clock))) * 1e-9 if len(clock) > 1 else 0.0
+        camera = steady_period(clock) * 1e-9
         if camera > 1.25 * frame_period:
             raise DatasetError(f"{source}: frame_period {frame_period:g} s is shorter than the camera's "
                                f"frame period, {camera:.4g} s")
