@@ -239,6 +239,15 @@ def test_collect_command(tmp_path, data):
                 "--quiet", "--crop", "stretch"]) == 0
     assert load_dataset(tmp_path / "bag.npz").episodes == 2
     assert load_dataset(tmp_path / "bag.npz").meta["crop"] == "stretch"
+    for names in (["y", "x"], ["y,x"]):    # spaces or commas, like the other list options
+        assert cli(["collect", "--rosbag", str(bag), "--episode-steps", "0", "--joint-names", *names,
+                    "--out", str(tmp_path / "named.npz"), "--quiet"]) == 0
+        assert load_dataset(tmp_path / "named.npz").meta["joint_names"] == ["y", "x"]
+    # one file of a bag, unreadable alone (as a file of a message-compressed bag is): named
+    part = bag / "part_1.mcap"
+    part.write_bytes(b"\x89MCAP0\r\n" + bytes(64))
+    with pytest.raises(DatasetError, match="read from its folder"):
+        read_rosbag(part, progress=False)
     assert cli(["collect", "--rosbag", str(tmp_path / "missing"), "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
     assert cli(["collect", "--env", "nowhere", "--out", str(tmp_path / "x.npz"), "--quiet"]) == 2
 

@@ -33,6 +33,11 @@ def test_card_round_trips_through_plain_types():
     assert ModelCard.from_dict(json.loads(text)) == card
     assert "shoulder [-2, 2]" in card.describe() and "rad/s" in card.describe()
     assert "['position', 'velocity']" in card.describe()
+    assert "RGB on 'image'" in card.describe() and "on 'joint_states'" in card.describe()   # the node's names
+    bagged = robot_card(image=ImageInput(16, topic="arm/camera/image_raw"),
+                        joints=JointInput(("shoulder",), ("position",), topic="/arm/joint_states"))
+    assert "RGB on '/arm/camera/image_raw'" in bagged.describe()     # a bag's: absolute, as configure says
+    assert "on '/arm/joint_states'" in bagged.describe()
 
 
 @pytest.mark.parametrize("change, reason", [

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--crop", choices=("center", "stretch"), default="center",
                      help="a frame of another aspect: its middle square (center), or all of it resized "
                           "(stretch); the card keeps it, so the controller prepares frames the same way")
-    bag.add_argument("--joint-names", nargs="*", default=None, help="joints to keep, in this order")
+    bag.add_argument("--joint-names", nargs="*", default=None,
+                     help="joints to keep, in this order (separated by spaces or commas)")
     bag.add_argument("--joint-fields", type=_names, default=("position",),
                      help="JointState fields per joint, comma-separated: position, velocity "
                           "(default: position)")
@@ -122,7 +123,9 @@ def _from_rosbag(args):
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {value}")
     data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
-                       image_size=args.image_size, joint_names=args.joint_names, align=args.align,
+                       image_size=args.image_size, align=args.align,
+                       joint_names=None if args.joint_names is None else [n for given in args.joint_names
+                                                                           for n in _names(given)],
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,

@@ -307,7 +307,12 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                 except DatasetError as exc:
                     raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
     except (AnyReaderError, ReaderError, FileNotFoundError) as exc:
-        raise DatasetError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc})") from exc
+        # A file of a bag recorded with message compression holds compressed messages, which
+        # only the bag's metadata.yaml says how to read.
+        hint = ("; a bag recorded with compression is read from its folder (with its "
+                "metadata.yaml), not from one of its files"
+                if bag.is_file() and (bag.parent / "metadata.yaml").exists() else "")
+        raise DatasetError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc}){hint}") from exc
     frames = frames[: len(stamps["image"])]
     t_img, order = _sorted(stamps["image"])
     if order is not None:

@@ -211,11 +211,11 @@ class ModelCard:
         lines = [f"period: {self.period:g} s per step" if self.period else "period: unknown"]
         if self.image is not None:
             frames = f", the last {self.image.history} frames" if self.image.history > 1 else ""
-            lines.append(f"image: {self.image.size}x{self.image.size} RGB on {self.image.topic!r}{frames} "
+            lines.append(f"image: {self.image.size}x{self.image.size} RGB on {card_topic(self.image.topic, 'image')!r}{frames} "
                          f"(other sizes and aspects: {self.image.crop}, then resize)")
         if self.joints is not None:
             lines.append(f"joints: {list(self.joints.names)} x {list(self.joints.fields)} on "
-                         f"{self.joints.topic!r} ({self.joints.dim} values)"
+                         f"{card_topic(self.joints.topic, 'joint_states')!r} ({self.joints.dim} values)"
                          + (f"; continuous (angles that wrap): {list(self.joints.continuous)}"
                             if self.joints.continuous else ""))
         lines.append(f"actions ({a.kind}, {a.units}): " + ", ".join(
@@ -225,6 +225,13 @@ class ModelCard:
                 lines.append(f"{title}:")
                 lines += [f"  {k}: {_short(v)}" for k, v in entries.items()]
         return "\n".join(lines)
+
+
+def card_topic(topic: str, default: str) -> str:
+    """An input's topic as the card means it: its own ``default`` name stays relative (a node's
+    namespace and remaps apply); a bag's topic is absolute, whether or not it was stored with
+    its leading slash."""
+    return topic if topic == default else "/" + topic.lstrip("/")
 
 
 def _joint_input(data: Optional[dict]) -> Optional[JointInput]:

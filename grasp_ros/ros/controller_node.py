@@ -73,7 +73,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
                        build_control_loop, resolve_device)
-from ..models.card import stop_warnings
+from ..models.card import card_topic, stop_warnings
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
 from . import interrupts, params, qos
@@ -641,8 +641,7 @@ class GraspController(LifecycleNode):
             # the card's own default names are relative (namespaces and remaps apply); a bag's
             # topics are absolute
             read = self.resolve_topic_name(name)
-            topic = given.topic if given.topic == name else "/" + given.topic.lstrip("/")
-            trained = self.resolve_topic_name(topic)
+            trained = self.resolve_topic_name(card_topic(given.topic, name))
             if name == "image":
                 # image_transport's naming: the node remaps the base topic and, with compressed
                 # transport, reads base/compressed; a bag names the topic it recorded.
