@@ -895,3 +895,17 @@ def test_the_watchdog_zeroes_the_command_when_no_cycle_runs():
         assert published.next().status in (Status.OK, Status.STALE)
     finally:
         runner.stop()
+
+
+def test_the_watchdog_says_when_the_clock_has_not_moved_since_control_began():
+    """A sim's /clock not discovered yet (a busy machine): no cycle since activation is not a
+    stall of a clock that ran, and the reason says so (the command is zero all the same)."""
+    loop = ready_loop(clock_timeout=0.05)
+    runner, published = runner_for(loop)
+    try:
+        time.sleep(0.1)
+        result = runner.watchdog()
+        assert result is not None and result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
+        assert "the clock has not moved yet" in result.message and "stalled" not in result.message
+    finally:
+        runner.stop()

@@ -571,13 +571,16 @@ class ControlLoop:
         result.deadline_missed = True
         return self._finish(result, now, age)
 
-    def clock_stalled(self, wall_seconds: float) -> StepResult:
-        """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK."""
+    def clock_stalled(self, wall_seconds: float, started: bool = False) -> StepResult:
+        """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
+        ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
+        /clock not yet discovered, or not published)."""
         self._last_command_time = -math.inf
+        why = ("since control began: the clock has not moved yet (no /clock received? it comes "
+               "once a clock publisher is discovered)" if started else "the clock stalled (is /clock published?)")
         return self._finish(self._zero(Status.CLOCK, (
             f"no control cycle for {wall_seconds:.2f} s of wall time (clock_timeout "
-            f"{self.config.clock_timeout:g} s): the clock stalled (is /clock published?)")),
-            math.nan, math.inf)
+            f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)
 
     # -- helpers ----------------------------------------------------------------------------
 

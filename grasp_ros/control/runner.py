@@ -58,6 +58,7 @@ class CycleRunner:
         self._held: Optional[tuple] = None     # a late plan (or its solve) and its cycle's time
         self._last_cycle_wall = time.perf_counter()
         self._last_alarm_wall = -math.inf
+        self._cycled = False        # a cycle has run since start
         self.last_error = ""
         """The last exception of a cycle (a publish to a destroyed publisher...); cycles go on."""
         self.skipped_ticks = 0
@@ -70,6 +71,7 @@ class CycleRunner:
             self._running = True
             self._last_cycle_wall = time.perf_counter()
             self._last_alarm_wall = -math.inf
+            self._cycled = False
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="grasp-planner")
         self._thread = threading.Thread(target=self._run, name="grasp-cycle", daemon=True)
         self._thread.start()
@@ -127,7 +129,8 @@ class CycleRunner:
                     or wall - self._last_alarm_wall < timeout):
                 return None
             self._last_alarm_wall = wall
-        result = self.loop.clock_stalled(quiet)
+            started = not self._cycled
+        result = self.loop.clock_stalled(quiet, started)
         result.command_delay = 0.0
         self._publish(result)
         return result
@@ -152,6 +155,7 @@ class CycleRunner:
             finally:
                 with self._wake:
                     self._in_cycle = False
+                    self._cycled = True
                     self._last_cycle_wall = time.perf_counter()
 
     def _cycle(self, now: float, wall: float) -> StepResult:
