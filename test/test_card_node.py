@@ -29,7 +29,7 @@ LOW, HIGH = [-2.0, -1.0, 0.0], [2.0, 3.0, 5.0]
 
 
 def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=None, kind=None,
-               command_type=None):
+               command_type=None, units="SI"):
     """A small camera + joints (positions, velocities) model, trained for a few steps on random
     data described the way a rosbag import describes it (names, units, bounds, 10 Hz)."""
     rng = np.random.default_rng(seed)
@@ -40,7 +40,7 @@ def tiny_model(path, action_names, low, high, joint_names=ARM, seed=0, topics=No
     meta = {"env": "", "image_size": 16, "max_step": 0.0, "seed": 0, "source": "test",
             "joint_names": list(joint_names), "joint_fields": ["position", "velocity"],
             "action_names": list(action_names), "action_low": list(low), "action_high": list(high),
-            "action_units": "SI", "period": 0.1, **({"topics": topics} if topics else {}),
+            "action_units": units, "period": 0.1, **({"topics": topics} if topics else {}),
             **({"action_kind": kind} if kind else {}), **({"command_type": command_type} if command_type else {})}
     settings = TrainSettings(epochs=1, batch_size=2, segment_steps=4, rollout_steps=2, dynamics_steps=1,
                              dynamics_batch_size=2, val_fraction=0.25, statistics_frames=0, seed=0)
@@ -161,14 +161,19 @@ def test_a_peer_of_another_type_on_an_input_or_the_command_topic_is_named(rig, a
 def test_commands_recorded_as_a_trajectory_are_not_remapped_to_as_an_array(rig, tmp_path):
     """A model from a trajectory bag, run with the default array output: remapping the array
     to the bag's trajectory topic would reach nothing; configure says to switch the interface."""
+    from grasp_ros.models.card import TRAJECTORY_UNITS
     bagged = tiny_model(tmp_path / "traj.pt", ARM, LOW, HIGH, topics={"command": "/arm_controller/joint_trajectory"},
                         command_type="trajectory_msgs/msg/JointTrajectory")
-    r = arm_rig(rig, bagged)
-    r.start()
-    (command,) = r.node.topic_mismatches()
-    assert "recorded as trajectory_msgs/msg/JointTrajectory on /arm_controller/joint_trajectory" in command
-    assert "-p command_interface:=joint_trajectory" in command and "-r joint_trajectory:=/arm_controller/joint_trajectory" in command
-    assert "-r command:=" not in command
+    # a card from before collect recorded the type: its units say trajectory velocities
+    older = tiny_model(tmp_path / "older.pt", ARM, LOW, HIGH, topics={"command": "/arm_controller/joint_trajectory"},
+                       units=TRAJECTORY_UNITS)
+    for model in (bagged, older):
+        r = arm_rig(rig, model)
+        r.start()
+        (command,) = r.node.topic_mismatches()
+        assert "recorded as trajectory_msgs/msg/JointTrajectory on /arm_controller/joint_trajectory" in command
+        assert "-p command_interface:=joint_trajectory" in command
+        assert "-r joint_trajectory:=/arm_controller/joint_trajectory" in command and "-r command:=" not in command
     trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory", joint_names=["wrist", "elbow", "shoulder"])
     trajectory.start()
     (command,) = trajectory.node.topic_mismatches()     # the same type: only the remap

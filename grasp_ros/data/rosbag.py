@@ -76,7 +76,7 @@ from typing import NamedTuple, Optional, Sequence, Union
 import numpy as np
 from tqdm import tqdm
 
-from ..models.card import JOINT_FIELDS, TWIST_FIELDS
+from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
 from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from .dataset import DatasetError, TransitionData
@@ -543,7 +543,7 @@ def _command_kind(command_type: str) -> str:
 
 
 ACTION_KINDS = {"twist": {"action_kind": "twist", "action_units": "m/s, rad/s"},
-                "trajectory": {"action_kind": "velocity", "action_units": "joint velocities (rad/s, m/s)"},
+                "trajectory": {"action_kind": "velocity", "action_units": TRAJECTORY_UNITS},
                 "array": {"action_units": "as recorded (units not given: collect --action-units)"}}
 """The metadata each kind of command gives the actions (an array's units: ``--action-units``)."""
 

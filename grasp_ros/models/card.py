@@ -36,6 +36,8 @@ CROP_MODES = ("center", "stretch")
 JOINT_FIELDS = ("position", "velocity")
 ACTION_KINDS = ("velocity", "position", "effort", "twist", "other")
 TWIST_FIELDS = tuple(f"{part}.{axis}" for part in ("linear", "angular") for axis in "xyz")
+TRAJECTORY_UNITS = "joint velocities (rad/s, m/s)"
+"""The units ``grasp-ros collect`` gives actions read from JointTrajectory commands."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,16 @@ class ModelCard:
     goal_joints: Optional[JointInput] = None
     """Joints a goal may be given in when the observation is not (e.g. the analytic model
     observing the camera takes goals as x, y); default: ``joints``."""
+
+    @property
+    def command_type(self) -> str:
+        """The message type the training data's commands were, where known: recorded by
+        ``grasp-ros collect``, or (cards from before it recorded it) told by the units it gives
+        trajectory velocities; "" when unknown."""
+        recorded = str(self.provenance.get("command_type") or "")
+        if recorded or self.actions.units != TRAJECTORY_UNITS:
+            return recorded
+        return "trajectory_msgs/msg/JointTrajectory"
 
     @property
     def goal_joint_input(self) -> Optional[JointInput]:

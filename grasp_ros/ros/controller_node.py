@@ -664,7 +664,7 @@ class GraspController(LifecycleNode):
         # recorded type (an array sent to a trajectory controller's topic reaches nothing).
         msg_type, output = OUTPUTS[self._values["command_interface"]]
         commanded = (card.provenance.get("topics") or {}).get("command")
-        recorded_type = str(card.provenance.get("command_type") or "")
+        recorded_type = card.command_type
         if commanded:
             sent, recorded = self.resolve_topic_name(output), "/" + str(commanded).lstrip("/")
             if recorded_type and recorded_type != _type_name(msg_type):
