@@ -72,6 +72,12 @@ def test_controller_exits_non_zero_with_the_reason_when_autostart_fails():
     assert "Traceback" not in output, output
 
 
+def test_a_refused_start_up_value_is_named_once():
+    returncode, output = autostart_controller("joint_names:=['a', 'a']")
+    assert returncode == 1, output
+    assert output.count("joint_names must be distinct non-empty names") == 1, output
+
+
 @pytest.mark.parametrize("rule, hint", [
     # The shell's quotes alone: rcl reads the value as a YAML map and refuses the argument.
     ("model_options:={env: open, horizon: 50}", "-p model_options:='\"{env: open}\"'"),

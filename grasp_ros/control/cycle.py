@@ -443,11 +443,11 @@ class ControlLoop:
         if age < -self.config.max_stamp_lead:
             return self._finish(self._zero(Status.ERROR, (
                 f"observation refused: stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the "
-                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){_time_bases(age)}")), now, age)
+                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){time_base_hint(age)}")), now, age)
         if age > self.config.max_observation_age:
             return self._finish(self._stale(
                 f"newest observation is {age:.3f} s old (max_observation_age "
-                f"{self.config.max_observation_age:g} s){_time_bases(age)}", now), now, age)
+                f"{self.config.max_observation_age:g} s){time_base_hint(age)}", now), now, age)
         if goal is None:
             return self._finish(self._stale("no goal yet", now), now, age)
         if goal.error:
@@ -781,7 +781,7 @@ OTHER_TIME_BASE_S = 1e6
 """An observation this far (s, 11 days) from the clock was stamped on another time base."""
 
 
-def _time_bases(age: float) -> str:
+def time_base_hint(age: float) -> str:
     """A hint when stamps and the clock are on different time bases: a robot on sim time (from
     0) against a node on the wall clock (1.8e9 s), or the reverse."""
     if not OTHER_TIME_BASE_S <= abs(age) < math.inf:

@@ -162,9 +162,9 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
 def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, Any]:
     options, recording = prepared.options, prepared.recording
     span = (steps[-1].clock - steps[0].clock) / NS + prepared.period
-    changed = {k: v for k, v in prepared.values.items()
-               if prepared.sources.get(k) in ("params file", "command line")}
     recorded = recording.parameters
+    given = {k: v for k, v in prepared.values.items() if prepared.sources.get(k) in ("params file", "command line")}
+    changed = {k: given[k] for k in changed_values(recorded, given)}
     notes = []
     if steps[0].index > 0:
         notes.append(f"the replay starts at cycle {steps[0].index}: the controller starts there without "

@@ -72,7 +72,7 @@ from trajectory_msgs.msg import JointTrajectory
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
-                       build_control_loop, resolve_device)
+                       build_control_loop, resolve_device, time_base_hint)
 from ..models.card import card_topic, stop_warnings
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
@@ -125,7 +125,8 @@ class GraspController(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             values = params.read_all(self)
-            problems = list(self._refused.values()) + params.validate_all(values)
+            # (a start-up value refused is also invalid among the values: said once)
+            problems = list(dict.fromkeys([*self._refused.values(), *params.validate_all(values)]))
             if not problems:
                 try:
                     self._build(values)
@@ -362,7 +363,8 @@ class GraspController(LifecycleNode):
         if not (math.isfinite(age) and -limit <= age <= limit):   # ahead: from before a jump back
             self.get_logger().warning(
                 f"joint_states for the trajectory's positions is {age:.3f} s old (max_observation_age "
-                f"{limit:g} s): the trajectory carries velocities only", throttle_duration_sec=5.0)
+                f"{limit:g} s): the trajectory carries velocities only{time_base_hint(age)}",
+                throttle_duration_sec=5.0)
             return None
         return positions
 
