@@ -184,8 +184,8 @@ def test_nodes_of_a_killed_harness_stop_in_order_instead_of_running_on(tmp_path)
 # launch does)
 LAUNCH_LIKE = """#!{python}
 import time
-print("launched", flush=True)
 try:
+    print("launched", flush=True)     # the harness may die as soon as this is out
     time.sleep(3600)
 except KeyboardInterrupt:
     print("stopped by SIGINT", flush=True)
