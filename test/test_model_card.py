@@ -125,6 +125,21 @@ def test_frames_pair_with_the_joint_sample_nearest_in_stamp():
     assert model.seen[-1][0, 0].item() == 2.0          # 0.99 is nearest to the frame at 1.0
 
 
+def test_a_fast_joint_states_still_pairs_with_a_frame_as_old_as_the_freshness_limit():
+    """A 1 kHz joint_states (a Franka's): a frame 0.4 s old, within max_observation_age 0.5 s,
+    still finds the joint sample of its stamp (a count of samples kept covered only 0.256 s);
+    samples older than the freshness limit are let go."""
+    model, loop = camera_and_joints_loop(pair_tolerance=0.05, max_observation_age=0.5)
+    loop.set_goal_latent([0.5, 0.5])
+    loop.observe({"image": np.zeros((16, 16, 3), np.uint8)}, 1.0)
+    for k in range(801):                                   # 0.6 s to 1.4 s at 1 kHz
+        loop.observe({"joints": np.full(6, float(k))}, 0.6 + k / 1000)
+    result = loop.step(1.4)
+    assert result.status == Status.OK, result.message
+    assert model.seen[-1][0, 0].item() == 400.0          # the sample stamped 1.0 s
+    assert len(loop._recent.snapshot()[0]) == 551         # 0.55 s of them (age + pair_tolerance)
+
+
 def test_a_frame_without_joint_samples_near_it_is_stale_with_the_reason():
     model, loop = camera_and_joints_loop(pair_tolerance=0.05)
     loop.set_goal_latent([0.5, 0.5])

@@ -267,14 +267,15 @@ class ControlLoop:
         with self._lock:
             if received is not None:
                 self._note_clock(received)
+            keep = self.config.max_observation_age + self.config.pair_tolerance
             if self._recent.keeps_apart(observation):
-                self._recent.add(observation, stamp)
+                self._recent.add(observation, stamp, keep)
                 return
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
                 return
             self._observation = Sample(dict(observation), float(stamp))
-            self._recent.add(observation, stamp)
+            self._recent.add(observation, stamp, keep)
             # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
             # up (a sim publishes sensors just before /clock reaches their time); as "newest"
             # it counts for no more than the clock allows, so a stamp far in the future cannot

@@ -21,8 +21,9 @@ import numpy as np
 
 FRAMES_KEPT = 128
 """Camera frames kept for a history model (4 s of a 30 Hz camera: 16 frames at 0.25 s)."""
-JOINT_SAMPLES_KEPT = 256
-"""Joint samples kept for pairing with camera frames (about 2.5 s of a 100 Hz joint_states)."""
+JOINT_SAMPLES_KEPT = 16384
+"""At most this many joint samples are kept for pairing with camera frames (16 s of a 1 kHz
+joint_states); ``add`` keeps those of the last ``keep_s`` seconds."""
 
 
 @dataclass
@@ -46,9 +47,14 @@ class RecentInputs:
         """A joint sample for a camera + joints model: kept here, not an observation itself."""
         return self.pairs_joints and set(observation) == {"joints"}
 
-    def add(self, observation: Mapping[str, np.ndarray], stamp: float) -> None:
+    def add(self, observation: Mapping[str, np.ndarray], stamp: float, keep_s: float = math.inf) -> None:
+        """``keep_s``: joint samples older than this before the newest are dropped: a frame
+        that old is stale anyway (a count would cover only a quarter second of a 1 kHz
+        joint_states, and frames still fresh would find no joints to pair with)."""
         if self.keeps_apart(observation):
             self._joints.append((float(stamp), observation["joints"]))
+            while self._joints[0][0] < stamp - keep_s:
+                self._joints.popleft()
         elif self.image_frames > 1 and "image" in observation:
             self._frames.append((float(stamp), observation["image"]))
 
