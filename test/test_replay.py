@@ -417,6 +417,20 @@ def test_a_controller_with_another_model_than_the_bags_is_named_at_its_first_cyc
     assert "the bag holds no controller parameters" in output and "Traceback" not in output
 
 
+def test_a_camera_under_another_name_is_asked_for_not_replayed_without(tmp_path):
+    """A RealSense's /camera/color/image_raw is not among the names the replay looks for: the
+    controller would read no camera and be STALE throughout; the replay says which option
+    names it."""
+    bag = rewrite(BAG, tmp_path / "realsense", transform=lambda topic, kind, received, raw: (
+        "/camera/color/image_raw" if topic == "/image" else topic, kind, received, raw))
+    code, output, _ = replay(bag, tmp_path / "out", "--end", "0.5")
+    assert code == 3, output
+    assert "the controller reads a camera, and the bag has none among /image" in output
+    assert "--image-topic" in output
+    code, output, row = replay(bag, tmp_path / "named", "--end", "0.5", "--image-topic", "/camera/color/image_raw")
+    assert code == 0 and row["max_command_diff"] == 0.0, output
+
+
 def _stamps_back():
     seen = []
 

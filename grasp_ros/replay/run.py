@@ -19,7 +19,7 @@ from ..bench.load import load_average
 from ..sim.closed_loop import launch_available
 from .bag import CANDIDATES, NS, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
-from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
+from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayError, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
 from ..control import Status
 from .schedule import Step, activation_clock, plan_steps
@@ -125,6 +125,13 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
         chosen: list[Step] = []
 
         def make_steps(subscribed: list[str]) -> list[Step]:
+            unfed = [role for role in ("image", "joints") if role in subscribed and role not in recording.topics]
+            if unfed:   # it would be STALE throughout: its input is under a name not looked for
+                role = unfed[0]
+                raise ReplayError(
+                    f"the controller reads {'a camera' if role == 'image' else 'joint_states'}, and the "
+                    f"bag has none among {', '.join(CANDIDATES[role])}: name the bag's topic with "
+                    f"--{'image' if role == 'image' else 'joint'}-topic")
             # The cycle's observation: the camera's frame when the controller takes the camera
             # (a camera + joints model pairs joints to frames), else joint_states.
             observed = ("image",) if "image" in subscribed else ("joints",)
