@@ -601,6 +601,25 @@ def test_a_cycle_recorded_before_the_first_observation_gets_none():
     assert compare(cycles, [0, 1], replayed, Tolerances()).summary["input_mismatches"] == 0
 
 
+def test_another_observation_of_a_matched_frame_is_noted_by_its_novelty():
+    """A frame of the recorded age paired with another joint_states sample (a live controller
+    that dropped some of a 1 kHz joint_states): the age matches, but the recorded model scores
+    another novelty. Noted (other CPU kernels would round it differently too); with a changed
+    model, novelty differs anyway and says nothing."""
+    import dataclasses
+    from grasp_ros.replay.compare import Tolerances, compare
+    cycles = [dataclasses.replace(_cycle(0.1 * (i + 1), 100 * i, 0.05), novelty=1.5) for i in range(3)]
+    replayed = {i: {"status": 0, "command": [0.0, 0.0], "cost": math.nan, "iterations": 5,
+                    "novelty": 1.5, "residual": math.nan, "goal_distance": math.nan,
+                    "observation_age": 0.05} for i in range(3)}
+    replayed[2]["novelty"] = 1.57
+    noted = compare(cycles, [0, 1, 2], replayed, Tolerances(), same_model=True)
+    (note,) = noted.summary["notes"]
+    assert note.startswith("1 replayed cycle(s) with the recorded model scored another observation novelty")
+    assert noted.passed and noted.summary["input_mismatches"] == 0
+    assert compare(cycles, [0, 1, 2], replayed, Tolerances(), same_model=False).summary["notes"] == []
+
+
 def test_the_controller_is_activated_on_a_grid_that_fires_at_every_cycle():
     period = 0.1
     # cycles late on their grid by up to 4 ms (a coarse /clock), the first one 3 ms late

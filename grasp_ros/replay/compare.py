@@ -50,8 +50,11 @@ class Comparison:
 
 
 def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, dict],
-            tolerances: Tolerances, extra: int = 0) -> Comparison:
-    """Compare the recorded ``cycles[i]`` for ``i`` in ``indices`` with ``replayed[i]``."""
+            tolerances: Tolerances, extra: int = 0, same_model: bool = False) -> Comparison:
+    """Compare the recorded ``cycles[i]`` for ``i`` in ``indices`` with ``replayed[i]``.
+    ``same_model``: the replay runs the recorded model, so an observation novelty that differs
+    says the cycle encoded another observation (noted, not failed: other CPU kernels round
+    differently too)."""
     t0 = cycles[0].time
     rows, missing = [], []
     for i in indices:
@@ -124,8 +127,20 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
             "subscribed only when the goal's publisher appeared: a latched goal then comes at the "
             "publisher's next heartbeat, up to 3 s with Fast DDS; start the recorder, and the goal's "
             "publisher, a few seconds before the first goal); replay from after it with --start")
+    encoded = [r for r in rows if same_model and r["inputs_match"]
+               and not _same(r["novelty_recorded"], r["novelty_replayed"], NOVELTY_TOLERANCE)]
+    if encoded:    # the frame's age matched, the observation did not (its joints, say)
+        summary["notes"].append(
+            f"{len(encoded)} replayed cycle(s) with the recorded model scored another observation "
+            f"novelty than the recorded ones (from t = {encoded[0]['t']:.3f} s), though their frame's "
+            "age matched: they encoded another observation, such as the frame paired with another "
+            "joint_states sample (a live controller that dropped some of a fast joint_states)")
     times = np.asarray([r["t"] for r in rows], dtype=np.float64)
     return Comparison(times, recorded, replayed_commands, rows, summary, failures)
+
+
+NOVELTY_TOLERANCE = 1e-6
+"""Training spreads: a score computed again from the same observation by the same model."""
 
 
 def _name(status: int) -> str:

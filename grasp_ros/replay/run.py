@@ -146,8 +146,10 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
             if (scratch / "controller.log").exists():
                 os.replace(scratch / "controller.log", out / "controller.log")
         steps = chosen
+        same_model = not {"model", "model_options", "model_weights", "image_crop"} & set(_changed(prepared))
         comparison = compare(recording.cycles, [s.index for s in steps], run.replayed,
-                             options.tolerances, extra=len(run.extra))
+                             options.tolerances, extra=len(run.extra),
+                             same_model=recording.parameters is not None and same_model)
         info = _info(prepared, steps, run)
         info["loadavg_start"] = machine.get("load_average")
         info["loadavg_end"] = load_average()
@@ -166,12 +168,18 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
     return Outcome(comparison, info, run, files)
 
 
+def _changed(prepared: Prepared) -> dict[str, Any]:
+    """The values a file or the command line gave other than the recorded ones."""
+    given = {k: v for k, v in prepared.values.items()
+             if prepared.sources.get(k) in ("params file", "command line")}
+    return {k: given[k] for k in changed_values(prepared.recording.parameters, given)}
+
+
 def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, Any]:
     options, recording = prepared.options, prepared.recording
     span = (steps[-1].clock - steps[0].clock) / NS + prepared.period
     recorded = recording.parameters
-    given = {k: v for k, v in prepared.values.items() if prepared.sources.get(k) in ("params file", "command line")}
-    changed = {k: given[k] for k in changed_values(recorded, given)}
+    changed = _changed(prepared)
     notes = []
     if steps[0].index > 0:
         notes.append(f"the replay starts at cycle {steps[0].index}: the controller starts there without "
