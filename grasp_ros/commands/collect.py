@@ -124,8 +124,7 @@ def _from_rosbag(args):
             raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {value}")
     data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
                        image_size=args.image_size, align=args.align,
-                       joint_names=None if args.joint_names is None else [n for given in args.joint_names
-                                                                           for n in _names(given)],
+                       joint_names=None if args.joint_names is None else _names(",".join(args.joint_names)),
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,
                        gap=args.gap, reset_jump=args.reset_jump, episode_topic=args.episode_topic or None,

@@ -238,9 +238,10 @@ class ControlLoop:
         self._observation: Optional[Sample] = None
         self._newest_stamp = -math.inf          # of the accepted observations
         self._goal: Optional[Sample] = None
-        self._goal_latent: Optional[torch.Tensor] = None
+        # The goal entry last made ready (encoded, or a joint goal as a tensor) and scored.
+        self._goal_target: Optional[torch.Tensor] = None
         self._goal_novelty = math.nan
-        self._encoded_goal: Optional[Sample] = None     # the goal entry _goal_latent encodes
+        self._encoded_goal: Optional[Sample] = None
         # Continuous joints' position columns, and the last goal wrapped to the measured ones.
         self._continuous = ([] if self.card.joints is None else
                             self.card.joints.position_columns(self.card.joints.continuous))
@@ -364,6 +365,7 @@ class ControlLoop:
 
     def step(self, now: float) -> StepResult:
         """One whole cycle at time ``now`` (s, caller's clock) in the calling thread."""
+        self.note_clock(now)
         job = self.prepare(now)
         if isinstance(job, StepResult):
             return job
@@ -374,15 +376,15 @@ class ControlLoop:
         return result
 
     def note_clock(self, now: float) -> None:
-        """The clock read ``now`` (a timer's tick): a jump back is judged against what was seen
-        before this reading, so a caller that reaches ``prepare`` late, after observations
-        received since have moved the clock on, notes its reading here at once and passes
-        ``clock_noted`` (else the late cycle would look like the clock jumping back)."""
+        """The clock read ``now`` for a cycle, noted when it is read: a jump back is judged
+        against what was seen before this reading, so a cycle that starts late, after
+        observations received since have moved the clock on, is no jump back."""
         with self._lock:
             self._note_clock(now)
 
-    def prepare(self, now: float, clock_noted: bool = False) -> "Job | StepResult":
-        """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result."""
+    def prepare(self, now: float) -> "Job | StepResult":
+        """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result. ``now``
+        was noted (``note_clock``) when it was read."""
         started = time.perf_counter()
         with self._lock:
             changes, self._pending_settings = self._pending_settings, {}
@@ -395,12 +397,10 @@ class ControlLoop:
                 self.planner.configure(**changes)
         except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
             with self._lock:
-                if not clock_noted:
-                    self._note_clock(now)
                 sample = self._observation
             age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
-        checked = self._check_inputs(now, clock_noted)
+        checked = self._check_inputs(now)
         if isinstance(checked, StepResult):
             return checked
         sample, goal = checked
@@ -413,23 +413,21 @@ class ControlLoop:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started, self._sent.copy())
 
-    def busy(self, now: float, reason: str, clock_noted: bool = False) -> StepResult:
+    def busy(self, now: float, reason: str) -> StepResult:
         """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
         inputs are checked as every cycle checks them (a dead sensor, a clock jump or a refused
         goal sends zero), else the latest plan's action for now, FALLBACK. Settings and resets
-        wait for the next cycle that plans. ``clock_noted``: as for ``prepare``."""
-        checked = self._check_inputs(now, clock_noted)
+        wait for the next cycle that plans. ``now``: as for ``prepare``."""
+        checked = self._check_inputs(now)
         if isinstance(checked, StepResult):
             return checked
         sample, _ = checked
         return self.fallback(now, reason, now - sample.stamp)
 
-    def _check_inputs(self, now: float, clock_noted: bool = False) -> "tuple[Sample, Sample] | StepResult":
+    def _check_inputs(self, now: float) -> "tuple[Sample, Sample] | StepResult":
         """The clock, the newest observation and the goal at ``now``: (observation, goal) when
         a plan may use them, else the cycle's result (zero or hold, non-OK)."""
         with self._lock:
-            if not clock_noted:
-                self._note_clock(now)
             jump, self._clock_jump = self._clock_jump, None
             sample, goal = self._observation, self._goal
         age = now - sample.stamp if sample is not None else math.inf
@@ -664,34 +662,35 @@ class ControlLoop:
         return moved
 
     def _goal_for(self, goal: Sample) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal
-        observation is encoded (and scored) once, then reused."""
-        if self.takes_joint_goal(goal.value):
-            if not callable(getattr(self.model, "decode_state", None)):
-                raise ValueError("the model cannot take a goal in joint space alone (it has no "
-                                 "decode_state joint head): give a goal image")
-            joints = torch.as_tensor(np.asarray(goal.value["joints"], dtype=np.float32),
-                                     device=self.planner.device)
-            # against the joints the model was trained on (a goal it never saw drives the robot
-            # as far as it can go)
-            self._goal_novelty = self.novelty.part_score("joints", joints) if self.novelty is not None else math.nan
-            return None, joints
+        """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal is
+        made ready (encoded, or put on the device) and scored once, then reused."""
         if "latent" in goal.value:
             self._goal_novelty = math.nan
             return torch.as_tensor(goal.value["latent"], device=self.planner.device), None
-        if self._goal_latent is None or goal is not self._encoded_goal:
+        in_joints = self.takes_joint_goal(goal.value)
+        if in_joints and not callable(getattr(self.model, "decode_state", None)):
+            raise ValueError("the model cannot take a goal in joint space alone (it has no "
+                             "decode_state joint head): give a goal image")
+        if goal is not self._encoded_goal:
             try:
-                batch = self._batch(goal.value)
-                self._goal_latent = self._encode(batch, goal=True)
-                self._goal_novelty = (self.novelty.score(batch, self._goal_latent)
-                                      if self.novelty is not None else math.nan)
+                if in_joints:
+                    # scored against the joints the model was trained on (a goal it never saw
+                    # drives the robot as far as it can go)
+                    target = torch.as_tensor(np.asarray(goal.value["joints"], dtype=np.float32),
+                                             device=self.planner.device)
+                    novelty = (self.novelty.part_score("joints", target)
+                               if self.novelty is not None else math.nan)
+                else:
+                    batch = self._batch(goal.value)
+                    target = self._encode(batch, goal=True)
+                    novelty = self.novelty.score(batch, target) if self.novelty is not None else math.nan
             except Exception as exc:  # remember the failure: no re-encoding every cycle
                 with self._lock:
                     if self._goal is goal:
                         self._goal = Sample(None, error=f"{type(exc).__name__}: {exc}")
                 raise
-            self._encoded_goal = goal
-        return self._goal_latent, None
+            self._goal_target, self._goal_novelty, self._encoded_goal = target, novelty, goal
+        return (None, self._goal_target) if in_joints else (self._goal_target, None)
 
     def _batch(self, observation: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """An observation as the model's batch of one (checked against its declared inputs)."""

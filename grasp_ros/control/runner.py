@@ -161,11 +161,11 @@ class CycleRunner:
     def _cycle(self, now: float, wall: float) -> StepResult:
         loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
-            return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago", clock_noted=True)
+            return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
         if _named(now, config.busy_cycles):
-            return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)", clock_noted=True)
+            return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)")
         self._adopt_late_plan()
-        job = loop.prepare(now, clock_noted=True)
+        job = loop.prepare(now)
         if not isinstance(job, Job):
             return job
         if _named(now, config.late_cycles):
