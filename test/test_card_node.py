@@ -229,11 +229,13 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_mo
 
     def send(kind, stamp_s, i):
         header = Header(stamp=ns_time(int(stamp_s * 1e9)))
+        before = node._goal_parts.get(kind)     # each arrival makes a new part
         if kind == "image":
             r.goal_image_pub.publish(rgb_to_image(frames[i], header=header))
         else:
             r.goal_pub.publish(JointGoal(header=header, name=list(ARM), position=[0.1 * i, 0.2, 0.3]))
-        r.wait_until(lambda: node._goal_parts.get(kind, (None, -1))[1] == int(stamp_s * 1e9),
+        r.wait_until(lambda: node._goal_parts.get(kind) is not before
+                     and node._goal_parts[kind].stamp == int(stamp_s * 1e9),
                      what=f"the goal {kind} at {stamp_s} s")
 
     def standing():
@@ -265,6 +267,10 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_mo
     assert standing()["image"] == frames[1].tolist()
     send("joints", 0.0, 0)                # unstamped (ros2 topic pub): pairs with the new image
     assert standing()["image"] == frames[0].tolist() and standing()["joints"][0] == pytest.approx(0.0)
+    send("image", 0.0, 2)                 # unstamped too, and the joints are used: it waits,
+    assert standing()["image"] == frames[0].tolist()     # not paired with them as "one stamp"
+    send("joints", 0.0, 1)
+    assert standing()["image"] == frames[2].tolist() and standing()["joints"][0] == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("joint_names", [None, ["wrist", "shoulder", "elbow"]], ids=["card-order", "reordered"])

@@ -56,8 +56,10 @@ class LinearModel(WorldModel):
 def make_loop(**config) -> ControlLoop:
     model = LinearModel()
     planner = make_planner("grasp", model, H, {"iterations": 15, "chains": 2})
-    # Iteration caps, not wall-clock budgets: the same result on a busy machine.
-    options = dict(period=PERIOD, max_observation_age=0.25, timing="fixed_iterations")
+    # Iteration caps, not wall-clock budgets: the same result on a busy machine; an hour's
+    # clock_timeout, so that a runner's watchdog thread stays quiet between a test's ticks.
+    options = dict(period=PERIOD, max_observation_age=0.25, timing="fixed_iterations",
+                   clock_timeout=3600.0)
     options.update(config)
     loop = ControlLoop(model, planner, ControlConfig(**options))
     loop.warm_up()     # as build_control_loop does: torch's first autograd call is slow
@@ -97,7 +99,7 @@ def test_old_observation_is_stale_and_holds_or_zeroes(on_stale):
     within = loop.step(0.25)                         # age == max_observation_age: still fresh
     assert within.status == Status.OK
     stale = loop.step(0.3)
-    assert stale.status == Status.STALE and "0.300 s old" in stale.message
+    assert stale.status == Status.STALE and "newest observation (joint_states) is 0.300 s old" in stale.message
     assert stale.observation_age == pytest.approx(0.3)
     expected = within.command if on_stale == "hold" else np.zeros(2)
     assert stale.command == pytest.approx(expected)
@@ -187,6 +189,34 @@ def test_a_late_solve_cannot_delay_the_command_and_still_warm_starts_the_next_cy
     # The late plan (made for t=2) is the warm start at t=4, shifted by the 2 periods since.
     assert seen[-1] is not None and seen[-1].actions.shape == (H, 2)
     assert loop._plan_time == 4.0
+
+
+def test_a_planner_that_stays_busy_gets_zero_once_the_previous_plan_is_too_old():
+    """FALLBACK follows the previous plan open loop only while it is at most
+    max_observation_age + one period old: then zero, however fresh the observations."""
+    loop = ready_loop(period=1.0, max_observation_age=1.5)
+    first = loop.step(0.0)
+    assert first.status == Status.OK
+    previous = first.plan.actions.numpy()
+    loop.model.gate = threading.Event()        # every solve from now on waits for the test
+    loop.configure(timing="realtime", solve_budget=0.01)
+    runner, published = runner_for(loop)
+    try:
+        loop.observe({"joints": np.zeros(2)}, stamp=1.0)
+        runner.tick(1.0)
+        late = published.next()               # the previous plan is one period old: followed
+        assert late.status == Status.FALLBACK and "no plan by the deadline" in late.message
+        assert late.command == pytest.approx(np.clip(previous[1], LOW, HIGH))
+        assert np.abs(late.command).max() > 0
+        loop.observe({"joints": np.zeros(2)}, stamp=3.0)
+        runner.tick(3.0)
+        busy = published.next()                # still busy, and the plan is 3 s old: zero
+        assert busy.status == Status.FALLBACK and "still on the cycle" in busy.message
+        assert "the previous plan is 3.000 s old" in busy.message and "2.5 s" in busy.message
+        assert busy.command.tolist() == [0.0, 0.0] and busy.deadline_missed
+    finally:
+        loop.model.gate.set()
+        runner.stop()
 
 
 def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
@@ -334,6 +364,75 @@ def test_a_busy_planner_still_checks_the_inputs_every_cycle():
         loop.model.gate.set()
         runner.stop()
     assert loop._plan is None                  # the late plan, made for t=1, is not adopted
+
+
+def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
+    """The first planning cycle comes late (no previous plan: zero), the next finds the planner
+    still busy and its observation refused (ERROR), the next busy (zero); then the late plan
+    warm-starts the next. The ERROR cycle's text says the planner was busy, so the replay names
+    it busy too: named only late and busy by FALLBACK, the replay would adopt the late plan at
+    the ERROR cycle and send its action at the busy one, where the live run sent zero."""
+    from grasp_ros.control.runner import BUSY
+    from grasp_ros.replay.bag import Cycle
+    from grasp_ros.replay.schedule import fallback_kind
+
+    def run(loop, ticks, on_late=lambda result: None):
+        published = Published()
+        runner = CycleRunner(loop, published, on_late)
+        runner.start()
+        try:
+            out = []
+            for t, before in ticks:
+                before()
+                runner.tick(t)
+                out.append(published.next())
+        finally:
+            runner.stop()
+        return out
+
+    def fresh(**config):
+        loop = make_loop(period=1.0, max_observation_age=100.0, **config)
+        loop.set_goal({"joints": np.array([0.6, -0.4])})
+        loop.observe({"joints": np.zeros(2)}, stamp=0.0)
+        return loop
+
+    loop = fresh(timing="realtime", solve_budget=0.01)
+    loop.model.gate = threading.Event()        # the first solve waits for the test: late
+    late_seen, reports = threading.Event(), []
+
+    def refused():
+        loop.reject_observation("image: a frame it cannot read", 2.0, received=2.0)
+
+    def good():
+        loop.observe({"joints": np.zeros(2)}, stamp=3.0)
+
+    def in_time():
+        loop.model.gate.set()
+        assert late_seen.wait(30.0)
+        loop.configure(timing="fixed_iterations")
+    recorded = run(loop, [(1.0, lambda: None), (2.0, refused), (3.0, good), (4.0, in_time)],
+                   _Notify(reports, late_seen))
+    assert [r.status for r in recorded] == [Status.FALLBACK, Status.ERROR, Status.FALLBACK, Status.OK]
+    assert BUSY in recorded[1].message and "a frame it cannot read" in recorded[1].message
+    assert recorded[2].command.tolist() == [0.0, 0.0] and recorded[3].warm_started
+    kinds = [fallback_kind(Cycle(0, 0, int(r.status), f"{r.status.name}: {r.message}", "grasp", 0,
+                                 *[math.nan] * 8, np.zeros(2)), reports[0] if t == 1.0 else None)
+             for t, r in zip((1.0, 2.0, 3.0, 4.0), recorded)]
+    assert kinds == ["late", "busy", "busy", ""]
+
+    def replay(busy_cycles):
+        again = fresh(late_cycles=(1.0,), busy_cycles=busy_cycles)
+        again.request_settings(iterations=reports[0].iterations)
+        return run(again, [(1.0, lambda: None),
+                           (2.0, lambda: again.reject_observation("image: a frame it cannot read", 2.0, received=2.0)),
+                           (3.0, lambda: again.observe({"joints": np.zeros(2)}, stamp=3.0)),
+                           (4.0, lambda: again.request_settings(iterations=15))])
+    replayed = replay((2.0, 3.0))
+    assert [r.status for r in replayed] == [r.status for r in recorded]
+    for a, b in zip(recorded, replayed):
+        np.testing.assert_array_equal(a.command, b.command)
+    adopted_early = replay((3.0,))             # the ERROR cycle not named busy: not the run
+    assert np.abs(adopted_early[2].command).max() > 0
 
 
 def test_a_tick_whose_cycle_starts_late_is_no_clock_jump():
@@ -750,6 +849,37 @@ def test_a_cycle_makes_its_tensors_on_the_planners_device(env, model, planner):
 
 # -- clocks and stamps --------------------------------------------------------------------------
 
+class DecodingModel(LinearModel):
+    """Joints decoded from the latent (a learned model's joint head), its calls counted."""
+
+    def __init__(self):
+        super().__init__()
+        self.decoded = 0
+
+    def decode_state(self, latent):
+        self.decoded += 1
+        return latent
+
+
+def test_warm_up_goes_the_joint_goal_path_too_and_leaves_the_planner_as_new():
+    """A first cycle towards a joint goal went through decode_state and the goal search cold (a
+    second on the learned model): the warm-up takes that path too, and the plans after it are
+    a fresh planner's."""
+    def loop_of(model):
+        planner = make_planner("grasp", model, H, {"iterations": 15, "chains": 2})
+        return ControlLoop(model, planner, ControlConfig(period=PERIOD, timing="fixed_iterations"))
+    warmed, cold = loop_of(DecodingModel()), loop_of(DecodingModel())
+    assert warmed.card.goal_joint_input is not None
+    warmed.warm_up()
+    assert warmed.model.decoded > 0 and cold.model.decoded == 0
+    for loop in (warmed, cold):
+        loop.set_goal({"joints": np.array([0.6, -0.4])})
+        loop.observe({"joints": np.zeros(2)}, stamp=0.0)
+    a, b = warmed.step(0.0), cold.step(0.0)
+    assert a.status == b.status == Status.OK
+    np.testing.assert_array_equal(a.command, b.command)
+
+
 def test_a_stamp_in_the_future_is_refused_until_a_good_observation():
     loop = ready_loop(max_stamp_lead=0.05)
     assert loop.step(0.0).status == Status.OK
@@ -761,6 +891,28 @@ def test_a_stamp_in_the_future_is_refused_until_a_good_observation():
         assert result.command.tolist() == [0.0, 0.0]
     loop.observe({"joints": np.zeros(2)}, stamp=4.1, received=4.1)
     assert loop.step(4.1).status == Status.OK
+
+
+def test_a_sample_stamped_just_ahead_of_a_trailing_clock_leaves_the_cycle_the_one_before():
+    """A sim publishes /clock and its sensors at once, and on a busy machine the node's clock
+    trails: at the cycle the newest joint sample is stamped a tick or two ahead. The cycle then
+    plans from the newest sample not ahead (what was measured by now), not an ERROR; a sample
+    further ahead than max_observation_age is refused as before, and an earlier one received
+    longer ago than that is no substitute."""
+    loop = ready_loop(max_stamp_lead=0.05, max_observation_age=0.25)
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=1.0, received=1.0)
+    loop.observe({"joints": np.array([0.2, 0.0])}, stamp=1.04, received=1.0)
+    loop.observe({"joints": np.array([0.3, 0.0])}, stamp=1.08, received=1.0)   # 2 ticks ahead
+    result = loop.step(1.0)
+    assert result.status == Status.OK and result.observation_age == pytest.approx(-0.04)
+    assert result.plan.states[0].tolist() == pytest.approx([0.2, 0.0])      # planned from 1.04
+    loop.observe({"joints": np.array([0.4, 0.0])}, stamp=1.2, received=1.1)
+    assert loop.step(1.1).observation_age == pytest.approx(0.02)             # the one at 1.08
+    # Ahead, and every earlier sample received longer than max_observation_age ago: refused.
+    loop.observe({"joints": np.zeros(2)}, stamp=2.0, received=1.9)
+    refused = loop.step(1.9)
+    assert refused.status == Status.ERROR and "0.100 s ahead of the clock" in refused.message
+    assert refused.command.tolist() == [0.0, 0.0]
 
 
 def test_out_of_order_observations_keep_the_newest_stamp():
@@ -879,33 +1031,63 @@ def test_a_joint_space_goal_unlike_the_training_joints_is_novel_with_zero():
 
 # -- the clock watchdog -------------------------------------------------------------------------
 
-def test_the_watchdog_zeroes_the_command_when_no_cycle_runs():
+def test_the_watchdog_thread_zeroes_the_command_when_no_cycle_runs():
+    """Nobody calls the watchdog: its own thread sends zero and CLOCK when ticks stop coming
+    (a stalled /clock, or a caller held up by a long callback), again every clock_timeout."""
+    loop = ready_loop(clock_timeout=0.05)
+    published = Published()
+    runner = CycleRunner(loop, published, sim_time=True)
+    runner.start()
+    try:
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        first = published.next()               # no tick: the node's clock stopped
+        assert first.status == Status.CLOCK and first.command.tolist() == [0.0, 0.0]
+        assert "clock stalled" in first.message
+        again = published.next()
+        assert again.status == Status.CLOCK and again is not first       # repeated while it lasts
+        runner.tick(0.1)                       # the clock resumed: cycles again
+        assert any(r.status in (Status.OK, Status.STALE) for r in (published.next(), published.next()))
+    finally:
+        runner.stop()
+
+
+def test_the_watchdog_on_the_wall_clock_names_a_held_up_caller_not_a_clock():
+    """A wall-clock node's clock cannot stall: no tick means its executor was held up."""
     loop = ready_loop(clock_timeout=0.05)
     runner, published = runner_for(loop)
     try:
         runner.tick(0.0)
         assert published.next().status == Status.OK
-        time.sleep(0.1)                        # no tick: the node's clock stopped
-        result = runner.watchdog()
-        assert result is not None and result.status == Status.CLOCK
-        assert "clock stalled" in result.message and result.command.tolist() == [0.0, 0.0]
-        assert published.next() is result
-        assert runner.watchdog() is None       # not again within clock_timeout
-        runner.tick(0.1)                       # the clock resumed: cycles again
-        assert published.next().status in (Status.OK, Status.STALE)
+        result = published.next()
+        assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
+        assert "held up" in result.message and "/clock" not in result.message
     finally:
         runner.stop()
+
+
+def test_the_watchdog_thread_ends_with_the_runner():
+    loop = ready_loop(clock_timeout=0.05)
+    runner, published = runner_for(loop)
+    runner.tick(0.0)
+    assert published.next().status == Status.OK
+    runner.stop()
+    count = len(published.results)
+    assert not any(t.name == "grasp-watchdog" and t.is_alive() for t in threading.enumerate())
+    time.sleep(0.1)
+    assert len(published.results) == count
 
 
 def test_the_watchdog_says_when_the_clock_has_not_moved_since_control_began():
     """A sim's /clock not discovered yet (a busy machine): no cycle since activation is not a
     stall of a clock that ran, and the reason says so (the command is zero all the same)."""
     loop = ready_loop(clock_timeout=0.05)
-    runner, published = runner_for(loop)
+    published = Published()
+    runner = CycleRunner(loop, published, sim_time=True)
+    runner.start()
     try:
-        time.sleep(0.1)
-        result = runner.watchdog()
-        assert result is not None and result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
+        result = published.next()
+        assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
         assert "the clock has not moved yet" in result.message and "stalled" not in result.message
     finally:
         runner.stop()

@@ -44,7 +44,8 @@ from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import params, qos  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
-                                       rgb_to_image, select_joints, trajectory_message, twist_message)
+                                       rgb_to_image, select_joints, to_time, trajectory_message,
+                                       twist_message)
 from grasp_ros.models.preprocess import prepare_image  # noqa: E402
 
 TIMEOUT = 20.0          # s, wall clock: generous for a busy 2-core machine
@@ -534,7 +535,29 @@ def test_joint_selection_and_command_messages():
     assert path.header.frame_id == "world"
 
 
+def test_stamps_past_the_int32_seconds_stay_the_last_ones_a_stamp_can_hold():
+    """A clock at the top of int32 seconds (a sim's, a peer's): the float rounds up to 2^31,
+    which builtin_interfaces would wrap to a stamp 68 years back."""
+    top = to_time(2147483647.999999999)
+    assert (top.sec, top.nanosec) == (2**31 - 1, 999_999_999)
+    assert (to_time(2**31 + 5.5).sec, to_time(2**31 + 5.5).nanosec) == (2**31 - 1, 999_999_999)
+    assert (to_time(12.25).sec, to_time(12.25).nanosec) == (12, 250_000_000)
+    assert Header(stamp=to_time(1e12)).stamp.sec == 2**31 - 1      # what goes on the wire
+
+
 # -- parameters --------------------------------------------------------------------------------
+
+def test_a_control_rate_off_the_models_period_is_warned_even_within_the_tolerance():
+    """The 10 Hz default left for a model of 0.1333 s is 25% off: within period_tolerance it
+    configures, but a 25% model error is worth saying, with the rate that matches."""
+    from types import SimpleNamespace
+    card = SimpleNamespace(period=0.4 / 3)
+    warning = params.period_warning({"control_rate_hz": 10.0}, card)
+    assert "25% off the model's period 0.133333 s" in warning and "control_rate_hz 7.5 matches it" in warning
+    assert params.period_warning({"control_rate_hz": 7.5}, card) is None
+    assert params.period_warning({"control_rate_hz": 7.55}, card) is None        # within 2%
+    assert params.period_warning({"control_rate_hz": 10.0}, SimpleNamespace(period=0.0)) is None
+
 
 def test_a_clock_timeout_within_one_control_period_is_refused():
     """At 0.5 Hz the default clock_timeout (1 s) would report a stalled clock between every two
@@ -554,7 +577,8 @@ def test_safety_settings_keep_their_start_up_values(rig):
     r.start()
     r.controlling()
     for name, value in (("max_observation_age", 3600.0), ("on_stale", "hold"), ("hold_timeout", 60.0),
-                        ("novelty_threshold", 0.0), ("max_stamp_lead", 10.0)):
+                        ("novelty_threshold", 0.0), ("max_stamp_lead", 10.0),
+                        ("use_sim_time", False)):     # rclpy's: the clock the limits use
         (result,) = r.set_parameters(**{name: value})
         assert not result.successful and f"{name} is a safety setting" in result.reason, result.reason
     assert r.transition(Transition.TRANSITION_DEACTIVATE) and r.transition(Transition.TRANSITION_CLEANUP)
@@ -563,6 +587,7 @@ def test_safety_settings_keep_their_start_up_values(rig):
         assert not result.successful, name
     assert r.node.get_parameter("max_observation_age").value == 1.0
     assert r.node.get_parameter("on_stale").value == "zero"
+    assert r.node.get_parameter("use_sim_time").value is True
 
 
 def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
@@ -576,6 +601,7 @@ def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
         "planner.chains": (0, "out of range"),
         "solve_budget": (0.9, "exceeds the control period"),
         "planner.lr_actions": ("fast", "Wrong parameter type"),
+        "use_sim_time": (False, "use_sim_time is static and the node is configured"),
     }
     for name, (value, reason) in refused.items():
         result = r.set_parameters(**{name: value})[0]
@@ -656,6 +682,12 @@ def test_a_second_clock_publisher_is_reported_in_the_diagnostics(rig):
     r.probe.create_publisher(Clock, "/clock", 10)
     r.wait_until(lambda: any(s.level == DiagnosticStatus.WARN and "2 publishers on /clock" in s.message
                              for s in r.health), what="the warning of two")
+    # What two clocks bring (here: no observation, STALE) comes with its likely cause beside it.
+    seen = len(r.health)
+    for _ in range(int(2 * 1.0 / (PERIOD_NS / 1e9)) + 1):      # past max_observation_age
+        r.cycle()
+    r.wait_until(lambda: any(s.message.startswith("stale:") and "2 publishers on /clock" in s.message
+                             for s in r.health[seen:]), what="stale, with the two clocks beside it")
 
 
 # -- the parameter file ------------------------------------------------------------------------

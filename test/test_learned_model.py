@@ -190,6 +190,16 @@ def test_train_command_with_export(data, tmp_path):
     assert cli(["train", "--data", str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
 
 
+def test_segments_longer_than_the_episodes_name_both_fixes(data, tmp_path, capsys):
+    """Episodes of 8 steps, the default segments of 24: the error says which options fit them."""
+    save_dataset(data, tmp_path / "d.npz")
+    assert cli(["train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m.pt"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "segments of 24 steps do not fit the dataset's episodes of 8 steps" in error
+    assert "--segment-steps 8" in error and "--rollout-steps at most that, 8" in error
+    assert "--episode-steps 24 or more" in error
+
+
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.is_file(), reason="no shipped checkpoint (grasp-ros train writes it)")
 def test_shipped_checkpoint_loads_as_the_learned_builtin():
     assert "learned" in BUILTINS

@@ -202,6 +202,6 @@ def test_info_prints_the_card(robot_checkpoint, capsys):
     path, _ = robot_checkpoint
     assert cli(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "period: 0.1 s per step" in out and "shoulder [-2, 2]" in out and "run1.mcap" in out
+    assert "period: 0.1 s per step (control_rate_hz 10)" in out and "shoulder [-2, 2]" in out and "run1.mcap" in out
     assert cli(["info", str(path.with_name("missing.pt"))]) == 2
     assert "file not found" in capsys.readouterr().err

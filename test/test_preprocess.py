@@ -161,6 +161,50 @@ def test_a_small_file_claiming_a_huge_frame_is_refused_before_it_is_decoded(ext,
         decode_compressed("png", _claiming(small, 8192, 8192))     # within a side, not in total
 
 
+def _first_scan(jpeg: bytes) -> bytes:
+    """A JPEG's first scan: its start-of-scan marker up to the next marker (not a stuffed 0xFF
+    or a restart marker)."""
+    start = jpeg.index(b"\xff\xda")
+    at = start + 2
+    while not (jpeg[at] == 0xFF and jpeg[at + 1] not in (0x00, *range(0xD0, 0xD8))):
+        at += 1
+    return jpeg[start:at]
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_before_it_is_decoded(monkeypatch):
+    """Each scan is a pass over the whole picture: a few hundred kB of them took 18 s to decode
+    on the executor's thread. A progressive JPEG as encoders write it decodes."""
+    import grasp_ros.models.preprocess as preprocess
+    from grasp_ros.models.image_headers import compressed_image_header
+    smooth = cv2.resize(FRAME, (70, 50), interpolation=cv2.INTER_LINEAR)
+    progressive = cv2.imencode(".jpg", smooth, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    assert 2 <= compressed_image_header(progressive).scans <= preprocess.MAX_JPEG_SCANS
+    assert decode_compressed("jpeg", progressive).shape == (50, 70, 3)
+    scan = _first_scan(progressive)
+    end = progressive.rindex(b"\xff\xd9")
+    bomb = progressive[:end] + scan * 3000 + progressive[end:]
+    assert compressed_image_header(bomb).scans > 3000
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
+    with pytest.raises(ValueError, match=r"a JPEG of \d+ scans: more than 100"):
+        decode_compressed("jpeg", bomb)
+
+
+def test_a_frame_that_decodes_to_too_many_bytes_is_refused_before_it_is_decoded(monkeypatch):
+    """16-bit RGBA: 8 bytes a pixel. Within the pixel cap, a small PNG of it decoded to 200 MB
+    and held the executor for a second."""
+    import grasp_ros.models.preprocess as preprocess
+    from grasp_ros.models.image_headers import compressed_image_header
+    deep = cv2.imencode(".png", np.zeros((5, 7, 4), np.uint16))[1].tobytes()
+    assert compressed_image_header(deep).decoded_bytes == 5 * 7 * 4 * 2
+    colour = cv2.imencode(".png", FRAME)[1].tobytes()
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
+    with pytest.raises(ValueError, match="5000x5000 and decodes to 200000000 bytes"):
+        decode_compressed("png", _claiming(deep, 5000, 5000))
+    with pytest.raises(ValueError, match="more than 25000000 pixels"):   # 8-bit colour: the pixel cap
+        decode_compressed("png", _claiming(colour, 5001, 5000))
+    assert compressed_image_header(_claiming(colour, 5000, 5000)).decoded_bytes == preprocess.MAX_DECODED_BYTES
+
+
 def test_a_tiff_that_gives_its_size_twice_is_read_as_libtiff_reads_it():
     """The first ImageWidth / ImageLength entries count (a decoder takes those): a later small
     pair must not hide a huge first one."""

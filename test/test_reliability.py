@@ -312,14 +312,17 @@ JOINT_CASES = [
     Case("goal-far-outside", NOVEL, "goal unlike", once=goal(["x", "y"], [40.0, 0.0])),
     Case("goal-beyond-float32", ERROR, "NaN/Inf", once=goal(["x", "y"], [0.5, -1e300])),
     # stamps
-    Case("stamp-far-future", ERROR, "ahead of the clock",
+    Case("stamp-far-future", ERROR, "s ahead of the clock as it arrives (more than max_observation_age",
          stamped(lambda r: ns_time(r.t_ns + 100 * 10**9))),
+    # a robot's driver on the wall clock against a node on sim time: said with its own stamp
+    Case("stamp-on-another-time-base", ERROR, "different time bases",
+         stamped(lambda r: ns_time(1_800_000_000 * 10**9 + r.t_ns))),
     Case("stamp-negative-sec", ERROR, "invalid stamp",
          stamped(lambda r: Time(sec=-(r.t_ns // 10**9), nanosec=0))),
     Case("stamp-nanosec-overflow", ERROR, "invalid stamp",
          stamped(lambda r: Time(sec=r.t_ns // 10**9, nanosec=1_500_000_000))),
     Case("stamp-out-of-order", OK, "", out_of_order, zero=False, check=fresh_observation),
-    Case("dropout", STALE, "old", no_input, confirm=1),
+    Case("dropout", STALE, "newest observation (joint_states) is", no_input, confirm=1),
     Case("clock-jump-back", CLOCK, "jumped back", once=jump_back, confirm=0),
 ]
 
@@ -571,6 +574,7 @@ IMAGE_CASES = [
     Case("image-huge-8193", ERROR, "larger than 8192 px", image(lambda: raw(width=8193, height=2))),
     Case("image-header-lies-about-size", ERROR, "bytes of data",
          image(lambda: raw(width=65535, height=65535, size=64 * 64 * 3))),
+    Case("image-dropout", STALE, "newest observation (camera frame) is", no_input, confirm=1),
     Case("image-all-black", NOVEL, "observation unlike", image(frame(np.zeros_like(GOOD_FRAME)))),
     Case("image-all-white", NOVEL, "observation unlike", image(frame(np.full_like(GOOD_FRAME, 255)))),
     Case("image-uniform-noise", NOVEL, "observation unlike", image(frame(_NOISE))),

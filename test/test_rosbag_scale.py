@@ -572,6 +572,38 @@ def test_a_continuous_joint_is_cut_where_it_wraps_and_named_in_the_card(tmp_path
     assert "jumps by more than pi" not in capsys.readouterr().err
 
 
+def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jump_back(tmp_path, capsys):
+    """What a bag from a robot nobody here wrote can hide: a reset that teleports the robot
+    between episodes with nothing in the bag saying so (learned as motion unless cut), a 4:3
+    camera that the default centre crop cuts to a square, and a driver whose stamps jump back."""
+    from grasp_ros.cli import main as cli
+    from grasp_ros.data.rosbag import stamps_back
+    n = 400
+    x = 0.01 * np.arange(n)
+    x[205:] += 3.0                                                  # teleported at step 205
+    joints = np.stack([x, np.zeros(n)], axis=1)
+    frames = np.zeros((n, 12, 16, 3), np.uint8)                     # 16 x 12: 4:3
+    frames[..., 0] = (np.arange(n) * 4 % 255)[:, None, None]
+    write_rosbag(tmp_path / "robot", frames, joints, np.full((n - 1, 2), 0.1))
+    out = ["--out", str(tmp_path / "d.npz"), "--image-size", "8", "--episode-steps", "10", "--quiet"]
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out]) == 0
+    warned = capsys.readouterr().err
+    assert "joint x leaps by up to 3.01 in 1 step(s)" in warned and "--reset-jump 0.05" in warned
+    assert "joint y leaps" not in warned
+    assert "camera frames are 16x12: --crop center keeps the middle 12x12 (25% of the width dropped" in warned
+    assert "jump back" not in warned
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out, "--reset-jump", "0.05",
+                "--crop", "stretch"]) == 0
+    quiet = capsys.readouterr()
+    assert "leaps" not in quiet.err and "--crop center" not in quiet.err and "'reset': 1" in quiet.out
+    second = 10**9
+    assert stamps_back([k * second // 50 for k in range(100)]) == 0
+    broken = [k * second // 50 - (second if k % 50 == 7 else 0) for k in range(100)]   # 1 s early
+    assert stamps_back(broken) == 2
+    split = [k * second // 1000 + (300_000 if k % 2 else 0) for k in range(100)]   # two publishers' jitter
+    assert stamps_back(split) == 0
+
+
 def test_collect_records_the_kind_of_an_arrays_commands(tmp_path):
     """A MultiArray's values are velocities unless collect is told otherwise; a kind the message
     type contradicts (a Twist is a twist) is refused."""

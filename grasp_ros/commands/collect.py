@@ -155,9 +155,61 @@ def _from_rosbag(args):
     if meta["unused_nonzero_command_fields"]:
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
-    for warning in command_range_warnings(data) + wrap_warnings(data):
+    for warning in (command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
+                    + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
+
+
+RESET_OUTLIER = 10.0
+"""A joint step this many times its 99th-percentile step is no motion the robot makes."""
+
+
+def jump_warnings(data) -> list[str]:
+    """Joint positions that leap within an episode far beyond their usual steps (a robot reset
+    or teleported between episodes that nothing in the bag reported), when --reset-jump is not
+    given: the model would learn the leap as motion."""
+    meta = data.meta
+    names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
+    if ((meta.get("split") or {}).get("reset_jump") is not None or "position" not in fields or not names
+            or data.joints.shape[-1] != len(names) * len(fields)):
+        return []
+    found = []
+    for i, name in enumerate(names):
+        x = data.joints[..., i * len(fields) + fields.index("position")]
+        steps = np.diff(x, axis=1)
+        if name in (meta.get("continuous_joints") or ()):
+            steps = (steps + np.pi) % (2 * np.pi) - np.pi     # a turn across +-pi is no leap
+        steps = np.abs(steps[np.isfinite(steps)])
+        usual = float(np.percentile(steps, 99)) if steps.size else 0.0
+        leaps = steps[steps > RESET_OUTLIER * usual] if usual > 0 else steps[:0]
+        if leaps.size:
+            found.append(f"joint {name} leaps by up to {leaps.max():.3g} in {leaps.size} step(s), more than "
+                         f"{RESET_OUTLIER:g}x its 99th-percentile step ({usual:.3g}): resets of the robot "
+                         f"between episodes? give --reset-jump {5 * usual:.3g} (cut there)")
+    return found
+
+
+def bag_warnings(data) -> list[str]:
+    """Per bag: header stamps that jump back (a driver's), a camera cropped to a square."""
+    found = []
+    for info in data.meta.get("bags") or ():
+        for role, count in (info.get("stamps_back") or {}).items():
+            if count:
+                topic = data.meta["topics"][role]
+                found.append(f"rosbag {info['path']!r}: {topic} header stamps jump back {count} time(s) "
+                             "in receive order: a driver's broken stamps? frames pair with joints by "
+                             "them, and a controller fed them sees its clock jump back")
+        if data.meta.get("crop") == "center":
+            for width, height, _ in info.get("camera_sizes") or ():
+                if width != height:
+                    side = min(width, height)
+                    found.append(f"rosbag {info['path']!r}: camera frames are {width}x{height}: --crop "
+                                 f"center keeps the middle {side}x{side} ({1 - side / max(width, height):.0%} "
+                                 f"of the {'width' if width > height else 'height'} dropped, in training "
+                                 "and at the controller); --crop stretch keeps the whole frame")
+                    break
+    return found
 
 
 def wrap_warnings(data) -> list[str]:

@@ -32,6 +32,7 @@ simulation and replay. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
@@ -46,10 +47,14 @@ import torch
 from ..models.card import card_for, wrap_to_nearest
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
+from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
 from .inputs import RecentInputs, Sample
 
 ON_STALE_CHOICES = ("hold", "zero")
+ARRIVALS_KEPT = 4096
+"""Observations kept for ``ControlLoop._current`` at most (half a second of a 1 kHz joint_states
+is 500)."""
 TIMING_CHOICES = ("realtime", "fixed_iterations")
 
 
@@ -233,9 +238,14 @@ class ControlLoop:
         self.pairs_joints = self.card.image is not None and self.card.joints is not None
         self.image_frames = int(getattr(model, "image_frames", 1))
         self._recent = RecentInputs(self.pairs_joints, self.image_frames)
+        # What an observation is, for a STALE reason that names the input that stopped.
+        self._observed = "camera frame" if self.card.image is not None else "joint_states"
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
         self._observation: Optional[Sample] = None
+        # (sample, received) of the observations received in the last max_observation_age, the
+        # newest last: the cycle's, when the newest is stamped ahead of the clock (``_current``).
+        self._arrivals: collections.deque = collections.deque(maxlen=ARRIVALS_KEPT)
         self._newest_stamp = -math.inf          # of the accepted observations
         self._goal: Optional[Sample] = None
         # The goal entry last made ready (encoded, or a joint goal as a tensor) and scored.
@@ -275,7 +285,7 @@ class ControlLoop:
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
                 return
-            self._observation = Sample(dict(observation), float(stamp))
+            self._arrived(Sample(dict(observation), float(stamp)), received)
             self._recent.add(observation, stamp, keep)
             # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
             # up (a sim publishes sensors just before /clock reaches their time); as "newest"
@@ -284,14 +294,37 @@ class ControlLoop:
             lead = self.config.max_stamp_lead
             self._newest_stamp = float(stamp if received is None else min(stamp, received + lead))
 
-    def reject_observation(self, reason: str, stamp: float) -> None:
+    def reject_observation(self, reason: str, stamp: float, received: Optional[float] = None) -> None:
         """The newest observation could not be used (bad encoding, size...): ERROR until a good one.
         One older than the observation held is dropped, like an older good one."""
         with self._lock:
             if stamp < self._newest_stamp:
                 self.out_of_order += 1
                 return
-            self._observation = Sample(None, float(stamp), reason)
+            self._arrived(Sample(None, float(stamp), reason), received)
+
+    def _arrived(self, sample: Sample, received: Optional[float]) -> None:
+        """``sample`` is the newest observation. Called with the lock held."""
+        self._observation = sample
+        received = sample.stamp if received is None else float(received)
+        self._arrivals.append((sample, received))
+        while self._arrivals[0][1] < received - self.config.max_observation_age:
+            self._arrivals.popleft()
+
+    def _current(self, now: float) -> Optional[Sample]:
+        """The cycle's observation at ``now``: the newest, or, when the newest is stamped further
+        ahead than max_stamp_lead but less than max_observation_age (a sim's /clock that trails
+        its sensors on a busy machine: a frame stamped at the next tick arrives before the clock
+        does), the newest one received in the last max_observation_age and not stamped ahead:
+        what the robot had measured by ``now``. Further ahead (another time base, a peer's stamp)
+        the newest stands, and the cycle refuses it. Called with the lock held."""
+        newest, lead = self._observation, self.config.max_stamp_lead
+        if newest is None or not lead < newest.stamp - now <= self.config.max_observation_age:
+            return newest
+        for sample, received in reversed(self._arrivals):
+            if sample.stamp - now <= lead and received >= now - self.config.max_observation_age:
+                return sample
+        return newest
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:
         """A goal given as an observation; ``model.encode_goal`` encodes it at the next step.
@@ -354,9 +387,15 @@ class ControlLoop:
     # -- the cycle ------------------------------------------------------------------------
 
     def warm_up(self) -> None:
-        """One small solve before the first cycle, so that it does not pay for torch's lazy set-up."""
+        """Small solves before the first cycle, so that it does not pay for torch's lazy set-up:
+        towards a latent goal and, for a model that takes joint goals, a joint goal (another
+        path, through its ``decode_state``: a first cycle towards a joint goal took a second)."""
         z0 = torch.zeros(int(self.model.latent_dim), device=self.planner.device)
-        self.planner.warm_up(z0, z0 + 0.1)
+        joint_goal = None
+        if self.card.goal_joint_input is not None and callable(getattr(self.model, "decode_state", None)):
+            with torch.no_grad():
+                joint_goal = decode_joints(self.model, (z0 + 0.1)[None])[0]
+        self.planner.warm_up(z0, z0 + 0.1, joint_goal)
 
     def idle(self, message: str = "inactive") -> StepResult:
         """The result to publish while not controlling: zero command, INACTIVE."""
@@ -397,7 +436,7 @@ class ControlLoop:
                 self.planner.configure(**changes)
         except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
             with self._lock:
-                sample = self._observation
+                sample = self._current(now)
             age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
         checked = self._check_inputs(now)
@@ -417,9 +456,11 @@ class ControlLoop:
         """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
         inputs are checked as every cycle checks them (a dead sensor, a clock jump or a refused
         goal sends zero), else the latest plan's action for now, FALLBACK. Settings and resets
-        wait for the next cycle that plans. ``now``: as for ``prepare``."""
+        wait for the next cycle that plans. ``now``: as for ``prepare``. A cycle whose inputs
+        stop it says that the planner was busy too (a replay must not adopt the late plan there)."""
         checked = self._check_inputs(now)
         if isinstance(checked, StepResult):
+            checked.message = f"{checked.message}; {reason}"
             return checked
         sample, _ = checked
         return self.fallback(now, reason, now - sample.stamp)
@@ -429,7 +470,7 @@ class ControlLoop:
         a plan may use them, else the cycle's result (zero or hold, non-OK)."""
         with self._lock:
             jump, self._clock_jump = self._clock_jump, None
-            sample, goal = self._observation, self._goal
+            sample, goal = self._current(now), self._goal
         age = now - sample.stamp if sample is not None else math.inf
         if jump is not None:
             return self._finish(self._zero(Status.CLOCK, (
@@ -445,7 +486,7 @@ class ControlLoop:
                 f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){time_base_hint(age)}")), now, age)
         if age > self.config.max_observation_age:
             return self._finish(self._stale(
-                f"newest observation is {age:.3f} s old (max_observation_age "
+                f"newest observation ({self._observed}) is {age:.3f} s old (max_observation_age "
                 f"{self.config.max_observation_age:g} s){time_base_hint(age)}", now), now, age)
         if goal is None:
             return self._finish(self._stale("no goal yet", now), now, age)
@@ -555,11 +596,20 @@ class ControlLoop:
         return result
 
     def fallback(self, now: float, reason: str, age: float = math.nan) -> StepResult:
-        """No fresh plan for this cycle (``reason``): the latest plan's action for ``now``."""
+        """No fresh plan for this cycle (``reason``): the latest plan's action for ``now``, while
+        that plan is at most ``max_observation_age`` + one period old (a late cycle's previous
+        plan is a period old); after that zero: a planner that stays busy (a slow model, a
+        starved CPU, a peer's costly settings) must not drive the robot open loop along a plan of
+        what it saw seconds ago, however fresh the observations that it cannot use."""
         with self._lock:
             plan, plan_time = self._plan, self._plan_time
         previous = self._remaining(plan, plan_time, now)
-        if previous is None:
+        oldest = self.config.max_observation_age + self.config.period
+        if previous is not None and now - plan_time > oldest:
+            result = self._zero(Status.FALLBACK, (
+                f"{reason}; the previous plan is {now - plan_time:.3f} s old (more than "
+                f"max_observation_age + one period, {oldest:g} s): zero"))
+        elif previous is None:
             result = self._zero(Status.FALLBACK, f"{reason}; no previous plan left")
         else:
             actions, states = previous
@@ -570,13 +620,20 @@ class ControlLoop:
         result.deadline_missed = True
         return self._finish(result, now, age)
 
-    def clock_stalled(self, wall_seconds: float, started: bool = False) -> StepResult:
+    def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True) -> StepResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
-        /clock not yet discovered, or not published)."""
+        /clock not yet discovered, or not published). ``sim_time``: the clock is a published
+        one; on the wall clock only the caller can have stopped ticking."""
         self._last_command_time = -math.inf
-        why = ("since control began: the clock has not moved yet (no /clock received? it comes "
-               "once a clock publisher is discovered)" if started else "the clock stalled (is /clock published?)")
+        if not sim_time:
+            why = ("the control timer did not fire: the caller's thread was held up (a callback "
+                   "that ran long, e.g. decoding a huge compressed image, or no CPU for it)")
+        elif started:
+            why = ("since control began: the clock has not moved yet (no /clock received? it comes "
+                   "once a clock publisher is discovered)")
+        else:
+            why = "the clock stalled (is /clock published?), or the caller's thread was held up"
         return self._finish(self._zero(Status.CLOCK, (
             f"no control cycle for {wall_seconds:.2f} s of wall time (clock_timeout "
             f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)
@@ -589,6 +646,7 @@ class ControlLoop:
         if t < self._clock_seen - max(self.config.period, 1e-3):
             self._clock_jump = (self._clock_seen, t)
             self._observation, self._newest_stamp = None, -math.inf
+            self._arrivals.clear()
             self._recent.clear()
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t

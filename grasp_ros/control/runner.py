@@ -17,9 +17,12 @@ at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): t
 recorded late cycle (plan, send the previous plan's action) or a cycle that found the planner
 still busy (send it without planning).
 
-``watchdog(wall)`` is for a steady-clock timer of the caller: when no cycle ran for
-``clock_timeout`` wall seconds (the caller's clock stopped, e.g. /clock under sim time), it
-sends a zero command with status CLOCK, and again every ``clock_timeout`` while it lasts.
+The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
+``clock_timeout`` wall seconds, it sends a zero command with status CLOCK, and again every
+``clock_timeout`` while it lasts. No cycle means no tick: the caller's clock stopped (/clock
+under sim time), or the caller could not tick (a ROS executor held up by a long callback, such
+as a compressed image that takes seconds to decode); either way the last command must not stand,
+so the watchdog must not depend on the caller's thread.
 
 ``publish(result)`` is called from the cycle thread, or from the watchdog's caller; it must be
 thread-safe. ``result.command_delay`` is the wall time from the tick to the call.
@@ -45,13 +48,19 @@ class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
 
     def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None],
-                 publish_late: Callable[[StepResult], None] = lambda result: None):
+                 publish_late: Callable[[StepResult], None] = lambda result: None,
+                 sim_time: bool = False):
+        """``sim_time``: the caller's clock is a published one (/clock), which can stall; else
+        only the caller can (what the CLOCK report says)."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
+        self.sim_time = bool(sim_time)
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
         self._running = False
         self._in_cycle = False
         self._thread: Optional[threading.Thread] = None
+        self._watcher: Optional[threading.Thread] = None
+        self._watching = threading.Event()     # set: the watchdog thread stops
         self._planner: Optional[ThreadPoolExecutor] = None
         self._solving: Optional[Future] = None
         self._solving_since = math.nan
@@ -75,6 +84,9 @@ class CycleRunner:
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="grasp-planner")
         self._thread = threading.Thread(target=self._run, name="grasp-cycle", daemon=True)
         self._thread.start()
+        self._watching.clear()
+        self._watcher = threading.Thread(target=self._watch, name="grasp-watchdog", daemon=True)
+        self._watcher.start()
 
     def stop(self) -> None:
         """Stop taking ticks; wait for the cycle in progress and for any late solve, which ends
@@ -83,8 +95,12 @@ class CycleRunner:
             self._running = False
             self._tick = None
             self._wake.notify_all()
+        self._watching.set()
         self.loop.halt()
         try:
+            if self._watcher is not None:
+                self._watcher.join()
+                self._watcher = None
             if self._thread is not None:
                 self._thread.join()
                 self._thread = None
@@ -120,7 +136,9 @@ class CycleRunner:
             self._wake.notify()
 
     def watchdog(self) -> Optional[StepResult]:
-        """Zero and CLOCK (published, and returned) when no cycle ran for ``clock_timeout``."""
+        """Zero and CLOCK (published, and returned) when no cycle ran for ``clock_timeout``.
+        The watchdog thread calls it every tenth of a second at most (a quarter of a shorter
+        ``clock_timeout``)."""
         timeout = self.loop.config.clock_timeout
         with self._wake:
             wall = time.perf_counter()
@@ -130,12 +148,19 @@ class CycleRunner:
                 return None
             self._last_alarm_wall = wall
             started = not self._cycled
-        result = self.loop.clock_stalled(quiet, started)
+        result = self.loop.clock_stalled(quiet, started, self.sim_time)
         result.command_delay = 0.0
         self._publish(result)
         return result
 
-    # -- the cycle thread -------------------------------------------------------------------
+    # -- the threads ------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        while not self._watching.wait(min(0.1, self.loop.config.clock_timeout / 4)):
+            try:
+                self.watchdog()
+            except Exception as exc:  # noqa: BLE001 -- the watchdog must outlive a failed publish
+                self.last_error = f"{type(exc).__name__}: {exc}"
 
     def _run(self) -> None:
         while True:

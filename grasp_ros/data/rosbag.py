@@ -282,6 +282,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             joint_reader = _JointReader(joint_names, fields)
             command_reader = _CommandReader(kinds["command"], action_names)
             headers: dict[str, list] = {"image": [], "marks": []}   # the sensors' own stamps
+            cameras: dict[tuple[int, int], int] = {}    # frame sizes (width, height) as sent
             read = {t: 0 for t in roles}
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
@@ -298,7 +299,8 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                         n = len(stamps["image"]) - 1
                         if n == len(frames):   # the metadata undercounted (a bag cut short)
                             frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
-                        frames[n] = _image(msg, conn.msgtype, size, crop)
+                        frames[n], camera = _image(msg, conn.msgtype, size, crop)
+                        cameras[camera] = cameras.get(camera, 0) + 1
                         headers["image"].append(_ns(msg.header.stamp))
                     elif role == "joints":
                         joint_reader.add(msg, stamp)
@@ -325,7 +327,11 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
             "action_names": command_reader.names,
-            "sensor_period_s": _sensor_period(h_img)}
+            "sensor_period_s": _sensor_period(h_img),
+            "camera_sizes": [[w, h, n] for (w, h), n in sorted(cameras.items(), key=lambda kv: -kv[1])],
+            # stamps that jump back in receive order: a driver's broken stamps (pairing by them,
+            # and a controller's clock checks, go wrong); counted before they are sorted
+            "stamps_back": {"image": stamps_back(headers["image"]), "joints": stamps_back(joint_headers)}}
     h_marks = None if None in headers["marks"] else np.sort(np.asarray(headers["marks"], np.int64))
     return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)),
                    info, h_img, h_joint, h_marks)
@@ -355,6 +361,17 @@ def _headers(stamps_ns: list[int], order: Optional[np.ndarray]) -> Optional[np.n
     if not len(t) or (t[1:] == 0).any():
         return None
     return t if order is None else t[order]
+
+
+def stamps_back(stamps_ns: Sequence[int]) -> int:
+    """Header stamps (receive order) that go back by more than five typical steps (and 1 ms):
+    not the jitter of publishers that share a topic, but a driver whose stamps jump back."""
+    t = np.asarray([x for x in stamps_ns if x], np.int64)
+    steps = np.diff(t)
+    forward = steps[steps > 0]
+    if not len(forward):
+        return 0
+    return int((steps < -max(5 * np.median(forward), 1_000_000)).sum())
 
 
 def _sensor_period(stamps: Optional[np.ndarray]) -> Optional[float]:
@@ -615,15 +632,16 @@ def _topic(name: str) -> str:
     return name if name.startswith("/") else "/" + name
 
 
-def _image(msg, msgtype: str, size: int, crop: str = "center") -> np.ndarray:
+def _image(msg, msgtype: str, size: int, crop: str = "center") -> tuple[np.ndarray, tuple[int, int]]:
     """The model's input RGB uint8 [size, size, 3] of an Image or CompressedImage message, by the
-    path the controller node takes (``grasp_ros.models.preprocess``)."""
+    path the controller node takes (``grasp_ros.models.preprocess``), and the frame's (width,
+    height) as sent."""
     try:
         if msgtype.endswith("CompressedImage"):
             rgb = decode_compressed(msg.format, msg.data)
         else:
             rgb = decode_raw(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
-        return prepare_image(rgb, size, crop)
+        return prepare_image(rgb, size, crop), (int(rgb.shape[1]), int(rgb.shape[0]))
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
 

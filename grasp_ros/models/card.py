@@ -220,7 +220,8 @@ class ModelCard:
     def describe(self) -> str:
         """The card as text, for people (``grasp-ros info``)."""
         a = self.actions
-        lines = [f"period: {self.period:g} s per step" if self.period else "period: unknown"]
+        lines = [f"period: {self.period:g} s per step (control_rate_hz {1 / self.period:g})"
+                 if self.period else "period: unknown"]
         if self.image is not None:
             frames = f", the last {self.image.history} frames" if self.image.history > 1 else ""
             lines.append(f"image: {self.image.size}x{self.image.size} RGB on {card_topic(self.image.topic, 'image')!r}{frames} "

@@ -1,13 +1,17 @@
-"""The pixel size a compressed image claims, read from its header before anything is decoded.
+"""What decoding a compressed image will cost, read from its header before anything is decoded.
 
 A few hundred bytes of JPEG or PNG can claim 20000 x 20000 pixels, and decoding them takes
-gigabytes and seconds: the claim is checked first (``preprocess.decode_compressed``). Read here:
-the containers image_transport's compressed plugin writes, JPEG, PNG and TIFF. Anything else is
-refused, as is a header that does not say its size. Every refusal is a ``ValueError``.
+gigabytes and seconds; a progressive JPEG of a few hundred kB can hold thousands of scans, each a
+pass over every pixel (seconds of decoding on a small picture). So the claim is checked first
+(``preprocess.decode_compressed``): its size, the bytes it decodes to, and a JPEG's scan count.
+Read here: the containers image_transport's compressed plugin writes, JPEG, PNG and TIFF.
+Anything else is refused, as is a header that does not say its size. Every refusal is a
+``ValueError``.
 """
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _TIFF = {b"II*\x00": "<", b"MM\x00*": ">"}
@@ -17,20 +21,48 @@ _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_BARE = frozenset([0x01, *range(0xD0, 0xD8), 0xD8])
 
 
-def compressed_image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) that a JPEG, PNG or TIFF file's header gives."""
+# PNG colour type -> samples per pixel as decoded (a palette decodes to colour).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+class CompressedHeader(NamedTuple):
+    width: int
+    height: int
+    decoded_bytes: int
+    """Bytes of the decoded picture (pixels x samples x bytes per sample); for a TIFF, as if
+    8-bit colour."""
+    scans: int
+    """A JPEG's scans (start-of-scan markers: a baseline JPEG has one); 1 for PNG and TIFF."""
+
+
+def compressed_image_header(data: bytes) -> CompressedHeader:
+    """What a JPEG, PNG or TIFF file's header says; ``data`` the whole file (a JPEG's scans are
+    counted over all of it)."""
     if data.startswith(_PNG):
-        if len(data) < 24 or data[12:16] != b"IHDR":
+        if len(data) < 26 or data[12:16] != b"IHDR":
             raise ValueError("PNG without its IHDR header")
-        return struct.unpack(">II", data[16:24])
+        width, height = struct.unpack(">II", data[16:24])
+        depth, colour = data[24], data[25]
+        samples = _PNG_SAMPLES.get(colour, 4)
+        return CompressedHeader(width, height, width * height * samples * (2 if depth == 16 else 1), 1)
     if data.startswith(b"\xff\xd8"):
-        return _jpeg_size(data)
+        width, height, components = _jpeg_frame(data)
+        # Entropy-coded data stuffs every 0xFF with 0x00: FF DA is a start-of-scan marker only.
+        return CompressedHeader(width, height, width * height * components, data.count(b"\xff\xda"))
     if data[:4] in _TIFF:
-        return _tiff_size(data, _TIFF[data[:4]])
+        width, height = _tiff_size(data, _TIFF[data[:4]])
+        return CompressedHeader(width, height, width * height * 3, 1)
     raise ValueError(f"not a JPEG, PNG or TIFF file (it begins {data[:8].hex(' ')})")
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
+def compressed_image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) that a JPEG, PNG or TIFF file's header gives."""
+    header = compressed_image_header(data)
+    return header.width, header.height
+
+
+def _jpeg_frame(data: bytes) -> tuple[int, int, int]:
+    """(width, height, components) of a JPEG's frame header."""
     at = 2
     while at + 4 <= len(data):
         if data[at] != 0xFF:
@@ -46,12 +78,12 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             break
         length = struct.unpack(">H", data[at + 2:at + 4])[0]
         if marker in _JPEG_FRAMES:
-            if length < 7 or at + 9 > len(data):
+            if length < 8 or at + 10 > len(data):
                 break
             height, width = struct.unpack(">HH", data[at + 5:at + 9])
             if height == 0:
                 raise ValueError("JPEG whose height is not in its frame header")
-            return width, height
+            return width, height, max(1, data[at + 9])
         at += 2 + length
     raise ValueError("JPEG without a readable frame header")
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import cv2
 import numpy as np
 
-from .image_headers import compressed_image_size
+from .image_headers import compressed_image_header
 
 PIXEL_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, (0, 1, 2)),
                    "bgra8": (4, (2, 1, 0)), "mono8": (1, (0, 0, 0)), "mono16": (1, (0, 0, 0)),
@@ -52,6 +52,12 @@ MAX_SIDE = 8192
 MAX_COMPRESSED_PIXELS = 25_000_000
 """Largest compressed frame accepted (a 6000 x 4000 photo): a few hundred bytes of PNG can claim
 8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread."""
+MAX_DECODED_BYTES = 3 * MAX_COMPRESSED_PIXELS
+"""Largest decoded compressed frame: the 8-bit colour of the largest one (a 16-bit RGBA PNG of
+as many pixels decodes to 200 MB, over a second here)."""
+MAX_JPEG_SCANS = 100
+"""Most scans a JPEG may have (baseline 1, the usual progressive scripts about 10): each scan is
+a pass over the whole picture, and a few hundred kB can hold ten thousand of them."""
 
 
 def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
@@ -100,7 +106,8 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
 
     ``format`` as ROS writes it: "jpeg", "png", or image_transport's "rgb8; jpeg compressed bgr8"
     (the container, JPEG, PNG or TIFF, is told by the bytes; grey, alpha and 16-bit PNGs are read
-    too). The size its header claims is checked before decoding. The compressedDepth transport (a
+    too). What its header claims (its size, the bytes it decodes to, a JPEG's scans) is checked
+    before decoding. The compressedDepth transport (a
     depth header before the PNG) is refused.
     """
     if "compresseddepth" in format.lower():
@@ -110,14 +117,21 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
     if buffer.size == 0:
         raise ValueError(f"compressed image ({format!r}) has no data")
     try:
-        claimed = compressed_image_size(buffer[:1 << 20].tobytes())   # the headers, not the pixels
+        header = compressed_image_header(buffer.tobytes())   # a JPEG's scans: counted over all of it
     except ValueError as exc:
         raise ValueError(f"cannot read the compressed image (format {format!r}, {buffer.size} "
                          f"bytes): {exc}") from exc
-    _check_side(*claimed, "compressed image")     # before decoding: a small file can claim a lot
-    if claimed[0] * claimed[1] > MAX_COMPRESSED_PIXELS:
-        raise ValueError(f"compressed image is {claimed[0]}x{claimed[1]}: more than "
-                         f"{MAX_COMPRESSED_PIXELS} pixels")
+    # Before decoding, what decoding would cost: a small file can claim a lot.
+    width, height = header.width, header.height
+    _check_side(width, height, "compressed image")
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ValueError(f"compressed image is {width}x{height}: more than {MAX_COMPRESSED_PIXELS} pixels")
+    if header.decoded_bytes > MAX_DECODED_BYTES:
+        raise ValueError(f"compressed image is {width}x{height} and decodes to {header.decoded_bytes} "
+                         f"bytes: more than {MAX_DECODED_BYTES} (send 8-bit colour or fewer pixels)")
+    if header.scans > MAX_JPEG_SCANS:
+        raise ValueError(f"compressed image is a JPEG of {header.scans} scans: more than {MAX_JPEG_SCANS} "
+                         "(each is a pass over the whole picture)")
     decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
     if decoded is None:
         raise ValueError(f"cannot decode the compressed image (format {format!r}, {buffer.size} "

@@ -350,12 +350,17 @@ class Planner:
                          self.model, self.allow_python, self.device)
         self.settings = settings
 
-    def warm_up(self, z0: torch.Tensor, z_goal: torch.Tensor) -> None:
+    def warm_up(self, z0: torch.Tensor, z_goal: torch.Tensor,
+                joint_goal: Optional[torch.Tensor] = None) -> None:
         """Plan twice, cold and then warm-started, before the first control cycle, so that it does
-        not pay for torch's lazy set-up on any path; then rewind the random stream."""
+        not pay for torch's lazy set-up on any path (with ``joint_goal``, once more towards it: a
+        goal given as joints takes another path, through the model's ``decode_state``, whose
+        first call took a second); then rewind the random stream."""
         budget = Budget(max_iterations=self._warm_up_iterations())
         first = self.plan(z0, z_goal, budget=budget)
-        self._forget_timings()          # the cold plan's times say nothing of the next ones
+        if joint_goal is not None:
+            self.plan(z0, None, budget=budget, joint_goal=joint_goal)
+        self._forget_timings()          # the cold plans' times say nothing of the next ones
         self.plan(z0, z_goal, warm_start=first.shifted(1), budget=budget)
         self.reset()
 

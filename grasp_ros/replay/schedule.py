@@ -51,7 +51,8 @@ class Step:
     fallback: str = ""
     """How the recorded cycle was a FALLBACK, to repeat it: "late" (its plan came late: plan
     the late plan's counts, send the previous plan's action), "busy" (the planner was still on a
-    late plan: no planning), "unknown" (the bag has no late plan report for it), or ""."""
+    late plan: no planning; a STALE, ERROR or CLOCK cycle then too), "unknown" (the bag has no
+    late plan report for it), or ""."""
 
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
@@ -81,14 +82,24 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
         # last syncs may have been skipped.
         syncs = cycles[k].syncs if iterations == "recorded" and cycles[k].status in PLANNED else None
         step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
-        if iterations == "recorded" and cycles[k].status == Status.FALLBACK:
-            plan = late.get(cycles[k].time)     # stamped alike: the same cycle time
-            if plan is not None:
-                step.fallback, step.iterations, step.syncs = "late", plan.iterations, plan.syncs
-            else:
-                step.fallback = "busy" if BUSY in cycles[k].status_text else "unknown"
+        if iterations == "recorded":
+            step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
+            if step.fallback == "late":
+                plan = late[cycles[k].time]
+                step.iterations, step.syncs = plan.iterations, plan.syncs
         steps.append(step)
     return steps
+
+
+def fallback_kind(cycle: Cycle, late_plan) -> str:
+    """``Step.fallback`` of a recorded cycle. A busy cycle whose inputs stopped it (STALE,
+    ERROR, CLOCK while the planner was still on a late plan) says so in its text, and is busy
+    too: the late plan must not take over there."""
+    if cycle.status == Status.FALLBACK and late_plan is not None:
+        return "late"
+    if BUSY in cycle.status_text:
+        return "busy"
+    return "unknown" if cycle.status == Status.FALLBACK else ""
 
 
 def recorded_iterations(cycles: Sequence[Cycle]) -> list[int]:

@@ -8,8 +8,9 @@ Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``co
 Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
 
 * configure: check the parameters, load the world model and the planner on ``device``, create
-  the subscriptions, publishers, the ``~/reset`` service, the 1 Hz diagnostics timer and the
-  clock watchdog (both on the steady clock, so they run when /clock stops). A bad
+  the subscriptions, publishers, the ``~/reset`` service and the 1 Hz diagnostics timer (on the
+  steady clock, so it runs when /clock stops; the clock watchdog is the runner's own thread,
+  so it runs when a long callback holds up the executor too). A bad
   parameter or model fails the transition with the reason in the log; the node stays
   unconfigured, alive, and can be configured again (model sources are read-only: a bad one
   needs a restart). With autostart the process exits instead, with status 1.
@@ -105,7 +106,7 @@ class GraspController(LifecycleNode):
         # executor's or the process's main thread): a transition waits for the cycle in
         # progress, and a cycle never sees half-released resources.
         self._lock = threading.RLock()
-        # Publishing (from the runner's cycle thread, or the watchdog) against the transitions
+        # Publishing (from the runner's cycle and watchdog threads) against the transitions
         # that stop it: a transition flips _active under this lock, then stops the runner.
         self._publish_lock = threading.Lock()
         self._values: dict[str, Any] = {}
@@ -140,7 +141,8 @@ class GraspController(LifecycleNode):
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
             f"inputs {self._inputs_text()}, output {self._output_text()}")
-        for warning in self.topic_mismatches() + self.action_range_warnings():
+        period = params.period_warning(values, self._card)
+        for warning in self.topic_mismatches() + self.action_range_warnings() + ([period] if period else []):
             self.get_logger().warning(warning)
         return super().on_configure(state)
 
@@ -215,7 +217,8 @@ class GraspController(LifecycleNode):
                         else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
         self._goal_parts: dict[str, GoalPart] = {}     # a camera + joints model's, by kind
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
-        self._runner = CycleRunner(loop, self._publish, self._publish_late)
+        self._runner = CycleRunner(loop, self._publish, self._publish_late,
+                                   sim_time=self.get_parameter("use_sim_time").value)
         self._last_status = None
         self._make_entities(values)
 
@@ -250,9 +253,6 @@ class GraspController(LifecycleNode):
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._remember(self.destroy_timer, self.create_timer(
             DIAGNOSTICS_PERIOD, self._on_diagnostics, clock=steady))
-        # The clock watchdog runs on the steady clock: it must see the node's own clock stop.
-        self._remember(self.destroy_timer, self.create_timer(
-            min(0.1, values["clock_timeout"] / 4), self._on_watchdog, clock=steady))
 
     def destroy_node(self) -> None:
         """Without a shutdown transition first (a test, a crashing launch): stop the cycles."""
@@ -333,11 +333,6 @@ class GraspController(LifecycleNode):
         runner = self._runner
         if runner is not None:
             runner.tick(self._now())
-
-    def _on_watchdog(self) -> None:
-        runner = self._runner
-        if runner is not None:
-            runner.watchdog()
 
     def _publish(self, result: StepResult) -> None:
         """The runner's output (any thread): sent while active, dropped once stopping."""
@@ -456,9 +451,9 @@ class GraspController(LifecycleNode):
             # and zero at every jump back, cycles in between; say why.
             clocks = self.count_publishers("/clock")
             values["clock_publishers"] = str(clocks)
-            if clocks > 1 and level == "ok":
-                level, message = "warn", (f"{clocks} publishers on /clock: the node's time "
-                                          "follows whichever published last")
+            if clocks > 1:   # the cause of what two clocks bring (CLOCK, STALE): said beside it
+                cause = f"{clocks} publishers on /clock: the node's time follows whichever published last"
+                level, message = ("warn", cause) if level == "ok" else (level, f"{message}; {cause}")
         self._health_pub.publish(diagnostic_array(
             f"{self.get_name()}: control loop", self.get_fully_qualified_name(), level, message,
             values, self.get_clock().now().to_msg()))
@@ -495,18 +490,21 @@ class GraspController(LifecycleNode):
         stops coming makes the observation old, and the cycle STALE. None when the message names
         none of the model's joints. ValueError while some joint was never named.
 
-        A joint stamped further ahead of the clock than max_observation_age counts as stamped
-        that far ahead (``JointStateMerger.update``'s ``latest``): one stamped in the future
-        whose publisher then stops still goes stale (the loop refuses the observation's own
-        stamp when it is ahead at the cycle)."""
-        latest = self._now() + loop.config.max_observation_age
-        stamp = min(stamp, latest)
-        merged = self._joints.update(msg, stamp, latest=latest)
+        A message stamped further ahead of the clock than max_observation_age is refused as it
+        arrives, with its own stamp (ValueError): as a part of the merged observation it would
+        stand as fresh for that long after its publisher stopped (one stamped less far ahead is
+        judged at the cycle, when the clock may have caught up)."""
+        limit = loop.config.max_observation_age
+        now = self._now()
+        if stamp - now > limit:
+            raise ValueError(f"stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of the clock as it "
+                             f"arrives (more than max_observation_age, {limit:g} s)"
+                             f"{time_base_hint(now - stamp)}")
+        merged = self._joints.update(msg, stamp, latest=now + limit)
         if merged is None:
             if self._joints.missing:
                 raise ValueError(self._joints.describe_missing(msg.name))
             return None
-        limit = loop.config.max_observation_age
         lagging = self._joints.named_before(stamp - limit / 2)   # said before the cycles go STALE
         if lagging:
             self.get_logger().warning(
@@ -525,7 +523,7 @@ class GraspController(LifecycleNode):
             if converted is not None:
                 loop.observe(*converted, received=now)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
-            loop.reject_observation(f"{what}: {exc}", stamp)
+            loop.reject_observation(f"{what}: {exc}", stamp, received=now)
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
@@ -562,7 +560,8 @@ class GraspController(LifecycleNode):
         """The goal is what the model encodes. For a camera + joints model, a goal image and goal
         joints make one goal when the other part is new (not yet part of a goal: a sim publishes
         both at once, in either order, stamped on whatever clock, or not at all) or of the same
-        stamp (within pair_tolerance: the same goal again). So the goal that stands never becomes the
+        stamp (within pair_tolerance: the same goal again; both stamped: two unstamped parts
+        are not "of one stamp"). So the goal that stands never becomes the
         new image with the old joints: goal joints without a new image are a joint-space goal
         (through the model's decode_state joint head; the standing goal's own joints again change
         nothing), and a goal image without new joints waits for them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
@@ -580,7 +579,10 @@ class GraspController(LifecycleNode):
         other = "image" if key == "joints" else "joints"
         partner, standing = self._goal_parts.get(other), self._goal_parts.get(key)
         self._goal_parts[key] = GoalPart(value, stamp)
-        if partner is not None and (partner.new or abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9):
+        # "Of its stamp" needs stamps: two unstamped parts say nothing of belonging together.
+        same_stamp = partner is not None and stamp != 0 and partner.stamp != 0 and \
+            abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9
+        if partner is not None and (partner.new or same_stamp):
             loop.set_goal({k: self._goal_parts[k].value for k in ("image", "joints")})
             for k in ("image", "joints"):
                 self._goal_parts[k] = self._goal_parts[k]._replace(new=False)
@@ -590,8 +592,10 @@ class GraspController(LifecycleNode):
         if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
             loop.set_goal({key: value})
             return True
-        self.get_logger().info(f"goal ({key}) waits for a new goal {other} or one of its stamp",
-                               throttle_duration_sec=5.0)
+        self.get_logger().warning(
+            f"goal ({key}) not taken yet: this model's goal is an image and joints together; it waits "
+            f"for a new goal {other} (or one of its header stamp), and the standing goal stands",
+            throttle_duration_sec=5.0)
         return False
 
     def _replaces(self, key: str, stamp: int) -> bool:
@@ -706,7 +710,13 @@ class GraspController(LifecycleNode):
         loop = self._loop
         for parameter in parameters:
             spec = params.BY_NAME.get(parameter.name)
-            if spec is None:           # rclpy's own (use_sim_time...)
+            if spec is None:           # rclpy's own: use_sim_time says which clock the limits use
+                reason = params.locked(parameter.name, values)
+                if reason is None and parameter.name == "use_sim_time" and loop is not None:
+                    reason = ("use_sim_time is static and the node is configured: deactivate, "
+                              "cleanup, set it, then configure")
+                if reason:
+                    return SetParametersResult(successful=False, reason=reason)
                 continue
             reason = params.locked(spec.name, values) or spec.validate(parameter.value)
             if reason is None and not spec.dynamic and loop is not None:

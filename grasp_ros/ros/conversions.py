@@ -47,14 +47,26 @@ def stamp_seconds(stamp: Time) -> Optional[float]:
     return seconds(stamp)
 
 
+INT32_MAX = 2**31 - 1
+
+
 def to_time(t: float) -> Time:
-    sec = math.floor(t)
-    return Time(sec=int(sec), nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    """A stamp of ``t`` s; the last one builtin_interfaces can hold past it (its sec is an int32,
+    which a larger value would wrap to a stamp 68 years back)."""
+    sec, nanosec = _split(t)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 def to_duration(t: float) -> Duration:
+    sec, nanosec = _split(t)
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def _split(t: float) -> tuple[int, int]:
     sec = math.floor(t)
-    return Duration(sec=int(sec), nanosec=min(int(round((t - sec) * 1e9)), 999_999_999))
+    if sec > INT32_MAX:
+        return INT32_MAX, 999_999_999
+    return int(sec), min(int(round((t - sec) * 1e9)), 999_999_999)
 
 
 # -- images -----------------------------------------------------------------------------------

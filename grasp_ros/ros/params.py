@@ -178,8 +178,9 @@ def _path(name: str, empty_ok: bool = False) -> Callable[[str], Optional[str]]:
 
 
 SAFETY = ("max_observation_age", "on_stale", "hold_timeout", "max_stamp_lead", "clock_timeout",
-          "timing", "novelty_threshold")
-"""What ``lock_safety`` keeps at its start-up values."""
+          "timing", "novelty_threshold", "use_sim_time")
+"""What ``lock_safety`` keeps at its start-up values (use_sim_time: rclpy's, the clock that the
+limits are measured on; a peer's /clock would otherwise stretch them)."""
 
 
 PARAMETERS: tuple[Param, ...] = (
@@ -256,7 +257,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 1e6), dynamic=True),
     Param("clock_timeout", "double", 1.0,
           "Wall seconds without a control cycle (the node's clock stalled, e.g. /clock under "
-          "use_sim_time) before a zero command and CLOCK status, repeated while it lasts. "
+          "use_sim_time, or a long callback held up the executor) before a zero command and "
+          "CLOCK status, repeated while it lasts. "
           "Longer than the control period (1 / control_rate_hz).",
           range=(0.01, 3600.0)),
     Param("image_transport", "string", "raw",
@@ -638,6 +640,23 @@ def model_spec_of(values: dict[str, Any]) -> dict[str, Any]:
     if options == BY_NAME["model_options"].default and "torchscript" in model_spec(values["model"]):
         options = ""
     return model_spec(values["model"], values["model_weights"], parse_options(options))
+
+
+PERIOD_WARNING = 0.02
+"""A control period further than this fraction from the model's period is worth a warning
+(within ``period_tolerance`` it still configures)."""
+
+
+def period_warning(values: dict[str, Any], card) -> Optional[str]:
+    """A warning when control_rate_hz is within period_tolerance of the model's period but not
+    at it (leaving the 10 Hz default for a model of another period), or None."""
+    period = 1.0 / values["control_rate_hz"]
+    if card.period <= 0 or abs(period - card.period) <= PERIOD_WARNING * card.period:
+        return None
+    return (f"control_rate_hz {values['control_rate_hz']:g} (period {period:g} s) is "
+            f"{abs(period - card.period) / card.period:.0%} off the model's period {card.period:g} s: "
+            f"its predictions are steps of {card.period:g} s, each command is held {period:g} s; "
+            f"control_rate_hz {1 / card.period:g} matches it")
 
 
 def check_model_fit(values: dict[str, Any], card) -> Optional[str]:

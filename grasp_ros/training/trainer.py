@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data import TransitionData, TransitionWindows
+from ..data import DatasetError, TransitionData, TransitionWindows
 from ..models.card import ModelCard, card_from_data
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
@@ -275,6 +275,12 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
             card_from_data(dict(data.meta, episodes=data.episodes, steps=data.steps), data.image_size,
                            joint_dim, data.action_dim, {}, *action_bounds(data), image_frames=frames))
     data = normalised_actions(data, card)
+    if settings.segment_steps > data.steps:
+        raise DatasetError(
+            f"the trainer's segments of {settings.segment_steps} steps do not fit the dataset's episodes "
+            f"of {data.steps} steps: train with --segment-steps {data.steps} (and --rollout-steps at most "
+            f"that, {min(settings.rollout_steps, data.steps)}), or collect with --episode-steps "
+            f"{settings.segment_steps} or more")
     train_data, val_data = data.split(settings.val_fraction, settings.seed)
     windows = TransitionWindows(train_data, settings.segment_steps, history=frames,
                                 stride=settings.segment_steps - settings.rollout_steps + 1)
