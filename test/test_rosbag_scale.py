@@ -511,8 +511,16 @@ def test_topics_of_known_type_are_recorded_from_their_first_message(tmp_path):
                 executor.spin_once(timeout_sec=0.02)
     try:
         with Writer(tmp_path / "bag", version=9) as writer:
+            said, clock = [], [0.0]
             recorder = BagRecorder(node, writer, [("chatter", "std_msgs/msg/String"), ("command", None),
-                                                  ("joint_states", None)], log=lambda _: None)
+                                                  ("joint_states", None), ("/nobody/speaks", None)],
+                                   log=said.append, now=lambda: clock[0])
+            clock[0] = 10.5                   # no publisher yet on any: said once, by name
+            recorder.discover()
+            quiet = [line for line in said if line.startswith("no publisher seen yet")]
+            assert len(quiet) == 1 and "/nobody/speaks" in quiet[0] and "/chatter" in quiet[0]
+            recorder.discover()
+            assert len([line for line in said if line.startswith("no publisher seen yet")]) == 1
             chatter = talker_node.create_publisher(String, "chatter", reliable)
             command = talker_node.create_publisher(Float32MultiArray, "command", reliable)   # not the default type
             joints = talker_node.create_publisher(String, "joint_states", best_effort)         # nor QoS, nor type

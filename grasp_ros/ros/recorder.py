@@ -68,6 +68,8 @@ CONTROLLER = "/grasp_controller"
 PARAMETERS_KEY = "grasp_ros.parameters"
 """The bag metadata's custom_data key of the controller's parameters (JSON)."""
 DISCOVERY_PERIOD_S = 0.5
+QUIET_REPORT_S = 10.0
+"""Seconds before the recorder first says which topics still have no publisher."""
 DEPTH = 100
 INFINITE = (2**31 - 1, 2**32 - 1)   # rosbag2's "infinite" QoS duration (sec, nsec)
 
@@ -107,10 +109,13 @@ class BagRecorder:
     """
 
     def __init__(self, node: Node, writer, topics: Sequence[tuple[str, Optional[str]]],
-                 max_messages: Optional[int] = None, log: Callable[[str], None] = print):
+                 max_messages: Optional[int] = None, log: Callable[[str], None] = print,
+                 now: Callable[[], float] = time.monotonic):
         from rosbags.typesys import Stores, get_typestore
 
         self.node, self.writer, self.log = node, writer, log
+        self._now = now
+        self._started, self._quiet_report = now(), QUIET_REPORT_S
         self.store = get_typestore(Stores.ROS2_KILTED)
         self.pending: dict[str, Optional[str]] = {}
         self.recorded: dict[str, Recorded] = {}
@@ -166,6 +171,20 @@ class BagRecorder:
                 continue
             publishers = [p for p in publishers if p.topic_type == kind]
             self._try(topic, kind, [p.qos_profile for p in publishers])
+        self._report_quiet()
+
+    def _report_quiet(self) -> None:
+        """Say which topics still have no publisher, after 10 s, 20 s, 40 s...: a misnamed topic
+        or another ROS_DOMAIN_ID would otherwise only show in the summary, at the end."""
+        elapsed = self._now() - self._started
+        if elapsed < self._quiet_report:
+            return
+        self._quiet_report *= 2
+        quiet = [t for t in self.pending if t not in self.problems]
+        quiet += [t for t, e in self.recorded.items() if not e.count and not self.node.count_publishers(t)]
+        if quiet:
+            self.log(f"no publisher seen yet on {', '.join(quiet)} after {elapsed:.0f} s (named as "
+                     "`ros2 topic list` names them? on this ROS_DOMAIN_ID?)")
 
     def _try(self, topic: str, kind: str, offered: Optional[list[QoSProfile]], sent: str = "") -> bool:
         """Subscribe (see ``_subscribe``); a type that cannot be recorded is a problem."""
