@@ -169,16 +169,12 @@ def jump_warnings(data) -> list[str]:
     """Joint positions that leap within an episode far beyond their usual steps (a robot reset
     or teleported between episodes that nothing in the bag reported), when --reset-jump is not
     given: the model would learn the leap as motion."""
-    meta = data.meta
-    names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
-    if ((meta.get("split") or {}).get("reset_jump") is not None or "position" not in fields or not names
-            or data.joints.shape[-1] != len(names) * len(fields)):
+    if (data.meta.get("split") or {}).get("reset_jump") is not None:
         return []
     found = []
-    for i, name in enumerate(names):
-        x = data.joints[..., i * len(fields) + fields.index("position")]
+    for name, x in _joint_positions(data):
         steps = np.diff(x, axis=1)
-        if name in (meta.get("continuous_joints") or ()):
+        if name in (data.meta.get("continuous_joints") or ()):
             steps = (steps + np.pi) % (2 * np.pi) - np.pi     # a turn across +-pi is no leap
         steps = np.abs(steps[np.isfinite(steps)])
         usual = float(np.percentile(steps, 99)) if steps.size else 0.0
@@ -215,21 +211,26 @@ def bag_warnings(data) -> list[str]:
 def wrap_warnings(data) -> list[str]:
     """Joint positions that jump by about a turn within an episode while staying within +-pi:
     angles that wrap, not declared (--continuous-joints)."""
-    meta = data.meta
-    names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
-    if "position" not in fields or not names or data.joints.shape[-1] != len(names) * len(fields):
-        return []
     found = []
-    for i, name in enumerate(names):
-        if name in (meta.get("continuous_joints") or ()):
+    for name, x in _joint_positions(data):
+        if name in (data.meta.get("continuous_joints") or ()):
             continue
-        x = data.joints[..., i * len(fields) + fields.index("position")]
         jumps = int((np.abs(np.diff(x, axis=1)) > np.pi).sum())
         if jumps and np.abs(x).max() <= np.pi + 1e-3:
             found.append(f"joint {name} jumps by more than pi in {jumps} step(s) and stays within "
                          f"+-pi: an angle that wraps? give --continuous-joints {name} (cut there, "
                          "and goals on it taken at their nearest turn)")
     return found
+
+
+def _joint_positions(data) -> list[tuple[str, np.ndarray]]:
+    """(name, positions [episodes, steps + 1]) of each joint, where the dataset names its joints
+    and holds their positions."""
+    meta = data.meta
+    names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
+    if "position" not in fields or not names or data.joints.shape[-1] != len(names) * len(fields):
+        return []
+    return [(name, data.joints[..., i * len(fields) + fields.index("position")]) for i, name in enumerate(names)]
 
 
 def command_range_warnings(data) -> list[str]:

@@ -24,7 +24,7 @@ under sim time), or the caller could not tick (a ROS executor held up by a long 
 as a compressed image that takes seconds to decode); either way the last command must not stand,
 so the watchdog must not depend on the caller's thread.
 
-``publish(result)`` is called from the cycle thread, or from the watchdog's caller; it must be
+``publish(result)`` is called from the cycle thread or the watchdog thread; it must be
 thread-safe. ``result.command_delay`` is the wall time from the tick to the call.
 """
 from __future__ import annotations
