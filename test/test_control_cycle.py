@@ -897,8 +897,9 @@ def test_a_sample_stamped_just_ahead_of_a_trailing_clock_leaves_the_cycle_the_on
     """A sim publishes /clock and its sensors at once, and on a busy machine the node's clock
     trails: at the cycle the newest joint sample is stamped a tick or two ahead. The cycle then
     plans from the newest sample not ahead (what was measured by now), not an ERROR; a sample
-    further ahead than max_observation_age is refused as before, and an earlier one received
-    longer ago than that is no substitute."""
+    further ahead than twice max_stamp_lead (a sensor clock running fast: taken for fresh that
+    much longer after it died) is refused as before, and an earlier one received longer ago
+    than max_observation_age is no substitute."""
     loop = ready_loop(max_stamp_lead=0.05, max_observation_age=0.25)
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=1.0, received=1.0)
     loop.observe({"joints": np.array([0.2, 0.0])}, stamp=1.04, received=1.0)
@@ -908,6 +909,9 @@ def test_a_sample_stamped_just_ahead_of_a_trailing_clock_leaves_the_cycle_the_on
     assert result.plan.states[0].tolist() == pytest.approx([0.2, 0.0])      # planned from 1.04
     loop.observe({"joints": np.array([0.4, 0.0])}, stamp=1.2, received=1.1)
     assert loop.step(1.1).observation_age == pytest.approx(0.02)             # the one at 1.08
+    loop.observe({"joints": np.array([0.5, 0.0])}, stamp=1.45, received=1.15)   # 0.3 s fast
+    skewed = loop.step(1.15)
+    assert skewed.status == Status.ERROR and "0.300 s ahead of the clock" in skewed.message
     # Ahead, and every earlier sample received longer than max_observation_age ago: refused.
     loop.observe({"joints": np.zeros(2)}, stamp=2.0, received=1.9)
     refused = loop.step(1.9)
@@ -1062,6 +1066,29 @@ def test_the_watchdog_on_the_wall_clock_names_a_held_up_caller_not_a_clock():
         result = published.next()
         assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
         assert "held up" in result.message and "/clock" not in result.message
+    finally:
+        runner.stop()
+
+
+def test_the_watchdog_names_a_clock_that_jumped_back_rather_than_a_stall():
+    """/clock runs backwards: the timer waits for it to catch up, the inputs' arrival times
+    show the jump. The watchdog's zero says so, not that /clock stopped."""
+    loop = ready_loop(clock_timeout=0.05)
+    published = Published()
+    runner = CycleRunner(loop, published, sim_time=True)
+    runner.start()
+    try:
+        runner.tick(5.0)
+        assert published.next().status in (Status.OK, Status.STALE)
+        seen = len(published.results)
+        loop.observe({"joints": np.zeros(2)}, stamp=2.0, received=2.0)     # /clock went back to 2 s
+        give_up = time.monotonic() + 30.0      # (one report may still say stall: it raced the jump)
+        while not any("jumped back" in r.message for r in published.results[seen:]):
+            assert time.monotonic() < give_up, [r.message for r in published.results[seen:]]
+            time.sleep(0.01)
+        result = next(r for r in published.results[seen:] if "jumped back" in r.message)
+        assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
+        assert "jumped back from 5.000 s to 2.000 s" in result.message and "stalled" not in result.message
     finally:
         runner.stop()
 

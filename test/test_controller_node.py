@@ -512,6 +512,13 @@ def test_joint_selection_and_command_messages():
                                      (["x", "y"], [1.0, float("nan")], "non-finite")):
         with pytest.raises(ValueError, match=reason):
             select_joints(names, positions, ["x", "y"])
+    # A peer's message of a million names: the reason quotes a few (it goes out in every cycle's
+    # diagnostics while the bad goal stands), not megabytes.
+    crowd = [f"joint_{i:07d}" for i in range(1_000_000)]
+    for names in (crowd, crowd[:3] + crowd[:3]):
+        with pytest.raises(ValueError) as refused:
+            select_joints(names, [0.0] * len(names), ["x", "y"], "goal_state")
+        assert len(str(refused.value)) < 600 and "joint_0000000" in str(refused.value)
     assert list(command_message(np.array([0.5, -1.0])).data) == [0.5, -1.0]
     actions = np.array([[0.1, 0.2], [0.3, 0.4]])
     positions = np.array([[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]])

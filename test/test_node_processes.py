@@ -385,6 +385,31 @@ def test_deactivating_during_a_long_solve_sends_the_zero_command_first(tmp_path)
 
 
 
+def test_ctrl_c_after_a_peers_shutdown_transition_ends_quietly(tmp_path):
+    """A lifecycle manager (or a peer) shuts the node down; Ctrl-C later finds it finalized and
+    has no transition left to run: it exits 0 without a warning."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    log = tmp_path / "controller.log"
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(node_command("ros.controller_node", *CONTROLLER_OPEN, "-p", "model:=analytic"),
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=ENV)
+    probe = Probe()
+    try:
+        wait_for_line(process, log, "active: controlling")
+        assert probe.change_state.wait_for_service(START_TIMEOUT_S)
+        done = probe.change_state.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_ACTIVE_SHUTDOWN)))
+        wait_until(done.done, "the shutdown response", process, log)
+        assert done.result().success
+    finally:
+        probe.close()
+        code = stop(process, (signal.SIGINT,), 0.0)
+    text = log.read_text(encoding="utf-8")
+    assert code == 0, text
+    assert "not possible" not in text and "shutdown transition:" not in text, text
+
+
 @pytest.mark.parametrize("script", ["grasp_controller", "grasp_sim"])
 def test_ctrl_c_while_the_node_still_imports_ends_it_quietly(tmp_path, script):
     """A launch stopped at once signals its nodes while torch and rclpy import: no traceback."""

@@ -312,14 +312,16 @@ class ControlLoop:
             self._arrivals.popleft()
 
     def _current(self, now: float) -> Optional[Sample]:
-        """The cycle's observation at ``now``: the newest, or, when the newest is stamped further
-        ahead than max_stamp_lead but less than max_observation_age (a sim's /clock that trails
+        """The cycle's observation at ``now``: the newest, or, when the newest is stamped ahead of
+        the clock by more than max_stamp_lead but not twice as much (a sim's /clock that trails
         its sensors on a busy machine: a frame stamped at the next tick arrives before the clock
         does), the newest one received in the last max_observation_age and not stamped ahead:
-        what the robot had measured by ``now``. Further ahead (another time base, a peer's stamp)
-        the newest stands, and the cycle refuses it. Called with the lock held."""
+        what the robot had measured by ``now``. Further ahead (a sensor's clock running fast,
+        another time base) the newest stands, and the cycle refuses it: a sensor stamping its
+        messages ahead would otherwise be taken for fresh that much longer after it died.
+        Called with the lock held."""
         newest, lead = self._observation, self.config.max_stamp_lead
-        if newest is None or not lead < newest.stamp - now <= self.config.max_observation_age:
+        if newest is None or not lead < newest.stamp - now <= 2 * lead:
             return newest
         for sample, received in reversed(self._arrivals):
             if sample.stamp - now <= lead and received >= now - self.config.max_observation_age:
@@ -626,7 +628,12 @@ class ControlLoop:
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
         one; on the wall clock only the caller can have stopped ticking."""
         self._last_command_time = -math.inf
-        if not sim_time:
+        with self._lock:
+            jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
+        if jump is not None:
+            why = (f"the clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s (a sim reset, a bag "
+                   "loop, two clocks) and no cycle has run since")
+        elif not sim_time:
             why = ("the control timer did not fire: the caller's thread was held up (a callback "
                    "that ran long, e.g. decoding a huge compressed image, or no CPU for it)")
         elif started:

@@ -79,6 +79,7 @@ from tqdm import tqdm
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
 from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
+from ..models.text import quote
 from .dataset import DatasetError, TransitionData
 from .episodes import episode_starts, frames_used, gather, segments
 
@@ -693,7 +694,7 @@ class _JointReader:
                 headers.append(merged[1])
         if not records:
             raise DatasetError(f"{source}: {topic} lacks joints {merger.missing}: no message names "
-                               f"them (the messages name {self._names_seen()})")
+                               f"them (the messages name {quote(self._names_seen())})")
         return np.asarray(stamps, np.int64), np.asarray(records, np.float64), headers
 
     def _names_seen(self) -> list[str]:

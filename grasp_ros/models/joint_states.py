@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .text import quote
+
 
 def select_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequence[str],
                   what: str = "message") -> np.ndarray:
@@ -27,7 +29,7 @@ def select_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequ
     keys = _keys(names, wanted)
     missing = [n for n, k in zip(wanted, keys) if k not in index]
     if missing:
-        raise ValueError(f"{what} lacks joint(s) {missing} (has {list(names)})")
+        raise ValueError(f"{what} lacks joint(s) {missing} (has {quote(list(names))})")
     selected = np.asarray(positions, dtype=np.float64)[[index[k] for k in keys]]
     if not np.isfinite(selected).all():
         raise ValueError(f"{what} has non-finite positions {selected.tolist()}")
@@ -52,7 +54,7 @@ def _index(names: Sequence[str], values: Sequence[float], what: str, unnamed: in
         raise ValueError(f"{what} has {len(names)} names but {count} {noun}")
     repeated = sorted(n for n, c in Counter(names).items() if c > 1)
     if repeated:
-        raise ValueError(f"{what} names joint(s) {repeated} more than once")
+        raise ValueError(f"{what} names joint(s) {quote(repeated)} more than once")
     return {name: i for i, name in enumerate(names)}
 
 
@@ -128,5 +130,5 @@ class JointStateMerger:
 
     def describe_missing(self, names: Sequence[str]) -> str:
         """Why there is no whole layout yet, for a status message."""
-        return (f"{self.what} lacks joint(s) {self.missing} (this message has {list(names)}), "
+        return (f"{self.what} lacks joint(s) {self.missing} (this message has {quote(list(names))}), "
                 "and no message so far has named them: each joint must come in some message on the topic")

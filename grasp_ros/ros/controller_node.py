@@ -912,8 +912,9 @@ def _raised_in_this_package(tb) -> bool:
 
 
 def _shutdown_transition(node: GraspController) -> None:
-    """The shutdown transition (a zero command if active), from whatever state the node is in."""
-    if not rclpy.ok(context=node.context):
+    """The shutdown transition (a zero command if active), from whatever state the node is in;
+    none from finalized (a peer's shutdown transition already ran it)."""
+    if not rclpy.ok(context=node.context) or node._state_machine.current_state[1] == "finalized":
         return
     try:
         node.trigger_shutdown()
