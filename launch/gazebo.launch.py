@@ -50,7 +50,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import end_launch, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, params_file_exists
 
 ARGUMENTS = (
     ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
@@ -114,7 +114,7 @@ def controller(context: LaunchContext) -> list:
     Gazebo and the bridge would otherwise run on without it."""
     node = LifecycleNode(
         package="grasp_ros", executable="grasp_controller", name="grasp_controller",
-        namespace="", output="screen",
+        namespace="", output="screen", additional_env=EXIT_WITH_LAUNCH,
         parameters=[
             LaunchConfiguration("params_file"),
             {

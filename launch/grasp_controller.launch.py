@@ -16,14 +16,14 @@ or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
-from launch import LaunchDescription
+from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -43,7 +43,8 @@ ARGUMENTS = (
     ("params_file", PathJoinSubstitution([FindPackageShare("grasp_ros"), "config",
                                           "grasp_controller.yaml"]),
      "parameter file (default: the package's config/grasp_controller.yaml)"),
-    ("use_sim_time", "false", "run on /clock (simulation) instead of the system clock"),
+    ("use_sim_time", "", "true: run on /clock (simulation) instead of the system clock; empty (the "
+                         "default): as a SetParameter of an including launch file says, else false"),
     ("autostart", "true", "the node configures and activates itself (false: wait for a lifecycle manager)"),
     ("log_level", "info", "log level of the node"),
     *((name, default, f"topic for {text}") for name, default, text in REMAPS),
@@ -51,19 +52,24 @@ ARGUMENTS = (
 
 
 
+def controller(context: LaunchContext) -> list:
+    """The node; use_sim_time only where the argument gives it, so that an including launch
+    file's SetParameter(use_sim_time) is not overridden by a default (the node locks it)."""
+    overrides = {"autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)}
+    if LaunchConfiguration("use_sim_time").perform(context).strip():
+        overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    return [LifecycleNode(
+        package="grasp_ros", executable="grasp_controller",
+        name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
+        output="screen", additional_env=EXIT_WITH_LAUNCH,
+        parameters=[LaunchConfiguration("params_file"), overrides],
+        remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
+        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+    )]
+
+
 def generate_launch_description() -> LaunchDescription:
     arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, default, text in ARGUMENTS]
-    controller = LifecycleNode(
-        package="grasp_ros", executable="grasp_controller",
-        name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
-        output="screen",
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
-             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)},
-        ],
-        remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
-        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
-    )
-    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller])
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists),
+                              OpaqueFunction(function=controller)])

@@ -25,7 +25,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import end_launch, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, params_file_exists
 
 # (name, default, description): every argument of this launch file.
 ARGUMENTS = (
@@ -67,6 +67,7 @@ def generate_launch_description() -> LaunchDescription:
 
     sim = Node(
         package="grasp_ros", executable="grasp_sim", name="grasp_sim", output="screen",
+        additional_env=EXIT_WITH_LAUNCH,
         parameters=[{
             "env": typed("env", str),
             "horizon": typed("horizon", int),
@@ -84,7 +85,7 @@ def generate_launch_description() -> LaunchDescription:
     )
     controller = LifecycleNode(
         package="grasp_ros", executable="grasp_controller", name="grasp_controller",
-        namespace="", output="screen",
+        namespace="", output="screen", additional_env=EXIT_WITH_LAUNCH,
         parameters=[
             LaunchConfiguration("params_file"),
             {

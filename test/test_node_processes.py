@@ -179,6 +179,87 @@ def test_nodes_of_a_killed_harness_stop_in_order_instead_of_running_on(tmp_path)
     assert "Traceback" not in output + (tmp_path / "sim.log").read_text(encoding="utf-8")
 
 
+# A stand-in for ``ros2 launch``: starts the controller (stdout: its pid), then waits; with
+# "hung", it ignores SIGINT and SIGTERM (launch stuck in its own shutdown).
+LAUNCHER = """
+import os, signal, subprocess, sys, time
+if sys.argv[2] == "hung":
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.SIG_IGN)
+env = dict(os.environ, **({"GRASP_ROS_EXIT_WITH_PARENT": "1"} if sys.argv[2] == "launch" else {}))
+with open(os.path.join(sys.argv[1], "controller.log"), "w") as log:
+    node = subprocess.Popen([sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
+                             "-p", "autostart:=true", "-p", "model:=analytic", "-p", "device:=cpu",
+                             "-p", 'model_options:="{env: open, horizon: 20}"', "-p", "horizon:=20"],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (2, 15)])
+print(node.pid, flush=True)
+time.sleep(3600)
+"""
+# A harness that starts the stand-in (stdout: the stand-in's pid, then the controller's).
+ABOVE_LAUNCHER = """
+import os, subprocess, sys, time
+from grasp_ros.ros import interrupts
+env = dict(os.environ, **interrupts.parent_environment())
+launcher = subprocess.Popen([sys.executable, "-c", sys.argv[2], sys.argv[1], "hung"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+print(launcher.pid, launcher.stdout.readline().strip(), flush=True)
+time.sleep(3600)
+"""
+
+
+def _controller_stops_in_order(controller: int, log: Path) -> None:
+    deadline = time.monotonic() + EXIT_TIMEOUT_S
+    while not _gone(controller):
+        assert time.monotonic() < deadline, f"still running {EXIT_TIMEOUT_S} s after:\n{log.read_text()}"
+        time.sleep(0.1)
+    output = log.read_text(encoding="utf-8")
+    assert "shut down: zero command sent" in output and "Traceback" not in output, output
+
+
+def _wait_for(log: Path, line: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not (log.exists() and line in log.read_text(encoding="utf-8")):
+        assert time.monotonic() < deadline, f"no {line!r} within {START_TIMEOUT_S} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_launch_files_controller_stops_in_order_when_launch_is_killed(tmp_path):
+    """SIGTERM or SIGKILL end ``ros2 launch`` without stopping its nodes; the package's launch
+    files start their nodes with GRASP_ROS_EXIT_WITH_PARENT: the controller stops with its zero."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(tmp_path), "launch"],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV, text=True)
+    controller = int(launcher.stdout.readline())
+    try:
+        _wait_for(tmp_path / "controller.log", "active: controlling")
+        launcher.kill()
+        launcher.wait()
+        _controller_stops_in_order(controller, tmp_path / "controller.log")
+    finally:
+        if not _gone(controller):
+            os.kill(controller, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_launched_node_of_a_killed_harness_stops_though_its_launch_hangs(tmp_path):
+    """The harness dies; ``ros2 launch`` between it and the controller hangs in its own shutdown
+    (it can, after two SIGINTs): the controller watches the harness itself and stops."""
+    harness = subprocess.Popen([sys.executable, "-c", ABOVE_LAUNCHER, str(tmp_path), LAUNCHER],
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=ENV, text=True)
+    hung, controller = (int(pid) for pid in harness.stdout.readline().split())
+    try:
+        _wait_for(tmp_path / "controller.log", "active: controlling")
+        harness.kill()
+        harness.wait()
+        _controller_stops_in_order(controller, tmp_path / "controller.log")
+        assert not _gone(hung)                 # the stand-in still hangs: the node did not wait for it
+    finally:
+        for pid in (controller, hung):
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
 # ``ros2 launch`` (not in CI): a program that stops in order on SIGINT, as launch stops its nodes
 # (Python's own SIGINT handling, which it leaves out when it starts with SIGINT ignored, as
 # launch does)

@@ -13,7 +13,11 @@ signal_handler_options=SignalHandlerOptions.NO)``.
 
 ``exit_with_parent``: a node started by this package's harness (a demo, a replay) also gets
 SIGTERM when the harness dies, however it dies (SIGKILL from a CI timeout included), so that no
-controller or sim (and its /clock) is left running on the domain after it.
+controller or sim (and its /clock) is left running on the domain after it; a node that ``ros2
+launch`` started under the harness watches the harness itself (launch can hang in its own
+shutdown, after two SIGINTs). A node started by this package's launch files
+(``GRASP_ROS_EXIT_WITH_PARENT``) gets SIGTERM when ``ros2 launch`` dies: launch stops its nodes
+on SIGINT, but SIGTERM or SIGKILL end it at once, and its controller would go on commanding.
 ``ending_with_parent`` does the same for a program that is not one of this package's nodes
 (``ros2 launch``): the kernel sends it SIGINT, launch's orderly shutdown of the nodes it started.
 """
@@ -23,12 +27,18 @@ import ctypes
 import os
 import signal
 import sys
+import threading
+import time
 from typing import Callable, Optional
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 PARENT_ENV = "GRASP_ROS_PARENT_PID"
 """Set by a harness in its children's environment: its own process id."""
+WITH_PARENT_ENV = "GRASP_ROS_EXIT_WITH_PARENT"
+"""1: the node stops (SIGTERM) when its parent dies, whoever it is (set by the launch files)."""
+HARNESS_POLL_S = 0.5
+"""Seconds between a launched node's checks that the harness above its launch still runs."""
 
 _PR_SET_PDEATHSIG = 1
 
@@ -39,23 +49,61 @@ def parent_environment() -> dict[str, str]:
 
 
 def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
-    """Linux: ask the kernel for ``signum`` when the process named by ``GRASP_ROS_PARENT_PID``
-    ends, if that is this process's parent (a node started by ``ros2 launch`` under the harness
-    is not its child, and is left to launch). Call it after the handlers are set: the signal
-    then takes the orderly way out (the controller's last zero command). Returns whether it was
-    armed. The kernel sends it when the parent's *thread* that started this process ends: a
-    harness starts its nodes from a thread that outlives them."""
-    wanted = _parent_pid()
-    if wanted is None or os.getppid() != wanted:
-        return False
+    """Linux: ``signum`` when the parent ends, if it is the harness named by
+    ``GRASP_ROS_PARENT_PID`` or ``GRASP_ROS_EXIT_WITH_PARENT`` is 1 (a launch file's node); when
+    the harness is a further ancestor (``ros2 launch`` between them), when the harness ends
+    (a thread watches it). A node started otherwise is left alone. Call it after the handlers
+    are set: the signal then takes the orderly way out (the controller's last zero command).
+    Returns whether it was armed. The kernel sends it when the parent's *thread* that started
+    this process ends: a harness starts its nodes from a thread that outlives them."""
+    harness, parent = _parent_pid(), os.getppid()
+    armed = False
+    if harness == parent or os.environ.get(WITH_PARENT_ENV) == "1":
+        armed = _on_parent_death(signum, parent)
+    if harness is not None and harness != parent and harness in _ancestors():
+        threading.Thread(target=_stop_after, args=(harness, signum), name="grasp-harness-watch",
+                         daemon=True).start()
+        armed = True
+    return armed
+
+
+def _on_parent_death(signum: int, parent: int) -> bool:
     try:
         if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signum)) != 0:
             return False
     except (OSError, AttributeError):    # not Linux
         return False
-    if os.getppid() != wanted:           # the parent died before the request: act on it now
+    if os.getppid() != parent:           # the parent died before the request: act on it now
         os.kill(os.getpid(), signum)
     return True
+
+
+def _stop_after(pid: int, signum: int) -> None:
+    while _running(pid):
+        time.sleep(HARNESS_POLL_S)
+    os.kill(os.getpid(), signum)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed and not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+            return stat.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def _ancestors() -> set[int]:
+    """This process's ancestors' ids (Linux /proc; empty elsewhere)."""
+    found, pid = set(), os.getppid()
+    while pid > 1 and pid not in found:
+        found.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+                pid = int(stat.read().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return found
 
 
 # An ignored signal stays ignored across exec, and a shell starts a background job (a harness

@@ -8,6 +8,12 @@ from launch.actions import EmitEvent
 from launch.events import Shutdown
 from launch.substitutions import LaunchConfiguration
 
+from .interrupts import WITH_PARENT_ENV
+
+EXIT_WITH_LAUNCH = {WITH_PARENT_ENV: "1"}
+"""``additional_env`` of this package's nodes: each stops, in order, when ``ros2 launch`` dies
+(SIGTERM or SIGKILL end launch without stopping its nodes; ``interrupts.exit_with_parent``)."""
+
 
 def params_file_exists(context: LaunchContext) -> list:
     """For an OpaqueFunction: launch_ros only warns about a missing parameter file and starts the
