@@ -16,14 +16,14 @@ or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
-from launch import LaunchContext, LaunchDescription
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, UseSimTime, params_file_exists
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -52,24 +52,19 @@ ARGUMENTS = (
 
 
 
-def controller(context: LaunchContext) -> list:
-    """The node; use_sim_time only where the argument gives it, so that an including launch
-    file's SetParameter(use_sim_time) is not overridden by a default (the node locks it)."""
-    overrides = {"autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)}
-    if LaunchConfiguration("use_sim_time").perform(context).strip():
-        overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    return [LifecycleNode(
-        package="grasp_ros", executable="grasp_controller",
-        name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
-        output="screen", additional_env=EXIT_WITH_LAUNCH,
-        parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
-        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
-    )]
-
-
 def generate_launch_description() -> LaunchDescription:
     arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
                  for name, default, text in ARGUMENTS]
-    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists),
-                              OpaqueFunction(function=controller)])
+    controller = LifecycleNode(
+        package="grasp_ros", executable="grasp_controller",
+        name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
+        output="screen", additional_env=EXIT_WITH_LAUNCH,
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"use_sim_time": ParameterValue(UseSimTime(), value_type=bool),
+             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)},
+        ],
+        remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
+        ros_arguments=["--log-level", LaunchConfiguration("log_level")],
+    )
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller])

@@ -193,3 +193,17 @@ def test_gazebo_joint_names_reach_rcl_as_strings():
     assert yaml.safe_load(text) == {"/**": {"ros__parameters": {"joint_names": ["x", "y", "on"]}}}
     context.launch_configurations["joint_names"] = ""
     assert gazebo.joint_names_file(context) == []      # unset: the model card's joints
+
+
+def test_use_sim_time_follows_the_argument_else_an_including_files_set_parameter():
+    """A bringup's SetParameter(use_sim_time=True) around the include stands (the node locks
+    use_sim_time once started: a default of the argument would have put it on the wall clock)."""
+    from launch import LaunchContext
+    from launch_ros.actions import SetParameter
+    from grasp_ros.ros.launch_actions import UseSimTime
+    context = LaunchContext()
+    assert UseSimTime().perform(context) == "false"
+    SetParameter(name="use_sim_time", value=True).execute(context)
+    assert UseSimTime().perform(context) == "true"
+    context.launch_configurations["use_sim_time"] = "false"          # the argument, given
+    assert UseSimTime().perform(context) == "false"

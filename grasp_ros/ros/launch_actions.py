@@ -6,6 +6,7 @@ import os
 from launch import LaunchContext
 from launch.actions import EmitEvent
 from launch.events import Shutdown
+from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
 
 from .interrupts import WITH_PARENT_ENV
@@ -32,3 +33,19 @@ def end_launch(event, context: LaunchContext):
     if context.is_shutdown:
         return None
     return [EmitEvent(event=Shutdown(reason=f"{event.process_name} exited with status {event.returncode}"))]
+
+
+class UseSimTime(Substitution):
+    """The node's use_sim_time: the ``use_sim_time`` launch argument where it is given, else what
+    an including launch file's ``SetParameter(use_sim_time)`` says, else false. A default of the
+    argument would override that SetParameter (a node's own parameters come after the global
+    ones), and the node locks use_sim_time once started."""
+
+    def perform(self, context: LaunchContext) -> str:
+        given = LaunchConfiguration("use_sim_time", default="").perform(context).strip()
+        if given:
+            return given
+        for name, value in reversed(context.launch_configurations.get("global_params", [])):
+            if name == "use_sim_time":
+                return str(value).lower()
+        return "false"
