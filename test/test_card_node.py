@@ -295,13 +295,14 @@ def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_mode
     assert len(d.command) == 3 and all(lo <= c <= hi for c, lo, hi in zip(d.command, LOW, HIGH))
     order, planned, measured = joint_names or list(ARM), dict(zip(ARM, d.command)), dict(zip(ARM, position))
     sent = [planned[j] for j in order]
-    r.wait_until(lambda: any(len(t.points) == 5 and np.allclose(t.points[0].velocities, sent)
+    r.wait_until(lambda: any(len(t.points) == 5 + 1 and np.allclose(t.points[0].velocities, sent)
                              for t in r.trajectories), what="the planned cycle's trajectory")
-    trajectory = next(t for t in r.trajectories if len(t.points) == 5 and np.allclose(t.points[0].velocities, sent))
+    trajectory = next(t for t in r.trajectories if len(t.points) == 5 + 1 and np.allclose(t.points[0].velocities, sent))
     assert trajectory.joint_names == order
     first, second = trajectory.points[0], trajectory.points[1]
     assert list(first.positions) == [measured[j] for j in order]   # from the measured joints
     assert np.allclose(second.positions, np.add(first.positions, np.multiply(first.velocities, 0.1)))
+    assert list(trajectory.points[-1].velocities) == [0.0, 0.0, 0.0]    # ends at rest
 
 
 def test_frames_without_joint_states_are_stale_and_the_command_is_zero(rig, arm_model):

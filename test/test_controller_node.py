@@ -523,7 +523,11 @@ def test_joint_selection_and_command_messages():
     actions = np.array([[0.1, 0.2], [0.3, 0.4]])
     positions = np.array([[0.0, 0.0], [0.1, 0.1], [0.2, 0.2]])
     trajectory = trajectory_message(["x", "y"], actions, 0.25, Header(), np.array([1.0, 2.0]))
-    assert [list(p.velocities) for p in trajectory.points] == actions.tolist()
+    # ...then at rest one period after the last action: joint_trajectory_controller refuses by
+    # default a trajectory that ends moving
+    assert [list(p.velocities) for p in trajectory.points] == actions.tolist() + [[0.0, 0.0]]
+    assert trajectory.points[-1].time_from_start.nanosec == 500_000_000
+    assert np.allclose(trajectory.points[-1].positions, [1.0 + 0.4 * 0.25, 2.0 + 0.6 * 0.25])
     # positions integrate the velocities from the measured joints: where each point starts
     assert list(trajectory.points[0].positions) == [1.0, 2.0]
     assert np.allclose(trajectory.points[1].positions, [1.0 + 0.1 * 0.25, 2.0 + 0.2 * 0.25])
@@ -647,11 +651,35 @@ def test_a_trajectory_carries_no_positions_from_dead_joint_states(rig):
     r.wait_until(lambda: r.trajectories and r.trajectories[-1].points[0].positions, what="positions")
     while (d := r.cycle()).status != PlanDiagnostics.STATUS_STALE:     # joint_states stopped
         pass
-    stamp = r._stamp(d)
-    r.wait_until(lambda: any(stamp_of(t) == stamp for t in r.trajectories), what="its trajectory")
-    (stale,) = [t for t in r.trajectories if stamp_of(t) == stamp]
-    assert [list(p.velocities) for p in stale.points[:1]] == [[0.0, 0.0]]
+    # a stop: stamped 0, "start on receipt" (one stamped with its cycle's time and late would end
+    # in the past, and a trajectory controller would refuse it)
+    r.wait_until(lambda: r.trajectories and stamp_of(r.trajectories[-1]) == 0, what="its trajectory")
+    stale = r.trajectories[-1]
+    assert [list(p.velocities) for p in stale.points] == [[0.0, 0.0], [0.0, 0.0]]
     assert all(not p.positions for p in stale.points)
+
+
+def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
+    """A stop sends the measured positions at rest; re-sent from each fresh measurement, a
+    position-tracking controller would follow the arm's sag under gravity. A run of stops holds
+    where the first measured; a planned command ends the run."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))   # refused: ERROR, stops
+    sagging = [(-0.5, -0.5 - 0.02 * k) for k in range(6)]
+    stops = []
+    for position in sagging:
+        sent = len(r.trajectories)
+        d = r.cycle(lambda p=position: r.send_joints(p))
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        if d.status == PlanDiagnostics.STATUS_ERROR:
+            stops.append(r.trajectories[sent])
+            assert stamp_of(stops[-1]) == 0
+    assert len(stops) >= 3, [s.points[0].positions for s in stops]
+    held = [list(s.points[0].positions) for s in stops]
+    assert all(h == held[0] for h in held) and all(list(p.positions) == held[0] for s in stops for p in s.points)
+    assert held[0] != list(sagging[-1])
 
 
 def stamp_of(msg) -> int:
@@ -662,8 +690,8 @@ def test_joint_trajectory_output_and_diagnostics(rig):
     r = rig(command_interface="joint_trajectory")
     r.start()
     r.controlling()
-    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20,
-               what="a trajectory over the horizon")
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20 + 1,
+               what="a trajectory over the horizon, then at rest")
     trajectory = r.trajectories[-1]
     assert trajectory.joint_names == ["x", "y"]
     first, second = trajectory.points[0], trajectory.points[1]

@@ -211,6 +211,7 @@ class GraspController(LifecycleNode):
         # The command joints' measured positions and their stamp (the oldest joint's), for a
         # trajectory's positions.
         self._measured: Optional[tuple[np.ndarray, float]] = None
+        self._held_positions: Optional[np.ndarray] = None     # a run of stops holds these
         self._measured_joints = (None if self._command_joints is None
                                  else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
@@ -370,11 +371,8 @@ class GraspController(LifecycleNode):
         header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
         interface = self._values["command_interface"]
         if interface == "joint_trajectory":
-            # From the measured joints (a zero command then holds them where they are).
             actions = result.actions if self._command_order is None else result.actions[:, self._command_order]
-            self._command_pub.publish(trajectory_message(
-                self._command_joints, actions, self._loop.config.period, header,
-                self._measured_start(when)))
+            self._command_pub.publish(self._trajectory(actions, header, when))
         elif interface in ("twist", "twist_stamped"):
             self._command_pub.publish(twist_message(
                 self._card.actions.names, result.command, header if interface == "twist_stamped" else None))
@@ -386,6 +384,24 @@ class GraspController(LifecycleNode):
         if result.path is not None:
             self._path_pub.publish(path_message(result.path, header))
         self._log_status(result)
+
+    def _trajectory(self, actions: np.ndarray, header: Header, when: float) -> JointTrajectory:
+        """The trajectory of ``actions``, from the measured joints. A stop (one point, at rest)
+        holds the positions measured at the first of a run of stops: re-sent from each fresh
+        measurement, the hold would follow the arm's sag under gravity. One point (a stop, a
+        hold) is stamped 0, "start on receipt": stamped with its cycle's time, one that came late
+        would end in the past, and the trajectory controller would refuse the stop."""
+        start = self._measured_start(when)
+        stop = len(actions) == 1 and not np.any(actions)
+        if stop and start is not None:
+            if self._held_positions is None:
+                self._held_positions = start
+            start = self._held_positions
+        else:
+            self._held_positions = None
+        if len(actions) == 1:
+            header = Header(frame_id=header.frame_id)
+        return trajectory_message(self._command_joints, actions, self._loop.config.period, header, start)
 
     def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
         name = result.status.name

@@ -117,18 +117,21 @@ def command_message(command: np.ndarray) -> Float64MultiArray:
 def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: float,
                        header: Header, start: Optional[np.ndarray] = None) -> JointTrajectory:
     """The planned joint velocities as a JointTrajectory: point t at t x period, velocities =
-    action t (held over the period).
+    action t (held over the period), and a last point one period after the last action, at
+    rest: ros2_control's joint_trajectory_controller refuses by default a trajectory that ends
+    moving (``allow_nonzero_velocity_at_trajectory_end``), and the plan ends there anyway.
 
     ``start`` [J]: the measured joint positions now. With it, each point also carries the
-    positions those velocities reach (integrated from ``start``), as ros2_control's
-    joint_trajectory_controller expects of a point with velocities; without it, velocities only.
+    positions those velocities reach (integrated from ``start``), as the trajectory controller
+    expects of a point with velocities; without it, velocities only (the controller then needs
+    ``allow_integration_in_goal_trajectories``).
     """
     actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
     positions = None
     if start is not None and np.size(start) == actions.shape[1] == len(joint_names):
         positions = np.asarray(start, dtype=np.float64) + np.cumsum(actions, axis=0) * period
     points = []
-    for t, action in enumerate(actions):
+    for t, action in enumerate([*actions, np.zeros(actions.shape[1])]):
         point = JointTrajectoryPoint(velocities=[float(v) for v in action],
                                      time_from_start=to_duration(t * period))
         if positions is not None:
