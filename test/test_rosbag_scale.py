@@ -612,6 +612,30 @@ def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jum
     assert stamps_back(split) == 0
 
 
+def test_collect_warns_of_joints_never_commanded_and_takes_a_reset_for_no_wrap(tmp_path, capsys):
+    """A gripper beside a trajectory's arm joints: never commanded, yet the model would encode it
+    (every goal must give it). A joint with hard stops reset across its range leaps by more than
+    pi: no angle that wraps (a wrap goes from near +pi to near -pi)."""
+    from grasp_ros.cli import main as cli
+    n = 400
+    t = np.arange(n)
+    shoulder = 1.9 * np.sin(0.0078 * t)                             # at its upper stop by step 199
+    shoulder[200:] = -2.2 + 0.001 * (t[200:] - 200)                 # a reset from 1.9... to -2.2
+    joints = np.stack([shoulder, 0.3 * np.cos(0.03 * t), np.full(n, 0.04)], axis=1)
+    frames = np.zeros((n, 16, 16, 3), np.uint8)
+    frames[..., 0] = (t * 3 % 255)[:, None, None]
+    write_rosbag(tmp_path / "arm", frames, joints, np.full((n - 1, 2), 0.1),
+                 joint_names=("shoulder", "elbow", "gripper"), trajectory_joints=("shoulder", "elbow"))
+    out = ["--out", str(tmp_path / "d.npz"), "--image-size", "16", "--episode-steps", "10", "--quiet"]
+    assert cli(["collect", "--rosbag", str(tmp_path / "arm"), *out]) == 0
+    warned = capsys.readouterr().err
+    assert "joints ['gripper'] are in joint_states but never commanded" in warned
+    assert "--joint-names shoulder,elbow" in warned
+    assert "--continuous-joints" not in warned and "joint shoulder leaps" in warned
+    assert cli(["collect", "--rosbag", str(tmp_path / "arm"), *out, "--joint-names", "shoulder,elbow"]) == 0
+    assert "but never commanded" not in capsys.readouterr().err
+
+
 def test_collect_records_the_kind_of_an_arrays_commands(tmp_path):
     """A MultiArray's values are velocities unless collect is told otherwise; a kind the message
     type contradicts (a Twist is a twist) is refused."""

@@ -156,7 +156,7 @@ def _from_rosbag(args):
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
     for warning in (command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
-                    + bag_warnings(data)):
+                    + uncommanded_warnings(data) + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
 
@@ -184,6 +184,21 @@ def jump_warnings(data) -> list[str]:
                          f"{RESET_OUTLIER:g}x its 99th-percentile step ({usual:.3g}): resets of the robot "
                          f"between episodes? give --reset-jump {5 * usual:.3g} (cut there)")
     return found
+
+
+def uncommanded_warnings(data) -> list[str]:
+    """Joints the commands never name (a JointTrajectory's joints are its actions): a gripper's,
+    a passive joint's. The model encodes them, so every goal must give them and a dead
+    publisher of them stops the controller."""
+    names, actions = data.meta.get("joint_names") or [], data.meta.get("action_names") or []
+    if not str(data.meta.get("command_type", "")).endswith("JointTrajectory") or not names:
+        return []
+    others = [n for n in names if n not in actions]
+    if not others:
+        return []
+    return [f"joints {others} are in joint_states but never commanded (the commands drive {list(actions)}): "
+            "the model will encode them, every goal must give them, and a stopped publisher of them "
+            f"stops the controller; leave them out with --joint-names {','.join(n for n in names if n in actions)}"]
 
 
 def bag_warnings(data) -> list[str]:
@@ -215,8 +230,12 @@ def wrap_warnings(data) -> list[str]:
     for name, x in _joint_positions(data):
         if name in (data.meta.get("continuous_joints") or ()):
             continue
-        jumps = int((np.abs(np.diff(x, axis=1)) > np.pi).sum())
-        if jumps and np.abs(x).max() <= np.pi + 1e-3:
+        steps = np.abs(np.diff(x, axis=1))
+        # A wrap goes from near +pi to near -pi (a step of nearly 2 pi); a reset of a joint with
+        # hard stops (an unreported one) leaps by anything.
+        near_turn = (steps > 1.5 * np.pi) & (np.abs(x[:, 1:]) > 0.75 * np.pi) & (np.abs(x[:, :-1]) > 0.75 * np.pi)
+        jumps = int(near_turn.sum())
+        if jumps and jumps == int((steps > np.pi).sum()) and np.abs(x).max() <= np.pi + 1e-3:
             found.append(f"joint {name} jumps by more than pi in {jumps} step(s) and stays within "
                          f"+-pi: an angle that wraps? give --continuous-joints {name} (cut there, "
                          "and goals on it taken at their nearest turn)")
