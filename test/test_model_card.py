@@ -140,6 +140,29 @@ def test_a_fast_joint_states_still_pairs_with_a_frame_as_old_as_the_freshness_li
     assert len(loop._recent.snapshot()[0]) == 551         # 0.55 s of them (age + pair_tolerance)
 
 
+def test_a_slow_joint_beside_fast_ones_pairs_by_the_newest_and_still_goes_stale():
+    """An arm's joints at 100 Hz and a gripper's at 10 Hz on one joint_states: each merged sample
+    is as old as its gripper value (up to 0.1 s), too far from every frame by that stamp; it
+    pairs by its newest joint's. A gripper that stops still makes the cycle STALE."""
+    model, loop = camera_and_joints_loop(pair_tolerance=0.05, max_observation_age=0.5)
+    loop.set_goal_latent([0.5, 0.5])
+    gripper = 0.0
+    for k in range(100, 200):                               # 1.00 s to 1.99 s at 100 Hz
+        t = k / 100
+        if k % 10 == 0:
+            gripper = t
+        loop.observe({"joints": np.full(6, float(k))}, stamp=gripper, newest=t)
+    loop.observe({"image": np.zeros((16, 16, 3), np.uint8)}, 1.95)
+    result = loop.step(1.96)
+    assert result.status == Status.OK, result.message       # its oldest joint is 0.05 s back
+    assert model.seen[-1][0, 0].item() == 195.0
+    for k in range(200, 300):                               # the gripper's publisher stopped
+        loop.observe({"joints": np.full(6, float(k))}, stamp=1.9, newest=k / 100)
+    loop.observe({"image": np.zeros((16, 16, 3), np.uint8)}, 2.95)
+    stale = loop.step(2.96)
+    assert stale.status == Status.STALE and "a joint_states publisher stopped" in stale.message
+
+
 def test_a_frame_without_joint_samples_near_it_is_stale_with_the_reason():
     model, loop = camera_and_joints_loop(pair_tolerance=0.05)
     loop.set_goal_latent([0.5, 0.5])

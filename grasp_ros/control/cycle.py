@@ -272,15 +272,17 @@ class ControlLoop:
     # -- inbox: called from any thread ------------------------------------------------------
 
     def observe(self, observation: Mapping[str, np.ndarray], stamp: float,
-                received: Optional[float] = None) -> None:
-        """The newest observation ("image" uint8 [S, S, 3] RGB and/or "joints" [J]), stamped in s;
-        ``received``: the clock when it arrived (checks the stamp is not in the future)."""
+                received: Optional[float] = None, newest: Optional[float] = None) -> None:
+        """The newest observation ("image" uint8 [S, S, 3] RGB and/or "joints" [J]), stamped in s
+        (its oldest measurement: what its age is); ``received``: the clock when it arrived (checks
+        the stamp is not in the future); ``newest``: a merged joint sample's newest joint's stamp,
+        by which a camera + joints model pairs it with a frame (default: ``stamp``)."""
         with self._lock:
             if received is not None:
                 self._note_clock(received)
             keep = self.config.max_observation_age + self.config.pair_tolerance
             if self._recent.keeps_apart(observation):
-                self._recent.add(observation, stamp, keep)
+                self._recent.add(observation, stamp if newest is None else newest, keep, oldest=stamp)
                 return
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
@@ -449,7 +451,7 @@ class ControlLoop:
         with self._lock:
             recent = self._recent.snapshot()
         sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
-                                       self.card.period or self.config.period)
+                                       self.card.period or self.config.period, self.config.max_observation_age)
         if sample.error:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started, self._sent.copy())

@@ -47,12 +47,15 @@ class RecentInputs:
         """A joint sample for a camera + joints model: kept here, not an observation itself."""
         return self.pairs_joints and set(observation) == {"joints"}
 
-    def add(self, observation: Mapping[str, np.ndarray], stamp: float, keep_s: float = math.inf) -> None:
+    def add(self, observation: Mapping[str, np.ndarray], stamp: float, keep_s: float = math.inf,
+            oldest: Optional[float] = None) -> None:
         """``keep_s``: joint samples older than this before the newest are dropped: a frame
         that old is stale anyway (a count would cover only a quarter second of a 1 kHz
-        joint_states, and frames still fresh would find no joints to pair with)."""
+        joint_states, and frames still fresh would find no joints to pair with). A joint
+        sample pairs with a frame by ``stamp`` (its newest joint's); ``oldest``, its oldest
+        joint's, says how old the rest of it is (default: ``stamp``)."""
         if self.keeps_apart(observation):
-            self._joints.append((float(stamp), observation["joints"]))
+            self._joints.append((float(stamp), observation["joints"], float(stamp if oldest is None else oldest)))
             while self._joints[0][0] < stamp - keep_s:
                 self._joints.popleft()
         elif self.image_frames > 1 and "image" in observation:
@@ -66,11 +69,11 @@ class RecentInputs:
         return list(self._joints), list(self._frames)
 
     def complete(self, sample: Sample, snapshot: tuple[list, list], tolerance: float,
-                 step: float) -> Sample:
+                 step: float, max_age: float = math.inf) -> Sample:
         """``sample`` with its paired joints and stacked frames, or with the reason it has none."""
         joints, frames = snapshot
         if self.pairs_joints and "joints" not in sample.value:
-            sample = paired(sample, joints, tolerance)
+            sample = paired(sample, joints, tolerance, max_age)
             if sample.error:
                 return sample
         if self.image_frames > 1 and "image" in sample.value:
@@ -79,15 +82,22 @@ class RecentInputs:
         return sample
 
 
-def paired(frame: Sample, joints: list, tolerance: float) -> Sample:
-    """The frame with the joint sample nearest to its stamp, or why there is none."""
+def paired(frame: Sample, joints: list, tolerance: float, max_age: float = math.inf) -> Sample:
+    """The frame with the joint sample nearest to its stamp (by the sample's newest joint), or
+    why there is none; a sample whose oldest joint was measured more than ``max_age`` before the
+    frame has a joint whose publisher stopped."""
     if not joints:
         return Sample(None, frame.stamp, "no joint_states yet (the model encodes the camera and joints)")
-    stamp, value = min(joints, key=lambda s: abs(s[0] - frame.stamp))
+    # At one stamp the latest sample: a later message of that stamp completed it.
+    stamp, value, oldest = min(reversed(joints), key=lambda s: abs(s[0] - frame.stamp))
     if abs(stamp - frame.stamp) > tolerance:
         return Sample(None, frame.stamp, (
             f"no joint_states within pair_tolerance {tolerance:g} s of the frame stamped "
             f"{frame.stamp:.3f} s (nearest {stamp:.3f} s)"))
+    if frame.stamp - oldest > max_age:
+        return Sample(None, frame.stamp, (
+            f"a joint of the joint_states paired with the frame was measured {frame.stamp - oldest:.3f} s "
+            f"before it (max_observation_age {max_age:g} s): a joint_states publisher stopped?"))
     return Sample({**frame.value, "joints": value}, frame.stamp)
 
 

@@ -676,7 +676,8 @@ class _JointReader:
             np.asarray(msg.velocity if "velocity" in self.fields else (), np.float64), _ns(msg.header.stamp))))
 
     def records(self, topic: str, source: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """(receive stamps [M], records [M, J * fields], header stamps), in receive order."""
+        """(receive stamps [M], records [M, J * fields], header stamps: each record's newest
+        joint's), in receive order."""
         order = sorted(range(len(self._messages)), key=lambda i: self._messages[i][0])
         if self.names is None:
             self.names = self._names_seen()
@@ -688,10 +689,15 @@ class _JointReader:
                 merged = merger.update(msg, msg.stamp)
             except ValueError as exc:
                 raise DatasetError(f"{source}: {topic} message {i + 1}: {exc}") from exc
-            if merged is not None:
-                stamps.append(stamp)
-                records.append(merged[0])
-                headers.append(merged[1])
+            if merged is None:
+                continue
+            # Paired with frames by its newest joint, as the controller pairs; a record that a
+            # later message of the same stamp completes (publishers sharing the topic) gives way.
+            if headers and merger.newest and headers[-1] == merger.newest:     # (0: unstamped)
+                stamps.pop(), records.pop(), headers.pop()
+            stamps.append(stamp)
+            records.append(merged[0])
+            headers.append(merger.newest)
         if not records:
             raise DatasetError(f"{source}: {topic} lacks joints {merger.missing}: no message names "
                                f"them (the messages name {quote(self._names_seen())})")

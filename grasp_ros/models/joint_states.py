@@ -103,6 +103,13 @@ class JointStateMerger:
             return None
         return self._values.reshape(-1).copy(), min(self._stamps)
 
+    @property
+    def newest(self):
+        """The newest of the joints' stamps (None before any): when the layout was last measured
+        at all. A camera frame pairs by it; a slow joint (a 10 Hz gripper beside a 100 Hz arm)
+        would hold the oldest stamp a period back, too far from every frame."""
+        return max((s for s in self._stamps if s is not None), default=None)
+
     def named_before(self, stamp: float) -> list[str]:
         """Wanted joints whose newest value was measured before ``stamp``."""
         return [n for n, s in zip(self.wanted, self._stamps) if s is not None and s < stamp]

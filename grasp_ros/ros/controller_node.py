@@ -502,8 +502,9 @@ class GraspController(LifecycleNode):
 
     def _merged_joints(self, loop, msg: JointState, stamp: float):
         """The joints observation as of ``msg`` (``JointStateMerger``: several publishers may
-        each name some of the joints) and its stamp, the oldest of its joints': a joint that
-        stops coming makes the observation old, and the cycle STALE. None when the message names
+        each name some of the joints), its stamp, the oldest of its joints': a joint that stops
+        coming makes the observation old, and the cycle STALE; and its newest joint's, by which
+        a camera + joints model pairs it with a frame. None when the message names
         none of the model's joints. ValueError while some joint was never named.
 
         A message stamped further ahead of the clock than max_observation_age is refused as it
@@ -527,7 +528,7 @@ class GraspController(LifecycleNode):
                 f"joint_states has not named joint(s) {lagging} for {stamp - merged[1]:.2f} s while it "
                 f"names others: the observation is as old as its oldest joint (STALE past "
                 f"max_observation_age, {limit:g} s)", throttle_duration_sec=1.0)
-        return {"joints": merged[0]}, merged[1]
+        return {"joints": merged[0]}, merged[1], self._joints.newest
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
         """Stamp checked, message converted (``convert(stamp)``: the observation and its stamp,
@@ -536,8 +537,9 @@ class GraspController(LifecycleNode):
         try:
             stamp = stamp_seconds(header.stamp) or now
             converted = convert(stamp)
-            if converted is not None:
-                loop.observe(*converted, received=now)
+            if converted is not None:     # (observation, stamp[, newest joint's stamp])
+                loop.observe(converted[0], converted[1], received=now,
+                             newest=converted[2] if len(converted) > 2 else None)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
             loop.reject_observation(f"{what}: {exc}", stamp, received=now)
 
