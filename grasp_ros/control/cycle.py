@@ -52,10 +52,10 @@ from ..planning.rollout import model_step
 from .inputs import RecentInputs, Sample
 
 ON_STALE_CHOICES = ("hold", "zero")
+TIMING_CHOICES = ("realtime", "fixed_iterations")
 ARRIVALS_KEPT = 4096
 """Observations kept for ``ControlLoop._current`` at most (half a second of a 1 kHz joint_states
 is 500)."""
-TIMING_CHOICES = ("realtime", "fixed_iterations")
 
 
 class Status(enum.IntEnum):

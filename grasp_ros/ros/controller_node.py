@@ -932,6 +932,7 @@ def _raised_in_this_package(tb) -> bool:
 def _shutdown_transition(node: GraspController) -> None:
     """The shutdown transition (a zero command if active), from whatever state the node is in;
     none from finalized (a peer's shutdown transition already ran it)."""
+    # (rclpy's LifecycleNode has no public accessor of its state; its trigger raises from finalized)
     if not rclpy.ok(context=node.context) or node._state_machine.current_state[1] == "finalized":
         return
     try:
