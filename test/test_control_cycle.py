@@ -153,6 +153,23 @@ class Published:
         return self.results[-1]
 
 
+def run_ticks(loop, ticks, on_late=lambda result: None) -> list:
+    """Each (t, before) of ``ticks``: ``before()``, then tick at t through a fresh runner; what
+    each tick published."""
+    published = Published()
+    runner = CycleRunner(loop, published, on_late)
+    runner.start()
+    try:
+        out = []
+        for t, before in ticks:
+            before()
+            runner.tick(t)
+            out.append(published.next())
+    finally:
+        runner.stop()
+    return out
+
+
 def runner_for(loop):
     published = Published()
     runner = CycleRunner(loop, published)
@@ -224,20 +241,6 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     (FALLBACK), the late plan's report, then a cycle warm-started from it. The same inputs
     through a fresh loop that names the two cycles (how a replay repeats them, at the late plan's
     iteration count): the same four commands, and the same late plan."""
-    def run(loop, ticks, on_late):
-        published = Published()
-        runner = CycleRunner(loop, published, on_late)
-        runner.start()
-        try:
-            out = []
-            for t, before in ticks:
-                before()
-                runner.tick(t)
-                out.append(published.next())
-        finally:
-            runner.stop()
-        return out
-
     def realtime():
         loop.model.delay = 0.05               # far over the budget: the solve comes late
         loop.configure(timing="realtime", solve_budget=0.01)
@@ -250,7 +253,7 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     loop = ready_loop(period=1.0, max_observation_age=100.0)
     late_seen, recorded_late = threading.Event(), []
     nothing = lambda: None                    # noqa: E731
-    recorded = run(loop, [(0.0, nothing), (1.0, realtime), (2.0, nothing), (3.0, in_time)],
+    recorded = run_ticks(loop, [(0.0, nothing), (1.0, realtime), (2.0, nothing), (3.0, in_time)],
                    _Notify(recorded_late, late_seen))
     assert [r.status for r in recorded] == [Status.OK, Status.FALLBACK, Status.FALLBACK, Status.OK]
     assert "still on the cycle" in recorded[2].message and recorded[3].warm_started
@@ -263,7 +266,7 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     again.observe({"joints": np.array([0.0, 0.0])}, stamp=0.0)
     counts = lambda n: (lambda: again.request_settings(iterations=n))   # noqa: E731
     replayed_late = []
-    replayed = run(again, [(0.0, nothing), (1.0, counts(report.iterations)), (2.0, nothing),
+    replayed = run_ticks(again, [(0.0, nothing), (1.0, counts(report.iterations)), (2.0, nothing),
                            (3.0, counts(15))], replayed_late.append)
     assert [r.status for r in replayed] == [r.status for r in recorded]
     for a, b in zip(recorded, replayed):
@@ -376,20 +379,6 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
     from grasp_ros.replay.bag import Cycle
     from grasp_ros.replay.schedule import fallback_kind
 
-    def run(loop, ticks, on_late=lambda result: None):
-        published = Published()
-        runner = CycleRunner(loop, published, on_late)
-        runner.start()
-        try:
-            out = []
-            for t, before in ticks:
-                before()
-                runner.tick(t)
-                out.append(published.next())
-        finally:
-            runner.stop()
-        return out
-
     def fresh(**config):
         loop = make_loop(period=1.0, max_observation_age=100.0, **config)
         loop.set_goal({"joints": np.array([0.6, -0.4])})
@@ -410,7 +399,7 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
         loop.model.gate.set()
         assert late_seen.wait(30.0)
         loop.configure(timing="fixed_iterations")
-    recorded = run(loop, [(1.0, lambda: None), (2.0, refused), (3.0, good), (4.0, in_time)],
+    recorded = run_ticks(loop, [(1.0, lambda: None), (2.0, refused), (3.0, good), (4.0, in_time)],
                    _Notify(reports, late_seen))
     assert [r.status for r in recorded] == [Status.FALLBACK, Status.ERROR, Status.FALLBACK, Status.OK]
     assert BUSY in recorded[1].message and "a frame it cannot read" in recorded[1].message
@@ -423,7 +412,7 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
     def replay(busy_cycles):
         again = fresh(late_cycles=(1.0,), busy_cycles=busy_cycles)
         again.request_settings(iterations=reports[0].iterations)
-        return run(again, [(1.0, lambda: None),
+        return run_ticks(again, [(1.0, lambda: None),
                            (2.0, lambda: again.reject_observation("image: a frame it cannot read", 2.0, received=2.0)),
                            (3.0, lambda: again.observe({"joints": np.zeros(2)}, stamp=3.0)),
                            (4.0, lambda: again.request_settings(iterations=15))])

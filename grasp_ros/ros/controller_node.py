@@ -480,7 +480,7 @@ class GraspController(LifecycleNode):
         loop = self._loop
         if loop is not None:
             self._observe(loop, msg.header, lambda stamp: ({"image": self._image_to_rgb(
-                msg, loop.image_size, self._crop)}, stamp), "image")
+                msg, loop.image_size, self._crop)}, stamp, None), "image")
 
     def _on_joint_states(self, msg: JointState) -> None:
         loop = self._loop
@@ -531,15 +531,16 @@ class GraspController(LifecycleNode):
         return {"joints": merged[0]}, merged[1], self._joints.newest
 
     def _observe(self, loop, header: Header, convert, what: str) -> None:
-        """Stamp checked, message converted (``convert(stamp)``: the observation and its stamp,
-        or None when there is nothing new), handed to the loop; or refused with the reason."""
+        """Stamp checked, message converted (``convert(stamp)``: the observation, its stamp and
+        its newest part's (merged joints; else None), or None when there is nothing new), handed
+        to the loop; or refused with the reason."""
         now = stamp = self._now()
         try:
             stamp = stamp_seconds(header.stamp) or now
             converted = convert(stamp)
-            if converted is not None:     # (observation, stamp[, newest joint's stamp])
-                loop.observe(converted[0], converted[1], received=now,
-                             newest=converted[2] if len(converted) > 2 else None)
+            if converted is not None:
+                observation, observed, newest = converted
+                loop.observe(observation, observed, received=now, newest=newest)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
             loop.reject_observation(f"{what}: {exc}", stamp, received=now)
 
@@ -727,27 +728,22 @@ class GraspController(LifecycleNode):
         values = params.read_all(self)
         loop = self._loop
         for parameter in parameters:
-            spec = params.BY_NAME.get(parameter.name)
-            if spec is None:           # rclpy's own: use_sim_time says which clock the limits use
-                reason = params.locked(parameter.name, values)
-                if reason is None and parameter.name == "use_sim_time" and loop is not None:
-                    reason = ("use_sim_time is static and the node is configured: deactivate, "
-                              "cleanup, set it, then configure")
-                if reason:
-                    return SetParametersResult(successful=False, reason=reason)
+            name, spec = parameter.name, params.BY_NAME.get(parameter.name)
+            if spec is None and name not in params.ROS_STATIC:      # rclpy's others
                 continue
-            reason = params.locked(spec.name, values) or spec.validate(parameter.value)
-            if reason is None and not spec.dynamic and loop is not None:
-                reason = (f"{spec.name} is static and the node is configured: deactivate, "
+            reason = params.locked(name, values) or (spec.validate(parameter.value) if spec else None)
+            if reason is None and (spec is None or not spec.dynamic) and loop is not None:
+                reason = (f"{name} is static and the node is configured: deactivate, "
                           "cleanup, set it, then configure")
-            if reason is None and spec.knob and loop is not None:
+            if reason is None and spec is not None and spec.knob and loop is not None:
                 try:
                     loop.check_settings(**params.settings_change(spec, parameter.value, values))
                 except ValueError as exc:
-                    reason = f"{spec.name}: {exc}"
+                    reason = f"{name}: {exc}"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            values[spec.name] = parameter.value
+            if spec is not None:
+                values[name] = parameter.value
         reason = params.check_consistency(values)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 

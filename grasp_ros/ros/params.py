@@ -181,6 +181,9 @@ SAFETY = ("max_observation_age", "on_stale", "hold_timeout", "max_stamp_lead", "
           "timing", "novelty_threshold", "use_sim_time")
 """What ``lock_safety`` keeps at its start-up values (use_sim_time: rclpy's, the clock that the
 limits are measured on; a peer's /clock would otherwise stretch them)."""
+ROS_STATIC = ("use_sim_time",)
+"""rclpy's own parameters that change only while the node is unconfigured (the clock the
+limits are measured on)."""
 
 
 PARAMETERS: tuple[Param, ...] = (
