@@ -384,6 +384,22 @@ def test_bad_settings_object_rejected_at_construction(cls, settings):
         cls(LinearModel(), H, settings=settings)
 
 
+@pytest.mark.parametrize("name, rows", [("grasp", "start_samples"), ("grasp", "chains"),
+                                        ("cem", "samples"), ("mppi", "samples"), ("gd", "chains")])
+def test_one_batched_model_call_is_bounded_by_the_horizon_times_its_sequences(name, rows):
+    """A batched call cannot stop half-way, and its memory grows with it: sequences x horizon
+    is capped, at construction and in configure, and a refused change leaves the settings."""
+    from grasp_ros.planning.base import MAX_BATCH_STEPS
+    horizon = 1024                     # divides MAX_BATCH_STEPS: ``fits`` fills it exactly
+    fits = MAX_BATCH_STEPS // horizon // (4 if (name, rows) == ("grasp", "chains") else 1)  # sync_search 4
+    planner = make_planner(name, LinearModel(), horizon, {rows: fits})
+    with pytest.raises(ValueError, match="MAX_BATCH_STEPS"):
+        planner.configure(**{rows: fits + 1})
+    assert getattr(planner.settings, rows) == fits
+    with pytest.raises(ValueError, match="model steps"):
+        make_planner(name, LinearModel(), horizon + 1, {rows: fits})
+
+
 def test_make_planner_rejects_unknown_name():
     with pytest.raises(ValueError, match="unknown planner"):
         make_planner("astar", LinearModel(), H)

@@ -354,19 +354,24 @@ class ControlLoop:
             self._goal = Sample(None, error=reason)
 
     def check_settings(self, **changes: Any) -> None:
-        """Raise ValueError with the reason if ``planner.configure(**changes)`` would fail."""
+        """Raise ValueError with the reason if ``planner.configure(**changes)``, after the
+        changes requested before it, would fail."""
+        with self._lock:
+            self._check_settings(changes)
+
+    def request_settings(self, **changes: Any) -> None:
+        """Planner settings to apply at the start of the next cycle (validated now)."""
+        with self._lock:
+            self._check_settings(changes)
+            self._pending_settings.update(changes)
+
+    def _check_settings(self, changes: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self.planner.settings)}
         unknown = sorted(set(changes) - names)
         if unknown:
             raise ValueError(f"planner {self.planner.name!r} has no setting {', '.join(unknown)} "
                              f"(its settings: {', '.join(sorted(names))})")
-        dataclasses.replace(self.planner.settings, **changes).validate()
-
-    def request_settings(self, **changes: Any) -> None:
-        """Planner settings to apply at the start of the next cycle (validated now)."""
-        self.check_settings(**changes)
-        with self._lock:
-            self._pending_settings.update(changes)
+        self.planner.validated(**{**self._pending_settings, **changes})
 
     def configure(self, **changes: Any) -> None:
         """Change ``ControlConfig`` fields (validated); they apply from the next cycle."""

@@ -24,10 +24,10 @@ def make_planner(name: str, model, horizon: int, settings: Optional[dict[str, An
     if name not in PLANNERS:
         raise ValueError(f"unknown planner {name!r}; choose one of {sorted(PLANNERS)}")
     cls = PLANNERS[name]
-    planner = cls(model, horizon, seed=seed, device=device, allow_python=allow_python)
-    if settings:
-        planner.configure(**settings)
-    return planner
+    # The settings whole, not the defaults first: those need not fit this horizon (a batched
+    # call's size, ``base.MAX_BATCH_STEPS``).
+    return cls(model, horizon, settings=cls.Settings().changed(**(settings or {})), seed=seed,
+               device=device, allow_python=allow_python)
 
 
 __all__ = ["PLANNERS", "Budget", "CemPlanner", "CemSettings", "Cost", "CostContext", "GdPlanner",

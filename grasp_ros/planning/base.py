@@ -265,6 +265,15 @@ class Best:
         return batch.detach().index_select(0, i)[0]
 
 
+MAX_BATCH_STEPS = 1 << 20
+"""Model steps (sequences x horizon) one batched call of a plan may take. Such a call cannot stop
+half-way (the budget and ``halt`` are checked between calls) and its memory grows with it: this
+many steps of the shipped learned model took 3 s and 0.8 GB on the 2-core CPU (CEM, 20,971
+samples x 50), far above a control cycle's (the defaults: 4 x 48 x 50) and room for a GPU's
+large sampling batches, while a peer allowed to set planner knobs cannot make one plan take
+minutes and tens of GB (it could: 100,000 samples x horizon 1000)."""
+
+
 @dataclass
 class PlannerSettings:
     """Settings every planner has."""
@@ -302,6 +311,11 @@ class PlannerSettings:
         if self.running_weight < 0 or self.action_weight < 0 or self.tolerance < 0:
             raise ValueError("running_weight, action_weight and tolerance must be >= 0")
         object.__setattr__(self, "costs", check_spec(self.costs))
+
+    def batch_rows(self) -> int:
+        """The most action sequences a plan puts through the model in one batched call (a
+        batched rollout, or a GRASP iteration's one-step predictions)."""
+        return 1
 
     def changed(self, **changes: Any) -> "PlannerSettings":
         """A validated copy with ``changes``; ValueError names unknown settings or a bad value."""
@@ -343,9 +357,21 @@ class Planner:
         self._iteration_seconds: deque[float] = deque(maxlen=8)   # recent, across plan calls
         self.reset()
 
+    def validated(self, **changes: Any) -> PlannerSettings:
+        """The settings with ``changes``, validated, also against the horizon; ValueError says
+        why not."""
+        settings = self.settings.changed(**changes)
+        steps = settings.batch_rows() * self.horizon
+        if steps > MAX_BATCH_STEPS:
+            raise ValueError(f"{self.name}: one batched model call would take {settings.batch_rows()} "
+                             f"sequences x horizon {self.horizon} = {steps} model steps, more than "
+                             f"{MAX_BATCH_STEPS} (planning.base.MAX_BATCH_STEPS); fewer samples, "
+                             "chains or sync_search, or a shorter horizon")
+        return settings
+
     def configure(self, **changes: Any) -> None:
         """Change settings (validated); they apply from the next ``plan`` call."""
-        settings = self.settings.changed(**changes)
+        settings = self.validated(**changes)
         self.cost = Cost(settings.costs, settings.running_weight, settings.action_weight,
                          self.model, self.allow_python, self.device)
         self.settings = settings

@@ -40,6 +40,9 @@ class CemSettings(PlannerSettings):
     """Colour of the sampling noise over time, power ~ 1/f^noise_colour (0: white, plain CEM;
     2: red, as iCEM's; ``grasp_ros.planning.noise``)."""
 
+    def batch_rows(self) -> int:
+        return self.samples
+
     def validate(self) -> None:
         super().validate()
         if self.samples < 1 or not 1 <= self.elites <= self.samples:

@@ -31,6 +31,9 @@ class GdSettings(PlannerSettings):
     grad_clip: float = 0.0
     """Clip each chain's gradient norm to this before the Adam step (0 disables)."""
 
+    def batch_rows(self) -> int:
+        return self.chains
+
     def validate(self) -> None:
         super().validate()
         if self.lr <= 0:

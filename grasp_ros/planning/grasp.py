@@ -186,6 +186,10 @@ class GraspSettings(PlannerSettings):
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
+    def batch_rows(self) -> int:
+        # the searched sync steps' trials, the sampled starts, the final ranking's chains + 1
+        return max(self.chains * max(1, self.sync_search), self.start_samples, self.chains + 1)
+
     def validate(self) -> None:
         super().validate()
         if (self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0

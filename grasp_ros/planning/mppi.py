@@ -38,6 +38,9 @@ class MppiSettings(PlannerSettings):
     """Colour of that noise over time, power ~ 1/f^noise_colour (0: white, plain MPPI; 2: red;
     ``grasp_ros.planning.noise``)."""
 
+    def batch_rows(self) -> int:
+        return self.samples
+
     def validate(self) -> None:
         super().validate()
         if self.samples < 1:

@@ -726,7 +726,7 @@ class GraspController(LifecycleNode):
     def _check_parameters(self, parameters) -> SetParametersResult:
         """Refuse a change with the reason: bad value, static while configured, unknown knob."""
         values = params.read_all(self)
-        loop = self._loop
+        loop, knobs = self._loop, {}     # the call's knob changes, checked together
         for parameter in parameters:
             name, spec = parameter.name, params.BY_NAME.get(parameter.name)
             if spec is None and name not in params.ROS_STATIC:      # rclpy's others
@@ -737,7 +737,8 @@ class GraspController(LifecycleNode):
                           "cleanup, set it, then configure")
             if reason is None and spec is not None and spec.knob and loop is not None:
                 try:
-                    loop.check_settings(**params.settings_change(spec, parameter.value, values))
+                    knobs.update(params.settings_change(spec, parameter.value, values))
+                    loop.check_settings(**knobs)
                 except ValueError as exc:
                     reason = f"{name}: {exc}"
             if reason:

@@ -178,9 +178,10 @@ def _path(name: str, empty_ok: bool = False) -> Callable[[str], Optional[str]]:
 
 
 SAFETY = ("max_observation_age", "on_stale", "hold_timeout", "max_stamp_lead", "clock_timeout",
-          "timing", "novelty_threshold", "use_sim_time")
+          "timing", "novelty_threshold", "use_sim_time", "control_rate_hz", "period_tolerance")
 """What ``lock_safety`` keeps at its start-up values (use_sim_time: rclpy's, the clock that the
-limits are measured on; a peer's /clock would otherwise stretch them)."""
+limits are measured on; a peer's /clock would otherwise stretch them; control_rate_hz and
+period_tolerance: how long each command stands, against the model's step)."""
 ROS_STATIC = ("use_sim_time",)
 """rclpy's own parameters that change only while the node is unconfigured (the clock the
 limits are measured on)."""
