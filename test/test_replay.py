@@ -171,6 +171,27 @@ def test_a_bag_stamped_by_the_wall_clock_replays_exactly(tmp_path):
     assert row["compared"] == 11 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0
 
 
+def test_two_cycle_reports_received_swapped_replay_in_stamp_order(tmp_path):
+    """A recorder joining a run under load got a late cycle's report after the next cycle's
+    (an outside robot's recording): neighbours swapped are put in stamp order, not refused."""
+    from rosbags.rosbag2 import Reader
+    with Reader(BAG) as reader:
+        received = [t for c, t, _ in reader.messages() if c.topic == DIAGNOSTICS]
+
+    def swap(topic, kind, t, raw):
+        if topic == DIAGNOSTICS and t == received[2]:
+            t = received[3] + 1_000              # the third cycle's report after the fourth's
+        return topic, kind, t, raw
+    bag = rewrite(BAG, tmp_path / "swapped", transform=swap)
+    from grasp_ros.replay.bag import read_recording
+    cycles = read_recording(bag).cycles
+    assert [c.received for c in cycles[2:4]] == [received[3] + 1_000, received[3]]   # as received...
+    assert cycles[2].time < cycles[3].time                                             # ...by stamp
+    code, output, row = replay(bag, tmp_path / "out", "--end", "1.0")
+    assert code == 0, output
+    assert row["compared"] == 11 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0
+
+
 ROGUE_CLOCK = """
 import time, rclpy
 from rosgraph_msgs.msg import Clock

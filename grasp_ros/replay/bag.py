@@ -99,7 +99,7 @@ class Recording:
     storage: str
     topics: dict[str, tuple[str, str]]       # role -> (bag topic, message type)
     inputs: list[Input]                      # in receive order
-    cycles: list[Cycle]                      # in receive order, stamps increasing
+    cycles: list[Cycle]                      # by stamp (``_in_stamp_order``)
     clock: np.ndarray                        # [N, 2] int64: receive time, clock value (ns)
     parameters: Optional[dict[str, Any]] = None
     """The recorded controller's parameter values (None: the bag does not say)."""
@@ -250,6 +250,27 @@ def _cycle(msg, received: int, has_syncs: bool = True) -> Cycle:
                  warm_started=bool(msg.warm_started), syncs=int(msg.syncs) if has_syncs else None)
 
 
+def _in_stamp_order(cycles: list[Cycle], topic: str, source: str) -> list[Cycle]:
+    """The cycles by stamp. Two neighbours' reports can reach a recorder swapped (seen at the
+    start of a recording made under load), and that is put right; a cycle stamped at or before
+    any other earlier one is a clock that went back (a restarted simulator) or a damaged bag."""
+    top = None          # the newest-stamped cycle before the previous one
+    for k in range(1, len(cycles)):
+        if k >= 2 and (top is None or cycles[k - 2].time > cycles[top].time):
+            top = k - 2
+        if top is not None and cycles[k].time <= cycles[top].time:
+            earlier = top
+        elif cycles[k].time == cycles[k - 1].time:
+            earlier = k - 1
+        else:
+            continue
+        raise BagError(f"{source}: stamps out of order: cycle {k} of {topic} is stamped "
+                       f"{cycles[k].time / NS:.9f} s, not after cycle {earlier} "
+                       f"({cycles[earlier].time / NS:.9f} s): the clock went back (a restarted "
+                       "simulator?) or the bag is damaged; record each run to a bag of its own")
+    return sorted(cycles, key=lambda c: c.time)
+
+
 def _check(recording: Recording, source: str) -> None:
     if not recording.cycles:
         raise BagError(f"{source}: no control cycles: {recording.topics['diagnostics'][0]} holds no "
@@ -260,13 +281,7 @@ def _check(recording: Recording, source: str) -> None:
     if not any(i.role in ("image", "joints") for i in recording.inputs):
         raise BagError(f"{source}: no observation: no message on "
                        + " or ".join(recording.topics[r][0] for r in ("image", "joints") if r in recording.topics))
-    times = [c.time for c in recording.cycles]
-    back = next((k for k in range(1, len(times)) if times[k] <= times[k - 1]), None)
-    if back is not None:
-        raise BagError(f"{source}: stamps out of order: cycle {back} of "
-                       f"{recording.topics['diagnostics'][0]} is stamped {times[back] / NS:.9f} s, "
-                       f"not after the cycle before it ({times[back - 1] / NS:.9f} s); replay one "
-                       "stretch of steady time (--start/--end)")
+    recording.cycles = _in_stamp_order(recording.cycles, recording.topics['diagnostics'][0], source)
     values = recording.clock[:, 1]
     back = next((k for k in range(1, len(values)) if values[k] < values[k - 1]), None)
     if back is not None:
