@@ -980,9 +980,42 @@ def test_inputs_unlike_the_training_data_are_novel_with_zero():
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.2)
     goal = loop.step(0.2)
     assert goal.status == Status.NOVEL and "goal unlike" in goal.message
+    assert f"(furthest: {loop.card.goal_joint_input.labels[1]})" in goal.message, goal.message
     loop.configure(novelty_threshold=0.0)                           # disabled
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
     assert loop.step(0.3).status == Status.OK
+
+
+class SweptJointsModel(LinearModel):
+    """The linear model trained on joints that swept [-2, 2] to their hard stops (spread 1.15)."""
+
+    def __init__(self):
+        super().__init__()
+        from grasp_ros.models.novelty import compute_statistics
+        joints = torch.rand(512, 2, generator=torch.Generator().manual_seed(0)) * 4 - 2
+        self.input_statistics = compute_statistics(self, [{"joints": joints}]).to_dict()
+
+
+def test_a_joint_goal_beyond_the_training_range_is_novel_and_named():
+    """Spreads do not bound a goal: 3 rad scores under 2 spreads where the training data stops
+    at 2 rad (an arm's hard stop, which it then pressed into while the goal stood)."""
+    model = SweptJointsModel()
+    loop = ControlLoop(model, make_planner("grasp", model, H, {"iterations": 5, "chains": 2}),
+                       ControlConfig(period=PERIOD, timing="fixed_iterations", novelty_threshold=6.0))
+    joints = loop.card.goal_joint_input.labels
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.0)
+    loop.set_goal({"joints": np.array([2.2, -1.0])})                   # within the 10% margin
+    assert loop.step(0.0).status == Status.OK
+    loop.set_goal({"joints": np.array([-1.0, 3.0])})
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.1)
+    beyond = loop.step(0.1)
+    assert beyond.goal_novelty < 6.0                                   # not novel by spread...
+    assert beyond.status == Status.NOVEL and beyond.command.tolist() == [0.0, 0.0]   # ...by range
+    assert f"{joints[1]} 3.000 beyond its training range [-1.99" in beyond.message, beyond.message
+    assert joints[0] not in beyond.message
+    loop.configure(novelty_threshold=0.0)                              # disabled, as novelty is
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.2)
+    assert loop.step(0.2).status == Status.OK
 
 
 class JointHeadImageModel(LinearModel):

@@ -39,7 +39,24 @@ def run(args: argparse.Namespace) -> int:
           f"[{model.action_low.tolist()}, {model.action_high.tolist()}]")
     print(card.describe())
     print(f"novelty statistics: {'yes' if getattr(model, 'input_statistics', None) else 'none'}")
+    ranges = _joint_ranges(model, card)
+    if ranges:
+        print(f"joint goals accepted within their training ranges (+- a tenth of each): {ranges}")
     return 0
+
+
+def _joint_ranges(model, card) -> str:
+    """The joints' training ranges, "" where the statistics keep none (made before they did).
+    A goal further than ``novelty.RANGE_MARGIN`` of a range outside it is NOVEL."""
+    from ..models.novelty import novelty_for
+
+    statistics = novelty_for(model)
+    joints = card.goal_joint_input
+    if statistics is None or joints is None or "joints" not in statistics.ranges:
+        return ""
+    low, high = statistics.ranges["joints"]
+    labels = joints.labels if len(joints.labels) == low.numel() else [f"joint[{i}]" for i in range(low.numel())]
+    return ", ".join(f"{n} [{lo:.3g}, {hi:.3g}]" for n, lo, hi in zip(labels, low.tolist(), high.tolist()))
 
 
 def _spec(text: str, model_spec, parse_options) -> dict:

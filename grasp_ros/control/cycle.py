@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ..models.card import card_for, wrap_to_nearest
+from ..models.text import shorten
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
@@ -251,6 +252,8 @@ class ControlLoop:
         # The goal entry last made ready (encoded, or a joint goal as a tensor) and scored.
         self._goal_target: Optional[torch.Tensor] = None
         self._goal_novelty = math.nan
+        self._goal_beyond = ""      # what NOVEL says of a joint goal (``_joint_goal_notes``)
+        self._goal_furthest = ""
         self._encoded_goal: Optional[Sample] = None
         # Continuous joints' position columns, and the last goal wrapped to the measured ones.
         self._continuous = ([] if self.card.joints is None else
@@ -523,7 +526,11 @@ class ControlLoop:
                 value, what = novel[0]
                 outcome.result = self._zero(Status.NOVEL, (
                     f"{what} unlike the model's training data: novelty {value:.1f} > "
-                    f"novelty_threshold {threshold:g}"))
+                    f"novelty_threshold {threshold:g}" + (self._goal_furthest if what == "goal" else "")))
+                return outcome
+            if threshold > 0 and self._goal_beyond:
+                outcome.result = self._zero(Status.NOVEL, f"goal unlike the model's training data: "
+                                                          f"{self._goal_beyond}")
                 return outcome
             warm = self._warm_start(job.now)
             outcome.warm_started = warm is not None
@@ -737,7 +744,7 @@ class ControlLoop:
         """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal is
         made ready (encoded, or put on the device) and scored once, then reused."""
         if "latent" in goal.value:
-            self._goal_novelty = math.nan
+            self._goal_novelty, self._goal_beyond, self._goal_furthest = math.nan, "", ""
             return torch.as_tensor(goal.value["latent"], device=self.planner.device), None
         in_joints = self.takes_joint_goal(goal.value)
         if in_joints and not callable(getattr(self.model, "decode_state", None)):
@@ -756,13 +763,32 @@ class ControlLoop:
                     batch = self._batch(goal.value)
                     target = self._encode(batch, goal=True)
                     novelty = self.novelty.score(batch, target) if self.novelty is not None else math.nan
+                beyond, furthest = self._joint_goal_notes(goal.value.get("joints"), novelty)
             except Exception as exc:  # remember the failure: no re-encoding every cycle
                 with self._lock:
                     if self._goal is goal:
                         self._goal = Sample(None, error=f"{type(exc).__name__}: {exc}")
                 raise
             self._goal_target, self._goal_novelty, self._encoded_goal = target, novelty, goal
+            self._goal_beyond, self._goal_furthest = beyond, furthest
         return (None, self._goal_target) if in_joints else (self._goal_target, None)
+
+    def _joint_goal_notes(self, joints, novelty: float) -> tuple[str, str]:
+        """What a NOVEL status says of a goal's joints (None: it has none): those beyond their
+        training range (``RANGE_MARGIN``; continuous joints wrap, so they have none), and the
+        joint furthest from the training data where the joints made the goal's ``novelty``."""
+        card = self.card.goal_joint_input
+        if joints is None or self.novelty is None or "joints" not in self.novelty.parts or card is None:
+            return "", ""
+        x = torch.as_tensor(np.asarray(joints, dtype=np.float32), device=self.planner.device).reshape(-1)
+        labels = card.labels if len(card.labels) == x.numel() else [f"joint[{i}]" for i in range(x.numel())]
+        wraps = set(card.position_columns(card.continuous))
+        beyond = [f"{labels[i]} {value:.3f} beyond its training range [{low:.3f}, {high:.3f}]"
+                  for i, value, low, high in self.novelty.beyond_range("joints", x) if i not in wraps]
+        furthest = ""
+        if math.isfinite(novelty) and self.novelty.part_score("joints", x) >= novelty:
+            furthest = f" (furthest: {shorten(labels[self.novelty.furthest('joints', x)], 80)})"
+        return shorten("; ".join(beyond)) if beyond else "", furthest
 
     def _batch(self, observation: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         """An observation as the model's batch of one (checked against its declared inputs)."""

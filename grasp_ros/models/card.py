@@ -74,6 +74,14 @@ class JointInput:
     def dim(self) -> int:
         return len(self.names) * len(self.fields)
 
+    @property
+    def labels(self) -> list[str]:
+        """A name for each value of the joint vector: the joint's, with its field where there
+        are several ("elbow.velocity")."""
+        if len(self.fields) == 1:
+            return list(self.names)
+        return [f"{n}.{f}" for n in self.names for f in self.fields]
+
 
 @dataclass(frozen=True)
 class ActionOutput:

@@ -38,6 +38,10 @@ DEFAULT_NOVELTY_THRESHOLD = 6.0
 strange input tried (black, white, noise, recoloured frames: above 11; joints at (5, 0): 8.6)."""
 
 PARTS = ("latent", "image", "joints")
+RANGE_MARGIN = 0.1
+"""A joint goal may lie this fraction of a joint's training range beyond that range. Spreads do
+not bound a goal: an arm's elbow that swept +-2 rad (to its hard stops) has a spread of 1.2 rad,
+so a goal at 3 rad scored 2.4 and the arm pressed into its stop for as long as the goal stood."""
 LATENT_FLOOR = 0.01
 """Latent and joint parts: every direction varies at least this fraction of the training
 cloud's overall spread (sqrt of the covariance trace), so that directions training barely
@@ -70,16 +74,24 @@ class InputStatistics:
     """Mean [F] and regularised covariance [F, F] of each part's training features.
 
     ``parts`` maps a part name (``PARTS``) to (mean, covariance); ``samples`` is how many
-    observations they came from. Whitening matrices are computed once here, so ``score`` is a
-    few small matrix products.
+    observations they came from; ``ranges`` maps a part to its features' (lowest, highest)
+    training values (the joints'; statistics made before ranges were kept have none). Whitening
+    matrices are computed once here, so ``score`` is a few small matrix products.
     """
 
-    def __init__(self, parts: Mapping[str, tuple[torch.Tensor, torch.Tensor]], samples: int = 0):
+    def __init__(self, parts: Mapping[str, tuple[torch.Tensor, torch.Tensor]], samples: int = 0,
+                 ranges: Optional[Mapping[str, tuple[torch.Tensor, torch.Tensor]]] = None):
         unknown = set(parts) - set(PARTS)
         if unknown or not parts:
             raise ValueError(f"input statistics need parts among {PARTS}, got {sorted(parts)}")
         self.parts = {name: (mean.to(torch.float32), cov.to(torch.float32)) for name, (mean, cov) in parts.items()}
         self.samples = int(samples)
+        self.ranges = {name: (low.to(torch.float32), high.to(torch.float32))
+                       for name, (low, high) in (ranges or {}).items()}
+        for name, (low, high) in self.ranges.items():
+            if name not in self.parts or low.shape != self.parts[name][0].shape or high.shape != low.shape:
+                raise ValueError(f"input statistics: range of {name!r} must match its mean, got "
+                                 f"{tuple(low.shape)} and {tuple(high.shape)}")
         self._whiten: Dict[str, torch.Tensor] = {}
         for name, (mean, cov) in self.parts.items():
             if mean.dim() != 1 or cov.shape != (mean.numel(), mean.numel()):
@@ -93,20 +105,43 @@ class InputStatistics:
             self._whiten[name] = ((vectors / values.sqrt()) @ vectors.T).to(mean)     # [F, F]
 
     def to(self, device) -> "InputStatistics":
-        return InputStatistics({k: (m.to(device), c.to(device)) for k, (m, c) in self.parts.items()}, self.samples)
+        return InputStatistics({k: (m.to(device), c.to(device)) for k, (m, c) in self.parts.items()}, self.samples,
+                               {k: (lo.to(device), hi.to(device)) for k, (lo, hi) in self.ranges.items()})
 
     def to_dict(self) -> Dict[str, torch.Tensor]:
-        """Flat {"<part>.mean", "<part>.covariance", "samples"}: tensors only."""
+        """Flat {"<part>.mean", "<part>.covariance", "<part>.low", "<part>.high", "samples"}:
+        tensors only."""
         out = {"samples": torch.tensor(self.samples)}
         for name, (mean, cov) in self.parts.items():
             out[f"{name}.mean"], out[f"{name}.covariance"] = mean.cpu(), cov.cpu()
+        for name, (low, high) in self.ranges.items():
+            out[f"{name}.low"], out[f"{name}.high"] = low.cpu(), high.cpu()
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, torch.Tensor]) -> "InputStatistics":
         parts = {name: (torch.as_tensor(data[f"{name}.mean"]), torch.as_tensor(data[f"{name}.covariance"]))
                  for name in PARTS if f"{name}.mean" in data}
-        return cls(parts, int(data.get("samples", 0)))
+        ranges = {name: (torch.as_tensor(data[f"{name}.low"]), torch.as_tensor(data[f"{name}.high"]))
+                  for name in parts if f"{name}.low" in data and f"{name}.high" in data}
+        return cls(parts, int(data.get("samples", 0)), ranges)
+
+    def beyond_range(self, name: str, x: torch.Tensor) -> list[tuple[int, float, float, float]]:
+        """(feature, value, lowest, highest) for each feature of ``x`` [F] further than
+        ``RANGE_MARGIN`` of its training range outside that range; [] where there is no range."""
+        if name not in self.ranges:
+            return []
+        low, high = self.ranges[name]
+        x = x.to(low).reshape(-1)
+        margin = RANGE_MARGIN * (high - low)
+        out = ((x < low - margin) | (x > high + margin)).nonzero().flatten().tolist()
+        return [(i, float(x[i]), float(low[i]), float(high[i])) for i in out]
+
+    def furthest(self, name: str, x: torch.Tensor) -> int:
+        """The feature of ``x`` [F] whose whitened deviation is largest (what makes it novel)."""
+        mean, whiten = self.parts[name][0], self._whiten[name]
+        z = torch.nan_to_num(((x.to(mean).reshape(-1) - mean) @ whiten).abs(), nan=float("inf"))
+        return int(z.argmax())
 
     def score_parts(self, observation: Mapping[str, torch.Tensor], latent: torch.Tensor) -> Dict[str, float]:
         """Each part's score (see ``score``), for the parts both the statistics and the input have."""
@@ -157,7 +192,7 @@ def compute_statistics(model, observation_batches: Iterable[Mapping[str, torch.T
             features["image"].append(image_features(batch["image"]).cpu())
         if "joints" in batch:
             features["joints"].append(batch["joints"].float().cpu())
-    parts = {}
+    parts, ranges = {}, {}
     for name, chunks in features.items():
         if chunks:
             x = torch.cat(chunks).double()
@@ -166,7 +201,9 @@ def compute_statistics(model, observation_batches: Iterable[Mapping[str, torch.T
             cov = torch.cov(x.T).reshape(x.shape[1], x.shape[1])
             floor = IMAGE_FLOOR if name == "image" else LATENT_FLOOR * float(cov.trace().sqrt())
             parts[name] = (x.mean(0), cov + max(floor, 1e-6) ** 2 * torch.eye(len(cov), dtype=cov.dtype))
-    return InputStatistics(parts, samples)
+            if name == "joints":
+                ranges[name] = x.aminmax(dim=0)
+    return InputStatistics(parts, samples, ranges)
 
 
 def novelty_for(model) -> Optional[InputStatistics]:
