@@ -102,6 +102,11 @@ def test_statistics_round_trip_through_torch_save(tmp_path):
         assert torch.equal(again.parts[name][0], mean) and torch.equal(again.parts[name][1], cov)
     joints = torch.tensor([[3.0, -0.5]])
     assert again.score({"joints": joints}, joints[0]) == scorer.score({"joints": joints}, joints[0])
+    # the joints' training range (the arena, +-1) travels too, and bounds a goal beyond it
+    low, high = again.ranges["joints"]
+    assert torch.equal(low, scorer.ranges["joints"][0]) and -1.0 <= float(low.min()) < -0.99
+    assert again.beyond_range("joints", torch.tensor([1.15, -0.5])) == []          # within a tenth
+    assert [i for i, *_ in again.beyond_range("joints", joints[0])] == [0]
 
 
 class JointModel(WorldModel):
