@@ -175,6 +175,26 @@ def test_a_frame_without_joint_samples_near_it_is_stale_with_the_reason():
     assert second.command.tolist() == [0.0, 0.0, 0.0]
 
 
+def test_frames_whose_joint_states_keep_being_refused_are_an_error_not_stale():
+    """A NaN velocity in every joint_states (an outside arm's): each refusal was ERROR and each
+    frame between them STALE, the status flipping every cycle; the frames are refused for the
+    joints' reason until a good joint_states comes."""
+    model, loop = camera_and_joints_loop(pair_tolerance=0.05)
+    loop.set_goal_latent([0.5, 0.5])
+    frame = np.zeros((16, 16, 3), np.uint8)
+    loop.observe({"joints": np.zeros(6)}, 0.9)
+    for k in range(3):
+        t = 1.0 + k / 10
+        loop.reject_observation("joint_states: non-finite values for joint(s) ['elbow']", t, joints=True)
+        loop.observe({"image": frame}, t + 0.01)
+        result = loop.step(t + 0.02)
+        assert result.status == Status.ERROR and "non-finite values" in result.message, result.message
+        assert result.command.tolist() == [0.0, 0.0, 0.0]
+    loop.observe({"joints": np.zeros(6)}, 1.30)
+    loop.observe({"image": frame}, 1.31)
+    assert loop.step(1.32).status == Status.OK
+
+
 @pytest.fixture(scope="module")
 def robot_checkpoint(tmp_path_factory):
     """A tiny model trained on robot-like data: 3 joint velocities in rad/s, positions and

@@ -252,6 +252,7 @@ class ControlLoop:
         # The goal entry last made ready (encoded, or a joint goal as a tensor) and scored.
         self._goal_target: Optional[torch.Tensor] = None
         self._goal_novelty = math.nan
+        self._joints_refused = ""   # why the last joint_states was refused, until a good one
         self._goal_beyond = ""      # what NOVEL says of a joint goal (``_joint_goal_notes``)
         self._goal_furthest = ""
         self._encoded_goal: Optional[Sample] = None
@@ -286,6 +287,7 @@ class ControlLoop:
             keep = self.config.max_observation_age + self.config.pair_tolerance
             if self._recent.keeps_apart(observation):
                 self._recent.add(observation, stamp if newest is None else newest, keep, oldest=stamp)
+                self._joints_refused = ""
                 return
             if stamp < self._newest_stamp:     # out of order: the newest stamp wins
                 self.out_of_order += 1
@@ -299,10 +301,15 @@ class ControlLoop:
             lead = self.config.max_stamp_lead
             self._newest_stamp = float(stamp if received is None else min(stamp, received + lead))
 
-    def reject_observation(self, reason: str, stamp: float, received: Optional[float] = None) -> None:
+    def reject_observation(self, reason: str, stamp: float, received: Optional[float] = None,
+                           joints: bool = False) -> None:
         """The newest observation could not be used (bad encoding, size...): ERROR until a good one.
-        One older than the observation held is dropped, like an older good one."""
+        One older than the observation held is dropped, like an older good one. ``joints``: it
+        was a joint_states message; for a camera + joints model the frames that find no joints
+        to pair with are then refused for this reason too (not STALE between refusals)."""
         with self._lock:
+            if joints and self._recent.pairs_joints:
+                self._joints_refused = reason
             if stamp < self._newest_stamp:
                 self.out_of_order += 1
                 return
@@ -457,9 +464,12 @@ class ControlLoop:
         sample, goal = checked
         age = now - sample.stamp
         with self._lock:
-            recent = self._recent.snapshot()
+            recent, refused = self._recent.snapshot(), self._joints_refused
         sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
                                        self.card.period or self.config.period, self.config.max_observation_age)
+        if sample.error and refused:
+            return self._finish(self._zero(Status.ERROR, f"observation refused: {refused} ({sample.error})"),
+                                now, age)
         if sample.error:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started, self._sent.copy())
@@ -669,6 +679,7 @@ class ControlLoop:
             self._observation, self._newest_stamp = None, -math.inf
             self._arrivals.clear()
             self._recent.clear()
+            self._joints_refused = ""
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)

@@ -542,7 +542,7 @@ class GraspController(LifecycleNode):
                 observation, observed, newest = converted
                 loop.observe(observation, observed, received=now, newest=newest)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
-            loop.reject_observation(f"{what}: {exc}", stamp, received=now)
+            loop.reject_observation(f"{what}: {exc}", stamp, received=now, joints=what == "joint_states")
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
