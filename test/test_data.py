@@ -223,6 +223,17 @@ def test_rosbag_resizes_and_selects_joints(data, tmp_path):
         read_rosbag(tmp_path / "nope", progress=False)
 
 
+@pytest.mark.parametrize("command", [["collect", "--env", "open", "--episodes", "1", "--steps", "2"],
+                                     ["train", "--data", "data.npz"], ["record"]])
+def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path, capsys, command):
+    """collect wrote its dataset only after the work, then failed with a traceback."""
+    out = tmp_path / "no_such_folder" / "out"
+    args = [*command, str(out)] if command == ["record"] else [*command, "--out", str(out)]
+    assert cli(args) == 2
+    assert f"folder {str(out.parent)!r} does not exist" in capsys.readouterr().err
+    assert not out.parent.exists()
+
+
 def test_collect_command(tmp_path, data):
     out = tmp_path / "sim.npz"
     assert cli(["collect", "--env", "wall_door", "--episodes", "2", "--steps", "3", "--seed", "1",

@@ -485,7 +485,8 @@ BAD_BAGS = {
     "missing diagnostics": (lambda p: rewrite(BAG, p, transform=_drop(DIAGNOSTICS)),
                             "no /grasp_controller/plan_diagnostics topic"),
     "missing observations": (lambda p: rewrite(BAG, p, transform=_drop("/image", "/joint_states")),
-                             "no observation topic"),
+                             "no observation topic (camera /image or /image/compressed, or /joint_states; name "
+                             "yours with --image-topic or --joint-topic)"),
     "truncated mcap": (_truncated_mcap, "truncated"),
     "truncated sqlite3": (_truncated_sqlite, "truncated"),
     "wrong type": (lambda p: rewrite(BAG, p, transform=_string_image),

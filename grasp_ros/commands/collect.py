@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from ._paths import missing_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="dataset file to write (.npz, or .pt)")
@@ -88,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import DatasetError, dataset_summary, save_dataset
 
+    if missing_folder(args.out):
+        print(f"grasp-ros collect: {missing_folder(args.out)}", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     try:
         data = _from_rosbag(args) if args.rosbag else _from_simulator(args)

@@ -15,6 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
+from ._paths import missing_folder
 from ..ros.recorder import CONTROLLER, DEFAULT_TOPICS, parse_topics, record_bag
 
 STORAGES = ("mcap", "sqlite3")
@@ -58,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace, out: Path) -> str:
     if out.exists():
         return f"{str(out)!r} exists already; name a new folder"
-    if not out.parent.is_dir():
-        return f"folder {str(out.parent)!r} does not exist"
+    if missing_folder(out):
+        return missing_folder(out)
     if args.duration is not None and not args.duration > 0:
         return f"--duration must be > 0 seconds, got {args.duration}"
     if args.messages is not None and args.messages < 1:

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from ._paths import missing_folder
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..training import TrainSettings
@@ -46,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from ..models import WorldModelError
     from ..training import TrainSettings, export_torchscript, train
 
+    if missing_folder(args.out):
+        print(f"grasp-ros train: {missing_folder(args.out)}", file=sys.stderr)
+        return 2
     threads = args.threads or free_cores()
     torch.set_num_threads(threads)
     try:

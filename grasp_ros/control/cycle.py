@@ -664,7 +664,8 @@ class ControlLoop:
             why = ("since control began: the clock has not moved yet (no /clock received? it comes "
                    "once a clock publisher is discovered)")
         else:
-            why = "the clock stalled (is /clock published?), or the caller's thread was held up"
+            why = ("the clock stopped (a paused simulator, or /clock no longer published), or the "
+                   "caller's thread was held up")
         return self._finish(self._zero(Status.CLOCK, (
             f"no control cycle for {wall_seconds:.2f} s of wall time (clock_timeout "
             f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)

@@ -176,13 +176,16 @@ def _choose_topics(reader, named: dict[str, str], source: str) -> dict[str, tupl
         chosen[role] = (topic, kind)
     if "diagnostics" not in chosen:
         raise BagError(f"{source}: no {CANDIDATES['diagnostics'][0]} topic: the bag must hold the "
-                       f"controller's PlanDiagnostics (grasp-ros record records them); it has {sorted(kinds)}")
+                       f"controller's PlanDiagnostics (grasp-ros record records them; another name: "
+                       f"--diagnostics-topic); it has {sorted(kinds)}")
     if not ({"image", "joints"} & set(chosen)):
         raise BagError(f"{source}: no observation topic (camera {' or '.join(CANDIDATES['image'])}, "
-                       f"or {CANDIDATES['joints'][0]}); it has {sorted(kinds)}")
+                       f"or {CANDIDATES['joints'][0]}; name yours with --image-topic or --joint-topic); "
+                       f"it has {sorted(kinds)}")
     if not (set(GOALS) & set(chosen)):
         raise BagError(f"{source}: no goal topic (one of "
-                       f"{', '.join(CANDIDATES['goal_state'] + CANDIDATES['goal_image'])}); it has {sorted(kinds)}")
+                       f"{', '.join(CANDIDATES['goal_state'] + CANDIDATES['goal_image'])}; name yours with "
+                       f"--goal-state-topic or --goal-image-topic); it has {sorted(kinds)}")
     return chosen
 
 
