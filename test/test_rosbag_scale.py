@@ -598,6 +598,8 @@ def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jum
     warned = capsys.readouterr().err
     assert "joint x leaps by up to 3.01 in 1 step(s)" in warned and "--reset-jump 0.05" in warned
     assert "joint y leaps" not in warned
+    # y is a passive joint (an outside arm's fingers): every goal would have to give it
+    assert "joints ['y'] never move in the bags" in warned and "--joint-names x" in warned
     assert "camera frames are 16x12: --crop center keeps the middle 12x12 (25% of the width dropped" in warned
     assert "jump back" not in warned
     assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out, "--reset-jump", "0.05",
@@ -632,6 +634,7 @@ def test_collect_warns_of_joints_never_commanded_and_takes_a_reset_for_no_wrap(t
     assert "joints ['gripper'] are in joint_states but never commanded" in warned
     assert "--joint-names shoulder,elbow" in warned
     assert "--continuous-joints" not in warned and "joint shoulder leaps" in warned
+    assert "never move" not in warned          # the gripper's warning says it once
     assert cli(["collect", "--rosbag", str(tmp_path / "arm"), *out, "--joint-names", "shoulder,elbow"]) == 0
     assert "but never commanded" not in capsys.readouterr().err
 

@@ -161,7 +161,7 @@ def _from_rosbag(args):
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
     for warning in (command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
-                    + uncommanded_warnings(data) + bag_warnings(data)):
+                    + uncommanded_warnings(data) + still_warnings(data) + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
 
@@ -204,6 +204,25 @@ def uncommanded_warnings(data) -> list[str]:
     return [f"joints {others} are in joint_states but never commanded (the commands drive {list(actions)}): "
             "the model will encode them, every goal must give them, and a stopped publisher of them "
             f"stops the controller; leave them out with --joint-names {','.join(n for n in names if n in actions)}"]
+
+
+def still_warnings(data) -> list[str]:
+    """Joints that never move in the bags (a passive finger, a locked joint) that
+    ``uncommanded_warnings`` does not already name: the same costs, and any goal value but the
+    one they held is NOVEL."""
+    moving, still = [], []
+    for name, x in _joint_positions(data):
+        finite = x[np.isfinite(x)]
+        (still if finite.size and float(finite.max() - finite.min()) < 1e-9 else moving).append(name)
+    if not str(data.meta.get("command_type", "")).endswith("JointTrajectory"):
+        named = still
+    else:
+        named = [n for n in still if n in (data.meta.get("action_names") or [])]
+    if not named:
+        return []
+    return [f"joints {named} never move in the bags: the model will encode them, every goal must "
+            "give them (any other value than the one they held is NOVEL), and a stopped publisher "
+            f"of them stops the controller; leave them out with --joint-names {','.join(moving)}"]
 
 
 def bag_warnings(data) -> list[str]:

@@ -316,8 +316,10 @@ class Cost:
         with torch.no_grad():
             J = int(decode_joints(model, torch.zeros(1, D, device=device)).shape[-1])
         if J != count:
-            raise ValueError(f"costs.joint_limits give {count} joints; the model's decode_state "
-                             f"returns {J}")
+            raise ValueError(f"costs.joint_limits give {count} values; the model's decode_state "
+                             f"returns {J}: one per joint and field, in the card's order (for positions "
+                             "and velocities: j0.position, j0.velocity, j1.position, ...; grasp-ros info "
+                             "lists them)")
 
 
 def task_cost(states: torch.Tensor, goal: torch.Tensor, running_weight: float,

@@ -422,9 +422,13 @@ PARAMETERS: tuple[Param, ...] = (
           "model's decode_state) beyond cost.joint_limits_low/high; 0 disables.",
           range=(0.0, 1e6), dynamic=True),
     Param("cost.joint_limits_low", "double_array", None,
-          "Lower joint limits of the barrier, one per decoded joint (unset: none)."),
+          "Lower joint limits of the barrier, one per value the model's decode_state gives: "
+          "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
+          "model of positions and velocities; grasp-ros info lists them) (unset: none)."),
     Param("cost.joint_limits_high", "double_array", None,
-          "Upper joint limits of the barrier, one per decoded joint (unset: none)."),
+          "Upper joint limits of the barrier, one per value the model's decode_state gives: "
+          "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
+          "model of positions and velocities; grasp-ros info lists them) (unset: none)."),
     Param("cost.terms", "string_array", None,
           "User cost terms package.module:function, each called as function(states, actions, "
           "goal, context) -> one cost per trajectory and added with weight 1 (unset: none). "
