@@ -427,7 +427,9 @@ class GraspController(LifecycleNode):
                     cost=float(plan.cost))
 
     def _log_status(self, result: StepResult) -> None:
-        """Log when the status changes, not every cycle; deadline misses at most every 5 s."""
+        """Log when the status changes, not every cycle, and a problem at most once a second
+        (two clocks flip the status every cycle: 1,800 lines in 30 s; PlanDiagnostics keeps
+        every cycle's); deadline misses at most every 5 s."""
         previous, self._last_status = self._last_status, result.status
         text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
         # One call site per severity: rclpy refuses a call site whose severity changes.
@@ -437,9 +439,9 @@ class GraspController(LifecycleNode):
                 Status.FALLBACK, Status.TRUNCATED)):
             return
         elif result.status in (Status.ERROR, Status.CLOCK):
-            self.get_logger().error(text)
+            self.get_logger().error(text, throttle_duration_sec=1.0)
         elif result.status in (Status.STALE, Status.NOVEL):
-            self.get_logger().warning(text)
+            self.get_logger().warning(text, throttle_duration_sec=1.0)
         else:
             self.get_logger().info(text)
 
@@ -553,7 +555,7 @@ class GraspController(LifecycleNode):
             joints = goal_joint_values(msg, spec.names, spec.fields)
         except ValueError as exc:
             loop.reject_goal(str(exc))
-            self.get_logger().error(f"goal refused: {exc}")
+            self.get_logger().error(f"goal refused: {exc}", throttle_duration_sec=1.0)
             return
         if not self._set_goal_part(loop, "joints", joints, stamp_ns(msg.header.stamp)):
             return
@@ -569,7 +571,7 @@ class GraspController(LifecycleNode):
             image = image_to_rgb(msg, loop.image_size, self._crop)
         except ValueError as exc:
             loop.reject_goal(f"goal image: {exc}")
-            self.get_logger().error(f"goal image refused: {exc}")
+            self.get_logger().error(f"goal image refused: {exc}", throttle_duration_sec=1.0)
             return
         if not self._set_goal_part(loop, "image", image, stamp_ns(msg.header.stamp)):
             return
