@@ -620,7 +620,7 @@ def test_clock_stall_sends_zero_with_clock_and_reports_it(ros):  # noqa: F811
         # /clock stops: no cycle for clock_timeout wall seconds.
         r.wait_until(lambda: any(d.status == CLOCK for d in r.diagnostics[d0:]), what="CLOCK")
         d = next(d for d in r.diagnostics[d0:] if d.status == CLOCK)
-        assert "stalled" in d.status_text and list(d.command) == [0.0, 0.0]
+        assert "clock stopped" in d.status_text and list(d.command) == [0.0, 0.0]
         r.commands_caught_up()
         assert r.commands[-1] == [0.0, 0.0]
         r.wait_until(lambda: any(s.level == DiagnosticStatus.ERROR and "clock" in s.message
