@@ -466,6 +466,48 @@ def test_deactivating_during_a_long_solve_sends_the_zero_command_first(tmp_path)
 
 
 
+COMMAND_READER = """
+import sys, rclpy
+from std_msgs.msg import Float64MultiArray
+from grasp_ros.ros import qos
+rclpy.init()
+node = rclpy.create_node("command_reader")
+node.create_subscription(Float64MultiArray, "command", lambda m: print(list(m.data), flush=True), qos.COMMAND)
+rclpy.spin(node)
+"""
+
+
+@pytest.mark.parametrize("reader_paused", [False, True], ids=["reader", "paused_reader"])
+def test_the_last_zero_is_kept_until_its_readers_acknowledge_it(tmp_path, reader_paused):
+    """Destroyed at once, the command's writer took a zero that a busy reader had not yet taken
+    with it (3 of 11 stops of an audit): the robot held its last moving command. The shutdown
+    waits for the readers' acknowledgement, a bounded time (a paused reader: said)."""
+    from grasp_ros.ros.controller_node import LAST_COMMAND_ACK_S
+    log, seen = tmp_path / "controller.log", tmp_path / "reader.log"
+    reader = start([sys.executable, "-c", COMMAND_READER], seen)
+    process = start(node_command("ros.controller_node", *CONTROLLER_OPEN), log)
+    try:
+        wait_for_line(process, log, "active: controlling")
+        wait_until(lambda: seen.read_text().strip(), "a command at the reader", process, log)
+        if reader_paused:
+            reader.send_signal(signal.SIGSTOP)     # no acknowledgement while it is stopped
+        started = time.monotonic()
+        code = stop(process, (signal.SIGTERM,), 0.0)
+        output = log.read_text(encoding="utf-8")
+        assert code == 0, output
+        unacknowledged = f"was not acknowledged within {LAST_COMMAND_ACK_S:g} s" in output
+        assert unacknowledged == reader_paused, output
+        if reader_paused:
+            assert time.monotonic() - started >= LAST_COMMAND_ACK_S     # it waited
+            reader.send_signal(signal.SIGCONT)
+        else:
+            assert seen.read_text().strip().splitlines()[-1] == "[0.0, 0.0]"
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        reader.kill()
+        reader.wait()
+
+
 def test_ctrl_c_after_a_peers_shutdown_transition_ends_quietly(tmp_path):
     """A lifecycle manager (or a peer) shuts the node down; Ctrl-C later finds it finalized and
     has no transition left to run: it exits 0 without a warning."""

@@ -60,6 +60,7 @@ from nav_msgs.msg import Path
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.signals import SignalHandlerOptions
@@ -90,6 +91,9 @@ class GoalPart(NamedTuple):
 
 
 DIAGNOSTICS_PERIOD = 1.0
+LAST_COMMAND_ACK_S = 3.5
+"""How long the shutdown waits for the last zero command's acknowledgement (one Fast DDS
+heartbeat period and some; ``GraspController._deliver_last_command``)."""
 """Seconds (steady clock) between /diagnostics messages."""
 
 
@@ -172,6 +176,8 @@ class GraspController(LifecycleNode):
         with self._lock:
             was_active = self._active
             self._stop("shutting down")
+            if was_active:
+                self._deliver_last_command()
             self._release()
         self.get_logger().info("shut down" + (": zero command sent" if was_active else ""))
         return super().on_shutdown(state)
@@ -313,6 +319,20 @@ class GraspController(LifecycleNode):
         self._inputs.clear()
         self._outputs.clear()
         self._loop, self._stats, self._runner = None, None, None
+
+    def _deliver_last_command(self) -> None:
+        """Keep the command's writer until its readers acknowledge the last zero, for at most
+        ``LAST_COMMAND_ACK_S``: destroyed at once, a zero that a busy reader had not yet taken
+        (or that DDS must repeat) was lost with it, in 3 of 11 stops of an audit, and the robot's
+        controller held the last moving command. Fast DDS acknowledges at its writer's next
+        heartbeat, 3 s apart by default (a shorter heartbeat_period in the DDS profile makes
+        the exit quicker)."""
+        publisher = self._command_pub
+        if publisher is None or not publisher.get_subscription_count():
+            return
+        if not publisher.wait_for_all_acked(Duration(seconds=LAST_COMMAND_ACK_S)):
+            self.get_logger().warning(f"the last zero command was not acknowledged within "
+                                      f"{LAST_COMMAND_ACK_S:g} s by every reader of {publisher.topic_name}")
 
     def _stop(self, reason: str) -> None:
         """Stop controlling: the control timer, one zero command (if active), then the runner
