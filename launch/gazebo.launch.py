@@ -36,6 +36,8 @@ must be among ``joint_names``). The built-in analytic model only knows grasp_ros
 Needs ``ros_gz_sim`` and ``ros_gz_bridge`` (e.g. ``apt install ros-$ROS_DISTRO-ros-gz``), which
 ``package.xml`` does not require: the rest of the package runs without Gazebo.
 """
+import contextlib
+import os
 import tempfile
 
 import yaml
@@ -43,7 +45,7 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
                             RegisterEventHandler)
 from launch.conditions import IfCondition
-from launch.event_handlers import OnProcessExit
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
@@ -111,7 +113,9 @@ def joint_names_file(context: LaunchContext) -> list:
 
 def controller(context: LaunchContext) -> list:
     """grasp_controller, and the end of the launch when it exits (a failed autostart, a crash):
-    Gazebo and the bridge would otherwise run on without it."""
+    Gazebo and the bridge would otherwise run on without it. The joint names' file goes with
+    the launch."""
+    names = joint_names_file(context)
     node = LifecycleNode(
         package="grasp_ros", executable="grasp_controller", name="grasp_controller",
         namespace="", output="screen", additional_env=EXIT_WITH_LAUNCH,
@@ -128,12 +132,20 @@ def controller(context: LaunchContext) -> list:
                 "horizon": typed("horizon", int),
                 "control_rate_hz": typed("rate", float),
             },
-            *joint_names_file(context),
+            *names,
         ],
         remappings=[("command", LaunchConfiguration("command_topic")),
                     ("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
     )
-    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch))]
+    removal = [RegisterEventHandler(OnShutdown(on_shutdown=lambda event, ctx: remove_files(names)))]
+    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)),
+            *(removal if names else [])]
+
+
+def remove_files(paths) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 

@@ -180,6 +180,23 @@ def test_a_missing_params_file_ends_the_launch(name, tmp_path):
     assert _launch_module(name).params_file_exists(context) == []
 
 
+@pytest.mark.parametrize("status", [0, 1])
+def test_a_node_that_fails_ends_the_launch_with_a_failure(status):
+    """``end_launch``: a failed autostart made ``ros2 launch`` exit 0, as if all went well."""
+    import sys
+    from launch import LaunchService
+    from launch.actions import ExecuteProcess, RegisterEventHandler, TimerAction
+    from launch.event_handlers import OnProcessExit
+    from grasp_ros.ros.launch_actions import end_launch
+    node = ExecuteProcess(cmd=[sys.executable, "-c", f"raise SystemExit({status})"])
+    keeps_running = ExecuteProcess(cmd=[sys.executable, "-c", "import time; time.sleep(600)"])
+    service = LaunchService()
+    service.include_launch_description(LaunchDescription([
+        keeps_running, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)),
+        TimerAction(period=0.5, actions=[node])]))
+    assert service.run() == status        # and the other process was stopped: run() returned
+
+
 def test_gazebo_joint_names_reach_rcl_as_strings():
     """launch_ros writes a string list unquoted, and rcl reads a joint named y as a bool."""
     import yaml
@@ -193,6 +210,27 @@ def test_gazebo_joint_names_reach_rcl_as_strings():
     assert yaml.safe_load(text) == {"/**": {"ros__parameters": {"joint_names": ["x", "y", "on"]}}}
     context.launch_configurations["joint_names"] = ""
     assert gazebo.joint_names_file(context) == []      # unset: the model card's joints
+
+
+def test_gazebo_joint_names_file_goes_with_the_launch():
+    """Each launch with joint_names left a /tmp/grasp_joint_names_*.yaml behind."""
+    import tempfile
+    from launch import LaunchContext
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnShutdown
+    from launch.events import Shutdown
+    gazebo = _launch_module("gazebo")
+    context = LaunchContext()
+    for name, default, _ in gazebo.ARGUMENTS:
+        context.launch_configurations[name] = default if isinstance(default, str) else ""
+    context.launch_configurations["joint_names"] = "[x, y]"
+    before = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml"))
+    actions = gazebo.controller(context)
+    (path,) = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml")) - before
+    (removal,) = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)
+                  and isinstance(a.event_handler, OnShutdown)]
+    removal.handle(Shutdown(), context)
+    assert not Path(path).exists()
 
 
 def test_use_sim_time_follows_the_argument_else_an_including_files_set_parameter():

@@ -211,11 +211,15 @@ def test_bad_model_options_fail_configure_with_a_short_reason(rig, text, reason)
     assert len(logged) < MESSAGE_LIMIT
 
 
-def test_a_torchscript_model_needs_no_model_options_cleared():
+def test_a_torchscript_model_needs_no_model_options_cleared(tmp_path):
     """The default model_options belong to the default model: ``-p model:=robot.ts`` alone loads
-    the file; options given on purpose to a TorchScript file are still refused."""
+    the file; options given on purpose to a TorchScript file are still refused, and a mistyped
+    model name with options is named as what it is not (it was "options cannot apply")."""
     values = {name: p.default for name, p in params.BY_NAME.items()}
     assert params.model_spec_of(values) == {"name": "learned", "options": {"env": "wall_door", "horizon": 50}}
     assert params.model_spec_of({**values, "model": "/robots/arm.ts"}) == {"torchscript": "/robots/arm.ts"}
+    (tmp_path / "arm.ts").write_bytes(b"")
     with pytest.raises(ValueError, match="cannot apply to the TorchScript file"):
-        params.model_spec_of({**values, "model": "/robots/arm.ts", "model_options": "{horizon: 20}"})
+        params.model_spec_of({**values, "model": str(tmp_path / "arm.ts"), "model_options": "{horizon: 20}"})
+    with pytest.raises(ValueError, match=r"model 'nosuch' is neither a built-in model \(analytic, learned"):
+        params.model_spec_of({**values, "model": "nosuch", "model_options": "{horizon: 20}"})

@@ -86,6 +86,10 @@ def model_spec(model: str, weights: str = "", options: Optional[dict] = None) ->
     elif ":" in model and not os.path.exists(model) and not model.endswith((".ts", ".pt")):
         spec = {"factory": model, "options": options}
     else:
+        if (options or weights) and not os.path.exists(model):
+            # (a mistyped name: what it is not, rather than which options cannot apply to it)
+            raise ValueError(f"model {quote(model)} is neither a built-in model ({', '.join(sorted(BUILTINS))}) "
+                             "nor an existing TorchScript file, nor package.module:factory")
         if options:
             raise ValueError(f"model_options {quote(options)} cannot apply to the TorchScript file "
                              f"{quote(model)}")

@@ -29,10 +29,15 @@ def params_file_exists(context: LaunchContext) -> list:
 def end_launch(event, context: LaunchContext):
     """For OnProcessExit: a node the launch cannot do without exited (a failed autostart, a
     crash), so the launch ends too. Not again when it is already shutting down (Ctrl-C ends every
-    process): a second Shutdown makes launch_ros fail."""
+    process): a second Shutdown makes launch_ros fail. A failure raises: launch has no exit
+    status to set, and an exception out of an event handler is what makes ``ros2 launch`` exit 1
+    (it stops the other processes as on Shutdown), where a failed configure exited 0."""
     if context.is_shutdown:
         return None
-    return [EmitEvent(event=Shutdown(reason=f"{event.process_name} exited with status {event.returncode}"))]
+    reason = f"{event.process_name} exited with status {event.returncode}"
+    if event.returncode not in (0, None):
+        raise RuntimeError(reason)
+    return [EmitEvent(event=Shutdown(reason=reason))]
 
 
 class UseSimTime(Substitution):
