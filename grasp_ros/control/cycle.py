@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from ..models.card import card_for, wrap_to_nearest
-from ..models.text import shorten
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
+from ..models.text import shorten
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
 from ..planning.rollout import model_step

@@ -91,10 +91,10 @@ class GoalPart(NamedTuple):
 
 
 DIAGNOSTICS_PERIOD = 1.0
+"""Seconds (steady clock) between /diagnostics messages."""
 LAST_COMMAND_ACK_S = 3.5
 """How long the shutdown waits for the last zero command's acknowledgement (one Fast DDS
 heartbeat period and some; ``GraspController._deliver_last_command``)."""
-"""Seconds (steady clock) between /diagnostics messages."""
 
 
 class GraspController(LifecycleNode):
