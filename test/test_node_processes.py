@@ -508,6 +508,45 @@ def test_the_last_zero_is_kept_until_its_readers_acknowledge_it(tmp_path, reader
         reader.wait()
 
 
+def test_a_signal_during_a_long_configure_waits_for_it_then_shuts_down_in_order(tmp_path):
+    """SIGTERM while a lifecycle manager's configure still warms the planner up: the shutdown
+    ran beside that callback (Thread.join, interrupted, took the executor thread for ended) and
+    the process aborted; it waits for the callback, then exits 0."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    hold, log = tmp_path / "hold", tmp_path / "controller.log"
+    hold.touch()
+    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                             ENV.get("PYTHONPATH")])))
+    options = CONTROLLER_OPEN[2:]                      # no autostart: the probe configures
+    assert "autostart:=true" not in options
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(node_command(
+            "ros.controller_node", *options, "-p", "allow_python_models:=true",
+            "-p", "model:=gated_model:make", "-p", f'model_options:="{{hold: {hold}}}"'),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    probe = Probe()
+    try:
+        assert probe.change_state.wait_for_service(START_TIMEOUT_S)
+        probe.change_state.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        wait_until(Path(f"{hold}.waiting").exists, "a configure held in its warm-up", process, log)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)                               # the signal is taken while configure runs
+        assert process.poll() is None, log.read_text(encoding="utf-8")
+        hold.unlink()
+        code = process.wait(timeout=EXIT_TIMEOUT_S)
+    finally:
+        hold.unlink(missing_ok=True)
+        probe.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    text = log.read_text(encoding="utf-8")
+    assert code == 0, text
+    assert "terminate called" not in text and "Fatal Python error" not in text, text
+
+
 def test_ctrl_c_after_a_peers_shutdown_transition_ends_quietly(tmp_path):
     """A lifecycle manager (or a peer) shuts the node down; Ctrl-C later finds it finalized and
     has no transition left to run: it exits 0 without a warning."""

@@ -823,7 +823,7 @@ def main(args: Optional[list[str]] = None) -> int:
     interrupts.exit_with_parent()
     context = Context()      # this process's own: nothing global outlives main()
     node = executor = spinner = None
-    stop = threading.Event()
+    stop, spun = threading.Event(), threading.Event()
     failures: list[str] = []
     status = 0
     try:
@@ -839,11 +839,14 @@ def main(args: Optional[list[str]] = None) -> int:
             node.get_logger().fatal("autostart failed (the reason is above): exiting")
             status = 1
         else:
-            spinner = threading.Thread(target=_spin, args=(executor, stop, failures, node.get_logger()),
+            spinner = threading.Thread(target=_spin, args=(executor, stop, spun, failures, node.get_logger()),
                                        name="executor")
             spinner.start()
-            while spinner.is_alive():
-                spinner.join(0.5)
+            # An Event, not Thread.join: a KeyboardInterrupt inside join(timeout) can leave the
+            # thread marked as ended (CPython 3.11), and the shutdown would then run beside a
+            # callback still in progress (a long configure) and abort the process.
+            while not spun.wait(0.5):
+                pass
     except KeyboardInterrupt:
         pass
     finally:
@@ -856,6 +859,7 @@ def main(args: Optional[list[str]] = None) -> int:
         # finalise it, which deletes the DDS participant and its threads, all before returning.
         stop.set()
         if spinner is not None:
+            spun.wait()          # the callback in progress ends first
             spinner.join()
         if node is not None:
             _shutdown_transition(node)
@@ -907,10 +911,11 @@ def _type_name(msg_type) -> str:
     return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
-def _spin(executor, stop: threading.Event, failures: list[str], logger) -> None:
-    """The executor thread: callbacks until ``stop`` is set. An exception from this package's
-    own callbacks ends it (and main); one that rclpy raised on its own (a peer's /clock message
-    with a negative time, which rclpy's time source cannot take) refuses that message and spins on.
+def _spin(executor, stop: threading.Event, spun: threading.Event, failures: list[str], logger) -> None:
+    """The executor thread: callbacks until ``stop`` is set, then ``spun`` is set. An exception
+    from this package's own callbacks ends it (and main); one that rclpy raised on its own (a
+    peer's /clock message with a negative time, which rclpy's time source cannot take) refuses
+    that message and spins on.
 
     An exception is kept as its traceback's text, not as the object: its frames would keep the
     node alive past main() (see main's shutdown order).
@@ -933,6 +938,8 @@ def _spin(executor, stop: threading.Event, failures: list[str], logger) -> None:
         pass
     except Exception:  # printed by main after the shutdown transition
         failures.append(traceback.format_exc())
+    finally:
+        spun.set()
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
