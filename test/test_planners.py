@@ -235,6 +235,17 @@ def test_warm_up_leaves_the_next_plan_as_a_fresh_planners(name):
     assert torch.equal(warmed.plan(Z0, GOAL).actions, fresh.actions)
 
 
+def test_the_warm_up_is_a_few_iterations_with_a_sync_whatever_sync_every_says():
+    """Configure warms the planner up without a deadline: it ran sync_every iterations, and a
+    peer's sync_every of 100,000 made it take minutes."""
+    model = LinearModel()
+    planner = make_planner("grasp", model, H, {"chains": 2, "sync_every": 100_000})
+    planner.warm_up(torch.zeros(2), torch.full((2,), 0.1))
+    assert len(planner._seconds["sync"]) == 1                  # the warm plan's sync ran
+    assert model.calls < 100 * 2 * H                           # a few iterations, not 100,000
+    assert planner.settings.sync_every == 100_000
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_time_budget_is_anytime(name):
     model, horizon = _analytic(REACH_H), REACH_H
@@ -384,20 +395,30 @@ def test_bad_settings_object_rejected_at_construction(cls, settings):
         cls(LinearModel(), H, settings=settings)
 
 
-@pytest.mark.parametrize("name, rows", [("grasp", "start_samples"), ("grasp", "chains"),
-                                        ("cem", "samples"), ("mppi", "samples"), ("gd", "chains")])
-def test_one_batched_model_call_is_bounded_by_the_horizon_times_its_sequences(name, rows):
-    """A batched call cannot stop half-way, and its memory grows with it: sequences x horizon
-    is capped, at construction and in configure, and a refused change leaves the settings."""
+@pytest.mark.parametrize("name, rows, cost", [
+    ("grasp", "start_samples", 1), ("grasp", "chains", 12),    # chains: the adjoint's 8 + 2 x D
+    ("cem", "samples", 1), ("mppi", "samples", 1), ("gd", "chains", 8)])
+def test_one_batched_model_call_is_bounded(name, rows, cost):
+    """A batched call cannot stop half-way, and its memory grows with it: its model steps are
+    capped (a step with a gradient weighs GRADIENT_STEP_COST), at construction and in configure,
+    and a refused change leaves the settings."""
     from grasp_ros.planning.base import MAX_BATCH_STEPS
-    horizon = 1024                     # divides MAX_BATCH_STEPS: ``fits`` fills it exactly
-    fits = MAX_BATCH_STEPS // horizon // (4 if (name, rows) == ("grasp", "chains") else 1)  # sync_search 4
+    horizon = 1024
+    fits = MAX_BATCH_STEPS // horizon // cost
     planner = make_planner(name, LinearModel(), horizon, {rows: fits})
     with pytest.raises(ValueError, match="MAX_BATCH_STEPS"):
         planner.configure(**{rows: fits + 1})
     assert getattr(planner.settings, rows) == fits
-    with pytest.raises(ValueError, match="model steps"):
-        make_planner(name, LinearModel(), horizon + 1, {rows: fits})
+    with pytest.raises(ValueError, match="model steps in one batched call"):
+        make_planner(name, LinearModel(), 2 * horizon, {rows: fits})
+
+
+def test_a_sync_by_the_adjoint_counts_its_jacobians():
+    """A peer forced the adjoint on a 32-D latent: 2^16 chain steps took 21 s and 3.85 GB."""
+    settings = {"chains": 100, "sync_search": 1}
+    make_planner("grasp", LinearModel(), 1024, {**settings, "sync_gradient": "backprop"})
+    with pytest.raises(ValueError, match="the adjoint's Jacobians of 100 chains x horizon 1024 x latent 2"):
+        make_planner("grasp", LinearModel(), 1024, {**settings, "sync_gradient": "adjoint"})
 
 
 def test_make_planner_rejects_unknown_name():

@@ -266,12 +266,17 @@ class Best:
 
 
 MAX_BATCH_STEPS = 1 << 20
-"""Model steps (sequences x horizon) one batched call of a plan may take. Such a call cannot stop
-half-way (the budget and ``halt`` are checked between calls) and its memory grows with it: this
-many steps of the shipped learned model took 3 s and 0.8 GB on the 2-core CPU (CEM, 20,971
-samples x 50), far above a control cycle's (the defaults: 4 x 48 x 50) and room for a GPU's
-large sampling batches, while a peer allowed to set planner knobs cannot make one plan take
-minutes and tens of GB (it could: 100,000 samples x horizon 1000)."""
+"""Model steps one batched call of a plan may take, a step through which a gradient flows
+counted ``GRADIENT_STEP_COST`` times (``Planner._batch_steps``). Such a call cannot stop half-way
+(the budget and ``halt`` are checked between calls) and its memory grows with it: this many
+steps of the shipped learned model without a gradient took 3 s and 0.8 GB on the 2-core CPU (CEM,
+20,971 samples x 50), far above a control cycle's (GRASP's defaults: 48 x 50 x 8), while a peer
+allowed to set planner knobs cannot make one plan take minutes and tens of GB (it could: 100,000
+samples x horizon 1000; an adjoint sync of 4,096 chains)."""
+GRADIENT_STEP_COST = 8
+"""A step through which a gradient flows, in forward steps: it held 7x the memory (backprop of
+2^16 learned-model steps: 0.35 GB). The adjoint's Jacobians add 2 x latent size per step (their
+D cotangents: 2^16 steps of the 32-D latent took 3.85 GB)."""
 
 
 @dataclass
@@ -311,11 +316,6 @@ class PlannerSettings:
         if self.running_weight < 0 or self.action_weight < 0 or self.tolerance < 0:
             raise ValueError("running_weight, action_weight and tolerance must be >= 0")
         object.__setattr__(self, "costs", check_spec(self.costs))
-
-    def batch_rows(self) -> int:
-        """The most action sequences a plan puts through the model in one batched call (a
-        batched rollout, or a GRASP iteration's one-step predictions)."""
-        return 1
 
     def changed(self, **changes: Any) -> "PlannerSettings":
         """A validated copy with ``changes``; ValueError names unknown settings or a bad value."""
@@ -361,13 +361,18 @@ class Planner:
         """The settings with ``changes``, validated, also against the horizon; ValueError says
         why not."""
         settings = self.settings.changed(**changes)
-        steps = settings.batch_rows() * self.horizon
+        steps, call = self._batch_steps(settings)
         if steps > MAX_BATCH_STEPS:
-            raise ValueError(f"{self.name}: one batched model call would take {settings.batch_rows()} "
-                             f"sequences x horizon {self.horizon} = {steps} model steps, more than "
-                             f"{MAX_BATCH_STEPS} (planning.base.MAX_BATCH_STEPS); fewer samples, "
+            raise ValueError(f"{self.name}: {call} would take {steps} model steps in one batched "
+                             f"call (a step with a gradient counted {GRADIENT_STEP_COST}), more "
+                             f"than {MAX_BATCH_STEPS} (planning.base.MAX_BATCH_STEPS); fewer samples, "
                              "chains or sync_search, or a shorter horizon")
         return settings
+
+    def _batch_steps(self, settings) -> tuple[int, str]:
+        """The costliest batched model call of a plan with ``settings``: its steps (see
+        ``MAX_BATCH_STEPS``) and what it is."""
+        return self.horizon, f"a rollout of horizon {self.horizon}"
 
     def configure(self, **changes: Any) -> None:
         """Change settings (validated); they apply from the next ``plan`` call."""
@@ -382,16 +387,22 @@ class Planner:
         not pay for torch's lazy set-up on any path (with ``joint_goal``, once more towards it: a
         goal given as joints takes another path, through the model's ``decode_state``, whose
         first call took a second); then rewind the random stream."""
-        budget = Budget(max_iterations=self._warm_up_iterations())
-        first = self.plan(z0, z_goal, budget=budget)
-        if joint_goal is not None:
-            self.plan(z0, None, budget=budget, joint_goal=joint_goal)
-        self._forget_timings()          # the cold plans' times say nothing of the next ones
-        self.plan(z0, z_goal, warm_start=first.shifted(1), budget=budget)
+        budget = Budget(max_iterations=self.WARM_UP_ITERATIONS)
+        with self._warming_up():
+            first = self.plan(z0, z_goal, budget=budget)
+            if joint_goal is not None:
+                self.plan(z0, None, budget=budget, joint_goal=joint_goal)
+            self._forget_timings()          # the cold plans' times say nothing of the next ones
+            self.plan(z0, z_goal, warm_start=first.shifted(1), budget=budget)
         self.reset()
 
-    def _warm_up_iterations(self) -> int:
-        return 2
+    WARM_UP_ITERATIONS = 2
+    """Iterations of each warm-up plan: a fixed few, whatever the settings (configure runs them,
+    with no deadline)."""
+
+    def _warming_up(self):
+        """A context in which the warm-up's few iterations reach every path a plan takes."""
+        return contextlib.nullcontext()
 
     def _forget_timings(self) -> None:
         """Drop what the planner measured of its own speed."""

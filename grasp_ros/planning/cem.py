@@ -40,9 +40,6 @@ class CemSettings(PlannerSettings):
     """Colour of the sampling noise over time, power ~ 1/f^noise_colour (0: white, plain CEM;
     2: red, as iCEM's; ``grasp_ros.planning.noise``)."""
 
-    def batch_rows(self) -> int:
-        return self.samples
-
     def validate(self) -> None:
         super().validate()
         if self.samples < 1 or not 1 <= self.elites <= self.samples:
@@ -61,6 +58,9 @@ class CemSettings(PlannerSettings):
 class CemPlanner(Planner):
     name = "cem"
     Settings = CemSettings
+
+    def _batch_steps(self, settings: CemSettings) -> tuple[int, str]:
+        return settings.samples * self.horizon, f"{settings.samples} samples x horizon {self.horizon}"
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: CemSettings = self.settings

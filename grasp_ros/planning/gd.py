@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 from .adam import Adam
-from .base import Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .base import GRADIENT_STEP_COST, Deadline, Plan, Planner, PlannerSettings, WarmStart
 
 
 @dataclass
@@ -31,9 +31,6 @@ class GdSettings(PlannerSettings):
     grad_clip: float = 0.0
     """Clip each chain's gradient norm to this before the Adam step (0 disables)."""
 
-    def batch_rows(self) -> int:
-        return self.chains
-
     def validate(self) -> None:
         super().validate()
         if self.lr <= 0:
@@ -47,6 +44,10 @@ class GdSettings(PlannerSettings):
 class GdPlanner(Planner):
     name = "gd"
     Settings = GdSettings
+
+    def _batch_steps(self, settings: GdSettings) -> tuple[int, str]:
+        return (settings.chains * self.horizon * GRADIENT_STEP_COST,
+                f"backpropagation through {settings.chains} chains x horizon {self.horizon}")
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: GdSettings = self.settings

@@ -31,6 +31,7 @@ true rollouts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import deque
 import math
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ import torch
 
 from .adam import Adam
 from .adjoint import ADJOINT_MAX_LATENT, rollout_gradient
-from .base import Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
+from .base import GRADIENT_STEP_COST, Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
 from .noise import coloured_noise
 from .costs import Cost, CostContext, Goal
 from .rollout import model_step
@@ -186,10 +187,6 @@ class GraspSettings(PlannerSettings):
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
-    def batch_rows(self) -> int:
-        # the searched sync steps' trials, the sampled starts, the final ranking's chains + 1
-        return max(self.chains * max(1, self.sync_search), self.start_samples, self.chains + 1)
-
     def validate(self) -> None:
         super().validate()
         if (self.chains < 1 or self.sync_every < 0 or self.sync_steps < 0 or self.warmup_iterations < 0
@@ -309,8 +306,17 @@ class GraspPlanner(Planner):
         yield
         self._seconds[what].append(deadline.elapsed() - start)
 
-    def _warm_up_iterations(self) -> int:
-        return max(2, self.settings.sync_every)   # a sync too
+    @contextlib.contextmanager
+    def _warming_up(self):
+        """A sync within the warm-up's iterations, whatever ``sync_every`` says: the warm-up ran
+        sync_every iterations, with no deadline, and a peer's 100,000 made configure take minutes."""
+        settings = self.settings
+        if settings.sync_every > self.WARM_UP_ITERATIONS:
+            self.settings = dataclasses.replace(settings, sync_every=self.WARM_UP_ITERATIONS)
+        try:
+            yield
+        finally:
+            self.settings = settings
 
     def _forget_timings(self) -> None:
         super()._forget_timings()
@@ -493,10 +499,8 @@ class GraspPlanner(Planner):
         """The true rollout of ``actions``, its cost [C], the cost's gradient, as
         ``sync_gradient`` says, and the model calls made (the adjoint's Jacobians: a second
         batched call)."""
-        how, calls = self.settings.sync_gradient, actions.shape[0] * self.horizon
-        if how == "auto":
-            how = "adjoint" if self.latent_dim <= ADJOINT_MAX_LATENT else "backprop"
-        if how == "adjoint" and not self.settings.sample_dynamics:
+        calls = actions.shape[0] * self.horizon
+        if self._syncs_by_adjoint(self.settings):
             real, cost, grad = rollout_gradient(self.model, z0, actions,
                                                 lambda states, a: self._cost(states, goal, a))
             return real, cost, grad, 2 * calls
@@ -504,6 +508,25 @@ class GraspPlanner(Planner):
         cost = self._cost(real, goal, actions)
         (grad,) = torch.autograd.grad(cost.sum(), actions)
         return real, cost, grad, calls
+
+    def _syncs_by_adjoint(self, settings: GraspSettings) -> bool:
+        """Whether a sync takes its gradient by the adjoint (``sync_gradient``)."""
+        how = settings.sync_gradient
+        if how == "auto":
+            how = "adjoint" if self.latent_dim <= ADJOINT_MAX_LATENT else "backprop"
+        return how == "adjoint" and not settings.sample_dynamics
+
+    def _batch_steps(self, settings: GraspSettings) -> tuple[int, str]:
+        C, H = settings.chains, self.horizon
+        calls = [(max(1, settings.sync_search) * C * H, f"{max(1, settings.sync_search)} sync step sizes x "
+                                                         f"{C} chains x horizon {H}"),
+                 (settings.start_samples * H, f"{settings.start_samples} start samples x horizon {H}"),
+                 ((C + 1) * H, f"{C + 1} chains x horizon {H}"),
+                 (C * H * GRADIENT_STEP_COST, f"an iteration of {C} chains x horizon {H}")]
+        if settings.sync_every and self._syncs_by_adjoint(settings):
+            calls.append((C * H * (GRADIENT_STEP_COST + 2 * self.latent_dim),
+                          f"the adjoint's Jacobians of {C} chains x horizon {H} x latent {self.latent_dim}"))
+        return max(calls)
 
     def _searched_step(self, z0, goal, actions, cost, grad, virtual, best: Best) -> int:
         """Each chain steps along -grad by the step size, of ``sync_search`` tried, whose true

@@ -38,9 +38,6 @@ class MppiSettings(PlannerSettings):
     """Colour of that noise over time, power ~ 1/f^noise_colour (0: white, plain MPPI; 2: red;
     ``grasp_ros.planning.noise``)."""
 
-    def batch_rows(self) -> int:
-        return self.samples
-
     def validate(self) -> None:
         super().validate()
         if self.samples < 1:
@@ -54,6 +51,9 @@ class MppiSettings(PlannerSettings):
 class MppiPlanner(Planner):
     name = "mppi"
     Settings = MppiSettings
+
+    def _batch_steps(self, settings: MppiSettings) -> tuple[int, str]:
+        return settings.samples * self.horizon, f"{settings.samples} samples x horizon {self.horizon}"
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: MppiSettings = self.settings
