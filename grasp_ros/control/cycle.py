@@ -785,16 +785,26 @@ class ControlLoop:
             self._goal_beyond, self._goal_furthest = beyond, furthest
         return (None, self._goal_target) if in_joints else (self._goal_target, None)
 
+    def goal_range_warning(self) -> Optional[str]:
+        """A warning when joint goals are scored by spreads alone: the model's statistics have
+        the joints but not their training ranges (made before they were kept)."""
+        if self.novelty is None or "joints" not in self.novelty.parts or "joints" in self.novelty.ranges:
+            return None
+        return ("this model's statistics keep no joint ranges (made before they were kept): a joint "
+                "goal beyond where its joint ever went is NOVEL only once it is novelty_threshold "
+                "spreads out; retrain it to have them (grasp-ros train keeps them)")
+
     def _joint_goal_notes(self, joints, novelty: float) -> tuple[str, str]:
         """What a NOVEL status says of a goal's joints (None: it has none): those beyond their
         training range (``RANGE_MARGIN``; continuous joints wrap, so they have none), and the
         joint furthest from the training data where the joints made the goal's ``novelty``."""
         card = self.card.goal_joint_input
-        if joints is None or self.novelty is None or "joints" not in self.novelty.parts or card is None:
+        if joints is None or self.novelty is None or "joints" not in self.novelty.parts:
             return "", ""
         x = torch.as_tensor(np.asarray(joints, dtype=np.float32), device=self.planner.device).reshape(-1)
-        labels = card.labels if len(card.labels) == x.numel() else [f"joint[{i}]" for i in range(x.numel())]
-        wraps = set(card.position_columns(card.continuous))
+        named = card is not None and len(card.labels) == x.numel()
+        labels = card.labels if named else [f"joint[{i}]" for i in range(x.numel())]
+        wraps = set(card.position_columns(card.continuous)) if named else set()
         beyond = [f"{labels[i]} {value:.3f} beyond its training range [{low:.3f}, {high:.3f}]"
                   for i, value, low, high in self.novelty.beyond_range("joints", x) if i not in wraps]
         furthest = ""
