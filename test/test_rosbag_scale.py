@@ -614,6 +614,28 @@ def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jum
     assert stamps_back(split) == 0
 
 
+def test_a_stray_message_naming_a_million_joints_is_refused(tmp_path):
+    """Collect takes every joint the topic names: one message naming 10^6 made a 5 GB dataset
+    in three minutes (an adversarial bag); it names how to choose the joints instead."""
+    from grasp_ros.data.rosbag import MAX_JOINTS
+    n = 30
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    frames[..., 0] = (np.arange(n) * 7 % 255)[:, None, None]
+    write_rosbag(tmp_path / "robot", frames, np.zeros((n, 2)), np.full((n - 1, 2), 0.1))
+    count = [0]
+
+    def stray(m, types):
+        count[0] += 1
+        if count[0] == 10:
+            m.name = [*m.name, *(f"ghost{k}" for k in range(MAX_JOINTS))]
+            m.position = np.zeros(len(m.name))
+        return [m]
+    edit_messages(tmp_path / "robot", tmp_path / "stray", "/joint_states", stray)
+    with pytest.raises(DatasetError, match=f"names {MAX_JOINTS + 2} joints in all, more than {MAX_JOINTS}"):
+        read(tmp_path / "stray")
+    assert read(tmp_path / "stray", joint_names=["x", "y"]).joint_dim == 2
+
+
 def test_collect_warns_of_joints_never_commanded_and_takes_a_reset_for_no_wrap(tmp_path, capsys):
     """A gripper beside a trajectory's arm joints: never commanded, yet the model would encode it
     (every goal must give it). A joint with hard stops reset across its range leaps by more than

@@ -210,6 +210,7 @@ def still_warnings(data) -> list[str]:
     """Joints that never move in the bags (a passive finger, a locked joint) that
     ``uncommanded_warnings`` does not already name: the same costs, and any goal value but the
     one they held is NOVEL."""
+    from ..models.text import shorten
     moving, still = [], []
     for name, x in _joint_positions(data):
         finite = x[np.isfinite(x)]
@@ -220,9 +221,10 @@ def still_warnings(data) -> list[str]:
         named = [n for n in still if n in (data.meta.get("action_names") or [])]
     if not named:
         return []
-    return [f"joints {named} never move in the bags: the model will encode them, every goal must "
-            "give them (any other value than the one they held is NOVEL), and a stopped publisher "
-            f"of them stops the controller; leave them out with --joint-names {','.join(moving)}"]
+    return [f"joints {shorten(str(named))} never move in the bags: the model will encode them, every "
+            "goal must give them (any other value than the one they held is NOVEL), and a stopped "
+            f"publisher of them stops the controller; leave them out with --joint-names "
+            f"{shorten(','.join(moving))}"]
 
 
 def bag_warnings(data) -> list[str]:

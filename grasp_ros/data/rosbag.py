@@ -654,6 +654,11 @@ class _JointMessage(NamedTuple):
     stamp: int          # header stamp, ns
 
 
+MAX_JOINTS = 1000
+"""Joints a topic may name in all when collect takes every joint it names (a humanoid has tens):
+one stray message naming a million made a 5 GB, three-minute dataset of them."""
+
+
 class _JointReader:
     """JointState messages -> [J * len(fields)] name-major records, the joints picked by name:
     ``names``, or every joint the topic names, in order of first appearance (a message without
@@ -681,6 +686,9 @@ class _JointReader:
         order = sorted(range(len(self._messages)), key=lambda i: self._messages[i][0])
         if self.names is None:
             self.names = self._names_seen()
+            if len(self.names) > MAX_JOINTS:
+                raise DatasetError(f"{source}: {topic} names {len(self.names)} joints in all, more than "
+                                   f"{MAX_JOINTS} (a stray message?): choose them with --joint-names")
         merger = JointStateMerger(self.names, self.fields, "joint_states", keep_nonfinite=True)
         stamps, records, headers = [], [], []
         for i in order:
