@@ -78,6 +78,7 @@ from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResul
 from ..models.card import card_topic, stop_warnings
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
+from ..models.text import shorten
 from . import interrupts, params, qos
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
                           goal_joint_values, image_to_rgb, path_message, stamp_ns, stamp_seconds,
@@ -772,8 +773,10 @@ class GraspController(LifecycleNode):
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_parameters(self, parameters) -> None:
-        """Dynamic changes go to the loop (applied from its next cycle)."""
-        loop = self._loop
+        """Dynamic changes go to the loop (applied from its next cycle); logged one line a call,
+        at most one a second (a peer's 400 calls made 800 lines in 5 s; /parameter_events has
+        every change)."""
+        loop, changed = self._loop, []
         for parameter in parameters:
             self._refused.pop(parameter.name, None)
             spec = params.BY_NAME.get(parameter.name)
@@ -784,7 +787,10 @@ class GraspController(LifecycleNode):
                                                                params.read_all(self)))
             else:   # the dynamic non-knob parameters are named like ControlConfig's fields
                 loop.configure(**{spec.name: parameter.value})
-            self.get_logger().info(f"{spec.name} := {parameter.value!r} (from the next cycle)")
+            changed.append(f"{spec.name} := {parameter.value!r}")
+        if changed:
+            self.get_logger().info(shorten("; ".join(changed)) + " (from the next cycle)",
+                                   throttle_duration_sec=1.0)
 
     # -- helpers ----------------------------------------------------------------------------
 
