@@ -1062,6 +1062,30 @@ def test_a_joint_space_goal_unlike_the_training_joints_is_novel_with_zero():
 
 # -- the clock watchdog -------------------------------------------------------------------------
 
+def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
+    """A sim at 0.1x real time takes 1.3 s of wall time for a 7.5 Hz period: the watchdog sent
+    CLOCK and a stop every cycle. A clock that moves, by at most two periods since the last
+    cycle, is slow, not stopped; one that runs on with no cycle still stops the robot."""
+    loop = ready_loop(clock_timeout=0.05)
+    clock = [0.0]
+
+    def read():                       # a slow sim: a little further at every look
+        clock[0] += 1e-4
+        return clock[0]
+    published = Published()
+    runner = CycleRunner(loop, published, sim_time=True, clock=read)
+    runner.start()
+    try:
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        assert not published.event.wait(0.5), published.results[-1].message     # no CLOCK
+        clock[0] += 10 * loop.config.period           # the clock ran on, and no cycle came
+        stalled = published.next()
+        assert stalled.status == Status.CLOCK and stalled.command.tolist() == [0.0, 0.0]
+    finally:
+        runner.stop()
+
+
 def test_the_watchdog_thread_zeroes_the_command_when_no_cycle_runs():
     """Nobody calls the watchdog: its own thread sends zero and CLOCK when ticks stop coming
     (a stalled /clock, or a caller held up by a long callback), again every clock_timeout."""

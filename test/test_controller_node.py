@@ -581,6 +581,16 @@ def test_a_clock_timeout_within_one_control_period_is_refused():
     assert not params.validate_all(dict(slow, clock_timeout=3.0))
 
 
+def test_a_solve_budget_beyond_the_period_is_refused_on_the_wall_clock_only():
+    """On sim time the period is sim seconds and the budget wall seconds: a sim at 0.5x leaves
+    twice the period of wall time, which the check refused to give the planner."""
+    values = {p.name: p.default for p in params.PARAMETERS}
+    long = dict(values, solve_budget=0.2)                        # the period: 0.1 s
+    (reason,) = params.validate_all(long)
+    assert "exceeds the control period" in reason
+    assert not params.validate_all(dict(long, use_sim_time=True))
+
+
 def test_safety_settings_keep_their_start_up_values(rig):
     """lock_safety (default true): no peer can loosen how a dead sensor or clock stops the
     robot; lock_safety itself is read-only."""
@@ -613,7 +623,6 @@ def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
         "on_stale": ("sideways", "one of hold, zero"),
         "max_observation_age": (-1.0, "out of range"),
         "planner.chains": (0, "out of range"),
-        "solve_budget": (0.9, "exceeds the control period"),
         "planner.lr_actions": ("fast", "Wrong parameter type"),
         "use_sim_time": (False, "use_sim_time is static and the node is configured"),
     }

@@ -472,7 +472,6 @@ PARAMETER_CASES = [
     ("read-only-model", "model", "analytic", "read-only"),
     ("read-only-allow-python-models", "allow_python_models", True, "read-only"),
     ("static-while-configured", "horizon", 10, "static"),
-    ("inconsistent-solve-budget", "solve_budget", 0.9, "exceeds the control period"),
     ("locked-safety-setting", "on_stale", "hold", "lock_safety is true"),
     ("bad-choice", "command_interface", "sideways", "one of forward_command"),
     ("bad-device", "device", "tpu", "device must be"),

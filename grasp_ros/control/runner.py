@@ -49,11 +49,14 @@ class CycleRunner:
 
     def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None],
                  publish_late: Callable[[StepResult], None] = lambda result: None,
-                 sim_time: bool = False):
+                 sim_time: bool = False, clock: Optional[Callable[[], float]] = None):
         """``sim_time``: the caller's clock is a published one (/clock), which can stall; else
-        only the caller can (what the CLOCK report says)."""
+        only the caller can (what the CLOCK report says). ``clock``: reads that clock (s), so
+        that the watchdog tells a slow simulator from a stopped one."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
-        self.sim_time = bool(sim_time)
+        self.sim_time, self._clock = bool(sim_time), clock
+        self._clock_seen = (math.nan, time.perf_counter())   # (value, wall when it last moved)
+        self._last_cycle_time = math.nan
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
         self._running = False
@@ -144,7 +147,7 @@ class CycleRunner:
             wall = time.perf_counter()
             quiet = wall - self._last_cycle_wall
             if (not self._running or self._in_cycle or self._tick is not None or quiet <= timeout
-                    or wall - self._last_alarm_wall < timeout):
+                    or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
                 return None
             self._last_alarm_wall = wall
             started = not self._cycled
@@ -152,6 +155,19 @@ class CycleRunner:
         result.command_delay = 0.0
         self._publish(result)
         return result
+
+    def _slow_clock(self, wall: float, timeout: float) -> bool:
+        """A simulator slower than real time, not a stall: its clock moved within ``timeout``
+        (wall) and by at most two periods since the last cycle (a sim at 0.1x takes 1.3 s of
+        wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A clock that runs on
+        while no cycle comes still stops the robot."""
+        if not self.sim_time or self._clock is None:
+            return False
+        value = self._clock()
+        if value != self._clock_seen[0]:
+            self._clock_seen = (value, wall)
+        moved = wall - self._clock_seen[1] <= timeout
+        return moved and value - self._last_cycle_time <= 2 * self.loop.config.period
 
     # -- the threads ------------------------------------------------------------------------
 
@@ -171,6 +187,7 @@ class CycleRunner:
                     return
                 (now, wall), self._tick = self._tick, None
                 self._in_cycle = True
+                self._last_cycle_time = now
             try:
                 result = self._cycle(now, wall)
                 result.command_delay = time.perf_counter() - wall

@@ -227,7 +227,7 @@ class GraspController(LifecycleNode):
         self._goal_parts: dict[str, GoalPart] = {}     # a camera + joints model's, by kind
         self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
         self._runner = CycleRunner(loop, self._publish, self._publish_late,
-                                   sim_time=self.get_parameter("use_sim_time").value)
+                                   sim_time=self.get_parameter("use_sim_time").value, clock=self._now)
         self._last_status = None
         self._make_entities(values)
 

@@ -231,7 +231,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("solve_budget", "double", 0.0,
           "Wall-clock seconds from a cycle's start to its command; 0: 0.8 x period. A plan not "
           "ready by then is not waited for: the previous plan's action goes out (FALLBACK) and "
-          "the late plan warm-starts the next cycle. Unused with timing fixed_iterations.",
+          "the late plan warm-starts the next cycle. Unused with timing fixed_iterations. At most "
+          "the period, except on sim time (a simulator slower than real time leaves more wall "
+          "time a period: 0.5x, twice the period).",
           range=(0.0, 60.0), dynamic=True),
     Param("max_observation_age", "double", 0.5,
           "Seconds (node clock) after which the newest observation is stale.",
@@ -557,8 +559,11 @@ def _start_up_refusal(p: Param, reason: str) -> str:
 
 
 def read_all(node) -> dict[str, Any]:
-    """name -> current value of every parameter (None for an unset planner knob)."""
-    return {p.name: node.get_parameter_or(p.name).value for p in PARAMETERS}
+    """name -> current value of every parameter (None for an unset planner knob), and rclpy's
+    use_sim_time."""
+    values = {p.name: node.get_parameter_or(p.name).value for p in PARAMETERS}
+    values["use_sim_time"] = bool(node.get_parameter_or("use_sim_time").value)
+    return values
 
 
 def locked(name: str, values: dict[str, Any]) -> Optional[str]:
@@ -572,7 +577,9 @@ def locked(name: str, values: dict[str, Any]) -> Optional[str]:
 def check_consistency(values: dict[str, Any]) -> Optional[str]:
     """Checks across parameters (values: name -> value for every parameter); reason or None."""
     period = 1.0 / values["control_rate_hz"]
-    if values["solve_budget"] > period:
+    # On sim time the period is in sim seconds and the budget in wall seconds: a simulator
+    # slower than real time leaves more wall time a period than the period.
+    if values["solve_budget"] > period and not values.get("use_sim_time"):
         return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
                 f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
     if values["clock_timeout"] <= period:
