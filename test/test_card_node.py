@@ -350,6 +350,21 @@ def test_a_twist_model_commands_cmd_vel(rig, base_model):
                  what="the planned command as a Twist")
 
 
+def test_a_twist_stamped_command_is_in_the_robots_base_frame(rig, base_model):
+    """Nav2 stamps cmd_vel with the base frame; it went out in frame_id, the predicted path's
+    world frame."""
+    from geometry_msgs.msg import TwistStamped
+    r = arm_rig(rig, base_model, command_interface="twist_stamped")
+    twists = []
+    r.probe.create_subscription(TwistStamped, "cmd_vel", twists.append, 10)
+    r.start()
+    feed = base_goal_and_feed(r)
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
+    r.wait_until(lambda: twists, what="a TwistStamped on cmd_vel")
+    assert {t.header.frame_id for t in twists} == {"base_link"}
+    assert twists[-1].header.stamp.sec > 0 or twists[-1].header.stamp.nanosec > 0
+
+
 def test_the_stop_is_exact_zero_where_the_bags_commands_never_stopped(rig, tmp_path):
     """A bag that only ever drove forward (linear.x in [0.1, 0.5]): its lowest speed is not a
     stop. STALE, deactivation and shutdown send exactly zero on every field; planned commands

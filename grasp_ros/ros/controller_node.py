@@ -396,8 +396,9 @@ class GraspController(LifecycleNode):
             actions = result.actions if self._command_order is None else result.actions[:, self._command_order]
             self._command_pub.publish(self._trajectory(actions, header, when))
         elif interface in ("twist", "twist_stamped"):
+            stamped = Header(stamp=header.stamp, frame_id=self._values["command_frame_id"])
             self._command_pub.publish(twist_message(
-                self._card.actions.names, result.command, header if interface == "twist_stamped" else None))
+                self._card.actions.names, result.command, stamped if interface == "twist_stamped" else None))
         else:
             self._command_pub.publish(command_message(result.command))
         self._diagnostics_pub.publish(self._plan_diagnostics(result, header))

@@ -319,6 +319,10 @@ PARAMETERS: tuple[Param, ...] = (
     Param("frame_id", "string", "world",
           "Frame of ~/predicted_path (the coordinates of the model's position()).",
           check=_non_empty("frame_id")),
+    Param("command_frame_id", "string", "base_link",
+          "Frame of the command's header with command_interface twist_stamped: the robot's base "
+          "frame, as Nav2 stamps cmd_vel (the velocities are the base's own).",
+          check=_non_empty("command_frame_id")),
     Param("autostart", "bool", False,
           "Configure and activate on start, without a lifecycle manager."),
     Param("planner.iterations", "int", None,
