@@ -161,7 +161,8 @@ def _from_rosbag(args):
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
     for warning in (command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
-                    + uncommanded_warnings(data) + still_warnings(data) + bag_warnings(data)):
+                    + uncommanded_warnings(data) + still_warnings(data) + unbounded_warnings(data)
+                    + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
 
@@ -210,7 +211,6 @@ def still_warnings(data) -> list[str]:
     """Joints that never move in the bags (a passive finger, a locked joint) that
     ``uncommanded_warnings`` does not already name: the same costs, and any goal value but the
     one they held is NOVEL."""
-    from ..models.text import shorten
     moving, still = [], []
     for name, x in _joint_positions(data):
         finite = x[np.isfinite(x)]
@@ -221,10 +221,43 @@ def still_warnings(data) -> list[str]:
         named = [n for n in still if n in (data.meta.get("action_names") or [])]
     if not named:
         return []
-    return [f"joints {shorten(str(named))} never move in the bags: the model will encode them, every "
+    return [f"joints {shorten_names(named)} never move in the bags: the model will encode them, every "
             "goal must give them (any other value than the one they held is NOVEL), and a stopped "
             f"publisher of them stops the controller; leave them out with --joint-names "
-            f"{shorten(','.join(moving))}"]
+            f"{shorten_names(moving, ',')}"]
+
+
+UNBOUNDED_RANGE = 4 * np.pi
+"""A joint whose positions span more than this, and never wrap, counts turns without end."""
+
+
+def unbounded_warnings(data) -> list[str]:
+    """Joints whose positions count turns without end (a wheel's odometer: 0 to 265 rad in 200 s
+    of a base's bag), declared continuous or not: the model learns positions it will not see
+    again (a base driven 50 m since boot was NOVEL on every cycle), and a goal on them means
+    nothing for where the robot is."""
+    found = []
+    for name, x in _joint_positions(data):
+        finite = x[np.isfinite(x)]
+        if not finite.size or float(finite.max() - finite.min()) <= UNBOUNDED_RANGE:
+            continue
+        steps = np.abs(np.diff(x, axis=1))
+        if np.nanmax(steps, initial=0.0) > 1.5 * np.pi:      # it wraps after all
+            continue
+        found.append(name)
+    if not found:
+        return []
+    kept = [n for n, _ in _joint_positions(data) if n not in found]
+    return [f"joints {shorten_names(found)} count turns without end (positions over more than "
+            f"{UNBOUNDED_RANGE:.3g} rad, never wrapping): wheels? the model would learn positions it "
+            "will not see again; leave them out" + (f" with --joint-names {shorten_names(kept, ',')}" if kept
+                                                   else " (a camera-only model, or the base's pose "
+                                                        "from odometry as joints x, y, yaw)")]
+
+
+def shorten_names(names, separator: str = ", ") -> str:
+    from ..models.text import shorten
+    return shorten(separator.join(names))
 
 
 def bag_warnings(data) -> list[str]:
