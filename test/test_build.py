@@ -101,7 +101,7 @@ def test_package_is_installed_for_ros2_run():
                     "install/grasp_ros (run `make setup`, or source install/setup.bash)")
     share = ament_index_python.get_package_share_directory("grasp_ros")
     assert os.path.isfile(os.path.join(share, "package.xml"))
-    for exe in ("grasp_controller", "grasp_sim"):
+    for exe in ("grasp_controller", "grasp_sim", "odometry_relay"):
         path = os.path.join(prefix, "lib", "grasp_ros", exe)
         assert os.path.isfile(path), path
         assert os.access(path, os.X_OK), path

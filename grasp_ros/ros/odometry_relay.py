@@ -1,0 +1,109 @@
+"""``odometry_relay``: a Nav2 base's pose as joints, and Nav2's goal pose as a joint goal.
+
+The controller reads joints from sensor_msgs/JointState and takes joint goals as
+grasp_ros/JointGoal. A mobile base reports its pose as nav_msgs/Odometry (``odom``) and is sent
+goals as geometry_msgs/PoseStamped (``goal_pose``: RViz's "2D Goal Pose", Nav2's). This node
+relays both, so the documented bag -> model -> controller path serves a base too:
+
+* ``odom`` -> JointState on ``base_state``: joints ``x``, ``y``, ``yaw`` (positions: the pose
+  in the odometry frame; velocities: the twist turned from the base frame into that frame), with
+  the odometry's header stamp. Record it, collect with ``--joint-topic /base_state
+  --continuous-joints yaw``, and remap the controller's ``joint_states`` to it.
+* ``goal_pose`` -> JointGoal on ``goal_state`` (x, y, yaw; remap it to the controller's
+  ``~/goal_state``), latched like the controller's goals. A pose in another frame than the
+  odometry's is refused with a warning: the relay does no transforms (tf2 would).
+
+Run: ``python -m grasp_ros.ros.odometry_relay --ros-args -r goal_state:=/grasp_controller/goal_state``.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Optional
+
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+
+from grasp_ros.msg import JointGoal
+from . import qos
+
+JOINTS = ("x", "y", "yaw")
+
+
+def yaw_of(q) -> float:
+    """The rotation about z of a quaternion (x, y, z, w), in (-pi, pi]."""
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+
+
+def odometry_to_joints(msg: Odometry) -> JointState:
+    """The base's pose and velocity as joints x, y, yaw; ValueError for a non-finite one."""
+    p, q, v = msg.pose.pose.position, msg.pose.pose.orientation, msg.twist.twist
+    yaw = yaw_of(q)
+    vx = v.linear.x * math.cos(yaw) - v.linear.y * math.sin(yaw)     # base frame -> odometry frame
+    vy = v.linear.x * math.sin(yaw) + v.linear.y * math.cos(yaw)
+    positions, velocities = [p.x, p.y, yaw], [vx, vy, v.angular.z]
+    if not all(map(math.isfinite, positions + velocities)):
+        raise ValueError(f"odometry with non-finite values: pose {positions}, velocity {velocities}")
+    return JointState(header=msg.header, name=list(JOINTS), position=positions, velocity=velocities)
+
+
+def pose_to_goal(msg: PoseStamped) -> JointGoal:
+    """A goal pose as the joint goal x, y, yaw; ValueError for a non-finite one."""
+    p = msg.pose.position
+    values = [p.x, p.y, yaw_of(msg.pose.orientation)]
+    if not all(map(math.isfinite, values)):
+        raise ValueError(f"goal pose with non-finite values {values}")
+    return JointGoal(header=msg.header, name=list(JOINTS), position=values)
+
+
+class OdometryRelay(Node):
+    def __init__(self, **kwargs):
+        super().__init__("odometry_relay", **kwargs)
+        self._frame: Optional[str] = None            # the odometry's frame, once one came
+        self._joints = self.create_publisher(JointState, "base_state", qos.COMMAND)
+        self._goal = self.create_publisher(JointGoal, "goal_state", qos.GOAL)
+        # best effort takes a reliable publisher's odometry too
+        self.create_subscription(Odometry, "odom", self._on_odometry, qos.SENSOR)
+        self.create_subscription(PoseStamped, "goal_pose", self._on_goal, qos.COMMAND)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        try:
+            self._joints.publish(odometry_to_joints(msg))
+            self._frame = msg.header.frame_id
+        except ValueError as exc:    # the controller goes stale on its own: nothing relayed
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+
+    def _on_goal(self, msg: PoseStamped) -> None:
+        frame = msg.header.frame_id
+        if self._frame is not None and frame and frame != self._frame:
+            self.get_logger().warning(f"goal pose in frame {frame[:80]!r}, the odometry's is "
+                                      f"{self._frame[:80]!r}: not relayed (no transforms here)",
+                                      throttle_duration_sec=1.0)
+            return
+        try:
+            self._goal.publish(pose_to_goal(msg))
+        except ValueError as exc:
+            self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+            return
+        self.get_logger().info("goal: x={:.3f} y={:.3f} yaw={:.3f}".format(*pose_to_goal(msg).position))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = OdometryRelay()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

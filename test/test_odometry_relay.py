@@ -1,0 +1,132 @@
+"""The odometry relay over real DDS: a Nav2 base's nav_msgs/Odometry as joints x, y, yaw, and
+its goal pose as a joint goal, into a real controller on sim time."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
+
+from geometry_msgs.msg import PoseStamped  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import JointState  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros import qos  # noqa: E402
+from grasp_ros.ros.controller_node import GraspController  # noqa: E402
+from grasp_ros.ros.odometry_relay import OdometryRelay, odometry_to_joints, pose_to_goal  # noqa: E402
+
+TIMEOUT_S = 60.0
+
+
+def quaternion(yaw: float):
+    from geometry_msgs.msg import Quaternion
+    return Quaternion(z=math.sin(yaw / 2), w=math.cos(yaw / 2))
+
+
+def odometry(x: float, y: float, yaw: float, forward: float = 0.0, turn: float = 0.0, sec: int = 0,
+             frame: str = "odom") -> Odometry:
+    msg = Odometry()
+    msg.header.frame_id, msg.header.stamp.sec, msg.child_frame_id = frame, sec, "base_link"
+    msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+    msg.pose.pose.orientation = quaternion(yaw)
+    msg.twist.twist.linear.x, msg.twist.twist.angular.z = forward, turn
+    return msg
+
+
+def test_odometry_becomes_joints_with_the_twist_in_the_odometry_frame():
+    joints = odometry_to_joints(odometry(1.0, -2.0, math.pi / 2, forward=0.5, turn=0.2, sec=7))
+    assert joints.name == ["x", "y", "yaw"] and joints.header.stamp.sec == 7
+    assert joints.position == pytest.approx([1.0, -2.0, math.pi / 2])
+    assert joints.velocity == pytest.approx([0.0, 0.5, 0.2], abs=1e-12)   # facing +y: forward is +y
+    goal = PoseStamped()
+    goal.pose.position.x, goal.pose.orientation = 3.0, quaternion(-2.5)
+    assert pose_to_goal(goal).position == pytest.approx([3.0, 0.0, -2.5])
+    bad = odometry(math.nan, 0.0, 0.0)
+    with pytest.raises(ValueError, match="non-finite"):
+        odometry_to_joints(bad)
+
+
+class Base:
+    """A probe that plays a Nav2 base: /clock, odometry, a goal pose; records the controller."""
+
+    def __init__(self, context):
+        self.node = rclpy.create_node("nav2_base", context=context, namespace="/relayed")
+        self.clock = self.node.create_publisher(Clock, "/clock", 10)
+        self.odom = self.node.create_publisher(Odometry, "odom", 10)
+        self.goal = self.node.create_publisher(PoseStamped, "goal_pose", 10)
+        self.states, self.commands, self.diagnostics = [], [], []
+        self.node.create_subscription(JointState, "base_state", self.states.append, 10)
+        self.node.create_subscription(Float64MultiArray, "command", lambda m: self.commands.append(list(m.data)), 10)
+        self.node.create_subscription(PlanDiagnostics, "/relayed/grasp_controller/plan_diagnostics",
+                                      self.diagnostics.append, 10)
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT_S      # a hang guard, not a budget
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {TIMEOUT_S} s"
+        time.sleep(0.02)
+
+
+def test_a_base_reports_odometry_and_is_sent_a_goal_pose_through_the_relay():
+    """The relay feeds the controller (the analytic model: joints x, y) from odometry and a goal
+    pose; the controller plans towards the goal. A goal pose in another frame is not relayed."""
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    relay = OdometryRelay(context=context, namespace="/relayed")
+    controller = GraspController(context=context, namespace="/relayed", parameter_overrides=[
+        Parameter("use_sim_time", value=True), Parameter("model", value="analytic"),
+        Parameter("model_options", value="{env: open, horizon: 20}"), Parameter("horizon", value=20),
+        Parameter("timing", value="fixed_iterations"), Parameter("planner.iterations", value=5),
+        Parameter("joint_names", value=["x", "y", "yaw"]), Parameter("clock_timeout", value=3600.0)],
+        cli_args=["--ros-args", "-r", "joint_states:=base_state", "-r", "~/goal_state:=goal_state"])
+    base = Base(context)
+    for node in (relay, controller, base.node):
+        executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert controller.start()
+        ns = 0
+
+        def step(yaw: float = 0.3):
+            nonlocal ns
+            ns += 100_000_000
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = divmod(ns, 10**9)
+            base.clock.publish(msg)
+            odo = odometry(-0.5, -0.4, yaw)
+            odo.header.stamp = msg.clock
+            base.odom.publish(odo)
+        other = PoseStamped()
+        other.header.frame_id, other.pose.position.x = "map", 0.6
+        wait_until(lambda: base.goal.get_subscription_count() > 0, "the relay's goal subscription")
+        wait_until(lambda: (step(), base.states)[1], "relayed odometry")
+        assert base.states[-1].name == ["x", "y", "yaw"] and base.states[-1].position[2] == pytest.approx(0.3)
+        base.goal.publish(other)                       # another frame than the odometry's: kept out
+        seen = len(base.diagnostics)
+        wait_until(lambda: (step(), len(base.diagnostics) > seen + 2)[1], "cycles after the other frame's goal")
+        assert "no goal" in base.diagnostics[-1].status_text, base.diagnostics[-1].status_text
+        goal = PoseStamped()
+        goal.header.frame_id = "odom"
+        goal.pose.position.x, goal.pose.position.y, goal.pose.orientation = 0.6, 0.5, quaternion(0.0)
+        base.goal.publish(goal)
+        wait_until(lambda: (step(), any(d.status == PlanDiagnostics.STATUS_OK for d in base.diagnostics))[1],
+                   "a planned cycle towards the goal pose")
+        planned = [d for d in base.diagnostics if d.status == PlanDiagnostics.STATUS_OK][-1]
+        assert planned.command[0] > 0.0 and planned.command[1] > 0.0        # towards (0.6, 0.5)
+    finally:
+        executor.shutdown()
+        for node in (relay, controller, base.node):
+            node.destroy_node()
+        rclpy.shutdown(context=context)
