@@ -438,13 +438,19 @@ def test_a_controller_with_another_model_than_the_bags_is_named_at_its_first_cyc
     assert "the bag holds no controller parameters" in output and "Traceback" not in output
 
 
-def test_a_camera_under_another_name_is_asked_for_not_replayed_without(tmp_path):
-    """A RealSense's /camera/color/image_raw is not among the names the replay looks for: the
-    controller would read no camera and be STALE throughout; the replay says which option
-    names it."""
+def test_a_camera_under_another_name_is_found_or_asked_for(tmp_path):
+    """A robot's camera under its own name (/camera/color/image_raw, a RealSense's) was not
+    among the names the replay looks for, and the controller read no camera: the only camera
+    topic of the bag is its camera; with two, the replay asks which (the controller would be
+    STALE throughout)."""
     bag = rewrite(BAG, tmp_path / "realsense", transform=lambda topic, kind, received, raw: (
         "/camera/color/image_raw" if topic == "/image" else topic, kind, received, raw))
-    code, output, _ = replay(bag, tmp_path / "out", "--end", "0.5")
+    code, output, row = replay(bag, tmp_path / "found", "--end", "0.5")
+    assert code == 0 and row["max_command_diff"] == 0.0, output
+    frames = iter(range(10**6))
+    two = rewrite(BAG, tmp_path / "two_cameras", transform=lambda topic, kind, received, raw: (
+        (f"/camera{next(frames) % 2}/image_raw" if topic == "/image" else topic), kind, received, raw))
+    code, output, _ = replay(two, tmp_path / "out", "--end", "0.5")
     assert code == 3, output
     assert "the controller reads a camera, and the bag has none among /image" in output
     assert "--image-topic" in output

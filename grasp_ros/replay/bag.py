@@ -174,6 +174,14 @@ def _choose_topics(reader, named: dict[str, str], source: str) -> dict[str, tupl
         if kind not in allowed:
             raise BagError(f"{source}: {topic} ({role}) is {kind}; expected {' or '.join(allowed)}")
         chosen[role] = (topic, kind)
+    for role in ("image", "joints"):
+        if role not in chosen and role not in named:
+            # A robot's own names (/camera/image_raw/compressed): the only topic of the type is it.
+            taken = {topic for topic, _ in chosen.values()}
+            only = [(t, next(iter(k))) for t, k in kinds.items()
+                    if t not in taken and len(k) == 1 and next(iter(k)) in INPUT_TYPES[role]]
+            if len(only) == 1:
+                chosen[role] = only[0]
     if "diagnostics" not in chosen:
         raise BagError(f"{source}: no {CANDIDATES['diagnostics'][0]} topic: the bag must hold the "
                        f"controller's PlanDiagnostics (grasp-ros record records them; another name: "
