@@ -409,11 +409,12 @@ class GraspController(LifecycleNode):
         self._log_status(result)
 
     def _trajectory(self, actions: np.ndarray, header: Header, when: float) -> JointTrajectory:
-        """The trajectory of ``actions``, from the measured joints. A stop (one point, at rest)
-        holds the positions measured at the first of a run of stops: re-sent from each fresh
-        measurement, the hold would follow the arm's sag under gravity. One point (a stop, a
-        hold) is stamped 0, "start on receipt": stamped with its cycle's time, one that came late
-        would end in the past, and the trajectory controller would refuse the stop."""
+        """The trajectory of ``actions``, from the measured joints. A stop (one action, zero:
+        two points at rest, now and a period on) holds the positions measured at the first of a
+        run of stops: re-sent from each fresh measurement, the hold would follow the arm's sag
+        under gravity. One action (a stop, a hold) is stamped 0, "start on receipt": stamped with
+        its cycle's time, one that came late would end in the past, and the trajectory controller
+        would refuse the stop."""
         start = self._measured_start(when)
         stop = len(actions) == 1 and not np.any(actions)
         if stop and start is not None:
