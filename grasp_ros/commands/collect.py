@@ -221,10 +221,10 @@ def still_warnings(data) -> list[str]:
         named = [n for n in still if n in (data.meta.get("action_names") or [])]
     if not named:
         return []
-    return [f"joints {shorten_names(named)} never move in the bags: the model will encode them, every "
+    return [f"joints {_listed(named)} never move in the bags: the model will encode them, every "
             "goal must give them (any other value than the one they held is NOVEL), and a stopped "
             f"publisher of them stops the controller; leave them out with --joint-names "
-            f"{shorten_names(moving, ',')}"]
+            f"{_listed(moving, ',')}"]
 
 
 UNBOUNDED_RANGE = 4 * np.pi
@@ -248,14 +248,14 @@ def unbounded_warnings(data) -> list[str]:
     if not found:
         return []
     kept = [n for n, _ in _joint_positions(data) if n not in found]
-    return [f"joints {shorten_names(found)} count turns without end (positions over more than "
+    return [f"joints {_listed(found)} count turns without end (positions over more than "
             f"{UNBOUNDED_RANGE:.3g} rad, never wrapping): wheels? the model would learn positions it "
-            "will not see again; leave them out" + (f" with --joint-names {shorten_names(kept, ',')}" if kept
+            "will not see again; leave them out" + (f" with --joint-names {_listed(kept, ',')}" if kept
                                                    else " (a camera-only model, or the base's pose "
                                                         "from odometry as joints x, y, yaw)")]
 
 
-def shorten_names(names, separator: str = ", ") -> str:
+def _listed(names, separator: str = ", ") -> str:
     from ..models.text import shorten
     return shorten(separator.join(names))
 

@@ -160,14 +160,15 @@ class CycleRunner:
         """A simulator slower than real time, not a stall: its clock moved within ``timeout``
         (wall) and by at most two periods since the last cycle (a sim at 0.1x takes 1.3 s of
         wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A clock that runs on
-        while no cycle comes still stops the robot."""
+        while no cycle comes, or went back behind the last cycle (a timer then waits for the
+        old time), still stops the robot."""
         if not self.sim_time or self._clock is None:
             return False
         value = self._clock()
         if value != self._clock_seen[0]:
             self._clock_seen = (value, wall)
         moved = wall - self._clock_seen[1] <= timeout
-        return moved and value - self._last_cycle_time <= 2 * self.loop.config.period
+        return moved and 0.0 <= value - self._last_cycle_time <= 2 * self.loop.config.period
 
     # -- the threads ------------------------------------------------------------------------
 
