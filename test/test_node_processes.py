@@ -528,9 +528,17 @@ def test_a_signal_during_a_long_configure_waits_for_it_then_shuts_down_in_order(
     probe = Probe()
     try:
         assert probe.change_state.wait_for_service(START_TIMEOUT_S)
-        probe.change_state.call_async(
-            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
-        wait_until(Path(f"{hold}.waiting").exists, "a configure held in its warm-up", process, log)
+        # A request sent as the service is discovered can be lost: asked again until it holds
+        # (a second configure while one runs is refused).
+        asked = 0.0
+
+        def ask():
+            nonlocal asked
+            if time.monotonic() - asked > 5.0:
+                asked = time.monotonic()
+                probe.change_state.call_async(
+                    ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        wait_until(Path(f"{hold}.waiting").exists, "a configure held in its warm-up", process, log, ask)
         process.send_signal(signal.SIGTERM)
         time.sleep(1.0)                               # the signal is taken while configure runs
         assert process.poll() is None, log.read_text(encoding="utf-8")
