@@ -170,9 +170,10 @@ def run_ticks(loop, ticks, on_late=lambda result: None) -> list:
     return out
 
 
-def runner_for(loop):
+def runner_for(loop, **options):
+    """A started runner of ``loop`` (``options``: CycleRunner's) and what it publishes."""
     published = Published()
-    runner = CycleRunner(loop, published)
+    runner = CycleRunner(loop, published, **options)
     runner.start()
     return runner, published
 
@@ -1072,9 +1073,7 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
     def read():                       # a slow sim: a little further at every look
         clock[0] += 1e-4
         return clock[0]
-    published = Published()
-    runner = CycleRunner(loop, published, sim_time=True, clock=read)
-    runner.start()
+    runner, published = runner_for(loop, sim_time=True, clock=read)
     try:
         runner.tick(0.0)
         assert published.next().status == Status.OK
@@ -1094,9 +1093,7 @@ def test_the_watchdog_thread_zeroes_the_command_when_no_cycle_runs():
     """Nobody calls the watchdog: its own thread sends zero and CLOCK when ticks stop coming
     (a stalled /clock, or a caller held up by a long callback), again every clock_timeout."""
     loop = ready_loop(clock_timeout=0.05)
-    published = Published()
-    runner = CycleRunner(loop, published, sim_time=True)
-    runner.start()
+    runner, published = runner_for(loop, sim_time=True)
     try:
         runner.tick(0.0)
         assert published.next().status == Status.OK
@@ -1129,9 +1126,7 @@ def test_the_watchdog_names_a_clock_that_jumped_back_rather_than_a_stall():
     """/clock runs backwards: the timer waits for it to catch up, the inputs' arrival times
     show the jump. The watchdog's zero says so, not that /clock stopped."""
     loop = ready_loop(clock_timeout=0.05)
-    published = Published()
-    runner = CycleRunner(loop, published, sim_time=True)
-    runner.start()
+    runner, published = runner_for(loop, sim_time=True)
     try:
         runner.tick(5.0)
         assert published.next().status in (Status.OK, Status.STALE)
@@ -1164,9 +1159,7 @@ def test_the_watchdog_says_when_the_clock_has_not_moved_since_control_began():
     """A sim's /clock not discovered yet (a busy machine): no cycle since activation is not a
     stall of a clock that ran, and the reason says so (the command is zero all the same)."""
     loop = ready_loop(clock_timeout=0.05)
-    published = Published()
-    runner = CycleRunner(loop, published, sim_time=True)
-    runner.start()
+    runner, published = runner_for(loop, sim_time=True)
     try:
         result = published.next()
         assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]

@@ -392,6 +392,18 @@ def wait_until(condition, what: str, process: subprocess.Popen, log: Path, feed=
         time.sleep(0.05)
 
 
+def gated_controller(hold: Path, log: Path, options) -> subprocess.Popen:
+    """A controller process with ``options`` on the test's gated model (``gated_model.py``:
+    each model step waits while the file ``hold`` exists)."""
+    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                             ENV.get("PYTHONPATH")])))
+    with open(log, "w", encoding="utf-8") as out:
+        return subprocess.Popen(node_command(
+            "ros.controller_node", *options, "-p", "allow_python_models:=true",
+            "-p", "model:=gated_model:make", "-p", f'model_options:="{{hold: {hold}}}"'),
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+
 def transition_until(probe, transition: int, done, what: str, process, log: Path) -> None:
     """Ask the controller for ``transition`` until ``done()``: a request (or its answer) sent as
     the service is discovered can be lost on a busy machine, so it is asked again every 5 s
@@ -452,13 +464,7 @@ def test_deactivating_during_a_long_solve_sends_the_zero_command_first(tmp_path)
     from lifecycle_msgs.srv import ChangeState
     hold = tmp_path / "hold"
     log = tmp_path / "controller.log"
-    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent),
-                                                             ENV.get("PYTHONPATH")])))
-    with open(log, "w", encoding="utf-8") as out:
-        process = subprocess.Popen(node_command(
-            "ros.controller_node", *CONTROLLER_OPEN, "-p", "allow_python_models:=true",
-            "-p", "model:=gated_model:make", "-p", f'model_options:="{{hold: {hold}}}"'),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    process = gated_controller(hold, log, CONTROLLER_OPEN)
     probe = Probe()
     feed = lambda: probe.send(time.time_ns(), clock=False)     # noqa: E731 -- the node's clock
     try:
@@ -543,15 +549,9 @@ def test_a_signal_during_a_long_configure_waits_for_it_then_shuts_down_in_order(
     from lifecycle_msgs.msg import Transition
     hold, log = tmp_path / "hold", tmp_path / "controller.log"
     hold.touch()
-    env = dict(ENV, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).parent),
-                                                             ENV.get("PYTHONPATH")])))
     options = CONTROLLER_OPEN[2:]                      # no autostart: the probe configures
     assert "autostart:=true" not in options
-    with open(log, "w", encoding="utf-8") as out:
-        process = subprocess.Popen(node_command(
-            "ros.controller_node", *options, "-p", "allow_python_models:=true",
-            "-p", "model:=gated_model:make", "-p", f'model_options:="{{hold: {hold}}}"'),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    process = gated_controller(hold, log, options)
     probe = Probe()
     try:
         transition_until(probe, Transition.TRANSITION_CONFIGURE, Path(f"{hold}.waiting").exists,

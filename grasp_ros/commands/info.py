@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 def _joint_ranges(model, card) -> str:
     """The joints' training ranges, "" where the statistics keep none (made before they did).
     A goal further than ``novelty.RANGE_MARGIN`` of a range outside it is NOVEL."""
+    from ..models.card import value_labels
     from ..models.novelty import novelty_for
 
     statistics = novelty_for(model)
@@ -55,7 +56,7 @@ def _joint_ranges(model, card) -> str:
     if statistics is None or joints is None or "joints" not in statistics.ranges:
         return ""
     low, high = statistics.ranges["joints"]
-    labels = joints.labels if len(joints.labels) == low.numel() else [f"joint[{i}]" for i in range(low.numel())]
+    labels = value_labels(joints, low.numel())
     return ", ".join(f"{n} [{lo:.3g}, {hi:.3g}]" for n, lo, hi in zip(labels, low.tolist(), high.tolist()))
 
 

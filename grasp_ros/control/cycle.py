@@ -44,7 +44,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..models.card import card_for, wrap_to_nearest
+from ..models.card import card_for, value_labels, wrap_to_nearest
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
 from ..models.text import shorten
 from ..planning import Budget, Plan
@@ -802,8 +802,8 @@ class ControlLoop:
         if joints is None or self.novelty is None or "joints" not in self.novelty.parts:
             return "", ""
         x = torch.as_tensor(np.asarray(joints, dtype=np.float32), device=self.planner.device).reshape(-1)
-        named = card is not None and len(card.labels) == x.numel()
-        labels = card.labels if named else [f"joint[{i}]" for i in range(x.numel())]
+        labels = value_labels(card, x.numel())
+        named = card is not None and labels == card.labels
         wraps = set(card.position_columns(card.continuous)) if named else set()
         beyond = [f"{labels[i]} {value:.3f} beyond its training range [{low:.3f}, {high:.3f}]"
                   for i, value, low, high in self.novelty.beyond_range("joints", x) if i not in wraps]

@@ -83,6 +83,13 @@ class JointInput:
         return [f"{n}.{f}" for n in self.names for f in self.fields]
 
 
+def value_labels(joints: Optional[JointInput], count: int) -> list[str]:
+    """``joints.labels`` where they name ``count`` values, else joint[i] (a card without them)."""
+    if joints is not None and len(joints.labels) == count:
+        return joints.labels
+    return [f"joint[{i}]" for i in range(count)]
+
+
 @dataclass(frozen=True)
 class ActionOutput:
     names: tuple[str, ...]
