@@ -236,18 +236,14 @@ def unbounded_warnings(data) -> list[str]:
     of a base's bag), declared continuous or not: the model learns positions it will not see
     again (a base driven 50 m since boot was NOVEL on every cycle), and a goal on them means
     nothing for where the robot is."""
-    found = []
+    found, kept = [], []
     for name, x in _joint_positions(data):
         finite = x[np.isfinite(x)]
-        if not finite.size or float(finite.max() - finite.min()) <= UNBOUNDED_RANGE:
-            continue
-        steps = np.abs(np.diff(x, axis=1))
-        if np.nanmax(steps, initial=0.0) > 1.5 * np.pi:      # it wraps after all
-            continue
-        found.append(name)
+        bounded = not finite.size or float(finite.max() - finite.min()) <= UNBOUNDED_RANGE
+        wraps = np.nanmax(np.abs(np.diff(x, axis=1)), initial=0.0) > 1.5 * np.pi   # turns after all
+        (kept if bounded or wraps else found).append(name)
     if not found:
         return []
-    kept = [n for n, _ in _joint_positions(data) if n not in found]
     return [f"joints {_listed(found)} count turns without end (positions over more than "
             f"{UNBOUNDED_RANGE:.3g} rad, never wrapping): wheels? the model would learn positions it "
             "will not see again; leave them out" + (f" with --joint-names {_listed(kept, ',')}" if kept

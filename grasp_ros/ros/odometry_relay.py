@@ -85,11 +85,12 @@ class OdometryRelay(Node):
                                       throttle_duration_sec=1.0)
             return
         try:
-            self._goal.publish(pose_to_goal(msg))
+            goal = pose_to_goal(msg)
         except ValueError as exc:
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
             return
-        self.get_logger().info("goal: x={:.3f} y={:.3f} yaw={:.3f}".format(*pose_to_goal(msg).position))
+        self._goal.publish(goal)
+        self.get_logger().info("goal: x={:.3f} y={:.3f} yaw={:.3f}".format(*goal.position))
 
 
 def main(args=None) -> int:
