@@ -335,6 +335,28 @@ def test_no_goal_is_stale(rig):
     assert list(d.command) == [0.0, 0.0]
 
 
+def test_at_the_goal_the_robot_is_stopped_arrived_until_pushed_twice_the_tolerance_away(rig):
+    """goal_tolerance: within it of the goal's joints the command is the stop, ARRIVED (an OK
+    level in /diagnostics), with no plan; a push beyond twice it plans again. A tolerance that
+    does not fit the goal joints fails configure with the reason."""
+    r = rig(goal_tolerance=[0.05])
+    r.start()
+    assert r.controlling().status in PLANNED
+    feed_at = lambda position: (lambda: r.send_joints(position))      # noqa: E731
+    arrived = r.cycle(feed_at([GOAL[0] + 0.03, GOAL[1] - 0.04]))
+    assert arrived.status == PlanDiagnostics.STATUS_ARRIVED, arrived.status_text
+    assert arrived.iterations == 0 and list(arrived.command) == [0.0, 0.0]
+    assert arrived.status_text.startswith("ARRIVED: at the goal") and "furthest y 0.04 of 0.05" in arrived.status_text
+    r.wait_until(lambda: r.commands and r.commands[-1] == [0.0, 0.0], what="the stop")
+    assert r.cycle(feed_at([GOAL[0] + 0.09, GOAL[1]])).status == PlanDiagnostics.STATUS_ARRIVED
+    r.wait_until(lambda: any(h.message.startswith("arrived: at the goal") for h in r.health),
+                 what="the arrival in /diagnostics")
+    assert r.cycle(feed_at([GOAL[0] + 0.11, GOAL[1]])).status in PLANNED
+    wrong = rig(goal_tolerance=[0.1, 0.1, 0.1])
+    assert not wrong.transition(Transition.TRANSITION_CONFIGURE)
+    assert wrong.state() == State.PRIMARY_STATE_UNCONFIGURED
+
+
 def test_a_goal_of_each_kind_at_one_stamp_the_kind_the_model_observes_stands_whatever_the_order(rig):
     # A sim publishes the goal as joints and as an image at once; which arrives last is a race,
     # so it must not decide the goal (a replay could not redo it). Newer stamps still win.

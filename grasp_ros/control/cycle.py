@@ -15,7 +15,8 @@ all three in the calling thread):
    of a cycle that plans for most of its period takes effect a period late.
 3. ``conclude(job, outcome)``: the plan's first action, OK; fewer than ``min_iterations``
    iterations: TRUNCATED (still the plan's action, which includes the warm start); input unlike
-   the training data: NOVEL with zero; the model or planner raised: ERROR with zero. A solve not
+   the training data: NOVEL with zero; the robot at its joint goal (``goal_tolerance``,
+   ``arrival``): ARRIVED with zero, unplanned; the model or planner raised: ERROR with zero. A solve not
    finished by the deadline: ``late(job)``, the previous plan's action for now, FALLBACK.
 
 A final guard makes every command finite and inside the model's action bounds.
@@ -50,6 +51,7 @@ from ..models.text import shorten
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
+from .arrival import GoalChecker
 from .inputs import RecentInputs, Sample
 
 ON_STALE_CHOICES = ("hold", "zero")
@@ -70,6 +72,7 @@ class Status(enum.IntEnum):
     TRUNCATED = 5
     NOVEL = 6
     CLOCK = 7
+    ARRIVED = 8
 
 
 @dataclass
@@ -112,6 +115,10 @@ class ControlConfig:
     """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
     run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
     the plan warm-starts the next cycle, as a late plan does."""
+    goal_tolerance: tuple = ()
+    """Goal checker (``arrival.GoalChecker``): the largest distance of each goal joint's position
+    from a joint goal (one value: every goal joint's; else one per goal joint) at which the robot
+    is at the goal: ARRIVED with the stop instead of a plan. Empty: no checker (plan for ever)."""
     busy_cycles: tuple = ()
     """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
     still on a late plan: FALLBACK without planning."""
@@ -141,6 +148,8 @@ class ControlConfig:
             raise ValueError("hold_timeout, max_stamp_lead, novelty_threshold and pair_tolerance must be >= 0")
         if self.min_iterations < 0:
             raise ValueError(f"min_iterations must be >= 0, got {self.min_iterations}")
+        if any(not (math.isfinite(t) and t > 0) for t in self.goal_tolerance):
+            raise ValueError(f"goal_tolerance must hold values > 0, got {list(self.goal_tolerance)}")
         if self.plan_ahead not in (0, 1):
             raise ValueError(f"plan_ahead must be 0 or 1 (periods), got {self.plan_ahead}")
         if self.on_stale not in ON_STALE_CHOICES:
@@ -270,6 +279,8 @@ class ControlLoop:
         self._plan: Optional[Plan] = None
         self._plan_time = math.nan
         self._halted = threading.Event()
+        self._goal_checker = (GoalChecker(self.card, model, config.goal_tolerance)
+                              if config.goal_tolerance else None)
         self.out_of_order = 0
         """Observations dropped because a newer one (by stamp) had already arrived."""
 
@@ -521,7 +532,8 @@ class ControlLoop:
         iteration cap). The plan becomes the warm start unless ``adopt`` is False (``adopt``
         it later). Safe to run on a worker thread; never raises."""
         try:
-            z_goal, joint_goal = self._goal_for(self._wrapped_goal(job.goal, job.observation))
+            goal = self._wrapped_goal(job.goal, job.observation)
+            z_goal, joint_goal = self._goal_for(goal)
             batch = self._batch(job.observation.value)
             z = self._encode(batch, goal=False)
             outcome = Outcome(goal_distance=self._goal_distance(z, z_goal, joint_goal),
@@ -542,6 +554,12 @@ class ControlLoop:
                 outcome.result = self._zero(Status.NOVEL, f"goal unlike the model's training data: "
                                                           f"{self._goal_beyond}")
                 return outcome
+            if self._goal_checker is not None:
+                arrived = self._goal_checker.check(job.goal, goal.value.get("joints"),
+                                                   job.observation.value.get("joints"), z)
+                if arrived:
+                    outcome.result = self._zero(Status.ARRIVED, arrived)
+                    return outcome
             warm = self._warm_start(job.now)
             outcome.warm_started = warm is not None
             if deadline is None:
@@ -688,6 +706,8 @@ class ControlLoop:
     def _forget_plan(self) -> None:
         with self._lock:
             self._plan, self._plan_time = None, math.nan
+        if self._goal_checker is not None:
+            self._goal_checker.forget()
 
     def _warm_start(self, now: float):
         """The previous plan shifted by the whole periods elapsed since it was made, or None."""

@@ -94,5 +94,7 @@ class CycleStats:
             return "warn", f"{misses} deadline misses in the last {len(self._missed)} cycles"
         if last.status == Status.INACTIVE:
             return "ok", "inactive"
+        if last.status == Status.ARRIVED:
+            return "ok", f"arrived: {last.message}"
         rate = self.rate
         return "ok", (f"controlling at {rate:.1f} Hz" if math.isfinite(rate) else "controlling")

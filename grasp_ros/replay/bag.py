@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..control import Status
 from ..ros.conversions import stamp_ns as _ns
 from ..ros.recorder import PARAMETERS_KEY
 
@@ -50,8 +51,6 @@ REPORTS = ("diagnostics", "late_plans")
 GOALS = ("goal_state", "goal_image")
 WATCHDOG_TEXT = "CLOCK: no control cycle for"
 """How the controller's clock watchdog's reports begin: they are not cycles (no timer tick)."""
-STATUS_INACTIVE = 4
-"""The report of a deactivation or shutdown (a zero command): not a cycle either."""
 
 
 class BagError(Exception):
@@ -218,7 +217,7 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
         if role == "clock":
             clock.append((received, _ns(msg.clock)))
         elif role == "diagnostics":
-            if msg.status != STATUS_INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
+            if msg.status != Status.INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
                 cycles.append(_cycle(msg, received, _defines_syncs(conn)))
         elif role == "late_plans":
             late.append(_cycle(msg, received))

@@ -10,9 +10,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..control import Status
 from .bag import NS, Cycle
 
-STATUS_NAMES = ("OK", "STALE", "FALLBACK", "ERROR", "INACTIVE", "TRUNCATED", "NOVEL", "CLOCK")
 AGE_TOLERANCE = 1e-6
 """Seconds: a replayed cycle whose observation age differs more used another observation."""
 
@@ -144,7 +144,10 @@ NOVELTY_TOLERANCE = 1e-6
 
 
 def _name(status: int) -> str:
-    return STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else str(status)
+    try:
+        return Status(status).name
+    except ValueError:      # a status this version does not know (a bag from a newer one)
+        return str(status)
 
 
 def _same(a: float, b: float, tolerance: float) -> bool:

@@ -295,6 +295,15 @@ PARAMETERS: tuple[Param, ...] = (
           "robot or simulator that takes it at its next control step: grasp_sim in real time); "
           "0 plans from the observation (a command that acts at once, e.g. lock step).",
           range=(0, 1), dynamic=True, legacy=0),
+    Param("goal_tolerance", "double_array", None,
+          "Goal checker: the robot is at a joint goal when every goal joint's position is within "
+          "this of the goal's (the joints' units: m, rad; one value for every goal joint, or one "
+          "per goal joint in the card's order, as grasp-ros info lists them): ARRIVED, the stop "
+          "instead of a plan, until a joint is twice as far or the goal changes (Nav2's "
+          "xy_goal_tolerance; unset: no checker, it plans for ever). Measured from joint_states, "
+          "or the model's decode_state where it observes no positions of the goal joints.",
+          check=lambda values: (None if all(math.isfinite(v) and v > 0 for v in values) and values
+                                else f"goal_tolerance must hold values > 0, got {list(values)}")),
     Param("replay.late_cycles", "double_array", None,
           "Set by grasp-ros replay (timing fixed_iterations): the recorded run's late cycles, as "
           "their times (s, node clock). Each plans, sends the previous plan's action (FALLBACK) "
