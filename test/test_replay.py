@@ -442,7 +442,7 @@ def test_a_camera_under_another_name_is_found_or_asked_for(tmp_path):
     """A robot's camera under its own name (/camera/color/image_raw, a RealSense's) was not
     among the names the replay looks for, and the controller read no camera: the only camera
     topic of the bag is its camera; with two, the replay asks which (the controller would be
-    STALE throughout)."""
+    STALE throughout): a bad bag, exit 2, nothing written."""
     bag = rewrite(BAG, tmp_path / "realsense", transform=lambda topic, kind, received, raw: (
         "/camera/color/image_raw" if topic == "/image" else topic, kind, received, raw))
     code, output, row = replay(bag, tmp_path / "found", "--end", "0.5")
@@ -451,8 +451,9 @@ def test_a_camera_under_another_name_is_found_or_asked_for(tmp_path):
     two = rewrite(BAG, tmp_path / "two_cameras", transform=lambda topic, kind, received, raw: (
         (f"/camera{next(frames) % 2}/image_raw" if topic == "/image" else topic), kind, received, raw))
     code, output, _ = replay(two, tmp_path / "out", "--end", "0.5")
-    assert code == 3, output
-    assert "the controller reads a camera, and the bag has none among /image" in output
+    assert code == 2, output                               # a bad bag: nothing written
+    assert not (tmp_path / "out").exists()
+    assert f"bag {str(two)!r}: the controller reads a camera, and the bag has none among /image" in output
     assert "--image-topic" in output
     code, output, row = replay(bag, tmp_path / "named", "--end", "0.5", "--image-topic", "/camera/color/image_raw")
     assert code == 0 and row["max_command_diff"] == 0.0, output

@@ -81,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
           + (f", changed {overrides}" if overrides else "") + f"; iterations {prepared.iterations}", flush=True)
     try:
         outcome = replay(prepared, progress=lambda text: print(text, flush=True))
+    except BagError as exc:   # a topic the controller reads is not in the bag
+        print(f"grasp-ros replay: {exc}", file=sys.stderr)
+        return 2
     except ReplayError as exc:
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
         return 3

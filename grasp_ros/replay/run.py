@@ -117,6 +117,7 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
     options, recording = prepared.options, prepared.recording
     machine = machine_info()
     out = Path(options.out)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     scratch = out / f".replay-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -128,8 +129,9 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
             unfed = [role for role in ("image", "joints") if role in subscribed and role not in recording.topics]
             if unfed:   # it would be STALE throughout: its input is under a name not looked for
                 role = unfed[0]
-                raise ReplayError(
-                    f"the controller reads {'a camera' if role == 'image' else 'joint_states'}, and the "
+                raise BagError(
+                    f"bag {str(recording.path)!r}: the controller reads "
+                    f"{'a camera' if role == 'image' else 'joint_states'}, and the "
                     f"bag has none among {', '.join(CANDIDATES[role])}: name the bag's topic with "
                     f"--{'image' if role == 'image' else 'joint'}-topic")
             # The cycle's observation: the camera's frame when the controller takes the camera
@@ -140,10 +142,16 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
 
         replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
                             options.cycle_timeout, options.speed, progress, options.launch)
+        bad_bag = False
         try:
             run = replayer.run(make_steps, prepared.activation)
+        except BagError:     # known once the controller said what it reads: nothing written
+            bad_bag = True
+            raise
         finally:
-            if (scratch / "controller.log").exists():
+            if bad_bag and made:
+                shutil.rmtree(out, ignore_errors=True)
+            elif not bad_bag and (scratch / "controller.log").exists():
                 os.replace(scratch / "controller.log", out / "controller.log")
         steps = chosen
         same_model = not {"model", "model_options", "model_weights", "image_crop"} & set(_changed(prepared))
