@@ -121,6 +121,19 @@ def test_a_camera_model_is_checked_on_its_decoded_joints():
     assert loop.step(0.1).status == Status.OK
 
 
+def test_unmeasured_joints_are_not_at_the_goal():
+    """A model that observes the goal joints, in a cycle without their measurement (NaN, or
+    none): not arrived, and no guess from elsewhere (this model has no joint head anyway)."""
+    from grasp_ros.control.arrival import GoalChecker
+    from grasp_ros.control.inputs import Sample
+    model = LinearModel()
+    checker = GoalChecker(checked_loop([0.05]).card, model, [0.05])
+    goal = Sample({"joints": GOAL}, 0.0)
+    assert checker.check(goal, GOAL, np.array([math.nan, GOAL[1]]), torch.zeros(2)) is None
+    assert checker.check(goal, GOAL, None, torch.zeros(2)) is None
+    assert checker.check(goal, GOAL, GOAL, torch.zeros(2)).startswith("at the goal")
+
+
 def test_a_goal_without_joints_is_never_arrived_at():
     loop = checked_loop([0.05])
     loop.set_goal_latent(torch.tensor(GOAL, dtype=torch.float32))

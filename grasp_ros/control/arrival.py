@@ -86,7 +86,9 @@ class GoalChecker:
                 + (f"; planning resumes beyond {RESUME_FACTOR:g}x" if staying else "") + ")")
 
     def _measured(self, observed: Optional[np.ndarray], latent: torch.Tensor) -> np.ndarray:
-        if self._observed_columns is not None and observed is not None:
+        if self._observed_columns is not None:     # none this cycle: not known to be there
+            if observed is None:
+                return np.full(len(self.names), math.nan)
             return np.asarray(observed, dtype=np.float64)[self._observed_columns]
         with torch.no_grad():
             decoded = decode_joints(self._model, latent[None])[0]
