@@ -56,7 +56,7 @@ class GoalChecker:
         self._arrived_at = None     # the goal (its Sample) the robot arrived at, while it stays
 
     def forget(self) -> None:
-        """The next check starts afresh (a reset, a clock jump)."""
+        """The next check starts afresh (a reset of the loop)."""
         self._arrived_at = None
 
     def check(self, goal, goal_joints: Optional[np.ndarray], observed: Optional[np.ndarray],

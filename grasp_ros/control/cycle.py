@@ -111,14 +111,14 @@ class ControlConfig:
     period late (sent most of a period after the observation, to a robot or sim that takes it at
     its next control step); the plan's first action is then for the step after this one. 0: from
     the observation itself (a command that acts at once, as in lock step)."""
-    late_cycles: tuple = ()
-    """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
-    run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
-    the plan warm-starts the next cycle, as a late plan does."""
     goal_tolerance: tuple = ()
     """Goal checker (``arrival.GoalChecker``): the largest distance of each goal joint's position
     from a joint goal (one value: every goal joint's; else one per goal joint) at which the robot
     is at the goal: ARRIVED with the stop instead of a plan. Empty: no checker (plan for ever)."""
+    late_cycles: tuple = ()
+    """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
+    run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
+    the plan warm-starts the next cycle, as a late plan does."""
     busy_cycles: tuple = ()
     """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
     still on a late plan: FALLBACK without planning."""
