@@ -93,13 +93,17 @@ def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model
 
 def test_position_commands_are_refused_and_effort_is_warned_of(rig, tmp_path):
     """The stop is a zero command: for a position-commanded robot that is "go to 0", so such a
-    model is refused at configure; for effort, zero lets gravity act, which configure says."""
+    model is refused at configure; for effort, zero lets gravity act, which configure says (and
+    refuses the goal checker, whose every arrival would be that stop)."""
     positions = tiny_model(tmp_path / "positions.pt", ARM, LOW, HIGH, kind="position")
     assert "would send the robot to position 0" in configure_failure(arm_rig(rig, positions))
     effort = tiny_model(tmp_path / "effort.pt", ARM, LOW, HIGH, kind="effort")
     r = arm_rig(rig, effort)
     r.start()
     assert any("zero effort" in text for text in r.node.action_range_warnings())
+    # the goal checker would drop the arm at every arrival: refused with the reason
+    assert "goal_tolerance stops the robot at its goal with the stop, zero effort" in configure_failure(
+        arm_rig(rig, effort, goal_tolerance=[0.05]))
 
 
 def test_a_model_from_compressed_images_names_the_base_topic_and_the_transport(rig, tmp_path):

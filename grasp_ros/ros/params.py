@@ -722,6 +722,10 @@ def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
     if interface in ("twist", "twist_stamped") and actions.kind != "twist":
         return (f"command_interface {interface} needs actions named as Twist fields (linear.x, "
                 f"angular.z, ...); the model's are {list(actions.names)} ({actions.kind})")
+    if values.get("goal_tolerance") and actions.kind == "effort":
+        return ("goal_tolerance stops the robot at its goal with the stop, zero effort, which holds "
+                "nothing against gravity or momentum (the model's actions are efforts): leave "
+                "goal_tolerance unset")
     if actions.kind == "position":
         # The stop (stale, errors, deactivation) is zero: for position commands, "go to 0".
         return ("the model's actions are positions, and this controller's stop is a zero command, "
