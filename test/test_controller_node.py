@@ -346,7 +346,7 @@ def test_at_the_goal_the_robot_is_stopped_arrived_until_pushed_twice_the_toleran
     arrived = r.cycle(feed_at([GOAL[0] + 0.03, GOAL[1] - 0.04]))
     assert arrived.status == PlanDiagnostics.STATUS_ARRIVED, arrived.status_text
     assert arrived.iterations == 0 and list(arrived.command) == [0.0, 0.0]
-    assert arrived.status_text.startswith("ARRIVED: at the goal") and "furthest y 0.04 of 0.05" in arrived.status_text
+    assert arrived.status_text.startswith("ARRIVED: at the goal") and "furthest y 0.04, tolerance 0.05" in arrived.status_text
     r.wait_until(lambda: r.commands and r.commands[-1] == [0.0, 0.0], what="the stop")
     assert r.cycle(feed_at([GOAL[0] + 0.09, GOAL[1]])).status == PlanDiagnostics.STATUS_ARRIVED
     r.wait_until(lambda: any(h.message.startswith("arrived: at the goal") for h in r.health),

@@ -55,7 +55,8 @@ def test_within_the_tolerance_the_robot_is_stopped_unplanned_and_the_goal_far_of
     assert near.status == Status.ARRIVED and near.stop
     assert loop.planner.plans == 1                    # no plan this cycle
     np.testing.assert_array_equal(near.command, np.zeros(2))
-    assert "at the goal" in near.message and "furthest j1 0.04 of 0.05" in near.message
+    assert near.message.startswith("at the goal: every goal joint within goal_tolerance (furthest j1 0.04, "
+                                   "tolerance 0.05)")
     assert near.goal_distance == pytest.approx(0.05, abs=1e-6)     # still reported
 
 
@@ -64,7 +65,8 @@ def test_arrived_it_stays_stopped_until_twice_the_tolerance_then_plans_again():
     loop.set_goal({"joints": GOAL})
     assert at(loop, GOAL + [0.04, 0.0], 0.0).status == Status.ARRIVED
     coasted = at(loop, GOAL + [0.05 * RESUME_FACTOR - 0.01, 0.0], 0.1)
-    assert coasted.status == Status.ARRIVED and "resumes beyond 2x" in coasted.message
+    assert coasted.status == Status.ARRIVED        # it says what holds: twice the tolerance
+    assert "stopped there, every goal joint within 2x goal_tolerance (furthest j0 0.09," in coasted.message
     pushed = at(loop, GOAL + [0.05 * RESUME_FACTOR + 0.01, 0.0], 0.2)
     assert pushed.status == Status.OK
     # no longer arrived: back within twice the tolerance is not enough, within it is
@@ -72,10 +74,12 @@ def test_arrived_it_stays_stopped_until_twice_the_tolerance_then_plans_again():
     assert at(loop, GOAL + [0.02, 0.0], 0.4).status == Status.ARRIVED
 
 
-def test_a_new_goal_or_a_reset_ends_the_stay():
+def test_a_new_goal_or_a_reset_ends_the_stay_and_the_same_goal_again_does_not():
     loop = checked_loop([0.05])
     loop.set_goal({"joints": GOAL})
     assert at(loop, GOAL, 0.0).status == Status.ARRIVED
+    loop.set_goal({"joints": GOAL.copy()})      # re-published: the same goal, still arrived
+    assert at(loop, GOAL + [0.08, 0.0], 0.05).status == Status.ARRIVED
     loop.set_goal({"joints": GOAL + [0.08, 0.0]})       # 0.08 away: within 2x, but a new goal
     assert at(loop, GOAL, 0.1).status == Status.OK
     loop.set_goal({"joints": GOAL})
@@ -89,7 +93,7 @@ def test_one_tolerance_per_goal_joint_and_the_furthest_is_named():
     loop.set_goal({"joints": GOAL})
     assert at(loop, GOAL + [0.02, 0.0], 0.0).status == Status.OK       # j0: 0.02 > 0.01
     arrived = at(loop, GOAL + [0.005, 0.9], 0.1)
-    assert arrived.status == Status.ARRIVED and "furthest j1 0.9 of 1" in arrived.message
+    assert arrived.status == Status.ARRIVED and "furthest j1 0.9, tolerance 1)" in arrived.message
 
 
 def test_an_angle_is_compared_the_short_way_round():
@@ -125,13 +129,13 @@ def test_unmeasured_joints_are_not_at_the_goal():
     """A model that observes the goal joints, in a cycle without their measurement (NaN, or
     none): not arrived, and no guess from elsewhere (this model has no joint head anyway)."""
     from grasp_ros.control.arrival import GoalChecker
-    from grasp_ros.control.inputs import Sample
     model = LinearModel()
     checker = GoalChecker(checked_loop([0.05]).card, model, [0.05])
-    goal = Sample({"joints": GOAL}, 0.0)
-    assert checker.check(goal, GOAL, np.array([math.nan, GOAL[1]]), torch.zeros(2)) is None
-    assert checker.check(goal, GOAL, None, torch.zeros(2)) is None
-    assert checker.check(goal, GOAL, GOAL, torch.zeros(2)).startswith("at the goal")
+    assert checker.check(GOAL, np.array([math.nan, GOAL[1]]), torch.zeros(2)) is None
+    assert checker.check(GOAL, None, torch.zeros(2)) is None
+    assert checker.check(GOAL, GOAL, torch.zeros(2)).startswith("at the goal")
+    assert checker.describe().startswith("goal checker: a joint goal is reached when j0 is within 0.05, "
+                                         "j1 is within 0.05")
 
 
 def test_a_goal_without_joints_is_never_arrived_at():

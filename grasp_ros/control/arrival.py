@@ -8,8 +8,10 @@ joint_trajectory_controller has goal tolerances per joint. Here: every goal join
 within its tolerance of the goal, and the cycle sends the stop (ARRIVED) instead of planning.
 
 Once arrived, the robot stays stopped until a joint is more than ``RESUME_FACTOR`` tolerances
-from the goal (pushed away, or a slow drift), or the goal changes: a stop that coasts a little
-past the tolerance does not start planning again at once (hysteresis).
+from the goal (pushed away, or a slow drift), or the goal changes (the same goal re-published is
+no change): a robot with momentum still moving as it enters the tolerance coasts on after the
+stop (a base at 0.1-0.4 m/s: up to 0.17 m), and must not start planning again at once
+(hysteresis). ARRIVED therefore promises twice the tolerance; its reason says which.
 
 The measured positions are the observation's joints where the model observes the goal's
 joints, else the model's ``decode_state`` of the observation's latent (a camera model with a
@@ -53,37 +55,44 @@ class GoalChecker:
             raise ValueError(f"goal_tolerance needs the goal joints ({', '.join(names)}) measured: this "
                              "model observes no positions of them and has no decode_state joint head")
         self._model = model
-        self._arrived_at = None     # the goal (its Sample) the robot arrived at, while it stays
+        self._arrived_at: Optional[np.ndarray] = None   # the goal positions arrived at, while it stays
 
     def forget(self) -> None:
         """The next check starts afresh (a reset of the loop)."""
         self._arrived_at = None
 
-    def check(self, goal, goal_joints: Optional[np.ndarray], observed: Optional[np.ndarray],
+    def check(self, goal_joints: Optional[np.ndarray], observed: Optional[np.ndarray],
               latent: torch.Tensor) -> Optional[str]:
         """Why the robot is at the goal (the cycle then stops it), or None.
 
-        ``goal``: the goal's Sample (its identity tells a new goal); ``goal_joints``: its joint
-        vector in the goal joints' layout (None: a goal without joints, never arrived at);
-        ``observed``: the observation's joint vector; ``latent`` [D]: the observation's."""
+        ``goal_joints``: the goal's joint vector in the goal joints' layout (None: a goal without
+        joints, never arrived at); the same values again (a sender that re-publishes its goal)
+        are the same goal. ``observed``: the observation's joint vector; ``latent`` [D]: the
+        observation's."""
         if goal_joints is None:
             self._arrived_at = None
             return None
-        if self._arrived_at is not None and self._arrived_at is not goal:
-            self._arrived_at = None
         target = np.asarray(goal_joints, dtype=np.float64)[self._goal_columns]
+        staying = self._arrived_at is not None and np.array_equal(self._arrived_at, target)
         error = np.abs(self._measured(observed, latent) - target)
         error[self._turns] = np.abs(np.remainder(error[self._turns] + math.pi, 2 * math.pi) - math.pi)
-        staying = self._arrived_at is not None
         limit = self.tolerance * (RESUME_FACTOR if staying else 1.0)
         if not bool(np.all(error <= limit)):       # NaN: not arrived
             self._arrived_at = None
             return None
-        self._arrived_at = goal
+        self._arrived_at = target
         worst = int(np.argmax(error / self.tolerance))
-        return (f"at the goal: every goal joint within goal_tolerance (furthest {self.names[worst]} "
-                f"{error[worst]:.3g} of {self.tolerance[worst]:g}"
-                + (f"; planning resumes beyond {RESUME_FACTOR:g}x" if staying else "") + ")")
+        furthest = f"furthest {self.names[worst]} {error[worst]:.3g}, tolerance {self.tolerance[worst]:g}"
+        if staying:     # it may have coasted past the tolerance after the stop
+            return (f"at the goal: stopped there, every goal joint within {RESUME_FACTOR:g}x goal_tolerance "
+                    f"({furthest}; planning resumes beyond)")
+        return f"at the goal: every goal joint within goal_tolerance ({furthest})"
+
+    def describe(self) -> str:
+        """The checker in words, for the configure log."""
+        return ("goal checker: a joint goal is reached when " + ", ".join(
+            f"{name} is within {tol:g}" for name, tol in zip(self.names, self.tolerance))
+            + f" (ARRIVED: the stop, no plan, until a joint is {RESUME_FACTOR:g}x as far or the goal changes)")
 
     def _measured(self, observed: Optional[np.ndarray], latent: torch.Tensor) -> np.ndarray:
         if self._observed_columns is not None:     # none this cycle: not known to be there

@@ -279,8 +279,9 @@ class ControlLoop:
         self._plan: Optional[Plan] = None
         self._plan_time = math.nan
         self._halted = threading.Event()
-        self._goal_checker = (GoalChecker(self.card, model, config.goal_tolerance)
-                              if config.goal_tolerance else None)
+        self.goal_checker = (GoalChecker(self.card, model, config.goal_tolerance)
+                             if config.goal_tolerance else None)
+        """``goal_tolerance``'s checker (None: none)."""
         self.out_of_order = 0
         """Observations dropped because a newer one (by stamp) had already arrived."""
 
@@ -532,8 +533,7 @@ class ControlLoop:
         iteration cap). The plan becomes the warm start unless ``adopt`` is False (``adopt``
         it later). Safe to run on a worker thread; never raises."""
         try:
-            goal = self._wrapped_goal(job.goal, job.observation)
-            z_goal, joint_goal = self._goal_for(goal)
+            z_goal, joint_goal = self._goal_for(self._wrapped_goal(job.goal, job.observation))
             batch = self._batch(job.observation.value)
             z = self._encode(batch, goal=False)
             outcome = Outcome(goal_distance=self._goal_distance(z, z_goal, joint_goal),
@@ -554,8 +554,8 @@ class ControlLoop:
                 outcome.result = self._zero(Status.NOVEL, f"goal unlike the model's training data: "
                                                           f"{self._goal_beyond}")
                 return outcome
-            if self._goal_checker is not None:
-                arrived = self._goal_checker.check(job.goal, goal.value.get("joints"),
+            if self.goal_checker is not None:
+                arrived = self.goal_checker.check(job.goal.value.get("joints"),
                                                    job.observation.value.get("joints"), z)
                 if arrived:
                     outcome.result = self._zero(Status.ARRIVED, arrived)
@@ -706,8 +706,8 @@ class ControlLoop:
     def _forget_plan(self) -> None:
         with self._lock:
             self._plan, self._plan_time = None, math.nan
-        if self._goal_checker is not None:
-            self._goal_checker.forget()
+        if self.goal_checker is not None:
+            self.goal_checker.forget()
 
     def _warm_start(self, now: float):
         """The previous plan shifted by the whole periods elapsed since it was made, or None."""

@@ -146,6 +146,8 @@ class GraspController(LifecycleNode):
             f"configured: model {values['model']!r} on {self._loop.planner.device}, planner "
             f"{values['planner']!r} H={values['horizon']}, {values['control_rate_hz']:g} Hz, "
             f"inputs {self._inputs_text()}, output {self._output_text()}")
+        if self._loop.goal_checker is not None:
+            self.get_logger().info(self._loop.goal_checker.describe())
         period, ranges = params.period_warning(values, self._card), self._loop.goal_range_warning()
         for warning in (self.topic_mismatches() + self.action_range_warnings()
                         + [w for w in (period, ranges) if w]):
