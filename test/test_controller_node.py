@@ -568,6 +568,31 @@ def test_joint_selection_and_command_messages():
     assert path.header.frame_id == "world"
 
 
+def test_limited_positions_stop_at_a_limit_and_never_pull_a_joint_back():
+    from grasp_ros.ros.conversions import limited_positions
+    start = np.array([0.0, 2.5])                 # the second joint measured beyond its limit 2.0
+    velocities = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.25, 0.5]])
+    positions, sent = limited_positions(start, velocities, 0.5, np.array([-1.0, -2.0]), np.array([0.75, 2.0]))
+    np.testing.assert_allclose(positions, [[0.5, 2.5], [0.75, 2.0], [0.25, 1.5], [0.375, 1.75]])
+    np.testing.assert_allclose(sent, [[1.0, 0.0], [0.5, -1.0], [-1.0, -1.0], [0.25, 0.5]])
+    assert (sent[2:] == velocities[2:]).all()                 # uncut values: exactly as given
+
+
+def test_trajectory_limits_are_the_command_joints_positions_of_the_joint_limits():
+    from grasp_ros.models.card import ActionOutput, JointInput, ModelCard
+    values = {**{p.name: p.default for p in params.PARAMETERS}, "command_interface": "joint_trajectory",
+              "cost.joint_limits_low": [-1.0, -9.0, -2.0, -9.0], "cost.joint_limits_high": [1.0, 9.0, 2.0, 9.0]}
+    arm = ModelCard(ActionOutput(("elbow", "shoulder"), (-1, -1), (1, 1)),
+                    joints=JointInput(("shoulder", "elbow"), ("position", "velocity")))
+    assert params.trajectory_limits(values, arm) == ([-2.0, -1.0], [2.0, 1.0])      # by name, positions
+    wrist = ModelCard(ActionOutput(("wrist",), (-1,), (1,)), joints=JointInput(("shoulder", "elbow"), ("position", "velocity")))
+    assert params.trajectory_limits(values, wrist) is None                        # none for its joint
+    speeds = ModelCard(ActionOutput(("a", "b"), (-1, -1), (1, 1)), joints=JointInput(("a", "b"), ("velocity",)))
+    assert params.trajectory_limits({**values, "cost.joint_limits_low": [-1.0, -1.0],
+                                     "cost.joint_limits_high": [1.0, 1.0]}, speeds) is None   # not positions
+    assert params.trajectory_limits({**values, "command_interface": "forward_command"}, arm) is None
+
+
 def test_stamps_past_the_int32_seconds_stay_the_last_ones_a_stamp_can_hold():
     """A clock at the top of int32 seconds (a sim's, a peer's): the float rounds up to 2^31,
     which builtin_interfaces would wrap to a stamp 68 years back."""
@@ -721,6 +746,28 @@ def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
     held = [list(s.points[0].positions) for s in stops]
     assert all(h == held[0] for h in held) and all(list(p.positions) == held[0] for s in stops for p in s.points)
     assert held[0] != list(sagging[-1])
+
+
+def test_a_trajectory_stops_each_joint_at_its_limit_and_reports_the_velocity_sent(rig):
+    """cost.joint_limits_low/high are the robot's joint limits: a trajectory's positions,
+    integrated from the measured ones, never pass them (a joint stops at its limit, its velocity
+    cut), and PlanDiagnostics' command is the first velocity really sent."""
+    r = rig(command_interface="joint_trajectory", **{"cost.joint_limits_low": [-1.0, -1.0],
+                                                     "cost.joint_limits_high": [-0.4, 1.0]})
+    r.start()
+    r.controlling()                              # from (-0.5, -0.5) towards (0.5, 0.5): +x
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20 + 1,
+                 what="a planned trajectory")
+    d = r.cycle(r.send_joints)
+    assert d.status in PLANNED
+    r.wait_until(lambda: any(stamp_of(t) == r._stamp(d) for t in r.trajectories), what="the cycle's trajectory")
+    trajectory = next(t for t in r.trajectories if stamp_of(t) == r._stamp(d))
+    x = np.array([p.positions[0] for p in trajectory.points])
+    vx = np.array([p.velocities[0] for p in trajectory.points])
+    assert x.max() <= -0.4 and x.max() == pytest.approx(-0.4)             # stopped at the limit
+    assert vx[0] == pytest.approx((-0.4 - -0.5) / (PERIOD_NS / 1e9))       # cut to reach it in one period
+    np.testing.assert_allclose(np.diff(x), vx[:-1] * PERIOD_NS / 1e9, atol=1e-12)   # they agree
+    assert list(d.command) == list(trajectory.points[0].velocities)        # what was sent
 
 
 def stamp_of(msg) -> int:

@@ -218,6 +218,8 @@ class GraspController(LifecycleNode):
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
         self._command_joints = params.command_joints(values, loop.card)
+        limits = params.trajectory_limits(values, loop.card)
+        self._trajectory_limits = None if limits is None else tuple(np.asarray(b) for b in limits)
         self._command_order = params.command_order(values, loop.card)
         # The command joints' measured positions and their stamp (the oldest joint's), for a
         # trajectory's positions.
@@ -397,7 +399,15 @@ class GraspController(LifecycleNode):
         interface = self._values["command_interface"]
         if interface == "joint_trajectory":
             actions = result.actions if self._command_order is None else result.actions[:, self._command_order]
-            self._command_pub.publish(self._trajectory(actions, header, when))
+            trajectory = self._trajectory(actions, header, when)
+            self._command_pub.publish(trajectory)
+            # What is sent now: the first velocities, a joint limit may have cut (in the card's order)
+            sent = np.asarray(trajectory.points[0].velocities, dtype=np.float64)
+            if self._command_order is None:
+                result.command = sent
+            else:
+                result.command = result.command.copy()
+                result.command[self._command_order] = sent
         elif interface in ("twist", "twist_stamped"):
             stamped = Header(stamp=header.stamp, frame_id=self._values["command_frame_id"])
             self._command_pub.publish(twist_message(
@@ -428,7 +438,8 @@ class GraspController(LifecycleNode):
             self._held_positions = None
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
-        return trajectory_message(self._command_joints, actions, self._loop.config.period, header, start)
+        return trajectory_message(self._command_joints, actions, self._loop.config.period, header, start,
+                                  self._trajectory_limits)
 
     def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
         name = result.status.name

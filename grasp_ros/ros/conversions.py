@@ -115,7 +115,8 @@ def command_message(command: np.ndarray) -> Float64MultiArray:
 
 
 def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: float,
-                       header: Header, start: Optional[np.ndarray] = None) -> JointTrajectory:
+                       header: Header, start: Optional[np.ndarray] = None,
+                       limits: Optional[tuple[np.ndarray, np.ndarray]] = None) -> JointTrajectory:
     """The planned joint velocities as a JointTrajectory: point t at t x period, velocities =
     action t (held over the period), and a last point one period after the last action, at
     rest: ros2_control's joint_trajectory_controller refuses by default a trajectory that ends
@@ -125,11 +126,18 @@ def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: 
     positions those velocities reach (integrated from ``start``), as the trajectory controller
     expects of a point with velocities; without it, velocities only (the controller then needs
     ``allow_integration_in_goal_trajectories``).
+
+    ``limits`` (low [J], high [J]): the joints' position limits; with ``start``, a joint whose
+    velocities would carry it past one stops there (``limited_positions``).
     """
     actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
     positions = None
     if start is not None and np.size(start) == actions.shape[1] == len(joint_names):
-        positions = np.asarray(start, dtype=np.float64) + np.cumsum(actions, axis=0) * period
+        start = np.asarray(start, dtype=np.float64)
+        if limits is None:
+            positions = start + np.cumsum(actions, axis=0) * period
+        else:
+            positions, actions = limited_positions(start, actions, period, *limits)
     points = []
     for t, action in enumerate([*actions, np.zeros(actions.shape[1])]):
         point = JointTrajectoryPoint(velocities=[float(v) for v in action],
@@ -140,6 +148,24 @@ def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: 
             point.positions = [float(v) for v in (positions[t - 1] if t else start)]
         points.append(point)
     return JointTrajectory(header=header, joint_names=list(joint_names), points=points)
+
+
+def limited_positions(start: np.ndarray, velocities: np.ndarray, period: float, low, high):
+    """(positions [N, J], velocities [N, J]): where ``velocities`` [N, J], each held for a period,
+    take the joints from ``start`` [J], each kept within [low, high] [J]: a joint stops at its
+    limit, its velocity cut to what moves it there (0 once on it). A joint already beyond a limit
+    (a measurement) is not pulled back: it may stay or move inwards. Velocities that no limit cuts
+    are kept as they are."""
+    low, high = np.minimum(low, start), np.maximum(high, start)
+    positions, limited = np.empty_like(velocities), velocities.copy()
+    position = start
+    for t, velocity in enumerate(velocities):
+        free = position + velocity * period
+        reached = np.clip(free, low, high)
+        cut = reached != free
+        limited[t, cut] = (reached[cut] - position[cut]) / period
+        positions[t] = position = reached
+    return positions, limited
 
 
 def path_message(positions: np.ndarray, header: Header) -> Path:

@@ -38,6 +38,7 @@ import yaml
 
 from ..control import ON_STALE_CHOICES, TIMING_CHOICES
 from ..models import model_spec, parse_options
+from ..models.card import value_labels
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
 from ..models.preprocess import CROPS
 from ..models.spec import MAX_OPTIONS_CHARS
@@ -439,11 +440,13 @@ PARAMETERS: tuple[Param, ...] = (
     Param("cost.joint_limits_low", "double_array", None,
           "Lower joint limits of the barrier, one per value the model's decode_state gives: "
           "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
-          "model of positions and velocities; grasp-ros info lists them) (unset: none)."),
+          "model of positions and velocities; grasp-ros info lists them) (unset: none). Their "
+          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut."),
     Param("cost.joint_limits_high", "double_array", None,
           "Upper joint limits of the barrier, one per value the model's decode_state gives: "
           "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
-          "model of positions and velocities; grasp-ros info lists them) (unset: none)."),
+          "model of positions and velocities; grasp-ros info lists them) (unset: none). Their "
+          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut."),
     Param("cost.terms", "string_array", None,
           "User cost terms package.module:function, each called as function(states, actions, "
           "goal, context) -> one cost per trajectory and added with weight 1 (unset: none). "
@@ -644,6 +647,27 @@ def command_joints(values: dict[str, Any], card) -> Optional[list[str]]:
     if values["command_interface"] != "joint_trajectory":
         return None
     return list(values["joint_names"] or []) or list(card.actions.names)
+
+
+def trajectory_limits(values: dict[str, Any], card) -> Optional[tuple[list[float], list[float]]]:
+    """Position limits (low, high), one per ``command_joints``, from cost.joint_limits_low/high
+    (the robot's joint limits, one per value of the model's joint vector): a trajectory's
+    positions stay within them. A command joint they give no position limit: +-inf. None: no
+    limits given, or none for any command joint."""
+    joints, low, high = command_joints(values, card), values["cost.joint_limits_low"], values["cost.joint_limits_high"]
+    if joints is None or not low or not high or len(low) != len(high):
+        return None
+    spec = card.goal_joint_input
+    labels = value_labels(spec, len(low))
+    positions_only = spec is not None and tuple(spec.fields) == ("position",)   # labels without fields
+    bounds = []
+    for joint in joints:
+        names = (f"{joint}.position", joint) if positions_only else (f"{joint}.position",)
+        at = next((labels.index(label) for label in names if label in labels), None)
+        bounds.append((-math.inf, math.inf) if at is None else (float(low[at]), float(high[at])))
+    if all(b == (-math.inf, math.inf) for b in bounds):
+        return None
+    return [b[0] for b in bounds], [b[1] for b in bounds]
 
 
 def unnamed_actions(names) -> bool:
