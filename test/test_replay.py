@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from grasp_ros.replay.bag import NS, Cycle, Input, Recording
+from grasp_ros.ros.recorder import PARAMETERS_KEY
 from grasp_ros.replay.schedule import activation_clock, boundaries
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
@@ -55,10 +56,11 @@ def replayed_commands(out: Path) -> np.ndarray:
 
 
 def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True,
-            installed: tuple[str, ...] = ()) -> Path:
+            installed: tuple[str, ...] = (), parameters=None) -> Path:
     """A copy of the bag ``src`` as ``dst``: ``transform(topic, msgtype, received, raw)`` returns
     the (topic, msgtype, received, raw) to write instead, or None to leave a message out. Topics in
-    ``installed`` are described by their type's installed definition, not the bag's."""
+    ``installed`` are described by their type's installed definition, not the bag's.
+    ``parameters(values)`` edits the recorded controller parameters."""
     from rosbags.rosbag2 import Reader, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -85,6 +87,10 @@ def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom:
             writer.write(made[topic], received, raw)
         if custom:
             for key, value in (reader.storage.metadata.custom or {}).items():
+                if key == PARAMETERS_KEY and parameters is not None:
+                    document = json.loads(value)
+                    parameters(document["parameters"])
+                    value = json.dumps(document)
                 writer.set_custom_data(key, value)
     return dst
 
@@ -436,6 +442,20 @@ def test_a_controller_with_another_model_than_the_bags_is_named_at_its_first_cyc
     assert code == 3, output
     assert "commands 2 value(s) a cycle, the recorded one 3" in output
     assert "the bag holds no controller parameters" in output and "Traceback" not in output
+
+
+def test_a_bag_cannot_make_the_replay_run_python_code(tmp_path):
+    """A bag is data from anyone: its recorded allow_python_models does not carry over, so a bag
+    naming a model os:system (with its command as the option) is refused before anything runs,
+    exit 2, nothing written; the replay's own -p allow_python_models:=true is what allows code."""
+    marker = tmp_path / "ran"
+    bag = rewrite(BAG, tmp_path / "hostile", parameters=lambda values: values.update(
+        allow_python_models=True, model="os:system", model_options=f"{{command: 'touch {marker}'}}"))
+    code, output, _ = replay(bag, tmp_path / "out", "--end", "0.5")
+    assert code == 2, output
+    assert "would import and run Python code the bag names (model 'os:system')" in output
+    assert "-p allow_python_models:=true" in output
+    assert not marker.exists() and not (tmp_path / "out").exists()
 
 
 def test_a_camera_under_another_name_is_found_or_asked_for(tmp_path):

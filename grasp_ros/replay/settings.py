@@ -7,7 +7,9 @@ its ``legacy`` value, which repeats the controller as it was); the parameters th
 /clock), no autostart (the replay drives the lifecycle), ``timing: fixed_iterations`` (no
 wall-clock budget) and a ``clock_timeout`` long enough that the watchdog never fires between
 two replayed cycles. Values are typed and checked by the controller's own parameter table
-(``grasp_ros.ros.params``), so a bad one is refused here with its reason.
+(``grasp_ros.ros.params``), so a bad one is refused here with its reason. A bag never allows
+Python code (``NOT_FROM_BAG``): a replay that would import and run code the bag names is refused
+unless its own command line or file allows it.
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ REPORTED = ("cpu_capability",)
 """What the controller reports of itself: the replay runs its controller with the recorded CPU
 kernel set through the environment (``ATEN_CPU_CAPABILITY``), not as a parameter."""
 ITERATION_MODES = ("auto", "recorded", "parameter")
+NOT_FROM_BAG = ("allow_python_models",)
+"""What a bag never sets: a bag is data from anyone, and with it the bag would have the replaying
+machine import and run the Python code it names (a model ``os:system``, a cost term). Only the
+replay's own command line or parameter file allows that."""
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -84,7 +90,7 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, value in (recorded or {}).items():
-        if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED):
+        if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED, *NOT_FROM_BAG):
             values[name], source[name] = typed(name, value), "recorded"
     for p in params.PARAMETERS if recorded is not None else ():   # newer than the recorder:
         if p.legacy is not None and p.name not in recorded:            # the controller as it was
@@ -96,10 +102,25 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
             values[name], source[name] = value, label
     for name, value in FORCED.items():
         values[name], source[name] = value, "replay"
-    problem = params.check_consistency({**{p.name: p.default for p in params.PARAMETERS}, **values})
+    every = {**{p.name: p.default for p in params.PARAMETERS}, **values}
+    problem = params.check_consistency(every) or _python_not_allowed(every)
     if problem:
         raise ValueError(problem)
     return values, source
+
+
+def _python_not_allowed(values: dict[str, Any]) -> Optional[str]:
+    """Why the replay refuses: the values name Python code to run (a model factory, cost terms)
+    and the replay's own command line or file did not allow it; None when fine."""
+    if values["allow_python_models"]:
+        return None
+    code = [f"model {values['model']!r}"] if "factory" in params.model_spec_of(values) else []
+    code += [f"cost term {term!r}" for term in values["cost.terms"] or ()]
+    if not code:
+        return None
+    return (f"the controller would import and run Python code the bag names ({', '.join(code)}): a "
+            "replay runs code from a bag only when told to, whatever the bag recorded; add -p "
+            "allow_python_models:=true if you trust this bag, or replace it (-p model:=...)")
 
 
 def changed_values(recorded: Optional[dict[str, Any]], given: dict[str, Any]) -> list[str]:
