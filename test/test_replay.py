@@ -410,6 +410,10 @@ def test_tolerances_decide_the_verdict():
     assert note.startswith("1 replayed cycle(s) had no goal yet where the recorded ones had one "
                            "(from t = 0.200 s): the recorder received the goal after")
     assert compare(cycles, [0, 1, 2], replayed, Tolerances()).summary["notes"] == []
+    # NaN is no difference within a tolerance (it passed: NaN > tolerance is False)
+    poisoned = {**replayed, 1: {**replayed[1], "command": [math.nan, 0.0]}}
+    nan = compare(cycles, [0, 1, 2], poisoned, Tolerances(max_command_diff=1.0, status_changes=1))
+    assert not nan.passed and nan.summary["max_command_diff"] == math.inf
 
 
 # -- bad bags ------------------------------------------------------------------------------
@@ -508,6 +512,27 @@ def _truncated_sqlite(path: Path) -> Path:
     return bag
 
 
+def _cycle_edit(change, which: int = 3):
+    """A transform that changes the ``which``-th recorded cycle's PlanDiagnostics."""
+    seen = []
+
+    def transform(topic, kind, received, raw):
+        if topic == DIAGNOSTICS:
+            seen.append(received)
+            if len(seen) == which:
+                raw = _edit(raw, kind, change)
+        return topic, kind, received, raw
+    return transform
+
+
+def _set(name, value):
+    return lambda msg: setattr(msg, name, value)
+
+
+def _nan_command(msg):
+    msg.command = [math.nan, *msg.command[1:]]
+
+
 BAD_BAGS = {
     "missing diagnostics": (lambda p: rewrite(BAG, p, transform=_drop(DIAGNOSTICS)),
                             "no /grasp_controller/plan_diagnostics topic"),
@@ -521,6 +546,16 @@ BAD_BAGS = {
     "no goal": (lambda p: rewrite(BAG, p, transform=_drop("/goal_state", "/goal_image")), "no goal"),
     "stamps out of order": (lambda p: rewrite(BAG, p, transform=_stamps_back()), "stamps out of order"),
     "not a bag": (lambda p: p, "not found"),
+    # what the controller can never have reported (an adversary's bag): NaN passed the check, a
+    # huge age or delay made a traceback, a huge iteration count exit 3 or hours of planning
+    "a non-finite command": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_nan_command)),
+                             "has a non-finite command [nan,"),
+    "an age beyond any clock": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("observation_age", 1e300))),
+                                "observation_age 1e+300 s is beyond what a clock can give"),
+    "a delay beyond any clock": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("command_delay", 1e12))),
+                                 "command_delay 1e+12 s is beyond what a clock can give"),
+    "iterations beyond the planner's": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("iterations", 4_000_000_000))),
+                                        "4000000000 iterations (planner.iterations allows at most 100000"),
 }
 
 
@@ -546,10 +581,43 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
                          (["-p", "use_sim_time:=false"], "set by the replay itself"),
                          (["-p", "image_transport:=compressed"], "does not fit the bag"),
                          (["--start", "100"], "no recorded cycle between 100 s"),
-                         (["--max-command-diff", "-1"], "tolerances must be >= 0")):
+                         (["--max-command-diff", "-1"], "tolerances must be >= 0"),
+                         (["--timeout", "-1"], "--timeout must be >= 0 s")):
         assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    afile = tmp_path / "a_file"
+    afile.write_text("not a folder")
+    assert main(["replay", str(BAG), "--out", str(afile)]) == 2      # was a traceback
+    assert f"--out {str(afile)!r} is a file, not a folder" in capsys.readouterr().err
+
+
+def test_the_whole_replay_has_a_timeout_and_a_sigterm_ends_it_cleanly(tmp_path):
+    """A bag asking hours of planning must not hold CI: --timeout bounds the whole replay (exit
+    3, named). A CI job's SIGTERM ends it as Ctrl-C does: exit 130, no traceback, the controller
+    stopped and no scratch folder left."""
+    code, output, _ = replay(BAG, tmp_path / "short", "--timeout", "1")
+    assert code == 3, output
+    assert "the replay's timeout (1 s in all, --timeout) ran out" in output and "Traceback" not in output
+    out = tmp_path / "stopped"
+    process = subprocess.Popen([sys.executable, "-m", "grasp_ros.cli", "replay", str(BAG), "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if "controller active" in line:
+            children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+            process.send_signal(signal.SIGTERM)
+            break
+    rest, _ = process.communicate(timeout=TIMEOUT)
+    output = "".join(lines) + rest
+    assert process.returncode == 130, output
+    assert "interrupted" in output and "Traceback" not in output
+    assert not list(out.glob(".replay-*"))
+    assert children, "the controller process was not found"
+    for child in map(int, children):       # the controller is stopped, not left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(child, 0)
 
 
 def test_the_launch_variant_starts_the_package_launch_file_with_the_replay_parameters(tmp_path, capsys):

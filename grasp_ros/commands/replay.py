@@ -9,12 +9,14 @@
 Writes replay.md, replay.json ("bench": "replay"), replay.png, cycles.csv and controller.log
 into --out. Exit status: 0 within the tolerances, 1 beyond them, 2 for a bad bag or bad
 options (nothing written), 3 when the controller could not be replayed (refused its
-parameters, died or hung; its log is kept).
+parameters, died, hung, or the whole replay ran past --timeout; its log is kept), 130 when
+interrupted (SIGINT, SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(needs a ROS 2 install with the package built) instead of python -m")
     parser.add_argument("--cycle-timeout", type=float, default=600.0,
                         help="wall seconds to wait for one cycle before giving up (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=0.0,
+                        help="wall seconds for the whole replay before giving up, exit 3 (default 0: "
+                             "600 + 10 per recorded second of the window)")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             tolerances=Tolerances(args.max_command_diff, args.max_rms_command_diff,
                                   args.max_status_changes, args.max_cost_diff),
             topics={k[len("topic_"):]: v for k, v in vars(args).items() if k.startswith("topic_") and v},
-            cycle_timeout=args.cycle_timeout, launch=args.launch)
+            cycle_timeout=args.cycle_timeout, timeout=args.timeout, launch=args.launch)
         prepared = prepare(options)
     except (BagError, ValueError) as exc:
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
@@ -79,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
           f"{len(recording.inputs)} inputs; parameters "
           + ("from the bag" if recording.parameters is not None else "defaults (none in the bag)")
           + (f", changed {overrides}" if overrides else "") + f"; iterations {prepared.iterations}", flush=True)
+    # A CI job's timeout sends SIGTERM: end as Ctrl-C does, through the clean-up (the controller
+    # stopped, the scratch folder removed), with no traceback.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = replay(prepared, progress=lambda text: print(text, flush=True))
     except BagError as exc:   # a topic the controller reads is not in the bag
@@ -87,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
     except ReplayError as exc:
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print("grasp-ros replay: interrupted", file=sys.stderr)
+        return 130
     s, info = outcome.comparison.summary, outcome.info
     print(f"{s['compared']} cycles: max command difference {s['max_command_diff']:.3g}, RMS "
           f"{s['rms_command_diff']:.3g}, {s['status_changes']} status changes, "

@@ -300,3 +300,33 @@ def _check(recording: Recording, source: str) -> None:
     sizes = {len(c.command) for c in recording.cycles}
     if len(sizes) > 1:
         raise BagError(f"{source}: the recorded commands change length ({sorted(sizes)})")
+    _check_values(recording.cycles, recording.topics["diagnostics"][0], source)
+    if recording.late_plans:
+        _check_values(recording.late_plans, recording.topics["late_plans"][0], source)
+
+
+MAX_SECONDS = float(2 ** 32)
+"""Largest recorded age or delay (s) a bag may hold: two time bases (sim time from 0 against the
+wall clock's 1.8e9 s) differ by less; beyond, nanoseconds leave an int64."""
+
+
+def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
+    """What the controller can never have reported, refused: a damaged or edited bag. A
+    non-finite command (every command is finite), an age or delay beyond ``MAX_SECONDS`` (NaN and
+    inf: none), iteration or sync counts beyond what the planner parameters allow."""
+    from ..ros.params import BY_NAME
+    most = {name: int(BY_NAME[f"planner.{name}"].range[1]) for name in ("iterations", "max_syncs")}
+    for k, c in enumerate(cycles):
+        where = f"{source}: cycle {k} of {topic}"
+        if not np.isfinite(c.command).all():
+            raise BagError(f"{where} has a non-finite command {c.command.tolist()}: the controller "
+                           "never sends one (a damaged or edited bag)")
+        for name in ("observation_age", "command_delay"):
+            value = getattr(c, name)
+            if math.isfinite(value) and abs(value) > MAX_SECONDS:
+                raise BagError(f"{where}: {name} {value:g} s is beyond what a clock can give (a damaged "
+                               "or edited bag)")
+        for name, count in (("iterations", c.iterations), ("max_syncs", c.syncs)):
+            if count is not None and count > most[name]:
+                raise BagError(f"{where}: {count} {name.replace('max_', '')} (planner.{name} allows at "
+                               f"most {most[name]}; a damaged or edited bag)")

@@ -62,7 +62,7 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         if rep is None:
             missing.append(i)
             continue
-        diff = np.asarray(rep["command"], dtype=np.float64) - rec.command
+        diff = _differences(np.asarray(rep["command"], dtype=np.float64), rec.command)
         rows.append({
             "cycle": i, "t": (rec.time - t0) / NS,
             "status_recorded": _name(rec.status), "status_replayed": _name(rep["status"]),
@@ -81,7 +81,7 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     A = len(cycles[0].command)
     recorded = np.asarray([r["command_recorded"] for r in rows], dtype=np.float64).reshape(-1, A)
     replayed_commands = np.asarray([r["command_replayed"] for r in rows], dtype=np.float64).reshape(-1, A)
-    diff = np.abs(replayed_commands - recorded)
+    diff = _differences(replayed_commands, recorded)
     changes = [r for r in rows if r["status_recorded"] != r["status_replayed"]]
     summary = {
         "cycles": len(indices), "compared": len(rows), "missing_cycles": len(missing), "extra_cycles": extra,
@@ -141,6 +141,12 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
 
 NOVELTY_TOLERANCE = 1e-6
 """Training spreads: a score computed again from the same observation by the same model."""
+
+
+def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b|, a NaN on either side counting as an infinite difference (never within a tolerance)."""
+    diff = np.abs(a - b)
+    return np.where(np.isnan(diff), math.inf, diff)
 
 
 def _name(status: int) -> str:

@@ -34,6 +34,7 @@ and the time limits only turn a hung controller into an error.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -175,9 +176,13 @@ class Replayer:
 
     def __init__(self, recording: Recording, values: dict[str, Any], log_dir: Path,
                  call_timeout: float = 60.0, cycle_timeout: float = 600.0, speed: float = 0.0,
-                 progress: Callable[[str], None] = lambda text: None, launch: bool = False):
+                 progress: Callable[[str], None] = lambda text: None, launch: bool = False,
+                 timeout: float = math.inf):
         self.recording, self.values = recording, values
         self.log_dir, self.call_timeout, self.cycle_timeout = Path(log_dir), call_timeout, cycle_timeout
+        self.timeout = timeout
+        """Wall seconds for the whole run (the controller's start included)."""
+        self._ends = math.inf
         self.speed, self.progress, self.launch = speed, progress, launch
         self._capability = ""
 
@@ -223,6 +228,7 @@ class Replayer:
         self._processes = Processes({"controller": command}, self.log_dir)
         try:
             started = time.monotonic()
+            self._ends = started + self.timeout
             subscribed = self._start(activation)
             steps = make_steps(subscribed)
             startup = time.monotonic() - started
@@ -339,7 +345,7 @@ class Replayer:
         """Publish /clock ``clock`` and wait for the report of the cycle it runs."""
         node = self._node
         seen = len(node.reports)
-        deadline = time.monotonic() + self.cycle_timeout
+        deadline = min(time.monotonic() + self.cycle_timeout, self._ends)
         resend = 0.0
         while True:
             now = time.monotonic()
@@ -351,7 +357,9 @@ class Replayer:
             if mine:
                 return mine[0]
             if now >= deadline:
-                raise ReplayError(f"no control cycle at {clock / NS:.9f} s within {self.cycle_timeout:g} s"
+                why = (f"the replay's timeout ({self.timeout:g} s in all, --timeout) ran out"
+                       if now >= self._ends else f"none within {self.cycle_timeout:g} s (--cycle-timeout)")
+                raise ReplayError(f"no control cycle at {clock / NS:.9f} s: {why}"
                                   f"\n{self._processes.tail('controller')}")
             self._check_alive()
 

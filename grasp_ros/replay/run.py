@@ -54,6 +54,9 @@ class ReplayOptions:
     """Bag topics by role where the defaults do not fit (``bag.CANDIDATES``)."""
     cycle_timeout: float = 600.0
     call_timeout: float = 60.0
+    timeout: float = 0.0
+    """Wall seconds for the whole replay (0: ``default_timeout`` of the window): a bag whose
+    cycles ask for 100,000 iterations each must not hold CI for hours."""
     launch: bool = False
     """Start the controller with ``ros2 launch grasp_ros grasp_controller.launch.py``."""
 
@@ -80,8 +83,24 @@ class Outcome:
     files: dict[str, Path]
 
 
+TIMEOUT_BASE_S = 600.0
+TIMEOUT_PER_SECOND = 10.0
+"""The default whole-replay timeout: the controller's start plus ten wall seconds a recorded
+second (a lock-step bag replays at 0.3-2x real time on a 2-core CPU)."""
+
+
+def default_timeout(window_seconds: float) -> float:
+    return TIMEOUT_BASE_S + TIMEOUT_PER_SECOND * window_seconds
+
+
 def prepare(options: ReplayOptions) -> Prepared:
     """Read and check everything; raises BagError (the bag) or ValueError (options, parameters)."""
+    out = Path(options.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    if options.timeout < 0 or not math.isfinite(options.timeout):
+        raise ValueError(f"--timeout must be >= 0 s (0: {TIMEOUT_PER_SECOND:g} x the window + "
+                         f"{TIMEOUT_BASE_S:g} s), got {options.timeout}")
     if options.speed < 0 or not math.isfinite(options.speed):
         raise ValueError(f"--speed must be >= 0 (0: as fast as possible), got {options.speed}")
     if not 0 <= options.start <= options.end:
@@ -140,8 +159,11 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
             chosen[:] = plan_steps(recording, observed, prepared.iterations, options.start, options.end)
             return chosen
 
+        span = (recording.cycles[-1].time - recording.cycles[0].time) / NS
+        window = max(0.0, min(options.end, span) - options.start) + prepared.period
         replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
-                            options.cycle_timeout, options.speed, progress, options.launch)
+                            options.cycle_timeout, options.speed, progress, options.launch,
+                            options.timeout or default_timeout(window))
         bad_bag = False
         try:
             run = replayer.run(make_steps, prepared.activation)
