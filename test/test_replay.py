@@ -586,6 +586,9 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
         assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    edited = rewrite(BAG, tmp_path / "edited", parameters=lambda values: values.update(horizon="fifty"))
+    assert main(["replay", str(edited), "--out", str(tmp_path / "out")]) == 2   # the bag's, said so
+    assert "the bag's recorded controller parameters: horizon must be an int, got str 'fifty'" in capsys.readouterr().err
     afile = tmp_path / "a_file"
     afile.write_text("not a folder")
     assert main(["replay", str(BAG), "--out", str(afile)]) == 2      # was a traceback

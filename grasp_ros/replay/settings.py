@@ -91,7 +91,10 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
     source: dict[str, str] = {}
     for name, value in (recorded or {}).items():
         if name in params.BY_NAME and name not in (*FORCED, *FROM_BAG, *REPORTED, *NOT_FROM_BAG):
-            values[name], source[name] = typed(name, value), "recorded"
+            try:
+                values[name], source[name] = typed(name, value), "recorded"
+            except ValueError as exc:     # the bag's, not the command line's: say so
+                raise ValueError(f"the bag's recorded controller parameters: {exc}") from exc
     for p in params.PARAMETERS if recorded is not None else ():   # newer than the recorder:
         if p.legacy is not None and p.name not in recorded:            # the controller as it was
             values[p.name], source[p.name] = p.legacy, "recorded (before the parameter existed)"

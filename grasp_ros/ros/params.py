@@ -99,7 +99,8 @@ class Param:
         if value is None:
             return None if self.default is None else f"{self.name} must be set"
         if not _has_type(value, self.type):
-            return f"{self.name} must be a {self.type}, got {type(value).__name__} {quote(value)}"
+            article = "an" if self.type[0] in "aeiou" else "a"
+            return f"{self.name} must be {article} {self.type}, got {type(value).__name__} {quote(value)}"
         if self.type == "double" and not math.isfinite(value):
             return f"{self.name} must be finite, got {value}"
         if self.range is not None and not self.range[0] <= value <= self.range[1]:
