@@ -457,7 +457,7 @@ def test_a_bag_cannot_make_the_replay_run_python_code(tmp_path):
         allow_python_models=True, model="os:system", model_options=f"{{command: 'touch {marker}'}}"))
     code, output, _ = replay(bag, tmp_path / "out", "--end", "0.5")
     assert code == 2, output
-    assert "would import and run Python code the bag names (model 'os:system')" in output
+    assert "would import and run Python code (model 'os:system')" in output
     assert "-p allow_python_models:=true" in output
     assert not marker.exists() and not (tmp_path / "out").exists()
 

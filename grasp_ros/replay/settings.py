@@ -121,9 +121,9 @@ def _python_not_allowed(values: dict[str, Any]) -> Optional[str]:
     code += [f"cost term {term!r}" for term in values["cost.terms"] or ()]
     if not code:
         return None
-    return (f"the controller would import and run Python code the bag names ({', '.join(code)}): a "
-            "replay runs code from a bag only when told to, whatever the bag recorded; add -p "
-            "allow_python_models:=true if you trust this bag, or replace it (-p model:=...)")
+    return (f"the replayed controller would import and run Python code ({', '.join(code)}), which a "
+            "replay allows only with its own -p allow_python_models:=true, never a bag's: add it if "
+            "you trust that code, or replace it (-p model:=...)")
 
 
 def changed_values(recorded: Optional[dict[str, Any]], given: dict[str, Any]) -> list[str]:
