@@ -552,6 +552,8 @@ BAD_BAGS = {
                              "has a non-finite command [nan,"),
     "an age beyond any clock": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("observation_age", 1e300))),
                                 "observation_age 1e+300 s is beyond what a clock can give"),
+    "a planned cycle without an age": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("observation_age", math.nan))),
+                                       "planned (OK) with observation_age nan"),
     "a delay beyond any clock": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("command_delay", 1e12))),
                                  "command_delay 1e+12 s is beyond what a clock can give"),
     "iterations beyond the planner's": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("iterations", 4_000_000_000))),

@@ -312,8 +312,9 @@ wall clock's 1.8e9 s) differ by less; beyond, nanoseconds leave an int64."""
 
 def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
     """What the controller can never have reported, refused: a damaged or edited bag. A
-    non-finite command (every command is finite), an age or delay beyond ``MAX_SECONDS`` (NaN and
-    inf: none), iteration or sync counts beyond what the planner parameters allow."""
+    non-finite command (every command is finite), a planned cycle without an observation age, an
+    age or delay beyond ``MAX_SECONDS`` (NaN and inf: none), iteration or sync counts beyond what
+    the planner parameters allow."""
     from ..ros.params import BY_NAME
     most = {name: int(BY_NAME[f"planner.{name}"].range[1]) for name in ("iterations", "max_syncs")}
     for k, c in enumerate(cycles):
@@ -321,6 +322,10 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
         if not np.isfinite(c.command).all():
             raise BagError(f"{where} has a non-finite command {c.command.tolist()}: the controller "
                            "never sends one (a damaged or edited bag)")
+        if c.status in (Status.OK, Status.TRUNCATED) and not math.isfinite(c.observation_age):
+            raise BagError(f"{where} planned ({Status(c.status).name}) with observation_age "
+                           f"{c.observation_age}: a planned cycle's observation has an age (a damaged "
+                           "or edited bag; the replay could not check its inputs)")
         for name in ("observation_age", "command_delay"):
             value = getattr(c, name)
             if math.isfinite(value) and abs(value) > MAX_SECONDS:
