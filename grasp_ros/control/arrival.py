@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..models.card import ModelCard
+from ..models.card import ModelCard, wrap_to_nearest
 from ..planning.costs import decode_joints
 
 RESUME_FACTOR = 2.0
@@ -47,7 +47,7 @@ class GoalChecker:
         self.names = names
         self.tolerance = np.broadcast_to(np.asarray(tolerance, dtype=np.float64), (len(names),)).copy()
         self._goal_columns = goal.position_columns(names)
-        self._turns = np.isin(names, goal.continuous + (card.joints.continuous if card.joints else ()))
+        self._turns = np.flatnonzero(np.isin(names, goal.continuous + (card.joints.continuous if card.joints else ())))
         observed = card.joints is not None and set(names) <= set(card.joints.names) \
             and "position" in card.joints.fields
         self._observed_columns = card.joints.position_columns(names) if observed else None
@@ -74,8 +74,8 @@ class GoalChecker:
             return None
         target = np.asarray(goal_joints, dtype=np.float64)[self._goal_columns]
         staying = self._arrived_at is not None and np.array_equal(self._arrived_at, target)
-        error = np.abs(self._measured(observed, latent) - target)
-        error[self._turns] = np.abs(np.remainder(error[self._turns] + math.pi, 2 * math.pi) - math.pi)
+        measured = self._measured(observed, latent)
+        error = np.abs(measured - wrap_to_nearest(target, measured, self._turns))
         limit = self.tolerance * (RESUME_FACTOR if staying else 1.0)
         if not bool(np.all(error <= limit)):       # NaN: not arrived
             self._arrived_at = None

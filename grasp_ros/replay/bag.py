@@ -26,6 +26,7 @@ import numpy as np
 
 from ..control import Status
 from ..ros.conversions import stamp_ns as _ns
+from ..ros.params import BY_NAME
 from ..ros.recorder import PARAMETERS_KEY
 
 NS = 1_000_000_000
@@ -315,7 +316,6 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
     non-finite command (every command is finite), a planned cycle without an observation age, an
     age or delay beyond ``MAX_SECONDS`` (NaN and inf: none), iteration or sync counts beyond what
     the planner parameters allow."""
-    from ..ros.params import BY_NAME
     most = {name: int(BY_NAME[f"planner.{name}"].range[1]) for name in ("iterations", "max_syncs")}
     for k, c in enumerate(cycles):
         where = f"{source}: cycle {k} of {topic}"
