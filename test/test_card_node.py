@@ -233,13 +233,13 @@ def test_a_camera_and_joints_goal_changes_when_both_halves_have_come(rig, arm_mo
 
     def send(kind, stamp_s, i):
         header = Header(stamp=ns_time(int(stamp_s * 1e9)))
-        before = node._goal_parts.get(kind)     # each arrival makes a new part
+        before = node._goals.parts.get(kind)     # each arrival makes a new part
         if kind == "image":
             r.goal_image_pub.publish(rgb_to_image(frames[i], header=header))
         else:
             r.goal_pub.publish(JointGoal(header=header, name=list(ARM), position=[0.1 * i, 0.2, 0.3]))
-        r.wait_until(lambda: node._goal_parts.get(kind) is not before
-                     and node._goal_parts[kind].stamp == int(stamp_s * 1e9),
+        r.wait_until(lambda: node._goals.parts.get(kind) is not before
+                     and node._goals.parts[kind].stamp == int(stamp_s * 1e9),
                      what=f"the goal {kind} at {stamp_s} s")
 
     def standing():

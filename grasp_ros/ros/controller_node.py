@@ -3,7 +3,9 @@
 The node only converts messages and calls ``grasp_ros.control``: its control timer ticks a
 ``CycleRunner``, which runs the ``ControlLoop`` cycle on its own threads (the executor stays free
 for inputs, services and parameters while the planner works) and publishes through ``_publish``.
-Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``.
+Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``,
+the checks of its wiring to the robot in ``wiring.py``; which goal messages make the goal is
+``control.goals``.
 
 Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
 
@@ -50,7 +52,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import numpy as np
 import rclpy
@@ -66,8 +68,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from geometry_msgs.msg import Twist, TwistStamped
-from std_msgs.msg import Float64MultiArray, Header
+from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -75,21 +76,14 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
                        build_control_loop, resolve_device, time_base_hint)
-from ..models.card import card_topic, stop_warnings
+from ..control.goals import GoalIntake
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
 from ..models.text import shorten
-from . import interrupts, params, qos
+from . import interrupts, params, qos, wiring
 from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
                           goal_joint_values, image_to_rgb, path_message, stamp_ns, stamp_seconds,
                           to_time, trajectory_message, twist_message)
-
-class GoalPart(NamedTuple):
-    """Half of a camera + joints model's goal: the image or the joints, as received."""
-    value: np.ndarray
-    stamp: int           # ns, 0: unstamped
-    new: bool = True     # not yet part of a goal
-
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -229,8 +223,7 @@ class GraspController(LifecycleNode):
                                  else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
                         else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
-        self._goal_parts: dict[str, GoalPart] = {}     # a camera + joints model's, by kind
-        self._goal_kind: Optional[tuple[str, int]] = None     # (kind, stamp ns) of a one-input goal
+        self._goals = GoalIntake(loop, observes_image=loop.card.image is not None)
         self._runner = CycleRunner(loop, self._publish, self._publish_late,
                                    sim_time=self.get_parameter("use_sim_time").value, clock=self._now)
         self._last_status = None
@@ -238,7 +231,7 @@ class GraspController(LifecycleNode):
 
     def _make_entities(self, values: dict[str, Any]) -> None:
         interface = values["command_interface"]
-        self._command_pub = self._command_publisher(*OUTPUTS[interface])
+        self._command_pub = self._command_publisher(*wiring.OUTPUTS[interface])
         self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
         self._late_pub = self._lifecycle_pub(PlanDiagnostics, "~/late_plans", qos.REPORT)
         self._plan_pub = self._lifecycle_pub(Plan, "~/plan", qos.REPORT)
@@ -283,7 +276,7 @@ class GraspController(LifecycleNode):
     def _command_publisher(self, msg_type, topic: str):
         """The command's publisher, remembered for ``type_mismatches``."""
         publisher = self._lifecycle_pub(msg_type, topic, qos.COMMAND)
-        self._outputs.append((publisher.topic_name, _type_name(msg_type)))
+        self._outputs.append((publisher.topic_name, wiring.type_name(msg_type)))
         return publisher
 
     def _remember(self, destroy, entity):
@@ -294,29 +287,11 @@ class GraspController(LifecycleNode):
         """An input subscription, remembered for ``type_mismatches``."""
         subscription = self._remember(self.destroy_subscription, self.create_subscription(
             msg_type, topic, callback, qos_profile, **options))
-        self._inputs.append((subscription.topic_name, _type_name(msg_type)))
+        self._inputs.append((subscription.topic_name, wiring.type_name(msg_type)))
 
     def type_mismatches(self) -> list[str]:
-        """Publishers of another message type on a topic this node reads, or subscribers of
-        another on the topic it commands: DDS never matches them, so the input stays silent (a
-        CompressedImage topic read as Image, say), or the robot never gets a command (an array
-        sent to a trajectory controller); named instead."""
-        found = []
-        for topic, wanted in self._inputs:
-            others = sorted({info.topic_type for info in self.get_publishers_info_by_topic(topic)} - {wanted})
-            if others:
-                hint = (": for compressed images set -p image_transport:=compressed and remap "
-                        f"image to {topic.removesuffix('/compressed')}"
-                        if "sensor_msgs/msg/CompressedImage" in others and wanted == "sensor_msgs/msg/Image"
-                        else "")
-                found.append(f"{topic} is published as {', '.join(others)}; this node reads "
-                             f"{wanted} there and receives nothing{hint}")
-        for topic, sent in self._outputs:
-            others = sorted({info.topic_type for info in self.get_subscriptions_info_by_topic(topic)} - {sent})
-            if others:
-                found.append(f"{topic} is read as {', '.join(others)}; this node commands {sent} "
-                             f"there, which its reader never receives{interface_hint(others, topic)}")
-        return found
+        """Peers of another message type on this node's topics (``wiring.type_mismatches``)."""
+        return wiring.type_mismatches(self, self._inputs, self._outputs)
 
     def _release(self) -> None:
         """Destroy what configure made and drop the model (cleanup, shutdown, failed configure)."""
@@ -595,7 +570,7 @@ class GraspController(LifecycleNode):
             loop.reject_goal(str(exc))
             self.get_logger().error(f"goal refused: {exc}", throttle_duration_sec=1.0)
             return
-        if not self._set_goal_part(loop, "joints", joints, stamp_ns(msg.header.stamp)):
+        if not self._take_goal("joints", joints, stamp_ns(msg.header.stamp)):
             return
         positions = joints[spec.fields.index("position")::len(spec.fields)] if "position" in spec.fields else joints
         named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
@@ -611,63 +586,18 @@ class GraspController(LifecycleNode):
             loop.reject_goal(f"goal image: {exc}")
             self.get_logger().error(f"goal image refused: {exc}", throttle_duration_sec=1.0)
             return
-        if not self._set_goal_part(loop, "image", image, stamp_ns(msg.header.stamp)):
+        if not self._take_goal("image", image, stamp_ns(msg.header.stamp)):
             return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
-    def _set_goal_part(self, loop, key: str, value: np.ndarray, stamp: int) -> bool:
-        """The goal is what the model encodes. For a camera + joints model, a goal image and goal
-        joints make one goal when the other part is new (not yet part of a goal: a sim publishes
-        both at once, in either order, stamped on whatever clock, or not at all) or of the same
-        stamp (within pair_tolerance: the same goal again; both stamped: two unstamped parts
-        are not "of one stamp"). So the goal that stands never becomes the
-        new image with the old joints: goal joints without a new image are a joint-space goal
-        (through the model's decode_state joint head; the standing goal's own joints again change
-        nothing), and a goal image without new joints waits for them. For a one-input model, see ``_replaces``. Whether the goal was taken."""
-        if not loop.pairs_joints:     # one input: a goal of any kind the model takes
-            if not self._replaces(key, stamp):
-                kind, standing = self._goal_kind
-                self.get_logger().info(
-                    f"goal ({key}) not taken: " + (f"stamped before the {kind} goal" if stamp < standing
-                                                   else f"the {kind} goal of the same stamp stands"),
-                    throttle_duration_sec=5.0)
-                return False
-            self._goal_kind = (key, stamp)
-            loop.set_goal({key: value})
-            return True
-        other = "image" if key == "joints" else "joints"
-        partner, standing = self._goal_parts.get(other), self._goal_parts.get(key)
-        self._goal_parts[key] = GoalPart(value, stamp)
-        # "Of its stamp" needs stamps: two unstamped parts say nothing of belonging together.
-        same_stamp = partner is not None and stamp != 0 and partner.stamp != 0 and \
-            abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9
-        if partner is not None and (partner.new or same_stamp):
-            loop.set_goal({k: self._goal_parts[k].value for k in ("image", "joints")})
-            for k in ("image", "joints"):
-                self._goal_parts[k] = self._goal_parts[k]._replace(new=False)
-            return True
-        if standing is not None and not standing.new and np.array_equal(standing.value, value):
-            return False   # the standing goal's own part again (a sim republishing it): no change
-        if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
-            loop.set_goal({key: value})
-            return True
-        self.get_logger().warning(
-            f"goal ({key}) not taken yet: this model's goal is an image and joints together; it waits "
-            f"for a new goal {other} (or one of its header stamp), and the standing goal stands",
-            throttle_duration_sec=5.0)
-        return False
-
-    def _replaces(self, key: str, stamp: int) -> bool:
-        """Whether a goal of kind ``key`` replaces the standing goal of a one-input model. Within
-        a kind, the newest to arrive. Across kinds, the newer stamp, and at one stamp (unstamped
-        ones too) the kind the model observes: a sim publishes both at once, and the order in
-        which the two topics arrive is a race that a recording cannot show (nor a replay redo)."""
-        if self._goal_kind is None:
-            return True
-        kind, standing = self._goal_kind
-        if kind == key or stamp > standing:
-            return True
-        return stamp == standing and key == ("image" if self._card.image is not None else "joints")
+    def _take_goal(self, key: str, value: np.ndarray, stamp: int) -> bool:
+        """Offer a goal part to the goal intake (``control.goals``); whether it was taken."""
+        verdict = self._goals.take(key, value, stamp)
+        if verdict.waits:
+            self.get_logger().warning(verdict.note, throttle_duration_sec=5.0)
+        elif verdict.note:
+            self.get_logger().info(verdict.note, throttle_duration_sec=5.0)
+        return verdict.taken
 
     def _inputs_text(self) -> str:
         card = self._card
@@ -686,61 +616,11 @@ class GraspController(LifecycleNode):
         return f"{msg_type.rsplit('/', 1)[-1]} on {topic} ({', '.join(names)}, in this order)"
 
     def action_range_warnings(self) -> list[str]:
-        """What the stop (a zero command) means for these actions: ranges without it
-        (``card.stop_warnings``), and zero effort."""
-        a = self._card.actions
-        effort = ([f"the model's actions are efforts ({list(a.names)}): the stop, zero effort, holds "
-                   "nothing against gravity or momentum; the robot's own brake or controller must"]
-                  if a.kind == "effort" else [])
-        return stop_warnings(a.names, a.low, a.high) + effort
+        return wiring.action_range_warnings(self._card)
 
     def topic_mismatches(self) -> list[str]:
-        """The card names the topics its training data came from (a robot's bag: its own, such
-        as /my_robot/camera/image_raw): a warning for each input this node reads, or output it
-        sends, elsewhere."""
-        card, found = self._card, []
-        compressed = self._values["image_transport"] == "compressed"
-        for name, given in (("image", card.image), ("joint_states", card.joints)):
-            if given is None:
-                continue
-            # the card's own default names are relative (namespaces and remaps apply); a bag's
-            # topics are absolute
-            read = self.resolve_topic_name(name)
-            trained = self.resolve_topic_name(card_topic(given.topic, name))
-            if name == "image":
-                # image_transport's naming: the node remaps the base topic and, with compressed
-                # transport, reads base/compressed; a bag names the topic it recorded.
-                base, was_compressed = trained.removesuffix("/compressed"), trained.endswith("/compressed")
-                transport = " and -p image_transport:=compressed" if was_compressed and not compressed else ""
-                if base != read:
-                    found.append(f"the model was trained on {trained}, and this node reads image from "
-                                 f"{read}{'/compressed' if compressed else ''}: if {trained} is the "
-                                 f"robot's, remap the base topic (--ros-args -r image:={base}{transport}, "
-                                 f"or the launch argument image:={base})")
-                elif transport:
-                    found.append(f"the model was trained on compressed images ({trained}), and this "
-                                 f"node reads raw sensor_msgs/Image from {read}: set "
-                                 "-p image_transport:=compressed to read them")
-            elif trained != read:
-                found.append(f"the model was trained on {trained}, and this node reads {name} from "
-                             f"{read}: if {trained} is the robot's, remap it (--ros-args -r "
-                             f"{name}:={trained}, or the launch argument {name}:={trained})")
-        # The commands of the bag: remapping the output there serves only where it carries the
-        # recorded type (an array sent to a trajectory controller's topic reaches nothing).
-        msg_type, output = OUTPUTS[self._values["command_interface"]]
-        commanded = (card.provenance.get("topics") or {}).get("command")
-        recorded_type = card.command_type
-        if commanded:
-            sent, recorded = self.resolve_topic_name(output), "/" + str(commanded).lstrip("/")
-            if recorded_type and recorded_type != _type_name(msg_type):
-                found.append(f"the model's actions were recorded as {recorded_type} on {recorded}, and "
-                             f"this node commands {_type_name(msg_type)} on {sent} (command_interface "
-                             f"{self._values['command_interface']}){interface_hint([recorded_type], recorded)}")
-            elif sent != recorded and (recorded_type or output != "joint_trajectory"):
-                found.append(f"the model's actions were recorded on {recorded}, and this node "
-                             f"commands on {sent}: if the robot takes them there, remap it "
-                             f"(--ros-args -r {output}:={recorded})")
-        return found
+        """The card's topics against the ones this node reads and sends (``wiring.topic_mismatches``)."""
+        return wiring.topic_mismatches(self, self._card, self._values)
 
     def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
         """A goal of a kind the model does not encode is ignored (with a warning), so that it
@@ -912,26 +792,6 @@ def _yaml_hint(error: str) -> str:
         return (". YAML 1.1 reads y, n, yes, no, on and off as booleans: quote such names "
                 "inside the shell's quotes: -p joint_names:=\"['x', 'y', 'yaw']\"")
     return ". A string that looks like YAML needs quotes inside the shell's: -p model_options:='\"{env: open}\"'"
-
-
-OUTPUTS = {"forward_command": (Float64MultiArray, "command"),
-           "joint_trajectory": (JointTrajectory, "joint_trajectory"),
-           "twist": (Twist, "cmd_vel"), "twist_stamped": (TwistStamped, "cmd_vel")}
-"""The command's message type and topic, by command_interface."""
-
-
-def interface_hint(types, topic: str) -> str:
-    """How to command a robot that reads one of ``types`` (ROS type names) on ``topic``."""
-    for interface, (msg_type, name) in OUTPUTS.items():
-        if _type_name(msg_type) in types:
-            return (f"; to send {_type_name(msg_type)} there, set -p command_interface:={interface} "
-                    f"and remap its topic (--ros-args -r {name}:={topic})")
-    return ""
-
-
-def _type_name(msg_type) -> str:
-    """A message class's ROS type name, as the graph reports it: pkg/msg/Name."""
-    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _spin(executor, stop: threading.Event, spun: threading.Event, failures: list[str], logger) -> None:

@@ -1,0 +1,85 @@
+"""Which received goal messages become the control loop's goal (ROS-free).
+
+A goal arrives as an image, as joint values, or, for a model that observes a camera and joints,
+as both in two messages that a sim publishes at once, in either order, stamped on whatever clock
+or not at all. The rules:
+
+* one-input model: a goal of any kind the model takes replaces the standing one; within a kind
+  the newest to arrive, across kinds the newer stamp, and at one stamp (unstamped ones too) the
+  kind the model observes (the order in which two topics arrive is a race that a recording
+  cannot show, nor a replay redo);
+* camera + joints model: an image and joints make one goal when the other part is new (not yet
+  part of a goal) or of the same stamp (within ``pair_tolerance``; two unstamped parts are not
+  "of one stamp"). So the standing goal never becomes the new image with the old joints. Joints
+  without a new image are a joint-space goal (through the model's ``decode_state`` joint head;
+  the standing goal's own joints again change nothing); an image without new joints waits.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class GoalPart(NamedTuple):
+    """Half of a camera + joints model's goal: the image or the joints, as received."""
+    value: np.ndarray
+    stamp: int           # ns, 0: unstamped
+    new: bool = True     # not yet part of a goal
+
+
+class Verdict(NamedTuple):
+    """What became of a goal message: taken, or why not (``waits``: a half goal waiting for
+    its other half while the old goal stands, worth a warning)."""
+    taken: bool
+    note: str = ""
+    waits: bool = False
+
+
+class GoalIntake:
+    """The goal parts received for ``loop`` and the rules above; ``take`` sets the loop's goal."""
+
+    def __init__(self, loop, observes_image: bool):
+        self.loop, self.observes_image = loop, bool(observes_image)
+        self.parts: dict[str, GoalPart] = {}          # a camera + joints model's, by kind
+        self._standing: Optional[tuple[str, int]] = None   # (kind, stamp ns) of a one-input goal
+
+    def take(self, key: str, value: np.ndarray, stamp: int) -> Verdict:
+        """A goal ``key`` ("image" or "joints") received with header ``stamp`` (ns, 0: none)."""
+        loop = self.loop
+        if not loop.pairs_joints:
+            if not self._replaces(key, stamp):
+                kind, standing = self._standing
+                return Verdict(False, f"goal ({key}) not taken: " + (
+                    f"stamped before the {kind} goal" if stamp < standing
+                    else f"the {kind} goal of the same stamp stands"))
+            self._standing = (key, stamp)
+            loop.set_goal({key: value})
+            return Verdict(True)
+        other = "image" if key == "joints" else "joints"
+        partner, standing = self.parts.get(other), self.parts.get(key)
+        self.parts[key] = GoalPart(value, stamp)
+        same_stamp = partner is not None and stamp != 0 and partner.stamp != 0 and \
+            abs(partner.stamp - stamp) <= loop.config.pair_tolerance * 1e9
+        if partner is not None and (partner.new or same_stamp):
+            loop.set_goal({k: self.parts[k].value for k in ("image", "joints")})
+            for k in ("image", "joints"):
+                self.parts[k] = self.parts[k]._replace(new=False)
+            return Verdict(True)
+        if standing is not None and not standing.new and np.array_equal(standing.value, value):
+            return Verdict(False)   # the standing goal's own part again (a sim republishing it)
+        if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
+            loop.set_goal({key: value})
+            return Verdict(True)
+        return Verdict(False, f"goal ({key}) not taken yet: this model's goal is an image and joints "
+                              f"together; it waits for a new goal {other} (or one of its header stamp), "
+                              "and the standing goal stands", waits=True)
+
+    def _replaces(self, key: str, stamp: int) -> bool:
+        """Whether a goal of kind ``key`` replaces a one-input model's standing goal."""
+        if self._standing is None:
+            return True
+        kind, standing = self._standing
+        if kind == key or stamp > standing:
+            return True
+        return stamp == standing and key == ("image" if self.observes_image else "joints")

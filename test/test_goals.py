@@ -1,0 +1,78 @@
+"""The goal intake's rules (``grasp_ros.control.goals``), without ROS: which goal messages
+become the loop's goal. The node's test (test_card_node) drives the same rules over DDS."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from grasp_ros.control.goals import GoalIntake
+
+
+class GoalLog:
+    """The loop's side of the intake: its settings and every goal it was given."""
+
+    def __init__(self, pairs_joints: bool, decodes_joints: bool = True):
+        self.pairs_joints = pairs_joints
+        self.config = SimpleNamespace(pair_tolerance=0.05)
+        self.model = SimpleNamespace(decode_state=(lambda z: z) if decodes_joints else None)
+        self.goals: list[dict] = []
+
+    def set_goal(self, goal):
+        self.goals.append({k: np.asarray(v).tolist() for k, v in goal.items()})
+
+
+IMAGE_A, IMAGE_B = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2, 3), np.uint8)
+JOINTS_A, JOINTS_B = np.array([0.1, 0.2]), np.array([0.3, 0.4])
+
+
+def test_one_input_goals_replace_by_arrival_within_a_kind_and_by_stamp_across_kinds():
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    assert intake.take("joints", JOINTS_A, 5).taken
+    assert intake.take("joints", JOINTS_B, 1).taken             # same kind: the newest to arrive
+    late = intake.take("image", IMAGE_A, 0)                      # other kind, older stamp
+    assert not late.taken and "stamped before the joints goal" in late.note and not late.waits
+    assert intake.take("image", IMAGE_A, 1).taken                # same stamp: the kind observed wins
+    same = intake.take("joints", JOINTS_A, 1)
+    assert not same.taken and "of the same stamp stands" in same.note
+    assert intake.take("joints", JOINTS_A, 2).taken              # newer stamp
+    assert loop.goals == [{"joints": [0.1, 0.2]}, {"joints": [0.3, 0.4]},
+                          {"image": IMAGE_A.tolist()}, {"joints": [0.1, 0.2]}]
+
+
+def test_a_camera_and_joints_goal_is_never_the_new_image_with_the_old_joints():
+    loop = GoalLog(pairs_joints=True, decodes_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    first = intake.take("image", IMAGE_A, 0)
+    assert not first.taken and first.waits and "waits for a new goal joints" in first.note
+    assert intake.take("joints", JOINTS_A, 0).taken              # the new partner: one goal
+    assert loop.goals == [{"image": IMAGE_A.tolist(), "joints": [0.1, 0.2]}]
+    waiting = intake.take("image", IMAGE_B, 0)                   # unstamped: not "of one stamp"
+    assert not waiting.taken and waiting.waits
+    again = intake.take("image", IMAGE_B, 0)                     # the waiting image again
+    assert not again.taken and again.waits
+    assert intake.take("joints", JOINTS_B, 0).taken
+    assert loop.goals[-1] == {"image": IMAGE_B.tolist(), "joints": [0.3, 0.4]}
+    same = intake.take("joints", JOINTS_B, 0)                    # the standing goal's part again
+    assert not same.taken and not same.note and len(loop.goals) == 2
+
+
+def test_parts_of_one_stamp_pair_even_when_neither_is_new():
+    loop = GoalLog(pairs_joints=True, decodes_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    intake.take("image", IMAGE_A, 10_000_000_000)
+    assert intake.take("joints", JOINTS_A, 10_000_000_000).taken
+    # the image again within pair_tolerance (0.05 s) of the joints' stamp: the same goal, retaken
+    assert intake.take("image", IMAGE_B, 10_040_000_000).taken
+    assert loop.goals[-1]["image"] == IMAGE_B.tolist()
+    assert not intake.take("image", IMAGE_A, 10_100_000_000).taken   # 0.1 s apart: waits
+
+
+def test_goal_joints_alone_are_a_joint_space_goal_where_the_model_decodes_joints():
+    loop = GoalLog(pairs_joints=True, decodes_joints=True)
+    intake = GoalIntake(loop, observes_image=True)
+    intake.take("image", IMAGE_A, 0)
+    intake.take("joints", JOINTS_A, 0)
+    assert intake.take("joints", JOINTS_B, 0).taken               # no new image: joints alone
+    assert loop.goals[-1] == {"joints": [0.3, 0.4]}
