@@ -271,7 +271,7 @@ class Replayer:
     def _set_clock(self, value: int) -> None:
         """/clock := value, confirmed by the clock stamp of the controller's parameter event."""
         node = self._node
-        deadline = time.monotonic() + self.call_timeout
+        deadline = self._until(self.call_timeout)
         while time.monotonic() < deadline:
             node.events.clear()
             node.clock_pub.publish(_clock(value))
@@ -281,8 +281,8 @@ class Replayer:
                 self._spin()
             if any(stamp_ns(e.stamp) == value for e in node.events):
                 return
-        raise ReplayError(f"the controller's clock did not reach {value / NS:.9f} s (is it "
-                          f"running with use_sim_time?)\n{self._processes.tail('controller')}")
+        raise ReplayError(self._ran_out(f"the controller's clock to reach {value / NS:.9f} s (is it "
+                                        "running with use_sim_time?)", self.call_timeout))
 
     def _transition(self, transition: int, name: str) -> None:
         answer = self._call(self._node.state_client, ChangeState.Request(transition=Transition(id=transition)))
@@ -336,8 +336,10 @@ class Replayer:
         for item in inputs:
             publisher = self._node.publishers_by_role[item.role]
             publisher.publish(item.raw)
-            if not publisher.wait_for_all_acked(Duration(seconds=self.call_timeout)):
-                raise ReplayError(f"the controller did not acknowledge a message on {publisher.topic_name}")
+            wait = max(0.0, self._until(self.call_timeout) - time.monotonic())
+            if not publisher.wait_for_all_acked(Duration(seconds=wait)):
+                raise ReplayError(self._ran_out(f"the controller to acknowledge a message on "
+                                                f"{publisher.topic_name}", self.call_timeout, log=False))
             self._barrier()
         return len(inputs)
 
@@ -345,7 +347,7 @@ class Replayer:
         """Publish /clock ``clock`` and wait for the report of the cycle it runs."""
         node = self._node
         seen = len(node.reports)
-        deadline = min(time.monotonic() + self.cycle_timeout, self._ends)
+        deadline = self._until(self.cycle_timeout)
         resend = 0.0
         while True:
             now = time.monotonic()
@@ -357,10 +359,8 @@ class Replayer:
             if mine:
                 return mine[0]
             if now >= deadline:
-                why = (f"the replay's timeout ({self.timeout:g} s in all, --timeout) ran out"
-                       if now >= self._ends else f"none within {self.cycle_timeout:g} s (--cycle-timeout)")
-                raise ReplayError(f"no control cycle at {clock / NS:.9f} s: {why}"
-                                  f"\n{self._processes.tail('controller')}")
+                raise ReplayError(self._ran_out(f"the control cycle at {clock / NS:.9f} s",
+                                                self.cycle_timeout, "--cycle-timeout"))
             self._check_alive()
 
     # -- helpers ----------------------------------------------------------------------------
@@ -377,22 +377,34 @@ class Replayer:
 
     def _call(self, client, request):
         future = client.call_async(request)
-        deadline = time.monotonic() + self.call_timeout
+        deadline = self._until(self.call_timeout)
         while not future.done():
             if time.monotonic() >= deadline:
-                raise ReplayError(f"no answer from {client.srv_name} within {self.call_timeout:g} s"
-                                  f"\n{self._processes.tail('controller')}")
+                raise ReplayError(self._ran_out(f"an answer from {client.srv_name}", self.call_timeout))
             self._spin()
             self._check_alive()
         return future.result()
 
     def _wait(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + self.call_timeout
+        deadline = self._until(self.call_timeout)
         while not condition():
             if time.monotonic() >= deadline:
-                raise ReplayError(f"waited {self.call_timeout:g} s for {what}\n{self._processes.tail('controller')}")
+                raise ReplayError(self._ran_out(what, self.call_timeout))
             self._spin()
             self._check_alive()
+
+    def _until(self, seconds: float) -> float:
+        """A wait's deadline (monotonic): ``seconds`` from now, or the whole run's end if sooner."""
+        return min(time.monotonic() + seconds, self._ends)
+
+    def _ran_out(self, what: str, seconds: float, option: str = "", log: bool = True) -> str:
+        """Why a wait for ``what`` ended: its own limit (``seconds``, set by ``option``), or the
+        whole run's --timeout when that came first; with the tail of the controller's log."""
+        if time.monotonic() >= self._ends:
+            why = f"the replay's timeout ({self.timeout:g} s in all, --timeout) ran out while it waited for {what}"
+        else:
+            why = f"waited {seconds:g} s{f' ({option})' if option else ''} for {what}"
+        return f"{why}\n{self._processes.tail('controller')}" if log else why
 
     def _spin(self, timeout: float = 0.02) -> None:
         self._executor.spin_once(timeout_sec=timeout)
