@@ -58,8 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cycle-timeout", type=float, default=600.0,
                         help="wall seconds to wait for one cycle before giving up (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=0.0,
-                        help="wall seconds for the whole replay, the controller's start included, before giving up, exit 3 (default 0: "
-                             "600 + 10 per recorded second of the window)")
+                        help="wall seconds for the whole replay, the controller's start included, "
+                             "before giving up, exit 3 (default 0: 600 + 10 per recorded second of the window)")
 
 
 def _interrupt(signum, frame) -> None:
