@@ -902,6 +902,8 @@ def test_a_sample_stamped_just_ahead_of_a_trailing_clock_leaves_the_cycle_the_on
     loop.observe({"joints": np.array([0.5, 0.0])}, stamp=1.45, received=1.15)   # 0.3 s fast
     skewed = loop.step(1.15)
     assert skewed.status == Status.ERROR and "0.300 s ahead of the clock" in skewed.message
+    # either clock may be off: a starved node's own /clock lags (a stall audit)
+    assert "or this node's clock lags" in skewed.message
     # Ahead, and every earlier sample received longer than max_observation_age ago: refused.
     loop.observe({"joints": np.zeros(2)}, stamp=2.0, received=1.9)
     refused = loop.step(1.9)
@@ -1085,6 +1087,61 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
         assert published.next().status != Status.CLOCK
         clock[0] -= 5.0                               # went back (a sim reset): no tick comes
         assert published.next().status == Status.CLOCK
+    finally:
+        runner.stop()
+
+
+def test_the_watchdog_stops_the_robot_one_clock_timeout_after_a_clock_stops_not_two():
+    """A sim paused just after a cycle (its last /clock a few ms past it): the clock moved
+    then, and stood since. The watchdog noted the clock only once the cycles had stopped for
+    clock_timeout, took that first look for a move and waited a second clock_timeout (a stall
+    audit: the stop came 2.0 s after the last cycle with clock_timeout 1 s; a 1 s pause never
+    stopped the robot). On a wall clock of the test's own: deterministic."""
+    loop = ready_loop(clock_timeout=1.0)
+    wall, clock = [0.0], [0.0]
+    runner, published = runner_for(loop, sim_time=True, clock=lambda: clock[0], wall=lambda: wall[0])
+    try:
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        wall[0] = 0.1
+        clock[0] = 0.005                       # the sim's last /clock; then it stands
+        assert runner.watchdog() is None       # a pass: the clock moved within this tenth
+        wall[0] = 1.05
+        runner.watchdog()
+        assert not any(r.status == Status.CLOCK for r in published.results)   # moved 0.95 s ago
+        wall[0] = 1.15
+        runner.watchdog()
+        stops = [r for r in published.results if r.status == Status.CLOCK]
+        assert stops and stops[0].command.tolist() == [0.0, 0.0]
+        assert "no control cycle for 1.15 s" in stops[0].message
+    finally:
+        runner.stop()
+
+
+def test_a_command_ready_long_after_its_deadline_is_the_stop():
+    """A controller process stopped (SIGSTOP) or starved in the middle of a cycle resumes and
+    sends what it decided before: a stall audit saw the pre-stall plan's moving action go out
+    5 s late, reported as fresh. Ready more than max_observation_age past the deadline, the
+    command is the stop (FALLBACK), on time or late alike. The test's wall clock jumps 100 s
+    in the middle of the solve."""
+    loop = ready_loop(period=1.0)
+    assert loop.step(0.0).status == Status.OK          # a previous plan, for a late path
+    loop.configure(timing="realtime")
+    offset = [0.0]
+    model_predict = loop.model.predict
+
+    def predict(latent, action):
+        offset[0] = 100.0                     # the process stood still for 100 s here
+        return model_predict(latent, action)
+    loop.model.predict = predict
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=1.0)
+    runner, published = runner_for(loop, wall=lambda: time.perf_counter() + offset[0])
+    try:
+        runner.tick(1.0)
+        sent = published.next()
+        assert sent.status == Status.FALLBACK and sent.command.tolist() == [0.0, 0.0] and sent.stop
+        assert "this process was held up" in sent.message and sent.command_delay > 100.0
+        assert sent.deadline_missed
     finally:
         runner.stop()
 

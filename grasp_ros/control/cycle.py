@@ -517,7 +517,7 @@ class ControlLoop:
         if age < -self.config.max_stamp_lead:
             return self._finish(self._zero(Status.ERROR, (
                 f"observation refused: stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the "
-                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){time_base_hint(age)}")), now, age)
+                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){lead_hint(age)}")), now, age)
         if age > self.config.max_observation_age:
             return self._finish(self._stale(
                 f"newest observation ({self._observed}) is {age:.3f} s old (max_observation_age "
@@ -663,6 +663,19 @@ class ControlLoop:
             self._last_command_time = now
         result.deadline_missed = True
         return self._finish(result, now, age)
+
+    def held_up(self, result: StepResult, now: float, limit: float) -> StepResult:
+        """The stop in place of ``result``, the cycle at ``now`` whose command was ready
+        ``result.command_delay`` wall seconds after it began, more than ``limit``: the process
+        was held up (stopped, starved of CPU), and the command was decided from the world as it
+        was then. The cycle's counts stay, for the report."""
+        self._last_command_time = -math.inf     # nor may on_stale "hold" send it later
+        stopped = dataclasses.replace(
+            result, status=Status.FALLBACK, actions=None, path=None, stop=True, deadline_missed=True,
+            message=(f"the command ({result.status.name}) was ready {result.command_delay:.3f} s after "
+                     f"the cycle began, more than the solve budget + max_observation_age ({limit:g} s): "
+                     "this process was held up (stopped, or starved of CPU); zero"))
+        return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True) -> StepResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
@@ -919,6 +932,14 @@ class ControlLoop:
 
 OTHER_TIME_BASE_S = 1e6
 """An observation this far (s, 11 days) from the clock was stamped on another time base."""
+
+
+def lead_hint(age: float) -> str:
+    """Why an input's stamp is ``-age`` s ahead of the clock: another time base, or one of
+    two clocks off (a sensor's ahead, or this node's behind: a starved process takes /clock
+    late, and its fresh inputs then look ahead)."""
+    return time_base_hint(age) or ("; the sender's clock runs ahead of this node's, or this node's "
+                                   "clock lags (on sim time, a process starved of CPU takes /clock late)")
 
 
 def time_base_hint(age: float) -> str:

@@ -11,6 +11,8 @@ late plan is done, ``publish_late`` gets a report of it (``ControlLoop.late_plan
 recording says what warm-started the next cycle. Plans are adopted on the cycle thread only (a
 late one at the first cycle that finds it done), so a replay can name where each took over.
 ``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
+A command ready more than ``max_observation_age`` past its deadline (the process was stopped
+or starved meanwhile) is replaced by the stop (``ControlLoop.held_up``).
 With ``timing`` "fixed_iterations" there is no deadline: the
 command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
 at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
@@ -19,10 +21,11 @@ still busy (send it without planning).
 
 The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
 ``clock_timeout`` wall seconds, it sends a zero command with status CLOCK, and again every
-``clock_timeout`` while it lasts. No cycle means no tick: the caller's clock stopped (/clock
-under sim time), or the caller could not tick (a ROS executor held up by a long callback, such
-as a compressed image that takes seconds to decode); either way the last command must not stand,
-so the watchdog must not depend on the caller's thread.
+``clock_timeout`` while it lasts (it notes the clock at every pass, so a stop is seen
+``clock_timeout`` after it, to within a pass). No cycle means no tick: the caller's clock
+stopped (/clock under sim time), or the caller could not tick (a ROS executor held up by a long
+callback, such as a compressed image that takes seconds to decode); either way the last command
+must not stand, so the watchdog must not depend on the caller's thread.
 
 ``publish(result)`` is called from the cycle thread or the watchdog thread; it must be
 thread-safe. ``result.command_delay`` is the wall time from the tick to the call.
@@ -49,13 +52,15 @@ class CycleRunner:
 
     def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None],
                  publish_late: Callable[[StepResult], None] = lambda result: None,
-                 sim_time: bool = False, clock: Optional[Callable[[], float]] = None):
+                 sim_time: bool = False, clock: Optional[Callable[[], float]] = None,
+                 wall: Callable[[], float] = time.perf_counter):
         """``sim_time``: the caller's clock is a published one (/clock), which can stall; else
         only the caller can (what the CLOCK report says). ``clock``: reads that clock (s), so
-        that the watchdog tells a slow simulator from a stopped one."""
+        that the watchdog tells a slow simulator from a stopped one. ``wall``: the wall clock
+        of deadlines and the watchdog (s; a test's own)."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
-        self.sim_time, self._clock = bool(sim_time), clock
-        self._clock_seen = (math.nan, time.perf_counter())   # (value, wall when it last moved)
+        self.sim_time, self._clock, self._wall = bool(sim_time), clock, wall
+        self._clock_seen = (math.nan, wall())   # (value, wall when it was first seen)
         self._last_cycle_time = math.nan
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
@@ -68,7 +73,7 @@ class CycleRunner:
         self._solving: Optional[Future] = None
         self._solving_since = math.nan
         self._held: Optional[tuple] = None     # a late plan (or its solve) and its cycle's time
-        self._last_cycle_wall = time.perf_counter()
+        self._last_cycle_wall = wall()
         self._last_alarm_wall = -math.inf
         self._cycled = False        # a cycle has run since start
         self.last_error = ""
@@ -81,7 +86,7 @@ class CycleRunner:
             if self._running:
                 return
             self._running = True
-            self._last_cycle_wall = time.perf_counter()
+            self._last_cycle_wall = self._wall()
             self._last_alarm_wall = -math.inf
             self._cycled = False
         self._planner = ThreadPoolExecutor(1, thread_name_prefix="grasp-planner")
@@ -135,7 +140,8 @@ class CycleRunner:
                 return
             if self._tick is not None:
                 self.skipped_ticks += 1
-            self._tick = (now, time.perf_counter())
+            self._tick = (now, self._wall())
+            self._note_clock_value(now, self._tick[1])
             self._wake.notify()
 
     def watchdog(self) -> Optional[StepResult]:
@@ -144,7 +150,11 @@ class CycleRunner:
         ``clock_timeout``)."""
         timeout = self.loop.config.clock_timeout
         with self._wake:
-            wall = time.perf_counter()
+            wall = self._wall()
+            if self.sim_time and self._clock is not None:
+                # Every pass, not only once the cycles stopped: a clock first seen then would
+                # count as just moved, and the stop would come a second clock_timeout late.
+                self._note_clock_value(self._clock(), wall)
             quiet = wall - self._last_cycle_wall
             if (not self._running or self._in_cycle or self._tick is not None or quiet <= timeout
                     or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
@@ -164,11 +174,15 @@ class CycleRunner:
         old time), still stops the robot."""
         if not self.sim_time or self._clock is None:
             return False
-        value = self._clock()
+        value, moved_at = self._clock_seen
+        moved = wall - moved_at <= timeout
+        return moved and 0.0 <= value - self._last_cycle_time <= 2 * self.loop.config.period
+
+    def _note_clock_value(self, value: float, wall: float) -> None:
+        """The caller's clock read ``value`` at ``wall``: when it last moved, to within a
+        watchdog pass. Called with ``_wake`` held."""
         if value != self._clock_seen[0]:
             self._clock_seen = (value, wall)
-        moved = wall - self._clock_seen[1] <= timeout
-        return moved and 0.0 <= value - self._last_cycle_time <= 2 * self.loop.config.period
 
     # -- the threads ------------------------------------------------------------------------
 
@@ -191,15 +205,15 @@ class CycleRunner:
                 self._last_cycle_time = now
             try:
                 result = self._cycle(now, wall)
-                result.command_delay = time.perf_counter() - wall
-                self._publish(result)
+                result.command_delay = self._wall() - wall
+                self._publish(self._held_up(result, now))
             except Exception as exc:  # noqa: BLE001 -- the thread must outlive a failed publish
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 with self._wake:
                     self._in_cycle = False
                     self._cycled = True
-                    self._last_cycle_wall = time.perf_counter()
+                    self._last_cycle_wall = self._wall()
 
     def _cycle(self, now: float, wall: float) -> StepResult:
         loop, config = self.loop, self.loop.config
@@ -226,16 +240,30 @@ class CycleRunner:
         self._solving = self._planner.submit(loop.solve, job, deadline, False)
         self._solving_since = wall
         try:
-            timeout = None if deadline is None else max(deadline - time.perf_counter(), 0.0)
+            timeout = None if deadline is None else max(deadline - self._wall(), 0.0)
             outcome = self._solving.result(timeout=timeout)
         except FutureTimeout:
             self._held = (self._solving, job.now)
             self._solving.add_done_callback(
-                lambda done: self._report_late(job, done.result(), deadline, time.perf_counter()))
+                lambda done: self._report_late(job, done.result(), deadline, self._wall()))
             return loop.late(job, f"{LATE} ({config.deadline:.3f} s after the cycle began)")
         if outcome.plan is not None:
             loop.adopt(outcome.plan, job.now)
         return loop.conclude(job, outcome)
+
+    def _held_up(self, result: StepResult, now: float) -> StepResult:
+        """A command ready more than ``max_observation_age`` wall seconds past its deadline came
+        from a process that was held up (stopped, starved of CPU): the stop goes out instead of
+        what was decided from the world as it was then."""
+        config = self.loop.config
+        if config.fixed_iterations or result.stop:
+            return result
+        limit = config.deadline + config.max_observation_age
+        if result.command_delay <= limit:
+            return result
+        held = self.loop.held_up(result, now, limit)
+        held.command_delay = result.command_delay
+        return held
 
     def _adopt_late_plan(self) -> None:
         """The late plan (a finished solve, or a replayed one's plan) warm-starts from now on."""

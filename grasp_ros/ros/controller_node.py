@@ -75,7 +75,7 @@ from trajectory_msgs.msg import JointTrajectory
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
-                       build_control_loop, resolve_device, time_base_hint)
+                       build_control_loop, lead_hint, resolve_device, time_base_hint)
 from ..control.goals import GoalIntake
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
@@ -531,7 +531,7 @@ class GraspController(LifecycleNode):
         if stamp - now > limit:
             raise ValueError(f"stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of the clock as it "
                              f"arrives (more than max_observation_age, {limit:g} s)"
-                             f"{time_base_hint(now - stamp)}")
+                             f"{lead_hint(now - stamp)}")
         merged = self._joints.update(msg, stamp, latest=now + limit)
         if merged is None:
             if self._joints.missing:
