@@ -369,7 +369,6 @@ class GraspController(LifecycleNode):
     def _send(self, result: StepResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
         when = result.time if math.isfinite(result.time) else self._now()
-        self._stats.record(result, when)
         header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
         interface = self._values["command_interface"]
         if interface == "joint_trajectory":
@@ -389,6 +388,8 @@ class GraspController(LifecycleNode):
                 self._card.actions.names, result.command, stamped if interface == "twist_stamped" else None))
         else:
             self._command_pub.publish(command_message(result.command))
+        # The bookkeeping after the command: a process stopped in between sends it no later.
+        self._stats.record(result, when)
         self._diagnostics_pub.publish(self._plan_diagnostics(result, header))
         if result.plan is not None:
             self._plan_pub.publish(self._plan_message(result.plan, header))
