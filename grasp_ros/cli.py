@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -35,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     tool_parser = argparse.ArgumentParser(prog=f"grasp-ros {args.command}",
                                           description=COMMANDS[args.command][1])
     module.add_arguments(tool_parser)
-    return int(module.run(tool_parser.parse_args(rest)) or 0)
+    try:
+        return int(module.run(tool_parser.parse_args(rest)) or 0)
+    except BrokenPipeError:     # the reader went away (grasp-ros info ... | head): not an error
+        # stdout's buffer cannot be flushed any more: point it at nothing, so exit stays quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

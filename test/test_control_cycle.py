@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status,
+from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status, StatusLog,
                                build_control_loop, resolve_device)
 from grasp_ros.models import WorldModel, model_spec, parse_options
 from grasp_ros.planning import Plan, make_planner
@@ -740,6 +740,39 @@ def test_cycle_stats_rate_quantiles_counts_and_health():
     assert level == "warn" and message.startswith("stale")
 
 
+def test_the_log_tells_a_changed_reason_at_most_once_a_second():
+    """A newcomer's console said "STALE: no observation yet" while every cycle was STALE for "no
+    goal yet": only a change of status was logged, and the second reason, a tenth of a second
+    later, fell to the one-second throttle for good. A changed reason (numbers aside) is logged,
+    late if need be; the same one with an age counting up is not; two clocks flipping the
+    status every cycle give at most a line a second."""
+    wall = [0.0]
+    log = StatusLog(wall=lambda: wall[0])
+    assert log.worth_logging(Status.STALE, "no observation yet: zero")
+    wall[0] = 0.1
+    assert not log.worth_logging(Status.STALE, "no goal yet: zero")       # within the second
+    wall[0] = 0.2
+    assert not log.worth_logging(Status.STALE, "no goal yet: zero")
+    wall[0] = 1.1
+    assert log.worth_logging(Status.STALE, "no goal yet: zero")           # held back, now told
+    wall[0] = 2.5
+    assert log.worth_logging(Status.STALE, "newest observation is 0.512 s old: zero")
+    wall[0] = 4.0
+    assert not log.worth_logging(Status.STALE, "newest observation is 2.012 s old: zero")  # same reason
+    told = 0
+    for i in range(30):                        # two clocks: CLOCK and OK in turn, a tenth apart
+        wall[0] = 10.0 + 0.1 * i
+        told += log.worth_logging(Status.CLOCK if i % 2 else Status.OK, "clock jumped back" if i % 2 else "")
+    assert 2 <= told <= 4
+    wall[0] = 20.0
+    assert log.worth_logging(Status.FALLBACK, "no plan by the deadline")
+    wall[0] = 20.1
+    assert not log.worth_logging(Status.OK, "")                            # OK after a miss: no news
+    assert not log.worth_logging(Status.FALLBACK, "no plan by the deadline")   # misses: every 5 s
+    wall[0] = 25.2
+    assert log.worth_logging(Status.TRUNCATED, "planning cut short")
+
+
 def test_cycle_stats_rate_restarts_at_a_clock_jump_and_ignores_the_watchdog():
     """/diagnostics said "controlling at 0.0 Hz" after a jump forward, "nan Hz" after one back,
     and under 1 Hz for a window after watchdog reports: the rate is the timer's since the jump."""
@@ -918,6 +951,22 @@ def test_out_of_order_observations_keep_the_newest_stamp():
     assert loop.out_of_order == 1
     result = loop.step(1.1)
     assert result.status == Status.OK and result.observation_age == pytest.approx(0.1)
+
+
+def test_a_sims_unstamped_first_frame_does_not_hide_its_sim_time_stamps_from_a_wall_clock_node():
+    """A node on the wall clock started before a sim: the sim's first frame is stamped 0, which
+    means "now" (1.8e9 s); its later frames, stamped 0.1 s..., were older than that and dropped
+    as out of order, so the cycles planned from the first frame and then called the camera
+    dead ("56 s old") without the use_sim_time hint (a README audit). Another time base is no
+    reordering: the cycle sees it and names it."""
+    wall_now = 1.8e9
+    loop = ready_loop()
+    loop.observe({"joints": np.zeros(2)}, stamp=wall_now, received=wall_now)      # stamped 0: "now"
+    loop.observe({"joints": np.ones(2)}, stamp=0.1, received=wall_now + 0.1)      # the sim's own
+    assert loop.out_of_order == 0
+    result = loop.step(wall_now + 0.2)
+    assert result.status == Status.STALE and result.command.tolist() == [0.0, 0.0]
+    assert "different time bases" in result.message and "use_sim_time" in result.message
 
 
 def test_the_clock_jumping_back_clears_observations_and_warm_start():

@@ -248,3 +248,18 @@ def test_info_prints_the_card(robot_checkpoint, capsys):
     assert "period: 0.1 s per step (control_rate_hz 10)" in out and "shoulder [-2, 2]" in out and "run1.mcap" in out
     assert cli(["info", str(path.with_name("missing.pt"))]) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+def test_info_into_a_closed_pipe_ends_quietly():
+    """``grasp-ros info MODEL | head``: the reader gone before the card is written ended in a
+    BrokenPipeError traceback (a README audit)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    asset = Path(__file__).resolve().parents[1] / "grasp_ros" / "assets" / "arm_latent.pt"
+    process = subprocess.Popen([sys.executable, "-m", "grasp_ros.cli", "info", str(asset)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()                  # no reader: every write fails (EPIPE)
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, err
+    assert "BrokenPipeError" not in err and "Traceback" not in err

@@ -14,7 +14,7 @@ with the true joint positions (``position_err``: Euclidean norm over the positio
 dataset's ``joint_fields`` say which; per joint too). Two baselines that need no model put the
 numbers in scale: ``hold`` predicts that the joints stay where they were (its error is the
 distance the joints moved in k steps) and ``constant_velocity`` extrapolates the measured joint
-velocities (when the data has them). Rows are BENCH_FORMAT "model_accuracy" rows, k = 0 the
+velocities (when the data has them). Rows are "model_accuracy" rows (docs/benchmarks/FORMAT.md), k = 0 the
 encoder alone.
 """
 from __future__ import annotations

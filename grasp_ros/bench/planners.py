@@ -116,7 +116,7 @@ def run_cell(cell: Cell, progress=None) -> dict:
 
 
 def summarise(cell: Cell, records: list[dict], settings: dict) -> dict:
-    """One benchmark row (BENCH_FORMAT.md "planners") from a cell's episode records."""
+    """One benchmark row (docs/benchmarks/FORMAT.md "planners") from a cell's episode records."""
     col = lambda key: [r[key] for r in records]  # noqa: E731
     to_success = [r["time_to_success_s"] for r in records if r["time_to_success_s"] is not None]
     return {

@@ -1,6 +1,6 @@
 """What every benchmark writes: the machine block, the JSON file, the Markdown table.
 
-The file format is ../shared/BENCH_FORMAT.md: one JSON object ``{"machine": {...}, "rows": [...]}``
+The file format is docs/benchmarks/FORMAT.md: one JSON object ``{"machine": {...}, "rows": [...]}``
 per run, next to a Markdown table for people. Non-finite numbers are written as ``null`` (JSON has
 no NaN).
 """
@@ -18,7 +18,7 @@ Column = Union[str, tuple]   # "key", (key, header) or (key, header, format spec
 
 
 def machine_info() -> dict[str, Any]:
-    """``{"cpu", "cores", "gpu", "torch", "python", "date"}`` of this machine, as BENCH_FORMAT.md says.
+    """``{"cpu", "cores", "gpu", "torch", "python", "date"}`` of this machine, as docs/benchmarks/FORMAT.md says.
 
     ``cores`` counts the cores this process may run on (its CPU affinity), which is what a
     benchmark gets; ``gpu`` is the first CUDA device's name, or None. ``load_average`` (1, 5 and

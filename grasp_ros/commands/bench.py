@@ -1,6 +1,6 @@
 """``grasp-ros bench``: open-loop planner benchmark over env x horizon x planner.
 
-Writes ``bench_planners.md`` (table + targets), ``bench_planners.json`` (BENCH_FORMAT.md),
+Writes ``bench_planners.md`` (table + targets), ``bench_planners.json`` (docs/benchmarks/FORMAT.md),
 ``success_vs_horizon.png`` and ``example_plans.png`` into ``--out``.
 """
 from __future__ import annotations

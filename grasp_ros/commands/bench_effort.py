@@ -7,7 +7,7 @@ it that much planning (a busy CPU leaves GRASP a few iterations per cycle), and 
 exactly on any machine. ``--variant NAME:KEY=VALUE,...`` adds planner settings to compare in the
 same run.
 
-Writes ``bench_effort.json`` (BENCH_FORMAT.md "closed_loop" rows, ``"through": "core"``, with
+Writes ``bench_effort.json`` (docs/benchmarks/FORMAT.md "closed_loop" rows, ``"through": "core"``, with
 ``iterations_per_cycle`` and ``variant``), ``bench_effort.md`` and ``success_vs_effort.png`` into
 ``--out``.
 """

@@ -11,7 +11,7 @@ episode in progress. Measured:
   timestamps on this host's clock; see ``grasp_ros.sim.closed_loop``);
 * success: every episode reached its goal (and the success rate).
 
-Prints a Markdown table, writes the JSON of ../shared/BENCH_FORMAT.md (a "loop" row and a
+Prints a Markdown table, writes the JSON of docs/benchmarks/FORMAT.md (a "loop" row and a
 "closed_loop" row per planner) with ``--json``, and a plot of the solve-time and latency
 distributions. ``--planners grasp cem mppi`` runs the same loop (seeds, episodes) once per
 planner, one after the other, each with its logs and plot in ``--out``/<planner>.
@@ -75,7 +75,7 @@ def add_arguments(parser) -> None:
                         help="sim seconds per wall second (default: %(default)s)")
     parser.add_argument("--max-episode-time", type=float, default=30.0,
                         help="sim seconds before an episode fails (default: %(default)s)")
-    parser.add_argument("--json", type=Path, help="write the results here (BENCH_FORMAT.md)")
+    parser.add_argument("--json", type=Path, help="write the results here (docs/benchmarks/FORMAT.md)")
     parser.add_argument("--out", type=Path, default=Path("bench_out/loop"),
                         help="folder for the plot and the nodes' logs (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=0.0,
@@ -169,7 +169,7 @@ def _percentile_ms(values, q: float):
 
 
 def summarise(result, spec, card=None) -> tuple[dict, dict]:
-    """The "loop" and "closed_loop" rows of BENCH_FORMAT.md; ``card``: the learned model's, whose
+    """The "loop" and "closed_loop" rows of docs/benchmarks/FORMAT.md; ``card``: the learned model's, whose
     provenance says where its training data came from."""
     from ..sim.closed_loop import world_controller_values, world_params_file
     cycles, solve = result.cycles, result.solve_times()

@@ -13,7 +13,7 @@ control cycle (model loading excluded). Watched while it runs:
   [-action_bound, action_bound] ([-1, 1] for the built-in models);
 * deadline misses and solve times (PlanDiagnostics), and the episodes' success.
 
-Writes one "soak" row (../shared/BENCH_FORMAT.md) to ``--json`` (default ``OUT/soak.json``),
+Writes one "soak" row (docs/benchmarks/FORMAT.md) to ``--json`` (default ``OUT/soak.json``),
 a Markdown table (printed and ``OUT/soak.md``) and ``OUT/soak.png``: RSS and solve time over
 time. Exit status 1 on a crash or a bad command. ``--busy N`` runs N CPU-spinning processes
 beside the loop, as in bench-loop.
@@ -226,7 +226,7 @@ class SoakMonitor:
 
 
 def summarise(result, monitor: SoakMonitor, spec, *, duration: float, warmup: float) -> dict:
-    """The "soak" row of BENCH_FORMAT.md."""
+    """The "soak" row of docs/benchmarks/FORMAT.md."""
     rss = np.asarray(monitor.rss, dtype=np.float64).reshape(-1, 2)
     after_warmup = rss[rss[:, 0] >= warmup]
     baseline = float(after_warmup[0, 1]) if len(after_warmup) else None

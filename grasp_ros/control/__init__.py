@@ -3,8 +3,8 @@ from .build import build_control_loop, resolve_device
 from .cycle import (ON_STALE_CHOICES, TIMING_CHOICES, ControlConfig, ControlLoop, Status, StepResult,
                     lead_hint, time_base_hint)
 from .runner import CycleRunner
-from .stats import CycleStats
+from .stats import CycleStats, StatusLog
 
 __all__ = ["ON_STALE_CHOICES", "TIMING_CHOICES", "ControlConfig", "ControlLoop", "CycleRunner",
-           "CycleStats", "Status", "StepResult", "build_control_loop", "lead_hint", "resolve_device",
-           "time_base_hint"]
+           "CycleStats", "Status", "StatusLog", "StepResult", "build_control_loop", "lead_hint",
+           "resolve_device", "time_base_hint"]

@@ -301,8 +301,7 @@ class ControlLoop:
                 self._recent.add(observation, stamp if newest is None else newest, keep, oldest=stamp)
                 self._joints_refused = ""
                 return
-            if stamp < self._newest_stamp:     # out of order: the newest stamp wins
-                self.out_of_order += 1
+            if self._out_of_order(stamp):
                 return
             self._arrived(Sample(dict(observation), float(stamp)), received)
             self._recent.add(observation, stamp, keep)
@@ -322,10 +321,19 @@ class ControlLoop:
         with self._lock:
             if joints and self._recent.pairs_joints:
                 self._joints_refused = reason
-            if stamp < self._newest_stamp:
-                self.out_of_order += 1
+            if self._out_of_order(stamp):
                 return
             self._arrived(Sample(None, float(stamp), reason), received)
+
+    def _out_of_order(self, stamp: float) -> bool:
+        """An observation stamped before the newest is dropped (and counted), unless it is on
+        another time base: a sim's first message, stamped 0 and so taken as "now" by a node on
+        the wall clock, must not hide the sim-time stamps after it (the cycle would plan from
+        it, then call the camera dead, instead of naming use_sim_time). Lock held."""
+        if not 0 < self._newest_stamp - stamp < OTHER_TIME_BASE_S:
+            return False
+        self.out_of_order += 1
+        return True
 
     def _arrived(self, sample: Sample, received: Optional[float]) -> None:
         """``sample`` is the newest observation. Called with the lock held."""

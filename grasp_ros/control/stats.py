@@ -1,7 +1,10 @@
-"""Rolling statistics of the control cycle, for a health report such as ROS /diagnostics."""
+"""Rolling statistics of the control cycle, for a health report such as ROS /diagnostics, and
+which cycles are worth a log line."""
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections import Counter, deque
 
 import numpy as np
@@ -98,3 +101,39 @@ class CycleStats:
             return "ok", f"arrived: {last.message}"
         rate = self.rate
         return "ok", (f"controlling at {rate:.1f} Hz" if math.isfinite(rate) else "controlling")
+
+
+class StatusLog:
+    """Which cycle results are worth a log line (``PlanDiagnostics`` keeps every cycle's): a
+    status or reason that changed, numbers aside (an age counting up is the same reason), at
+    most one a second (two clocks flip the status every cycle: 1,800 lines in 30 s); a reason
+    held back so is logged once the second is over. FALLBACK and TRUNCATED (deadline misses)
+    at most every 5 s, and OK after them is no news."""
+
+    MIN_GAP_S = 1.0
+    MISS_GAP_S = 5.0
+
+    def __init__(self, wall=time.monotonic):
+        self._wall = wall
+        self._logged: tuple = (None, None)       # (status, reason's shape) last logged
+        self._logged_at = -math.inf
+        self._miss_logged_at = -math.inf
+
+    def worth_logging(self, status: Status, message: str) -> bool:
+        now = self._wall()
+        if status in (Status.FALLBACK, Status.TRUNCATED):
+            if now - self._miss_logged_at < self.MISS_GAP_S:
+                return False
+            self._miss_logged_at, self._logged = now, (status, None)
+            return True
+        key = (status, _NUMBERS.sub("#", message))
+        if key == self._logged or (status == Status.OK and self._logged[0] in (Status.FALLBACK, Status.TRUNCATED)):
+            self._logged = key
+            return False
+        if now - self._logged_at < self.MIN_GAP_S:
+            return False
+        self._logged, self._logged_at = key, now
+        return True
+
+
+_NUMBERS = re.compile(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?")

@@ -18,7 +18,7 @@ OPEN_LOOP = ("Open loop: the recorded inputs were replayed as they were recorded
 
 
 def bench_row(comparison: Comparison, info: dict[str, Any]) -> dict[str, Any]:
-    """The ``"bench": "replay"`` row (../shared/BENCH_FORMAT.md): the summary, and ``info``
+    """The ``"bench": "replay"`` row (docs/benchmarks/FORMAT.md): the summary, and ``info``
     (bag, settings, iteration mode, speed...)."""
     summary = dict(comparison.summary)
     notes = list(info.get("notes") or []) + list(summary.get("notes") or [])

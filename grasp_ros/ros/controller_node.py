@@ -74,7 +74,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
-from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StepResult,
+from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StatusLog, StepResult,
                        build_control_loop, lead_hint, resolve_device, time_base_hint)
 from ..control.goals import GoalIntake
 from ..models.contract import WorldModelError, error_text
@@ -114,7 +114,7 @@ class GraspController(LifecycleNode):
         self._stats: Optional[CycleStats] = None
         self._timer = None
         self._active = False
-        self._last_status: Optional[Status] = None
+        self._status_log = StatusLog()
         self._made: list = []      # (destroy function, entity) of everything configure made
         self._inputs: list[tuple[str, str]] = []   # (topic, type) of the input subscriptions
         self._outputs: list[tuple[str, str]] = []  # (topic, type) of the command publisher
@@ -226,7 +226,7 @@ class GraspController(LifecycleNode):
         self._goals = GoalIntake(loop, observes_image=loop.card.image is not None)
         self._runner = CycleRunner(loop, self._publish, self._publish_late,
                                    sim_time=self.get_parameter("use_sim_time").value, clock=self._now)
-        self._last_status = None
+        self._status_log = StatusLog()
         self._make_entities(values)
 
     def _make_entities(self, values: dict[str, Any]) -> None:
@@ -441,21 +441,15 @@ class GraspController(LifecycleNode):
                     cost=float(plan.cost))
 
     def _log_status(self, result: StepResult) -> None:
-        """Log when the status changes, not every cycle, and a problem at most once a second
-        (two clocks flip the status every cycle: 1,800 lines in 30 s; PlanDiagnostics keeps
-        every cycle's); deadline misses at most every 5 s."""
-        previous, self._last_status = self._last_status, result.status
+        """A line when the status or its reason changes (``StatusLog``), by severity."""
+        if not self._status_log.worth_logging(result.status, result.message):
+            return
         text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
         # One call site per severity: rclpy refuses a call site whose severity changes.
-        if result.status in (Status.FALLBACK, Status.TRUNCATED):
-            self.get_logger().warning(text, throttle_duration_sec=5.0)
-        elif result.status == previous or (result.status == Status.OK and previous in (
-                Status.FALLBACK, Status.TRUNCATED)):
-            return
+        if result.status in (Status.FALLBACK, Status.TRUNCATED, Status.STALE, Status.NOVEL):
+            self.get_logger().warning(text)
         elif result.status in (Status.ERROR, Status.CLOCK):
-            self.get_logger().error(text, throttle_duration_sec=1.0)
-        elif result.status in (Status.STALE, Status.NOVEL):
-            self.get_logger().warning(text, throttle_duration_sec=1.0)
+            self.get_logger().error(text)
         else:
             self.get_logger().info(text)
 
