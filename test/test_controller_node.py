@@ -355,6 +355,11 @@ def test_at_the_goal_the_robot_is_stopped_arrived_until_pushed_twice_the_toleran
     wrong = rig(goal_tolerance=[0.1, 0.1, 0.1])
     assert not wrong.transition(Transition.TRANSITION_CONFIGURE)
     assert wrong.state() == State.PRIMARY_STATE_UNCONFIGURED
+    # [] turns the checker off again (a set parameter cannot be unset in rclpy)
+    off = wrong.node.set_parameters([Parameter("goal_tolerance", Parameter.Type.DOUBLE_ARRAY, [])])
+    assert off[0].successful, off[0].reason
+    assert wrong.transition(Transition.TRANSITION_CONFIGURE)
+    assert wrong.node._loop.goal_checker is None
 
 
 def test_a_goal_of_each_kind_at_one_stamp_the_kind_the_model_observes_stands_whatever_the_order(rig):
@@ -636,6 +641,24 @@ def test_a_solve_budget_beyond_the_period_is_refused_on_the_wall_clock_only():
     (reason,) = params.validate_all(long)
     assert "exceeds the control period" in reason
     assert not params.validate_all(dict(long, use_sim_time=True))
+
+
+def test_joint_limits_that_do_not_fit_together_are_named_by_their_parameters():
+    """A lifecycle audit's configure failed naming "costs.joint_limits", the planner setting,
+    not the parameter a user sets. Checked at configure only: set one at a time (ros2 param
+    set), low and high differ in between."""
+    values = {p.name: p.default for p in params.PARAMETERS}
+    (reason,) = params.validate_all(dict(values, **{"cost.joint_limits_low": [0.0, 1.0],
+                                                    "cost.joint_limits_high": [1.0]}))
+    assert "cost.joint_limits_low has 2 values and cost.joint_limits_high 1" in reason
+    (reason,) = params.validate_all(dict(values, **{"cost.joint_limits_low": [2.0],
+                                                    "cost.joint_limits_high": [1.0]}))
+    assert "cost.joint_limits_low must be <= cost.joint_limits_high" in reason
+    (reason,) = params.validate_all(dict(values, **{"cost.joint_limit_weight": 1.0}))
+    assert "cost.joint_limit_weight > 0 needs cost.joint_limits_low" in reason
+    assert params.check_consistency(dict(values, **{"cost.joint_limits_low": [0.0]})) is None
+    assert not params.validate_all(dict(values, **{"cost.joint_limits_low": [0.0],
+                                                   "cost.joint_limits_high": [1.0]}))
 
 
 def test_safety_settings_keep_their_start_up_values(rig):

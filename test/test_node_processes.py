@@ -542,6 +542,46 @@ def test_the_last_zero_is_kept_until_its_readers_acknowledge_it(tmp_path, reader
             reader.wait()
 
 
+def test_cleanup_right_after_deactivate_keeps_the_zero_until_it_is_acknowledged(tmp_path):
+    """nav2's lifecycle manager on reset, a launch event chain: deactivate, then cleanup at
+    once. Cleanup destroyed the command's writer with the deactivate's zero unacknowledged, and
+    the zero was lost (3 of 330 in a lifecycle audit; the reader held a moving command). Cleanup
+    waits for the readers as shutdown does (a paused reader: the wait is bounded, and said)."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from grasp_ros.ros.controller_node import LAST_COMMAND_ACK_S
+    log, seen = tmp_path / "controller.log", tmp_path / "reader.log"
+    reader = start([sys.executable, "-c", COMMAND_READER], seen)
+    process = start(node_command("ros.controller_node", *CONTROLLER_OPEN), log)
+    probe = Probe()
+    try:
+        wait_for_line(process, log, "active: controlling")
+        wait_until(lambda: seen.read_text().strip(), "a command at the reader", process, log)
+        reader.send_signal(signal.SIGSTOP)          # no acknowledgement while it is stopped
+        assert probe.change_state.wait_for_service(START_TIMEOUT_S)
+        deactivated = probe.change_state.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
+        wait_until(deactivated.done, "the deactivate response", process, log)
+        assert deactivated.result().success
+        cleaned = probe.change_state.call_async(
+            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CLEANUP)))
+        wait_until(cleaned.done, "the cleanup response", process, log)
+        assert cleaned.result().success
+        output = log.read_text(encoding="utf-8")
+        assert f"was not acknowledged within {LAST_COMMAND_ACK_S:g} s" in output, output
+    finally:
+        probe.close()
+        reader.send_signal(signal.SIGCONT)
+        reader.send_signal(signal.SIGINT)
+        try:
+            reader.wait(timeout=EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            reader.kill()
+            reader.wait()
+        code = stop(process, (signal.SIGTERM,), 0.0)
+    assert code == 0, log.read_text(encoding="utf-8")
+
+
 def test_a_signal_during_a_long_configure_waits_for_it_then_shuts_down_in_order(tmp_path):
     """SIGTERM while a lifecycle manager's configure still warms the planner up: the shutdown
     ran beside that callback (Thread.join, interrupted, took the executor thread for ended) and

@@ -316,7 +316,8 @@ class Cost:
         with torch.no_grad():
             J = int(decode_joints(model, torch.zeros(1, D, device=device)).shape[-1])
         if J != count:
-            raise ValueError(f"costs.joint_limits give {count} values; the model's decode_state "
+            raise ValueError(f"costs.joint_limits (the controller's cost.joint_limits_low/high) give "
+                             f"{count} values; the model's decode_state "
                              f"returns {J}: one per joint and field, in the card's order (for positions "
                              "and velocities: j0.position, j0.velocity, j1.position, ...; grasp-ros info "
                              "lists them)")

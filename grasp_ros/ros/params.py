@@ -302,9 +302,10 @@ PARAMETERS: tuple[Param, ...] = (
           "this of the goal's (the joints' units: m, rad; one value for every goal joint, or one "
           "per goal joint in the card's order, as grasp-ros info lists them): ARRIVED, the stop "
           "instead of a plan, until a joint is twice as far or the goal changes (Nav2's "
-          "xy_goal_tolerance; unset: no checker, it plans for ever). Measured from joint_states, "
-          "or the model's decode_state where it observes no positions of the goal joints.",
-          check=lambda values: (None if all(math.isfinite(v) and v > 0 for v in values) and values
+          "xy_goal_tolerance; unset or []: no checker, it plans for ever). Measured from "
+          "joint_states, or the model's decode_state where it observes no positions of the goal "
+          "joints.",
+          check=lambda values: (None if all(math.isfinite(v) and v > 0 for v in values)
                                 else f"goal_tolerance must hold values > 0, got {list(values)}")),
     Param("replay.late_cycles", "double_array", None,
           "Set by grasp-ros replay (timing fixed_iterations): the recorded run's late cycles, as "
@@ -763,10 +764,24 @@ def validate_all(values: dict[str, Any]) -> list[str]:
     """Every reason the set of values is refused (empty: all good)."""
     problems = [reason for p in PARAMETERS if (reason := p.validate(values.get(p.name)))]
     if not problems:
-        reason = check_consistency(values)
+        reason = check_consistency(values) or _check_joint_limits(values)
         if reason:
             problems.append(reason)
     return problems
+
+
+def _check_joint_limits(values: dict[str, Any]) -> Optional[str]:
+    """The joint limits as a whole, by their parameters' names (at configure only: set one at a
+    time, low and high differ in between)."""
+    low, high = values.get("cost.joint_limits_low") or [], values.get("cost.joint_limits_high") or []
+    if len(low) != len(high):
+        return (f"cost.joint_limits_low has {len(low)} values and cost.joint_limits_high {len(high)}: "
+                "give one of each per value of the model's decode_state")
+    if any(not lo <= hi for lo, hi in zip(low, high)):
+        return f"cost.joint_limits_low must be <= cost.joint_limits_high, got {list(low)} / {list(high)}"
+    if values.get("cost.joint_limit_weight", 0.0) > 0 and not low:
+        return "cost.joint_limit_weight > 0 needs cost.joint_limits_low and cost.joint_limits_high"
+    return None
 
 
 # -- documentation --------------------------------------------------------------------------
