@@ -122,6 +122,9 @@ class ControlConfig:
     busy_cycles: tuple = ()
     """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
     still on a late plan: FALLBACK without planning."""
+    held_cycles: tuple = ()
+    """Replay only (``fixed_iterations``): cycle times whose recorded command came so late that
+    the stop went out instead (the process was held up): the same cycle, then the stop."""
 
     @property
     def deadline(self) -> float:
@@ -156,9 +159,9 @@ class ControlConfig:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
         if self.timing not in TIMING_CHOICES:
             raise ValueError(f"timing must be one of {list(TIMING_CHOICES)}, got {self.timing!r}")
-        if (self.late_cycles or self.busy_cycles) and not self.fixed_iterations:
-            raise ValueError("late_cycles and busy_cycles (a replay's recorded late plans) need "
-                             "timing fixed_iterations")
+        if (self.late_cycles or self.busy_cycles or self.held_cycles) and not self.fixed_iterations:
+            raise ValueError("late_cycles, busy_cycles and held_cycles (a replay's recorded late "
+                             "cycles) need timing fixed_iterations")
 
 
 @dataclass
@@ -672,17 +675,15 @@ class ControlLoop:
         result.deadline_missed = True
         return self._finish(result, now, age)
 
-    def held_up(self, result: StepResult, now: float, limit: float) -> StepResult:
-        """The stop in place of ``result``, the cycle at ``now`` whose command was ready
-        ``result.command_delay`` wall seconds after it began, more than ``limit``: the process
-        was held up (stopped, starved of CPU), and the command was decided from the world as it
-        was then. The cycle's counts stay, for the report."""
+    def held_up(self, result: StepResult, now: float, why: str) -> StepResult:
+        """The stop in place of ``result``, the cycle at ``now`` whose command came too late
+        (``why``): the process was held up (stopped, starved of CPU), and the command was
+        decided from the world as it was then. The cycle's counts and its own status and reason
+        stay in the report (a busy cycle's reason, which a replay looks for, too)."""
         self._last_command_time = -math.inf     # nor may on_stale "hold" send it later
-        stopped = dataclasses.replace(
-            result, status=Status.FALLBACK, actions=None, path=None, stop=True, deadline_missed=True,
-            message=(f"the command ({result.status.name}) was ready {result.command_delay:.3f} s after "
-                     f"the cycle began, more than the solve budget + max_observation_age ({limit:g} s): "
-                     "this process was held up (stopped, or starved of CPU); zero"))
+        was = f"{result.status.name}" + (f": {result.message}" if result.message else "")
+        stopped = dataclasses.replace(result, status=Status.FALLBACK, actions=None, path=None, stop=True,
+                                      deadline_missed=True, message=f"{why}; the command was {was}")
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True) -> StepResult:

@@ -12,7 +12,8 @@ recording says what warm-started the next cycle. Plans are adopted on the cycle 
 late one at the first cycle that finds it done), so a replay can name where each took over.
 ``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
 A command ready more than ``max_observation_age`` past its deadline (the process was stopped
-or starved meanwhile) is replaced by the stop (``ControlLoop.held_up``).
+or starved meanwhile) is replaced by the stop (``ControlLoop.held_up``); a replay names those
+cycles (``ControlConfig.held_cycles``) to repeat them.
 With ``timing`` "fixed_iterations" there is no deadline: the
 command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
 at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
@@ -43,6 +44,7 @@ from .cycle import ControlLoop, Job, Outcome, StepResult
 
 LATE = "no plan by the deadline"
 BUSY = "the planner is still on the cycle it began"
+HELD_UP = "this process was held up"
 REPLAYED_AT = 1e-6
 """A cycle time a replay names matches a tick this close (s): it went through a float."""
 
@@ -254,14 +256,22 @@ class CycleRunner:
     def _held_up(self, result: StepResult, now: float) -> StepResult:
         """A command ready more than ``max_observation_age`` wall seconds past its deadline came
         from a process that was held up (stopped, starved of CPU): the stop goes out instead of
-        what was decided from the world as it was then."""
+        what was decided from the world as it was then. A replay repeats the cycles it names
+        (``ControlConfig.held_cycles``)."""
         config = self.loop.config
-        if config.fixed_iterations or result.stop:
+        if result.stop:
             return result
         limit = config.deadline + config.max_observation_age
-        if result.command_delay <= limit:
+        if config.fixed_iterations:
+            if not _named(now, config.held_cycles):
+                return result
+            why = "a recorded held-up cycle, replayed"
+        elif result.command_delay > limit:
+            why = (f"ready {result.command_delay:.3f} s after the cycle began, more than the solve "
+                   f"budget + max_observation_age ({limit:g} s)")
+        else:
             return result
-        held = self.loop.held_up(result, now, limit)
+        held = self.loop.held_up(result, now, f"{HELD_UP} ({why})")
         held.command_delay = result.command_delay
         return held
 

@@ -122,8 +122,10 @@ def prepare(options: ReplayOptions) -> Prepared:
     period = 1.0 / float(values.get("control_rate_hz", 10.0))
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
-    for name, kind in zip(FROM_BAG, ("late", "busy")):
-        times = [s.clock / NS for s in window if s.fallback == kind]
+    named = {"replay.late_cycles": lambda s: s.fallback == "late",
+             "replay.busy_cycles": lambda s: s.fallback == "busy", "replay.held_cycles": lambda s: s.held}
+    for name in FROM_BAG:
+        times = [s.clock / NS for s in window if named[name](s)]
         if times:
             values[name], sources[name] = times, "replay"
     return Prepared(options, recording, values, sources, mode, period, activation)
@@ -259,6 +261,7 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "cpu_capability": capability,
         "late_cycles": sum(s.fallback == "late" for s in steps),
         "busy_cycles": sum(s.fallback == "busy" for s in steps),
+        "held_cycles": sum(s.held for s in steps),
         "notes": notes,
     }
 

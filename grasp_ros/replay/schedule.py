@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..control import Status
-from ..control.runner import BUSY
+from ..control.runner import BUSY, HELD_UP
 from .bag import GOALS, NS, Cycle, Input, Recording
 
 PLANNED = (Status.OK, Status.TRUNCATED)
@@ -53,6 +53,9 @@ class Step:
     the late plan's counts, send the previous plan's action), "busy" (the planner was still on a
     late plan: no planning; a STALE, ERROR or CLOCK cycle then too), "unknown" (the bag has no
     late plan report for it), or ""."""
+    held: bool = False
+    """The recorded cycle's command came so late that the stop went out instead (``HELD_UP``):
+    the cycle as ``fallback`` says, then the stop."""
 
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
@@ -80,10 +83,11 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
             take = _lead_in(recording, low, cycles[k].time) + take
         # A cycle's sync count, where it reports a plan of its own: recorded under a budget, its
         # last syncs may have been skipped.
-        syncs = cycles[k].syncs if iterations == "recorded" and cycles[k].status in PLANNED else None
+        syncs = cycles[k].syncs if iterations == "recorded" and planned_itself(cycles[k]) else None
         step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
         if iterations == "recorded":
             step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
+            step.held = HELD_UP in cycles[k].status_text
             if step.fallback == "late":
                 plan = late[cycles[k].time]
                 step.iterations, step.syncs = plan.iterations, plan.syncs
@@ -99,16 +103,25 @@ def fallback_kind(cycle: Cycle, late_plan) -> str:
         return "late"
     if BUSY in cycle.status_text:
         return "busy"
+    if planned_itself(cycle):
+        return ""
     return "unknown" if cycle.status == Status.FALLBACK else ""
+
+
+def planned_itself(cycle: Cycle) -> bool:
+    """Whether a recorded cycle reports a plan of its own: OK or TRUNCATED, or one of those whose
+    command came too late and was sent as the stop (``held_up`` keeps the plan's counts)."""
+    return cycle.status in PLANNED or (HELD_UP in cycle.status_text and any(
+        f"the command was {status.name}" in cycle.status_text for status in PLANNED))
 
 
 def recorded_iterations(cycles: Sequence[Cycle]) -> list[int]:
     """Per cycle, the iteration count to replay it with: its recorded count where it reports a
     plan of its own (OK or TRUNCATED, 0 included: its budget ran out at once), else the median
     of those counts (a cycle that plans nothing; a late cycle gets its late plan's count)."""
-    counts = [c.iterations for c in cycles if c.status in PLANNED]
+    counts = [c.iterations for c in cycles if planned_itself(c)]
     typical = int(np.median(counts)) if counts else 1
-    return [c.iterations if c.status in PLANNED else typical for c in cycles]
+    return [c.iterations if planned_itself(c) else typical for c in cycles]
 
 
 def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:

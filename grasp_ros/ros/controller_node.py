@@ -199,6 +199,7 @@ class GraspController(LifecycleNode):
         config = ControlConfig(period=1.0 / values["control_rate_hz"],
                                late_cycles=tuple(values["replay.late_cycles"] or ()),
                                busy_cycles=tuple(values["replay.busy_cycles"] or ()),
+                               held_cycles=tuple(values["replay.held_cycles"] or ()),
                                goal_tolerance=tuple(values["goal_tolerance"] or ()),
                                **{name: values[name] for name in params.CONTROL_CONFIG})
         spec = params.model_spec_of(values)
