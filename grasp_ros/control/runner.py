@@ -59,7 +59,8 @@ class CycleRunner:
         """``sim_time``: the caller's clock is a published one (/clock), which can stall; else
         only the caller can (what the CLOCK report says). ``clock``: reads that clock (s), so
         that the watchdog tells a slow simulator from a stopped one. ``wall``: the wall clock
-        of deadlines and the watchdog (s; a test's own)."""
+        of deadlines and the watchdog (s on perf_counter's timeline, which the planner's budget
+        reads too; a test's own, shifted)."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
         self.sim_time, self._clock, self._wall = bool(sim_time), clock, wall
         self._clock_seen = (math.nan, wall())   # (value, wall when it was first seen)

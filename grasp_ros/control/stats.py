@@ -127,7 +127,8 @@ class StatusLog:
             self._miss_logged_at, self._logged = now, (status, None)
             return True
         key = (status, _NUMBERS.sub("#", message))
-        if key == self._logged or (status == Status.OK and self._logged[0] in (Status.FALLBACK, Status.TRUNCATED)):
+        after_miss = status == Status.OK and self._logged[0] in (Status.FALLBACK, Status.TRUNCATED)
+        if key == self._logged or after_miss:
             self._logged = key
             return False
         if now - self._logged_at < self.MIN_GAP_S:
