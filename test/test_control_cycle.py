@@ -376,7 +376,7 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
     warm-starts the next. The ERROR cycle's text says the planner was busy, so the replay names
     it busy too: named only late and busy by FALLBACK, the replay would adopt the late plan at
     the ERROR cycle and send its action at the busy one, where the live run sent zero."""
-    from grasp_ros.control.runner import BUSY
+    from grasp_ros.control.reasons import BUSY
     from grasp_ros.replay.bag import Cycle
     from grasp_ros.replay.schedule import fallback_kind
 

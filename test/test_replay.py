@@ -372,28 +372,26 @@ def test_recorded_sync_counts_reach_the_controller(tmp_path):
         assert f"planner.max_syncs := {count}" in (out / "controller.log").read_text()
 
 
-def test_a_cycle_whose_command_came_too_late_replays_as_the_stop(tmp_path):
+def test_an_overdue_cycle_replays_as_the_stop(tmp_path):
     """A real-time controller held up (stopped, starved) sends the stop instead of a command
-    ready long after its deadline (runner.HELD_UP), its plan still the warm start. The replay
-    names those cycles (replay.held_cycles): the same cycle, then the stop. The shipped bag with
-    its fourth cycle written as held up: exact; without the name it would send the plan's
-    command."""
-    from grasp_ros.control.runner import HELD_UP
+    ready long after its deadline (overdue), its plan still the warm start. The replay names
+    those cycles (replay.overdue_cycles): the same cycle, then the stop. The shipped bag with its
+    fourth cycle written as overdue: exact; without the name it would send the plan's command."""
+    from grasp_ros.control import reasons
     seen = []
 
-    def held(msg):
+    def overdue(msg):
         seen.append(msg.header.stamp)
         if len(seen) == 4:
             msg.status, msg.deadline_missed, msg.command = 2, True, [0.0] * len(msg.command)
-            msg.status_text = (f"FALLBACK: {HELD_UP} (ready 0.700 s after the cycle began, more than the "
-                               f"solve budget + max_observation_age (0.58 s)); the command was OK: zero")
+            msg.status_text = "FALLBACK: " + reasons.overdue("ready 0.700 s after the cycle began", "OK", "") + ": zero"
 
-    bag = rewrite(BAG, tmp_path / "held", installed=(DIAGNOSTICS,), transform=lambda topic, kind, received, raw: (
-        topic, kind, received, _edit(raw, kind, held) if topic == DIAGNOSTICS else raw))
+    bag = rewrite(BAG, tmp_path / "overdue", installed=(DIAGNOSTICS,), transform=lambda topic, kind, received, raw: (
+        topic, kind, received, _edit(raw, kind, overdue) if topic == DIAGNOSTICS else raw))
     code, output, row = replay(bag, tmp_path / "out", "--iterations", "recorded", "--end", "0.8")
-    assert row["held_cycles"] == 1 and row["settings"]["replay.held_cycles"], output
+    assert row["overdue_cycles"] == 1 and row["settings"]["replay.overdue_cycles"], output
     assert code == 0 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0, output
-    assert "1 held up" in (tmp_path / "out" / "replay.md").read_text()
+    assert "1 overdue" in (tmp_path / "out" / "replay.md").read_text()
 
 
 # -- changed settings ----------------------------------------------------------------------

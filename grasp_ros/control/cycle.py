@@ -8,22 +8,25 @@ all three in the calling thread):
    (buffers and warm start cleared). No observation, one older than ``max_observation_age``, or
    no goal: STALE (``on_stale``: hold for at most ``hold_timeout``, or zero). A refused input
    (bad encoding, a stamp in the future...): ERROR with zero. Otherwise a ``Job``.
-2. ``solve(job, deadline)``: encode, measure novelty against the model's training statistics,
-   plan from the previous plan shifted by the periods really elapsed (re-targeted to a new
-   goal). The plan becomes the warm start whether or not it came in time. With ``plan_ahead``
-   the plan starts from the model's next state under the command the robot holds: the command
-   of a cycle that plans for most of its period takes effect a period late.
+2. ``solve(job, deadline)``: encode and measure novelty against the model's training
+   statistics: input unlike the training data is NOVEL with zero; the robot at its joint goal
+   (``goal_tolerance``, ``arrival``) ARRIVED with zero, unplanned. Otherwise plan from the
+   previous plan shifted by the periods really elapsed (re-targeted to a new goal). The plan
+   becomes the warm start whether or not it came in time. With ``plan_ahead`` the plan starts
+   from the model's next state under the command the robot holds: the command of a cycle that
+   plans for most of its period takes effect a period late. The model or planner raised: ERROR
+   with zero.
 3. ``conclude(job, outcome)``: the plan's first action, OK; fewer than ``min_iterations``
-   iterations: TRUNCATED (still the plan's action, which includes the warm start); input unlike
-   the training data: NOVEL with zero; the robot at its joint goal (``goal_tolerance``,
-   ``arrival``): ARRIVED with zero, unplanned; the model or planner raised: ERROR with zero. A solve not
-   finished by the deadline: ``late(job)``, the previous plan's action for now, FALLBACK.
+   iterations: TRUNCATED (still the plan's action, which includes the warm start); whatever
+   ``solve`` decided instead. A solve not finished by the deadline: ``late(job, reason)``, the
+   previous plan's action for now, FALLBACK.
 
 A final guard makes every command finite and inside the model's action bounds.
 
 Other threads feed the loop (``observe``, ``set_goal``, ``request_settings``, ``reset``...): they
-only leave requests in an inbox guarded by a lock. The model and the planner are only touched by
-``prepare``/``solve`` (and ``warm_up``), which never run at the same time.
+only leave requests in an inbox guarded by a lock. The planner is only run by ``solve`` (and
+``warm_up``), never twice at a time; while a late solve runs, a FALLBACK cycle may still call the
+model's ``position`` for its path (an inference of its own: no state is shared).
 
 Clocks: ``now`` and stamps are seconds on the caller's clock (a ROS node's clock, so simulated
 time works); solve time and budgets are wall-clock seconds, since computing takes real time
@@ -51,6 +54,7 @@ from ..models.text import shorten
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
+from . import reasons
 from .arrival import GoalChecker
 from .inputs import RecentInputs, Sample
 
@@ -73,6 +77,15 @@ class Status(enum.IntEnum):
     NOVEL = 6
     CLOCK = 7
     ARRIVED = 8
+
+    @property
+    def severity(self) -> str:
+        """"error", "warn" or "ok": how /diagnostics and the log weigh a cycle of this status."""
+        if self in (Status.ERROR, Status.CLOCK):
+            return "error"
+        if self in (Status.STALE, Status.FALLBACK, Status.TRUNCATED, Status.NOVEL):
+            return "warn"
+        return "ok"
 
 
 @dataclass
@@ -122,9 +135,9 @@ class ControlConfig:
     busy_cycles: tuple = ()
     """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
     still on a late plan: FALLBACK without planning."""
-    held_cycles: tuple = ()
-    """Replay only (``fixed_iterations``): cycle times whose recorded command came so late that
-    the stop went out instead (the process was held up): the same cycle, then the stop."""
+    overdue_cycles: tuple = ()
+    """Replay only (``fixed_iterations``): cycle times whose recorded command was overdue (the
+    process held up: the stop went out instead): the same cycle, then the stop."""
 
     @property
     def deadline(self) -> float:
@@ -159,8 +172,8 @@ class ControlConfig:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
         if self.timing not in TIMING_CHOICES:
             raise ValueError(f"timing must be one of {list(TIMING_CHOICES)}, got {self.timing!r}")
-        if (self.late_cycles or self.busy_cycles or self.held_cycles) and not self.fixed_iterations:
-            raise ValueError("late_cycles, busy_cycles and held_cycles (a replay's recorded late "
+        if (self.late_cycles or self.busy_cycles or self.overdue_cycles) and not self.fixed_iterations:
+            raise ValueError("late_cycles, busy_cycles and overdue_cycles (a replay's recorded late "
                              "cycles) need timing fixed_iterations")
 
 
@@ -534,7 +547,7 @@ class ControlLoop:
                 f"newest observation ({self._observed}) is {age:.3f} s old (max_observation_age "
                 f"{self.config.max_observation_age:g} s){time_base_hint(age)}", now), now, age)
         if goal is None:
-            return self._finish(self._stale("no goal yet", now), now, age)
+            return self._finish(self._stale(reasons.NO_GOAL, now), now, age)
         if goal.error:
             return self._finish(self._zero(Status.ERROR, f"goal refused: {goal.error}"), now, age)
         return sample, goal
@@ -675,15 +688,15 @@ class ControlLoop:
         result.deadline_missed = True
         return self._finish(result, now, age)
 
-    def held_up(self, result: StepResult, now: float, why: str) -> StepResult:
-        """The stop in place of ``result``, the cycle at ``now`` whose command came too late
+    def overdue(self, result: StepResult, now: float, why: str) -> StepResult:
+        """The stop in place of ``result``, the cycle at ``now`` whose command is overdue
         (``why``): the process was held up (stopped, starved of CPU), and the command was
         decided from the world as it was then. The cycle's counts and its own status and reason
-        stay in the report (a busy cycle's reason, which a replay looks for, too)."""
+        stay in the report (``reasons.overdue``)."""
         self._last_command_time = -math.inf     # nor may on_stale "hold" send it later
-        was = f"{result.status.name}" + (f": {result.message}" if result.message else "")
-        stopped = dataclasses.replace(result, status=Status.FALLBACK, actions=None, path=None, stop=True,
-                                      deadline_missed=True, message=f"{why}; the command was {was}")
+        stopped = dataclasses.replace(
+            result, status=Status.FALLBACK, actions=None, path=None, stop=True, deadline_missed=True,
+            message=reasons.overdue(why, result.status.name, result.message))
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True) -> StepResult:
@@ -707,7 +720,7 @@ class ControlLoop:
             why = ("the clock stopped (a paused simulator, or /clock no longer published), or the "
                    "caller's thread was held up")
         return self._finish(self._zero(Status.CLOCK, (
-            f"no control cycle for {wall_seconds:.2f} s of wall time (clock_timeout "
+            f"{reasons.WATCHDOG} {wall_seconds:.2f} s of wall time (clock_timeout "
             f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)
 
     # -- helpers ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Two models need more than the newest message:
   camera may run faster than the model's step), oldest first; before the first frame the first
   frame repeats, as the trainer stacks an episode's first frames.
 
-Callers hold their own lock around ``add_*`` and ``clear`` and take a ``snapshot`` under it.
+Not thread-safe: callers lock around ``add``, ``clear`` and ``snapshot``.
 """
 from __future__ import annotations
 

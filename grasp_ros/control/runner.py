@@ -12,8 +12,8 @@ recording says what warm-started the next cycle. Plans are adopted on the cycle 
 late one at the first cycle that finds it done), so a replay can name where each took over.
 ``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
 A command ready more than ``max_observation_age`` past its deadline (the process was stopped
-or starved meanwhile) is replaced by the stop (``ControlLoop.held_up``); a replay names those
-cycles (``ControlConfig.held_cycles``) to repeat them.
+or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overdue``); a replay
+names those cycles (``ControlConfig.overdue_cycles``) to repeat them.
 With ``timing`` "fixed_iterations" there is no deadline: the
 command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
 at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
@@ -41,10 +41,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Optional
 
 from .cycle import ControlLoop, Job, Outcome, StepResult
+from .reasons import BUSY, LATE
 
-LATE = "no plan by the deadline"
-BUSY = "the planner is still on the cycle it began"
-HELD_UP = "this process was held up"
 REPLAYED_AT = 1e-6
 """A cycle time a replay names matches a tick this close (s): it went through a float."""
 
@@ -63,7 +61,7 @@ class CycleRunner:
         reads too; a test's own, shifted)."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
         self.sim_time, self._clock, self._wall = bool(sim_time), clock, wall
-        self._clock_seen = (math.nan, wall())   # (value, wall when it was first seen)
+        self._clock_moved = (math.nan, wall())   # (the caller's clock, wall when it took that value)
         self._last_cycle_time = math.nan
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
@@ -144,7 +142,7 @@ class CycleRunner:
             if self._tick is not None:
                 self.skipped_ticks += 1
             self._tick = (now, self._wall())
-            self._note_clock_value(now, self._tick[1])
+            self._note_clock_moved(now, self._tick[1])
             self._wake.notify()
 
     def watchdog(self) -> Optional[StepResult]:
@@ -157,7 +155,7 @@ class CycleRunner:
             if self.sim_time and self._clock is not None:
                 # Every pass, not only once the cycles stopped: a clock first seen then would
                 # count as just moved, and the stop would come a second clock_timeout late.
-                self._note_clock_value(self._clock(), wall)
+                self._note_clock_moved(self._clock(), wall)
             quiet = wall - self._last_cycle_wall
             if (not self._running or self._in_cycle or self._tick is not None or quiet <= timeout
                     or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
@@ -177,15 +175,15 @@ class CycleRunner:
         old time), still stops the robot."""
         if not self.sim_time or self._clock is None:
             return False
-        value, moved_at = self._clock_seen
+        value, moved_at = self._clock_moved
         moved = wall - moved_at <= timeout
         return moved and 0.0 <= value - self._last_cycle_time <= 2 * self.loop.config.period
 
-    def _note_clock_value(self, value: float, wall: float) -> None:
+    def _note_clock_moved(self, value: float, wall: float) -> None:
         """The caller's clock read ``value`` at ``wall``: when it last moved, to within a
         watchdog pass. Called with ``_wake`` held."""
-        if value != self._clock_seen[0]:
-            self._clock_seen = (value, wall)
+        if value != self._clock_moved[0]:
+            self._clock_moved = (value, wall)
 
     # -- the threads ------------------------------------------------------------------------
 
@@ -209,7 +207,7 @@ class CycleRunner:
             try:
                 result = self._cycle(now, wall)
                 result.command_delay = self._wall() - wall
-                self._publish(self._held_up(result, now))
+                self._publish(self._overdue(result, now))
             except Exception as exc:  # noqa: BLE001 -- the thread must outlive a failed publish
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
@@ -254,27 +252,27 @@ class CycleRunner:
             loop.adopt(outcome.plan, job.now)
         return loop.conclude(job, outcome)
 
-    def _held_up(self, result: StepResult, now: float) -> StepResult:
+    def _overdue(self, result: StepResult, now: float) -> StepResult:
         """A command ready more than ``max_observation_age`` wall seconds past its deadline came
         from a process that was held up (stopped, starved of CPU): the stop goes out instead of
         what was decided from the world as it was then. A replay repeats the cycles it names
-        (``ControlConfig.held_cycles``)."""
+        (``ControlConfig.overdue_cycles``)."""
         config = self.loop.config
         if result.stop:
             return result
         limit = config.deadline + config.max_observation_age
         if config.fixed_iterations:
-            if not _named(now, config.held_cycles):
+            if not _named(now, config.overdue_cycles):
                 return result
-            why = "a recorded held-up cycle, replayed"
+            why = "a recorded overdue cycle, replayed"
         elif result.command_delay > limit:
             why = (f"ready {result.command_delay:.3f} s after the cycle began, more than the solve "
                    f"budget + max_observation_age ({limit:g} s)")
         else:
             return result
-        held = self.loop.held_up(result, now, f"{HELD_UP} ({why})")
-        held.command_delay = result.command_delay
-        return held
+        stopped = self.loop.overdue(result, now, why)
+        stopped.command_delay = result.command_delay
+        return stopped
 
     def _adopt_late_plan(self) -> None:
         """The late plan (a finished solve, or a replayed one's plan) warm-starts from now on."""

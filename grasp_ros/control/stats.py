@@ -88,10 +88,8 @@ class CycleStats:
         last = self.last
         if last is None:
             return "ok", "no control cycles yet"
-        if last.status in (Status.ERROR, Status.CLOCK):
-            return "error", f"{last.status.name.lower()}: {last.message}"
-        if last.status in (Status.STALE, Status.FALLBACK, Status.TRUNCATED, Status.NOVEL):
-            return "warn", f"{last.status.name.lower()}: {last.message}"
+        if last.status.severity != "ok":
+            return last.status.severity, f"{last.status.name.lower()}: {last.message}"
         misses = sum(self._missed)
         if misses > self.MISS_WARN_FRACTION * len(self._missed):
             return "warn", f"{misses} deadline misses in the last {len(self._missed)} cycles"
@@ -106,9 +104,9 @@ class CycleStats:
 class StatusLog:
     """Which cycle results are worth a log line (``PlanDiagnostics`` keeps every cycle's): a
     status or reason that changed, numbers aside (an age counting up is the same reason), at
-    most one a second (two clocks flip the status every cycle: 1,800 lines in 30 s); a reason
-    held back so is logged once the second is over. FALLBACK and TRUNCATED (deadline misses)
-    at most every 5 s, and OK after them is no news."""
+    most one a second (two clocks can flip the status every cycle); a reason held back so is
+    logged once the second is over. FALLBACK and TRUNCATED (deadline misses) at most every 5 s,
+    and OK after them is no news."""
 
     MIN_GAP_S = 1.0
     MISS_GAP_S = 5.0

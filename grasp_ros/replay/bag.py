@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..control import Status
+from ..control import Status, reasons
 from ..ros.conversions import stamp_ns as _ns
 from ..ros.params import BY_NAME
 from ..ros.recorder import PARAMETERS_KEY
@@ -50,7 +50,7 @@ CANDIDATES = {
 REPORTS = ("diagnostics", "late_plans")
 """The roles of the controller's PlanDiagnostics topics."""
 GOALS = ("goal_state", "goal_image")
-WATCHDOG_TEXT = "CLOCK: no control cycle for"
+WATCHDOG_TEXT = f"CLOCK: {reasons.WATCHDOG}"
 """How the controller's clock watchdog's reports begin: they are not cycles (no timer tick)."""
 
 

@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..control import Status
+from ..control import Status, reasons
 from .bag import NS, Cycle
 
 AGE_TOLERANCE = 1e-6
@@ -117,8 +117,8 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     if summary["input_mismatches"]:
         failures.append(f"{summary['input_mismatches']} replayed cycle(s) saw another observation "
                         "than the recorded one (observation_age differs)")
-    no_goal = [i for i in indices if i in replayed and "no goal yet" in replayed[i].get("status_text", "")
-               and "no goal yet" not in cycles[i].status_text]
+    no_goal = [i for i in indices if i in replayed and reasons.NO_GOAL in replayed[i].get("status_text", "")
+               and reasons.NO_GOAL not in cycles[i].status_text]
     if no_goal:     # the bag's goal came to the recorder after the controller had used it
         summary["notes"].append(
             f"{len(no_goal)} replayed cycle(s) had no goal yet where the recorded ones had one "

@@ -61,7 +61,7 @@ from grasp_ros.msg import PlanDiagnostics
 
 from ..ros import qos
 from ..ros.conversions import stamp_ns
-from ..ros.params import NODE_NAME
+from ..ros.params import BY_NAME, NODE_NAME
 from ..sim.closed_loop import Processes, isolate_dds
 from .bag import NS, Recording, message_class
 from .schedule import STAMP_TOLERANCE_NS, Step
@@ -74,8 +74,9 @@ REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
                  "goal_state": f"{CONTROLLER}/goal_state", "goal_image": f"{CONTROLLER}/goal_image"}
 """Where the replay delivers each input role: the controller's own topic names."""
 CLOCK_RESEND_S = 1.0
-NO_SYNC_CAP = 100000   # planner.max_syncs' largest value: no cap
 """Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
+NO_SYNC_CAP = int(BY_NAME["planner.max_syncs"].range[1])
+"""planner.max_syncs' largest value: no cap."""
 PROFILES_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 CAPABILITY_ENV = "ATEN_CPU_CAPABILITY"
 """torch's CPU kernel set: the recorded one makes the replayed arithmetic the recorded one (a

@@ -43,8 +43,8 @@ def markdown(comparison: Comparison, info: dict[str, Any]) -> str:
         f"replayed {(info.get('cpu_capability') or {}).get('replayed') or 'unknown'}",
         f"- FALLBACK cycles repeated as recorded: {info.get('late_cycles', 0)} late (planned, the "
         f"previous plan's action sent), {info.get('busy_cycles', 0)} busy (the planner still on a "
-        f"late plan: not planned), {info.get('held_cycles', 0)} held up (the command too late: the "
-        "stop sent instead)",
+        f"late plan: not planned), {info.get('overdue_cycles', 0)} overdue (the process held up: "
+        "the stop sent instead)",
         f"- replay: {info['replay_wall_s']:.2f} s wall for {info['bag_sim_s']:.2f} s recorded: "
         f"**{info['speed_vs_real_time']:.1f}x real time**, of which the controller planned "
         f"{info['controller_solve_s']:.2f} s (its start-up, {info['startup_s']:.1f} s, not counted; "

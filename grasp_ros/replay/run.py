@@ -123,7 +123,8 @@ def prepare(options: ReplayOptions) -> Prepared:
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
     named = {"replay.late_cycles": lambda s: s.fallback == "late",
-             "replay.busy_cycles": lambda s: s.fallback == "busy", "replay.held_cycles": lambda s: s.held}
+             "replay.busy_cycles": lambda s: s.fallback == "busy",
+             "replay.overdue_cycles": lambda s: s.overdue}
     for name in FROM_BAG:
         times = [s.clock / NS for s in window if named[name](s)]
         if times:
@@ -261,7 +262,7 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "cpu_capability": capability,
         "late_cycles": sum(s.fallback == "late" for s in steps),
         "busy_cycles": sum(s.fallback == "busy" for s in steps),
-        "held_cycles": sum(s.held for s in steps),
+        "overdue_cycles": sum(s.overdue for s in steps),
         "notes": notes,
     }
 

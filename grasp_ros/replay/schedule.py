@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..control import Status
-from ..control.runner import BUSY, HELD_UP
+from ..control import reasons
 from .bag import GOALS, NS, Cycle, Input, Recording
 
 PLANNED = (Status.OK, Status.TRUNCATED)
@@ -53,9 +53,9 @@ class Step:
     the late plan's counts, send the previous plan's action), "busy" (the planner was still on a
     late plan: no planning; a STALE, ERROR or CLOCK cycle then too), "unknown" (the bag has no
     late plan report for it), or ""."""
-    held: bool = False
-    """The recorded cycle's command came so late that the stop went out instead (``HELD_UP``):
-    the cycle as ``fallback`` says, then the stop."""
+    overdue: bool = False
+    """The recorded cycle's command was overdue (``reasons.OVERDUE``: the stop went out
+    instead): the cycle as ``fallback`` says, then the stop."""
 
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
@@ -87,7 +87,7 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
         step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
         if iterations == "recorded":
             step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
-            step.held = HELD_UP in cycles[k].status_text
+            step.overdue = reasons.OVERDUE in cycles[k].status_text
             if step.fallback == "late":
                 plan = late[cycles[k].time]
                 step.iterations, step.syncs = plan.iterations, plan.syncs
@@ -101,7 +101,7 @@ def fallback_kind(cycle: Cycle, late_plan) -> str:
     too: the late plan must not take over there."""
     if cycle.status == Status.FALLBACK and late_plan is not None:
         return "late"
-    if BUSY in cycle.status_text:
+    if reasons.BUSY in cycle.status_text:
         return "busy"
     if planned_itself(cycle):
         return ""
@@ -110,9 +110,9 @@ def fallback_kind(cycle: Cycle, late_plan) -> str:
 
 def planned_itself(cycle: Cycle) -> bool:
     """Whether a recorded cycle reports a plan of its own: OK or TRUNCATED, or one of those whose
-    command came too late and was sent as the stop (``held_up`` keeps the plan's counts)."""
-    return cycle.status in PLANNED or (HELD_UP in cycle.status_text and any(
-        f"the command was {status.name}" in cycle.status_text for status in PLANNED))
+    command was overdue and sent as the stop (which keeps the plan's counts)."""
+    was = reasons.overdue_status(cycle.status_text)
+    return cycle.status in PLANNED or was in {status.name for status in PLANNED}
 
 
 def recorded_iterations(cycles: Sequence[Cycle]) -> list[int]:

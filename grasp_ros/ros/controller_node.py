@@ -199,7 +199,7 @@ class GraspController(LifecycleNode):
         config = ControlConfig(period=1.0 / values["control_rate_hz"],
                                late_cycles=tuple(values["replay.late_cycles"] or ()),
                                busy_cycles=tuple(values["replay.busy_cycles"] or ()),
-                               held_cycles=tuple(values["replay.held_cycles"] or ()),
+                               overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
                                goal_tolerance=tuple(values["goal_tolerance"] or ()),
                                **{name: values[name] for name in params.CONTROL_CONFIG})
         spec = params.model_spec_of(values)
@@ -306,14 +306,11 @@ class GraspController(LifecycleNode):
         self._loop, self._stats, self._runner = None, None, None
 
     def _deliver_last_command(self) -> None:
-        """Keep the command's writer until its readers acknowledge the last zero, for at most
-        ``LAST_COMMAND_ACK_S``: destroyed at once, a zero that a busy reader had not yet taken
-        (or that DDS must repeat) was lost with it, in 3 of 11 stops of an audit, and the robot's
-        controller held the last moving command; so too the deactivate's zero when cleanup came
-        8-16 ms after it (nav2's lifecycle manager on reset: 3 of 330 in a later audit). Fast DDS
-        acknowledges at its writer's next heartbeat, 3 s apart by default (a shorter
-        heartbeat_period in the DDS profile makes the wait shorter); nothing sent since the
-        last acknowledgement, no wait."""
+        """Keep the command's writer until its readers acknowledge the last command (the
+        zero), for at most ``LAST_COMMAND_ACK_S``: a writer destroyed earlier takes a zero that a
+        busy reader has not yet taken (or that DDS must repeat) with it, and the robot keeps its
+        last moving command (README: the audits' counts). Fast DDS acknowledges at its writer's
+        next heartbeat, 3 s apart by default; with nothing unacknowledged there is no wait."""
         publisher = self._command_pub
         if publisher is None or not publisher.get_subscription_count():
             return
@@ -451,9 +448,10 @@ class GraspController(LifecycleNode):
             return
         text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
         # One call site per severity: rclpy refuses a call site whose severity changes.
-        if result.status in (Status.FALLBACK, Status.TRUNCATED, Status.STALE, Status.NOVEL):
+        severity = result.status.severity
+        if severity == "warn":
             self.get_logger().warning(text)
-        elif result.status in (Status.ERROR, Status.CLOCK):
+        elif severity == "error":
             self.get_logger().error(text)
         else:
             self.get_logger().info(text)

@@ -17,8 +17,7 @@ Three kinds of parameters:
   active): deactivate, cleanup, set them, configure again.
 * dynamic: applied from the next control cycle, in any state.
 
-The planner knobs ``planner.*`` other than ``running_weight``, ``chains``, ``rank_every``,
-``route_spread``, ``sync_search`` and ``sync_gradient`` have no default: unset, the chosen planner's own default holds.
+A planner knob ``planner.*`` whose default is unset leaves the chosen planner's own default.
 Only knobs the chosen planner has can be set at run time. The ``cost.*`` parameters make every
 planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs``).
 """
@@ -52,7 +51,6 @@ NODE_NAME = "grasp_controller"
 KNOB_PREFIX = "planner."
 COST_PREFIX = "cost."
 
-TYPES = ("bool", "int", "double", "string", "string_array", "double_array")
 
 
 @dataclass(frozen=True)
@@ -317,11 +315,11 @@ PARAMETERS: tuple[Param, ...] = (
           "run's planner was still on a late plan; each sends the previous plan's action without "
           "planning (FALLBACK) (unset: none).",
           check=_finite_times("replay.busy_cycles")),
-    Param("replay.held_cycles", "double_array", None,
-          "Set by grasp-ros replay (timing fixed_iterations): the cycles whose command came so late "
-          "in the recorded run (the process held up) that the stop went out instead; each runs as "
-          "it did, then sends the stop (FALLBACK) (unset: none).",
-          check=_finite_times("replay.held_cycles")),
+    Param("replay.overdue_cycles", "double_array", None,
+          "Set by grasp-ros replay (timing fixed_iterations): the cycles whose command was overdue "
+          "in the recorded run (the process held up: the stop went out instead); each runs as it "
+          "did, then sends the stop (FALLBACK) (unset: none).",
+          check=_finite_times("replay.overdue_cycles")),
     Param("period_tolerance", "double", 0.25,
           "Configure refuses a control period (1 / control_rate_hz) further than this fraction "
           "from the model card's period (a model trained at 10 Hz predicts 0.1 s steps).",
@@ -463,9 +461,9 @@ PARAMETERS: tuple[Param, ...] = (
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
-REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles", "replay.held_cycles")
+REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles", "replay.overdue_cycles")
 """The parameters a replay sets from a bag's FALLBACK cycles (``ControlConfig.late_cycles``,
-``busy_cycles``, ``held_cycles``)."""
+``busy_cycles``, ``overdue_cycles``)."""
 
 CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
                   "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
