@@ -132,7 +132,7 @@ def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path):
 HARNESS = """
 import sys, time
 from pathlib import Path
-from grasp_ros.sim.closed_loop import Processes
+from grasp_ros.ros.processes import Processes
 nodes = {"controller": [sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
                         "-p", "autostart:=true", "-p", "model:=analytic", "-p", "device:=cpu",
                         "-p", 'model_options:="{env: open, horizon: 20}"', "-p", "horizon:=20"],
@@ -276,7 +276,7 @@ except KeyboardInterrupt:
 LAUNCH_HARNESS = """
 import sys, time
 from pathlib import Path
-from grasp_ros.sim.closed_loop import Processes
+from grasp_ros.ros.processes import Processes
 processes = Processes({"launch": [sys.argv[2]]}, Path(sys.argv[1]))
 print(processes.procs["launch"].pid, flush=True)
 time.sleep(3600)

@@ -656,7 +656,7 @@ def test_the_launch_variant_starts_the_package_launch_file_with_the_replay_param
     from grasp_ros.cli import main
     from grasp_ros.replay.driver import CONTROLLER_LAUNCH_FILE, controller_command
     from grasp_ros.replay.settings import FORCED
-    from grasp_ros.sim.closed_loop import launch_available
+    from grasp_ros.ros.processes import launch_available
 
     command = controller_command(tmp_path / "c.yaml", dict(FORCED), launch=True)
     assert command[:4] == ["ros2", "launch", "grasp_ros", CONTROLLER_LAUNCH_FILE]

@@ -62,7 +62,7 @@ from grasp_ros.msg import PlanDiagnostics
 from ..ros import qos
 from ..ros.conversions import stamp_ns
 from ..ros.params import BY_NAME, NODE_NAME
-from ..sim.closed_loop import Processes, isolate_dds
+from ..ros.processes import Processes, isolate_dds
 from .bag import NS, Recording, message_class
 from .schedule import STAMP_TOLERANCE_NS, Step
 from .settings import params_file_text

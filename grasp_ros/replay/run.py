@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..bench.load import load_average
-from ..sim.closed_loop import launch_available
+from ..ros.processes import launch_available
 from .bag import CANDIDATES, NS, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
-from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayError, ReplayRun
+from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv
 from ..control import Status
 from .schedule import Step, activation_clock, plan_steps

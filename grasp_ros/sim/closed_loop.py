@@ -23,13 +23,9 @@ its cycle started, plus the cycle (encode, plan, publish), plus transport.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import random
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -48,13 +44,13 @@ from std_msgs.msg import Float64MultiArray, String
 from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
-from ..ros import interrupts, qos
+from ..ros import qos
 from ..ros.conversions import stamp_ns
+from ..ros.processes import Processes, isolate_dds, launch_available
 from .world import ARM
 
 NS = 1_000_000_000
 SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
-STOP_GRACE_S = 30.0   # a busy machine may take a while to finish the in-flight cycle and shut down
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
 
@@ -172,14 +168,7 @@ class LoopResult:
         return sum(bool(e["success"]) for e in self.ends)
 
 
-# --- processes -----------------------------------------------------------------------------
-
-def isolate_dds(environ=os.environ) -> dict:
-    """A private DDS domain on this host, unless the environment already chose; returns the choice."""
-    environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 230)))
-    environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    return {k: environ[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
-
+# --- the nodes and their parameters --------------------------------------------------------
 
 def controller_params_file(name: str = "grasp_controller.yaml") -> Optional[Path]:
     """config/NAME (default grasp_controller.yaml): the source tree's in a checkout, else the
@@ -287,65 +276,6 @@ def launch_command(spec: LoopSpec) -> list[str]:
         args["params_file"] = params_file
     text = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in args.items()}
     return ["ros2", "launch", "grasp_ros", LAUNCH_FILE, *(f"{k}:={v}" for k, v in text.items())]
-
-
-def launch_available(launch_file: str = LAUNCH_FILE) -> bool:
-    """``ros2 launch`` can start grasp_ros's ``launch_file`` (default sim_demo.launch.py) here: a
-    ROS 2 install with the package built, not only the wheels."""
-    if shutil.which("ros2") is None or any(importlib.util.find_spec(m) is None
-                                           for m in ("launch", "launch_ros")):
-        return False
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        share = Path(get_package_share_directory("grasp_ros"))
-    except (ImportError, LookupError):
-        return False
-    return (share / "launch" / launch_file).is_file()
-
-
-class Processes:
-    """Child processes with their output in log files; ``stop`` asks with SIGINT, then kills."""
-
-    def __init__(self, commands: dict[str, list[str]], log_dir: Path):
-        log_dir.mkdir(parents=True, exist_ok=True)
-        # The children end with this process, even a killed one: this package's nodes ask for
-        # it themselves (``interrupts.exit_with_parent``), other programs (``ros2 launch``, which
-        # then stops its nodes) are started asking for it (``interrupts.ending_with_parent``).
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0",
-                   **interrupts.parent_environment())
-        self.logs = {name: log_dir / f"{name}.log" for name in commands}
-        self.procs: dict[str, subprocess.Popen] = {}
-        for name, cmd in commands.items():
-            with open(self.logs[name], "w", encoding="utf-8") as log:
-                log.write("$ " + " ".join(cmd) + "\n")
-                log.flush()
-                started = cmd if cmd[0] == sys.executable else interrupts.ending_with_parent(cmd)
-                self.procs[name] = subprocess.Popen(started, stdout=log, stderr=subprocess.STDOUT,
-                                                    stdin=subprocess.DEVNULL, env=env)
-
-    def exited(self) -> dict[str, int]:
-        return {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
-
-    def wait(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(self.exited()) < len(self.procs):
-            time.sleep(0.05)
-        return len(self.exited()) == len(self.procs)
-
-    def stop(self) -> dict[str, int]:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        if not self.wait(STOP_GRACE_S):
-            for p in self.procs.values():
-                if p.poll() is None:
-                    p.kill()
-            self.wait(STOP_GRACE_S)
-        return self.exited()
-
-    def tail(self, name: str, lines: int = 15) -> str:
-        text = self.logs[name].read_text(encoding="utf-8", errors="replace").splitlines()
-        return "\n".join(text[-lines:])
 
 
 # --- the watcher ---------------------------------------------------------------------------
@@ -463,7 +393,7 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     # need the two processes.
     plain = not (spec.lockstep or spec.controller_params or spec.model_checkpoint
                  or world_params_file(spec.env) or spec.start_delay != LoopSpec.start_delay)
-    use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available())
+    use_launch = spec.launch == "always" or (spec.launch == "auto" and plain and launch_available(LAUNCH_FILE))
     commands = {"launch": launch_command(spec)} if use_launch else node_commands(spec)
     say = progress or (lambda text: None)
     say(f"starting {' and '.join(commands)} (ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}); "
