@@ -740,6 +740,26 @@ def test_cycle_stats_rate_quantiles_counts_and_health():
     assert level == "warn" and message.startswith("stale")
 
 
+def test_an_overdue_command_is_an_error_in_the_health_report_and_always_logged():
+    """A stall audit found the overdue stop nearly invisible: /diagnostics sampled once a second
+    and warned at most, and the log throttled it like any deadline miss."""
+    loop = ready_loop()
+    ok = loop.step(0.0)
+    stopped = loop.overdue(ok, 0.0, "ready 5.000 s after the cycle began")
+    assert stopped.status == Status.FALLBACK and stopped.stop and stopped.command.tolist() == [0.0, 0.0]
+    stats = CycleStats()
+    stats.record(stopped, 0.0)
+    stats.record(loop.step(0.1), 0.1)                     # the next cycle is fine again
+    level, message = stats.health()
+    assert level == "error" and "1 overdue command(s)" in message and "held up" in message
+    assert stats.summary()["overdue_commands"] == "1"
+    wall = [0.0]
+    log = StatusLog(wall=lambda: wall[0])
+    assert log.worth_logging(Status.FALLBACK, "no plan by the deadline")
+    wall[0] = 0.1                                         # within the 5 s of deadline misses
+    assert log.worth_logging(Status.FALLBACK, stopped.message)
+
+
 def test_the_log_tells_a_changed_reason_at_most_once_a_second():
     """A newcomer's console said "STALE: no observation yet" while every cycle was STALE for "no
     goal yet": only a change of status was logged, and the second reason, a tenth of a second

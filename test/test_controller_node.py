@@ -779,7 +779,7 @@ def test_a_trajectory_stops_each_joint_at_its_limit_and_reports_the_velocity_sen
                                                      "cost.joint_limits_high": [-0.4, 1.0]})
     r.start()
     r.controlling()                              # from (-0.5, -0.5) towards (0.5, 0.5): +x
-    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20 + 1,
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == MOVING_POINTS + 1,
                  what="a planned trajectory")
     d = r.cycle(r.send_joints)
     assert d.status in PLANNED
@@ -797,13 +797,24 @@ def stamp_of(msg) -> int:
     return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
 
 
+MOVING_POINTS = 3
+"""A planned trajectory's moving points here: max_observation_age (1 s) + one period (0.5 s)."""
+
+
 def test_joint_trajectory_output_and_diagnostics(rig):
+    """A trajectory moves for max_observation_age + one period of its 20-step plan, then is at
+    rest: a trajectory controller runs the last trajectory to its end, and a controller that
+    stopped (a stall audit: 2.2-4.95 s of the plan's motion after a SIGSTOP) must stop the robot
+    as soon as its FALLBACK would have."""
     r = rig(command_interface="joint_trajectory")
     r.start()
     r.controlling()
-    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == 20 + 1,
-               what="a trajectory over the horizon, then at rest")
+    r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) > 2,
+                 what="a planned trajectory")
     trajectory = r.trajectories[-1]
+    assert len(trajectory.points) == MOVING_POINTS + 1
+    assert list(trajectory.points[-1].velocities) == [0.0, 0.0]
+    assert trajectory.points[-1].time_from_start.sec == 1 and trajectory.points[-1].time_from_start.nanosec == 5 * 10**8
     assert trajectory.joint_names == ["x", "y"]
     first, second = trajectory.points[0], trajectory.points[1]
     assert len(first.velocities) == 2 and len(first.positions) == 2

@@ -28,6 +28,7 @@ from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa:
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from grasp_ros.msg import JointGoal  # noqa: E402
 from grasp_ros.sim.node import NS, SimCore, SimNode, SimSettings  # noqa: E402
@@ -206,12 +207,18 @@ def test_node_publishes_clock_sensors_and_goal(rig):
     assert start["event"] == "start" and start["seed"] == 7 and start["goal"] == pytest.approx(list(episode.goal))
 
 
-def test_sim_time_waits_for_a_command_publisher(rig):
+@pytest.mark.parametrize("kind", ["command", "joint_trajectory"])
+def test_sim_time_waits_for_a_command_publisher(rig, kind):
+    """Either command: a controller with the joint_trajectory output never started the sim (a
+    stall audit had to set wait_for_controller false)."""
     r = rig(command_publisher=False, env="open", rate_factor=4.0)
     assert r.spin_until(lambda: r.got["goal"])
     r.spin_until(lambda: False, timeout=0.5)
     assert r.got["clock"] == [] and r.sim.core.now_ns == 0
-    r.add_command_publisher()
+    if kind == "command":
+        r.add_command_publisher()
+    else:
+        r.probe.create_publisher(JointTrajectory, "joint_trajectory", 10)
     assert r.spin_until(lambda: len(r.got["clock"]) > 5)
     assert r.got["clock"][-1].clock.nanosec > 0
 

@@ -961,7 +961,8 @@ def lead_hint(age: float) -> str:
     two clocks off (a sensor's ahead, or this node's behind: a starved process takes /clock
     late, and its fresh inputs then look ahead)."""
     return time_base_hint(age) or ("; the sender's clock runs ahead of this node's, or this node's "
-                                   "clock lags (on sim time, a process starved of CPU takes /clock late)")
+                                   "clock lags (on sim time, a process stopped or starved of CPU takes "
+                                   "/clock late)")
 
 
 def time_base_hint(age: float) -> str:

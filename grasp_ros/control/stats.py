@@ -9,6 +9,7 @@ from collections import Counter, deque
 
 import numpy as np
 
+from . import reasons
 from .cycle import Status, StepResult
 
 
@@ -29,6 +30,9 @@ class CycleStats:
         self._times: deque[float] = deque(maxlen=window)
         self._solve_times: deque[float] = deque(maxlen=window)
         self._missed: deque[bool] = deque(maxlen=window)
+        self._overdue: deque[bool] = deque(maxlen=window)
+        self.overdue = 0
+        """Commands replaced by the stop because they were overdue (``reasons.OVERDUE``)."""
         self.counts: Counter[Status] = Counter()
         self.cycles = 0
         self.deadline_misses = 0
@@ -44,6 +48,9 @@ class CycleStats:
         if math.isfinite(result.time):       # a timer cycle (not the clock watchdog's report)
             self._note_time(float(now))
         self._missed.append(bool(result.deadline_missed))
+        overdue = reasons.OVERDUE in result.message
+        self.overdue += overdue
+        self._overdue.append(overdue)
         if result.plan is not None:
             self._solve_times.append(result.solve_time)
         self.last = result
@@ -77,6 +84,7 @@ class CycleStats:
             "solve_time_max_ms": f"{1e3 * max(self._solve_times, default=math.nan):.2f}",
             "deadline_misses": self.deadline_misses,
             "deadline_misses_window": sum(self._missed),
+            "overdue_commands": self.overdue,
             "window_cycles": len(self._missed),
         }
         pairs.update({f"cycles_{s.name.lower()}": self.counts[s] for s in Status})
@@ -88,6 +96,10 @@ class CycleStats:
         last = self.last
         if last is None:
             return "ok", "no control cycles yet"
+        overdue = sum(self._overdue)
+        if overdue:    # seconds of a stopped or starved process: said while in the window
+            return "error", (f"{overdue} overdue command(s) in the last {len(self._overdue)} cycles, sent "
+                             f"as the stop: {reasons.OVERDUE} (stopped, or starved of CPU)")
         if last.status.severity != "ok":
             return last.status.severity, f"{last.status.name.lower()}: {last.message}"
         misses = sum(self._missed)
@@ -119,6 +131,9 @@ class StatusLog:
 
     def worth_logging(self, status: Status, message: str) -> bool:
         now = self._wall()
+        if reasons.OVERDUE in message:       # rare, and the robot was stopped: always told
+            self._logged = (status, None)
+            return True
         if status in (Status.FALLBACK, Status.TRUNCATED):
             if now - self._miss_logged_at < self.MISS_GAP_S:
                 return False

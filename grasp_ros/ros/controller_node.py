@@ -35,7 +35,7 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
   an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
-  input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory over the horizon), by
+  input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory, ``control.trajectory``), by
   ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
   ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
   with that cycle's time, when it is done: it warm-starts the next cycle);
@@ -77,6 +77,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StatusLog, StepResult,
                        build_control_loop, lead_hint, resolve_device, time_base_hint)
 from ..control.goals import GoalIntake
+from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
 from ..models.text import shorten
@@ -217,7 +218,7 @@ class GraspController(LifecycleNode):
         self._command_order = params.command_order(values, loop.card)
         # The command joints' measured positions and their stamp (the oldest joint's), for a
         # trajectory's positions.
-        self._measured: Optional[tuple[np.ndarray, float]] = None
+        self._measured = MeasuredPositions()
         self._held_positions: Optional[np.ndarray] = None     # a run of stops holds these
         self._measured_joints = (None if self._command_joints is None
                                  else JointStateMerger(self._command_joints, ("position",)))
@@ -353,19 +354,17 @@ class GraspController(LifecycleNode):
                 self._late_pub.publish(self._plan_diagnostics(result, header))
 
     def _measured_start(self, when: float) -> Optional[np.ndarray]:
-        """The command joints' measured positions, if measured within max_observation_age of
-        ``when``; else None, and the trajectory carries velocities only: positions from a dead
-        joint_states would pull a position-tracking controller back to where the robot was."""
-        if self._measured is None:
-            return None
-        positions, stamp = self._measured
-        age, limit = when - stamp, self._loop.config.max_observation_age
-        if not (math.isfinite(age) and -limit <= age <= limit):   # ahead: from before a jump back
+        """The command joints' positions measured at ``when`` (``MeasuredPositions.at``); None
+        when none is at most max_observation_age old then, and the trajectory carries
+        velocities only: positions from a dead joint_states would pull a position-tracking
+        controller back to where the robot was."""
+        config = self._loop.config
+        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead)
+        if positions is None and math.isfinite(age):
             self.get_logger().warning(
-                f"joint_states for the trajectory's positions is {age:.3f} s old (max_observation_age "
-                f"{limit:g} s): the trajectory carries velocities only{time_base_hint(age)}",
-                throttle_duration_sec=5.0)
-            return None
+                f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "
+                f"(max_observation_age {config.max_observation_age:g} s): the trajectory carries "
+                f"velocities only{time_base_hint(age)}", throttle_duration_sec=5.0)
         return positions
 
     def _send(self, result: StepResult) -> None:
@@ -400,20 +399,23 @@ class GraspController(LifecycleNode):
         self._log_status(result)
 
     def _trajectory(self, actions: np.ndarray, header: Header, when: float) -> JointTrajectory:
-        """The trajectory of ``actions``, from the measured joints. A stop (one action, zero:
-        two points at rest, now and a period on) holds the positions measured at the first of a
-        run of stops: re-sent from each fresh measurement, the hold would follow the arm's sag
-        under gravity. One action (a stop, a hold) is stamped 0, "start on receipt": stamped with
-        its cycle's time, one that came late would end in the past, and the trajectory controller
-        would refuse the stop."""
-        start = self._measured_start(when)
+        """The trajectory of ``actions`` (``control.trajectory``: from the joints measured at
+        ``when``, the cycle's time; moving for max_observation_age + one period at most, then at
+        rest). A stop (one action, zero: two points at rest, now and a period on) holds the
+        positions measured last, as it is sent, at the first of a run of stops: re-sent from each
+        fresh measurement, the hold would follow the arm's sag under gravity. One action (a
+        stop, a hold) is stamped 0, "start on receipt": stamped with its cycle's time, one that
+        came late would end in the past, and the trajectory controller would refuse the stop."""
+        config = self._loop.config
         stop = len(actions) == 1 and not np.any(actions)
-        if stop and start is not None:
+        if stop:
             if self._held_positions is None:
-                self._held_positions = start
+                self._held_positions = self._measured_start(self._now())
             start = self._held_positions
         else:
             self._held_positions = None
+            start = self._measured_start(when)
+            actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
         return trajectory_message(self._command_joints, actions, self._loop.config.period, header, start,
@@ -505,9 +507,9 @@ class GraspController(LifecycleNode):
                 merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
                                                       latest=now + loop.config.max_observation_age)
                 if merged is not None:
-                    self._measured = merged
+                    self._measured.add(*merged)
             except ValueError as exc:
-                self._measured = None     # the trajectory then carries velocities only
+                self._measured.clear()     # the trajectory then carries velocities only
                 self.get_logger().warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
         if self._joints is not None:
             self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp),

@@ -327,8 +327,9 @@ PARAMETERS: tuple[Param, ...] = (
     Param("command_interface", "string", "forward_command",
           "Output, in the robot units of the model card: forward_command (std_msgs/"
           "Float64MultiArray on command, for a forward_command_controller); joint_trajectory "
-          "(trajectory_msgs/JointTrajectory over the horizon on joint_trajectory: velocities, and "
-          "positions integrated from the measured joint_states); twist or twist_stamped "
+          "(trajectory_msgs/JointTrajectory on joint_trajectory: the plan's velocities for "
+          "max_observation_age + one period, then at rest, and positions integrated from the "
+          "joint_states measured at the cycle); twist or twist_stamped "
           "(geometry_msgs on cmd_vel, Nav2's convention; the card names the Twist fields).",
           choices=("forward_command", "joint_trajectory", "twist", "twist_stamped")),
     Param("frame_id", "string", "world",

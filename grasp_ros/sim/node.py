@@ -17,7 +17,8 @@ since the clock last moved: sensors for t, then /clock t, then the controller's 
 its command, then the step to t + dt. The closed loop is then the same discrete-time loop on a
 fast or a busy machine (with the controller's ``timing: fixed_iterations``, exactly the same).
 
-With ``wait_for_controller`` sim time stays at 0 until a publisher on ``command`` has existed
+With ``wait_for_controller`` sim time stays at 0 until a publisher on ``command`` (or
+``joint_trajectory``) has existed
 for ``start_delay`` wall seconds (the controller makes it when configured, and activates right
 after; a longer delay lets a recorder or a viewer find the controller's topics first). A
 controller whose timer starts at sim time 0 then cycles exactly when the sensors publish, as a
@@ -137,7 +138,7 @@ class SimSettings:
     clock_period: float = _param(0.001, "sim time quantum: /clock advances in these steps (s)",
                                  1e-5, 0.1)
     wait_for_controller: bool = _param(True, "hold sim time at 0 until something publishes "
-                                             "on command (a configured controller)")
+                                             "on command or joint_trajectory (a configured controller)")
     start_delay: float = _param(0.5, "wait_for_controller: wall seconds a command publisher must "
                                      "exist before sim time starts (the controller activates, a "
                                      "recorder finds its topics)", 0.0, 600.0)
@@ -390,7 +391,8 @@ class SimNode(Node):
             f"simulating {world.summary()}: camera {s.camera_rate_hz:g} Hz, "
             f"x{s.rate_factor:g} real time, episodes: {s.episodes or 'endless'}"
             + (", driven by the exploration policy" if s.explore else "")
-            + (f"; sim time starts when {self._command_sub.topic_name} has a publisher"
+            + (f"; sim time starts when {self._command_sub.topic_name} or "
+               f"{self._trajectory_sub.topic_name} has a publisher"
                if s.wait_for_controller else "")
             + (f"; sim time starts when {sorted(self._awaited)} subscribe to {self.joints_pub.topic_name}"
                if self._awaited else ""))
@@ -440,14 +442,14 @@ class SimNode(Node):
         self._waiting = False
         self._anchor_wall = wall
         self.get_logger().info("sim time starts"
-                               + (f": a publisher on {self._command_sub.topic_name} appeared"
+                               + (": a command publisher appeared"
                                   if self.settings.wait_for_controller else "")
                                + (f"; {sorted(self._awaited)} subscribe" if self._awaited else ""))
         return True
 
     def _controller_appeared(self, wall: float) -> bool:
-        """Whether a command publisher has existed for ``start_delay``."""
-        if not self.count_publishers(self._command_sub.topic_name):
+        """Whether a command publisher (of either kind) has existed for ``start_delay``."""
+        if not any(self.count_publishers(sub.topic_name) for sub in (self._command_sub, self._trajectory_sub)):
             self._publisher_seen = None
             return False
         self._publisher_seen = self._publisher_seen or wall

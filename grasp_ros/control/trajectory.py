@@ -1,0 +1,58 @@
+"""What a joint-trajectory command starts from and how far ahead it runs (ROS-free).
+
+A trajectory's first point is at its cycle's time, so its positions are those measured at that
+time, not a measurement that came while the cycle planned (the robot had moved on; after a
+stall, a new episode may have begun). A stop, which holds the robot where it is, takes the
+newest. And a trajectory moves for no longer than a FALLBACK would follow a plan (the
+cycle's ``max_observation_age`` + one period), then comes to rest: a trajectory controller
+runs the last trajectory it got to its end, so a controller that stops (killed, stopped,
+starved) must not leave seconds of plan behind it.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import threading
+from typing import Optional
+
+import numpy as np
+
+SAMPLES_KEPT = 4096
+"""Measurements kept at most (4 s of a 1 kHz joint_states; a cycle looks back less than
+max_observation_age)."""
+
+
+class MeasuredPositions:
+    """The command joints' measured positions by stamp (any thread adds, any thread reads)."""
+
+    def __init__(self):
+        self._samples: collections.deque = collections.deque(maxlen=SAMPLES_KEPT)
+        self._lock = threading.Lock()
+
+    def add(self, positions: np.ndarray, stamp: float) -> None:
+        with self._lock:
+            self._samples.append((float(stamp), np.asarray(positions, dtype=np.float64)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._samples.clear()
+
+    def at(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
+        """The newest positions stamped at most ``lead`` after ``when`` and at most ``max_age``
+        before it, and their age at ``when``; (None, the age of the newest measurement, or
+        NaN without one) when there is none such."""
+        with self._lock:
+            samples = list(self._samples)
+        if not samples:
+            return None, math.nan
+        for stamp, positions in reversed(samples):
+            if stamp <= when + lead:
+                age = when - stamp
+                return (positions, age) if age <= max_age else (None, age)
+        return None, when - samples[-1][0]
+
+
+def trajectory_steps(period: float, max_observation_age: float) -> int:
+    """How many of a plan's actions a trajectory carries before it comes to rest: those that
+    start within ``max_observation_age`` + one period of its stamp (at least one)."""
+    return max(1, int(math.floor((max_observation_age + period) / period + 1e-9)))

@@ -1,0 +1,41 @@
+"""What a joint-trajectory command starts from and how far it runs (``control.trajectory``),
+without ROS. The node's tests drive it over DDS (test_controller_node)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from grasp_ros.control.trajectory import MeasuredPositions, trajectory_steps
+
+
+def test_a_trajectory_starts_from_the_positions_measured_at_its_cycle():
+    """A measurement that came while the cycle planned is not where the robot was at the
+    trajectory's first point (a stall audit: 0.14-0.22 rad off on the arm, 1.47 m after a stall
+    across a new episode)."""
+    measured = MeasuredPositions()
+    for stamp, x in ((9.9, 0.0), (10.0, 0.1), (10.04, 0.15), (10.3, 0.5)):
+        measured.add(np.array([x]), stamp)
+    positions, age = measured.at(10.0, max_age=0.5, lead=0.05)
+    assert positions.tolist() == [0.15] and math.isclose(age, -0.04)
+    positions, age = measured.at(10.3, max_age=0.5, lead=0.05)              # a stop: the newest
+    assert positions.tolist() == [0.5] and age == 0.0
+
+
+def test_old_or_missing_measurements_give_no_start():
+    measured = MeasuredPositions()
+    positions, age = measured.at(1.0, max_age=0.5, lead=0.05)
+    assert positions is None and math.isnan(age)                             # nothing measured yet
+    measured.add(np.array([1.0]), 1.0)
+    positions, age = measured.at(2.0, max_age=0.5, lead=0.05)
+    assert positions is None and math.isclose(age, 1.0)                      # a dead joint_states
+    positions, age = measured.at(0.5, max_age=0.5, lead=0.05)                # all ahead (a jump back)
+    assert positions is None and math.isclose(age, -0.5)
+    measured.clear()
+    assert measured.at(1.0, 0.5, 0.05)[0] is None
+
+
+def test_a_trajectory_moves_no_longer_than_a_fallback_follows_a_plan():
+    assert trajectory_steps(0.1, 0.5) == 6           # moving over [0, 0.6) s, at rest at 0.6 s
+    assert trajectory_steps(0.5, 1.0) == 3
+    assert trajectory_steps(1.0, 0.1) == 1           # at least the first action
