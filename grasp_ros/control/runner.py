@@ -11,14 +11,15 @@ late plan is done, ``publish_late`` gets a report of it (``ControlLoop.late_plan
 recording says what warm-started the next cycle. Plans are adopted on the cycle thread only (a
 late one at the first cycle that finds it done), so a replay can name where each took over.
 ``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
+
 A command ready more than ``max_observation_age`` past its deadline (the process was stopped
-or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overdue``); a replay
-names those cycles (``ControlConfig.overdue_cycles``) to repeat them.
-With ``timing`` "fixed_iterations" there is no deadline: the
-command goes out when the planner's iteration cap is done (lock-step simulation, replay), except
-at the cycles a replay names (``ControlConfig.late_cycles``, ``busy_cycles``): those repeat a
-recorded late cycle (plan, send the previous plan's action) or a cycle that found the planner
-still busy (send it without planning).
+or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overdue``).
+
+With ``timing`` "fixed_iterations" there is no deadline: the command goes out when the planner's
+iteration cap is done (lock-step simulation, replay), except at the cycles a replay names
+(``ControlConfig.late_cycles``, ``busy_cycles``, ``overdue_cycles``): those repeat a recorded
+late cycle (plan, send the previous plan's action), a cycle that found the planner still busy
+(send it without planning) or an overdue one (the cycle, then the stop).
 
 The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
 ``clock_timeout`` wall seconds, it sends a zero command with status CLOCK, and again every
