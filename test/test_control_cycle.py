@@ -1215,6 +1215,27 @@ def test_a_command_ready_long_after_its_deadline_is_the_stop():
         runner.stop()
 
 
+def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
+    """A real-time cycle ends by its deadline; one still running after clock_timeout is held up
+    (a starved process, a model call that does not return). The watchdog kept quiet during any
+    cycle (for lock step, whose cycles take as long as their plans), and under starvation a
+    moving command stood 3 s (a stall audit). Here the cycle's own model call blocks."""
+    loop = ready_loop(clock_timeout=0.05, period=1.0, max_observation_age=100.0)
+    loop.configure(timing="realtime")
+    gate = threading.Event()
+    model_position = loop.model.position
+    loop.model.position = lambda latent: (gate.wait(120.0), model_position(latent))[1]
+    runner, published = runner_for(loop, sim_time=True)
+    try:
+        runner.tick(0.0)                                  # the cycle blocks in its path (model.position)
+        stop = published.next()
+        assert stop.status == Status.CLOCK and stop.command.tolist() == [0.0, 0.0]
+        assert "a cycle began and has not ended" in stop.message
+    finally:
+        gate.set()
+        runner.stop()
+
+
 def test_the_watchdog_thread_zeroes_the_command_when_no_cycle_runs():
     """Nobody calls the watchdog: its own thread sends zero and CLOCK when ticks stop coming
     (a stalled /clock, or a caller held up by a long callback), again every clock_timeout."""

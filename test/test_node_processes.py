@@ -548,27 +548,23 @@ def test_cleanup_right_after_deactivate_keeps_the_zero_until_it_is_acknowledged(
     the zero was lost (3 of 330 in a lifecycle audit; the reader held a moving command). Cleanup
     waits for the readers as shutdown does (a paused reader: the wait is bounded, and said)."""
     from lifecycle_msgs.msg import Transition
-    from lifecycle_msgs.srv import ChangeState
     from grasp_ros.ros.controller_node import LAST_COMMAND_ACK_S
     log, seen = tmp_path / "controller.log", tmp_path / "reader.log"
     reader = start([sys.executable, "-c", COMMAND_READER], seen)
     process = start(node_command("ros.controller_node", *CONTROLLER_OPEN), log)
     probe = Probe()
+    unacknowledged = f"was not acknowledged within {LAST_COMMAND_ACK_S:g} s"
     try:
         wait_for_line(process, log, "active: controlling")
         wait_until(lambda: seen.read_text().strip(), "a command at the reader", process, log)
         reader.send_signal(signal.SIGSTOP)          # no acknowledgement while it is stopped
-        assert probe.change_state.wait_for_service(START_TIMEOUT_S)
-        deactivated = probe.change_state.call_async(
-            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_DEACTIVATE)))
-        wait_until(deactivated.done, "the deactivate response", process, log)
-        assert deactivated.result().success
-        cleaned = probe.change_state.call_async(
-            ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CLEANUP)))
-        wait_until(cleaned.done, "the cleanup response", process, log)
-        assert cleaned.result().success
-        output = log.read_text(encoding="utf-8")
-        assert f"was not acknowledged within {LAST_COMMAND_ACK_S:g} s" in output, output
+        transition_until(probe, Transition.TRANSITION_DEACTIVATE,
+                         lambda: "inactive: timer stopped" in log.read_text(encoding="utf-8"),
+                         "the deactivation", process, log)
+        assert unacknowledged not in log.read_text(encoding="utf-8")    # deactivate does not wait
+        transition_until(probe, Transition.TRANSITION_CLEANUP,
+                         lambda: unacknowledged in log.read_text(encoding="utf-8"),
+                         "cleanup waiting for the zero's acknowledgement", process, log)
     finally:
         probe.close()
         reader.send_signal(signal.SIGCONT)

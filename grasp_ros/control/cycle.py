@@ -699,15 +699,20 @@ class ControlLoop:
             message=reasons.overdue(why, result.status.name, result.message))
         return self._finish(stopped, now, result.observation_age)
 
-    def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True) -> StepResult:
+    def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True,
+                      in_cycle: bool = False) -> StepResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
-        one; on the wall clock only the caller can have stopped ticking."""
+        one; on the wall clock only the caller can have stopped ticking. ``in_cycle``: a cycle
+        began and has not ended (in real time, where a cycle ends by its deadline)."""
         self._last_command_time = -math.inf
         with self._lock:
             jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
-        if jump is not None:
+        if in_cycle:
+            why = ("a cycle began and has not ended: its thread is held up (this process starved of "
+                   "CPU, or a model call that does not return)")
+        elif jump is not None:
             why = (f"the clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s (a sim reset, a bag "
                    "loop, two clocks) and no cycle has run since")
         elif not sim_time:

@@ -22,7 +22,8 @@ late cycle (plan, send the previous plan's action), a cycle that found the plann
 (send it without planning) or an overdue one (the cycle, then the stop).
 
 The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
-``clock_timeout`` wall seconds, it sends a zero command with status CLOCK, and again every
+``clock_timeout`` wall seconds (in real time: none ended; a lock-step cycle may take longer), it
+sends a zero command with status CLOCK, and again every
 ``clock_timeout`` while it lasts (it notes the clock at every pass, so a stop is seen
 ``clock_timeout`` after it, to within a pass). No cycle means no tick: the caller's clock
 stopped (/clock under sim time), or the caller could not tick (a ROS executor held up by a long
@@ -158,12 +159,15 @@ class CycleRunner:
                 # count as just moved, and the stop would come a second clock_timeout late.
                 self._note_clock_moved(self._clock(), wall)
             quiet = wall - self._last_cycle_wall
-            if (not self._running or self._in_cycle or self._tick is not None or quiet <= timeout
+            # A lock-step cycle takes as long as its plan; a real-time one ends by its deadline,
+            # so one still running (or a tick not taken) after clock_timeout is held up.
+            cycling = self._in_cycle or self._tick is not None
+            if (not self._running or (cycling and self.loop.config.fixed_iterations) or quiet <= timeout
                     or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
                 return None
             self._last_alarm_wall = wall
             started = not self._cycled
-        result = self.loop.clock_stalled(quiet, started, self.sim_time)
+        result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling)
         result.command_delay = 0.0
         self._publish(result)
         return result
