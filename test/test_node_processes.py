@@ -507,6 +507,17 @@ rclpy.try_shutdown()
 """
 
 
+def stop_reader(reader: subprocess.Popen) -> None:
+    """End a COMMAND_READER process, paused or not: SIGINT, or kill if it does not go."""
+    reader.send_signal(signal.SIGCONT)
+    reader.send_signal(signal.SIGINT)
+    try:
+        reader.wait(timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        reader.kill()
+        reader.wait()
+
+
 @pytest.mark.parametrize("reader_paused", [False, True], ids=["reader", "paused_reader"])
 def test_the_last_zero_is_kept_until_its_readers_acknowledge_it(tmp_path, reader_paused):
     """Destroyed at once, the command's writer took a zero that a busy reader had not yet taken
@@ -533,13 +544,7 @@ def test_the_last_zero_is_kept_until_its_readers_acknowledge_it(tmp_path, reader
         else:
             assert seen.read_text().strip().splitlines()[-1] == "[0.0, 0.0]"
     finally:
-        reader.send_signal(signal.SIGCONT)
-        reader.send_signal(signal.SIGINT)
-        try:
-            reader.wait(timeout=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait()
+        stop_reader(reader)
 
 
 def test_cleanup_right_after_deactivate_keeps_the_zero_until_it_is_acknowledged(tmp_path):
@@ -567,13 +572,7 @@ def test_cleanup_right_after_deactivate_keeps_the_zero_until_it_is_acknowledged(
                          "cleanup waiting for the zero's acknowledgement", process, log)
     finally:
         probe.close()
-        reader.send_signal(signal.SIGCONT)
-        reader.send_signal(signal.SIGINT)
-        try:
-            reader.wait(timeout=EXIT_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            reader.kill()
-            reader.wait()
+        stop_reader(reader)
         code = stop(process, (signal.SIGTERM,), 0.0)
     assert code == 0, log.read_text(encoding="utf-8")
 

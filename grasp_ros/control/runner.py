@@ -265,16 +265,16 @@ class CycleRunner:
         config = self.loop.config
         if result.stop:
             return result
-        limit = config.deadline + config.max_observation_age
         if config.fixed_iterations:
             if not _named(now, config.overdue_cycles):
                 return result
             why = "a recorded overdue cycle, replayed"
-        elif result.command_delay > limit:
+        else:
+            limit = config.deadline + config.max_observation_age
+            if result.command_delay <= limit:
+                return result
             why = (f"ready {result.command_delay:.3f} s after the cycle began, more than the solve "
                    f"budget + max_observation_age ({limit:g} s)")
-        else:
-            return result
         stopped = self.loop.overdue(result, now, why)
         stopped.command_delay = result.command_delay
         return stopped

@@ -418,7 +418,7 @@ class GraspController(LifecycleNode):
             actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
-        return trajectory_message(self._command_joints, actions, self._loop.config.period, header, start,
+        return trajectory_message(self._command_joints, actions, config.period, header, start,
                                   self._trajectory_limits)
 
     def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
