@@ -1088,10 +1088,10 @@ def test_a_joint_goal_beyond_the_training_range_is_novel_and_named():
     loop.configure(novelty_threshold=0.0)                              # disabled, as novelty is
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.2)
     assert loop.step(0.2).status == Status.OK
-    assert loop.goal_range_warning() is None
+    assert loop.goal_target.range_warning() is None
     older = JointHeadImageModel()               # statistics made before ranges were kept: said
     warning = ControlLoop(older, make_planner("grasp", older, H, {"iterations": 1, "chains": 2}),
-                          ControlConfig(period=PERIOD)).goal_range_warning()
+                          ControlConfig(period=PERIOD)).goal_target.range_warning()
     assert "keep no joint ranges" in warning
 
 

@@ -86,7 +86,7 @@ def test_the_loop_stacks_frames_one_model_period_apart(period):
     assert result.status == Status.OK, result.message
     stacked = result.plan.states[0].tolist()       # the encoded observation: z0
     assert stacked == [3.0, 6.0, 9.0]              # 0.1 s = 3 frames apart, oldest first
-    assert loop._goal_target.tolist() == [7.0, 7.0, 7.0]
+    assert loop.goal_target.target.tolist() == [7.0, 7.0, 7.0]
 
 
 def test_a_young_history_repeats_its_first_frame():

@@ -137,7 +137,7 @@ def test_a_fast_joint_states_still_pairs_with_a_frame_as_old_as_the_freshness_li
     result = loop.step(1.4)
     assert result.status == Status.OK, result.message
     assert model.seen[-1][0, 0].item() == 400.0          # the sample stamped 1.0 s
-    assert len(loop._recent.snapshot()[0]) == 551         # 0.55 s of them (age + pair_tolerance)
+    assert len(loop._inbox.recent.snapshot()[0]) == 551         # 0.55 s of them (age + pair_tolerance)
 
 
 def test_a_slow_joint_beside_fast_ones_pairs_by_the_newest_and_still_goes_stale():

@@ -381,7 +381,7 @@ class TestJoints:
             r.send_joint_msg(["y"], [START[1]])
         until_ok(r, both)
         loop = r.node._loop
-        assert loop._observation.value["joints"].tolist() == list(START)
+        assert loop._inbox.newest.value["joints"].tolist() == list(START)
         last_y = r.t_ns
         while True:
             d = r.cycle(arm_only)
@@ -436,8 +436,8 @@ class TestJoints:
         loop = r.node._loop                 # only to wait until a sample has reached the node
 
         def received(stamp_ns: int):
-            r.wait_until(lambda: loop._observation is not None
-                         and round(loop._observation.stamp * 1e9) == stamp_ns,
+            r.wait_until(lambda: loop._inbox.newest is not None
+                         and round(loop._inbox.newest.stamp * 1e9) == stamp_ns,
                          what="the sample at the node")
 
         def ahead():                        # stamped at the coming cycle, received before it
@@ -451,7 +451,7 @@ class TestJoints:
             dropped = loop.out_of_order
             older = r.t_ns - int(1.2 * MAX_AGE * 1e9)
             r.send_joint_msg(["x", "y"], (0.9, 0.9), ns_time(older))
-            r.wait_until(lambda: loop.out_of_order > dropped or round(loop._observation.stamp * 1e9)
+            r.wait_until(lambda: loop.out_of_order > dropped or round(loop._inbox.newest.stamp * 1e9)
                          == older, what="the older sample at the node")
         d = r.cycle(newer_ahead_then_older)
         status = (NAMES[d.status], d.status_text)

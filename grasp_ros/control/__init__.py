@@ -1,7 +1,7 @@
 """The receding-horizon control loop, free of ROS: warm starts, deadlines, fallbacks, safety guard."""
 from .build import build_control_loop, resolve_device
-from .cycle import (ON_STALE_CHOICES, TIMING_CHOICES, ControlConfig, ControlLoop, Status, StepResult,
-                    lead_hint, time_base_hint)
+from .cycle import ON_STALE_CHOICES, TIMING_CHOICES, ControlConfig, ControlLoop, Status, StepResult
+from .observations import lead_hint, time_base_hint
 from .runner import CycleRunner
 from .stats import CycleStats, StatusLog
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..models.card import ModelCard, wrap_to_nearest
+from ..models.contract import decodes_joints
 from ..planning.costs import decode_joints
 
 RESUME_FACTOR = 2.0
@@ -51,7 +52,7 @@ class GoalChecker:
         observed = card.joints is not None and set(names) <= set(card.joints.names) \
             and "position" in card.joints.fields
         self._observed_columns = card.joints.position_columns(names) if observed else None
-        if not observed and not callable(getattr(model, "decode_state", None)):
+        if not observed and not decodes_joints(model):
             raise ValueError(f"goal_tolerance needs the goal joints ({', '.join(names)}) measured: this "
                              "model observes no positions of them and has no decode_state joint head")
         self._model = model

@@ -26,7 +26,9 @@ A final guard makes every command finite and inside the model's action bounds.
 Other threads feed the loop (``observe``, ``set_goal``, ``request_settings``, ``reset``...): they
 only leave requests in an inbox guarded by a lock. The planner is only run by ``solve`` (and
 ``warm_up``), never twice at a time; while a late solve runs, a FALLBACK cycle may still call the
-model's ``position`` for its path (an inference of its own: no state is shared).
+model's ``position`` for its path (an inference of its own: no state is shared). Which
+observation a cycle takes is ``observations.ObservationInbox``'s rule; the goal made ready for the
+planner is ``goal_target.GoalTarget``'s.
 
 Clocks: ``now`` and stamps are seconds on the caller's clock (a ROS node's clock, so simulated
 time works); solve time and budgets are wall-clock seconds, since computing takes real time
@@ -36,7 +38,6 @@ simulation and replay. Symbols: ``H`` horizon, ``D`` latent, ``A`` action.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import enum
 import math
@@ -48,21 +49,21 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..models.card import card_for, value_labels, wrap_to_nearest
+from ..models.card import card_for
+from ..models.contract import decodes_joints
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
-from ..models.text import shorten
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
 from . import reasons
 from .arrival import GoalChecker
-from .inputs import RecentInputs, Sample
+from .encoding import encode, model_batch
+from .goal_target import GoalTarget
+from .inputs import Sample
+from .observations import ObservationInbox, lead_hint, time_base_hint
 
 ON_STALE_CHOICES = ("hold", "zero")
 TIMING_CHOICES = ("realtime", "fixed_iterations")
-ARRIVALS_KEPT = 4096
-"""Observations kept for ``ControlLoop._current`` at most (half a second of a 1 kHz joint_states
-is 500)."""
 
 
 class Status(enum.IntEnum):
@@ -181,10 +182,10 @@ class ControlConfig:
 class StepResult:
     """What one cycle decided. ``actions`` [N, A] are the commands from now on (row 0 is
     ``command``): the whole plan when planned, the previous plan's remainder on FALLBACK, else
-    one row. ``path`` [N+1, 2] is the model's predicted positions along ``actions`` (None without
-    ``model.position``); ``plan`` is the plan solved this cycle (None when none was solved)."""
+    one row; the loop's final guard puts them in robot units. ``path`` [N+1, 2] is the model's
+    predicted positions along ``actions`` (None without ``model.position``); ``plan`` is the
+    plan solved this cycle (None when none was solved)."""
 
-    command: np.ndarray
     status: Status
     message: str = ""
     actions: Optional[np.ndarray] = None
@@ -208,6 +209,15 @@ class StepResult:
     """The command is the robot's stop: exactly zero in robot units, whatever the card's bounds."""
     time: float = math.nan
     """The cycle's time (s, caller's clock); NaN for the watchdog's results."""
+    command: Optional[np.ndarray] = None
+    """What is sent: row 0 of ``actions`` in robot units (set by the loop's final guard)."""
+
+    @classmethod
+    def planned(cls, solved: Plan, status: Status, **fields: Any) -> "StepResult":
+        """A result that sends the ``solved`` plan's actions, with its counts, cost and residual."""
+        return cls(status, actions=solved.actions.detach().cpu().numpy().astype(np.float64),
+                   solve_time=solved.solve_time, iterations=solved.iterations, syncs=solved.syncs,
+                   cost=solved.cost, residual=solved.dynamics_residual, **fields)
 
 
 @dataclass
@@ -234,6 +244,12 @@ class Outcome:
     goal_distance: float = math.nan
     novelty: float = math.nan
     goal_novelty: float = math.nan
+
+    def annotate(self, result: StepResult) -> None:
+        """Give ``result`` what the solve measured besides the plan."""
+        result.warm_started = self.warm_started
+        result.goal_distance, result.novelty = self.goal_distance, self.novelty
+        result.goal_novelty = self.goal_novelty
 
 
 class ControlLoop:
@@ -263,28 +279,13 @@ class ControlLoop:
         # them to be paired by stamp.
         self.pairs_joints = self.card.image is not None and self.card.joints is not None
         self.image_frames = int(getattr(model, "image_frames", 1))
-        self._recent = RecentInputs(self.pairs_joints, self.image_frames)
         # What an observation is, for a STALE reason that names the input that stopped.
         self._observed = "camera frame" if self.card.image is not None else "joint_states"
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
-        self._observation: Optional[Sample] = None
-        # (sample, received) of the observations received in the last max_observation_age, the
-        # newest last: the cycle's, when the newest is stamped ahead of the clock (``_current``).
-        self._arrivals: collections.deque = collections.deque(maxlen=ARRIVALS_KEPT)
-        self._newest_stamp = -math.inf          # of the accepted observations
+        self._inbox = ObservationInbox(config, self.pairs_joints, self.image_frames)
         self._goal: Optional[Sample] = None
-        # The goal entry last made ready (encoded, or a joint goal as a tensor) and scored.
-        self._goal_target: Optional[torch.Tensor] = None
-        self._goal_novelty = math.nan
-        self._joints_refused = ""   # why the last joint_states was refused, until a good one
-        self._goal_beyond = ""      # what NOVEL says of a joint goal (``_joint_goal_notes``)
-        self._goal_furthest = ""
-        self._encoded_goal: Optional[Sample] = None
-        # Continuous joints' position columns, and the last goal wrapped to the measured ones.
-        self._continuous = ([] if self.card.joints is None else
-                            self.card.joints.position_columns(self.card.joints.continuous))
-        self._wrapped: Optional[tuple] = None
+        self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed)
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
         self._clock_seen = -math.inf
@@ -298,8 +299,11 @@ class ControlLoop:
         self.goal_checker = (GoalChecker(self.card, model, config.goal_tolerance)
                              if config.goal_tolerance else None)
         """``goal_tolerance``'s checker (None: none)."""
-        self.out_of_order = 0
+
+    @property
+    def out_of_order(self) -> int:
         """Observations dropped because a newer one (by stamp) had already arrived."""
+        return self._inbox.out_of_order
 
     # -- inbox: called from any thread ------------------------------------------------------
 
@@ -312,21 +316,7 @@ class ControlLoop:
         with self._lock:
             if received is not None:
                 self._note_clock(received)
-            keep = self.config.max_observation_age + self.config.pair_tolerance
-            if self._recent.keeps_apart(observation):
-                self._recent.add(observation, stamp if newest is None else newest, keep, oldest=stamp)
-                self._joints_refused = ""
-                return
-            if self._out_of_order(stamp):
-                return
-            self._arrived(Sample(dict(observation), float(stamp)), received)
-            self._recent.add(observation, stamp, keep)
-            # A stamp ahead of the clock is judged at the cycle, when the clock may have caught
-            # up (a sim publishes sensors just before /clock reaches their time); as "newest"
-            # it counts for no more than the clock allows, so a stamp far in the future cannot
-            # hold back the observations that follow it.
-            lead = self.config.max_stamp_lead
-            self._newest_stamp = float(stamp if received is None else min(stamp, received + lead))
+            self._inbox.add(observation, stamp, received, newest)
 
     def reject_observation(self, reason: str, stamp: float, received: Optional[float] = None,
                            joints: bool = False) -> None:
@@ -335,46 +325,7 @@ class ControlLoop:
         was a joint_states message; for a camera + joints model the frames that find no joints
         to pair with are then refused for this reason too (not STALE between refusals)."""
         with self._lock:
-            if joints and self._recent.pairs_joints:
-                self._joints_refused = reason
-            if self._out_of_order(stamp):
-                return
-            self._arrived(Sample(None, float(stamp), reason), received)
-
-    def _out_of_order(self, stamp: float) -> bool:
-        """An observation stamped before the newest is dropped (and counted), unless it is on
-        another time base: a sim's first message, stamped 0 and so taken as "now" by a node on
-        the wall clock, must not hide the sim-time stamps after it (the cycle would plan from
-        it, then call the camera dead, instead of naming use_sim_time). Lock held."""
-        if not 0 < self._newest_stamp - stamp < OTHER_TIME_BASE_S:
-            return False
-        self.out_of_order += 1
-        return True
-
-    def _arrived(self, sample: Sample, received: Optional[float]) -> None:
-        """``sample`` is the newest observation. Called with the lock held."""
-        self._observation = sample
-        received = sample.stamp if received is None else float(received)
-        self._arrivals.append((sample, received))
-        while self._arrivals[0][1] < received - self.config.max_observation_age:
-            self._arrivals.popleft()
-
-    def _current(self, now: float) -> Optional[Sample]:
-        """The cycle's observation at ``now``: the newest, or, when the newest is stamped ahead of
-        the clock by more than max_stamp_lead but not twice as much (a sim's /clock that trails
-        its sensors on a busy machine: a frame stamped at the next tick arrives before the clock
-        does), the newest one received in the last max_observation_age and not stamped ahead:
-        what the robot had measured by ``now``. Further ahead (a sensor's clock running fast,
-        another time base) the newest stands, and the cycle refuses it: a sensor stamping its
-        messages ahead would otherwise be taken for fresh that much longer after it died.
-        Called with the lock held."""
-        newest, lead = self._observation, self.config.max_stamp_lead
-        if newest is None or not lead < newest.stamp - now <= 2 * lead:
-            return newest
-        for sample, received in reversed(self._arrivals):
-            if sample.stamp - now <= lead and received >= now - self.config.max_observation_age:
-                return sample
-        return newest
+            self._inbox.refuse(reason, stamp, received, joints)
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:
         """A goal given as an observation; ``model.encode_goal`` encodes it at the next step.
@@ -398,6 +349,13 @@ class ControlLoop:
         """The newest goal could not be used: ERROR until a good one arrives."""
         with self._lock:
             self._goal = Sample(None, error=reason)
+
+    def _goal_failed(self, goal: Sample, reason: str) -> None:
+        """``goal`` could not be made ready (``GoalTarget``): refused while it stands, so that it
+        is not encoded again every cycle."""
+        with self._lock:
+            if self._goal is goal:
+                self._goal = Sample(None, error=reason)
 
     def check_settings(self, **changes: Any) -> None:
         """Raise ValueError with the reason if ``planner.configure(**changes)``, after the
@@ -423,7 +381,7 @@ class ControlLoop:
         """Change ``ControlConfig`` fields (validated); they apply from the next cycle."""
         config = dataclasses.replace(self.config, **changes)
         config.validate()
-        self.config = config
+        self.config = self._inbox.config = config
 
     def reset(self) -> None:
         """Forget the warm start and rewind the planner's random stream, before the next cycle."""
@@ -447,7 +405,7 @@ class ControlLoop:
         path, through its ``decode_state``: a first cycle towards a joint goal took a second)."""
         z0 = torch.zeros(int(self.model.latent_dim), device=self.planner.device)
         joint_goal = None
-        if self.card.goal_joint_input is not None and callable(getattr(self.model, "decode_state", None)):
+        if self.card.goal_joint_input is not None and decodes_joints(self.model):
             with torch.no_grad():
                 joint_goal = decode_joints(self.model, (z0 + 0.1)[None])[0]
         self.planner.warm_up(z0, z0 + 0.1, joint_goal)
@@ -491,7 +449,7 @@ class ControlLoop:
                 self.planner.configure(**changes)
         except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
             with self._lock:
-                sample = self._current(now)
+                sample = self._inbox.current(now)
             age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
         checked = self._check_inputs(now)
@@ -500,8 +458,8 @@ class ControlLoop:
         sample, goal = checked
         age = now - sample.stamp
         with self._lock:
-            recent, refused = self._recent.snapshot(), self._joints_refused
-        sample = self._recent.complete(sample, recent, self.config.pair_tolerance,
+            recent, refused = self._inbox.recent.snapshot(), self._inbox.joints_refused
+        sample = self._inbox.recent.complete(sample, recent, self.config.pair_tolerance,
                                        self.card.period or self.config.period, self.config.max_observation_age)
         if sample.error and refused:
             return self._finish(self._zero(Status.ERROR, f"observation refused: {refused} ({sample.error})"),
@@ -528,7 +486,7 @@ class ControlLoop:
         a plan may use them, else the cycle's result (zero or hold, non-OK)."""
         with self._lock:
             jump, self._clock_jump = self._clock_jump, None
-            sample, goal = self._current(now), self._goal
+            sample, goal = self._inbox.current(now), self._goal
         age = now - sample.stamp if sample is not None else math.inf
         if jump is not None:
             return self._finish(self._zero(Status.CLOCK, (
@@ -557,11 +515,12 @@ class ControlLoop:
         iteration cap). The plan becomes the warm start unless ``adopt`` is False (``adopt``
         it later). Safe to run on a worker thread; never raises."""
         try:
-            z_goal, joint_goal = self._goal_for(self._wrapped_goal(job.goal, job.observation))
-            batch = self._batch(job.observation.value)
-            z = self._encode(batch, goal=False)
-            outcome = Outcome(goal_distance=self._goal_distance(z, z_goal, joint_goal),
-                              goal_novelty=self._goal_novelty)
+            target = self.goal_target
+            z_goal, joint_goal = target.ready(job.goal, job.observation)
+            batch = model_batch(self.model, job.observation.value, self.planner.device)
+            z = encode(self.model, batch)
+            outcome = Outcome(goal_distance=target.distance(z, z_goal, joint_goal),
+                              goal_novelty=target.novelty_score)
             if self.novelty is not None:
                 outcome.novelty = self.novelty.score(batch, z)
             threshold = self.config.novelty_threshold
@@ -572,11 +531,11 @@ class ControlLoop:
                 value, what = novel[0]
                 outcome.result = self._zero(Status.NOVEL, (
                     f"{what} unlike the model's training data: novelty {value:.1f} > "
-                    f"novelty_threshold {threshold:g}" + (self._goal_furthest if what == "goal" else "")))
+                    f"novelty_threshold {threshold:g}" + (target.furthest_note if what == "goal" else "")))
                 return outcome
-            if threshold > 0 and self._goal_beyond:
+            if threshold > 0 and target.out_of_range_note:
                 outcome.result = self._zero(Status.NOVEL, f"goal unlike the model's training data: "
-                                                          f"{self._goal_beyond}")
+                                                          f"{target.out_of_range_note}")
                 return outcome
             if self.goal_checker is not None:
                 arrived = self.goal_checker.check(job.goal.value.get("joints"),
@@ -608,11 +567,7 @@ class ControlLoop:
             result = outcome.result
         else:
             plan = outcome.plan
-            result = StepResult(self.safe_zero.copy(), Status.OK, plan=plan,
-                                actions=plan.actions.detach().cpu().numpy().astype(np.float64),
-                                path=self._positions(plan.states), solve_time=plan.solve_time,
-                                iterations=plan.iterations, syncs=plan.syncs, cost=plan.cost,
-                                residual=plan.dynamics_residual)
+            result = StepResult.planned(plan, Status.OK, plan=plan, path=self._positions(plan.states))
             if plan.iterations < self.config.min_iterations:
                 cap = getattr(self.planner.settings, "iterations", math.inf)
                 why = (f"planner.iterations is {cap}" if plan.iterations >= cap
@@ -623,9 +578,7 @@ class ControlLoop:
                                   f"{self.config.min_iterations}); {why}"
                                   + ("" if outcome.warm_started else "; no warm start"))
             self._last_command_time = job.now
-        result.warm_started = outcome.warm_started
-        result.goal_distance, result.novelty = outcome.goal_distance, outcome.novelty
-        result.goal_novelty = outcome.goal_novelty
+        outcome.annotate(result)
         return self._finish(result, job.now, age)
 
     def adopt(self, plan: Plan, made_at: float) -> None:
@@ -649,18 +602,12 @@ class ControlLoop:
             result = dataclasses.replace(result, status=Status.FALLBACK,
                                          message=f"late plan failed: {result.message}")
         else:
-            result = StepResult(self.safe_zero.copy(), Status.FALLBACK,
-                                actions=plan.actions.detach().cpu().numpy().astype(np.float64),
-                                solve_time=plan.solve_time, iterations=plan.iterations,
-                                syncs=plan.syncs, cost=plan.cost, residual=plan.dynamics_residual)
-            result.message = (f"the late plan of this cycle, done {late_by:.3f} s after its "
-                              "deadline: it warm-starts the next cycle")
-        result.observation_age, result.time = job.now - job.observation.stamp, job.now
-        result.warm_started, result.deadline_missed = outcome.warm_started, True
-        result.goal_distance, result.novelty = outcome.goal_distance, outcome.novelty
-        result.goal_novelty = outcome.goal_novelty
-        result.actions = self.robot_stop[None].copy() if result.stop else self._robot_actions(result.actions)
-        result.command = result.actions[0].copy()
+            result = StepResult.planned(plan, Status.FALLBACK, message=(
+                f"the late plan of this cycle, done {late_by:.3f} s after its deadline: it "
+                "warm-starts the next cycle"))
+        outcome.annotate(result)
+        result.deadline_missed = True
+        self._guarded(result, job.now, job.now - job.observation.stamp)
         return result
 
     def fallback(self, now: float, reason: str, age: float = math.nan) -> StepResult:
@@ -681,8 +628,7 @@ class ControlLoop:
             result = self._zero(Status.FALLBACK, f"{reason}; no previous plan left")
         else:
             actions, states = previous
-            result = StepResult(actions[0].copy(), Status.FALLBACK,
-                                f"{reason}; sent the previous plan's action",
+            result = StepResult(Status.FALLBACK, f"{reason}; sent the previous plan's action",
                                 actions=actions, path=self._positions(states))
             self._last_command_time = now
         result.deadline_missed = True
@@ -735,10 +681,7 @@ class ControlLoop:
         Called with the lock held."""
         if t < self._clock_seen - max(self.config.period, 1e-3):
             self._clock_jump = (self._clock_seen, t)
-            self._observation, self._newest_stamp = None, -math.inf
-            self._arrivals.clear()
-            self._recent.clear()
-            self._joints_refused = ""
+            self._inbox.clear()
             self._plan, self._plan_time = None, math.nan
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)
@@ -779,124 +722,6 @@ class ControlLoop:
             return None
         return max(0, round((now - plan_time) / self.config.period))
 
-    def takes_joint_goal(self, goal: Mapping[str, Any]) -> bool:
-        """A goal of joints alone that the model cannot encode (it encodes no joints, or joints
-        only with a camera frame): reached through its ``decode_state`` instead."""
-        return set(goal) == {"joints"} and (self.joint_dim == 0 or self.pairs_joints)
-
-    def _goal_distance(self, z: torch.Tensor, z_goal: Optional[torch.Tensor],
-                       joint_goal: Optional[torch.Tensor]) -> float:
-        """How far the observation is from the goal: in latent space, or for a joint-space goal
-        between the decoded joint vector and it."""
-        if z_goal is not None:
-            return float((z - z_goal.to(z)).norm())
-        with torch.no_grad():
-            return float((self.model.decode_state(z[None])[0] - joint_goal.to(z)).norm())
-
-    def _wrapped_goal(self, goal: Sample, observation: Sample) -> Sample:
-        """The goal with its continuous joints (angles) at their values nearest the measured
-        ones (``wrap_to_nearest``); the same Sample while the turns it adds stay the same, so a
-        goal observation is encoded again only when they change (the robot crossed +-pi)."""
-        joints = self.card.joints
-        measured = (observation.value or {}).get("joints")
-        if (joints is None or not self._continuous or measured is None
-                or "joints" not in goal.value or np.shape(goal.value["joints"]) != np.shape(measured)):
-            return goal
-        original = np.asarray(goal.value["joints"], dtype=np.float64)
-        wrapped = wrap_to_nearest(original, np.asarray(measured, dtype=np.float64), self._continuous)
-        turns = tuple(np.round((wrapped - original)[self._continuous] / (2 * np.pi)).astype(int))
-        cached = self._wrapped
-        if cached is not None and cached[0] is goal and cached[1] == turns:
-            return cached[2]
-        moved = goal if not any(turns) else Sample({**goal.value, "joints": wrapped}, goal.stamp)
-        self._wrapped = (goal, turns, moved)
-        return moved
-
-    def _goal_for(self, goal: Sample) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """(goal latent [D], None), or (None, joint goal [J]) for a joint-space goal; a goal is
-        made ready (encoded, or put on the device) and scored once, then reused."""
-        if "latent" in goal.value:
-            self._goal_novelty, self._goal_beyond, self._goal_furthest = math.nan, "", ""
-            return torch.as_tensor(goal.value["latent"], device=self.planner.device), None
-        in_joints = self.takes_joint_goal(goal.value)
-        if in_joints and not callable(getattr(self.model, "decode_state", None)):
-            raise ValueError("the model cannot take a goal in joint space alone (it has no "
-                             "decode_state joint head): give a goal image")
-        if goal is not self._encoded_goal:
-            try:
-                if in_joints:
-                    # scored against the joints the model was trained on (a goal it never saw
-                    # drives the robot as far as it can go)
-                    target = torch.as_tensor(np.asarray(goal.value["joints"], dtype=np.float32),
-                                             device=self.planner.device)
-                    novelty = (self.novelty.part_score("joints", target)
-                               if self.novelty is not None else math.nan)
-                else:
-                    batch = self._batch(goal.value)
-                    target = self._encode(batch, goal=True)
-                    novelty = self.novelty.score(batch, target) if self.novelty is not None else math.nan
-                beyond, furthest = self._joint_goal_notes(goal.value.get("joints"), novelty)
-            except Exception as exc:  # remember the failure: no re-encoding every cycle
-                with self._lock:
-                    if self._goal is goal:
-                        self._goal = Sample(None, error=f"{type(exc).__name__}: {exc}")
-                raise
-            self._goal_target, self._goal_novelty, self._encoded_goal = target, novelty, goal
-            self._goal_beyond, self._goal_furthest = beyond, furthest
-        return (None, self._goal_target) if in_joints else (self._goal_target, None)
-
-    def goal_range_warning(self) -> Optional[str]:
-        """A warning when joint goals are scored by spreads alone: the model's statistics have
-        the joints but not their training ranges (made before they were kept)."""
-        if self.novelty is None or "joints" not in self.novelty.parts or "joints" in self.novelty.ranges:
-            return None
-        return ("this model's statistics keep no joint ranges (made before they were kept): a joint "
-                "goal beyond where its joint ever went is NOVEL only once it is novelty_threshold "
-                "spreads out; retrain it to have them (grasp-ros train keeps them)")
-
-    def _joint_goal_notes(self, joints, novelty: float) -> tuple[str, str]:
-        """What a NOVEL status says of a goal's joints (None: it has none): those beyond their
-        training range (``RANGE_MARGIN``; continuous joints wrap, so they have none), and the
-        joint furthest from the training data where the joints made the goal's ``novelty``."""
-        card = self.card.goal_joint_input
-        if joints is None or self.novelty is None or "joints" not in self.novelty.parts:
-            return "", ""
-        x = torch.as_tensor(np.asarray(joints, dtype=np.float32), device=self.planner.device).reshape(-1)
-        labels = value_labels(card, x.numel())
-        named = card is not None and labels == card.labels
-        wraps = set(card.position_columns(card.continuous)) if named else set()
-        beyond = [f"{labels[i]} {value:.3f} beyond its training range [{low:.3f}, {high:.3f}]"
-                  for i, value, low, high in self.novelty.beyond_range("joints", x) if i not in wraps]
-        furthest = ""
-        if math.isfinite(novelty) and self.novelty.part_score("joints", x) >= novelty:
-            furthest = f" (furthest: {shorten(labels[self.novelty.furthest('joints', x)], 80)})"
-        return shorten("; ".join(beyond)) if beyond else "", furthest
-
-    def _batch(self, observation: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """An observation as the model's batch of one (checked against its declared inputs)."""
-        batch = {}
-        for key, value in observation.items():
-            declared = self.image_size if key == "image" else self.joint_dim if key == "joints" else 0
-            if not declared:
-                raise ValueError(f"the model does not take {key!r} observations "
-                                 f"(image_size={self.image_size}, joint_dim={self.joint_dim})")
-            tensor = torch.as_tensor(np.ascontiguousarray(value), device=self.planner.device)
-            batch[key] = (tensor if key == "image" else tensor.to(torch.float32)).unsqueeze(0)
-        return batch
-
-    def _encode(self, batch: dict[str, torch.Tensor], goal: bool) -> torch.Tensor:
-        """Latent [D] of one observation, given as the model's batch of one (``_batch``)."""
-        with torch.no_grad():
-            z = (self.model.encode_goal if goal else self.model.encode)(batch)
-        z = torch.as_tensor(z).reshape(-1)
-        what = "encode_goal" if goal else "encode"
-        if z.numel() != int(self.model.latent_dim):
-            raise ValueError(f"model.{what} returned {z.numel()} values, "
-                             f"expected {int(self.model.latent_dim)}")
-        if not bool(torch.isfinite(z).all()):
-            raise ValueError(f"model.{what} returned NaN/Inf")
-        return z.to(torch.float32)
-
     def _positions(self, states: torch.Tensor) -> Optional[np.ndarray]:
         """Predicted positions [N, 2 or 3] of latent states [N, D], or None where the model has
         none (or gives something else: they are only for display)."""
@@ -914,23 +739,30 @@ class ControlLoop:
     def _stale(self, message: str, now: float) -> StepResult:
         held = now - self._last_command_time
         if self.config.on_stale == "hold" and held <= self.config.hold_timeout:
-            command = self._last_command.copy()
-            return StepResult(command, Status.STALE, f"{message}: hold", actions=command[None].copy())
+            return StepResult(Status.STALE, f"{message}: hold", actions=self._last_command[None].copy())
         if self.config.on_stale == "hold" and math.isfinite(held):
             message += f": held {held:.2f} s > hold_timeout {self.config.hold_timeout:g} s"
         return self._zero(Status.STALE, message)
 
     def _zero(self, status: Status, message: str) -> StepResult:
-        return StepResult(self.safe_zero.copy(), status, f"{message}: zero",
-                          actions=self.safe_zero[None].copy(), stop=True)
+        return StepResult(status, f"{message}: zero", actions=self.safe_zero[None].copy(), stop=True)
 
     def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
+        """``result`` through the final guard (``_guarded``), its command remembered as the one
+        the robot holds from now on (and, unless STALE's hold, as the last planned one)."""
+        held = self._guarded(result, now, age)
+        if result.status != Status.STALE:
+            self._last_command = held.copy()
+        self._sent = held.copy()
+        return result
+
+    def _guarded(self, result: StepResult, now: float, age: float) -> np.ndarray:
         """The final guard: whatever happened above, the command is finite, a planned one within
         the bounds and a stop exactly zero; the actions go from the model's box to robot units
-        (the card's bounds)."""
+        (the card's bounds). Returns the command in the model's box."""
         result.observation_age, result.time = age, now
-        actions = np.asarray(result.actions if result.actions is not None else result.command[None],
-                             dtype=np.float64).reshape(-1, self.low.size)
+        actions = (self.safe_zero[None].copy() if result.actions is None else
+                   np.asarray(result.actions, dtype=np.float64).reshape(-1, self.low.size))
         if not np.isfinite(actions[0]).all():
             result.status = Status.ERROR
             result.message = f"non-finite command {actions[0].tolist()} replaced by zero"
@@ -938,42 +770,16 @@ class ControlLoop:
         actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
         if result.stop:
             actions = self.safe_zero[None].copy()
-        if result.status not in (Status.STALE,):
-            self._last_command = actions[0].copy()
-        self._sent = actions[0].copy()
-        result.actions = self.robot_stop[None].copy() if result.stop else self._robot_actions(actions)
+            result.actions = self.robot_stop[None].copy()
+        else:
+            result.actions = self._robot_actions(actions)
         if not np.isfinite(result.actions).all():      # what is sent, in robot units, checked too
             result.status, result.stop, result.path = Status.ERROR, True, None
             result.message = f"non-finite command in robot units {result.actions[0].tolist()} replaced by zero"
-            self._sent = self._last_command = self.safe_zero.copy()
-            result.actions = self.robot_stop[None].copy()
+            actions, result.actions = self.safe_zero[None].copy(), self.robot_stop[None].copy()
         result.command = result.actions[0].copy()
-        return result
+        return actions[0]
 
-    def _robot_actions(self, actions) -> np.ndarray:
-        """Actions [N, A] in the model's box -> finite robot units inside the card's bounds."""
-        actions = np.asarray(actions, dtype=np.float64).reshape(-1, self.low.size)
-        actions = np.clip(np.nan_to_num(actions, nan=0.0, posinf=0.0, neginf=0.0), self.low, self.high)
+    def _robot_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Actions [N, A] inside the model's box -> robot units inside the card's bounds."""
         return np.clip(self.card.to_robot(actions, self.low, self.high), self.command_low, self.command_high)
-
-
-OTHER_TIME_BASE_S = 1e6
-"""An observation this far (s, 11 days) from the clock was stamped on another time base."""
-
-
-def lead_hint(age: float) -> str:
-    """Why an input's stamp is ``-age`` s ahead of the clock: another time base, or one of
-    two clocks off (a sensor's ahead, or this node's behind: a starved process takes /clock
-    late, and its fresh inputs then look ahead)."""
-    return time_base_hint(age) or ("; the sender's clock runs ahead of this node's, or this node's "
-                                   "clock lags (on sim time, a process stopped or starved of CPU takes "
-                                   "/clock late)")
-
-
-def time_base_hint(age: float) -> str:
-    """A hint when stamps and the clock are on different time bases: a robot on sim time (from
-    0) against a node on the wall clock (1.8e9 s), or the reverse."""
-    if not OTHER_TIME_BASE_S <= abs(age) < math.inf:
-        return ""
-    return ("; the stamps and the clock are on different time bases (sim time against the wall "
-            "clock): set use_sim_time as the robot's clock is")

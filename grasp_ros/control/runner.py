@@ -23,12 +23,12 @@ late cycle (plan, send the previous plan's action), a cycle that found the plann
 
 The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
 ``clock_timeout`` wall seconds (in real time: none ended; a lock-step cycle may take longer), it
-sends a zero command with status CLOCK, and again every
-``clock_timeout`` while it lasts (it notes the clock at every pass, so a stop is seen
-``clock_timeout`` after it, to within a pass). No cycle means no tick: the caller's clock
-stopped (/clock under sim time), or the caller could not tick (a ROS executor held up by a long
-callback, such as a compressed image that takes seconds to decode); either way the last command
-must not stand, so the watchdog must not depend on the caller's thread.
+sends a zero command with status CLOCK, and again every ``clock_timeout`` while it lasts (it
+notes the clock at every pass, so a stop is seen ``clock_timeout`` after it, to within a pass).
+No cycle means no tick: the caller's clock stopped (/clock under sim time), or the caller could
+not tick (a ROS executor held up by a long callback, such as a compressed image that takes
+seconds to decode); either way the last command must not stand, so the watchdog must not depend
+on the caller's thread.
 
 ``publish(result)`` is called from the cycle thread or the watchdog thread; it must be
 thread-safe. ``result.command_delay`` is the wall time from the tick to the call.
@@ -232,14 +232,7 @@ class CycleRunner:
         if not isinstance(job, Job):
             return job
         if _named(now, config.late_cycles):
-            # The previous plan's action now; the late plan replaces it only when the planner
-            # would have been free again: after the busy cycles that follow.
-            result = loop.late(job, f"{LATE} (a recorded late cycle, replayed)")
-            outcome = self._planner.submit(loop.solve, job, None, False).result()
-            if outcome.plan is not None:
-                self._held = (outcome.plan, job.now)
-            self._report_late(job, outcome, wall, wall)
-            return result
+            return self._replay_late_cycle(job)
         deadline = None if config.fixed_iterations else wall + config.deadline
         # Plans are adopted here, on the cycle thread: a late one at the first cycle that finds
         # it done, never between a cycle's "still busy" and the action that cycle sends.
@@ -256,6 +249,18 @@ class CycleRunner:
         if outcome.plan is not None:
             loop.adopt(outcome.plan, job.now)
         return loop.conclude(job, outcome)
+
+    def _replay_late_cycle(self, job: Job) -> StepResult:
+        """A recorded late cycle, replayed: the previous plan's action goes out, and the plan of
+        the iteration cap replaces it only when the recorded planner was free again, after the
+        busy cycles that follow. Its report says 0 s late: a replay has no deadline to miss."""
+        loop = self.loop
+        result = loop.late(job, f"{LATE} (a recorded late cycle, replayed)")
+        outcome = self._planner.submit(loop.solve, job, None, False).result()
+        if outcome.plan is not None:
+            self._held = (outcome.plan, job.now)
+        self._report_late(job, outcome, deadline=0.0, finished=0.0)
+        return result
 
     def _overdue(self, result: StepResult, now: float) -> StepResult:
         """A command ready more than ``max_observation_age`` wall seconds past its deadline came

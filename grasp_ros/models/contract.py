@@ -8,6 +8,7 @@ A world model is a ``torch.nn.Module`` with a few verbs::
     predict(latent [..., D], action [..., A]) -> next latent [..., D]
         or a tuple (mean, log_variance) for a stochastic model; any leading batch dims
     position(latent [..., D]) -> [..., 2]              (optional; for paths and plots)
+    decode_state(latent [..., D]) -> joints [..., J]   (optional; a joint head: joint goals)
     rollout(z0 [C, D], actions [C, H, A]) -> [C, H+1, D] (optional; a faster no-grad rollout)
 
 and attributes ``latent_dim`` (D), ``action_dim`` (A), ``action_low`` / ``action_high`` ([A]),
@@ -68,6 +69,12 @@ class WorldModel(nn.Module):
 
     def position(self, latent: torch.Tensor) -> Optional[torch.Tensor]:
         return None
+
+
+def decodes_joints(model) -> bool:
+    """Whether ``model`` has the optional joint head, ``decode_state``: what a goal given as joint
+    positions alone, a joint-limit cost or an arrival judged from the latent needs."""
+    return callable(getattr(model, "decode_state", None))
 
 
 def split_prediction(output) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

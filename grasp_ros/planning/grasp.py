@@ -219,6 +219,15 @@ class GraspSettings(PlannerSettings):
 class GraspPlanner(Planner):
     name = "grasp"
     Settings = GraspSettings
+    PROBE_ACTIONS = 32
+    """Random actions of the step-unit probe (``_one_step_moves``)."""
+    GOAL_SEARCH_STEPS = 50
+    """L-BFGS steps of ``_latent_near_goal``."""
+
+    def __init__(self, *args, **kwargs):
+        # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).
+        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8)}
+        super().__init__(*args, **kwargs)
 
     def _solve(self, z0, goal: Goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
         cfg: GraspSettings = self.settings
@@ -250,8 +259,8 @@ class GraspPlanner(Planner):
             loss, residual, task, to_goal, predicted = grasp_loss(
                 self.model, self.cost, visited, actions, goal, self._context, cfg.goal_weight,
                 cfg.sample_dynamics, self.generator)
-            end = predicted[:, -1:].detach() if last is None else last
-            full = torch.cat([visited.detach(), end], dim=1)                     # [C, H+1, D]
+            virtual_end = predicted[:, -1:].detach() if last is None else last
+            full = torch.cat([visited.detach(), virtual_end], dim=1)             # [C, H+1, D]
             optimiser.zero_grad()
             loss.backward()
             if cfg.grad_clip > 0:
@@ -291,13 +300,8 @@ class GraspPlanner(Planner):
             # (no finite plan: the residual is meaningless, and _finish raises PlanningError)
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
-        return self._finish(best, z0, goal, it, calls + H, dynamics_residual=residual, trace=trace,
-                            syncs=syncs)
-
-    def __init__(self, *args, **kwargs):
-        # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).
-        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8)}
-        super().__init__(*args, **kwargs)
+        return self._finish(best, z0, goal, it, calls + H,     # + H: the residual's model_step
+                            dynamics_residual=residual, trace=trace, syncs=syncs)
 
     @contextlib.contextmanager
     def _timed(self, what: str, deadline: Deadline):
@@ -308,8 +312,9 @@ class GraspPlanner(Planner):
 
     @contextlib.contextmanager
     def _warming_up(self):
-        """A sync within the warm-up's iterations, whatever ``sync_every`` says: the warm-up ran
-        sync_every iterations, with no deadline, and a peer's 100,000 made configure take minutes."""
+        """A sync within the warm-up's few iterations, whatever ``sync_every`` says, so that the
+        warm-up reaches the sync path and stays short (it has no deadline: a large sync_every
+        would otherwise make configure run that many iterations)."""
         settings = self.settings
         if settings.sync_every > self.WARM_UP_ITERATIONS:
             self.settings = dataclasses.replace(settings, sync_every=self.WARM_UP_ITERATIONS)
@@ -337,9 +342,6 @@ class GraspPlanner(Planner):
                               end[None]])
         end = warm.states[H] if goal.latent is None else goal.latent
         return torch.cat([z0[None], warm.states[1:H], end[None]])
-
-    PROBE_ACTIONS = 32
-    GOAL_SEARCH_STEPS = 50
 
     def _latent_near_goal(self, z0: torch.Tensor, goal: Goal) -> torch.Tensor:
         """Where the chains' straight lines end when the goal has no latent: the latent nearest
@@ -388,10 +390,10 @@ class GraspPlanner(Planner):
         xi = torch.randn(*shape[:-1], moves.shape[0], generator=self.generator, device=self.device)
         return xi @ moves / math.sqrt(moves.shape[0])
 
-    def _initial_iterates(self, z0, goal: Optional[torch.Tensor], warm: Optional[WarmStart],
+    def _initial_iterates(self, z0, end: Optional[torch.Tensor], warm: Optional[WarmStart],
                           directions: torch.Tensor, inverse=None, step: float = 1.0):
         """Actions [C, H, A] and virtual states s_1..s_{H-1} [C, H-1, D]: the straight line to
-        the goal latent (none: z0 throughout), bent; the actions by ``init_actions``, through
+        ``end`` (None: z0 throughout), bent; the actions by ``init_actions``, through
         ``inverse`` (``_one_step_moves``); the first chains from the warm start.
 
         ``directions`` [P, D]: one-step displacements in step units; the chains' bends follow
@@ -401,7 +403,7 @@ class GraspPlanner(Planner):
         pace = torch.arange(C, device=self.device).remainder(cfg.arrivals).exp2().view(C, 1, 1)
         t = torch.arange(1, H, device=self.device, dtype=torch.float32).view(1, H - 1, 1)
         frac = (t * pace / H).clamp(max=1.0)                        # [C, H-1, 1]: 1 once arrived
-        end = z0 if goal is None else goal
+        end = z0 if end is None else end
         states = (z0 + frac * (end - z0)).expand(C, H - 1, self.latent_dim).clone()
         # Expected squared norm spread^2 * A: N(0, spread^2 I) when D == A.
         unit = math.sqrt(self.action_dim / self.latent_dim)

@@ -5,7 +5,7 @@ The node only converts messages and calls ``grasp_ros.control``: its control tim
 for inputs, services and parameters while the planner works) and publishes through ``_publish``.
 Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``,
 the checks of its wiring to the robot in ``wiring.py``; which goal messages make the goal is
-``control.goals``.
+``control.goal_intake``.
 
 Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
 
@@ -76,7 +76,7 @@ from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StatusLog, StepResult,
                        build_control_loop, lead_hint, resolve_device, time_base_hint)
-from ..control.goals import GoalIntake
+from ..control.goal_intake import GoalIntake
 from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_states import JointStateMerger
@@ -144,7 +144,7 @@ class GraspController(LifecycleNode):
             f"inputs {self._inputs_text()}, output {self._output_text()}")
         if self._loop.goal_checker is not None:
             self.get_logger().info(self._loop.goal_checker.describe())
-        period, ranges = params.period_warning(values, self._card), self._loop.goal_range_warning()
+        period, ranges = params.period_warning(values, self._card), self._loop.goal_target.range_warning()
         for warning in (self.topic_mismatches() + self.action_range_warnings()
                         + [w for w in (period, ranges) if w]):
             self.get_logger().warning(warning)
@@ -591,7 +591,7 @@ class GraspController(LifecycleNode):
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
     def _take_goal(self, key: str, value: np.ndarray, stamp: int) -> bool:
-        """Offer a goal part to the goal intake (``control.goals``); whether it was taken."""
+        """Offer a goal part to the goal intake (``control.goal_intake``); whether it was taken."""
         verdict = self._goals.take(key, value, stamp)
         if verdict.waits:
             self.get_logger().warning(verdict.note, throttle_duration_sec=5.0)
@@ -623,11 +623,9 @@ class GraspController(LifecycleNode):
         return wiring.topic_mismatches(self, self._card, self._values)
 
     def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
-        """A goal of a kind the model does not encode is ignored (with a warning), so that it
-        cannot replace a usable goal of the other kind; a sim may publish both."""
-        card = self._card
-        if (card.image is not None or self._loop.image_size > 0) if kind == "image" else \
-                card.goal_joint_input is not None:
+        """Whether the goal intake takes goals of ``kind`` (``GoalIntake.accepts``); a warning
+        when it does not."""
+        if self._goals.accepts(kind):
             return True
         self.get_logger().warning(f"~/{topic} ignored: the model does not encode it; give the "
                                   f"goal on {other}", throttle_duration_sec=5.0)

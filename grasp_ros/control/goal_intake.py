@@ -20,6 +20,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ..models.contract import decodes_joints
+
 
 class GoalPart(NamedTuple):
     """Half of a camera + joints model's goal: the image or the joints, as received."""
@@ -43,6 +45,15 @@ class GoalIntake:
         self.loop, self.observes_image = loop, bool(observes_image)
         self.parts: dict[str, GoalPart] = {}          # a camera + joints model's, by kind
         self._standing: Optional[tuple[str, int]] = None   # (kind, stamp ns) of a one-input goal
+
+    def accepts(self, kind: str) -> bool:
+        """Whether the model takes goals of ``kind`` ("image": it encodes images; "joints": its
+        card names goal joints). A goal of another kind is ignored, so that it cannot replace a
+        usable goal of the other kind (a sim may publish both)."""
+        card = self.loop.card
+        if kind == "image":
+            return card.image is not None or self.loop.image_size > 0
+        return card.goal_joint_input is not None
 
     def take(self, key: str, value: np.ndarray, stamp: int) -> Verdict:
         """A goal ``key`` ("image" or "joints") received with header ``stamp`` (ns, 0: none)."""
@@ -68,7 +79,7 @@ class GoalIntake:
             return Verdict(True)
         if standing is not None and not standing.new and np.array_equal(standing.value, value):
             return Verdict(False)   # the standing goal's own part again (a sim republishing it)
-        if key == "joints" and callable(getattr(loop.model, "decode_state", None)):
+        if key == "joints" and decodes_joints(loop.model):
             loop.set_goal({key: value})
             return Verdict(True)
         return Verdict(False, f"goal ({key}) not taken yet: this model's goal is an image and joints "

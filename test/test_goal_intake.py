@@ -1,4 +1,4 @@
-"""The goal intake's rules (``grasp_ros.control.goals``), without ROS: which goal messages
+"""The goal intake's rules (``grasp_ros.control.goal_intake``), without ROS: which goal messages
 become the loop's goal. The node's test (test_card_node) drives the same rules over DDS."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from grasp_ros.control.goals import GoalIntake
+from grasp_ros.control.goal_intake import GoalIntake
 
 
 class GoalLog:
@@ -76,3 +76,14 @@ def test_goal_joints_alone_are_a_joint_space_goal_where_the_model_decodes_joints
     intake.take("joints", JOINTS_A, 0)
     assert intake.take("joints", JOINTS_B, 0).taken               # no new image: joints alone
     assert loop.goals[-1] == {"joints": [0.3, 0.4]}
+
+
+def test_the_intake_accepts_only_the_goal_kinds_the_model_takes():
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=False)
+    loop.card, loop.image_size = SimpleNamespace(image=None, goal_joint_input=object()), 0
+    assert intake.accepts("joints") and not intake.accepts("image")
+    loop.card = SimpleNamespace(image=object(), goal_joint_input=None)
+    assert intake.accepts("image") and not intake.accepts("joints")
+    loop.card, loop.image_size = SimpleNamespace(image=None, goal_joint_input=None), 64
+    assert intake.accepts("image")          # a model that encodes images its card does not name
