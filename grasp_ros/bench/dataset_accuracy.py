@@ -33,7 +33,7 @@ from ..data import TransitionWindows, load_dataset
 from ..data.dataset import TransitionData
 from ..models.card import ModelCard
 from ..models.learned import LatentWorldModel, load_latent_model
-from ..training.trainer import normalised_actions, position_columns
+from ..training.trainer import measured_position_columns, normalised_actions
 
 
 def measure(model: LatentWorldModel, data: TransitionData, steps: int, period: float,
@@ -41,7 +41,7 @@ def measure(model: LatentWorldModel, data: TransitionData, steps: int, period: f
     """Rows for k = 0..``steps`` (see the module doc). ``data``'s actions in robot units."""
     normalised = normalised_actions(data, ModelCard.from_dict(json.loads(model.card_json)))
     windows = TransitionWindows(normalised, steps)
-    pos = position_columns(data.meta, data.joint_dim)
+    pos = measured_position_columns(data.meta, data.joint_dim)
     fields = list(data.meta.get("joint_fields") or ("position",))
     vel = ([c - fields.index("position") + fields.index("velocity") for c in pos]
            if "velocity" in fields and "position" in fields else None)

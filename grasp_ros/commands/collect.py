@@ -300,11 +300,13 @@ def wrap_warnings(data) -> list[str]:
 def _joint_positions(data) -> list[tuple[str, np.ndarray]]:
     """(name, positions [episodes, steps + 1]) of each joint, where the dataset names its joints
     and holds their positions."""
+    from ..models.joint_layout import position_columns
+
     meta = data.meta
     names, fields = meta.get("joint_names") or [], meta.get("joint_fields") or ["position"]
     if "position" not in fields or not names or data.joints.shape[-1] != len(names) * len(fields):
         return []
-    return [(name, data.joints[..., i * len(fields) + fields.index("position")]) for i, name in enumerate(names)]
+    return [(name, data.joints[..., c]) for name, c in zip(names, position_columns(names, fields))]
 
 
 def command_range_warnings(data) -> list[str]:

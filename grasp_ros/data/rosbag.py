@@ -41,7 +41,7 @@ without ``episode_steps`` every piece is an episode and all must have the same l
 Messages. Images: sensor_msgs/Image or CompressedImage, made the model's S x S input on read by
 ``grasp_ros.models.preprocess`` (only S x S frames are kept, in an array sized from the bag's
 message count). Joints: sensor_msgs/JointState; ``joint_fields`` (position, velocity)
-per joint, name-major: [j0.f0, j0.f1, j1.f0, ...] (the model card's layout). Commands:
+per joint, name-major: [j0.f0, j0.f1, j1.f0, ...] (``models.joint_layout``, the model card's). Commands:
 std_msgs/Float64MultiArray or Float32MultiArray (the controller's ``command``; actions
 "data[i]"), or geometry_msgs/Twist / TwistStamped, whose fields are named (``twist_fields``,
 e.g. ("linear.x", "angular.z")); the default "auto" keeps those of linear.x, linear.y, angular.z
@@ -77,6 +77,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
+from ..models.joint_layout import column_labels, position_columns
 from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from ..models.text import quote
@@ -153,8 +154,9 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
             raise ValueError(f"continuous joints {unknown} are not among the joints {list(joint_names)}")
         if continuous_joints and "position" not in fields:
             raise ValueError("continuous joints need 'position' among the joint fields")
-        wraps = [list(joint_names).index(n) * len(fields) + fields.index("position") for n in continuous_joints]
-        piece = _episodes(stream, align, gap, reset_jump, fields, episode_steps, f"rosbag {str(bag)!r}",
+        positions = position_columns(joint_names, fields)
+        wraps = position_columns(joint_names, fields, continuous_joints)
+        piece = _episodes(stream, align, gap, reset_jump, positions, episode_steps, f"rosbag {str(bag)!r}",
                           frame_period, wraps)
         pieces.append(piece)
         infos.append(stream.info)
@@ -181,7 +183,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
                   "episode_topic": marks},
         "joint_names": list(joint_names), "joint_fields": list(fields),
         "continuous_joints": list(continuous_joints),
-        "joint_columns": [f"{n}.{f}" for n in joint_names for f in fields],
+        "joint_columns": column_labels(joint_names, fields),
         "action_names": names, "command_type": command_type, "unused_nonzero_command_fields": unused,
         **ACTION_KINDS[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
@@ -426,9 +428,10 @@ def _sorted_values(stamps: list[int], items: list, what: str,
 
 
 def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
-              fields: tuple[str, ...], steps: Optional[int], source: str,
+              positions: Sequence[int], steps: Optional[int], source: str,
               frame_period: Optional[float] = None, wraps: Sequence[int] = ()) -> dict[str, np.ndarray]:
-    """One bag's episodes: frames aligned with joints and held commands, cut (module docstring)."""
+    """One bag's episodes: frames aligned with joints and held commands, cut (module docstring).
+    ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones'."""
     t_img, nearest, offset, h_img = _frame_times(s)
     kept = np.arange(len(t_img))
     if frame_period:     # one frame per period of the camera's own clock (receive time without one)
@@ -477,8 +480,7 @@ def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional
     non_finite = ~finite[:-1] | ~finite[1:] | ~np.isfinite(actions).all(axis=1)
     reset = np.zeros(len(t) - 1, bool)
     if reset_jump is not None:
-        position = joints[:, fields.index("position")::len(fields)]
-        reset = np.abs(np.diff(position, axis=0)).max(axis=1) > reset_jump
+        reset = np.abs(np.diff(joints[:, list(positions)], axis=0)).max(axis=1) > reset_jump
     # A continuous joint's turn across +-pi: a step the model would learn as a 2 pi jump.
     wrapped = (np.abs(np.diff(joints[:, list(wraps)], axis=0)) > np.pi).any(axis=1) if len(wraps) else \
         np.zeros(len(t) - 1, bool)

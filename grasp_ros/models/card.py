@@ -29,6 +29,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .contract import WorldModelError
+from .joint_layout import column_labels, position_columns
 from .text import quote
 
 CARD_FORMAT = "grasp_ros.model_card/1"
@@ -63,12 +64,8 @@ class JointInput:
     measured one (``wrap_to_nearest``)."""
 
     def position_columns(self, names) -> list[int]:
-        """Columns of the joint vector (name-major, ``fields`` per name) holding the positions
-        of ``names``."""
-        if "position" not in self.fields:
-            return []
-        at, width = self.fields.index("position"), len(self.fields)
-        return [self.names.index(n) * width + at for n in names if n in self.names]
+        """Columns of the joint vector (``joint_layout``) holding the positions of ``names``."""
+        return position_columns(self.names, self.fields, names)
 
     @property
     def dim(self) -> int:
@@ -80,7 +77,7 @@ class JointInput:
         are several ("elbow.velocity")."""
         if len(self.fields) == 1:
             return list(self.names)
-        return [f"{n}.{f}" for n in self.names for f in self.fields]
+        return column_labels(self.names, self.fields)
 
 
 def value_labels(joints: Optional[JointInput], count: int) -> list[str]:

@@ -79,6 +79,7 @@ from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StatusLog
 from ..control.goal_intake import GoalIntake
 from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.contract import WorldModelError, error_text
+from ..models.joint_layout import position_columns
 from ..models.joint_states import JointStateMerger
 from ..models.text import shorten
 from . import interrupts, params, qos, wiring
@@ -572,7 +573,7 @@ class GraspController(LifecycleNode):
             return
         if not self._take_goal("joints", joints, stamp_ns(msg.header.stamp)):
             return
-        positions = joints[spec.fields.index("position")::len(spec.fields)] if "position" in spec.fields else joints
+        positions = joints[position_columns(spec.names, spec.fields)] if "position" in spec.fields else joints
         named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
         self.get_logger().info(f"new goal (joint positions): {named}", throttle_duration_sec=1.0)
 

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from ..data import DatasetError, TransitionData, TransitionWindows
 from ..models.card import ModelCard, card_from_data
+from ..models.joint_layout import position_columns
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
 from ..models.scripted import script
@@ -129,7 +130,7 @@ def window_losses(model: LatentWorldModel, batch: dict[str, torch.Tensor], setti
 
     ``latents`` [B, s+1, D]: encodings from a frozen encoder (phase 2); the images are then not
     needed, and the encoder's own terms (metric, variance) are left out. ``positions``: the joint
-    columns ``position_err`` measures (``position_columns``; default the first two)."""
+    columns ``position_err`` measures (``measured_position_columns``; default the first two)."""
     joints, actions = batch["joints"], batch["actions"]
     B, s = actions.shape[:2]
     k = settings.rollout_steps
@@ -164,13 +165,13 @@ def window_losses(model: LatentWorldModel, batch: dict[str, torch.Tensor], setti
                   "position_err": position_err}
 
 
-def position_columns(meta: dict[str, Any], joint_dim: int) -> list[int]:
-    """The joint columns that hold positions, by the data's ``joint_fields`` (name-major:
-    [j0.f0, j0.f1, j1.f0, ...]); data without fields or positions: the first two columns."""
+def measured_position_columns(meta: dict[str, Any], joint_dim: int) -> list[int]:
+    """The joint columns that hold positions, by the data's ``joint_fields`` (``joint_layout``);
+    data without fields or positions: the first two columns."""
     fields = list(meta.get("joint_fields") or ("position",))
     if "position" not in fields or joint_dim % len(fields):
         return list(range(min(2, joint_dim)))
-    return list(range(fields.index("position"), joint_dim, len(fields)))
+    return position_columns(range(joint_dim // len(fields)), fields)   # only the joints' count matters
 
 
 def _observation(model: LatentWorldModel, images: torch.Tensor, joints: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -302,7 +303,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         dynamics_done = bool(resume.get("dynamics_done")) and first_epoch >= settings.epochs
     val_indices = torch.randperm(len(val_windows), generator=torch.Generator().manual_seed(settings.seed))
     val_indices = val_indices[: settings.val_windows]
-    positions = position_columns(data.meta, data.joint_dim)   # what position_err measures
+    positions = measured_position_columns(data.meta, data.joint_dim)   # what position_err measures
     log(f"training on {device}: {len(windows)} segments of {settings.segment_steps} steps from "
         f"{train_data.episodes} episodes, rollouts of {settings.rollout_steps}; validating on "
         f"{len(val_indices)} segments of {val_data.episodes} episodes")
