@@ -185,7 +185,7 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         "continuous_joints": list(continuous_joints),
         "joint_columns": column_labels(joint_names, fields),
         "action_names": names, "command_type": command_type, "unused_nonzero_command_fields": unused,
-        **ACTION_KINDS[_command_kind(command_type)],
+        **COMMAND_KIND_METADATA[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
         "frame_period_s": period, "period": step}
     for info in infos:
@@ -562,9 +562,9 @@ def _command_kind(command_type: str) -> str:
     return "trajectory" if command_type.endswith("JointTrajectory") else "array"
 
 
-ACTION_KINDS = {"twist": {"action_kind": "twist", "action_units": "m/s, rad/s"},
-                "trajectory": {"action_kind": "velocity", "action_units": TRAJECTORY_UNITS},
-                "array": {"action_units": "as recorded (units not given: collect --action-units)"}}
+COMMAND_KIND_METADATA = {"twist": {"action_kind": "twist", "action_units": "m/s, rad/s"},
+                         "trajectory": {"action_kind": "velocity", "action_units": TRAJECTORY_UNITS},
+                         "array": {"action_units": "as recorded (units not given: collect --action-units)"}}
 """The metadata each kind of command gives the actions (an array's units: ``--action-units``)."""
 
 
@@ -658,7 +658,7 @@ class _JointMessage(NamedTuple):
 
 MAX_JOINTS = 1000
 """Joints a topic may name in all when collect takes every joint it names (a humanoid has tens):
-one stray message naming a million made a 5 GB, three-minute dataset of them."""
+guards against a stray message naming thousands, each of which would become a dataset column."""
 
 
 class _JointReader:
