@@ -10,10 +10,11 @@ import torch
 from grasp_ros.cli import main as cli
 from grasp_ros.data import (DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset,
                             save_dataset)
-from grasp_ros.data.rosbag import read_rosbag, write_rosbag
+from grasp_ros.data.rosbag import read_rosbag
 from grasp_ros.sim import make_env
 
 from bag_edits import edit_messages
+from bag_fixtures import write_rosbag
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from bag_edits import edit_messages
 
 rosbag = pytest.importorskip("grasp_ros.data.rosbag")
 pytest.importorskip("rosbags")
-write_rosbag = rosbag.write_rosbag
+from bag_fixtures import write_rosbag  # noqa: E402
 
 
 def read(paths, **options):
