@@ -69,7 +69,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Optional, Sequence, Union
 
@@ -115,32 +115,61 @@ class _Stream:
     h_marks: Optional[np.ndarray] = None   # the episode reports' own times ("t"), sorted
 
 
-def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str = "joint_states",
-                command_topic: str = "command", image_size: int = 64,
-                joint_names: Optional[Sequence[str]] = None, align: str = "end",
-                progress: bool = True, *, joint_fields: Sequence[str] = ("position",),
-                twist_fields: Union[str, Sequence[str]] = "auto", episode_steps: Optional[int] = None,
-                gap: Optional[float] = None, reset_jump: Optional[float] = None,
-                episode_topic: Optional[str] = SIM_EPISODE_TOPIC, crop: str = "center",
-                frame_period: Optional[float] = None,
-                continuous_joints: Sequence[str] = (),
-                action_names: Optional[Sequence[str]] = None) -> TransitionData:
-    """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring).
-    ``action_names``: for JointTrajectory commands, the joints whose velocities are the
-    actions, taken by name in this order (default: the first command's joints).
+@dataclass(frozen=True)
+class RosbagImport:
+    """How ``read_rosbag`` reads bags: topics, the model's input, and where episodes are cut (the
+    module's docstring describes each rule)."""
+
+    image_topic: str = "image"
+    joint_topic: str = "joint_states"
+    command_topic: str = "command"
+    image_size: int = 64
+    """S: frames are made the model's S x S input."""
+    joint_names: Optional[Sequence[str]] = None
+    """The joints read, in this order (default: every joint the topic names, in order of first
+    appearance); later bags are read by the first one's."""
+    align: str = "end"
+    """A step's action from the held command: "end" (in force at the next frame) or "mean" (its
+    time average over the step)."""
+    progress: bool = True
+    _: KW_ONLY
+    joint_fields: Sequence[str] = ("position",)
+    twist_fields: Union[str, Sequence[str]] = "auto"
+    episode_steps: Optional[int] = None
+    """Transitions per episode (default: every piece between cuts is an episode)."""
+    gap: Optional[float] = None
+    """Seconds apart that count as a pause (default: ``GAP_PERIODS`` periods)."""
+    reset_jump: Optional[float] = None
+    episode_topic: Optional[str] = SIM_EPISODE_TOPIC
+    crop: str = "center"
+    frame_period: Optional[float] = None
+    """Seconds per step when the camera is faster than the robot's control (one frame kept per
+    period)."""
+    continuous_joints: Sequence[str] = ()
+    action_names: Optional[Sequence[str]] = None
+    """For JointTrajectory commands, the joints whose velocities are the actions, taken by name
+    in this order (default: the first command's joints)."""
+
+
+def read_rosbag(paths: PathsLike, *args, **kwargs) -> TransitionData:
+    """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring), read
+    as ``RosbagImport(*args, **kwargs)`` says: its fields by name, the first seven also in order.
 
     Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
     messages, too few frames), ``ValueError`` for bad options.
     """
-    fields = _check_options(align, joint_fields, twist_fields, episode_steps, gap, reset_jump)
-    topics = {"image": _topic(image_topic), "joints": _topic(joint_topic), "command": _topic(command_topic)}
-    marks = _topic(episode_topic) if episode_topic else None
+    options = RosbagImport(*args, **kwargs)
+    fields = _check_options(options)
+    topics = {"image": _topic(options.image_topic), "joints": _topic(options.joint_topic),
+              "command": _topic(options.command_topic)}
+    marks = _topic(options.episode_topic) if options.episode_topic else None
     bags = find_bags(paths)
     pieces, infos, command_type = [], [], None
-    action_names = list(action_names) if action_names else None
+    joint_names = options.joint_names
+    action_names = list(options.action_names) if options.action_names else None
     for bag in bags:
-        stream = _read_bag(bag, topics, marks, image_size, crop, joint_names, fields, progress,
-                           action_names)
+        stream = _read_bag(bag, topics, marks, options.image_size, options.crop, joint_names, fields,
+                           options.progress, action_names)
         kind = stream.info.pop("command_type")
         if command_type is not None and _command_kind(kind) != _command_kind(command_type):
             raise DatasetError(f"rosbag {str(bag)!r}: commands are {kind}, earlier bags' {command_type}")
@@ -149,22 +178,31 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
         action_names = action_names or commanded   # later bags are read by the first one's names
         names = stream.info.pop("joint_names")
         joint_names = joint_names or names   # later bags are read by the first one's names
-        unknown = sorted(set(continuous_joints) - set(joint_names))
+        unknown = sorted(set(options.continuous_joints) - set(joint_names))
         if unknown:
             raise ValueError(f"continuous joints {unknown} are not among the joints {list(joint_names)}")
-        if continuous_joints and "position" not in fields:
+        if options.continuous_joints and "position" not in fields:
             raise ValueError("continuous joints need 'position' among the joint fields")
         positions = position_columns(joint_names, fields)
-        wraps = position_columns(joint_names, fields, continuous_joints)
-        piece = _episodes(stream, align, gap, reset_jump, positions, episode_steps, f"rosbag {str(bag)!r}",
-                          frame_period, wraps)
-        pieces.append(piece)
+        wraps = position_columns(joint_names, fields, options.continuous_joints)
+        pieces.append(_episodes(stream, options, positions, wraps, f"rosbag {str(bag)!r}"))
         infos.append(stream.info)
         del stream
-    data = _combine(pieces, infos, episode_steps)
-    actions, names, unused = _select_actions(data.actions, command_type, twist_fields, topics["command"],
-                                             action_names)
-    data.actions = actions
+    data = _combine(pieces, infos, options.episode_steps)
+    data.actions, action_names, unused = _select_actions(data.actions, command_type, options.twist_fields,
+                                                         topics["command"], action_names)
+    data.meta = _metadata(options, bags, infos, topics, marks, joint_names, fields, action_names,
+                          command_type, unused)
+    for info in infos:
+        info.pop("frame_period_s")
+    data.validate(f"rosbag {', '.join(repr(str(b)) for b in bags)}")
+    return data
+
+
+def _metadata(options: RosbagImport, bags: list[Path], infos: list[dict], topics: dict[str, str],
+              marks: Optional[str], joint_names: Sequence[str], fields: tuple[str, ...],
+              action_names: list[str], command_type: str, unused: list[str]) -> dict:
+    """The dataset's metadata (the module's docstring lists it), from the bags' ``infos``."""
     used = sum(i["frames_used"] for i in infos)
     read = sum(i["frames"] for i in infos)
     periods = [i["frame_period_s"] for i in infos if i["frame_period_s"]]
@@ -172,26 +210,22 @@ def read_rosbag(paths: PathsLike, image_topic: str = "image", joint_topic: str =
     # The model's step is the camera's period in the robot's own time when the frames carry it.
     sensor = [i["sensor_period_s"] for i in infos if i.get("sensor_period_s")]
     step = float(np.median(sensor)) if sensor and len(sensor) == len(infos) else period
-    step = frame_period or step
+    step = options.frame_period or step
     cuts = {k: sum(i["cuts"][k] for i in infos) for k in infos[0]["cuts"]}
-    data.meta = {
-        "env": "", "max_step": None, "seed": None, "image_size": image_size, "crop": crop,
+    return {
+        "env": "", "max_step": None, "seed": None, "image_size": options.image_size, "crop": options.crop,
         "source": "rosbag:" + ",".join(b.name for b in bags), "bags": infos,
         "topics": {**topics, "episode": marks if any(i["messages"].get(marks) for i in infos) else None},
-        "align": align,
-        "split": {"episode_steps": episode_steps, "gap_s": gap, "reset_jump": reset_jump,
-                  "episode_topic": marks},
+        "align": options.align,
+        "split": {"episode_steps": options.episode_steps, "gap_s": options.gap,
+                  "reset_jump": options.reset_jump, "episode_topic": marks},
         "joint_names": list(joint_names), "joint_fields": list(fields),
-        "continuous_joints": list(continuous_joints),
+        "continuous_joints": list(options.continuous_joints),
         "joint_columns": column_labels(joint_names, fields),
-        "action_names": names, "command_type": command_type, "unused_nonzero_command_fields": unused,
+        "action_names": action_names, "command_type": command_type, "unused_nonzero_command_fields": unused,
         **COMMAND_KIND_METADATA[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
         "frame_period_s": period, "period": step}
-    for info in infos:
-        info.pop("frame_period_s")
-    data.validate(f"rosbag {', '.join(repr(str(b)) for b in bags)}")
-    return data
 
 
 def find_bags(paths: PathsLike) -> list[Path]:
@@ -229,23 +263,24 @@ def _bags_in(folder: Path) -> list[Path]:
     return bags
 
 
-def _check_options(align, joint_fields, twist_fields, episode_steps, gap, reset_jump) -> tuple[str, ...]:
-    if align not in ALIGNMENTS:
-        raise ValueError(f"align must be one of {ALIGNMENTS}, got {align!r}")
-    fields = tuple(joint_fields)
+def _check_options(options: RosbagImport) -> tuple[str, ...]:
+    """The joint fields, once the options are checked."""
+    if options.align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {ALIGNMENTS}, got {options.align!r}")
+    fields = tuple(options.joint_fields)
     if not fields or not set(fields) <= set(JOINT_FIELDS) or len(set(fields)) != len(fields):
         raise ValueError(f"joint fields must be among {JOINT_FIELDS}, each once, got {list(fields)}")
-    if twist_fields != "auto":
-        named = list(twist_fields)
+    if options.twist_fields != "auto":
+        named = list(options.twist_fields)
         if not named or not set(named) <= set(TWIST_FIELDS) or len(set(named)) != len(named):
             raise ValueError(f"twist fields must be 'auto' or among {TWIST_FIELDS}, each once, got {named}")
-    if episode_steps is not None and episode_steps < 1:
-        raise ValueError(f"episode_steps must be >= 1, got {episode_steps}")
-    if gap is not None and not gap > 0:
-        raise ValueError(f"gap must be > 0 seconds (inf: never cut at pauses), got {gap}")
-    if reset_jump is not None and not reset_jump > 0:
-        raise ValueError(f"reset_jump must be > 0, got {reset_jump}")
-    if reset_jump is not None and "position" not in fields:
+    if options.episode_steps is not None and options.episode_steps < 1:
+        raise ValueError(f"episode_steps must be >= 1, got {options.episode_steps}")
+    if options.gap is not None and not options.gap > 0:
+        raise ValueError(f"gap must be > 0 seconds (inf: never cut at pauses), got {options.gap}")
+    if options.reset_jump is not None and not options.reset_jump > 0:
+        raise ValueError(f"reset_jump must be > 0, got {options.reset_jump}")
+    if options.reset_jump is not None and "position" not in fields:
         raise ValueError("reset_jump needs 'position' among the joint fields")
     return fields
 
@@ -427,11 +462,12 @@ def _sorted_values(stamps: list[int], items: list, what: str,
     return t, values if order is None else values[order], order
 
 
-def _episodes(s: _Stream, align: str, gap: Optional[float], reset_jump: Optional[float],
-              positions: Sequence[int], steps: Optional[int], source: str,
-              frame_period: Optional[float] = None, wraps: Sequence[int] = ()) -> dict[str, np.ndarray]:
+def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps: Sequence[int],
+              source: str) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring).
     ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones'."""
+    align, gap, reset_jump = options.align, options.gap, options.reset_jump
+    steps, frame_period = options.episode_steps, options.frame_period
     t_img, nearest, offset, h_img = _frame_times(s)
     kept = np.arange(len(t_img))
     if frame_period:     # one frame per period of the camera's own clock (receive time without one)
