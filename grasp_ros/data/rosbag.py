@@ -466,31 +466,17 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
               source: str) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring).
     ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones'."""
-    align, gap, reset_jump = options.align, options.gap, options.reset_jump
-    steps, frame_period = options.episode_steps, options.frame_period
     t_img, nearest, offset, h_img = _frame_times(s)
     kept = np.arange(len(t_img))
-    if frame_period:     # one frame per period of the camera's own clock (receive time without one)
-        clock = h_img if h_img is not None and np.all(np.diff(h_img) > 0) else t_img
-        camera = steady_period(clock) * 1e-9
-        if camera > 1.25 * frame_period:
-            raise DatasetError(f"{source}: frame_period {frame_period:g} s is shorter than the camera's "
-                               f"frame period, {camera:.4g} s")
-        frames = frame_period / camera if camera > 0 else 1.0
-        if abs(frames - round(frames)) > 0.1:     # the kept frames would alternate in spacing
-            whole = max(1, math.floor(frames))
-            raise DatasetError(f"{source}: frame_period {frame_period:g} s is {frames:.2f} of the "
-                               f"camera's frame periods ({camera:.4g} s): steps would be uneven; "
-                               f"choose a whole number of them, e.g. {whole * camera:.4g} or "
-                               f"{(whole + 1) * camera:.4g} s")
-        kept = _on_grid(clock, round(frame_period * 1e9))
+    if options.frame_period:
+        kept = _keep_one_frame_per_period(t_img, h_img, options.frame_period, source)
         t_img, nearest, offset = t_img[kept], nearest[kept], offset[kept]
         h_img = None if h_img is None else h_img[kept]
     pairing = "receive time" if h_img is None else "header stamps"
     t_joint, t_cmd = s.t_joint, s.t_cmd
     # Frames start where the held command is known: for "end" at the last frame before the
     # first command (that command drives the step after it), for "mean" at the first frame after.
-    if align == "end":
+    if options.align == "end":
         first = max(int(np.searchsorted(t_img, t_cmd[0], side="right")) - 1, 0)
     else:
         first = int(np.searchsorted(t_img, t_cmd[0], side="left"))
@@ -498,20 +484,63 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
     h = None if h_img is None else h_img[first:]
     if len(t) < 2:
         raise DatasetError(f"{source}: fewer than 2 camera frames after the first command")
-    if gap is None:     # (the frames kept: with frame_period, theirs)
+    if options.gap is None:     # (the frames kept: with frame_period, theirs)
         periods = [np.median(np.diff(x)) for x in (t_img, t_joint, t_cmd) if len(x) > 1]
         gap_ns = GAP_PERIODS * max(periods) if periods else np.inf
     else:
-        gap_ns = gap * 1e9
+        gap_ns = options.gap * 1e9
     joints = s.joints[nearest]
     held = np.searchsorted(t_cmd, t[1:], side="left") - 1          # last command strictly before
-    if align == "end":
+    if options.align == "end":
         actions = s.commands[np.maximum(held, 0)]
     else:
         actions = _held_mean(t_cmd, s.commands, t[:-1], t[1:])
+    cuts = _cuts(s, t, h, offset, joints, actions, sent=t_cmd[np.maximum(held, 0)], gap_ns=gap_ns,
+                 reset_jump=options.reset_jump, positions=positions, wraps=wraps)
+    runs = segments(~np.any(list(cuts.values()), axis=0))
+    episodes = episode_starts(runs, options.episode_steps)
+    s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
+                  cuts={cause: int(cut.sum()) for cause, cut in cuts.items()},
+                  gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
+                  longest_steps=max((b - a for a, b in runs), default=0), joint_pairing=pairing,
+                  frame_period_s=float(np.median(np.diff(t))) * 1e-9)
+    frames = s.frames[kept[first:]] if options.frame_period else s.frames[first:]
+    if options.episode_steps is None:   # whole pieces, of any length: kept as lists until lengths are compared
+        return {"images": [frames[a:a + n + 1].copy() for a, n in episodes],
+                "joints": [joints[a:a + n + 1] for a, n in episodes],
+                "actions": [actions[a:a + n] for a, n in episodes]}
+    return {"images": gather(frames, episodes), "joints": gather(joints, episodes),
+            "actions": gather(actions, episodes, per_transition=True)}
+
+
+def _keep_one_frame_per_period(t_img: np.ndarray, h_img: Optional[np.ndarray], frame_period: float,
+                               source: str) -> np.ndarray:
+    """Indices of the frames kept for ``frame_period``: one per period of the camera's own clock
+    (receive time without one), the frame nearest each multiple of the period from the first.
+    Refuses a period shorter than the camera's or not a whole number of them."""
+    clock = h_img if h_img is not None and np.all(np.diff(h_img) > 0) else t_img
+    camera = steady_period(clock) * 1e-9
+    if camera > 1.25 * frame_period:
+        raise DatasetError(f"{source}: frame_period {frame_period:g} s is shorter than the camera's "
+                           f"frame period, {camera:.4g} s")
+    frames = frame_period / camera if camera > 0 else 1.0
+    if abs(frames - round(frames)) > 0.1:     # the kept frames would alternate in spacing
+        whole = max(1, math.floor(frames))
+        raise DatasetError(f"{source}: frame_period {frame_period:g} s is {frames:.2f} of the "
+                           f"camera's frame periods ({camera:.4g} s): steps would be uneven; "
+                           f"choose a whole number of them, e.g. {whole * camera:.4g} or "
+                           f"{(whole + 1) * camera:.4g} s")
+    return _on_grid(clock, round(frame_period * 1e9))
+
+
+def _cuts(s: _Stream, t: np.ndarray, h: Optional[np.ndarray], offset: np.ndarray, joints: np.ndarray,
+          actions: np.ndarray, *, sent: np.ndarray, gap_ns: float, reset_jump: Optional[float],
+          positions: Sequence[int], wraps: Sequence[int]) -> dict[str, np.ndarray]:
+    """Which transitions between the frames taken at ``t`` (header stamps ``h``, their joint
+    states ``offset`` apart) each rule of the module's docstring cuts, by cause (the keys of the
+    metadata's ``cuts``): [T] booleans each. ``sent``: when the command held over each step was."""
     frame_ok = offset <= gap_ns
-    paused = ((np.diff(t) > gap_ns) | (t[1:] - t_cmd[np.maximum(held, 0)] > gap_ns)
-              | ~frame_ok[:-1] | ~frame_ok[1:])
+    paused = (np.diff(t) > gap_ns) | (t[1:] - sent > gap_ns) | ~frame_ok[:-1] | ~frame_ok[1:]
     finite = np.isfinite(joints).all(axis=1)    # a driver's NaN velocity: that frame is left out
     non_finite = ~finite[:-1] | ~finite[1:] | ~np.isfinite(actions).all(axis=1)
     reset = np.zeros(len(t) - 1, bool)
@@ -525,21 +554,7 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
         # The sim's reports say when in sim time: a report at t concerns the frame of t (its joint
         # state shows the next episode's start), however late the report was received.
         marked = _marked(s.h_marks - np.median(np.diff(h)) // 2, h)
-    runs = segments(~(paused | non_finite | reset | wrapped | marked))
-    episodes = episode_starts(runs, steps)
-    s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
-                  cuts={"gap": int(paused.sum()), "non_finite": int(non_finite.sum()), "reset": int(reset.sum()),
-                        "wrap": int(wrapped.sum()), "episode_topic": int(marked.sum())},
-                  gap_s=float(gap_ns) * 1e-9 if np.isfinite(gap_ns) else None,
-                  longest_steps=max((b - a for a, b in runs), default=0), joint_pairing=pairing,
-                  frame_period_s=float(np.median(np.diff(t))) * 1e-9)
-    frames = s.frames[kept[first:]] if frame_period else s.frames[first:]
-    if steps is None:   # whole pieces, of any length: kept as lists until lengths are compared
-        return {"images": [frames[a:a + n + 1].copy() for a, n in episodes],
-                "joints": [joints[a:a + n + 1] for a, n in episodes],
-                "actions": [actions[a:a + n] for a, n in episodes]}
-    return {"images": gather(frames, episodes), "joints": gather(joints, episodes),
-            "actions": gather(actions, episodes, per_transition=True)}
+    return {"gap": paused, "non_finite": non_finite, "reset": reset, "wrap": wrapped, "episode_topic": marked}
 
 
 def _combine(pieces: list[dict], infos: list[dict], steps: Optional[int]) -> TransitionData:
