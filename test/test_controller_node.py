@@ -622,6 +622,16 @@ def test_a_control_rate_off_the_models_period_is_warned_even_within_the_toleranc
     assert params.period_warning({"control_rate_hz": 10.0}, SimpleNamespace(period=0.0)) is None
 
 
+def test_the_control_config_is_made_from_the_parameters_and_takes_every_dynamic_one():
+    values = {p.name: p.default for p in params.PARAMETERS}
+    config = params.control_config(dict(values, on_stale="hold", goal_tolerance=[0.1]))
+    assert (config.period, config.on_stale, config.goal_tolerance, config.late_cycles) == (0.1, "hold", (0.1,), ())
+    assert params.config_change("hold_timeout", 0.25) == {"hold_timeout": 0.25}
+    # the node applies a dynamic parameter as a planner knob, else as the ControlConfig field
+    assert all(p.knob or p.name in params.CONTROL_CONFIG for p in params.PARAMETERS if p.dynamic)
+    assert params.BY_NAME["goal_tolerance"].validate([0.1, 0.0]) == "goal_tolerance must hold values > 0, got [0.1, 0.0]"
+
+
 def test_a_clock_timeout_within_one_control_period_is_refused():
     """At 0.5 Hz the default clock_timeout (1 s) would report a stalled clock between every two
     cycles: CLOCK and zero, stop-and-go, with the wrong diagnosis."""

@@ -74,8 +74,8 @@ from trajectory_msgs.msg import JointTrajectory
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
-from ..control import (ControlConfig, CycleRunner, CycleStats, Status, StatusLog, StepResult,
-                       build_control_loop, lead_hint, resolve_device, time_base_hint)
+from ..control import (CycleRunner, CycleStats, Status, StatusLog, StepResult, build_control_loop,
+                       lead_hint, resolve_device, time_base_hint)
 from ..control.goal_intake import GoalIntake
 from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.contract import WorldModelError, error_text
@@ -198,13 +198,7 @@ class GraspController(LifecycleNode):
         if ignored:
             self.get_logger().warning(f"planner {values['planner']!r} has no setting for "
                                       f"{', '.join(ignored)}: ignored")
-        config = ControlConfig(period=1.0 / values["control_rate_hz"],
-                               late_cycles=tuple(values["replay.late_cycles"] or ()),
-                               busy_cycles=tuple(values["replay.busy_cycles"] or ()),
-                               overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
-                               goal_tolerance=tuple(values["goal_tolerance"] or ()),
-                               **{name: values[name] for name in params.CONTROL_CONFIG})
-        spec = params.model_spec_of(values)
+        config, spec = params.control_config(values), params.model_spec_of(values)
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
                                   values["seed"], device, values["allow_python_models"])
         problem = params.check_model_fit(values, loop.card)
@@ -680,8 +674,8 @@ class GraspController(LifecycleNode):
             if spec.knob:
                 loop.request_settings(**params.settings_change(spec, parameter.value,
                                                                params.read_all(self)))
-            else:   # the dynamic non-knob parameters are named like ControlConfig's fields
-                loop.configure(**{spec.name: parameter.value})
+            else:
+                loop.configure(**params.config_change(spec.name, parameter.value))
             changed.append(f"{spec.name} := {parameter.value!r}")
         if changed:
             self.get_logger().info(shorten("; ".join(changed)) + " (from the next cycle)",

@@ -35,7 +35,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from ..control import ON_STALE_CHOICES, TIMING_CHOICES
+from ..control import ON_STALE_CHOICES, TIMING_CHOICES, ControlConfig
 from ..models import model_spec, parse_options
 from ..models.card import value_labels
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
@@ -50,7 +50,6 @@ from ..planning.costs import check_spec as check_cost_spec
 NODE_NAME = "grasp_controller"
 KNOB_PREFIX = "planner."
 COST_PREFIX = "cost."
-
 
 
 @dataclass(frozen=True)
@@ -156,6 +155,16 @@ def _check_joint_names(names) -> Optional[str]:
 def _check_cost_terms(targets) -> Optional[str]:
     try:
         check_cost_spec({"terms": list(targets)})
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_config(**fields: Any) -> Optional[str]:
+    """ControlConfig's own check of these field values (the others at their defaults), so that
+    the control loop's rule is written once: the reason, or None."""
+    try:
+        ControlConfig(**fields).validate()
     except ValueError as exc:
         return str(exc)
     return None
@@ -303,8 +312,7 @@ PARAMETERS: tuple[Param, ...] = (
           "xy_goal_tolerance; unset or []: no checker, it plans for ever). Measured from "
           "joint_states, or the model's decode_state where it observes no positions of the goal "
           "joints.",
-          check=lambda values: (None if all(math.isfinite(v) and v > 0 for v in values)
-                                else f"goal_tolerance must hold values > 0, got {list(values)}")),
+          check=lambda values: _check_config(goal_tolerance=tuple(values))),
     Param("replay.late_cycles", "double_array", None,
           "Set by grasp-ros replay (timing fixed_iterations): the recorded run's late cycles, as "
           "their times (s, node clock). Each plans, sends the previous plan's action (FALLBACK) "
@@ -466,11 +474,29 @@ REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles", "replay.overdue_cyc
 """The parameters a replay sets from a bag's FALLBACK cycles (``ControlConfig.late_cycles``,
 ``busy_cycles``, ``overdue_cycles``)."""
 
-CONTROL_CONFIG = ("solve_budget", "max_observation_age", "on_stale", "hold_timeout",
-                  "max_stamp_lead", "min_iterations", "timing", "novelty_threshold",
-                  "clock_timeout", "pair_tolerance", "plan_ahead")
-"""Parameters that are ``ControlConfig`` fields of the same name (the period comes from
-control_rate_hz)."""
+CONTROL_CONFIG = tuple(f.name for f in dataclasses.fields(ControlConfig) if f.name in BY_NAME)
+"""Parameters that set the ``ControlConfig`` field of the same name (the period comes from
+control_rate_hz, the replayed cycles from ``REPLAY_CYCLES``)."""
+
+
+def control_config(values: dict[str, Any]) -> ControlConfig:
+    """The control loop's settings from the parameters (values: name -> value)."""
+    return ControlConfig(period=1.0 / values["control_rate_hz"],
+                         late_cycles=tuple(values["replay.late_cycles"] or ()),
+                         busy_cycles=tuple(values["replay.busy_cycles"] or ()),
+                         overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
+                         **{name: _config_value(name, values[name]) for name in CONTROL_CONFIG})
+
+
+def config_change(name: str, value: Any) -> dict[str, Any]:
+    """The ``ControlConfig`` change that setting parameter ``name`` (one of ``CONTROL_CONFIG``)
+    to ``value`` makes."""
+    return {name: _config_value(name, value)}
+
+
+def _config_value(name: str, value: Any) -> Any:
+    # an array parameter is a tuple there (unset: empty)
+    return tuple(value or ()) if BY_NAME[name].type.endswith("_array") else value
 
 
 def typed_value(name: str, value: Any) -> Any:
