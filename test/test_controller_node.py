@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
-from grasp_ros.ros import params, qos  # noqa: E402
+from grasp_ros.ros import params, qos, wiring  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
                                        rgb_to_image, select_joints, to_time, trajectory_message,
@@ -589,13 +589,13 @@ def test_trajectory_limits_are_the_command_joints_positions_of_the_joint_limits(
               "cost.joint_limits_low": [-1.0, -9.0, -2.0, -9.0], "cost.joint_limits_high": [1.0, 9.0, 2.0, 9.0]}
     arm = ModelCard(ActionOutput(("elbow", "shoulder"), (-1, -1), (1, 1)),
                     joints=JointInput(("shoulder", "elbow"), ("position", "velocity")))
-    assert params.trajectory_limits(values, arm) == ([-2.0, -1.0], [2.0, 1.0])      # by name, positions
+    assert wiring.trajectory_limits(values, arm) == ([-2.0, -1.0], [2.0, 1.0])      # by name, positions
     wrist = ModelCard(ActionOutput(("wrist",), (-1,), (1,)), joints=JointInput(("shoulder", "elbow"), ("position", "velocity")))
-    assert params.trajectory_limits(values, wrist) is None                        # none for its joint
+    assert wiring.trajectory_limits(values, wrist) is None                        # none for its joint
     speeds = ModelCard(ActionOutput(("a", "b"), (-1, -1), (1, 1)), joints=JointInput(("a", "b"), ("velocity",)))
-    assert params.trajectory_limits({**values, "cost.joint_limits_low": [-1.0, -1.0],
+    assert wiring.trajectory_limits({**values, "cost.joint_limits_low": [-1.0, -1.0],
                                      "cost.joint_limits_high": [1.0, 1.0]}, speeds) is None   # not positions
-    assert params.trajectory_limits({**values, "command_interface": "forward_command"}, arm) is None
+    assert wiring.trajectory_limits({**values, "command_interface": "forward_command"}, arm) is None
 
 
 def test_stamps_past_the_int32_seconds_stay_the_last_ones_a_stamp_can_hold():
@@ -615,11 +615,11 @@ def test_a_control_rate_off_the_models_period_is_warned_even_within_the_toleranc
     configures, but a 25% model error is worth saying, with the rate that matches."""
     from types import SimpleNamespace
     card = SimpleNamespace(period=0.4 / 3)
-    warning = params.period_warning({"control_rate_hz": 10.0}, card)
+    warning = wiring.period_warning({"control_rate_hz": 10.0}, card)
     assert "25% off the model's period 0.133333 s" in warning and "control_rate_hz 7.5 matches it" in warning
-    assert params.period_warning({"control_rate_hz": 7.5}, card) is None
-    assert params.period_warning({"control_rate_hz": 7.55}, card) is None        # within 2%
-    assert params.period_warning({"control_rate_hz": 10.0}, SimpleNamespace(period=0.0)) is None
+    assert wiring.period_warning({"control_rate_hz": 7.5}, card) is None
+    assert wiring.period_warning({"control_rate_hz": 7.55}, card) is None        # within 2%
+    assert wiring.period_warning({"control_rate_hz": 10.0}, SimpleNamespace(period=0.0)) is None
 
 
 def test_the_control_config_is_made_from_the_parameters_and_takes_every_dynamic_one():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
@@ -308,6 +309,11 @@ def derived_card(model, joint_names: Optional[Sequence[str]] = None) -> ModelCar
         ActionOutput(tuple(f"a{i}" for i in range(len(low))), tuple(low), tuple(high)),
         image=ImageInput(size, history=int(getattr(model, "image_frames", 1))) if size else None,
         joints=JointInput(names) if joint_dim else None)
+
+
+def unnamed_actions(names) -> bool:
+    """Actions named only by their place (a MultiArray's data[i], a[i], ``derived_card``'s a0)."""
+    return any(re.fullmatch(r"(data|a)\[?\d+\]?", n) for n in names)
 
 
 def check_card_fits(card: ModelCard, model, source: str = "model card") -> None:

@@ -145,7 +145,7 @@ class GraspController(LifecycleNode):
             f"inputs {self._inputs_text()}, output {self._output_text()}")
         if self._loop.goal_checker is not None:
             self.get_logger().info(self._loop.goal_checker.describe())
-        period, ranges = params.period_warning(values, self._card), self._loop.goal_target.range_warning()
+        period, ranges = wiring.period_warning(values, self._card), self._loop.goal_target.range_warning()
         for warning in (self.topic_mismatches() + self.action_range_warnings()
                         + [w for w in (period, ranges) if w]):
             self.get_logger().warning(warning)
@@ -201,16 +201,16 @@ class GraspController(LifecycleNode):
         config, spec = params.control_config(values), params.model_spec_of(values)
         loop = build_control_loop(spec, values["planner"], values["horizon"], config, knobs,
                                   values["seed"], device, values["allow_python_models"])
-        problem = params.check_model_fit(values, loop.card)
+        problem = wiring.check_model_fit(values, loop.card)
         if problem:     # in full: our own words, with the fix at their end
             raise WorldModelError(problem)
         self._values, self._loop, self._stats = values, loop, CycleStats()
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
-        self._command_joints = params.command_joints(values, loop.card)
-        limits = params.trajectory_limits(values, loop.card)
+        self._command_joints = wiring.command_joints(values, loop.card)
+        limits = wiring.trajectory_limits(values, loop.card)
         self._trajectory_limits = None if limits is None else tuple(np.asarray(b) for b in limits)
-        self._command_order = params.command_order(values, loop.card)
+        self._command_order = wiring.command_order(values, loop.card)
         # The command joints' measured positions and their stamp (the oldest joint's), for a
         # trajectory's positions.
         self._measured = MeasuredPositions()

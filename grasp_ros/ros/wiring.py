@@ -1,15 +1,18 @@
 """The node's wiring to a robot, and what is found wrong with it: the command's message type and
 topic by ``command_interface``, peers of another message type on the node's topics (DDS never
-matches them: silence, not an error), and topics other than those the model was trained on."""
+matches them: silence, not an error), and topics other than those the model was trained on; from
+the parameters and the model card, the joints a command names, their order and position limits,
+and whether the model can serve the parameters at all."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Optional
 
 from geometry_msgs.msg import Twist, TwistStamped
 from std_msgs.msg import Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
-from ..models.card import ModelCard, card_topic, stop_warnings
+from ..models.card import ModelCard, card_topic, stop_warnings, unnamed_actions, value_labels
 
 OUTPUTS = {"forward_command": (Float64MultiArray, "command"),
            "joint_trajectory": (JointTrajectory, "joint_trajectory"),
@@ -111,3 +114,106 @@ def topic_mismatches(node, card: ModelCard, values: dict[str, Any]) -> list[str]
                          f"commands on {sent}: if the robot takes them there, remap it "
                          f"(--ros-args -r {output}:={recorded})")
     return found
+
+
+# -- the command's joints and the model's fit, from the parameters and the card -------------
+
+def command_joints(values: dict[str, Any], card) -> Optional[list[str]]:
+    """The joints a JointTrajectory command names (one per action), or None for other outputs."""
+    if values["command_interface"] != "joint_trajectory":
+        return None
+    return list(values["joint_names"] or []) or list(card.actions.names)
+
+
+def trajectory_limits(values: dict[str, Any], card) -> Optional[tuple[list[float], list[float]]]:
+    """Position limits (low, high), one per ``command_joints``, from cost.joint_limits_low/high
+    (the robot's joint limits, one per value of the model's joint vector): a trajectory's
+    positions stay within them. A command joint they give no position limit: +-inf. None: no
+    limits given, or none for any command joint."""
+    joints, low, high = command_joints(values, card), values["cost.joint_limits_low"], values["cost.joint_limits_high"]
+    if joints is None or not low or not high or len(low) != len(high):
+        return None
+    spec = card.goal_joint_input
+    labels = value_labels(spec, len(low))
+    positions_only = spec is not None and tuple(spec.fields) == ("position",)   # labels without fields
+    bounds = []
+    for joint in joints:
+        names = (f"{joint}.position", joint) if positions_only else (f"{joint}.position",)
+        at = next((labels.index(label) for label in names if label in labels), None)
+        bounds.append((-math.inf, math.inf) if at is None else (float(low[at]), float(high[at])))
+    if all(b == (-math.inf, math.inf) for b in bounds):
+        return None
+    return [b[0] for b in bounds], [b[1] for b in bounds]
+
+
+def command_order(values: dict[str, Any], card) -> Optional[list[int]]:
+    """The model's action index for each of ``command_joints``, where joint_names reorders
+    actions that the card names (a trajectory is then sent by name); None: the model's order."""
+    joints, names = command_joints(values, card), list(card.actions.names)
+    if joints is None or joints == names or unnamed_actions(names) or sorted(joints) != sorted(names):
+        return None
+    return [names.index(j) for j in joints]
+
+
+PERIOD_WARNING = 0.02
+"""A control period further than this fraction from the model's period is worth a warning
+(within ``period_tolerance`` it still configures)."""
+
+
+def period_warning(values: dict[str, Any], card) -> Optional[str]:
+    """A warning when control_rate_hz is within period_tolerance of the model's period but not
+    at it (leaving the 10 Hz default for a model of another period), or None."""
+    period = 1.0 / values["control_rate_hz"]
+    if card.period <= 0 or abs(period - card.period) <= PERIOD_WARNING * card.period:
+        return None
+    return (f"control_rate_hz {values['control_rate_hz']:g} (period {period:g} s) is "
+            f"{abs(period - card.period) / card.period:.0%} off the model's period {card.period:g} s: "
+            f"its predictions are steps of {card.period:g} s, each command is held {period:g} s; "
+            f"control_rate_hz {1 / card.period:g} matches it")
+
+
+def check_model_fit(values: dict[str, Any], card) -> Optional[str]:
+    """Whether the model (by its card, ``grasp_ros.models.card``) can serve these parameters;
+    the reason it cannot, or None."""
+    period, tolerance = 1.0 / values["control_rate_hz"], values["period_tolerance"]
+    if card.period > 0 and abs(period - card.period) > tolerance * card.period:
+        return (f"control_rate_hz {values['control_rate_hz']:g} (period {period:g} s) is far from the "
+                f"model's period {card.period:g} s ({1 / card.period:g} Hz): its predictions are steps of "
+                f"{card.period:g} s (period_tolerance {tolerance:g})")
+    robot = list(values["joint_names"] or [])
+    actions, interface = card.actions, values["command_interface"]
+    # A trajectory's joints are the commanded ones: the model may also encode others (a gripper,
+    # a passive joint), read from joint_states by name.
+    if card.joints is not None and robot and interface != "joint_trajectory":
+        missing = [n for n in card.joints.names if n not in robot]
+        if missing:
+            return f"the model encodes joints {missing} that joint_names {robot} lacks"
+    if interface == "joint_trajectory":
+        joints = command_joints(values, card)
+        if actions.count != len(joints):
+            return (f"command_interface joint_trajectory needs one joint per action: the model has "
+                    f"{actions.count} actions {list(actions.names)}, the trajectory joints are {joints}")
+        if not robot and unnamed_actions(joints):
+            return (f"command_interface joint_trajectory needs joint names, and the model's actions "
+                    f"have none ({list(actions.names)}): set joint_names, one per action, or name "
+                    "them when collecting the data (grasp-ros collect --action-names)")
+        if robot and not unnamed_actions(actions.names) and sorted(robot) != sorted(actions.names):
+            # A name by place would send one joint's velocity to another.
+            return (f"joint_names {robot} are not the joints the model's actions command "
+                    f"{list(actions.names)}: a trajectory names each velocity's joint, so they "
+                    "must be those joints (in any order), or leave joint_names unset")
+        if actions.kind != "velocity":
+            return f"command_interface joint_trajectory sends velocities; the model's actions are {actions.kind}"
+    if interface in ("twist", "twist_stamped") and actions.kind != "twist":
+        return (f"command_interface {interface} needs actions named as Twist fields (linear.x, "
+                f"angular.z, ...); the model's are {list(actions.names)} ({actions.kind})")
+    if values.get("goal_tolerance") and actions.kind == "effort":
+        return ("goal_tolerance stops the robot at its goal with the stop, zero effort, which holds "
+                "nothing against gravity or momentum (the model's actions are efforts): leave "
+                "goal_tolerance unset")
+    if actions.kind == "position":
+        # The stop (stale, errors, deactivation) is zero: for position commands, "go to 0".
+        return ("the model's actions are positions, and this controller's stop is a zero command, "
+                "which would send the robot to position 0 when a sensor or the clock dies: command "
+                "it by velocity (a velocity controller, joint_trajectory velocities, or Twist)")
+    return None
