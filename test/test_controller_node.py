@@ -41,7 +41,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
-from grasp_ros.ros import params, qos, wiring  # noqa: E402
+from grasp_ros.ros import param_docs, params, qos, wiring  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
                                        rgb_to_image, select_joints, to_time, trajectory_message,
@@ -860,7 +860,7 @@ def test_a_second_clock_publisher_is_reported_in_the_diagnostics(rig):
 # -- the parameter file ------------------------------------------------------------------------
 
 def test_parameter_file_matches_the_table_and_loads():
-    assert CONFIG.read_text() == params.yaml_text(), (
+    assert CONFIG.read_text() == param_docs.yaml_text(), (
         "config/grasp_controller.yaml is out of date: "
         "python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml")
     values = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
@@ -869,7 +869,7 @@ def test_parameter_file_matches_the_table_and_loads():
     assert values["planner"] == "grasp" and values["horizon"] == 50
     assert values["control_rate_hz"] == 10.0 and values["model"] == "learned"
     assert not params.validate_all({p.name: values.get(p.name) for p in params.PARAMETERS})
-    table = params.markdown_table()
+    table = param_docs.markdown_table()
     assert all(f"| `{p.name}` |" in table for p in params.PARAMETERS)
 
 

@@ -16,7 +16,7 @@ from grasp_ros.models import model_spec, parse_options
 from grasp_ros.models.spec import MAX_OPTIONS_CHARS
 from grasp_ros.models import WorldModelError, load_world_model
 from grasp_ros.models.text import QUOTE_LIMIT, quote, shorten
-from grasp_ros.ros import params
+from grasp_ros.ros import param_docs, params
 
 FACTORY_MODULE = "model_factory_marker"       # test/model_factory_marker.py
 FACTORY = f"{FACTORY_MODULE}:make"
@@ -133,7 +133,7 @@ def test_model_loading_errors_quote_user_input_briefly():
 def test_model_sources_are_read_only_in_the_table():
     for name in MODEL_SOURCES:
         assert params.BY_NAME[name].read_only and params.BY_NAME[name].kind == "read-only"
-        assert f"| `{name}` | " in params.markdown_table()
+        assert f"| `{name}` | " in param_docs.markdown_table()
     assert params.BY_NAME["allow_python_models"].default is False
     # cost.terms names Python code too (user cost terms): read-only like the model sources
     assert params.BY_NAME["cost.terms"].read_only

@@ -2,8 +2,8 @@
 
 The same table gives the ROS ParameterDescriptors (type, range, read-only flag, the kind as
 text in ``additional_constraints``), validates values (at configure and in the set-parameters
-callback, with a reason), and writes the README's markdown table and the documented YAML file
-(``config/grasp_controller.yaml``)::
+callback, with a reason), and writes (``param_docs.py``) the README's markdown table and the
+documented YAML file (``config/grasp_controller.yaml``)::
 
     python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml
     python -m grasp_ros.ros.params --markdown
@@ -23,12 +23,10 @@ planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs`
 """
 from __future__ import annotations
 
-import argparse
 import array
 import dataclasses
 import math
 import sys
-import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -706,66 +704,6 @@ def _check_joint_limits(values: dict[str, Any]) -> Optional[str]:
     return None
 
 
-# -- documentation --------------------------------------------------------------------------
-
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, str):
-        return '""' if value == "" else f'"{value}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
-    return str(value)
-
-
-def _default_text(p: Param) -> str:
-    return "unset" if p.default is None else _yaml_value(p.default)
-
-
-def markdown_table() -> str:
-    rows = ["| Parameter | Type | Default | Kind | Constraints | Description |",
-            "|---|---|---|---|---|---|"]
-    for p in PARAMETERS:
-        rows.append(f"| `{p.name}` | {p.type} | `{_default_text(p)}` | {p.kind} | "
-                    f"{p.constraints() or '-'} | {p.description} |")
-    return "\n".join(rows) + "\n"
-
-
-def yaml_text() -> str:
-    """The documented parameter file: every parameter with its default and meaning."""
-    lines = [
-        "# grasp_controller parameters (generated from grasp_ros/ros/params.py by",
-        "#   python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml",
-        "# and checked against it by the tests: edit the table, not this file).",
-        "#",
-        *(f"# {text}." for text in KINDS.values()),
-        "# Parameters shown commented out are unset by default (planner knobs: the planner's own default holds); uncomment to set.",
-        "# cost.* parameters make the task cost of every planner (grasp_ros/planning/costs.py).",
-        "/**:",
-        "  ros__parameters:",
-    ]
-    for p in PARAMETERS:
-        about = f"{p.description} ({'; '.join(filter(None, (p.type, p.constraints(), p.kind)))})"
-        lines.extend(textwrap.wrap(about, width=96, initial_indent="    # ",
-                                   subsequent_indent="    #   ", break_on_hyphens=False))
-        if p.default is None:
-            lines.append(f"    # {p.name}: <{p.type}>")
-        else:
-            lines.append(f"    {p.name}: {_yaml_value(p.default)}")
-    return "\n".join(lines) + "\n"
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Print grasp_controller's parameter documentation.")
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--yaml", action="store_true", help="the documented parameter file")
-    group.add_argument("--markdown", action="store_true", help="the README's parameter table")
-    args = parser.parse_args(argv)
-    sys.stdout.write(yaml_text() if args.yaml else markdown_table())
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":     # the documented command; param_docs writes the text
+    from .param_docs import main
     sys.exit(main())
