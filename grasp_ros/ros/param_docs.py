@@ -32,7 +32,7 @@ def markdown_table() -> str:
             "|---|---|---|---|---|---|"]
     for p in PARAMETERS:
         rows.append(f"| `{p.name}` | {p.type} | `{_default_text(p)}` | {p.kind} | "
-                    f"{p.constraints() or '-'} | {p.description} |")
+                    f"{p.constraints() or '-'} | {p.full_description} |")
     return "\n".join(rows) + "\n"
 
 
@@ -50,7 +50,7 @@ def yaml_text() -> str:
         "  ros__parameters:",
     ]
     for p in PARAMETERS:
-        about = f"{p.description} ({'; '.join(filter(None, (p.type, p.constraints(), p.kind)))})"
+        about = f"{p.full_description} ({'; '.join(filter(None, (p.type, p.constraints(), p.kind)))})"
         lines.extend(textwrap.wrap(about, width=96, initial_indent="    # ",
                                    subsequent_indent="    #   ", break_on_hyphens=False))
         if p.default is None:

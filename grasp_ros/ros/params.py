@@ -68,6 +68,14 @@ class Param:
     default does): a replay sets it when the bag's recorded parameters lack the name."""
 
     @property
+    def full_description(self) -> str:
+        """The description, with the value a replay of an older bag sets (``legacy``): what the
+        descriptor and the documentation show."""
+        if self.legacy is None:
+            return self.description
+        return f"{self.description} A replay of a bag recorded before this parameter uses {self.legacy}."
+
+    @property
     def knob(self) -> Optional[str]:
         """The planner setting this parameter sets (``costs`` for every cost.*), or None."""
         if self.name.startswith(COST_PREFIX):
@@ -389,18 +397,17 @@ PARAMETERS: tuple[Param, ...] = (
           "GRASP: width of the widest fresh route, in horizon reaches (H one-step "
           "displacements); three quarters of the fresh chains start on routes from nearly "
           "straight to this wide, out of a dead end and round an obstacle (0: every fresh route "
-          "nearly straight, as before this parameter; config/arm_controller.yaml sets 0).",
+          "nearly straight; config/arm_controller.yaml sets 0).",
           range=(0.0, 10.0), dynamic=True, legacy=0.0),
     Param("planner.sync_search", "int", 4,
           "GRASP: step sizes each sync tries (sync_lr x 4^k, k < sync_search, one batched "
-          "rollout), each chain keeping the one whose true rollout costs least (0: one plain "
-          "step, as before this parameter).",
+          "rollout), each chain keeping the one whose true rollout costs least (0: one plain step).",
           range=(0, 16), dynamic=True, legacy=0),
     Param("planner.sync_gradient", "string", "auto",
           "GRASP: how a sync gets the gradient through the full rollout: backprop, adjoint "
           "(the rollout without a gradient, every step's Jacobian in one batched call, the "
           f"adjoint recurrence), or auto: the adjoint for a latent of at most {ADJOINT_MAX_LATENT} values, where it is "
-          "the faster (backprop: as before this parameter; the two agree to float rounding).",
+          "the faster (the two agree to float rounding).",
           choices=SYNC_GRADIENTS, dynamic=True, legacy="backprop"),
     Param("planner.start_samples", "int", None,
           "GRASP: random action sequences drawn around the warm start every cycle and ranked "
@@ -548,7 +555,7 @@ def descriptor(p: Param):
     from rclpy.parameter import Parameter
 
     constraints = "; ".join(filter(None, (p.constraints(), KINDS[p.kind])))
-    d = ParameterDescriptor(name=p.name, description=p.description,
+    d = ParameterDescriptor(name=p.name, description=p.full_description,
                             additional_constraints=constraints,
                             type=Parameter.Type[_ROS_TYPES[p.type]].value, read_only=p.read_only)
     if p.range is not None and p.type == "int":
