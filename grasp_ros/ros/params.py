@@ -20,6 +20,10 @@ Three kinds of parameters:
 A planner knob ``planner.*`` whose default is unset leaves the chosen planner's own default.
 Only knobs the chosen planner has can be set at run time. The ``cost.*`` parameters make every
 planner's ``costs`` setting together (``costs_for``; ``grasp_ros.planning.costs``).
+
+From the values come the control loop's ``ControlConfig`` (``control_config``), the planner's
+settings (``knobs_for``) and the model to load (``model_spec_of``); how the node meets the robot
+and whether the model fits it are ``wiring.py``'s.
 """
 from __future__ import annotations
 
@@ -477,30 +481,66 @@ REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles", "replay.overdue_cyc
 """The parameters a replay sets from a bag's FALLBACK cycles (``ControlConfig.late_cycles``,
 ``busy_cycles``, ``overdue_cycles``)."""
 
-CONTROL_CONFIG = tuple(f.name for f in dataclasses.fields(ControlConfig) if f.name in BY_NAME)
-"""Parameters that set the ``ControlConfig`` field of the same name (the period comes from
-control_rate_hz, the replayed cycles from ``REPLAY_CYCLES``)."""
+KINDS = {
+    "read-only": "read-only: set at start-up (launch, -p, parameter file); restart to change",
+    "static": "static: read at configure; change while unconfigured (cleanup, set, configure)",
+    "dynamic": "dynamic: applies from the next control cycle",
+}
+"""What each kind of parameter means, in the descriptors and the parameter file."""
 
 
-def control_config(values: dict[str, Any]) -> ControlConfig:
-    """The control loop's settings from the parameters (values: name -> value)."""
-    return ControlConfig(period=1.0 / values["control_rate_hz"],
-                         late_cycles=tuple(values["replay.late_cycles"] or ()),
-                         busy_cycles=tuple(values["replay.busy_cycles"] or ()),
-                         overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
-                         **{name: _config_value(name, values[name]) for name in CONTROL_CONFIG})
+# -- checks across parameters -----------------------------------------------------------------
+
+def validate_all(values: dict[str, Any]) -> list[str]:
+    """Every reason the set of values is refused (empty: all good)."""
+    problems = [reason for p in PARAMETERS if (reason := p.validate(values.get(p.name)))]
+    if not problems:
+        reason = check_consistency(values) or _check_joint_limits(values)
+        if reason:
+            problems.append(reason)
+    return problems
 
 
-def config_change(name: str, value: Any) -> dict[str, Any]:
-    """The ``ControlConfig`` change that setting parameter ``name`` (one of ``CONTROL_CONFIG``)
-    to ``value`` makes."""
-    return {name: _config_value(name, value)}
+def check_consistency(values: dict[str, Any]) -> Optional[str]:
+    """Checks across parameters (values: name -> value for every parameter); reason or None."""
+    period = 1.0 / values["control_rate_hz"]
+    # On sim time the period is in sim seconds and the budget in wall seconds: a simulator
+    # slower than real time leaves more wall time a period than the period.
+    if values["solve_budget"] > period and not values.get("use_sim_time"):
+        return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
+                f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
+    if values["clock_timeout"] <= period:
+        return (f"clock_timeout {values['clock_timeout']:g} s is not longer than the control period "
+                f"{period:g} s: the clock watchdog would report a stalled clock between cycles")
+    replayed = [n for n in REPLAY_CYCLES if values.get(n)]
+    if replayed and values["timing"] != "fixed_iterations":
+        return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
+    return None
 
 
-def _config_value(name: str, value: Any) -> Any:
-    # an array parameter is a tuple there (unset: empty)
-    return tuple(value or ()) if BY_NAME[name].type.endswith("_array") else value
+def _check_joint_limits(values: dict[str, Any]) -> Optional[str]:
+    """The joint limits as a whole, by their parameters' names (at configure only: set one at a
+    time, low and high differ in between)."""
+    low, high = values.get("cost.joint_limits_low") or [], values.get("cost.joint_limits_high") or []
+    if len(low) != len(high):
+        return (f"cost.joint_limits_low has {len(low)} values and cost.joint_limits_high {len(high)}: "
+                "give one of each per value of the model's decode_state")
+    if any(not lo <= hi for lo, hi in zip(low, high)):
+        return f"cost.joint_limits_low must be <= cost.joint_limits_high, got {list(low)} / {list(high)}"
+    if values.get("cost.joint_limit_weight", 0.0) > 0 and not low:
+        return "cost.joint_limit_weight > 0 needs cost.joint_limits_low and cost.joint_limits_high"
+    return None
 
+
+def locked(name: str, values: dict[str, Any]) -> Optional[str]:
+    """Why ``name`` cannot be changed at run time under ``lock_safety``, or None."""
+    if name in SAFETY and values.get("lock_safety"):
+        return (f"{name} is a safety setting and lock_safety is true: set at start-up only "
+                "(launch file, parameter file, -p), so that no peer can loosen it")
+    return None
+
+
+# -- text -> value ----------------------------------------------------------------------------
 
 def typed_value(name: str, value: Any) -> Any:
     """``value`` (text, or as YAML/JSON gave it) as parameter ``name``'s type, checked by the
@@ -536,14 +576,79 @@ def parse_assignment(text: str, typed: Callable[[str, Any], Any] = typed_value) 
     return name, typed(name, value)
 
 
-# -- ROS: descriptors, declaration, reading ---------------------------------------------------
+# -- what the parameters make: the ControlConfig, planner settings, model spec ----------------
 
-KINDS = {
-    "read-only": "read-only: set at start-up (launch, -p, parameter file); restart to change",
-    "static": "static: read at configure; change while unconfigured (cleanup, set, configure)",
-    "dynamic": "dynamic: applies from the next control cycle",
-}
-"""What each kind of parameter means, in the descriptors and the parameter file."""
+CONTROL_CONFIG = tuple(f.name for f in dataclasses.fields(ControlConfig) if f.name in BY_NAME)
+"""Parameters that set the ``ControlConfig`` field of the same name (the period comes from
+control_rate_hz, the replayed cycles from ``REPLAY_CYCLES``)."""
+
+
+def control_config(values: dict[str, Any]) -> ControlConfig:
+    """The control loop's settings from the parameters (values: name -> value)."""
+    return ControlConfig(period=1.0 / values["control_rate_hz"],
+                         late_cycles=tuple(values["replay.late_cycles"] or ()),
+                         busy_cycles=tuple(values["replay.busy_cycles"] or ()),
+                         overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
+                         **{name: _config_value(name, values[name]) for name in CONTROL_CONFIG})
+
+
+def config_change(name: str, value: Any) -> dict[str, Any]:
+    """The ``ControlConfig`` change that setting parameter ``name`` (one of ``CONTROL_CONFIG``)
+    to ``value`` makes."""
+    return {name: _config_value(name, value)}
+
+
+def _config_value(name: str, value: Any) -> Any:
+    # an array parameter is a tuple there (unset: empty)
+    return tuple(value or ()) if BY_NAME[name].type.endswith("_array") else value
+
+
+def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The set planner knobs as planner settings, and the names of the knobs ``planner`` lacks
+    that were set to other than their default or legacy values (nobody's choice)."""
+    fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
+    knobs, ignored = {"costs": costs_for(values)}, []
+    for p in PARAMETERS:
+        if p.knob in (None, "costs") or values.get(p.name) is None:
+            continue
+        if p.knob in fields:
+            knobs[p.knob] = values[p.name]
+        elif values[p.name] not in (p.default, p.legacy):
+            ignored.append(p.name)
+    return knobs, ignored
+
+
+def costs_for(values: dict[str, Any]) -> dict[str, Any]:
+    """The planners' ``costs`` setting from the cost.* parameters (unset: none)."""
+    def get(name: str, empty):
+        value = values.get(name, BY_NAME[name].default)
+        return empty if value is None else value
+    return {"joint_goal": get("cost.joint_goal_weight", 1.0),
+            "smoothness": get("cost.smoothness", 0.0),
+            "joint_limits": {"weight": get("cost.joint_limit_weight", 0.0),
+                             "low": list(get("cost.joint_limits_low", [])),
+                             "high": list(get("cost.joint_limits_high", []))},
+            "terms": list(get("cost.terms", []))}
+
+
+def settings_change(p: Param, value: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """The planner settings that setting knob ``p`` to ``value`` changes (values: the others)."""
+    if p.knob == "costs":
+        return {"costs": costs_for({**values, p.name: value})}
+    return {p.knob: value}
+
+
+def model_spec_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``load_world_model`` spec the model parameters name. The default ``model_options``
+    are the default model's: a TorchScript file (which takes no options) gets none unless they
+    were changed, so ``-p model:=robot.ts`` alone is enough."""
+    options = values["model_options"]
+    if options == BY_NAME["model_options"].default and "torchscript" in model_spec(values["model"]):
+        options = ""
+    return model_spec(values["model"], values["model_weights"], parse_options(options))
+
+
+# -- ROS: descriptors, declaration, reading ---------------------------------------------------
 
 _ROS_TYPES = {"bool": "BOOL", "int": "INTEGER", "double": "DOUBLE", "string": "STRING",
               "string_array": "STRING_ARRAY", "double_array": "DOUBLE_ARRAY"}
@@ -599,12 +704,6 @@ def declare_all(node, reported: Optional[dict[str, Any]] = None) -> dict[str, st
     return refused
 
 
-def cpu_capability() -> str:
-    """torch's CPU kernel set in this process, as ATEN_CPU_CAPABILITY names it (avx2...)."""
-    import torch
-    return torch.backends.cpu.get_cpu_capability().lower()
-
-
 def _start_up_refusal(p: Param, reason: str) -> str:
     return reason + (" (read-only: restart the node with a corrected value)" if p.read_only else "")
 
@@ -617,98 +716,10 @@ def read_all(node) -> dict[str, Any]:
     return values
 
 
-def locked(name: str, values: dict[str, Any]) -> Optional[str]:
-    """Why ``name`` cannot be changed at run time under ``lock_safety``, or None."""
-    if name in SAFETY and values.get("lock_safety"):
-        return (f"{name} is a safety setting and lock_safety is true: set at start-up only "
-                "(launch file, parameter file, -p), so that no peer can loosen it")
-    return None
-
-
-def check_consistency(values: dict[str, Any]) -> Optional[str]:
-    """Checks across parameters (values: name -> value for every parameter); reason or None."""
-    period = 1.0 / values["control_rate_hz"]
-    # On sim time the period is in sim seconds and the budget in wall seconds: a simulator
-    # slower than real time leaves more wall time a period than the period.
-    if values["solve_budget"] > period and not values.get("use_sim_time"):
-        return (f"solve_budget {values['solve_budget']:g} s exceeds the control period "
-                f"{period:g} s (1 / control_rate_hz); use 0 for 0.8 x period")
-    if values["clock_timeout"] <= period:
-        return (f"clock_timeout {values['clock_timeout']:g} s is not longer than the control period "
-                f"{period:g} s: the clock watchdog would report a stalled clock between cycles")
-    replayed = [n for n in REPLAY_CYCLES if values.get(n)]
-    if replayed and values["timing"] != "fixed_iterations":
-        return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
-    return None
-
-
-def knobs_for(planner: str, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The set planner knobs as planner settings, and the names of the knobs ``planner`` lacks
-    that were set to other than their default or legacy values (nobody's choice)."""
-    fields = {f.name for f in dataclasses.fields(PLANNERS[planner].Settings)}
-    knobs, ignored = {"costs": costs_for(values)}, []
-    for p in PARAMETERS:
-        if p.knob in (None, "costs") or values.get(p.name) is None:
-            continue
-        if p.knob in fields:
-            knobs[p.knob] = values[p.name]
-        elif values[p.name] not in (p.default, p.legacy):
-            ignored.append(p.name)
-    return knobs, ignored
-
-
-def costs_for(values: dict[str, Any]) -> dict[str, Any]:
-    """The planners' ``costs`` setting from the cost.* parameters (unset: none)."""
-    def get(name: str, empty):
-        value = values.get(name, BY_NAME[name].default)
-        return empty if value is None else value
-    return {"joint_goal": get("cost.joint_goal_weight", 1.0),
-            "smoothness": get("cost.smoothness", 0.0),
-            "joint_limits": {"weight": get("cost.joint_limit_weight", 0.0),
-                             "low": list(get("cost.joint_limits_low", [])),
-                             "high": list(get("cost.joint_limits_high", []))},
-            "terms": list(get("cost.terms", []))}
-
-
-def settings_change(p: Param, value: Any, values: dict[str, Any]) -> dict[str, Any]:
-    """The planner settings that setting knob ``p`` to ``value`` changes (values: the others)."""
-    if p.knob == "costs":
-        return {"costs": costs_for({**values, p.name: value})}
-    return {p.knob: value}
-
-
-def model_spec_of(values: dict[str, Any]) -> dict[str, Any]:
-    """The ``load_world_model`` spec the model parameters name. The default ``model_options``
-    are the default model's: a TorchScript file (which takes no options) gets none unless they
-    were changed, so ``-p model:=robot.ts`` alone is enough."""
-    options = values["model_options"]
-    if options == BY_NAME["model_options"].default and "torchscript" in model_spec(values["model"]):
-        options = ""
-    return model_spec(values["model"], values["model_weights"], parse_options(options))
-
-
-def validate_all(values: dict[str, Any]) -> list[str]:
-    """Every reason the set of values is refused (empty: all good)."""
-    problems = [reason for p in PARAMETERS if (reason := p.validate(values.get(p.name)))]
-    if not problems:
-        reason = check_consistency(values) or _check_joint_limits(values)
-        if reason:
-            problems.append(reason)
-    return problems
-
-
-def _check_joint_limits(values: dict[str, Any]) -> Optional[str]:
-    """The joint limits as a whole, by their parameters' names (at configure only: set one at a
-    time, low and high differ in between)."""
-    low, high = values.get("cost.joint_limits_low") or [], values.get("cost.joint_limits_high") or []
-    if len(low) != len(high):
-        return (f"cost.joint_limits_low has {len(low)} values and cost.joint_limits_high {len(high)}: "
-                "give one of each per value of the model's decode_state")
-    if any(not lo <= hi for lo, hi in zip(low, high)):
-        return f"cost.joint_limits_low must be <= cost.joint_limits_high, got {list(low)} / {list(high)}"
-    if values.get("cost.joint_limit_weight", 0.0) > 0 and not low:
-        return "cost.joint_limit_weight > 0 needs cost.joint_limits_low and cost.joint_limits_high"
-    return None
+def cpu_capability() -> str:
+    """torch's CPU kernel set in this process, as ATEN_CPU_CAPABILITY names it (avx2...)."""
+    import torch
+    return torch.backends.cpu.get_cpu_capability().lower()
 
 
 if __name__ == "__main__":     # the documented command; param_docs writes the text
