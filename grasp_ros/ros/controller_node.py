@@ -4,7 +4,8 @@ The node only converts messages and calls ``grasp_ros.control``: its control tim
 ``CycleRunner``, which runs the ``ControlLoop`` cycle on its own threads (the executor stays free
 for inputs, services and parameters while the planner works) and publishes through ``_publish``.
 Parameters are declared in ``params.py``, QoS in ``qos.py``, conversions in ``conversions.py``,
-the checks of its wiring to the robot in ``wiring.py``; which goal messages make the goal is
+the checks of its wiring to the robot in ``wiring.py``, the command message of each
+``command_interface`` in ``command_output.py``; which goal messages make the goal is
 ``control.goal_intake``.
 
 Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or ``autostart:=true``):
@@ -35,8 +36,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
   an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
-  input) or ``joint_trajectory`` (trajectory_msgs/JointTrajectory, ``control.trajectory``), by
-  ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
+  input), ``joint_trajectory`` (trajectory_msgs/JointTrajectory, ``control.trajectory``) or
+  ``cmd_vel`` (geometry_msgs/Twist or TwistStamped), by ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
   ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
   with that cycle's time, when it is done: it warm-starts the next cycle);
   ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
@@ -70,22 +71,20 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
 from ..control import (CycleRunner, CycleStats, Status, StatusLog, StepResult, build_control_loop,
-                       lead_hint, resolve_device, time_base_hint)
+                       lead_hint, resolve_device)
 from ..control.goal_intake import GoalIntake
-from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_layout import position_columns
 from ..models.joint_states import JointStateMerger
 from ..models.text import shorten
 from . import interrupts, params, qos, wiring
-from .conversions import (command_message, compressed_image_to_rgb, diagnostic_array,
-                          goal_joint_values, image_to_rgb, path_message, stamp_ns, stamp_seconds,
-                          to_time, trajectory_message, twist_message)
+from .command_output import CommandOutput
+from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
+                          path_message, stamp_ns, stamp_seconds, to_time)
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -120,7 +119,7 @@ class GraspController(LifecycleNode):
         self._made: list = []      # (destroy function, entity) of everything configure made
         self._inputs: list[tuple[str, str]] = []   # (topic, type) of the input subscriptions
         self._outputs: list[tuple[str, str]] = []  # (topic, type) of the command publisher
-        self._command_pub = None
+        self._output: Optional[CommandOutput] = None
         self._told_mismatches = False
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -207,16 +206,6 @@ class GraspController(LifecycleNode):
         self._values, self._loop, self._stats = values, loop, CycleStats()
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
-        self._command_joints = wiring.command_joints(values, loop.card)
-        limits = wiring.trajectory_limits(values, loop.card)
-        self._trajectory_limits = None if limits is None else tuple(np.asarray(b) for b in limits)
-        self._command_order = wiring.command_order(values, loop.card)
-        # The command joints' measured positions and their stamp (the oldest joint's), for a
-        # trajectory's positions.
-        self._measured = MeasuredPositions()
-        self._held_positions: Optional[np.ndarray] = None     # a run of stops holds these
-        self._measured_joints = (None if self._command_joints is None
-                                 else JointStateMerger(self._command_joints, ("position",)))
         self._joints = (None if loop.card.joints is None
                         else JointStateMerger(loop.card.joints.names, loop.card.joints.fields))
         self._goals = GoalIntake(loop, observes_image=loop.card.image is not None)
@@ -226,8 +215,8 @@ class GraspController(LifecycleNode):
         self._make_entities(values)
 
     def _make_entities(self, values: dict[str, Any]) -> None:
-        interface = values["command_interface"]
-        self._command_pub = self._command_publisher(*wiring.OUTPUTS[interface])
+        publisher = self._command_publisher(*wiring.OUTPUTS[values["command_interface"]])
+        self._output = CommandOutput(values, self._card, publisher, self.get_logger(), self._now)
         self._diagnostics_pub = self._lifecycle_pub(PlanDiagnostics, "~/plan_diagnostics", qos.REPORT)
         self._late_pub = self._lifecycle_pub(PlanDiagnostics, "~/late_plans", qos.REPORT)
         self._plan_pub = self._lifecycle_pub(Plan, "~/plan", qos.REPORT)
@@ -296,7 +285,7 @@ class GraspController(LifecycleNode):
         for destroy, entity in reversed(self._made):
             destroy(entity)
         self._made.clear()
-        self._command_pub = None
+        self._output = None
         self._inputs.clear()
         self._outputs.clear()
         self._loop, self._stats, self._runner = None, None, None
@@ -307,7 +296,7 @@ class GraspController(LifecycleNode):
         busy reader has not yet taken (or that DDS must repeat) with it, and the robot keeps its
         last moving command (README: the audits' counts). Fast DDS acknowledges at its writer's
         next heartbeat, 3 s apart by default; with nothing unacknowledged there is no wait."""
-        publisher = self._command_pub
+        publisher = None if self._output is None else self._output.publisher
         if publisher is None or not publisher.get_subscription_count():
             return
         if not publisher.wait_for_all_acked(Duration(seconds=LAST_COMMAND_ACK_S)):
@@ -348,42 +337,11 @@ class GraspController(LifecycleNode):
                 header = Header(stamp=to_time(result.time), frame_id=self._values["frame_id"])
                 self._late_pub.publish(self._plan_diagnostics(result, header))
 
-    def _measured_start(self, when: float) -> Optional[np.ndarray]:
-        """The command joints' positions measured at ``when`` (``MeasuredPositions.at``); None
-        when none is at most max_observation_age old then, and the trajectory carries
-        velocities only: positions from a dead joint_states would pull a position-tracking
-        controller back to where the robot was."""
-        config = self._loop.config
-        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead)
-        if positions is None and math.isfinite(age):
-            self.get_logger().warning(
-                f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "
-                f"(max_observation_age {config.max_observation_age:g} s): the trajectory carries "
-                f"velocities only{time_base_hint(age)}", throttle_duration_sec=5.0)
-        return positions
-
     def _send(self, result: StepResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
         when = result.time if math.isfinite(result.time) else self._now()
         header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
-        interface = self._values["command_interface"]
-        if interface == "joint_trajectory":
-            actions = result.actions if self._command_order is None else result.actions[:, self._command_order]
-            trajectory = self._trajectory(actions, header, when)
-            self._command_pub.publish(trajectory)
-            # What is sent now: the first velocities, a joint limit may have cut (in the card's order)
-            sent = np.asarray(trajectory.points[0].velocities, dtype=np.float64)
-            if self._command_order is None:
-                result.command = sent
-            else:
-                result.command = result.command.copy()
-                result.command[self._command_order] = sent
-        elif interface in ("twist", "twist_stamped"):
-            stamped = Header(stamp=header.stamp, frame_id=self._values["command_frame_id"])
-            self._command_pub.publish(twist_message(
-                self._card.actions.names, result.command, stamped if interface == "twist_stamped" else None))
-        else:
-            self._command_pub.publish(command_message(result.command))
+        self._output.send(result, header, when, self._loop.config)
         # The bookkeeping after the command: a process stopped in between sends it no later.
         self._stats.record(result, when)
         self._diagnostics_pub.publish(self._plan_diagnostics(result, header))
@@ -392,29 +350,6 @@ class GraspController(LifecycleNode):
         if result.path is not None:
             self._path_pub.publish(path_message(result.path, header))
         self._log_status(result)
-
-    def _trajectory(self, actions: np.ndarray, header: Header, when: float) -> JointTrajectory:
-        """The trajectory of ``actions`` (``control.trajectory``: from the joints measured at
-        ``when``, the cycle's time; moving for max_observation_age + one period at most, then at
-        rest). A stop (one action, zero: two points at rest, now and a period on) holds the
-        positions measured last, as it is sent, at the first of a run of stops: re-sent from each
-        fresh measurement, the hold would follow the arm's sag under gravity. One action (a
-        stop, a hold) is stamped 0, "start on receipt": stamped with its cycle's time, one that
-        came late would end in the past, and the trajectory controller would refuse the stop."""
-        config = self._loop.config
-        stop = len(actions) == 1 and not np.any(actions)
-        if stop:
-            if self._held_positions is None:
-                self._held_positions = self._measured_start(self._now())
-            start = self._held_positions
-        else:
-            self._held_positions = None
-            start = self._measured_start(when)
-            actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
-        if len(actions) == 1:
-            header = Header(frame_id=header.frame_id)
-        return trajectory_message(self._command_joints, actions, config.period, header, start,
-                                  self._trajectory_limits)
 
     def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
         name = result.status.name
@@ -496,16 +431,7 @@ class GraspController(LifecycleNode):
         loop = self._loop
         if loop is None:
             return
-        if self._measured_joints is not None:
-            now = self._now()
-            try:
-                merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
-                                                      latest=now + loop.config.max_observation_age)
-                if merged is not None:
-                    self._measured.add(*merged)
-            except ValueError as exc:
-                self._measured.clear()     # the trajectory then carries velocities only
-                self.get_logger().warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
+        self._output.note_joint_states(msg, loop.config.max_observation_age)
         if self._joints is not None:
             self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp),
                           "joint_states")
@@ -607,7 +533,7 @@ class GraspController(LifecycleNode):
         """What the command carries, in its order: a Float64MultiArray's values have no names,
         so the robot's controller must list its joints in the model's action order."""
         (topic, msg_type), = self._outputs
-        names = self._command_joints or list(self._card.actions.names)
+        names = self._output.names
         return f"{msg_type.rsplit('/', 1)[-1]} on {topic} ({', '.join(names)}, in this order)"
 
     def action_range_warnings(self) -> list[str]:

@@ -1,0 +1,120 @@
+"""A control cycle's result as the robot's command message, on the node's ``command_interface``.
+
+* forward_command: a Float64MultiArray of the command, in the model's action order;
+* twist, twist_stamped: a Twist of the actions named for its fields (``conversions.twist_message``);
+* joint_trajectory: a JointTrajectory of the command joints (``joint_names``, else the card's
+  action names; actions reordered by name where both name the same joints), from the positions
+  measured at the cycle's time, moving for ``trajectory_steps`` of the plan, then at rest
+  (``control.trajectory``), within the position limits of cost.joint_limits_low/high.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional
+
+import numpy as np
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Header
+from trajectory_msgs.msg import JointTrajectory
+
+from ..control import StepResult, time_base_hint
+from ..control.trajectory import MeasuredPositions, trajectory_steps
+from ..models.joint_states import JointStateMerger
+from . import wiring
+from .conversions import command_message, stamp_seconds, trajectory_message, twist_message
+
+
+class CommandOutput:
+    """Sends each result on ``publisher`` as ``values["command_interface"]`` says (module
+    docstring). ``now``: the node's clock (s)."""
+
+    def __init__(self, values: dict[str, Any], card, publisher, logger, now: Callable[[], float]):
+        self.interface = values["command_interface"]
+        self.publisher = publisher
+        self.joints = wiring.command_joints(values, card)
+        """The joints a trajectory names, in its order (None for the other interfaces)."""
+        limits = wiring.trajectory_limits(values, card)
+        self._limits = None if limits is None else tuple(np.asarray(b) for b in limits)
+        self._order = wiring.command_order(values, card)
+        self._action_names = list(card.actions.names)
+        self._command_frame = values["command_frame_id"]
+        self._logger, self._now = logger, now
+        # The command joints' measured positions by stamp (the oldest joint's), for a
+        # trajectory's positions; a run of stops holds the first one's.
+        self._measured = MeasuredPositions()
+        self._measured_joints = None if self.joints is None else JointStateMerger(self.joints, ("position",))
+        self._held_positions: Optional[np.ndarray] = None
+
+    @property
+    def names(self) -> list[str]:
+        """What the command carries, in its order."""
+        return self.joints or self._action_names
+
+    def note_joint_states(self, msg: JointState, max_age: float) -> None:
+        """A joint_states message: the command joints' positions, for a trajectory's start."""
+        if self._measured_joints is None:
+            return
+        now = self._now()
+        try:
+            merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
+                                                  latest=now + max_age)
+            if merged is not None:
+                self._measured.add(*merged)
+        except ValueError as exc:
+            self._measured.clear()     # the trajectory then carries velocities only
+            self._logger.warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
+
+    def send(self, result: StepResult, header: Header, when: float, config) -> None:
+        """Publish ``result``'s command stamped ``header``, for the cycle at ``when`` (``config``:
+        the loop's). A trajectory's first velocities, which a joint limit may have cut, become
+        ``result.command``: what was sent."""
+        if self.interface == "joint_trajectory":
+            actions = result.actions if self._order is None else result.actions[:, self._order]
+            trajectory = self._trajectory(actions, header, when, config)
+            self.publisher.publish(trajectory)
+            sent = np.asarray(trajectory.points[0].velocities, dtype=np.float64)   # in the card's order
+            if self._order is None:
+                result.command = sent
+            else:
+                result.command = result.command.copy()
+                result.command[self._order] = sent
+        elif self.interface in ("twist", "twist_stamped"):
+            stamped = Header(stamp=header.stamp, frame_id=self._command_frame)
+            self.publisher.publish(twist_message(
+                self._action_names, result.command, stamped if self.interface == "twist_stamped" else None))
+        else:
+            self.publisher.publish(command_message(result.command))
+
+    def _trajectory(self, actions: np.ndarray, header: Header, when: float, config) -> JointTrajectory:
+        """The trajectory of ``actions`` (``control.trajectory``: from the joints measured at
+        ``when``, the cycle's time; moving for max_observation_age + one period at most, then at
+        rest). A stop (one action, zero: two points at rest, now and a period on) holds the
+        positions measured last, as it is sent, at the first of a run of stops: re-sent from each
+        fresh measurement, the hold would follow the arm's sag under gravity. A standing zero
+        (on_stale "hold" of a stop) holds still the same way. One action (a stop, a hold) is
+        stamped 0, "start on receipt": stamped with its cycle's time, one that came late would
+        end in the past, and the trajectory controller would refuse the stop."""
+        if len(actions) == 1 and not np.any(actions):
+            if self._held_positions is None:
+                self._held_positions = self._measured_start(self._now(), config)
+            start = self._held_positions
+        else:
+            self._held_positions = None
+            start = self._measured_start(when, config)
+            actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
+        if len(actions) == 1:
+            header = Header(frame_id=header.frame_id)
+        return trajectory_message(self.joints, actions, config.period, header, start, self._limits)
+
+    def _measured_start(self, when: float, config) -> Optional[np.ndarray]:
+        """The command joints' positions measured at ``when`` (``MeasuredPositions.at``); None
+        when none is at most max_observation_age old then, and the trajectory carries
+        velocities only: positions from a dead joint_states would pull a position-tracking
+        controller back to where the robot was."""
+        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead)
+        if positions is None and math.isfinite(age):
+            self._logger.warning(
+                f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "
+                f"(max_observation_age {config.max_observation_age:g} s): the trajectory carries "
+                f"velocities only{time_base_hint(age)}", throttle_duration_sec=5.0)
+        return positions
