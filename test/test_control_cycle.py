@@ -184,7 +184,7 @@ def test_a_late_solve_cannot_delay_the_command_and_still_warm_starts_the_next_cy
     assert first.status == Status.OK
     previous = first.plan.actions.numpy()
     loop.model.delay = 0.05                   # every model call now takes far longer than the budget
-    loop.configure(timing="realtime", solve_budget=0.01)
+    loop.update_config(timing="realtime", solve_budget=0.01)
     runner, published = runner_for(loop)
     try:
         runner.tick(2.0)                      # two periods after the first plan was made
@@ -200,7 +200,7 @@ def test_a_late_solve_cannot_delay_the_command_and_still_warm_starts_the_next_cy
     finally:
         runner.stop()                         # waits for the late solve
     loop.model.delay = 0.0
-    loop.configure(timing="fixed_iterations")
+    loop.update_config(timing="fixed_iterations")
     seen = []
     loop.planner.plan = spy(loop.planner.plan, seen)
     loop.step(4.0)
@@ -217,7 +217,7 @@ def test_a_planner_that_stays_busy_gets_zero_once_the_previous_plan_is_too_old()
     assert first.status == Status.OK
     previous = first.plan.actions.numpy()
     loop.model.gate = threading.Event()        # every solve from now on waits for the test
-    loop.configure(timing="realtime", solve_budget=0.01)
+    loop.update_config(timing="realtime", solve_budget=0.01)
     runner, published = runner_for(loop)
     try:
         loop.observe({"joints": np.zeros(2)}, stamp=1.0)
@@ -244,12 +244,12 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     iteration count): the same four commands, and the same late plan."""
     def realtime():
         loop.model.delay = 0.05               # far over the budget: the solve comes late
-        loop.configure(timing="realtime", solve_budget=0.01)
+        loop.update_config(timing="realtime", solve_budget=0.01)
 
     def in_time():
         assert late_seen.wait(30.0)           # the late plan is done before the next cycle
         loop.model.delay = 0.0
-        loop.configure(timing="fixed_iterations")
+        loop.update_config(timing="fixed_iterations")
 
     loop = ready_loop(period=1.0, max_observation_age=100.0)
     late_seen, recorded_late = threading.Event(), []
@@ -265,7 +265,7 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     again = make_loop(period=1.0, max_observation_age=100.0, late_cycles=(1.0,), busy_cycles=(2.0,))
     again.set_goal({"joints": np.array([0.6, -0.4])})
     again.observe({"joints": np.array([0.0, 0.0])}, stamp=0.0)
-    counts = lambda n: (lambda: again.request_settings(iterations=n))   # noqa: E731
+    counts = lambda n: (lambda: again.request_planner_settings(iterations=n))   # noqa: E731
     replayed_late = []
     replayed = run_ticks(again, [(0.0, nothing), (1.0, counts(report.iterations)), (2.0, nothing),
                            (3.0, counts(15))], replayed_late.append)
@@ -281,7 +281,7 @@ def test_plan_ahead_starts_from_the_command_held_when_the_cycle_began():
     cycle sends its FALLBACK before it plans (a real one sends it while planning): the plan must
     start from the command held when the cycle began, not from that FALLBACK."""
     loop = ready_loop(period=1.0, max_observation_age=100.0, plan_ahead=1)
-    loop.request_settings(running_weight=1.0)          # a plan whose actions vary along it
+    loop.request_planner_settings(running_weight=1.0)          # a plan whose actions vary along it
     first = loop.prepare(0.0)
     sent = loop.conclude(first, loop.solve(first, None, True))
     job = loop.prepare(5.0)
@@ -345,7 +345,7 @@ def test_a_busy_planner_still_checks_the_inputs_every_cycle():
     loop = ready_loop(period=1.0, max_observation_age=1.5, on_stale="zero")
     assert np.abs(loop.step(0.0).command).max() > 0.1
     loop.model.gate = threading.Event()       # every model call now waits for the test
-    loop.configure(timing="realtime", solve_budget=0.01)
+    loop.update_config(timing="realtime", solve_budget=0.01)
     runner, published = runner_for(loop)
     try:
         runner.tick(1.0)
@@ -399,7 +399,7 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
     def in_time():
         loop.model.gate.set()
         assert late_seen.wait(30.0)
-        loop.configure(timing="fixed_iterations")
+        loop.update_config(timing="fixed_iterations")
     recorded = run_ticks(loop, [(1.0, lambda: None), (2.0, refused), (3.0, good), (4.0, in_time)],
                    _Notify(reports, late_seen))
     assert [r.status for r in recorded] == [Status.FALLBACK, Status.ERROR, Status.FALLBACK, Status.OK]
@@ -412,11 +412,11 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
 
     def replay(busy_cycles):
         again = fresh(late_cycles=(1.0,), busy_cycles=busy_cycles)
-        again.request_settings(iterations=reports[0].iterations)
+        again.request_planner_settings(iterations=reports[0].iterations)
         return run_ticks(again, [(1.0, lambda: None),
                            (2.0, lambda: again.reject_observation("image: a frame it cannot read", 2.0, received=2.0)),
                            (3.0, lambda: again.observe({"joints": np.zeros(2)}, stamp=3.0)),
-                           (4.0, lambda: again.request_settings(iterations=15))])
+                           (4.0, lambda: again.request_planner_settings(iterations=15))])
     replayed = replay((2.0, 3.0))
     assert [r.status for r in replayed] == [r.status for r in recorded]
     for a, b in zip(recorded, replayed):
@@ -460,7 +460,7 @@ def test_a_tick_whose_cycle_starts_late_is_no_clock_jump():
 
 def test_stopping_the_runner_ends_a_long_solve_at_its_next_iteration():
     loop = ready_loop()
-    loop.request_settings(iterations=10**7)   # hours of planning, without a wall-clock limit
+    loop.request_planner_settings(iterations=10**7)   # hours of planning, without a wall-clock limit
     runner, published = runner_for(loop)
     runner.tick(0.0)
     give_up = time.monotonic() + 120.0
@@ -473,7 +473,7 @@ def test_stopping_the_runner_ends_a_long_solve_at_its_next_iteration():
     assert not stopper.is_alive(), "stop() waited for the whole solve"
     result = published.next()
     assert result.iterations < 10**7 and in_bounds(result.command)     # none, under load
-    loop.request_settings(iterations=15)
+    loop.request_planner_settings(iterations=15)
     assert loop.step(0.1).iterations == 15    # stopped, not halted for good
 
 
@@ -506,12 +506,12 @@ def test_no_cycle_reports_ok_without_planning():
     # A budget used up before the first iteration: the plan is the warm start, flagged.
     loop = ready_loop(period=1.0, max_observation_age=100.0)
     assert loop.step(0.0).status == Status.OK
-    loop.configure(timing="realtime", solve_budget=1e-6)
+    loop.update_config(timing="realtime", solve_budget=1e-6)
     for t in (1.0, 2.0, 3.0):
         result = loop.step(t)
         assert result.iterations == 0 and result.status == Status.TRUNCATED
         assert "cut short: 0 iteration(s)" in result.message and in_bounds(result.command)
-    loop.configure(timing="fixed_iterations")
+    loop.update_config(timing="fixed_iterations")
     assert loop.step(4.0).status == Status.OK     # no memory of the slow cycles
 
 
@@ -669,7 +669,7 @@ def test_plan_ahead_starts_from_the_next_state_under_the_command_held():
     plain.step(PERIOD)
     assert torch.equal(plain.planner.starts[1], torch.tensor([0.2, -0.1]))
     with pytest.raises(ValueError, match="plan_ahead"):
-        loop.configure(plan_ahead=2)
+        loop.update_config(plan_ahead=2)
 
 
 def test_no_warm_start_once_the_previous_plan_is_over():
@@ -691,15 +691,15 @@ def test_reset_clears_the_warm_start():
 
 def test_planner_settings_are_checked_now_and_applied_next_cycle():
     loop = ready_loop()
-    loop.request_settings(iterations=3, lr_actions=0.2)
+    loop.request_planner_settings(iterations=3, lr_actions=0.2)
     assert loop.planner.settings.iterations == 15               # not yet
     result = loop.step(0.0)
     assert loop.planner.settings.iterations == 3 and loop.planner.settings.lr_actions == 0.2
     assert result.iterations <= 3
     with pytest.raises(ValueError, match="chains"):
-        loop.request_settings(chains=0)
+        loop.request_planner_settings(chains=0)
     with pytest.raises(ValueError, match="no setting samples"):
-        loop.request_settings(samples=10)
+        loop.request_planner_settings(samples=10)
 
 
 @pytest.mark.parametrize("change", [{"on_stale": "sideways"}, {"period": 0.0},
@@ -707,7 +707,7 @@ def test_planner_settings_are_checked_now_and_applied_next_cycle():
 def test_config_changes_are_validated(change):
     loop = make_loop()
     with pytest.raises(ValueError):
-        loop.configure(**change)
+        loop.update_config(**change)
 
 
 def test_idle_is_inactive_with_zero_and_resets_hold():
@@ -1053,7 +1053,7 @@ def test_inputs_unlike_the_training_data_are_novel_with_zero():
     goal = loop.step(0.2)
     assert goal.status == Status.NOVEL and "goal unlike" in goal.message
     assert f"(furthest: {loop.card.goal_joint_input.labels[1]})" in goal.message, goal.message
-    loop.configure(novelty_threshold=0.0)                           # disabled
+    loop.update_config(novelty_threshold=0.0)                           # disabled
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
     assert loop.step(0.3).status == Status.OK
 
@@ -1085,7 +1085,7 @@ def test_a_joint_goal_beyond_the_training_range_is_novel_and_named():
     assert beyond.status == Status.NOVEL and beyond.command.tolist() == [0.0, 0.0]   # ...by range
     assert f"{joints[1]} 3.000 beyond its training range [-1.99" in beyond.message, beyond.message
     assert joints[0] not in beyond.message
-    loop.configure(novelty_threshold=0.0)                              # disabled, as novelty is
+    loop.update_config(novelty_threshold=0.0)                              # disabled, as novelty is
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.2)
     assert loop.step(0.2).status == Status.OK
     assert loop.goal_target.range_warning() is None
@@ -1195,7 +1195,7 @@ def test_a_command_ready_long_after_its_deadline_is_the_stop():
     in the middle of the solve."""
     loop = ready_loop(period=1.0)
     assert loop.step(0.0).status == Status.OK          # a previous plan, for a late path
-    loop.configure(timing="realtime")
+    loop.update_config(timing="realtime")
     offset = [0.0]
     model_predict = loop.model.predict
 
@@ -1221,7 +1221,7 @@ def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
     cycle (for lock step, whose cycles take as long as their plans), and under starvation a
     moving command stood 3 s (a stall audit). Here the cycle's own model call blocks."""
     loop = ready_loop(clock_timeout=0.05, period=1.0, max_observation_age=100.0)
-    loop.configure(timing="realtime")
+    loop.update_config(timing="realtime")
     gate = threading.Event()
     model_position = loop.model.position
     loop.model.position = lambda latent: (gate.wait(120.0), model_position(latent))[1]

@@ -23,7 +23,7 @@ all three in the calling thread):
 
 A final guard makes every command finite and inside the model's action bounds.
 
-Other threads feed the loop (``observe``, ``set_goal``, ``request_settings``, ``reset``...): they
+Other threads feed the loop (``observe``, ``set_goal``, ``request_planner_settings``, ``reset``...): they
 only leave requests in an inbox guarded by a lock. The planner is only run by ``solve`` (and
 ``warm_up``), never twice at a time; while a late solve runs, a FALLBACK cycle may still call the
 model's ``position`` for its path (an inference of its own: no state is shared). Which
@@ -179,7 +179,7 @@ class ControlConfig:
 
 
 @dataclass
-class StepResult:
+class CycleResult:
     """What one cycle decided. ``actions`` [N, A] are the commands from now on (row 0 is
     ``command``): the whole plan when planned, the previous plan's remainder on FALLBACK, else
     one row; the loop's final guard puts them in robot units. ``path`` [N+1, 2] is the model's
@@ -213,7 +213,7 @@ class StepResult:
     """What is sent: row 0 of ``actions`` in robot units (set by the loop's final guard)."""
 
     @classmethod
-    def planned(cls, solved: Plan, status: Status, **fields: Any) -> "StepResult":
+    def planned(cls, solved: Plan, status: Status, **fields: Any) -> "CycleResult":
         """A result that sends the ``solved`` plan's actions, with its counts, cost and residual."""
         return cls(status, actions=solved.actions.detach().cpu().numpy().astype(np.float64),
                    solve_time=solved.solve_time, iterations=solved.iterations, syncs=solved.syncs,
@@ -239,13 +239,13 @@ class Outcome:
     """What ``solve`` produced: a plan, a NOVEL or ERROR result instead, and the novelties."""
 
     plan: Optional[Plan] = None
-    result: Optional[StepResult] = None
+    result: Optional[CycleResult] = None
     warm_started: bool = False
     goal_distance: float = math.nan
     novelty: float = math.nan
     goal_novelty: float = math.nan
 
-    def annotate(self, result: StepResult) -> None:
+    def annotate(self, result: CycleResult) -> None:
         """Give ``result`` what the solve measured besides the plan."""
         result.warm_started = self.warm_started
         result.goal_distance, result.novelty = self.goal_distance, self.novelty
@@ -357,19 +357,19 @@ class ControlLoop:
             if self._goal is goal:
                 self._goal = Sample(None, error=reason)
 
-    def check_settings(self, **changes: Any) -> None:
+    def check_planner_settings(self, **changes: Any) -> None:
         """Raise ValueError with the reason if ``planner.configure(**changes)``, after the
         changes requested before it, would fail."""
         with self._lock:
-            self._check_settings(changes)
+            self._check_planner_settings(changes)
 
-    def request_settings(self, **changes: Any) -> None:
+    def request_planner_settings(self, **changes: Any) -> None:
         """Planner settings to apply at the start of the next cycle (validated now)."""
         with self._lock:
-            self._check_settings(changes)
+            self._check_planner_settings(changes)
             self._pending_settings.update(changes)
 
-    def _check_settings(self, changes: dict[str, Any]) -> None:
+    def _check_planner_settings(self, changes: dict[str, Any]) -> None:
         names = {f.name for f in dataclasses.fields(self.planner.settings)}
         unknown = sorted(set(changes) - names)
         if unknown:
@@ -377,7 +377,7 @@ class ControlLoop:
                              f"(its settings: {', '.join(sorted(names))})")
         self.planner.validated(**{**self._pending_settings, **changes})
 
-    def configure(self, **changes: Any) -> None:
+    def update_config(self, **changes: Any) -> None:
         """Change ``ControlConfig`` fields (validated); they apply from the next cycle."""
         config = dataclasses.replace(self.config, **changes)
         config.validate()
@@ -410,16 +410,16 @@ class ControlLoop:
                 joint_goal = decode_joints(self.model, (z0 + 0.1)[None])[0]
         self.planner.warm_up(z0, z0 + 0.1, joint_goal)
 
-    def idle(self, message: str = "inactive") -> StepResult:
+    def idle(self, message: str = "inactive") -> CycleResult:
         """The result to publish while not controlling: zero command, INACTIVE."""
         self._last_command_time = -math.inf
         return self._finish(self._zero(Status.INACTIVE, message), math.nan, math.nan)
 
-    def step(self, now: float) -> StepResult:
+    def step(self, now: float) -> CycleResult:
         """One whole cycle at time ``now`` (s, caller's clock) in the calling thread."""
         self.note_clock(now)
         job = self.prepare(now)
-        if isinstance(job, StepResult):
+        if isinstance(job, CycleResult):
             return job
         deadline = None if self.config.fixed_iterations else job.started + self.config.deadline
         result = self.conclude(job, self.solve(job, deadline))
@@ -434,7 +434,7 @@ class ControlLoop:
         with self._lock:
             self._note_clock(now)
 
-    def prepare(self, now: float) -> "Job | StepResult":
+    def prepare(self, now: float) -> "Job | CycleResult":
         """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result. ``now``
         was noted (``note_clock``) when it was read."""
         started = time.perf_counter()
@@ -453,7 +453,7 @@ class ControlLoop:
             age = now - sample.stamp if sample is not None else math.inf
             return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
         checked = self._check_inputs(now)
-        if isinstance(checked, StepResult):
+        if isinstance(checked, CycleResult):
             return checked
         sample, goal = checked
         age = now - sample.stamp
@@ -468,20 +468,20 @@ class ControlLoop:
             return self._finish(self._stale(sample.error, now), now, age)
         return Job(now, sample, goal, started, self._sent.copy())
 
-    def busy(self, now: float, reason: str) -> StepResult:
+    def busy(self, now: float, reason: str) -> CycleResult:
         """A cycle while the planner is still on an earlier cycle's solve (``reason``): the
         inputs are checked as every cycle checks them (a dead sensor, a clock jump or a refused
         goal sends zero), else the latest plan's action for now, FALLBACK. Settings and resets
         wait for the next cycle that plans. ``now``: as for ``prepare``. A cycle whose inputs
         stop it says that the planner was busy too (a replay must not adopt the late plan there)."""
         checked = self._check_inputs(now)
-        if isinstance(checked, StepResult):
+        if isinstance(checked, CycleResult):
             checked.message = f"{checked.message}; {reason}"
             return checked
         sample, _ = checked
         return self.fallback(now, reason, now - sample.stamp)
 
-    def _check_inputs(self, now: float) -> "tuple[Sample, Sample] | StepResult":
+    def _check_inputs(self, now: float) -> "tuple[Sample, Sample] | CycleResult":
         """The clock, the newest observation and the goal at ``now``: (observation, goal) when
         a plan may use them, else the cycle's result (zero or hold, non-OK)."""
         with self._lock:
@@ -560,14 +560,14 @@ class ControlLoop:
             outcome = Outcome(result=self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"))
         return outcome
 
-    def conclude(self, job: Job, outcome: Outcome) -> StepResult:
+    def conclude(self, job: Job, outcome: Outcome) -> CycleResult:
         """Phase 3: the cycle's result from the solve's outcome."""
         age = job.now - job.observation.stamp
         if outcome.result is not None:
             result = outcome.result
         else:
             plan = outcome.plan
-            result = StepResult.planned(plan, Status.OK, plan=plan, path=self._positions(plan.states))
+            result = CycleResult.planned(plan, Status.OK, plan=plan, path=self._positions(plan.states))
             if plan.iterations < self.config.min_iterations:
                 cap = getattr(self.planner.settings, "iterations", math.inf)
                 why = (f"planner.iterations is {cap}" if plan.iterations >= cap
@@ -588,11 +588,11 @@ class ControlLoop:
             if made_at <= self._clock_seen:   # not from before the clock jumped back
                 self._plan, self._plan_time = plan, made_at
 
-    def late(self, job: Job, reason: str) -> StepResult:
+    def late(self, job: Job, reason: str) -> CycleResult:
         """The cycle's solve missed the deadline: the previous plan's action for now, FALLBACK."""
         return self.fallback(job.now, reason, job.now - job.observation.stamp)
 
-    def late_plan(self, job: Job, outcome: Outcome, late_by: float) -> StepResult:
+    def late_plan(self, job: Job, outcome: Outcome, late_by: float) -> CycleResult:
         """A report of the plan a late cycle finished ``late_by`` wall seconds after its deadline
         (it warm-starts the next cycle): its counts, cost and the command it would have given.
         Nothing in the loop changes: the cycle itself was reported as FALLBACK."""
@@ -602,7 +602,7 @@ class ControlLoop:
             result = dataclasses.replace(result, status=Status.FALLBACK,
                                          message=f"late plan failed: {result.message}")
         else:
-            result = StepResult.planned(plan, Status.FALLBACK, message=(
+            result = CycleResult.planned(plan, Status.FALLBACK, message=(
                 f"the late plan of this cycle, done {late_by:.3f} s after its deadline: it "
                 "warm-starts the next cycle"))
         outcome.annotate(result)
@@ -610,7 +610,7 @@ class ControlLoop:
         self._guarded(result, job.now, job.now - job.observation.stamp)
         return result
 
-    def fallback(self, now: float, reason: str, age: float = math.nan) -> StepResult:
+    def fallback(self, now: float, reason: str, age: float = math.nan) -> CycleResult:
         """No fresh plan for this cycle (``reason``): the latest plan's action for ``now``, while
         that plan is at most ``max_observation_age`` + one period old (a late cycle's previous
         plan is a period old); after that zero: a planner that stays busy (a slow model, a
@@ -628,13 +628,13 @@ class ControlLoop:
             result = self._zero(Status.FALLBACK, f"{reason}; no previous plan left")
         else:
             actions, states = previous
-            result = StepResult(Status.FALLBACK, f"{reason}; sent the previous plan's action",
+            result = CycleResult(Status.FALLBACK, f"{reason}; sent the previous plan's action",
                                 actions=actions, path=self._positions(states))
             self._last_command_time = now
         result.deadline_missed = True
         return self._finish(result, now, age)
 
-    def overdue(self, result: StepResult, now: float, why: str) -> StepResult:
+    def overdue(self, result: CycleResult, now: float, why: str) -> CycleResult:
         """The stop in place of ``result``, the cycle at ``now`` whose command is overdue
         (``why``): the process was held up (stopped, starved of CPU), and the command was
         decided from the world as it was then. The cycle's counts and its own status and reason
@@ -646,7 +646,7 @@ class ControlLoop:
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True,
-                      in_cycle: bool = False) -> StepResult:
+                      in_cycle: bool = False) -> CycleResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
@@ -736,18 +736,18 @@ class ControlLoop:
         usable = p.ndim == 2 and p.shape[1] in (2, 3) and np.isfinite(p).all()
         return p if usable else None
 
-    def _stale(self, message: str, now: float) -> StepResult:
+    def _stale(self, message: str, now: float) -> CycleResult:
         held = now - self._last_command_time
         if self.config.on_stale == "hold" and held <= self.config.hold_timeout:
-            return StepResult(Status.STALE, f"{message}: hold", actions=self._last_command[None].copy())
+            return CycleResult(Status.STALE, f"{message}: hold", actions=self._last_command[None].copy())
         if self.config.on_stale == "hold" and math.isfinite(held):
             message += f": held {held:.2f} s > hold_timeout {self.config.hold_timeout:g} s"
         return self._zero(Status.STALE, message)
 
-    def _zero(self, status: Status, message: str) -> StepResult:
-        return StepResult(status, f"{message}: zero", actions=self.safe_zero[None].copy(), stop=True)
+    def _zero(self, status: Status, message: str) -> CycleResult:
+        return CycleResult(status, f"{message}: zero", actions=self.safe_zero[None].copy(), stop=True)
 
-    def _finish(self, result: StepResult, now: float, age: float) -> StepResult:
+    def _finish(self, result: CycleResult, now: float, age: float) -> CycleResult:
         """``result`` through the final guard (``_guarded``), its command remembered as the one
         the robot holds from now on (and, unless STALE's hold, as the last planned one)."""
         held = self._guarded(result, now, age)
@@ -756,7 +756,7 @@ class ControlLoop:
         self._sent = held.copy()
         return result
 
-    def _guarded(self, result: StepResult, now: float, age: float) -> np.ndarray:
+    def _guarded(self, result: CycleResult, now: float, age: float) -> np.ndarray:
         """The final guard: whatever happened above, the command is finite, a planned one within
         the bounds and a stop exactly zero; the actions go from the model's box to robot units
         (the card's bounds). Returns the command in the model's box."""

@@ -42,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Optional
 
-from .cycle import ControlLoop, Job, Outcome, StepResult
+from .cycle import ControlLoop, Job, Outcome, CycleResult
 from .reasons import BUSY, LATE
 
 REPLAYED_AT = 1e-6
@@ -52,8 +52,8 @@ REPLAYED_AT = 1e-6
 class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
 
-    def __init__(self, loop: ControlLoop, publish: Callable[[StepResult], None],
-                 publish_late: Callable[[StepResult], None] = lambda result: None,
+    def __init__(self, loop: ControlLoop, publish: Callable[[CycleResult], None],
+                 publish_late: Callable[[CycleResult], None] = lambda result: None,
                  sim_time: bool = False, clock: Optional[Callable[[], float]] = None,
                  wall: Callable[[], float] = time.perf_counter):
         """``sim_time``: the caller's clock is a published one (/clock), which can stall; else
@@ -147,7 +147,7 @@ class CycleRunner:
             self._note_clock_moved(now, self._tick[1])
             self._wake.notify()
 
-    def watchdog(self) -> Optional[StepResult]:
+    def watchdog(self) -> Optional[CycleResult]:
         """Zero and CLOCK (published, and returned) when no cycle ran for ``clock_timeout``.
         The watchdog thread calls it every tenth of a second at most (a quarter of a shorter
         ``clock_timeout``)."""
@@ -221,7 +221,7 @@ class CycleRunner:
                     self._cycled = True
                     self._last_cycle_wall = self._wall()
 
-    def _cycle(self, now: float, wall: float) -> StepResult:
+    def _cycle(self, now: float, wall: float) -> CycleResult:
         loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
             return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
@@ -250,7 +250,7 @@ class CycleRunner:
             loop.adopt(outcome.plan, job.now)
         return loop.conclude(job, outcome)
 
-    def _replay_late_cycle(self, job: Job) -> StepResult:
+    def _replay_late_cycle(self, job: Job) -> CycleResult:
         """A recorded late cycle, replayed: the previous plan's action goes out, and the plan of
         the iteration cap replaces it only when the recorded planner was free again, after the
         busy cycles that follow. Its report says 0 s late: a replay has no deadline to miss."""
@@ -262,7 +262,7 @@ class CycleRunner:
         self._report_late(job, outcome, deadline=0.0, finished=0.0)
         return result
 
-    def _overdue(self, result: StepResult, now: float) -> StepResult:
+    def _overdue(self, result: CycleResult, now: float) -> CycleResult:
         """A command ready more than ``max_observation_age`` wall seconds past its deadline came
         from a process that was held up (stopped, starved of CPU): the stop goes out instead of
         what was decided from the world as it was then. A replay repeats the cycles it names

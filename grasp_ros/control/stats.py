@@ -10,7 +10,7 @@ from collections import Counter, deque
 import numpy as np
 
 from . import reasons
-from .cycle import Status, StepResult
+from .cycle import Status, CycleResult
 
 
 class CycleStats:
@@ -36,12 +36,12 @@ class CycleStats:
         self.counts: Counter[Status] = Counter()
         self.cycles = 0
         self.deadline_misses = 0
-        self.last: StepResult | None = None
+        self.last: CycleResult | None = None
 
     JUMP_STEPS = 10.0
     """A step this many times the window's median step is a clock jump forward."""
 
-    def record(self, result: StepResult, now: float) -> None:
+    def record(self, result: CycleResult, now: float) -> None:
         self.cycles += 1
         self.counts[result.status] += 1
         self.deadline_misses += int(result.deadline_missed)

@@ -267,7 +267,7 @@ class Best:
 
 MAX_BATCH_STEPS = 1 << 20
 """Model steps one batched call of a plan may take, a step through which a gradient flows
-counted ``GRADIENT_STEP_COST`` times (``Planner._batch_steps``). Such a call cannot stop half-way
+counted ``GRADIENT_STEP_COST`` times (``Planner._largest_batched_call``). Such a call cannot stop half-way
 (the budget and ``halt`` are checked between calls) and its memory grows with it: this many
 steps of the shipped learned model without a gradient took 3 s and 0.8 GB on the 2-core CPU (CEM,
 20,971 samples x 50), far above a control cycle's (GRASP's defaults: 48 x 50 x 8), while a peer
@@ -361,7 +361,7 @@ class Planner:
         """The settings with ``changes``, validated, also against the horizon; ValueError says
         why not."""
         settings = self.settings.changed(**changes)
-        steps, call = self._batch_steps(settings)
+        steps, call = self._largest_batched_call(settings)
         if steps > MAX_BATCH_STEPS:
             raise ValueError(f"{self.name}: {call} would take {steps} model steps in one batched "
                              f"call (a step with a gradient counted {GRADIENT_STEP_COST}), more "
@@ -369,7 +369,7 @@ class Planner:
                              "chains or sync_search, or a shorter horizon")
         return settings
 
-    def _batch_steps(self, settings) -> tuple[int, str]:
+    def _largest_batched_call(self, settings) -> tuple[int, str]:
         """The costliest batched model call of a plan with ``settings``: its steps (see
         ``MAX_BATCH_STEPS``) and what it is."""
         return self.horizon, f"a rollout of horizon {self.horizon}"

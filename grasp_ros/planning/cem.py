@@ -59,7 +59,7 @@ class CemPlanner(Planner):
     name = "cem"
     Settings = CemSettings
 
-    def _batch_steps(self, settings: CemSettings) -> tuple[int, str]:
+    def _largest_batched_call(self, settings: CemSettings) -> tuple[int, str]:
         return settings.samples * self.horizon, f"{settings.samples} samples x horizon {self.horizon}"
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:

@@ -45,7 +45,7 @@ class GdPlanner(Planner):
     name = "gd"
     Settings = GdSettings
 
-    def _batch_steps(self, settings: GdSettings) -> tuple[int, str]:
+    def _largest_batched_call(self, settings: GdSettings) -> tuple[int, str]:
         return (settings.chains * self.horizon * GRADIENT_STEP_COST,
                 f"backpropagation through {settings.chains} chains x horizon {self.horizon}")
 

@@ -518,7 +518,7 @@ class GraspPlanner(Planner):
             how = "adjoint" if self.latent_dim <= ADJOINT_MAX_LATENT else "backprop"
         return how == "adjoint" and not settings.sample_dynamics
 
-    def _batch_steps(self, settings: GraspSettings) -> tuple[int, str]:
+    def _largest_batched_call(self, settings: GraspSettings) -> tuple[int, str]:
         C, H = settings.chains, self.horizon
         calls = [(max(1, settings.sync_search) * C * H, f"{max(1, settings.sync_search)} sync step sizes x "
                                                          f"{C} chains x horizon {H}"),

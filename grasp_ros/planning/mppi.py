@@ -52,7 +52,7 @@ class MppiPlanner(Planner):
     name = "mppi"
     Settings = MppiSettings
 
-    def _batch_steps(self, settings: MppiSettings) -> tuple[int, str]:
+    def _largest_batched_call(self, settings: MppiSettings) -> tuple[int, str]:
         return settings.samples * self.horizon, f"{settings.samples} samples x horizon {self.horizon}"
 
     def _solve(self, z0, goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:

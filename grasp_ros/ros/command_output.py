@@ -17,7 +17,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
-from ..control import StepResult, time_base_hint
+from ..control import CycleResult, time_base_hint
 from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.joint_states import JointStateMerger
 from . import wiring
@@ -64,7 +64,7 @@ class CommandOutput:
             self._measured.clear()     # the trajectory then carries velocities only
             self._logger.warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
 
-    def send(self, result: StepResult, header: Header, when: float, config) -> None:
+    def send(self, result: CycleResult, header: Header, when: float, config) -> None:
         """Publish ``result``'s command stamped ``header``, for the cycle at ``when`` (``config``:
         the loop's). A trajectory's first velocities, which a joint limit may have cut, become
         ``result.command``: what was sent."""

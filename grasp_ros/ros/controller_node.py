@@ -74,7 +74,7 @@ from std_srvs.srv import Trigger
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
-from ..control import (CycleRunner, CycleStats, Status, StatusLog, StepResult, build_control_loop,
+from ..control import (CycleRunner, CycleStats, Status, StatusLog, CycleResult, build_control_loop,
                        lead_hint, resolve_device)
 from ..control.goal_intake import GoalIntake
 from ..models.contract import WorldModelError, error_text
@@ -324,20 +324,20 @@ class GraspController(LifecycleNode):
         if runner is not None:
             runner.tick(self._now())
 
-    def _publish(self, result: StepResult) -> None:
+    def _publish(self, result: CycleResult) -> None:
         """The runner's output (any thread): sent while active, dropped once stopping."""
         with self._publish_lock:
             if self._active:
                 self._send(result)
 
-    def _publish_late(self, result: StepResult) -> None:
+    def _publish_late(self, result: CycleResult) -> None:
         """A late plan's report (the planner thread): stamped with its cycle's time."""
         with self._publish_lock:
             if self._active:
                 header = Header(stamp=to_time(result.time), frame_id=self._values["frame_id"])
                 self._late_pub.publish(self._plan_diagnostics(result, header))
 
-    def _send(self, result: StepResult) -> None:
+    def _send(self, result: CycleResult) -> None:
         """Command and reports, stamped with the cycle's time (what observation_age refers to)."""
         when = result.time if math.isfinite(result.time) else self._now()
         header = Header(stamp=to_time(when), frame_id=self._values["frame_id"])
@@ -351,7 +351,7 @@ class GraspController(LifecycleNode):
             self._path_pub.publish(path_message(result.path, header))
         self._log_status(result)
 
-    def _plan_diagnostics(self, result: StepResult, header: Header) -> PlanDiagnostics:
+    def _plan_diagnostics(self, result: CycleResult, header: Header) -> PlanDiagnostics:
         name = result.status.name
         return PlanDiagnostics(
             header=header, status=int(result.status),
@@ -374,7 +374,7 @@ class GraspController(LifecycleNode):
                     actions=actions.reshape(-1).tolist(), states=states.reshape(-1).tolist(),
                     cost=float(plan.cost))
 
-    def _log_status(self, result: StepResult) -> None:
+    def _log_status(self, result: CycleResult) -> None:
         """A line when the status or its reason changes (``StatusLog``), by severity."""
         if not self._status_log.worth_logging(result.status, result.message):
             return
@@ -577,7 +577,7 @@ class GraspController(LifecycleNode):
             if reason is None and spec is not None and spec.knob and loop is not None:
                 try:
                     knobs.update(params.settings_change(spec, parameter.value, values))
-                    loop.check_settings(**knobs)
+                    loop.check_planner_settings(**knobs)
                 except ValueError as exc:
                     reason = f"{name}: {exc}"
             if reason:
@@ -598,10 +598,10 @@ class GraspController(LifecycleNode):
             if spec is None or not spec.dynamic or loop is None:
                 continue
             if spec.knob:
-                loop.request_settings(**params.settings_change(spec, parameter.value,
+                loop.request_planner_settings(**params.settings_change(spec, parameter.value,
                                                                params.read_all(self)))
             else:
-                loop.configure(**params.config_change(spec.name, parameter.value))
+                loop.update_config(**params.config_change(spec.name, parameter.value))
             changed.append(f"{spec.name} := {parameter.value!r}")
         if changed:
             self.get_logger().info(shorten("; ".join(changed)) + " (from the next cycle)",
