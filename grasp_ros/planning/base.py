@@ -267,16 +267,13 @@ class Best:
 
 MAX_BATCH_STEPS = 1 << 20
 """Model steps one batched call of a plan may take, a step through which a gradient flows
-counted ``GRADIENT_STEP_COST`` times (``Planner._largest_batched_call``). Such a call cannot stop half-way
-(the budget and ``halt`` are checked between calls) and its memory grows with it: this many
-steps of the shipped learned model without a gradient took 3 s and 0.8 GB on the 2-core CPU (CEM,
-20,971 samples x 50), far above a control cycle's (GRASP's defaults: 48 x 50 x 8), while a peer
-allowed to set planner knobs cannot make one plan take minutes and tens of GB (it could: 100,000
-samples x horizon 1000; an adjoint sync of 4,096 chains)."""
+counted ``GRADIENT_STEP_COST`` times (``Planner._largest_batched_call``). Such a call cannot stop
+half-way (the budget and ``halt`` are checked between calls) and its memory grows with it: the
+cap, far above a control cycle's calls, keeps a peer allowed to set planner knobs from making
+one plan take minutes and tens of GB (measurements: ``docs/notes/planner_experiments.md``)."""
 GRADIENT_STEP_COST = 8
-"""A step through which a gradient flows, in forward steps: it held 7x the memory (backprop of
-2^16 learned-model steps: 0.35 GB). The adjoint's Jacobians add 2 x latent size per step (their
-D cotangents: 2^16 steps of the 32-D latent took 3.85 GB)."""
+"""A step through which a gradient flows, in forward steps (its memory); the adjoint's Jacobians
+add 2 x latent size per step (their D cotangents)."""
 
 
 @dataclass
