@@ -862,7 +862,7 @@ def test_a_second_clock_publisher_is_reported_in_the_diagnostics(rig):
 def test_parameter_file_matches_the_table_and_loads():
     assert CONFIG.read_text() == param_docs.yaml_text(), (
         "config/grasp_controller.yaml is out of date: "
-        "python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml")
+        "python -m grasp_ros.ros.param_docs --yaml > config/grasp_controller.yaml")
     values = yaml.safe_load(CONFIG.read_text())["/**"]["ros__parameters"]
     declared = {p.name for p in params.PARAMETERS if p.default is not None}
     assert set(values) == declared

@@ -1,6 +1,6 @@
 """The parameter documentation, written from ``params.PARAMETERS``: the README's markdown table
 and the documented parameter file ``config/grasp_controller.yaml`` (tests check both). ``main``
-is the command ``python -m grasp_ros.ros.params --yaml`` or ``--markdown``."""
+is the command ``python -m grasp_ros.ros.param_docs --yaml`` or ``--markdown``."""
 from __future__ import annotations
 
 import argparse
@@ -40,7 +40,7 @@ def yaml_text() -> str:
     """The documented parameter file: every parameter with its default and meaning."""
     lines = [
         "# grasp_controller parameters (generated from grasp_ros/ros/params.py by",
-        "#   python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml",
+        "#   python -m grasp_ros.ros.param_docs --yaml > config/grasp_controller.yaml",
         "# and checked against it by the tests: edit the table, not this file).",
         "#",
         *(f"# {text}." for text in KINDS.values()),
@@ -68,3 +68,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.write(yaml_text() if args.yaml else markdown_table())
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,8 +5,8 @@ text in ``additional_constraints``), validates values (at configure and in the s
 callback, with a reason), and writes (``param_docs.py``) the README's markdown table and the
 documented YAML file (``config/grasp_controller.yaml``)::
 
-    python -m grasp_ros.ros.params --yaml > config/grasp_controller.yaml
-    python -m grasp_ros.ros.params --markdown
+    python -m grasp_ros.ros.param_docs --yaml > config/grasp_controller.yaml
+    python -m grasp_ros.ros.param_docs --markdown
 
 Three kinds of parameters:
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import array
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -721,7 +720,3 @@ def cpu_capability() -> str:
     import torch
     return torch.backends.cpu.get_cpu_capability().lower()
 
-
-if __name__ == "__main__":     # the documented command; param_docs writes the text
-    from .param_docs import main
-    sys.exit(main())
