@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grasp_ros.replay.bag import NS, Cycle, Input, Recording
+from grasp_ros.replay.bag import Cycle, Input, Recording
 from grasp_ros.ros.recorder import PARAMETERS_KEY
 from grasp_ros.replay.schedule import activation_clock, boundaries
+from grasp_ros.timebase import NS
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not importable")
 pytest.importorskip("grasp_ros.msg", exc_type=ImportError)

@@ -81,6 +81,7 @@ from ..models.joint_layout import column_labels, position_columns
 from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
 from ..models.text import quote
+from ..timebase import stamp_ns
 from .dataset import DatasetError, TransitionData
 from .episodes import episode_starts, frames_used, gather, segments
 
@@ -339,7 +340,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                             frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
                         frames[n], camera = _image(msg, conn.msgtype, size, crop)
                         cameras[camera] = cameras.get(camera, 0) + 1
-                        headers["image"].append(_ns(msg.header.stamp))
+                        headers["image"].append(stamp_ns(msg.header.stamp))
                     elif role == "joints":
                         joint_reader.add(msg, stamp)
                     else:
@@ -385,10 +386,6 @@ def _report_time(reader, raw, msgtype: str) -> Optional[int]:
         return round(float(t) * 1e9)
     except (ValueError, KeyError, TypeError):
         return None
-
-
-def _ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def _headers(stamps_ns: list[int], order: Optional[np.ndarray]) -> Optional[np.ndarray]:
@@ -731,7 +728,7 @@ class _JointReader:
         name = self._name_lists.setdefault(name, name)
         self._messages.append((stamp, _JointMessage(
             name, np.asarray(msg.position, np.float64),
-            np.asarray(msg.velocity if "velocity" in self.fields else (), np.float64), _ns(msg.header.stamp))))
+            np.asarray(msg.velocity if "velocity" in self.fields else (), np.float64), stamp_ns(msg.header.stamp))))
 
     def records(self, topic: str, source: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(receive stamps [M], records [M, J * fields], header stamps: each record's newest

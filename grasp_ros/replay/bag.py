@@ -25,11 +25,10 @@ from typing import Any, Optional
 import numpy as np
 
 from ..control import Status, reasons
-from ..ros.conversions import stamp_ns as _ns
 from ..ros.params import BY_NAME
 from ..ros.recorder import PARAMETERS_KEY
+from ..timebase import NS, stamp_ns
 
-NS = 1_000_000_000
 DIAGNOSTICS_TYPE = "grasp_ros/msg/PlanDiagnostics"
 CLOCK_TYPE = "rosgraph_msgs/msg/Clock"
 INPUT_TYPES = {
@@ -216,14 +215,14 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             raise BagError(f"{source}: {conn.topic} message {counts[role]} does not decode as "
                            f"{conn.msgtype} ({type(exc).__name__}: {exc})") from exc
         if role == "clock":
-            clock.append((received, _ns(msg.clock)))
+            clock.append((received, stamp_ns(msg.clock)))
         elif role == "diagnostics":
             if msg.status != Status.INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
                 cycles.append(_cycle(msg, received, _defines_syncs(conn)))
         elif role == "late_plans":
             late.append(_cycle(msg, received))
         else:
-            inputs.append(Input(role, received, _ns(msg.header.stamp), raw))
+            inputs.append(Input(role, received, stamp_ns(msg.header.stamp), raw))
     short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
     if short:
         raise BagError(f"{source}: truncated: " + ", ".join(
@@ -252,7 +251,7 @@ def _defines_syncs(conn) -> bool:
 
 
 def _cycle(msg, received: int, has_syncs: bool = True) -> Cycle:
-    return Cycle(time=_ns(msg.header.stamp), received=received, status=int(msg.status),
+    return Cycle(time=stamp_ns(msg.header.stamp), received=received, status=int(msg.status),
                  status_text=msg.status_text, planner=msg.planner, iterations=int(msg.iterations),
                  cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,
                  goal_novelty=msg.goal_novelty, goal_distance=msg.goal_distance,

@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..control import Status, reasons
-from .bag import NS, Cycle
+from ..timebase import NS
+from .bag import Cycle
 
 AGE_TOLERANCE = 1e-6
 """Seconds: a replayed cycle whose observation age differs more used another observation."""

@@ -60,11 +60,11 @@ from rosgraph_msgs.msg import Clock
 from grasp_ros.msg import PlanDiagnostics
 
 from ..ros import qos
-from ..ros.conversions import stamp_ns
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.processes import Processes, isolate_dds
-from .bag import NS, Recording, message_class
-from .schedule import STAMP_TOLERANCE_NS, Step
+from ..timebase import NS, SAME_TIME_NS, stamp_ns
+from .bag import Recording, message_class
+from .schedule import Step
 from .settings import params_file_text
 
 CONTROLLER = "/" + NODE_NAME
@@ -356,7 +356,7 @@ class Replayer:
                 node.clock_pub.publish(_clock(clock))
                 resend = now + CLOCK_RESEND_S
             self._spin()
-            mine = [r for r in node.reports[seen:] if abs(r["time"] - clock) <= STAMP_TOLERANCE_NS]
+            mine = [r for r in node.reports[seen:] if abs(r["time"] - clock) <= SAME_TIME_NS]
             if mine:
                 return mine[0]
             if now >= deadline:

@@ -17,7 +17,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..bench.load import load_average
 from ..ros.processes import launch_available
-from .bag import CANDIDATES, NS, BagError, Recording, read_recording
+from ..timebase import NS
+from .bag import CANDIDATES, BagError, Recording, read_recording
 from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import bench_row, markdown, plot, write_csv

@@ -29,12 +29,11 @@ import numpy as np
 
 from ..control import Status
 from ..control import reasons
-from .bag import GOALS, NS, Cycle, Input, Recording
+from ..timebase import NS, SAME_TIME_NS
+from .bag import GOALS, Cycle, Input, Recording
 
 PLANNED = (Status.OK, Status.TRUNCATED)
 """The statuses of a cycle that reports a plan of its own."""
-STAMP_TOLERANCE_NS = 1_000
-"""Stamps this close are the same (a cycle's time goes through a float in the controller)."""
 LOOKBACK_S = 5.0
 
 
@@ -131,7 +130,7 @@ def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:
     for cycle in cycles:
         delay = cycle.command_delay if math.isfinite(cycle.command_delay) else 0.0
         bound = cycle.received - int(round(max(delay, 0.0) * NS))
-        reached = int(np.searchsorted(clock[:, 1], cycle.time - STAMP_TOLERANCE_NS))   # /clock never goes back
+        reached = int(np.searchsorted(clock[:, 1], cycle.time - SAME_TIME_NS))   # /clock never goes back
         if reached < len(clock):
             bound = min(bound, int(clock[reached, 0]))
         bounds.append(bound)
@@ -155,12 +154,12 @@ def boundaries(recording: Recording, observed: Sequence[str]) -> np.ndarray:
             continue
         observed_yet = True
         used = cycle.time - int(round(cycle.observation_age * NS))
-        lo, hi = np.searchsorted(sorted_stamps, [used - STAMP_TOLERANCE_NS, used + STAMP_TOLERANCE_NS + 1])
+        lo, hi = np.searchsorted(sorted_stamps, [used - SAME_TIME_NS, used + SAME_TIME_NS + 1])
         same = int(by_stamp[lo:hi].max()) if hi > lo else -1              # the last received
         if same >= 0 and bounds[k] <= received[same]:
             bounds[k] = received[same] + 1
         # The first newer one received after it: the cycle would have taken that one instead.
-        limit = used + STAMP_TOLERANCE_NS
+        limit = used + SAME_TIME_NS
         if same < 0:
             after = int(np.searchsorted(newest, limit, side="right"))
         else:
@@ -178,7 +177,7 @@ def clock_value(recording: Recording, time: int) -> int:
     at = int(np.searchsorted(values, time))
     near = [int(values[i]) for i in (at - 1, at) if 0 <= i < len(values)]
     nearest = min(near, key=lambda v: abs(v - time), default=time)
-    return nearest if abs(nearest - time) <= STAMP_TOLERANCE_NS else time
+    return nearest if abs(nearest - time) <= SAME_TIME_NS else time
 
 
 def activation_clock(times: Sequence[int], period: float) -> int:

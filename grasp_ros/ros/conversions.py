@@ -19,6 +19,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..models.joint_states import JointStateMerger, select_joints
 from ..models.preprocess import decode_compressed, decode_raw, prepare_image
+from ..timebase import NS, stamp_ns  # noqa: F401 -- stamp_ns: the node converts its stamps here
 
 WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 """Encodings ``rgb_to_image`` writes (``image_to_rgb`` reads these and the others of
@@ -27,11 +28,6 @@ WRITTEN_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 # -- time -------------------------------------------------------------------------------------
 
-def stamp_ns(stamp: Time) -> int:
-    """A builtin_interfaces/Time as integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
 def seconds(stamp: Time) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
 
@@ -39,7 +35,7 @@ def seconds(stamp: Time) -> float:
 def stamp_seconds(stamp: Time) -> Optional[float]:
     """A header stamp in seconds; None for the zero stamp (unstamped: the receiver's "now").
     Raises ValueError for what no clock produces: negative seconds, nanosec >= 1e9."""
-    if stamp.sec < 0 or not 0 <= stamp.nanosec < 1_000_000_000:
+    if stamp.sec < 0 or not 0 <= stamp.nanosec < NS:
         raise ValueError(f"invalid stamp sec={stamp.sec} nanosec={stamp.nanosec} (sec must be "
                          ">= 0 and nanosec < 1e9)")
     if stamp.sec == 0 and stamp.nanosec == 0:

@@ -45,11 +45,10 @@ from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
 from ..ros import qos
-from ..ros.conversions import stamp_ns
 from ..ros.processes import Processes, isolate_dds, launch_available
+from ..timebase import NS, stamp_ns
 from .world import ARM
 
-NS = 1_000_000_000
 SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
@@ -280,10 +279,6 @@ def launch_command(spec: LoopSpec) -> list[str]:
 
 # --- the watcher ---------------------------------------------------------------------------
 
-def _stamp_ns(header) -> int:
-    return stamp_ns(header.stamp)
-
-
 class LoopWatcher(Node):
     """Listens to the loop from outside: sensors, commands, plan diagnostics, episode reports.
 
@@ -313,7 +308,7 @@ class LoopWatcher(Node):
         self.create_subscription(String, f"/{SIM_NODE}/episode", self._on_report, reports)
 
     def _on_joints(self, msg: JointState, info) -> None:
-        t_ns = _stamp_ns(msg.header)
+        t_ns = stamp_ns(msg.header.stamp)
         self.published_at.setdefault(t_ns, info["source_timestamp"])
         self.joint_names = self.joint_names or list(msg.name)
         n = len(self.joint_names)
@@ -322,14 +317,14 @@ class LoopWatcher(Node):
             self.samples.append((t_ns / NS, *msg.position, *v))
 
     def _on_image(self, msg: Image, info) -> None:
-        self.published_at.setdefault(_stamp_ns(msg.header), info["source_timestamp"])
+        self.published_at.setdefault(stamp_ns(msg.header.stamp), info["source_timestamp"])
 
     def _on_command(self, msg: Float64MultiArray, info) -> None:
         self.commands.append((tuple(msg.data), info["source_timestamp"], info["received_timestamp"]))
 
     def _on_diagnostics(self, msg: PlanDiagnostics) -> None:
         self.diagnostics.append({
-            "t": _stamp_ns(msg.header) / NS, "status": int(msg.status),
+            "t": stamp_ns(msg.header.stamp) / NS, "status": int(msg.status),
             "status_text": msg.status_text, "solve_time": msg.solve_time,
             "iterations": int(msg.iterations), "plan_cost": msg.plan_cost,
             "observation_age": msg.observation_age, "deadline_missed": bool(msg.deadline_missed),

@@ -101,8 +101,8 @@ from .explore import OUExplorer
 from .world import WORLD_NAMES, make_world
 from ..ros import interrupts, qos
 from ..ros.conversions import rgb_to_image
+from ..timebase import NS
 
-NS = 1_000_000_000
 MIN_WALL_TICK_S = 0.001  # one /clock message per wall millisecond at most
 
 
