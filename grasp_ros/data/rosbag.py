@@ -252,6 +252,11 @@ def find_bags(paths: PathsLike) -> list[Path]:
     return [p for p in found if unique.get(p.resolve()) is p]
 
 
+def bag_storage(bag: Path) -> str:
+    """sqlite3 or mcap: how the bag ``bag`` (a rosbag2 folder, or a bare file) stores its messages."""
+    return "sqlite3" if bag.suffix == ".db3" or any(bag.glob("*.db3")) else "mcap"
+
+
 def _bags_in(folder: Path) -> list[Path]:
     bags = []
     for entry in sorted(folder.iterdir()):
@@ -362,8 +367,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
     t_cmd, commands, _ = _sorted_values(stamps["command"], values["command"], "commands", source)
     h_img = _headers(headers["image"], order)
     h_joint = _headers(joint_headers, None)
-    storage = "sqlite3" if any(bag.rglob("*.db3")) or bag.suffix == ".db3" else "mcap"
-    info = {"path": str(bag), "storage": storage, "messages": read, "frames": len(t_img),
+    info = {"path": str(bag), "storage": bag_storage(bag), "messages": read, "frames": len(t_img),
             "joint_names": joint_reader.names, "command_type": kinds["command"],
             "action_names": command_reader.names,
             "sensor_period_s": _sensor_period(h_img),

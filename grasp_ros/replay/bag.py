@@ -25,7 +25,8 @@ from typing import Any, Optional
 import numpy as np
 
 from ..control import Status, reasons
-from ..ros.params import BY_NAME
+from ..data.rosbag import bag_storage
+from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.recorder import PARAMETERS_KEY
 from ..timebase import NS, stamp_ns
 
@@ -37,13 +38,15 @@ INPUT_TYPES = {
     "goal_state": ("grasp_ros/msg/JointGoal",),
     "goal_image": ("sensor_msgs/msg/Image",),
 }
+CONTROLLER = "/" + NODE_NAME
+"""The controller's node, whose name its own topics are under."""
 CANDIDATES = {
     "image": ("/image", "/image/compressed"),
     "joints": ("/joint_states",),
-    "goal_state": ("/grasp_controller/goal_state", "/goal_state"),
-    "goal_image": ("/grasp_controller/goal_image", "/goal_image"),
-    "diagnostics": ("/grasp_controller/plan_diagnostics",),
-    "late_plans": ("/grasp_controller/late_plans",),
+    "goal_state": (f"{CONTROLLER}/goal_state", "/goal_state"),
+    "goal_image": (f"{CONTROLLER}/goal_image", "/goal_image"),
+    "diagnostics": (f"{CONTROLLER}/plan_diagnostics",),
+    "late_plans": (f"{CONTROLLER}/late_plans",),
     "clock": ("/clock",),
 }
 REPORTS = ("diagnostics", "late_plans")
@@ -236,8 +239,7 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             parameters, node = dict(document["parameters"]), str(document["node"])
         except (ValueError, KeyError, TypeError) as exc:
             raise BagError(f"{source}: custom_data {PARAMETERS_KEY} is not the recorder's JSON ({exc})") from exc
-    storage = "sqlite3" if path.suffix == ".db3" or any(path.glob("*.db3")) else "mcap"
-    return Recording(path, storage, chosen, inputs, cycles,
+    return Recording(path, bag_storage(path), chosen, inputs, cycles,
                      np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,
                      {chosen[r][0]: n for r, n in counts.items()},
                      late if "late_plans" in chosen else None)

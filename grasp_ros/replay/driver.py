@@ -63,11 +63,10 @@ from ..ros import qos
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.processes import Processes, isolate_dds
 from ..timebase import NS, SAME_TIME_NS, stamp_ns
-from .bag import Recording, message_class
+from .bag import CONTROLLER, Recording, message_class
 from .schedule import Step
 from .settings import params_file_text
 
-CONTROLLER = "/" + NODE_NAME
 SENSOR_DEPTH = 100
 """Depth of the replayed sensor streams (controller reader and replay writer alike)."""
 REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
