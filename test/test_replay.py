@@ -9,6 +9,7 @@ every kind of bad bag is refused with its reason, exit status 2 and nothing writ
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -417,9 +418,8 @@ def test_tolerances_decide_the_verdict():
     from grasp_ros.replay.compare import Tolerances, compare
 
     cycles = [_cycle(0.1 * (k + 1), k, 0.0) for k in range(3)]
-    replayed = {k: {"command": [0.0, 0.01 * k], "status": 0 if k < 2 else 1, "cost": math.nan,
-                    "iterations": 5, "novelty": math.nan, "residual": math.nan,
-                    "goal_distance": math.nan, "observation_age": 0.0} for k in range(3)}
+    replayed = {k: dataclasses.replace(cycles[k], command=np.asarray([0.0, 0.01 * k]), status=0 if k < 2 else 1)
+                for k in range(3)}
     strict = compare(cycles, [0, 1, 2], replayed, Tolerances())
     assert not strict.passed and strict.summary["max_command_diff"] == pytest.approx(0.02)
     assert strict.summary["per_dimension"][1]["max_diff"] == pytest.approx(0.02)
@@ -428,13 +428,13 @@ def test_tolerances_decide_the_verdict():
     assert loose.passed, loose.failures
     assert not compare(cycles, [0, 1, 2], {0: replayed[0]}, Tolerances(None, None, None)).passed   # missing cycles
     # A replayed cycle without the goal the recorded one had: the recorder got the goal late.
-    late_goal = {**replayed, 2: {**replayed[2], "status_text": "STALE: no goal yet: zero"}}
+    late_goal = {**replayed, 2: dataclasses.replace(replayed[2], status_text="STALE: no goal yet: zero")}
     (note,) = compare(cycles, [0, 1, 2], late_goal, Tolerances()).summary["notes"]
     assert note.startswith("1 replayed cycle(s) had no goal yet where the recorded ones had one "
                            "(from t = 0.200 s): the recorder received the goal after")
     assert compare(cycles, [0, 1, 2], replayed, Tolerances()).summary["notes"] == []
     # NaN is no difference within a tolerance (it passed: NaN > tolerance is False)
-    poisoned = {**replayed, 1: {**replayed[1], "command": [math.nan, 0.0]}}
+    poisoned = {**replayed, 1: dataclasses.replace(replayed[1], command=np.asarray([math.nan, 0.0]))}
     nan = compare(cycles, [0, 1, 2], poisoned, Tolerances(max_command_diff=1.0, status_changes=1))
     assert not nan.passed and nan.summary["max_command_diff"] == math.inf
 
@@ -739,12 +739,10 @@ def test_a_cycle_recorded_before_the_first_observation_gets_none():
     bounds = boundaries(recording, ("image",))
     assert bounds[0] <= 100 < 450 < bounds[1]
     from grasp_ros.replay.compare import Tolerances, compare
-    replayed = {i: {"status": 0, "command": [0.0, 0.0], "cost": math.nan, "iterations": 5,
-                    "novelty": math.nan, "residual": math.nan, "goal_distance": math.nan,
-                    "observation_age": age} for i, age in enumerate((0.05, 0.05))}
+    replayed = {i: dataclasses.replace(cycles[i], observation_age=0.05) for i in range(2)}
     saw_one = compare(cycles, [0, 1], replayed, Tolerances())
     assert saw_one.summary["input_mismatches"] == 1 and not saw_one.passed
-    replayed[0]["observation_age"] = math.inf
+    replayed[0].observation_age = math.inf
     assert compare(cycles, [0, 1], replayed, Tolerances()).summary["input_mismatches"] == 0
 
 
@@ -753,13 +751,10 @@ def test_another_observation_of_a_matched_frame_is_noted_by_its_novelty():
     that dropped some of a 1 kHz joint_states): the age matches, but the recorded model scores
     another novelty. Noted (other CPU kernels would round it differently too); with a changed
     model, novelty differs anyway and says nothing."""
-    import dataclasses
     from grasp_ros.replay.compare import Tolerances, compare
     cycles = [dataclasses.replace(_cycle(0.1 * (i + 1), 100 * i, 0.05), novelty=1.5) for i in range(3)]
-    replayed = {i: {"status": 0, "command": [0.0, 0.0], "cost": math.nan, "iterations": 5,
-                    "novelty": 1.5, "residual": math.nan, "goal_distance": math.nan,
-                    "observation_age": 0.05} for i in range(3)}
-    replayed[2]["novelty"] = 1.57
+    replayed = {i: dataclasses.replace(cycles[i]) for i in range(3)}
+    replayed[2].novelty = 1.57
     noted = compare(cycles, [0, 1, 2], replayed, Tolerances(), same_model=True)
     (note,) = noted.summary["notes"]
     assert note.startswith("1 replayed cycle(s) with the recorded model scored another observation novelty")

@@ -221,9 +221,9 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             clock.append((received, stamp_ns(msg.clock)))
         elif role == "diagnostics":
             if msg.status != Status.INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
-                cycles.append(_cycle(msg, received, _defines_syncs(conn)))
+                cycles.append(cycle_from_message(msg, received, _defines_syncs(conn)))
         elif role == "late_plans":
-            late.append(_cycle(msg, received))
+            late.append(cycle_from_message(msg, received))
         else:
             inputs.append(Input(role, received, stamp_ns(msg.header.stamp), raw))
     short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
@@ -252,7 +252,9 @@ def _defines_syncs(conn) -> bool:
     return any(line.split()[:2] == ["uint32", "syncs"] for line in definition.splitlines())
 
 
-def _cycle(msg, received: int, has_syncs: bool = True) -> Cycle:
+def cycle_from_message(msg, received: int, has_syncs: bool = True) -> Cycle:
+    """The ``Cycle`` a PlanDiagnostics message reports, received at ``received`` (ns);
+    ``has_syncs``: the message's definition has ``syncs`` (``_defines_syncs``)."""
     return Cycle(time=stamp_ns(msg.header.stamp), received=received, status=int(msg.status),
                  status_text=msg.status_text, planner=msg.planner, iterations=int(msg.iterations),
                  cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,

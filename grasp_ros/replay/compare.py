@@ -50,7 +50,7 @@ class Comparison:
         return not self.failures
 
 
-def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, dict],
+def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, Cycle],
             tolerances: Tolerances, extra: int = 0, same_model: bool = False) -> Comparison:
     """Compare the recorded ``cycles[i]`` for ``i`` in ``indices`` with ``replayed[i]``.
     ``same_model``: the replay runs the recorded model, so an observation novelty that differs
@@ -63,20 +63,20 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         if rep is None:
             missing.append(i)
             continue
-        diff = _differences(np.asarray(rep["command"], dtype=np.float64), rec.command)
+        diff = _differences(rep.command, rec.command)
         rows.append({
             "cycle": i, "t": (rec.time - t0) / NS,
-            "status_recorded": _name(rec.status), "status_replayed": _name(rep["status"]),
-            "command_recorded": rec.command.tolist(), "command_replayed": list(rep["command"]),
+            "status_recorded": _name(rec.status), "status_replayed": _name(rep.status),
+            "command_recorded": rec.command.tolist(), "command_replayed": rep.command.tolist(),
             "command_max_diff": float(np.max(np.abs(diff))) if diff.size else 0.0,
-            "cost_recorded": rec.cost, "cost_replayed": rep["cost"],
-            "iterations_recorded": rec.iterations, "iterations_replayed": rep["iterations"],
-            "novelty_recorded": rec.novelty, "novelty_replayed": rep["novelty"],
-            "residual_recorded": rec.residual, "residual_replayed": rep["residual"],
-            "goal_distance_recorded": rec.goal_distance, "goal_distance_replayed": rep["goal_distance"],
+            "cost_recorded": rec.cost, "cost_replayed": rep.cost,
+            "iterations_recorded": rec.iterations, "iterations_replayed": rep.iterations,
+            "novelty_recorded": rec.novelty, "novelty_replayed": rep.novelty,
+            "residual_recorded": rec.residual, "residual_replayed": rep.residual,
+            "goal_distance_recorded": rec.goal_distance, "goal_distance_replayed": rep.goal_distance,
             # None: the recorded cycle names no observation (it planned nothing of its own);
             # an infinite age: it had none yet, and the replayed one must not have one either
-            "inputs_match": (_same(rec.observation_age, rep["observation_age"], AGE_TOLERANCE)
+            "inputs_match": (_same(rec.observation_age, rep.observation_age, AGE_TOLERANCE)
                              if not math.isnan(rec.observation_age) else None),
         })
     A = len(cycles[0].command)
@@ -118,7 +118,7 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     if summary["input_mismatches"]:
         failures.append(f"{summary['input_mismatches']} replayed cycle(s) saw another observation "
                         "than the recorded one (observation_age differs)")
-    no_goal = [i for i in indices if i in replayed and reasons.NO_GOAL in replayed[i].get("status_text", "")
+    no_goal = [i for i in indices if i in replayed and reasons.NO_GOAL in replayed[i].status_text
                and reasons.NO_GOAL not in cycles[i].status_text]
     if no_goal:     # the bag's goal came to the recorder after the controller had used it
         summary["notes"].append(

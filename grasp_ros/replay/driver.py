@@ -63,7 +63,7 @@ from ..ros import qos
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.processes import Processes, isolate_dds
 from ..timebase import NS, SAME_TIME_NS, stamp_ns
-from .bag import CONTROLLER, Recording, message_class
+from .bag import CONTROLLER, Cycle, Recording, cycle_from_message, message_class
 from .schedule import Step
 from .settings import params_file_text
 
@@ -102,8 +102,8 @@ class ReplayError(Exception):
 class ReplayRun:
     """What the replayed controller reported, and how long it took."""
 
-    replayed: dict[int, dict]           # cycle index -> its PlanDiagnostics' fields
-    extra: list[dict]                   # reports of no replayed cycle (e.g. a timer firing twice)
+    replayed: dict[int, Cycle]          # recorded cycle index -> the replayed cycle's report
+    extra: list[Cycle]                  # reports of no replayed cycle (e.g. a timer firing twice)
     startup_s: float                    # wall: process start to activation
     wall_s: float                       # wall: first cycle's inputs to last cycle's report
     activation_clock: int               # ns
@@ -111,16 +111,6 @@ class ReplayRun:
     log: Path
     messages_delivered: int = 0
     cpu_capability: str = ""            # the replayed controller's CPU kernel set
-
-
-def diagnostics_fields(msg: PlanDiagnostics) -> dict[str, Any]:
-    return {"status": int(msg.status), "status_text": msg.status_text, "planner": msg.planner,
-            "iterations": int(msg.iterations), "cost": msg.plan_cost,
-            "residual": msg.dynamics_residual, "novelty": msg.observation_novelty,
-            "goal_novelty": msg.goal_novelty, "goal_distance": msg.goal_distance,
-            "observation_age": msg.observation_age, "solve_time": msg.solve_time,
-            "command_delay": msg.command_delay, "command": list(msg.command),
-            "time": stamp_ns(msg.header.stamp)}
 
 
 class _ReplayNode(Node):
@@ -145,10 +135,10 @@ class _ReplayNode(Node):
         self.set_client = self.create_client(SetParameters, f"{CONTROLLER}/set_parameters")
         self.get_client = self.create_client(GetParameters, f"{CONTROLLER}/get_parameters")
         self.list_client = self.create_client(ListParameters, f"{CONTROLLER}/list_parameters")
-        self.reports: list[dict] = []
+        self.reports: list[Cycle] = []
         self.events: list[ParameterEvent] = []
         self.create_subscription(PlanDiagnostics, f"{CONTROLLER}/plan_diagnostics",
-                                 lambda m: self.reports.append(diagnostics_fields(m)),
+                                 lambda m: self.reports.append(cycle_from_message(m, time.time_ns())),
                                  QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
         self.create_subscription(ParameterEvent, "/parameter_events",
                                  lambda m: self.events.append(m) if m.node == CONTROLLER else None,
@@ -320,10 +310,10 @@ class Replayer:
         extra = [r for r in node.reports if id(r) not in answered]
         return replayed, extra, delivered
 
-    def _check_command_size(self, index: int, report: dict) -> None:
+    def _check_command_size(self, index: int, report: Cycle) -> None:
         """A controller whose command has another size than the recorded one runs another
         model: nothing it commands compares with the bag's (say so now, not after the replay)."""
-        recorded, replayed = int(np.size(self.recording.cycles[index].command)), len(report["command"])
+        recorded, replayed = int(np.size(self.recording.cycles[index].command)), len(report.command)
         if replayed != recorded:
             hint = ("; the bag holds no controller parameters, so the replay ran the defaults: give the "
                     "robot's with --params-file or -p model:=... model_options:=..."
@@ -343,7 +333,7 @@ class Replayer:
             self._barrier()
         return len(inputs)
 
-    def _cycle(self, clock: int) -> dict:
+    def _cycle(self, clock: int) -> Cycle:
         """Publish /clock ``clock`` and wait for the report of the cycle it runs."""
         node = self._node
         seen = len(node.reports)
@@ -355,7 +345,7 @@ class Replayer:
                 node.clock_pub.publish(_clock(clock))
                 resend = now + CLOCK_RESEND_S
             self._spin()
-            mine = [r for r in node.reports[seen:] if abs(r["time"] - clock) <= SAME_TIME_NS]
+            mine = [r for r in node.reports[seen:] if abs(r.time - clock) <= SAME_TIME_NS]
             if mine:
                 return mine[0]
             if now >= deadline:

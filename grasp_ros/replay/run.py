@@ -247,7 +247,7 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         "topics": {role: topic for role, (topic, _) in recording.topics.items()},
         "window": [options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,
         "bag_sim_s": span, "replay_wall_s": run.wall_s, "startup_s": run.startup_s,
-        "controller_solve_s": sum(r["solve_time"] for r in run.replayed.values()),
+        "controller_solve_s": sum(r.solve_time for r in run.replayed.values()),
         "speed_vs_real_time": span / run.wall_s if run.wall_s > 0 else math.inf,
         "iterations": ("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
                         "planner.iterations and planner.max_syncs; a late cycle's from its late plan's "
