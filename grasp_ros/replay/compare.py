@@ -16,6 +16,8 @@ from .bag import Cycle
 
 AGE_TOLERANCE = 1e-6
 """Seconds: a replayed cycle whose observation age differs more used another observation."""
+NOVELTY_TOLERANCE = 1e-6
+"""Training spreads: a score computed again from the same observation by the same model."""
 
 
 @dataclass
@@ -56,12 +58,26 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     ``same_model``: the replay runs the recorded model, so an observation novelty that differs
     says the cycle encoded another observation (noted, not failed: other CPU kernels round
     differently too)."""
+    rows = _rows(cycles, indices, replayed)
+    missing = [i for i in indices if replayed.get(i) is None]
+    A = len(cycles[0].command)
+    recorded = np.asarray([r["command_recorded"] for r in rows], dtype=np.float64).reshape(-1, A)
+    replayed_commands = np.asarray([r["command_replayed"] for r in rows], dtype=np.float64).reshape(-1, A)
+    diff = _differences(replayed_commands, recorded)
+    summary = {**_summary(rows, diff, len(indices), len(missing), extra),
+               "notes": _notes(cycles, indices, replayed, rows, same_model)}
+    times = np.asarray([r["t"] for r in rows], dtype=np.float64)
+    return Comparison(times, recorded, replayed_commands, rows, summary,
+                      _failures(summary, tolerances, len(missing)))
+
+
+def _rows(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, Cycle]) -> list[dict]:
+    """One row per recorded cycle that has a replayed one: both sides of each compared field."""
     t0 = cycles[0].time
-    rows, missing = [], []
+    rows = []
     for i in indices:
         rec, rep = cycles[i], replayed.get(i)
         if rep is None:
-            missing.append(i)
             continue
         diff = _differences(rep.command, rec.command)
         rows.append({
@@ -79,18 +95,19 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
             "inputs_match": (_same(rec.observation_age, rep.observation_age, AGE_TOLERANCE)
                              if not math.isnan(rec.observation_age) else None),
         })
-    A = len(cycles[0].command)
-    recorded = np.asarray([r["command_recorded"] for r in rows], dtype=np.float64).reshape(-1, A)
-    replayed_commands = np.asarray([r["command_replayed"] for r in rows], dtype=np.float64).reshape(-1, A)
-    diff = _differences(replayed_commands, recorded)
+    return rows
+
+
+def _summary(rows: list[dict], diff: np.ndarray, cycles: int, missing: int, extra: int) -> dict:
+    """The summary's measures (its notes are ``_notes``); ``diff`` [N, A] the commands'."""
     changes = [r for r in rows if r["status_recorded"] != r["status_replayed"]]
-    summary = {
-        "cycles": len(indices), "compared": len(rows), "missing_cycles": len(missing), "extra_cycles": extra,
+    return {
+        "cycles": cycles, "compared": len(rows), "missing_cycles": missing, "extra_cycles": extra,
         "max_command_diff": float(diff.max()) if diff.size else 0.0,
         "rms_command_diff": float(np.sqrt(np.mean(diff ** 2))) if diff.size else 0.0,
         "per_dimension": [{"dimension": a, "max_diff": float(diff[:, a].max()) if len(diff) else 0.0,
                            "rms_diff": float(np.sqrt(np.mean(diff[:, a] ** 2))) if len(diff) else 0.0}
-                          for a in range(A)],
+                          for a in range(diff.shape[1])],
         "cycles_with_command_diff": int(np.sum(diff.max(axis=1) > 0)) if diff.size else 0,
         "first_command_diff_t": next((r["t"] for r in rows if r["command_max_diff"] > 0), None),
         "status_changes": len(changes),
@@ -103,8 +120,11 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         "input_mismatches": sum(r["inputs_match"] is False for r in rows),
         "statuses_recorded": _counts(r["status_recorded"] for r in rows),
         "statuses_replayed": _counts(r["status_replayed"] for r in rows),
-        "notes": [],
     }
+
+
+def _failures(summary: dict, tolerances: Tolerances, missing: int) -> list[str]:
+    """Each tolerance the replay broke, and each cycle it could not compare, in words."""
     failures = []
     checks = (("max_command_diff", summary["max_command_diff"], tolerances.max_command_diff),
               ("rms_command_diff", summary["rms_command_diff"], tolerances.rms_command_diff),
@@ -114,14 +134,22 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
         if limit is not None and value is not None and value > limit:
             failures.append(f"{name} {value:.6g} > {limit:g}")
     if missing:
-        failures.append(f"{len(missing)} recorded cycle(s) got no replayed cycle")
+        failures.append(f"{missing} recorded cycle(s) got no replayed cycle")
     if summary["input_mismatches"]:
         failures.append(f"{summary['input_mismatches']} replayed cycle(s) saw another observation "
                         "than the recorded one (observation_age differs)")
+    return failures
+
+
+def _notes(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int, Cycle], rows: list[dict],
+           same_model: bool) -> list[str]:
+    """What the differences suggest went wrong in the recording, not in the controller."""
+    t0 = cycles[0].time
+    notes = []
     no_goal = [i for i in indices if i in replayed and reasons.NO_GOAL in replayed[i].status_text
                and reasons.NO_GOAL not in cycles[i].status_text]
     if no_goal:     # the bag's goal came to the recorder after the controller had used it
-        summary["notes"].append(
+        notes.append(
             f"{len(no_goal)} replayed cycle(s) had no goal yet where the recorded ones had one "
             f"(from t = {(cycles[no_goal[0]].time - t0) / NS:.3f} s): the recorder received the "
             "goal after the controller used it (a recorder started late or short of CPU, or one that "
@@ -131,17 +159,12 @@ def compare(cycles: Sequence[Cycle], indices: Sequence[int], replayed: dict[int,
     encoded = [r for r in rows if same_model and r["inputs_match"]
                and not _same(r["novelty_recorded"], r["novelty_replayed"], NOVELTY_TOLERANCE)]
     if encoded:    # the frame's age matched, the observation did not (its joints, say)
-        summary["notes"].append(
+        notes.append(
             f"{len(encoded)} replayed cycle(s) with the recorded model scored another observation "
             f"novelty than the recorded ones (from t = {encoded[0]['t']:.3f} s), though their frame's "
             "age matched: they encoded another observation, such as the frame paired with another "
             "joint_states sample (a live controller that dropped some of a fast joint_states)")
-    times = np.asarray([r["t"] for r in rows], dtype=np.float64)
-    return Comparison(times, recorded, replayed_commands, rows, summary, failures)
-
-
-NOVELTY_TOLERANCE = 1e-6
-"""Training spreads: a score computed again from the same observation by the same model."""
+    return notes
 
 
 def _differences(a: np.ndarray, b: np.ndarray) -> np.ndarray:
