@@ -39,9 +39,10 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import rclpy
@@ -69,6 +70,11 @@ from .settings import params_file_text
 
 SENSOR_DEPTH = 100
 """Depth of the replayed sensor streams (controller reader and replay writer alike)."""
+SENSOR_QOS_OVERRIDES = {f"qos_overrides./{topic}.subscription.{policy}": value
+                        for topic in ("image", "image/compressed", "joint_states")
+                        for policy, value in (("reliability", "reliable"), ("history", "keep_last"),
+                                              ("depth", SENSOR_DEPTH))}
+"""The controller's parameters that make its sensor subscriptions reliable and deep."""
 REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
                  "goal_state": f"{CONTROLLER}/goal_state", "goal_image": f"{CONTROLLER}/goal_image"}
 """Where the replay delivers each input role: the controller's own topic names."""
@@ -172,49 +178,32 @@ class Replayer:
         self.log_dir, self.call_timeout, self.cycle_timeout = Path(log_dir), call_timeout, cycle_timeout
         self.timeout = timeout
         """Wall seconds for the whole run (the controller's start included)."""
-        self._ends = math.inf
         self.speed, self.progress, self.launch = speed, progress, launch
-        self._capability = ""
+        self._ends = math.inf               # monotonic: when the whole run's timeout runs out
+        self._capability = ""               # the controller's CPU kernel set, as it reports it
+        # made by each run (_run), for its helpers:
+        self._node: Optional[_ReplayNode] = None
+        self._executor: Optional[SingleThreadedExecutor] = None
+        self._processes: Optional[Processes] = None
 
     def run(self, make_steps: Callable[[list[str]], Sequence[Step]], activation: int) -> ReplayRun:
         """Start the controller (activated at clock ``activation``, ns), replay the steps that
         ``make_steps(the input roles it subscribes to)`` gives, stop it."""
         isolate_dds()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        overrides = {f"qos_overrides./{t}.subscription.{policy}": value
-                     for t in ("image", "image/compressed", "joint_states")
-                     for policy, value in (("reliability", "reliable"), ("history", "keep_last"),
-                                           ("depth", SENSOR_DEPTH))}
-        given_profile = os.environ.get(PROFILES_ENV)
         recorded = (self.recording.parameters or {}).get("cpu_capability")
-        set_capability = bool(recorded) and CAPABILITY_ENV not in os.environ
-        with tempfile.TemporaryDirectory(prefix="grasp-replay-") as scratch:
-            if not given_profile:
-                profile = Path(scratch) / "fastdds.xml"
-                profile.write_text(FASTDDS_PROFILE, encoding="utf-8")
-                os.environ[PROFILES_ENV] = str(profile)
-            if set_capability:   # the controller process inherits it
-                os.environ[CAPABILITY_ENV] = str(recorded)
-            try:
-                params_file = Path(scratch) / "controller.yaml"
-                params_file.write_text(params_file_text({**self.values, **overrides}), encoding="utf-8")
-                command = controller_command(params_file, self.values, self.launch)
-                replayed, extra, delivered, startup, wall, subscribed = self._run(command, make_steps, activation)
-            finally:
-                if not given_profile:
-                    os.environ.pop(PROFILES_ENV, None)
-                if set_capability:
-                    os.environ.pop(CAPABILITY_ENV, None)
-        return ReplayRun(replayed, extra, startup, wall, activation, subscribed,
-                         self._processes.logs["controller"], delivered, self._capability)
+        with tempfile.TemporaryDirectory(prefix="grasp-replay-") as scratch, \
+                _replay_environment(Path(scratch), recorded):
+            params_file = Path(scratch) / "controller.yaml"
+            params_file.write_text(params_file_text({**self.values, **SENSOR_QOS_OVERRIDES}), encoding="utf-8")
+            return self._run(controller_command(params_file, self.values, self.launch), make_steps, activation)
 
-    def _run(self, command: list[str], make_steps, activation: int):
+    def _run(self, command: list[str], make_steps, activation: int) -> ReplayRun:
         context = Context()
         rclpy.init(args=[], context=context)
-        node = _ReplayNode(context, self.recording)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        self._node, self._executor = node, executor
+        self._node = _ReplayNode(context, self.recording)
+        self._executor = SingleThreadedExecutor(context=context)
+        self._executor.add_node(self._node)
         self._processes = Processes({"controller": command}, self.log_dir)
         try:
             started = time.monotonic()
@@ -225,11 +214,14 @@ class Replayer:
             self.progress(f"controller active (start-up {startup:.1f} s); replaying {len(steps)} cycles")
             begun = time.monotonic()
             replayed, extra, delivered = self._cycles(steps, subscribed, begun)
-            return replayed, extra, delivered, startup, time.monotonic() - begun, subscribed
+            return ReplayRun(replayed=replayed, extra=extra, startup_s=startup,
+                             wall_s=time.monotonic() - begun, activation_clock=activation,
+                             subscribed=subscribed, log=self._processes.logs["controller"],
+                             messages_delivered=delivered, cpu_capability=self._capability)
         finally:
             self._processes.stop()
-            executor.shutdown(timeout_sec=1.0)
-            node.destroy_node()
+            self._executor.shutdown(timeout_sec=1.0)
+            self._node.destroy_node()
             rclpy.try_shutdown(context=context)
 
     # -- start-up ---------------------------------------------------------------------------
@@ -409,6 +401,28 @@ class Replayer:
             raise ReplayError(f"{others} other publisher(s) of /clock on DDS domain "
                               f"{os.environ.get('ROS_DOMAIN_ID', '0')}: a replay needs the clock to "
                               "itself (set ROS_DOMAIN_ID to a domain nothing else uses)")
+
+
+@contextmanager
+def _replay_environment(scratch: Path, recorded_capability: Optional[str]) -> Iterator[None]:
+    """For the replay only, the environment the controller process inherits: the Fast DDS
+    profile (``FASTDDS_PROFILE``, written into ``scratch``) unless one is given, and the
+    recorded CPU kernel set unless one is chosen already."""
+    given_profile = os.environ.get(PROFILES_ENV)
+    set_capability = bool(recorded_capability) and CAPABILITY_ENV not in os.environ
+    if not given_profile:
+        profile = scratch / "fastdds.xml"
+        profile.write_text(FASTDDS_PROFILE, encoding="utf-8")
+        os.environ[PROFILES_ENV] = str(profile)
+    if set_capability:
+        os.environ[CAPABILITY_ENV] = str(recorded_capability)
+    try:
+        yield
+    finally:
+        if not given_profile:
+            os.environ.pop(PROFILES_ENV, None)
+        if set_capability:
+            os.environ.pop(CAPABILITY_ENV, None)
 
 
 def _clock(value: int) -> Clock:
