@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     s, info = outcome.comparison.summary, outcome.info
     print(f"{s['compared']} cycles: max command difference {s['max_command_diff']:.3g}, RMS "
           f"{s['rms_command_diff']:.3g}, {s['status_changes']} status changes, "
-          f"{s['input_mismatches']} input mismatches; {info['speed_vs_real_time']:.1f}x real time")
+          f"{s['input_mismatches']} input mismatches; {info.speed_vs_real_time:.1f}x real time")
     print("open loop: the recorded future did not react to the replayed commands")
     print("wrote " + ", ".join(str(p) for p in outcome.files.values()))
     if not outcome.comparison.passed:

@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -151,6 +151,19 @@ def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
                        "truncated or damaged?") from exc
     _check(recording, source)
     return recording
+
+
+def check_fed(recording: Recording, subscribed: Sequence[str]) -> None:
+    """BagError when the controller reads an observation (``subscribed``: its input roles) that
+    the bag has no topic for: it would be STALE throughout, its input under a name not looked for."""
+    unfed = [role for role in ("image", "joints") if role in subscribed and role not in recording.topics]
+    if unfed:
+        role = unfed[0]
+        raise BagError(
+            f"bag {str(recording.path)!r}: the controller reads "
+            f"{'a camera' if role == 'image' else 'joint_states'}, and the "
+            f"bag has none among {', '.join(CANDIDATES[role])}: name the bag's topic with "
+            f"--{'image' if role == 'image' else 'joint'}-topic")
 
 
 def _choose_topics(reader, named: dict[str, str], source: str) -> dict[str, tuple[str, str]]:

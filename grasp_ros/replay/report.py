@@ -1,10 +1,13 @@
-"""The replay's outputs: the benchmark row, the Markdown report, the per-cycle CSV, the plot."""
+"""The replay's outputs: what was replayed (``ReplayInfo``), the benchmark row, the Markdown report,
+the per-cycle CSV, the plot."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -17,38 +20,74 @@ OPEN_LOOP = ("Open loop: the recorded inputs were replayed as they were recorded
              "would have taken the robot.")
 
 
-def bench_row(comparison: Comparison, info: dict[str, Any]) -> dict[str, Any]:
-    """The ``"bench": "replay"`` row (docs/benchmarks/FORMAT.md): the summary, and ``info``
-    (bag, settings, iteration mode, speed...)."""
+@dataclass
+class ReplayInfo:
+    """What was replayed, how, and how fast: the report's facts besides the comparison. The
+    fields, in this order, open the benchmark row."""
+
+    bag: str
+    storage: str                          # sqlite3 or mcap
+    image_transport: Optional[str]        # raw or compressed (None: no camera topic)
+    topics: dict[str, str]                # role -> the bag's topic
+    window: Optional[list[float]]         # [start, end] s from the first cycle (None: the whole bag)
+    bag_sim_s: float                      # recorded clock seconds replayed
+    replay_wall_s: float                  # wall seconds the cycles took (start-up not counted)
+    startup_s: float
+    controller_solve_s: float             # the replayed cycles' solve time, summed
+    speed_vs_real_time: float
+    iterations: str                       # how each cycle's iteration count was set, in words
+    iteration_mode: str                   # recorded or parameter
+    parameters_from: str                  # where the controller's parameters came from, in words
+    changed: dict[str, Any]               # values given other than the recorded ones
+    settings: dict[str, Any]              # the replayed controller's parameters
+    model: str
+    planner: str
+    messages_delivered: int
+    subscribed: list[str]                 # the input roles the controller subscribes to
+    cpu_capability: dict[str, Optional[str]]   # recorded, replayed: torch's CPU kernel sets
+    late_cycles: int                      # FALLBACK cycles repeated as late, busy, overdue
+    busy_cycles: int
+    overdue_cycles: int
+    notes: list[str]
+    loadavg_start: Optional[list[float]]  # 1, 5, 15 min load averages before and after
+    loadavg_end: Optional[list[float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name, in order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def bench_row(comparison: Comparison, info: ReplayInfo) -> dict[str, Any]:
+    """The ``"bench": "replay"`` row (docs/benchmarks/FORMAT.md): ``info``, then the summary."""
     summary = dict(comparison.summary)
-    notes = list(info.get("notes") or []) + list(summary.get("notes") or [])
-    return {"bench": "replay", **info, **summary, "notes": notes, "mode": "open_loop",
+    notes = list(info.notes) + list(summary.get("notes") or [])
+    return {"bench": "replay", **info.as_dict(), **summary, "notes": notes, "mode": "open_loop",
             "passed": comparison.passed, "failures": comparison.failures}
 
 
-def markdown(comparison: Comparison, info: dict[str, Any]) -> str:
+def markdown(comparison: Comparison, info: ReplayInfo) -> str:
     s = comparison.summary
     verdict = "PASSED" if comparison.passed else "FAILED: " + "; ".join(comparison.failures)
     lines = [
-        f"# Replay of `{info['bag']}`", "",
+        f"# Replay of `{info.bag}`", "",
         f"**{verdict}**", "",
         OPEN_LOOP, "",
-        f"- bag: {info['storage']}, camera {info['image_transport'] or 'none'}, "
-        f"{s['cycles']} cycles over {info['bag_sim_s']:.2f} s of the recording's clock"
-        + (f" (window {info['window'][0]:g} s to {info['window'][1]:g} s)" if info.get("window") else ""),
-        f"- controller parameters: {info['parameters_from']}; changed for this replay: "
-        + (", ".join(f"`{k}` = `{v}`" for k, v in info["changed"].items()) or "nothing"),
-        f"- planner iterations per cycle: {info['iterations']}",
-        f"- torch CPU kernels (cpu_capability): recorded {(info.get('cpu_capability') or {}).get('recorded') or 'unknown'}, "
-        f"replayed {(info.get('cpu_capability') or {}).get('replayed') or 'unknown'}",
-        f"- FALLBACK cycles repeated as recorded: {info.get('late_cycles', 0)} late (planned, the "
-        f"previous plan's action sent), {info.get('busy_cycles', 0)} busy (the planner still on a "
-        f"late plan: not planned), {info.get('overdue_cycles', 0)} overdue (the process held up: "
+        f"- bag: {info.storage}, camera {info.image_transport or 'none'}, "
+        f"{s['cycles']} cycles over {info.bag_sim_s:.2f} s of the recording's clock"
+        + (f" (window {info.window[0]:g} s to {info.window[1]:g} s)" if info.window else ""),
+        f"- controller parameters: {info.parameters_from}; changed for this replay: "
+        + (", ".join(f"`{k}` = `{v}`" for k, v in info.changed.items()) or "nothing"),
+        f"- planner iterations per cycle: {info.iterations}",
+        f"- torch CPU kernels (cpu_capability): recorded {info.cpu_capability['recorded'] or 'unknown'}, "
+        f"replayed {info.cpu_capability['replayed'] or 'unknown'}",
+        f"- FALLBACK cycles repeated as recorded: {info.late_cycles} late (planned, the "
+        f"previous plan's action sent), {info.busy_cycles} busy (the planner still on a "
+        f"late plan: not planned), {info.overdue_cycles} overdue (the process held up: "
         "the stop sent instead)",
-        f"- replay: {info['replay_wall_s']:.2f} s wall for {info['bag_sim_s']:.2f} s recorded: "
-        f"**{info['speed_vs_real_time']:.1f}x real time**, of which the controller planned "
-        f"{info['controller_solve_s']:.2f} s (its start-up, {info['startup_s']:.1f} s, not counted; "
-        f"load average {info['loadavg_start']} at the start)",
+        f"- replay: {info.replay_wall_s:.2f} s wall for {info.bag_sim_s:.2f} s recorded: "
+        f"**{info.speed_vs_real_time:.1f}x real time**, of which the controller planned "
+        f"{info.controller_solve_s:.2f} s (its start-up, {info.startup_s:.1f} s, not counted; "
+        f"load average {info.loadavg_start} at the start)",
         "",
         "| measure | value |", "|---|---|",
         f"| cycles compared | {s['compared']} of {s['cycles']} (missing {s['missing_cycles']}, extra {s['extra_cycles']}) |",
@@ -66,16 +105,13 @@ def markdown(comparison: Comparison, info: dict[str, Any]) -> str:
         "Per action dimension:", "",
         "| dimension | max difference | RMS difference |", "|---|---|---|",
     ]
-    names = info.get("action_names") or []
     for d in s["per_dimension"]:
-        a = d["dimension"]
-        label = names[a] if a < len(names) else f"command[{a}]"
-        lines.append(f"| {label} | {d['max_diff']:.3g} | {d['rms_diff']:.3g} |")
+        lines.append(f"| command[{d['dimension']}] | {d['max_diff']:.3g} | {d['rms_diff']:.3g} |")
     lines += ["", f"Statuses recorded {s['statuses_recorded']}, replayed {s['statuses_replayed']}."]
     if s["status_change_list"]:
         lines += ["", "Status changes (first 20):", "", "| t (s) | recorded | replayed |", "|---|---|---|"]
         lines += [f"| {c['t']:.2f} | {c['recorded']} | {c['replayed']} |" for c in s["status_change_list"][:20]]
-    notes = list(info.get("notes") or []) + list(s.get("notes") or [])
+    notes = list(info.notes) + list(s.get("notes") or [])
     if notes:
         lines += [""] + [f"Note: {n}" for n in notes]
     lines += ["", "![recorded vs replayed commands](replay.png)", ""]

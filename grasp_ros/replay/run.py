@@ -16,19 +16,20 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from ..bench.load import load_average
+from ..control import Status
+from ..ros.params import BY_NAME
 from ..ros.processes import launch_available
 from ..timebase import NS
-from .bag import CANDIDATES, BagError, Recording, read_recording
+from .bag import CANDIDATES, BagError, Recording, check_fed, read_recording
 from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
-from .report import bench_row, markdown, plot, write_csv
-from ..control import Status
+from .report import ReplayInfo, bench_row, markdown, plot, write_csv
 from .schedule import Step, activation_clock, plan_steps
 from .settings import FROM_BAG, changed_values, controller_values, iteration_mode, read_params_file
 
 CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
 
-__all__ = ["BagError", "ReplayOptions", "Prepared", "prepare", "replay"]
+__all__ = ["BagError", "ReplayOptions", "Prepared", "ReplayOutcome", "prepare", "replay"]
 
 
 @dataclass
@@ -77,11 +78,14 @@ class Prepared:
 
 
 @dataclass
-class Outcome:
+class ReplayOutcome:
+    """A finished replay: the comparison, what was replayed, the run, the files written."""
+
     comparison: Comparison
-    info: dict[str, Any]
+    info: ReplayInfo
     run: ReplayRun
     files: dict[str, Path]
+    """md, json, png, csv, log: where each output went."""
 
 
 TIMEOUT_BASE_S = 600.0
@@ -115,12 +119,12 @@ def prepare(options: ReplayOptions) -> Prepared:
     recording = read_recording(options.bag, options.topics)
     values, sources = controller_values(recording.parameters, file_values, options.overrides,
                                         recording.image_transport)
-    if recording.image_transport and values.get("image_transport", "raw") != recording.image_transport:
+    if recording.image_transport and _value(values, "image_transport") != recording.image_transport:
         raise ValueError(f"image_transport {values['image_transport']!r} does not fit the bag, whose "
                          f"camera ({recording.topics['image'][0]}) is {recording.image_transport}")
     mode = iteration_mode(options.iterations, recording.parameters,
                           changed_values(recording.parameters, {**file_values, **options.overrides}))
-    period = 1.0 / float(values.get("control_rate_hz", 10.0))
+    period = 1.0 / float(_value(values, "control_rate_hz"))
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
     named = {"replay.late_cycles": lambda s: s.fallback == "late",
@@ -133,9 +137,9 @@ def prepare(options: ReplayOptions) -> Prepared:
     return Prepared(options, recording, values, sources, mode, period, activation)
 
 
-def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outcome:
+def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> ReplayOutcome:
     """Run a prepared replay and write its outputs (see the module docstring)."""
-    from ..bench.results import machine_info, write_bench_json
+    from ..bench.results import machine_info
 
     options, recording = prepared.options, prepared.recording
     machine = machine_info()
@@ -149,25 +153,16 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
         chosen: list[Step] = []
 
         def make_steps(subscribed: list[str]) -> list[Step]:
-            unfed = [role for role in ("image", "joints") if role in subscribed and role not in recording.topics]
-            if unfed:   # it would be STALE throughout: its input is under a name not looked for
-                role = unfed[0]
-                raise BagError(
-                    f"bag {str(recording.path)!r}: the controller reads "
-                    f"{'a camera' if role == 'image' else 'joint_states'}, and the "
-                    f"bag has none among {', '.join(CANDIDATES[role])}: name the bag's topic with "
-                    f"--{'image' if role == 'image' else 'joint'}-topic")
+            check_fed(recording, subscribed)
             # The cycle's observation: the camera's frame when the controller takes the camera
             # (a camera + joints model pairs joints to frames), else joint_states.
             observed = ("image",) if "image" in subscribed else ("joints",)
             chosen[:] = plan_steps(recording, observed, prepared.iterations, options.start, options.end)
             return chosen
 
-        span = (recording.cycles[-1].time - recording.cycles[0].time) / NS
-        window = max(0.0, min(options.end, span) - options.start) + prepared.period
         replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
                             options.cycle_timeout, options.speed, progress, options.launch,
-                            options.timeout or default_timeout(window))
+                            options.timeout or default_timeout(_window_seconds(prepared)))
         bad_bag = False
         try:
             run = replayer.run(make_steps, prepared.activation)
@@ -184,22 +179,36 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Outco
         comparison = compare(recording.cycles, [s.index for s in steps], run.replayed,
                              options.tolerances, extra=len(run.extra),
                              same_model=recording.parameters is not None and same_model)
-        info = _info(prepared, steps, run)
-        info["loadavg_start"] = machine.get("load_average")
-        info["loadavg_end"] = load_average()
+        info = _info(prepared, steps, run, machine)
         files = {"md": out / "replay.md", "json": Path(options.json) if options.json else out / "replay.json",
                  "png": out / "replay.png", "csv": out / "cycles.csv"}
-        (scratch / "replay.md").write_text(markdown(comparison, info), encoding="utf-8")
-        write_csv(comparison, scratch / "cycles.csv")
-        plot(comparison, scratch / "replay.png", _title(comparison, info))
-        write_bench_json(scratch / "replay.json", [bench_row(comparison, info)], machine)
-        for key, name in (("md", "replay.md"), ("csv", "cycles.csv"), ("png", "replay.png"), ("json", "replay.json")):
-            files[key].parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(scratch / name), str(files[key]))
+        _write_outputs(comparison, info, machine, scratch, files)
         files["log"] = out / "controller.log"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return Outcome(comparison, info, run, files)
+    return ReplayOutcome(comparison, info, run, files)
+
+
+def _window_seconds(prepared: Prepared) -> float:
+    """The recorded seconds the replay's window spans (``default_timeout`` scales with it)."""
+    options, cycles = prepared.options, prepared.recording.cycles
+    span = (cycles[-1].time - cycles[0].time) / NS
+    return max(0.0, min(options.end, span) - options.start) + prepared.period
+
+
+def _write_outputs(comparison: Comparison, info: ReplayInfo, machine: dict[str, Any], scratch: Path,
+                   files: dict[str, Path]) -> None:
+    """Write the report, CSV, plot and benchmark JSON into ``scratch``, then move each to its
+    place in ``files`` (md, csv, png, json): none is seen half written."""
+    from ..bench.results import write_bench_json
+
+    (scratch / "replay.md").write_text(markdown(comparison, info), encoding="utf-8")
+    write_csv(comparison, scratch / "cycles.csv")
+    plot(comparison, scratch / "replay.png", _title(comparison, info))
+    write_bench_json(scratch / "replay.json", [bench_row(comparison, info)], machine)
+    for key, name in (("md", "replay.md"), ("csv", "cycles.csv"), ("png", "replay.png"), ("json", "replay.json")):
+        files[key].parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(scratch / name), str(files[key]))
 
 
 def _changed(prepared: Prepared) -> dict[str, Any]:
@@ -209,11 +218,49 @@ def _changed(prepared: Prepared) -> dict[str, Any]:
     return {k: given[k] for k in changed_values(prepared.recording.parameters, given)}
 
 
-def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, Any]:
+def _value(values: dict[str, Any], name: str) -> Any:
+    """The replayed controller's ``name``: as settled, else the parameter's default."""
+    return values.get(name, BY_NAME[name].default)
+
+
+def _info(prepared: Prepared, steps: list[Step], run: ReplayRun, machine: dict[str, Any]) -> ReplayInfo:
     options, recording = prepared.options, prepared.recording
     span = (steps[-1].clock - steps[0].clock) / NS + prepared.period
     recorded = recording.parameters
-    changed = _changed(prepared)
+    capability = {"recorded": (recorded or {}).get("cpu_capability"), "replayed": run.cpu_capability}
+    return ReplayInfo(
+        bag=str(recording.path), storage=recording.storage,
+        image_transport=recording.image_transport,
+        topics={role: topic for role, (topic, _) in recording.topics.items()},
+        window=[options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,
+        bag_sim_s=span, replay_wall_s=run.wall_s, startup_s=run.startup_s,
+        controller_solve_s=sum(r.solve_time for r in run.replayed.values()),
+        speed_vs_real_time=span / run.wall_s if run.wall_s > 0 else math.inf,
+        iterations=("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
+                    "planner.iterations and planner.max_syncs; a late cycle's from its late plan's "
+                    "report, and planned late again: the previous plan's action sent)"
+                    if prepared.iterations == "recorded" else
+                    f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
+        iteration_mode=prepared.iterations,
+        parameters_from=(f"recorded in the bag ({len(recorded)} values of {recording.parameters_node})"
+                         if recorded is not None else "controller defaults (none in the bag)"),
+        changed=_changed(prepared), settings=prepared.values,
+        model=_value(prepared.values, "model"), planner=_value(prepared.values, "planner"),
+        messages_delivered=run.messages_delivered, subscribed=run.subscribed,
+        cpu_capability=capability,
+        late_cycles=sum(s.fallback == "late" for s in steps),
+        busy_cycles=sum(s.fallback == "busy" for s in steps),
+        overdue_cycles=sum(s.overdue for s in steps),
+        notes=_notes(prepared, steps, capability),
+        loadavg_start=machine.get("load_average"), loadavg_end=load_average(),
+    )
+
+
+def _notes(prepared: Prepared, steps: list[Step], capability: dict[str, Optional[str]]) -> list[str]:
+    """Where the replay cannot repeat the recording: a warm start it lacks, other CPU kernels
+    (``capability``: recorded, replayed), late plans the bag does not report, FALLBACK cycles
+    planned in time, no recorded parameters."""
+    recording, recorded = prepared.recording, prepared.recording.parameters
     notes = []
     if steps[0].index > 0:
         notes.append(f"the replay starts at cycle {steps[0].index}: the controller starts there without "
@@ -222,7 +269,6 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
         notes.append("the recording began mid-run (its first cycle was warm started from an earlier, "
                      "unrecorded one): the replayed controller starts without that warm start, so the "
                      "first cycles can differ")
-    capability = {"recorded": (recorded or {}).get("cpu_capability"), "replayed": run.cpu_capability}
     if capability["recorded"] and capability["recorded"] != capability["replayed"]:
         notes.append(f"recorded with torch's {capability['recorded']} CPU kernels, replayed with "
                      f"{capability['replayed'] or 'unknown'} (this CPU or ATEN_CPU_CAPABILITY): "
@@ -241,35 +287,11 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun) -> dict[str, An
     if recorded is None:
         notes.append("the bag holds no controller parameters (record with grasp-ros record, or give "
                      "them with --params-file / -p): the controller's defaults were used")
-    return {
-        "bag": str(recording.path), "storage": recording.storage,
-        "image_transport": recording.image_transport,
-        "topics": {role: topic for role, (topic, _) in recording.topics.items()},
-        "window": [options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,
-        "bag_sim_s": span, "replay_wall_s": run.wall_s, "startup_s": run.startup_s,
-        "controller_solve_s": sum(r.solve_time for r in run.replayed.values()),
-        "speed_vs_real_time": span / run.wall_s if run.wall_s > 0 else math.inf,
-        "iterations": ("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
-                        "planner.iterations and planner.max_syncs; a late cycle's from its late plan's "
-                        "report, and planned late again: the previous plan's action sent)"
-                       if prepared.iterations == "recorded" else
-                       f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
-        "iteration_mode": prepared.iterations,
-        "parameters_from": (f"recorded in the bag ({len(recorded)} values of {recording.parameters_node})"
-                            if recorded is not None else "controller defaults (none in the bag)"),
-        "changed": changed, "settings": prepared.values,
-        "model": prepared.values.get("model", "learned"), "planner": prepared.values.get("planner", "grasp"),
-        "messages_delivered": run.messages_delivered, "subscribed": run.subscribed,
-        "cpu_capability": capability,
-        "late_cycles": sum(s.fallback == "late" for s in steps),
-        "busy_cycles": sum(s.fallback == "busy" for s in steps),
-        "overdue_cycles": sum(s.overdue for s in steps),
-        "notes": notes,
-    }
+    return notes
 
 
-def _title(comparison: Comparison, info: dict[str, Any]) -> str:
+def _title(comparison: Comparison, info: ReplayInfo) -> str:
     s = comparison.summary
     verdict = "passed" if comparison.passed else "FAILED"
-    return (f"replay of {Path(info['bag']).name} ({info['planner']}, {info['model']}): {verdict}, "
+    return (f"replay of {Path(info.bag).name} ({info.planner}, {info.model}): {verdict}, "
             f"max |diff| {s['max_command_diff']:.3g}, {s['status_changes']} status changes (open loop)")
