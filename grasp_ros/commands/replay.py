@@ -15,15 +15,20 @@ interrupted (SIGINT, SIGTERM).
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import sys
 from pathlib import Path
 
+from ..replay import BagError, ReplayError, ReplayOptions, Tolerances, prepare, replay
+from ..replay.driver import CONTROLLER_LAUNCH_FILE
+from ..replay.run import TIMEOUT_BASE_S, TIMEOUT_PER_SECOND
+from ..replay.settings import ITERATION_MODES, parse_assignment
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    tolerances = Tolerances()
     parser.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3), or a bare .mcap / .db3")
-    parser.add_argument("--out", type=Path, default=Path("replay_out"), help="output folder (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=ReplayOptions.out, help="output folder (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="benchmark JSON (default: OUT/replay.json)")
     parser.add_argument("-p", dest="params", action="append", default=[], metavar="NAME:=VALUE",
                         help="change a controller parameter for the replay (repeatable)")
@@ -32,34 +37,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, action="append", default=[],
                         help="a ROS 2 parameter file for the controller, over the recorded parameters "
                              "(repeatable: a later file's values win, as with the node's own --params-file)")
-    parser.add_argument("--iterations", choices=("auto", "recorded", "parameter"), default="auto",
+    parser.add_argument("--iterations", choices=ITERATION_MODES, default=ReplayOptions.iterations,
                         help="planner iterations per cycle: each cycle's recorded count, or "
                              "planner.iterations; auto: the parameter when the recording ran fixed "
                              "iterations or -p or a file gives planner or planner.iterations another "
                              "value than the recorded one, else recorded")
-    parser.add_argument("--start", type=float, default=0.0, help="seconds after the bag's first cycle to start")
-    parser.add_argument("--end", type=float, default=math.inf, help="seconds after the bag's first cycle to end")
-    parser.add_argument("--speed", type=float, default=0.0,
-                        help="at most this many times real time (default 0: as fast as it goes)")
-    parser.add_argument("--max-command-diff", type=float, default=1e-6,
+    parser.add_argument("--start", type=float, default=ReplayOptions.start,
+                        help="seconds after the bag's first cycle to start")
+    parser.add_argument("--end", type=float, default=ReplayOptions.end,
+                        help="seconds after the bag's first cycle to end")
+    parser.add_argument("--speed", type=float, default=ReplayOptions.speed,
+                        help="at most this many times real time (default %(default)g: as fast as it goes)")
+    parser.add_argument("--max-command-diff", type=float, default=tolerances.max_command_diff,
                         help="tolerance on the largest command difference (default: %(default)s)")
-    parser.add_argument("--max-rms-command-diff", type=float, default=None, help="tolerance on the RMS difference")
-    parser.add_argument("--max-status-changes", type=int, default=0,
+    parser.add_argument("--max-rms-command-diff", type=float, default=tolerances.rms_command_diff,
+                        help="tolerance on the RMS difference")
+    parser.add_argument("--max-status-changes", type=int, default=tolerances.status_changes,
                         help="cycles whose status may differ (default: %(default)s)")
-    parser.add_argument("--max-cost-diff", type=float, default=None, help="tolerance on the plan cost difference")
+    parser.add_argument("--max-cost-diff", type=float, default=tolerances.cost_diff,
+                        help="tolerance on the plan cost difference")
     for role, flag in (("image", "--image-topic"), ("joints", "--joint-topic"),
                        ("goal_state", "--goal-state-topic"), ("goal_image", "--goal-image-topic"),
                        ("diagnostics", "--diagnostics-topic"), ("clock", "--clock-topic")):
         parser.add_argument(flag, dest=f"topic_{role}", default=None, metavar="TOPIC",
                             help=f"the bag's {role.replace('_', ' ')} topic (default: found by name)")
     parser.add_argument("--launch", action="store_true",
-                        help="start the controller with `ros2 launch grasp_ros grasp_controller.launch.py` "
+                        help=f"start the controller with `ros2 launch grasp_ros {CONTROLLER_LAUNCH_FILE}` "
                              "(needs a ROS 2 install with the package built) instead of python -m")
-    parser.add_argument("--cycle-timeout", type=float, default=600.0,
+    parser.add_argument("--cycle-timeout", type=float, default=ReplayOptions.cycle_timeout,
                         help="wall seconds to wait for one cycle before giving up (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=0.0,
+    parser.add_argument("--timeout", type=float, default=ReplayOptions.timeout,
                         help="wall seconds for the whole replay, the controller's start included, "
-                             "before giving up, exit 3 (default 0: 600 + 10 per recorded second of the window)")
+                             f"before giving up, exit 3 (default %(default)g: {TIMEOUT_BASE_S:g} + "
+                             f"{TIMEOUT_PER_SECOND:g} per recorded second of the window)")
 
 
 def _interrupt(signum, frame) -> None:
@@ -67,9 +77,6 @@ def _interrupt(signum, frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..replay import BagError, ReplayError, ReplayOptions, Tolerances, prepare, replay
-    from ..replay.settings import parse_assignment
-
     try:
         overrides = dict(parse_assignment(text) for text in args.params)
         options = ReplayOptions(
