@@ -17,6 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status, StatusLog,
                                build_control_loop, resolve_device)
+from grasp_ros.control.replayed import ReplayedCycles
 from grasp_ros.models import WorldModel, model_spec, parse_options
 from grasp_ros.planning import Plan, make_planner
 
@@ -262,7 +263,7 @@ def test_late_and_busy_cycles_are_reported_and_repeat_exactly_when_named():
     assert report.time == 1.0 and report.status == Status.FALLBACK and "late plan" in report.message
     assert report.iterations == 0 and math.isfinite(report.cost)   # its budget had run out at once
 
-    again = make_loop(period=1.0, max_observation_age=100.0, late_cycles=(1.0,), busy_cycles=(2.0,))
+    again = make_loop(period=1.0, max_observation_age=100.0, replayed=ReplayedCycles(late=(1.0,), busy=(2.0,)))
     again.set_goal({"joints": np.array([0.6, -0.4])})
     again.observe({"joints": np.array([0.0, 0.0])}, stamp=0.0)
     counts = lambda n: (lambda: again.request_planner_settings(iterations=n))   # noqa: E731
@@ -411,7 +412,7 @@ def test_a_busy_cycle_stopped_by_its_inputs_says_so_and_replays_as_busy():
     assert kinds == ["late", "busy", "busy", ""]
 
     def replay(busy_cycles):
-        again = fresh(late_cycles=(1.0,), busy_cycles=busy_cycles)
+        again = fresh(replayed=ReplayedCycles(late=(1.0,), busy=busy_cycles))
         again.request_planner_settings(iterations=reports[0].iterations)
         return run_ticks(again, [(1.0, lambda: None),
                            (2.0, lambda: again.reject_observation("image: a frame it cannot read", 2.0, received=2.0)),
@@ -479,7 +480,14 @@ def test_stopping_the_runner_ends_a_long_solve_at_its_next_iteration():
 
 def test_named_replay_cycles_need_fixed_iterations():
     with pytest.raises(ValueError, match="fixed_iterations"):
-        ControlConfig(timing="realtime", late_cycles=(1.0,)).validate()
+        ControlConfig(timing="realtime", replayed=ReplayedCycles(late=(1.0,))).validate()
+
+
+def test_a_replayed_cycle_is_named_by_its_time_through_a_float():
+    replayed = ReplayedCycles(late=(0.1 + 0.2,), overdue=(1.0,))
+    assert replayed.named("late", 0.3) and not replayed.named("busy", 0.3)
+    assert replayed.named("overdue", 1.0 + 5e-7) and not replayed.named("overdue", 1.0 + 5e-6)
+    assert replayed and not ReplayedCycles()
 
 
 def spy(plan, seen):

@@ -43,6 +43,7 @@ from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import param_docs, params, qos, wiring  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
+from grasp_ros.control.replayed import ReplayedCycles  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
                                        rgb_to_image, select_joints, to_time, trajectory_message,
                                        twist_message)
@@ -625,7 +626,10 @@ def test_a_control_rate_off_the_models_period_is_warned_even_within_the_toleranc
 def test_the_control_config_is_made_from_the_parameters_and_takes_every_dynamic_one():
     values = {p.name: p.default for p in params.PARAMETERS}
     config = params.control_config(dict(values, on_stale="hold", goal_tolerance=[0.1]))
-    assert (config.period, config.on_stale, config.goal_tolerance, config.late_cycles) == (0.1, "hold", (0.1,), ())
+    assert (config.period, config.on_stale, config.goal_tolerance, config.replayed) == (0.1, "hold", (0.1,), ReplayedCycles())
+    replayed = params.control_config(dict(values, timing="fixed_iterations", **{"replay.busy_cycles": [0.5]}))
+    assert replayed.replayed == ReplayedCycles(busy=(0.5,))     # each kind's parameter is declared
+    assert "need timing fixed_iterations" in " ".join(params.validate_all(dict(values, **{"replay.overdue_cycles": [0.5]})))
     assert params.config_change("hold_timeout", 0.25) == {"hold_timeout": 0.25}
     # the node applies a dynamic parameter as a planner knob, else as the ControlConfig field
     assert all(p.knob or p.name in params.CONTROL_CONFIG for p in params.PARAMETERS if p.dynamic)

@@ -61,6 +61,7 @@ from .encoding import encode, model_batch
 from .goal_target import GoalTarget
 from .inputs import Sample
 from .observations import ObservationInbox, lead_hint, time_base_hint
+from .replayed import ReplayedCycles
 
 ON_STALE_CHOICES = ("hold", "zero")
 TIMING_CHOICES = ("realtime", "fixed_iterations")
@@ -129,16 +130,9 @@ class ControlConfig:
     """Goal checker (``arrival.GoalChecker``): the largest distance of each goal joint's position
     from a joint goal (one value: every goal joint's; else one per goal joint) at which the robot
     is at the goal: ARRIVED with the stop instead of a plan. Empty: no checker (plan for ever)."""
-    late_cycles: tuple = ()
-    """Replay only (``fixed_iterations``): cycle times (s, caller's clock) to run as the recorded
-    run's late cycles: plan (the iteration cap), but send the previous plan's action (FALLBACK);
-    the plan warm-starts the next cycle, as a late plan does."""
-    busy_cycles: tuple = ()
-    """Replay only (``fixed_iterations``): cycle times at which the recorded run's planner was
-    still on a late plan: FALLBACK without planning."""
-    overdue_cycles: tuple = ()
-    """Replay only (``fixed_iterations``): cycle times whose recorded command was overdue (the
-    process held up: the stop went out instead): the same cycle, then the stop."""
+    replayed: ReplayedCycles = ReplayedCycles()
+    """A replay's recorded cycles to repeat as they went (``replayed``; ``fixed_iterations``
+    only); empty for a run that is no replay."""
 
     @property
     def deadline(self) -> float:
@@ -173,9 +167,7 @@ class ControlConfig:
             raise ValueError(f"on_stale must be one of {list(ON_STALE_CHOICES)}, got {self.on_stale!r}")
         if self.timing not in TIMING_CHOICES:
             raise ValueError(f"timing must be one of {list(TIMING_CHOICES)}, got {self.timing!r}")
-        if (self.late_cycles or self.busy_cycles or self.overdue_cycles) and not self.fixed_iterations:
-            raise ValueError("late_cycles, busy_cycles and overdue_cycles (a replay's recorded late "
-                             "cycles) need timing fixed_iterations")
+        self.replayed.validate(self.fixed_iterations)
 
 
 @dataclass

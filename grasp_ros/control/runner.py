@@ -17,9 +17,9 @@ or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overd
 
 With ``timing`` "fixed_iterations" there is no deadline: the command goes out when the planner's
 iteration cap is done (lock-step simulation, replay), except at the cycles a replay names
-(``ControlConfig.late_cycles``, ``busy_cycles``, ``overdue_cycles``): those repeat a recorded
-late cycle (plan, send the previous plan's action), a cycle that found the planner still busy
-(send it without planning) or an overdue one (the cycle, then the stop).
+(``ControlConfig.replayed``): those repeat a recorded late cycle (plan, send the previous plan's
+action), a cycle that found the planner still busy (send it without planning) or an overdue one
+(the cycle, then the stop).
 
 The watchdog is a thread of the runner's own, on the wall clock: when no cycle ran for
 ``clock_timeout`` wall seconds (in real time: none ended; a lock-step cycle may take longer), it
@@ -42,12 +42,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Optional
 
-from .cycle import ControlLoop, Job, Outcome, CycleResult
+from .cycle import ControlLoop, CycleResult, Job, Outcome
 from .reasons import BUSY, LATE
-
-REPLAYED_AT = 1e-6
-"""A cycle time a replay names matches a tick this close (s): it went through a float."""
-
 
 class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
@@ -225,13 +221,13 @@ class CycleRunner:
         loop, config = self.loop, self.loop.config
         if self._solving is not None and not self._solving.done():
             return loop.busy(now, f"{BUSY} {wall - self._solving_since:.3f} s ago")
-        if _named(now, config.busy_cycles):
+        if config.replayed.named("busy", now):
             return loop.busy(now, f"{BUSY} (a recorded busy cycle, replayed)")
         self._adopt_late_plan()
         job = loop.prepare(now)
         if not isinstance(job, Job):
             return job
-        if _named(now, config.late_cycles):
+        if config.replayed.named("late", now):
             return self._replay_late_cycle(job)
         deadline = None if config.fixed_iterations else wall + config.deadline
         # Plans are adopted here, on the cycle thread: a late one at the first cycle that finds
@@ -266,12 +262,12 @@ class CycleRunner:
         """A command ready more than ``max_observation_age`` wall seconds past its deadline came
         from a process that was held up (stopped, starved of CPU): the stop goes out instead of
         what was decided from the world as it was then. A replay repeats the cycles it names
-        (``ControlConfig.overdue_cycles``)."""
+        (``ControlConfig.replayed``)."""
         config = self.loop.config
         if result.stop:
             return result
         if config.fixed_iterations:
-            if not _named(now, config.overdue_cycles):
+            if not config.replayed.named("overdue", now):
                 return result
             why = "a recorded overdue cycle, replayed"
         else:
@@ -302,6 +298,3 @@ class CycleRunner:
         except Exception as exc:  # noqa: BLE001 -- a failed report must not end the planner thread
             self.last_error = f"{type(exc).__name__}: {exc}"
 
-
-def _named(now: float, times) -> bool:
-    return any(abs(now - t) <= REPLAYED_AT for t in times)

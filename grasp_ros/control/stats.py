@@ -10,7 +10,7 @@ from collections import Counter, deque
 import numpy as np
 
 from . import reasons
-from .cycle import Status, CycleResult
+from .cycle import CycleResult, Status
 
 
 class CycleStats:

@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 def position_columns(names: Sequence, fields: Sequence[str],
                      subset: Optional[Sequence] = None) -> list[int]:
     """Columns of the joint vector of ``names`` x ``fields`` that hold positions: every joint's
-    in order, or those of ``subset`` in its order (names not among ``names`` left out). None
+    in order, or those of ``subset`` in its order (names not among ``names`` left out); none
     when ``fields`` has no "position"."""
     if "position" not in fields:
         return []

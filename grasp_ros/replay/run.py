@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..bench.load import load_average
 from ..control import Status
+from ..control.replayed import KINDS as REPLAYED_KINDS, parameter as replayed_parameter
 from ..ros.params import BY_NAME
 from ..ros.processes import launch_available
 from ..timebase import NS
@@ -25,7 +26,7 @@ from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import ReplayInfo, bench_row, markdown, plot, write_csv
 from .schedule import Step, activation_clock, plan_steps
-from .settings import FROM_BAG, changed_values, controller_values, iteration_mode, read_params_file
+from .settings import changed_values, controller_values, iteration_mode, read_params_file
 
 CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
 
@@ -127,13 +128,10 @@ def prepare(options: ReplayOptions) -> Prepared:
     period = 1.0 / float(_value(values, "control_rate_hz"))
     window = plan_steps(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
-    named = {"replay.late_cycles": lambda s: s.fallback == "late",
-             "replay.busy_cycles": lambda s: s.fallback == "busy",
-             "replay.overdue_cycles": lambda s: s.overdue}
-    for name in FROM_BAG:
-        times = [s.clock / NS for s in window if named[name](s)]
+    for kind in REPLAYED_KINDS:
+        times = [s.clock / NS for s in window if s.replayed_as(kind)]
         if times:
-            values[name], sources[name] = times, "replay"
+            values[replayed_parameter(kind)], sources[replayed_parameter(kind)] = times, "replay"
     return Prepared(options, recording, values, sources, mode, period, activation)
 
 
@@ -248,9 +246,9 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun, machine: dict[s
         model=_value(prepared.values, "model"), planner=_value(prepared.values, "planner"),
         messages_delivered=run.messages_delivered, subscribed=run.subscribed,
         cpu_capability=capability,
-        late_cycles=sum(s.fallback == "late" for s in steps),
-        busy_cycles=sum(s.fallback == "busy" for s in steps),
-        overdue_cycles=sum(s.overdue for s in steps),
+        late_cycles=sum(s.replayed_as("late") for s in steps),
+        busy_cycles=sum(s.replayed_as("busy") for s in steps),
+        overdue_cycles=sum(s.replayed_as("overdue") for s in steps),
         notes=_notes(prepared, steps, capability),
         loadavg_start=machine.get("load_average"), loadavg_end=load_average(),
     )

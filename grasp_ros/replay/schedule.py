@@ -56,6 +56,11 @@ class Step:
     """The recorded cycle's command was overdue (``reasons.OVERDUE``: the stop went out
     instead): the cycle as ``fallback`` says, then the stop."""
 
+    def replayed_as(self, kind: str) -> bool:
+        """Whether the controller must repeat this cycle as one of ``kind``
+        (``control.replayed``: "late", "busy", "overdue")."""
+        return self.overdue if kind == "overdue" else self.fallback == kind
+
 
 def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
                start: float = 0.0, end: float = math.inf) -> list[Step]:

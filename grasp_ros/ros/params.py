@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 import yaml
 
 from ..control import ON_STALE_CHOICES, TIMING_CHOICES, ControlConfig
+from ..control.replayed import KINDS as REPLAYED_KINDS, ReplayedCycles, parameter as replayed_parameter
 from ..models import model_spec, parse_options
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD
 from ..models.preprocess import CROPS
@@ -476,9 +477,8 @@ PARAMETERS: tuple[Param, ...] = (
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMETERS}
 
-REPLAY_CYCLES = ("replay.late_cycles", "replay.busy_cycles", "replay.overdue_cycles")
-"""The parameters a replay sets from a bag's FALLBACK cycles (``ControlConfig.late_cycles``,
-``busy_cycles``, ``overdue_cycles``)."""
+REPLAY_CYCLES = tuple(replayed_parameter(kind) for kind in REPLAYED_KINDS)
+"""The parameters a replay sets from a bag's FALLBACK cycles (``control.replayed``)."""
 
 KINDS = {
     "read-only": "read-only: set at start-up (launch, -p, parameter file); restart to change",
@@ -511,10 +511,7 @@ def check_consistency(values: dict[str, Any]) -> Optional[str]:
     if values["clock_timeout"] <= period:
         return (f"clock_timeout {values['clock_timeout']:g} s is not longer than the control period "
                 f"{period:g} s: the clock watchdog would report a stalled clock between cycles")
-    replayed = [n for n in REPLAY_CYCLES if values.get(n)]
-    if replayed and values["timing"] != "fixed_iterations":
-        return f"{' and '.join(replayed)} (a replay's recorded late plans) need timing fixed_iterations"
-    return None
+    return _check_config(timing=values["timing"], replayed=replayed_cycles(values))
 
 
 def _check_joint_limits(values: dict[str, Any]) -> Optional[str]:
@@ -582,12 +579,15 @@ CONTROL_CONFIG = tuple(f.name for f in dataclasses.fields(ControlConfig) if f.na
 control_rate_hz, the replayed cycles from ``REPLAY_CYCLES``)."""
 
 
+def replayed_cycles(values: dict[str, Any]) -> ReplayedCycles:
+    """A replay's named cycles from the ``REPLAY_CYCLES`` parameters."""
+    return ReplayedCycles(**{kind: tuple(values.get(replayed_parameter(kind)) or ())
+                             for kind in REPLAYED_KINDS})
+
+
 def control_config(values: dict[str, Any]) -> ControlConfig:
     """The control loop's settings from the parameters (values: name -> value)."""
-    return ControlConfig(period=1.0 / values["control_rate_hz"],
-                         late_cycles=tuple(values["replay.late_cycles"] or ()),
-                         busy_cycles=tuple(values["replay.busy_cycles"] or ()),
-                         overdue_cycles=tuple(values["replay.overdue_cycles"] or ()),
+    return ControlConfig(period=1.0 / values["control_rate_hz"], replayed=replayed_cycles(values),
                          **{name: _config_value(name, values[name]) for name in CONTROL_CONFIG})
 
 
