@@ -589,8 +589,8 @@ class GraspController(LifecycleNode):
 
     def _apply_parameters(self, parameters) -> None:
         """Dynamic changes go to the loop (applied from its next cycle); logged one line a call,
-        at most one a second (a peer's 400 calls made 800 lines in 5 s; /parameter_events has
-        every change)."""
+        at most one a second, so that a peer setting parameters in a loop cannot flood the log
+        (/parameter_events carries every change)."""
         loop, changed = self._loop, []
         for parameter in parameters:
             self._refused.pop(parameter.name, None)
