@@ -65,7 +65,7 @@ from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.processes import Processes, isolate_dds
 from ..timebase import NS, SAME_TIME_NS, stamp_ns
 from .bag import CONTROLLER, Cycle, Recording, cycle_from_message, message_class
-from .schedule import Step
+from .schedule import ReplayCycle
 from .settings import params_file_text
 
 SENSOR_DEPTH = 100
@@ -186,9 +186,9 @@ class Replayer:
         self._executor: Optional[SingleThreadedExecutor] = None
         self._processes: Optional[Processes] = None
 
-    def run(self, make_steps: Callable[[list[str]], Sequence[Step]], activation: int) -> ReplayRun:
+    def run(self, make_cycles: Callable[[list[str]], Sequence[ReplayCycle]], activation: int) -> ReplayRun:
         """Start the controller (activated at clock ``activation``, ns), replay the steps that
-        ``make_steps(the input roles it subscribes to)`` gives, stop it."""
+        ``make_cycles(the input roles it subscribes to)`` gives, stop it."""
         isolate_dds()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         recorded = (self.recording.parameters or {}).get("cpu_capability")
@@ -196,9 +196,9 @@ class Replayer:
                 _replay_environment(Path(scratch), recorded):
             params_file = Path(scratch) / "controller.yaml"
             params_file.write_text(params_file_text({**self.values, **SENSOR_QOS_OVERRIDES}), encoding="utf-8")
-            return self._run(controller_command(params_file, self.values, self.launch), make_steps, activation)
+            return self._run(controller_command(params_file, self.values, self.launch), make_cycles, activation)
 
-    def _run(self, command: list[str], make_steps, activation: int) -> ReplayRun:
+    def _run(self, command: list[str], make_cycles, activation: int) -> ReplayRun:
         context = Context()
         rclpy.init(args=[], context=context)
         self._node = _ReplayNode(context, self.recording)
@@ -209,7 +209,7 @@ class Replayer:
             started = time.monotonic()
             self._ends = started + self.timeout
             subscribed = self._start(activation)
-            steps = make_steps(subscribed)
+            steps = make_cycles(subscribed)
             startup = time.monotonic() - started
             self.progress(f"controller active (start-up {startup:.1f} s); replaying {len(steps)} cycles")
             begun = time.monotonic()
@@ -273,7 +273,7 @@ class Replayer:
 
     # -- the cycles -------------------------------------------------------------------------
 
-    def _cycles(self, steps: Sequence[Step], subscribed: list[str], begun: float):
+    def _cycles(self, steps: Sequence[ReplayCycle], subscribed: list[str], begun: float):
         node = self._node
         replayed, delivered = {}, 0
         iterations = self.values.get("planner.iterations")

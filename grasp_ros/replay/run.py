@@ -25,7 +25,7 @@ from .bag import CANDIDATES, BagError, Recording, check_fed, read_recording
 from .compare import Comparison, Tolerances, compare
 from .driver import CONTROLLER_LAUNCH_FILE, Replayer, ReplayRun
 from .report import ReplayInfo, bench_row, markdown, plot, write_csv
-from .schedule import Step, activation_clock, plan_steps
+from .schedule import ReplayCycle, activation_clock, replay_cycles
 from .settings import changed_values, controller_values, iteration_mode, read_params_file
 
 CONTROLLER_LATE_PLANS = CANDIDATES["late_plans"][0]
@@ -126,7 +126,7 @@ def prepare(options: ReplayOptions) -> Prepared:
     mode = iteration_mode(options.iterations, recording.parameters,
                           changed_values(recording.parameters, {**file_values, **options.overrides}))
     period = 1.0 / float(_value(values, "control_rate_hz"))
-    window = plan_steps(recording, (), mode, options.start, options.end)
+    window = replay_cycles(recording, (), mode, options.start, options.end)
     activation = activation_clock([s.clock for s in window], period)
     for kind in REPLAYED_KINDS:
         times = [s.clock / NS for s in window if s.replayed_as(kind)]
@@ -148,14 +148,14 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Repla
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     try:
-        chosen: list[Step] = []
+        chosen: list[ReplayCycle] = []
 
-        def make_steps(subscribed: list[str]) -> list[Step]:
+        def make_cycles(subscribed: list[str]) -> list[ReplayCycle]:
             check_fed(recording, subscribed)
             # The cycle's observation: the camera's frame when the controller takes the camera
             # (a camera + joints model pairs joints to frames), else joint_states.
             observed = ("image",) if "image" in subscribed else ("joints",)
-            chosen[:] = plan_steps(recording, observed, prepared.iterations, options.start, options.end)
+            chosen[:] = replay_cycles(recording, observed, prepared.iterations, options.start, options.end)
             return chosen
 
         replayer = Replayer(recording, prepared.values, scratch, options.call_timeout,
@@ -163,7 +163,7 @@ def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> Repla
                             options.timeout or default_timeout(_window_seconds(prepared)))
         bad_bag = False
         try:
-            run = replayer.run(make_steps, prepared.activation)
+            run = replayer.run(make_cycles, prepared.activation)
         except BagError:     # known once the controller said what it reads: nothing written
             bad_bag = True
             raise
@@ -221,7 +221,7 @@ def _value(values: dict[str, Any], name: str) -> Any:
     return values.get(name, BY_NAME[name].default)
 
 
-def _info(prepared: Prepared, steps: list[Step], run: ReplayRun, machine: dict[str, Any]) -> ReplayInfo:
+def _info(prepared: Prepared, steps: list[ReplayCycle], run: ReplayRun, machine: dict[str, Any]) -> ReplayInfo:
     options, recording = prepared.options, prepared.recording
     span = (steps[-1].clock - steps[0].clock) / NS + prepared.period
     recorded = recording.parameters
@@ -254,7 +254,7 @@ def _info(prepared: Prepared, steps: list[Step], run: ReplayRun, machine: dict[s
     )
 
 
-def _notes(prepared: Prepared, steps: list[Step], capability: dict[str, Optional[str]]) -> list[str]:
+def _notes(prepared: Prepared, steps: list[ReplayCycle], capability: dict[str, Optional[str]]) -> list[str]:
     """Where the replay cannot repeat the recording: a warm start it lacks, other CPU kernels
     (``capability``: recorded, replayed), late plans the bag does not report, FALLBACK cycles
     planned in time, no recorded parameters."""

@@ -38,7 +38,7 @@ LOOKBACK_S = 5.0
 
 
 @dataclass
-class Step:
+class ReplayCycle:
     """One cycle to replay: deliver ``inputs`` (and ``iterations``), then publish ``clock``."""
 
     index: int                 # the cycle's index in Recording.cycles
@@ -62,12 +62,12 @@ class Step:
         return self.overdue if kind == "overdue" else self.fallback == kind
 
 
-def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
-               start: float = 0.0, end: float = math.inf) -> list[Step]:
-    """The steps of the cycles in the window, in order. ``observed``: the input roles whose
+def replay_cycles(recording: Recording, observed: Sequence[str], iterations: str = "parameter",
+                  start: float = 0.0, end: float = math.inf) -> list[ReplayCycle]:
+    """The recorded cycles in the window, in order, as the replay runs them. ``observed``: the input roles whose
     message is the cycle's observation (the camera for a camera model, else joints);
     ``iterations`` "recorded" sets each cycle's recorded iteration count and repeats its late
-    plans (``Step.fallback``); "parameter" plans every cycle, in time."""
+    plans (``ReplayCycle.fallback``); "parameter" plans every cycle, in time."""
     cycles = recording.cycles
     first = cycles[0].time
     chosen = [k for k, c in enumerate(cycles) if start * NS <= c.time - first <= end * NS]
@@ -88,7 +88,7 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
         # A cycle's sync count, where it reports a plan of its own: recorded under a budget, its
         # last syncs may have been skipped.
         syncs = cycles[k].syncs if iterations == "recorded" and planned_itself(cycles[k]) else None
-        step = Step(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
+        step = ReplayCycle(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
         if iterations == "recorded":
             step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
             step.overdue = reasons.OVERDUE in cycles[k].status_text
@@ -100,7 +100,7 @@ def plan_steps(recording: Recording, observed: Sequence[str], iterations: str = 
 
 
 def fallback_kind(cycle: Cycle, late_plan) -> str:
-    """``Step.fallback`` of a recorded cycle. A busy cycle whose inputs stopped it (STALE,
+    """``ReplayCycle.fallback`` of a recorded cycle. A busy cycle whose inputs stopped it (STALE,
     ERROR, CLOCK while the planner was still on a late plan) says so in its text, and is busy
     too: the late plan must not take over there."""
     if cycle.status == Status.FALLBACK and late_plan is not None:

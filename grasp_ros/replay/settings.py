@@ -23,7 +23,7 @@ from ..ros import params
 FORCED = {"use_sim_time": True, "autostart": False, "timing": "fixed_iterations", "clock_timeout": 3600.0}
 """What every replay sets, whatever was recorded or asked."""
 FROM_BAG = params.REPLAY_CYCLES
-"""What the replay sets from the bag's FALLBACK cycles (``schedule.Step.fallback``)."""
+"""What the replay sets from the bag's FALLBACK cycles (``schedule.ReplayCycle.fallback``)."""
 REPORTED = ("cpu_capability",)
 """What the controller reports of itself: the replay runs its controller with the recorded CPU
 kernel set through the environment (``ATEN_CPU_CAPABILITY``), not as a parameter."""
