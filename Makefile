@@ -37,9 +37,10 @@ BUILD_INPUTS := CMakeLists.txt package.xml \
 RUN_ENV := LD_LIBRARY_PATH="$(INSTALL)/lib$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH}" \
 	AMENT_PREFIX_PATH="$(INSTALL):$(ROOT)/$(VENV)$${AMENT_PREFIX_PATH:+:$$AMENT_PREFIX_PATH}"
 
-# DDS isolation for tests: a domain of their own per run (unless ROS_DOMAIN_ID is set) and no
-# discovery beyond this host.
-TEST_ENV := ROS_DOMAIN_ID="$${ROS_DOMAIN_ID:-$$(( $$$$ % 200 + 10 ))}" \
+# DDS isolation for tests: a domain of their own per run (unless ROS_DOMAIN_ID is set: one no
+# node uses now, tools/free_ros_domain.py; else one from the shell's pid) and no discovery
+# beyond this host.
+TEST_ENV := ROS_DOMAIN_ID="$${ROS_DOMAIN_ID:-$$($(RUN_ENV) $(VPY) tools/free_ros_domain.py || echo $$(( $$$$ % 200 + 10 )))}" \
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 
 .PHONY: setup test demo bench clean distclean

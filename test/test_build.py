@@ -179,3 +179,25 @@ def test_plan_diagnostics_round_trip_over_dds():
         for node in nodes:
             node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_make_test_runs_on_a_domain_no_other_node_uses():
+    """``tools/free_ros_domain.py`` (the Makefile's choice of domain) passes over a domain on which
+    a node is up, here this test's own."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    own = int(os.environ.get("ROS_DOMAIN_ID", "0"))
+    other = 10 + (own + 1) % 220
+    context = Context()
+    rclpy.init(context=context, domain_id=own)
+    try:
+        node = rclpy.create_node(f"squatter_{uuid.uuid4().hex[:8]}", context=context)
+        tool = Path(__file__).resolve().parents[1] / "tools" / "free_ros_domain.py"
+        chosen = subprocess.run([sys.executable, str(tool), "--candidates", str(own), str(other)],
+                                capture_output=True, text=True, timeout=60, check=True).stdout.split()
+        assert chosen == [str(other)]
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
