@@ -997,6 +997,36 @@ def test_a_sims_unstamped_first_frame_does_not_hide_its_sim_time_stamps_from_a_w
     assert "different time bases" in result.message and "use_sim_time" in result.message
 
 
+def test_a_sensor_stamping_ahead_is_stale_as_soon_after_it_dies_as_any():
+    """Stamped 0.2 s ahead (refused while it lives), the sensor's last message counts from its
+    arrival + max_stamp_lead, not from its stamp: STALE max_observation_age after it died."""
+    loop = ready_loop()                              # max_observation_age 0.25, max_stamp_lead 0.05
+    for t in (1.0, 1.1):
+        loop.observe({"joints": np.zeros(2)}, stamp=t + 0.2, received=t)
+        assert loop.step(t).status == Status.ERROR   # "ahead of the clock"
+    dead = loop.step(1.1 + 0.05 + 0.26)              # the stamp itself would be 0.11 s old: fresh
+    assert dead.status == Status.STALE and dead.command.tolist() == [0.0, 0.0], dead.message
+
+
+def test_a_refused_observation_then_silence_is_stale_and_says_what_was_refused():
+    loop = ready_loop()
+    loop.reject_observation("joint 'x' is NaN", stamp=1.0, received=1.0)
+    assert loop.step(1.1).status == Status.ERROR
+    later = loop.step(1.3)
+    assert later.status == Status.STALE and "0.300 s old" in later.message
+    assert "it was refused: joint 'x' is NaN" in later.message
+
+
+def test_a_refused_observation_notes_the_clock_jumping_back():
+    """A second /clock behind the first: the inputs stamped on the newer one are refused as
+    ahead of the clock, and their arrival is the only sign that time went back."""
+    loop = ready_loop(max_observation_age=100.0)
+    loop.observe({"joints": np.zeros(2)}, stamp=50.0, received=50.0)
+    assert loop.step(50.0).status == Status.OK
+    loop.reject_observation("stamp ahead of the clock", stamp=50.1, received=20.0)
+    assert loop.step(50.2).status == Status.CLOCK
+
+
 def test_the_clock_jumping_back_clears_observations_and_warm_start():
     loop = ready_loop(max_observation_age=100.0)
     loop.observe({"joints": np.zeros(2)}, stamp=50.0, received=50.0)

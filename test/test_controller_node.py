@@ -785,6 +785,46 @@ def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
     assert held[0] != list(sagging[-1])
 
 
+def test_a_reactivation_or_a_clock_jump_starts_a_new_run_of_stops(rig):
+    """Another controller may move the robot while this one is inactive, and a sim reset puts it
+    elsewhere: the stops after either hold where the robot is then, not where an earlier run of
+    stops held it (a position-tracking controller would drive it back there)."""
+    r = rig(command_interface="joint_trajectory")
+    r.t_ns = 30 * 10**9                          # room for the clock to jump back
+    r.publish_clock()
+    r.start()
+    r.controlling()
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))   # refused: ERROR, stops
+
+    def stops_at(position, cycles=4) -> list:
+        held = []
+        for _ in range(cycles):
+            sent = len(r.trajectories)
+            d = r.cycle(lambda: r.send_joints(position))
+            r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+            if d.status in (PlanDiagnostics.STATUS_ERROR, PlanDiagnostics.STATUS_CLOCK):
+                held.append([round(v, 9) for v in r.trajectories[sent].points[0].positions])
+        return held
+
+    assert stops_at((-0.5, -0.5))[-1] == [-0.5, -0.5]
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
+    r.send_joints((0.2, 0.3))                    # moved by someone else meanwhile
+    r.wait_until(lambda: r.transition(Transition.TRANSITION_ACTIVATE), what="activation")
+    held = stops_at((0.2, 0.3))
+    assert held and all(h == [0.2, 0.3] for h in held), held
+    r.t_ns -= 10 * 10**9                         # a sim reset, the robot elsewhere
+
+    def jumped():
+        if r.node.get_clock().now().nanoseconds == r.t_ns:
+            return True
+        r.publish_clock()
+        return False
+    r.send_joints((0.1, -0.1))
+    r.wait_until(jumped, what="the clock to jump back")
+    held = stops_at((0.1, -0.1))
+    assert held and all(h == [0.1, -0.1] for h in held), held
+
+
 def test_a_trajectory_stops_each_joint_at_its_limit_and_reports_the_velocity_sent(rig):
     """cost.joint_limits_low/high are the robot's joint limits: a trajectory's positions,
     integrated from the measured ones, never pass them (a joint stops at its limit, its velocity

@@ -21,6 +21,9 @@ class GoalLog:
     def set_goal(self, goal):
         self.goals.append({k: np.asarray(v).tolist() for k, v in goal.items()})
 
+    def reject_goal(self, reason):
+        self.goals.append({"refused": reason})
+
 
 IMAGE_A, IMAGE_B = np.zeros((2, 2, 3), np.uint8), np.ones((2, 2, 3), np.uint8)
 JOINTS_A, JOINTS_B = np.array([0.1, 0.2]), np.array([0.3, 0.4])
@@ -87,3 +90,15 @@ def test_the_intake_accepts_only_the_goal_kinds_the_model_takes():
     assert intake.accepts("image") and not intake.accepts("joints")
     loop.card, loop.image_size = SimpleNamespace(image=None, goal_joint_input=None), 64
     assert intake.accepts("image")          # a model that encodes images its card does not name
+
+
+def test_after_a_refused_goal_the_next_goal_of_either_kind_is_taken():
+    """A refused goal message is the loop's goal (ERROR) until another is taken: the goal that
+    stood before it must not keep a new one of the other kind out."""
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=False)
+    assert intake.take("joints", JOINTS_A, 0).taken
+    intake.refuse("goal image: empty image (0x0)")
+    assert intake.take("image", IMAGE_A, 0).taken           # unstamped, like the joints before
+    assert loop.goals == [{"joints": [0.1, 0.2]}, {"refused": "goal image: empty image (0x0)"},
+                          {"image": IMAGE_A.tolist()}]

@@ -150,3 +150,9 @@ def test_image_features_are_per_channel_summaries():
     f = image_features(image)[0].view(5, 3)      # rows: mean, std, min, max, roughness
     assert torch.allclose(f[:, 0], torch.tensor([0.5, 0.5, 0.0, 1.0, 4 / 24]))
     assert torch.equal(f[:, 1], torch.zeros(5))
+
+
+def test_a_huge_novelty_is_written_short():
+    from grasp_ros.models.novelty import novelty_text
+    assert novelty_text(56.94) == "56.9"
+    assert novelty_text(1.721002208392667e38) == "1.72e+38"

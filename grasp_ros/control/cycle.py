@@ -51,7 +51,7 @@ import torch
 
 from ..models.card import card_for
 from ..models.contract import decodes_joints
-from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for
+from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for, novelty_text
 from ..planning import Budget, Plan
 from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
@@ -317,6 +317,8 @@ class ControlLoop:
         was a joint_states message; for a camera + joints model the frames that find no joints
         to pair with are then refused for this reason too (not STALE between refusals)."""
         with self._lock:
+            if received is not None:
+                self._note_clock(received)
             self._inbox.refuse(reason, stamp, received, joints)
 
     def set_goal(self, observation: Mapping[str, np.ndarray]) -> None:
@@ -486,16 +488,19 @@ class ControlLoop:
                 "warm start cleared")), now, age)
         if sample is None:
             return self._finish(self._stale("no observation yet", now), now, age)
-        if sample.error:
+        config = self.config
+        old = now - sample.aged_from(config.max_stamp_lead)
+        if sample.error and old <= config.max_observation_age:     # a refusal stands while fresh
             return self._finish(self._zero(Status.ERROR, f"observation refused: {sample.error}"), now, age)
-        if age < -self.config.max_stamp_lead:
+        if not sample.error and age < -config.max_stamp_lead:
             return self._finish(self._zero(Status.ERROR, (
                 f"observation refused: stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the "
-                f"clock (max_stamp_lead {self.config.max_stamp_lead:g} s){lead_hint(age)}")), now, age)
-        if age > self.config.max_observation_age:
+                f"clock (max_stamp_lead {config.max_stamp_lead:g} s){lead_hint(age)}")), now, age)
+        if old > config.max_observation_age:
+            refused = f"; it was refused: {sample.error}" if sample.error else ""
             return self._finish(self._stale(
-                f"newest observation ({self._observed}) is {age:.3f} s old (max_observation_age "
-                f"{self.config.max_observation_age:g} s){time_base_hint(age)}", now), now, age)
+                f"newest observation ({self._observed}) is {old:.3f} s old (max_observation_age "
+                f"{config.max_observation_age:g} s){refused}{time_base_hint(age)}", now), now, age)
         if goal is None:
             return self._finish(self._stale(reasons.NO_GOAL, now), now, age)
         if goal.error:
@@ -522,7 +527,7 @@ class ControlLoop:
             if novel:
                 value, what = novel[0]
                 outcome.result = self._zero(Status.NOVEL, (
-                    f"{what} unlike the model's training data: novelty {value:.1f} > "
+                    f"{what} unlike the model's training data: novelty {novelty_text(value)} > "
                     f"novelty_threshold {threshold:g}" + (target.furthest_note if what == "goal" else "")))
                 return outcome
             if threshold > 0 and target.out_of_range_note:

@@ -86,6 +86,13 @@ class GoalIntake:
                               f"together; it waits for a new goal {other} (or one of its header stamp), "
                               "and the standing goal stands", waits=True)
 
+    def refuse(self, reason: str) -> None:
+        """A goal message that could not be read (``reason``): the loop's goal is that refusal
+        (ERROR) until a goal is taken, so no standing goal keeps the next one of another kind
+        out. (A camera + joints model's parts stay: a new half still waits for its other half.)"""
+        self._standing = None
+        self.loop.reject_goal(reason)
+
     def _replaces(self, key: str, stamp: int) -> bool:
         """Whether a goal of kind ``key`` replaces a one-input model's standing goal."""
         if self._standing is None:

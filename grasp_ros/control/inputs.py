@@ -33,6 +33,13 @@ class Sample:
     value: Optional[Mapping[str, np.ndarray]]
     stamp: float = math.nan
     error: str = ""
+    received: float = math.nan
+    """When it arrived (s, the loop's clock; NaN: not told)."""
+
+    def aged_from(self, lead: float) -> float:
+        """The time its age counts from: its stamp, but no later than ``lead`` after it arrived,
+        so that a sensor stamping ahead of the clock is not taken for fresh longer after it died."""
+        return self.stamp if math.isnan(self.received) else min(self.stamp, self.received + lead)
 
 
 class RecentInputs:

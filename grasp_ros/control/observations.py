@@ -55,7 +55,7 @@ class ObservationInbox:
             return
         if self._out_of_order(stamp):
             return
-        self._arrived(Sample(dict(observation), float(stamp)), received)
+        self._arrived(dict(observation), float(stamp), "", received)
         self.recent.add(observation, stamp, keep)
         # A stamp ahead of the clock is judged at the cycle, when the clock may have caught up
         # (a sim publishes sensors just before /clock reaches their time); as "newest" it counts
@@ -71,7 +71,7 @@ class ObservationInbox:
             self.joints_refused = reason
         if self._out_of_order(stamp):
             return
-        self._arrived(Sample(None, float(stamp), reason), received)
+        self._arrived(None, float(stamp), reason, received)
 
     def clear(self) -> None:
         """Forget every observation (the clock jumped back)."""
@@ -106,8 +106,9 @@ class ObservationInbox:
         self.out_of_order += 1
         return True
 
-    def _arrived(self, sample: Sample, received: Optional[float]) -> None:
-        """``sample`` is the newest observation."""
+    def _arrived(self, value, stamp: float, error: str, received: Optional[float]) -> None:
+        """The newest observation (``value``, or None with the ``error`` that refused it)."""
+        sample = Sample(value, stamp, error, math.nan if received is None else float(received))
         self.newest = sample
         received = sample.stamp if received is None else float(received)
         self._arrivals.append((sample, received))

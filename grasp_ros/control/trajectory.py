@@ -37,6 +37,13 @@ class MeasuredPositions:
         with self._lock:
             self._samples.clear()
 
+    def drop_after(self, stamp: float) -> None:
+        """Forget the measurements stamped after ``stamp`` (a clock that jumped back: they are
+        of the run before it)."""
+        with self._lock:
+            self._samples = collections.deque((s for s in self._samples if s[0] <= stamp),
+                                              maxlen=SAMPLES_KEPT)
+
     def at(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
         """The newest positions stamped at most ``lead`` after ``when`` and at most ``max_age``
         before it, and their age at ``when``; (None, the age of the newest measurement, or

@@ -206,6 +206,12 @@ def compute_statistics(model, observation_batches: Iterable[Mapping[str, torch.T
     return InputStatistics(parts, samples, ranges)
 
 
+def novelty_text(value: float) -> str:
+    """A novelty score as a status message writes it: one decimal, three significant digits
+    once huge (an input of 1e38 scores some 1e38 spreads)."""
+    return f"{value:.1f}" if abs(value) < 1e6 else f"{value:.3g}"
+
+
 def novelty_for(model) -> Optional[InputStatistics]:
     """The statistics ``model.input_statistics`` describes, on the model's device; None without them."""
     data = getattr(model, "input_statistics", None)

@@ -44,6 +44,12 @@ class CommandOutput:
         self._measured = MeasuredPositions()
         self._measured_joints = None if self.joints is None else JointStateMerger(self.joints, ("position",))
         self._held_positions: Optional[np.ndarray] = None
+        self._clock_seen = -math.inf
+
+    def restart(self) -> None:
+        """A new run of commands (an activation): the next stop holds the positions measured
+        then, not those of a stop before (another controller may have moved the robot since)."""
+        self._held_positions = None
 
     @property
     def names(self) -> list[str]:
@@ -69,6 +75,7 @@ class CommandOutput:
         the loop's). A trajectory's first velocities, which a joint limit may have cut, become
         ``result.command``: what was sent."""
         if self.interface == "joint_trajectory":
+            self._note_clock(config)
             actions = result.actions if self._order is None else result.actions[:, self._order]
             trajectory = self._trajectory(actions, header, when, config)
             self.publisher.publish(trajectory)
@@ -105,6 +112,16 @@ class CommandOutput:
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
         return trajectory_message(self.joints, actions, config.period, header, start, self._limits)
+
+    def _note_clock(self, config) -> None:
+        """The clock jumped back (a sim reset, a bag loop; ``ControlLoop`` reports CLOCK): the
+        robot may be elsewhere, so what was measured and held before the jump goes."""
+        now = self._now()
+        if now < self._clock_seen - max(config.period, 1e-3):
+            self._measured.drop_after(now + config.max_stamp_lead)
+            self._held_positions = None
+            self._clock_seen = now
+        self._clock_seen = max(self._clock_seen, now)
 
     def _measured_start(self, when: float, config) -> Optional[np.ndarray]:
         """The command joints' positions measured at ``when`` (``MeasuredPositions.at``); None

@@ -154,6 +154,7 @@ class GraspController(LifecycleNode):
         result = super().on_activate(state)   # enable the lifecycle publishers first
         with self._lock:
             self._loop.reset()                # a plan from before deactivation is out of date
+            self._output.restart()            # so is where a stop held the robot then
             with self._publish_lock:
                 self._active = True
             self._runner.start()
@@ -488,7 +489,7 @@ class GraspController(LifecycleNode):
             spec = self._card.goal_joint_input
             joints = goal_joint_values(msg, spec.names, spec.fields)
         except ValueError as exc:
-            loop.reject_goal(str(exc))
+            self._goals.refuse(str(exc))
             self.get_logger().error(f"goal refused: {exc}", throttle_duration_sec=1.0)
             return
         if not self._take_goal("joints", joints, stamp_ns(msg.header.stamp)):
@@ -504,7 +505,7 @@ class GraspController(LifecycleNode):
         try:
             image = image_to_rgb(msg, loop.image_size, self._crop)
         except ValueError as exc:
-            loop.reject_goal(f"goal image: {exc}")
+            self._goals.refuse(f"goal image: {exc}")
             self.get_logger().error(f"goal image refused: {exc}", throttle_duration_sec=1.0)
             return
         if not self._take_goal("image", image, stamp_ns(msg.header.stamp)):
