@@ -394,6 +394,21 @@ class TestJoints:
         check_commands(r, c0, d0)
         assert_alive(r)
 
+    def test_joint_states_naming_none_of_the_model_s_joints_is_said_to(self, joints_rig):
+        """Messages that name only other joints make no observation: STALE once the last one
+        that did is too old, and the log says why (which joints came, which the model reads)."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        logs = len(r.logs)
+        others = lambda: r.send_joint_msg(["a", "b"], [0.0, 0.0])   # noqa: E731
+        while r.cycle(others).status == OK:
+            pass
+        assert r.cycle(others).status == STALE
+        line = r.logged("names none of the model's joints", since=logs)
+        assert "it names a, b" in line and "the model reads x, y" in line, line
+        until_ok(r, lambda: good_joints(r))
+
     def test_a_joint_whose_publisher_died_is_not_fresh_after_the_clock_jumps_back(self, joints_rig):
         """y's publisher dies, then the clock jumps back (a sim reset) while x keeps coming: y's
         last value, stamped before the jump, is not an observation of now. The cycles stay

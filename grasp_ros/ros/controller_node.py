@@ -458,6 +458,13 @@ class GraspController(LifecycleNode):
         if merged is None:
             if self._joints.missing:
                 raise ValueError(self._joints.describe_missing(msg.name))
+            newest = self._joints.newest
+            if newest is None or newest < now - limit:   # said only while no publisher names them
+                self.get_logger().warning(
+                    f"joint_states names none of the model's joints (it names "
+                    f"{shorten(', '.join(msg.name), 120) or 'none'}; the model reads "
+                    f"{', '.join(self._joints.wanted)}): no observation from it",
+                    throttle_duration_sec=5.0)
             return None
         lagging = self._joints.named_before(stamp - limit / 2)   # said before the cycles go STALE
         if lagging:
