@@ -22,6 +22,25 @@ def test_a_trajectory_starts_from_the_positions_measured_at_its_cycle():
     assert positions.tolist() == [0.5] and age == 0.0
 
 
+def test_a_measurement_that_came_while_the_cycle_planned_is_not_its_start():
+    """Stamped within max_stamp_lead of the cycle, but received after the cycle began: the plan
+    never saw it (a glitch of 5 m there moved a whole trajectory 5 m, an adversarial audit)."""
+    measured = MeasuredPositions()
+    measured.add(np.array([0.0]), 10.0, received=10.0)
+    measured.add(np.array([5.0]), 10.02, received=10.03)       # during the cycle at 10.0
+    assert measured.at(10.0, max_age=0.5, lead=0.05, received_by=10.0)[0].tolist() == [0.0]
+    assert measured.at(10.0, max_age=0.5, lead=0.05)[0].tolist() == [5.0]   # a stop: the newest
+
+
+def test_measurements_after_a_jump_back_are_dropped():
+    measured = MeasuredPositions()
+    for stamp in (100.0, 100.1, 1.0):
+        measured.add(np.array([stamp]), stamp)
+    measured.drop_after(1.05)
+    assert measured.at(1.0, max_age=0.5, lead=0.05)[0].tolist() == [1.0]
+    assert measured.at(100.1, max_age=0.5, lead=0.05)[0] is None
+
+
 def test_old_or_missing_measurements_give_no_start():
     measured = MeasuredPositions()
     positions, age = measured.at(1.0, max_age=0.5, lead=0.05)

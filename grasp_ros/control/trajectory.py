@@ -1,8 +1,9 @@
 """What a joint-trajectory command starts from and how far ahead it runs (ROS-free).
 
 A trajectory's first point is at its cycle's time, so its positions are those measured at that
-time, not a measurement that came while the cycle planned (the robot had moved on; after a
-stall, a new episode may have begun). A stop, which holds the robot where it is, takes the
+time and known when the cycle began, not a measurement that came while the cycle planned (the
+robot had moved on; after a stall, a new episode may have begun; a glitch the plan never saw
+would move the whole trajectory). A stop, which holds the robot where it is, takes the
 newest. And a trajectory moves for no longer than a FALLBACK would follow a plan (the
 cycle's ``max_observation_age`` + one period), then comes to rest: a trajectory controller
 runs the last trajectory it got to its end, so a controller that stops (killed, stopped,
@@ -29,9 +30,10 @@ class MeasuredPositions:
         self._samples: collections.deque = collections.deque(maxlen=SAMPLES_KEPT)
         self._lock = threading.Lock()
 
-    def add(self, positions: np.ndarray, stamp: float) -> None:
+    def add(self, positions: np.ndarray, stamp: float, received: float = -math.inf) -> None:
+        """``received``: when it arrived (the same clock as ``at``'s ``received_by``)."""
         with self._lock:
-            self._samples.append((float(stamp), np.asarray(positions, dtype=np.float64)))
+            self._samples.append((float(stamp), np.asarray(positions, dtype=np.float64), float(received)))
 
     def clear(self) -> None:
         with self._lock:
@@ -44,16 +46,17 @@ class MeasuredPositions:
             self._samples = collections.deque((s for s in self._samples if s[0] <= stamp),
                                               maxlen=SAMPLES_KEPT)
 
-    def at(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
+    def at(self, when: float, max_age: float, lead: float,
+           received_by: float = math.inf) -> tuple[Optional[np.ndarray], float]:
         """The newest positions stamped at most ``lead`` after ``when`` and at most ``max_age``
-        before it, and their age at ``when``; (None, the age of the newest measurement, or
-        NaN without one) when there is none such."""
+        before it, of those received by ``received_by``, and their age at ``when``; (None, the
+        age of the newest measurement, or NaN without one) when there is none such."""
         with self._lock:
             samples = list(self._samples)
         if not samples:
             return None, math.nan
-        for stamp, positions in reversed(samples):
-            if stamp <= when + lead:
+        for stamp, positions, received in reversed(samples):
+            if stamp <= when + lead and received <= received_by:
                 age = when - stamp
                 return (positions, age) if age <= max_age else (None, age)
         return None, when - samples[-1][0]

@@ -65,7 +65,7 @@ class CommandOutput:
             merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
                                                   latest=now + max_age)
             if merged is not None:
-                self._measured.add(*merged)
+                self._measured.add(*merged, received=now)
         except ValueError as exc:
             self._measured.clear()     # the trajectory then carries velocities only
             self._logger.warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
@@ -107,7 +107,7 @@ class CommandOutput:
             start = self._held_positions
         else:
             self._held_positions = None
-            start = self._measured_start(when, config)
+            start = self._measured_start(when, config, received_by=when)
             actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
@@ -123,12 +123,13 @@ class CommandOutput:
             self._clock_seen = now
         self._clock_seen = max(self._clock_seen, now)
 
-    def _measured_start(self, when: float, config) -> Optional[np.ndarray]:
-        """The command joints' positions measured at ``when`` (``MeasuredPositions.at``); None
+    def _measured_start(self, when: float, config, received_by: float = math.inf) -> Optional[np.ndarray]:
+        """The command joints' positions measured at ``when`` and received by ``received_by``
+        (``MeasuredPositions.at``; a trajectory's: by its cycle's start); None
         when none is at most max_observation_age old then, and the trajectory carries
         velocities only: positions from a dead joint_states would pull a position-tracking
         controller back to where the robot was."""
-        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead)
+        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead, received_by)
         if positions is None and math.isfinite(age):
             self._logger.warning(
                 f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "

@@ -410,7 +410,8 @@ class GraspController(LifecycleNode):
         self._told_mismatches = bool(mismatches)
         if self.get_parameter("use_sim_time").value:
             # Two clocks (a sim and a bag player, two sims) make time jump back and forth: CLOCK
-            # and zero at every jump back, cycles in between; say why.
+            # and zero at a jump back that a cycle or an input's arrival sees (one set right
+            # before either goes unseen), cycles in between; say why, whatever was seen.
             clocks = self.count_publishers("/clock")
             values["clock_publishers"] = str(clocks)
             if clocks > 1:   # the cause of what two clocks bring (CLOCK, STALE): said beside it
