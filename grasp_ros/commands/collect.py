@@ -127,8 +127,8 @@ def _from_rosbag(args):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {value}")
-    data = read_rosbag(args.rosbag, args.image_topic, args.joint_topic, args.command_topic,
-                       image_size=args.image_size, align=args.align,
+    data = read_rosbag(args.rosbag, image_topic=args.image_topic, joint_topic=args.joint_topic,
+                       command_topic=args.command_topic, image_size=args.image_size, align=args.align,
                        joint_names=None if args.joint_names is None else _names(",".join(args.joint_names)),
                        progress=not args.quiet, joint_fields=args.joint_fields,
                        twist_fields=args.twist_fields, episode_steps=args.episode_steps or None,

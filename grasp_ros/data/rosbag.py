@@ -152,14 +152,17 @@ class RosbagImport:
     in this order (default: the first command's joints)."""
 
 
-def read_rosbag(paths: PathsLike, *args, **kwargs) -> TransitionData:
+def read_rosbag(paths: PathsLike, options: Optional[RosbagImport] = None, **fields) -> TransitionData:
     """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring), read
-    as ``RosbagImport(*args, **kwargs)`` says: its fields by name, the first seven also in order.
+    as ``options`` says (default: ``RosbagImport(**fields)``, e.g. ``image_topic="/camera"``).
 
     Raises ``DatasetError`` naming the bag and the problem (missing topic, wrong type, no
     messages, too few frames), ``ValueError`` for bad options.
     """
-    options = RosbagImport(*args, **kwargs)
+    if options is None:
+        options = RosbagImport(**fields)
+    elif fields:
+        raise TypeError("read_rosbag: give the options or their fields, not both")
     fields = _check_options(options)
     topics = {"image": _topic(options.image_topic), "joints": _topic(options.joint_topic),
               "command": _topic(options.command_topic)}
