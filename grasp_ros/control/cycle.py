@@ -453,8 +453,9 @@ class ControlLoop:
         age = now - sample.stamp
         with self._lock:
             recent, refused = self._inbox.recent.snapshot(), self._inbox.joints_refused
-        sample = self._inbox.recent.complete(sample, recent, self.config.pair_tolerance,
-                                       self.card.period or self.config.period, self.config.max_observation_age)
+        config = self.config
+        sample = self._inbox.recent.complete(sample, recent, config.pair_tolerance,
+                                             self.card.period or config.period, config.max_observation_age)
         if sample.error and refused:
             return self._finish(self._zero(Status.ERROR, f"observation refused: {refused} ({sample.error})"),
                                 now, age)

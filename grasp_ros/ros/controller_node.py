@@ -37,7 +37,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
   input), ``joint_trajectory`` (trajectory_msgs/JointTrajectory, ``control.trajectory``) or
-  ``cmd_vel`` (geometry_msgs/Twist or TwistStamped), by ``command_interface``; ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
+  ``cmd_vel`` (geometry_msgs/Twist or TwistStamped), by ``command_interface``;
+  ``~/plan_diagnostics`` (grasp_ros/PlanDiagnostics, every cycle);
   ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
   with that cycle's time, when it is done: it warm-starts the next cycle);
   ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
@@ -74,7 +75,7 @@ from std_srvs.srv import Trigger
 
 from grasp_ros.msg import JointGoal, Plan, PlanDiagnostics
 
-from ..control import (CycleRunner, CycleStats, Status, StatusLog, CycleResult, build_control_loop,
+from ..control import (CycleResult, CycleRunner, CycleStats, Status, StatusLog, build_control_loop,
                        lead_hint, resolve_device)
 from ..control.goal_intake import GoalIntake
 from ..models.contract import WorldModelError, error_text
