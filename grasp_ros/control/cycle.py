@@ -267,15 +267,13 @@ class ControlLoop:
         self.safe_zero = np.clip(self.card.to_model(self.robot_stop, self.low, self.high), self.low, self.high)
         self.image_size = int(getattr(model, "image_size", 0))
         self.joint_dim = int(getattr(model, "joint_dim", 0))
-        # Camera and joints together: frames are the observations, joint samples wait beside
-        # them to be paired by stamp.
-        self.pairs_joints = self.card.image is not None and self.card.joints is not None
+        self.pairs_joints = self.card.pairs_joints
         self.image_frames = int(getattr(model, "image_frames", 1))
         # What an observation is, for a STALE reason that names the input that stopped.
         self._observed = "camera frame" if self.card.image is not None else "joint_states"
         self.novelty = novelty_for(model)
         self._lock = threading.Lock()
-        self._inbox = ObservationInbox(config, self.pairs_joints, self.image_frames)
+        self._inbox = ObservationInbox(lambda: self.config, self.pairs_joints, self.image_frames)
         self._goal: Optional[Sample] = None
         self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed)
         self._pending_settings: dict[str, Any] = {}
@@ -375,7 +373,7 @@ class ControlLoop:
         """Change ``ControlConfig`` fields (validated); they apply from the next cycle."""
         config = dataclasses.replace(self.config, **changes)
         config.validate()
-        self.config = self._inbox.config = config
+        self.config = config
 
     def reset(self) -> None:
         """Forget the warm start and rewind the planner's random stream, before the next cycle."""

@@ -41,8 +41,7 @@ class GoalTarget:
     def __init__(self, model, card, novelty, device, on_failure: Callable[[Sample, str], None]):
         self.model, self.card, self.novelty, self.device = model, card, novelty, device
         self._on_failure = on_failure
-        self._joints_alone = int(getattr(model, "joint_dim", 0)) == 0 or (
-            card.image is not None and card.joints is not None)
+        self._joints_alone = int(getattr(model, "joint_dim", 0)) == 0 or card.pairs_joints
         self._continuous = [] if card.joints is None else card.joints.position_columns(card.joints.continuous)
         self._wrapped: Optional[_Wrapped] = None
         self._source: Optional[Sample] = None       # the goal the target was made from

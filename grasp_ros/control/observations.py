@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import math
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -29,11 +29,11 @@ OTHER_TIME_BASE_S = 1e6
 
 
 class ObservationInbox:
-    """The observations received, for the cycle to take (module docstring). ``config``: the
-    loop's ``ControlConfig`` (the loop sets it again when it changes)."""
+    """The observations received, for the cycle to take (module docstring). ``config()``: the
+    loop's ``ControlConfig`` as it stands."""
 
-    def __init__(self, config, pairs_joints: bool, image_frames: int):
-        self.config = config
+    def __init__(self, config: Callable[[], Any], pairs_joints: bool, image_frames: int):
+        self._config = config
         self.recent = RecentInputs(pairs_joints, image_frames)
         self.newest: Optional[Sample] = None
         # (sample, received) of the observations received in the last max_observation_age, the
@@ -48,7 +48,8 @@ class ObservationInbox:
     def add(self, observation: Mapping[str, np.ndarray], stamp: float,
             received: Optional[float] = None, newest: Optional[float] = None) -> None:
         """``ControlLoop.observe``'s observation."""
-        keep = self.config.max_observation_age + self.config.pair_tolerance
+        config = self._config()
+        keep = config.max_observation_age + config.pair_tolerance
         if self.recent.keeps_apart(observation):
             self.recent.add(observation, stamp if newest is None else newest, keep, oldest=stamp)
             self.joints_refused = ""
@@ -61,7 +62,7 @@ class ObservationInbox:
         # (a sim publishes sensors just before /clock reaches their time); as "newest" it counts
         # for no more than the clock allows, so a stamp far in the future cannot hold back the
         # observations that follow it.
-        lead = self.config.max_stamp_lead
+        lead = config.max_stamp_lead
         self._newest_stamp = float(stamp if received is None else min(stamp, received + lead))
 
     def refuse(self, reason: str, stamp: float, received: Optional[float] = None,
@@ -88,11 +89,12 @@ class ObservationInbox:
         Further ahead (a sensor's clock running fast, another time base) the newest stands, and
         the cycle refuses it: a sensor stamping its messages ahead would otherwise be taken for
         fresh that much longer after it died."""
-        newest, lead = self.newest, self.config.max_stamp_lead
+        config = self._config()
+        newest, lead = self.newest, config.max_stamp_lead
         if newest is None or not lead < newest.stamp - now <= 2 * lead:
             return newest
         for sample, received in reversed(self._arrivals):
-            if sample.stamp - now <= lead and received >= now - self.config.max_observation_age:
+            if sample.stamp - now <= lead and received >= now - config.max_observation_age:
                 return sample
         return newest
 
@@ -112,7 +114,7 @@ class ObservationInbox:
         self.newest = sample
         received = sample.stamp if received is None else float(received)
         self._arrivals.append((sample, received))
-        while self._arrivals[0][1] < received - self.config.max_observation_age:
+        while self._arrivals[0][1] < received - self._config().max_observation_age:
             self._arrivals.popleft()
 
 

@@ -136,6 +136,12 @@ class ModelCard:
         return "trajectory_msgs/msg/JointTrajectory"
 
     @property
+    def pairs_joints(self) -> bool:
+        """Camera and joints together: the frames are the observations, and joint samples are
+        paired with them by stamp."""
+        return self.image is not None and self.joints is not None
+
+    @property
     def goal_joint_input(self) -> Optional[JointInput]:
         return self.goal_joints or self.joints
 
