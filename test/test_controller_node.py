@@ -785,6 +785,28 @@ def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
     assert held[0] != list(sagging[-1])
 
 
+def test_a_stop_does_not_hold_a_glitch_that_came_just_before_it(rig):
+    """One joint_states glitch of 5 m just before a run of stops begins: the run holds where the
+    robot is (the median of the newest measurements), not the glitch, which a position-tracking
+    controller would drive the robot to (an adversarial audit: 13 stops held it)."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+
+    def glitch():
+        r.send_joints(START)
+        r.send_joints((5.0, START[1]))
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))   # refused: ERROR, stops
+    held = []
+    for feed in (glitch, r.send_joints, r.send_joints):
+        sent = len(r.trajectories)
+        d = r.cycle(feed)
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        if d.status != PlanDiagnostics.STATUS_OK:
+            held.append([list(p.positions) for p in r.trajectories[sent].points])
+    assert held and all(points == [START, START] for points in held), held
+
+
 def test_a_reactivation_or_a_clock_jump_starts_a_new_run_of_stops(rig):
     """Another controller may move the robot while this one is inactive, and a sim reset puts it
     elsewhere: the stops after either hold where the robot is then, not where an earlier run of

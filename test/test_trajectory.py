@@ -32,6 +32,23 @@ def test_a_measurement_that_came_while_the_cycle_planned_is_not_its_start():
     assert measured.at(10.0, max_age=0.5, lead=0.05)[0].tolist() == [5.0]   # a stop: the newest
 
 
+def test_a_stop_never_holds_a_single_glitch():
+    """A run of stops holds where its first one measured, and a position-tracking controller
+    drives the robot there: a glitch of 5 m among the newest measurements would be held (an
+    adversarial audit), their median is not. A measurement older than max_age is not counted."""
+    measured = MeasuredPositions()
+    for stamp, x, q in ((9.9, 0.0, 1.0), (9.95, 0.01, 1.0), (10.0, 5.0, 1e308)):
+        measured.add(np.array([x, q]), stamp)
+    positions, age = measured.steady(10.0, max_age=0.5, lead=0.05)
+    assert positions.tolist() == [0.01, 1.0] and age == 0.0
+    measured.add(np.array([0.03, 1.0]), 10.01)              # the robot moving on: the middle one
+    assert measured.steady(10.01, max_age=0.5, lead=0.05)[0].tolist() == [0.03, 1.0]
+    assert measured.steady(10.44, max_age=0.5, lead=0.05)[0].tolist() == [0.03, 1.0]  # 3 within 0.5 s
+    # fewer than three fresh ones: the newest, as at() gives it
+    assert measured.steady(10.48, max_age=0.5, lead=0.05)[0].tolist() == [0.03, 1.0]
+    assert measured.steady(10.52, max_age=0.5, lead=0.05)[0] is None
+
+
 def test_measurements_after_a_jump_back_are_dropped():
     measured = MeasuredPositions()
     for stamp in (100.0, 100.1, 1.0):

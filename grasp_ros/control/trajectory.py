@@ -3,11 +3,12 @@
 A trajectory's first point is at its cycle's time, so its positions are those measured at that
 time and known when the cycle began, not a measurement that came while the cycle planned (the
 robot had moved on; after a stall, a new episode may have begun; a glitch the plan never saw
-would move the whole trajectory). A stop, which holds the robot where it is, takes the
-newest. And a trajectory moves for no longer than a FALLBACK would follow a plan (the
-cycle's ``max_observation_age`` + one period), then comes to rest: a trajectory controller
-runs the last trajectory it got to its end, so a controller that stops (killed, stopped,
-starved) must not leave seconds of plan behind it.
+would move the whole trajectory). A stop, which holds the robot where it is, takes each joint's
+median of the newest few measurements: a single glitch is never held. And a trajectory moves
+for no longer than a FALLBACK would follow a plan (the cycle's ``max_observation_age`` + one
+period), then comes to rest: a trajectory controller runs the last trajectory it got to its
+end, so a controller that stops (killed, stopped, starved) must not leave seconds of plan
+behind it.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import numpy as np
 SAMPLES_KEPT = 4096
 """Measurements kept at most (4 s of a 1 kHz joint_states; a cycle looks back less than
 max_observation_age)."""
+
+STEADY_OF = 3
+"""Measurements a stop's hold is the median of: one outlier among them is never held."""
 
 
 class MeasuredPositions:
@@ -60,6 +64,19 @@ class MeasuredPositions:
                 age = when - stamp
                 return (positions, age) if age <= max_age else (None, age)
         return None, when - samples[-1][0]
+
+    def steady(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
+        """``at`` for a stop's hold: each joint's median over the newest ``STEADY_OF`` measurements
+        that ``at`` would take (the newest alone where fewer are that fresh), and the newest's
+        age. A run of stops holds where its first one measured, and a position-tracking
+        controller drives the robot there: one glitch must not become that place."""
+        with self._lock:
+            samples = list(self._samples)
+        fresh = [(stamp, positions) for stamp, positions, _ in reversed(samples) if stamp <= when + lead]
+        fresh = [(stamp, positions) for stamp, positions in fresh[:STEADY_OF] if when - stamp <= max_age]
+        if len(fresh) < STEADY_OF:
+            return self.at(when, max_age, lead)
+        return np.median(np.stack([positions for _, positions in fresh]), axis=0), when - fresh[0][0]
 
 
 def trajectory_steps(period: float, max_observation_age: float) -> int:

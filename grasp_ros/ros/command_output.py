@@ -96,14 +96,15 @@ class CommandOutput:
         """The trajectory of ``actions`` (``control.trajectory``: from the joints measured at
         ``when``, the cycle's time; moving for max_observation_age + one period at most, then at
         rest). A stop (one action, zero: two points at rest, now and a period on) holds the
-        positions measured last, as it is sent, at the first of a run of stops: re-sent from each
-        fresh measurement, the hold would follow the arm's sag under gravity. A standing zero
+        positions measured last (each joint's median over the newest few: one glitch is never
+        held), as it is sent, at the first of a run of stops: re-sent from each fresh
+        measurement, the hold would follow the arm's sag under gravity. A standing zero
         (on_stale "hold" of a stop) holds still the same way. One action (a stop, a hold) is
         stamped 0, "start on receipt": stamped with its cycle's time, one that came late would
         end in the past, and the trajectory controller would refuse the stop."""
         if len(actions) == 1 and not np.any(actions):
             if self._held_positions is None:
-                self._held_positions = self._measured_start(self._now(), config)
+                self._held_positions = self._measured_start(self._now(), config, steady=True)
             start = self._held_positions
         else:
             self._held_positions = None
@@ -123,13 +124,18 @@ class CommandOutput:
             self._clock_seen = now
         self._clock_seen = max(self._clock_seen, now)
 
-    def _measured_start(self, when: float, config, received_by: float = math.inf) -> Optional[np.ndarray]:
+    def _measured_start(self, when: float, config, received_by: float = math.inf,
+                        steady: bool = False) -> Optional[np.ndarray]:
         """The command joints' positions measured at ``when`` and received by ``received_by``
-        (``MeasuredPositions.at``; a trajectory's: by its cycle's start); None
-        when none is at most max_observation_age old then, and the trajectory carries
-        velocities only: positions from a dead joint_states would pull a position-tracking
-        controller back to where the robot was."""
-        positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead, received_by)
+        (``MeasuredPositions.at``; a trajectory's: by its cycle's start), or with ``steady`` a
+        stop's hold (``MeasuredPositions.steady``); None when none is at most
+        max_observation_age old then, and the trajectory carries velocities only: positions
+        from a dead joint_states would pull a position-tracking controller back to where the
+        robot was."""
+        if steady:
+            positions, age = self._measured.steady(when, config.max_observation_age, config.max_stamp_lead)
+        else:
+            positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead, received_by)
         if positions is None and math.isfinite(age):
             self._logger.warning(
                 f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "
