@@ -47,6 +47,7 @@ from grasp_ros.control.replayed import ReplayedCycles  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
                                        rgb_to_image, select_joints, to_time, trajectory_message,
                                        twist_message)
+from grasp_ros.models.joint_states import JointStateMerger, SourceConflict  # noqa: E402
 from grasp_ros.models.preprocess import prepare_image  # noqa: E402
 
 TIMEOUT = 20.0          # s, wall clock: generous for a busy 2-core machine
@@ -530,6 +531,23 @@ def test_image_conversions_without_cv_bridge():
         image_to_rgb(Image(height=4, width=5, step=15, encoding="rgb8", data=bytes(59)))
     prepared = image_to_rgb(rgb_to_image(rgb), size=64)      # any size: centre square, resized
     assert prepared.shape == (64, 64, 3) and np.array_equal(prepared, prepare_image(rgb, 64))
+
+
+def test_joints_from_two_sources_at_once_are_refused_until_one_is_silent():
+    """``JointStateMerger`` with each message's publisher: two that name one joint within the
+    window are both refused (taking turns does not let every other one through); a split across
+    publishers that each name other joints is merged; after one is silent for the window the
+    other is taken; without a source nothing is checked."""
+    def msg(names, positions):
+        return JointState(name=names, position=positions)
+    merger = JointStateMerger(["x", "y"])
+    assert merger.update(msg(["x"], [0.0]), 1.0, source="arm") is None
+    assert merger.update(msg(["y"], [0.5]), 1.0, source="gripper", window=0.5)[0].tolist() == [0.0, 0.5]
+    for stamp, source in ((1.1, "sim"), (1.1, "arm"), (1.2, "sim")):
+        with pytest.raises(SourceConflict, match=r"joint\(s\) \['x'\] come from"):
+            merger.update(msg(["x"], [5.0]), stamp, source=source, window=0.5)
+    assert merger.update(msg(["x"], [0.1]), 1.71, source="arm", window=0.5)[0].tolist() == [0.1, 0.5]
+    assert merger.update(msg(["x", "y"], [2.0, 2.0]), 1.72, source=None, window=0.5)[0].tolist() == [2.0, 2.0]
 
 
 def test_joint_selection_and_command_messages():

@@ -394,6 +394,38 @@ class TestJoints:
         check_commands(r, c0, d0)
         assert_alive(r)
 
+    def test_two_publishers_of_the_same_joints_are_refused_until_one_is_silent(self, joints_rig):
+        """A second source of the same joints at the same stamps, with other values (a sim and a
+        driver both up, a stale driver): which one is the robot cannot be told. The cycles are
+        ERROR naming both publishers, command zero, until one has been silent for
+        max_observation_age; then the other is taken (an adversarial audit: 40 of 40 cycles OK,
+        planned from whichever came last)."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        other = r.probe.create_publisher(JointState, "joint_states", 10)
+
+        def both():
+            good_joints(r)
+            msg = JointState(name=["x", "y"], position=[START[0] + 0.5, START[1] - 0.5])
+            msg.header.stamp = ns_time(r.t_ns)
+            other.publish(msg)
+        try:
+            for _ in range(30):                          # until the controller hears the second one
+                d = r.cycle(both)
+                if d.status != OK:
+                    break
+            after = [r.cycle(both) for _ in range(4)]
+            for d in [d, *after]:
+                assert d.status == ERROR and list(d.command) == [0.0, 0.0], (d.status, d.status_text)
+                assert "come from" in d.status_text and f"{r.ns}/probe" in d.status_text, d.status_text
+        finally:
+            r.probe.destroy_publisher(other)
+        until_ok(r, lambda: good_joints(r), cycles=int(MAX_AGE * 1e9 / PERIOD_NS) + 6)
+        check_commands(r, c0, d0)
+        assert_alive(r)
+
     def test_joint_states_naming_none_of_the_model_s_joints_is_said_to(self, joints_rig):
         """Messages that name only other joints make no observation: STALE once the last one
         that did is too old, and the log says why (which joints came, which the model reads)."""

@@ -6,7 +6,11 @@ reads it so. ``JointStateMerger`` does the same: each message updates the joints
 message naming none of the wanted joints changes nothing, and the layout is whole once every
 wanted joint has been named. Its stamp is the oldest of its joints' stamps, so a joint whose
 publisher stopped makes the whole observation old (and the controller stale), never a frozen
-value presented as new. A single publisher of every joint reads exactly as before.
+value presented as new. A single publisher of every joint reads exactly as before. Two
+publishers that name the same joint within a window (a sim and a driver both up, a stale driver
+beside a live one, a relay beside its source) leave no way to tell which is the robot: where the
+caller names each message's ``source``, such a message is refused (``SourceConflict``) until one
+of them has been silent for the window.
 
 Messages are read by their fields (``name``, ``position``, ``velocity``), so rclpy's messages and
 those the ``rosbags`` package deserialises are read alike. Problems raise ``ValueError``.
@@ -14,7 +18,7 @@ those the ``rosbags`` package deserialises are read alike. Problems raise ``Valu
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
@@ -58,6 +62,10 @@ def _index(names: Sequence[str], values: Sequence[float], what: str, unnamed: in
     return {name: i for i, name in enumerate(names)}
 
 
+class SourceConflict(ValueError):
+    """Joints named by two sources within the window: neither can be taken for the robot."""
+
+
 class JointStateMerger:
     """The newest ``fields`` ("position", "velocity") of each of the ``wanted`` joints, across
     JointState messages that each name some of them (module docstring)."""
@@ -68,14 +76,18 @@ class JointStateMerger:
         self.keep_nonfinite = keep_nonfinite   # a dataset drops such frames later; a controller refuses them
         self._values = np.full((len(self.wanted), len(self.fields)), np.nan)
         self._stamps: list = [None] * len(self.wanted)     # as given: s, or ns in a bag
+        self._named_by: list = [None] * len(self.wanted)   # (source, stamp) that named each joint last
 
     @property
     def missing(self) -> list[str]:
         """Wanted joints no message has named yet."""
         return [n for n, s in zip(self.wanted, self._stamps) if s is None]
 
-    def update(self, msg, stamp: float, latest: Optional[float] = None) -> Optional[tuple[np.ndarray, float]]:
-        """Take the wanted joints ``msg`` names, measured at ``stamp``. ``latest``: the newest a
+    def update(self, msg, stamp: float, latest: Optional[float] = None, source: Optional[Hashable] = None,
+               window: float = 0.0) -> Optional[tuple[np.ndarray, float]]:
+        """Take the wanted joints ``msg`` names, measured at ``stamp``. ``source``: its publisher
+        (None: unknown, not checked); a wanted joint that another source named at a stamp within
+        ``window`` of this one refuses the message (``SourceConflict``). ``latest``: the newest a
         measurement can be stamped (a controller's clock plus a lead): a later stamp counts as
         ``latest``, so a joint stamped in the future whose publisher stops still goes stale; and
         joints held with a stamp beyond it are forgotten first, since only a clock that jumped
@@ -97,11 +109,31 @@ class JointStateMerger:
         rows = self._rows(list(msg.name), msg)
         if not rows:
             return None
+        if source is not None:
+            self._check_source([j for j, _ in rows], source, stamp, window)
         for j, row in rows:
             self._values[j], self._stamps[j] = row, stamp
         if None in self._stamps:
             return None
         return self._values.reshape(-1).copy(), min(self._stamps)
+
+    def _check_source(self, joints: list[int], source: Hashable, stamp: float, window: float) -> None:
+        """SourceConflict when another source named one of ``joints`` within ``window`` of
+        ``stamp`` (a source is any hashable; its text names it). Each joint's namer becomes ``source`` either way, so that two sources taking
+        turns are both refused, not every other message taken."""
+        others: dict[str, Hashable] = {}
+        for j in joints:
+            named = self._named_by[j]
+            self._named_by[j] = (source, stamp)
+            if named is not None and named[0] != source and abs(stamp - named[1]) <= window:
+                others[self.wanted[j]] = named[0]
+        if others:
+            raise SourceConflict(
+                f"{self.what}: joint(s) {sorted(others)} come from {source} and from "
+                f"{', '.join(sorted({str(o) for o in others.values()}))} within {window:g} s: which one is the robot "
+                "cannot be told (a sim and a driver both up, a stale publisher, a relay beside its "
+                "source); give each joint one publisher (stop or remap the other); one silent for "
+                f"{window:g} s lets the other through")
 
     @property
     def newest(self):

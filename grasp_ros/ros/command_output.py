@@ -56,14 +56,15 @@ class CommandOutput:
         """What the command carries, in its order."""
         return self.joints or self._action_names
 
-    def note_joint_states(self, msg: JointState, max_age: float) -> None:
-        """A joint_states message: the command joints' positions, for a trajectory's start."""
+    def note_joint_states(self, msg: JointState, max_age: float, source=None) -> None:
+        """A joint_states message from ``source`` (its publisher; ``JointStateMerger``): the
+        command joints' positions, for a trajectory's start."""
         if self._measured_joints is None:
             return
         now = self._now()
         try:
             merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
-                                                  latest=now + max_age)
+                                                  latest=now + max_age, source=source, window=max_age)
             if merged is not None:
                 self._measured.add(*merged, received=now)
         except ValueError as exc:

@@ -86,6 +86,7 @@ from . import interrupts, params, qos, wiring
 from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
                           path_message, stamp_ns, stamp_seconds, to_time)
+from .publishers import PublisherNames
 
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
@@ -214,6 +215,7 @@ class GraspController(LifecycleNode):
         self._runner = CycleRunner(loop, self._publish, self._publish_late,
                                    sim_time=self.get_parameter("use_sim_time").value, clock=self._now)
         self._status_log = StatusLog()
+        self._publisher_names = PublisherNames(self)
         self._make_entities(values)
 
     def _make_entities(self, values: dict[str, Any]) -> None:
@@ -240,6 +242,7 @@ class GraspController(LifecycleNode):
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._subscribe(JointState, "joint_states", self._on_joint_states, qos.SENSOR,
                             qos_overriding_options=qos.SENSOR_OVERRIDES)
+            self._joint_states_topic = self.resolve_topic_name("joint_states")
         self._subscribe(JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL)
         self._subscribe(Image, "~/goal_image", self._on_goal_image, qos.GOAL)
         self._remember(self.destroy_service, self.create_service(
@@ -430,16 +433,19 @@ class GraspController(LifecycleNode):
             self._observe(loop, msg.header, lambda stamp: ({"image": self._image_to_rgb(
                 msg, loop.image_size, self._crop)}, stamp, None), "image")
 
-    def _on_joint_states(self, msg: JointState) -> None:
+    def _on_joint_states(self, msg: JointState, info: dict) -> None:
+        """``info``: the message's MessageInfo, which says its publisher (two that name one
+        joint leave no way to tell which is the robot: ``JointStateMerger``)."""
         loop = self._loop
         if loop is None:
             return
-        self._output.note_joint_states(msg, loop.config.max_observation_age)
+        source = self._publisher_names.source(info, self._joint_states_topic)
+        self._output.note_joint_states(msg, loop.config.max_observation_age, source)
         if self._joints is not None:
-            self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp),
+            self._observe(loop, msg.header, lambda stamp: self._merged_joints(loop, msg, stamp, source),
                           "joint_states")
 
-    def _merged_joints(self, loop, msg: JointState, stamp: float):
+    def _merged_joints(self, loop, msg: JointState, stamp: float, source=None):
         """The joints observation as of ``msg`` (``JointStateMerger``: several publishers may
         each name some of the joints), its stamp, the oldest of its joints': a joint that stops
         coming makes the observation old, and the cycle STALE; and its newest joint's, by which
@@ -456,7 +462,7 @@ class GraspController(LifecycleNode):
             raise ValueError(f"stamp {stamp:.3f} s is {stamp - now:.3f} s ahead of the clock as it "
                              f"arrives (more than max_observation_age, {limit:g} s)"
                              f"{lead_hint(now - stamp)}")
-        merged = self._joints.update(msg, stamp, latest=now + limit)
+        merged = self._joints.update(msg, stamp, latest=now + limit, source=source, window=limit)
         if merged is None:
             if self._joints.missing:
                 raise ValueError(self._joints.describe_missing(msg.name))
