@@ -43,6 +43,7 @@ from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import param_docs, params, qos, wiring  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
+from grasp_ros.ros.publishers import Once  # noqa: E402
 from grasp_ros.control.replayed import ReplayedCycles  # noqa: E402
 from grasp_ros.ros.conversions import (command_message, image_to_rgb, joint_values, path_message,  # noqa: E402
                                        rgb_to_image, select_joints, to_time, trajectory_message,
@@ -533,6 +534,24 @@ def test_image_conversions_without_cv_bridge():
     assert prepared.shape == (64, 64, 3) and np.array_equal(prepared, prepare_image(rgb, 64))
 
 
+def test_a_message_both_goal_readers_receive_is_handled_once():
+    """A goal topic is read at two durabilities; a transient-local publisher reaches both, and
+    its message must be handled once, never again after a newer one (the goal going back)."""
+    handled, once = [], Once()
+    first, second = once(handled.append), once(handled.append)
+
+    def info(number, publisher=b"p1"):
+        return {"publisher_gid": {"data": publisher}, "publication_sequence_number": number}
+    first("goal 1", info(1))
+    first("goal 2", info(2))
+    second("goal 1", info(1))
+    second("goal 2", info(2))
+    second("another publisher's", info(1, b"p2"))
+    first("no id", {})
+    second("no id", {})
+    assert handled == ["goal 1", "goal 2", "another publisher's", "no id", "no id"]
+
+
 def test_joints_from_two_sources_at_once_are_refused_until_one_is_silent():
     """``JointStateMerger`` with each message's publisher: two that name one joint within the
     window are both refused (taking turns does not let every other one through); a split across
@@ -823,6 +842,21 @@ def test_a_stop_does_not_hold_a_glitch_that_came_just_before_it(rig):
         if d.status != PlanDiagnostics.STATUS_OK:
             held.append([list(p.positions) for p in r.trajectories[sent].points])
     assert held and all(points == [START, START] for points in held), held
+
+
+def test_a_goal_from_a_publisher_of_the_default_profile_is_taken(rig):
+    """Most code and tools publish volatile (the default profile), which a transient-local
+    reader cannot match: such a goal never came (an adversarial audit: 25 of 25 cycles STALE,
+    "no goal yet"). The node reads the goal topic volatile too."""
+    r = rig()
+    r.start()
+    volatile = r.probe.create_publisher(JointGoal, f"{r.ns}/grasp_controller/goal_state", 10)
+    for _ in range(40):
+        volatile.publish(JointGoal(name=["x", "y"], position=GOAL))
+        d = r.cycle(r.send_joints)
+        if d.status in PLANNED:
+            break
+    assert d.status in PLANNED, d.status_text
 
 
 def test_a_reactivation_or_a_clock_jump_starts_a_new_run_of_stops(rig):

@@ -33,15 +33,28 @@ def test_one_input_goals_replace_by_arrival_within_a_kind_and_by_stamp_across_ki
     loop = GoalLog(pairs_joints=False)
     intake = GoalIntake(loop, observes_image=True)
     assert intake.take("joints", JOINTS_A, 5).taken
-    assert intake.take("joints", JOINTS_B, 1).taken             # same kind: the newest to arrive
-    late = intake.take("image", IMAGE_A, 0)                      # other kind, older stamp
+    assert intake.take("joints", JOINTS_B, 2).taken             # same kind: the newest to arrive
+    late = intake.take("image", IMAGE_A, 1)                      # other kind, older stamp
     assert not late.taken and "stamped before the joints goal" in late.note and not late.waits
-    assert intake.take("image", IMAGE_A, 1).taken                # same stamp: the kind observed wins
-    same = intake.take("joints", JOINTS_A, 1)
+    assert intake.take("image", IMAGE_A, 2).taken                # same stamp: the kind observed wins
+    same = intake.take("joints", JOINTS_A, 2)
     assert not same.taken and "of the same stamp stands" in same.note
-    assert intake.take("joints", JOINTS_A, 2).taken              # newer stamp
+    assert intake.take("joints", JOINTS_A, 3).taken              # newer stamp
     assert loop.goals == [{"joints": [0.1, 0.2]}, {"joints": [0.3, 0.4]},
                           {"image": IMAGE_A.tolist()}, {"joints": [0.1, 0.2]}]
+
+
+def test_an_unstamped_goal_is_newer_than_any_stamped_one_of_the_other_kind():
+    """Unstamped is "now": a goal typed by hand (``ros2 topic pub``, no stamp) after a stamped
+    goal of the other kind is taken (an adversarial audit: 20 of 20 cycles kept the old goal
+    image's ERROR). Two unstamped ones of both kinds are "of one stamp": the kind observed wins."""
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    assert intake.take("image", IMAGE_A, 7).taken
+    assert intake.take("joints", JOINTS_A, 0).taken
+    assert intake.take("image", IMAGE_B, 0).taken               # both unstamped: the kind observed
+    assert not intake.take("joints", JOINTS_B, 0).taken
+    assert loop.goals == [{"image": IMAGE_A.tolist()}, {"joints": [0.1, 0.2]}, {"image": IMAGE_B.tolist()}]
 
 
 def test_a_camera_and_joints_goal_is_never_the_new_image_with_the_old_joints():

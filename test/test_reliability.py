@@ -311,6 +311,9 @@ JOINT_CASES = [
     Case("goal-no-names-wrong-count", ERROR, "no joint names", once=goal([], [0.5])),
     Case("goal-far-outside", NOVEL, "goal unlike", once=goal(["x", "y"], [40.0, 0.0])),
     Case("goal-beyond-float32", ERROR, "NaN/Inf", once=goal(["x", "y"], [0.5, -1e300])),
+    # over 1 MiB: refused unread (a million names held the interpreter, and the watchdog, 0.08 s each)
+    Case("goal-message-over-1-MiB", ERROR, "goal refused: goal state: a message of",
+         once=goal([f"joint_{i:06d}" for i in range(100_000)], [0.0] * 100_000)),
     # stamps
     Case("stamp-far-future", ERROR, "s ahead of the clock as it arrives (more than max_observation_age",
          stamped(lambda r: ns_time(r.t_ns + 100 * 10**9))),
@@ -618,6 +621,9 @@ IMAGE_CASES = [
          image(edited(data=lambda m: bytes(m.data) + bytes(64 * 3)))),
     Case("image-empty-0x0", ERROR, "empty image", image(lambda: raw(width=0, height=0))),
     Case("image-huge-8193", ERROR, "larger than 8192 px", image(lambda: raw(width=8193, height=2))),
+    # a message over 64 MiB is refused unread: reading one holds the interpreter, and the watchdog
+    Case("image-message-over-64-MiB", ERROR, "MiB an image may be: not read",
+         image(lambda: raw(width=8192, height=2800))),
     Case("image-header-lies-about-size", ERROR, "bytes of data",
          image(lambda: raw(width=65535, height=65535, size=64 * 64 * 3))),
     Case("image-dropout", STALE, "newest observation (camera frame) is", no_input, confirm=1),
@@ -634,6 +640,8 @@ IMAGE_CASES = [
          once=goal_image(lambda: raw("nv21"))),
     Case("goal-image-empty", ERROR, "goal refused: goal image: empty",
          once=goal_image(lambda: raw(width=0, height=0))),
+    Case("goal-image-message-over-64-MiB", ERROR, "goal refused: goal image: a message of 65.6 MiB",
+         once=goal_image(lambda: raw(width=8192, height=2800))),
 ]
 
 

@@ -5,9 +5,10 @@ as both in two messages that a sim publishes at once, in either order, stamped o
 or not at all. The rules:
 
 * one-input model: a goal of any kind the model takes replaces the standing one; within a kind
-  the newest to arrive, across kinds the newer stamp, and at one stamp (unstamped ones too) the
-  kind the model observes (the order in which two topics arrive is a race that a recording
-  cannot show, nor a replay redo);
+  the newest to arrive, across kinds the newer stamp (an unstamped one is "now", newer than any
+  stamped one: a goal typed by hand), and at one stamp (two unstamped ones too) the kind the
+  model observes (the order in which two topics arrive is a race that a recording cannot show,
+  nor a replay redo);
 * camera + joints model: an image and joints make one goal when the other part is new (not yet
   part of a goal) or of the same stamp (within ``pair_tolerance``; two unstamped parts are not
   "of one stamp"). So the standing goal never becomes the new image with the old joints. Joints
@@ -98,6 +99,6 @@ class GoalIntake:
         if self._standing is None:
             return True
         kind, standing = self._standing
-        if kind == key or stamp > standing:
+        if kind == key or stamp > standing or (stamp == 0 and standing != 0):
             return True
         return stamp == standing and key == ("image" if self.observes_image else "joints")

@@ -67,6 +67,7 @@ from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -86,8 +87,13 @@ from . import interrupts, params, qos, wiring
 from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
                           path_message, stamp_ns, stamp_seconds, to_time)
-from .publishers import PublisherNames
+from .publishers import Once, PublisherNames
 
+MAX_IMAGE_MESSAGE_BYTES = 64 * 2**20
+"""Largest image message read (camera and goal image): a 4K camera's 8-bit RGBA frame is 33 MB,
+its 16-bit RGB 50 MB. A larger one is refused unread (``GraspController._bounded``)."""
+MAX_GOAL_STATE_BYTES = 2**20
+"""Largest goal state read: thousands of joints' names and positions."""
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
 LAST_COMMAND_ACK_S = 3.5
@@ -233,18 +239,24 @@ class GraspController(LifecycleNode):
             # image_transport's naming: the base topic as remapped, then the transport's suffix.
             self._image_to_rgb = compressed_image_to_rgb
             self._subscribe(CompressedImage, self.resolve_topic_name("image") + "/compressed",
-                            self._on_image, qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES)
+                            self._bounded(CompressedImage, self._on_image, self._refuse_image),
+                            qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
-            self._subscribe(Image, "image", self._on_image, qos.SENSOR,
-                            qos_overriding_options=qos.SENSOR_OVERRIDES)
+            self._subscribe(Image, "image", self._bounded(Image, self._on_image, self._refuse_image),
+                            qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._subscribe(JointState, "joint_states", self._on_joint_states, qos.SENSOR,
                             qos_overriding_options=qos.SENSOR_OVERRIDES)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
-        self._subscribe(JointGoal, "~/goal_state", self._on_goal_state, qos.GOAL)
-        self._subscribe(Image, "~/goal_image", self._on_goal_image, qos.GOAL)
+        once_state, once_image = Once(), Once()     # one of each message both readers get
+        for profile in qos.GOALS:
+            self._subscribe(JointGoal, "~/goal_state", once_state(self._bounded(
+                JointGoal, self._on_goal_state, self._refuse_goal_state, MAX_GOAL_STATE_BYTES,
+                "a goal state")), profile, raw=True)
+            self._subscribe(Image, "~/goal_image", once_image(self._bounded(
+                Image, self._on_goal_image, self._refuse_goal_image)), profile, raw=True)
         self._remember(self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset, qos_profile=qos.SERVICE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -277,7 +289,9 @@ class GraspController(LifecycleNode):
         """An input subscription, remembered for ``type_mismatches``."""
         subscription = self._remember(self.destroy_subscription, self.create_subscription(
             msg_type, topic, callback, qos_profile, **options))
-        self._inputs.append((subscription.topic_name, wiring.type_name(msg_type)))
+        read = (subscription.topic_name, wiring.type_name(msg_type))
+        if read not in self._inputs:
+            self._inputs.append(read)
 
     def type_mismatches(self) -> list[str]:
         """Peers of another message type on this node's topics (``wiring.type_mismatches``)."""
@@ -427,6 +441,37 @@ class GraspController(LifecycleNode):
 
     # -- inputs -----------------------------------------------------------------------------
 
+    @staticmethod
+    def _bounded(msg_type, callback, refuse, limit: int = MAX_IMAGE_MESSAGE_BYTES, what: str = "an image"):
+        """A raw subscription's callback: a message of at most ``limit`` bytes is read and passed
+        to ``callback``; a larger one goes to ``refuse(reason)`` unread. Reading a message holds
+        the interpreter (0.15-0.6 s for 100 MB here, 0.08 s for a goal of a million names), and
+        with it the watchdog that must stop the robot when cycles stop."""
+        def take(data: bytes) -> None:
+            if len(data) > limit:
+                refuse(f"a message of {len(data) / 2**20:.1f} MiB, more than the "
+                       f"{limit / 2**20:g} MiB {what} may be: not read")
+                return
+            callback(deserialize_message(data, msg_type))
+        return take
+
+    def _refuse_image(self, reason: str) -> None:
+        """A camera message refused unread: as of its arrival (its stamp is in what was not read)."""
+        loop = self._loop
+        if loop is not None:
+            now = self._now()
+            loop.reject_observation(f"image: {reason}", now, received=now)
+
+    def _refuse_goal_state(self, reason: str) -> None:
+        if self._loop is not None and self._goal_usable("joints", "goal_state", "~/goal_image"):
+            self._goals.refuse(f"goal state: {reason}")
+            self.get_logger().error(f"goal refused: goal state: {reason}", throttle_duration_sec=1.0)
+
+    def _refuse_goal_image(self, reason: str) -> None:
+        if self._loop is not None and self._goal_usable("image", "goal_image", "~/goal_state"):
+            self._goals.refuse(f"goal image: {reason}")
+            self.get_logger().error(f"goal image refused: {reason}", throttle_duration_sec=1.0)
+
     def _on_image(self, msg: Image | CompressedImage) -> None:
         loop = self._loop
         if loop is not None:
@@ -520,8 +565,7 @@ class GraspController(LifecycleNode):
         try:
             image = image_to_rgb(msg, loop.image_size, self._crop)
         except ValueError as exc:
-            self._goals.refuse(f"goal image: {exc}")
-            self.get_logger().error(f"goal image refused: {exc}", throttle_duration_sec=1.0)
+            self._refuse_goal_image(str(exc))
             return
         if not self._take_goal("image", image, stamp_ns(msg.header.stamp)):
             return

@@ -1,4 +1,5 @@
-"""Who published a received message: its publisher's id, named by its node for people.
+"""Who published a received message: its publisher's id, named by its node for people; and
+each message handled once where two subscriptions of one topic both receive it.
 
 rclpy hands a subscription callback that takes two arguments the message's MessageInfo, whose
 ``publisher_gid`` tells one publisher from another; the ROS graph maps that id to its node, looked
@@ -7,8 +8,11 @@ never named).
 """
 from __future__ import annotations
 
-from typing import Optional
+import collections
+from typing import Callable, Optional
 
+MESSAGES_KEPT = 256
+"""Messages a ``Once`` remembers: far more than the deliveries that can lie between a message's two."""
 NAMES_KEPT = 256
 """Publishers whose names are kept (a peer that makes publishers without end gets them looked up again)."""
 
@@ -56,3 +60,25 @@ class PublisherNames:
                 self._names.clear()
             self._names[key] = name
         return name
+
+
+class Once:
+    """Callbacks for several subscriptions of one topic (a goal topic read at two durabilities)
+    that handle each message once: a message is its publisher's id and sequence number, so
+    the same message received by the other subscription, later, is not handled again (not even
+    after a newer one: a goal must never go back to an older one)."""
+
+    def __init__(self):
+        self._seen: collections.deque = collections.deque(maxlen=MESSAGES_KEPT)
+
+    def __call__(self, callback: Callable) -> Callable:
+        """``callback(message)`` as a subscription callback that takes (message, MessageInfo)."""
+        def handle(message, info: dict) -> None:
+            gid, number = (info or {}).get("publisher_gid"), (info or {}).get("publication_sequence_number")
+            if gid and gid.get("data") and number is not None:
+                key = (bytes(gid["data"]), number)
+                if key in self._seen:
+                    return
+                self._seen.append(key)
+            callback(message)
+        return handle

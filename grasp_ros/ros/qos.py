@@ -5,8 +5,11 @@
   Their subscriptions take ROS 2 QoS overrides (``SENSOR_OVERRIDES``: history, depth,
   reliability as read-only parameters such as ``qos_overrides./image.subscription.reliability``),
   so that ``grasp-ros replay`` can make them reliable and deep, and know each input was delivered.
-* Goals: reliable + transient local, depth 1. A goal published once, before the controller
-  starts, still arrives; publishers must offer transient local too (the sim's /goal_state does).
+* Goals: reliable, depth 1, read twice: transient local, so that a goal published once before
+  the controller starts still arrives (the sim's /goal_state offers it), and volatile, so that a
+  publisher of the default profile (volatile: most code, most tools), which a transient-local
+  reader cannot match, is heard too. A message both receive is handled once
+  (``publishers.Once``).
 * Commands: reliable, depth 10, what ros2_control's controllers subscribe with.
 * Diagnostics and plans: reliable, depth 10.
 * The ``~/reset`` service: reliable, depth 1000 (as rclpy's parameter services). The default
@@ -25,6 +28,11 @@ SENSOR_OVERRIDES = QoSOverridingOptions.with_default_policies()
 GOAL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                   reliability=ReliabilityPolicy.RELIABLE,
                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+GOAL_VOLATILE = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                           reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.VOLATILE)
+GOALS = (GOAL, GOAL_VOLATILE)
 
 COMMAND = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE)
