@@ -580,6 +580,33 @@ def test_a_continuous_joint_is_cut_where_it_wraps_and_named_in_the_card(tmp_path
     assert "jumps by more than pi" not in capsys.readouterr().err
 
 
+def test_reset_limits_by_joint_cut_only_the_resets_where_units_differ(tmp_path, capsys):
+    """An arm joint in rad beside a gripper in m: one limit small enough for the gripper's
+    leaps cuts the arm at every step (an outside audit: 98% of its bag left out, without a
+    word). Collect suggests a limit per joint, those cut only the resets, and a bag mostly left
+    out is said to be."""
+    from grasp_ros.cli import main as cli
+    n = 400
+    steps = np.stack([np.full(n, 0.05), np.full(n, 0.0005)], axis=1) * np.where(np.arange(n) % 40 < 20, 1, -1)[:, None]
+    steps[50:80, 0] /= 50                                          # the arm slow for a while
+    steps[[100, 200, 300]] += (2.0, 0.02)                          # teleported: resets
+    joints = np.cumsum(steps, axis=0)
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    write_rosbag(tmp_path / "robot", frames, joints, np.full((n - 1, 2), 0.1))
+    out = ["--out", str(tmp_path / "d.npz"), "--image-size", "8", "--episode-steps", "10", "--quiet"]
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out]) == 0
+    warned = capsys.readouterr().err
+    assert "--reset-jump x=0.25,y=0.0025" in warned, warned
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out, "--reset-jump", "0.0025"]) == 0
+    one = capsys.readouterr()
+    assert "frames left out" in one.err and "check --reset-jump" in one.err, one.err
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out, "--reset-jump", "x=0.25,y=0.0025"]) == 0
+    by_joint = capsys.readouterr()
+    assert "'reset': 3" in by_joint.out and "left out" not in by_joint.err, (by_joint.out, by_joint.err)
+    assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out, "--reset-jump", "x=0.25,q=1"]) == 2
+    assert "not among the joints" in capsys.readouterr().err
+
+
 def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jump_back(tmp_path, capsys):
     """What a bag from a robot nobody here wrote can hide: a reset that teleports the robot
     between episodes with nothing in the bag saying so (learned as motion unless cut), a 4:3
@@ -596,7 +623,7 @@ def test_collect_warns_of_unreported_resets_a_cropped_camera_and_stamps_that_jum
     out = ["--out", str(tmp_path / "d.npz"), "--image-size", "8", "--episode-steps", "10", "--quiet"]
     assert cli(["collect", "--rosbag", str(tmp_path / "robot"), *out]) == 0
     warned = capsys.readouterr().err
-    assert "joint x leaps by up to 3.01 in 1 step(s)" in warned and "--reset-jump 0.05" in warned
+    assert "joint x leaps by up to 3.01 in 1 step(s)" in warned and "--reset-jump x=0.05" in warned
     assert "joint y leaps" not in warned
     # y is a passive joint (an outside arm's fingers): every goal would have to give it
     assert "joints y never move in the bags" in warned and "--joint-names x" in warned

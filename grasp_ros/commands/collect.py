@@ -59,14 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--gap", type=float, default=None, metavar="SECONDS",
                      help="cut where frames, joint states or commands pause longer than this "
                           "(default: 5 periods of the slowest topic; inf: never)")
-    bag.add_argument("--reset-jump", type=float, default=None,
-                     help="cut where a joint position jumps more than this between frames (default: off)")
+    bag.add_argument("--reset-jump", type=_jump_limits, default=None, metavar="LIMIT|JOINT=LIMIT,...",
+                     help="cut where a joint position jumps more than this between frames, in the "
+                          "joint's units: one limit for every joint, or one per joint by name "
+                          "(shoulder=0.4,gripper=0.02: joints in m and rad need their own; joints not "
+                          "named are not cut) (default: off)")
     bag.add_argument("--continuous-joints", type=_names, default=(),
                      help="joints whose position is an angle wrapping at +-pi (a base's yaw), comma-"
                           "separated: cut where they wrap, and named in the model card (the controller "
                           "then takes a goal on them at its nearest turn)")
     bag.add_argument("--episode-topic", default="/grasp_sim/episode",
-                     help="cut at every message on this topic when the bag has it ('' : ignore)")
+                     help="cut at every message on this topic, of any type, when the bag has it "
+                          "(default: /grasp_sim/episode, the built-in sim's; '': ignore)")
     bag.add_argument("--align", choices=("end", "mean"), default="end",
                      help="command of a frame step: the one held at the next frame (end) or its time average (mean)")
     bag.add_argument("--period", type=float, default=None, metavar="SECONDS",
@@ -81,7 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="names of the command's values, comma-separated: a MultiArray's, in its "
                           "order (default data[i]); of JointTrajectory commands, the joints whose "
                           "velocities are the actions, taken by name in this order")
-    bag.add_argument("--action-units", default=None, help="units of the commands, e.g. rad/s")
+    bag.add_argument("--action-units", default=None,
+                     help="units of the commands, one text kept in the card as given: rad/s, or in the "
+                          "actions' order where they differ: rad/s,rad/s,m/s")
     bag.add_argument("--action-kind", choices=("velocity", "position", "effort", "other"), default=None,
                      help="what a MultiArray's values are (default velocity, as the controller "
                           "commands; its stop is zero, so position commands are refused at configure)")
@@ -160,11 +166,28 @@ def _from_rosbag(args):
     if meta["unused_nonzero_command_fields"]:
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
-    for warning in (command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
+    for warning in (dropped_warnings(meta) + command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
                     + uncommanded_warnings(data) + still_warnings(data) + unbounded_warnings(data)
                     + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
+
+
+DROPPED_WARNING = 0.5
+"""Share of the bag's frames left out that is worth a warning."""
+
+
+def dropped_warnings(meta: dict) -> list[str]:
+    """Most of the bag left out: cuts so close together that few runs are an episode long."""
+    frames, used = meta["frames"], meta["frames_used"]
+    if not frames or (frames - used) / frames <= DROPPED_WARNING:
+        return []
+    cuts = {cause: n for cause, n in meta["cuts"].items() if n}
+    worst = max(cuts, key=cuts.get, default=None)
+    return [f"{frames - used} of {frames} frames left out ({100 * (frames - used) / frames:.0f}%): the cuts "
+            f"{cuts} leave few runs of --episode-steps {meta['split'].get('episode_steps') or 'whole'}"
+            + (f"; most are {worst} ({cuts[worst]}): check --{'reset-jump' if worst == 'reset' else 'gap'}"
+               if worst in ("reset", "gap") else "")]
 
 
 RESET_OUTLIER = 10.0
@@ -177,7 +200,7 @@ def jump_warnings(data) -> list[str]:
     given: the model would learn the leap as motion."""
     if (data.meta.get("split") or {}).get("reset_jump") is not None:
         return []
-    found = []
+    found, limits = [], {}
     for name, x in _joint_positions(data):
         steps = np.diff(x, axis=1)
         if name in (data.meta.get("continuous_joints") or ()):
@@ -188,7 +211,13 @@ def jump_warnings(data) -> list[str]:
         if leaps.size:
             found.append(f"joint {name} leaps by up to {leaps.max():.3g} in {leaps.size} step(s), more than "
                          f"{RESET_OUTLIER:g}x its 99th-percentile step ({usual:.3g}): resets of the robot "
-                         f"between episodes? give --reset-jump {5 * usual:.3g} (cut there)")
+                         "between episodes?")
+            limits[name] = 5 * usual
+    if limits:     # by joint: one limit would cut a joint in rad at a joint in m's leaps
+        found.append("to cut at those leaps: --reset-jump "
+                     + ",".join(f"{name}={limit:.3g}" for name, limit in limits.items())
+                     + f" (each joint's 5x its 99th-percentile step; an episode topic, --episode-topic, "
+                     "says so better where the bag has one)")
     return found
 
 
@@ -281,7 +310,7 @@ def bag_warnings(data) -> list[str]:
 def wrap_warnings(data) -> list[str]:
     """Joint positions that jump by about a turn within an episode while staying within +-pi:
     angles that wrap, not declared (--continuous-joints)."""
-    found = []
+    found, limits = [], {}
     for name, x in _joint_positions(data):
         if name in (data.meta.get("continuous_joints") or ()):
             continue
@@ -319,6 +348,19 @@ def command_range_warnings(data) -> list[str]:
                 "and the model's bounds for it would be invented; leave it out (--twist-fields)"
                 for name, lo, hi in zip(names, low, high) if hi - lo < 1e-9]
     return constant + stop_warnings(names, low.tolist(), high.tolist())
+
+
+def _jump_limits(text: str):
+    """--reset-jump: one limit (a number), or limits by joint name ("shoulder=0.4,gripper=0.02")."""
+    if "=" not in text:
+        return float(text)
+    limits = {}
+    for item in _names(text):
+        name, _, value = item.partition("=")
+        if not name.strip() or not value.strip():
+            raise argparse.ArgumentTypeError(f"expected JOINT=LIMIT, got {item!r}")
+        limits[name.strip()] = float(value)
+    return limits
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -25,8 +25,9 @@ Episodes. A transition is not learned from (the stream is cut there) when
   a robot's watchdog would have stopped the robot). Default: ``GAP_PERIODS`` periods (medians)
   of the bag's slowest of the three topics;
 * a joint value or the command is not finite (NaN, inf) at either frame;
-* the robot was reset: a joint position moved more than ``reset_jump`` (the joints' units)
-  between the two frames. Off by default;
+* the robot was reset: a joint position moved more than ``reset_jump`` (the joints' units; one
+  value for every joint, or a value per joint by name, as joints in m and rad need) between the
+  two frames. Off by default;
 * a continuous joint (``continuous_joints``: an angle wrapping at +-pi, a base's yaw) turned
   across +-pi between the two frames (a step the model would learn as a 2 pi jump);
 * a message arrived on ``episode_topic`` between the two frames (any type; default the sim
@@ -71,7 +72,7 @@ import math
 import os
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -140,7 +141,8 @@ class RosbagImport:
     """Transitions per episode (default: every piece between cuts is an episode)."""
     gap: Optional[float] = None
     """Seconds apart that count as a pause (default: ``GAP_PERIODS`` periods)."""
-    reset_jump: Optional[float] = None
+    reset_jump: Optional[Union[float, Mapping[str, float]]] = None
+    """One limit for every joint's position step, or a limit by joint name (others not cut)."""
     episode_topic: Optional[str] = SIM_EPISODE_TOPIC
     crop: str = "center"
     frame_period: Optional[float] = None
@@ -189,7 +191,8 @@ def read_rosbag(paths: PathsLike, options: Optional[RosbagImport] = None, **fiel
             raise ValueError("continuous joints need 'position' among the joint fields")
         positions = position_columns(joint_names, fields)
         wraps = position_columns(joint_names, fields, options.continuous_joints)
-        pieces.append(_episodes(stream, options, positions, wraps, f"rosbag {str(bag)!r}"))
+        jumps = _jump_limits(options.reset_jump, joint_names)
+        pieces.append(_episodes(stream, options, positions, wraps, jumps, f"rosbag {str(bag)!r}"))
         infos.append(stream.info)
         del stream
     data = _combine(pieces, infos, options.episode_steps)
@@ -287,7 +290,8 @@ def _check_options(options: RosbagImport) -> tuple[str, ...]:
         raise ValueError(f"episode_steps must be >= 1, got {options.episode_steps}")
     if options.gap is not None and not options.gap > 0:
         raise ValueError(f"gap must be > 0 seconds (inf: never cut at pauses), got {options.gap}")
-    if options.reset_jump is not None and not options.reset_jump > 0:
+    limits = options.reset_jump.values() if isinstance(options.reset_jump, Mapping) else [options.reset_jump]
+    if options.reset_jump is not None and not (limits and all(v > 0 for v in limits)):
         raise ValueError(f"reset_jump must be > 0, got {options.reset_jump}")
     if options.reset_jump is not None and "position" not in fields:
         raise ValueError("reset_jump needs 'position' among the joint fields")
@@ -466,10 +470,23 @@ def _sorted_values(stamps: list[int], items: list, what: str,
     return t, values if order is None else values[order], order
 
 
+def _jump_limits(reset_jump, joint_names: Sequence[str]) -> Optional[np.ndarray]:
+    """``reset_jump`` as one limit per joint, in ``joint_names``' order (inf: not cut); None: off."""
+    if reset_jump is None:
+        return None
+    if not isinstance(reset_jump, Mapping):
+        return np.full(len(joint_names), float(reset_jump))
+    unknown = sorted(set(reset_jump) - set(joint_names))
+    if unknown:
+        raise ValueError(f"reset_jump names joints {unknown} that are not among the joints {list(joint_names)}")
+    return np.array([float(reset_jump.get(name, np.inf)) for name in joint_names])
+
+
 def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps: Sequence[int],
-              source: str) -> dict[str, np.ndarray]:
+              jumps: Optional[np.ndarray], source: str) -> dict[str, np.ndarray]:
     """One bag's episodes: frames aligned with joints and held commands, cut (module docstring).
-    ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones'."""
+    ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones';
+    ``jumps``: each joint's reset_jump (``_jump_limits``)."""
     t_img, nearest, offset, h_img = _frame_times(s)
     kept = np.arange(len(t_img))
     if options.frame_period:
@@ -500,7 +517,7 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
     else:
         actions = _held_mean(t_cmd, s.commands, t[:-1], t[1:])
     cuts = _cuts(s, t, h, offset, joints, actions, sent=t_cmd[np.maximum(held, 0)], gap_ns=gap_ns,
-                 reset_jump=options.reset_jump, positions=positions, wraps=wraps)
+                 reset_jump=jumps, positions=positions, wraps=wraps)
     runs = segments(~np.any(list(cuts.values()), axis=0))
     episodes = episode_starts(runs, options.episode_steps)
     s.info.update(frames_used=frames_used(len(t), episodes), episodes=len(episodes),
@@ -538,7 +555,7 @@ def _keep_one_frame_per_period(t_img: np.ndarray, h_img: Optional[np.ndarray], f
 
 
 def _cuts(s: _Stream, t: np.ndarray, h: Optional[np.ndarray], offset: np.ndarray, joints: np.ndarray,
-          actions: np.ndarray, *, sent: np.ndarray, gap_ns: float, reset_jump: Optional[float],
+          actions: np.ndarray, *, sent: np.ndarray, gap_ns: float, reset_jump: Optional[np.ndarray],
           positions: Sequence[int], wraps: Sequence[int]) -> dict[str, np.ndarray]:
     """Which transitions between the frames taken at ``t`` (header stamps ``h``, their joint
     states ``offset`` apart) each rule of the module's docstring cuts, by cause (the keys of the
@@ -548,8 +565,8 @@ def _cuts(s: _Stream, t: np.ndarray, h: Optional[np.ndarray], offset: np.ndarray
     finite = np.isfinite(joints).all(axis=1)    # a driver's NaN velocity: that frame is left out
     non_finite = ~finite[:-1] | ~finite[1:] | ~np.isfinite(actions).all(axis=1)
     reset = np.zeros(len(t) - 1, bool)
-    if reset_jump is not None:
-        reset = np.abs(np.diff(joints[:, list(positions)], axis=0)).max(axis=1) > reset_jump
+    if reset_jump is not None and len(positions):     # each joint's limit on its own position
+        reset = (np.abs(np.diff(joints[:, list(positions)], axis=0)) > reset_jump).any(axis=1)
     # A continuous joint's turn across +-pi: a step the model would learn as a 2 pi jump.
     wrapped = (np.abs(np.diff(joints[:, list(wraps)], axis=0)) > np.pi).any(axis=1) if len(wraps) else \
         np.zeros(len(t) - 1, bool)
