@@ -85,6 +85,27 @@ def test_joint_goal_through_decode_state():
                           torch.tensor([4.0 + 3.0 * 1.0]))
 
 
+def test_joint_goal_scales_give_each_value_its_unit():
+    """A gripper in m beside joints in rad: unscaled, its error all but vanishes from the sum
+    (an outside robot's audit: the gripper was not controlled). Each value's error is divided
+    by its unit; the count must match decode_state's."""
+    goal = Goal(joints=torch.tensor([2.0, 1.0]))        # errors: s_1 (1, 1), s_2 (0, 1)
+    scaled = Cost({"joint_goal_scales": [1.0, 0.1]}, running_weight=0.5, model=JointHeadModel())
+    # squared scaled errors: s_1 1 + 100, s_2 0 + 100; terminal 100, running 0.5 x 100.5
+    assert torch.allclose(scaled(STATES, ACTIONS, goal, _context()), torch.tensor([100.0 + 0.5 * 100.5]))
+    ones = Cost({"joint_goal_scales": [1.0, 1.0]}, running_weight=0.5, model=JointHeadModel())
+    assert torch.equal(ones(STATES, ACTIONS, goal, _context()),
+                       Cost({}, running_weight=0.5)(STATES, ACTIONS, goal, _context()))
+    with pytest.raises(ValueError, match="joint_goal_scales .* give 3 values; the model's decode_state returns 2"):
+        Cost({"joint_goal_scales": [1.0] * 3}, model=JointHeadModel())
+    with pytest.raises(ValueError, match="must be > 0"):
+        check_spec({"joint_goal_scales": [1.0, 0.0]})
+    assert "finite and > 0" in params.BY_NAME["cost.joint_goal_scales"].validate([0.01, -1.0])
+    values = {p.name: p.default for p in params.PARAMETERS}
+    assert params.knobs_for("grasp", dict(values, **{"cost.joint_goal_scales": [1.0, 0.01]}))[0][
+        "costs"]["joint_goal_scales"] == [1.0, 0.01]
+
+
 def test_a_joint_goal_without_decode_state_is_a_clear_error():
     with pytest.raises(ValueError, match="no decode_state"):
         Cost({})(STATES, ACTIONS, Goal(joints=torch.zeros(2)), _context(NoHeadModel()))

@@ -9,8 +9,10 @@ GRASP applies the same cost to its one-step predictions (``grasp.py``). The term
 
 * latent goal  ||s_t - g||^2, when the goal has a latent g: terminal ``latent_goal``, running
   ``latent_goal * running_weight``;
-* joint goal   ||decode_state(s_t) - q||^2, when the goal has joint positions q (the model's
+* joint goal   ||(decode_state(s_t) - q) / u||^2, when the goal has joint positions q (the model's
   ``decode_state`` verb: latent -> joint vector), weighted like the latent goal by ``joint_goal``;
+  u: ``joint_goal_scales``, each value's unit (default 1: its own, m or rad), so that a joint in
+  metres beside joints in radians is not all but left out;
 * effort       ||a_t||^2, running ``action_weight``;
 * smoothness   ||a_t - a_{t-1}||^2, running ``smoothness``; at t = 0 the difference from the
   previously executed action when it is known (``CostContext.previous_action``), else 0;
@@ -45,6 +47,7 @@ COST_TERMS_DISABLED = ("Python cost terms are disabled: start the node with "
 DEFAULT_SPEC: dict[str, Any] = {
     "latent_goal": 1.0,
     "joint_goal": 1.0,
+    "joint_goal_scales": [],
     "smoothness": 0.0,
     "joint_limits": {"weight": 0.0, "low": [], "high": []},
     "terms": [],
@@ -94,6 +97,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
     """The ``costs`` setting, checked and completed with the defaults (a new dict).
 
     Keys (all optional): ``latent_goal``, ``joint_goal``, ``smoothness`` (weights >= 0);
+    ``joint_goal_scales``: [J] units > 0 of the joint goal's values (empty: 1 each);
     ``joint_limits``: {"weight", "low": [J], "high": [J]}; ``terms``: a list of
     {"function": "package.module:function", "weight": w} or bare "package.module:function"
     (weight 1). Raises ``ValueError`` naming the first problem.
@@ -107,6 +111,10 @@ def check_spec(spec: Any) -> dict[str, Any]:
     for key in ("latent_goal", "joint_goal", "smoothness"):
         out[key] = _weight(spec.get(key, out[key]), f"costs.{key}")
     out["joint_limits"] = _check_limits(spec.get("joint_limits", out["joint_limits"]))
+    scales = _numbers(spec.get("joint_goal_scales", out["joint_goal_scales"]), "costs.joint_goal_scales")
+    if not all(u > 0 for u in scales):
+        raise ValueError(f"costs.joint_goal_scales must be > 0, got {scales}")
+    out["joint_goal_scales"] = scales
     terms = spec.get("terms", [])
     if not isinstance(terms, (list, tuple)):
         raise ValueError(f"costs.terms must be a list, got {type(terms).__name__}")
@@ -216,6 +224,13 @@ def _joint_goal(tr: _Trajectory) -> Optional[torch.Tensor]:
     return None if q is None else (tr.joints - q).pow(2).sum(-1)
 
 
+def _scaled_joint_goal(scales: torch.Tensor):
+    def steps(tr: _Trajectory) -> Optional[torch.Tensor]:
+        q = tr.goal.joints
+        return None if q is None else ((tr.joints - q) / scales.to(q)).pow(2).sum(-1)
+    return steps
+
+
 def _effort(tr: _Trajectory) -> torch.Tensor:
     return tr.actions.pow(2).sum(-1)
 
@@ -257,8 +272,14 @@ class Cost:
                  model=None, allow_python: bool = False, device=None):
         spec = check_spec(spec)
         lw, jw = spec["latent_goal"], spec["joint_goal"]
+        joint_goal = _joint_goal
+        if spec["joint_goal_scales"]:
+            scales = torch.tensor(spec["joint_goal_scales"], dtype=torch.float32, device=device)
+            self._check_joint_count(model, len(scales), device, "costs.joint_goal_scales (the "
+                                    "controller's cost.joint_goal_scales)")
+            joint_goal = _scaled_joint_goal(scales)
         self._goal_terms = [_StepTerm(_latent_goal, lw, lw * running_weight),
-                            _StepTerm(_joint_goal, jw, jw * running_weight)]
+                            _StepTerm(joint_goal, jw, jw * running_weight)]
         limits = spec["joint_limits"]
         terms: list[Callable] = [*self._goal_terms,
                                  _StepTerm(_effort, running=action_weight),
@@ -309,15 +330,15 @@ class Cost:
                                  f"got {tuple(goal.joints.shape)}")
 
     @staticmethod
-    def _check_joint_count(model, count: int, device) -> None:
+    def _check_joint_count(model, count: int, device,
+                           what: str = "costs.joint_limits (the controller's cost.joint_limits_low/high)") -> None:
         if model is None:
-            raise ValueError("costs.joint_limits need the model (its decode_state)")
+            raise ValueError(f"{what.split(' ')[0]} need the model (its decode_state)")
         D = int(model.latent_dim)
         with torch.no_grad():
             J = int(decode_joints(model, torch.zeros(1, D, device=device)).shape[-1])
         if J != count:
-            raise ValueError(f"costs.joint_limits (the controller's cost.joint_limits_low/high) give "
-                             f"{count} values; the model's decode_state "
+            raise ValueError(f"{what} give {count} values; the model's decode_state "
                              f"returns {J}: one per joint and field, in the card's order (for positions "
                              "and velocities: j0.position, j0.velocity, j1.position, ...; grasp-ros info "
                              "lists them)")

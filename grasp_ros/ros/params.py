@@ -454,6 +454,13 @@ PARAMETERS: tuple[Param, ...] = (
           "Weight of the joint-space goal distance (through the model's decode_state), when the "
           "goal is given as joint positions; terminal and running like the latent goal's.",
           range=(0.0, 1e6), dynamic=True),
+    Param("cost.joint_goal_scales", "double_array", None,
+          "Units of the joint-space goal distance, one per value the model's decode_state gives "
+          "(the order of cost.joint_limits_low): each value's error is divided by its unit before "
+          "squaring, so that joints in different units count alike (a gripper in m beside joints "
+          "in rad: 0.01 for it weighs a centimetre as a radian) (unset: every value in its own unit).",
+          dynamic=True, check=lambda values: None if all(v > 0 and math.isfinite(v) for v in values)
+          else f"cost.joint_goal_scales must be finite and > 0, got {list(values)}"),
     Param("cost.joint_limit_weight", "double", 0.0,
           "Weight of the joint-limit barrier: mean squared excess of the decoded joints (the "
           "model's decode_state) beyond cost.joint_limits_low/high; 0 disables.",
@@ -623,6 +630,7 @@ def costs_for(values: dict[str, Any]) -> dict[str, Any]:
         value = values.get(name, BY_NAME[name].default)
         return empty if value is None else value
     return {"joint_goal": get("cost.joint_goal_weight", 1.0),
+            "joint_goal_scales": list(get("cost.joint_goal_scales", [])),
             "smoothness": get("cost.smoothness", 0.0),
             "joint_limits": {"weight": get("cost.joint_limit_weight", 0.0),
                              "low": list(get("cost.joint_limits_low", [])),
