@@ -429,6 +429,15 @@ class TestJoints:
         check_commands(r, c0, d0)
         assert_alive(r)
 
+    def test_a_goal_naming_joints_the_model_does_not_read_is_taken_and_says_so(self, joints_rig):
+        """A goal with an extra joint (a typo, a joint left out of training) is taken for the
+        joints the model reads; the others are named in the log, not quietly dropped."""
+        r = joints_rig
+        logs = len(r.logs)
+        r.send_goal_msg(["x", "casterr", "y"], [GOAL[0], 0.0, GOAL[1]])
+        until_ok(r, lambda: good_joints(r))
+        assert "does not read, ignored: casterr" in r.logged("does not read", since=logs)
+
     def test_joint_states_naming_none_of_the_model_s_joints_is_said_to(self, joints_rig):
         """Messages that name only other joints make no observation: STALE once the last one
         that did is too old, and the log says why (which joints came, which the model reads)."""
@@ -738,6 +747,28 @@ class TestLifecycle:
         assert r.controlling().status == OK
         assert_alive(r)
         check_commands(r, c0, d0)
+
+
+    def test_a_transition_that_raises_says_why(self, lifecycle_rig):
+        """rclpy turns an exception in a transition callback into a failed transition without a
+        word (a replay saw "the controller refused to activate" and nothing else): the node logs
+        it with its traceback, and the node can be configured and activated again."""
+        r = lifecycle_rig
+        r.goto(INACTIVE)
+        runner, logs = r.node._runner, len(r.logs)
+
+        def broken():
+            raise RuntimeError("the cycle thread could not start")
+        runner.start = broken
+        try:
+            assert not r.transition(Transition.TRANSITION_ACTIVATE)
+            said = r.logged("on_activate raised", logs)
+            assert "RuntimeError: the cycle thread could not start" in said, said
+        finally:
+            del runner.start
+        r.goto(ACTIVE)
+        assert r.controlling().status == OK
+        assert_alive(r)
 
 
 # -- model files -------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import math
 import os
@@ -101,6 +102,19 @@ LAST_COMMAND_ACK_S = 3.5
 heartbeat period and some; ``GraspController._deliver_last_command``)."""
 
 
+def _said(transition):
+    """A transition callback whose exception is logged with its traceback before rclpy turns it
+    into a failed transition: rclpy itself says nothing, and a manager sees only "failed"."""
+    @functools.wraps(transition)
+    def run(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            return transition(self, state)
+        except Exception:
+            self.get_logger().error(f"{transition.__name__} raised:\n{traceback.format_exc()}")
+            raise
+    return run
+
+
 class GraspController(LifecycleNode):
     """The controller node; see the module docstring."""
 
@@ -132,6 +146,7 @@ class GraspController(LifecycleNode):
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @_said
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             values = params.read_all(self)
@@ -158,6 +173,7 @@ class GraspController(LifecycleNode):
             self.get_logger().warning(warning)
         return super().on_configure(state)
 
+    @_said
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)   # enable the lifecycle publishers first
         with self._lock:
@@ -170,17 +186,20 @@ class GraspController(LifecycleNode):
         self.get_logger().info("active: controlling")
         return result
 
+    @_said
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             self._stop("deactivated")
         self.get_logger().info("inactive: timer stopped, zero command sent")
         return super().on_deactivate(state)
 
+    @_said
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             self._release()
         return super().on_cleanup(state)
 
+    @_said
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             was_active = self._active
@@ -557,6 +576,11 @@ class GraspController(LifecycleNode):
         positions = joints[position_columns(spec.names, spec.fields)] if "position" in spec.fields else joints
         named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
         self.get_logger().info(f"new goal (joint positions): {named}", throttle_duration_sec=1.0)
+        ignored = [n for n in msg.name if n not in spec.names]
+        if ignored:     # a typo, or a joint the model was trained without: not quietly dropped
+            self.get_logger().warning(
+                f"the goal also names {len(ignored)} joint(s) the model does not read, ignored: "
+                f"{shorten(', '.join(ignored), 200)}", throttle_duration_sec=5.0)
 
     def _on_goal_image(self, msg: Image) -> None:
         loop = self._loop
