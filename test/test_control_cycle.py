@@ -1253,6 +1253,34 @@ def test_a_command_ready_long_after_its_deadline_is_the_stop():
         runner.stop()
 
 
+@pytest.mark.parametrize("moved, stopped", [(0.3, True), (0.2, False)])
+def test_a_command_whose_observation_grew_too_old_during_its_cycle_is_the_stop(moved, stopped):
+    """On sim time the clock runs on while a cycle spends its wall-clock budget (a simulator
+    faster than real time, a peer's long solve_budget): an audit saw OK moving commands planned
+    from observations 0.7-4.5 s old, sent after the sensor had died. Ready with its observation
+    older than max_observation_age (0.25 s) on the caller's clock, the command is the stop;
+    younger, it goes out."""
+    loop = ready_loop(period=1.0)                  # the observation stamped 0
+    clock = [0.0]
+    model_predict = loop.model.predict
+
+    def predict(latent, action):
+        clock[0] = moved                           # the sim ran on during the solve
+        return model_predict(latent, action)
+    loop.model.predict = predict
+    runner, published = runner_for(loop, clock=lambda: clock[0], sim_time=True)
+    try:
+        runner.tick(0.0)
+        sent = published.next()
+    finally:
+        runner.stop()
+    if stopped:
+        assert sent.stop and sent.status == Status.FALLBACK and sent.command.tolist() == [0.0, 0.0]
+        assert f"its observation was {moved:.3f} s old when it was ready" in sent.message, sent.message
+    else:
+        assert sent.status == Status.OK and not sent.stop and np.abs(sent.command).max() > 0
+
+
 def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
     """A real-time cycle ends by its deadline; one still running after clock_timeout is held up
     (a starved process, a model call that does not return). The watchdog kept quiet during any

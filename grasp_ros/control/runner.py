@@ -13,7 +13,11 @@ late one at the first cycle that finds it done), so a replay can name where each
 ``stop`` ends a solve in progress at its next iteration (``ControlLoop.halt``).
 
 A command ready more than ``max_observation_age`` past its deadline (the process was stopped
-or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overdue``).
+or starved meanwhile) is overdue: the stop goes out instead (``ControlLoop.overdue``). So is one
+whose observation is older than ``max_observation_age`` on the caller's clock when it is ready:
+a simulator faster than real time, or a long ``solve_budget`` on sim time, moves that clock on
+while the wall-clock budget runs, and a command sent on time can be planned from a world that
+old (an audit: OK commands from 4.5 s old observations, sent after the sensor had died).
 
 With ``timing`` "fixed_iterations" there is no deadline: the command goes out when the planner's
 iteration cap is done (lock-step simulation, replay), except at the cycles a replay names
@@ -266,19 +270,32 @@ class CycleRunner:
         config = self.loop.config
         if result.stop:
             return result
-        if config.fixed_iterations:
-            if not config.replayed.named("overdue", now):
-                return result
+        if config.fixed_iterations and config.replayed.named("overdue", now):
             why = "a recorded overdue cycle, replayed"
         else:
-            limit = config.deadline + config.max_observation_age
-            if result.command_delay <= limit:
+            why = self._why_overdue(result, now)
+            if why is None:
                 return result
-            why = (f"ready {result.command_delay:.3f} s after the cycle began, more than the solve "
-                   f"budget + max_observation_age ({limit:g} s)")
         stopped = self.loop.overdue(result, now, why)
         stopped.command_delay = result.command_delay
         return stopped
+
+    def _why_overdue(self, result: CycleResult, now: float) -> Optional[str]:
+        """Why ``result`` (the cycle at ``now``), ready now, is overdue (module docstring), or
+        None. The wall clock's rule needs a deadline; the caller's clock does not move during a
+        lock-step cycle, nor a replay's."""
+        config = self.loop.config
+        limit = config.deadline + config.max_observation_age
+        if not config.fixed_iterations and result.command_delay > limit:
+            return (f"ready {result.command_delay:.3f} s after the cycle began, more than the solve "
+                    f"budget + max_observation_age ({limit:g} s)")
+        moved = math.nan if self._clock is None else self._clock() - now
+        age = result.observation_age + moved
+        if moved > 0 and age > config.max_observation_age:
+            return (f"its observation was {age:.3f} s old when it was ready: the clock moved "
+                    f"{moved:.3f} s during the cycle, and more than max_observation_age "
+                    f"({config.max_observation_age:g} s) is too old to act on")
+        return None
 
     def _adopt_late_plan(self) -> None:
         """The late plan (a finished solve, or a replayed one's plan) warm-starts from now on."""

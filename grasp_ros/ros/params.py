@@ -250,7 +250,10 @@ PARAMETERS: tuple[Param, ...] = (
           "ready by then is not waited for: the previous plan's action goes out (FALLBACK) and "
           "the late plan warm-starts the next cycle. Unused with timing fixed_iterations. At most "
           "the period, except on sim time (a simulator slower than real time leaves more wall "
-          "time a period: 0.5x, twice the period).",
+          "time a period: 0.5x, twice the period). On sim time the clock runs on meanwhile: a "
+          "command whose observation is older than max_observation_age when it is ready is the "
+          "stop (FALLBACK), so a simulator faster than real time needs a budget of its period "
+          "in wall seconds (10x: 0.1 x period).",
           range=(0.0, 60.0), dynamic=True),
     Param("max_observation_age", "double", 0.5,
           "Seconds (node clock) after which the newest observation is stale.",
