@@ -32,7 +32,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   ``joint_states`` (sensor_msgs/JointState, sensor-data QoS; several publishers may each name
   some of the joints, ``grasp_ros.models.joint_states``), whichever ``observation`` names;
   the goal on ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image),
-  reliable + transient local: the newest wins, by header stamp across the two kinds, and at one
+  reliable, read both transient local and volatile (``qos.GOALS``; each message once): the
+  newest wins, by header stamp across the two kinds (unstamped: now), and at one
   stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
   an image-only model takes goal images).
 * out: ``command`` (std_msgs/Float64MultiArray, a ros2_control forward_command_controller's
