@@ -1281,6 +1281,25 @@ def test_a_command_whose_observation_grew_too_old_during_its_cycle_is_the_stop(m
         assert sent.status == Status.OK and not sent.stop and np.abs(sent.command).max() > 0
 
 
+def test_a_stale_hold_is_on_stale_s_to_end_not_the_clock_s():
+    """on_stale "hold" keeps the last command while the observation is already too old; that
+    the clock moved during such a cycle makes it no overdue stop (it would make "hold" "zero"
+    in real time, where the clock always moves)."""
+    loop = ready_loop(on_stale="hold")
+    tick = [0.0]
+    runner, published = runner_for(loop, clock=lambda: tick[0] + 0.01)
+    try:
+        runner.tick(0.0)
+        planned = published.next()
+        tick[0] = 0.3                                    # the observation 0.3 s old: STALE
+        runner.tick(0.3)
+        held = published.next()
+    finally:
+        runner.stop()
+    assert planned.status == Status.OK and held.status == Status.STALE and not held.stop
+    assert held.command == pytest.approx(planned.command) and np.abs(held.command).max() > 0
+
+
 def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
     """A real-time cycle ends by its deadline; one still running after clock_timeout is held up
     (a starved process, a model call that does not return). The watchdog kept quiet during any

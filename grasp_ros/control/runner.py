@@ -291,7 +291,8 @@ class CycleRunner:
                     f"budget + max_observation_age ({limit:g} s)")
         moved = math.nan if self._clock is None else self._clock() - now
         age = result.observation_age + moved
-        if moved > 0 and age > config.max_observation_age:
+        # (an observation already too old at the cycle's start made it STALE: on_stale's rule)
+        if moved > 0 and result.observation_age <= config.max_observation_age < age:
             return (f"its observation was {age:.3f} s old when it was ready: the clock moved "
                     f"{moved:.3f} s during the cycle, and more than max_observation_age "
                     f"({config.max_observation_age:g} s) is too old to act on")

@@ -119,8 +119,9 @@ class JointStateMerger:
 
     def _check_source(self, joints: list[int], source: Hashable, stamp: float, window: float) -> None:
         """SourceConflict when another source named one of ``joints`` within ``window`` of
-        ``stamp`` (a source is any hashable; its text names it). Each joint's namer becomes ``source`` either way, so that two sources taking
-        turns are both refused, not every other message taken."""
+        ``stamp`` (a source is any hashable; its text names it). Each joint's namer becomes
+        ``source`` either way, so that two sources taking turns are both refused, not every
+        other message taken."""
         others: dict[str, Hashable] = {}
         for j in joints:
             named = self._named_by[j]
