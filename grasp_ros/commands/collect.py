@@ -166,9 +166,9 @@ def _from_rosbag(args):
     if meta["unused_nonzero_command_fields"]:
         print(f"grasp-ros collect: warning: command fields {meta['unused_nonzero_command_fields']} move "
               f"but are not kept as actions (--twist-fields)", file=sys.stderr)
-    for warning in (dropped_warnings(meta) + command_range_warnings(data) + wrap_warnings(data) + jump_warnings(data)
-                    + uncommanded_warnings(data) + still_warnings(data) + unbounded_warnings(data)
-                    + bag_warnings(data)):
+    for warning in (dropped_warnings(meta) + command_range_warnings(data) + wrap_warnings(data)
+                    + jump_warnings(data) + uncommanded_warnings(data) + still_warnings(data)
+                    + unbounded_warnings(data) + bag_warnings(data)):
         print(f"grasp-ros collect: warning: {warning}", file=sys.stderr)
     return data
 
@@ -216,7 +216,7 @@ def jump_warnings(data) -> list[str]:
     if limits:     # by joint: one limit would cut a joint in rad at a joint in m's leaps
         found.append("to cut at those leaps: --reset-jump "
                      + ",".join(f"{name}={limit:.3g}" for name, limit in limits.items())
-                     + f" (each joint's 5x its 99th-percentile step; an episode topic, --episode-topic, "
+                     + " (each joint's 5x its 99th-percentile step; an episode topic, --episode-topic, "
                      "says so better where the bag has one)")
     return found
 
@@ -310,7 +310,7 @@ def bag_warnings(data) -> list[str]:
 def wrap_warnings(data) -> list[str]:
     """Joint positions that jump by about a turn within an episode while staying within +-pi:
     angles that wrap, not declared (--continuous-joints)."""
-    found, limits = [], {}
+    found = []
     for name, x in _joint_positions(data):
         if name in (data.meta.get("continuous_joints") or ()):
             continue
