@@ -438,6 +438,35 @@ class TestJoints:
         until_ok(r, lambda: good_joints(r))
         assert "does not read, ignored: casterr" in r.logged("does not read", since=logs)
 
+    def test_a_goal_from_a_volatile_publisher_is_taken_without_an_incompatibility_warning(self, joints_rig):
+        """The default QoS profile is volatile: its goal is heard (the node reads goals at both
+        durabilities), and nothing calls that publisher incompatible; a best-effort one, which
+        neither reader can match, still is."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        logs = len(r.logs)
+        topic = f"{r.ns}/grasp_controller/goal_state"
+        volatile = r.probe.create_publisher(JointGoal, topic, 10)
+        best_effort = None
+        try:
+            for _ in range(20):
+                volatile.publish(JointGoal(name=["x", "y"], position=[0.45, 0.45]))
+                r.cycle(lambda: good_joints(r))
+                if np.allclose(list(r.node._loop._goal.value["joints"]), [0.45, 0.45]):
+                    break
+            assert np.allclose(list(r.node._loop._goal.value["joints"]), [0.45, 0.45])
+            assert not [m for m in r.logs[logs:] if "incompatible QoS" in m]
+            best_effort = r.probe.create_publisher(JointGoal, topic, QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+            assert "RELIABILITY" in r.logged("incompatible QoS", since=logs)
+        finally:
+            r.probe.destroy_publisher(volatile)
+            if best_effort is not None:
+                r.probe.destroy_publisher(best_effort)
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+
     def test_joint_states_naming_none_of_the_model_s_joints_is_said_to(self, joints_rig):
         """Messages that name only other joints make no observation: STALE once the last one
         that did is too old, and the log says why (which joints came, which the model reads)."""

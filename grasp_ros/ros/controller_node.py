@@ -32,7 +32,7 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   ``joint_states`` (sensor_msgs/JointState, sensor-data QoS; several publishers may each name
   some of the joints, ``grasp_ros.models.joint_states``), whichever ``observation`` names;
   the goal on ``~/goal_state`` (grasp_ros/JointGoal) or ``~/goal_image`` (sensor_msgs/Image),
-  reliable, read both transient local and volatile (``qos.GOALS``; each message once): the
+  reliable, read both transient local and volatile (``qos.goal_readers``; each message once): the
   newest wins, by header stamp across the two kinds (unstamped: now), and at one
   stamp the kind the model observes (a kind the model cannot encode is ignored with a warning:
   an image-only model takes goal images).
@@ -271,12 +271,12 @@ class GraspController(LifecycleNode):
                             qos_overriding_options=qos.SENSOR_OVERRIDES)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
         once_state, once_image = Once(), Once()     # one of each message both readers get
-        for profile in qos.GOALS:
+        for profile, options in qos.goal_readers():
             self._subscribe(JointGoal, "~/goal_state", once_state(self._bounded(
                 JointGoal, self._on_goal_state, self._refuse_goal_state, MAX_GOAL_STATE_BYTES,
-                "a goal state")), profile, raw=True)
+                "a goal state")), profile, raw=True, **options)
             self._subscribe(Image, "~/goal_image", once_image(self._bounded(
-                Image, self._on_goal_image, self._refuse_goal_image)), profile, raw=True)
+                Image, self._on_goal_image, self._refuse_goal_image)), profile, raw=True, **options)
         self._remember(self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset, qos_profile=qos.SERVICE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)

@@ -9,7 +9,7 @@
   the controller starts still arrives (the sim's /goal_state offers it), and volatile, so that a
   publisher of the default profile (volatile: most code, most tools), which a transient-local
   reader cannot match, is heard too. A message both receive is handled once
-  (``publishers.Once``).
+  (``publishers.Once``); ``goal_readers``.
 * Commands: reliable, depth 10, what ros2_control's controllers subscribe with.
 * Diagnostics and plans: reliable, depth 10.
 * The ``~/reset`` service: reliable, depth 1000 (as rclpy's parameter services). The default
@@ -18,6 +18,7 @@
 """
 from __future__ import annotations
 
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -32,7 +33,15 @@ GOAL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
 GOAL_VOLATILE = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                            reliability=ReliabilityPolicy.RELIABLE,
                            durability=DurabilityPolicy.VOLATILE)
-GOALS = (GOAL, GOAL_VOLATILE)
+
+
+def goal_readers() -> list[tuple[QoSProfile, dict]]:
+    """(profile, subscription options) of a goal topic's two readers. The transient-local one
+    says nothing of a publisher it cannot match: a volatile one is heard by the other reader
+    (rclpy's warning would call a working goal publisher incompatible), and the other reader
+    names what it cannot match itself (a best-effort publisher)."""
+    quiet = SubscriptionEventCallbacks(incompatible_qos=lambda info: None)
+    return [(GOAL, {"event_callbacks": quiet}), (GOAL_VOLATILE, {})]
 
 COMMAND = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE)
