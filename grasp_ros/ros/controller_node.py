@@ -267,7 +267,7 @@ class GraspController(LifecycleNode):
                             qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
-            self._subscribe(JointState, "joint_states", self._on_joint_states, qos.SENSOR,
+            self._subscribe(JointState, "joint_states", self._on_joint_states, qos.JOINT_STATES,
                             qos_overriding_options=qos.SENSOR_OVERRIDES)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
         once_state, once_image = Once(), Once()     # one of each message both readers get

@@ -5,6 +5,10 @@
   Their subscriptions take ROS 2 QoS overrides (``SENSOR_OVERRIDES``: history, depth,
   reliability as read-only parameters such as ``qos_overrides./image.subscription.reliability``),
   so that ``grasp-ros replay`` can make them reliable and deep, and know each input was delivered.
+* joint_states is read 50 deep (sensor-data QoS otherwise): its samples pair with camera frames
+  by stamp, and a queue of 5 holds only 0.1 s of a 50 Hz driver, less than an executor held up
+  on a busy machine (an outside robot's audit: STALE, "no joint_states within pair_tolerance"
+  of a frame, with the driver publishing every 20 ms).
 * Goals: reliable, depth 1, read twice: transient local, so that a goal published once before
   the controller starts still arrives (the sim's /goal_state offers it), and volatile, so that a
   publisher of the default profile (volatile: most code, most tools), which a transient-local
@@ -25,6 +29,8 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 
 SENSOR = qos_profile_sensor_data
 SENSOR_OVERRIDES = QoSOverridingOptions.with_default_policies()
+JOINT_STATES = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST,
+                          reliability=SENSOR.reliability, durability=SENSOR.durability)
 
 GOAL = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                   reliability=ReliabilityPolicy.RELIABLE,
