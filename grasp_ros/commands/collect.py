@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bag.add_argument("--gap", type=float, default=None, metavar="SECONDS",
                      help="cut where frames, joint states or commands pause longer than this "
                           "(default: 5 periods of the slowest topic; inf: never)")
-    bag.add_argument("--reset-jump", type=_jump_limits, default=None, metavar="LIMIT|JOINT=LIMIT,...",
+    bag.add_argument("--reset-jump", type=_reset_jump_arg, default=None, metavar="LIMIT|JOINT=LIMIT,...",
                      help="cut where a joint position jumps more than this between frames, in the "
                           "joint's units: one limit for every joint, or one per joint by name "
                           "(shoulder=0.4,gripper=0.02: joints in m and rad need their own; joints not "
@@ -350,7 +350,7 @@ def command_range_warnings(data) -> list[str]:
     return constant + stop_warnings(names, low.tolist(), high.tolist())
 
 
-def _jump_limits(text: str):
+def _reset_jump_arg(text: str):
     """--reset-jump: one limit (a number), or limits by joint name ("shoulder=0.4,gripper=0.02")."""
     if "=" not in text:
         return float(text)

@@ -96,6 +96,9 @@ MAX_IMAGE_MESSAGE_BYTES = 64 * 2**20
 its 16-bit RGB 50 MB. A larger one is refused unread (``GraspController._bounded``)."""
 MAX_GOAL_STATE_BYTES = 2**20
 """Largest goal state read: thousands of joints' names and positions."""
+GOAL_TOPICS = {"joints": ("goal_state", "goal_image", "goal state"),
+               "image": ("goal_image", "goal_state", "goal image")}
+"""Each goal kind's topic, the other kind's, and its name in a refusal."""
 DIAGNOSTICS_PERIOD = 1.0
 """Seconds (steady clock) between /diagnostics messages."""
 LAST_COMMAND_ACK_S = 3.5
@@ -273,10 +276,10 @@ class GraspController(LifecycleNode):
         once_state, once_image = Once(), Once()     # one of each message both readers get
         for profile, options in qos.goal_readers():
             self._subscribe(JointGoal, "~/goal_state", once_state(self._bounded(
-                JointGoal, self._on_goal_state, self._refuse_goal_state, MAX_GOAL_STATE_BYTES,
+                JointGoal, self._on_goal_state, self._unread_goal("joints"), MAX_GOAL_STATE_BYTES,
                 "a goal state")), profile, raw=True, **options)
             self._subscribe(Image, "~/goal_image", once_image(self._bounded(
-                Image, self._on_goal_image, self._refuse_goal_image)), profile, raw=True, **options)
+                Image, self._on_goal_image, self._unread_goal("image"))), profile, raw=True, **options)
         self._remember(self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset, qos_profile=qos.SERVICE))
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -482,15 +485,17 @@ class GraspController(LifecycleNode):
             now = self._now()
             loop.reject_observation(f"image: {reason}", now, received=now)
 
-    def _refuse_goal_state(self, reason: str) -> None:
-        if self._loop is not None and self._goal_usable("joints", "goal_state", "~/goal_image"):
-            self._goals.refuse(f"goal state: {reason}")
-            self.get_logger().error(f"goal refused: goal state: {reason}", throttle_duration_sec=1.0)
+    def _unread_goal(self, kind: str):
+        """The refusal of a goal message of ``kind`` too large to read (``_bounded``)."""
+        def refuse(reason: str) -> None:
+            if self._loop is not None and self._goal_usable(kind):
+                self._refuse_goal(f"{GOAL_TOPICS[kind][2]}: {reason}")
+        return refuse
 
-    def _refuse_goal_image(self, reason: str) -> None:
-        if self._loop is not None and self._goal_usable("image", "goal_image", "~/goal_state"):
-            self._goals.refuse(f"goal image: {reason}")
-            self.get_logger().error(f"goal image refused: {reason}", throttle_duration_sec=1.0)
+    def _refuse_goal(self, reason: str) -> None:
+        """A goal message that cannot be used: the loop's goal is that refusal (ERROR)."""
+        self._goals.refuse(reason)
+        self.get_logger().error(f"goal refused: {reason}", throttle_duration_sec=1.0)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         loop = self._loop
@@ -563,14 +568,13 @@ class GraspController(LifecycleNode):
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
-        if loop is None or not self._goal_usable("joints", "goal_state", "~/goal_image"):
+        if loop is None or not self._goal_usable("joints"):
             return
         try:
             spec = self._card.goal_joint_input
             joints = goal_joint_values(msg, spec.names, spec.fields)
         except ValueError as exc:
-            self._goals.refuse(str(exc))
-            self.get_logger().error(f"goal refused: {exc}", throttle_duration_sec=1.0)
+            self._refuse_goal(str(exc))      # its text names goal_state
             return
         if not self._take_goal("joints", joints, stamp_ns(msg.header.stamp)):
             return
@@ -585,12 +589,12 @@ class GraspController(LifecycleNode):
 
     def _on_goal_image(self, msg: Image) -> None:
         loop = self._loop
-        if loop is None or not self._goal_usable("image", "goal_image", "~/goal_state"):
+        if loop is None or not self._goal_usable("image"):
             return
         try:
             image = image_to_rgb(msg, loop.image_size, self._crop)
         except ValueError as exc:
-            self._refuse_goal_image(str(exc))
+            self._refuse_goal(f"goal image: {exc}")
             return
         if not self._take_goal("image", image, stamp_ns(msg.header.stamp)):
             return
@@ -628,13 +632,14 @@ class GraspController(LifecycleNode):
         """The card's topics against the ones this node reads and sends (``wiring.topic_mismatches``)."""
         return wiring.topic_mismatches(self, self._card, self._values)
 
-    def _goal_usable(self, kind: str, topic: str, other: str) -> bool:
+    def _goal_usable(self, kind: str) -> bool:
         """Whether the goal intake takes goals of ``kind`` (``GoalIntake.accepts``); a warning
         when it does not."""
         if self._goals.accepts(kind):
             return True
+        topic, other, _ = GOAL_TOPICS[kind]
         self.get_logger().warning(f"~/{topic} ignored: the model does not encode it; give the "
-                                  f"goal on {other}", throttle_duration_sec=5.0)
+                                  f"goal on ~/{other}", throttle_duration_sec=5.0)
         return False
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
