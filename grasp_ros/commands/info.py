@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"grasp-ros info: {exc}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(card.to_dict(), indent=2))
+        print(json.dumps(card.to_shown_dict(), indent=2))
         return 0
     print(f"model {args.model}")
     print(f"latent: {int(model.latent_dim)} values; actions (model units): {int(model.action_dim)} in "

@@ -160,6 +160,15 @@ class ModelCard:
         return {"format": CARD_FORMAT, **{f.name: plain(getattr(self, f.name))
                                            for f in dataclasses.fields(self)}}
 
+    def to_shown_dict(self) -> dict[str, Any]:
+        """``to_dict`` with each input's topic as ``describe`` prints it (``card_topic``): a bag's
+        topic absolute, with its leading slash."""
+        shown = self.to_dict()
+        for key, default in (("image", "image"), ("joints", "joint_states"), ("goal_joints", "joint_states")):
+            if shown.get(key):
+                shown[key]["topic"] = card_topic(shown[key]["topic"], default)
+        return shown
+
     @classmethod
     def from_dict(cls, data: Any, source: str = "model card") -> "ModelCard":
         """The card in ``data`` (as ``to_dict`` wrote it), checked; ``WorldModelError`` otherwise."""
