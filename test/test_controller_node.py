@@ -26,7 +26,7 @@ except ImportError as exc:
     pytest.skip(f"rclpy (ROS 2) is not importable: {exc}", allow_module_level=True)
 
 from builtin_interfaces.msg import Time  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
@@ -264,10 +264,27 @@ def test_lifecycle_transitions_and_a_zero_command_on_deactivate(rig):
     time.sleep(0.5)
     assert len(r.commands) == after, "the control timer still runs after deactivate"
 
+    # Cleanup and shutdown each leave a last word on /diagnostics, not only silence (an audit:
+    # after a peer's shutdown the process stayed alive and quiet there).
     assert r.transition(Transition.TRANSITION_CLEANUP)
     assert r.state() == State.PRIMARY_STATE_UNCONFIGURED
+    r.wait_until(lambda: r.health and r.health[-1].message.startswith("unconfigured"), what="unconfigured")
+    assert r.health[-1].level == DiagnosticStatus.OK
     assert r.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
     assert r.state() == State.PRIMARY_STATE_FINALIZED
+
+
+def test_a_shutdown_while_controlling_sends_the_zero_and_says_so_on_diagnostics(rig):
+    r = rig()
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: r.health, what="/diagnostics")
+    assert r.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    assert r.state() == State.PRIMARY_STATE_FINALIZED
+    r.wait_until(lambda: r.commands and r.commands[-1] == [0.0, 0.0], what="the zero command")
+    r.wait_until(lambda: r.health[-1].message.startswith("shut down"), what="shut down on /diagnostics")
+    assert r.health[-1].level == DiagnosticStatus.OK
+    assert {v.key: v.value for v in r.health[-1].values}["lifecycle"] == "finalized"
 
 
 def test_failed_configure_leaves_the_node_alive_and_configurable(rig):

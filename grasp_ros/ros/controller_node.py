@@ -43,7 +43,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
   with that cycle's time, when it is done: it warm-starts the next cycle);
   ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
-  the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz).
+  the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz, and a last status when
+  cleanup, shutdown or an error releases the node).
 * service: ``~/reset`` (std_srvs/Trigger) clears the warm start.
 """
 from __future__ import annotations
@@ -139,6 +140,7 @@ class GraspController(LifecycleNode):
         self._loop = None
         self._runner: Optional[CycleRunner] = None
         self._stats: Optional[CycleStats] = None
+        self._health_pub = None    # /diagnostics, from configure to cleanup
         self._timer = None
         self._active = False
         self._status_log = StatusLog()
@@ -200,7 +202,7 @@ class GraspController(LifecycleNode):
     @_said
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
-            self._release()
+            self._release(("ok", "unconfigured: not controlling", "unconfigured"))
         return super().on_cleanup(state)
 
     @_said
@@ -208,14 +210,14 @@ class GraspController(LifecycleNode):
         with self._lock:
             was_active = self._active
             self._stop("shutting down")
-            self._release()
+            self._release(("ok", "shut down: not controlling", "finalized"))
         self.get_logger().info("shut down" + (": zero command sent" if was_active else ""))
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
             self._stop("error")
-            self._release()
+            self._release(("error", "lifecycle error: not controlling", "error"))
         return super().on_error(state)
 
     def _build(self, values: dict[str, Any]) -> None:
@@ -320,17 +322,23 @@ class GraspController(LifecycleNode):
         """Peers of another message type on this node's topics (``wiring.type_mismatches``)."""
         return wiring.type_mismatches(self, self._inputs, self._outputs)
 
-    def _release(self) -> None:
+    def _release(self, last_word: Optional[tuple[str, str, str]] = None) -> None:
         """Destroy what configure made and drop the model (cleanup, shutdown, error, failed
-        configure); the command's writer once its readers have the last command."""
+        configure); the command's writer once its readers have the last command. ``last_word``
+        (level, message, lifecycle state): a last /diagnostics status before it goes quiet, so
+        a monitor reads why the node stopped reporting rather than only that it did (as
+        diagnostic_updater says "Node shut down")."""
         self._deliver_last_command()
+        if last_word is not None and self._health_pub is not None:
+            level, message, lifecycle = last_word
+            self._report_health(level, message, {"lifecycle": lifecycle})
         for destroy, entity in reversed(self._made):
             destroy(entity)
         self._made.clear()
         self._output = None
         self._inputs.clear()
         self._outputs.clear()
-        self._loop, self._stats, self._runner = None, None, None
+        self._loop, self._stats, self._runner, self._health_pub = None, None, None, None
 
     def _deliver_last_command(self) -> None:
         """Keep the command's writer until its readers acknowledge the last command (the
@@ -458,6 +466,9 @@ class GraspController(LifecycleNode):
             if clocks > 1:   # the cause of what two clocks bring (CLOCK, STALE): said beside it
                 cause = f"{clocks} publishers on /clock: the node's time follows whichever published last"
                 level, message = ("warn", cause) if level == "ok" else (level, f"{message}; {cause}")
+        self._report_health(level, message, values)
+
+    def _report_health(self, level: str, message: str, values: dict[str, str]) -> None:
         self._health_pub.publish(diagnostic_array(
             f"{self.get_name()}: control loop", self.get_fully_qualified_name(), level, message,
             values, self.get_clock().now().to_msg()))
