@@ -157,6 +157,14 @@ def test_a_peer_of_another_type_on_an_input_or_the_command_topic_is_named(rig, a
                                  and any(kv.key == "type_mismatches" and "JointTrajectory" in kv.value
                                          for kv in s.values) for s in r.health),
                      what="a warning on /diagnostics")
+        # With no image ever read, each cycle's STALE names the cause too, and so does the
+        # STALE on /diagnostics (an audit: both said only "no observation yet").
+        stale = r.cycle()
+        assert stale.status == PlanDiagnostics.STATUS_STALE, stale.status_text
+        assert "no observation yet" in stale.status_text and "is published as sensor_msgs/msg/CompressedImage" in stale.status_text
+        r.wait_until(lambda: any(s.level == DiagnosticStatus.WARN and s.message.startswith("stale: ")
+                                 and "CompressedImage" in s.message for s in r.health),
+                     what="the cause beside STALE on /diagnostics")
         robot.destroy_node()
     finally:
         rclpy.try_shutdown(context=robot_context)

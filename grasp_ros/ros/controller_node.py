@@ -141,6 +141,7 @@ class GraspController(LifecycleNode):
         self._runner: Optional[CycleRunner] = None
         self._stats: Optional[CycleStats] = None
         self._health_pub = None    # /diagnostics, from configure to cleanup
+        self._silent_input = ""    # an input published as another type (checked about 1 Hz)
         self._timer = None
         self._active = False
         self._status_log = StatusLog()
@@ -319,7 +320,8 @@ class GraspController(LifecycleNode):
             self._inputs.append(read)
 
     def type_mismatches(self) -> list[str]:
-        """Peers of another message type on this node's topics (``wiring.type_mismatches``)."""
+        """Peers of another message type on this node's topics (``wiring.type_mismatches``):
+        inputs first."""
         return wiring.type_mismatches(self, self._inputs, self._outputs)
 
     def _release(self, last_word: Optional[tuple[str, str, str]] = None) -> None:
@@ -339,6 +341,7 @@ class GraspController(LifecycleNode):
         self._inputs.clear()
         self._outputs.clear()
         self._loop, self._stats, self._runner, self._health_pub = None, None, None, None
+        self._silent_input = ""
 
     def _deliver_last_command(self) -> None:
         """Keep the command's writer until its readers acknowledge the last command (the
@@ -402,10 +405,12 @@ class GraspController(LifecycleNode):
         self._log_status(result)
 
     def _plan_diagnostics(self, result: CycleResult, header: Header) -> PlanDiagnostics:
-        name = result.status.name
+        name, why = result.status.name, result.message
+        if result.status == Status.STALE and self._silent_input:
+            why = f"{why}; {self._silent_input}"
         return PlanDiagnostics(
             header=header, status=int(result.status),
-            status_text=f"{name}: {result.message}" if result.message else name,
+            status_text=f"{name}: {why}" if why else name,
             planner=self._loop.planner.name, solve_time=float(result.solve_time),
             iterations=int(result.iterations), syncs=int(result.syncs), plan_cost=float(result.cost),
             dynamics_residual=float(result.residual),
@@ -448,11 +453,15 @@ class GraspController(LifecycleNode):
                           planner=self._values["planner"], horizon=str(self._values["horizon"]),
                           control_rate_hz=f"{self._values['control_rate_hz']:g}",
                           solve_budget_s=f"{self._loop.config.deadline:g}")
-        mismatches = self.type_mismatches()
+        silent = wiring.type_mismatches(self, self._inputs, [])      # inputs that receive nothing
+        mismatches = silent + wiring.type_mismatches(self, [], self._outputs)
+        self._silent_input = silent[0] if silent else ""
         if mismatches:
             values["type_mismatches"] = "; ".join(mismatches)
-            if level == "ok":
-                level, message = "warn", mismatches[0]
+            # the status says why, not only the log: STALE "no observation yet" alone hid that
+            # the camera publishes another type (an audit)
+            level, message = (("warn", mismatches[0]) if level == "ok"
+                              else (level, f"{message}; {mismatches[0]}"))
             if not self._told_mismatches:      # logged once while it lasts
                 for text in mismatches:
                     self.get_logger().warning(text)
