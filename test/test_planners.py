@@ -519,6 +519,28 @@ class _CapturingGrasp(GraspPlanner):
         return actions, states
 
 
+@pytest.mark.parametrize("warm_states, sync_every, on_rollout", [
+    ("rollout", 5, True), ("auto", 0, True), ("auto", 5, False), ("virtual", 0, False)])
+def test_warm_chains_start_on_the_warm_starts_rollout_where_no_sync_keeps_its_states_honest(
+        warm_states, sync_every, on_rollout):
+    """Without syncs, a warm start's virtual states, shifted cycle after cycle, drift from what
+    its actions do (0.7 rad on an outside arm, docs/notes/warm_states.md); "rollout" (and
+    "auto" where sync_every is 0) starts the warm chains on the actions' true rollout instead,
+    and the warm start competes in the final ranking with that path."""
+    model = LinearModel()
+    actions = torch.full((H, 2), 0.3)
+    true = _mean_rollout(model, Z0, actions)                 # [H+1, D]
+    drifted = true + 0.5
+    settings = GraspSettings(chains=4, warm_states=warm_states, sync_every=sync_every, start_samples=0)
+    planner = _CapturingGrasp(model, H, settings=settings, seed=1)
+    plan = planner.plan(Z0, GOAL, WarmStart(actions, drifted), Budget(max_iterations=0))
+    warm_chain = planner.iterates[1][0].detach()            # chain 0 is the warm one
+    expected = true if on_rollout else drifted
+    assert torch.allclose(warm_chain, expected[1:H], atol=1e-6), (warm_chain, expected)
+    assert torch.equal(plan.actions, actions)               # no iterations: the warm start's actions
+    assert torch.allclose(plan.virtual_states[1:H], expected[1:H], atol=1e-6)   # and the path it is kept with
+
+
 def test_grasp_gradients_match_the_stop_gradient_loss_exactly():
     """d L / d s_t = -2 (F(s_{t-1}, a_{t-1}) - s_t): no M^T term through the model's state input."""
     model, gamma = LinearModel(), 0.3

@@ -78,6 +78,7 @@ def grasp_loss(model, cost: Cost, visited: torch.Tensor, actions: torch.Tensor, 
 
 INIT_ACTIONS = ("inverse", "zero")
 SYNC_GRADIENTS = ("auto", "adjoint", "backprop")
+WARM_STATES = ("auto", "virtual", "rollout")
 
 
 @dataclass
@@ -165,6 +166,15 @@ class GraspSettings(PlannerSettings):
     squares over the step-unit probe), so that its true rollout follows its route from the first
     iteration: with the few iterations per cycle a busy CPU leaves, the fresh chains then still
     offer routes, not standstills. "zero": hold still, all left to the optimiser."""
+    warm_states: str = "auto"
+    """Where the warm chains' virtual states start: "virtual", the previous plan's optimised
+    virtual states, shifted; "rollout", the true rollout of the warm start's actions from this
+    cycle's z0 (one more rollout of H steps), which is also the warm start's virtual path when it
+    competes in the final ranking; "auto": rollout where ``sync_every`` is 0, else virtual.
+    Without syncs nothing else pulls the virtual states back to what the actions do: shifted
+    cycle after cycle they drift from it, the residual term drags the warm chains' actions
+    towards a path the model does not follow, the unchanged warm start beats them, and a
+    receding-horizon loop replays one old plan (docs/notes/warm_states.md)."""
     warm_chains: float = 0.25
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
     receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall;
@@ -212,6 +222,8 @@ class GraspSettings(PlannerSettings):
             raise ValueError("state_noise >= 0, 0 < noise_decay <= 1, 0 <= warm_chains <= 1")
         if self.sync_gradient not in SYNC_GRADIENTS:
             raise ValueError(f"sync_gradient must be one of {', '.join(SYNC_GRADIENTS)}, got {self.sync_gradient!r}")
+        if self.warm_states not in WARM_STATES:
+            raise ValueError(f"warm_states must be one of {', '.join(WARM_STATES)}, got {self.warm_states!r}")
         if self.init_actions not in INIT_ACTIONS:
             raise ValueError(f"init_actions must be one of {', '.join(INIT_ACTIONS)}, got {self.init_actions!r}")
 
@@ -238,7 +250,11 @@ class GraspPlanner(Planner):
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
         actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
         best, trace = self._best(deadline), ([] if cfg.trace else None)
-        sampled_calls = self._sampled_starts(z0, goal, warm, actions, states, best) if cfg.start_samples else 0
+        start_calls = self._sampled_starts(z0, goal, warm, actions, states, best) if cfg.start_samples else 0
+        warm_path = None     # the warm start's virtual path in the final ranking (None: its own)
+        if warm is not None and self._warm_from_rollout(cfg):
+            warm_path = self._rollout_warm(z0, goal, warm, states)
+            start_calls += H
         actions.requires_grad_(True)
         states.requires_grad_(True)
         optimiser = Adam([(actions, cfg.lr_actions), (states, cfg.lr_states * step)])
@@ -246,7 +262,7 @@ class GraspPlanner(Planner):
         # The virtual end, for the returned plan and the warm start: the goal latent, else the
         # last prediction.
         last = None if goal.latent is None else goal.latent.expand(C, 1, -1)
-        sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS + sampled_calls, 0, 0
+        sigma, calls, it, syncs = cfg.state_noise, self.PROBE_ACTIONS + start_calls, 0, 0
         synced_at = -1      # the iteration count after the last sync (which ranked the chains)
         # Syncs and the final rollout are serial H-step rollouts that cannot stop half-way: under
         # a wall-clock budget, start them only when the slowest of their recent costs still fits.
@@ -293,7 +309,8 @@ class GraspPlanner(Planner):
             candidates, virtual = actions, full
             if warm is not None:   # the previous plan as it stands competes too: never worse
                 candidates = torch.cat([actions, warm.actions[None]])
-                virtual = torch.cat([full, self._warm_states(z0, goal, warm)[None]])
+                path = self._warm_states(z0, goal, warm) if warm_path is None else warm_path
+                virtual = torch.cat([full, path[None]])
             real = self._rollout(z0, candidates)
             best.offer(candidates, real, self._cost(real, goal, candidates), virtual)
             calls += candidates.shape[0] * H
@@ -470,6 +487,23 @@ class GraspPlanner(Planner):
             actions[C - k:] = samples[pick]
             states[C - k:] = real[pick, 1:H]
         return cfg.start_samples * H
+
+    @staticmethod
+    def _warm_from_rollout(settings: GraspSettings) -> bool:
+        """Whether the warm chains start on the warm start's true rollout (``warm_states``)."""
+        how = settings.warm_states
+        return how == "rollout" or (how == "auto" and settings.sync_every == 0)
+
+    @torch.no_grad()
+    def _rollout_warm(self, z0, goal, warm: WarmStart, states: torch.Tensor) -> torch.Tensor:
+        """The warm start's true rollout from z0 (H model calls) as its virtual path [H+1, D]
+        (the end: the goal latent, else the rollout's own), written into the warm chains'
+        virtual states."""
+        H = self.horizon
+        real = self._rollout(z0, warm.actions[None])[0]                        # [H+1, D]
+        end = real[-1:] if goal.latent is None else goal.latent[None]
+        states[:self._warm_chain_count()] = real[1:H]
+        return torch.cat([real[:-1], end])
 
     @torch.no_grad()
     def _rank(self, z0, goal, actions, states, last, best: Best) -> int:

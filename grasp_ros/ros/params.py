@@ -44,7 +44,7 @@ from ..models.spec import MAX_OPTIONS_CHARS
 from ..models.text import quote, shorten
 from ..planning import PLANNERS
 from ..planning.adjoint import ADJOINT_MAX_LATENT
-from ..planning.grasp import INIT_ACTIONS, SYNC_GRADIENTS
+from ..planning.grasp import INIT_ACTIONS, SYNC_GRADIENTS, WARM_STATES
 from ..planning.costs import check_spec as check_cost_spec
 
 NODE_NAME = "grasp_controller"
@@ -433,6 +433,13 @@ PARAMETERS: tuple[Param, ...] = (
           "(its default 0: white; 2: red, slowly varying sequences that carry the robot "
           "somewhere; config/arm_controller.yaml sets 2).",
           range=(0.0, 10.0), dynamic=True),
+    Param("planner.warm_states", "string", None,
+          "GRASP: where the warm chains' virtual states start each cycle: rollout, the true "
+          "rollout of the warm start's actions (one rollout); virtual, the previous plan's "
+          "optimised virtual states, shifted, which drift from what the actions do when no sync "
+          "pulls them back; auto (its default): rollout where planner.sync_every is 0 "
+          "(config/arm_controller.yaml), else virtual.",
+          choices=WARM_STATES, dynamic=True, legacy="virtual"),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
     Param("planner.lr_states", "double", None, "Learning rate of the virtual states (GRASP).",
