@@ -43,8 +43,8 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
   ``~/late_plans`` (grasp_ros/PlanDiagnostics of a plan that missed its cycle's deadline, stamped
   with that cycle's time, when it is done: it warm-starts the next cycle);
   ``~/plan`` (grasp_ros/Plan, when a plan was solved); ``~/predicted_path`` (nav_msgs/Path, when
-  the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz, and a last status when
-  cleanup, shutdown or an error releases the node).
+  the model gives positions); ``/diagnostics`` (diagnostic_msgs/DiagnosticArray, about 1 Hz,
+  and a last status when cleanup, shutdown or an error releases the node).
 * service: ``~/reset`` (std_srvs/Trigger) clears the warm start.
 """
 from __future__ import annotations
