@@ -813,7 +813,7 @@ def test_a_trajectory_carries_no_positions_from_dead_joint_states(rig):
     r.wait_until(lambda: r.trajectories and stamp_of(r.trajectories[-1]) == 0, what="its trajectory")
     stale = r.trajectories[-1]
     assert [list(p.velocities) for p in stale.points] == [[0.0, 0.0], [0.0, 0.0]]
-    assert all(not p.positions for p in stale.points)
+    assert all(not p.positions for p in stale.points), [d.status_text for d in r.diagnostics[-6:]]
 
 
 def test_a_run_of_stops_holds_where_the_first_one_measured(rig):

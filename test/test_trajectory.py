@@ -71,6 +71,23 @@ def test_old_or_missing_measurements_give_no_start():
     assert measured.at(1.0, 0.5, 0.05)[0] is None
 
 
+def test_a_measurement_stamped_ahead_of_its_arrival_ages_as_the_loops_observation_does():
+    """Stamped 0.5 s after it arrived (a sensor ahead of the clock; in the node's test, joints sent
+    before the /clock that reached their stamp): the loop ages it from its arrival + lead
+    (``Sample.aged_from``) and calls the cycle at 4.0 STALE, so a stop then must not hold its
+    positions as fresh. Under load the stop held them while the loop said STALE (a clean-clone
+    run beside two busy processes)."""
+    from grasp_ros.control.inputs import Sample
+    measured = MeasuredPositions()
+    for stamp in (2.0, 2.5, 3.0):
+        measured.add(np.array([stamp]), stamp, received=stamp - 0.5)
+    loop_age = 4.0 - Sample({}, stamp=3.0, received=2.5).aged_from(0.05)
+    assert math.isclose(loop_age, 1.45)
+    for positions, age in (measured.at(4.0, max_age=1.0, lead=0.05), measured.steady(4.0, max_age=1.0, lead=0.05)):
+        assert positions is None and math.isclose(age, loop_age)
+    assert measured.at(3.5, max_age=1.0, lead=0.05)[0].tolist() == [3.0]   # 0.95 s old then: fresh
+
+
 def test_a_trajectory_moves_no_longer_than_a_fallback_follows_a_plan():
     assert trajectory_steps(0.1, 0.5) == 6           # moving over [0, 0.6) s, at rest at 0.6 s
     assert trajectory_steps(0.5, 1.0) == 3

@@ -37,9 +37,15 @@ class Sample:
     """When it arrived (s, the loop's clock; NaN: not told)."""
 
     def aged_from(self, lead: float) -> float:
-        """The time its age counts from: its stamp, but no later than ``lead`` after it arrived,
-        so that a sensor stamping ahead of the clock is not taken for fresh longer after it died."""
-        return self.stamp if math.isnan(self.received) else min(self.stamp, self.received + lead)
+        """The time its age counts from (``age_origin``)."""
+        return age_origin(self.stamp, self.received, lead)
+
+
+def age_origin(stamp: float, received: float, lead: float) -> float:
+    """The time an input's age counts from: its stamp, but no later than ``lead`` after it
+    arrived (``received`` not finite: not told), so that a sensor stamping ahead of the clock
+    is not taken for fresh longer after it died."""
+    return min(stamp, received + lead) if math.isfinite(received) else stamp
 
 
 class RecentInputs:

@@ -19,6 +19,8 @@ from typing import Optional
 
 import numpy as np
 
+from .inputs import age_origin
+
 SAMPLES_KEPT = 4096
 """Measurements kept at most (4 s of a 1 kHz joint_states; a cycle looks back less than
 max_observation_age)."""
@@ -35,7 +37,8 @@ class MeasuredPositions:
         self._lock = threading.Lock()
 
     def add(self, positions: np.ndarray, stamp: float, received: float = -math.inf) -> None:
-        """``received``: when it arrived (the same clock as ``at``'s ``received_by``)."""
+        """``received``: when it arrived (the same clock as ``at``'s ``received_by``; its age
+        counts from no later than ``lead`` after that, as an observation's does: ``age_origin``)."""
         with self._lock:
             self._samples.append((float(stamp), np.asarray(positions, dtype=np.float64), float(received)))
 
@@ -53,17 +56,19 @@ class MeasuredPositions:
     def at(self, when: float, max_age: float, lead: float,
            received_by: float = math.inf) -> tuple[Optional[np.ndarray], float]:
         """The newest positions stamped at most ``lead`` after ``when`` and at most ``max_age``
-        before it, of those received by ``received_by``, and their age at ``when``; (None, the
-        age of the newest measurement, or NaN without one) when there is none such."""
+        old then (``age_origin``), of those received by ``received_by``, and their age at
+        ``when``; (None, the age of the newest measurement, or NaN without one) when there is
+        none such."""
         with self._lock:
             samples = list(self._samples)
         if not samples:
             return None, math.nan
         for stamp, positions, received in reversed(samples):
             if stamp <= when + lead and received <= received_by:
-                age = when - stamp
+                age = when - age_origin(stamp, received, lead)
                 return (positions, age) if age <= max_age else (None, age)
-        return None, when - samples[-1][0]
+        stamp, _, received = samples[-1]
+        return None, when - age_origin(stamp, received, lead)
 
     def steady(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
         """``at`` for a stop's hold: each joint's median over the newest ``STEADY_OF`` measurements
@@ -72,11 +77,12 @@ class MeasuredPositions:
         controller drives the robot there: one glitch must not become that place."""
         with self._lock:
             samples = list(self._samples)
-        fresh = [(stamp, positions) for stamp, positions, _ in reversed(samples) if stamp <= when + lead]
-        fresh = [(stamp, positions) for stamp, positions in fresh[:STEADY_OF] if when - stamp <= max_age]
+        ages = [(when - age_origin(stamp, received, lead), positions)
+                for stamp, positions, received in reversed(samples) if stamp <= when + lead]
+        fresh = [(age, positions) for age, positions in ages[:STEADY_OF] if age <= max_age]
         if len(fresh) < STEADY_OF:
             return self.at(when, max_age, lead)
-        return np.median(np.stack([positions for _, positions in fresh]), axis=0), when - fresh[0][0]
+        return np.median(np.stack([positions for _, positions in fresh]), axis=0), fresh[0][0]
 
 
 def trajectory_steps(period: float, max_observation_age: float) -> int:
