@@ -320,9 +320,14 @@ class GraspController(LifecycleNode):
             self._inputs.append(read)
 
     def type_mismatches(self) -> list[str]:
-        """Peers of another message type on this node's topics (``wiring.type_mismatches``):
-        inputs first."""
-        return wiring.type_mismatches(self, self._inputs, self._outputs)
+        """Peers of another message type on this node's topics: inputs that receive nothing
+        (``wiring.silent_inputs``), then commands never read (``wiring.unread_outputs``)."""
+        return self._peers_of_another_type()[0]
+
+    def _peers_of_another_type(self) -> tuple[list[str], list[str]]:
+        """(``type_mismatches``, the silent inputs among them)."""
+        silent = wiring.silent_inputs(self, self._inputs)
+        return silent + wiring.unread_outputs(self, self._outputs), silent
 
     def _release(self, last_word: Optional[tuple[str, str, str]] = None) -> None:
         """Destroy what configure made and drop the model (cleanup, shutdown, error, failed
@@ -453,8 +458,7 @@ class GraspController(LifecycleNode):
                           planner=self._values["planner"], horizon=str(self._values["horizon"]),
                           control_rate_hz=f"{self._values['control_rate_hz']:g}",
                           solve_budget_s=f"{self._loop.config.deadline:g}")
-        silent = wiring.type_mismatches(self, self._inputs, [])      # inputs that receive nothing
-        mismatches = silent + wiring.type_mismatches(self, [], self._outputs)
+        mismatches, silent = self._peers_of_another_type()
         self._silent_input = silent[0] if silent else ""
         if mismatches:
             values["type_mismatches"] = "; ".join(mismatches)

@@ -34,11 +34,9 @@ def interface_hint(types, topic: str) -> str:
     return ""
 
 
-def type_mismatches(node, inputs: list[tuple[str, str]], outputs: list[tuple[str, str]]) -> list[str]:
-    """Publishers of another message type on a topic ``node`` reads (``inputs``: topic, type),
-    or subscribers of another on the topic it commands (``outputs``): the input stays silent (a
-    CompressedImage topic read as Image, say), or the robot never gets a command (an array sent
-    to a trajectory controller); named instead."""
+def silent_inputs(node, inputs: list[tuple[str, str]]) -> list[str]:
+    """Publishers of another message type on a topic ``node`` reads (``inputs``: topic, type):
+    the input stays silent (a CompressedImage topic read as Image, say); named instead."""
     found = []
     for topic, wanted in inputs:
         others = sorted({info.topic_type for info in node.get_publishers_info_by_topic(topic)} - {wanted})
@@ -49,6 +47,14 @@ def type_mismatches(node, inputs: list[tuple[str, str]], outputs: list[tuple[str
                     else "")
             found.append(f"{topic} is published as {', '.join(others)}; this node reads "
                          f"{wanted} there and receives nothing{hint}")
+    return found
+
+
+def unread_outputs(node, outputs: list[tuple[str, str]]) -> list[str]:
+    """Subscribers of another message type on the topic ``node`` commands (``outputs``: topic,
+    type): the robot never gets a command (an array sent to a trajectory controller); named
+    instead."""
+    found = []
     for topic, sent in outputs:
         others = sorted({info.topic_type for info in node.get_subscriptions_info_by_topic(topic)} - {sent})
         if others:
