@@ -206,6 +206,7 @@ def test_gazebo_joint_names_reach_rcl_as_strings():
     context.launch_configurations["joint_names"] = "[x, y, 'on']"
     (path,) = gazebo.joint_names_file(context)
     text = Path(path).read_text()
+    Path(path).unlink()              # a launch removes it at shutdown; this test made it by hand
     assert '"y"' in text and '"on"' in text
     assert yaml.safe_load(text) == {"/**": {"ros__parameters": {"joint_names": ["x", "y", "on"]}}}
     context.launch_configurations["joint_names"] = ""
