@@ -1225,6 +1225,33 @@ def test_the_watchdog_stops_the_robot_one_clock_timeout_after_a_clock_stops_not_
         runner.stop()
 
 
+@pytest.mark.parametrize("readings", [
+    [0.020, 0.022],                                    # two paused sims' clocks, a few ms apart
+    [0.01 * (k % 6) for k in range(12)],               # a bag looping over 0.05 s, less than a period
+    list(np.random.default_rng(0).uniform(0.0, 1e-3, 12)),   # a clock jittering within 1 ms
+], ids=["two-paused-clocks", "short-bag-loop", "jitter"])
+def test_a_clock_that_changes_without_advancing_still_stops_the_robot(readings):
+    """An adversarial audit: a /clock that went back and forth just after a cycle, never
+    reaching the next, counted as a simulator slower than real time (any change of value was a
+    move): the last moving command stood 12 s, with no CLOCK. Only a clock that goes forward
+    since the last cycle is slow; the stop comes clock_timeout after the last cycle."""
+    loop = ready_loop(clock_timeout=1.0)
+    wall, clock = [0.0], [0.0]
+    runner, published = runner_for(loop, sim_time=True, clock=lambda: clock[0], wall=lambda: wall[0])
+    try:
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        for k in range(12):                            # a watchdog pass every tenth of a second
+            wall[0], clock[0] = 0.1 * (k + 1), float(readings[k % len(readings)])
+            runner.watchdog()
+        stops = [r for r in published.results if r.status == Status.CLOCK]
+        assert stops and stops[0].command.tolist() == [0.0, 0.0]
+        assert "changes but does not advance" in stops[0].message
+        assert "no control cycle for 1.10 s" in stops[0].message
+    finally:
+        runner.stop()
+
+
 def test_a_command_ready_long_after_its_deadline_is_the_stop():
     """A controller process stopped (SIGSTOP) or starved in the middle of a cycle resumes and
     sends what it decided before: a stall audit saw the pre-stall plan's moving action go out

@@ -642,12 +642,13 @@ class ControlLoop:
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True,
-                      in_cycle: bool = False) -> CycleResult:
+                      in_cycle: bool = False, wavering: bool = False) -> CycleResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
         one; on the wall clock only the caller can have stopped ticking. ``in_cycle``: a cycle
-        began and has not ended (in real time, where a cycle ends by its deadline)."""
+        began and has not ended (in real time, where a cycle ends by its deadline).
+        ``wavering``: the clock went back since the last cycle, by less than a jump."""
         self._last_command_time = -math.inf
         with self._lock:
             jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
@@ -657,6 +658,9 @@ class ControlLoop:
         elif jump is not None:
             why = (f"the clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s (a sim reset, a bag "
                    "loop, two clocks) and no cycle has run since")
+        elif wavering:
+            why = ("the clock changes but does not advance: it went back since the last cycle (two "
+                   "/clock publishers, or a bag looping over less than a period)")
         elif not sim_time:
             why = ("the control timer did not fire: the caller's thread was held up (a callback "
                    "that ran long, e.g. decoding a huge compressed image, or no CPU for it)")

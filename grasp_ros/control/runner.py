@@ -63,7 +63,10 @@ class CycleRunner:
         reads too; a test's own, shifted)."""
         self.loop, self._publish, self._publish_late = loop, publish, publish_late
         self.sim_time, self._clock, self._wall = bool(sim_time), clock, wall
-        self._clock_moved = (math.nan, wall())   # (the caller's clock, wall when it took that value)
+        # The caller's clock: its highest reading since the last cycle and the wall time it was
+        # first read, and whether a reading since then was lower (see ``_slow_clock``).
+        self._clock_high = (math.nan, wall())
+        self._clock_went_back = False
         self._last_cycle_time = math.nan
         self._wake = threading.Condition()
         self._tick: Optional[tuple[float, float]] = None      # (now, wall) of the pending tick
@@ -144,7 +147,7 @@ class CycleRunner:
             if self._tick is not None:
                 self.skipped_ticks += 1
             self._tick = (now, self._wall())
-            self._note_clock_moved(now, self._tick[1])
+            self._note_clock(now, self._tick[1])
             self._wake.notify()
 
     def watchdog(self) -> Optional[CycleResult]:
@@ -157,7 +160,7 @@ class CycleRunner:
             if self.sim_time and self._clock is not None:
                 # Every pass, not only once the cycles stopped: a clock first seen then would
                 # count as just moved, and the stop would come a second clock_timeout late.
-                self._note_clock_moved(self._clock(), wall)
+                self._note_clock(self._clock(), wall)
             quiet = wall - self._last_cycle_wall
             # A lock-step cycle takes as long as its plan; a real-time one ends by its deadline,
             # so one still running (or a tick not taken) after clock_timeout is held up.
@@ -166,29 +169,34 @@ class CycleRunner:
                     or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
                 return None
             self._last_alarm_wall = wall
-            started = not self._cycled
-        result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling)
+            started, wavering = not self._cycled, self.sim_time and self._clock_went_back
+        result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering)
         result.command_delay = 0.0
         self._publish(result)
         return result
 
     def _slow_clock(self, wall: float, timeout: float) -> bool:
-        """A simulator slower than real time, not a stall: its clock moved within ``timeout``
-        (wall) and by at most two periods since the last cycle (a sim at 0.1x takes 1.3 s of
-        wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A clock that runs on
-        while no cycle comes, or went back behind the last cycle (a timer then waits for the
-        old time), still stops the robot."""
-        if not self.sim_time or self._clock is None:
+        """A simulator slower than real time, not a stall: since the last cycle its clock only
+        went forward, to a new high within ``timeout`` (wall), and by at most two periods (a sim
+        at 0.1x takes 1.3 s of wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A
+        clock that runs on while no cycle comes, or went back behind the last cycle (a timer
+        then waits for the old time), still stops the robot; so does one that went back at all
+        since the last cycle: two paused sims' clocks a few ms apart, or a bag looping over less
+        than a period, change value forever without advancing (an audit: a moving command stood
+        12 s while "moving" counted any change)."""
+        if not self.sim_time or self._clock is None or self._clock_went_back:
             return False
-        value, moved_at = self._clock_moved
-        moved = wall - moved_at <= timeout
-        return moved and 0.0 <= value - self._last_cycle_time <= 2 * self.loop.config.period
+        high, reached_at = self._clock_high
+        return wall - reached_at <= timeout and 0.0 <= high - self._last_cycle_time <= 2 * self.loop.config.period
 
-    def _note_clock_moved(self, value: float, wall: float) -> None:
-        """The caller's clock read ``value`` at ``wall``: when it last moved, to within a
-        watchdog pass. Called with ``_wake`` held."""
-        if value != self._clock_moved[0]:
-            self._clock_moved = (value, wall)
+    def _note_clock(self, value: float, wall: float) -> None:
+        """The caller's clock read ``value`` at ``wall`` (to within a watchdog pass). Called
+        with ``_wake`` held."""
+        high = self._clock_high[0]
+        if not value <= high:          # higher, or the first reading (high NaN)
+            self._clock_high = (value, wall)
+        elif value < high:
+            self._clock_went_back = True
 
     # -- the threads ------------------------------------------------------------------------
 
@@ -209,6 +217,7 @@ class CycleRunner:
                 (now, wall), self._tick = self._tick, None
                 self._in_cycle = True
                 self._last_cycle_time = now
+                self._clock_high, self._clock_went_back = (now, wall), False
             try:
                 result = self._cycle(now, wall)
                 result.command_delay = self._wall() - wall
