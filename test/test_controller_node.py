@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -859,6 +860,67 @@ def test_a_stop_does_not_hold_a_glitch_that_came_just_before_it(rig):
         if d.status != PlanDiagnostics.STATUS_OK:
             held.append([list(p.positions) for p in r.trajectories[sent].points])
     assert held and all(points == [START, START] for points in held), held
+
+
+def send_glitches(r, x: float, count: int = 2):
+    """``count`` joint_states of x (y where it was), 10 ms apart, the newest at the rig's time:
+    separate measurements (one stamp would be one measurement, merged)."""
+    for k in reversed(range(count)):
+        msg = JointState(name=["x", "y"], position=[x, START[1]])
+        msg.header.stamp = ns_time(r.t_ns - k * 10**7)
+        r.joints_pub.publish(msg)
+
+
+def test_a_stop_for_a_novel_measurement_holds_no_positions_while_the_driver_stays_dead(rig):
+    """Two joint_states glitches of x = 5 (the newest two of three: their median), then the
+    driver dies: the loop found the measurement NOVEL and stopped, and the stop held x = 5,
+    which a position-tracking controller drives the robot to, every stop of the run (an
+    adversarial audit). The run's stops carry velocities only."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+
+    statuses, stops = [], []
+    glitches = partial(send_glitches, r, 5.0)
+    for feed in (glitches, None, None, None, None, None, None, None, None, None, None, None):
+        sent = len(r.trajectories)
+        statuses.append(r.cycle(feed).status)
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        stops.append(r.trajectories[sent])
+    assert statuses[0] == PlanDiagnostics.STATUS_NOVEL and PlanDiagnostics.STATUS_STALE in statuses, statuses
+    assert all(not p.positions and not any(p.velocities) for s in stops for p in s.points), \
+        [[list(p.positions) for p in s.points] for s in stops]
+
+
+def test_a_stop_never_holds_positions_beyond_the_position_limits(rig):
+    """Two glitches of x = 5 with the limits at [-1, 1] and no novelty check: the stop held
+    x = 5, 4 beyond the limit (an adversarial audit). Beyond a limit, the run holds no
+    positions; within the limits it holds them, as before."""
+    r = rig(command_interface="joint_trajectory", novelty_threshold=0.0,
+            **{"cost.joint_limits_low": [-1.0, -1.0], "cost.joint_limits_high": [1.0, 1.0]})
+    r.start()
+    r.controlling()
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))   # refused: ERROR, stops
+    glitches = partial(send_glitches, r, 5.0)
+    held = []
+    for feed in (r.send_joints, glitches, r.send_joints):
+        sent = len(r.trajectories)
+        d = r.cycle(feed)
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        if d.status == PlanDiagnostics.STATUS_ERROR:
+            held.append([list(p.positions) for p in r.trajectories[sent].points])
+    assert held and held[0] == [START, START], held      # a run of stops within the limits
+    r.goal_pub.publish(JointGoal(name=["x", "y"], position=GOAL))        # a new run after planning
+    r.wait_until(lambda: r.cycle(r.send_joints).status in PLANNED, what="a planned cycle")
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))
+    held = []
+    for feed in (glitches, r.send_joints):
+        sent = len(r.trajectories)
+        d = r.cycle(feed)
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        if d.status == PlanDiagnostics.STATUS_ERROR:
+            held.append([list(p.positions) for p in r.trajectories[sent].points])
+    assert held and all(points == [[], []] for points in held), held
 
 
 def test_a_goal_from_a_publisher_of_the_default_profile_is_taken(rig):

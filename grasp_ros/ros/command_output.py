@@ -17,7 +17,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
-from ..control import CycleResult, time_base_hint
+from ..control import CycleResult, Status, time_base_hint
 from ..control.trajectory import MeasuredPositions, trajectory_steps
 from ..models.joint_states import JointStateMerger
 from . import wiring
@@ -44,12 +44,13 @@ class CommandOutput:
         self._measured = MeasuredPositions()
         self._measured_joints = None if self.joints is None else JointStateMerger(self.joints, ("position",))
         self._held_positions: Optional[np.ndarray] = None
+        self._holds_none = False       # this run of stops holds no positions, whatever comes
         self._clock_seen = -math.inf
 
     def restart(self) -> None:
         """A new run of commands (an activation): the next stop holds the positions measured
         then, not those of a stop before (another controller may have moved the robot since)."""
-        self._held_positions = None
+        self._held_positions, self._holds_none = None, False
 
     @property
     def names(self) -> list[str]:
@@ -78,7 +79,8 @@ class CommandOutput:
         if self.interface == "joint_trajectory":
             self._note_clock(config)
             actions = result.actions if self._order is None else result.actions[:, self._order]
-            trajectory = self._trajectory(actions, header, when, config)
+            novel = result.status == Status.NOVEL and result.novelty > config.novelty_threshold
+            trajectory = self._trajectory(actions, header, when, config, novel)
             self.publisher.publish(trajectory)
             sent = np.asarray(trajectory.points[0].velocities, dtype=np.float64)   # in the card's order
             if self._order is None:
@@ -93,27 +95,50 @@ class CommandOutput:
         else:
             self.publisher.publish(command_message(result.command))
 
-    def _trajectory(self, actions: np.ndarray, header: Header, when: float, config) -> JointTrajectory:
+    def _trajectory(self, actions: np.ndarray, header: Header, when: float, config,
+                    novel_observation: bool = False) -> JointTrajectory:
         """The trajectory of ``actions`` (``control.trajectory``: from the joints measured at
         ``when``, the cycle's time; moving for max_observation_age + one period at most, then at
         rest). A stop (one action, zero: two points at rest, now and a period on) holds the
         positions measured last (each joint's median over the newest few: one glitch is never
         held), as it is sent, at the first of a run of stops: re-sent from each fresh
-        measurement, the hold would follow the arm's sag under gravity. A standing zero
+        measurement, the hold would follow the arm's sag under gravity (``_stop_hold``: none,
+        velocities only, where the measurement is not to be trusted). A standing zero
         (on_stale "hold" of a stop) holds still the same way. One action (a stop, a hold) is
         stamped 0, "start on receipt": stamped with its cycle's time, one that came late would
         end in the past, and the trajectory controller would refuse the stop."""
         if len(actions) == 1 and not np.any(actions):
-            if self._held_positions is None:
-                self._held_positions = self._measured_start(self._now(), config, steady=True)
+            if self._held_positions is None and not self._holds_none:
+                self._held_positions, self._holds_none = self._stop_hold(config, novel_observation)
             start = self._held_positions
         else:
-            self._held_positions = None
+            self._held_positions, self._holds_none = None, False
             start = self._measured_start(when, config, received_by=when)
             actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
         return trajectory_message(self.joints, actions, config.period, header, start, self._limits)
+
+    def _stop_hold(self, config, novel_observation: bool) -> tuple[Optional[np.ndarray], bool]:
+        """The first stop of a run: (the positions it holds, or None; whether the run holds none
+        whatever comes). None for the run where the cycle found the observation NOVEL (the loop
+        has just judged the measurement implausible, and two glitches of three samples are
+        their median) or where the measurement lies beyond the position limits: held, either
+        would be a position target the robot is not at (an adversarial audit: two joint_states
+        of x=5.0, limits [-1, 1], then the driver died, and every stop held x=5.0)."""
+        if novel_observation:
+            return None, True
+        positions = self._measured_start(self._now(), config, steady=True)
+        if positions is not None and self._limits is not None:
+            low, high = self._limits
+            beyond = (positions < low) | (positions > high)
+            if np.any(beyond):
+                named = ", ".join(f"{self.joints[j]}={positions[j]:g}" for j in np.flatnonzero(beyond))
+                self._logger.warning(f"the stop holds no positions (velocities only): {named} measured "
+                                     "beyond the position limits (cost.joint_limits_low/high)",
+                                     throttle_duration_sec=5.0)
+                return None, True
+        return positions, False
 
     def _note_clock(self, config) -> None:
         """The clock jumped back (a sim reset, a bag loop; ``ControlLoop`` reports CLOCK): the
@@ -121,7 +146,7 @@ class CommandOutput:
         now = self._now()
         if now < self._clock_seen - max(config.period, 1e-3):
             self._measured.drop_after(now + config.max_stamp_lead)
-            self._held_positions = None
+            self._held_positions, self._holds_none = None, False
             self._clock_seen = now
         self._clock_seen = max(self._clock_seen, now)
 
