@@ -698,6 +698,36 @@ class TestImages:
     def test_bad_input(self, image_rig, case):
         exercise(image_rig, case, good_image, good_image_goal)
 
+    def test_two_cameras_are_refused_until_one_is_silent(self, image_rig):
+        """A second publisher of frames on the camera topic, the robot elsewhere in them (a sim
+        and a driver both up, a bag replayed beside the robot): the node planned from whichever
+        came last, every cycle OK (an adversarial audit). As for two publishers of one joint:
+        ERROR naming both, command zero, until one has been silent for max_observation_age."""
+        r = image_rig
+        until_ok(r, lambda: good_image(r))
+        c0, d0 = len(r.commands), len(r.diagnostics)
+        other = r.probe.create_publisher(Image, "image", 10)
+        elsewhere = rgb_to_image(_ENV.render(np.array(IMAGE_GOAL)))
+
+        def both():
+            good_image(r)
+            elsewhere.header.stamp = ns_time(r.t_ns)
+            other.publish(elsewhere)
+        try:
+            for _ in range(30):                          # until the controller hears the second one
+                d = r.cycle(both)
+                if d.status != OK:
+                    break
+            after = [r.cycle(both) for _ in range(4)]
+            for d in [d, *after]:
+                assert d.status == ERROR and list(d.command) == [0.0, 0.0], (d.status, d.status_text)
+                assert "frames come from" in d.status_text and f"{r.ns}/probe" in d.status_text, d.status_text
+        finally:
+            r.probe.destroy_publisher(other)
+        until_ok(r, lambda: good_image(r), cycles=int(MAX_AGE * 1e9 / PERIOD_NS) + 6)
+        check_commands(r, c0, d0)
+        assert_alive(r)
+
 
 # -- the clock stalls: the watchdog ------------------------------------------------------------
 

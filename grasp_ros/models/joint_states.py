@@ -22,6 +22,7 @@ from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
+from .sources import SourceLog
 from .text import quote
 
 
@@ -76,7 +77,7 @@ class JointStateMerger:
         self.keep_nonfinite = keep_nonfinite   # a dataset drops such frames later; a controller refuses them
         self._values = np.full((len(self.wanted), len(self.fields)), np.nan)
         self._stamps: list = [None] * len(self.wanted)     # as given: s, or ns in a bag
-        self._named_by: list = [None] * len(self.wanted)   # (source, stamp) that named each joint last
+        self._senders = SourceLog()          # who named each joint last (by index)
 
     @property
     def missing(self) -> list[str]:
@@ -119,15 +120,8 @@ class JointStateMerger:
 
     def _check_source(self, joints: list[int], source: Hashable, stamp: float, window: float) -> None:
         """SourceConflict when another source named one of ``joints`` within ``window`` of
-        ``stamp`` (a source is any hashable; its text names it). Each joint's namer becomes
-        ``source`` either way, so that two sources taking turns are both refused, not every
-        other message taken."""
-        others: dict[str, Hashable] = {}
-        for j in joints:
-            named = self._named_by[j]
-            self._named_by[j] = (source, stamp)
-            if named is not None and named[0] != source and abs(stamp - named[1]) <= window:
-                others[self.wanted[j]] = named[0]
+        ``stamp`` (a source is any hashable; its text names it; ``SourceLog``)."""
+        others = {self.wanted[j]: other for j, other in self._senders.others(joints, source, stamp, window).items()}
         if others:
             raise SourceConflict(
                 f"{self.what}: joint(s) {sorted(others)} come from {source} and from "

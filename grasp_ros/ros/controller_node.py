@@ -85,6 +85,7 @@ from ..control.goal_intake import GoalIntake
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_layout import position_columns
 from ..models.joint_states import JointStateMerger
+from ..models.sources import SourceLog
 from ..models.text import shorten
 from . import interrupts, params, qos, wiring
 from .command_output import CommandOutput
@@ -264,13 +265,16 @@ class GraspController(LifecycleNode):
         if card.image is not None and values["image_transport"] == "compressed":
             # image_transport's naming: the base topic as remapped, then the transport's suffix.
             self._image_to_rgb = compressed_image_to_rgb
-            self._subscribe(CompressedImage, self.resolve_topic_name("image") + "/compressed",
-                            self._bounded(CompressedImage, self._on_image, self._refuse_image),
+            self._image_topic = self.resolve_topic_name("image") + "/compressed"
+            self._subscribe(CompressedImage, self._image_topic,
+                            self._bounded(CompressedImage, self._on_image, self._refuse_image, with_info=True),
                             qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
-            self._subscribe(Image, "image", self._bounded(Image, self._on_image, self._refuse_image),
+            self._image_topic = self.resolve_topic_name("image")
+            self._subscribe(Image, "image", self._bounded(Image, self._on_image, self._refuse_image, with_info=True),
                             qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+        self._cameras = SourceLog()     # who sent the camera's frames (two cannot be told apart)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._subscribe(JointState, "joint_states", self._on_joint_states, qos.JOINT_STATES,
@@ -489,18 +493,28 @@ class GraspController(LifecycleNode):
     # -- inputs -----------------------------------------------------------------------------
 
     @staticmethod
-    def _bounded(msg_type, callback, refuse, limit: int = MAX_IMAGE_MESSAGE_BYTES, what: str = "an image"):
+    def _bounded(msg_type, callback, refuse, limit: int = MAX_IMAGE_MESSAGE_BYTES, what: str = "an image",
+                 with_info: bool = False):
         """A raw subscription's callback: a message of at most ``limit`` bytes is read and passed
-        to ``callback``; a larger one goes to ``refuse(reason)`` unread. Reading a message holds
-        the interpreter (0.15-0.6 s for 100 MB here, 0.08 s for a goal of a million names), and
-        with it the watchdog that must stop the robot when cycles stop."""
-        def take(data: bytes) -> None:
+        to ``callback`` (``with_info``: with its MessageInfo); a larger one goes to
+        ``refuse(reason)`` unread. Reading a message holds the interpreter (0.15-0.6 s for 100 MB
+        here, 0.08 s for a goal of a million names), and with it the watchdog that must stop the
+        robot when cycles stop."""
+        def read(data: bytes):
             if len(data) > limit:
                 refuse(f"a message of {len(data) / 2**20:.1f} MiB, more than the "
                        f"{limit / 2**20:g} MiB {what} may be: not read")
-                return
-            callback(deserialize_message(data, msg_type))
-        return take
+                return None
+            return deserialize_message(data, msg_type)
+
+        def take(data: bytes) -> None:
+            if (msg := read(data)) is not None:
+                callback(msg)
+
+        def take_with_info(data: bytes, info: dict) -> None:     # two arguments: rclpy passes the info
+            if (msg := read(data)) is not None:
+                callback(msg, info)
+        return take_with_info if with_info else take
 
     def _refuse_image(self, reason: str) -> None:
         """A camera message refused unread: as of its arrival (its stamp is in what was not read)."""
@@ -521,11 +535,27 @@ class GraspController(LifecycleNode):
         self._goals.refuse(reason)
         self.get_logger().error(f"goal refused: {reason}", throttle_duration_sec=1.0)
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: dict) -> None:
+        """``info``: the message's MessageInfo, which says its publisher (``_frame``)."""
         loop = self._loop
         if loop is not None:
-            self._observe(loop, msg.header, lambda stamp: ({"image": self._image_to_rgb(
-                msg, loop.image_size, self._crop)}, stamp, None), "image")
+            source = self._publisher_names.source(info, self._image_topic)
+            self._observe(loop, msg.header, lambda stamp: self._frame(loop, msg, stamp, source), "image")
+
+    def _frame(self, loop, msg: Image | CompressedImage, stamp: float, source=None):
+        """The camera observation of ``msg``, its stamp; ValueError where another publisher sent
+        frames within max_observation_age of it: which one is the robot's camera cannot be told,
+        as for two publishers of one joint (an adversarial audit: a second camera's frames were
+        planned from, every cycle OK)."""
+        window = loop.config.max_observation_age
+        other = None if source is None else self._cameras.others(("image",), source, stamp, window).get("image")
+        if other is not None:
+            raise ValueError(
+                f"frames come from {source} and from {other} within {window:g} s: which one is the "
+                "robot's camera cannot be told (a sim and a driver both up, a bag replayed beside "
+                "the robot, a stale publisher); give the camera one publisher (stop or remap the "
+                f"other); one silent for {window:g} s lets the other through")
+        return {"image": self._image_to_rgb(msg, loop.image_size, self._crop)}, stamp, None
 
     def _on_joint_states(self, msg: JointState, info: dict) -> None:
         """``info``: the message's MessageInfo, which says its publisher (two that name one

@@ -1,0 +1,30 @@
+"""Who last sent each of some inputs (the joints of a joint layout, a camera), and when.
+
+Two publishers of one input within a window (a sim and a driver both up, a stale driver beside
+a live one, a bag replayed beside the robot, a relay beside its source) leave no way to tell
+which is the robot. ``SourceLog.others`` names, for a message, the inputs another publisher sent
+within the window; each input's sender becomes the message's either way, so that two sources
+taking turns are both refused, not every other message taken.
+"""
+from __future__ import annotations
+
+from typing import Hashable, Iterable
+
+
+class SourceLog:
+    """Per input (any hashable key): the (source, stamp) that sent it last."""
+
+    def __init__(self):
+        self._last: dict[Hashable, tuple[Hashable, float]] = {}
+
+    def others(self, keys: Iterable[Hashable], source: Hashable, stamp: float,
+               window: float) -> dict[Hashable, Hashable]:
+        """The inputs among ``keys`` that another source sent at a stamp within ``window`` of
+        ``stamp``, each with that source; ``source`` becomes each one's sender."""
+        found = {}
+        for key in keys:
+            last = self._last.get(key)
+            self._last[key] = (source, stamp)
+            if last is not None and last[0] != source and abs(stamp - last[1]) <= window:
+                found[key] = last[0]
+        return found
