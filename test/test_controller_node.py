@@ -32,6 +32,7 @@ from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.context import Context  # noqa: E402
+from rclpy.exceptions import ParameterUninitializedException  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
@@ -775,6 +776,13 @@ def test_parameters_are_validated_with_a_reason_and_knobs_apply_next_cycle(rig):
     wide, search = r.set_parameters(**{"planner.chains": 4096, "planner.sync_search": 16})
     assert wide.successful and not search.successful and "model steps" in search.reason
     assert r.set_parameters(**{"planner.chains": 48})[0].successful
+    # A cost the model cannot serve is refused when asked for, not accepted and then dropped
+    # at the next cycle (an audit: one ERROR cycle, then OK under the old cost, the parameter
+    # reading back the new value, and the next configure failing).
+    scales = r.set_parameters(**{"cost.joint_goal_scales": [1.0, 1.0]})[0]
+    assert not scales.successful and "decode_state" in scales.reason, scales.reason
+    with pytest.raises(ParameterUninitializedException):      # still unset
+        r.node.get_parameter("cost.joint_goal_scales")
     assert r.node.get_parameter("on_stale").value == "zero"
 
     results = r.set_parameters(**{"planner.lr_actions": 0.3, "planner.chains": 3,

@@ -355,8 +355,15 @@ class Planner:
         self.reset()
 
     def validated(self, **changes: Any) -> PlannerSettings:
-        """The settings with ``changes``, validated, also against the horizon; ValueError says
-        why not."""
+        """The settings with ``changes``, validated, also against the horizon and the model;
+        ValueError says why not."""
+        return self._prepared(changes)[0]
+
+    def _prepared(self, changes: dict[str, Any]) -> tuple[PlannerSettings, Cost]:
+        """``validated``'s settings and their cost: a cost the model cannot serve (a joint goal
+        scaled per joint of a model that decodes no joints) fails here, where a change is asked
+        for, not at the cycle that would apply it (an audit: accepted, then an ERROR cycle and
+        the old cost on, the parameter reading back the new value)."""
         settings = self.settings.changed(**changes)
         steps, call = self._largest_batched_call(settings)
         if steps > MAX_BATCH_STEPS:
@@ -364,7 +371,8 @@ class Planner:
                              f"call (a step with a gradient counted {GRADIENT_STEP_COST}), more "
                              f"than {MAX_BATCH_STEPS} (planning.base.MAX_BATCH_STEPS); fewer samples, "
                              "chains or sync_search, or a shorter horizon")
-        return settings
+        return settings, Cost(settings.costs, settings.running_weight, settings.action_weight,
+                              self.model, self.allow_python, self.device)
 
     def _largest_batched_call(self, settings) -> tuple[int, str]:
         """The costliest batched model call of a plan with ``settings``: its steps (see
@@ -373,10 +381,7 @@ class Planner:
 
     def configure(self, **changes: Any) -> None:
         """Change settings (validated); they apply from the next ``plan`` call."""
-        settings = self.validated(**changes)
-        self.cost = Cost(settings.costs, settings.running_weight, settings.action_weight,
-                         self.model, self.allow_python, self.device)
-        self.settings = settings
+        self.settings, self.cost = self._prepared(changes)
 
     def warm_up(self, z0: torch.Tensor, z_goal: torch.Tensor,
                 joint_goal: Optional[torch.Tensor] = None) -> None:
