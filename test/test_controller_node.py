@@ -422,6 +422,38 @@ def test_a_goal_of_each_kind_at_one_stamp_the_kind_the_model_observes_stands_wha
     assert distance_after(lambda _: joints_goal(stamp)) == pytest.approx(on_image)
 
 
+def test_a_goal_stamped_far_ahead_counts_as_sent_now_and_one_no_clock_makes_is_refused(rig):
+    """A goal_state stamped at the end of int32 time (or on the wall clock while the node runs
+    on sim time): ordered by that stamp, every later goal image stamped on the node's clock was
+    "older" and dropped, the cycles OK (an adversarial audit). A goal stamped further ahead than
+    max_observation_age counts as unstamped, sent now; a stamp no clock makes is refused."""
+    r = rig()                                       # observes joints, takes goal images too
+    r.start()
+    env = make_env("open", 20)
+
+    def joints_goal(stamp: Time):
+        msg = JointGoal(name=["x", "y"], position=list(GOAL))
+        msg.header.stamp = stamp
+        r.goal_pub.publish(msg)
+
+    def distance_after(send):
+        send()
+        r.cycle(r.send_joints)
+        return r.cycle(r.send_joints)
+
+    def image_goal():                               # another place: its distance tells it apart
+        r.goal_image_pub.publish(rgb_to_image(env.render(np.array([0.5, -0.5])),
+                                             header=Header(stamp=ns_time(r.t_ns))))
+    on_image = distance_after(image_goal).goal_distance
+    far_ahead = distance_after(lambda: joints_goal(Time(sec=2**31 - 1, nanosec=999_999_999)))
+    assert abs(far_ahead.goal_distance - on_image) > 0.1          # taken
+    assert distance_after(image_goal).goal_distance == pytest.approx(on_image)
+    refused = distance_after(lambda: joints_goal(Time(sec=-5, nanosec=0)))
+    assert refused.status == PlanDiagnostics.STATUS_ERROR and "invalid stamp" in refused.status_text, \
+        refused.status_text
+    assert list(refused.command) == [0.0, 0.0]
+
+
 # -- bad images --------------------------------------------------------------------------------
 
 def test_any_image_size_is_prepared_a_broken_image_is_an_error_and_the_node_lives_on(rig):

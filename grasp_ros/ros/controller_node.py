@@ -627,10 +627,11 @@ class GraspController(LifecycleNode):
         try:
             spec = self._card.goal_joint_input
             joints = goal_joint_values(msg, spec.names, spec.fields)
+            stamp = self._goal_stamp(msg.header, "goal_state")
         except ValueError as exc:
             self._refuse_goal(str(exc))      # its text names goal_state
             return
-        if not self._take_goal("joints", joints, stamp_ns(msg.header.stamp)):
+        if not self._take_goal("joints", joints, stamp):
             return
         positions = joints[position_columns(spec.names, spec.fields)] if "position" in spec.fields else joints
         named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
@@ -647,12 +648,32 @@ class GraspController(LifecycleNode):
             return
         try:
             image = image_to_rgb(msg, loop.image_size, self._crop)
+            stamp = self._goal_stamp(msg.header, "goal image")
         except ValueError as exc:
             self._refuse_goal(f"goal image: {exc}")
             return
-        if not self._take_goal("image", image, stamp_ns(msg.header.stamp)):
+        if not self._take_goal("image", image, stamp):
             return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
+
+    def _goal_stamp(self, header: Header, what: str) -> int:
+        """A goal's stamp (ns; 0: unstamped), by which goal parts are ordered and paired
+        (``control.goal_intake``); ValueError for what no clock produces. A stamp further ahead
+        of the node's clock than max_observation_age is on another clock (the wall clock while
+        the node runs on sim time) or none at all: taken as unstamped, sent now, with a warning.
+        Ordered by it, every later goal of the other kind stamped on this clock would be
+        "older" and dropped while the cycles stay OK (an audit: a goal_state stamped at the
+        end of int32 time locked every goal image out)."""
+        seconds = stamp_seconds(header.stamp)
+        if seconds is None:
+            return 0
+        ahead, limit = seconds - self._now(), self._loop.config.max_observation_age
+        if ahead > limit:
+            self.get_logger().warning(
+                f"{what} stamped {ahead:.3f} s ahead of the clock (more than max_observation_age, "
+                f"{limit:g} s): taken as unstamped, sent now{lead_hint(-ahead)}", throttle_duration_sec=5.0)
+            return 0
+        return stamp_ns(header.stamp)
 
     def _take_goal(self, key: str, value: np.ndarray, stamp: int) -> bool:
         """Offer a goal part to the goal intake (``control.goal_intake``); whether it was taken."""
