@@ -14,7 +14,7 @@ class GoalLog:
 
     def __init__(self, pairs_joints: bool, decodes_joints: bool = True):
         self.pairs_joints = pairs_joints
-        self.config = SimpleNamespace(pair_tolerance=0.05)
+        self.config = SimpleNamespace(pair_tolerance=0.05, max_observation_age=0.5)
         self.model = SimpleNamespace(decode_state=(lambda z: z) if decodes_joints else None)
         self.goals: list[dict] = []
 
@@ -35,13 +35,28 @@ def test_one_input_goals_replace_by_arrival_within_a_kind_and_by_stamp_across_ki
     assert intake.take("joints", JOINTS_A, 5).taken
     assert intake.take("joints", JOINTS_B, 2).taken             # same kind: the newest to arrive
     late = intake.take("image", IMAGE_A, 1)                      # other kind, older stamp
-    assert not late.taken and "stamped before the joints goal" in late.note and not late.waits
+    assert not late.taken and "stamped before the joints goal" in late.note and not late.warns
     assert intake.take("image", IMAGE_A, 2).taken                # same stamp: the kind observed wins
     same = intake.take("joints", JOINTS_A, 2)
     assert not same.taken and "of the same stamp stands" in same.note
     assert intake.take("joints", JOINTS_A, 3).taken              # newer stamp
     assert loop.goals == [{"joints": [0.1, 0.2]}, {"joints": [0.3, 0.4]},
                           {"image": IMAGE_A.tolist()}, {"joints": [0.1, 0.2]}]
+
+
+def test_a_goal_stamped_far_ahead_of_the_clock_is_ordered_as_sent_now():
+    """Ordered by a stamp at the end of int32 time (or on the wall clock while the loop runs on
+    sim time), a goal held out every later goal of the other kind stamped on the loop's clock
+    (an adversarial audit). Further ahead than max_observation_age it counts as unstamped."""
+    second = 10**9
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    ahead = intake.take("joints", JOINTS_A, (2**31 - 1) * second, now=100 * second)
+    assert ahead.taken and ahead.warns and "ahead of the clock" in ahead.note
+    assert intake.take("image", IMAGE_A, 101 * second, now=101 * second).taken
+    near = intake.take("joints", JOINTS_B, 101 * second + second // 10, now=101 * second)
+    assert near.taken and not near.warns                        # a little ahead: its stamp stands
+    assert not intake.take("image", IMAGE_B, 101 * second, now=101 * second).taken
 
 
 def test_an_unstamped_goal_is_newer_than_any_stamped_one_of_the_other_kind():
@@ -61,13 +76,13 @@ def test_a_camera_and_joints_goal_is_never_the_new_image_with_the_old_joints():
     loop = GoalLog(pairs_joints=True, decodes_joints=False)
     intake = GoalIntake(loop, observes_image=True)
     first = intake.take("image", IMAGE_A, 0)
-    assert not first.taken and first.waits and "waits for a new goal joints" in first.note
+    assert not first.taken and first.warns and "waits for a new goal joints" in first.note
     assert intake.take("joints", JOINTS_A, 0).taken              # the new partner: one goal
     assert loop.goals == [{"image": IMAGE_A.tolist(), "joints": [0.1, 0.2]}]
     waiting = intake.take("image", IMAGE_B, 0)                   # unstamped: not "of one stamp"
-    assert not waiting.taken and waiting.waits
+    assert not waiting.taken and waiting.warns
     again = intake.take("image", IMAGE_B, 0)                     # the waiting image again
-    assert not again.taken and again.waits
+    assert not again.taken and again.warns
     assert intake.take("joints", JOINTS_B, 0).taken
     assert loop.goals[-1] == {"image": IMAGE_B.tolist(), "joints": [0.3, 0.4]}
     same = intake.take("joints", JOINTS_B, 0)                    # the standing goal's part again

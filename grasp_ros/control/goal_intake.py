@@ -6,7 +6,9 @@ or not at all. The rules:
 
 * one-input model: a goal of any kind the model takes replaces the standing one; within a kind
   the newest to arrive, across kinds the newer stamp (an unstamped one is "now", newer than any
-  stamped one: a goal typed by hand), and at one stamp (two unstamped ones too) the kind the
+  stamped one: a goal typed by hand; so is one stamped further ahead of the loop's clock than
+  ``max_observation_age``, on another clock: ordered by that stamp, it would hold out every goal
+  of the other kind stamped on this one), and at one stamp (two unstamped ones too) the kind the
   model observes (the order in which two topics arrive is a race that a recording cannot show,
   nor a replay redo);
 * camera + joints model: an image and joints make one goal when the other part is new (not yet
@@ -32,11 +34,11 @@ class GoalPart(NamedTuple):
 
 
 class Verdict(NamedTuple):
-    """What became of a goal message: taken, or why not (``waits``: a half goal waiting for
-    its other half while the old goal stands, worth a warning)."""
+    """What became of a goal message: taken, or why not (``warns``: worth a warning, as a half
+    goal waiting for its other half while the old goal stands, or a stamp on another clock)."""
     taken: bool
     note: str = ""
-    waits: bool = False
+    warns: bool = False
 
 
 class GoalIntake:
@@ -56,10 +58,14 @@ class GoalIntake:
             return card.image is not None or self.loop.image_size > 0
         return card.goal_joint_input is not None
 
-    def take(self, key: str, value: np.ndarray, stamp: int) -> Verdict:
-        """A goal ``key`` ("image" or "joints") received with header ``stamp`` (ns, 0: none)."""
+    def take(self, key: str, value: np.ndarray, stamp: int, now: Optional[int] = None) -> Verdict:
+        """A goal ``key`` ("image" or "joints") received with header ``stamp`` (ns, 0: none) at
+        ``now`` (ns, the loop's clock; None: stamps are not checked against it)."""
         loop = self.loop
         if not loop.pairs_joints:
+            ahead = 0 if now is None or stamp == 0 else stamp - now
+            if ahead > 0 and ahead > loop.config.max_observation_age * 1e9:
+                stamp = 0
             if not self._replaces(key, stamp):
                 kind, standing = self._standing
                 return Verdict(False, f"goal ({key}) not taken: " + (
@@ -67,6 +73,9 @@ class GoalIntake:
                     else f"the {kind} goal of the same stamp stands"))
             self._standing = (key, stamp)
             loop.set_goal({key: value})
+            if stamp == 0 and ahead > 0:
+                return Verdict(True, f"goal ({key}) stamped {ahead * 1e-9:.3f} s ahead of the clock (more "
+                                     f"than max_observation_age): ordered as unstamped, sent now", warns=True)
             return Verdict(True)
         other = "image" if key == "joints" else "joints"
         partner, standing = self.parts.get(other), self.parts.get(key)
@@ -85,7 +94,7 @@ class GoalIntake:
             return Verdict(True)
         return Verdict(False, f"goal ({key}) not taken yet: this model's goal is an image and joints "
                               f"together; it waits for a new goal {other} (or one of its header stamp), "
-                              "and the standing goal stands", waits=True)
+                              "and the standing goal stands", warns=True)
 
     def refuse(self, reason: str) -> None:
         """A goal message that could not be read (``reason``): the loop's goal is that refusal

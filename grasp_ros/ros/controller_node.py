@@ -656,29 +656,20 @@ class GraspController(LifecycleNode):
             return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
-    def _goal_stamp(self, header: Header, what: str) -> int:
-        """A goal's stamp (ns; 0: unstamped), by which goal parts are ordered and paired
-        (``control.goal_intake``); ValueError for what no clock produces. A stamp further ahead
-        of the node's clock than max_observation_age is on another clock (the wall clock while
-        the node runs on sim time) or none at all: taken as unstamped, sent now, with a warning.
-        Ordered by it, every later goal of the other kind stamped on this clock would be
-        "older" and dropped while the cycles stay OK (an audit: a goal_state stamped at the
-        end of int32 time locked every goal image out)."""
-        seconds = stamp_seconds(header.stamp)
-        if seconds is None:
-            return 0
-        ahead, limit = seconds - self._now(), self._loop.config.max_observation_age
-        if ahead > limit:
-            self.get_logger().warning(
-                f"{what} stamped {ahead:.3f} s ahead of the clock (more than max_observation_age, "
-                f"{limit:g} s): taken as unstamped, sent now{lead_hint(-ahead)}", throttle_duration_sec=5.0)
-            return 0
+    @staticmethod
+    def _goal_stamp(header: Header, what: str) -> int:
+        """A goal's stamp (ns; 0: unstamped); ValueError, naming ``what``, for what no clock
+        produces (a negative time), as for an observation."""
+        try:
+            stamp_seconds(header.stamp)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
         return stamp_ns(header.stamp)
 
     def _take_goal(self, key: str, value: np.ndarray, stamp: int) -> bool:
         """Offer a goal part to the goal intake (``control.goal_intake``); whether it was taken."""
-        verdict = self._goals.take(key, value, stamp)
-        if verdict.waits:
+        verdict = self._goals.take(key, value, stamp, int(self._now() * 1e9))
+        if verdict.warns:
             self.get_logger().warning(verdict.note, throttle_duration_sec=5.0)
         elif verdict.note:
             self.get_logger().info(verdict.note, throttle_duration_sec=5.0)
