@@ -1198,18 +1198,26 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
         runner.stop()
 
 
+def runner_on_clocks_of_its_own():
+    """A sim-time runner whose wall clock and sim clock are the test's own ([seconds], set by
+    hand: deterministic), clock_timeout 1 s, after one OK cycle at 0: (runner, published, wall,
+    clock)."""
+    wall, clock = [0.0], [0.0]
+    runner, published = runner_for(ready_loop(clock_timeout=1.0), sim_time=True,
+                                   clock=lambda: clock[0], wall=lambda: wall[0])
+    runner.tick(0.0)
+    assert published.next().status == Status.OK
+    return runner, published, wall, clock
+
+
 def test_the_watchdog_stops_the_robot_one_clock_timeout_after_a_clock_stops_not_two():
     """A sim paused just after a cycle (its last /clock a few ms past it): the clock moved
     then, and stood since. The watchdog noted the clock only once the cycles had stopped for
     clock_timeout, took that first look for a move and waited a second clock_timeout (a stall
     audit: the stop came 2.0 s after the last cycle with clock_timeout 1 s; a 1 s pause never
     stopped the robot). On a wall clock of the test's own: deterministic."""
-    loop = ready_loop(clock_timeout=1.0)
-    wall, clock = [0.0], [0.0]
-    runner, published = runner_for(loop, sim_time=True, clock=lambda: clock[0], wall=lambda: wall[0])
+    runner, published, wall, clock = runner_on_clocks_of_its_own()
     try:
-        runner.tick(0.0)
-        assert published.next().status == Status.OK
         wall[0] = 0.1
         clock[0] = 0.005                       # the sim's last /clock; then it stands
         assert runner.watchdog() is None       # a pass: the clock moved within this tenth
@@ -1235,12 +1243,8 @@ def test_a_clock_that_changes_without_advancing_still_stops_the_robot(readings):
     reaching the next, counted as a simulator slower than real time (any change of value was a
     move): the last moving command stood 12 s, with no CLOCK. Only a clock that goes forward
     since the last cycle is slow; the stop comes clock_timeout after the last cycle."""
-    loop = ready_loop(clock_timeout=1.0)
-    wall, clock = [0.0], [0.0]
-    runner, published = runner_for(loop, sim_time=True, clock=lambda: clock[0], wall=lambda: wall[0])
+    runner, published, wall, clock = runner_on_clocks_of_its_own()
     try:
-        runner.tick(0.0)
-        assert published.next().status == Status.OK
         for k in range(12):                            # a watchdog pass every tenth of a second
             wall[0], clock[0] = 0.1 * (k + 1), float(readings[k % len(readings)])
             runner.watchdog()

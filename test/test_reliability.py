@@ -405,29 +405,8 @@ class TestJoints:
         planned from whichever came last)."""
         r = joints_rig
         good_joint_goal(r)
-        until_ok(r, lambda: good_joints(r))
-        c0, d0 = len(r.commands), len(r.diagnostics)
-        other = r.probe.create_publisher(JointState, "joint_states", 10)
-
-        def both():
-            good_joints(r)
-            msg = JointState(name=["x", "y"], position=[START[0] + 0.5, START[1] - 0.5])
-            msg.header.stamp = ns_time(r.t_ns)
-            other.publish(msg)
-        try:
-            for _ in range(30):                          # until the controller hears the second one
-                d = r.cycle(both)
-                if d.status != OK:
-                    break
-            after = [r.cycle(both) for _ in range(4)]
-            for d in [d, *after]:
-                assert d.status == ERROR and list(d.command) == [0.0, 0.0], (d.status, d.status_text)
-                assert "come from" in d.status_text and f"{r.ns}/probe" in d.status_text, d.status_text
-        finally:
-            r.probe.destroy_publisher(other)
-        until_ok(r, lambda: good_joints(r), cycles=int(MAX_AGE * 1e9 / PERIOD_NS) + 6)
-        check_commands(r, c0, d0)
-        assert_alive(r)
+        elsewhere = JointState(name=["x", "y"], position=[START[0] + 0.5, START[1] - 0.5])
+        refused_while_two_publish(r, JointState, "joint_states", elsewhere, good_joints, "come from")
 
     def test_a_goal_naming_joints_the_model_does_not_read_is_taken_and_says_so(self, joints_rig):
         """A goal with an extra joint (a typo, a joint left out of training) is taken for the
@@ -591,6 +570,34 @@ class TestParameters:
         check_commands(r, c0, d0)
 
 
+def refused_while_two_publish(r, msg_type, topic: str, elsewhere, good: Callable, says: str) -> None:
+    """A second publisher on ``topic`` sends ``elsewhere`` (the robot elsewhere) at the stamps
+    of ``good``'s messages: the cycles are ERROR saying ``says`` and naming the probe, zero,
+    until it has been silent for max_observation_age; then OK again."""
+    until_ok(r, lambda: good(r))
+    c0, d0 = len(r.commands), len(r.diagnostics)
+    other = r.probe.create_publisher(msg_type, topic, 10)
+
+    def both():
+        good(r)
+        elsewhere.header.stamp = ns_time(r.t_ns)
+        other.publish(elsewhere)
+    try:
+        for _ in range(30):                          # until the controller hears the second one
+            d = r.cycle(both)
+            if d.status != OK:
+                break
+        after = [r.cycle(both) for _ in range(4)]
+        for d in [d, *after]:
+            assert d.status == ERROR and list(d.command) == [0.0, 0.0], (d.status, d.status_text)
+            assert says in d.status_text and f"{r.ns}/probe" in d.status_text, d.status_text
+    finally:
+        r.probe.destroy_publisher(other)
+    until_ok(r, lambda: good(r), cycles=int(MAX_AGE * 1e9 / PERIOD_NS) + 6)
+    check_commands(r, c0, d0)
+    assert_alive(r)
+
+
 # -- images: the shipped learned model ---------------------------------------------------------
 
 _ENV = make_env("wall_door", 50)
@@ -703,30 +710,8 @@ class TestImages:
         and a driver both up, a bag replayed beside the robot): the node planned from whichever
         came last, every cycle OK (an adversarial audit). As for two publishers of one joint:
         ERROR naming both, command zero, until one has been silent for max_observation_age."""
-        r = image_rig
-        until_ok(r, lambda: good_image(r))
-        c0, d0 = len(r.commands), len(r.diagnostics)
-        other = r.probe.create_publisher(Image, "image", 10)
         elsewhere = rgb_to_image(_ENV.render(np.array(IMAGE_GOAL)))
-
-        def both():
-            good_image(r)
-            elsewhere.header.stamp = ns_time(r.t_ns)
-            other.publish(elsewhere)
-        try:
-            for _ in range(30):                          # until the controller hears the second one
-                d = r.cycle(both)
-                if d.status != OK:
-                    break
-            after = [r.cycle(both) for _ in range(4)]
-            for d in [d, *after]:
-                assert d.status == ERROR and list(d.command) == [0.0, 0.0], (d.status, d.status_text)
-                assert "frames come from" in d.status_text and f"{r.ns}/probe" in d.status_text, d.status_text
-        finally:
-            r.probe.destroy_publisher(other)
-        until_ok(r, lambda: good_image(r), cycles=int(MAX_AGE * 1e9 / PERIOD_NS) + 6)
-        check_commands(r, c0, d0)
-        assert_alive(r)
+        refused_while_two_publish(image_rig, Image, "image", elsewhere, good_image, "frames come from")
 
 
 # -- the clock stalls: the watchdog ------------------------------------------------------------
