@@ -89,7 +89,8 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
     # The arm's parameter file is in the rows and on the controller's command line, after the main one.
     assert closed["world_params"] == {"file": "config/arm_controller.yaml", "planner.sync_every": 0,
                                       "planner.route_spread": 0.0, "planner.start_samples": 300,
-                                      "planner.start_colour": 2.0, "planner.iterations": 5,
+                                      "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
+                                      "planner.lr_actions": 0.03, "planner.iterations": 5,
                                       "plan_ahead": 1}
     files = [a for i, a in enumerate(closed_loop.node_commands(spec)["controller"][1:])
              if closed_loop.node_commands(spec)["controller"][i] == "--params-file"]

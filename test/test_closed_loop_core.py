@@ -26,6 +26,7 @@ def test_the_arm_closes_the_loop_from_camera_and_joints():
     assert row["fallback_rate"] == 0.0, row
     assert settings["sync_every"] == 0 and settings["start_samples"] == 300
     assert settings["start_colour"] == 2.0
+    assert settings["start_std_spread"] == 10.0 and settings["lr_actions"] == 0.03
 
 
 def test_the_arm_has_only_a_learned_model():

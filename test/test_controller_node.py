@@ -1142,7 +1142,8 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
     arm = CONFIG.with_name("arm_controller.yaml")
     values = yaml.safe_load(arm.read_text())["/**"]["ros__parameters"]
     assert values == {"planner.sync_every": 0, "planner.route_spread": 0.0, "planner.start_samples": 300,
-                      "planner.start_colour": 2.0, "planner.iterations": 5, "plan_ahead": 1}
+                      "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
+                      "planner.lr_actions": 0.03, "planner.iterations": 5, "plan_ahead": 1}
     assert not params.validate_all({p.name: values.get(p.name, p.default) for p in params.PARAMETERS})
     node = GraspController(context=ros, namespace="/arm_file", cli_args=[
         "--ros-args", "--params-file", str(CONFIG), "--params-file", str(arm)])
@@ -1152,6 +1153,8 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
         assert node._loop.planner.settings.route_spread == 0.0   # the main file's 2.0 overridden
         assert node._loop.planner.settings.start_samples == 300
         assert node._loop.planner.settings.start_colour == 2.0
+        assert node._loop.planner.settings.start_std_spread == 10.0
+        assert node._loop.planner.settings.lr_actions == 0.03
         assert node._loop.planner.settings.iterations == 5 and node._loop.config.plan_ahead == 1
         assert node._loop.planner.settings.chains == 12     # the main file's value still holds
     finally:

@@ -765,6 +765,35 @@ def test_grasp_sampled_starts_are_the_best_samples_and_their_rollouts():
         GraspSettings(start_chains=1.5).validate()
 
 
+def test_grasp_sampled_starts_spread_their_std_log_evenly_down_to_local_samples():
+    """start_std_spread: from the same draws, sample n of N deviates from the warm start by
+    start_std / spread^(n / (N-1)) of what it would at spread 1: the first as wide as before, the
+    last local (a refinement of the warm start by true rollout); 1 repeats the draws exactly."""
+    from grasp_ros.planning.base import Best
+    from grasp_ros.planning.costs import Goal
+
+    class Recorded(Best):
+        def offer(self, actions, *rest):
+            self.samples = actions.clone()
+            return super().offer(actions, *rest)
+
+    model = LinearModel(low=(-100.0, -100.0), high=(100.0, 100.0))    # nothing clamped
+    warm = WarmStart(torch.full((H, 2), 0.3))
+    deviations = {}
+    for spread in (1.0, 10.0):
+        planner = _planner("grasp", model, chains=6, start_samples=40, start_std=0.01,
+                           start_std_spread=spread)
+        best = Recorded()
+        planner._sampled_starts(Z0, Goal(latent=GOAL), warm, torch.zeros(6, H, 2),
+                                torch.zeros(6, H - 1, 2), best)
+        deviations[spread] = best.samples - warm.actions
+    shrink = torch.logspace(0.0, -1.0, 40).view(40, 1, 1)
+    torch.testing.assert_close(deviations[10.0], deviations[1.0] * shrink, rtol=1e-4, atol=1e-6)
+    assert float(deviations[10.0][-1].abs().max()) < 0.11 * float(deviations[1.0][-1].abs().max())
+    with pytest.raises(ValueError, match="start_std_spread"):
+        GraspSettings(start_std_spread=0.5).validate()
+
+
 def test_coloured_noise_is_white_noise_at_zero_and_drifts_when_red():
     """beta 0: torch.randn's very draws (a bag recorded before start_colour replays exactly);
     beta 2: each sequence of unit power, slowly varying, and drifting: its mean over time

@@ -194,6 +194,14 @@ class GraspSettings(PlannerSettings):
     """Colour of the samples' noise over time: power spectrum ~ 1/f^start_colour (0: white, as
     before this setting; 2: red, slowly varying, so a sample drives the robot somewhere instead
     of jittering in place; ``grasp_ros.planning.noise``)."""
+    start_std_spread: float = 1.0
+    """The samples' std runs log-evenly over the samples from ``start_std`` down to
+    ``start_std / start_std_spread`` (1: all at ``start_std``, the same draws as before this
+    setting). Wide samples find other routes; near ones are local refinements of the warm start,
+    each ranked by its true rollout, which the gradient iterations do not give where a learned
+    model's action gradients mislead: on an outside arm with momentum the wide red samples at
+    ``start_std`` 0.5 won 1 cycle in 2385 (docs/notes/warm_states.md), so near the goal the plan
+    stopped improving (config/arm_controller.yaml sets 10)."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -206,6 +214,8 @@ class GraspSettings(PlannerSettings):
         if (self.start_samples < 0 or not 0 <= self.start_chains <= 1 or self.start_std < 0
                 or self.start_colour < 0):
             raise ValueError("start_samples, start_std and start_colour must be >= 0, start_chains in [0, 1]")
+        if not self.start_std_spread >= 1:
+            raise ValueError(f"start_std_spread must be >= 1, got {self.start_std_spread}")
         if self.route_spread < 0 or self.route_modes < 1:
             raise ValueError("route_spread must be >= 0 and route_modes >= 1")
         if not 0 <= self.wide_routes <= 1:
@@ -476,7 +486,11 @@ class GraspPlanner(Planner):
         k = min(round(cfg.start_chains * (C - warm_n)), cfg.start_samples)
         centre = warm.actions if warm is not None else torch.zeros(H, A, device=self.device)
         noise = coloured_noise((cfg.start_samples, H, A), cfg.start_colour, self.generator, self.device)
-        samples = self._clamp(centre + cfg.start_std * (self.high - self.low) / 2 * noise)
+        std = cfg.start_std * (self.high - self.low) / 2                        # [A]
+        if cfg.start_std_spread > 1:     # sample n: start_std / spread^(n / (N-1)), log-even
+            std = std * torch.logspace(0.0, -math.log10(cfg.start_std_spread), cfg.start_samples,
+                                       device=self.device).view(-1, 1, 1)
+        samples = self._clamp(centre + std * noise)
         real = self._rollout(z0, samples)
         cost = self._cost(real, goal, samples)
         end = real[:, -1:] if goal.latent is None else goal.latent.expand(samples.shape[0], 1, -1)

@@ -433,6 +433,11 @@ PARAMETERS: tuple[Param, ...] = (
           "(its default 0: white; 2: red, slowly varying sequences that carry the robot "
           "somewhere; config/arm_controller.yaml sets 2).",
           range=(0.0, 10.0), dynamic=True),
+    Param("planner.start_std_spread", "double", None,
+          "GRASP: those samples' std runs log-evenly from planner.start_std down to "
+          "planner.start_std / start_std_spread over the samples: wide ones find other routes, "
+          "near ones refine the warm start by true rollout (its default 1: all at start_std).",
+          range=(1.0, 1000.0), dynamic=True),
     Param("planner.warm_states", "string", None,
           "GRASP: where the warm chains' virtual states start each cycle: rollout, the true "
           "rollout of the warm start's actions (one rollout); virtual, the previous plan's "
