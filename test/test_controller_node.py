@@ -452,6 +452,10 @@ def test_a_goal_stamped_far_ahead_counts_as_sent_now_and_one_no_clock_makes_is_r
     assert refused.status == PlanDiagnostics.STATUS_ERROR and "invalid stamp" in refused.status_text, \
         refused.status_text
     assert list(refused.command) == [0.0, 0.0]
+    r.goal_image_pub.publish(rgb_to_image(env.render(np.array([0.5, -0.5])),
+                                         header=Header(stamp=Time(sec=-5, nanosec=0))))
+    r.wait_until(lambda: "goal refused: goal image: invalid stamp" in r.cycle(r.send_joints).status_text,
+                 what="the goal image refused for its stamp")
 
 
 # -- bad images --------------------------------------------------------------------------------

@@ -627,11 +627,11 @@ class GraspController(LifecycleNode):
         try:
             spec = self._card.goal_joint_input
             joints = goal_joint_values(msg, spec.names, spec.fields)
-            stamp = self._goal_stamp(msg.header, "goal_state")
         except ValueError as exc:
             self._refuse_goal(str(exc))      # its text names goal_state
             return
-        if not self._take_goal("joints", joints, stamp):
+        stamp = self._goal_stamp(msg.header, "goal_state")
+        if stamp is None or not self._take_goal("joints", joints, stamp):
             return
         positions = joints[position_columns(spec.names, spec.fields)] if "position" in spec.fields else joints
         named = ", ".join(f"{n}={v:.4g}" for n, v in zip(spec.names, positions))
@@ -648,22 +648,22 @@ class GraspController(LifecycleNode):
             return
         try:
             image = image_to_rgb(msg, loop.image_size, self._crop)
-            stamp = self._goal_stamp(msg.header, "goal image")
         except ValueError as exc:
             self._refuse_goal(f"goal image: {exc}")
             return
-        if not self._take_goal("image", image, stamp):
+        stamp = self._goal_stamp(msg.header, "goal image")
+        if stamp is None or not self._take_goal("image", image, stamp):
             return
         self.get_logger().info(f"new goal (image {msg.width}x{msg.height})", throttle_duration_sec=1.0)
 
-    @staticmethod
-    def _goal_stamp(header: Header, what: str) -> int:
-        """A goal's stamp (ns; 0: unstamped); ValueError, naming ``what``, for what no clock
-        produces (a negative time), as for an observation."""
+    def _goal_stamp(self, header: Header, what: str) -> Optional[int]:
+        """A goal's stamp (ns; 0: unstamped); None, the goal refused (ERROR) naming ``what``, for
+        what no clock produces (a negative time), as an observation is."""
         try:
             stamp_seconds(header.stamp)
         except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
+            self._refuse_goal(f"{what}: {exc}")
+            return None
         return stamp_ns(header.stamp)
 
     def _take_goal(self, key: str, value: np.ndarray, stamp: int) -> bool:
