@@ -22,7 +22,7 @@ from typing import Hashable, Optional, Sequence
 
 import numpy as np
 
-from .sources import SourceLog
+from .sources import SourceLog, conflict_text
 from .text import quote
 
 
@@ -123,12 +123,8 @@ class JointStateMerger:
         ``stamp`` (a source is any hashable; its text names it; ``SourceLog``)."""
         others = {self.wanted[j]: other for j, other in self._senders.others(joints, source, stamp, window).items()}
         if others:
-            raise SourceConflict(
-                f"{self.what}: joint(s) {sorted(others)} come from {source} and from "
-                f"{', '.join(sorted({str(o) for o in others.values()}))} within {window:g} s: which one is the robot "
-                "cannot be told (a sim and a driver both up, a stale publisher, a relay beside its "
-                "source); give each joint one publisher (stop or remap the other); one silent for "
-                f"{window:g} s lets the other through")
+            raise SourceConflict(f"{self.what}: " + conflict_text(
+                f"joint(s) {sorted(others)}", source, others.values(), window, "the robot", "each joint"))
 
     @property
     def newest(self):

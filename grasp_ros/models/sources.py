@@ -28,3 +28,14 @@ class SourceLog:
             if last is not None and last[0] != source and abs(stamp - last[1]) <= window:
                 found[key] = last[0]
         return found
+
+
+def conflict_text(sent: str, source, others, window: float, whose: str, each: str) -> str:
+    """Why ``sent`` ("joint(s) ['x']", "frames") from ``source`` and ``others`` (sources) is
+    refused: which of them is ``whose`` ("the robot", "the robot's camera") cannot be told;
+    ``each`` ("each joint", "the camera") is to get one publisher."""
+    named = ", ".join(sorted({str(o) for o in others}))
+    return (f"{sent} come from {source} and from {named} within {window:g} s: which one is {whose} "
+            "cannot be told (a sim and a driver both up, a bag replayed beside the robot, a stale "
+            f"publisher, a relay beside its source); give {each} one publisher (stop or remap the "
+            f"other); one silent for {window:g} s lets the other through")

@@ -85,7 +85,7 @@ from ..control.goal_intake import GoalIntake
 from ..models.contract import WorldModelError, error_text
 from ..models.joint_layout import position_columns
 from ..models.joint_states import JointStateMerger
-from ..models.sources import SourceLog
+from ..models.sources import SourceLog, conflict_text
 from ..models.text import shorten
 from . import interrupts, params, qos, wiring
 from .command_output import CommandOutput
@@ -550,11 +550,7 @@ class GraspController(LifecycleNode):
         window = loop.config.max_observation_age
         other = None if source is None else self._cameras.others(("image",), source, stamp, window).get("image")
         if other is not None:
-            raise ValueError(
-                f"frames come from {source} and from {other} within {window:g} s: which one is the "
-                "robot's camera cannot be told (a sim and a driver both up, a bag replayed beside "
-                "the robot, a stale publisher); give the camera one publisher (stop or remap the "
-                f"other); one silent for {window:g} s lets the other through")
+            raise ValueError(conflict_text("frames", source, [other], window, "the robot's camera", "the camera"))
         return {"image": self._image_to_rgb(msg, loop.image_size, self._crop)}, stamp, None
 
     def _on_joint_states(self, msg: JointState, info: dict) -> None:
