@@ -205,6 +205,22 @@ def test_a_frame_that_decodes_to_too_many_bytes_is_refused_before_it_is_decoded(
     assert compressed_image_header(_claiming(colour, 5000, 5000)).decoded_bytes == preprocess.MAX_DECODED_BYTES
 
 
+def test_a_tiff_counts_its_samples_and_floats_are_refused_before_they_are_decoded(monkeypatch):
+    """A 5 kB deflate TIFF of 5000 x 5000 RGBA 64-bit floats decoded to 800 MB (1.9 GB at the
+    peak, 5 s) while the size check counted it as 8-bit colour (an adversarial audit): its
+    samples count, and float samples, refused once decoded, are refused before."""
+    import grasp_ros.models.preprocess as preprocess
+    from grasp_ros.models.image_headers import compressed_image_header
+    deep = cv2.imencode(".tiff", np.zeros((5, 7, 4), np.uint16))[1].tobytes()
+    assert compressed_image_header(deep).decoded_bytes == 5 * 7 * 4 * 2
+    floats = cv2.imencode(".tiff", np.zeros((5, 7, 3), np.float32))[1].tobytes()
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
+    with pytest.raises(ValueError, match="5000x5000 and decodes to 200000000 bytes"):
+        decode_compressed("tiff", _claiming(deep, 5000, 5000))
+    with pytest.raises(ValueError, match="TIFF of 32-bit float samples: only 8- or 16-bit integer"):
+        decode_compressed("tiff", floats)
+
+
 def test_a_tiff_that_gives_its_size_twice_is_read_as_libtiff_reads_it():
     """The first ImageWidth / ImageLength entries count (a decoder takes those): a later small
     pair must not hide a huge first one."""

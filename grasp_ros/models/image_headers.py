@@ -29,8 +29,8 @@ class CompressedHeader(NamedTuple):
     width: int
     height: int
     decoded_bytes: int
-    """Bytes of the decoded picture (pixels x samples x bytes per sample); for a TIFF, as if
-    8-bit colour."""
+    """Bytes of the decoded picture: pixels x samples (for a TIFF at least 3, as if colour) x
+    bytes per sample."""
     scans: int
     """A JPEG's scans (start-of-scan markers: a baseline JPEG has one); 1 for PNG and TIFF."""
 
@@ -46,12 +46,13 @@ def compressed_image_header(data: bytes) -> CompressedHeader:
         samples = _PNG_SAMPLES.get(colour, 4)
         return CompressedHeader(width, height, width * height * samples * (2 if depth == 16 else 1), 1)
     if data.startswith(b"\xff\xd8"):
-        width, height, components = _jpeg_frame(data)
+        width, height, components, precision = _jpeg_frame(data)
         # Entropy-coded data stuffs every 0xFF with 0x00: FF DA is a start-of-scan marker only.
-        return CompressedHeader(width, height, width * height * components, data.count(b"\xff\xda"))
+        return CompressedHeader(width, height, width * height * components * (2 if precision > 8 else 1),
+                                data.count(b"\xff\xda"))
     if data[:4] in _TIFF:
-        width, height = _tiff_size(data, _TIFF[data[:4]])
-        return CompressedHeader(width, height, width * height * 3, 1)
+        width, height, samples, bytes_per_sample = _tiff_layout(data, _TIFF[data[:4]])
+        return CompressedHeader(width, height, width * height * max(samples, 3) * bytes_per_sample, 1)
     raise ValueError(f"not a JPEG, PNG or TIFF file (it begins {data[:8].hex(' ')})")
 
 
@@ -61,8 +62,8 @@ def compressed_image_size(data: bytes) -> tuple[int, int]:
     return header.width, header.height
 
 
-def _jpeg_frame(data: bytes) -> tuple[int, int, int]:
-    """(width, height, components) of a JPEG's frame header."""
+def _jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
+    """(width, height, components, sample precision in bits) of a JPEG's frame header."""
     at = 2
     while at + 4 <= len(data):
         if data[at] != 0xFF:
@@ -83,24 +84,40 @@ def _jpeg_frame(data: bytes) -> tuple[int, int, int]:
             height, width = struct.unpack(">HH", data[at + 5:at + 9])
             if height == 0:
                 raise ValueError("JPEG whose height is not in its frame header")
-            return width, height, max(1, data[at + 9])
+            return width, height, max(1, data[at + 9]), data[at + 4]
         at += 2 + length
     raise ValueError("JPEG without a readable frame header")
 
 
-def _tiff_size(data: bytes, order: str) -> tuple[int, int]:
+def _tiff_layout(data: bytes, order: str) -> tuple[int, int, int, int]:
+    """(width, height, samples per pixel, bytes per sample) of a TIFF's first directory. A few
+    kB of deflate can hold 5000 x 5000 RGBA of 64-bit floats (800 MB decoded): the sample
+    layout counts as much as the size, and samples that are not 8- or 16-bit integers, which
+    the controller refuses once decoded, are refused here, before."""
     def unpack(fmt: str, at: int):
         if at < 0 or at + struct.calcsize(order + fmt) > len(data):
             raise ValueError("TIFF header runs past the data")
         return struct.unpack_from(order + fmt, data, at)
 
+    def values(kind: int, count: int, entry: int) -> tuple:
+        fmt = {3: "H", 4: "I"}[kind] * count      # SHORT, LONG; inline when they fit in 4 bytes
+        at = entry + 8 if struct.calcsize(fmt) <= 4 else unpack("I", entry + 8)[0]
+        return unpack(fmt, at)
+
     ifd = unpack("I", 4)[0]
     count = unpack("H", ifd)[0]
-    size = {}
+    tags = {}
     for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
-        tag, kind = unpack("HH", entry)
-        if tag in (256, 257) and kind in (3, 4) and tag not in size:   # the first, as libtiff
-            size[tag] = unpack("H" if kind == 3 else "I", entry + 8)[0]  # ImageWidth, ImageLength
-    if len(size) != 2:
+        tag, kind, n = unpack("HHI", entry)
+        # ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, SampleFormat: the first, as libtiff
+        if tag in (256, 257, 258, 277, 339) and kind in (3, 4) and tag not in tags:
+            if not (n == 1 or (tag in (258, 339) and n <= 64)):   # one, or one per sample
+                raise ValueError(f"TIFF whose tag {tag} has {n} values")
+            tags[tag] = values(kind, n, entry)
+    if 256 not in tags or 257 not in tags:
         raise ValueError("TIFF whose first directory does not give its width and length")
-    return size[256], size[257]
+    bits = max(tags.get(258, (1,)))
+    if max(tags.get(339, (1,))) not in (1, 2) or bits > 16:     # 1, 2: integers; 3: IEEE float
+        raise ValueError(f"TIFF of {bits}-bit {'float' if 3 in tags.get(339, ()) else 'integer'} "
+                         "samples: only 8- or 16-bit integer samples are read")
+    return tags[256][0], tags[257][0], tags.get(277, (1,))[0], 2 if bits > 8 else 1
