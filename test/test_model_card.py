@@ -175,6 +175,28 @@ def test_a_frame_without_joint_samples_near_it_is_stale_with_the_reason():
     assert second.command.tolist() == [0.0, 0.0, 0.0]
 
 
+def test_joint_states_stamped_behind_the_camera_pair_with_an_earlier_fresh_frame():
+    """Joints stamped 0.2 s behind a 15 Hz camera (an audit's arm): the newest frame has no joint
+    sample near it yet, and every cycle was STALE for good; the newest fresh frame that has one
+    is planned from, with its age. Joints that stop still stop the robot once that frame is
+    older than max_observation_age."""
+    model, loop = camera_and_joints_loop(pair_tolerance=0.05, max_observation_age=0.5)
+    loop.set_goal_latent([0.5, 0.5])
+    for k in range(30):                                     # 1.0 s to 2.0 s
+        t = 1.0 + k / 30
+        if k % 2 == 0:
+            loop.observe({"image": np.full((16, 16, 3), k, np.uint8)}, t)
+        if t - 0.2 >= 1.0:
+            loop.observe({"joints": np.full(6, t - 0.2)}, t - 0.2)
+    result = loop.step(2.0)
+    assert result.status == Status.OK, result.message
+    frame_stamp = 1.0 + 24 / 30              # the newest frame within 0.05 s of a joint sample:
+    assert model.seen[-1][0, 0].item() == pytest.approx(1.0 + 29 / 30 - 0.2)   # the newest one
+    assert result.observation_age == pytest.approx(2.0 - frame_stamp)
+    later = loop.step(2.0 + 0.5 - (2.0 - frame_stamp) + 0.01)   # no new input: that frame aged out
+    assert later.status == Status.STALE and later.command.tolist() == [0.0, 0.0, 0.0]
+
+
 def test_frames_whose_joint_states_keep_being_refused_are_an_error_not_stale():
     """A NaN velocity in every joint_states (an outside arm's): each refusal was ERROR and each
     frame between them STALE, the status flipping every cycle; the frames are refused for the

@@ -451,9 +451,11 @@ class ControlLoop:
         age = now - sample.stamp
         with self._lock:
             recent, refused = self._inbox.recent.snapshot(), self._inbox.joints_refused
+            # refused joints: no falling back to frames paired with the joints before them
+            earlier = self._inbox.earlier(sample, now) if self._inbox.recent.pairs_joints and not refused else []
         config = self.config
-        sample = self._inbox.recent.complete(sample, recent, config.pair_tolerance,
-                                             self.card.period or config.period, config.max_observation_age)
+        sample = self._inbox.recent.complete_newest([sample, *earlier], recent, config.pair_tolerance,
+                                                    self.card.period or config.period, config.max_observation_age)
         if sample.error and refused:
             return self._finish(self._zero(Status.ERROR, f"observation refused: {refused} ({sample.error})"),
                                 now, age)

@@ -3,7 +3,9 @@
 Two models need more than the newest message:
 
 * camera + joints: the newest frame is paired with the joint sample nearest its stamp (joint
-  states usually come faster than frames, and never at the same instants);
+  states usually come faster than frames, and never at the same instants); where none is near
+  it yet (joint_states stamped behind the camera, or a late joint publisher), the newest fresh
+  frame that has one;
 * the last K frames: the newest frame with the K - 1 before it, one model period apart (a
   camera may run faster than the model's step), oldest first; before the first frame the first
   frame repeats, as the trainer stacks an episode's first frames.
@@ -93,6 +95,26 @@ class RecentInputs:
             stacked = stack_frames(frames, sample.stamp, self.image_frames, step)
             sample = Sample({**sample.value, "image": stacked}, sample.stamp)
         return sample
+
+
+    def complete_newest(self, samples: list, snapshot: tuple[list, list], tolerance: float,
+                        step: float, max_age: float = math.inf) -> Sample:
+        """The first of ``samples`` (frames, newest first) that ``complete`` completes, or the
+        first one with its reason: a camera + joints model's newest frame can be ahead of every
+        joint sample received (joints stamped 0.06-0.2 s behind the camera made cycles STALE,
+        on and off or for good, in an audit) while an earlier fresh frame has its pair."""
+        first = self.complete(samples[0], snapshot, tolerance, step, max_age)
+        joints = snapshot[0]
+        if not first.error or not self.pairs_joints or not joints:
+            return first
+        low = min(s[0] for s in joints) - tolerance     # frames no joint sample can pair with
+        high = max(s[0] for s in joints) + tolerance    # are not tried
+        for sample in samples[1:]:
+            if low <= sample.stamp <= high:
+                completed = self.complete(sample, snapshot, tolerance, step, max_age)
+                if not completed.error:
+                    return completed
+        return first
 
 
 def paired(frame: Sample, joints: list, tolerance: float, max_age: float = math.inf) -> Sample:

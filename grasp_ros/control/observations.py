@@ -98,6 +98,14 @@ class ObservationInbox:
                 return sample
         return newest
 
+    def earlier(self, sample: Sample, now: float) -> list:
+        """The observations stamped before ``sample`` and still fresh at ``now``, newest first:
+        a camera + joints model's frames that may pair where ``sample`` does not."""
+        config = self._config()
+        return [s for s, _ in reversed(self._arrivals)
+                if s.value is not None and s.stamp < sample.stamp
+                and now - s.aged_from(config.max_stamp_lead) <= config.max_observation_age]
+
     def _out_of_order(self, stamp: float) -> bool:
         """An observation stamped before the newest is dropped (and counted), unless it is on
         another time base: a sim's first message, stamped 0 and so taken as "now" by a node on

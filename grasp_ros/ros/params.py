@@ -305,7 +305,8 @@ PARAMETERS: tuple[Param, ...] = (
           check=_check_joint_names),
     Param("pair_tolerance", "double", 0.05,
           "For a model that encodes camera and joints: the joint_states sample used with a frame "
-          "is the one nearest in stamp, at most this far (s) from it; a goal image pairs with the "
+          "is the one nearest in stamp, at most this far (s) from it (the cycle takes the newest "
+          "fresh frame that has one); a goal image pairs with the "
           "goal state this close in stamp.",
           range=(0.0, 10.0), dynamic=True),
     Param("plan_ahead", "int", 0,
