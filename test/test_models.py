@@ -9,6 +9,7 @@ from torch import nn
 import grasp_ros
 from grasp_ros.sim import make_env
 from grasp_ros.sim.analytic import AnalyticNavModel
+from grasp_ros.sim.render import AGENT
 from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
 
 
@@ -36,6 +37,25 @@ def test_analytic_encodes_joints_and_image():
     with pytest.raises(WorldModelError, match="no agent"):
         model.encode({"image": torch.zeros(1, 64, 64, 3, dtype=torch.uint8)})
     assert torch.equal(model.position(from_joints), from_joints)
+
+
+@pytest.mark.parametrize("size", [16, 64, 128])
+def test_analytic_image_encoding_refuses_a_second_red_object(size):
+    """The agent's centroid of two red things is neither (an audit's frame with a second red
+    disk gave OK cycles planned from between them); one disk anywhere, clipped at the border too,
+    is found."""
+    model = AnalyticNavModel("wall_door", 50, image_size=size, observe="image")
+    camera = model._camera
+    positions = np.random.default_rng(0).uniform(-1.05, 1.05, (100, 2))
+    found = model.encode({"image": torch.from_numpy(np.stack([camera.render(p) for p in positions]))})
+    inside = np.abs(positions).max(1) < 0.95
+    assert np.abs(found.numpy()[inside] - positions[inside]).max() < 2.5 / size
+    two = camera.render([0.5, 0.5])
+    other = camera.render([-0.5, -0.4])
+    red = np.abs(other.astype(int) - AGENT).sum(-1) < 90          # the second agent's pixels
+    two[red] = other[red]
+    with pytest.raises(WorldModelError, match="covers more than its disk"):
+        model.encode({"image": torch.from_numpy(two)[None]})
 
 
 class Linear(WorldModel):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .nav import NOMINAL_HORIZON, make_env
+from .dynamics import AGENT_RADIUS
 from .render import AGENT
 from ..models.card import NAV_SIM_ACTIONS, NAV_SIM_JOINTS, ActionOutput, ImageInput, JointInput, ModelCard
 from ..models.contract import Observation, WorldModel, WorldModelError
@@ -86,6 +87,13 @@ class AnalyticNavModel(WorldModel):
         cols = torch.arange(image.shape[2], dtype=torch.float32, device=image.device)
         r = (mask.sum(-1) * rows).sum(-1) / count
         c = (mask.sum(-2) * cols).sum(-1) / count
+        # One disk, or the centroid of two red things is neither (an audit's second red object
+        # gave OK cycles planned from between them): every red pixel within the disk's radius.
+        spread = ((rows.view(-1, 1) - r.view(-1, 1, 1)) ** 2 + (cols - c.view(-1, 1, 1)) ** 2) * mask
+        radius = max(2, round(AGENT_RADIUS * image.shape[2])) + 2           # + anti-aliased edge
+        if bool((spread.flatten(1).amax(1) > radius ** 2).any()):
+            raise WorldModelError("analytic model: the agent's colour covers more than its disk "
+                                  "(another red object in view?)")
         x = c / (image.shape[2] - 1) * 2 - 1
         y = 1 - r / (image.shape[1] - 1) * 2
         return torch.stack([x, y], dim=-1).to(self.action_low.dtype)
