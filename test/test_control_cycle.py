@@ -232,6 +232,7 @@ def test_a_planner_that_stays_busy_gets_zero_once_the_previous_plan_is_too_old()
         busy = published.next()                # still busy, and the plan is 3 s old: zero
         assert busy.status == Status.FALLBACK and "still on the cycle" in busy.message
         assert "the previous plan is 3.000 s old" in busy.message and "2.5 s" in busy.message
+        assert busy.message.endswith("2.5 s): zero"), busy.message       # said once
         assert busy.command.tolist() == [0.0, 0.0] and busy.deadline_missed
     finally:
         loop.model.gate.set()

@@ -621,7 +621,7 @@ class ControlLoop:
         if previous is not None and now - plan_time > oldest:
             result = self._zero(Status.FALLBACK, (
                 f"{reason}; the previous plan is {now - plan_time:.3f} s old (more than "
-                f"max_observation_age + one period, {oldest:g} s): zero"))
+                f"max_observation_age + one period, {oldest:g} s)"))
         elif previous is None:
             result = self._zero(Status.FALLBACK, f"{reason}; no previous plan left")
         else:
