@@ -11,7 +11,9 @@ relays both, so the documented bag -> model -> controller path serves a base too
   --continuous-joints yaw``, and remap the controller's ``joint_states`` to it.
 * ``goal_pose`` -> JointGoal on ``goal_state`` (x, y, yaw; remap it to the controller's
   ``~/goal_state``), latched like the controller's goals. A pose in another frame than the
-  odometry's is refused with a warning: the relay does no transforms (tf2 would).
+  odometry's is refused with a warning: the relay does no transforms (tf2 would). A pose that
+  comes before any odometry waits for the first (the newest such pose), which says its frame; one
+  without a frame is taken in the odometry's.
 
 Run: ``python -m grasp_ros.ros.odometry_relay --ros-args -r goal_state:=/grasp_controller/goal_state``.
 """
@@ -64,6 +66,7 @@ class OdometryRelay(Node):
     def __init__(self, **kwargs):
         super().__init__("odometry_relay", **kwargs)
         self._frame: Optional[str] = None            # the odometry's frame, once one came
+        self._held: Optional[PoseStamped] = None     # the newest goal before it: unchecked yet
         self._joints = self.create_publisher(JointState, "base_state", qos.COMMAND)
         self._goal = self.create_publisher(JointGoal, "goal_state", qos.GOAL)
         # best effort takes a reliable publisher's odometry too
@@ -76,10 +79,17 @@ class OdometryRelay(Node):
             self._frame = msg.header.frame_id
         except ValueError as exc:    # the controller goes stale on its own: nothing relayed
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
+        if self._held is not None and self._frame is not None:
+            held, self._held = self._held, None
+            self._on_goal(held)
 
     def _on_goal(self, msg: PoseStamped) -> None:
         frame = msg.header.frame_id
-        if self._frame is not None and frame and frame != self._frame:
+        if self._frame is None:      # its frame cannot be checked yet: relayed or refused later
+            self._held = msg
+            self.get_logger().info("goal pose held until the first odometry gives its frame")
+            return
+        if frame and frame != self._frame:
             self.get_logger().warning(f"goal pose in frame {frame[:80]!r}, the odometry's is "
                                       f"{self._frame[:80]!r}: not relayed (no transforms here)",
                                       throttle_duration_sec=1.0)
