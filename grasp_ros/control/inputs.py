@@ -96,7 +96,6 @@ class RecentInputs:
             sample = Sample({**sample.value, "image": stacked}, sample.stamp)
         return sample
 
-
     def complete_newest(self, samples: list, snapshot: tuple[list, list], tolerance: float,
                         step: float, max_age: float = math.inf) -> Sample:
         """The first of ``samples`` (frames, newest first) that ``complete`` completes, or the

@@ -116,8 +116,8 @@ def _tiff_layout(data: bytes, order: str) -> tuple[int, int, int, int]:
             tags[tag] = values(kind, n, entry)
     if 256 not in tags or 257 not in tags:
         raise ValueError("TIFF whose first directory does not give its width and length")
-    bits = max(tags.get(258, (1,)))
-    if max(tags.get(339, (1,))) not in (1, 2) or bits > 16:     # 1, 2: integers; 3: IEEE float
-        raise ValueError(f"TIFF of {bits}-bit {'float' if 3 in tags.get(339, ()) else 'integer'} "
-                         "samples: only 8- or 16-bit integer samples are read")
+    bits, kind = max(tags.get(258, (1,))), max(tags.get(339, (1,)))
+    if kind not in (1, 2) or bits > 16:         # SampleFormat 1, 2: integers; 3: IEEE float
+        name = {1: "integer", 2: "integer", 3: "float"}.get(kind, f"SampleFormat {kind}")
+        raise ValueError(f"TIFF of {bits}-bit {name} samples: only 8- or 16-bit integer samples are read")
     return tags[256][0], tags[257][0], tags.get(277, (1,))[0], 2 if bits > 8 else 1

@@ -16,8 +16,8 @@ from typing import Dict
 import numpy as np
 import torch
 
-from .nav import NOMINAL_HORIZON, make_env
 from .dynamics import AGENT_RADIUS
+from .nav import NOMINAL_HORIZON, make_env
 from .render import AGENT
 from ..models.card import NAV_SIM_ACTIONS, NAV_SIM_JOINTS, ActionOutput, ImageInput, JointInput, ModelCard
 from ..models.contract import Observation, WorldModel, WorldModelError
