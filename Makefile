@@ -3,7 +3,7 @@
 #   make setup   venv + Python deps + ROS 2 wheels + colcon build of the messages (idempotent)
 #   make test    the pytest suite (isolated DDS domain)
 #   make demo    closed-loop demo (grasp_ros.cli demo); ROBOT=arm: the MuJoCo arm
-#   make bench   quick planner benchmark (grasp_ros.cli bench --quick)
+#   make bench   the planner benchmark at 20 episodes a cell (bench --quick: about 40 min)
 #   make clean   remove colcon build/install/log and the stamps (keeps .venv)
 #   make distclean  clean + remove .venv
 #

@@ -27,7 +27,7 @@ from ..bench.results import machine_info, markdown_table, write_bench_json
 from ..sim.world import ARM, WORLD_NAMES
 
 COLUMNS = [("variant", "variant"), ("iterations_per_cycle", "iterations / cycle"),
-           ("success_rate", "success", ".0%"), ("median_steps", "median steps to goal", ".0f"),
+           ("success_rate", "success", ".0%"), ("median_steps", "median steps (a failure counts the cap)", ".0f"),
            ("median_solve_s", "median solve (s)", ".3f")]
 
 
@@ -142,6 +142,6 @@ def run(args) -> int:
     (args.out / "bench_effort.md").write_text(report, encoding="utf-8")
     plots.success_vs_effort(rows, args.out / "success_vs_effort.png")
     print(report)
-    print(f"wrote {json_path} and {args.out}/")
+    print(f"wrote {json_path}, {args.out / 'bench_effort.md'} and {args.out / 'success_vs_effort.png'}")
     return 0
 

@@ -23,7 +23,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--horizon", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--planners", nargs="+", default=list(PLANNERS), choices=list(PLANNERS))
-    parser.add_argument("--out", type=Path, default=Path("demo_out/plan_demo.png"))
+    parser.add_argument("--out", type=Path, default=Path("demo_out/plan_demo.png"),
+                        help="the figure (default: demo_out/plan_demo.png)")
 
 
 def run(args) -> int:
