@@ -193,7 +193,7 @@ def test_joint_states_stamped_behind_the_camera_pair_with_an_earlier_fresh_frame
     frame_stamp = 1.0 + 24 / 30              # the newest frame within 0.05 s of a joint sample:
     assert model.seen[-1][0, 0].item() == pytest.approx(1.0 + 29 / 30 - 0.2)   # the newest one
     assert result.observation_age == pytest.approx(2.0 - frame_stamp)
-    later = loop.step(2.0 + 0.5 - (2.0 - frame_stamp) + 0.01)   # no new input: that frame aged out
+    later = loop.step(frame_stamp + 0.51)      # no new input: that frame is older than 0.5 s
     assert later.status == Status.STALE and later.command.tolist() == [0.0, 0.0, 0.0]
 
 
