@@ -451,11 +451,16 @@ class ControlLoop:
         age = now - sample.stamp
         with self._lock:
             recent, refused = self._inbox.recent.snapshot(), self._inbox.joints_refused
-            # refused joints: no falling back to frames paired with the joints before them
-            earlier = self._inbox.earlier(sample, now) if self._inbox.recent.pairs_joints and not refused else []
-        config = self.config
-        sample = self._inbox.recent.complete_newest([sample, *earlier], recent, config.pair_tolerance,
-                                                    self.card.period or config.period, config.max_observation_age)
+        config, inputs = self.config, self._inbox.recent
+        terms = (recent, config.pair_tolerance, self.card.period or config.period, config.max_observation_age)
+        completed = inputs.complete(sample, *terms)
+        # A frame no joint sample has reached yet: an earlier fresh one that has its pair (not
+        # with refused joints: no falling back to frames paired with the joints before them).
+        if completed.error and inputs.pairs_joints and not refused:
+            with self._lock:
+                earlier = self._inbox.earlier(sample, now)
+            completed = inputs.complete_first(earlier, *terms) or completed
+        sample = completed
         if sample.error and refused:
             return self._finish(self._zero(Status.ERROR, f"observation refused: {refused} ({sample.error})"),
                                 now, age)

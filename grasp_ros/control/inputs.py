@@ -96,24 +96,23 @@ class RecentInputs:
             sample = Sample({**sample.value, "image": stacked}, sample.stamp)
         return sample
 
-    def complete_newest(self, samples: list, snapshot: tuple[list, list], tolerance: float,
-                        step: float, max_age: float = math.inf) -> Sample:
-        """The first of ``samples`` (frames, newest first) that ``complete`` completes, or the
-        first one with its reason: a camera + joints model's newest frame can be ahead of every
-        joint sample received (joints stamped 0.06-0.2 s behind the camera made cycles STALE,
-        on and off or for good, in an audit) while an earlier fresh frame has its pair."""
-        first = self.complete(samples[0], snapshot, tolerance, step, max_age)
+    def complete_first(self, samples: list, snapshot: tuple[list, list], tolerance: float,
+                       step: float, max_age: float = math.inf) -> Optional[Sample]:
+        """The first of ``samples`` (earlier frames, newest first) that ``complete`` completes,
+        or None: a camera + joints model's newest frame can be ahead of every joint sample
+        received (joints stamped 0.06-0.2 s behind the camera made cycles STALE, on and off or
+        for good, in an audit) while an earlier fresh frame has its pair."""
         joints = snapshot[0]
-        if not first.error or not self.pairs_joints or not joints:
-            return first
+        if not joints:
+            return None
         low = min(s[0] for s in joints) - tolerance     # frames no joint sample can pair with
         high = max(s[0] for s in joints) + tolerance    # are not tried
-        for sample in samples[1:]:
+        for sample in samples:
             if low <= sample.stamp <= high:
                 completed = self.complete(sample, snapshot, tolerance, step, max_age)
                 if not completed.error:
                     return completed
-        return first
+        return None
 
 
 def paired(frame: Sample, joints: list, tolerance: float, max_age: float = math.inf) -> Sample:
