@@ -211,6 +211,44 @@ def test_grasp_reports_its_syncs_and_a_budgeted_plan_repeats_from_its_counts():
     assert torch.equal(repeat.actions, recorded.actions)
 
 
+def test_grasp_draws_the_start_samples_that_fit_and_a_budgeted_plan_repeats_from_its_count():
+    """Without a clock GRASP draws all its start samples (max_start_samples caps them); under a
+    wall-clock budget, once it knows its pace a sample, only those that fit before the final
+    ranking (a batched rollout cannot stop half-way: all of them made a busy CPU's cycles late).
+    The count it reports repeats its plan exactly without a clock, as a replay repeats a cycle."""
+    model = LinearModel()
+    settings = {"iterations": 3, "start_samples": 40}
+    assert _planner("grasp", model, **settings).plan(Z0, GOAL).start_samples == 40
+    assert _planner("grasp", model, **settings, max_start_samples=7).plan(Z0, GOAL).start_samples == 7
+    assert _planner("grasp", model, iterations=3).plan(Z0, GOAL).start_samples == 0
+    with pytest.raises(ValueError, match="max_start_samples"):
+        _planner("grasp", model, max_start_samples=-2)
+    timed = _planner("grasp", model, **settings)
+    first = timed.plan(Z0, GOAL, budget=Budget(max_seconds=1e-9))     # no pace known yet: all
+    assert first.start_samples == 40
+    assert timed.plan(Z0, GOAL, budget=Budget(max_seconds=3600.0)).start_samples == 40
+    out_of_time = timed.plan(Z0, GOAL, budget=Budget(max_seconds=1e-9))
+    assert (out_of_time.start_samples, out_of_time.iterations) == (0, 0)
+
+    analytic, horizon = _analytic(REACH_H), REACH_H
+    ep = _nearby_episode(make_env("open", horizon), 0)
+    z0, goal = torch.tensor(ep.start, dtype=torch.float32), torch.tensor(ep.goal, dtype=torch.float32)
+    sampled = {"iterations": 10**6, "sync_every": 3, "start_samples": 64}
+    for seconds in (0.05, 1e-9):            # whatever fitted; nothing at all
+        timed = make_planner("grasp", analytic, horizon, sampled, seed=4)
+        warm = timed.plan(z0, goal, budget=Budget(max_iterations=2)).shifted(1)
+        recorded = timed.plan(z0, goal, warm, budget=Budget(max_seconds=seconds))
+        again = make_planner("grasp", analytic, horizon, sampled, seed=4)
+        again.plan(z0, goal, budget=Budget(max_iterations=2))
+        # the replay's way: the counts set from the next plan on, as the controller's parameters
+        again.configure(iterations=recorded.iterations, max_syncs=recorded.syncs,
+                        max_start_samples=recorded.start_samples)
+        repeat = again.plan(z0, goal, warm)
+        assert repeat.start_samples == recorded.start_samples <= 64
+        assert torch.equal(repeat.actions, recorded.actions)
+    assert recorded.start_samples == 0
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_plan_whose_budget_ran_out_at_once_repeats_with_zero_iterations(name):
     """A cycle whose wall-clock budget was gone before the first iteration plans 0 iterations (the
@@ -745,7 +783,7 @@ def test_grasp_sampled_starts_are_the_best_samples_and_their_rollouts():
     """start_samples: random sequences ranked by true rollout; the best become the last fresh
     chains (actions, and their rollouts as virtual states: no residual), every sample a
     candidate; around the warm start in the next plan, inside the bounds."""
-    from grasp_ros.planning.base import Best
+    from grasp_ros.planning.base import Best, Deadline
     from grasp_ros.planning.costs import Goal
     model = LinearModel(low=(-0.5, -1.0), high=(1.0, 0.25))
     planner = _planner("grasp", model, chains=6, start_samples=40, start_chains=0.5)
@@ -754,7 +792,7 @@ def test_grasp_sampled_starts_are_the_best_samples_and_their_rollouts():
     low, high = torch.tensor([-0.5, -1.0]), torch.tensor([1.0, 0.25])
     assert bool(((plan.actions >= low) & (plan.actions <= high)).all())
     actions, states, best = torch.zeros(6, H, 2), torch.zeros(6, H - 1, 2), Best()
-    calls = planner._sampled_starts(Z0, Goal(latent=GOAL), None, actions, states, best)
+    calls = planner._sampled_starts(Z0, Goal(latent=GOAL), None, actions, states, best, 40, Deadline(None, 1))
     assert calls == 40 * H
     assert not actions[:3].any() and not states[:3].any()         # the first chains untouched
     chosen = rollout(model, Z0, actions[3:])
@@ -769,7 +807,7 @@ def test_grasp_sampled_starts_spread_their_std_log_evenly_down_to_local_samples(
     """start_std_spread: from the same draws, sample n of N deviates from the warm start by
     start_std / spread^(n / (N-1)) of what it would at spread 1: the first as wide as before, the
     last local (a refinement of the warm start by true rollout); 1 repeats the draws exactly."""
-    from grasp_ros.planning.base import Best
+    from grasp_ros.planning.base import Best, Deadline
     from grasp_ros.planning.costs import Goal
 
     class Recorded(Best):
@@ -785,7 +823,7 @@ def test_grasp_sampled_starts_spread_their_std_log_evenly_down_to_local_samples(
                            start_std_spread=spread)
         best = Recorded()
         planner._sampled_starts(Z0, Goal(latent=GOAL), warm, torch.zeros(6, H, 2),
-                                torch.zeros(6, H - 1, 2), best)
+                                torch.zeros(6, H - 1, 2), best, 40, Deadline(None, 1))
         deviations[spread] = best.samples - warm.actions
     shrink = torch.logspace(0.0, -1.0, 40).view(40, 1, 1)
     torch.testing.assert_close(deviations[10.0], deviations[1.0] * shrink, rtol=1e-4, atol=1e-6)

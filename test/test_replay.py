@@ -288,9 +288,15 @@ def _missing_start(recording) -> str:
 
 def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
     """Record the closed loop (sim + controller in lock step, sqlite3) with grasp-ros record,
-    then replay it twice: both command exactly what was recorded, and alike."""
+    then replay it twice: both command exactly what was recorded, and alike. Without syncs (as
+    config/arm_controller.yaml runs): the controller left planner.warm_states unset, and a replay
+    that took that for a bag from before the parameter (its legacy value) planned otherwise."""
     bag = tmp_path / "run"
-    record_demo(bag, tmp_path)
+    record_demo(bag, tmp_path, *LOCK_STEP, "-p", "planner.sync_every:=0")
+    from grasp_ros.replay.bag import read_recording
+    recording = read_recording(bag)
+    assert "planner.warm_states" in recording.parameters_unset
+    assert "planner.warm_states" not in recording.parameters
     runs = []
     for name in ("one", "two"):
         code, output, row = replay(bag, tmp_path / name)
@@ -357,11 +363,13 @@ def test_recorded_sync_counts_reach_the_controller(tmp_path):
     """Under a wall-clock budget GRASP skips the syncs that no longer fit; each cycle is replayed
     capped at its recorded count. The shipped bag's first 6 cycles (20 iterations, so 2 syncs each)
     with their counts written in: exact. Written as if their syncs had been skipped: the replay
-    sets planner.max_syncs := 0 and its commands differ from the recorded (synced) ones."""
+    sets planner.max_syncs := 0 and its commands differ from the recorded (synced) ones. The
+    start sample counts (none drawn here) reach the controller alike."""
     def with_syncs(count):
         def transform(topic, kind, received, raw):
             if topic == DIAGNOSTICS:
-                raw = _edit(raw, kind, lambda m: setattr(m, "syncs", count if m.iterations else 0))
+                raw = _edit(raw, kind, lambda m: (setattr(m, "syncs", count if m.iterations else 0),
+                                                  setattr(m, "start_samples", 0)))
             return topic, kind, received, raw
         return transform
 
@@ -371,7 +379,8 @@ def test_recorded_sync_counts_reach_the_controller(tmp_path):
         code, output, row = replay(bag, out, "--iterations", "recorded", "--end", "0.5")
         assert row["compared"] == 6 and row["iteration_mode"] == "recorded", output
         assert (code == 0 and row["max_command_diff"] == 0.0) if exact else (code == 1 and row["max_command_diff"] > 0), output
-        assert f"planner.max_syncs := {count}" in (out / "controller.log").read_text()
+        log = (out / "controller.log").read_text()
+        assert f"planner.max_syncs := {count}" in log and "planner.max_start_samples := 0" in log
 
 
 def test_an_overdue_cycle_replays_as_the_stop(tmp_path):
@@ -698,6 +707,8 @@ def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp
     now, _ = controller_values({"planner.route_spread": 2.0}, {}, {}, None)
     assert now["planner.route_spread"] == 2.0 and now["planner.sync_search"] == 0
     assert "planner.route_spread" not in controller_values(None, {}, {}, None)[0]   # no recorded parameters
+    # declared without a value by the recorded controller: its default, not a legacy value
+    assert "planner.route_spread" not in controller_values({}, {}, {}, None, ["planner.route_spread"])[0]
     # Several files, in order (as the node reads them); the robot's own values given again change
     # nothing: the recorded iteration counts stay (auto).
     robot = tmp_path / "robot_again.yaml"

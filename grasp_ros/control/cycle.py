@@ -186,6 +186,7 @@ class CycleResult:
     solve_time: float = 0.0
     iterations: int = 0
     syncs: int = 0
+    start_samples: int = 0
     cost: float = math.nan
     residual: float = math.nan
     observation_age: float = math.inf
@@ -209,7 +210,8 @@ class CycleResult:
         """A result that sends the ``solved`` plan's actions, with its counts, cost and residual."""
         return cls(status, actions=solved.actions.detach().cpu().numpy().astype(np.float64),
                    solve_time=solved.solve_time, iterations=solved.iterations, syncs=solved.syncs,
-                   cost=solved.cost, residual=solved.dynamics_residual, **fields)
+                   start_samples=solved.start_samples, cost=solved.cost,
+                   residual=solved.dynamics_residual, **fields)
 
 
 @dataclass

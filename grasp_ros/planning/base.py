@@ -94,6 +94,7 @@ class Plan:
     trace: Optional[list] = None
     goal: Optional[torch.Tensor] = None               # [D], the goal latent it was planned for
     syncs: int = 0                                    # GRASP's full-rollout syncs run
+    start_samples: int = 0                            # GRASP's start samples drawn
 
     @property
     def horizon(self) -> int:
@@ -171,7 +172,7 @@ class Deadline:
         if self._last_check is not None:   # the mean of the iterations since the last reading
             self._steps.append((now - self._last_check) / max(1, iteration - self._last_iteration))
         self._last_check, self._last_iteration = now, iteration
-        slowest = max(self._steps, default=0.0)
+        slowest = self.slowest_iteration
         stop = now + reserve + slowest >= self.max_seconds
         if stop and iteration == 0 and self._steps and now + reserve < self.max_seconds:
             # The slowest remembered iteration (of earlier calls) blocks this call's first: forget
@@ -182,6 +183,15 @@ class Deadline:
             fit = int((self.max_seconds - now - reserve) / slowest) - 1   # after this one
             self._trusted_until = iteration + 1 + max(0, fit // 2)
         return stop
+
+    def left(self) -> float:
+        """Seconds until the wall-clock limit (inf without one)."""
+        return math.inf if self.max_seconds is None else self.max_seconds - self.elapsed()
+
+    @property
+    def slowest_iteration(self) -> float:
+        """The slowest of the recent iterations (s; 0 before any)."""
+        return max(self._steps, default=0.0)
 
     def allows(self, seconds: float) -> bool:
         """Is there time for ``seconds`` more work (always, without a wall-clock limit)? Work

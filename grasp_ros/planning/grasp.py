@@ -202,6 +202,11 @@ class GraspSettings(PlannerSettings):
     model's action gradients mislead: on an outside arm with momentum the wide red samples at
     ``start_std`` 0.5 won 1 cycle in 2385 (docs/notes/warm_states.md), so near the goal the plan
     stopped improving (config/arm_controller.yaml sets 10)."""
+    max_start_samples: int = -1
+    """Start samples per plan at most (-1: no cap). Under a wall-clock budget a plan draws only
+    as many as fit, at the slowest recent pace a sample, before the final ranking and one
+    iteration (``Plan.start_samples`` counts them): their batched rollout cannot stop half-way,
+    and on a busy CPU all of them made one cycle in ten late. A replay caps a cycle at its count."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -220,8 +225,8 @@ class GraspSettings(PlannerSettings):
             raise ValueError("route_spread must be >= 0 and route_modes >= 1")
         if not 0 <= self.wide_routes <= 1:
             raise ValueError(f"wide_routes must be in [0, 1], got {self.wide_routes}")
-        if self.max_syncs < -1:
-            raise ValueError("max_syncs must be >= 0, or -1 for no cap")
+        if self.max_syncs < -1 or self.max_start_samples < -1:
+            raise ValueError("max_syncs and max_start_samples must be >= 0, or -1 for no cap")
         if min(self.lr_actions, self.lr_states, self.sync_lr) < 0 or self.goal_weight < 0:
             raise ValueError("learning rates and goal_weight must be >= 0")
         if self.init_spread < 0:
@@ -248,7 +253,7 @@ class GraspPlanner(Planner):
 
     def __init__(self, *args, **kwargs):
         # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).
-        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8)}
+        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8), "sample": deque(maxlen=8)}
         super().__init__(*args, **kwargs)
 
     def _solve(self, z0, goal: Goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
@@ -260,7 +265,8 @@ class GraspPlanner(Planner):
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
         actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
         best, trace = self._best(deadline), ([] if cfg.trace else None)
-        start_calls = self._sampled_starts(z0, goal, warm, actions, states, best) if cfg.start_samples else 0
+        drawn = self._start_sample_count(deadline)
+        start_calls = self._sampled_starts(z0, goal, warm, actions, states, best, drawn, deadline) if drawn else 0
         warm_path = None     # the warm start's virtual path in the final ranking (None: its own)
         if warm is not None and self._warm_from_rollout(cfg):
             warm_path = self._rollout_warm(z0, goal, warm, states)
@@ -328,7 +334,7 @@ class GraspPlanner(Planner):
             predicted = model_step(self.model, best.virtual_states[:-1], best.actions)
             residual = float((predicted - best.virtual_states[1:]).pow(2).sum(-1).mean())
         return self._finish(best, z0, goal, it, calls + H,     # + H: the residual's model_step
-                            dynamics_residual=residual, trace=trace, syncs=syncs)
+                            dynamics_residual=residual, trace=trace, syncs=syncs, start_samples=drawn)
 
     @contextlib.contextmanager
     def _timed(self, what: str, deadline: Deadline):
@@ -358,6 +364,18 @@ class GraspPlanner(Planner):
     def _reserve(self, what: str) -> float:
         """Seconds to keep for a sync / the final rollout: the worst of the recent ones."""
         return max(self._seconds[what], default=0.0)
+
+    def _start_sample_count(self, deadline: Deadline) -> int:
+        """Start samples to draw now: ``start_samples`` (capped by ``max_start_samples``), or
+        under a wall-clock budget as many as fit at the slowest recent pace a sample while the
+        final ranking and one iteration still fit after them."""
+        cfg = self.settings
+        count = cfg.start_samples if cfg.max_start_samples < 0 else min(cfg.start_samples, cfg.max_start_samples)
+        pace = self._reserve("sample")
+        if count == 0 or pace == 0:
+            return count
+        spare = deadline.left() - self._reserve("final") - deadline.slowest_iteration
+        return count if spare >= count * pace else max(0, min(count, int(spare / pace)))
 
     def _warm_states(self, z0: torch.Tensor, goal: Goal, warm: WarmStart) -> torch.Tensor:
         """The warm start's virtual states [H+1, D] with this cycle's fixed ends (the end: the
@@ -476,19 +494,21 @@ class GraspPlanner(Planner):
         return max(1, round(self.settings.warm_chains * self.settings.chains))
 
     @torch.no_grad()
-    def _sampled_starts(self, z0, goal, warm, actions, states, best: Best) -> int:
-        """The last ``start_chains`` of the fresh chains start from the best of ``start_samples``
+    def _sampled_starts(self, z0, goal, warm, actions, states, best: Best, count: int,
+                        deadline: Deadline) -> int:
+        """The last ``start_chains`` of the fresh chains start from the best of ``count``
         random action sequences (around the warm start, else zero; std ``start_std`` of half the
         action range), ranked by their true rollouts, which become their virtual states; every
         sample is offered to ``best``. Returns model calls."""
         cfg, (C, H, A) = self.settings, actions.shape
+        began = deadline.elapsed()
         warm_n = self._warm_chain_count() if warm is not None else 0
-        k = min(round(cfg.start_chains * (C - warm_n)), cfg.start_samples)
+        k = min(round(cfg.start_chains * (C - warm_n)), count)
         centre = warm.actions if warm is not None else torch.zeros(H, A, device=self.device)
-        noise = coloured_noise((cfg.start_samples, H, A), cfg.start_colour, self.generator, self.device)
+        noise = coloured_noise((count, H, A), cfg.start_colour, self.generator, self.device)
         std = cfg.start_std * (self.high - self.low) / 2                        # [A]
         if cfg.start_std_spread > 1:     # sample n: start_std / spread^(n / (N-1)), log-even
-            std = std * torch.logspace(0.0, -math.log10(cfg.start_std_spread), cfg.start_samples,
+            std = std * torch.logspace(0.0, -math.log10(cfg.start_std_spread), count,
                                        device=self.device).view(-1, 1, 1)
         samples = self._clamp(centre + std * noise)
         real = self._rollout(z0, samples)
@@ -500,7 +520,8 @@ class GraspPlanner(Planner):
             pick = torch.topk(cost, k, largest=False).indices
             actions[C - k:] = samples[pick]
             states[C - k:] = real[pick, 1:H]
-        return cfg.start_samples * H
+        self._seconds["sample"].append((deadline.elapsed() - began) / count)
+        return count * H
 
     @staticmethod
     def _warm_from_rollout(settings: GraspSettings) -> bool:

@@ -91,6 +91,7 @@ class Cycle:
     command: np.ndarray
     warm_started: bool = False   # True on a first recorded cycle: the recording began mid-run
     syncs: Optional[int] = None  # GRASP's syncs run (None: recorded before PlanDiagnostics had it)
+    start_samples: Optional[int] = None  # GRASP's start samples drawn (None: the same)
 
 
 @dataclass
@@ -110,6 +111,9 @@ class Recording:
     late_plans: Optional[list[Cycle]] = None
     """The late plans' reports, each stamped with its cycle's time (None: the bag has no
     ``~/late_plans`` topic, so its FALLBACK cycles cannot be repeated)."""
+    parameters_unset: Optional[tuple[str, ...]] = None
+    """The recorded controller's parameters declared without a value, at their defaults (None:
+    a bag recorded before the recorder listed them)."""
 
     @property
     def image_transport(self) -> Optional[str]:
@@ -234,9 +238,9 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             clock.append((received, stamp_ns(msg.clock)))
         elif role == "diagnostics":
             if msg.status != Status.INACTIVE and not msg.status_text.startswith(WATCHDOG_TEXT):
-                cycles.append(cycle_from_message(msg, received, _defines_syncs(conn)))
+                cycles.append(cycle_from_message(msg, received, _defined_counts(conn)))
         elif role == "late_plans":
-            late.append(cycle_from_message(msg, received))
+            late.append(cycle_from_message(msg, received, _defined_counts(conn)))
         else:
             inputs.append(Input(role, received, stamp_ns(msg.header.stamp), raw))
     short = {chosen[r][0]: (n, listed[r]) for r, n in counts.items() if n < listed[r]}
@@ -245,36 +249,44 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             f"{t} holds {n} of the {m} messages its metadata lists" for t, (n, m) in short.items()))
     custom = getattr(getattr(reader, "storage", None), "metadata", None)
     custom = getattr(custom, "custom", None) or {}
-    parameters, node = None, ""
+    parameters, node, unset = None, "", None
     if PARAMETERS_KEY in custom:
         try:
             document = json.loads(custom[PARAMETERS_KEY])
             parameters, node = dict(document["parameters"]), str(document["node"])
+            unset = tuple(map(str, document["unset"])) if "unset" in document else None
         except (ValueError, KeyError, TypeError) as exc:
             raise BagError(f"{source}: custom_data {PARAMETERS_KEY} is not the recorder's JSON ({exc})") from exc
     return Recording(path, bag_storage(path), chosen, inputs, cycles,
                      np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,
                      {chosen[r][0]: n for r, n in counts.items()},
-                     late if "late_plans" in chosen else None)
+                     late if "late_plans" in chosen else None, unset)
 
 
-def _defines_syncs(conn) -> bool:
-    """Whether the PlanDiagnostics the bag recorded had ``syncs`` (its stored definition; older
-    ones decode alike, the field read from what was padding, always 0)."""
+COUNTS = ("syncs", "start_samples")
+"""PlanDiagnostics' planner counts that a replay repeats, each added to the message later than
+the rest: a bag recorded before one has it as None."""
+
+
+def _defined_counts(conn) -> tuple[str, ...]:
+    """Which of ``COUNTS`` the PlanDiagnostics the bag recorded had (its stored definition;
+    older ones decode alike, each missing field read from what was padding, always 0)."""
     definition = getattr(getattr(conn, "msgdef", None), "data", "") or ""
-    return any(line.split()[:2] == ["uint32", "syncs"] for line in definition.splitlines())
+    fields = {tuple(line.split()[:2]) for line in definition.splitlines()}
+    return tuple(name for name in COUNTS if ("uint32", name) in fields)
 
 
-def cycle_from_message(msg, received: int, has_syncs: bool = True) -> Cycle:
+def cycle_from_message(msg, received: int, counts: tuple[str, ...] = COUNTS) -> Cycle:
     """The ``Cycle`` a PlanDiagnostics message reports, received at ``received`` (ns);
-    ``has_syncs``: the message's definition has ``syncs`` (``_defines_syncs``)."""
+    ``counts``: which of ``COUNTS`` the message's definition has (``_defined_counts``)."""
     return Cycle(time=stamp_ns(msg.header.stamp), received=received, status=int(msg.status),
                  status_text=msg.status_text, planner=msg.planner, iterations=int(msg.iterations),
                  cost=msg.plan_cost, residual=msg.dynamics_residual, novelty=msg.observation_novelty,
                  goal_novelty=msg.goal_novelty, goal_distance=msg.goal_distance,
                  observation_age=msg.observation_age, solve_time=msg.solve_time,
                  command_delay=msg.command_delay, command=np.asarray(msg.command, dtype=np.float64),
-                 warm_started=bool(msg.warm_started), syncs=int(msg.syncs) if has_syncs else None)
+                 warm_started=bool(msg.warm_started),
+                 **{name: int(getattr(msg, name)) if name in counts else None for name in COUNTS})
 
 
 def _in_stamp_order(cycles: list[Cycle], topic: str, source: str) -> list[Cycle]:
@@ -330,9 +342,10 @@ wall clock's 1.8e9 s) differ by less; beyond, nanoseconds leave an int64."""
 def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
     """What the controller can never have reported, refused: a damaged or edited bag. A
     non-finite command (every command is finite), a planned cycle without an observation age, an
-    age or delay beyond ``MAX_SECONDS`` (NaN and inf: none), iteration or sync counts beyond what
-    the planner parameters allow."""
-    most = {name: int(BY_NAME[f"planner.{name}"].range[1]) for name in ("iterations", "max_syncs")}
+    age or delay beyond ``MAX_SECONDS`` (NaN and inf: none), iteration, sync or start sample
+    counts beyond what the planner parameters allow."""
+    most = {name: int(BY_NAME[f"planner.{name}"].range[1])
+            for name in ("iterations", "max_syncs", "max_start_samples")}
     for k, c in enumerate(cycles):
         where = f"{source}: cycle {k} of {topic}"
         if not np.isfinite(c.command).all():
@@ -347,7 +360,8 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
             if math.isfinite(value) and abs(value) > MAX_SECONDS:
                 raise BagError(f"{where}: {name} {value:g} s is beyond what a clock can give (a damaged "
                                "or edited bag)")
-        for name, count in (("iterations", c.iterations), ("max_syncs", c.syncs)):
+        for name, count in (("iterations", c.iterations), ("max_syncs", c.syncs),
+                            ("max_start_samples", c.start_samples)):
             if count is not None and count > most[name]:
                 raise BagError(f"{where}: {count} {name.replace('max_', '')} (planner.{name} allows at "
                                f"most {most[name]}; a damaged or edited bag)")

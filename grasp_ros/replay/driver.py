@@ -13,8 +13,9 @@ private DDS domain; this process owns /clock. Per cycle:
    acknowledged before it was sent has been taken. A wait takes one message per subscription,
    so the barrier follows every message (it also keeps the order across topics).
 2. with ``iterations`` recorded: ``planner.iterations`` set to the cycle's recorded count, and
-   for GRASP ``planner.max_syncs`` to its recorded syncs (under a wall-clock budget its last
-   syncs may have been skipped); dynamic parameters: the controller applies them from its next
+   for GRASP ``planner.max_syncs`` and ``planner.max_start_samples`` to its recorded syncs and
+   start samples (under a wall-clock budget its last syncs may have been skipped and fewer
+   samples drawn); dynamic parameters: the controller applies them from its next
    cycle; the set call is a barrier.
 3. /clock set to the cycle's time: the controller's timer fires, the cycle runs with a fixed
    iteration count, and this process waits for its PlanDiagnostics (stamped with that time).
@@ -49,7 +50,7 @@ import rclpy
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
 from rcl_interfaces.msg import ParameterEvent
-from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+from rcl_interfaces.srv import GetParameters, ListParameters, SetParametersAtomically
 from rclpy.context import Context
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
@@ -80,8 +81,10 @@ REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
 """Where the replay delivers each input role: the controller's own topic names."""
 CLOCK_RESEND_S = 1.0
 """Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
-NO_SYNC_CAP = int(BY_NAME["planner.max_syncs"].range[1])
-"""planner.max_syncs' largest value: no cap."""
+CAPS = {"syncs": "planner.max_syncs", "start_samples": "planner.max_start_samples"}
+"""GRASP's parameter that repeats each recorded count (``ReplayCycle``'s field of that name)."""
+NO_CAP = {name: int(BY_NAME[param].range[1]) for name, param in CAPS.items()}
+"""Each cap's largest value: no cap."""
 PROFILES_ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 CAPABILITY_ENV = "ATEN_CPU_CAPABILITY"
 """torch's CPU kernel set: the recorded one makes the replayed arithmetic the recorded one (a
@@ -138,7 +141,8 @@ class _ReplayNode(Node):
         self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE))
         self.state_client = self.create_client(ChangeState, f"{CONTROLLER}/change_state")
-        self.set_client = self.create_client(SetParameters, f"{CONTROLLER}/set_parameters")
+        # Atomically: a cycle's several counts are one change, applied (and logged) together.
+        self.set_client = self.create_client(SetParametersAtomically, f"{CONTROLLER}/set_parameters_atomically")
         self.get_client = self.create_client(GetParameters, f"{CONTROLLER}/get_parameters")
         self.list_client = self.create_client(ListParameters, f"{CONTROLLER}/list_parameters")
         self.reports: list[Cycle] = []
@@ -277,16 +281,19 @@ class Replayer:
         node = self._node
         replayed, delivered = {}, 0
         iterations = self.values.get("planner.iterations")
-        syncs = self.values.get("planner.max_syncs") or NO_SYNC_CAP
-        capped = self.values.get("planner") == "grasp"   # only GRASP has the knob
+        caps = {name: NO_CAP[name] if self.values.get(param) is None else self.values[param]
+                for name, param in CAPS.items()}
+        capped = self.values.get("planner") == "grasp"   # only GRASP has the knobs
         first = steps[0].clock if steps else 0
         for n, step in enumerate(steps):
             change = {}
             if step.iterations is not None and step.iterations != iterations:
                 change["planner.iterations"] = iterations = int(step.iterations)
-            wanted = NO_SYNC_CAP if step.syncs is None else int(step.syncs)
-            if capped and step.iterations is not None and wanted != syncs:
-                change["planner.max_syncs"] = syncs = wanted
+            for name, param in CAPS.items():
+                recorded = getattr(step, name)
+                wanted = NO_CAP[name] if recorded is None else int(recorded)
+                if capped and step.iterations is not None and wanted != caps[name]:
+                    change[param] = caps[name] = wanted
             if change:
                 self._set(change)
             delivered += self._deliver([i for i in step.inputs if i.role in subscribed])
@@ -351,11 +358,11 @@ class Replayer:
         self._call(self._node.get_client, GetParameters.Request(names=["autostart"]))
 
     def _set(self, values: dict[str, Any]) -> None:
-        request = SetParameters.Request(parameters=[
+        request = SetParametersAtomically.Request(parameters=[
             RclpyParameter(name, value=value).to_parameter_msg() for name, value in values.items()])
-        for result in self._call(self._node.set_client, request).results:
-            if not result.successful:
-                raise ReplayError(f"the controller refused {values}: {result.reason}")
+        result = self._call(self._node.set_client, request).result
+        if not result.successful:
+            raise ReplayError(f"the controller refused {values}: {result.reason}")
 
     def _call(self, client, request):
         future = client.call_async(request)

@@ -119,7 +119,7 @@ def prepare(options: ReplayOptions) -> Prepared:
     file_values = {name: value for path in options.params_files for name, value in read_params_file(path).items()}
     recording = read_recording(options.bag, options.topics)
     values, sources = controller_values(recording.parameters, file_values, options.overrides,
-                                        recording.image_transport)
+                                        recording.image_transport, recording.parameters_unset)
     if recording.image_transport and _value(values, "image_transport") != recording.image_transport:
         raise ValueError(f"image_transport {values['image_transport']!r} does not fit the bag, whose "
                          f"camera ({recording.topics['image'][0]}) is {recording.image_transport}")
@@ -234,8 +234,9 @@ def _info(prepared: Prepared, steps: list[ReplayCycle], run: ReplayRun, machine:
         bag_sim_s=span, replay_wall_s=run.wall_s, startup_s=run.startup_s,
         controller_solve_s=sum(r.solve_time for r in run.replayed.values()),
         speed_vs_real_time=span / run.wall_s if run.wall_s > 0 else math.inf,
-        iterations=("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs: set as "
-                    "planner.iterations and planner.max_syncs; a late cycle's from its late plan's "
+        iterations=("recorded (each cycle's PlanDiagnostics.iterations and, for GRASP, syncs and "
+                    "start_samples: set as planner.iterations, planner.max_syncs and "
+                    "planner.max_start_samples; a late cycle's from its late plan's "
                     "report, and planned late again: the previous plan's action sent)"
                     if prepared.iterations == "recorded" else
                     f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),

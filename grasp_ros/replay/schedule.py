@@ -47,6 +47,7 @@ class ReplayCycle:
     inputs: list[Input]
     iterations: Optional[int]  # planner.iterations for this cycle (None: leave as set)
     syncs: Optional[int] = None  # planner.max_syncs for this cycle (None: no cap)
+    start_samples: Optional[int] = None  # planner.max_start_samples for this cycle (None: no cap)
     fallback: str = ""
     """How the recorded cycle was a FALLBACK, to repeat it: "late" (its plan came late: plan
     the late plan's counts, send the previous plan's action), "busy" (the planner was still on a
@@ -85,16 +86,17 @@ def replay_cycles(recording: Recording, observed: Sequence[str], iterations: str
         take = recording.inputs[first_in:end_in]
         if k == chosen[0] and k > 0:
             take = _lead_in(recording, low, cycles[k].time) + take
-        # A cycle's sync count, where it reports a plan of its own: recorded under a budget, its
-        # last syncs may have been skipped.
-        syncs = cycles[k].syncs if iterations == "recorded" and planned_itself(cycles[k]) else None
-        step = ReplayCycle(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k], syncs)
+        # A cycle's sync and start sample counts, where it reports a plan of its own: recorded
+        # under a budget, its last syncs may have been skipped and fewer samples drawn.
+        own = iterations == "recorded" and planned_itself(cycles[k])
+        step = ReplayCycle(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k],
+                           cycles[k].syncs if own else None, cycles[k].start_samples if own else None)
         if iterations == "recorded":
             step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
             step.overdue = reasons.OVERDUE in cycles[k].status_text
             if step.fallback == "late":
                 plan = late[cycles[k].time]
-                step.iterations, step.syncs = plan.iterations, plan.syncs
+                step.iterations, step.syncs, step.start_samples = plan.iterations, plan.syncs, plan.start_samples
         steps.append(step)
     return steps
 

@@ -82,11 +82,14 @@ def _flatten(mapping: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str, Any],
-                      overrides: dict[str, Any], image_transport: Optional[str]) -> tuple[dict, dict]:
+                      overrides: dict[str, Any], image_transport: Optional[str],
+                      unset: Optional[Sequence[str]] = None) -> tuple[dict, dict]:
     """(the replayed controller's parameter values, where each came from: recorded, file,
     command line, bag, replay). Recorded values the controller no longer has are dropped; a
     parameter newer than the recording gets its ``legacy`` value, which repeats the controller
-    that recorded it."""
+    that recorded it. ``unset``: the recorded controller's parameters declared without a value
+    (None: not known, a bag from before the recorder listed them): those it had, at their
+    defaults, not newer than it."""
     values: dict[str, Any] = {}
     source: dict[str, str] = {}
     for name, value in (recorded or {}).items():
@@ -95,8 +98,9 @@ def controller_values(recorded: Optional[dict[str, Any]], file_values: dict[str,
                 values[name], source[name] = typed(name, value), "recorded"
             except ValueError as exc:     # the bag's, not the command line's: say so
                 raise ValueError(f"the bag's recorded controller parameters: {exc}") from exc
+    had = set(recorded or ()) | set(unset or ())
     for p in params.PARAMETERS if recorded is not None else ():   # newer than the recorder:
-        if p.legacy is not None and p.name not in recorded:            # the controller as it was
+        if p.legacy is not None and p.name not in had:                 # the controller as it was
             values[p.name], source[p.name] = p.legacy, "recorded (before the parameter existed)"
     if image_transport and "image_transport" not in {**file_values, **overrides}:
         values["image_transport"], source["image_transport"] = image_transport, "bag"

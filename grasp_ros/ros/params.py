@@ -422,6 +422,11 @@ PARAMETERS: tuple[Param, ...] = (
           "by their true rollouts; the best start fresh chains (planner.start_chains of them) "
           "(0, its default: none; config/arm_controller.yaml sets 300).",
           range=(0, 100000), dynamic=True),
+    Param("planner.max_start_samples", "int", None,
+          "GRASP: start samples per cycle at most (unset: no cap). Under a wall-clock budget a "
+          "cycle draws only as many as fit before its final ranking and one iteration; a replay "
+          "of such a run sets each cycle's recorded count (PlanDiagnostics.start_samples).",
+          range=(0, 100000), dynamic=True),
     Param("planner.start_chains", "double", None,
           "GRASP: fraction of the fresh chains that start from the best of planner.start_samples "
           "(its default 0.5).",

@@ -305,6 +305,7 @@ class ParameterSnapshot:
 
         self.node, self.target, self.log = node, target, log
         self.values: Optional[dict[str, Any]] = None
+        self.unset: list[str] = []
         self._asked = False
         self._clients = [node.create_client(kind, f"{target}/{name}") for kind, name in (
             (ListParameters, "list_parameters"), (GetParameterTypes, "get_parameter_types"),
@@ -333,7 +334,10 @@ class ParameterSnapshot:
         from rcl_interfaces.msg import ParameterType
         from rcl_interfaces.srv import GetParameters
 
-        names = [n for n, t in zip(names, future.result().types) if t != ParameterType.PARAMETER_NOT_SET]
+        types = future.result().types
+        # Declared without a value: the controller's own default, not a parameter it lacked.
+        self.unset = sorted(n for n, t in zip(names, types) if t == ParameterType.PARAMETER_NOT_SET)
+        names = [n for n, t in zip(names, types) if t != ParameterType.PARAMETER_NOT_SET]
         self._clients[2].call_async(GetParameters.Request(names=names)).add_done_callback(
             lambda answer: self._got(names, answer))
 
@@ -354,7 +358,7 @@ class ParameterSnapshot:
         """Into the bag's metadata (custom_data), if they came."""
         if self.values is not None:
             writer.set_custom_data(PARAMETERS_KEY, json.dumps(
-                {"node": self.target, "parameters": self.values}, sort_keys=True))
+                {"node": self.target, "parameters": self.values, "unset": self.unset}, sort_keys=True))
 
 
 def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = "mcap",
