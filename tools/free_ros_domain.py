@@ -21,8 +21,9 @@ DOMAINS = range(10, 230)
 """Fast DDS's default port mapping fits domain ids up to 232."""
 
 
-def others_on(domain: int) -> bool:
-    """Whether a node other than this probe is on ``domain`` (this host's discovery range)."""
+def others_on(domain: int, seconds: float = PROBE_S) -> bool:
+    """Whether a node other than this probe is on ``domain`` (this host's discovery range),
+    looking for at most ``seconds`` (an answer ends the look at once)."""
     import rclpy
     from rclpy.context import Context
 
@@ -30,7 +31,7 @@ def others_on(domain: int) -> bool:
     rclpy.init(context=context, domain_id=domain)
     try:
         node = rclpy.create_node(f"domain_probe_{os.getpid()}", context=context)
-        deadline = time.monotonic() + PROBE_S
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if len(node.get_node_names()) > 1:
                 return True
@@ -43,11 +44,13 @@ def others_on(domain: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, nargs="+", help="domains to try, in order")
+    parser.add_argument("--probe", type=float, default=PROBE_S,
+                        help=f"seconds of discovery per domain at most (default {PROBE_S:g})")
     args = parser.parse_args(argv)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     candidates = args.candidates or random.Random().sample(DOMAINS, TRIES)
     for domain in candidates:
-        if not others_on(domain):
+        if not others_on(domain, args.probe):
             break
     print(domain)
     return 0
