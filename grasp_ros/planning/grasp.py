@@ -252,7 +252,8 @@ class GraspPlanner(Planner):
     """L-BFGS steps of ``_latent_near_goal``."""
 
     def __init__(self, *args, **kwargs):
-        # Recent measured costs of a sync / final rollout (a shared CPU makes them vary).
+        # Recent measured costs of a sync, the final rollout and a start sample (a shared CPU
+        # makes them vary).
         self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8), "sample": deque(maxlen=8)}
         super().__init__(*args, **kwargs)
 
@@ -362,7 +363,8 @@ class GraspPlanner(Planner):
             seconds.clear()
 
     def _reserve(self, what: str) -> float:
-        """Seconds to keep for a sync / the final rollout: the worst of the recent ones."""
+        """Seconds to keep for a sync / the final rollout (or a start sample's pace): the worst
+        of the recent ones."""
         return max(self._seconds[what], default=0.0)
 
     def _start_sample_count(self, deadline: Deadline) -> int:
@@ -375,7 +377,7 @@ class GraspPlanner(Planner):
         if count == 0 or pace == 0:
             return count
         spare = deadline.left() - self._reserve("final") - deadline.slowest_iteration
-        return count if spare >= count * pace else max(0, min(count, int(spare / pace)))
+        return count if spare >= count * pace else max(0, int(spare / pace))
 
     def _warm_states(self, z0: torch.Tensor, goal: Goal, warm: WarmStart) -> torch.Tensor:
         """The warm start's virtual states [H+1, D] with this cycle's fixed ends (the end: the

@@ -268,6 +268,11 @@ COUNTS = ("syncs", "start_samples")
 the rest: a bag recorded before one has it as None."""
 
 
+def cap_parameter(count: str) -> str:
+    """GRASP's parameter that caps a plan at the recorded ``count`` (one of ``COUNTS``)."""
+    return f"planner.max_{count}"
+
+
 def _defined_counts(conn) -> tuple[str, ...]:
     """Which of ``COUNTS`` the PlanDiagnostics the bag recorded had (its stored definition;
     older ones decode alike, each missing field read from what was padding, always 0)."""
@@ -344,8 +349,8 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
     non-finite command (every command is finite), a planned cycle without an observation age, an
     age or delay beyond ``MAX_SECONDS`` (NaN and inf: none), iteration, sync or start sample
     counts beyond what the planner parameters allow."""
-    most = {name: int(BY_NAME[f"planner.{name}"].range[1])
-            for name in ("iterations", "max_syncs", "max_start_samples")}
+    limits = {"iterations": "planner.iterations", **{name: cap_parameter(name) for name in COUNTS}}
+    most = {name: int(BY_NAME[param].range[1]) for name, param in limits.items()}
     for k, c in enumerate(cycles):
         where = f"{source}: cycle {k} of {topic}"
         if not np.isfinite(c.command).all():
@@ -360,8 +365,8 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
             if math.isfinite(value) and abs(value) > MAX_SECONDS:
                 raise BagError(f"{where}: {name} {value:g} s is beyond what a clock can give (a damaged "
                                "or edited bag)")
-        for name, count in (("iterations", c.iterations), ("max_syncs", c.syncs),
-                            ("max_start_samples", c.start_samples)):
+        for name, param in limits.items():
+            count = getattr(c, name)
             if count is not None and count > most[name]:
-                raise BagError(f"{where}: {count} {name.replace('max_', '')} (planner.{name} allows at "
-                               f"most {most[name]}; a damaged or edited bag)")
+                raise BagError(f"{where}: {count} {name} ({param} allows at most {most[name]}; a "
+                               "damaged or edited bag)")

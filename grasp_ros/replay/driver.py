@@ -65,7 +65,7 @@ from ..ros import qos
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.processes import Processes, isolate_dds
 from ..timebase import NS, SAME_TIME_NS, stamp_ns
-from .bag import CONTROLLER, Cycle, Recording, cycle_from_message, message_class
+from .bag import CONTROLLER, COUNTS, Cycle, Recording, cap_parameter, cycle_from_message, message_class
 from .schedule import ReplayCycle
 from .settings import params_file_text
 
@@ -81,7 +81,7 @@ REPLAY_TOPICS = {"image": "image", "joints": "joint_states",
 """Where the replay delivers each input role: the controller's own topic names."""
 CLOCK_RESEND_S = 1.0
 """Wall seconds between re-sends of an unanswered /clock (same value: harmless)."""
-CAPS = {"syncs": "planner.max_syncs", "start_samples": "planner.max_start_samples"}
+CAPS = {name: cap_parameter(name) for name in COUNTS}
 """GRASP's parameter that repeats each recorded count (``ReplayCycle``'s field of that name)."""
 NO_CAP = {name: int(BY_NAME[param].range[1]) for name, param in CAPS.items()}
 """Each cap's largest value: no cap."""

@@ -30,7 +30,7 @@ import numpy as np
 from ..control import Status
 from ..control import reasons
 from ..timebase import NS, SAME_TIME_NS
-from .bag import GOALS, Cycle, Input, Recording
+from .bag import COUNTS, GOALS, Cycle, Input, Recording
 
 PLANNED = (Status.OK, Status.TRUNCATED)
 """The statuses of a cycle that reports a plan of its own."""
@@ -88,15 +88,18 @@ def replay_cycles(recording: Recording, observed: Sequence[str], iterations: str
             take = _lead_in(recording, low, cycles[k].time) + take
         # A cycle's sync and start sample counts, where it reports a plan of its own: recorded
         # under a budget, its last syncs may have been skipped and fewer samples drawn.
-        own = iterations == "recorded" and planned_itself(cycles[k])
-        step = ReplayCycle(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k],
-                           cycles[k].syncs if own else None, cycles[k].start_samples if own else None)
+        step = ReplayCycle(k, cycles[k], clock_value(recording, cycles[k].time), take, counts[k])
+        # The counts (COUNTS) of the plan the cycle reports, its own or its late plan's: recorded
+        # under a budget, its last syncs may have been skipped and fewer samples drawn.
+        planned = cycles[k] if iterations == "recorded" and planned_itself(cycles[k]) else None
         if iterations == "recorded":
             step.fallback = fallback_kind(cycles[k], late.get(cycles[k].time))   # stamped alike
             step.overdue = reasons.OVERDUE in cycles[k].status_text
             if step.fallback == "late":
-                plan = late[cycles[k].time]
-                step.iterations, step.syncs, step.start_samples = plan.iterations, plan.syncs, plan.start_samples
+                planned = late[cycles[k].time]
+                step.iterations = planned.iterations
+        for name in COUNTS if planned is not None else ():
+            setattr(step, name, getattr(planned, name))
         steps.append(step)
     return steps
 
