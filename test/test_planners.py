@@ -249,6 +249,22 @@ def test_grasp_draws_the_start_samples_that_fit_and_a_budgeted_plan_repeats_from
     assert recorded.start_samples == 0
 
 
+@pytest.mark.parametrize("warm_states, fitted", [("rollout", 29), ("virtual", 40)])
+def test_grasp_start_samples_leave_time_for_the_warm_rollout(warm_states, fitted):
+    """What follows the start samples and cannot stop half-way is kept time for: the warm
+    start's rollout (where the warm chains start on it) and the final ranking, at their slowest
+    recent costs. Those costs are set here (s), so the count does not depend on the CPU: 600 s
+    left, 10 s a sample, the warm rollout 300 s -> 29 of 40 samples (30 would end at 600 s)."""
+    planner = _planner("grasp", LinearModel(), start_samples=40, iterations=3, sync_every=0,
+                       warm_states=warm_states)
+    warm = planner.plan(Z0, GOAL).shifted(1)
+    for name, seconds in (("sample", 10.0), ("final", 0.0), ("warm", 300.0)):
+        planner._seconds[name].clear()
+        planner._seconds[name].append(seconds)
+    plan = planner.plan(Z0, GOAL, warm, budget=Budget(max_seconds=600.0))
+    assert (plan.start_samples, plan.iterations) == (fitted, 3)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_a_plan_whose_budget_ran_out_at_once_repeats_with_zero_iterations(name):
     """A cycle whose wall-clock budget was gone before the first iteration plans 0 iterations (the
@@ -557,14 +573,16 @@ class _CapturingGrasp(GraspPlanner):
         return actions, states
 
 
-@pytest.mark.parametrize("warm_states, sync_every, on_rollout", [
-    ("rollout", 5, True), ("auto", 0, True), ("auto", 5, False), ("virtual", 0, False)])
+@pytest.mark.parametrize("warm_states, sync_every, on_rollout, kept_on_rollout", [
+    ("rollout", 5, True, True), ("auto", 0, True, True), ("auto", 5, False, False),
+    ("virtual", 0, False, False), ("reset", 0, False, True), ("reset", 5, False, True)])
 def test_warm_chains_start_on_the_warm_starts_rollout_where_no_sync_keeps_its_states_honest(
-        warm_states, sync_every, on_rollout):
+        warm_states, sync_every, on_rollout, kept_on_rollout):
     """Without syncs, a warm start's virtual states, shifted cycle after cycle, drift from what
     its actions do (0.7 rad on an outside arm, docs/notes/warm_states.md); "rollout" (and
     "auto" where sync_every is 0) starts the warm chains on the actions' true rollout instead,
-    and the warm start competes in the final ranking with that path."""
+    and the warm start competes in the final ranking with that path. "reset" keeps the chains
+    on the virtual states and only the warm start's own path on its rollout."""
     model = LinearModel()
     actions = torch.full((H, 2), 0.3)
     true = _mean_rollout(model, Z0, actions)                 # [H+1, D]
@@ -573,10 +591,10 @@ def test_warm_chains_start_on_the_warm_starts_rollout_where_no_sync_keeps_its_st
     planner = _CapturingGrasp(model, H, settings=settings, seed=1)
     plan = planner.plan(Z0, GOAL, WarmStart(actions, drifted), Budget(max_iterations=0))
     warm_chain = planner.iterates[1][0].detach()            # chain 0 is the warm one
-    expected = true if on_rollout else drifted
+    expected, kept = (true if on_rollout else drifted), (true if kept_on_rollout else drifted)
     assert torch.allclose(warm_chain, expected[1:H], atol=1e-6), (warm_chain, expected)
     assert torch.equal(plan.actions, actions)               # no iterations: the warm start's actions
-    assert torch.allclose(plan.virtual_states[1:H], expected[1:H], atol=1e-6)   # and the path it is kept with
+    assert torch.allclose(plan.virtual_states[1:H], kept[1:H], atol=1e-6)   # and the path it is kept with
 
 
 def test_grasp_gradients_match_the_stop_gradient_loss_exactly():

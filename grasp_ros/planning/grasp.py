@@ -78,7 +78,7 @@ def grasp_loss(model, cost: Cost, visited: torch.Tensor, actions: torch.Tensor, 
 
 INIT_ACTIONS = ("inverse", "zero")
 SYNC_GRADIENTS = ("auto", "adjoint", "backprop")
-WARM_STATES = ("auto", "virtual", "rollout")
+WARM_STATES = ("auto", "virtual", "rollout", "reset")
 
 
 @dataclass
@@ -170,11 +170,16 @@ class GraspSettings(PlannerSettings):
     """Where the warm chains' virtual states start: "virtual", the previous plan's optimised
     virtual states, shifted; "rollout", the true rollout of the warm start's actions from this
     cycle's z0 (one more rollout of H steps), which is also the warm start's virtual path when it
-    competes in the final ranking; "auto": rollout where ``sync_every`` is 0, else virtual.
+    competes in the final ranking; "reset": the chains on the virtual states, the warm start
+    competing with its true rollout, so an unchanged warm start that wins carries that path, not
+    its shifted virtual one; "auto": rollout where ``sync_every`` is 0, else virtual.
     Without syncs nothing else pulls the virtual states back to what the actions do: shifted
     cycle after cycle they drift from it, the residual term drags the warm chains' actions
     towards a path the model does not follow, the unchanged warm start beats them, and a
-    receding-horizon loop replays one old plan (docs/notes/warm_states.md)."""
+    receding-horizon loop replays one old plan (docs/notes/warm_states.md). Chains started on
+    the rollout have no residual to follow: with few iterations a cycle (1-4) their first Adam
+    steps move every action by the step size along the goal terms' gradient, and the arm reached
+    fewer goals with "rollout" than with "virtual" or "reset" (docs/notes/warm_states.md)."""
     warm_chains: float = 0.25
     """Fraction of chains that start from the warm start; the rest start fresh every cycle, so a
     receding-horizon loop keeps exploring other routes (e.g. out of a dead end against a wall;
@@ -204,8 +209,8 @@ class GraspSettings(PlannerSettings):
     stopped improving (config/arm_controller.yaml sets 10)."""
     max_start_samples: int = -1
     """Start samples per plan at most (-1: no cap). Under a wall-clock budget a plan draws only
-    as many as fit, at the slowest recent pace a sample, before the final ranking and one
-    iteration (``Plan.start_samples`` counts them): their batched rollout cannot stop half-way,
+    as many as fit, at the slowest recent pace a sample, before the warm start's rollout (where
+    it runs), one iteration and the final ranking (``Plan.start_samples`` counts them): their batched rollout cannot stop half-way,
     and on a busy CPU all of them made one cycle in ten late. A replay caps a cycle at its count."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
@@ -252,9 +257,9 @@ class GraspPlanner(Planner):
     """L-BFGS steps of ``_latent_near_goal``."""
 
     def __init__(self, *args, **kwargs):
-        # Recent measured costs of a sync, the final rollout and a start sample (a shared CPU
-        # makes them vary).
-        self._seconds = {"sync": deque(maxlen=8), "final": deque(maxlen=8), "sample": deque(maxlen=8)}
+        # Recent measured costs of a sync, the final rollout, a start sample and the warm start's
+        # rollout (a shared CPU makes them vary).
+        self._seconds = {name: deque(maxlen=8) for name in ("sync", "final", "sample", "warm")}
         super().__init__(*args, **kwargs)
 
     def _solve(self, z0, goal: Goal, warm: Optional[WarmStart], deadline: Deadline) -> Plan:
@@ -266,11 +271,13 @@ class GraspPlanner(Planner):
         end = goal.latent if goal.latent is not None else self._latent_near_goal(z0, goal)
         actions, states = self._initial_iterates(z0, end, warm, moves / step, inverse, step)
         best, trace = self._best(deadline), ([] if cfg.trace else None)
-        drawn = self._start_sample_count(deadline)
+        warm_rollout = warm is not None and self._warm_from_rollout(cfg)
+        drawn = self._start_sample_count(deadline, warm_rollout)
         start_calls = self._sampled_starts(z0, goal, warm, actions, states, best, drawn, deadline) if drawn else 0
         warm_path = None     # the warm start's virtual path in the final ranking (None: its own)
-        if warm is not None and self._warm_from_rollout(cfg):
-            warm_path = self._rollout_warm(z0, goal, warm, states)
+        if warm_rollout:
+            with self._timed("warm", deadline):
+                warm_path = self._rollout_warm(z0, goal, warm, states, best)
             start_calls += H
         actions.requires_grad_(True)
         states.requires_grad_(True)
@@ -367,16 +374,18 @@ class GraspPlanner(Planner):
         of the recent ones."""
         return max(self._seconds[what], default=0.0)
 
-    def _start_sample_count(self, deadline: Deadline) -> int:
+    def _start_sample_count(self, deadline: Deadline, warm_rollout: bool) -> int:
         """Start samples to draw now: ``start_samples`` (capped by ``max_start_samples``), or
-        under a wall-clock budget as many as fit at the slowest recent pace a sample while the
-        final ranking and one iteration still fit after them."""
+        under a wall-clock budget as many as fit at the slowest recent pace a sample while what
+        follows them still fits: the warm start's rollout (``warm_rollout``), one iteration and
+        the final ranking, each at its slowest recent cost."""
         cfg = self.settings
         count = cfg.start_samples if cfg.max_start_samples < 0 else min(cfg.start_samples, cfg.max_start_samples)
         pace = self._reserve("sample")
         if count == 0 or pace == 0:
             return count
-        spare = deadline.left() - self._reserve("final") - deadline.slowest_iteration
+        after = (self._reserve("warm") if warm_rollout else 0.0) + deadline.slowest_iteration + self._reserve("final")
+        spare = deadline.left() - after
         return count if spare >= count * pace else max(0, int(spare / pace))
 
     def _warm_states(self, z0: torch.Tensor, goal: Goal, warm: WarmStart) -> torch.Tensor:
@@ -527,20 +536,27 @@ class GraspPlanner(Planner):
 
     @staticmethod
     def _warm_from_rollout(settings: GraspSettings) -> bool:
-        """Whether the warm chains start on the warm start's true rollout (``warm_states``)."""
+        """Whether the warm start is rolled out this cycle: its path in the final ranking, and
+        with "rollout" the warm chains' start (``warm_states``)."""
         how = settings.warm_states
-        return how == "rollout" or (how == "auto" and settings.sync_every == 0)
+        return how in ("rollout", "reset") or (how == "auto" and settings.sync_every == 0)
 
     @torch.no_grad()
-    def _rollout_warm(self, z0, goal, warm: WarmStart, states: torch.Tensor) -> torch.Tensor:
+    def _rollout_warm(self, z0, goal, warm: WarmStart, states: torch.Tensor, best: Best) -> torch.Tensor:
         """The warm start's true rollout from z0 (H model calls) as its virtual path [H+1, D]
         (the end: the goal latent, else the rollout's own), written into the warm chains'
-        virtual states."""
+        virtual states; with ``warm_states`` "reset" offered to ``best`` instead, before any
+        chain: the first of equal plans is kept, so the unchanged warm start winning keeps this
+        path, not the copy of its virtual states that a warm chain starts with."""
         H = self.horizon
         real = self._rollout(z0, warm.actions[None])[0]                        # [H+1, D]
         end = real[-1:] if goal.latent is None else goal.latent[None]
-        states[:self._warm_chain_count()] = real[1:H]
-        return torch.cat([real[:-1], end])
+        path = torch.cat([real[:-1], end])
+        if self.settings.warm_states == "reset":
+            best.offer(warm.actions[None], real[None], self._cost(real[None], goal, warm.actions[None]), path[None])
+        else:
+            states[:self._warm_chain_count()] = real[1:H]
+        return path
 
     @torch.no_grad()
     def _rank(self, z0, goal, actions, states, last, best: Best) -> int:

@@ -424,7 +424,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0, 100000), dynamic=True),
     Param("planner.max_start_samples", "int", None,
           "GRASP: start samples per cycle at most (unset: no cap). Under a wall-clock budget a "
-          "cycle draws only as many as fit before its final ranking and one iteration; a replay "
+          "cycle draws only as many as fit before the warm start's rollout, one iteration and its "
+          "final ranking; a replay "
           "of such a run sets each cycle's recorded count (PlanDiagnostics.start_samples).",
           range=(0, 100000), dynamic=True),
     Param("planner.start_chains", "double", None,
@@ -448,8 +449,10 @@ PARAMETERS: tuple[Param, ...] = (
           "GRASP: where the warm chains' virtual states start each cycle: rollout, the true "
           "rollout of the warm start's actions (one rollout); virtual, the previous plan's "
           "optimised virtual states, shifted, which drift from what the actions do when no sync "
-          "pulls them back; auto (its default): rollout where planner.sync_every is 0 "
-          "(config/arm_controller.yaml), else virtual.",
+          "pulls them back; reset, the chains on those, the unchanged warm start competing with "
+          "(and, winning, carrying) its true rollout (config/arm_controller.yaml: with the 1-4 "
+          "iterations a slow CPU leaves, chains on the rollout reached fewer goals); auto (its "
+          "default): rollout where planner.sync_every is 0, else virtual.",
           choices=WARM_STATES, dynamic=True, legacy="virtual"),
     Param("planner.lr_actions", "double", None, "Learning rate of the actions (GRASP).",
           range=(0.0, 100.0), dynamic=True),
