@@ -88,7 +88,7 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
     assert closed["checkpoint"] == "arm.pt" and closed["success_rate"] == 0.0
     # The arm's parameter file is in the rows and on the controller's command line, after the main one.
     assert closed["world_params"] == {"file": "config/arm_controller.yaml", "planner.sync_every": 0,
-                                      "planner.route_spread": 0.0, "planner.start_samples": 300,
+                                      "planner.warm_states": "reset", "planner.route_spread": 0.0, "planner.start_samples": 300,
                                       "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
                                       "planner.lr_actions": 0.03, "planner.iterations": 5,
                                       "plan_ahead": 1}
