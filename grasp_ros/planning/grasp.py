@@ -210,8 +210,9 @@ class GraspSettings(PlannerSettings):
     max_start_samples: int = -1
     """Start samples per plan at most (-1: no cap). Under a wall-clock budget a plan draws only
     as many as fit, at the slowest recent pace a sample, before the warm start's rollout (where
-    it runs), one iteration and the final ranking (``Plan.start_samples`` counts them): their batched rollout cannot stop half-way,
-    and on a busy CPU all of them made one cycle in ten late. A replay caps a cycle at its count."""
+    it runs), one iteration and the final ranking (``Plan.start_samples`` counts them): their
+    batched rollout cannot stop half-way, and on a busy CPU all of them made one cycle in ten
+    late. A replay caps a cycle at its count."""
     trace: bool = False
     """Record loss terms, gradient norms and residual every iteration (for plots; slow)."""
 
@@ -384,8 +385,8 @@ class GraspPlanner(Planner):
         pace = self._reserve("sample")
         if count == 0 or pace == 0:
             return count
-        after = (self._reserve("warm") if warm_rollout else 0.0) + deadline.slowest_iteration + self._reserve("final")
-        spare = deadline.left() - after
+        warm = self._reserve("warm") if warm_rollout else 0.0
+        spare = deadline.left() - warm - deadline.slowest_iteration - self._reserve("final")
         return count if spare >= count * pace else max(0, int(spare / pace))
 
     def _warm_states(self, z0: torch.Tensor, goal: Goal, warm: WarmStart) -> torch.Tensor:
@@ -553,7 +554,8 @@ class GraspPlanner(Planner):
         end = real[-1:] if goal.latent is None else goal.latent[None]
         path = torch.cat([real[:-1], end])
         if self.settings.warm_states == "reset":
-            best.offer(warm.actions[None], real[None], self._cost(real[None], goal, warm.actions[None]), path[None])
+            cost = self._cost(real[None], goal, warm.actions[None])
+            best.offer(warm.actions[None], real[None], cost, path[None])
         else:
             states[:self._warm_chain_count()] = real[1:H]
         return path
