@@ -1145,7 +1145,8 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
     # config/arm_controller.yaml: valid against the table, and read after grasp_controller.yaml.
     arm = CONFIG.with_name("arm_controller.yaml")
     values = yaml.safe_load(arm.read_text())["/**"]["ros__parameters"]
-    assert values == {"planner.sync_every": 0, "planner.route_spread": 0.0, "planner.start_samples": 300,
+    assert values == {"planner.sync_every": 0, "planner.warm_states": "reset",
+                      "planner.route_spread": 0.0, "planner.start_samples": 300,
                       "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
                       "planner.lr_actions": 0.03, "planner.iterations": 5, "plan_ahead": 1}
     assert not params.validate_all({p.name: values.get(p.name, p.default) for p in params.PARAMETERS})
@@ -1154,6 +1155,7 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
     try:
         assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
         assert node._loop.planner.settings.sync_every == 0
+        assert node._loop.planner.settings.warm_states == "reset"
         assert node._loop.planner.settings.route_spread == 0.0   # the main file's 2.0 overridden
         assert node._loop.planner.settings.start_samples == 300
         assert node._loop.planner.settings.start_colour == 2.0
