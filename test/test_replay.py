@@ -290,8 +290,8 @@ def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
     """Record the closed loop (sim + controller in lock step, sqlite3) with grasp-ros record,
     then replay it twice: both command exactly what was recorded, and alike. Without syncs (as
     config/arm_controller.yaml ran before it set planner.warm_states): the controller left
-    planner.warm_states unset, and a replay
-    that took that for a bag from before the parameter (its legacy value) planned otherwise."""
+    planner.warm_states unset, and a replay that took that for a bag from before the parameter
+    (its legacy value) planned otherwise."""
     bag = tmp_path / "run"
     record_demo(bag, tmp_path, *LOCK_STEP, "-p", "planner.sync_every:=0")
     from grasp_ros.replay.bag import read_recording
