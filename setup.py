@@ -45,7 +45,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "grasp-ros = grasp_ros.cli:main",
+            "grasp-ros = grasp_ros.cli:console",
         ],
     },
     zip_safe=False,

@@ -9,6 +9,9 @@ import argparse
 import importlib
 import os
 import sys
+from typing import NoReturn
+
+from .process_exit import leave
 
 COMMANDS = {
     "demo": ("demo", "closed-loop demo: sim node + controller over real DDS"),
@@ -44,5 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def console() -> NoReturn:
+    """The ``grasp-ros`` program: ``main`` with this process's arguments, then its exit."""
+    leave(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

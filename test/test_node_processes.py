@@ -655,3 +655,23 @@ def test_ctrl_c_while_the_node_still_imports_ends_it_quietly(tmp_path, script):
     output = log.read_text(encoding="utf-8")
     assert code in (130, 0), (code, output)     # 0: it had started already
     assert "Traceback" not in output, output
+
+
+# -- the end of a process ----------------------------------------------------------------------
+
+LEAVING = """
+import atexit, gc, sys
+from grasp_ros.process_exit import leave
+atexit.register(lambda: print(f" frozen={gc.get_freeze_count() > 0}", end=""))
+sys.stdout.write("written")
+leave(3)
+"""
+
+
+def test_a_process_leaves_with_its_status_its_output_and_its_exit_handlers_but_no_last_collection():
+    """``leave`` (every node's and command's last step) skips only the interpreter's last garbage
+    collection (seconds of a launch's shutdown with torch imported): what the process wrote
+    unflushed still comes out, exit handlers run, the status is the one given."""
+    out = subprocess.run([sys.executable, "-c", LEAVING], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "written frozen=True"

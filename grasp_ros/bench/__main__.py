@@ -1,5 +1,6 @@
 import sys
 
 from ..cli import main
+from ..process_exit import leave
 
-sys.exit(main(["bench", *sys.argv[1:]]))
+leave(main(["bench", *sys.argv[1:]]))

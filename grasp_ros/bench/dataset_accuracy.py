@@ -34,6 +34,7 @@ from ..data.dataset import TransitionData
 from ..models.card import ModelCard
 from ..models.learned import LatentWorldModel, load_latent_model
 from ..training.trainer import measured_position_columns, normalised_actions
+from ..process_exit import leave
 
 
 def measure(model: LatentWorldModel, data: TransitionData, steps: int, period: float,
@@ -162,4 +163,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

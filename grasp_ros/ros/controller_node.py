@@ -87,6 +87,7 @@ from ..models.joint_layout import position_columns
 from ..models.joint_states import JointStateMerger
 from ..models.sources import SourceLog, conflict_text
 from ..models.text import shorten
+from ..process_exit import leave
 from . import interrupts, params, qos, wiring
 from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
@@ -923,4 +924,4 @@ def _shutdown_transition(node: GraspController) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -31,6 +31,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
 from grasp_ros.msg import JointGoal
+from ..process_exit import leave
 from . import qos
 
 JOINTS = ("x", "y", "yaw")
@@ -117,4 +118,4 @@ def main(args=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from typing import Any, Optional
 
+from ..process_exit import leave
 from .params import KINDS, PARAMETERS, Param
 
 
@@ -71,4 +72,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    leave(main())

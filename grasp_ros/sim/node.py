@@ -76,7 +76,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import numpy as np
 import rclpy
@@ -99,6 +99,7 @@ from grasp_ros.msg import JointGoal
 
 from .explore import OUExplorer
 from .world import WORLD_NAMES, make_world
+from ..process_exit import leave
 from ..ros import interrupts, qos
 from ..ros.conversions import rgb_to_image
 from ..timebase import NS
@@ -590,8 +591,8 @@ def run(args: Optional[list[str]] = None) -> int:
     return 0
 
 
-def main() -> None:
-    sys.exit(run(sys.argv))
+def main() -> NoReturn:
+    leave(run(sys.argv))
 
 
 if __name__ == "__main__":
