@@ -20,6 +20,8 @@ from grasp_ros.models import check_world_model, load_world_model
 from grasp_ros.planning import (PLANNERS, Budget, CemPlanner, CemSettings, GdPlanner, GdSettings,
                                 GraspPlanner, GraspSettings, MppiPlanner, MppiSettings, Plan,
                                 PlanningError, WarmStart, make_planner)
+from grasp_ros.planning.costs import CostContext, Goal, decode_joints
+from grasp_ros.planning.lbfgs import minimise
 from grasp_ros.planning.rollout import rollout, task_cost
 
 NAMES = sorted(PLANNERS)
@@ -965,3 +967,29 @@ def test_grasp_ranks_its_initial_routes_and_ranking_leaves_the_optimisation_alon
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="rank_every"):
         GraspSettings(rank_every=-1).validate()
+
+
+def test_lbfgs_minimises_a_curved_valley_and_never_returns_a_point_where_f_is_not_finite():
+    rosenbrock = lambda x: (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+    x = minimise(rosenbrock, torch.tensor([-1.2, 1.0], dtype=torch.float64), steps=200)
+    assert torch.allclose(x, torch.ones(2, dtype=torch.float64), atol=1e-6)
+    # f is NaN beyond x = 0.5, its minimum beyond it: the search stops short, finite.
+    cliff = lambda x: torch.where(x[0] < 0.5, (x[0] - 2) ** 2, torch.tensor(math.nan, dtype=x.dtype))
+    x = minimise(cliff, torch.tensor([0.0]), steps=50)
+    assert 0.0 < float(x[0]) < 0.5
+    start = torch.tensor([1.0])
+    assert torch.equal(minimise(cliff, start, steps=50), start)     # NaN at the start: stays
+
+
+def test_grasp_searches_the_latent_nearest_a_joint_goal_for_its_chains_to_end_at():
+    """With a joint goal and no goal latent, the chains' routes end at a latent whose decoded
+    joints are the goal, found from z0."""
+    model = load_world_model({"name": "learned", "env": "wall_door", "horizon": 50})
+    planner = make_planner("grasp", model, 20, {"chains": 4})
+    z0 = torch.zeros(model.latent_dim)
+    goal = torch.tensor([0.4, 0.3])
+    planner._context = CostContext(model, None)
+    end = planner._latent_near_goal(z0, Goal(None, goal))
+    with torch.no_grad():
+        reached = decode_joints(model, end[None])[0]
+    assert torch.allclose(reached, goal, atol=1e-3), reached

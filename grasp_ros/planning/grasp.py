@@ -44,6 +44,7 @@ from .adjoint import ADJOINT_MAX_LATENT, rollout_gradient
 from .base import GRADIENT_STEP_COST, Best, Deadline, Plan, Planner, PlannerSettings, WarmStart
 from .noise import coloured_noise
 from .costs import Cost, CostContext, Goal
+from .lbfgs import minimise
 from .rollout import model_step
 
 
@@ -405,16 +406,9 @@ class GraspPlanner(Planner):
         z0 (L-BFGS from z0) that the goal terms score best, e.g. one whose decoded joints are the
         joint goal. Only a start: the stop-gradient leaves the virtual states no other pull
         towards the goal, and the loss itself judges the predictions, not this latent."""
-        z = z0.clone().requires_grad_(True)
-        search = torch.optim.LBFGS([z], max_iter=self.GOAL_SEARCH_STEPS, line_search_fn="strong_wolfe")
-
-        def distance():
-            search.zero_grad()
-            d = self.cost.goal_steps(torch.stack([z0, z])[None], goal, self._context).sum()
-            d.backward()
-            return d
-        search.step(distance)
-        return z.detach() if bool(torch.isfinite(z).all()) else z0
+        def distance(z):
+            return self.cost.goal_steps(torch.stack([z0, z])[None], goal, self._context).sum()
+        return minimise(distance, z0, self.GOAL_SEARCH_STEPS)
 
     @torch.no_grad()
     def _one_step_moves(self, z0: torch.Tensor):
