@@ -1,11 +1,11 @@
 """L-BFGS for a planner's small searches (one latent vector, a few dozen steps).
 
 The two-loop recursion over the last ``history`` curvature pairs (Nocedal & Wright, Numerical
-Optimization, 2nd ed., Algorithm 7.4), the first step scaled to at most one unit of the
-gradient, and a backtracking line search on the Armijo condition (their Algorithm 3.1).
-``torch.optim.LBFGS`` would do, but constructing any ``torch.optim`` optimiser imports
-``torch._dynamo`` (2.4 s of a controller's start-up on a 2-core CPU, for a search that takes
-milliseconds).
+Optimization, 2nd ed., Algorithm 7.4), a first step of -g scaled by min(1, 1 / |g|_1) (no
+curvature is known yet), and a backtracking line search on the Armijo condition (their
+Algorithm 3.1). ``torch.optim.LBFGS`` would do, but constructing any ``torch.optim`` optimiser
+imports ``torch._dynamo`` (2.4 s of a controller's start-up on a 2-core CPU, for a search that
+takes milliseconds).
 """
 from __future__ import annotations
 
