@@ -208,3 +208,21 @@ def test_make_test_runs_on_a_domain_no_other_node_uses():
         node.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_the_plan_diagnostics_tool_counts_what_the_shipped_bags_cycles_got(tmp_path):
+    """``tools/plan_diagnostics.py`` on the shipped bag (recorded in lock step at 20 iterations):
+    every planned cycle ran 20, and the shutdown's INACTIVE report is counted apart."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cycles.json"
+    subprocess.run([sys.executable, str(root / "tools" / "plan_diagnostics.py"),
+                    str(root / "test" / "data" / "demo_lockstep"), "--json", str(out)],
+                   capture_output=True, text=True, timeout=120, check=True)
+    result = json.loads(out.read_text())
+    assert result["status_counts"] == {"0": 54, "4": 1}
+    assert result["iterations_counts"] == {"20": 54} and result["planned_cycles"] == 54
