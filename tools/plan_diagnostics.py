@@ -32,20 +32,23 @@ def summary(bag: Path, topic: str = TOPIC) -> dict:
     with Reader(bag) as reader:
         connections = [c for c in reader.connections if c.topic == topic]
         if not connections:
-            raise SystemExit(f"{bag}: no {topic} in the bag")
+            raise ValueError(f"{bag}: no {topic} in the bag")
         for _, _, raw in reader.messages(connections=connections):
             m = deserialize_message(raw, PlanDiagnostics)
             rows.append((m.status, m.iterations, m.start_samples, m.solve_time))
     cycles = np.array(rows, dtype=float).reshape(-1, 4)
     planned = cycles[np.isin(cycles[:, 0], PLANNED)]
-    counts = lambda values: {int(k): v for k, v in sorted(collections.Counter(values.astype(int)).items())}
     return {
         "bag": str(bag), "cycles": len(cycles), "planned_cycles": len(planned),
-        "status_counts": counts(cycles[:, 0]),
-        "iterations_counts": counts(planned[:, 1]),
+        "status_counts": _counts(cycles[:, 0]),
+        "iterations_counts": _counts(planned[:, 1]),
         "start_samples_p10_p50_p90": np.percentile(planned[:, 2], [10, 50, 90]).tolist() if len(planned) else [],
         "solve_ms_p50_p90_max": (1000 * np.percentile(planned[:, 3], [50, 90, 100])).tolist() if len(planned) else [],
     }
+
+
+def _counts(values: np.ndarray) -> dict[int, int]:
+    return {int(k): n for k, n in sorted(collections.Counter(values.astype(int)).items())}
 
 
 def main(argv=None) -> int:
@@ -54,7 +57,11 @@ def main(argv=None) -> int:
     parser.add_argument("--topic", default=TOPIC)
     parser.add_argument("--json", type=Path, help="write the summary here too")
     args = parser.parse_args(argv)
-    result = summary(args.bag, args.topic)
+    try:
+        result = summary(args.bag, args.topic)
+    except ValueError as exc:
+        print(f"plan_diagnostics: {exc}", file=sys.stderr)
+        return 2
     n = max(1, result["planned_cycles"])
     print(f"{result['cycles']} cycles, statuses {result['status_counts']} (0 OK, 2 FALLBACK, 5 TRUNCATED)")
     print("iterations a planned cycle: " + ", ".join(
