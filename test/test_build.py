@@ -223,6 +223,6 @@ def test_the_plan_diagnostics_tool_counts_what_the_shipped_bags_cycles_got(tmp_p
     subprocess.run([sys.executable, str(root / "tools" / "plan_diagnostics.py"),
                     str(root / "test" / "data" / "demo_lockstep"), "--json", str(out)],
                    capture_output=True, text=True, timeout=120, check=True)
-    result = json.loads(out.read_text())
+    (result,) = json.loads(out.read_text())["rows"]
     assert result["status_counts"] == {"0": 54, "4": 1}
     assert result["iterations_counts"] == {"20": 54} and result["planned_cycles"] == 54

@@ -3,7 +3,9 @@ cycle, start samples, solve time.
 
 A planner under a wall-clock budget runs as many iterations as the CPU leaves it, which no
 setting says; a run recorded with ``grasp-ros record`` (or ``ros2 bag record``) of
-``/grasp_controller/plan_diagnostics`` does. Prints a summary and, with ``--json``, writes it.
+``/grasp_controller/plan_diagnostics`` does. Prints a summary and, with ``--json``, writes it as
+one ``"bench": "plan_diagnostics"`` row (docs/benchmarks/FORMAT.md; the machine is this one, where
+the bag is read: say where it was recorded).
 
     grasp-ros record run_bag --topics /grasp_controller/plan_diagnostics --controller ''
     python tools/plan_diagnostics.py run_bag --json run_cycles.json
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import sys
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def summary(bag: Path, topic: str = TOPIC) -> dict:
     cycles = np.array(rows, dtype=float).reshape(-1, 4)
     planned = cycles[np.isin(cycles[:, 0], PLANNED)]
     return {
-        "bag": str(bag), "cycles": len(cycles), "planned_cycles": len(planned),
+        "bench": "plan_diagnostics", "bag": str(bag), "cycles": len(cycles), "planned_cycles": len(planned),
         "status_counts": _counts(cycles[:, 0]),
         "iterations_counts": _counts(planned[:, 1]),
         "start_samples_p10_p50_p90": np.percentile(planned[:, 2], [10, 50, 90]).tolist() if len(planned) else [],
@@ -70,7 +71,8 @@ def main(argv=None) -> int:
         print("start samples p10/p50/p90: {:.0f}/{:.0f}/{:.0f}".format(*result["start_samples_p10_p50_p90"]))
         print("solve ms p50/p90/max: {:.1f}/{:.1f}/{:.1f}".format(*result["solve_ms_p50_p90_max"]))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        from grasp_ros.bench.results import write_bench_json
+        write_bench_json(args.json, [result])
     return 0
 
 

@@ -9,6 +9,7 @@ takes milliseconds).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -26,8 +27,8 @@ def minimise(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps:
     """A local minimiser of the scalar ``f`` near ``x0`` (a vector): ``steps`` L-BFGS steps at
     most, fewer once the gradient's largest entry is below ``tolerance`` or no step lowers f.
     Returns the last accepted point (``x0`` itself if none was), detached."""
-    x = x0.detach().clone()
-    value, grad = _value_and_grad(f, x)
+    point, value = _evaluate(f, x0.clone())
+    x, grad, value = point.detach(), _gradient(point, value), value.detach()
     if not (torch.isfinite(value) and torch.isfinite(grad).all()):
         return x
     pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []      # (s, y, 1 / y.s)
@@ -42,10 +43,13 @@ def minimise(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps:
         length = 1.0 if pairs else min(1.0, 1.0 / float(grad.abs().sum()))
         for _ in range(MAX_TRIALS):
             trial = x + length * direction
-            trial_value, trial_grad = _value_and_grad(f, trial)
-            if (torch.isfinite(trial_value) and torch.isfinite(trial_grad).all()
-                    and float(trial_value) <= float(value) + ARMIJO * length * slope):
-                break
+            point, trial_value = _evaluate(f, trial)
+            # the gradient only for a trial that lowers f enough: a rejected one needs no backward
+            lowered = float(trial_value.detach())
+            if math.isfinite(lowered) and lowered <= float(value) + ARMIJO * length * slope:
+                trial_grad = _gradient(point, trial_value)
+                if bool(torch.isfinite(trial_grad).all()):
+                    break
             length *= BACKTRACK
         else:
             break                    # no trial lowered f enough: x is as good as this search gets
@@ -54,16 +58,20 @@ def minimise(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps:
         if curvature > 1e-10:        # keeps the inverse Hessian estimate positive definite
             pairs.append((s, y, 1.0 / curvature))
             del pairs[:-history]
-        x, value, grad = trial, trial_value, trial_grad
+        x, value, grad = trial, trial_value.detach(), trial_grad
     return x
 
 
-def _value_and_grad(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _evaluate(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x as a leaf that requires grad, f(x) with its graph)."""
     with torch.enable_grad():
         point = x.detach().requires_grad_(True)
-        value = f(point)
-        (grad,) = torch.autograd.grad(value, point)
-    return value.detach(), grad
+        return point, f(point)
+
+
+def _gradient(point: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    (grad,) = torch.autograd.grad(value, point)
+    return grad
 
 
 def _direction(grad: torch.Tensor, pairs) -> torch.Tensor:

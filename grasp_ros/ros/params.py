@@ -425,8 +425,8 @@ PARAMETERS: tuple[Param, ...] = (
     Param("planner.max_start_samples", "int", None,
           "GRASP: start samples per cycle at most (unset: no cap). Under a wall-clock budget a "
           "cycle draws only as many as fit before the warm start's rollout, one iteration and its "
-          "final ranking; a replay "
-          "of such a run sets each cycle's recorded count (PlanDiagnostics.start_samples).",
+          "final ranking; a replay of such a run sets each cycle's recorded count "
+          "(PlanDiagnostics.start_samples).",
           range=(0, 100000), dynamic=True),
     Param("planner.start_chains", "double", None,
           "GRASP: fraction of the fresh chains that start from the best of planner.start_samples "
