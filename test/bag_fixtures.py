@@ -17,7 +17,8 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
                  velocities: Optional[np.ndarray] = None, times_s: Optional[np.ndarray] = None,
                  twist_fields: Optional[Sequence[str]] = None,
                  trajectory_joints: Optional[Sequence[str]] = None,
-                 episode_marks: Sequence[int] = (), image_delay_s: float = 0.0) -> None:
+                 episode_marks: Sequence[int] = (), image_delay_s: float = 0.0,
+                 compression: str = "") -> None:
     """Write a rosbag2 like a recording of the sim: frame i and its joint state at ``times_s[i]``
     (default every ``period_s`` from 1.7e9 s), command i half-way to frame i+1 (so it drives that
     step), and a std_msgs/String on SIM_EPISODE_TOPIC just before each frame in ``episode_marks``.
@@ -27,9 +28,10 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
     none), commands [T, A]: Float64MultiArray, or Twist with ``twist_fields`` set to the A values,
     or JointTrajectory with one point of velocities for ``trajectory_joints`` (every other command
     lists them in reverse order: a reader must go by name).
-    ``storage``: sqlite3 or mcap.
+    ``storage``: sqlite3 or mcap; ``compression``: "file" or "message" (zstd, as ``ros2 bag
+    record --compression-mode`` writes it), or none.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
@@ -65,7 +67,10 @@ def write_rosbag(path: str | Path, images: np.ndarray, joints: np.ndarray, comma
                          "geometry_msgs/msg/Twist" if twist_fields else "std_msgs/msg/Float64MultiArray",
                          command_topic),
              "marks": ("std_msgs/msg/String", SIM_EPISODE_TOPIC)}
-    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+    writer = Writer(Path(path), version=9, storage_plugin=plugin)
+    if compression:
+        writer.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with writer:
         conns = {role: writer.add_connection(_topic(topic), kind, typestore=store)
                  for role, (kind, topic) in kinds.items() if role != "marks" or len(episode_marks)}
 

@@ -58,19 +58,23 @@ def replayed_commands(out: Path) -> np.ndarray:
 
 
 def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True,
-            installed: tuple[str, ...] = (), parameters=None) -> Path:
+            installed: tuple[str, ...] = (), parameters=None, compression: str = "") -> Path:
     """A copy of the bag ``src`` as ``dst``: ``transform(topic, msgtype, received, raw)`` returns
     the (topic, msgtype, received, raw) to write instead, or None to leave a message out. Topics in
     ``installed`` are described by their type's installed definition, not the bag's.
-    ``parameters(values)`` edits the recorded controller parameters."""
-    from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+    ``parameters(values)`` edits the recorded controller parameters. ``compression`` "file" or
+    "message": zstd, as ``ros2 bag record --compression-mode`` writes it."""
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
     from grasp_ros.ros.recorder import _ensure_type
 
     store = get_typestore(Stores.ROS2_KILTED)
     plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[storage]
-    with Reader(src) as reader, Writer(dst, version=9, storage_plugin=plugin) as writer:
+    writer = Writer(dst, version=9, storage_plugin=plugin)
+    if compression:
+        writer.set_compression(CompressionMode[compression.upper()], CompressionFormat.ZSTD)
+    with Reader(src) as reader, writer:
         sources = {c.topic: c for c in reader.connections}
         made = {}
         for conn, received, raw in reader.messages():
@@ -170,13 +174,18 @@ def at_epoch(topic, kind, received, raw):
 
 
 def test_a_bag_stamped_by_the_wall_clock_replays_exactly(tmp_path):
-    """At 1.8e9 s a float's step is ~240 ns, and the controller's cycle times pass through one:
-    its reports must still be matched to the /clock that ran them (before, the replay waited for
-    an exact stamp that never came)."""
-    bag = rewrite(BAG, tmp_path / "epoch", transform=at_epoch)
+    """A robot's bag as `ros2 bag record --storage sqlite3 --compression-mode file` writes it
+    (zstd-compressed files), stamped by the wall clock. At 1.8e9 s a float's step is ~240 ns, and
+    the controller's cycle times pass through one: its reports must still be matched to the /clock
+    that ran them (before, the replay waited for an exact stamp that never came)."""
+    bag = rewrite(BAG, tmp_path / "epoch", storage="sqlite3", transform=at_epoch, compression="file")
+    assert [p.name for p in bag.iterdir() if p.suffix != ".yaml"] == ["epoch.db3.zstd"]
     code, output, row = replay(bag, tmp_path / "out", "--end", "1.0")
     assert code == 0, output
     assert row["compared"] == 11 and row["max_command_diff"] == 0.0 and row["status_changes"] == 0
+    # (was reported as mcap: the storage was read from file names ending in .db3)
+    assert row["storage"] == "sqlite3" and row["compression"] == "zstd per file"
+    assert "- bag: sqlite3 (zstd per file compressed)" in (tmp_path / "out" / "replay.md").read_text()
 
 
 def test_two_cycle_reports_received_swapped_replay_in_stamp_order(tmp_path):
@@ -348,12 +357,14 @@ def test_late_plans_of_a_realtime_run_replay_exactly(tmp_path):
 
 
 def test_compressed_images_and_recorded_iteration_counts(tmp_path):
-    """The camera as PNG on image/compressed; planner.iterations changed to 3, but each cycle set
-    to its recorded count (20) before it runs (how a realtime recording is replayed): exact."""
-    bag = rewrite(BAG, tmp_path / "compressed", transform=compressed)
+    """The camera as PNG on image/compressed, in a bag compressed per message (zstd);
+    planner.iterations changed to 3, but each cycle set to its recorded count (20) before it runs
+    (how a realtime recording is replayed): exact."""
+    bag = rewrite(BAG, tmp_path / "compressed", transform=compressed, compression="message")
     code, output, row = replay(bag, tmp_path / "out", "-p", "planner.iterations:=3",
                                "--iterations", "recorded", "--end", "0.5")
     assert code == 0, output
+    assert row["storage"] == "mcap" and row["compression"] == "zstd per message"
     assert row["image_transport"] == "compressed" and row["settings"]["image_transport"] == "compressed"
     assert row["iteration_mode"] == "recorded" and row["settings"]["planner.iterations"] == 3
     assert row["compared"] == 6 and row["max_command_diff"] == 0.0 and row["iteration_changes"] == 0

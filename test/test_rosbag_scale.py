@@ -61,9 +61,10 @@ def test_reads_several_bags_and_folders_of_both_storages(recording, tmp_path):
     data, frames, joints, commands, _, _ = recording
     folder = tmp_path / "runs"
     (folder / "day1").mkdir(parents=True)
-    for e, storage in enumerate(("sqlite3", "mcap", "mcap")):
+    # the first two as `ros2 bag record --compression-mode file` and `message` write them (zstd)
+    for e, (storage, compression) in enumerate((("sqlite3", "file"), ("mcap", "message"), ("mcap", ""))):
         write_rosbag(folder / "day1" / f"bag{e}", data.images[e], data.joints[e], data.actions[e],
-                     storage=storage)
+                     storage=storage, compression=compression)
     (folder / ".day2.recording-1" / "day2").mkdir(parents=True)     # a recording cut off: hidden, unread
     (folder / ".day2.recording-1" / "day2" / "day2.mcap").write_bytes(b"\x89MCAP0\r\n")
     back = read([folder])         # a folder of bags, one episode each

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
@@ -259,8 +260,19 @@ def find_bags(paths: PathsLike) -> list[Path]:
 
 
 def bag_storage(bag: Path) -> str:
-    """sqlite3 or mcap: how the bag ``bag`` (a rosbag2 folder, or a bare file) stores its messages."""
-    return "sqlite3" if bag.suffix == ".db3" or any(bag.glob("*.db3")) else "mcap"
+    """sqlite3 or mcap: how the bag ``bag`` (a rosbag2 folder, or a bare file) stores its messages.
+    A folder's metadata.yaml says; else the file names do, compressed ones (``ros2 bag record
+    --compression-mode file``: ``*.db3.zstd``) too."""
+    metadata = bag / "metadata.yaml"
+    if metadata.is_file():
+        try:
+            info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
+            if info["storage_identifier"] in ("sqlite3", "mcap"):
+                return info["storage_identifier"]
+        except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+            pass   # the reader names what is wrong with the bag; here the file names decide
+    files = [bag] if bag.is_file() else list(bag.iterdir()) if bag.is_dir() else []
+    return "sqlite3" if any(f.name.removesuffix(".zstd").endswith(".db3") for f in files) else "mcap"
 
 
 def _bags_in(folder: Path) -> list[Path]:

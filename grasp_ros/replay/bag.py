@@ -114,6 +114,9 @@ class Recording:
     parameters_unset: Optional[tuple[str, ...]] = None
     """The recorded controller's parameters declared without a value, at their defaults (None:
     a bag recorded before the recorder listed them)."""
+    compression: Optional[str] = None
+    """How the bag's data is compressed, e.g. "zstd per file" (``ros2 bag record
+    --compression-mode file``) or "zstd per message" (None: not compressed)."""
 
     @property
     def image_transport(self) -> Optional[str]:
@@ -260,7 +263,12 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
     return Recording(path, bag_storage(path), chosen, inputs, cycles,
                      np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,
                      {chosen[r][0]: n for r, n in counts.items()},
-                     late if "late_plans" in chosen else None, unset)
+                     late if "late_plans" in chosen else None, unset, _compression(reader))
+
+
+def _compression(reader) -> Optional[str]:
+    mode, kind = getattr(reader, "compression_mode", None), getattr(reader, "compression_format", None)
+    return f"{kind or 'unnamed format'} per {mode}" if mode else None
 
 
 COUNTS = ("syncs", "start_samples")

@@ -27,6 +27,7 @@ class ReplayInfo:
 
     bag: str
     storage: str                          # sqlite3 or mcap
+    compression: Optional[str]            # e.g. "zstd per file" (None: not compressed)
     image_transport: Optional[str]        # raw or compressed (None: no camera topic)
     topics: dict[str, str]                # role -> the bag's topic
     window: Optional[list[float]]         # [start, end] s from the first cycle (None: the whole bag)
@@ -72,7 +73,8 @@ def markdown(comparison: Comparison, info: ReplayInfo) -> str:
         f"# Replay of `{info.bag}`", "",
         f"**{verdict}**", "",
         OPEN_LOOP, "",
-        f"- bag: {info.storage}, camera {info.image_transport or 'none'}, "
+        f"- bag: {info.storage}{f' ({info.compression} compressed)' if info.compression else ''}, "
+        f"camera {info.image_transport or 'none'}, "
         f"{s['cycles']} cycles over {info.bag_sim_s:.2f} s of the recording's clock"
         + (f" (window {info.window[0]:g} s to {info.window[1]:g} s)" if info.window else ""),
         f"- controller parameters: {info.parameters_from}; changed for this replay: "

@@ -227,7 +227,7 @@ def _info(prepared: Prepared, steps: list[ReplayCycle], run: ReplayRun, machine:
     recorded = recording.parameters
     capability = {"recorded": (recorded or {}).get("cpu_capability"), "replayed": run.cpu_capability}
     return ReplayInfo(
-        bag=str(recording.path), storage=recording.storage,
+        bag=str(recording.path), storage=recording.storage, compression=recording.compression,
         image_transport=recording.image_transport,
         topics={role: topic for role, (topic, _) in recording.topics.items()},
         window=[options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,
