@@ -46,52 +46,62 @@ class PointMassDynamics:
         return self
 
     def __call__(self, position: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        centre, half = self._walls_like(position)
-        return step(position, action, centre, half, self.max_step / self.substeps, self.substeps,
-                    self.sharpness)
+        centre, half, substep, k = self._constants_like(position)
+        return step(position, action, centre, half, substep, self.substeps, k, self.sharpness)
 
     def rollout(self, position: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Positions [C, H+1, 2] from position [C, 2] under actions [C, H, 2]: the same steps as
         calling this H times, to the bit, as one TorchScript loop (no Python between the steps;
         for rollouts without a gradient, where the time is in dispatching small ops)."""
-        centre, half = self._walls_like(position)
-        return _scripted_rollout()(position, actions, centre, half, self.max_step / self.substeps,
-                                   self.substeps, self.sharpness)
+        centre, half, substep, k = self._constants_like(position)
+        return _scripted_rollout()(position, actions, centre, half, substep, self.substeps, k,
+                                   self.sharpness)
 
-    def _walls_like(self, p: torch.Tensor):
+    def _constants_like(self, p: torch.Tensor):
+        """The walls, the sub-step and the sharpness as tensors of p's dtype and device, made once
+        per dtype/device. The two numbers as 0-dim tensors, not Python floats: a float is cast to
+        the tensor's dtype at every multiplication (and again in its backward pass), which was
+        half the cost of each of the rollout's ~250 multiplications by one; the product is the
+        same to the bit."""
         key = (p.dtype, p.device)
-        if key not in self._cache:  # converted once per dtype/device, not every call
-            self._cache[key] = (self._centre.to(p.device, p.dtype), self._half.to(p.device, p.dtype))
+        if key not in self._cache:
+            self._cache[key] = (self._centre.to(p.device, p.dtype), self._half.to(p.device, p.dtype),
+                                torch.tensor(self.max_step / self.substeps, dtype=p.dtype, device=p.device),
+                                torch.tensor(self.sharpness, dtype=p.dtype, device=p.device))
         return self._cache[key]
 
 
-def push_out(p: torch.Tensor, centre: torch.Tensor, half: torch.Tensor, k: float) -> torch.Tensor:
-    """p [..., 2] pushed out of the (inflated) walls centre/half [W, 2] with sharpness k."""
+def push_out(p: torch.Tensor, centre: torch.Tensor, half: torch.Tensor, k: torch.Tensor,
+             beta: float) -> torch.Tensor:
+    """p [..., 2] pushed out of the (inflated) walls centre/half [W, 2] with sharpness k (a 0-dim
+    tensor of p's dtype; ``beta``: the same as a number, for softplus)."""
     offset = p.unsqueeze(-2) - centre                  # [..., W, 2]
     q = offset.abs() - half                            # per-axis distance outside the box
     qx, qy = q[..., 0], q[..., 1]
     # smooth max(qx, qy) = logsumexp(k q) / k, written for two axes (< 0 inside the box)
-    inside = qy + torch.nn.functional.softplus(qx - qy, beta=k)
-    depth = torch.nn.functional.softplus(-inside, beta=k)       # ~penetration depth
+    inside = qy + torch.nn.functional.softplus(qx - qy, beta=beta)
+    depth = torch.nn.functional.softplus(-inside, beta=beta)    # ~penetration depth
     axis = torch.sigmoid(k * (q - q.flip(-1)))          # push along the nearest face
     push = (depth.unsqueeze(-1) * axis) * torch.tanh(k * offset)
     return p + push.sum(dim=-2)
 
 
 def step(position: torch.Tensor, action: torch.Tensor, centre: torch.Tensor, half: torch.Tensor,
-         substep: float, substeps: int, k: float) -> torch.Tensor:
-    """One step: ``substeps`` moves of ``substep * action`` (clamped to [-1, 1]), each pushed out."""
+         substep: torch.Tensor, substeps: int, k: torch.Tensor, beta: float) -> torch.Tensor:
+    """One step: ``substeps`` moves of ``substep * action`` (clamped to [-1, 1]), each pushed out
+    (``substep`` and ``k``: 0-dim tensors of the position's dtype; ``beta`` = k as a number)."""
     delta = substep * action.clamp(-1.0, 1.0)
     for _ in range(substeps):
-        position = push_out(position + delta, centre, half, k)
+        position = push_out(position + delta, centre, half, k, beta)
     return position
 
 
 def _serial_rollout(position: torch.Tensor, actions: torch.Tensor, centre: torch.Tensor,
-                    half: torch.Tensor, substep: float, substeps: int, k: float) -> torch.Tensor:
+                    half: torch.Tensor, substep: torch.Tensor, substeps: int, k: torch.Tensor,
+                    beta: float) -> torch.Tensor:
     states = [position]
     for t in range(actions.shape[1]):
-        position = step(position, actions[:, t], centre, half, substep, substeps, k)
+        position = step(position, actions[:, t], centre, half, substep, substeps, k, beta)
         states.append(position)
     return torch.stack(states, dim=1)
 
