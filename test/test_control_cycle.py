@@ -1051,6 +1051,20 @@ def test_hold_stops_holding_after_hold_timeout():
     assert late.command.tolist() == [0.0, 0.0]
 
 
+def test_after_a_jump_back_hold_does_not_count_from_a_command_of_the_old_clock():
+    """The last planned command was decided at 10 s; the clock jumps back to 5 s (a sim reset).
+    Measured from 10 s, the hold lasted "negative" seconds and STALE said "hold" for seconds
+    (its command the CLOCK cycle's zero: an audit of bad clocks). Now the stale cycles say zero."""
+    loop = make_loop(on_stale="hold", hold_timeout=0.5, max_observation_age=0.15)
+    loop.set_goal({"joints": np.array([0.6, -0.4])})
+    loop.observe({"joints": np.array([0.0, 0.0])}, stamp=10.0)
+    assert loop.step(10.0).status == Status.OK
+    assert loop.step(5.0).status == Status.CLOCK
+    stale = loop.step(5.1)                                          # no observation since the reset
+    assert stale.status == Status.STALE and stale.message.endswith(": zero"), stale.message
+    assert stale.command.tolist() == [0.0, 0.0]
+
+
 def test_a_new_goal_retargets_the_warm_start():
     loop = ready_loop(max_observation_age=100.0)
     first = loop.step(0.0)

@@ -59,6 +59,22 @@ def test_a_goal_stamped_far_ahead_of_the_clock_is_ordered_as_sent_now():
     assert not intake.take("image", IMAGE_B, 101 * second, now=101 * second).taken
 
 
+def test_after_the_clock_jumps_back_a_goal_of_the_other_kind_replaces_the_standing_one():
+    """A sim reset sends the clock back 100 s: the goal image stamped before it stands 96.5 s
+    ahead of the clock, and its stamp orders nothing now. A joint goal stamped on the new clock
+    was refused as older than it, and the robot went on to the old goal, OK (an audit of bad
+    clocks). Without a jump, the rule stands: an older joint goal is still refused."""
+    second = 10**9
+    loop = GoalLog(pairs_joints=False)
+    intake = GoalIntake(loop, observes_image=True)
+    assert intake.take("image", IMAGE_A, 1005 * second, now=1005 * second).taken
+    assert not intake.take("joints", JOINTS_A, 1004 * second, now=1005 * second).taken
+    after = intake.take("joints", JOINTS_B, 908 * second + second // 2, now=908 * second + second // 2)
+    assert after.taken and not after.note
+    assert loop.goals == [{"image": IMAGE_A.tolist()}, {"joints": [0.3, 0.4]}]
+    assert intake.take("image", IMAGE_B, 909 * second, now=909 * second).taken
+
+
 def test_an_unstamped_goal_is_newer_than_any_stamped_one_of_the_other_kind():
     """Unstamped is "now": a goal typed by hand (``ros2 topic pub``, no stamp) after a stamped
     goal of the other kind is taken (an adversarial audit: 20 of 20 cycles kept the old goal

@@ -692,6 +692,8 @@ class ControlLoop:
             self._clock_jump = (self._clock_seen, t)
             self._inbox.clear()
             self._plan, self._plan_time = None, math.nan
+            # on_stale "hold" measures from the last planned command: a time after the jump
+            self._last_command_time = -math.inf
             self._clock_seen = t
         self._clock_seen = max(self._clock_seen, t)
 

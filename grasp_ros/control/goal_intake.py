@@ -66,7 +66,7 @@ class GoalIntake:
             ahead = 0 if now is None or stamp == 0 else stamp - now
             if ahead > 0 and ahead > loop.config.max_observation_age * 1e9:
                 stamp = 0
-            if not self._replaces(key, stamp):
+            if not self._replaces(key, stamp, now):
                 kind, standing = self._standing
                 return Verdict(False, f"goal ({key}) not taken: " + (
                     f"stamped before the {kind} goal" if stamp < standing
@@ -103,11 +103,17 @@ class GoalIntake:
         self._standing = None
         self.loop.reject_goal(reason)
 
-    def _replaces(self, key: str, stamp: int) -> bool:
-        """Whether a goal of kind ``key`` replaces a one-input model's standing goal."""
+    def _replaces(self, key: str, stamp: int, now: Optional[int]) -> bool:
+        """Whether a goal of kind ``key`` replaces a one-input model's standing goal. A standing
+        goal stamped further ahead of the clock ``now`` than ``max_observation_age`` was stamped
+        before the clock jumped back (a sim reset, a bag loop): its stamp orders nothing (an
+        audit: after a reset the new joint goal was refused as older than the old image goal,
+        and the robot went on to the old goal, OK)."""
         if self._standing is None:
             return True
         kind, standing = self._standing
+        if now is not None and standing - now > self.loop.config.max_observation_age * 1e9:
+            return True
         if kind == key or stamp > standing or (stamp == 0 and standing != 0):
             return True
         return stamp == standing and key == ("image" if self.observes_image else "joints")
