@@ -824,6 +824,23 @@ def test_cycle_stats_rate_restarts_at_a_clock_jump_and_ignores_the_watchdog():
     assert fresh.health() == ("ok", "controlling")        # one cycle: no rate yet
 
 
+def test_cycle_stats_warn_when_the_cycles_come_slower_than_the_control_rate():
+    """A /clock that advances in 0.45 s steps ran a 10 Hz controller at 2.2 Hz, each command
+    standing 4.5 model steps, and /diagnostics said ok (an audit of bad clocks). Within
+    period_tolerance it stays ok; the rate is judged after RATE_MIN_CYCLES cycles."""
+    loop = ready_loop(max_observation_age=1e6)
+    coarse = CycleStats(window=50, period=PERIOD, tolerance=0.25)
+    for k in range(CycleStats.RATE_MIN_CYCLES):
+        assert coarse.health()[0] == "ok"
+        coarse.record(loop.step(0.45 * k), 0.45 * k)
+    level, message = coarse.health()
+    assert level == "warn" and "controlling at 2.2 Hz" in message and "4.5 periods" in message, message
+    slightly = CycleStats(window=50, period=PERIOD, tolerance=0.25)
+    for k in range(30):
+        slightly.record(loop.step(10 + 1.2 * PERIOD * k), 10 + 1.2 * PERIOD * k)
+    assert slightly.health() == ("ok", "controlling at 8.3 Hz")
+
+
 def test_build_helpers():
     assert parse_options("") == {} and parse_options("{env: open, horizon: 20}") == {
         "env": "open", "horizon": 20}

@@ -24,9 +24,15 @@ class CycleStats:
     MISS_WARN_FRACTION = 0.01
     """Deadline misses above this fraction of the window's cycles raise a warning."""
 
-    def __init__(self, window: int = 200):
+    RATE_MIN_CYCLES = 10
+    """Cycles since the last clock jump before the rate is judged against ``period``."""
+
+    def __init__(self, window: int = 200, period: float = math.nan, tolerance: float = 0.25):
+        """``period``: the control period (s) the cycles should come at (NaN: not judged);
+        a rate below 1 / (period x (1 + ``tolerance``)) is a warning."""
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
+        self.period, self.tolerance = float(period), float(tolerance)
         self._times: deque[float] = deque(maxlen=window)
         self._solve_times: deque[float] = deque(maxlen=window)
         self._missed: deque[bool] = deque(maxlen=window)
@@ -110,7 +116,17 @@ class CycleStats:
         if last.status == Status.ARRIVED:
             return "ok", f"arrived: {last.message}"
         rate = self.rate
-        return "ok", (f"controlling at {rate:.1f} Hz" if math.isfinite(rate) else "controlling")
+        if not math.isfinite(rate):
+            return "ok", "controlling"
+        if len(self._times) >= self.RATE_MIN_CYCLES and rate * self.period * (1 + self.tolerance) < 1:
+            # Each command stood 1 / rate, longer than the step the model predicts (a bad-clock
+            # audit: a /clock in 0.45 s steps ran a 10 Hz controller at 2.2 Hz, "ok").
+            return "warn", (f"controlling at {rate:.1f} Hz of the node's clock, below control_rate_hz "
+                            f"{1 / self.period:g} by more than period_tolerance ({self.tolerance:g}): each "
+                            f"command stands {1 / (rate * self.period):.1f} periods (a /clock that advances "
+                            "in steps coarser than the period, or a simulator faster than the controller "
+                            "keeps up with)")
+        return "ok", f"controlling at {rate:.1f} Hz"
 
 
 class StatusLog:

@@ -240,7 +240,8 @@ class GraspController(LifecycleNode):
         problem = wiring.check_model_fit(values, loop.card)
         if problem:     # in full: our own words, with the fix at their end
             raise WorldModelError(problem)
-        self._values, self._loop, self._stats = values, loop, CycleStats()
+        self._values, self._loop = values, loop
+        self._stats = CycleStats(period=config.period, tolerance=values["period_tolerance"])
         self._card = loop.card
         self._crop = values["image_crop"] or (loop.card.image.crop if loop.card.image else "center")
         self._joints = (None if loop.card.joints is None
