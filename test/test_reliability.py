@@ -257,6 +257,14 @@ def goal(names, positions):
     return lambda r: r.send_goal_msg(names, positions)
 
 
+def cut_off(message, publisher: Callable):
+    """A peer's malformed message: the first 12 bytes of ``message`` serialised, as bytes on the
+    topic (rclpy publishes bytes as they are). One ended the controller (an adversarial audit)."""
+    from rclpy.serialization import serialize_message
+    data = serialize_message(message)[:12]
+    return lambda r: publisher(r).publish(data)
+
+
 def out_of_order(r):
     """The newest sample stamped at the node's clock now, then an older one beyond max age
     (stamped ahead of the clock: test_out_of_order_after_a_sample_stamped_ahead_of_the_clock)."""
@@ -311,6 +319,8 @@ JOINT_CASES = [
     Case("goal-no-names-wrong-count", ERROR, "no joint names", once=goal([], [0.5])),
     Case("goal-far-outside", NOVEL, "goal unlike", once=goal(["x", "y"], [40.0, 0.0])),
     Case("goal-beyond-float32", ERROR, "NaN/Inf", once=goal(["x", "y"], [0.5, -1e300])),
+    Case("goal-malformed-bytes", ERROR, "goal refused: goal state: a message that does not decode as JointGoal",
+         once=cut_off(JointGoal(name=["x", "y"], position=GOAL), lambda r: r.goal_pub)),
     # over 1 MiB: refused unread (a million names held the interpreter, and the watchdog, 0.08 s each)
     Case("goal-message-over-1-MiB", ERROR, "goal refused: goal state: a message of",
          once=goal([f"joint_{i:06d}" for i in range(100_000)], [0.0] * 100_000)),
@@ -687,6 +697,10 @@ IMAGE_CASES = [
          once=goal_image(lambda: raw(width=0, height=0))),
     Case("goal-image-message-over-64-MiB", ERROR, "goal refused: goal image: a message of 65.6 MiB",
          once=goal_image(lambda: raw(width=8192, height=2800))),
+    Case("image-malformed-bytes", ERROR, "image: a message that does not decode as Image",
+         cut_off(rgb_to_image(GOOD_FRAME), lambda r: r.image_pub)),
+    Case("goal-image-malformed-bytes", ERROR, "goal refused: goal image: a message that does not decode as Image",
+         once=cut_off(rgb_to_image(GOAL_FRAME), lambda r: r.goal_image_pub)),
 ]
 
 

@@ -508,7 +508,14 @@ class GraspController(LifecycleNode):
                 refuse(f"a message of {len(data) / 2**20:.1f} MiB, more than the "
                        f"{limit / 2**20:g} MiB {what} may be: not read")
                 return None
-            return deserialize_message(data, msg_type)
+            try:
+                return deserialize_message(data, msg_type)
+            except Exception as exc:  # noqa: BLE001 -- rclpy raises plain exceptions on bad CDR
+                # A peer's malformed bytes (a truncated message): its refusal, not the node's end
+                # (an adversarial audit: 12 bytes on the camera topic ended the controller).
+                refuse(f"a message that does not decode as {msg_type.__name__} "
+                       f"({type(exc).__name__}: {str(exc)[:200]})")
+                return None
 
         def take(data: bytes) -> None:
             if (msg := read(data)) is not None:
