@@ -936,6 +936,26 @@ def test_a_stop_for_a_novel_measurement_holds_no_positions_while_the_driver_stay
         [[list(p.positions) for p in s.points] for s in stops]
 
 
+def test_a_joint_measured_beyond_float32_gives_no_trajectory_positions(rig):
+    """joint_states of x = 1e300: finite in float64, inf to the model (ERROR), and the stops
+    held x = 1e300 as their position target (an adversarial audit; a camera model, which never
+    reads the joints, sent such positions with OK). Such a measurement is refused for the
+    trajectory: velocities only, until a joint is measured where a joint can be."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+    statuses, sent_positions = [], []
+    for feed in (partial(send_glitches, r, 1e300, 3),) * 4:
+        sent = len(r.trajectories)
+        statuses.append(r.cycle(feed).status)
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        sent_positions += [v for t in r.trajectories[sent:] for p in t.points for v in p.positions]
+    assert PlanDiagnostics.STATUS_ERROR in statuses, statuses
+    assert all(abs(v) < 1e6 for v in sent_positions), max(map(abs, sent_positions))
+    r.wait_until(lambda: r.cycle(r.send_joints).status in PLANNED, what="a planned cycle")
+    r.wait_until(lambda: r.trajectories[-1].points[0].positions, what="positions again")
+
+
 def test_a_stop_never_holds_positions_beyond_the_position_limits(rig):
     """Two glitches of x = 5 with the limits at [-1, 1] and no novelty check: the stop held
     x = 5, 4 beyond the limit (an adversarial audit). Beyond a limit, the run holds no

@@ -24,6 +24,9 @@ from . import wiring
 from .conversions import command_message, stamp_seconds, trajectory_message, twist_message
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class CommandOutput:
     """Sends each result on ``publisher`` as ``values["command_interface"]`` says (module
     docstring). ``now``: the node's clock (s)."""
@@ -67,6 +70,12 @@ class CommandOutput:
             merged = self._measured_joints.update(msg, stamp_seconds(msg.header.stamp) or now,
                                                   latest=now + max_age, source=source, window=max_age)
             if merged is not None:
+                positions = np.asarray(merged[0], dtype=np.float64)
+                if not np.all(np.abs(positions) <= FLOAT32_MAX):
+                    # Finite, but no joint is there (a model in float32 reads it as inf): as a
+                    # trajectory's positions, a target of 1e300 (an adversarial audit, OK cycles).
+                    named = ", ".join(f"{j}={v:g}" for j, v in zip(self.joints, positions) if not abs(v) <= FLOAT32_MAX)
+                    raise ValueError(f"{named} measured: beyond any position a joint can be at")
                 self._measured.add(*merged, received=now)
         except ValueError as exc:
             self._measured.clear()     # the trajectory then carries velocities only
