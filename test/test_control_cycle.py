@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from grasp_ros.control import (ControlConfig, ControlLoop, CycleRunner, CycleStats, Status, StatusLog,
-                               build_control_loop, resolve_device)
+from grasp_ros.control import (ControlConfig, ControlLoop, CycleResult, CycleRunner, CycleStats, Status,
+                               StatusLog, build_control_loop, resolve_device)
 from grasp_ros.control.replayed import ReplayedCycles
 from grasp_ros.models import WorldModel, model_spec, parse_options
 from grasp_ros.planning import Plan, make_planner
@@ -828,17 +828,37 @@ def test_cycle_stats_warn_when_the_cycles_come_slower_than_the_control_rate():
     """A /clock that advances in 0.45 s steps ran a 10 Hz controller at 2.2 Hz, each command
     standing 4.5 model steps, and /diagnostics said ok (an audit of bad clocks). Within
     period_tolerance it stays ok; the rate is judged after RATE_MIN_CYCLES cycles."""
-    loop = ready_loop(max_observation_age=1e6)
+    def ok(t):     # (the loop itself stops at such a pace: test_cycles_far_apart_...)
+        return CycleResult(Status.OK, time=t)
     coarse = CycleStats(window=50, period=PERIOD, tolerance=0.25)
     for k in range(CycleStats.RATE_MIN_CYCLES):
         assert coarse.health()[0] == "ok"
-        coarse.record(loop.step(0.45 * k), 0.45 * k)
+        coarse.record(ok(0.45 * k), 0.45 * k)
     level, message = coarse.health()
     assert level == "warn" and "controlling at 2.2 Hz" in message and "4.5 periods" in message, message
     slightly = CycleStats(window=50, period=PERIOD, tolerance=0.25)
     for k in range(30):
-        slightly.record(loop.step(10 + 1.2 * PERIOD * k), 10 + 1.2 * PERIOD * k)
+        slightly.record(ok(1.2 * PERIOD * k), 1.2 * PERIOD * k)
     assert slightly.health() == ("ok", "controlling at 8.3 Hz")
+
+
+def test_cycles_far_apart_cycle_after_cycle_stop_the_robot_and_one_gap_does_not():
+    """A /clock in 0.45 s steps ran a 10 Hz controller every 0.45 s, OK, each command standing
+    4.5 model steps (an audit of bad clocks). Three gaps of more than 2.5 periods in a row stop
+    the robot (CLOCK) until the cycles come at the period again; one skipped tick (two periods)
+    or one hiccup does not; control restarting (reset) or a jump back starts the count afresh."""
+    loop = ready_loop(max_observation_age=1e6)
+    coarse = [loop.step(0.45 * k) for k in range(6)]
+    assert [r.status for r in coarse] == [Status.OK] * 3 + [Status.CLOCK] * 3
+    assert "the last 3 cycles came 0.450 s apart (4.5 control periods)" in coarse[3].message
+    assert all(r.command.tolist() == [0.0, 0.0] for r in coarse[3:])
+    assert loop.step(2.25 + PERIOD).status == Status.OK                   # at the period again
+    times = [3.0, 3.2, 3.4, 3.5, 3.8, 3.9, 4.2, 4.3]                      # skipped ticks, hiccups
+    assert all(loop.step(t).status == Status.OK for t in times)
+    for t in (5.0, 5.5, 6.0):
+        loop.step(t)
+    loop.reset()                                                          # an activation
+    assert [loop.step(t).status for t in (7.0, 7.5, 8.0)] == [Status.OK] * 3
 
 
 def test_build_helpers():

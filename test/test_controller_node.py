@@ -104,6 +104,10 @@ class Rig:
                   # The test steps /clock itself, between checks: lock-step, not a stalled clock.
                   "clock_timeout": 3600.0}
         values.update(overrides)
+        # A cycle advances /clock by the node's own period: in coarser steps the node stops
+        # (control/cycle_gaps.py), as it must for a clock that coarse.
+        rate = values["control_rate_hz"]
+        self.period_ns = int(1e9 / rate) if isinstance(rate, float) and rate > 0 else PERIOD_NS
         observe = values.pop("observation", None)   # what the model encodes: a model option
         if observe is not None:
             values["model_options"] = values["model_options"].rstrip("} ") + f", observe: {observe}}}"
@@ -200,7 +204,7 @@ class Rig:
 
     def cycle(self, feed=None) -> PlanDiagnostics:
         """Advance sim time by one period (after ``feed()`` sends inputs); the cycle's diagnostics."""
-        self.t_ns += PERIOD_NS
+        self.t_ns += self.period_ns
         if feed is not None:
             feed()
         seen = len(self.diagnostics)

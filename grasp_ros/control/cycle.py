@@ -5,7 +5,8 @@ command still goes out by the cycle's deadline (``runner.CycleRunner`` does that
 all three in the calling thread):
 
 1. ``prepare(now)``: take the newest observation and the goal. The clock jumped back: CLOCK
-   (buffers and warm start cleared). No observation, one older than ``max_observation_age``, or
+   (buffers and warm start cleared); the cycles came several periods apart, cycle after cycle
+   (``cycle_gaps``: a coarse /clock): CLOCK with zero. No observation, one older than ``max_observation_age``, or
    no goal: STALE (``on_stale``: hold for at most ``hold_timeout``, or zero). A refused input
    (bad encoding, a stamp in the future...): ERROR with zero. Otherwise a ``Job``.
 2. ``solve(job, deadline)``: encode and measure novelty against the model's training
@@ -57,6 +58,7 @@ from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
 from . import reasons
 from .arrival import GoalChecker
+from .cycle_gaps import CycleGaps
 from .encoding import encode, model_batch
 from .goal_target import GoalTarget
 from .inputs import Sample
@@ -282,6 +284,7 @@ class ControlLoop:
         self._reset_requested = False
         self._clock_seen = -math.inf
         self._clock_jump: Optional[tuple[float, float]] = None
+        self._gaps = CycleGaps()
         self._last_command = self.safe_zero.copy()
         self._last_command_time = -math.inf     # when the last planned command was decided
         self._sent = self.safe_zero.copy()      # the command the robot holds now (model units)
@@ -381,6 +384,7 @@ class ControlLoop:
         """Forget the warm start and rewind the planner's random stream, before the next cycle."""
         with self._lock:
             self._reset_requested = True
+            self._gaps.clear()
 
     def halt(self) -> None:
         """A solve in progress ends at its planner's next iteration, and any until ``resume``
@@ -489,11 +493,14 @@ class ControlLoop:
         with self._lock:
             jump, self._clock_jump = self._clock_jump, None
             sample, goal = self._inbox.current(now), self._goal
+            apart = self._gaps.note(now, self.config.period)
         age = now - sample.stamp if sample is not None else math.inf
         if jump is not None:
             return self._finish(self._zero(Status.CLOCK, (
                 f"clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s: observations and "
                 "warm start cleared")), now, age)
+        if apart is not None:
+            return self._finish(self._zero(Status.CLOCK, apart), now, age)
         if sample is None:
             return self._finish(self._stale("no observation yet", now), now, age)
         config = self.config
