@@ -6,9 +6,10 @@ all three in the calling thread):
 
 1. ``prepare(now)``: take the newest observation and the goal. The clock jumped back: CLOCK
    (buffers and warm start cleared); the cycles came several periods apart, cycle after cycle
-   (``cycle_gaps``: a coarse /clock): CLOCK with zero. No observation, one older than ``max_observation_age``, or
-   no goal: STALE (``on_stale``: hold for at most ``hold_timeout``, or zero). A refused input
-   (bad encoding, a stamp in the future...): ERROR with zero. Otherwise a ``Job``.
+   (``cycle_gaps``: a coarse /clock): CLOCK with zero. No observation, one older than
+   ``max_observation_age``, or no goal: STALE (``on_stale``: hold for at most ``hold_timeout``,
+   or zero). A refused input (bad encoding, a stamp in the future...): ERROR with zero.
+   Otherwise a ``Job``.
 2. ``solve(job, deadline)``: encode and measure novelty against the model's training
    statistics: input unlike the training data is NOVEL with zero; the robot at its joint goal
    (``goal_tolerance``, ``arrival``) ARRIVED with zero, unplanned. Otherwise plan from the

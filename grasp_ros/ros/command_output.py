@@ -74,7 +74,8 @@ class CommandOutput:
                 if not np.all(np.abs(positions) <= FLOAT32_MAX):
                     # Finite, but no joint is there (a model in float32 reads it as inf): as a
                     # trajectory's positions, a target of 1e300 (an adversarial audit, OK cycles).
-                    named = ", ".join(f"{j}={v:g}" for j, v in zip(self.joints, positions) if not abs(v) <= FLOAT32_MAX)
+                    named = ", ".join(f"{j}={v:g}" for j, v in zip(self.joints, positions)
+                                      if not abs(v) <= FLOAT32_MAX)
                     raise ValueError(f"{named} measured: beyond any position a joint can be at")
                 self._measured.add(*merged, received=now)
         except ValueError as exc:
