@@ -297,6 +297,8 @@ def test_broken_raw_images_are_refused_with_the_reason():
         (("mono8", 2, MAX_SIDE + 1, MAX_SIDE + 1, bytes(2 * MAX_SIDE + 2)),
          f"larger than {MAX_SIDE} px per side"),
         (("rgb8", 65535, 65535, 3 * 65535, data), "bytes of data"),    # a header that lies
+        # 61 MiB, under the message limit, held the executor over a second (an adversarial audit)
+        (("mono8", 8000, 8000, 8000, bytes(8000 * 8000)), "image is 8000x8000: more than 25000000 pixels"),
     ]
     for args, reason in cases:
         with pytest.raises(ValueError, match=reason):

@@ -49,10 +49,12 @@ ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
 CROPS = ("center", "stretch")
 MAX_SIDE = 8192
 """Largest frame side and model input side accepted (px): beyond it a header is taken for a lie."""
-MAX_COMPRESSED_PIXELS = 25_000_000
-"""Largest compressed frame accepted (a 6000 x 4000 photo): a few hundred bytes of PNG can claim
-8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread."""
-MAX_DECODED_BYTES = 3 * MAX_COMPRESSED_PIXELS
+MAX_PIXELS = 25_000_000
+"""Largest frame accepted, raw or compressed (a 6000 x 4000 photo): a few hundred bytes of PNG can
+claim 8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread,
+and a raw 8000 x 8000 mono8 frame (61 MiB, under the message limit) held it over a second
+(an adversarial audit: the watchdog stopped the robot, as it must, but no cycle ran)."""
+MAX_DECODED_BYTES = 3 * MAX_PIXELS
 """Largest decoded compressed frame: the 8-bit colour of the largest one (a 16-bit RGBA PNG of
 as many pixels decodes to 200 MB, over a second here)."""
 MAX_JPEG_SCANS = 100
@@ -87,6 +89,8 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
         raise ValueError(f"image has {buffer.size} bytes of data, expected step x height = "
                          f"{step * height}")
     _check_side(width, height, "image")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"image is {width}x{height}: more than {MAX_PIXELS} pixels")
     rows = buffer.reshape(height, step)[:, :row]
     if depth == 2:
         rows = (rows.view(">u2" if is_bigendian else "<u2") >> 8).astype(np.uint8)
@@ -124,8 +128,8 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
     # Before decoding, what decoding would cost: a small file can claim a lot.
     width, height = header.width, header.height
     _check_side(width, height, "compressed image")
-    if width * height > MAX_COMPRESSED_PIXELS:
-        raise ValueError(f"compressed image is {width}x{height}: more than {MAX_COMPRESSED_PIXELS} pixels")
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"compressed image is {width}x{height}: more than {MAX_PIXELS} pixels")
     if header.decoded_bytes > MAX_DECODED_BYTES:
         raise ValueError(f"compressed image is {width}x{height} and decodes to {header.decoded_bytes} "
                          f"bytes: more than {MAX_DECODED_BYTES} (send 8-bit colour or fewer pixels)")
