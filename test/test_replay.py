@@ -541,6 +541,12 @@ def _stamps_back():
     return transform
 
 
+def _without_metadata(path: Path) -> Path:
+    bag = rewrite(BAG, path)
+    (bag / "metadata.yaml").unlink()
+    return bag
+
+
 def _truncated_mcap(path: Path) -> Path:
     bag = rewrite(BAG, path)
     data = next(bag.glob("*.mcap"))
@@ -566,6 +572,13 @@ def _cycle_edit(change, which: int = 3):
             if len(seen) == which:
                 raw = _edit(raw, kind, change)
         return topic, kind, received, raw
+    return transform
+
+
+def _every_cycle_edit(change):
+    """A transform that changes every recorded cycle's PlanDiagnostics."""
+    def transform(topic, kind, received, raw):
+        return topic, kind, received, _edit(raw, kind, change) if topic == DIAGNOSTICS else raw
     return transform
 
 
@@ -602,6 +615,12 @@ BAD_BAGS = {
                                  "command_delay 1e+12 s is beyond what a clock can give"),
     "iterations beyond the planner's": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("iterations", 4_000_000_000))),
                                         "4000000000 iterations (planner.iterations allows at most 100000"),
+    # replayed before, then exit 1 (a status change) or 3 (another model) with files written
+    "an unknown status": (lambda p: rewrite(BAG, p, transform=_cycle_edit(_set("status", 200))),
+                          "has status 200, which the controller never reports"),
+    "empty commands": (lambda p: rewrite(BAG, p, transform=_every_cycle_edit(_set("command", []))),
+                       "has an empty command"),
+    "a folder without metadata.yaml": (_without_metadata, "a folder without metadata.yaml: give the bag's .mcap"),
 }
 
 
@@ -628,7 +647,10 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
                          (["-p", "image_transport:=compressed"], "does not fit the bag"),
                          (["--start", "100"], "no recorded cycle between 100 s"),
                          (["--max-command-diff", "-1"], "tolerances must be >= 0"),
-                         (["--timeout", "-1"], "--timeout must be >= 0 s")):
+                         (["--timeout", "-1"], "--timeout must be >= 0 s"),
+                         # NaN left no deadline (an audit: a hang, whatever --timeout said)
+                         (["--cycle-timeout", "nan"], "--cycle-timeout must be a number of seconds > 0"),
+                         (["--cycle-timeout", "-5"], "--cycle-timeout must be a number of seconds > 0")):
         assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -639,6 +661,15 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     afile.write_text("not a folder")
     assert main(["replay", str(BAG), "--out", str(afile)]) == 2      # was a traceback
     assert f"--out {str(afile)!r} is a file, not a folder" in capsys.readouterr().err
+    # under a file, or a --json that cannot be written: a traceback and exit 1, the second after
+    # the whole replay with its outputs half moved (an audit)
+    assert main(["replay", str(BAG), "--out", str(afile / "sub")]) == 2
+    assert f"{str(afile)!r} is a file, not a folder" in capsys.readouterr().err
+    assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), "--json", str(afile / "r.json")]) == 2
+    assert "--json's folder" in capsys.readouterr().err
+    assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), "--json", str(tmp_path)]) == 2
+    assert "is a folder, not a file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_whole_replay_has_a_timeout_and_a_sigterm_ends_it_cleanly(tmp_path):
@@ -732,6 +763,13 @@ def test_settings_come_from_the_bag_then_a_params_file_then_the_command_line(tmp
     assert changed_values(recorded, {"planner.iterations": 20, "seed": 4}) == ["seed"]
     assert iteration_mode("auto", recorded, changed_values(recorded, {"planner.iterations": 20})) == "recorded"
     assert iteration_mode("auto", recorded, changed_values(recorded, {"planner.iterations": 5})) == "parameter"
+    # `ros2 param dump` of a robot's controller also writes what rclpy declares on every node:
+    # read without them (an audit: "unknown controller parameter", exit 2)
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text("/grasp_controller:\n  ros__parameters:\n    seed: 6\n    start_type_description_service: true\n"
+                      "    qos_overrides:\n      /image:\n        subscription:\n          depth: 5\n")
+    from grasp_ros.replay.settings import read_params_file
+    assert read_params_file(dumped) == {"seed": 6}
 
 
 # -- the schedule, without ROS -------------------------------------------------------------

@@ -77,6 +77,17 @@ def _interrupt(signum, frame) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # A CI job's timeout sends SIGTERM: end as Ctrl-C does, through the clean-up (the controller
+    # stopped, the scratch folder removed), with no traceback; so from the start (reading a bag).
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("grasp-ros replay: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         overrides = dict(parse_assignment(text) for text in args.params)
         options = ReplayOptions(
@@ -91,24 +102,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
         return 2
     recording = prepared.recording
+    given = "--params-file / -p, else defaults" if args.params_file or overrides else "defaults"
     print(f"grasp-ros replay: {recording.path} ({recording.storage}): {len(recording.cycles)} cycles, "
           f"{len(recording.inputs)} inputs; parameters "
-          + ("from the bag" if recording.parameters is not None else "defaults (none in the bag)")
+          + ("from the bag" if recording.parameters is not None else f"{given} (none in the bag)")
           + (f", changed {overrides}" if overrides else "") + f"; iterations {prepared.iterations}", flush=True)
-    # A CI job's timeout sends SIGTERM: end as Ctrl-C does, through the clean-up (the controller
-    # stopped, the scratch folder removed), with no traceback.
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = replay(prepared, progress=lambda text: print(text, flush=True))
     except BagError as exc:   # a topic the controller reads is not in the bag
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
         return 2
-    except ReplayError as exc:
+    except (ReplayError, OSError) as exc:     # OSError: an output that could not be written
         print(f"grasp-ros replay: {exc}", file=sys.stderr)
         return 3
-    except KeyboardInterrupt:
-        print("grasp-ros replay: interrupted", file=sys.stderr)
-        return 130
     s, info = outcome.comparison.summary, outcome.info
     print(f"{s['compared']} cycles: max command difference {s['max_command_diff']:.3g}, RMS "
           f"{s['rms_command_diff']:.3g}, {s['status_changes']} status changes, "

@@ -147,6 +147,9 @@ def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
     source = f"bag {str(path)!r}"
     if not path.exists():
         raise BagError(f"{source}: not found")
+    if path.is_dir() and not (path / "metadata.yaml").exists():
+        raise BagError(f"{source}: a folder without metadata.yaml: give the bag's .mcap or .db3 file "
+                       "itself, or put its metadata.yaml back (ros2 bag reindex writes one)")
     try:
         with Reader(path) as reader:
             chosen = _choose_topics(reader, topics or {}, source)
@@ -359,8 +362,15 @@ def _check_values(cycles: list[Cycle], topic: str, source: str) -> None:
     counts beyond what the planner parameters allow."""
     limits = {"iterations": "planner.iterations", **{name: cap_parameter(name) for name in COUNTS}}
     most = {name: int(BY_NAME[param].range[1]) for name, param in limits.items()}
+    known = {int(s) for s in Status}
     for k, c in enumerate(cycles):
         where = f"{source}: cycle {k} of {topic}"
+        if c.status not in known:
+            raise BagError(f"{where} has status {c.status}, which the controller never reports (a "
+                           "damaged or edited bag)")
+        if len(c.command) == 0:
+            raise BagError(f"{where} has an empty command: the controller sends one every cycle, the "
+                           "stop too (a damaged or edited bag)")
         if not np.isfinite(c.command).all():
             raise BagError(f"{where} has a non-finite command {c.command.tolist()}: the controller "
                            "never sends one (a damaged or edited bag)")

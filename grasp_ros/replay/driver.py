@@ -298,7 +298,12 @@ class Replayer:
                 self._set(change)
             delivered += self._deliver([i for i in step.inputs if i.role in subscribed])
             if self.speed > 0:   # pacing only: what the controller sees does not depend on it
-                time.sleep(max(0.0, begun + (step.clock - first) / NS / self.speed - time.monotonic()))
+                wake = begun + (step.clock - first) / NS / self.speed
+                if wake > self._ends:     # (an audit: a gap of 1000 s in a bag slept past --timeout)
+                    time.sleep(max(0.0, self._ends - time.monotonic()))
+                    raise ReplayError(self._ran_out(f"the cycle at {step.clock / NS:.3f} s at --speed "
+                                                    f"{self.speed:g}", self.timeout))
+                time.sleep(max(0.0, wake - time.monotonic()))
             replayed[step.index] = self._cycle(step.clock)
             if n == 0:
                 self._check_command_size(step.index, replayed[step.index])

@@ -104,6 +104,14 @@ def prepare(options: ReplayOptions) -> Prepared:
     out = Path(options.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file, not a folder")
+    _check_writable(out, "--out")
+    if options.json is not None:
+        if Path(options.json).is_dir():
+            raise ValueError(f"--json {str(options.json)!r} is a folder, not a file")
+        _check_writable(Path(options.json).parent, "--json's folder")
+    for name, value in (("--cycle-timeout", options.cycle_timeout), ("call timeout", options.call_timeout)):
+        if not (math.isfinite(value) and value > 0):    # NaN: no deadline ever (an audit: a hang)
+            raise ValueError(f"{name} must be a number of seconds > 0, got {value}")
     if options.timeout < 0 or not math.isfinite(options.timeout):
         raise ValueError(f"--timeout must be >= 0 s (0: {TIMEOUT_PER_SECOND:g} x the window + "
                          f"{TIMEOUT_BASE_S:g} s), got {options.timeout}")
@@ -133,6 +141,19 @@ def prepare(options: ReplayOptions) -> Prepared:
         if times:
             values[replayed_parameter(kind)], sources[replayed_parameter(kind)] = times, "replay"
     return Prepared(options, recording, values, sources, mode, period, activation)
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """ValueError unless ``folder`` is, or can be made, a folder this process writes in: every
+    part of it that exists a folder, the deepest one writable (an audit: a traceback, exit 1,
+    after the replay had run, and its outputs half moved)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {str(folder)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {str(folder)!r}: {str(existing)!r} is not writable")
 
 
 def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> ReplayOutcome:
@@ -204,9 +225,21 @@ def _write_outputs(comparison: Comparison, info: ReplayInfo, machine: dict[str, 
     write_csv(comparison, scratch / "cycles.csv")
     plot(comparison, scratch / "replay.png", _title(comparison, info))
     write_bench_json(scratch / "replay.json", [bench_row(comparison, info)], machine)
-    for key, name in (("md", "replay.md"), ("csv", "cycles.csv"), ("png", "replay.png"), ("json", "replay.json")):
+    for key, name in (("json", "replay.json"), ("md", "replay.md"), ("csv", "cycles.csv"), ("png", "replay.png")):
         files[key].parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(scratch / name), str(files[key]))
+
+
+def _given(prepared: Prepared) -> list[str]:
+    """The parameters --params-file or -p gave."""
+    return sorted(k for k, v in prepared.sources.items() if v in ("params file", "command line"))
+
+
+def _without_recorded(prepared: Prepared) -> str:
+    """Where a bag without recorded parameters got its controller's."""
+    given = _given(prepared)
+    return (f"none in the bag: {len(given)} from --params-file / -p, the controller's defaults for the rest"
+            if given else "controller defaults (none in the bag)")
 
 
 def _changed(prepared: Prepared) -> dict[str, Any]:
@@ -242,7 +275,7 @@ def _info(prepared: Prepared, steps: list[ReplayCycle], run: ReplayRun, machine:
                     f"planner.iterations = {prepared.values.get('planner.iterations', 'the planner default')}"),
         iteration_mode=prepared.iterations,
         parameters_from=(f"recorded in the bag ({len(recorded)} values of {recording.parameters_node})"
-                         if recorded is not None else "controller defaults (none in the bag)"),
+                         if recorded is not None else _without_recorded(prepared)),
         changed=_changed(prepared), settings=prepared.values,
         model=_value(prepared.values, "model"), planner=_value(prepared.values, "planner"),
         messages_delivered=run.messages_delivered, subscribed=run.subscribed,
@@ -285,7 +318,9 @@ def _notes(prepared: Prepared, steps: list[ReplayCycle], capability: dict[str, O
                      "--iterations recorded repeats them")
     if recorded is None:
         notes.append("the bag holds no controller parameters (record with grasp-ros record, or give "
-                     "them with --params-file / -p): the controller's defaults were used")
+                     "them with --params-file / -p): " + (
+                         f"{len(_given(prepared))} came from --params-file / -p, the controller's "
+                         "defaults for the rest" if _given(prepared) else "the controller's defaults were used"))
     return notes
 
 

@@ -28,6 +28,10 @@ REPORTED = ("cpu_capability",)
 """What the controller reports of itself: the replay runs its controller with the recorded CPU
 kernel set through the environment (``ATEN_CPU_CAPABILITY``), not as a parameter."""
 ITERATION_MODES = ("auto", "recorded", "parameter")
+RCLPY_OWN = ("start_type_description_service",)
+RCLPY_OWN_PREFIXES = ("qos_overrides.",)
+"""Parameters rclpy declares on every node, which ``ros2 param dump`` writes with the
+controller's: a robot's file of them is read without them (the replay sets its own QoS)."""
 NOT_FROM_BAG = ("allow_python_models",)
 """What a bag never sets: a bag is data from anyone, and with it the bag would have the replaying
 machine import and run the Python code it names (a model ``os:system``, a cost term). Only the
@@ -66,7 +70,8 @@ def read_params_file(path) -> dict[str, Any]:
         section = document.get(node) or {}
         flat = _flatten((section.get("ros__parameters") or {}) if isinstance(section, dict) else {})
         values.update({name: typed(name, value) for name, value in flat.items()
-                       if name not in (*FORCED, *FROM_BAG, *REPORTED)})
+                       if name not in (*FORCED, *FROM_BAG, *REPORTED, *RCLPY_OWN)
+                       and not name.startswith(RCLPY_OWN_PREFIXES)})
     return values
 
 
