@@ -846,7 +846,7 @@ def test_cycles_far_apart_cycle_after_cycle_stop_the_robot_and_one_gap_does_not(
     """A /clock in 0.45 s steps ran a 10 Hz controller every 0.45 s, OK, each command standing
     4.5 model steps (an audit of bad clocks). Three gaps of more than 2.5 periods in a row stop
     the robot (CLOCK) until the cycles come at the period again; one skipped tick (two periods)
-    or one hiccup does not; control restarting (reset) or a jump back starts the count afresh."""
+    or one hiccup does not; control restarting (reset) starts the count afresh."""
     loop = ready_loop(max_observation_age=1e6)
     coarse = [loop.step(0.45 * k) for k in range(6)]
     assert [r.status for r in coarse] == [Status.OK] * 3 + [Status.CLOCK] * 3
