@@ -156,26 +156,3 @@ def test_a_huge_novelty_is_written_short():
     from grasp_ros.models.novelty import novelty_text
     assert novelty_text(56.94) == "56.9"
     assert novelty_text(1.721002208392667e38) == "1.72e+38"
-
-
-def test_a_goal_past_a_stop_the_samples_piled_up_at_is_beyond_the_range():
-    """An audit's own arm: the elbow's samples piled up at its hard stop (2.6 rad), and a goal of
-    3.0 lay within a tenth of the range beyond it: taken, the arm pressed into the stop. On a side
-    where the samples pile up the margin is a hundredth; elsewhere still a tenth."""
-    g = torch.Generator().manual_seed(0)
-    elbow = torch.cat([torch.rand(450, generator=g) * 5.2 - 2.6, torch.full((50,), 2.6)])
-    shoulder = torch.rand(500, generator=g) * 2.0 - 1.0
-    joints = torch.stack([shoulder, elbow], dim=1)
-    ranges = {"joints": joints.double().aminmax(dim=0)}
-    from grasp_ros.models.novelty import _margins
-    stats = InputStatistics({"joints": (joints.mean(0), torch.cov(joints.T) + 1e-6 * torch.eye(2))}, 500, ranges,
-                            {"joints": _margins(joints.double(), *ranges["joints"])})
-    assert [i for i, *_ in stats.beyond_range("joints", torch.tensor([0.0, 3.0]))] == [1]    # past the stop
-    assert stats.beyond_range("joints", torch.tensor([0.0, 2.62])) == []                     # at it
-    assert stats.beyond_range("joints", torch.tensor([0.0, -3.0])) == []                     # a tenth: 0.52
-    assert stats.beyond_range("joints", torch.tensor([1.15, 0.0])) == []                     # a tenth: 0.2
-    again = InputStatistics.from_dict(stats.to_dict())
-    assert [i for i, *_ in again.beyond_range("joints", torch.tensor([0.0, 3.0]))] == [1]
-    # statistics made before the margins were kept: a tenth on both sides, as before
-    old = {k: v for k, v in stats.to_dict().items() if "margin" not in k}
-    assert InputStatistics.from_dict(old).beyond_range("joints", torch.tensor([0.0, 3.0])) == []

@@ -41,15 +41,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"novelty statistics: {'yes' if getattr(model, 'input_statistics', None) else 'none'}")
     ranges = _joint_ranges(model, card)
     if ranges:
-        print(f"joint goals accepted within their training ranges (+- a tenth of each, a hundredth "
-              f"on a side where the samples piled up at a stop): {ranges}")
+        print(f"joint goals accepted within their training ranges (+- a tenth of each): {ranges}")
     return 0
 
 
 def _joint_ranges(model, card) -> str:
     """The joints' training ranges, "" where the statistics keep none (made before they did).
-    A goal further than the statistics' margin outside a range is NOVEL (``novelty.RANGE_MARGIN``,
-    ``STOP_MARGIN`` at a stop)."""
+    A goal further than ``novelty.RANGE_MARGIN`` of a range outside it is NOVEL."""
     from ..models.card import value_labels
     from ..models.novelty import novelty_for
 

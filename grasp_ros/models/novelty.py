@@ -42,13 +42,6 @@ RANGE_MARGIN = 0.1
 """A joint goal may lie this fraction of a joint's training range beyond that range. Spreads do
 not bound a goal: an arm's elbow that swept +-2 rad (to its hard stops) has a spread of 1.2 rad,
 so a goal at 3 rad scored 2.4 and the arm pressed into its stop for as long as the goal stood."""
-STOP_MARGIN = 0.01
-"""The margin instead on a side where the training samples pile up at the range's end (a hard
-stop the robot was driven into): the joint goes no further there. An audit's elbow, stopped at
-2.6 rad with a range of 5.2, took a goal of 3.0 within the tenth and pressed into its stop."""
-PILE_BAND, PILE_FRACTION = 0.005, 0.02
-"""A side piles up when at least ``PILE_FRACTION`` of the samples lie within ``PILE_BAND`` of the
-range of its end (four times what evenly spread samples put there)."""
 LATENT_FLOOR = 0.01
 """Latent and joint parts: every direction varies at least this fraction of the training
 cloud's overall spread (sqrt of the covariance trace), so that directions training barely
@@ -87,8 +80,7 @@ class InputStatistics:
     """
 
     def __init__(self, parts: Mapping[str, tuple[torch.Tensor, torch.Tensor]], samples: int = 0,
-                 ranges: Optional[Mapping[str, tuple[torch.Tensor, torch.Tensor]]] = None,
-                 margins: Optional[Mapping[str, tuple[torch.Tensor, torch.Tensor]]] = None):
+                 ranges: Optional[Mapping[str, tuple[torch.Tensor, torch.Tensor]]] = None):
         unknown = set(parts) - set(PARTS)
         if unknown or not parts:
             raise ValueError(f"input statistics need parts among {PARTS}, got {sorted(parts)}")
@@ -100,11 +92,6 @@ class InputStatistics:
             if name not in self.parts or low.shape != self.parts[name][0].shape or high.shape != low.shape:
                 raise ValueError(f"input statistics: range of {name!r} must match its mean, got "
                                  f"{tuple(low.shape)} and {tuple(high.shape)}")
-        # each side's margin beyond the range (``STOP_MARGIN`` where samples piled up there);
-        # statistics made before margins were kept: ``RANGE_MARGIN`` of the range on both
-        self.margins = {name: (lo.to(torch.float32), hi.to(torch.float32))
-                        for name, (lo, hi) in (margins or {}).items()
-                        if name in self.ranges and lo.shape == hi.shape == self.ranges[name][0].shape}
         self._whiten: Dict[str, torch.Tensor] = {}
         for name, (mean, cov) in self.parts.items():
             if mean.dim() != 1 or cov.shape != (mean.numel(), mean.numel()):
@@ -119,8 +106,7 @@ class InputStatistics:
 
     def to(self, device) -> "InputStatistics":
         return InputStatistics({k: (m.to(device), c.to(device)) for k, (m, c) in self.parts.items()}, self.samples,
-                               {k: (lo.to(device), hi.to(device)) for k, (lo, hi) in self.ranges.items()},
-                               {k: (lo.to(device), hi.to(device)) for k, (lo, hi) in self.margins.items()})
+                               {k: (lo.to(device), hi.to(device)) for k, (lo, hi) in self.ranges.items()})
 
     def to_dict(self) -> Dict[str, torch.Tensor]:
         """Flat {"<part>.mean", "<part>.covariance", "<part>.low", "<part>.high", "samples"}:
@@ -130,8 +116,6 @@ class InputStatistics:
             out[f"{name}.mean"], out[f"{name}.covariance"] = mean.cpu(), cov.cpu()
         for name, (low, high) in self.ranges.items():
             out[f"{name}.low"], out[f"{name}.high"] = low.cpu(), high.cpu()
-        for name, (low, high) in self.margins.items():
-            out[f"{name}.low_margin"], out[f"{name}.high_margin"] = low.cpu(), high.cpu()
         return out
 
     @classmethod
@@ -140,9 +124,7 @@ class InputStatistics:
                  for name in PARTS if f"{name}.mean" in data}
         ranges = {name: (torch.as_tensor(data[f"{name}.low"]), torch.as_tensor(data[f"{name}.high"]))
                   for name in parts if f"{name}.low" in data and f"{name}.high" in data}
-        margins = {name: (torch.as_tensor(data[f"{name}.low_margin"]), torch.as_tensor(data[f"{name}.high_margin"]))
-                   for name in ranges if f"{name}.low_margin" in data and f"{name}.high_margin" in data}
-        return cls(parts, int(data.get("samples", 0)), ranges, margins)
+        return cls(parts, int(data.get("samples", 0)), ranges)
 
     def beyond_range(self, name: str, x: torch.Tensor) -> list[tuple[int, float, float, float]]:
         """(feature, value, lowest, highest) for each feature of ``x`` [F] further than
@@ -151,8 +133,8 @@ class InputStatistics:
             return []
         low, high = self.ranges[name]
         x = x.to(low).reshape(-1)
-        below, above = self.margins.get(name) or (RANGE_MARGIN * (high - low),) * 2
-        out = ((x < low - below) | (x > high + above)).nonzero().flatten().tolist()
+        margin = RANGE_MARGIN * (high - low)
+        out = ((x < low - margin) | (x > high + margin)).nonzero().flatten().tolist()
         return [(i, float(x[i]), float(low[i]), float(high[i])) for i in out]
 
     def furthest(self, name: str, x: torch.Tensor) -> int:
@@ -210,7 +192,7 @@ def compute_statistics(model, observation_batches: Iterable[Mapping[str, torch.T
             features["image"].append(image_features(batch["image"]).cpu())
         if "joints" in batch:
             features["joints"].append(batch["joints"].float().cpu())
-    parts, ranges, margins = {}, {}, {}
+    parts, ranges = {}, {}
     for name, chunks in features.items():
         if chunks:
             x = torch.cat(chunks).double()
@@ -221,19 +203,7 @@ def compute_statistics(model, observation_batches: Iterable[Mapping[str, torch.T
             parts[name] = (x.mean(0), cov + max(floor, 1e-6) ** 2 * torch.eye(len(cov), dtype=cov.dtype))
             if name == "joints":
                 ranges[name] = x.aminmax(dim=0)
-                margins[name] = _margins(x, *ranges[name])
-    return InputStatistics(parts, samples, ranges, margins)
-
-
-def _margins(x: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each feature's margin below and above its range [low, high] from the samples x [N, F]:
-    ``STOP_MARGIN`` of the range on a side where they pile up, else ``RANGE_MARGIN``."""
-    span = high - low
-    band = PILE_BAND * span
-    def margin(near: torch.Tensor) -> torch.Tensor:
-        piled = near.double().mean(0) >= PILE_FRACTION
-        return torch.where(piled, STOP_MARGIN * span, RANGE_MARGIN * span)
-    return margin(x - low <= band), margin(high - x <= band)
+    return InputStatistics(parts, samples, ranges)
 
 
 def novelty_text(value: float) -> str:
