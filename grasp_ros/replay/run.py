@@ -101,10 +101,7 @@ def default_timeout(window_seconds: float) -> float:
 
 def prepare(options: ReplayOptions) -> Prepared:
     """Read and check everything; raises BagError (the bag) or ValueError (options, parameters)."""
-    out = Path(options.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} is a file, not a folder")
-    _check_writable(out, "--out")
+    _check_writable(Path(options.out), "--out")
     if options.json is not None:
         if Path(options.json).is_dir():
             raise ValueError(f"--json {str(options.json)!r} is a folder, not a file")
@@ -151,7 +148,8 @@ def _check_writable(folder: Path, what: str) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ValueError(f"{what} {str(folder)!r}: {str(existing)!r} is a file, not a folder")
+        where = "" if existing == folder else f": {str(existing)!r}"
+        raise ValueError(f"{what} {str(folder)!r}{where} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{what} {str(folder)!r}: {str(existing)!r} is not writable")
 
@@ -239,13 +237,12 @@ def _without_recorded(prepared: Prepared) -> str:
     """Where a bag without recorded parameters got its controller's."""
     given = _given(prepared)
     return (f"none in the bag: {len(given)} from --params-file / -p, the controller's defaults for the rest"
-            if given else "controller defaults (none in the bag)")
+            if given else "none in the bag: the controller's defaults")
 
 
 def _changed(prepared: Prepared) -> dict[str, Any]:
     """The values a file or the command line gave other than the recorded ones."""
-    given = {k: v for k, v in prepared.values.items()
-             if prepared.sources.get(k) in ("params file", "command line")}
+    given = {k: prepared.values[k] for k in _given(prepared)}
     return {k: given[k] for k in changed_values(prepared.recording.parameters, given)}
 
 
@@ -318,9 +315,7 @@ def _notes(prepared: Prepared, steps: list[ReplayCycle], capability: dict[str, O
                      "--iterations recorded repeats them")
     if recorded is None:
         notes.append("the bag holds no controller parameters (record with grasp-ros record, or give "
-                     "them with --params-file / -p): " + (
-                         f"{len(_given(prepared))} came from --params-file / -p, the controller's "
-                         "defaults for the rest" if _given(prepared) else "the controller's defaults were used"))
+                     f"them with --params-file / -p); {_without_recorded(prepared)}")
     return notes
 
 
