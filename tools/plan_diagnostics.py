@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 TOPIC = "/grasp_controller/plan_diagnostics"
-PLANNED = (0, 5)       # OK and TRUNCATED: cycles whose command came from their own plan
 
 
 def summary(bag: Path, topic: str = TOPIC) -> dict:
@@ -38,7 +37,8 @@ def summary(bag: Path, topic: str = TOPIC) -> dict:
             m = deserialize_message(raw, PlanDiagnostics)
             rows.append((m.status, m.iterations, m.start_samples, m.solve_time))
     cycles = np.array(rows, dtype=float).reshape(-1, 4)
-    planned = cycles[np.isin(cycles[:, 0], PLANNED)]
+    # OK and TRUNCATED: the cycles whose command came from their own plan
+    planned = cycles[np.isin(cycles[:, 0], (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_TRUNCATED))]
     return {
         "bench": "plan_diagnostics", "bag": str(bag), "cycles": len(cycles), "planned_cycles": len(planned),
         "status_counts": _counts(cycles[:, 0]),
