@@ -414,3 +414,18 @@ def test_arm_node_explores_with_rests_when_asked(arm_rig):
     assert r.spin_until(lambda: len(r.got["command"]) >= 40)
     commands = np.asarray([c.data for c in r.got["command"]])
     assert (commands == 0).all(axis=1).mean() > 0.5           # mostly resting at p = 0.5
+
+
+def test_the_arm_parameter_file_gives_the_arms_own_joint_limits():
+    """config/arm_controller.yaml's cost.joint_limits_low/high (a goal beyond them is refused)
+    are arm.xml's joint ranges and velocity servo bounds, in the model's value order."""
+    import yaml
+    from pathlib import Path
+    values = yaml.safe_load((Path(__file__).parents[1] / "config" / "arm_controller.yaml").read_text())
+    values = values["/**"]["ros__parameters"]
+    low, high = (np.array(values[f"cost.joint_limits_{k}"]).reshape(3, 2) for k in ("low", "high"))
+    np.testing.assert_array_equal(low[:, 0], JOINT_LOW)          # joint1.position, joint1.velocity, ...
+    np.testing.assert_array_equal(high[:, 0], JOINT_HIGH)
+    np.testing.assert_array_equal(low[:, 1], ACTION_LOW)
+    np.testing.assert_array_equal(high[:, 1], ACTION_HIGH)
+    assert values.get("cost.joint_limit_weight", 0.0) == 0.0     # refusing goals only: no barrier

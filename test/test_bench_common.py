@@ -91,7 +91,9 @@ def test_arm_rows_name_the_world_the_checkpoint_and_where_its_data_came_from(tmp
                                       "planner.warm_states": "reset", "planner.route_spread": 0.0, "planner.start_samples": 300,
                                       "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
                                       "planner.lr_actions": 0.03, "planner.iterations": 5,
-                                      "plan_ahead": 1}
+                                      "plan_ahead": 1,
+                                      "cost.joint_limits_low": [-2.8, -1.5, -2.5, -2.0, -2.5, -2.5],
+                                      "cost.joint_limits_high": [2.8, 1.5, 2.5, 2.0, 2.5, 2.5]}
     files = [a for i, a in enumerate(closed_loop.node_commands(spec)["controller"][1:])
              if closed_loop.node_commands(spec)["controller"][i] == "--params-file"]
     assert [Path(f).name for f in files] == ["grasp_controller.yaml", "arm_controller.yaml"]

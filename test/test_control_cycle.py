@@ -1481,3 +1481,27 @@ def test_the_watchdog_says_when_the_clock_has_not_moved_since_control_began():
         assert "the clock has not moved yet" in result.message and "clock stopped" not in result.message
     finally:
         runner.stop()
+
+
+def test_a_joint_goal_beyond_the_joint_limits_is_refused_with_the_stop():
+    """A goal past a hard stop but within the training range's margin was planned for, and the
+    arm pressed into its stop while the goal stood: the joint limits refuse it, by name."""
+    model = SweptJointsModel()
+    limits = {"weight": 0.0, "low": [-2.0, -1.5], "high": [2.0, 1.5]}
+    loop = ControlLoop(model, make_planner("grasp", model, H, {"iterations": 2, "chains": 2,
+                                                               "costs": {"joint_limits": limits}}),
+                       ControlConfig(period=PERIOD, timing="fixed_iterations", novelty_threshold=6.0))
+    joints = loop.card.goal_joint_input.labels
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.0)
+    loop.set_goal({"joints": np.array([2.0, -1.5])})                   # at the limits: taken
+    assert loop.step(0.0).status == Status.OK
+    loop.set_goal({"joints": np.array([1.0, 1.6])})     # within the training range, past the stop
+    for t in (0.1, 0.2):                                  # refused, and stays refused
+        loop.observe({"joints": np.array([0.1, 0.0])}, stamp=t)
+        refused = loop.step(t)
+        assert refused.status == Status.ERROR and refused.command.tolist() == [0.0, 0.0]
+        assert f"{joints[1]} 1.6 outside [-1.5, 1.5]" in refused.message, refused.message
+        assert "cost.joint_limits_low/high" in refused.message and joints[0] not in refused.message
+    loop.set_goal({"joints": np.array([1.0, 1.5 + 1e-12])})            # rounding at the limit
+    loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
+    assert loop.step(0.3).status == Status.OK

@@ -1172,7 +1172,9 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
     assert values == {"planner.sync_every": 0, "planner.warm_states": "reset",
                       "planner.route_spread": 0.0, "planner.start_samples": 300,
                       "planner.start_colour": 2.0, "planner.start_std_spread": 10.0,
-                      "planner.lr_actions": 0.03, "planner.iterations": 5, "plan_ahead": 1}
+                      "planner.lr_actions": 0.03, "planner.iterations": 5, "plan_ahead": 1,
+                      "cost.joint_limits_low": [-2.8, -1.5, -2.5, -2.0, -2.5, -2.5],
+                      "cost.joint_limits_high": [2.8, 1.5, 2.5, 2.0, 2.5, 2.5]}
     assert not params.validate_all({p.name: values.get(p.name, p.default) for p in params.PARAMETERS})
     node = GraspController(context=ros, namespace="/arm_file", cli_args=[
         "--ros-args", "--params-file", str(CONFIG), "--params-file", str(arm)])
@@ -1187,6 +1189,7 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
         assert node._loop.planner.settings.lr_actions == 0.03
         assert node._loop.planner.settings.iterations == 5 and node._loop.config.plan_ahead == 1
         assert node._loop.planner.settings.chains == 12     # the main file's value still holds
+        assert node._loop.planner.settings.costs["joint_limits"]["high"] == [2.8, 1.5, 2.5, 2.0, 2.5, 2.5]
     finally:
         node.trigger_shutdown()
         node.destroy_node()

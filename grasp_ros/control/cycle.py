@@ -280,7 +280,8 @@ class ControlLoop:
         self._lock = threading.Lock()
         self._inbox = ObservationInbox(lambda: self.config, self.pairs_joints, self.image_frames)
         self._goal: Optional[Sample] = None
-        self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed)
+        self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed,
+                                      lambda: self.planner.settings.costs.get("joint_limits"))
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
         self._clock_seen = -math.inf

@@ -26,6 +26,11 @@ from .encoding import encode, model_batch
 from .inputs import Sample
 
 
+LIMIT_SLACK = 1e-9
+"""How far past a joint limit (a fraction of the joint's range, at least of 1) a goal may lie and
+still be taken: a goal computed to be at the limit may round past it."""
+
+
 class _Wrapped(NamedTuple):
     """The last goal wrapped to the measured joints: the goal, the turns added, the result."""
     goal: Sample
@@ -38,9 +43,11 @@ class GoalTarget:
     message)`` hears of a goal that could not be made ready, so that the loop refuses it from
     then on instead of trying again every cycle."""
 
-    def __init__(self, model, card, novelty, device, on_failure: Callable[[Sample, str], None]):
+    def __init__(self, model, card, novelty, device, on_failure: Callable[[Sample, str], None],
+                 joint_limits: Callable[[], Mapping[str, Any]] = dict):
         self.model, self.card, self.novelty, self.device = model, card, novelty, device
         self._on_failure = on_failure
+        self._joint_limits = joint_limits     # the planner's costs.joint_limits, as they stand now
         self._joints_alone = int(getattr(model, "joint_dim", 0)) == 0 or card.pairs_joints
         self._continuous = [] if card.joints is None else card.joints.position_columns(card.joints.continuous)
         self._wrapped: Optional[_Wrapped] = None
@@ -72,6 +79,7 @@ class GoalTarget:
                              "decode_state joint head): give a goal image")
         if goal is not self._source:
             try:
+                self._check_limits(goal.value.get("joints"))
                 target, novelty = self._joint_target(goal) if in_joints else self._encoded(goal)
                 out_of_range, furthest = self._joint_notes(goal.value.get("joints"), novelty)
             except Exception as exc:
@@ -98,6 +106,27 @@ class GoalTarget:
         return ("this model's statistics keep no joint ranges (made before they were kept): a joint "
                 "goal beyond where its joint ever went is NOVEL only once it is novelty_threshold "
                 "spreads out; retrain it to have them (grasp-ros train keeps them)")
+
+    def _check_limits(self, joints) -> None:
+        """Raise ``ValueError`` naming each of a goal's ``joints`` beyond its limit (none, or
+        limits for another count of values: nothing to check; continuous joints wrap: never)."""
+        limits = self._joint_limits() or {}
+        low, high = limits.get("low") or [], limits.get("high") or []
+        if joints is None or not low:
+            return
+        values = np.asarray(joints, dtype=np.float64).reshape(-1)
+        if values.size != len(low):
+            return
+        card = self.card.goal_joint_input
+        labels = value_labels(card, values.size)
+        wraps = set(card.position_columns(card.continuous)) if card is not None and labels == card.labels else set()
+        slack = LIMIT_SLACK * np.maximum(1.0, np.abs(np.asarray(high, dtype=np.float64) - low))
+        beyond = [f"{labels[i]} {values[i]:.4g} outside [{low[i]:.4g}, {high[i]:.4g}]"
+                  for i in range(values.size) if i not in wraps
+                  and not low[i] - slack[i] <= values[i] <= high[i] + slack[i]]
+        if beyond:
+            raise ValueError(f"goal beyond the joint limits (cost.joint_limits_low/high): "
+                             f"{shorten('; '.join(beyond))}; the robot cannot reach it")
 
     def _joint_target(self, goal: Sample) -> tuple[torch.Tensor, float]:
         """A joint-space goal on the device, scored against the joints the model was trained on

@@ -493,12 +493,14 @@ PARAMETERS: tuple[Param, ...] = (
           "Lower joint limits of the barrier, one per value the model's decode_state gives: "
           "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
           "model of positions and velocities; grasp-ros info lists them) (unset: none). Their "
-          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut."),
+          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut. "
+          "A goal beyond them is refused (ERROR, the stop)."),
     Param("cost.joint_limits_high", "double_array", None,
           "Upper joint limits of the barrier, one per value the model's decode_state gives: "
           "each joint's fields in the card's order (shoulder.position, shoulder.velocity, ... for a "
           "model of positions and velocities; grasp-ros info lists them) (unset: none). Their "
-          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut."),
+          "positions also bound a joint_trajectory's: a joint stops at its limit, its velocity cut. "
+          "A goal beyond them is refused (ERROR, the stop)."),
     Param("cost.terms", "string_array", None,
           "User cost terms package.module:function, each called as function(states, actions, "
           "goal, context) -> one cost per trajectory and added with weight 1 (unset: none). "
