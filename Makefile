@@ -102,8 +102,9 @@ $(STAMPS)/pth: tools/write_venv_pth.py $(STAMPS)/deps
 	$(VPY) tools/write_venv_pth.py
 	@mkdir -p $(STAMPS) && touch $@
 
+# --durations: the slowest tests named in every log, to keep the suite's time in view
 test: setup
-	$(RUN_ENV) $(TEST_ENV) $(VPY) -m pytest -q test
+	$(RUN_ENV) $(TEST_ENV) $(VPY) -m pytest -q --durations=15 test
 
 demo: setup
 	$(RUN_ENV) $(VPY) -m grasp_ros.cli demo --robot $(ROBOT)
