@@ -847,10 +847,22 @@ def test_reset_service_clears_the_warm_start(rig):
 
 # -- outputs -----------------------------------------------------------------------------------
 
-def test_a_trajectory_carries_no_positions_from_dead_joint_states(rig):
+def held_within(stop, before) -> bool:
+    """``stop`` holds, at both its points, positions within the span of those of ``before``
+    (the trajectory sent before it): where that one took the joints, not a measurement."""
+    held = np.array([p.positions for p in stop.points])
+    span = np.array([p.positions for p in before.points])
+    return (held.shape == span[:2].shape and (held[0] == held[1]).all()
+            and bool(((span.min(0) <= held[0]) & (held[0] <= span.max(0))).all()))
+
+
+def test_a_stop_after_joint_states_died_holds_where_the_last_trajectory_took_the_joints(rig):
     """A trajectory's positions are integrated from the measured joints: once joint_states is
-    older than max_observation_age, the trajectory carries velocities only, not positions that
-    would pull a position-tracking controller back to where the robot was."""
+    older than max_observation_age, a stop does not hold them (they would pull a
+    position-tracking controller back to where the robot was), nor carry velocities only, which
+    a joint_trajectory_controller refuses by default (a conventions audit: every stop after the
+    sensors died refused, "Mismatch between joint_names size (2) and positions (0)"): it holds
+    where the last trajectory took the joints, the controller's own reference."""
     r = rig(command_interface="joint_trajectory")
     r.start()
     r.controlling()
@@ -862,7 +874,10 @@ def test_a_trajectory_carries_no_positions_from_dead_joint_states(rig):
     r.wait_until(lambda: r.trajectories and stamp_of(r.trajectories[-1]) == 0, what="its trajectory")
     stale = r.trajectories[-1]
     assert [list(p.velocities) for p in stale.points] == [[0.0, 0.0], [0.0, 0.0]]
-    assert all(not p.positions for p in stale.points), [d.status_text for d in r.diagnostics[-6:]]
+    before = r.trajectories[-2]
+    assert before.points[0].positions and stamp_of(before) != 0       # a moving one, positioned
+    assert held_within(stale, before), ([list(p.positions) for p in stale.points],
+                                        [list(p.positions) for p in before.points])
 
 
 def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
@@ -919,25 +934,28 @@ def send_glitches(r, x: float, count: int = 2):
         r.joints_pub.publish(msg)
 
 
-def test_a_stop_for_a_novel_measurement_holds_no_positions_while_the_driver_stays_dead(rig):
+def test_a_stop_for_a_novel_measurement_never_holds_it_while_the_driver_stays_dead(rig):
     """Two joint_states glitches of x = 5 (the newest two of three: their median), then the
     driver dies: the loop found the measurement NOVEL and stopped, and the stop held x = 5,
     which a position-tracking controller drives the robot to, every stop of the run (an
-    adversarial audit). The run's stops carry velocities only."""
+    adversarial audit). The run's stops hold where the last trajectory took the joints."""
     r = rig(command_interface="joint_trajectory")
     r.start()
     r.controlling()
 
     statuses, stops = [], []
     glitches = partial(send_glitches, r, 5.0)
+    before = r.trajectories[-1]
     for feed in (glitches, None, None, None, None, None, None, None, None, None, None, None):
         sent = len(r.trajectories)
         statuses.append(r.cycle(feed).status)
         r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
         stops.append(r.trajectories[sent])
     assert statuses[0] == PlanDiagnostics.STATUS_NOVEL and PlanDiagnostics.STATUS_STALE in statuses, statuses
-    assert all(not p.positions and not any(p.velocities) for s in stops for p in s.points), \
+    assert all(not any(p.velocities) for s in stops for p in s.points)
+    assert before.points[0].positions and all(held_within(s, before) for s in stops), \
         [[list(p.positions) for p in s.points] for s in stops]
+    assert len({tuple(s.points[0].positions) for s in stops}) == 1       # one run: one hold
 
 
 def test_a_joint_measured_beyond_float32_gives_no_trajectory_positions(rig):
@@ -962,8 +980,8 @@ def test_a_joint_measured_beyond_float32_gives_no_trajectory_positions(rig):
 
 def test_a_stop_never_holds_positions_beyond_the_position_limits(rig):
     """Two glitches of x = 5 with the limits at [-1, 1] and no novelty check: the stop held
-    x = 5, 4 beyond the limit (an adversarial audit). Beyond a limit, the run holds no
-    positions; within the limits it holds them, as before."""
+    x = 5, 4 beyond the limit (an adversarial audit). Beyond a limit, the run holds where the
+    last trajectory took the joints; within the limits it holds the measurement, as before."""
     r = rig(command_interface="joint_trajectory", novelty_threshold=0.0,
             **{"cost.joint_limits_low": [-1.0, -1.0], "cost.joint_limits_high": [1.0, 1.0]})
     r.start()
@@ -981,14 +999,15 @@ def test_a_stop_never_holds_positions_beyond_the_position_limits(rig):
     r.goal_pub.publish(JointGoal(name=["x", "y"], position=GOAL))        # a new run after planning
     r.wait_until(lambda: r.cycle(r.send_joints).status in PLANNED, what="a planned cycle")
     r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))
-    held = []
+    held, before = [], r.trajectories[-1]
     for feed in (glitches, r.send_joints):
         sent = len(r.trajectories)
         d = r.cycle(feed)
         r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
         if d.status == PlanDiagnostics.STATUS_ERROR:
-            held.append([list(p.positions) for p in r.trajectories[sent].points])
-    assert held and all(points == [[], []] for points in held), held
+            held.append(r.trajectories[sent])
+    # not the measurement: where the planned trajectory before took the joints, within the limits
+    assert held and all(held_within(s, before) for s in held), [[list(p.positions) for p in s.points] for s in held]
 
 
 def test_a_goal_from_a_publisher_of_the_default_profile_is_taken(rig):
@@ -1076,21 +1095,24 @@ def test_a_reactivation_or_a_clock_jump_starts_a_new_run_of_stops(rig):
 def test_a_trajectory_stops_each_joint_at_its_limit_and_reports_the_velocity_sent(rig):
     """cost.joint_limits_low/high are the robot's joint limits: a trajectory's positions,
     integrated from the measured ones, never pass them (a joint stops at its limit, its velocity
-    cut), and PlanDiagnostics' command is the first velocity really sent."""
+    cut), and PlanDiagnostics' command is the first velocity really sent. The goal lies within
+    them (one beyond is refused, ERROR, no plan); the robot is measured near a limit."""
     r = rig(command_interface="joint_trajectory", **{"cost.joint_limits_low": [-1.0, -1.0],
-                                                     "cost.joint_limits_high": [-0.4, 1.0]})
+                                                     "cost.joint_limits_high": [0.6, 1.0]})
     r.start()
-    r.controlling()                              # from (-0.5, -0.5) towards (0.5, 0.5): +x
+    near = partial(r.send_joints, (0.45, -0.5))   # towards (0.5, 0.5): +x, and the limit at 0.6
+    r.controlling(feed=near)
     r.wait_until(lambda: r.trajectories and len(r.trajectories[-1].points) == MOVING_POINTS + 1,
                  what="a planned trajectory")
-    d = r.cycle(r.send_joints)
+    d = r.cycle(near)
     assert d.status in PLANNED
     r.wait_until(lambda: any(stamp_of(t) == r._stamp(d) for t in r.trajectories), what="the cycle's trajectory")
     trajectory = next(t for t in r.trajectories if stamp_of(t) == r._stamp(d))
     x = np.array([p.positions[0] for p in trajectory.points])
     vx = np.array([p.velocities[0] for p in trajectory.points])
-    assert x.max() <= -0.4 and x.max() == pytest.approx(-0.4)             # stopped at the limit
-    assert vx[0] == pytest.approx((-0.4 - -0.5) / (PERIOD_NS / 1e9))       # cut to reach it in one period
+    assert x.max() <= 0.6 and x[-1] == pytest.approx(0.6)                # stopped at the limit...
+    k = int(np.argmax(x >= 0.6 - 1e-9)) - 1                                # ...by the velocity cut
+    assert k >= 0 and vx[k] == pytest.approx((0.6 - x[k]) / (PERIOD_NS / 1e9)) and not (vx[k + 1:] > 0).any()
     np.testing.assert_allclose(np.diff(x), vx[:-1] * PERIOD_NS / 1e9, atol=1e-12)   # they agree
     assert list(d.command) == list(trajectory.points[0].velocities)        # what was sent
 

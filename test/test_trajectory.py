@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from grasp_ros.control.trajectory import MeasuredPositions, trajectory_steps
+from grasp_ros.control.trajectory import MeasuredPositions, SentPositions, trajectory_steps
 
 
 def test_a_trajectory_starts_from_the_positions_measured_at_its_cycle():
@@ -92,3 +92,15 @@ def test_a_trajectory_moves_no_longer_than_a_fallback_follows_a_plan():
     assert trajectory_steps(0.1, 0.5) == 6           # moving over [0, 0.6) s, at rest at 0.6 s
     assert trajectory_steps(0.5, 1.0) == 3
     assert trajectory_steps(1.0, 0.1) == 1           # at least the first action
+
+
+def test_a_stop_without_a_fresh_measurement_holds_where_the_last_trajectory_takes_the_joints():
+    """The trajectory controller's own reference: between points interpolated, before the
+    stamp the first point, after the end the last (where the controller holds); a hold (stamped
+    0, "start on receipt") its own positions at any time."""
+    sent = SentPositions(10.0, [0.0, 0.5, 1.0, 1.5], [[0.0, 1.0], [0.5, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    assert sent.at(10.25).tolist() == [0.25, 1.0]
+    assert sent.at(10.75).tolist() == [0.75, 0.5]
+    assert sent.at(9.0).tolist() == [0.0, 1.0] and sent.at(30.0).tolist() == [1.0, 0.0]
+    hold = SentPositions(None, [0.0, 0.5], [[0.3, -0.2], [0.3, -0.2]])
+    assert hold.at(0.0).tolist() == [0.3, -0.2] == hold.at(1e9).tolist()

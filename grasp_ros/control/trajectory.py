@@ -8,7 +8,9 @@ median of the newest few measurements: a single glitch is never held. And a traj
 for no longer than a FALLBACK would follow a plan (the cycle's ``max_observation_age`` + one
 period), then comes to rest: a trajectory controller runs the last trajectory it got to its
 end, so a controller that stops (killed, stopped, starved) must not leave seconds of plan
-behind it.
+behind it. A stop with no measurement fresh (or plausible) enough to hold holds where the last
+trajectory sent takes the joints then (``SentPositions``): a trajectory controller refuses by
+default a point without positions, and that reference is where it is driving the robot anyway.
 """
 from __future__ import annotations
 
@@ -83,6 +85,26 @@ class MeasuredPositions:
         if len(fresh) < STEADY_OF:
             return self.at(when, max_age, lead)
         return np.median(np.stack([positions for _, positions in fresh]), axis=0), fresh[0][0]
+
+
+class SentPositions:
+    """Where the last trajectory sent with positions takes the joints: its stamp (s; None: "start
+    on receipt", a stop or a hold, at rest), its points' times from the stamp (s) and positions
+    [P, J]. A stop without fresh measurements holds where this puts the joints at the stop: the
+    trajectory controller's own reference, which no dead joint_states makes stale."""
+
+    def __init__(self, stamp: Optional[float], times, positions):
+        self.stamp = stamp
+        self.times = np.asarray(times, dtype=np.float64)
+        self.positions = np.asarray(positions, dtype=np.float64).reshape(len(self.times), -1)
+
+    def at(self, when: float) -> np.ndarray:
+        """Positions [J] at ``when`` (s): interpolated between the points, the first before the
+        stamp, the last after the end (the controller holds it); a hold's own positions."""
+        if self.stamp is None:
+            return self.positions[0].copy()
+        t = when - self.stamp
+        return np.array([np.interp(t, self.times, column) for column in self.positions.T])
 
 
 def trajectory_steps(period: float, max_observation_age: float) -> int:

@@ -18,10 +18,10 @@ from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
 
 from ..control import CycleResult, Status, time_base_hint
-from ..control.trajectory import MeasuredPositions, trajectory_steps
+from ..control.trajectory import MeasuredPositions, SentPositions, trajectory_steps
 from ..models.joint_states import JointStateMerger
 from . import wiring
-from .conversions import command_message, stamp_seconds, trajectory_message, twist_message
+from .conversions import command_message, seconds, stamp_seconds, trajectory_message, twist_message
 
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -48,12 +48,13 @@ class CommandOutput:
         self._measured_joints = None if self.joints is None else JointStateMerger(self.joints, ("position",))
         self._held_positions: Optional[np.ndarray] = None
         self._holds_none = False       # this run of stops holds no positions, whatever comes
+        self._sent: Optional[SentPositions] = None   # the last trajectory, where it had positions
         self._clock_seen = -math.inf
 
     def restart(self) -> None:
         """A new run of commands (an activation): the next stop holds the positions measured
         then, not those of a stop before (another controller may have moved the robot since)."""
-        self._held_positions, self._holds_none = None, False
+        self._held_positions, self._holds_none, self._sent = None, False, None
 
     @property
     def names(self) -> list[str]:
@@ -127,28 +128,38 @@ class CommandOutput:
             actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
             header = Header(frame_id=header.frame_id)
-        return trajectory_message(self.joints, actions, config.period, header, start, self._limits)
+        trajectory = trajectory_message(self.joints, actions, config.period, header, start, self._limits)
+        self._sent = None if start is None else SentPositions(
+            stamp_seconds(header.stamp), [seconds(p.time_from_start) for p in trajectory.points],
+            [p.positions for p in trajectory.points])
+        return trajectory
 
     def _stop_hold(self, config, novel_observation: bool) -> tuple[Optional[np.ndarray], bool]:
         """The first stop of a run: (the positions it holds, or None; whether the run holds none
-        whatever comes). None for the run where the cycle found the observation NOVEL (the loop
-        has just judged the measurement implausible, and two glitches of three samples are
-        their median) or where the measurement lies beyond the position limits: held, either
-        would be a position target the robot is not at (an adversarial audit: two joint_states
-        of x=5.0, limits [-1, 1], then the driver died, and every stop held x=5.0)."""
+        whatever comes). The measurement, where one is fresh and plausible; else where the last
+        trajectory sent takes the joints now (``SentPositions``: a trajectory controller refuses
+        a stop of velocities only unless it integrates them, and it is driving the robot there);
+        else none (velocities only). Not the measurement where the cycle found the observation
+        NOVEL (the loop has just judged it implausible, and two glitches of three samples are
+        their median) or where it lies beyond the position limits: held, either would be a
+        position target the robot is not at (an adversarial audit: two joint_states of x=5.0,
+        limits [-1, 1], then the driver died, and every stop held x=5.0)."""
+        now = self._now()
+        reference = None if self._sent is None else self._sent.at(now)
         if novel_observation:
-            return None, True
-        positions = self._measured_start(self._now(), config, steady=True)
+            return reference, reference is None
+        positions = self._measured_start(now, config, steady=True)
         if positions is not None and self._limits is not None:
             low, high = self._limits
             beyond = (positions < low) | (positions > high)
             if np.any(beyond):
                 named = ", ".join(f"{self.joints[j]}={positions[j]:g}" for j in np.flatnonzero(beyond))
-                self._logger.warning(f"the stop holds no positions (velocities only): {named} measured "
+                held = "velocities only" if reference is None else "where the last trajectory took them"
+                self._logger.warning(f"the stop holds {held}, not the measurement: {named} measured "
                                      "beyond the position limits (cost.joint_limits_low/high)",
                                      throttle_duration_sec=5.0)
-                return None, True
-        return positions, False
+                return reference, reference is None
+        return (positions, False) if positions is not None else (reference, False)
 
     def _note_clock(self, config) -> None:
         """The clock jumped back (a sim reset, a bag loop; ``ControlLoop`` reports CLOCK): the
@@ -156,7 +167,7 @@ class CommandOutput:
         now = self._now()
         if now < self._clock_seen - max(config.period, 1e-3):
             self._measured.drop_after(now + config.max_stamp_lead)
-            self._held_positions, self._holds_none = None, False
+            self._held_positions, self._holds_none, self._sent = None, False, None
             self._clock_seen = now
         self._clock_seen = max(self._clock_seen, now)
 
