@@ -159,7 +159,8 @@ class Rig:
             node.destroy_node()
 
     def _on_health(self, msg: DiagnosticArray):
-        self.health.extend(s for s in msg.status if s.hardware_id == f"{self.ns}/grasp_controller")
+        self.health.extend(s for s in msg.status if s.hardware_id == f"{self.ns}/grasp_controller"
+                           and s.name == f"{self.ns}/grasp_controller: control loop")
 
     # -- services ---------------------------------------------------------------------------
 

@@ -489,9 +489,11 @@ class GraspController(LifecycleNode):
         self._report_health(level, message, values)
 
     def _report_health(self, level: str, message: str, values: dict[str, str]) -> None:
+        # The fully qualified name (diagnostic_updater's use_fqn): a diagnostic_aggregator keys
+        # its items by name, and two robots' controllers, /robot1 and /robot2, would be one.
+        fqn = self.get_fully_qualified_name()
         self._health_pub.publish(diagnostic_array(
-            f"{self.get_name()}: control loop", self.get_fully_qualified_name(), level, message,
-            values, self.get_clock().now().to_msg()))
+            f"{fqn}: control loop", fqn, level, message, values, self.get_clock().now().to_msg()))
 
     # -- inputs -----------------------------------------------------------------------------
 
