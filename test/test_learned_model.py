@@ -211,3 +211,17 @@ def test_shipped_checkpoint_loads_as_the_learned_builtin():
         error = np.linalg.norm(model.position(z)[0].numpy() - env.position)
     assert error < 0.05
     assert DEFAULT_CHECKPOINT.stat().st_size < 5e6
+
+
+def test_action_bounds_from_float32_data_never_exceed_what_the_robot_was_commanded():
+    """Commands of exactly 1.2 and -0.05 become float32 data (1.2000000476837158): bounds of that
+    value let a command clipped to them go past the robot's 1.2 (an outside arm's elbow, 333
+    commands). The bound is the decimal the robot was sent; where the float32 value lies inside
+    it (0.7 is 0.699999988), that value."""
+    from grasp_ros.data.dataset import TransitionData
+    from grasp_ros.training.trainer import action_bounds
+    actions = np.array([[[1.2, -0.05, 0.7]], [[-1.2, 0.05, -0.7]]], dtype=np.float64)
+    data = TransitionData(np.zeros((2, 2, 4, 4, 3), np.uint8), None, actions, {"env": ""})
+    low, high = action_bounds(data)
+    assert high == [1.2, 0.05, float(np.float32(0.7))] and low == [-1.2, -0.05, float(np.float32(-0.7))]
+    assert all(h <= a for h, a in zip(high, actions.max((0, 1))))

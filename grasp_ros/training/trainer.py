@@ -222,11 +222,20 @@ def action_bounds(data: TransitionData) -> tuple[list[float], list[float]]:
     if meta.get("env"):
         return [-1.0] * A, [1.0] * A
     flat = data.actions.reshape(-1, A)
-    low, high = flat.min(0).astype(float), flat.max(0).astype(float)
+    low = np.array([_inward(v, up=False) for v in flat.min(0)])
+    high = np.array([_inward(v, up=True) for v in flat.max(0)])
     flat_range = high - low < 1e-9
     low[flat_range] -= 1.0
     high[flat_range] += 1.0
     return low.tolist(), high.tolist()
+
+
+def _inward(value: np.float32, up: bool) -> float:
+    """A float32 extreme of the data as a bound: the shortest decimal that is the same float32
+    (the 1.2 the robot was commanded, not 1.2000000476837158, which a command clipped to it would
+    exceed), where that lies inside; else the float32 value itself (0.69999999 for 0.7)."""
+    exact, typed = float(value), float(np.format_float_positional(np.float32(value), unique=True))
+    return min(exact, typed) if up else max(exact, typed)
 
 
 def normalised_actions(data: TransitionData, card: ModelCard) -> TransitionData:
