@@ -93,6 +93,7 @@ from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
                           path_message, stamp_ns, stamp_seconds, to_time)
 from .publishers import Once, PublisherNames
+from .sim_clock import ClockFollower
 
 MAX_IMAGE_MESSAGE_BYTES = 64 * 2**20
 """Largest image message read (camera and goal image): a 4K camera's 8-bit RGBA frame is 33 MB,
@@ -145,6 +146,8 @@ class GraspController(LifecycleNode):
         self._health_pub = None    # /diagnostics, from configure to cleanup
         self._silent_input = ""    # an input published as another type (checked about 1 Hz)
         self._timer = None
+        self._tick_guard = None    # with the clock follower: the timer's tick, run after the inputs
+        self._tick_time: Optional[float] = None
         self._active = False
         self._status_log = StatusLog()
         self._made: list = []      # (destroy function, entity) of everything configure made
@@ -152,6 +155,8 @@ class GraspController(LifecycleNode):
         self._outputs: list[tuple[str, str]] = []  # (topic, type) of the command publisher
         self._output: Optional[CommandOutput] = None
         self._told_mismatches = False
+        # A simulator's /clock (1 kHz) on a thread of its own, not waking the executor.
+        self._clock_follower = ClockFollower(self) if self.get_parameter("use_sim_time").value else None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -192,6 +197,8 @@ class GraspController(LifecycleNode):
                 self._active = True
             self._runner.start()
             self._timer = self.create_timer(1.0 / self._values["control_rate_hz"], self._on_timer)
+            if self._clock_follower is not None:
+                self._tick_guard = self.create_guard_condition(self._on_tick_guard)
         self.get_logger().info("active: controlling")
         return result
 
@@ -301,6 +308,9 @@ class GraspController(LifecycleNode):
             self._active = False
         if self._runner is not None:
             self._runner.stop()
+        if self._clock_follower is not None:
+            self._clock_follower.stop()
+            self._clock_follower = None
         super().destroy_node()
 
     def _lifecycle_pub(self, msg_type, topic: str, profile):
@@ -374,6 +384,9 @@ class GraspController(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
+        if self._tick_guard is not None:
+            self.destroy_guard_condition(self._tick_guard)
+            self._tick_guard = None
         with self._publish_lock:    # after any result being published, before none can be
             if self._active:
                 self._send(self._loop.idle(reason))
@@ -384,9 +397,23 @@ class GraspController(LifecycleNode):
     # -- the control cycle ------------------------------------------------------------------
 
     def _on_timer(self) -> None:
+        if self._tick_guard is not None:
+            # /clock followed on its own thread: the timer can come due in the executor's pass
+            # that also holds the inputs sent before that clock, and timers run before
+            # subscriptions there. The tick waits for the next pass (guards run after them), so
+            # the cycle sees them, as when the clock was one of the subscriptions.
+            self._tick_time = self._now()
+            self._tick_guard.trigger()
+            return
         runner = self._runner
         if runner is not None:
             runner.tick(self._now())
+
+    def _on_tick_guard(self) -> None:
+        runner = self._runner
+        if runner is not None and self._tick_time is not None:
+            runner.tick(self._tick_time)
+            self._tick_time = None
 
     def _publish(self, result: CycleResult) -> None:
         """The runner's output (any thread): sent while active, dropped once stopping."""
