@@ -1228,3 +1228,25 @@ def test_node_configures_from_the_parameter_file(ros):
     finally:
         node.trigger_shutdown()
         node.destroy_node()
+
+
+def test_a_simulator_clock_is_followed_off_the_executor(ros):
+    """A simulator's /clock (Gazebo: 1 kHz) woke the node's executor at every message, 0.6 ms of
+    Python each: 66% of a core, and an outside arm's planner ran no iteration in 79% of its
+    cycles. The clock follower's thread takes it: the node has no /clock subscription, and its
+    clock follows /clock with no executor spinning it at all."""
+    node = GraspController(context=ros, namespace="/clock_follower",
+                           parameter_overrides=[Parameter("use_sim_time", value=True)])
+    probe = rclpy.create_node("clock_probe", context=ros)
+    try:
+        assert "/clock" not in {s.topic_name for s in node.subscriptions}
+        clock = probe.create_publisher(Clock, "/clock", 10)
+        deadline = time.monotonic() + 20.0
+        while node.get_clock().now().nanoseconds != 12_500_000_000:   # only the follower sets it
+            assert time.monotonic() < deadline, "the node's clock never followed /clock"
+            clock.publish(Clock(clock=Time(sec=12, nanosec=500_000_000)))
+            time.sleep(0.05)
+    finally:
+        probe.destroy_node()
+        node.destroy_node()
+    assert node._clock_follower is None           # destroy_node stopped its thread
