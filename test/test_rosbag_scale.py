@@ -722,3 +722,26 @@ def test_collect_records_the_kind_of_an_arrays_commands(tmp_path):
     assert cli(["collect", "--rosbag", str(tmp_path / "twist"), "--command-topic", "cmd_vel",
                 "--out", str(tmp_path / "t.npz"), "--action-kind", "position", *common]) == 2
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_a_report_at_a_frames_own_stamp_cuts_the_steps_on_both_sides_of_it():
+    """An outside arm reported its resets at the stamp of the last frame before them: the sim's
+    rule (the frame of t shows the next episode) cut the step before it, and the reset was
+    learned as motion in 8 of 12 episodes. At a frame's stamp, both steps are cut; between
+    frames, the one step across."""
+    from grasp_ros.data.rosbag import reported_cuts
+    h = np.arange(6, dtype=np.int64) * 100_000_000                    # frames every 0.1 s
+    assert reported_cuts(np.array([200_000_000]), h).tolist() == [False, True, True, False, False]
+    assert reported_cuts(np.array([260_000_000]), h).tolist() == [False, False, True, False, False]
+    assert not reported_cuts(np.zeros(0, np.int64), h).any()
+
+
+def test_frames_thinned_by_the_frame_period_are_not_blamed_on_the_cuts():
+    """A 20 Hz camera read at --frame-period 0.1 leaves half its frames out by design: an outside
+    arm's collect said 52% were left out because the cuts left few runs (they cost 140 frames)."""
+    from grasp_ros.commands.collect import dropped_warnings
+    meta = {"frames": 7468, "frames_used": 3597, "frames_thinned": 3734, "cuts": {"episode_topic": 12},
+            "split": {"episode_steps": 32}}
+    assert dropped_warnings(meta) == []
+    (warning,) = dropped_warnings(dict(meta, frames_used=1000))
+    assert warning.startswith("2734 of the 3734 frames that --frame-period keeps (3734 thinned out) left out")

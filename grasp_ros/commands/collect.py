@@ -178,14 +178,17 @@ DROPPED_WARNING = 0.5
 
 
 def dropped_warnings(meta: dict) -> list[str]:
-    """Most of the bag left out: cuts so close together that few runs are an episode long."""
-    frames, used = meta["frames"], meta["frames_used"]
+    """Most of the bag left out: cuts so close together that few runs are an episode long (of
+    the frames --frame-period keeps: those it thins out are meant to go)."""
+    thinned = meta.get("frames_thinned", 0)
+    frames, used = meta["frames"] - thinned, meta["frames_used"]
     if not frames or (frames - used) / frames <= DROPPED_WARNING:
         return []
     cuts = {cause: n for cause, n in meta["cuts"].items() if n}
     worst = max(cuts, key=cuts.get, default=None)
-    return [f"{frames - used} of {frames} frames left out ({100 * (frames - used) / frames:.0f}%): the cuts "
-            f"{cuts} leave few runs of --episode-steps {meta['split'].get('episode_steps') or 'whole'}"
+    kept = f" that --frame-period keeps ({thinned} thinned out)" if thinned else ""
+    return [f"{frames - used} of the {frames} frames{kept} left out ({100 * (frames - used) / frames:.0f}%): "
+            f"the cuts {cuts} leave few runs of --episode-steps {meta['split'].get('episode_steps') or 'whole'}"
             + (f"; most are {worst} ({cuts[worst]}): check --{'reset-jump' if worst == 'reset' else 'gap'}"
                if worst in ("reset", "gap") else "")]
 
@@ -200,6 +203,8 @@ def jump_warnings(data) -> list[str]:
     given: the model would learn the leap as motion."""
     if (data.meta.get("split") or {}).get("reset_jump") is not None:
         return []
+    marks = (data.meta.get("topics") or {}).get("episode")
+    episode_cuts = (data.meta.get("cuts") or {}).get("episode_topic", 0) if marks else 0
     found, limits = [], {}
     for name, x in _joint_positions(data):
         steps = np.diff(x, axis=1)
@@ -216,8 +221,11 @@ def jump_warnings(data) -> list[str]:
     if limits:     # by joint: one limit would cut a joint in rad at a joint in m's leaps
         found.append("to cut at those leaps: --reset-jump "
                      + ",".join(f"{name}={limit:.3g}" for name, limit in limits.items())
-                     + " (each joint's 5x its 99th-percentile step; an episode topic, --episode-topic, "
-                     "says so better where the bag has one)")
+                     + " (each joint's 5x its 99th-percentile step)"
+                     + (f"; the episode topic {marks} cut {episode_cuts} time(s) and missed these: do "
+                        "its reports come after the frames of the reset? (a JSON \"t\" field places a "
+                        "report at that time, before the frame stamped t)" if episode_cuts else
+                        "; an episode topic, --episode-topic, says so better where the bag has one"))
     return found
 
 

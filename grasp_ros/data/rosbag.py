@@ -33,7 +33,8 @@ Episodes. A transition is not learned from (the stream is cut there) when
 * a message arrived on ``episode_topic`` between the two frames (any type; default the sim
   node's ``/grasp_sim/episode``, which reports every episode start and end), when the bag has it.
   Reports that give their sim time (JSON ``"t"``, the sim node's) are placed by it when frames
-  are paired by header stamps: the report at t cuts before the frame of t.
+  are paired by header stamps: the report at t cuts before the frame of t, and after it too
+  where a frame is stamped t (it may show either episode).
 
 ``TransitionData`` holds episodes of one length, so the pieces are cut into episodes of
 ``episode_steps`` transitions (consecutive episodes share a frame) and the leftovers dropped;
@@ -233,6 +234,7 @@ def _metadata(options: RosbagImport, bags: list[Path], infos: list[dict], topics
         "action_names": action_names, "command_type": command_type, "unused_nonzero_command_fields": unused,
         **COMMAND_KIND_METADATA[_command_kind(command_type)],
         "frames": read, "frames_used": used, "frames_dropped": read - used, "cuts": cuts,
+        "frames_thinned": sum(i.get("frames_thinned", 0) for i in infos),
         "frame_period_s": period, "period": step}
 
 
@@ -503,6 +505,8 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
     kept = np.arange(len(t_img))
     if options.frame_period:
         kept = _keep_one_frame_per_period(t_img, h_img, options.frame_period, source)
+    s.info["frames_thinned"] = len(t_img) - len(kept)     # left out by frame_period, not by a cut
+    if options.frame_period:
         t_img, nearest, offset = t_img[kept], nearest[kept], offset[kept]
         h_img = None if h_img is None else h_img[kept]
     pairing = "receive time" if h_img is None else "header stamps"
@@ -584,9 +588,7 @@ def _cuts(s: _Stream, t: np.ndarray, h: Optional[np.ndarray], offset: np.ndarray
         np.zeros(len(t) - 1, bool)
     marked = _marked(s.t_marks, t)
     if h is not None and s.h_marks is not None and len(h) > 1:
-        # The sim's reports say when in sim time: a report at t concerns the frame of t (its joint
-        # state shows the next episode's start), however late the report was received.
-        marked = _marked(s.h_marks - np.median(np.diff(h)) // 2, h)
+        marked = reported_cuts(s.h_marks, h)
     return {"gap": paused, "non_finite": non_finite, "reset": reset, "wrap": wrapped, "episode_topic": marked}
 
 
@@ -659,6 +661,24 @@ def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
     right = np.clip(np.searchsorted(stamps, queries), 1, len(stamps) - 1)
     left = right - 1
     return np.where(queries - stamps[left] <= stamps[right] - queries, left, right)
+
+
+def reported_cuts(reports: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The transitions between frames stamped ``h`` that episode reports of their own times
+    ``reports`` (sorted; the sim's JSON "t") cut, however late each was received. A report at t
+    concerns the frame of t (the sim's shows the next episode's start): the step into it. A
+    robot's frame stamped at its report's very time may show the episode before instead (an
+    outside arm's: 8 of 12 resets learned as motion), so the step out of such a frame is cut too."""
+    period = np.median(np.diff(h))
+    marked = _marked(reports - period // 2, h)
+    at_frame = reports[_nearest_distance(h, reports) <= period // 10]
+    return marked | _marked(at_frame + period // 2, h)
+
+
+def _nearest_distance(t: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """How far each query lies from its nearest time in ``t`` (sorted, at least one)."""
+    right = np.clip(np.searchsorted(t, queries), 1, len(t) - 1)
+    return np.minimum(np.abs(queries - t[right - 1]), np.abs(t[right] - queries))
 
 
 def _marked(marks: np.ndarray, t: np.ndarray) -> np.ndarray:
