@@ -293,3 +293,12 @@ def test_info_into_a_closed_pipe_ends_quietly():
     err = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, err
     assert "BrokenPipeError" not in err and "Traceback" not in err
+
+
+def test_a_card_shows_each_actions_unit_beside_it():
+    """collect --action-units gives one unit per action: an outside arm's info read
+    "actions (velocity, rad/s,rad/s,rad/s,rad/s,rad/s,m/s)", its gripper's m/s six places away."""
+    arm = ModelCard(ActionOutput(("elbow", "finger"), (-1.2, -0.05), (1.2, 0.05), "rad/s,m/s"))
+    assert "actions (velocity): elbow [-1.2, 1.2] rad/s, finger [-0.05, 0.05] m/s" in arm.describe()
+    base = ModelCard(ActionOutput(("linear.x", "linear.y", "angular.z"), (-1, -1, -1), (1, 1, 1), "m/s, rad/s", "twist"))
+    assert "actions (twist, m/s, rad/s): linear.x [-1, 1]" in base.describe()   # not one per action

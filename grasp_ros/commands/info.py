@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"novelty statistics: {'yes' if getattr(model, 'input_statistics', None) else 'none'}")
     ranges = _joint_ranges(model, card)
     if ranges:
-        print(f"joint goals accepted within their training ranges (+- a tenth of each): {ranges}")
+        print(f"joint goals accepted (their training ranges, widened by a tenth of each on both sides; "
+              f"beyond: NOVEL): {ranges}")
     return 0
 
 
@@ -49,7 +50,7 @@ def _joint_ranges(model, card) -> str:
     """The joints' training ranges, "" where the statistics keep none (made before they did).
     A goal further than ``novelty.RANGE_MARGIN`` of a range outside it is NOVEL."""
     from ..models.card import value_labels
-    from ..models.novelty import novelty_for
+    from ..models.novelty import RANGE_MARGIN, novelty_for
 
     statistics = novelty_for(model)
     joints = card.goal_joint_input
@@ -57,7 +58,8 @@ def _joint_ranges(model, card) -> str:
         return ""
     low, high = statistics.ranges["joints"]
     labels = value_labels(joints, low.numel())
-    return ", ".join(f"{n} [{lo:.3g}, {hi:.3g}]" for n, lo, hi in zip(labels, low.tolist(), high.tolist()))
+    return ", ".join(f"{n} [{lo - RANGE_MARGIN * (hi - lo):.3g}, {hi + RANGE_MARGIN * (hi - lo):.3g}] "
+                     f"(trained [{lo:.3g}, {hi:.3g}])" for n, lo, hi in zip(labels, low.tolist(), high.tolist()))
 
 
 def _spec(text: str, model_spec, parse_options) -> dict:

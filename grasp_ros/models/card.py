@@ -259,8 +259,13 @@ class ModelCard:
                          f"{card_topic(self.joints.topic, 'joint_states')!r} ({self.joints.dim} values)"
                          + (f"; continuous (angles that wrap): {list(self.joints.continuous)}"
                             if self.joints.continuous else ""))
-        lines.append(f"actions ({a.kind}, {a.units}): " + ", ".join(
-            f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(a.names, a.low, a.high)))
+        units = [u.strip() for u in str(a.units).split(",")]
+        if len(units) == a.count and a.count > 1:     # one unit per action: beside each one
+            lines.append(f"actions ({a.kind}): " + ", ".join(
+                f"{n} [{lo:g}, {hi:g}] {u}" for n, lo, hi, u in zip(a.names, a.low, a.high, units)))
+        else:
+            lines.append(f"actions ({a.kind}, {a.units}): " + ", ".join(
+                f"{n} [{lo:g}, {hi:g}]" for n, lo, hi in zip(a.names, a.low, a.high)))
         for title, entries in (("provenance", self.provenance), ("metrics", self.metrics)):
             if entries:
                 lines.append(f"{title}:")
