@@ -907,8 +907,8 @@ def _yaml_hint(error: str) -> str:
 def _spin(executor, stop: threading.Event, spun: threading.Event, failures: list[str], logger) -> None:
     """The executor thread: callbacks until ``stop`` is set, then ``spun`` is set. An exception
     from this package's own callbacks ends it (and main); one that rclpy raised on its own (a
-    peer's /clock message with a negative time, which rclpy's time source cannot take) refuses
-    that message and spins on.
+    peer's message rclpy cannot take; a /clock of negative time, before /clock had its own
+    thread, ``sim_clock``) refuses that message and spins on.
 
     An exception is kept as its traceback's text, not as the object: its frames would keep the
     node alive past main() (see main's shutdown order).

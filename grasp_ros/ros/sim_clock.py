@@ -11,6 +11,7 @@ message (about 0.1 ms): the executor wakes for the timers that the clock makes d
 from __future__ import annotations
 
 import threading
+import time
 from typing import Optional
 
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -23,6 +24,8 @@ from rosgraph_msgs.msg import Clock
 CLOCK_TOPIC = "/clock"
 WAIT_NS = 200_000_000
 """How often the thread looks up from waiting (ns): to see that it is to stop."""
+REFUSED_PAUSE_S = 0.001
+"""A pause after a message refused, so that a stream of them cannot spin the thread."""
 
 
 class ClockFollower:
@@ -35,6 +38,7 @@ class ClockFollower:
                 node.destroy_subscription(sub)
         self._clock = node.get_clock()
         self._context = node.context
+        self._logger = node.get_logger()
         # A node of its own (a subscription needs one), outside every executor.
         self._node = Node(f"{node.get_name()}_clock", namespace=node.get_namespace(),
                           context=node.context, start_parameter_services=False, enable_rosout=False)
@@ -48,10 +52,11 @@ class ClockFollower:
         self._thread.start()
 
     def _follow(self) -> None:
-        try:
-            with self._context.handle:
-                wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self._context.handle)
-            while not self._stop.is_set() and self._context.ok():
+        with self._context.handle:
+            wait_set = _rclpy.WaitSet(1, 0, 0, 0, 0, 0, self._context.handle)
+        refused = 0
+        while not self._stop.is_set() and self._context.ok():
+            try:
                 with self._sub.handle:
                     wait_set.clear_entities()
                     wait_set.add_subscription(self._sub.handle)
@@ -59,9 +64,14 @@ class ClockFollower:
                     taken = self._sub.handle.take_message(Clock, False)
                 if taken is not None:
                     self._clock.set_ros_time_override(Time.from_msg(taken[0].clock))
-        except Exception:  # noqa: BLE001 -- the context shut down under the wait: nothing to follow
-            if not self._stop.is_set() and self._context.ok():
-                raise
+            except Exception as exc:  # noqa: BLE001 -- any peer's message: refused, never the end
+                if self._stop.is_set() or not self._context.ok():
+                    return                      # shut down under the wait: nothing to follow
+                refused += 1                    # (a negative time, which no Time holds; bad bytes)
+                if refused & (refused - 1) == 0:     # the 1st, 2nd, 4th, 8th... time
+                    self._logger.error(f"refused a /clock message ({refused} so far), the clock stays "
+                                       f"where it was: {type(exc).__name__}: {exc}")
+                time.sleep(REFUSED_PAUSE_S)
 
     def stop(self) -> None:
         """Stop the thread (within WAIT_NS) and destroy the subscription and its node."""
