@@ -1505,3 +1505,22 @@ def test_a_joint_goal_beyond_the_joint_limits_is_refused_with_the_stop():
     loop.set_goal({"joints": np.array([1.0, 1.5 + 1e-12])})            # rounding at the limit
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
     assert loop.step(0.3).status == Status.OK
+
+
+def test_a_cards_float32_rounded_bounds_never_let_a_command_past_the_robots():
+    """A model trained before its bounds were kept as decimals has 1.2000000476837158 for a robot
+    commanded up to 1.2 (an outside arm's elbow: 461 commands 5e-8 past its bound): every command
+    is clipped to the decimal. Bounds that are no float32 value, 1.5 and -0.7, stay as they are."""
+    from grasp_ros.models.card import ActionOutput, ModelCard, decimal_bound
+    high = float(np.float32(1.2))
+    model = LinearModel()
+    model.card = ModelCard(ActionOutput(("elbow", "finger"), (-high, -0.7), (high, 1.5)))
+    loop = ControlLoop(model, make_planner("grasp", model, H, {"iterations": 3, "chains": 2}),
+                       ControlConfig(period=PERIOD, timing="fixed_iterations"))
+    assert loop.command_high.tolist() == [1.2, 1.5] and loop.command_low.tolist() == [-1.2, -0.7]
+    loop.set_goal({"joints": np.array([5.0, -5.0])})                   # far: saturated commands
+    for k in range(4):
+        loop.observe({"joints": np.array([0.1 * k, 0.0])}, stamp=0.1 * k)
+        result = loop.step(0.1 * k)
+        assert np.all(result.command <= [1.2, 1.5]) and np.all(result.command >= [-1.2, -0.7]), result.command
+    assert decimal_bound(float(np.float32(0.7)), upper=True) == float(np.float32(0.7))   # 0.699999988: inside

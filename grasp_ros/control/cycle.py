@@ -51,7 +51,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from ..models.card import card_for
+from ..models.card import card_for, decimal_bound
 from ..models.contract import decodes_joints
 from ..models.novelty import DEFAULT_NOVELTY_THRESHOLD, novelty_for, novelty_text
 from ..planning import Budget, Plan
@@ -266,8 +266,10 @@ class ControlLoop:
         # in the model's box (clipped into it), as the warm start's previous action.
         self.low = model.action_low.detach().cpu().numpy().astype(np.float64)
         self.high = model.action_high.detach().cpu().numpy().astype(np.float64)
-        self.command_low = np.asarray(self.card.actions.low, dtype=np.float64)
-        self.command_high = np.asarray(self.card.actions.high, dtype=np.float64)
+        # The clip of every command: a card's float32-rounded bound (a model trained before
+        # action_bounds kept decimals) as the robot's decimal, never past it.
+        self.command_low = np.array([decimal_bound(v, upper=False) for v in self.card.actions.low])
+        self.command_high = np.array([decimal_bound(v, upper=True) for v in self.card.actions.high])
         self.robot_stop = np.zeros_like(self.command_low)
         self.safe_zero = np.clip(self.card.to_model(self.robot_stop, self.low, self.high), self.low, self.high)
         self.image_size = int(getattr(model, "image_size", 0))

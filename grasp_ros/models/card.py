@@ -81,6 +81,18 @@ class JointInput:
         return column_labels(self.names, self.fields)
 
 
+def decimal_bound(value: float, upper: bool) -> float:
+    """A bound that may be a float32 value as the decimal it rounds from, where that lies inside
+    it: 1.2 for 1.2000000476837158 (float32 data of a robot commanded up to 1.2, which a command
+    clipped to the float32 value would exceed); the value itself where the decimal lies outside
+    (0.699999988 for 0.7) or the value is no float32 (1.2 stays 1.2)."""
+    value = float(value)
+    if float(np.float32(value)) != value:
+        return value
+    typed = float(np.format_float_positional(np.float32(value), unique=True))
+    return min(value, typed) if upper else max(value, typed)
+
+
 def value_labels(joints: Optional[JointInput], count: int) -> list[str]:
     """``joints.labels`` where they name ``count`` values, else joint[i] (a card without them)."""
     if joints is not None and len(joints.labels) == count:

@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import DatasetError, TransitionData, TransitionWindows
-from ..models.card import ModelCard, card_from_data
+from ..models.card import ModelCard, card_from_data, decimal_bound
 from ..models.joint_layout import position_columns
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
@@ -222,20 +222,12 @@ def action_bounds(data: TransitionData) -> tuple[list[float], list[float]]:
     if meta.get("env"):
         return [-1.0] * A, [1.0] * A
     flat = data.actions.reshape(-1, A)
-    low = np.array([_inward(v, up=False) for v in flat.min(0)])
-    high = np.array([_inward(v, up=True) for v in flat.max(0)])
+    low = np.array([decimal_bound(v, upper=False) for v in flat.min(0)])
+    high = np.array([decimal_bound(v, upper=True) for v in flat.max(0)])
     flat_range = high - low < 1e-9
     low[flat_range] -= 1.0
     high[flat_range] += 1.0
     return low.tolist(), high.tolist()
-
-
-def _inward(value: np.float32, up: bool) -> float:
-    """A float32 extreme of the data as a bound: the shortest decimal that is the same float32
-    (the 1.2 the robot was commanded, not 1.2000000476837158, which a command clipped to it would
-    exceed), where that lies inside; else the float32 value itself (0.69999999 for 0.7)."""
-    exact, typed = float(value), float(np.format_float_positional(np.float32(value), unique=True))
-    return min(exact, typed) if up else max(exact, typed)
 
 
 def normalised_actions(data: TransitionData, card: ModelCard) -> TransitionData:
