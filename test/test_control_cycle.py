@@ -1502,6 +1502,7 @@ def test_a_joint_goal_beyond_the_joint_limits_is_refused_with_the_stop():
         assert refused.status == Status.ERROR and refused.command.tolist() == [0.0, 0.0]
         assert f"{joints[1]} 1.6 outside [-1.5, 1.5]" in refused.message, refused.message
         assert "cost.joint_limits_low/high" in refused.message and joints[0] not in refused.message
+        assert refused.message.startswith("goal refused: ValueError: goal beyond the joint limits")
     loop.set_goal({"joints": np.array([1.0, 1.5 + 1e-12])})            # rounding at the limit
     loop.observe({"joints": np.array([0.1, 0.0])}, stamp=0.3)
     assert loop.step(0.3).status == Status.OK

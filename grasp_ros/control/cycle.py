@@ -61,7 +61,7 @@ from . import reasons
 from .arrival import GoalChecker
 from .cycle_gaps import CycleGaps
 from .encoding import encode, model_batch
-from .goal_target import GoalTarget
+from .goal_target import GoalRefused, GoalTarget
 from .inputs import Sample
 from .observations import ObservationInbox, lead_hint, time_base_hint
 from .replayed import ReplayedCycles
@@ -572,6 +572,8 @@ class ControlLoop:
             if adopt:   # on time or late, the freshest solution warm-starts the next cycle
                 self.adopt(plan, job.now)
             outcome.plan = plan
+        except GoalRefused as exc:     # said as every later cycle of that goal says it
+            outcome = Outcome(result=self._zero(Status.ERROR, str(exc)))
         except Exception as exc:  # noqa: BLE001 -- a user's model may raise anything: report it
             outcome = Outcome(result=self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"))
         return outcome

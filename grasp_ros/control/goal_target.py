@@ -31,6 +31,11 @@ LIMIT_SLACK = 1e-9
 still be taken: a goal computed to be at the limit may round past it."""
 
 
+class GoalRefused(Exception):
+    """A goal that could not be made ready: refused from then on (its text: "goal refused: ...",
+    what every later cycle of that goal says)."""
+
+
 class _Wrapped(NamedTuple):
     """The last goal wrapped to the measured joints: the goal, the turns added, the result."""
     goal: Sample
@@ -83,8 +88,9 @@ class GoalTarget:
                 target, novelty = self._joint_target(goal) if in_joints else self._encoded(goal)
                 out_of_range, furthest = self._joint_notes(goal.value.get("joints"), novelty)
             except Exception as exc:
-                self._on_failure(goal, f"{type(exc).__name__}: {exc}")
-                raise
+                reason = f"{type(exc).__name__}: {exc}"
+                self._on_failure(goal, reason)
+                raise GoalRefused(f"goal refused: {reason}") from exc
             self._source, self.target, self.novelty_score = goal, target, novelty
             self.out_of_range_note, self.furthest_note = out_of_range, furthest
         return (None, self.target) if in_joints else (self.target, None)
