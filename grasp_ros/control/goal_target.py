@@ -113,6 +113,14 @@ class GoalTarget:
                 "goal beyond where its joint ever went is NOVEL only once it is novelty_threshold "
                 "spreads out; retrain it to have them (grasp-ros train keeps them)")
 
+    def _labels(self, count: int) -> tuple[list[str], set[int]]:
+        """The names of a goal's ``count`` joint values, and the columns of its continuous joints
+        (they wrap: no range or limit bounds them; none where the card does not name the values)."""
+        card = self.card.goal_joint_input
+        labels = value_labels(card, count)
+        named = card is not None and labels == card.labels
+        return labels, set(card.position_columns(card.continuous)) if named else set()
+
     def _check_limits(self, joints) -> None:
         """Raise ``ValueError`` naming each of a goal's ``joints`` beyond its limit (none, or
         limits for another count of values: nothing to check; continuous joints wrap: never)."""
@@ -123,9 +131,7 @@ class GoalTarget:
         values = np.asarray(joints, dtype=np.float64).reshape(-1)
         if values.size != len(low):
             return
-        card = self.card.goal_joint_input
-        labels = value_labels(card, values.size)
-        wraps = set(card.position_columns(card.continuous)) if card is not None and labels == card.labels else set()
+        labels, wraps = self._labels(values.size)
         slack = LIMIT_SLACK * np.maximum(1.0, np.abs(np.asarray(high, dtype=np.float64) - low))
         beyond = [f"{labels[i]} {values[i]:.4g} outside [{low[i]:.4g}, {high[i]:.4g}]"
                   for i in range(values.size) if i not in wraps
@@ -169,13 +175,10 @@ class GoalTarget:
         """What a NOVEL status says of a goal's joints (None: it has none): those beyond their
         training range (``RANGE_MARGIN``; continuous joints wrap, so they have none), and the
         joint furthest from the training data where the joints made the goal's ``novelty``."""
-        card = self.card.goal_joint_input
         if joints is None or self.novelty is None or "joints" not in self.novelty.parts:
             return "", ""
         x = torch.as_tensor(np.asarray(joints, dtype=np.float32), device=self.device).reshape(-1)
-        labels = value_labels(card, x.numel())
-        named = card is not None and labels == card.labels
-        wraps = set(card.position_columns(card.continuous)) if named else set()
+        labels, wraps = self._labels(x.numel())
         beyond = [f"{labels[i]} {value:.3f} beyond its training range [{low:.3f}, {high:.3f}]"
                   for i, value, low, high in self.novelty.beyond_range("joints", x) if i not in wraps]
         furthest = ""

@@ -502,11 +502,10 @@ def _episodes(s: _Stream, options: RosbagImport, positions: Sequence[int], wraps
     ``positions``, ``wraps``: the joint columns of every joint's position, of the continuous ones';
     ``jumps``: each joint's reset_jump (``_jump_limits``)."""
     t_img, nearest, offset, h_img = _frame_times(s)
-    kept = np.arange(len(t_img))
+    kept, s.info["frames_thinned"] = np.arange(len(t_img)), 0   # thinned: by frame_period, not a cut
     if options.frame_period:
         kept = _keep_one_frame_per_period(t_img, h_img, options.frame_period, source)
-    s.info["frames_thinned"] = len(t_img) - len(kept)     # left out by frame_period, not by a cut
-    if options.frame_period:
+        s.info["frames_thinned"] = len(t_img) - len(kept)
         t_img, nearest, offset = t_img[kept], nearest[kept], offset[kept]
         h_img = None if h_img is None else h_img[kept]
     pairing = "receive time" if h_img is None else "header stamps"
