@@ -981,6 +981,22 @@ def test_lbfgs_minimises_a_curved_valley_and_never_returns_a_point_where_f_is_no
     assert torch.equal(minimise(cliff, start, steps=50), start)     # NaN at the start: stays
 
 
+def test_lbfgs_stops_once_f_has_fallen_to_the_reduction_asked_for():
+    """A search whose answer only has to be close (a route's end) stops early, and still gets
+    there: f at most ``reduction`` times f(x0), with fewer evaluations than the full search."""
+    calls = []
+    def rosenbrock(x):
+        calls.append(1)
+        return (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+    x0 = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    minimise(rosenbrock, x0, steps=200)
+    full = len(calls)
+    calls.clear()
+    x = minimise(rosenbrock, x0, steps=200, reduction=1e-2)
+    assert len(calls) < full, (len(calls), full)
+    assert float(rosenbrock(x)) <= 1e-2 * float(rosenbrock(x0))
+
+
 def test_grasp_searches_the_latent_nearest_a_joint_goal_for_its_chains_to_end_at():
     """With a joint goal and no goal latent, the chains' routes end at a latent whose decoded
     joints are the goal, found from z0."""

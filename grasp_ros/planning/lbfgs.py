@@ -23,17 +23,19 @@ MAX_TRIALS = 20
 
 
 def minimise(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, steps: int,
-             history: int = 10, tolerance: float = 1e-7) -> torch.Tensor:
+             history: int = 10, tolerance: float = 1e-7, reduction: float = 0.0) -> torch.Tensor:
     """A local minimiser of the scalar ``f`` near ``x0`` (a vector): ``steps`` L-BFGS steps at
-    most, fewer once the gradient's largest entry is below ``tolerance`` or no step lowers f.
-    Returns the last accepted point (``x0`` itself if none was), detached."""
+    most, fewer once the gradient's largest entry is below ``tolerance``, once f has fallen to
+    ``reduction`` times f(x0) (for f >= 0, such as a squared distance; 0: never), or once no
+    step lowers f. Returns the last accepted point (``x0`` itself if none was), detached."""
     point, value = _evaluate(f, x0.clone())
     x, grad, value = point.detach(), _gradient(point, value), value.detach()
     if not (torch.isfinite(value) and torch.isfinite(grad).all()):
         return x
+    good_enough = reduction * float(value)
     pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = []      # (s, y, 1 / y.s)
     for _ in range(steps):
-        if float(grad.abs().max()) <= tolerance:
+        if float(grad.abs().max()) <= tolerance or float(value) < good_enough:
             break
         direction = _direction(grad, pairs)
         slope = float(grad @ direction)
