@@ -258,10 +258,10 @@ class GraspPlanner(Planner):
     GOAL_SEARCH_STEPS = 50
     """L-BFGS steps of ``_latent_near_goal`` at most."""
     GOAL_SEARCH_REDUCTION = 1e-4
-    """... and it stops once the goal distance has fallen to this fraction of z0's: the decoded
-    joints 1% of the way from the goal. An outside arm's learned model got there in 5-10 steps,
-    2-7 ms, against 22-42 ms for all 50 (the fixed part of its cycle was 43 ms), and its end
-    moved by under 1% of its distance from z0 in the steps left out."""
+    """... and it stops once the goal distance has fallen to this fraction of z0's (the decoded
+    joints 1% of the way from the goal): the end is only where the fresh routes head, and the
+    search runs every cycle, where all 50 steps took half a learned arm's fixed cost a plan
+    (docs/notes/arm.md)."""
 
     def __init__(self, *args, **kwargs):
         # Recent measured costs of a sync, the final rollout, a start sample and the warm start's
