@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from grasp_ros.control.runner import SLOW_CLOCK_TIMEOUTS
 from grasp_ros.control import (ControlConfig, ControlLoop, CycleResult, CycleRunner, CycleStats, Status,
                                StatusLog, build_control_loop, resolve_device)
 from grasp_ros.control.replayed import ReplayedCycles
@@ -844,21 +845,38 @@ def test_cycle_stats_warn_when_the_cycles_come_slower_than_the_control_rate():
 
 def test_cycles_far_apart_cycle_after_cycle_stop_the_robot_and_one_gap_does_not():
     """A /clock in 0.45 s steps ran a 10 Hz controller every 0.45 s, OK, each command standing
-    4.5 model steps (an audit of bad clocks). Three gaps of more than 2.5 periods in a row stop
-    the robot (CLOCK) until the cycles come at the period again; one skipped tick (two periods)
-    or one hiccup does not; control restarting (reset) starts the count afresh."""
+    4.5 model steps (an audit of bad clocks). Three gaps of more than 2.5 periods among the last
+    six intervals stop the robot (CLOCK) until they have left that window; one skipped tick (two
+    periods) or one hiccup does not; control restarting (reset) starts the count afresh."""
     loop = ready_loop(max_observation_age=1e6)
     coarse = [loop.step(0.45 * k) for k in range(6)]
     assert [r.status for r in coarse] == [Status.OK] * 3 + [Status.CLOCK] * 3
-    assert "the last 3 cycles came 0.450 s apart (4.5 control periods)" in coarse[3].message
+    assert "3 of the last 3 cycles came more than 2.5 control periods after the one before (up to " \
+           "0.450 s, 4.5 periods)" in coarse[3].message
     assert all(r.command.tolist() == [0.0, 0.0] for r in coarse[3:])
-    assert loop.step(2.25 + PERIOD).status == Status.OK                   # at the period again
-    times = [3.0, 3.2, 3.4, 3.5, 3.8, 3.9, 4.2, 4.3]                      # skipped ticks, hiccups
-    assert all(loop.step(t).status == Status.OK for t in times)
+    t = 2.25
+    statuses = []
+    for _ in range(4):                                                    # at the period again
+        t += PERIOD
+        statuses.append(loop.step(t).status)
+    assert statuses == [Status.CLOCK] * 3 + [Status.OK]                  # 5, 4, 3 gaps left, then 2
+    times = [3.0, 3.2, 3.4, 3.5, 3.8, 3.9, 4.0, 4.1, 4.2, 4.3, 4.6, 4.7]   # skipped ticks, hiccups
+    assert [loop.step(t).status for t in times][1:] == [Status.OK] * (len(times) - 1)
     for t in (5.0, 5.5, 6.0):
         loop.step(t)
     loop.reset()                                                          # an activation
     assert [loop.step(t).status for t in (7.0, 7.5, 8.0)] == [Status.OK] * 3
+
+
+def test_a_clock_stepping_unevenly_stops_the_robot_though_every_other_interval_is_short():
+    """An adversarial audit: each second the clock stepped 0.85 s then 0.15 s. Every other
+    interval was short, so three gaps never came in a row: 20 of 23 cycles OK, their moving
+    commands standing 8.5 model steps each. Three gaps among the last six intervals stop it."""
+    loop = ready_loop(max_observation_age=1e6)
+    times = np.cumsum([0.0] + [0.85, 0.15] * 5)
+    statuses = [loop.step(float(t)).status for t in times]
+    assert statuses[:5] == [Status.OK] * 5                                # two gaps so far
+    assert statuses[5:] == [Status.CLOCK] * (len(times) - 5)
 
 
 def test_build_helpers():
@@ -1228,7 +1246,7 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
     """A sim at 0.1x real time takes 1.3 s of wall time for a 7.5 Hz period: the watchdog sent
     CLOCK and a stop every cycle. A clock that moves, by at most two periods since the last
     cycle, is slow, not stopped; one that runs on with no cycle still stops the robot."""
-    loop = ready_loop(clock_timeout=0.05)
+    loop = ready_loop(clock_timeout=0.2)
     clock = [0.0]
 
     def read():                       # a slow sim: a little further at every look
@@ -1238,7 +1256,7 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
     try:
         runner.tick(0.0)
         assert published.next().status == Status.OK
-        assert not published.event.wait(0.5), published.results[-1].message     # no CLOCK
+        assert not published.event.wait(0.3), published.results[-1].message     # no CLOCK
         clock[0] += 10 * loop.config.period           # the clock ran on, and no cycle came
         stalled = published.next()
         assert stalled.status == Status.CLOCK and stalled.command.tolist() == [0.0, 0.0]
@@ -1246,6 +1264,33 @@ def test_a_simulator_slower_than_real_time_is_no_stalled_clock():
         assert published.next().status != Status.CLOCK
         clock[0] -= 5.0                               # went back (a sim reset): no tick comes
         assert published.next().status == Status.CLOCK
+    finally:
+        runner.stop()
+
+
+def test_a_clock_that_creeps_stops_the_robot_three_clock_timeouts_after_the_last_cycle():
+    """An adversarial audit: a /clock advancing 1 us a message always reached a new high and
+    never two periods, so it counted as a slow simulator for ever: the last moving command stood
+    12 s, no CLOCK. A slow sim is followed while its cycles come within SLOW_CLOCK_TIMEOUTS
+    clock_timeouts of wall time; a sim at 1/20 of real time is (a cycle every 2 s). On clocks of
+    the test's own: deterministic."""
+    runner, published, wall, clock = runner_on_clocks_of_its_own()
+    try:
+        for k in range(1, 20):                         # 1/20 of real time, a pass every 0.1 s
+            wall[0], clock[0] = 0.1 * k, 0.005 * k
+            runner.watchdog()
+        clock[0] = 0.1
+        runner.tick(0.1)                               # the next period's cycle, 1.9 s on
+        assert published.next().status == Status.OK
+        while wall[0] < 1.9 + SLOW_CLOCK_TIMEOUTS * 1.0 - 1e-9:     # now it creeps
+            wall[0], clock[0] = wall[0] + 0.1, clock[0] + 1e-6
+            runner.watchdog()
+        assert [r.status for r in published.results] == [Status.OK, Status.OK]
+        wall[0], clock[0] = wall[0] + 0.1, clock[0] + 1e-6
+        runner.watchdog()
+        stop = published.results[-1]
+        assert stop.status == Status.CLOCK and stop.command.tolist() == [0.0, 0.0]
+        assert "the clock advances, but only 0.000031 s since the last cycle" in stop.message, stop.message
     finally:
         runner.stop()
 

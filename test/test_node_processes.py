@@ -429,7 +429,8 @@ CONTROLLER_OPEN = ("-p", "autostart:=true", "-p", "observation:=joints", "-p", "
 def test_a_clock_message_rclpy_cannot_take_is_refused_and_control_goes_on(tmp_path):
     """rclpy's time source raises on a /clock of negative time (any peer can send one, and a sim's
     int32 seconds wrap to it): before, that ended the controller. The clock follower refuses it
-    and follows the next."""
+    and follows the next. It refuses nanosec >= 1e9 too, which rclpy took silently, carried into
+    the seconds (an audit's clock went 1.5 s ahead, and the statuses blamed the sensors)."""
     from builtin_interfaces.msg import Time
     from rosgraph_msgs.msg import Clock
     log = tmp_path / "controller.log"
@@ -444,9 +445,11 @@ def test_a_clock_message_rclpy_cannot_take_is_refused_and_control_goes_on(tmp_pa
     try:
         wait_for_line(process, log, "active: controlling")
         wait_until(lambda: probe.OK in probe.statuses(), "OK cycle", process, log, feed)
+        probe.clock_pub.publish(Clock(clock=Time(sec=now[0] // 10**9, nanosec=1_500_000_000)))
+        wait_until(lambda: "nanosec=1500000000" in log.read_text(), "refusal of nanosec", process, log)
         for _ in range(3):
             probe.clock_pub.publish(Clock(clock=Time(sec=-1, nanosec=0)))
-        wait_until(lambda: "refused a /clock message" in log.read_text(), "refusal", process, log)
+        wait_until(lambda: "refused a /clock message (2 so far)" in log.read_text(), "refusal", process, log)
         after = len(probe.diagnostics)
         wait_until(lambda: probe.OK in probe.statuses(after), "OK cycle after the refusal",
                    process, log, feed)

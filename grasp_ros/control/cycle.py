@@ -664,13 +664,14 @@ class ControlLoop:
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True,
-                      in_cycle: bool = False, wavering: bool = False) -> CycleResult:
+                      in_cycle: bool = False, wavering: bool = False, crawled: float = math.nan) -> CycleResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
         one; on the wall clock only the caller can have stopped ticking. ``in_cycle``: a cycle
         began and has not ended (in real time, where a cycle ends by its deadline).
-        ``wavering``: the clock went back since the last cycle, by less than a jump."""
+        ``wavering``: the clock went back since the last cycle, by less than a jump.
+        ``crawled``: how far the clock went forward since the last cycle (s; NaN: it stood)."""
         self._last_command_time = -math.inf
         with self._lock:
             jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
@@ -683,6 +684,9 @@ class ControlLoop:
         elif wavering:
             why = ("the clock changes but does not advance: it went back since the last cycle (two "
                    "/clock publishers, or a bag looping over less than a period)")
+        elif crawled > 0:
+            why = (f"the clock advances, but only {crawled:.6f} s since the last cycle: slower than a "
+                   "simulator is followed (a simulator far below real time, or a clock that creeps)")
         elif not sim_time:
             why = ("the control timer did not fire: the caller's thread was held up (a callback "
                    "that ran long, e.g. decoding a huge compressed image, or no CPU for it)")

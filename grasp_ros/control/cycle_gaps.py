@@ -5,13 +5,17 @@ that come several periods apart leave every command standing several model steps
 published in steps coarser than the period (a bag played with ``--clock 2`` under a 10 Hz
 controller; an audit: 0.45 s steps, 17 OK cycles whose commands each stood 4.5 steps), or a clock
 that runs on while this process is starved. One long gap is a hiccup, which the overdue rule and
-the watchdog already judge; ``RUN`` gaps in a row are the clock's pace, and stop the robot.
+the watchdog already judge; ``RUN`` gaps among the last ``WINDOW`` intervals are the clock's pace,
+and stop the robot until they have left the window. Not ``RUN`` in a row: a clock stepping 0.85 s
+then 0.15 s each second (an adversarial audit) had every other interval short, and its moving
+commands stood 8.5 model steps each, OK.
 
 Only the cycles' own times are read, so a replay, which repeats each cycle at its recorded time,
 repeats the verdict.
 """
 from __future__ import annotations
 
+import collections
 import math
 from typing import Optional
 
@@ -19,32 +23,37 @@ GAP_PERIODS = 2.5
 """A cycle more than this many control periods after the one before it follows a gap (one
 skipped tick, two periods, is not one)."""
 RUN = 3
-"""Gaps in a row that make the clock's pace, not a hiccup."""
+"""Gaps among the last ``WINDOW`` intervals that make the clock's pace, not a hiccup."""
+WINDOW = 2 * RUN
+"""Intervals between cycles remembered."""
 
 
 class CycleGaps:
-    """The times of the cycles so far, since the last ``clear``."""
+    """The intervals between the cycles since the last ``clear`` (the last ``WINDOW``)."""
 
     def __init__(self):
         self._last = math.nan
-        self._run = 0
+        self._gaps: collections.deque = collections.deque(maxlen=WINDOW)   # the longer ones
 
     def clear(self) -> None:
         """Control (re)starts: what came before says nothing of the pace now."""
-        self._last, self._run = math.nan, 0
+        self._last = math.nan
+        self._gaps.clear()
 
     def note(self, now: float, period: float) -> Optional[str]:
-        """A cycle at ``now`` (s, the loop's clock); the reason to stop when it ends the
-        ``RUN``-th gap in a row, else None. A clock that went back starts afresh."""
+        """A cycle at ``now`` (s, the loop's clock); the reason to stop while ``RUN`` or more of
+        the last ``WINDOW`` intervals were gaps, else None. A clock that went back starts afresh."""
         last, self._last = self._last, now
         if not math.isfinite(last) or now < last:
-            self._run = 0
+            self._gaps.clear()
             return None
-        gap = now - last
-        self._run = self._run + 1 if gap > GAP_PERIODS * period else 0
-        if self._run < RUN:
+        self._gaps.append(now - last if now - last > GAP_PERIODS * period else None)
+        gaps = [g for g in self._gaps if g is not None]
+        if len(gaps) < RUN:
             return None
-        return (f"the last {self._run} cycles came {gap:.3f} s apart ({gap / period:.1f} control periods): "
+        longest = max(gaps)
+        return (f"{len(gaps)} of the last {len(self._gaps)} cycles came more than {GAP_PERIODS:g} control "
+                f"periods after the one before (up to {longest:.3f} s, {longest / period:.1f} periods): "
                 "each command stands that long, longer than the step the model predicts. A /clock that "
                 "advances in steps coarser than the control period (publish it at control_rate_hz or "
                 "faster), or a clock that runs on while this process is starved")

@@ -49,6 +49,13 @@ from typing import Callable, Optional
 from .cycle import ControlLoop, CycleResult, Job, Outcome
 from .reasons import BUSY, LATE
 
+SLOW_CLOCK_TIMEOUTS = 3.0
+"""A simulator slower than real time is followed while its cycles come at most this many
+``clock_timeout`` apart in wall time (3 s by default: a 10 Hz controller down to 1/30 of real
+time). Slower, the robot is stopped as for a stalled clock: a clock that creeps (an audit's, 1 us
+of sim time a message) always reached a new high, never two periods, and a moving command stood
+for as long as it crept."""
+
 class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
 
@@ -170,24 +177,33 @@ class CycleRunner:
                 return None
             self._last_alarm_wall = wall
             started, wavering = not self._cycled, self.sim_time and self._clock_went_back
-        result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering)
+            crawled = self._crawled(wall, timeout)
+        result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering,
+                                         crawled=crawled)
         result.command_delay = 0.0
         self._publish(result)
         return result
 
     def _slow_clock(self, wall: float, timeout: float) -> bool:
         """A simulator slower than real time, not a stall: since the last cycle its clock only
-        went forward, to a new high within ``timeout`` (wall), and by at most two periods (a sim
+        went forward, to a new high within ``timeout`` (wall), and by at most two periods, within
+        ``SLOW_CLOCK_TIMEOUTS`` timeouts of wall time (a sim
         at 0.1x takes 1.3 s of wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A
         clock that runs on while no cycle comes, or went back behind the last cycle (a timer
         then waits for the old time), still stops the robot; so does one that went back at all
         since the last cycle: two paused sims' clocks a few ms apart, or a bag looping over less
         than a period, change value forever without advancing (an audit: a moving command stood
         12 s while "moving" counted any change)."""
+        return (wall - self._last_cycle_wall <= SLOW_CLOCK_TIMEOUTS * timeout
+                and 0.0 <= self._crawled(wall, timeout) <= 2 * self.loop.config.period)
+
+    def _crawled(self, wall: float, timeout: float) -> float:
+        """How far the caller's clock went since the last cycle, only forward and to a new high
+        within ``timeout`` (wall); NaN when it did not (stood, went back, or is not watched)."""
         if not self.sim_time or self._clock is None or self._clock_went_back:
-            return False
+            return math.nan
         high, reached_at = self._clock_high
-        return wall - reached_at <= timeout and 0.0 <= high - self._last_cycle_time <= 2 * self.loop.config.period
+        return high - self._last_cycle_time if wall - reached_at <= timeout else math.nan
 
     def _note_clock(self, value: float, wall: float) -> None:
         """The caller's clock read ``value`` at ``wall`` (to within a watchdog pass). Called

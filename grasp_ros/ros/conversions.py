@@ -32,12 +32,19 @@ def seconds(stamp: Time) -> float:
     return stamp.sec + 1e-9 * stamp.nanosec
 
 
-def stamp_seconds(stamp: Time) -> Optional[float]:
-    """A header stamp in seconds; None for the zero stamp (unstamped: the receiver's "now").
-    Raises ValueError for what no clock produces: negative seconds, nanosec >= 1e9."""
+def checked_time(stamp: Time) -> Time:
+    """``stamp`` itself; raises ValueError for what no clock produces: negative seconds,
+    nanosec >= 1e9 (rclpy would carry the excess into the seconds)."""
     if stamp.sec < 0 or not 0 <= stamp.nanosec < NS:
         raise ValueError(f"invalid stamp sec={stamp.sec} nanosec={stamp.nanosec} (sec must be "
                          ">= 0 and nanosec < 1e9)")
+    return stamp
+
+
+def stamp_seconds(stamp: Time) -> Optional[float]:
+    """A header stamp in seconds; None for the zero stamp (unstamped: the receiver's "now").
+    Raises ValueError for what no clock produces (``checked_time``)."""
+    checked_time(stamp)
     if stamp.sec == 0 and stamp.nanosec == 0:
         return None
     return seconds(stamp)

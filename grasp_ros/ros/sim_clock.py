@@ -21,6 +21,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 
+from .conversions import checked_time
+
 CLOCK_TOPIC = "/clock"
 WAIT_NS = 200_000_000
 """How often the thread looks up from waiting (ns): to see that it is to stop."""
@@ -63,11 +65,11 @@ class ClockFollower:
                     wait_set.wait(WAIT_NS)
                     taken = self._sub.handle.take_message(Clock, False)
                 if taken is not None:
-                    self._clock.set_ros_time_override(Time.from_msg(taken[0].clock))
+                    self._clock.set_ros_time_override(Time.from_msg(checked_time(taken[0].clock)))
             except Exception as exc:  # noqa: BLE001 -- any peer's message: refused, never the end
                 if self._stop.is_set() or not self._context.ok():
                     return                      # shut down under the wait: nothing to follow
-                refused += 1                    # (a negative time, which no Time holds; bad bytes)
+                refused += 1                    # (a negative time, nanosec >= 1e9; bad bytes)
                 if refused & (refused - 1) == 0:     # the 1st, 2nd, 4th, 8th... time
                     self._logger.error(f"refused a /clock message ({refused} so far), the clock stays "
                                        f"where it was: {type(exc).__name__}: {exc}")
