@@ -83,10 +83,13 @@ def test_bayer_mosaics_demosaic_to_their_colours(pattern):
     assert rgb.shape == (h, w, 3) and (rgb[2:-2, 2:-2] == colour).all()
 
 
-@pytest.mark.parametrize("encoding, order", [("yuv422", "UYVY"), ("yuv422_yuy2", "YUYV")])
+@pytest.mark.parametrize("encoding, order", [("yuv422", "UYVY"), ("yuv422_yuy2", "YUYV"),
+                                             ("uyvy", "UYVY"), ("yuyv", "YUYV")])
 def test_yuv422_reads_its_byte_order(encoding, order):
     """4:2:2 YUV, two pixels sharing U and V: grey stays grey, and a colour keeps its hue (red
-    strongest, blue weakest) only when the bytes are read in the encoding's order."""
+    strongest, blue weakest) only when the bytes are read in the encoding's order. "uyvy" and
+    "yuyv" are sensor_msgs' names since Jazzy (a USB camera's driver sends them; an audit's
+    camera was refused as unsupported)."""
     for rgb in ([128, 128, 128], [200, 100, 30]):
         y, u, v = cv2.cvtColor(np.array([[rgb]], np.uint8), cv2.COLOR_RGB2YUV)[0, 0]
         pair = np.array([{"Y": y, "U": u, "V": v}[c] for c in order], np.uint8)

@@ -38,10 +38,14 @@ PIXEL_ENCODINGS = {"rgb8": (3, (0, 1, 2)), "bgr8": (3, (2, 1, 0)), "rgba8": (4, 
 CONVERTED_ENCODINGS = {
     "bayer_rggb8": (1, cv2.COLOR_BayerRGGB2RGB), "bayer_bggr8": (1, cv2.COLOR_BayerBGGR2RGB),
     "bayer_gbrg8": (1, cv2.COLOR_BayerGBRG2RGB), "bayer_grbg8": (1, cv2.COLOR_BayerGRBG2RGB),
-    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY), "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2)}
-"""Encodings a camera driver sends as it reads them (raw Bayer mosaics, 4:2:2 YUV: "yuv422" is
-UYVY, "yuv422_yuy2" YUYV, as sensor_msgs names them): name -> (bytes per pixel, the OpenCV
-conversion to RGB, its bilinear demosaicing for Bayer)."""
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY), "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2),
+    "uyvy": (2, cv2.COLOR_YUV2RGB_UYVY), "yuyv": (2, cv2.COLOR_YUV2RGB_YUY2)}
+"""Encodings a camera driver sends as it reads them (raw Bayer mosaics, 4:2:2 YUV: "uyvy" and
+"yuyv", sensor_msgs' names since Jazzy, which a USB camera's driver sends; "yuv422" (UYVY) and
+"yuv422_yuy2" (YUYV), their older names): name -> (bytes per pixel, the OpenCV conversion to
+RGB, its bilinear demosaicing for Bayer)."""
+YUV422 = ("yuv422", "yuv422_yuy2", "uyvy", "yuyv")
+"""The 4:2:2 encodings: two pixels share U and V."""
 
 ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
 """Every sensor_msgs/Image encoding ``decode_raw`` reads."""
@@ -79,7 +83,7 @@ def decode_raw(encoding: str, height: int, width: int, step: int, data: Any,
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ValueError(f"empty image ({width}x{height})")
-    if encoding.startswith("yuv422") and width % 2:
+    if encoding in YUV422 and width % 2:
         raise ValueError(f"a {encoding} image needs an even width (two pixels share U and V), got {width}")
     row = width * channels * depth
     if step < row:
