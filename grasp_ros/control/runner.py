@@ -56,6 +56,7 @@ time). Slower, the robot is stopped as for a stalled clock: a clock that creeps 
 of sim time a message) always reached a new high, never two periods, and a moving command stood
 for as long as it crept."""
 
+
 class CycleRunner:
     """Runs ``ControlLoop`` cycles on its own threads; see the module docstring."""
 
@@ -177,7 +178,8 @@ class CycleRunner:
                 return None
             self._last_alarm_wall = wall
             started, wavering = not self._cycled, self.sim_time and self._clock_went_back
-            crawled = self._crawled(wall, timeout)
+            crawled = self._crawled(wall, timeout)      # a slow sim's pace, past SLOW_CLOCK_TIMEOUTS
+            crawled = crawled if 0.0 < crawled <= 2 * self.loop.config.period else math.nan
         result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering,
                                          crawled=crawled)
         result.command_delay = 0.0
@@ -186,9 +188,9 @@ class CycleRunner:
 
     def _slow_clock(self, wall: float, timeout: float) -> bool:
         """A simulator slower than real time, not a stall: since the last cycle its clock only
-        went forward, to a new high within ``timeout`` (wall), and by at most two periods, within
-        ``SLOW_CLOCK_TIMEOUTS`` timeouts of wall time (a sim
-        at 0.1x takes 1.3 s of wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A
+        went forward, to a new high within ``timeout`` (wall), and by at most two periods, and
+        that cycle was at most ``SLOW_CLOCK_TIMEOUTS`` timeouts ago (a sim at 0.1x takes 1.3 s
+        of wall time for a 7.5 Hz period: CLOCK and a stop every cycle). A
         clock that runs on while no cycle comes, or went back behind the last cycle (a timer
         then waits for the old time), still stops the robot; so does one that went back at all
         since the last cycle: two paused sims' clocks a few ms apart, or a bag looping over less
