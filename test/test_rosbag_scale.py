@@ -745,3 +745,35 @@ def test_frames_thinned_by_the_frame_period_are_not_blamed_on_the_cuts():
     assert dropped_warnings(meta) == []
     (warning,) = dropped_warnings(dict(meta, frames_used=1000))
     assert warning.startswith("2734 of the 3734 frames that --frame-period keeps (3734 thinned out) left out")
+
+
+def test_a_few_unreadable_camera_frames_are_left_out_with_a_warning_and_many_fail_the_import(tmp_path, capsys):
+    """A robot's bag of thousands of frames with one a driver's glitch cut short (an audit of
+    other cameras: one bad frame failed the whole import). Up to 1% are left out, named in a
+    warning; more, and the camera's stream is taken for unreadable, exit 2."""
+    n = 400
+    frames = np.zeros((n, 8, 8, 3), np.uint8)
+    frames[..., 0] = (np.arange(n) % 250)[:, None, None]
+    write_rosbag(tmp_path / "robot", frames, np.stack([0.01 * np.arange(n), np.zeros(n)], axis=1),
+                 np.full((n - 1, 2), 0.1))
+
+    def cut_every(every):
+        seen = [0]
+
+        def change(msg, types):
+            seen[0] += 1
+            if seen[0] % every == 0:
+                msg.data = msg.data[:-5]
+            return [msg]
+        return change
+    out = ["--image-size", "8", "--episode-steps", "10", "--quiet"]
+    edit_messages(tmp_path / "robot", tmp_path / "few", "/image", cut_every(100))        # 4 of 400
+    assert cli(["collect", "--rosbag", str(tmp_path / "few"), "--out", str(tmp_path / "few.npz"), *out]) == 0
+    warned = capsys.readouterr().err
+    assert "4 camera frame(s) could not be read and were left out (message 100: image has 187 bytes" in warned
+    assert load_dataset(tmp_path / "few.npz").meta["bags"][0]["frames"] == n - 4
+    edit_messages(tmp_path / "robot", tmp_path / "many", "/image", cut_every(50))        # 8 of 400
+    assert cli(["collect", "--rosbag", str(tmp_path / "many"), "--out", str(tmp_path / "many.npz"), *out]) == 2
+    error = capsys.readouterr().err
+    assert "/image: 8 of 400 frames cannot be read, more than 1%; the first, message 50: image has 187" in error
+    assert not (tmp_path / "many.npz").exists()

@@ -294,9 +294,14 @@ def _listed(names, separator: str = ", ") -> str:
 
 
 def bag_warnings(data) -> list[str]:
-    """Per bag: header stamps that jump back (a driver's), a camera cropped to a square."""
+    """Per bag: camera frames left out as unreadable, header stamps that jump back (a driver's),
+    a camera cropped to a square."""
     found = []
     for info in data.meta.get("bags") or ():
+        if info.get("frames_unreadable"):
+            found.append(f"rosbag {info['path']!r}: {info['frames_unreadable']} camera frame(s) could not be "
+                         f"read and were left out ({'; '.join(info['unreadable'])}"
+                         f"{'; ...' if info['frames_unreadable'] > len(info['unreadable']) else ''})")
         for role, count in (info.get("stamps_back") or {}).items():
             if count:
                 topic = data.meta["topics"][role]

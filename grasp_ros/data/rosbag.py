@@ -156,6 +156,12 @@ class RosbagImport:
     in this order (default: the first command's joints)."""
 
 
+UNREADABLE_FRAMES = 0.01
+"""Camera frames that cannot be decoded (a truncated JPEG from a driver's glitch, a frame cut
+short when recording stopped) are left out, and collect warns, while they are at most this
+fraction of the bag's frames; more, and the camera's stream is taken for unreadable."""
+
+
 def read_rosbag(paths: PathsLike, options: Optional[RosbagImport] = None, **fields) -> TransitionData:
     """Episodes [N, T+1, ...] from the bags named by ``paths`` (see the module's docstring), read
     as ``options`` says (default: ``RosbagImport(**fields)``, e.g. ``image_topic="/camera"``).
@@ -349,6 +355,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             headers: dict[str, list] = {"image": [], "marks": []}   # the sensors' own stamps
             cameras: dict[tuple[int, int], int] = {}    # frame sizes (width, height) as sent
             read = {t: 0 for t in roles}
+            unreadable: list[str] = []           # camera frames that could not be decoded
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
                                          total=sum(c.msgcount for c in connections)):
@@ -372,7 +379,10 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                     else:
                         values["command"].append(command_reader(msg))
                 except DatasetError as exc:
-                    raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
+                    if role != "image":
+                        raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
+                    stamps["image"].pop()        # left out; too many of them fail the import below
+                    unreadable.append(f"message {read[conn.topic]}: {exc}")
     except (AnyReaderError, ReaderError, FileNotFoundError) as exc:
         # A file of a bag recorded with message compression holds compressed messages, which
         # only the bag's metadata.yaml says how to read.
@@ -380,6 +390,9 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                 "metadata.yaml), not from one of its files"
                 if bag.is_file() and (bag.parent / "metadata.yaml").exists() else "")
         raise DatasetError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc}){hint}") from exc
+    if len(unreadable) > UNREADABLE_FRAMES * read[topics["image"]]:
+        raise DatasetError(f"{source}: {topics['image']}: {len(unreadable)} of {read[topics['image']]} frames "
+                           f"cannot be read, more than {UNREADABLE_FRAMES:.0%}; the first, {unreadable[0]}")
     frames = frames[: len(stamps["image"])]
     t_img, order = _sorted(stamps["image"])
     if order is not None:
@@ -395,7 +408,8 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             "camera_sizes": [[w, h, n] for (w, h), n in sorted(cameras.items(), key=lambda kv: -kv[1])],
             # stamps that jump back in receive order: a driver's broken stamps (pairing by them,
             # and a controller's clock checks, go wrong); counted before they are sorted
-            "stamps_back": {"image": stamps_back(headers["image"]), "joints": stamps_back(joint_headers)}}
+            "stamps_back": {"image": stamps_back(headers["image"]), "joints": stamps_back(joint_headers)},
+            "frames_unreadable": len(unreadable), "unreadable": unreadable[:3]}
     h_marks = None if None in headers["marks"] else np.sort(np.asarray(headers["marks"], np.int64))
     return _Stream(t_img, frames, t_joint, joints, t_cmd, commands, np.sort(np.asarray(stamps["marks"], np.int64)),
                    info, h_img, h_joint, h_marks)
