@@ -44,8 +44,8 @@ CONVERTED_ENCODINGS = {
 "yuyv", sensor_msgs' names since Jazzy, which a USB camera's driver sends; "yuv422" (UYVY) and
 "yuv422_yuy2" (YUYV), their older names): name -> (bytes per pixel, the OpenCV conversion to
 RGB, its bilinear demosaicing for Bayer)."""
-YUV422 = ("yuv422", "yuv422_yuy2", "uyvy", "yuyv")
-"""The 4:2:2 encodings: two pixels share U and V."""
+YUV422 = tuple(name for name, (size, _) in CONVERTED_ENCODINGS.items() if size == 2)
+"""The 4:2:2 encodings (two bytes a pixel): two pixels share U and V."""
 
 ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
 """Every sensor_msgs/Image encoding ``decode_raw`` reads."""
