@@ -9,7 +9,7 @@
 One mechanism starts the node: its own `autostart` parameter, which this file sets from the
 `autostart` argument after `params_file` (so the argument wins over the file's value). With
 autostart:=true (the default) the node configures and activates itself; if either fails it
-exits with status 1 and the reason, and launch reports it. With autostart:=false the node
+exits with status 1 and the reason, and the launch ends with status 1. With autostart:=false the node
 waits, unconfigured, for a lifecycle manager (`ros2 lifecycle set <node> configure`, then
 `... activate`); launch sends no transitions of its own, so none can collide with the node's
 or the manager's. Parameters come from `params_file` (default: the package's
@@ -17,13 +17,14 @@ config/grasp_controller.yaml, every parameter documented there). The model sourc
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessExit
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, UseSimTime, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, UseSimTime, end_launch, params_file_exists
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -67,4 +68,7 @@ def generate_launch_description() -> LaunchDescription:
         remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
     )
-    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller])
+    # A failed autostart (or a crash) ends the launch with status 1, as the sim demo's does: an
+    # audit's bad parameter file left the node dead and `ros2 launch` exiting 0.
+    ended = RegisterEventHandler(OnProcessExit(target_action=controller, on_exit=end_launch))
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller, ended])

@@ -1230,6 +1230,26 @@ def test_node_configures_from_the_parameter_file(ros):
         node.destroy_node()
 
 
+def test_the_clock_followers_node_keeps_a_name_of_its_own_when_launch_renames_the_process():
+    """``ros2 launch`` renames every node of the process (a global ``-r __node:=``): the clock
+    follower's node took the controller's name, two nodes of one name in the graph (an audit of
+    the launch stack; the ros2 CLI warns, graph queries merge them)."""
+    context = Context()
+    rclpy.init(context=context, args=["--ros-args", "-r", "__node:=renamed"])
+    node = GraspController(context=context, namespace="/launch_rename",
+                           parameter_overrides=[Parameter("use_sim_time", value=True)])
+    try:
+        assert node.get_name() == "renamed"
+        deadline, names = time.monotonic() + 20.0, []
+        while len(names) < 2 and time.monotonic() < deadline:
+            names = sorted(n for n, ns in node.get_node_names_and_namespaces() if ns == "/launch_rename")
+            time.sleep(0.05)
+        assert names == ["renamed", "renamed_clock"]
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
 def test_a_simulator_clock_is_followed_off_the_executor(ros):
     """A simulator's /clock (Gazebo: 1 kHz) woke the node's executor at every message, 0.6 ms of
     Python each: 66% of a core, and an outside arm's planner ran no iteration in 79% of its

@@ -197,6 +197,20 @@ def test_a_node_that_fails_ends_the_launch_with_a_failure(status):
     assert service.run() == status        # and the other process was stopped: run() returned
 
 
+def test_a_controller_that_fails_to_configure_ends_its_launch_with_status_1(tmp_path):
+    """The package's controller launch file had no exit handler: a parameter file the node
+    refused (a failed autostart, exit 1) left ``ros2 launch`` exiting 0 (an audit of the launch
+    stack), though the README promised 1."""
+    from launch import LaunchService
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("/**:\n  ros__parameters:\n    horizon: -5\n")
+    service = LaunchService()
+    service.include_launch_description(LaunchDescription([
+        SetLaunchConfiguration("namespace", "/launch_fails"), SetLaunchConfiguration("params_file", str(bad)),
+        _launch_module("grasp_controller").generate_launch_description()]))
+    assert service.run() == 1
+
+
 def test_gazebo_joint_names_reach_rcl_as_strings():
     """launch_ros writes a string list unquoted, and rcl reads a joint named y as a bool."""
     import yaml

@@ -41,9 +41,13 @@ class ClockFollower:
         self._clock = node.get_clock()
         self._context = node.context
         self._logger = node.get_logger()
-        # A node of its own (a subscription needs one), outside every executor.
-        self._node = Node(f"{node.get_name()}_clock", namespace=node.get_namespace(),
-                          context=node.context, start_parameter_services=False, enable_rosout=False)
+        # A node of its own (a subscription needs one), outside every executor. Its name by a
+        # remap of its own: launch renames every node of the process (a global __node:=), and
+        # two nodes of one name confuse the graph and the ros2 CLI (an audit of the launch stack).
+        name = f"{node.get_name()}_clock"
+        self._node = Node(name, namespace=node.get_namespace(), context=node.context,
+                          cli_args=["--ros-args", "-r", f"__node:={name}"],
+                          start_parameter_services=False, enable_rosout=False)
         # The time source's QoS (best effort, the newest only); no QoS event handlers to wait on.
         self._sub = self._node.create_subscription(
             Clock, CLOCK_TOPIC, lambda msg: None, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT),
