@@ -1554,6 +1554,26 @@ def test_a_joint_goal_beyond_the_joint_limits_is_refused_with_the_stop():
     assert loop.step(0.3).status == Status.OK
 
 
+def test_joint_limits_of_another_count_than_the_joint_vector_are_refused_at_construction():
+    """An adversarial audit: 3 limits for a model of 2 joint values were taken (with no barrier
+    weight nothing counted them), and the goal check they feed then checked nothing: a goal far
+    past them was planned for, OK. Another robot's limits are refused, naming the joint values."""
+    from grasp_ros.models.card import ActionOutput, ModelCard
+    model = SweptJointsModel()
+    for count in (3, 1):
+        limits = {"weight": 0.0, "low": [-0.1] * count, "high": [0.1] * count}
+        planner = make_planner("grasp", model, H, {"iterations": 2, "chains": 2, "costs": {"joint_limits": limits}})
+        with pytest.raises(ValueError, match=rf"give {count} values; the model's joint vector has 2, one per "
+                                             "joint and field: "):
+            ControlLoop(model, planner, ControlConfig(period=PERIOD, timing="fixed_iterations"))
+    unnamed = LinearModel()
+    unnamed.card = ModelCard(ActionOutput(("x", "y"), (-1.0, -1.0), (1.0, 1.0)))     # names no joints
+    planner = make_planner("grasp", unnamed, H, {"iterations": 2, "chains": 2,
+                                                     "costs": {"joint_limits": {"weight": 0.0, "low": [0.0], "high": [1.0]}}})
+    with pytest.raises(ValueError, match="the model's card names no joints for them to bound"):
+        ControlLoop(unnamed, planner, ControlConfig(period=PERIOD, timing="fixed_iterations"))
+
+
 def test_a_cards_float32_rounded_bounds_never_let_a_command_past_the_robots():
     """A model trained before its bounds were kept as decimals has 1.2000000476837158 for a robot
     commanded up to 1.2 (an outside arm's elbow: 461 commands 5e-8 past its bound): every command

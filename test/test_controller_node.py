@@ -1199,8 +1199,12 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
                       "cost.joint_limits_low": [-2.8, -1.5, -2.5, -2.0, -2.5, -2.5],
                       "cost.joint_limits_high": [2.8, 1.5, 2.5, 2.0, 2.5, 2.5]}
     assert not params.validate_all({p.name: values.get(p.name, p.default) for p in params.PARAMETERS})
+    from grasp_ros.sim.closed_loop import ARM_CHECKPOINT
+    # the arm's model: the file's joint limits are its six joint values (another model's count
+    # is refused at configure)
     node = GraspController(context=ros, namespace="/arm_file", cli_args=[
-        "--ros-args", "--params-file", str(CONFIG), "--params-file", str(arm)])
+        "--ros-args", "--params-file", str(CONFIG), "--params-file", str(arm)],
+        parameter_overrides=[Parameter("model_options", value=f"{{checkpoint: {ARM_CHECKPOINT}}}")])
     try:
         assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
         assert node._loop.planner.settings.sync_every == 0

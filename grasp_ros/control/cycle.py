@@ -284,6 +284,7 @@ class ControlLoop:
         self._goal: Optional[Sample] = None
         self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed,
                                       lambda: self.planner.settings.costs.get("joint_limits"))
+        self.goal_target.check_limit_count()
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
         self._clock_seen = -math.inf

@@ -121,9 +121,26 @@ class GoalTarget:
         named = card is not None and labels == card.labels
         return labels, set(card.position_columns(card.continuous)) if named else set()
 
+    def check_limit_count(self) -> None:
+        """Raise ``ValueError`` unless the joint limits (if any) give one value per value of the
+        model's joint vector: limits of another count (another robot's file) bound nothing, and
+        the goal check and a trajectory's position bounds would go quietly unchecked."""
+        limits = self._joint_limits() or {}
+        low = limits.get("low") or []
+        if not low:
+            return
+        spec = self.card.goal_joint_input
+        if spec is None:
+            raise ValueError(f"cost.joint_limits_low/high give {len(low)} values, but the model's card "
+                             "names no joints for them to bound")
+        if len(low) != len(spec.labels):
+            raise ValueError(f"cost.joint_limits_low/high give {len(low)} values; the model's joint vector "
+                             f"has {len(spec.labels)}, one per joint and field: {shorten(', '.join(spec.labels))} "
+                             "(limits of another robot?)")
+
     def _check_limits(self, joints) -> None:
-        """Raise ``ValueError`` naming each of a goal's ``joints`` beyond its limit (none, or
-        limits for another count of values: nothing to check; continuous joints wrap: never)."""
+        """Raise ``ValueError`` naming each of a goal's ``joints`` beyond its limit (none, or a
+        goal of another count of values: nothing to check; continuous joints wrap: never)."""
         limits = self._joint_limits() or {}
         low, high = limits.get("low") or [], limits.get("high") or []
         if joints is None or not low:

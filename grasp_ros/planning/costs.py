@@ -284,10 +284,9 @@ class Cost:
         terms: list[Callable] = [*self._goal_terms,
                                  _StepTerm(_effort, running=action_weight),
                                  _StepTerm(_smoothness, running=spec["smoothness"])]
-        if limits["low"]:   # a barrier's, or (weight 0) only a goal's check: the count either way
-            self._check_joint_count(model, len(limits["low"]), device)
         if limits["weight"]:
             low, high = (torch.tensor(limits[k], dtype=torch.float32, device=device) for k in ("low", "high"))
+            self._check_joint_count(model, len(low), device)
             terms.append(_StepTerm(_limit_barrier(low, high), running=limits["weight"]))
         terms += [_UserTerm(t["function"], load_term(t["function"], allow_python), t["weight"])
                   for t in spec["terms"] if t["weight"]]
