@@ -9,8 +9,8 @@
 One mechanism starts the node: its own `autostart` parameter, which this file sets from the
 `autostart` argument after `params_file` (so the argument wins over the file's value). With
 autostart:=true (the default) the node configures and activates itself; if either fails it
-exits with status 1 and the reason, and the launch ends with status 1. With autostart:=false the node
-waits, unconfigured, for a lifecycle manager (`ros2 lifecycle set <node> configure`, then
+exits with status 1 and the reason, and the launch ends with status 1. With autostart:=false
+the node waits, unconfigured, for a lifecycle manager (`ros2 lifecycle set <node> configure`, then
 `... activate`); launch sends no transitions of its own, so none can collide with the node's
 or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
