@@ -283,7 +283,7 @@ class ControlLoop:
         self._inbox = ObservationInbox(lambda: self.config, self.pairs_joints, self.image_frames)
         self._goal: Optional[Sample] = None
         self.goal_target = GoalTarget(model, self.card, self.novelty, planner.device, self._goal_failed,
-                                      lambda: self.planner.settings.costs.get("joint_limits"))
+                                      self._joint_limits)
         self.goal_target.check_limit_count()
         self._pending_settings: dict[str, Any] = {}
         self._reset_requested = False
@@ -702,6 +702,11 @@ class ControlLoop:
             f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _joint_limits(self) -> Optional[Mapping[str, Any]]:
+        """The planner's costs.joint_limits as they stand (None: a planner without them)."""
+        costs = getattr(getattr(self.planner, "settings", None), "costs", None) or {}
+        return costs.get("joint_limits")
 
     def _note_clock(self, t: float) -> None:
         """Detect the clock jumping back (a sim reset, a bag loop): clear what came before.
