@@ -179,7 +179,6 @@ class CycleRunner:
             self._last_alarm_wall = wall
             started, wavering = not self._cycled, self.sim_time and self._clock_went_back
             crawled = self._crawled(wall, timeout)      # a slow sim's pace, past SLOW_CLOCK_TIMEOUTS
-            crawled = crawled if 0.0 < crawled <= 2 * self.loop.config.period else math.nan
         result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering,
                                          crawled=crawled)
         result.command_delay = 0.0
@@ -197,15 +196,17 @@ class CycleRunner:
         than a period, change value forever without advancing (an audit: a moving command stood
         12 s while "moving" counted any change)."""
         return (wall - self._last_cycle_wall <= SLOW_CLOCK_TIMEOUTS * timeout
-                and 0.0 <= self._crawled(wall, timeout) <= 2 * self.loop.config.period)
+                and self._crawled(wall, timeout) >= 0.0)
 
     def _crawled(self, wall: float, timeout: float) -> float:
-        """How far the caller's clock went since the last cycle, only forward and to a new high
-        within ``timeout`` (wall); NaN when it did not (stood, went back, or is not watched)."""
+        """How far the caller's clock went since the last cycle as a slow simulator's does: only
+        forward, to a new high within ``timeout`` (wall), by at most two periods; NaN when it did
+        not (stood, went back, ran on with no cycle, or is not watched)."""
         if not self.sim_time or self._clock is None or self._clock_went_back:
             return math.nan
         high, reached_at = self._clock_high
-        return high - self._last_cycle_time if wall - reached_at <= timeout else math.nan
+        crawled = high - self._last_cycle_time
+        return crawled if wall - reached_at <= timeout and crawled <= 2 * self.loop.config.period else math.nan
 
     def _note_clock(self, value: float, wall: float) -> None:
         """The caller's clock read ``value`` at ``wall`` (to within a watchdog pass). Called
