@@ -294,6 +294,32 @@ def test_a_shutdown_while_controlling_sends_the_zero_and_says_so_on_diagnostics(
     assert {v.key: v.value for v in r.health[-1].values}["lifecycle"] == "finalized"
 
 
+def test_a_halt_sends_the_zero_at_once_and_no_cycle_commands_after_it(rig):
+    """What the process's stop signal does first (main, from its own thread): the zero, and the
+    cycles that still run until the shutdown transition command nothing."""
+    r = rig()
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: max(map(abs, r.commands[-1])) > 0.05, what="a moving command")
+    sent = len(r.commands)
+    r.node.halt("stopping on a stop signal")
+    r.wait_until(lambda: len(r.commands) > sent, what="the zero command")
+    assert r.commands[sent] == [0.0, 0.0]
+    assert r.diagnostics[-1].status == PlanDiagnostics.STATUS_INACTIVE
+    assert r.state() == State.PRIMARY_STATE_ACTIVE     # the lifecycle's transition comes after
+    runner = r.node._runner
+    for _ in range(2):                                 # cycles run, their results are dropped
+        r.t_ns += r.period_ns
+        r.send_joints()
+        r.publish_clock()
+        r.wait_until(lambda: runner._last_cycle_time == r.t_ns / 1e9 and not runner._in_cycle,
+                     what="a cycle after the halt")
+    assert r.commands[sent:] == [[0.0, 0.0]]
+    assert r.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+    r.wait_until(lambda: r.health and r.health[-1].message.startswith("shut down"), what="shut down")
+    assert all(c == [0.0, 0.0] for c in r.commands[sent:])
+
+
 def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
     r = rig(horizon=0, control_rate_hz=-3.0, lock_safety=False)   # two problems at start-up
     assert not r.transition(Transition.TRANSITION_CONFIGURE)

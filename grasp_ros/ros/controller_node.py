@@ -22,6 +22,8 @@ Lifecycle (rclpy.lifecycle; without a lifecycle manager use ``--autostart`` or `
 * deactivate: stop the timer, then the runner (after its cycle in progress), then publish one
   zero command.
 * cleanup / shutdown: release what configure made (shutdown from active sends zero first).
+* SIGINT / SIGTERM (``main``): one zero command at once (``halt``), then the shutdown
+  transition; one during start-up lets configure finish and leaves the node inactive.
 
 Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 
@@ -57,7 +59,7 @@ import os
 import sys
 import threading
 import traceback
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import rclpy
@@ -149,6 +151,7 @@ class GraspController(LifecycleNode):
         self._tick_guard = None    # with the clock follower: the timer's tick, run after the inputs
         self._tick_time: Optional[float] = None
         self._active = False
+        self._halted = False       # stopped commanding by ``halt``, still active for the lifecycle
         self._status_log = StatusLog()
         self._made: list = []      # (destroy function, entity) of everything configure made
         self._inputs: list[tuple[str, str]] = []   # (topic, type) of the input subscriptions
@@ -194,7 +197,7 @@ class GraspController(LifecycleNode):
             self._loop.reset()                # a plan from before deactivation is out of date
             self._output.restart()            # so is where a stop held the robot then
             with self._publish_lock:
-                self._active = True
+                self._active, self._halted = True, False
             self._runner.start()
             self._timer = self.create_timer(1.0 / self._values["control_rate_hz"], self._on_timer)
             if self._clock_follower is not None:
@@ -218,7 +221,7 @@ class GraspController(LifecycleNode):
     @_said
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
-            was_active = self._active
+            was_active = self._active or self._halted
             self._stop("shutting down")
             self._release(("ok", "shut down: not controlling", "finalized"))
         self.get_logger().info("shut down" + (": zero command sent" if was_active else ""))
@@ -393,6 +396,18 @@ class GraspController(LifecycleNode):
             self._active = False
         if self._runner is not None:
             self._runner.stop()
+
+    def halt(self, reason: str) -> None:
+        """Stop commanding now, from any thread (the process's stop signal): one zero command if
+        active, and no cycle's result after it. The lifecycle state stays as it is until the
+        transition that follows (shutdown) releases the rest: waiting for it first (the
+        executor's callback in progress, a cycle's lock) let the cycles command on meanwhile."""
+        with self._publish_lock:
+            if not self._active:
+                return
+            self._send(self._loop.idle(reason))
+            self._active, self._halted = False, True
+        self.get_logger().info(f"{reason}: zero command sent")
 
     # -- the control cycle ------------------------------------------------------------------
 
@@ -803,10 +818,14 @@ class GraspController(LifecycleNode):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def start(self) -> bool:
-        """Configure and activate (autostart); False (and the reason logged) if either fails."""
+    def start(self, stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Configure and activate (autostart); False (and the reason logged) if either fails.
+        Left inactive if ``stopping()`` says, after configure, that a stop was asked for meanwhile."""
         if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
             return False
+        if stopping():
+            self.get_logger().info("configured, not activated: the process was asked to stop")
+            return True
         return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
 
 
@@ -832,7 +851,9 @@ def main(args: Optional[list[str]] = None) -> int:
     options = parser.parse_args(own_args)
     # The executor spins in its own thread, so that the main thread is free to take the signal
     # and then run the shutdown transition (the last zero command) itself (see interrupts.py).
-    interrupts.interrupt_once()
+    # While the node starts (autostart's configure included) a signal only sets a flag: a
+    # configure is not cut half-way, and the node is not activated after it.
+    interrupts.flag_once()
     interrupts.exit_with_parent()
     context = Context()      # this process's own: nothing global outlives main()
     node = executor = spinner = None
@@ -848,13 +869,15 @@ def main(args: Optional[list[str]] = None) -> int:
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         # Autostart before spinning: nothing runs concurrently yet.
-        if (options.autostart or node.get_parameter("autostart").value) and not node.start():
+        if ((options.autostart or node.get_parameter("autostart").value)
+                and not interrupts.stop_requested() and not node.start(interrupts.stop_requested)):
             node.get_logger().fatal("autostart failed (the reason is above): exiting")
             status = 1
-        else:
+        elif not interrupts.stop_requested():
             spinner = threading.Thread(target=_spin, args=(executor, stop, spun, failures, node.get_logger()),
                                        name="executor")
             spinner.start()
+            interrupts.interrupt_once()    # raises now if a signal came while starting
             # An Event, not Thread.join: a KeyboardInterrupt inside join(timeout) can leave the
             # thread marked as ended (CPython 3.11), and the shutdown would then run beside a
             # callback still in progress (a long configure) and abort the process.
@@ -864,6 +887,9 @@ def main(args: Optional[list[str]] = None) -> int:
         pass
     finally:
         interrupts.ignore()      # a repeated signal must not cut the shutdown short
+        if node is not None:     # the zero at once, not after the executor's callback in progress
+            node.halt("stopping on a stop signal" if interrupts.stop_requested()
+                      else "stopping: the executor ended")
         # Order matters: a C++ thread or DDS participant still alive when the interpreter
         # finalises can abort the process ("terminate called without an active exception").
         # So: stop the executor thread and join it; the shutdown transition from this thread

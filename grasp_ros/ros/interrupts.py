@@ -5,9 +5,11 @@ main thread does with it (an executor building its wait set then raises RCLError
 node can send its last messages (the controller's zero command). Instead the first SIGINT or
 SIGTERM raises ``KeyboardInterrupt`` in the main thread (``interrupt_once``: a main thread that
 only waits for the executor's), or sets a flag (``flag_once``: one that spins the executor
-itself), and every later one is ignored, so that a terminal's second Ctrl-C or launch's SIGTERM
-after its SIGINT cannot cut the orderly shutdown short (launch still ends a process that hangs
-with SIGKILL). Handlers are set explicitly: a shell
+itself, or one still starting: a configure is not cut half-way), and every later one is
+ignored, so that a terminal's second Ctrl-C or launch's SIGTERM after its SIGINT cannot cut the
+orderly shutdown short (launch still ends a process that hangs with SIGKILL). The two share one
+record (``stop_requested``): a signal flagged while the node started is not lost when the main
+thread then waits with ``interrupt_once``. Handlers are set explicitly: a shell
 starts background jobs with SIGINT ignored. Use with ``rclpy.init(...,
 signal_handler_options=SignalHandlerOptions.NO)``.
 
@@ -139,25 +141,35 @@ def _parent_pid() -> Optional[int]:
         return None
 
 
+_came: list[int] = []
+"""The stop signals this process's handlers took (one: later ones are ignored)."""
+
+
+def stop_requested() -> bool:
+    """Has a SIGINT or SIGTERM come since ``flag_once`` or ``interrupt_once``?"""
+    return bool(_came)
+
+
 def interrupt_once() -> None:
-    """From now on the first SIGINT or SIGTERM raises KeyboardInterrupt; later ones are ignored."""
+    """From now on the first SIGINT or SIGTERM raises KeyboardInterrupt; later ones are ignored.
+    If one came already (flagged while starting), it is raised now."""
+    if _came:
+        ignore()
+        raise KeyboardInterrupt(signal.Signals(_came[0]).name)
     for signum in SIGNALS:
         signal.signal(signum, _interrupt)
 
 
 def flag_once() -> Callable[[], bool]:
     """From now on the first SIGINT or SIGTERM only sets a flag, and later ones are ignored;
-    returns the question "has one come?". For a main thread that spins the executor itself: an
-    exception raised at an arbitrary bytecode can land inside rclpy's own objects half made (a
-    Task whose ``__del__`` then prints a traceback)."""
-    came: list[int] = []
-
-    def _flag(signum, frame) -> None:
-        ignore()
-        came.append(signum)
-    for signum in SIGNALS:
-        signal.signal(signum, _flag)
-    return lambda: bool(came)
+    returns ``stop_requested``. For a main thread that spins the executor itself, or one still
+    starting the node: an exception raised at an arbitrary bytecode can land inside rclpy's own
+    objects half made (a Task whose ``__del__`` then prints a traceback), or in a configure
+    half done."""
+    if not _came:
+        for signum in SIGNALS:
+            signal.signal(signum, _flag)
+    return stop_requested
 
 
 def ignore() -> None:
@@ -166,6 +178,11 @@ def ignore() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _interrupt(signum, frame) -> None:
+def _flag(signum, frame) -> None:
     ignore()
+    _came.append(signum)
+
+
+def _interrupt(signum, frame) -> None:
+    _flag(signum, frame)
     raise KeyboardInterrupt(signal.Signals(signum).name)
