@@ -320,6 +320,22 @@ def test_a_halt_sends_the_zero_at_once_and_no_cycle_commands_after_it(rig):
     assert all(c == [0.0, 0.0] for c in r.commands[sent:])
 
 
+def test_the_predicted_path_goes_to_its_readers_from_the_robots_position(rig):
+    """~/predicted_path (nav_msgs/Path, for RViz) is built only while someone reads it."""
+    from nav_msgs.msg import Path as PathMsg
+    r = rig()
+    paths = []
+    r.probe.create_subscription(PathMsg, f"{r.ns}/grasp_controller/predicted_path", paths.append, 10)
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: paths, what="a predicted path")
+    path = paths[-1]
+    assert len(path.poses) == 21                                   # s_0 .. s_H, H = 20
+    first = path.poses[0].pose.position
+    assert (first.x, first.y) == pytest.approx(START, abs=1e-6)    # the analytic latent is x, y
+    assert path.header.stamp == path.poses[0].header.stamp
+
+
 def test_failed_configure_leaves_the_node_alive_and_configurable(rig):
     r = rig(horizon=0, control_rate_hz=-3.0, lock_safety=False)   # two problems at start-up
     assert not r.transition(Transition.TRANSITION_CONFIGURE)

@@ -453,7 +453,8 @@ class GraspController(LifecycleNode):
         self._diagnostics_pub.publish(self._plan_diagnostics(result, header))
         if result.plan is not None:
             self._plan_pub.publish(self._plan_message(result.plan, header))
-        if result.path is not None:
+        # Built only for a reader (RViz): a Path of H poses is ~1 ms of Python a cycle.
+        if result.path is not None and self._path_pub.get_subscription_count() > 0:
             self._path_pub.publish(path_message(result.path, header))
         self._log_status(result)
 
