@@ -52,7 +52,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, interrupt_on_sigint, params_file_exists
 
 ARGUMENTS = (
     ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
@@ -139,7 +139,7 @@ def controller(context: LaunchContext) -> list:
     )
     removal = [RegisterEventHandler(OnShutdown(on_shutdown=lambda event, ctx: remove_files(names)))]
     return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)),
-            *(removal if names else [])]
+            interrupt_on_sigint(node), *(removal if names else [])]
 
 
 def remove_files(paths) -> None:

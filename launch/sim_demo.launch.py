@@ -25,7 +25,7 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, interrupt_on_sigint, params_file_exists
 
 # (name, default, description): every argument of this launch file.
 ARGUMENTS = (
@@ -111,4 +111,4 @@ def generate_launch_description() -> LaunchDescription:
     end_with = [RegisterEventHandler(OnProcessExit(target_action=process, on_exit=end_launch))
                 for process in (sim, controller)]
     return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), sim, controller,
-                              *end_with])
+                              *end_with, interrupt_on_sigint(sim, controller)])

@@ -211,6 +211,79 @@ def test_a_controller_that_fails_to_configure_ends_its_launch_with_status_1(tmp_
     assert service.run() == 1
 
 
+SIGNALLED_NODE = """
+import signal, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+def stop(signum, frame):
+    out.write_text(signal.Signals(signum).name)
+    sys.exit(0)
+for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, stop)
+Path(f"{out}.ready").touch()
+while True:
+    time.sleep(0.05)
+"""
+
+SIGNALLED_LAUNCH = """
+import sys
+from launch import LaunchDescription, LaunchService
+from launch.actions import ExecuteProcess
+from grasp_ros.ros.launch_actions import interrupt_on_sigint
+node = ExecuteProcess(cmd=[sys.executable, "-c", sys.argv[1], sys.argv[2]])
+service = LaunchService()
+service.include_launch_description(LaunchDescription([node, interrupt_on_sigint(node)]))
+sys.exit(service.run())
+"""
+
+
+def test_a_sigint_to_launch_alone_reaches_its_nodes_at_once(tmp_path):
+    """Launch, run interactively (the default), takes a SIGINT for a terminal's Ctrl-C, which
+    the nodes got as well, and passes none on: a SIGINT to the launch process alone left them
+    running until its SIGTERM 5 s later, the controller commanding all the while (an audit of
+    the launch stack). The package's launch files pass it on (``interrupt_on_sigint``)."""
+    import signal
+    import subprocess
+    import sys
+    seen = tmp_path / "signal"
+    launch = subprocess.Popen([sys.executable, "-c", SIGNALLED_LAUNCH, SIGNALLED_NODE, str(seen)],
+                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not Path(f"{seen}.ready").exists():
+            assert launch.poll() is None and time.monotonic() < deadline, launch.communicate()[0]
+            time.sleep(0.05)
+        launch.send_signal(signal.SIGINT)            # the launch process alone, not its group
+        output, _ = launch.communicate(timeout=TIMEOUT_S)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+            launch.wait()
+    assert launch.returncode == 0, output
+    assert seen.read_text() == "SIGINT", output
+
+
+def test_each_launch_file_passes_a_sigint_on_to_the_package_nodes():
+    """``interrupt_on_sigint`` in every launch file of the package, for each of its own nodes."""
+    from launch import LaunchContext
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnShutdown
+
+    def interrupts_on_shutdown(entities) -> int:
+        return sum(isinstance(e, RegisterEventHandler) and isinstance(e.event_handler, OnShutdown)
+                   and "interrupt_on_sigint" in e.event_handler.describe()[0] for e in entities)
+    for name, expected in (("grasp_controller", 1), ("sim_demo", 1)):
+        entities = _launch_module(name).generate_launch_description().entities
+        assert interrupts_on_shutdown(entities) == expected, name
+    context = LaunchContext()
+    context.launch_configurations.update(joint_names="", model="learned", model_options="",
+                                         model_weights="", allow_python_models="false",
+                                         planner="grasp", horizon="50", rate="10.0",
+                                         params_file="p.yaml", command_topic="command")
+    assert interrupts_on_shutdown(_launch_module("gazebo").controller(context)) == 1
+
+
 def test_gazebo_joint_names_reach_rcl_as_strings():
     """launch_ros writes a string list unquoted, and rcl reads a joint named y as a bool."""
     import yaml
