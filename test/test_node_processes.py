@@ -189,7 +189,7 @@ import os, signal, subprocess, sys, time
 if sys.argv[2] == "hung":
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)
-env = dict(os.environ, **({"GRASP_ROS_EXIT_WITH_PARENT": "1"} if sys.argv[2] == "launch" else {}))
+env = dict(os.environ, **({"GRASP_ROS_EXIT_WITH_PARENT": str(os.getpid())} if sys.argv[2] == "launch" else {}))
 with open(os.path.join(sys.argv[1], "controller.log"), "w") as log:
     node = subprocess.Popen([sys.executable, "-m", "grasp_ros.ros.controller_node", "--ros-args",
                              "-p", "autostart:=true", "-p", "model:=analytic", "-p", "device:=cpu",
@@ -320,11 +320,44 @@ def test_a_launch_started_by_a_killed_harness_is_asked_to_stop(tmp_path, sigint)
 def test_a_node_not_started_by_the_named_harness_is_left_alone(monkeypatch):
     from grasp_ros.ros import interrupts
     monkeypatch.delenv(interrupts.PARENT_ENV, raising=False)
+    monkeypatch.delenv(interrupts.WITH_PARENT_ENV, raising=False)
     assert not interrupts.exit_with_parent()
-    monkeypatch.setenv(interrupts.PARENT_ENV, str(os.getppid() + 1))   # launch's child, say
-    assert not interrupts.exit_with_parent()
-    monkeypatch.setenv(interrupts.PARENT_ENV, "not a pid")
-    assert not interrupts.exit_with_parent()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:   # a process that runs, neither this one's parent nor an ancestor
+        for name in (interrupts.PARENT_ENV, interrupts.WITH_PARENT_ENV):
+            monkeypatch.setenv(name, str(other.pid))
+            assert not interrupts.exit_with_parent()
+            monkeypatch.setenv(name, "not a pid")
+            assert not interrupts.exit_with_parent()
+            monkeypatch.delenv(name)
+    finally:
+        other.kill()
+        other.wait()
+
+
+WAITS_FOR_A_STOP = """
+import time
+from grasp_ros.ros import interrupts
+stopped = interrupts.flag_once()
+interrupts.exit_with_parent()
+deadline = time.monotonic() + 30
+while not stopped() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("stopped" if stopped() else "ran on", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("variable", ["GRASP_ROS_EXIT_WITH_PARENT", "GRASP_ROS_PARENT_PID"])
+def test_a_node_whose_launch_or_harness_died_before_it_got_going_stops_at_once(variable):
+    """Launch stopped half a second after it started can start a node and exit before the node
+    asks the kernel for a signal on its parent's death: the node, already an orphan, ran on for
+    ever (an audit: the sim, 5 of 26 tries)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = subprocess.run([sys.executable, "-c", WAITS_FOR_A_STOP], capture_output=True, text=True,
+                         timeout=EXIT_TIMEOUT_S + 60, env=dict(ENV, **{variable: str(gone.pid)}))
+    assert out.stdout.strip() == "stopped", out.stdout + out.stderr
 
 
 # -- a controller process driven over DDS ------------------------------------------------------

@@ -38,7 +38,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PARENT_ENV = "GRASP_ROS_PARENT_PID"
 """Set by a harness in its children's environment: its own process id."""
 WITH_PARENT_ENV = "GRASP_ROS_EXIT_WITH_PARENT"
-"""1: the node stops (SIGTERM) when its parent dies, whoever it is (set by the launch files)."""
+"""Set by the launch files: ``ros2 launch``'s process id; the node stops (SIGTERM) when that
+process dies. 1: when the parent dies, whoever it is."""
 HARNESS_POLL_S = 0.5
 """Seconds between a launched node's checks that the harness above its launch still runs."""
 
@@ -52,21 +53,42 @@ def parent_environment() -> dict[str, str]:
 
 def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
     """Linux: ``signum`` when the parent ends, if it is the harness named by
-    ``GRASP_ROS_PARENT_PID`` or ``GRASP_ROS_EXIT_WITH_PARENT`` is 1 (a launch file's node); when
-    the harness is a further ancestor (``ros2 launch`` between them), when the harness ends
-    (a thread watches it). A node started otherwise is left alone. Call it after the handlers
-    are set: the signal then takes the orderly way out (the controller's last zero command).
-    Returns whether it was armed. The kernel sends it when the parent's *thread* that started
-    this process ends: a harness starts its nodes from a thread that outlives them."""
-    harness, parent = _parent_pid(), os.getppid()
+    ``GRASP_ROS_PARENT_PID`` or the ``ros2 launch`` named by ``GRASP_ROS_EXIT_WITH_PARENT`` (1:
+    the parent, whoever it is); when a named one is a further ancestor (``ros2 launch`` between
+    the harness and the node), when it ends (a thread watches it); at once when a named one has
+    ended already (launch, stopped as it started its nodes, exited before this process got
+    here, which then ran on, an orphan: an audit). A node started otherwise is left alone. Call
+    it after the handlers are set: the signal then takes the orderly way out (the controller's
+    last zero command). Returns whether it was armed. The kernel sends it when the parent's
+    *thread* that started this process ends: a harness starts its nodes from a thread that
+    outlives them."""
+    parent, named = os.getppid(), _named_parents()
+    if os.path.isdir("/proc/self") and not all(_running(pid) for pid in named):
+        os.kill(os.getpid(), signum)
+        return True
     armed = False
-    if harness == parent or os.environ.get(WITH_PARENT_ENV) == "1":
+    if parent in named or os.environ.get(WITH_PARENT_ENV) == "1":
         armed = _on_parent_death(signum, parent)
-    if harness is not None and harness != parent and harness in _ancestors():
-        threading.Thread(target=_stop_after, args=(harness, signum), name="grasp-harness-watch",
-                         daemon=True).start()
-        armed = True
+    ancestors = _ancestors()
+    for pid in named:
+        if pid != parent and pid in ancestors:
+            threading.Thread(target=_stop_after, args=(pid, signum), name="grasp-parent-watch",
+                             daemon=True).start()
+            armed = True
     return armed
+
+
+def _named_parents() -> list[int]:
+    """The harness and the ``ros2 launch`` this process's environment names (not 1: the parent)."""
+    found = []
+    for name in (PARENT_ENV, WITH_PARENT_ENV):
+        try:
+            pid = int(os.environ.get(name, ""))
+        except ValueError:
+            continue
+        if pid > 1 or (name == PARENT_ENV and pid == 1):
+            found.append(pid)
+    return found
 
 
 def _on_parent_death(signum: int, parent: int) -> bool:
@@ -132,13 +154,6 @@ def ending_with_parent(command: list[str], signum: int = signal.SIGINT) -> list[
     if not sys.platform.startswith("linux"):
         return list(command)
     return [sys.executable, "-c", _ARM_AND_EXEC, str(int(signum)), PARENT_ENV, *command]
-
-
-def _parent_pid() -> Optional[int]:
-    try:
-        return int(os.environ.get(PARENT_ENV, ""))
-    except ValueError:
-        return None
 
 
 _came: list[int] = []

@@ -14,9 +14,10 @@ from launch.substitutions import LaunchConfiguration
 
 from .interrupts import WITH_PARENT_ENV
 
-EXIT_WITH_LAUNCH = {WITH_PARENT_ENV: "1"}
-"""``additional_env`` of this package's nodes: each stops, in order, when ``ros2 launch`` dies
-(SIGTERM or SIGKILL end launch without stopping its nodes; ``interrupts.exit_with_parent``)."""
+EXIT_WITH_LAUNCH = {WITH_PARENT_ENV: str(os.getpid())}
+"""``additional_env`` of this package's nodes: each stops, in order, when ``ros2 launch`` (this
+process: launch files run inside it) dies, or has died before the node got going (SIGTERM or
+SIGKILL end launch without stopping its nodes; ``interrupts.exit_with_parent``)."""
 
 
 def params_file_exists(context: LaunchContext) -> list:
