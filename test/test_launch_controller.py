@@ -315,9 +315,11 @@ def test_gazebo_joint_names_file_goes_with_the_launch():
     before = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml"))
     actions = gazebo.controller(context)
     (path,) = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml")) - before
-    (removal,) = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)
-                  and isinstance(a.event_handler, OnShutdown)]
-    removal.handle(Shutdown(), context)
+    on_shutdown = [a.event_handler for a in actions if isinstance(a, RegisterEventHandler)
+                   and isinstance(a.event_handler, OnShutdown)]
+    assert len(on_shutdown) == 2             # the removal and interrupt_on_sigint
+    for handler in on_shutdown:
+        handler.handle(Shutdown(), context)
     assert not Path(path).exists()
 
 
