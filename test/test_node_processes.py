@@ -629,20 +629,33 @@ def test_a_signal_during_a_long_configure_waits_for_it_then_shuts_down_in_order(
     try:
         transition_until(probe, Transition.TRANSITION_CONFIGURE, Path(f"{hold}.waiting").exists,
                          "a configure held in its warm-up", process, log)
-        process.send_signal(signal.SIGTERM)
+        code, text = _signal_while_configure_is_held(process, hold, log, signal.SIGTERM)
+    finally:
+        probe.close()
+        _end(process, hold)
+    assert code == 0, text
+    assert "terminate called" not in text and "Fatal Python error" not in text, text
+
+
+def _signal_while_configure_is_held(process, hold: Path, log: Path, signum: int) -> tuple[int, str]:
+    """``signum`` while the gated warm-up holds configure: the process waits for the configure;
+    released, it exits. (Its exit status, its log.)"""
+    try:
+        process.send_signal(signum)
         time.sleep(1.0)                               # the signal is taken while configure runs
         assert process.poll() is None, log.read_text(encoding="utf-8")
         hold.unlink()
         code = process.wait(timeout=EXIT_TIMEOUT_S)
     finally:
-        hold.unlink(missing_ok=True)
-        probe.close()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    text = log.read_text(encoding="utf-8")
-    assert code == 0, text
-    assert "terminate called" not in text and "Fatal Python error" not in text, text
+        _end(process, hold)
+    return code, log.read_text(encoding="utf-8")
+
+
+def _end(process, hold: Path) -> None:
+    hold.unlink(missing_ok=True)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def test_a_signal_during_autostarts_configure_lets_it_finish_and_never_activates(tmp_path):
@@ -656,17 +669,9 @@ def test_a_signal_during_autostarts_configure_lets_it_finish_and_never_activates
     process = gated_controller(hold, log, CONTROLLER_OPEN)
     try:
         wait_until(Path(f"{hold}.waiting").exists, "autostart's configure held in its warm-up", process, log)
-        process.send_signal(signal.SIGINT)
-        time.sleep(1.0)                               # the signal is taken while configure runs
-        assert process.poll() is None, log.read_text(encoding="utf-8")
-        hold.unlink()
-        code = process.wait(timeout=EXIT_TIMEOUT_S)
+        code, text = _signal_while_configure_is_held(process, hold, log, signal.SIGINT)
     finally:
-        hold.unlink(missing_ok=True)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    text = log.read_text(encoding="utf-8")
+        _end(process, hold)
     assert code == 0, text
     assert "configured, not activated: the process was asked to stop" in text, text
     assert "active: controlling" not in text and "autostart failed" not in text, text
