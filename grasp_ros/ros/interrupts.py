@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -79,7 +79,8 @@ def exit_with_parent(signum: int = signal.SIGTERM) -> bool:
 
 
 def _named_parents() -> list[int]:
-    """The harness and the ``ros2 launch`` this process's environment names (not 1: the parent)."""
+    """The harness and the ``ros2 launch`` this process's environment names (a launch of 1
+    names none: that is the parent, whoever it is)."""
     found = []
     for name in (PARENT_ENV, WITH_PARENT_ENV):
         try:
