@@ -301,11 +301,12 @@ def test_a_halt_sends_the_zero_at_once_and_no_cycle_commands_after_it(rig):
     r.start()
     r.controlling()
     r.wait_until(lambda: max(map(abs, r.commands[-1])) > 0.05, what="a moving command")
-    sent = len(r.commands)
+    sent, reported = len(r.commands), len(r.diagnostics)
     r.node.halt("stopping on a stop signal")
     r.wait_until(lambda: len(r.commands) > sent, what="the zero command")
     assert r.commands[sent] == [0.0, 0.0]
-    assert r.diagnostics[-1].status == PlanDiagnostics.STATUS_INACTIVE
+    r.wait_until(lambda: len(r.diagnostics) > reported, what="its report")   # another topic
+    assert r.diagnostics[reported].status == PlanDiagnostics.STATUS_INACTIVE
     assert r.state() == State.PRIMARY_STATE_ACTIVE     # the lifecycle's transition comes after
     runner = r.node._runner
     for _ in range(2):                                 # cycles run, their results are dropped
