@@ -45,14 +45,14 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import (DeclareLaunchArgument, IncludeLaunchDescription, OpaqueFunction,
                             RegisterEventHandler)
 from launch.conditions import IfCondition
-from launch.event_handlers import OnProcessExit, OnShutdown
+from launch.event_handlers import OnShutdown
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, interrupt_on_sigint, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists, supervised
 
 ARGUMENTS = (
     ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
@@ -138,8 +138,7 @@ def controller(context: LaunchContext) -> list:
                     ("~/goal_state", "/goal_state"), ("~/goal_image", "/goal_image")],
     )
     removal = [RegisterEventHandler(OnShutdown(on_shutdown=lambda event, ctx: remove_files(names)))]
-    return [node, RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)),
-            interrupt_on_sigint(node), *(removal if names else [])]
+    return [node, *supervised(node), *(removal if names else [])]
 
 
 def remove_files(paths) -> None:

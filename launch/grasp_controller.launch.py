@@ -17,15 +17,13 @@ config/grasp_controller.yaml, every parameter documented there). The model sourc
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import (EXIT_WITH_LAUNCH, UseSimTime, end_launch, interrupt_on_sigint,
-                                         params_file_exists)
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, UseSimTime, params_file_exists, supervised
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -71,6 +69,5 @@ def generate_launch_description() -> LaunchDescription:
     )
     # A failed autostart (or a crash) ends the launch with status 1, as the sim demo's does: an
     # audit's bad parameter file left the node dead and `ros2 launch` exiting 0.
-    ended = RegisterEventHandler(OnProcessExit(target_action=controller, on_exit=end_launch))
-    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller, ended,
-                              interrupt_on_sigint(controller)])
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller,
+                              *supervised(controller)])

@@ -18,14 +18,13 @@ the controller failing to configure (it then exits with status 1), e.g. the defa
 model with env:=open or u_maze (it knows only wall_door; use model:=analytic there).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction, RegisterEventHandler
-from launch.event_handlers import OnProcessExit
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, end_launch, interrupt_on_sigint, params_file_exists
+from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists, supervised
 
 # (name, default, description): every argument of this launch file.
 ARGUMENTS = (
@@ -108,7 +107,5 @@ def generate_launch_description() -> LaunchDescription:
         ros_arguments=log_level,
     )
     # The sim ended (exit_when_done, a crash) or the controller did: so does the demo.
-    end_with = [RegisterEventHandler(OnProcessExit(target_action=process, on_exit=end_launch))
-                for process in (sim, controller)]
     return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), sim, controller,
-                              *end_with, interrupt_on_sigint(sim, controller)])
+                              *supervised(sim, controller)])

@@ -6,7 +6,7 @@ import signal
 
 from launch import LaunchContext
 from launch.actions import EmitEvent, ExecuteProcess, RegisterEventHandler
-from launch.event_handlers import OnShutdown
+from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown
 from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
@@ -62,6 +62,13 @@ def interrupt_on_sigint(*processes: ExecuteProcess) -> RegisterEventHandler:
                     pass
         return None
     return RegisterEventHandler(OnShutdown(on_shutdown=interrupt))
+
+
+def supervised(*processes: ExecuteProcess) -> list[RegisterEventHandler]:
+    """The handlers every launch file of the package gives its own nodes: the launch ends when
+    one of them exits (``end_launch``), and a SIGINT to launch reaches them (``interrupt_on_sigint``)."""
+    return [*(RegisterEventHandler(OnProcessExit(target_action=p, on_exit=end_launch)) for p in processes),
+            interrupt_on_sigint(*processes)]
 
 
 class UseSimTime(Substitution):
