@@ -102,7 +102,8 @@ def test_controller_refuses_unparsable_ros_arguments_without_a_traceback(rule, h
     ((signal.SIGINT, signal.SIGINT), 0.05),      # a terminal's Ctrl-C, twice
     ((signal.SIGINT, signal.SIGINT), 0.3),
     ((signal.SIGINT, signal.SIGTERM), 0.1),      # launch: SIGINT, then SIGTERM
-], ids=["sigint-twice-fast", "sigint-twice", "sigint-sigterm"])
+    ((signal.SIGINT, signal.SIGTERM), 0.0),      # both before the first handler runs
+], ids=["sigint-twice-fast", "sigint-twice", "sigint-sigterm", "sigint-sigterm-at-once"])
 def test_sim_exits_cleanly_on_repeated_signals(tmp_path, signals, gap):
     log = tmp_path / "sim.log"
     process = start(node_command("sim.node"), log)
@@ -113,14 +114,18 @@ def test_sim_exits_cleanly_on_repeated_signals(tmp_path, signals, gap):
     assert "Traceback" not in output and "terminate called" not in output, output
 
 
-def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path):
+@pytest.mark.parametrize("signals, gap", [
+    ((signal.SIGINT, signal.SIGINT), 0.05),
+    ((signal.SIGINT, signal.SIGTERM), 0.0),      # both before the first handler runs
+], ids=["sigint-twice-fast", "sigint-sigterm-at-once"])
+def test_controller_shuts_down_in_order_on_repeated_signals(tmp_path, signals, gap):
     log = tmp_path / "controller.log"
     process = start(node_command(
         "ros.controller_node", "-p", "autostart:=true", "-p", "model:=analytic",
         "-p", "observation:=joints", "-p", 'model_options:="{env: open, horizon: 20}"',
         "-p", "horizon:=20", "-p", "device:=cpu"), log)
     wait_for_line(process, log, "active: controlling")
-    code = stop(process, (signal.SIGINT, signal.SIGINT), 0.05)
+    code = stop(process, signals, gap)
     output = log.read_text(encoding="utf-8")
     assert code == 0, output
     # the zero at once, before the executor stops and the shutdown transition runs
@@ -700,31 +705,38 @@ def test_ctrl_c_after_a_peers_shutdown_transition_ends_quietly(tmp_path):
     assert "not possible" not in text and "shutdown transition:" not in text, text
 
 
-@pytest.mark.parametrize("script", ["grasp_controller", "grasp_sim"])
-def test_ctrl_c_while_the_node_still_imports_ends_it_quietly(tmp_path, script):
-    """A launch stopped at once signals its nodes while torch and rclpy import: no traceback."""
+@pytest.mark.parametrize("script, module", [("grasp_controller", "grasp_ros"), ("grasp_controller", "torch"),
+                                            ("grasp_sim", "grasp_ros"), ("grasp_sim", "torch"),
+                                            ("odometry_relay", "grasp_ros"), ("odometry_relay", "rclpy")])
+def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_path, script, module):
+    """A launch stopped at once signals its nodes while the package, torch and rclpy import:
+    the process ends there, status 0, no traceback, not after seconds more of importing (launch
+    escalates to SIGTERM after 5 s and reports nodes that failed to terminate)."""
     log = tmp_path / f"{script}.log"
     path = Path(__file__).resolve().parents[1] / "scripts" / script
     # SIGINT as launch's children have it: this test may run in a background job, whose shell
-    # started it with SIGINT ignored (and a child inherits that). "importing" is printed when
-    # the script's own import of the package begins (an import hook), so that the signal cannot
-    # land in this wrapper's runpy on a CPU too busy to reach the script in time.
+    # started it with SIGINT ignored (and a child inherits that). An import hook holds the
+    # script at the start of ``module``'s import until a signal's handler has run, then says
+    # the import went on: however busy the CPU, the signal lands inside the imports.
     run = "\n".join([
         "import runpy, signal, sys",
         "signal.signal(signal.SIGINT, signal.default_int_handler)",
-        "class Announce:",
+        "class Hold:",
         "    def find_spec(self, name, path=None, target=None):",
-        "        if name == 'grasp_ros':",
+        f"        if name == {module!r}:",
         "            sys.meta_path.remove(self)",
         "            print('importing', flush=True)",
-        "sys.meta_path.insert(0, Announce())",
+        "            signal.pause()",
+        "            print('the import went on', flush=True)",
+        "sys.meta_path.insert(0, Hold())",
         f"sys.argv = [{str(path)!r}]",
         "runpy.run_path(sys.argv[0], run_name='__main__')"])
     process = start([sys.executable, "-c", run], log)
-    wait_for_line(process, log, "importing")      # torch and rclpy take a second or more from here
+    wait_for_line(process, log, "importing")
     code = stop(process, (signal.SIGINT,), 0.0)
     output = log.read_text(encoding="utf-8")
-    assert code == 0, (code, output)     # a stop asked for, and done (before it started or after)
+    assert code == 0, (code, output)     # a stop asked for, and done
+    assert "the import went on" not in output, output
     assert "Traceback" not in output, output
 
 

@@ -3,8 +3,12 @@ its goal pose as a joint goal, into a real controller on sim time."""
 from __future__ import annotations
 
 import math
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +191,42 @@ def test_a_goal_pose_before_any_odometry_waits_for_its_frame():
         for node in nodes:
             node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGINT, signal.SIGTERM)],
+                         ids=["sigint", "sigint-sigterm"])
+def test_the_relay_as_a_process_relays_then_stops_on_a_signal(tmp_path, signals):
+    """`ros2 run grasp_ros odometry_relay` (its script) relays odometry over DDS, and a stop
+    signal (a second one too, as launch sends SIGTERM after SIGINT) ends it, status 0."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "odometry_relay"
+    log = tmp_path / "relay.log"
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    base = Base(context)
+    executor.add_node(base.node)
+    with open(log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen([sys.executable, str(script), "--ros-args", "-r", "__ns:=/relayed",
+                                    "-r", "joint_states:=base_state"],
+                                   stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        def relayed():
+            assert process.poll() is None, log.read_text(encoding="utf-8")
+            base.odom.publish(odometry(0.2, 0.1, 0.0))
+            executor.spin_once(timeout_sec=0.05)
+            return base.states
+        wait_until(relayed, "odometry relayed by the process")
+        assert base.states[-1].position[0] == pytest.approx(0.2)
+        for signum in signals:
+            process.send_signal(signum)
+        code = process.wait(timeout=TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        executor.shutdown()
+        base.node.destroy_node()
+        rclpy.shutdown(context=context)
+    output = log.read_text(encoding="utf-8")
+    assert code == 0, output
+    assert "Traceback" not in output, output

@@ -189,13 +189,25 @@ def flag_once() -> Callable[[], bool]:
 
 
 def ignore() -> None:
-    """Ignore SIGINT and SIGTERM (while shutting down)."""
+    """Ignore SIGINT and SIGTERM from here to the process's end (shutting down). Not from a
+    handler: see ``_flag``."""
     for signum in SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
 
 
+def _ignored(signum, frame) -> None:
+    pass
+
+
 def _flag(signum, frame) -> None:
-    ignore()
+    # Later signals go to a handler that does nothing, not to SIG_IGN: SIGINT and SIGTERM sent
+    # together can both be pending when this runs (taken in one check while rcl waits), and
+    # Python then runs the second's handler as it stands: SIG_IGN set meanwhile raises "OSError:
+    # Signal 15 ignored due to race condition" wherever the main thread is. (The shutdown sets
+    # SIG_IGN, ``ignore``, from the main flow, where ``signal.signal`` first runs what is pending;
+    # a Python handler would be reset to the default as the interpreter finalises.)
+    for number in SIGNALS:
+        signal.signal(number, _ignored)
     _came.append(signum)
 
 

@@ -26,13 +26,14 @@ from typing import Optional
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
 
 from grasp_ros.msg import JointGoal
 from ..process_exit import leave
-from . import qos
+from . import interrupts, qos
 
 JOINTS = ("x", "y", "yaw")
 
@@ -105,14 +106,24 @@ class OdometryRelay(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = OdometryRelay()
+    """Relay until SIGINT or SIGTERM (the first ends the spin; later ones are ignored)."""
+    stopped = interrupts.flag_once()
+    rclpy.init(args=sys.argv if args is None else args, signal_handler_options=SignalHandlerOptions.NO)
+    node = executor = None
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        node = OdometryRelay()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not stopped():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
-        node.destroy_node()
+        interrupts.ignore()      # a repeated signal must not cut the shutdown short
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 
