@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     args, rest = parser.parse_known_args(argv)
-    module = importlib.import_module(f"grasp_ros.commands.{COMMANDS[args.command][0]}")
+    module = _import_command(COMMANDS[args.command][0])
     tool_parser = argparse.ArgumentParser(prog=f"grasp-ros {args.command}",
                                           description=COMMANDS[args.command][1])
     module.add_arguments(tool_parser)
@@ -45,6 +46,32 @@ def main(argv: list[str] | None = None) -> int:
         # stdout's buffer cannot be flushed any more: point it at nothing, so exit stays quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:   # Ctrl-C where the command does not report it itself
+        print(f"grasp-ros {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+INTERRUPTED = 130   # 128 + SIGINT, as a shell reports a program Ctrl-C ended
+
+
+def _import_command(name: str):
+    """The command's module. Ctrl-C while it imports (torch, rclpy: seconds on a busy machine)
+    ends the process there, status 130, without a traceback: a KeyboardInterrupt raised inside
+    an extension module's import comes out as an ImportError. Nothing has started yet. A SIGINT
+    this process was started ignoring (a background job) stays ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupted_while_importing)
+    try:
+        return importlib.import_module(f"grasp_ros.commands.{name}")
+    finally:
+        if previous is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _interrupted_while_importing(signum, frame) -> None:
+    os.write(sys.stderr.fileno(), b"grasp-ros: interrupted\n")
+    os._exit(INTERRUPTED)
 
 
 def console() -> NoReturn:

@@ -705,20 +705,13 @@ def test_ctrl_c_after_a_peers_shutdown_transition_ends_quietly(tmp_path):
     assert "not possible" not in text and "shutdown transition:" not in text, text
 
 
-@pytest.mark.parametrize("script, module", [("grasp_controller", "grasp_ros"), ("grasp_controller", "torch"),
-                                            ("grasp_sim", "grasp_ros"), ("grasp_sim", "torch"),
-                                            ("odometry_relay", "grasp_ros"), ("odometry_relay", "rclpy")])
-def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_path, script, module):
-    """A launch stopped at once signals its nodes while the package, torch and rclpy import:
-    the process ends there, status 0, no traceback, not after seconds more of importing (launch
-    escalates to SIGTERM after 5 s and reports nodes that failed to terminate)."""
-    log = tmp_path / f"{script}.log"
-    path = Path(__file__).resolve().parents[1] / "scripts" / script
-    # SIGINT as launch's children have it: this test may run in a background job, whose shell
-    # started it with SIGINT ignored (and a child inherits that). An import hook holds the
-    # script at the start of ``module``'s import until a signal's handler has run, then says
-    # the import went on: however busy the CPU, the signal lands inside the imports.
-    run = "\n".join([
+def held_at_import(module: str, runs: list[str]) -> str:
+    """Python source that runs ``runs`` (lines that start a program), holding it at the start of
+    ``module``'s import until a signal's handler has run, then saying the import went on: however
+    busy the CPU, a signal sent once "importing" is printed lands inside the program's imports.
+    SIGINT as launch's children have it: this test may run in a background job, whose shell
+    started it with SIGINT ignored (and a child inherits that)."""
+    return "\n".join([
         "import runpy, signal, sys",
         "signal.signal(signal.SIGINT, signal.default_int_handler)",
         "class Hold:",
@@ -729,8 +722,26 @@ def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_pat
         "            signal.pause()",
         "            print('the import went on', flush=True)",
         "sys.meta_path.insert(0, Hold())",
-        f"sys.argv = [{str(path)!r}]",
-        "runpy.run_path(sys.argv[0], run_name='__main__')"])
+        *runs])
+
+
+@pytest.mark.parametrize("program, module", [
+    ("grasp_controller", "grasp_ros"), ("grasp_controller", "torch"), ("grasp_sim", "grasp_ros"),
+    ("grasp_sim", "torch"), ("odometry_relay", "grasp_ros"), ("odometry_relay", "rclpy"),
+    ("-m grasp_ros.ros.controller_node", "torch"), ("-m grasp_ros.sim.node", "torch")])
+def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_path, program, module):
+    """A launch or harness stopped at once signals its nodes while the package, torch and rclpy
+    import: the process ends there, status 0, no traceback, not after seconds more of importing
+    (launch escalates to SIGTERM after 5 s and reports nodes that failed to terminate). The
+    scripts ``ros2 run`` and launch start, and the modules the harnesses start with ``-m``."""
+    log = tmp_path / "node.log"
+    if program.startswith("-m "):
+        name = program.split()[1]
+        runs = [f"sys.argv = [{name!r}]", f"runpy.run_module({name!r}, run_name='__main__', alter_sys=True)"]
+    else:
+        path = str(Path(__file__).resolve().parents[1] / "scripts" / program)
+        runs = [f"sys.argv = [{path!r}]", "runpy.run_path(sys.argv[0], run_name='__main__')"]
+    run = held_at_import(module, runs)
     process = start([sys.executable, "-c", run], log)
     wait_for_line(process, log, "importing")
     code = stop(process, (signal.SIGINT,), 0.0)
@@ -738,6 +749,21 @@ def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_pat
     assert code == 0, (code, output)     # a stop asked for, and done
     assert "the import went on" not in output, output
     assert "Traceback" not in output, output
+
+
+def test_ctrl_c_while_a_grasp_ros_command_still_imports_ends_it_at_once_and_quietly(tmp_path):
+    """``make demo`` interrupted in its first seconds (the command importing torch and rclpy):
+    status 130, "interrupted", no traceback, nothing started."""
+    log = tmp_path / "demo.log"
+    run = held_at_import("torch", ["sys.argv = ['grasp-ros', 'demo', '--out', sys.argv[1]]",
+                                   "from grasp_ros.cli import console", "console()"])
+    process = start([sys.executable, "-c", run, str(tmp_path / "out")], log)
+    wait_for_line(process, log, "importing")
+    code = stop(process, (signal.SIGINT,), 0.0)
+    output = log.read_text(encoding="utf-8")
+    assert code == 130, (code, output)
+    assert "interrupted" in output and "the import went on" not in output, output
+    assert "Traceback" not in output and not (tmp_path / "out").exists(), output
 
 
 # -- the end of a process ----------------------------------------------------------------------
