@@ -728,7 +728,8 @@ def held_at_import(module: str, runs: list[str]) -> str:
 @pytest.mark.parametrize("program, module", [
     ("grasp_controller", "grasp_ros"), ("grasp_controller", "torch"), ("grasp_sim", "grasp_ros"),
     ("grasp_sim", "torch"), ("odometry_relay", "grasp_ros"), ("odometry_relay", "rclpy"),
-    ("-m grasp_ros.ros.controller_node", "torch"), ("-m grasp_ros.sim.node", "torch")])
+    ("-m grasp_ros.ros.controller_node", "torch"), ("-m grasp_ros.sim.node", "torch"),
+    ("-m grasp_ros.ros.odometry_relay", "rclpy")])
 def test_ctrl_c_while_the_node_still_imports_ends_it_at_once_and_quietly(tmp_path, program, module):
     """A launch or harness stopped at once signals its nodes while the package, torch and rclpy
     import: the process ends there, status 0, no traceback, not after seconds more of importing

@@ -11,7 +11,8 @@ orderly shutdown short (launch still ends a process that hangs with SIGKILL). Th
 record (``stop_requested``): a signal flagged while the node started is not lost when the main
 thread then waits with ``interrupt_once``. Handlers are set explicitly: a shell
 starts background jobs with SIGINT ignored. Use with ``rclpy.init(...,
-signal_handler_options=SignalHandlerOptions.NO)``.
+signal_handler_options=SignalHandlerOptions.NO)``. Before ``main()`` takes the signals over, while
+the process still imports, one ends it at once (``process_exit.end_at_once_on_stop_signals``).
 
 ``exit_with_parent``: a node started by this package's harness (a demo, a replay) also gets
 SIGTERM when the harness dies, however it dies (SIGKILL from a CI timeout included), so that no
