@@ -52,7 +52,7 @@ Interfaces (relative names: remap them; ``~/`` is the node's private namespace):
 from __future__ import annotations
 
 if __name__ == "__main__":   # a node's process (python -m), before its heavy imports
-    from grasp_ros.process_exit import end_at_once_on_stop_signals
+    from grasp_ros.ros.interrupts import end_at_once_on_stop_signals
     end_at_once_on_stop_signals()
 
 import argparse

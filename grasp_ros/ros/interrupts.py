@@ -12,7 +12,7 @@ record (``stop_requested``): a signal flagged while the node started is not lost
 thread then waits with ``interrupt_once``. Handlers are set explicitly: a shell
 starts background jobs with SIGINT ignored. Use with ``rclpy.init(...,
 signal_handler_options=SignalHandlerOptions.NO)``. Before ``main()`` takes the signals over, while
-the process still imports, one ends it at once (``process_exit.end_at_once_on_stop_signals``).
+the process still imports, one ends it at once (``end_at_once_on_stop_signals``).
 
 ``exit_with_parent``: a node started by this package's harness (a demo, a replay) also gets
 SIGTERM when the harness dies, however it dies (SIGKILL from a CI timeout included), so that no
@@ -156,6 +156,23 @@ def ending_with_parent(command: list[str], signum: int = signal.SIGINT) -> list[
     if not sys.platform.startswith("linux"):
         return list(command)
     return [sys.executable, "-c", _ARM_AND_EXEC, str(int(signum)), PARENT_ENV, *command]
+
+
+def end_at_once_on_stop_signals() -> None:
+    """Until the node's main takes them over, SIGINT and SIGTERM end the process at once, status 0.
+
+    For a node's process while it imports torch and rclpy: seconds on a loaded machine, and a
+    launch or harness stopped just after it started signals its nodes then. Nothing is made yet
+    that a stop must undo; a KeyboardInterrupt raised inside an extension module's import comes
+    out as an ImportError with a traceback, and a flag would leave the process importing on until
+    launch escalates to SIGTERM. The scripts in ``scripts/`` do the same in their first lines,
+    before this package is imported."""
+    for signum in SIGNALS:
+        signal.signal(signum, _end_at_once)
+
+
+def _end_at_once(signum, frame) -> None:
+    os._exit(0)
 
 
 _came: list[int] = []

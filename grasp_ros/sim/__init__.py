@@ -5,7 +5,7 @@ controller does not import this room.
 
 The names below are imported when first used, not with the package: ``python -m
 grasp_ros.sim.node`` imports this file before the node's own first line, which must run before
-torch imports (``grasp_ros.process_exit.end_at_once_on_stop_signals``)."""
+torch imports (``grasp_ros.ros.interrupts.end_at_once_on_stop_signals``)."""
 import importlib
 
 _WHERE = {"PointMassDynamics": "dynamics", "LAYOUTS": "layouts", "Layout": "layouts",
