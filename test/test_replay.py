@@ -135,7 +135,7 @@ def test_the_shipped_bag_replays_exactly(tmp_path):
     code, output, row = replay(BAG, out)
     assert code == 0, output
     assert row["bench"] == "replay" and row["mode"] == "open_loop" and row["passed"]
-    assert row["compared"] == row["cycles"] == 54 and row["storage"] == "mcap"
+    assert row["compared"] == row["cycles"] == 54 and row["storage"] == "mcap" and row["checksums"] == 2
     assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0
     assert row["input_mismatches"] == 0 and row["missing_cycles"] == 0 and row["extra_cycles"] == 0
     assert row["parameters_from"].startswith("recorded in the bag")
@@ -312,6 +312,8 @@ def test_recorded_from_the_sim_closed_loop_then_replayed_twice_alike(tmp_path):
         code, output, row = replay(bag, tmp_path / name)
         assert code == 0, output
         assert row["storage"] == "sqlite3" and row["model"] == "analytic" and row["compared"] >= 10
+        assert row["checksums"] == 0     # sqlite3 has none; the report says what that leaves
+        assert "no checksums checked (a sqlite3 bag" in (tmp_path / name / "replay.md").read_text()
         assert row["parameters_from"].startswith("recorded in the bag")
         assert row["max_command_diff"] == 0.0 and row["status_changes"] == 0 and row["input_mismatches"] == 0
         runs.append(replayed_commands(tmp_path / name))
@@ -562,6 +564,17 @@ def _truncated_sqlite(path: Path) -> Path:
     return bag
 
 
+def _damaged(path: Path) -> Path:
+    """The shipped bag (which carries MCAP's CRCs) with one bit changed in a camera frame: it
+    replayed as a command difference, a damaged file taken for a changed controller."""
+    shutil.copytree(BAG, path)
+    data = next(path.glob("*.mcap"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3] ^= 0x01          # inside the first chunk, among the frames
+    data.write_bytes(bytes(raw))
+    return path
+
+
 def _cycle_edit(change, which: int = 3):
     """A transform that changes the ``which``-th recorded cycle's PlanDiagnostics."""
     seen = []
@@ -598,6 +611,7 @@ BAD_BAGS = {
                              "yours with --image-topic or --joint-topic)"),
     "truncated mcap": (_truncated_mcap, "truncated"),
     "truncated sqlite3": (_truncated_sqlite, "truncated"),
+    "a changed bit": (_damaged, "demo_lockstep.mcap: damaged: the data section (bytes 0-"),
     "wrong type": (lambda p: rewrite(BAG, p, transform=_string_image),
                    "/image (image) is std_msgs/msg/String; expected sensor_msgs/msg/Image"),
     "no goal": (lambda p: rewrite(BAG, p, transform=_drop("/goal_state", "/goal_image")), "no goal"),

@@ -79,6 +79,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from .mcap_checksums import BagDamaged, check_checksums, mcap_files
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
 from ..models.joint_layout import column_labels, position_columns
 from ..models.joint_states import JointStateMerger, select_joints
@@ -328,6 +329,8 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
 
     source = f"rosbag {str(bag)!r}"
     try:
+        for file in mcap_files(bag):
+            check_checksums(file)
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
             by_topic: dict[str, list] = {}
             for conn in reader.connections:
@@ -383,7 +386,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                         raise DatasetError(f"{source}: {conn.topic} message {read[conn.topic]}: {exc}") from exc
                     stamps["image"].pop()        # left out; too many of them fail the import below
                     unreadable.append(f"message {read[conn.topic]}: {exc}")
-    except (AnyReaderError, ReaderError, FileNotFoundError) as exc:
+    except (AnyReaderError, ReaderError, BagDamaged, FileNotFoundError) as exc:
         # A file of a bag recorded with message compression holds compressed messages, which
         # only the bag's metadata.yaml says how to read.
         hint = ("; a bag recorded with compression is read from its folder (with its "

@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..control import Status, reasons
+from ..data.mcap_checksums import BagDamaged, check_checksums, mcap_files
 from ..data.rosbag import bag_storage
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.recorder import PARAMETERS_KEY
@@ -117,6 +118,10 @@ class Recording:
     compression: Optional[str] = None
     """How the bag's data is compressed, e.g. "zstd per file" (``ros2 bag record
     --compression-mode file``) or "zstd per message" (None: not compressed)."""
+    checksums: int = 0
+    """CRC-32s of the bag's MCAP files checked before it was read (data sections, summaries;
+    ``grasp_ros.data.mcap_checksums``). 0: it carries none (a sqlite3 bag, or an MCAP written
+    without them), and a byte changed inside a message would replay as a changed input."""
 
     @property
     def image_transport(self) -> Optional[str]:
@@ -151,6 +156,10 @@ def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
         raise BagError(f"{source}: a folder without metadata.yaml: give the bag's .mcap or .db3 file "
                        "itself, or put its metadata.yaml back (ros2 bag reindex writes one)")
     try:
+        checksums = sum(check_checksums(f) for f in mcap_files(path))
+    except (BagDamaged, OSError) as exc:
+        raise BagError(f"{source}: {exc}") from exc
+    try:
         with Reader(path) as reader:
             chosen = _choose_topics(reader, topics or {}, source)
             recording = _read(reader, path, chosen, source)
@@ -160,6 +169,7 @@ def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
         raise BagError(f"{source}: cannot read the bag ({type(exc).__name__}: {exc}); is it "
                        "truncated or damaged?") from exc
     _check(recording, source)
+    recording.checksums = checksums
     return recording
 
 

@@ -28,6 +28,7 @@ class ReplayInfo:
     bag: str
     storage: str                          # sqlite3 or mcap
     compression: Optional[str]            # e.g. "zstd per file" (None: not compressed)
+    checksums: int                        # the bag's CRC-32s checked before reading (0: none)
     image_transport: Optional[str]        # raw or compressed (None: no camera topic)
     topics: dict[str, str]                # role -> the bag's topic
     window: Optional[list[float]]         # [start, end] s from the first cycle (None: the whole bag)
@@ -76,7 +77,10 @@ def markdown(comparison: Comparison, info: ReplayInfo) -> str:
         f"- bag: {info.storage}{f' ({info.compression} compressed)' if info.compression else ''}, "
         f"camera {info.image_transport or 'none'}, "
         f"{s['cycles']} cycles over {info.bag_sim_s:.2f} s of the recording's clock"
-        + (f" (window {info.window[0]:g} s to {info.window[1]:g} s)" if info.window else ""),
+        + (f" (window {info.window[0]:g} s to {info.window[1]:g} s)" if info.window else "") + "; "
+        + (f"{info.checksums} CRC-32s of the file checked" if info.checksums else
+           "no checksums checked (a sqlite3 bag, or an MCAP written without them): a byte changed "
+           "inside a message would replay as a changed input"),
         f"- controller parameters: {info.parameters_from}; changed for this replay: "
         + (", ".join(f"`{k}` = `{v}`" for k, v in info.changed.items()) or "nothing"),
         f"- planner iterations per cycle: {info.iterations}",

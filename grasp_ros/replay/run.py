@@ -258,6 +258,7 @@ def _info(prepared: Prepared, steps: list[ReplayCycle], run: ReplayRun, machine:
     capability = {"recorded": (recorded or {}).get("cpu_capability"), "replayed": run.cpu_capability}
     return ReplayInfo(
         bag=str(recording.path), storage=recording.storage, compression=recording.compression,
+        checksums=recording.checksums,
         image_transport=recording.image_transport,
         topics={role: topic for role, (topic, _) in recording.topics.items()},
         window=[options.start, options.end] if steps[0].index > 0 or math.isfinite(options.end) else None,

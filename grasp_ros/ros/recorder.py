@@ -25,6 +25,9 @@ The controller's parameters (``ParameterSnapshot``): once the controller is conf
 parameter values are asked for (its parameter services) and written into the bag's
 metadata, ``custom_data["grasp_ros.parameters"]`` (JSON ``{"node": ..., "parameters": {...}}``),
 so that ``grasp-ros replay`` can start a controller with the settings of the one recorded.
+
+An MCAP bag gets its CRC-32s once written (``grasp_ros.data.mcap_checksums``), as ``ros2 bag
+record`` writes them: a replay or an import then refuses a damaged file instead of feeding it on.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys.base import TypesysError
+
+from ..data.mcap_checksums import add_checksums, mcap_files
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
@@ -411,6 +416,8 @@ def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = 
             if snapshot is not None:
                 snapshot.write(writer)
         if recorder.total:
+            for file in mcap_files(scratch / out.name):
+                add_checksums(file)    # the rosbags writer leaves MCAP's CRCs at 0 (none)
             os.rename(scratch / out.name, out)
     finally:
         if executor is not None:
