@@ -2,15 +2,16 @@
 
 MCAP carries three optional CRC-32s (0: not computed): each chunk's, over its uncompressed
 records; the Data End record's, over the whole data section; the footer's, over the summary
-section up to the footer's own CRC field (https://mcap.dev/spec). ``ros2 bag record`` writes
-them; the ``rosbags`` writer this package records with writes none, so without them a flipped
-byte inside a message replays as a different camera frame, a command "difference" that is
-really a damaged file. ``rosbags`` checks a chunk's CRC where there is one; the data section's
-covers what lies outside the chunks as well: the schemas, the channels and the metadata record
-holding the controller's parameters, which decide what a replay runs.
+section up to the footer's own CRC field (https://mcap.dev/spec). ``ros2 bag record``'s MCAP
+writer computes the chunks' and the summary's by default; the ``rosbags`` writer this package
+records with writes none, and without them a flipped byte inside a message replays as another
+camera frame: a command "difference" that is really a damaged file. ``rosbags`` checks a
+chunk's CRC where there is one; the data section's covers what lies outside the chunks as well:
+the schemas, the channels and the metadata record holding the controller's parameters, which
+decide what a replay runs.
 
 The data section's CRC runs from the file's first byte (the magic and header included) to the
-Data End record, as the reference writers compute it.
+Data End record, as the reference reader checks it.
 """
 from __future__ import annotations
 
