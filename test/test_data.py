@@ -13,6 +13,7 @@ from grasp_ros.data import (DatasetError, TransitionData, TransitionWindows, col
 from grasp_ros.data.rosbag import read_rosbag
 from grasp_ros.sim import make_env
 
+from archive_edits import damaged_copy
 from bag_edits import edit_messages
 from bag_fixtures import write_rosbag
 
@@ -68,6 +69,9 @@ def test_truncated_file_gives_clear_error(data, tmp_path):
     pt.write_bytes(pt.read_bytes()[:1000])
     with pytest.raises(DatasetError, match="truncated"):
         load_dataset(pt)
+    save_dataset(data, pt)      # one bit changed in the frames: torch's reader took it as it was
+    with pytest.raises(DatasetError, match="fails its CRC-32"):
+        load_dataset(damaged_copy(pt, tmp_path / "damaged.pt"))
 
 
 def test_bad_files_give_clear_errors(data, tmp_path):

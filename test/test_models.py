@@ -12,6 +12,8 @@ from grasp_ros.sim.analytic import AnalyticNavModel
 from grasp_ros.sim.render import AGENT
 from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
 
+from archive_edits import damaged_copy
+
 
 def test_analytic_model_matches_simulator():
     env = make_env("wall_door", 50)
@@ -116,6 +118,10 @@ def test_torchscript_round_trip(tmp_path):
     z, a = torch.randn(2, 5, 3), torch.randn(2, 5, 2)
     assert torch.allclose(loaded.predict(z, a), module.predict(z, a))
     assert loaded.latent_dim == 3 and loaded.action_dim == 2
+    # torch's reader does not check the zip's CRC-32s: a changed byte in B loaded quietly
+    damaged = damaged_copy(path, tmp_path / "damaged.ts")
+    with pytest.raises(WorldModelError, match=r"damaged: its entry '.*' fails its CRC-32"):
+        load_world_model(str(damaged))
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -153,6 +159,16 @@ def test_corrupt_and_mismatched_files(tmp_path):
     with pytest.raises(WorldModelError, match="do not fit"):
         load_world_model({"factory": "test_models:make_linear", "weights": str(wrong)},
                          allow_factory=True)
+    fine = tmp_path / "fine.pt"
+    torch.save(make_linear().state_dict(), fine)
+    damaged = damaged_copy(fine, tmp_path / "damaged.pt")
+    with pytest.raises(WorldModelError, match=r"cannot read weights .*fails its CRC-32"):
+        load_world_model({"factory": "test_models:make_linear", "weights": str(damaged)},
+                         allow_factory=True)
+    learned = damaged_copy(Path(grasp_ros.__file__).parent / "assets" / "wall_door_latent.pt",
+                           tmp_path / "learned.pt")     # loaded finite and silent before
+    with pytest.raises(WorldModelError, match=r"learned.pt'?: cannot read it .*fails its CRC-32"):
+        load_world_model({"name": "learned", "checkpoint": str(learned)})
 
 
 def test_weights_never_unpickle_objects(tmp_path):

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from .archive import DamagedArchive, check_archive
 from .contract import WorldModelError, check_world_model, error_text
 from .spec import BUILTINS, model_spec
 from .text import quote, shorten
@@ -112,6 +113,10 @@ def _load_torchscript(path: str, source: str):
         raise WorldModelError(f"{source}: file not found")
     from .scripted import ScriptedWorldModel, load
     try:
+        check_archive(path)
+    except DamagedArchive as exc:
+        raise WorldModelError(f"{source}: {exc}") from exc
+    try:
         module = load(path)
     except Exception as exc:  # torch raises RuntimeError/ValueError/zip errors for bad files
         hint = ("; a checkpoint of grasp-ros train loads as the built-in: model learned, "
@@ -145,6 +150,7 @@ def _load_weights(model: torch.nn.Module, path: str, source: str) -> None:
     if not os.path.isfile(path):
         raise WorldModelError(f"{source}: weights file {quote(path)} not found")
     try:
+        check_archive(path)
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, pickle of a non-tensor object, truncated file...
         raise WorldModelError(f"{source}: cannot read weights {quote(path)} "
