@@ -128,8 +128,8 @@ def _records(f, path: Path) -> Iterator[tuple[int, int, int]]:
         f.seek(at)
         opcode, length = struct.unpack("<BQ", _read(f, 9, path))
         if at + 9 + length > size:
-            raise BagDamaged(f"{path.name}: truncated or damaged: the record at byte {at} (opcode {opcode:#04x}) "
-                             f"runs {at + 9 + length - size} bytes past the end of the file")
+            raise BagDamaged(f"{path.name}: truncated or damaged: the record at byte {at} (opcode "
+                             f"{opcode:#04x}) runs {at + 9 + length - size} bytes past the end of the file")
         yield opcode, at, length
         at += 9 + length
 

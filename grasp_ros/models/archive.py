@@ -3,8 +3,7 @@
 Every entry of the zip archive ``torch.save`` and ``torch.jit.save`` write carries a CRC-32, and
 torch's reader does not check it: a checkpoint with bytes changed inside a weight tensor (a bad
 copy, a disk error) loaded, finite and silent, and the controller would plan with weights nobody
-trained. Python's ``zipfile`` reads every entry against its CRC; a megabyte takes about a
-millisecond.
+trained. Python's ``zipfile`` reads every entry against its CRC: 30 ms for a 100 MB file here.
 """
 from __future__ import annotations
 

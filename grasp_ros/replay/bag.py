@@ -119,8 +119,8 @@ class Recording:
     """How the bag's data is compressed, e.g. "zstd per file" (``ros2 bag record
     --compression-mode file``) or "zstd per message" (None: not compressed)."""
     checksums: int = 0
-    """CRC-32s of the bag's MCAP files checked before it was read (data sections, summaries;
-    ``grasp_ros.data.mcap_checksums``). 0: it carries none (a sqlite3 bag, or an MCAP written
+    """CRC-32s of the bag's MCAP files checked before it was read
+    (``grasp_ros.data.mcap_checksums``). 0: it carries none (a sqlite3 bag, or an MCAP written
     without them), and a byte changed inside a message would replay as a changed input."""
 
     @property

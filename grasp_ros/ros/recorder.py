@@ -27,7 +27,8 @@ metadata, ``custom_data["grasp_ros.parameters"]`` (JSON ``{"node": ..., "paramet
 so that ``grasp-ros replay`` can start a controller with the settings of the one recorded.
 
 An MCAP bag gets its CRC-32s once written (``grasp_ros.data.mcap_checksums``), as ``ros2 bag
-record`` writes them: a replay or an import then refuses a damaged file instead of feeding it on.
+record``'s writer computes them: a replay or an import then refuses a damaged file instead of
+feeding it on.
 """
 from __future__ import annotations
 
