@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from grasp_ros.data.mcap_checksums import BagDamaged, add_checksums, check_checksums, mcap_files
+from grasp_ros.mcap_checksums import BagDamaged, add_checksums, check_checksums, mcap_files
 
 BAG = Path(__file__).parent / "data" / "demo_lockstep"
 MAGIC = b"\x89MCAP0\r\n"

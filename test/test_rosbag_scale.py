@@ -18,7 +18,7 @@ import torch
 
 from grasp_ros.cli import main as cli
 from grasp_ros.data import DatasetError, TransitionData, TransitionWindows, collect_episodes, load_dataset
-from grasp_ros.data.mcap_checksums import check_checksums, mcap_files
+from grasp_ros.mcap_checksums import check_checksums, mcap_files
 from grasp_ros.models.card import card_from_data
 from grasp_ros.sim import make_env
 

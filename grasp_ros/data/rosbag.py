@@ -79,7 +79,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from .mcap_checksums import BagDamaged, check_checksums, mcap_files
+from ..mcap_checksums import BagDamaged, check_checksums, mcap_files
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
 from ..models.joint_layout import column_labels, position_columns
 from ..models.joint_states import JointStateMerger, select_joints

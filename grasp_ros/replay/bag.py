@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..control import Status, reasons
-from ..data.mcap_checksums import BagDamaged, check_checksums, mcap_files
+from ..mcap_checksums import BagDamaged, check_checksums, mcap_files
 from ..data.rosbag import bag_storage
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.recorder import PARAMETERS_KEY
@@ -120,7 +120,7 @@ class Recording:
     --compression-mode file``) or "zstd per message" (None: not compressed)."""
     checksums: int = 0
     """CRC-32s of the bag's MCAP files checked before it was read
-    (``grasp_ros.data.mcap_checksums``). 0: it carries none (a sqlite3 bag, or an MCAP written
+    (``grasp_ros.mcap_checksums``). 0: it carries none (a sqlite3 bag, or an MCAP written
     without them), and a byte changed inside a message would replay as a changed input."""
 
     @property

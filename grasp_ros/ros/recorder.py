@@ -26,7 +26,7 @@ parameter values are asked for (its parameter services) and written into the bag
 metadata, ``custom_data["grasp_ros.parameters"]`` (JSON ``{"node": ..., "parameters": {...}}``),
 so that ``grasp-ros replay`` can start a controller with the settings of the one recorded.
 
-An MCAP bag gets its CRC-32s once written (``grasp_ros.data.mcap_checksums``), as ``ros2 bag
+An MCAP bag gets its CRC-32s once written (``grasp_ros.mcap_checksums``), as ``ros2 bag
 record``'s writer computes them: a replay or an import then refuses a damaged file instead of
 feeding it on.
 """
@@ -46,7 +46,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys.base import TypesysError
 
-from ..data.mcap_checksums import add_checksums, mcap_files
+from ..mcap_checksums import add_checksums, mcap_files
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
