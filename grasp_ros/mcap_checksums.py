@@ -177,6 +177,9 @@ def _footer(f, path: Path) -> tuple[int, int]:
     opcode, length, summary_start, _ = struct.unpack("<BQQQ", _read(f, 25, path))
     if opcode != FOOTER or length != 20 or _read(f, 4 + len(MAGIC), path)[4:] != MAGIC:
         raise BagDamaged(f"{path.name}: truncated: it does not end in an MCAP footer and magic")
+    if summary_start > footer:
+        raise BagDamaged(f"{path.name}: damaged: its footer puts the summary at byte {summary_start}, "
+                         f"past the footer itself ({footer})")
     return footer, (summary_start or footer)
 
 

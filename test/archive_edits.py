@@ -19,3 +19,14 @@ def damaged_copy(src, dst) -> Path:
     raw[data + entry.compress_size // 2] ^= 0x01
     dst.write_bytes(bytes(raw))
     return dst
+
+
+def unreadable_copy(src, dst) -> Path:
+    """``src`` with its first central-directory entry naming a compression method zipfile does
+    not know (99): the directory itself damaged."""
+    src, dst = Path(src), Path(dst)
+    raw = bytearray(src.read_bytes())
+    entry = raw.index(b"PK\x01\x02")
+    raw[entry + 10:entry + 12] = struct.pack("<H", 99)
+    dst.write_bytes(bytes(raw))
+    return dst

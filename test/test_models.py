@@ -12,7 +12,7 @@ from grasp_ros.sim.analytic import AnalyticNavModel
 from grasp_ros.sim.render import AGENT
 from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
 
-from archive_edits import damaged_copy
+from archive_edits import damaged_copy, unreadable_copy
 
 
 def test_analytic_model_matches_simulator():
@@ -169,6 +169,9 @@ def test_corrupt_and_mismatched_files(tmp_path):
                            tmp_path / "learned.pt")     # loaded finite and silent before
     with pytest.raises(WorldModelError, match=r"learned.pt'?: cannot read it .*fails its CRC-32"):
         load_world_model({"name": "learned", "checkpoint": str(learned)})
+    unreadable = unreadable_copy(fine, tmp_path / "unreadable.ts")   # zipfile's own kinds of error
+    with pytest.raises(WorldModelError, match=r"damaged: its zip structure does not read \(NotImplementedError"):
+        load_world_model(str(unreadable))
 
 
 def test_weights_never_unpickle_objects(tmp_path):
