@@ -1518,13 +1518,27 @@ def test_the_watchdog_thread_ends_with_the_runner():
 
 def test_the_watchdog_says_when_the_clock_has_not_moved_since_control_began():
     """A sim's /clock not discovered yet (a busy machine): no cycle since activation is not a
-    stall of a clock that ran, and the reason says so (the command is zero all the same)."""
+    stall of a clock that ran, and the reason says so (the command is zero all the same). It
+    weighs as a warning, in the log and /diagnostics: `make demo` in a fresh clone logged an
+    ERROR when its sim's clock came 1 s after the controller's activation, with nothing
+    commanded yet. A clock that stops after a cycle ran is an error, as before."""
+    from grasp_ros.control.stats import CycleStats
+
     loop = ready_loop(clock_timeout=0.05)
     runner, published = runner_for(loop, sim_time=True)
     try:
         result = published.next()
         assert result.status == Status.CLOCK and result.command.tolist() == [0.0, 0.0]
         assert "the clock has not moved yet" in result.message and "clock stopped" not in result.message
+        assert result.awaiting_clock and result.severity == "warn"
+        stats = CycleStats()
+        stats.record(result, 0.0)
+        assert stats.health() == ("warn", f"clock: {result.message}")
+        runner.tick(0.0)
+        assert published.next().status == Status.OK
+        stopped = published.next()
+        assert stopped.status == Status.CLOCK and "the clock stopped" in stopped.message
+        assert not stopped.awaiting_clock and stopped.severity == "error"
     finally:
         runner.stop()
 

@@ -207,6 +207,16 @@ class CycleResult:
     """The cycle's time (s, caller's clock); NaN for the watchdog's results."""
     command: Optional[np.ndarray] = None
     """What is sent: row 0 of ``actions`` in robot units (set by the loop's final guard)."""
+    awaiting_clock: bool = False
+    """CLOCK before the clock has ever moved since control began: the zero goes out as for any
+    stalled clock, but nothing was commanded yet, so it weighs as a warning (a simulator's /clock
+    still starting, not a clock that died under a moving robot)."""
+
+    @property
+    def severity(self) -> str:
+        """"error", "warn" or "ok": the status's weight (``Status.severity``), a warning while
+        ``awaiting_clock``."""
+        return "warn" if self.awaiting_clock else self.status.severity
 
     @classmethod
     def planned(cls, solved: Plan, status: Status, **fields: Any) -> "CycleResult":
@@ -676,6 +686,7 @@ class ControlLoop:
         self._last_command_time = -math.inf
         with self._lock:
             jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
+        awaiting = False
         if in_cycle:
             why = ("a cycle began and has not ended: its thread is held up (this process starved of "
                    "CPU, or a model call that does not return)")
@@ -694,12 +705,14 @@ class ControlLoop:
         elif started:
             why = ("since control began: the clock has not moved yet (no /clock received? it comes "
                    "once a clock publisher is discovered)")
+            awaiting = True
         else:
             why = ("the clock stopped (a paused simulator, or /clock no longer published), or the "
                    "caller's thread was held up")
-        return self._finish(self._zero(Status.CLOCK, (
-            f"{reasons.WATCHDOG} {wall_seconds:.2f} s of wall time (clock_timeout "
-            f"{self.config.clock_timeout:g} s): {why}")), math.nan, math.inf)
+        result = self._zero(Status.CLOCK, (f"{reasons.WATCHDOG} {wall_seconds:.2f} s of wall time "
+                                           f"(clock_timeout {self.config.clock_timeout:g} s): {why}"))
+        result.awaiting_clock = awaiting
+        return self._finish(result, math.nan, math.inf)
 
     # -- helpers ----------------------------------------------------------------------------
 

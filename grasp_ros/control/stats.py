@@ -106,8 +106,8 @@ class CycleStats:
         if overdue:    # seconds of a stopped or starved process: said while in the window
             return "error", (f"{overdue} overdue command(s) in the last {len(self._overdue)} cycles, sent "
                              f"as the stop: {reasons.OVERDUE} (stopped, or starved of CPU)")
-        if last.status.severity != "ok":
-            return last.status.severity, f"{last.status.name.lower()}: {last.message}"
+        if last.severity != "ok":
+            return last.severity, f"{last.status.name.lower()}: {last.message}"
         misses = sum(self._missed)
         if misses > self.MISS_WARN_FRACTION * len(self._missed):
             return "warn", f"{misses} deadline misses in the last {len(self._missed)} cycles"

@@ -494,7 +494,7 @@ class GraspController(LifecycleNode):
             return
         text = f"{result.status.name}" + (f": {result.message}" if result.message else "")
         # One call site per severity: rclpy refuses a call site whose severity changes.
-        severity = result.status.severity
+        severity = result.severity
         if severity == "warn":
             self.get_logger().warning(text)
         elif severity == "error":
