@@ -45,19 +45,19 @@ def add_checksums(path: Path) -> None:
     (only those fields change; the file must be a complete MCAP with a Data End record). A CRC
     that happens to be 0 reads as "not computed" (one in 2^32): that one goes unchecked."""
     with open(path, "r+b") as f:
-        data_end = None
-        for opcode, start, length in _records(f, path):
-            if opcode == CHUNK:
-                records, _ = _chunk_records(f, start, length, path)
-                _write_u32(f, start + CHUNK_CRC_AT, zlib.crc32(records))
-            elif opcode == DATA_END:
-                data_end = start
-                break
-        if data_end is None:
-            raise BagDamaged(f"{path.name}: no Data End record: not a finished MCAP file")
+        data_end, chunks = _data_section(f, path)
+        for start, length in chunks:
+            records, _ = _chunk_records(f, start, length, path)
+            _write_u32(f, start + CHUNK_CRC_AT, zlib.crc32(records))
         _write_u32(f, data_end + 9, _crc_of(f, 0, data_end))
         footer, summary_from = _footer(f, path)
         _write_u32(f, footer + FOOTER_SIZE - 4, _crc_of(f, summary_from, footer + FOOTER_SIZE - 4))
+
+
+def add_bag_checksums(bag: Path) -> None:
+    """``add_checksums`` for every MCAP file of the bag ``bag`` (a folder or a file)."""
+    for path in mcap_files(bag):
+        add_checksums(path)
 
 
 def check_checksums(path: Path) -> int:
@@ -66,17 +66,9 @@ def check_checksums(path: Path) -> int:
     two, or without the data section's, the chunks' that ``rosbags`` checks as it reads them
     (0: the file carries none, and damage inside a message cannot be seen)."""
     with open(path, "rb") as f:
-        checked, data_end, chunks = 0, None, []
-        for opcode, start, length in _records(f, path):
-            if opcode == CHUNK:
-                chunks.append((start, length))
-            elif opcode == DATA_END:
-                data_end = start
-                break
-        if data_end is None:
-            raise BagDamaged(f"{path.name}: truncated: the data section has no end (no Data End record)")
-        f.seek(data_end + 9)
-        (stated,) = struct.unpack("<I", _read(f, 4, path))
+        checked = 0
+        data_end, chunks = _data_section(f, path)
+        stated = _read_u32(f, data_end + 9, path)
         if stated:
             checked += 1
             if _crc_of(f, 0, data_end) != stated:
@@ -86,10 +78,9 @@ def check_checksums(path: Path) -> int:
             # No CRC over the whole (ros2 bag record's default): the chunks' own, which rosbags'
             # reader checks as it decompresses each chunk; a second pass over a robot's
             # gigabytes here would double the reading.
-            checked += sum(1 for start, _ in chunks if _stated_chunk_crc(f, start, path))
+            checked += sum(1 for start, _ in chunks if _read_u32(f, start + CHUNK_CRC_AT, path))
         footer, summary_from = _footer(f, path)
-        f.seek(footer + FOOTER_SIZE - 4)
-        (stated,) = struct.unpack("<I", _read(f, 4, path))
+        stated = _read_u32(f, footer + FOOTER_SIZE - 4, path)
         if stated:
             checked += 1
             if _crc_of(f, summary_from, footer + FOOTER_SIZE - 4) != stated:
@@ -97,6 +88,23 @@ def check_checksums(path: Path) -> int:
                                  f"{footer + FOOTER_SIZE - 4}, the index of chunks, channels and "
                                  "statistics) fails its CRC-32")
         return checked
+
+
+def check_bag_checksums(bag: Path) -> int:
+    """``check_checksums`` for every MCAP file of the bag ``bag``: the CRCs a read checks, in all
+    (0 for a sqlite3 bag)."""
+    return sum(check_checksums(path) for path in mcap_files(bag))
+
+
+def _data_section(f, path: Path) -> tuple[int, list[tuple[int, int]]]:
+    """The Data End record's offset, and each chunk's (start, content length) before it."""
+    chunks = []
+    for opcode, start, length in _records(f, path):
+        if opcode == CHUNK:
+            chunks.append((start, length))
+        elif opcode == DATA_END:
+            return start, chunks
+    raise BagDamaged(f"{path.name}: truncated: the data section has no end (no Data End record)")
 
 
 def _where(f, chunks: list[tuple[int, int]], path: Path) -> str:
@@ -107,11 +115,6 @@ def _where(f, chunks: list[tuple[int, int]], path: Path) -> str:
             return _failing(start, length)
     return ("no chunk fails its own: the damage is outside the messages (the header, a schema, a "
             "channel, the metadata with the recorded parameters, or a message index)")
-
-
-def _stated_chunk_crc(f, start: int, path: Path) -> int:
-    f.seek(start + CHUNK_CRC_AT)
-    return struct.unpack("<I", _read(f, 4, path))[0]
 
 
 def _failing(start: int, length: int) -> str:
@@ -181,6 +184,11 @@ def _footer(f, path: Path) -> tuple[int, int]:
         raise BagDamaged(f"{path.name}: damaged: its footer puts the summary at byte {summary_start}, "
                          f"past the footer itself ({footer})")
     return footer, (summary_start or footer)
+
+
+def _read_u32(f, at: int, path: Path) -> int:
+    f.seek(at)
+    return struct.unpack("<I", _read(f, 4, path))[0]
 
 
 def _write_u32(f, at: int, value: int) -> None:

@@ -94,13 +94,12 @@ def free_cores() -> int:
 
 
 def _read_resume(path: str) -> dict:
-    import torch
-
     from ..models import WorldModelError
+    from ..models.archive import load_checked
     from ..models.learned import load_latent_model
 
     load_latent_model(path)   # checks the file; raises WorldModelError with the reason
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = load_checked(path)
     missing = [k for k in ("optimizer", "scheduler", "settings", "history", "epoch") if k not in checkpoint]
     if missing:
         raise WorldModelError(f"{path!r}: cannot resume, the checkpoint lacks {missing}")

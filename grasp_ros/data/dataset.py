@@ -28,7 +28,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from ..models.archive import check_archive
+from ..models.archive import load_checked
 
 META_KEYS = ("env", "image_size", "max_step", "seed")
 
@@ -166,8 +166,7 @@ def _read_arrays(path: str, source: str) -> dict[str, Any]:
     """All arrays, read eagerly so that a truncated member fails here and not mid-training."""
     try:
         if path.endswith(".pt"):
-            check_archive(path)
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            raw = load_checked(path)
             if not isinstance(raw, dict):
                 raise DatasetError(f"{source}: holds a {type(raw).__name__}, expected a dict of arrays")
             return {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in raw.items()}

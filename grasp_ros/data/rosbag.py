@@ -79,7 +79,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from ..mcap_checksums import BagDamaged, check_checksums, mcap_files
+from ..mcap_checksums import BagDamaged, check_bag_checksums
 from ..models.card import JOINT_FIELDS, TRAJECTORY_UNITS, TWIST_FIELDS
 from ..models.joint_layout import column_labels, position_columns
 from ..models.joint_states import JointStateMerger, select_joints
@@ -329,8 +329,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
 
     source = f"rosbag {str(bag)!r}"
     try:
-        for file in mcap_files(bag):
-            check_checksums(file)
+        check_bag_checksums(bag)
         with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_KILTED)) as reader:
             by_topic: dict[str, list] = {}
             for conn in reader.connections:

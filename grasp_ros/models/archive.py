@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import zipfile
+from typing import Any
+
+import torch
 
 
 class DamagedArchive(ValueError):
@@ -30,3 +33,10 @@ def check_archive(path: str | os.PathLike) -> None:
     if bad is not None:
         raise DamagedArchive(f"damaged: its entry {bad!r} fails its CRC-32 (the file changed after "
                              "it was written: a bad copy, a disk error, an edit)")
+
+
+def load_checked(path: str | os.PathLike) -> Any:
+    """A checkpoint, weights or dataset file: checked (``check_archive``), then
+    ``torch.load(weights_only=True)`` onto the CPU, so no object is ever unpickled."""
+    check_archive(path)
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -42,7 +42,7 @@ from torch import nn
 from .card import ModelCard, card_from_data, check_card_fits
 from .contract import WorldModel, WorldModelError, error_text
 from .spec import register_builtin
-from .archive import check_archive
+from .archive import load_checked
 from .scripted import script
 from .text import quote, shorten
 
@@ -209,8 +209,7 @@ def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) ->
     if not os.path.isfile(path):
         raise WorldModelError(f"{source}: file not found (train one with `grasp-ros train`)")
     try:
-        check_archive(path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_checked(path)
     except Exception as exc:  # truncated zip, pickled objects, not a torch file at all...
         raise WorldModelError(f"{source}: cannot read it ({type(exc).__name__}: {shorten(exc)})") from exc
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:

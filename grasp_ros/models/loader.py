@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from .archive import DamagedArchive, check_archive
+from .archive import DamagedArchive, check_archive, load_checked
 from .contract import WorldModelError, check_world_model, error_text
 from .spec import BUILTINS, model_spec
 from .text import quote, shorten
@@ -150,8 +150,7 @@ def _load_weights(model: torch.nn.Module, path: str, source: str) -> None:
     if not os.path.isfile(path):
         raise WorldModelError(f"{source}: weights file {quote(path)} not found")
     try:
-        check_archive(path)
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_checked(path)
     except Exception as exc:  # corrupt zip, pickle of a non-tensor object, truncated file...
         raise WorldModelError(f"{source}: cannot read weights {quote(path)} "
                               f"({type(exc).__name__}: {shorten(exc)})") from exc

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..control import Status, reasons
-from ..mcap_checksums import BagDamaged, check_checksums, mcap_files
+from ..mcap_checksums import BagDamaged, check_bag_checksums
 from ..data.rosbag import bag_storage
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.recorder import PARAMETERS_KEY
@@ -156,7 +156,7 @@ def read_recording(path, topics: Optional[dict[str, str]] = None) -> Recording:
         raise BagError(f"{source}: a folder without metadata.yaml: give the bag's .mcap or .db3 file "
                        "itself, or put its metadata.yaml back (ros2 bag reindex writes one)")
     try:
-        checksums = sum(check_checksums(f) for f in mcap_files(path))
+        checksums = check_bag_checksums(path)
     except (BagDamaged, OSError) as exc:
         raise BagError(f"{source}: {exc}") from exc
     try:

@@ -46,7 +46,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.typesys.base import TypesysError
 
-from ..mcap_checksums import add_checksums, mcap_files
+from ..mcap_checksums import add_bag_checksums
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
@@ -417,8 +417,7 @@ def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = 
             if snapshot is not None:
                 snapshot.write(writer)
         if recorder.total:
-            for file in mcap_files(scratch / out.name):
-                add_checksums(file)    # the rosbags writer leaves MCAP's CRCs at 0 (none)
+            add_bag_checksums(scratch / out.name)   # the rosbags writer leaves MCAP's CRCs at 0
             os.rename(scratch / out.name, out)
     finally:
         if executor is not None:
