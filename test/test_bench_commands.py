@@ -92,3 +92,25 @@ def test_bench_effort_delays_commands_and_runs_each_plan_ahead(tmp_path):
     assert [(r["plan_ahead"], r["command_delay_steps"]) for r in rows] == [(0, 1), (1, 1)]
     report = (tmp_path / "bench_effort.md").read_text()
     assert "each command acting 1 step late" in report and "plan ahead" in report
+
+
+def test_frame_cost_bench_converts_every_camera_format_to_one_model_input(tmp_path):
+    """The frame-cost benchmark's messages are the same picture in each format: the node's
+    conversion gives the one model input from each colour format (the PNG bit for bit, the
+    JPEG near it), and its quick run writes a row per format."""
+    import numpy as np
+
+    from grasp_ros.bench import frame_cost
+
+    rgb = frame_cost.camera_frame(96, 72)
+    inputs = {fmt: frame_cost.convert(*frame_cost.camera_message(rgb, fmt))
+              for fmt in ("rgb8", "bgr8", "bgra8", "png", "jpeg")}
+    for fmt in ("bgr8", "bgra8", "png"):
+        assert np.array_equal(inputs[fmt], inputs["rgb8"]), fmt
+    assert np.abs(inputs["jpeg"].astype(int) - inputs["rgb8"]).mean() < 4
+    assert inputs["rgb8"].shape == (frame_cost.INPUT_SIZE, frame_cost.INPUT_SIZE, 3)
+    assert frame_cost.main(["--quick", "--json", str(tmp_path / "frames.json")]) == 0
+    rows = json.loads((tmp_path / "frames.json").read_text())["rows"]
+    assert [r["format"] for r in rows] == [*frame_cost.RAW, *frame_cost.COMPRESSED]
+    assert all(r["bench"] == "frame_cost" and r["ms_p50"] > 0 for r in rows)
+    assert "| yuyv | 640 | 480 |" in (tmp_path / "frames.md").read_text()
