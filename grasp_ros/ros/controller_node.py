@@ -94,7 +94,7 @@ from ..models.joint_states import JointStateMerger
 from ..models.sources import SourceLog, conflict_text
 from ..models.text import shorten
 from ..process_exit import leave
-from . import interrupts, params, qos, wiring
+from . import delivery, interrupts, params, qos, wiring
 from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
                           path_message, stamp_ns, stamp_seconds, to_time)
@@ -162,6 +162,8 @@ class GraspController(LifecycleNode):
         self._outputs: list[tuple[str, str]] = []  # (topic, type) of the command publisher
         self._output: Optional[CommandOutput] = None
         self._told_mismatches = False
+        self._frame_delivery: Optional[delivery.DeliveryCount] = None    # with a camera
+        self._told_frame_loss = False
         # A simulator's /clock (1 kHz) on a thread of its own, not waking the executor.
         self._clock_follower = ClockFollower(self) if self.get_parameter("use_sim_time").value else None
 
@@ -282,14 +284,16 @@ class GraspController(LifecycleNode):
             # image_transport's naming: the base topic as remapped, then the transport's suffix.
             self._image_to_rgb = compressed_image_to_rgb
             self._image_topic = self.resolve_topic_name("image") + "/compressed"
-            self._subscribe(CompressedImage, self._image_topic,
-                            self._bounded(CompressedImage, self._on_image, self._refuse_image, with_info=True),
-                            qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+            self._image_reader = self._subscribe(
+                CompressedImage, self._image_topic, self._counted(
+                    self._bounded(CompressedImage, self._on_image, self._refuse_image, with_info=True)),
+                qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
             self._image_topic = self.resolve_topic_name("image")
-            self._subscribe(Image, "image", self._bounded(Image, self._on_image, self._refuse_image, with_info=True),
-                            qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+            self._image_reader = self._subscribe(
+                Image, "image", self._counted(self._bounded(Image, self._on_image, self._refuse_image, with_info=True)),
+                qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         self._cameras = SourceLog()     # who sent the camera's frames (two cannot be told apart)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
@@ -334,13 +338,24 @@ class GraspController(LifecycleNode):
         self._made.append((destroy, entity))
         return entity
 
-    def _subscribe(self, msg_type, topic: str, callback, qos_profile, **options) -> None:
+    def _subscribe(self, msg_type, topic: str, callback, qos_profile, **options):
         """An input subscription, remembered for ``type_mismatches``."""
         subscription = self._remember(self.destroy_subscription, self.create_subscription(
             msg_type, topic, callback, qos_profile, **options))
         read = (subscription.topic_name, wiring.type_name(msg_type))
         if read not in self._inputs:
             self._inputs.append(read)
+        return subscription
+
+    def _counted(self, callback):
+        """The camera subscription's ``callback`` (data, MessageInfo), each delivery counted
+        first (``delivery``: frames that never arrive, by their publishers' numbers)."""
+        count = self._frame_delivery = delivery.DeliveryCount()
+
+        def take(data, info) -> None:
+            count.note(info)
+            callback(data, info)
+        return take
 
     def type_mismatches(self) -> list[str]:
         """Peers of another message type on this node's topics: inputs that receive nothing
@@ -369,7 +384,7 @@ class GraspController(LifecycleNode):
         self._inputs.clear()
         self._outputs.clear()
         self._loop, self._stats, self._runner, self._health_pub = None, None, None, None
-        self._silent_input = ""
+        self._silent_input, self._frame_delivery, self._told_frame_loss = "", None, False
 
     def _deliver_last_command(self) -> None:
         """Keep the command's writer until its readers acknowledge the last command (the
@@ -524,6 +539,8 @@ class GraspController(LifecycleNode):
                 for text in mismatches:
                     self.get_logger().warning(text)
         self._told_mismatches = bool(mismatches)
+        if self._frame_delivery is not None:
+            level, message = self._frame_loss(level, message, values)
         if self.get_parameter("use_sim_time").value:
             # Two clocks (a sim and a bag player, two sims) make time jump back and forth: CLOCK
             # and zero at a jump back that a cycle or an input's arrival sees (one set right
@@ -534,6 +551,21 @@ class GraspController(LifecycleNode):
                 cause = f"{clocks} publishers on /clock: the node's time follows whichever published last"
                 level, message = ("warn", cause) if level == "ok" else (level, f"{message}; {cause}")
         self._report_health(level, message, values)
+
+    def _frame_loss(self, level: str, message: str, values: dict[str, str]) -> tuple[str, str]:
+        """Camera frames that never reached the node, on /diagnostics, and said (logged when it
+        starts) where they are many: the level and message with it."""
+        missed, published = self._frame_delivery.lost()
+        values["camera_frames_lost"] = f"{missed} of {published} in the last {delivery.WINDOW_S:g} s"
+        note = delivery.loss_note(self._frame_delivery, self._image_topic,
+                                  delivery.reliable(self._image_reader.qos_profile),
+                                  lambda: delivery.all_reliable(self, self._image_topic))
+        if note is not None and not self._told_frame_loss:
+            self.get_logger().warning(note)
+        self._told_frame_loss = note is not None
+        if note is None:
+            return level, message
+        return ("warn", note) if level == "ok" else (level, f"{message}; {note}")
 
     def _report_health(self, level: str, message: str, values: dict[str, str]) -> None:
         # The fully qualified name (diagnostic_updater's use_fqn): a diagnostic_aggregator keys

@@ -1,0 +1,97 @@
+"""Messages a subscription never got, counted by their publishers' sequence numbers.
+
+Every DDS writer numbers its samples (MessageInfo's ``publication_sequence_number``), so a gap
+between two samples a subscription received is samples that never reached the node: lost on the
+way, or pushed out of the reader's queue before the executor took them. Large camera frames are
+the case that matters: DDS splits a frame into fragments, and a best-effort reader loses any frame
+one of whose fragments it misses. With Fast DDS's defaults on one host, a best-effort reader
+took 50-75% of a 30 Hz camera's 640x480 rgb frames, 1-20% at 1280x720 and 0-1% at 1920x1080, a
+reliable one all of them (``tools/camera_transport.py``, docs/benchmarks/camera_transport/).
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Callable, Optional
+
+from rclpy.qos import ReliabilityPolicy
+
+WINDOW_S = 5.0
+"""Deliveries counted: those of the last this many (wall) seconds."""
+ENOUGH = 30
+"""Publications in the window before a loss is judged (one second of a 30 Hz camera)."""
+WORTH_SAYING = 0.2
+"""Fraction lost above which it is said (log and /diagnostics)."""
+PUBLISHERS_KEPT = 64
+
+
+class DeliveryCount:
+    """Deliveries of one subscription and the gaps in each publisher's numbering before them."""
+
+    def __init__(self, clock=time.monotonic):
+        self._clock = clock
+        self._last: dict[bytes, int] = {}                       # publisher -> its last number
+        self._deliveries: collections.deque = collections.deque()   # (time, missed before it)
+
+    def note(self, info: Optional[dict]) -> None:
+        """A message received with ``info`` (MessageInfo: publisher id, sequence number); one
+        without them (an RMW that gives none) counts for nothing."""
+        gid = ((info or {}).get("publisher_gid") or {}).get("data")
+        number = (info or {}).get("publication_sequence_number")
+        if not gid or not isinstance(number, int) or number <= 0:
+            return
+        key, now = bytes(gid), self._clock()
+        last = self._last.get(key)
+        if last is not None and number <= last:     # out of order, or a repeat: no news
+            return
+        if last is None and len(self._last) >= PUBLISHERS_KEPT:
+            self._last.clear()
+        self._last[key] = number
+        self._deliveries.append((now, 0 if last is None else number - last - 1))
+        self._trim(now)
+
+    def lost(self) -> tuple[int, int]:
+        """(messages missed, messages published) in the last ``WINDOW_S`` seconds, by the
+        numbers of those received."""
+        self._trim(self._clock())
+        missed = sum(gap for _, gap in self._deliveries)
+        return missed, missed + len(self._deliveries)
+
+    def _trim(self, now: float) -> None:
+        while self._deliveries and self._deliveries[0][0] < now - WINDOW_S:
+            self._deliveries.popleft()
+
+
+def loss_note(count: DeliveryCount, topic: str, reliable_reader: bool,
+              reliable_writers: Callable[[], Optional[bool]]) -> Optional[str]:
+    """What to say of the frames ``count`` says never arrived on ``topic``, with the remedy for
+    this reader's and the publishers' reliability (``reliable_writers()``: all of them reliable;
+    None: unknown; asked only when there is something to say); None while nothing worth saying
+    was lost."""
+    missed, published = count.lost()
+    if published < ENOUGH or missed <= WORTH_SAYING * published:
+        return None
+    said = (f"{topic}: {missed} of the last {published} camera frames published never reached the "
+            "controller (by their publishers' sequence numbers)")
+    if reliable_reader:
+        return (f"{said}: they left its queue before the executor took them, or the camera "
+                "dropped them (a held-up executor; a deeper queue: "
+                f"-p qos_overrides.{topic}.subscription.depth:=10)")
+    if reliable_writers():
+        return (f"{said}: a best-effort reader loses any frame whose DDS fragments it misses, "
+                "most large raw frames; the camera publishes reliably, so read it reliably: "
+                f"-p qos_overrides.{topic}.subscription.reliability:=reliable")
+    return (f"{said}: a best-effort camera's large frames are lost in DDS fragments; publish them "
+            "reliably (then -p qos_overrides."
+            f"{topic}.subscription.reliability:=reliable), compressed (image_transport: compressed) "
+            "or smaller")
+
+
+def reliable(profile) -> bool:
+    return profile is not None and profile.reliability == ReliabilityPolicy.RELIABLE
+
+
+def all_reliable(node, topic: str) -> Optional[bool]:
+    """Whether every publisher on ``topic`` is reliable (None: none found)."""
+    writers = node.get_publishers_info_by_topic(topic)
+    return all(reliable(w.qos_profile) for w in writers) if writers else None
