@@ -36,6 +36,7 @@ from rclpy.duration import Duration  # noqa: E402
 from rclpy.exceptions import ParameterUninitializedException  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, Header  # noqa: E402
@@ -1264,6 +1265,37 @@ def test_a_world_parameter_file_layers_over_the_main_one(ros):
     finally:
         node.trigger_shutdown()
         node.destroy_node()
+
+
+def test_the_parameter_files_qos_example_uncommented_reads_the_camera_reliably(ros, tmp_path):
+    """The file's commented qos_overrides block, uncommented (its topic the node's camera topic
+    as remapped), is what makes a large raw camera's frames arrive (README, "Large raw frames
+    need a reliable reader"): the camera reader is then reliable, and the next node's, without
+    it, best effort."""
+    lines = [line for line in CONFIG.read_text().splitlines()
+             if line.startswith("    # qos_overrides:") or line.startswith("    #   ")]
+    block = [line.replace("    # ", "    ", 1) for line in lines if line.lstrip("# ").rstrip() in
+             ("qos_overrides:", "/camera/image_raw:", "subscription:", "reliability: reliable")]
+    assert len(block) == 4, lines
+    example = tmp_path / "reliable_camera.yaml"
+    example.write_text("/**:\n  ros__parameters:\n" + "\n".join(block) + "\n")
+    observe = [Parameter("model", value="analytic"), Parameter("horizon", value=20),
+               Parameter("model_options", value="{env: open, horizon: 20, observe: image}")]
+    for files, expected in (([example], ReliabilityPolicy.RELIABLE), ([], ReliabilityPolicy.BEST_EFFORT)):
+        args = ["--ros-args", "-r", "image:=/camera/image_raw"]
+        for f in files:
+            args += ["--params-file", str(f)]
+        node = GraspController(context=ros, namespace="/qos_file", cli_args=args, parameter_overrides=observe)
+        try:
+            assert node.trigger_configure() == rclpy.lifecycle.TransitionCallbackReturn.SUCCESS
+            assert node._image_reader.topic_name == "/camera/image_raw"
+            assert node._image_reader.qos_profile.reliability == expected
+        finally:
+            node.trigger_shutdown()
+            node.destroy_node()
+    # the override went into the node's copy, not into the profile every node shares (rclpy
+    # writes overrides into the object it is given: the next node read its camera reliably)
+    assert qos.SENSOR.reliability == ReliabilityPolicy.BEST_EFFORT
 
 
 def test_node_configures_from_the_parameter_file(ros):

@@ -287,17 +287,18 @@ class GraspController(LifecycleNode):
             self._image_reader = self._subscribe(
                 CompressedImage, self._image_topic, self._counted(
                     self._bounded(CompressedImage, self._on_image, self._refuse_image, with_info=True)),
-                qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+                qos.overridable(qos.SENSOR), qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
             self._image_topic = self.resolve_topic_name("image")
             self._image_reader = self._subscribe(
                 Image, "image", self._counted(self._bounded(Image, self._on_image, self._refuse_image, with_info=True)),
-                qos.SENSOR, qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+                qos.overridable(qos.SENSOR), qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         self._cameras = SourceLog()     # who sent the camera's frames (two cannot be told apart)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
-            self._subscribe(JointState, "joint_states", self._on_joint_states, qos.JOINT_STATES,
+            self._subscribe(JointState, "joint_states", self._on_joint_states,
+                            qos.overridable(qos.JOINT_STATES),
                             qos_overriding_options=qos.SENSOR_OVERRIDES)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
         once_state, once_image = Once(), Once()     # one of each message both readers get

@@ -58,7 +58,20 @@ def yaml_text() -> str:
             lines.append(f"    # {p.name}: <{p.type}>")
         else:
             lines.append(f"    {p.name}: {_yaml_value(p.default)}")
+    lines.extend(QOS_OVERRIDES_EXAMPLE)
     return "\n".join(lines) + "\n"
+
+
+QOS_OVERRIDES_EXAMPLE = [
+    "    # rclpy's QoS overrides of the inputs (history, depth, reliability; read-only), by the",
+    "    #   topic fully resolved as remapped. A raw camera of 1280x720 or more from a driver that",
+    "    #   publishes reliably is read reliably: a best-effort reader loses most such frames (the",
+    "    #   node says so; README, \"Large raw frames need a reliable reader\").",
+    "    # qos_overrides:",
+    "    #   /camera/image_raw:",
+    "    #     subscription:",
+    "    #       reliability: reliable",
+]
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -22,6 +22,8 @@
 """
 from __future__ import annotations
 
+import copy
+
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
@@ -57,3 +59,11 @@ REPORT = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
 
 SERVICE = QoSProfile(depth=1000, history=HistoryPolicy.KEEP_LAST,
                      reliability=ReliabilityPolicy.RELIABLE)
+
+
+def overridable(profile: QoSProfile) -> QoSProfile:
+    """A copy of ``profile`` for a subscription that takes QoS overrides: rclpy writes the
+    overrides into the profile object it is given, and one shared object (SENSOR is rclpy's own
+    qos_profile_sensor_data) would carry one node's reliable camera reader into every later
+    subscription of the process."""
+    return copy.copy(profile)
