@@ -1,6 +1,9 @@
 """Short end-to-end runs of the benchmark and demo commands that need no ROS."""
 import json
 
+import numpy as np
+
+from grasp_ros.bench import frame_cost
 from grasp_ros.cli import main
 
 
@@ -98,10 +101,6 @@ def test_frame_cost_bench_converts_every_camera_format_to_one_model_input(tmp_pa
     """The frame-cost benchmark's messages are the same picture in each format: the node's
     conversion gives the one model input from each colour format (the PNG bit for bit, the
     JPEG near it), and its quick run writes a row per format."""
-    import numpy as np
-
-    from grasp_ros.bench import frame_cost
-
     rgb = frame_cost.camera_frame(96, 72)
     inputs = {fmt: frame_cost.convert(*frame_cost.camera_message(rgb, fmt))
               for fmt in ("rgb8", "bgr8", "bgra8", "png", "jpeg")}
