@@ -23,7 +23,7 @@ from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grasp_ros.bench.results import machine_info, markdown_table, write_bench_json  # noqa: E402
+from grasp_ros.bench.results import machine_info, write_bench_files  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 RATE_HZ = 30.0
@@ -94,16 +94,11 @@ def main() -> int:
             for camera, reader in (("reliable", "best_effort"), ("best_effort", "best_effort"),
                                    ("reliable", "reliable"))]
     rclpy.shutdown()
-    table = markdown_table(rows, [("width", "width"), ("height", "height"), ("camera", "camera"),
-                                  ("reader", "reader"), ("received_per_s", "frames/s received", ".1f"),
-                                  ("received_share", "of 30", ".0%"), ("age_ms_p50", "age ms (median)", ".0f")])
-    print(table)
-    path = write_bench_json(args.json, rows, machine)
-    path.with_suffix(".md").write_text(
-        f"# Raw camera frames received on one host ({get_rmw_implementation_identifier()}, "
-        f"defaults)\n\n{machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}\n\n"
-        f"{table}\n", encoding="utf-8")
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    write_bench_files(args.json, rows, machine,
+                      f"Raw camera frames received on one host ({get_rmw_implementation_identifier()}, defaults)",
+                      [("width", "width"), ("height", "height"), ("camera", "camera"), ("reader", "reader"),
+                       ("received_per_s", "frames/s received", ".1f"), ("received_share", "of 30", ".0%"),
+                       ("age_ms_p50", "age ms (median)", ".0f")])
     return 0
 
 

@@ -18,7 +18,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..ros.conversions import compressed_image_to_rgb, image_to_rgb
-from .results import machine_info, markdown_table, write_bench_json
+from .results import machine_info, write_bench_files
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 RAW = ("rgb8", "bgr8", "bgra8", "mono8", "yuyv")
@@ -97,14 +97,8 @@ def main(argv=None) -> int:
             for w, h in sizes for fmt in (*RAW, *COMPRESSED)]
     for row in rows:
         row["code"] = args.label or None
-    table = markdown_table(rows, COLUMNS)
-    print(table)
-    path = write_bench_json(args.json, rows, machine)
-    path.with_suffix(".md").write_text(
-        f"# Camera frame cost in the controller node (model input {INPUT_SIZE} px)\n\n"
-        f"{machine['cpu']}, {machine['cores']} cores, load average {machine['load_average']}\n\n"
-        f"{table}\n", encoding="utf-8")
-    print(f"wrote {path} and {path.with_suffix('.md')}")
+    write_bench_files(args.json, rows, machine,
+                      f"Camera frame cost in the controller node (model input {INPUT_SIZE} px)", COLUMNS)
     return 0
 
 

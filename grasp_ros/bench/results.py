@@ -65,6 +65,20 @@ def write_bench_json(path: Union[str, os.PathLike], rows: Sequence[Mapping[str, 
     return path
 
 
+def write_bench_files(path: Union[str, os.PathLike], rows: Sequence[Mapping[str, Any]],
+                      machine: Mapping[str, Any], title: str, columns: Sequence[Column]) -> Path:
+    """The JSON file at ``path`` and, beside it (``.md``), ``title``, the machine and the table of
+    ``rows``; the table printed, and where both went."""
+    table = markdown_table(rows, columns)
+    print(table)
+    path = write_bench_json(path, rows, machine)
+    path.with_suffix(".md").write_text(
+        f"# {title}\n\n{machine['cpu']}, {machine['cores']} cores, load average "
+        f"{machine['load_average']}\n\n{table}\n", encoding="utf-8")
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return path
+
+
 def _finite(value):
     """The same structure with NaN/Inf replaced by None, and numpy/torch scalars made plain."""
     if isinstance(value, Mapping):
