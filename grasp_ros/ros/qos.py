@@ -4,7 +4,9 @@
   matters, and a best-effort subscription matches both reliable and best-effort publishers.
   Their subscriptions take ROS 2 QoS overrides (``SENSOR_OVERRIDES``: history, depth,
   reliability as read-only parameters such as ``qos_overrides./image.subscription.reliability``),
-  so that ``grasp-ros replay`` can make them reliable and deep, and know each input was delivered.
+  so that ``grasp-ros replay`` can make them reliable and deep, and know each input was delivered,
+  and a robot's large raw camera can be read reliably: a best-effort reader loses most of its
+  frames in DDS fragments (the node counts them and names the override: ``delivery``).
 * joint_states is read 50 deep (sensor-data QoS otherwise): its samples pair with camera frames
   by stamp, and a queue of 5 holds only 0.1 s of a 50 Hz driver, less than an executor held up
   on a busy machine (an outside robot's audit: STALE, "no joint_states within pair_tolerance"
