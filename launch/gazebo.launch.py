@@ -11,7 +11,8 @@ What it starts:
    ros2_control controllers is the robot's own launch file's job.
 2. ros_gz_bridge's parameter_bridge, one way from Gazebo to ROS:
    ``/clock`` (rosgraph_msgs/Clock <- gz.msgs.Clock), so every node can run on sim time;
-   the camera (sensor_msgs/Image <- gz.msgs.Image) from ``camera_topic``, remapped to ``image``;
+   the camera (sensor_msgs/Image <- gz.msgs.Image) from ``camera_topic``, remapped to ``image``
+   and reliable at both ends (``reliable_camera``);
    and, if ``joint_state_topic`` names a gz topic (a JointStatePublisher system's, e.g.
    /world/<world>/model/<robot>/joint_state), the joints (sensor_msgs/JointState <-
    gz.msgs.Model), remapped to ``joint_states``. With gz_ros2_control, leave it empty: the
@@ -51,6 +52,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
 from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists, supervised
 
@@ -81,6 +83,15 @@ def typed(name: str, value_type):
     return ParameterValue(LaunchConfiguration(name), value_type=value_type)
 
 
+def reliable_camera(context: LaunchContext, end: str) -> dict:
+    """The camera read reliably at both ends of the bridge (``end``: publisher, subscription):
+    a best-effort reader gets few of a large raw frame's DDS fragments complete (README, "Large
+    raw frames need a reliable reader"). A QoS override names the topic as resolved: ``image``
+    in the namespace the launch is included in."""
+    topic = make_namespace_absolute(prefix_namespace(context.launch_configurations.get("ros_namespace"), "image"))
+    return {f"qos_overrides.{topic}.{end}.reliability": "reliable"}
+
+
 def bridge(context: LaunchContext):
     """parameter_bridge for /clock, the camera and (optionally) the joint states, gz -> ROS."""
     camera = LaunchConfiguration("camera_topic").perform(context)
@@ -93,7 +104,7 @@ def bridge(context: LaunchContext):
         remappings.append((joints, "joint_states"))
     return [Node(package="ros_gz_bridge", executable="parameter_bridge", name="grasp_gz_bridge",
                  arguments=topics, remappings=remappings, output="screen",
-                 parameters=[{"use_sim_time": True}])]
+                 parameters=[{"use_sim_time": True, **reliable_camera(context, "publisher")}])]
 
 
 def joint_names_file(context: LaunchContext) -> list:
@@ -131,6 +142,7 @@ def controller(context: LaunchContext) -> list:
                 "planner": typed("planner", str),
                 "horizon": typed("horizon", int),
                 "control_rate_hz": typed("rate", float),
+                **reliable_camera(context, "subscription"),
             },
             *names,
         ],

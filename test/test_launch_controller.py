@@ -335,3 +335,33 @@ def test_use_sim_time_follows_the_argument_else_an_including_files_set_parameter
     assert UseSimTime().perform(context) == "true"
     context.launch_configurations["use_sim_time"] = "false"          # the argument, given
     assert UseSimTime().perform(context) == "false"
+
+
+@pytest.mark.parametrize("namespace", [None, "/robot1"])
+def test_gazebo_reads_its_camera_reliably_at_both_ends_of_the_bridge(namespace, tmp_path):
+    """A best-effort reader gets few of a large raw frame's fragments complete (README, "Large
+    raw frames need a reliable reader"): the bridge publishes the camera reliably and the
+    controller reads it so, by QoS overrides named for the topic as resolved, in the namespace
+    an including launch pushes too. Read back from the parameter files launch_ros writes."""
+    import yaml
+    from launch import LaunchContext
+    gazebo = _launch_module("gazebo")
+    context = LaunchContext()
+    for name, default, _ in gazebo.ARGUMENTS:
+        context.launch_configurations[name] = default if isinstance(default, str) else ""
+    params = tmp_path / "params.yaml"
+    params.write_text("{}\n")
+    context.launch_configurations.update(params_file=str(params), camera_topic="/cam")
+    if namespace:
+        context.launch_configurations["ros_namespace"] = namespace
+    topic = f"{namespace or ''}/image"
+    (bridge,) = gazebo.bridge(context)
+    controller = gazebo.controller(context)[0]
+    for node, end in ((bridge, "publisher"), (controller, "subscription")):
+        node._perform_substitutions(context)
+        files = [arg for arg, is_file in node._Node__expanded_parameter_arguments if is_file]
+        values = {}
+        for path in files:
+            for section in (yaml.safe_load(Path(path).read_text()) or {}).values():
+                values.update(section.get("ros__parameters", {}))
+        assert values.get(f"qos_overrides.{topic}.{end}.reliability") == "reliable", (end, values)
