@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grasp_ros.bench.results import machine_info, write_bench_files  # noqa: E402
+from grasp_ros.ros import qos  # noqa: E402
 
 SIZES = ((640, 480), (1280, 720), (1920, 1080))
 RATE_HZ = 30.0
@@ -32,7 +33,7 @@ TOPIC = "/camera_transport/image"
 
 def profile(reliability: str) -> QoSProfile:
     if reliability == "best_effort":
-        return qos_profile_sensor_data                          # depth 5, as the controller's
+        return qos.SENSOR                                       # the controller's camera reader
     return QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
