@@ -52,9 +52,9 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, params_file_exists, supervised
+from grasp_ros.ros.launch_actions import (EXIT_WITH_LAUNCH, camera_reliability, params_file_exists,
+                                          resolved_topic, supervised)
 
 ARGUMENTS = (
     ("world", "", "SDF world to start Gazebo with; empty: Gazebo is started elsewhere"),
@@ -84,12 +84,9 @@ def typed(name: str, value_type):
 
 
 def reliable_camera(context: LaunchContext, end: str) -> dict:
-    """The camera read reliably at both ends of the bridge (``end``: publisher, subscription):
-    a best-effort reader gets few of a large raw frame's DDS fragments complete (README, "Large
-    raw frames need a reliable reader"). A QoS override names the topic as resolved: ``image``
-    in the namespace the launch is included in."""
-    topic = make_namespace_absolute(prefix_namespace(context.launch_configurations.get("ros_namespace"), "image"))
-    return {f"qos_overrides.{topic}.{end}.reliability": "reliable"}
+    """The camera read reliably at both ends of the bridge (``end``: publisher, subscription),
+    both nodes reading ``image`` in the namespace the launch is included in."""
+    return camera_reliability(resolved_topic(context, "image"), end, "reliable")
 
 
 def bridge(context: LaunchContext):

@@ -15,15 +15,22 @@ the node waits, unconfigured, for a lifecycle manager (`ros2 lifecycle set <node
 or the manager's. Parameters come from `params_file` (default: the package's
 config/grasp_controller.yaml, every parameter documented there). The model sources (`model`,
 `model_weights`, `model_options`, `allow_python_models`) are read-only: set them in the file.
+
+A raw camera of 1280x720 or more from a driver that publishes reliably needs a reliable reader
+(a best-effort one gets few of its frames whole; README, "Large raw frames need a reliable
+reader"): `camera_reliability:=reliable` sets the QoS override of the camera topic as the node
+resolves it (namespace, remap, an including launch's pushed namespace), raw or compressed.
 """
 from launch import LaunchDescription
+from launch import LaunchContext
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-from grasp_ros.ros.launch_actions import EXIT_WITH_LAUNCH, UseSimTime, params_file_exists, supervised
+from grasp_ros.ros.launch_actions import (EXIT_WITH_LAUNCH, UseSimTime, camera_reliability,
+                                          params_file_exists, resolved_topic, supervised)
 
 # The node's topic names and what each argument remaps it to (default: not moved).
 REMAPS = (
@@ -47,27 +54,39 @@ ARGUMENTS = (
                          "default): as a SetParameter of an including launch file says, else false"),
     ("autostart", "true", "the node configures and activates itself (false: wait for a lifecycle manager)"),
     ("log_level", "info", "log level of the node"),
+    ("camera_reliability", "", "reliable: read the camera reliably (large raw frames from a reliable "
+                               "driver); best_effort; empty (the default): as params_file says, else "
+                               "best effort"),
     *((name, default, f"topic for {text}") for name, default, text in REMAPS),
 )
 
 
 
-def generate_launch_description() -> LaunchDescription:
-    arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
-                 for name, default, text in ARGUMENTS]
-    controller = LifecycleNode(
+def controller(context: LaunchContext) -> list:
+    """The node, and the end of the launch when it exits: a failed autostart or a crash (an
+    audit's bad parameter file left the node dead and `ros2 launch` exiting 0)."""
+    namespace = LaunchConfiguration("namespace").perform(context)
+    camera = resolved_topic(context, LaunchConfiguration("image").perform(context), namespace,
+                            LaunchConfiguration("node_name").perform(context))
+    node = LifecycleNode(
         package="grasp_ros", executable="grasp_controller",
-        name=LaunchConfiguration("node_name"), namespace=LaunchConfiguration("namespace"),
+        name=LaunchConfiguration("node_name"), namespace=namespace,
         output="screen", additional_env=EXIT_WITH_LAUNCH,
         parameters=[
             LaunchConfiguration("params_file"),
             {"use_sim_time": ParameterValue(UseSimTime(), value_type=bool),
-             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool)},
+             "autostart": ParameterValue(LaunchConfiguration("autostart"), value_type=bool),
+             **camera_reliability(camera, "subscription",
+                                  LaunchConfiguration("camera_reliability").perform(context))},
         ],
         remappings=[(topic, LaunchConfiguration(name)) for name, topic, _ in REMAPS],
         ros_arguments=["--log-level", LaunchConfiguration("log_level")],
     )
-    # A failed autostart (or a crash) ends the launch with status 1, as the sim demo's does: an
-    # audit's bad parameter file left the node dead and `ros2 launch` exiting 0.
-    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists), controller,
-                              *supervised(controller)])
+    return [node, *supervised(node)]
+
+
+def generate_launch_description() -> LaunchDescription:
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=text)
+                 for name, default, text in ARGUMENTS]
+    return LaunchDescription([*arguments, OpaqueFunction(function=params_file_exists),
+                              OpaqueFunction(function=controller)])

@@ -52,6 +52,7 @@ def test_the_note_names_the_remedy_for_each_reliability():
     text = loss_note(count, "/cam/image", False, lambda: True)
     assert text.startswith("/cam/image: 39 of the last 80 camera frames published never reached")
     assert "-p qos_overrides./cam/image.subscription.reliability:=reliable" in text
+    assert "camera_reliability:=reliable of grasp_controller.launch.py" in text
     assert "compressed" in loss_note(count, "/cam/image", False, lambda: False)
     assert "compressed" in loss_note(count, "/cam/image", False, lambda: None)
     assert "left its queue" in loss_note(count, "/cam/image", True, lambda: True)

@@ -16,14 +16,15 @@ import pytest
 launch_pytest = pytest.importorskip("launch_pytest")
 
 from launch import LaunchDescription  # noqa: E402
-from launch.actions import SetLaunchConfiguration  # noqa: E402
-from launch_ros.actions import LifecycleNode  # noqa: E402
+from launch.actions import RegisterEventHandler, SetLaunchConfiguration  # noqa: E402
+from launch.event_handlers import OnProcessExit  # noqa: E402
 
 import rclpy  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
 import numpy as np  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
@@ -39,15 +40,18 @@ NODE = f"{NAMESPACE}/grasp_controller"
 TIMEOUT_S = 60.0
 
 
-def launch_description(**arguments) -> tuple[LaunchDescription, LifecycleNode]:
-    """The launch file's description with ``arguments`` set, and its controller action."""
+def launch_description(**arguments) -> tuple[LaunchDescription, dict]:
+    """The launch file's description with ``arguments`` set, and the exit status of each
+    process it started, by name, filled in as they exit."""
     spec = importlib.util.spec_from_file_location("grasp_controller_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    included = module.generate_launch_description()
-    controller = next(e for e in included.entities if isinstance(e, LifecycleNode))
+    exits = {}
+    record = RegisterEventHandler(OnProcessExit(
+        on_exit=lambda event, context: exits.__setitem__(event.process_name, event.returncode)))
     settings = [SetLaunchConfiguration(k, v) for k, v in {"namespace": NAMESPACE, **arguments}.items()]
-    return LaunchDescription([*settings, included, launch_pytest.actions.ReadyToTest()]), controller
+    return LaunchDescription([*settings, record, module.generate_launch_description(),
+                              launch_pytest.actions.ReadyToTest()]), exits
 
 
 class Probe:
@@ -90,7 +94,9 @@ class Probe:
 
 @pytest.fixture
 def autostarted():
-    return launch_description()
+    # The camera remapped within the namespace and read reliably: the override must name the
+    # topic as the node resolves it.
+    return launch_description(image="camera/image_raw", camera_reliability="reliable")
 
 
 @launch_pytest.fixture
@@ -100,7 +106,7 @@ def autostart_launch(autostarted):
 
 @pytest.mark.launch(fixture=autostart_launch)
 def test_launch_configures_activates_controls_and_exits_cleanly(autostarted):
-    controller = autostarted[1]
+    exits = autostarted[1]
     probe = Probe()
     try:
         probe.wait_for_state(State.PRIMARY_STATE_ACTIVE)
@@ -112,7 +118,7 @@ def test_launch_configures_activates_controls_and_exits_cleanly(autostarted):
         # The parameter file's defaults: the learned model plans from camera images.
         env = make_env("wall_door")
         goal = probe.node.create_publisher(Image, f"{NODE}/goal_image", qos.GOAL)
-        camera = probe.node.create_publisher(Image, f"{NAMESPACE}/image", 10)
+        camera = probe.node.create_publisher(Image, f"{NAMESPACE}/camera/image_raw", 10)
         goal.publish(rgb_to_image(env.render(np.array([0.5, 0.5]))))
         deadline = time.monotonic() + TIMEOUT_S
         planned = (PlanDiagnostics.STATUS_OK, PlanDiagnostics.STATUS_FALLBACK)
@@ -123,9 +129,11 @@ def test_launch_configures_activates_controls_and_exits_cleanly(autostarted):
             camera.publish(msg)
             time.sleep(0.05)
         assert all(abs(v) <= 1.0 for c in commands for v in c)
+        (reader,) = probe.node.get_subscriptions_info_by_topic(f"{NAMESPACE}/camera/image_raw")
+        assert reader.qos_profile.reliability == ReliabilityPolicy.RELIABLE
         yield
         # After launch's shutdown (SIGINT): a last zero command went out, and the exit code is 0.
-        assert controller.return_code == 0
+        assert list(exits.values()) == [0], exits
         deadline = time.monotonic() + 5.0
         while commands[-1] != [0.0, 0.0] and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -273,9 +281,10 @@ def test_each_launch_file_passes_a_sigint_on_to_the_package_nodes():
     def interrupts_on_shutdown(entities) -> int:
         return sum(isinstance(e, RegisterEventHandler) and isinstance(e.event_handler, OnShutdown)
                    and "interrupt_on_sigint" in e.event_handler.describe()[0] for e in entities)
-    for name, expected in (("grasp_controller", 1), ("sim_demo", 1)):
-        entities = _launch_module(name).generate_launch_description().entities
-        assert interrupts_on_shutdown(entities) == expected, name
+    entities = _launch_module("sim_demo").generate_launch_description().entities
+    assert interrupts_on_shutdown(entities) == 1
+    assert interrupts_on_shutdown(_launch_module("grasp_controller").controller(
+        _default_context(_launch_module("grasp_controller")))) == 1
     context = LaunchContext()
     context.launch_configurations.update(joint_names="", model="learned", model_options="",
                                          model_weights="", allow_python_models="false",
@@ -303,15 +312,11 @@ def test_gazebo_joint_names_reach_rcl_as_strings():
 def test_gazebo_joint_names_file_goes_with_the_launch():
     """Each launch with joint_names left a /tmp/grasp_joint_names_*.yaml behind."""
     import tempfile
-    from launch import LaunchContext
     from launch.actions import RegisterEventHandler
     from launch.event_handlers import OnShutdown
     from launch.events import Shutdown
     gazebo = _launch_module("gazebo")
-    context = LaunchContext()
-    for name, default, _ in gazebo.ARGUMENTS:
-        context.launch_configurations[name] = default if isinstance(default, str) else ""
-    context.launch_configurations["joint_names"] = "[x, y]"
+    context = _default_context(gazebo, joint_names="[x, y]")
     before = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml"))
     actions = gazebo.controller(context)
     (path,) = set(Path(tempfile.gettempdir()).glob("grasp_joint_names_*.yaml")) - before
@@ -337,31 +342,77 @@ def test_use_sim_time_follows_the_argument_else_an_including_files_set_parameter
     assert UseSimTime().perform(context) == "false"
 
 
+def _default_context(module, **configurations):
+    """A launch context with ``module``'s arguments at their defaults (a substitution's: empty)
+    and ``configurations`` over them."""
+    from launch import LaunchContext
+    context = LaunchContext()
+    for name, default, _ in module.ARGUMENTS:
+        context.launch_configurations[name] = default if isinstance(default, str) else ""
+    context.launch_configurations.update(configurations)
+    return context
+
+
+def _parameters_as_launched(node, context) -> dict:
+    """The node's parameters from the parameter files launch_ros writes for it."""
+    import yaml
+    node._perform_substitutions(context)
+    values = {}
+    for path, is_file in node._Node__expanded_parameter_arguments:
+        if is_file:
+            for section in (yaml.safe_load(Path(path).read_text()) or {}).values():
+                values.update(section.get("ros__parameters", {}))
+    return values
+
+
 @pytest.mark.parametrize("namespace", [None, "/robot1"])
 def test_gazebo_reads_its_camera_reliably_at_both_ends_of_the_bridge(namespace, tmp_path):
     """A best-effort reader gets few of a large raw frame's fragments complete (README, "Large
     raw frames need a reliable reader"): the bridge publishes the camera reliably and the
     controller reads it so, by QoS overrides named for the topic as resolved, in the namespace
     an including launch pushes too. Read back from the parameter files launch_ros writes."""
-    import yaml
-    from launch import LaunchContext
     gazebo = _launch_module("gazebo")
-    context = LaunchContext()
-    for name, default, _ in gazebo.ARGUMENTS:
-        context.launch_configurations[name] = default if isinstance(default, str) else ""
     params = tmp_path / "params.yaml"
     params.write_text("{}\n")
-    context.launch_configurations.update(params_file=str(params), camera_topic="/cam")
+    context = _default_context(gazebo, params_file=str(params), camera_topic="/cam")
     if namespace:
         context.launch_configurations["ros_namespace"] = namespace
     topic = f"{namespace or ''}/image"
     (bridge,) = gazebo.bridge(context)
     controller = gazebo.controller(context)[0]
     for node, end in ((bridge, "publisher"), (controller, "subscription")):
-        node._perform_substitutions(context)
-        files = [arg for arg, is_file in node._Node__expanded_parameter_arguments if is_file]
-        values = {}
-        for path in files:
-            for section in (yaml.safe_load(Path(path).read_text()) or {}).values():
-                values.update(section.get("ros__parameters", {}))
+        values = _parameters_as_launched(node, context)
         assert values.get(f"qos_overrides.{topic}.{end}.reliability") == "reliable", (end, values)
+
+
+@pytest.mark.parametrize("pushed, namespace, image, resolved", [
+    (None, "", "image", "/image"),
+    (None, "/launch_test", "camera/image_raw", "/launch_test/camera/image_raw"),
+    ("/robot1", "arm", "image", "/robot1/arm/image"),
+    ("/robot1", "/arm", "image", "/arm/image"),
+    ("/robot1", "arm", "/camera/image_raw", "/camera/image_raw"),
+    (None, "/arm", "~/image", "/arm/grasp_controller/image"),
+])
+def test_camera_reliability_names_the_camera_topic_as_the_node_resolves_it(
+        pushed, namespace, image, resolved, tmp_path):
+    """``camera_reliability:=reliable`` is a QoS override, which rclpy looks up by the topic as
+    resolved (namespace, remap, an including launch's pushed namespace): a wrong name is
+    ignored without a word and the camera stays best effort. The live test above checks one
+    case against the node itself; raw and compressed transports are both named."""
+    module = _launch_module("grasp_controller")
+    params = tmp_path / "params.yaml"
+    params.write_text("{}\n")
+    context = _default_context(module, params_file=str(params), namespace=namespace, image=image,
+                               camera_reliability="reliable")
+    if pushed:
+        context.launch_configurations["ros_namespace"] = pushed
+    values = _parameters_as_launched(module.controller(context)[0], context)
+    overrides = {k: v for k, v in values.items() if k.startswith("qos_overrides.")}
+    assert overrides == {f"qos_overrides.{resolved}.subscription.reliability": "reliable",
+                         f"qos_overrides.{resolved}/compressed.subscription.reliability": "reliable"}
+    context.launch_configurations["camera_reliability"] = ""     # the default: the file's say
+    values = _parameters_as_launched(module.controller(context)[0], context)
+    assert not any(k.startswith("qos_overrides.") for k in values), values
+    context.launch_configurations["camera_reliability"] = "reliabel"
+    with pytest.raises(ValueError, match="camera_reliability must be one of reliable, best_effort"):
+        module.controller(context)

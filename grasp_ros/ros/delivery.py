@@ -80,7 +80,8 @@ def loss_note(count: DeliveryCount, topic: str, reliable_reader: bool,
     if reliable_writers():
         return (f"{said}: a best-effort reader loses any frame whose DDS fragments it misses, "
                 "most large raw frames; the camera publishes reliably, so read it reliably: "
-                f"-p qos_overrides.{topic}.subscription.reliability:=reliable")
+                f"-p qos_overrides.{topic}.subscription.reliability:=reliable, or the launch "
+                "argument camera_reliability:=reliable of grasp_controller.launch.py")
     return (f"{said}: a best-effort camera's large frames are lost in DDS fragments; publish them "
             "reliably (then -p qos_overrides."
             f"{topic}.subscription.reliability:=reliable), compressed (image_transport: compressed) "

@@ -10,6 +10,7 @@ from launch.event_handlers import OnProcessExit, OnShutdown
 from launch.events import Shutdown
 from launch.substitution import Substitution
 from launch.substitutions import LaunchConfiguration
+from launch_ros.utilities import make_namespace_absolute, prefix_namespace
 
 from .interrupts import WITH_PARENT_ENV
 
@@ -85,3 +86,36 @@ class UseSimTime(Substitution):
             if name == "use_sim_time":
                 return str(value).lower()
         return "false"
+
+
+CAMERA_RELIABILITIES = ("reliable", "best_effort")
+
+
+def resolved_topic(context: LaunchContext, topic: str, namespace: str = "", node_name: str = "") -> str:
+    """``topic`` as rcl names it for a node this launch starts in ``namespace``: an absolute
+    name as it is, ``~/x`` under the node's own name, any other in the node's namespace, which
+    is inside an including launch's pushed namespace unless it is absolute itself."""
+    if not namespace.startswith("/"):
+        namespace = make_namespace_absolute(
+            prefix_namespace(context.launch_configurations.get("ros_namespace"), namespace))
+    if topic.startswith("/"):
+        return topic
+    if topic.startswith("~"):
+        namespace, topic = f"{namespace.rstrip('/')}/{node_name}", topic[1:].lstrip("/")
+    return f"{namespace.rstrip('/')}/{topic}"
+
+
+def camera_reliability(topic: str, end: str, reliability: str) -> dict:
+    """QoS overrides that make ``end`` (publisher or subscription) of the camera ``topic`` (as
+    resolved) ``reliability``, raw and compressed: a best-effort reader gets few of a large raw
+    frame's DDS fragments complete (README, "Large raw frames need a reliable reader"). The
+    transport the node does not read leaves its override unused. Empty ``reliability``: none
+    (the node's parameter file, else the sensor-data profile's best effort)."""
+    reliability = reliability.strip().lower()
+    if not reliability:
+        return {}
+    if reliability not in CAMERA_RELIABILITIES:
+        raise ValueError(f"camera_reliability must be one of {', '.join(CAMERA_RELIABILITIES)} "
+                         f"or empty, got {reliability!r}")
+    return {f"qos_overrides.{name}.{end}.reliability": reliability
+            for name in (topic, f"{topic}/compressed")}
