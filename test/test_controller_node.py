@@ -43,6 +43,7 @@ from std_msgs.msg import Float64MultiArray, Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
+from crafted_images import frame_hidden_behind_a_stuffed_zero  # noqa: E402
 from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import delivery, param_docs, params, qos, wiring  # noqa: E402
@@ -576,6 +577,38 @@ def test_compressed_images_of_a_non_square_camera_give_ok_cycles(rig):
     # The analytic model found the agent where START put it: the crop kept the geometry.
     assert d.goal_distance == pytest.approx(np.hypot(*np.subtract(GOAL, START)), abs=0.05)
     assert d.command[0] > 0 and d.command[1] > 0          # toward the goal, up and right
+
+
+def test_a_compressed_frame_hiding_its_size_is_an_error_cycle_and_the_node_controls_on(rig):
+    """An adversarial audit's 648 bytes on the camera's compressed topic, a JPEG whose frame
+    header a reader taking a stuffed FF 00 for a marker never sees: libjpeg decoded it to 8000 x
+    8000 (192 MB, a second) or, at 65500 x 60000, raised from OpenCV's own cap, and the
+    controller process ended. Now: an ERROR cycle with the stop, and the next frame plans."""
+    r = rig(observation="image", image_transport="compressed", timing="fixed_iterations")
+    r.start()
+    camera = r.probe.create_publisher(CompressedImage, "image/compressed", 10)
+    r.wait_until(lambda: r.probe.count_subscribers(f"{r.ns}/image/compressed") == 1,
+                 what="the node's CompressedImage subscription")
+    png = cv2.imencode(".png", np.ascontiguousarray(make_env("open", 20).render(np.array(START))[..., ::-1]))[1]
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+
+    def send(data, format):
+        def feed():
+            msg = CompressedImage(format=format, data=bytes(data))
+            msg.header.stamp = ns_time(r.t_ns)
+            camera.publish(msg)
+        return feed
+    good = send(png, "png")
+    assert r.controlling(feed=good).status in PLANNED
+    for width, height, said in ((65500, 60000, "larger than 8192 px per side"),
+                                (8000, 8000, "more than 25000000 pixels")):
+        bomb = send(frame_hidden_behind_a_stuffed_zero(jpeg, width, height), "jpeg")
+        d = r.cycle(bomb)
+        d = d if said in d.status_text else r.cycle(bomb)
+        assert d.status == PlanDiagnostics.STATUS_ERROR and said in d.status_text, d.status_text
+        r.wait_until(lambda: r.commands[-1] == [0.0, 0.0], what="the stop")
+        assert r.state() == State.PRIMARY_STATE_ACTIVE
+        r.wait_until(lambda: r.cycle(good).status in PLANNED, what="a planned cycle after it")
 
 
 def test_compressed_transport_follows_a_remap_of_image(ros):

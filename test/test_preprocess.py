@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from crafted_images import frame_hidden_behind_a_stuffed_zero, jpeg_segments
+
 from grasp_ros.models.preprocess import (MAX_SIDE, ImagePreprocessing, decode_compressed,
                                          decode_raw, prepare_image)
 
@@ -162,6 +164,94 @@ def test_a_small_file_claiming_a_huge_frame_is_refused_before_it_is_decoded(ext,
         decode_compressed("jpeg", bomb)
     with pytest.raises(ValueError, match="8192x8192: more than 25000000 pixels"):
         decode_compressed("png", _claiming(small, 8192, 8192))     # within a side, not in total
+
+
+def _jpeg_variants(jpeg: bytes) -> dict[str, bytes]:
+    """One JPEG written in ways libjpeg reads as the same picture (with a warning at most)."""
+    segments, scan = jpeg_segments(jpeg)
+    body = b"".join(segments)
+    return {
+        "as encoded": jpeg,
+        "a stuffed zero after SOI": b"\xff\xd8\xff\x00" + body + scan,
+        "junk between segments": b"\xff\xd8" + segments[0] + b"\x00\x01\x02" + b"".join(segments[1:]) + scan,
+        "fill bytes before a marker": b"\xff\xd8" + segments[0] + b"\xff\xff\xff" + b"".join(segments[1:]) + scan,
+        "a segment whose length is 0": b"\xff\xd8\xff\xe5\x00\x00" + body + scan,
+        "the frame hidden behind a stuffed zero": frame_hidden_behind_a_stuffed_zero(jpeg, 40, 30),
+    }
+
+
+@pytest.mark.parametrize("variant", ["as encoded", "a stuffed zero after SOI", "junk between segments",
+                                     "fill bytes before a marker", "a segment whose length is 0",
+                                     "the frame hidden behind a stuffed zero"])
+def test_the_jpeg_size_check_reads_the_frame_header_libjpeg_decodes(variant):
+    """The size check guards the decoder only while both read the same frame header: an audit's
+    648-byte file showed it 1 x 1 and libjpeg 65500 x 60000 (a stuffed FF 00 after SOI, taken
+    for a marker), whose decoding ended the controller. Each way of writing one 40 x 30 JPEG:
+    the check's size is the decoded one."""
+    from grasp_ros.models.image_headers import compressed_image_size
+    jpeg = cv2.imencode(".jpg", cv2.resize(FRAME, (40, 30)))[1].tobytes()
+    data = _jpeg_variants(jpeg)[variant]
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None and decoded.shape[:2] == (30, 40)
+    assert compressed_image_size(data) == (40, 30)
+    assert decode_compressed("jpeg", data).shape == (30, 40, 3)
+
+
+def test_a_frame_hidden_behind_a_stuffed_zero_is_refused_before_it_is_decoded(monkeypatch):
+    """The audit's 648 bytes claiming 65500 x 60000 (OpenCV's own cap raised cv2.error, not a
+    ValueError, and the node ended), and 8000 x 8000 (decoded in a second to 192 MB, used as a
+    frame, a moving command standing meanwhile)."""
+    import grasp_ros.models.preprocess as preprocess
+    jpeg = cv2.imencode(".jpg", FRAME)[1].tobytes()
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: pytest.fail("decoded the bomb"))
+    with pytest.raises(ValueError, match="65500x60000: larger than 8192 px per side"):
+        decode_compressed("jpeg", frame_hidden_behind_a_stuffed_zero(jpeg, 65500, 60000))
+    with pytest.raises(ValueError, match="8000x8000: more than 25000000 pixels"):
+        decode_compressed("jpeg", frame_hidden_behind_a_stuffed_zero(jpeg, 8000, 8000))
+
+
+def test_what_the_decoder_does_beyond_the_header_check_is_a_refusal(monkeypatch):
+    """Were the header check and the decoder ever to read different frames again: OpenCV's
+    errors (its pixel cap, a failed allocation) and a picture of another size than the header's
+    are refusals (ValueError), not the end of the node."""
+    import grasp_ros.models.preprocess as preprocess
+    jpeg = cv2.imencode(".jpg", FRAME)[1].tobytes()
+
+    def fails(*args):
+        raise cv2.error("OpenCV(5.1.0) loadsave.cpp:80: error: (-215:Assertion failed) "
+                        "pixels <= CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'")
+    monkeypatch.setattr(preprocess.cv2, "imdecode", fails)
+    with pytest.raises(ValueError, match="cannot decode the compressed image .*CV_IO_MAX_IMAGE_PIXELS"):
+        decode_compressed("jpeg", jpeg)
+    monkeypatch.setattr(preprocess.cv2, "imdecode", lambda *a: np.zeros((500, 700, 3), np.uint8))
+    with pytest.raises(ValueError, match="decodes to 700x500 where its header says 7x5"):
+        decode_compressed("jpeg", jpeg)
+
+
+OPENCV_CAP = """
+import grasp_ros.ros.controller_node
+import struct, cv2, numpy as np
+small = bytearray(cv2.imencode(".jpg", np.zeros((5, 7, 3), np.uint8))[1].tobytes())
+at = small.index(b"\\xff\\xc0")
+small[at + 5:at + 9] = struct.pack(">HH", 6000, 6000)
+try:
+    cv2.imdecode(np.frombuffer(bytes(small), np.uint8), cv2.IMREAD_UNCHANGED)
+    print("decoded")
+except cv2.error as exc:
+    print("refused", "CV_IO_MAX_IMAGE_PIXELS" in str(exc))
+"""
+
+
+def test_opencv_itself_decodes_no_more_pixels_than_the_node_takes_in_the_nodes_process():
+    """OpenCV's own cap (1 Gpx by default: 3 GB of colour) lowered to MAX_PIXELS wherever the
+    controller loads cv2 first, a second line behind the header checks."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    out = subprocess.run([sys.executable, "-c", OPENCV_CAP], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "refused True", out.stderr[-2000:]
 
 
 def _first_scan(jpeg: bytes) -> bytes:

@@ -63,29 +63,35 @@ def compressed_image_size(data: bytes) -> tuple[int, int]:
 
 
 def _jpeg_frame(data: bytes) -> tuple[int, int, int, int]:
-    """(width, height, components, sample precision in bits) of a JPEG's frame header."""
-    at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            break
-        marker = data[at + 1]
-        if marker == 0xFF:          # fill byte
+    """(width, height, components, sample precision in bits) of a JPEG's frame header, found as
+    libjpeg finds it (jdmarker.c: ``next_marker``, ``skip_variable``): bytes before a marker's
+    0xFF skipped, fill 0xFFs swallowed, a stuffed FF 00 not a marker, and a segment's length
+    counted from its length field, one below 2 skipping nothing. A reader that differed was
+    shown a 1 x 1 frame where libjpeg decoded 65500 x 60000 (an adversarial audit)."""
+    at, end = 2, len(data)
+    while True:
+        while at < end and data[at] != 0xFF:
             at += 1
-            continue
-        if marker in _JPEG_BARE:
-            at += 2
+        while at < end and data[at] == 0xFF:
+            at += 1
+        if at >= end:
+            break
+        marker, at = data[at], at + 1
+        if marker == 0x00 or marker in _JPEG_BARE:
             continue
         if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before it
             break
-        length = struct.unpack(">H", data[at + 2:at + 4])[0]
+        if at + 2 > end:
+            break
+        length = struct.unpack(">H", data[at:at + 2])[0]
         if marker in _JPEG_FRAMES:
-            if length < 8 or at + 10 > len(data):
+            if length < 8 or at + 8 > end:
                 break
-            height, width = struct.unpack(">HH", data[at + 5:at + 9])
+            height, width = struct.unpack(">HH", data[at + 3:at + 7])
             if height == 0:
                 raise ValueError("JPEG whose height is not in its frame header")
-            return width, height, max(1, data[at + 9]), data[at + 4]
-        at += 2 + length
+            return width, height, max(1, data[at + 7]), data[at + 2]
+        at += max(length, 2)
     raise ValueError("JPEG without a readable frame header")
 
 

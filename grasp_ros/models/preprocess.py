@@ -20,13 +20,26 @@ Pure numpy and OpenCV: no ROS import. Every refusal is a ``ValueError`` naming t
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-import cv2
-import numpy as np
+MAX_PIXELS = 25_000_000
+"""Largest frame accepted, raw or compressed (a 6000 x 4000 photo): a few hundred bytes of PNG can
+claim 8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread,
+and a raw 8000 x 8000 mono8 frame (61 MiB, under the message limit) held it over a second
+(an adversarial audit: the watchdog stopped the robot, as it must, but no cycle ran)."""
 
-from .image_headers import compressed_image_header
+# OpenCV's own cap on the pixels it decodes, read once as cv2 loads (so it holds where this
+# module loads cv2 first: the node, the importer; an environment's own value stands). A second
+# line behind the header checks below, which hold only while they read a file as the decoder
+# does: an audit's JPEG showed them 1 x 1 and libjpeg 65500 x 60000.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .image_headers import compressed_image_header  # noqa: E402
 
 PIXEL_ENCODINGS = {"rgb8": (3, None), "bgr8": (3, cv2.COLOR_BGR2RGB), "rgba8": (4, cv2.COLOR_RGBA2RGB),
                    "bgra8": (4, cv2.COLOR_BGRA2RGB), "mono8": (1, cv2.COLOR_GRAY2RGB),
@@ -54,11 +67,6 @@ ENCODINGS = (*PIXEL_ENCODINGS, *CONVERTED_ENCODINGS)
 CROPS = ("center", "stretch")
 MAX_SIDE = 8192
 """Largest frame side and model input side accepted (px): beyond it a header is taken for a lie."""
-MAX_PIXELS = 25_000_000
-"""Largest frame accepted, raw or compressed (a 6000 x 4000 photo): a few hundred bytes of PNG can
-claim 8192 x 8192 16-bit RGBA, half a gigabyte and seconds to decode on the executor's thread,
-and a raw 8000 x 8000 mono8 frame (61 MiB, under the message limit) held it over a second
-(an adversarial audit: the watchdog stopped the robot, as it must, but no cycle ran)."""
 MAX_DECODED_BYTES = 3 * MAX_PIXELS
 """Largest decoded compressed frame: the 8-bit colour of the largest one (a 16-bit RGBA PNG of
 as many pixels decodes to 200 MB, over a second here)."""
@@ -144,7 +152,11 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
     if header.scans > MAX_JPEG_SCANS:
         raise ValueError(f"compressed image is a JPEG of {header.scans} scans: more than {MAX_JPEG_SCANS} "
                          "(each is a pass over the whole picture)")
-    decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    try:
+        decoded = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:    # OpenCV's own size cap, or its allocation failing
+        raise ValueError(f"cannot decode the compressed image (format {format!r}, {buffer.size} "
+                         f"bytes): {str(exc).strip().splitlines()[-1]}") from exc
     if decoded is None:
         raise ValueError(f"cannot decode the compressed image (format {format!r}, {buffer.size} "
                          "bytes): corrupt or not an image OpenCV reads")
@@ -154,7 +166,9 @@ def decode_compressed(format: str, data: Any) -> np.ndarray:
         raise ValueError(f"compressed image ({format!r}) decodes to {decoded.dtype} pixels; "
                          "expected 8 or 16 bits")
     height, width = decoded.shape[:2]
-    _check_side(width, height, "compressed image")
+    if (width, height) != (header.width, header.height):    # the checks above read another frame
+        raise ValueError(f"compressed image decodes to {width}x{height} where its header says "
+                         f"{header.width}x{header.height}: a malformed or crafted file")
     channels = 1 if decoded.ndim == 2 else decoded.shape[2]
     to_rgb = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}.get(channels)
     if to_rgb is None:
