@@ -992,10 +992,10 @@ def test_a_stamp_in_the_future_is_refused_until_a_good_observation():
     assert loop.step(0.0).status == Status.OK
     for k in range(3):                                      # stamped 100 s ahead
         loop.observe({"joints": np.zeros(2)}, stamp=100.0 + k, received=0.1)
-    for t in (0.1, 1.0, 4.0):                               # then silence: never OK
+    for t in (0.1, 1.0, 4.0):       # then silence: never OK; STALE once the refusal is old
         result = loop.step(t)
-        assert result.status == Status.ERROR and "ahead of the clock" in result.message
-        assert result.command.tolist() == [0.0, 0.0]
+        assert result.status == (Status.ERROR if t < 0.6 else Status.STALE), result.message
+        assert "ahead of the clock" in result.message and result.command.tolist() == [0.0, 0.0]
     loop.observe({"joints": np.zeros(2)}, stamp=4.1, received=4.1)
     assert loop.step(4.1).status == Status.OK
 
@@ -1060,8 +1060,17 @@ def test_a_sensor_stamping_ahead_is_stale_as_soon_after_it_dies_as_any():
     for t in (1.0, 1.1):
         loop.observe({"joints": np.zeros(2)}, stamp=t + 0.2, received=t)
         assert loop.step(t).status == Status.ERROR   # "ahead of the clock"
+    # Once the clock has passed its stamp the refusal stands: the robot must not move only
+    # after its sensor died (an audit: OK cycles from the dead sensor's last message).
+    for t in (1.26, 1.3, 1.4):
+        dying = loop.step(t)
+        assert dying.status == Status.ERROR and "0.200 s ahead of the clock" in dying.message, dying.message
+        assert dying.command.tolist() == [0.0, 0.0]
     dead = loop.step(1.1 + 0.05 + 0.26)              # the stamp itself would be 0.11 s old: fresh
     assert dead.status == Status.STALE and dead.command.tolist() == [0.0, 0.0], dead.message
+    assert "it was refused: stamp 1.300 s is 0.200 s ahead" in dead.message
+    loop.observe({"joints": np.zeros(2)}, stamp=1.5, received=1.5)       # back on time: plans
+    assert loop.step(1.5).status == Status.OK
 
 
 def test_a_refused_observation_then_silence_is_stale_and_says_what_was_refused():

@@ -514,6 +514,29 @@ class TestJoints:
         assert "old" in d.status_text and list(d.command) == [0.0, 0.0]
         until_ok(r, lambda: good_joints(r))
 
+    def test_a_sensor_stamping_ahead_that_dies_leaves_no_moving_command(self, joints_rig):
+        """Stamped 0.3 s ahead (more than max_stamp_lead, less than max_observation_age), its
+        messages are refused while it streams; once it stops and the clock passes its last
+        stamp, that message must not plan (an adversarial audit: the only moving commands of
+        such a stream came after the sensor had died)."""
+        r = joints_rig
+        good_joint_goal(r)
+        until_ok(r, lambda: good_joints(r))
+        lead_ns = 300_000_000
+        ahead = lambda: r.send_joint_msg(["x", "y"], START, ns_time(r.t_ns + lead_ns))   # noqa: E731
+        while r.cycle(ahead).status != ERROR:       # the last good sample's cycles first
+            pass
+        for _ in range(3):
+            d = r.cycle(ahead)
+            assert d.status == ERROR and "ahead of the clock" in d.status_text, d.status_text
+        seen = []
+        while not seen or seen[-1].status != STALE:   # silence: the clock passes the last stamp
+            seen.append(r.cycle())
+            assert len(seen) <= 2 * MAX_AGE * 1e9 / PERIOD_NS + 2, [d.status_text for d in seen]
+        assert all(d.status in (ERROR, STALE) and list(d.command) == [0.0, 0.0] for d in seen), \
+            [(NAMES.get(d.status), d.status_text, list(d.command)) for d in seen]
+        until_ok(r, lambda: good_joints(r))
+
     def test_out_of_order_after_a_sample_stamped_ahead_of_the_clock(self, joints_rig):
         r = joints_rig
         good_joint_goal(r)

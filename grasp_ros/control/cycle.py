@@ -523,9 +523,11 @@ class ControlLoop:
         if sample.error and old <= config.max_observation_age:     # a refusal stands while fresh
             return self._finish(self._zero(Status.ERROR, f"observation refused: {sample.error}"), now, age)
         if not sample.error and age < -config.max_stamp_lead:
-            return self._finish(self._zero(Status.ERROR, (
-                f"observation refused: stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the "
-                f"clock (max_stamp_lead {config.max_stamp_lead:g} s){lead_hint(age)}")), now, age)
+            reason = (f"stamp {sample.stamp:.3f} s is {-age:.3f} s ahead of the clock "
+                      f"(max_stamp_lead {config.max_stamp_lead:g} s){lead_hint(age)}")
+            with self._lock:
+                self._inbox.refused_at_cycle(sample, reason)
+            return self._finish(self._zero(Status.ERROR, f"observation refused: {reason}"), now, age)
         if old > config.max_observation_age:
             refused = f"; it was refused: {sample.error}" if sample.error else ""
             return self._finish(self._stale(

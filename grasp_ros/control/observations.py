@@ -5,7 +5,8 @@ uses, which arrivals are dropped, and why an input was refused.
   counted (``out_of_order``), unless it is on another time base (``OTHER_TIME_BASE_S``).
 * When the newest is stamped ahead of the clock by more than ``max_stamp_lead`` but not twice as
   much (a sim's /clock that trails its sensors on a busy machine), the cycle uses the newest one
-  received in the last ``max_observation_age`` and not stamped ahead (``current``).
+  received in the last ``max_observation_age`` and not stamped ahead (``current``); further
+  ahead, the cycle refuses it, and it stays refused once the clock has passed its stamp.
 * A camera + joints model's joint samples and a history model's frames wait beside the
   observations (``inputs.RecentInputs``) to complete the cycle's observation.
 
@@ -97,6 +98,13 @@ class ObservationInbox:
             if sample.stamp - now <= lead and received >= now - config.max_observation_age:
                 return sample
         return newest
+
+    def refused_at_cycle(self, sample: Sample, reason: str) -> None:
+        """A cycle refused ``sample`` (stamped too far ahead of the clock): refused for good, as a
+        refusal on arrival is. Taken up once the clock passed its stamp, the last message of a
+        sensor stamping ahead made the only moving commands of its stream, after it had died (an
+        adversarial audit: ERROR while it streamed, then 0.5 s of OK cycles)."""
+        sample.value, sample.error = None, reason
 
     def earlier(self, sample: Sample, now: float) -> list:
         """The observations stamped before ``sample`` and still fresh at ``now``, newest first:
