@@ -106,7 +106,7 @@ class Rig:
                   "horizon": 20,
                   # The test steps /clock itself, between checks: lock-step, not a stalled clock.
                   "clock_timeout": 3600.0}
-        values.update(overrides)
+        values.update((k.replace("{ns}", self.ns), v) for k, v in overrides.items())   # QoS overrides
         # A cycle advances /clock by the node's own period: in coarser steps the node stops
         # (control/cycle_gaps.py), as it must for a clock that coarse.
         rate = values["control_rate_hz"]

@@ -84,6 +84,26 @@ CONFIRM = 2       # further bad cycles that must keep the status
 NAN, INF = float("nan"), float("inf")
 
 
+def test_a_joint_states_message_over_1_MiB_is_refused_unread(ros):  # noqa: F811
+    """A reliable reader (the override a replay sets, or a user's) gets a large joint_states
+    whole, and reading one of 3 million names held the executor 2 s a message (an adversarial
+    audit): refused unread, as a goal state is, an ERROR cycle with the stop; then planning."""
+    r = RelRig(ros, **{"qos_overrides.{ns}/joint_states.subscription.reliability": "reliable"})
+    try:
+        r.start()
+        r.controlling()
+        names = [f"joint_{i:06d}" for i in range(100_000)]            # 2.7 MiB serialised
+        r.send_joint_msg(names, [0.0] * len(names))
+        d = r.cycle()
+        assert d.status == ERROR, (NAMES.get(d.status), d.status_text)
+        assert "joint_states: a message of 2.7 MiB, more than the 1 MiB a joint_states message may be" \
+            in d.status_text and list(d.command) == [0.0, 0.0], d.status_text
+        until_ok(r, lambda: good_joints(r))
+        assert_alive(r)
+    finally:
+        r.close()
+
+
 # -- the harness -------------------------------------------------------------------------------
 
 class RelRig(Rig):

@@ -106,6 +106,9 @@ MAX_IMAGE_MESSAGE_BYTES = 64 * 2**20
 its 16-bit RGB 50 MB. A larger one is refused unread (``GraspController._bounded``)."""
 MAX_GOAL_STATE_BYTES = 2**20
 """Largest goal state read: thousands of joints' names and positions."""
+MAX_JOINT_STATES_BYTES = 2**20
+"""Largest joint_states message read, as a goal state: a 65 MB one of 3 million names held the
+executor 2 s a message (an adversarial audit; a reliable reader gets them whole)."""
 GOAL_TOPICS = {"joints": ("goal_state", "goal_image", "goal state"),
                "image": ("goal_image", "goal_state", "goal image")}
 """Each goal kind's topic, the other kind's, and its name in a refusal."""
@@ -297,9 +300,10 @@ class GraspController(LifecycleNode):
         self._cameras = SourceLog()     # who sent the camera's frames (two cannot be told apart)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
-            self._subscribe(JointState, "joint_states", self._on_joint_states,
-                            qos.overridable(qos.JOINT_STATES),
-                            qos_overriding_options=qos.SENSOR_OVERRIDES)
+            self._subscribe(JointState, "joint_states", self._bounded(
+                JointState, self._on_joint_states, self._refuse_joint_states, MAX_JOINT_STATES_BYTES,
+                "a joint_states message", with_info=True), qos.overridable(qos.JOINT_STATES),
+                qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
         once_state, once_image = Once(), Once()     # one of each message both readers get
         for profile, options in qos.goal_readers():
@@ -614,6 +618,18 @@ class GraspController(LifecycleNode):
         if loop is not None:
             now = self._now()
             loop.reject_observation(f"image: {reason}", now, received=now)
+
+    def _refuse_joint_states(self, reason: str) -> None:
+        """A joint_states message refused unread: the model's observation, as of its arrival; said
+        in the log where no model reads joints (a joint trajectory's positions)."""
+        loop = self._loop
+        if loop is None:
+            return
+        if self._joints is not None:
+            now = self._now()
+            loop.reject_observation(f"joint_states: {reason}", now, received=now, joints=True)
+        else:
+            self.get_logger().error(f"joint_states refused: {reason}", throttle_duration_sec=1.0)
 
     def _unread_goal(self, kind: str):
         """The refusal of a goal message of ``kind`` too large to read (``_bounded``)."""
