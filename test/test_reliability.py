@@ -51,7 +51,8 @@ from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import GetAvailableTransitions, GetState  # noqa: E402
 from rcl_interfaces.msg import Log, ParameterType  # noqa: E402
-from rcl_interfaces.srv import GetParameters  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
@@ -629,6 +630,31 @@ class TestParameters:
             assert r.cycle(lambda: good_joints(r)).status == OK
         assert_alive(r)
         check_commands(r, c0, d0)
+
+
+    def test_a_request_naming_too_many_parameters_is_refused_whole(self, joints_rig):
+        """rclpy sets a SetParameters request's entries one at a time through the node's checks:
+        one of 20,000 entries (1 MB) held the executor 29 s (an adversarial audit). More than
+        MAX_REQUEST_ENTRIES: every entry refused with the reason, nothing set; a query of that
+        many names answered empty; a request of a parameter file's size still sets."""
+        from grasp_ros.ros.parameter_services import MAX_REQUEST_ENTRIES
+        r = joints_rig
+        before = r.get_parameter("planner.running_weight").double_value
+        entries = [Parameter("planner.running_weight", value=before + 0.01).to_parameter_msg()
+                   for _ in range(MAX_REQUEST_ENTRIES + 1)]
+        results = r.call(r.set_parameters_client, SetParameters.Request(parameters=entries)).results
+        assert len(results) == MAX_REQUEST_ENTRIES + 1 and not any(x.successful for x in results)
+        assert f"a request of {MAX_REQUEST_ENTRIES + 1} parameters: more than the" in results[0].reason
+        assert r.get_parameter("planner.running_weight").double_value == before
+        names = ["planner.running_weight"] * (MAX_REQUEST_ENTRIES + 1)
+        assert list(r.call(r.get_parameters_client, GetParameters.Request(names=names)).values) == []
+        assert len(r.call(r.get_parameters_client, GetParameters.Request(names=names[:3])).values) == 3
+        fits = entries[:MAX_REQUEST_ENTRIES]
+        results = r.call(r.set_parameters_client, SetParameters.Request(parameters=fits)).results
+        assert all(x.successful for x in results)
+        assert r.get_parameter("planner.running_weight").double_value == pytest.approx(before + 0.01)
+        assert r.set_parameters(**{"planner.running_weight": before})[0].successful
+        until_ok(r, lambda: good_joints(r))
 
 
 def refused_while_two_publish(r, msg_type, topic: str, elsewhere, good: Callable, says: str) -> None:

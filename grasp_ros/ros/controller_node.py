@@ -98,6 +98,7 @@ from . import delivery, interrupts, params, qos, wiring
 from .command_output import CommandOutput
 from .conversions import (compressed_image_to_rgb, diagnostic_array, goal_joint_values, image_to_rgb,
                           path_message, stamp_ns, stamp_seconds, to_time)
+from .parameter_services import BoundedParameterService
 from .publishers import Once, PublisherNames
 from .sim_clock import ClockFollower
 
@@ -136,7 +137,10 @@ class GraspController(LifecycleNode):
     """The controller node; see the module docstring."""
 
     def __init__(self, node_name: str = params.NODE_NAME, **kwargs: Any):
-        super().__init__(node_name, **kwargs)
+        services = kwargs.pop("start_parameter_services", True)
+        super().__init__(node_name, start_parameter_services=False, **kwargs)
+        if services:    # rclpy's, with a bound on one request (a peer's 1 MB one held the executor 29 s)
+            self._parameter_service = BoundedParameterService(self)
         # start-up values refused: configure reports them
         self._refused = params.declare_all(self, {"cpu_capability": params.cpu_capability()})
         self.add_on_set_parameters_callback(self._check_parameters)
