@@ -98,9 +98,14 @@ def test_joint_goal_scales_give_each_value_its_unit():
                        Cost({}, running_weight=0.5)(STATES, ACTIONS, goal, _context()))
     with pytest.raises(ValueError, match="joint_goal_scales .* give 3 values; the model's decode_state returns 2"):
         Cost({"joint_goal_scales": [1.0] * 3}, model=JointHeadModel())
-    with pytest.raises(ValueError, match="must be > 0"):
-        check_spec({"joint_goal_scales": [1.0, 0.0]})
-    assert "finite and > 0" in params.BY_NAME["cost.joint_goal_scales"].validate([0.01, -1.0])
+    for bad in ([1.0, 0.0], [1.0, -1.0], [1e-20, 1.0], [1.0, 1e300]):
+        with pytest.raises(ValueError, match=r"must be in \[1e-06, 1e\+06\]"):
+            check_spec({"joint_goal_scales": bad})
+        assert "must be in [1e-06, 1e+06]" in params.BY_NAME["cost.joint_goal_scales"].validate(bad)
+    # The finest unit accepted keeps a plan's cost finite in float32 (1e-20 was accepted, and
+    # every plan was NaN: an adversarial audit), errors of a few units included.
+    finest = Cost({"joint_goal_scales": [1e-6, 1e-6]}, running_weight=1e6, model=JointHeadModel())
+    assert torch.isfinite(finest(STATES * 10, ACTIONS, goal, _context())).all()
     values = {p.name: p.default for p in params.PARAMETERS}
     assert params.knobs_for("grasp", dict(values, **{"cost.joint_goal_scales": [1.0, 0.01]}))[0][
         "costs"]["joint_goal_scales"] == [1.0, 0.01]

@@ -112,8 +112,8 @@ def check_spec(spec: Any) -> dict[str, Any]:
         out[key] = _weight(spec.get(key, out[key]), f"costs.{key}")
     out["joint_limits"] = _check_limits(spec.get("joint_limits", out["joint_limits"]))
     scales = _numbers(spec.get("joint_goal_scales", out["joint_goal_scales"]), "costs.joint_goal_scales")
-    if not all(u > 0 for u in scales):
-        raise ValueError(f"costs.joint_goal_scales must be > 0, got {scales}")
+    if reason := joint_goal_scales_problem(scales, "costs.joint_goal_scales"):
+        raise ValueError(reason)
     out["joint_goal_scales"] = scales
     terms = spec.get("terms", [])
     if not isinstance(terms, (list, tuple)):
@@ -128,6 +128,19 @@ def _weight(value: Any, what: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{what} must be finite and >= 0, got {value}")
     return float(value)
+
+
+JOINT_GOAL_SCALE_RANGE = (1e-6, 1e6)
+"""Units a joint goal's error may be divided by: the cost is float32, and a finer unit squares an
+error past its range (1e-20 accepted made every plan NaN, an adversarial audit)."""
+
+
+def joint_goal_scales_problem(scales, what: str) -> Optional[str]:
+    """Why ``scales`` cannot be joint goal units (``JOINT_GOAL_SCALE_RANGE``), or None."""
+    low, high = JOINT_GOAL_SCALE_RANGE
+    if all(math.isfinite(u) and low <= u <= high for u in scales):
+        return None
+    return f"{what} must be in [{low:g}, {high:g}] (units of each goal value), got {list(scales)}"
 
 
 def _numbers(values: Any, what: str) -> list[float]:

@@ -45,7 +45,7 @@ from ..models.text import quote, shorten
 from ..planning import PLANNERS
 from ..planning.adjoint import ADJOINT_MAX_LATENT
 from ..planning.grasp import INIT_ACTIONS, SYNC_GRADIENTS, WARM_STATES
-from ..planning.costs import check_spec as check_cost_spec
+from ..planning.costs import check_spec as check_cost_spec, joint_goal_scales_problem
 
 NODE_NAME = "grasp_controller"
 KNOB_PREFIX = "planner."
@@ -482,9 +482,9 @@ PARAMETERS: tuple[Param, ...] = (
           "Units of the joint-space goal distance, one per value the model's decode_state gives "
           "(the order of cost.joint_limits_low): each value's error is divided by its unit before "
           "squaring, so that joints in different units count alike (a gripper in m beside joints "
-          "in rad: 0.01 for it weighs a centimetre as a radian) (unset: every value in its own unit).",
-          dynamic=True, check=lambda values: None if all(v > 0 and math.isfinite(v) for v in values)
-          else f"cost.joint_goal_scales must be finite and > 0, got {list(values)}"),
+          "in rad: 0.01 for it weighs a centimetre as a radian) (unset: every value in its own unit); "
+          "each in [1e-06, 1e+06].",
+          dynamic=True, check=lambda values: joint_goal_scales_problem(values, "cost.joint_goal_scales")),
     Param("cost.joint_limit_weight", "double", 0.0,
           "Weight of the joint-limit barrier: mean squared excess of the decoded joints (the "
           "model's decode_state) beyond cost.joint_limits_low/high; 0 disables.",
