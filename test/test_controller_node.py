@@ -611,6 +611,34 @@ def test_a_compressed_frame_hiding_its_size_is_an_error_cycle_and_the_node_contr
         r.wait_until(lambda: r.cycle(good).status in PLANNED, what="a planned cycle after it")
 
 
+def test_a_frame_the_conversion_did_not_foresee_is_an_error_cycle_not_the_end_of_the_node(rig, monkeypatch):
+    """Any exception converting an observation (a bug a peer's message finds, as an audit's
+    crafted JPEG found cv2.error) refuses that message with its type and the traceback in the
+    log: an ERROR cycle with the stop, and the node controls on. ValueError is the refusal the
+    conversions mean; this is the net under it."""
+    import grasp_ros.ros.conversions as conversions
+    r = rig(observation="image", timing="fixed_iterations")
+    r.start()
+    frame = make_env("open", 20).render(np.array(START))
+    feed = lambda: r.send_image(rgb_to_image(frame))   # noqa: E731
+    assert r.controlling(feed=feed).status in PLANNED
+    decode = conversions.decode_raw
+
+    def unforeseen(encoding, *args):
+        if encoding == "bgr8":
+            raise RuntimeError("a case nobody wrote")
+        return decode(encoding, *args)
+    monkeypatch.setattr(conversions, "decode_raw", unforeseen)
+    odd = lambda: r.send_image(rgb_to_image(frame, "bgr8"))   # noqa: E731
+    d = r.cycle(odd)
+    d = d if "RuntimeError" in d.status_text else r.cycle(odd)
+    assert d.status == PlanDiagnostics.STATUS_ERROR, d.status_text
+    assert "image: cannot convert the message (RuntimeError: a case nobody wrote)" in d.status_text
+    r.wait_until(lambda: r.commands[-1] == [0.0, 0.0], what="the stop")
+    assert r.state() == State.PRIMARY_STATE_ACTIVE
+    r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle after it")
+
+
 def test_compressed_transport_follows_a_remap_of_image(ros):
     node = GraspController(
         context=ros, namespace="/remapped", cli_args=["--ros-args", "-r", "image:=/camera/image_raw"],

@@ -722,11 +722,21 @@ class GraspController(LifecycleNode):
         try:
             stamp = stamp_seconds(header.stamp) or now
             converted = convert(stamp)
-            if converted is not None:
-                observation, observed, newest = converted
-                loop.observe(observation, observed, received=now, newest=newest)
         except ValueError as exc:   # refused as of its own stamp when it has a valid one
             loop.reject_observation(f"{what}: {exc}", stamp, received=now, joints=what == "joint_states")
+            return
+        except Exception as exc:  # noqa: BLE001 -- a message the conversion did not foresee
+            # A bug met by a peer's message, said with its traceback: one frame must not end the
+            # controller (an audit's crafted JPEG raised cv2.error here, and the node exited).
+            self.get_logger().error(f"{what}: converting a message raised:\n{traceback.format_exc()}",
+                                    throttle_duration_sec=5.0)
+            loop.reject_observation(f"{what}: cannot convert the message ({type(exc).__name__}: "
+                                    f"{shorten(str(exc), 200)})", stamp, received=now,
+                                    joints=what == "joint_states")
+            return
+        if converted is not None:
+            observation, observed, newest = converted
+            loop.observe(observation, observed, received=now, newest=newest)
 
     def _on_goal_state(self, msg: JointGoal) -> None:
         loop = self._loop
