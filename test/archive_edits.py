@@ -30,3 +30,18 @@ def unreadable_copy(src, dst) -> Path:
     raw[entry + 10:entry + 12] = struct.pack("<H", 99)
     dst.write_bytes(bytes(raw))
     return dst
+
+
+def with_entry(src, dst, name: str, data: bytes, compress: int = zipfile.ZIP_STORED,
+               copies: int = 1) -> Path:
+    """``src``'s entries, then ``name`` holding ``data`` listed ``copies`` times (zipfile writes
+    a name twice with a warning): archives whose directory claims more than the file holds."""
+    import warnings
+    src, dst = Path(src), Path(dst)
+    with zipfile.ZipFile(src) as old, zipfile.ZipFile(dst, "w") as new, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for info in old.infolist():
+            new.writestr(info, old.read(info))
+        for _ in range(copies):
+            new.writestr(zipfile.ZipInfo(name), data, compress_type=compress)
+    return dst

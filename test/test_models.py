@@ -1,4 +1,5 @@
 """World-model contract, analytic model, and load_world_model's clear errors."""
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from grasp_ros.sim.analytic import AnalyticNavModel
 from grasp_ros.sim.render import AGENT
 from grasp_ros.models import WorldModel, WorldModelError, check_world_model, load_world_model
 
-from archive_edits import damaged_copy, unreadable_copy
+from archive_edits import damaged_copy, unreadable_copy, with_entry
 
 
 def test_analytic_model_matches_simulator():
@@ -172,6 +173,52 @@ def test_corrupt_and_mismatched_files(tmp_path):
     unreadable = unreadable_copy(fine, tmp_path / "unreadable.ts")   # zipfile's own kinds of error
     with pytest.raises(WorldModelError, match=r"damaged: its zip structure does not read \(NotImplementedError"):
         load_world_model(str(unreadable))
+
+
+def test_a_torch_file_whose_directory_claims_more_than_it_holds_is_refused_unread(tmp_path):
+    from grasp_ros.models.archive import check_archive
+    """torch writes each entry once, uncompressed: an audit's 3.7 MB file of one deflated entry
+    declared 3 GB (torch allocated them), and 1.7 MB listing a 1 GB entry 300 times took the
+    CRC check 11 minutes. Both refused from the directory alone; the shipped files pass."""
+    shipped = Path(grasp_ros.__file__).parent / "assets" / "wall_door_latent.pt"
+    claims = with_entry(shipped, tmp_path / "claims.pt", "wall_door_latent/extra", bytes(50_000_000),
+                        compress=zipfile.ZIP_DEFLATED)
+    assert claims.stat().st_size < 1_000_000
+    with pytest.raises(WorldModelError, match=r"its entries declare \d+ bytes, more than twice the file's"):
+        load_world_model({"name": "learned", "checkpoint": str(claims)})
+    export = tmp_path / "export.ts"             # TorchScript deflates its code: within bounds
+    torch.jit.save(torch.jit.script(nn.Linear(3, 4)), export)
+    check_archive(export)
+    twice = with_entry(shipped, tmp_path / "twice.pt", "wall_door_latent/extra", b"x" * 100, copies=2)
+    with pytest.raises(WorldModelError, match="its entry 'wall_door_latent/extra' is listed twice"):
+        load_world_model({"name": "learned", "checkpoint": str(twice)})
+    load_world_model({"name": "learned", "checkpoint": str(shipped)})
+
+
+def test_a_checkpoint_config_cannot_ask_for_more_than_a_model_may_be(tmp_path):
+    """A checkpoint's config says what to build before its weights are read: 1.4 KB of
+    {"hidden": 200000} asked for 160 GB and ended in a traceback (an adversarial audit)."""
+    from grasp_ros.models.learned import CHECKPOINT_FORMAT
+    for config, said in (({"hidden": 200_000}, r"hidden must be in \[1, 4096\]"),
+                         ({"hidden": -5}, r"hidden must be in \[1, 4096\]"),
+                         ({"channels": [16, 100_000, 100_000]}, r"channels \(three\)"),
+                         ({"image_size": 2_000_000}, r"image_size must be even and in \[16, 512\]"),
+                         ({"state_dim": 10**10}, r"each in \[1, 1024\]")):
+        path = tmp_path / "tiny.pt"
+        torch.save({"format": CHECKPOINT_FORMAT, "config": config, "state_dict": {}}, path)
+        with pytest.raises(WorldModelError, match=said):
+            load_world_model({"name": "learned", "checkpoint": str(path)})
+
+
+def test_a_checkpoint_of_a_training_run_that_diverged_is_refused(tmp_path):
+    """A failed training run left weights of NaN, which loaded and made every plan NaN."""
+    from grasp_ros.models.archive import load_checked
+    checkpoint = load_checked(Path(grasp_ros.__file__).parent / "assets" / "wall_door_latent.pt")
+    checkpoint["state_dict"]["dynamics.0.weight"][0, 0] = float("nan")
+    path = tmp_path / "diverged.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(WorldModelError, match=r"1 of its tensors hold NaN or Inf \(dynamics.0.weight\)"):
+        load_world_model({"name": "learned", "checkpoint": str(path)})
 
 
 def test_weights_never_unpickle_objects(tmp_path):

@@ -15,7 +15,8 @@ import torch
 
 
 class DamagedArchive(ValueError):
-    """A torch file whose zip structure or CRC-32s say it changed after it was written."""
+    """A torch file whose zip structure or CRC-32s say it changed after it was written, or whose
+    directory claims more than the file holds."""
 
 
 def check_archive(path: str | os.PathLike) -> None:
@@ -26,13 +27,33 @@ def check_archive(path: str | os.PathLike) -> None:
         return
     try:
         with zipfile.ZipFile(path) as archive:
+            _check_directory(archive.infolist(), os.path.getsize(path))
             bad = archive.testzip()
+    except DamagedArchive:
+        raise
     except Exception as exc:  # noqa: BLE001 -- zipfile raises many kinds for a changed directory
         raise DamagedArchive(f"damaged: its zip structure does not read ({type(exc).__name__}: "
                              f"{exc})") from exc
     if bad is not None:
         raise DamagedArchive(f"damaged: its entry {bad!r} fails its CRC-32 (the file changed after "
                              "it was written: a bad copy, a disk error, an edit)")
+
+
+def _check_directory(entries: list[zipfile.ZipInfo], size: int) -> None:
+    """torch writes each entry once, tensors uncompressed (TorchScript deflates only its code),
+    so the entries declare little more than the file's bytes: a directory that lists one twice,
+    or claims far more, makes reading cost what the file does not hold (an adversarial audit: a
+    3.7 MB file of one deflated entry declared 3 GB and torch allocated them; 1.7 MB listing a
+    1 GB entry 300 times took the CRC check 11 minutes)."""
+    names = set()
+    for entry in entries:
+        if entry.filename in names:
+            raise DamagedArchive(f"malformed: its entry {entry.filename!r} is listed twice")
+        names.add(entry.filename)
+    declared, most = sum(entry.file_size for entry in entries), 2 * size + 2**20
+    if declared > most:
+        raise DamagedArchive(f"malformed: its entries declare {declared} bytes, more than twice the "
+                             f"file's {size} (torch stores tensors uncompressed)")
 
 
 def load_checked(path: str | os.PathLike) -> Any:

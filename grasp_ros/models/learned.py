@@ -73,6 +73,13 @@ def mlp(sizes: List[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+MAX_IMAGE_SIZE = 512
+"""Largest model input side (px)."""
+MAX_WIDTH = 4096
+"""Most channels of a convolution and units of a hidden layer (4096: 34 M weights a dynamics
+MLP, 134 MB)."""
+
+
 class LatentWorldModel(WorldModel):
     """Conv + keypoint encoder, residual MLP dynamics and a state head (see the module docstring)."""
 
@@ -92,11 +99,18 @@ class LatentWorldModel(WorldModel):
         if not 1 <= int(action_dim) <= 64 or not 1 <= int(frames) <= 16:
             raise ValueError(f"action_dim must be in [1, 64] and frames in [1, 16], got {action_dim}, {frames}")
         super().__init__([-1.0] * int(action_dim), [1.0] * int(action_dim))
-        if image_size < 16 or image_size % 2:
-            raise ValueError(f"image_size must be even and >= 16, got {image_size}")
-        if not 1 <= latent_dim <= 1024 or state_dim < 1 or joint_dim < 0 or steps_per_action < 1:
-            raise ValueError(f"bad sizes: latent_dim {latent_dim}, state_dim {state_dim} (>= 2), "
-                             f"joint_dim {joint_dim}, steps_per_action {steps_per_action}")
+        # Bounded, as a checkpoint's config says what to build before its weights are read: a
+        # 1.4 KB file of {"hidden": 200000} asked for 160 GB (an adversarial audit).
+        if not 16 <= image_size <= MAX_IMAGE_SIZE or image_size % 2:
+            raise ValueError(f"image_size must be even and in [16, {MAX_IMAGE_SIZE}], got {image_size}")
+        if (not 1 <= latent_dim <= 1024 or not 1 <= state_dim <= 1024 or not 0 <= joint_dim <= 1024
+                or steps_per_action < 1):
+            raise ValueError(f"bad sizes: latent_dim {latent_dim}, state_dim {state_dim} (each in "
+                             f"[1, 1024]), joint_dim {joint_dim} ([0, 1024]), steps_per_action "
+                             f"{steps_per_action}")
+        if len(channels) != 3 or not all(1 <= int(c) <= MAX_WIDTH for c in (*channels, hidden)):
+            raise ValueError(f"channels (three) and hidden must be in [1, {MAX_WIDTH}], got "
+                             f"{list(channels)}, {hidden}")
         c1, c2, c3 = (int(c) for c in channels)
         self.image_size, self.latent_dim, self.joint_dim = int(image_size), int(latent_dim), int(joint_dim)
         self.state_dim, self.hidden, self.channels = int(state_dim), int(hidden), [c1, c2, c3]
@@ -226,6 +240,12 @@ def load_latent_model(path: str | os.PathLike, horizon: Optional[int] = None) ->
         raise WorldModelError(f"{source}: weights do not fit the config {quote(config)}: "
                               f"{shorten(exc, 300)}") from exc
     statistics = checkpoint.get("input_statistics")
+    tensors = {**dict(model.state_dict()), **(statistics if isinstance(statistics, dict) else {})}
+    broken = [name for name, value in tensors.items()
+              if isinstance(value, torch.Tensor) and value.is_floating_point() and not value.isfinite().all()]
+    if broken:      # a training run that diverged: every plan would be NaN
+        raise WorldModelError(f"{source}: {len(broken)} of its tensors hold NaN or Inf "
+                              f"({shorten(', '.join(broken), 200)}): a training run that diverged?")
     model.input_statistics = dict(statistics) if isinstance(statistics, dict) else None
     card = checkpoint_card(checkpoint, model, source)
     model.card_json = json.dumps(card.to_dict())
