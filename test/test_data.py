@@ -133,6 +133,24 @@ def test_rosbag_round_trip(data, tmp_path):
     assert np.allclose(mean.actions[0], 0.5 * (data.actions[0, :-1] + data.actions[0, 1:]), atol=1e-6)
 
 
+@pytest.mark.parametrize("claimed", [10**12, -5])
+def test_rosbag_frames_are_counted_as_read_not_as_the_metadata_claims(data, tmp_path, claimed):
+    """metadata.yaml's message counts are a claim: one of 10^12 camera frames made the importer
+    allocate 10.9 PiB at once, and -5 failed with a message naming no bag (an adversarial
+    audit). The frames are allocated as they come."""
+    pytest.importorskip("rosbags")
+    import re
+    bag = tmp_path / "bag"
+    write_rosbag(bag, data.images[0], data.joints[0], data.actions[0], period_s=0.1)
+    metadata = bag / "metadata.yaml"
+    text = metadata.read_text()
+    image = re.search(r"- message_count: \d+\n(\s+)topic_metadata:\n\s+name: /image\n", text)
+    assert image is not None, text
+    metadata.write_text(text[:image.start()] + f"- message_count: {claimed}\n" + text[image.start():].split("\n", 1)[1])
+    back = read_rosbag(bag, progress=False)
+    assert back.steps == 6 and np.array_equal(back.images[0], data.images[0])
+
+
 def test_rosbag_late_frames_pair_by_header_stamps(data, tmp_path):
     """Frames received 0.07 s after they were taken (a 0.1 s period: nearer, by receive time, to
     the next joint state and after the next command): paired by their header stamps, each frame

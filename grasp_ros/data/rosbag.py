@@ -157,6 +157,8 @@ class RosbagImport:
     in this order (default: the first command's joints)."""
 
 
+FIRST_FRAMES = 4096
+"""Model inputs allocated before the frames are read (48 MB at 64 px), then doubled as needed."""
 UNREADABLE_FRAMES = 0.01
 """Camera frames that cannot be decoded (a truncated JPEG from a driver's glitch, a frame cut
 short when recording stopped) are left out, and collect warns, while they are at most this
@@ -351,7 +353,9 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             connections = [c for t in roles for c in by_topic[t]]
             stamps: dict[str, list[int]] = {role: [] for role in ("image", "joints", "command", "marks")}
             values: dict[str, list] = {"command": []}
-            frames = np.empty((counts[topics["image"]], size, size, 3), np.uint8)
+            # Grown as frames come (below): the metadata's count is a claim, and a bag whose
+            # metadata.yaml said 10^12 frames asked for 10.9 PiB at once (an adversarial audit).
+            frames = np.empty((min(max(counts[topics["image"]], 1), FIRST_FRAMES), size, size, 3), np.uint8)
             joint_reader = _JointReader(joint_names, fields)
             command_reader = _CommandReader(kinds["command"], action_names)
             headers: dict[str, list] = {"image": [], "marks": []}   # the sensors' own stamps
@@ -360,7 +364,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
             unreadable: list[str] = []           # camera frames that could not be decoded
             for conn, stamp, raw in tqdm(reader.messages(connections=connections), desc=f"read {bag.name}",
                                          unit="msg", disable=not progress,
-                                         total=sum(c.msgcount for c in connections)):
+                                         total=max(0, sum(c.msgcount for c in connections))):
                 role = roles[conn.topic]
                 read[conn.topic] += 1
                 stamps[role].append(stamp)
@@ -371,7 +375,7 @@ def _read_bag(bag: Path, topics: dict[str, str], marks: Optional[str], size: int
                     msg = reader.deserialize(raw, conn.msgtype)
                     if role == "image":
                         n = len(stamps["image"]) - 1
-                        if n == len(frames):   # the metadata undercounted (a bag cut short)
+                        if n == len(frames):   # more than the first allocation, or the metadata said
                             frames = np.concatenate([frames, np.empty_like(frames[: max(n, 1)])])
                         frames[n], camera = _image(msg, conn.msgtype, size, crop)
                         cameras[camera] = cameras.get(camera, 0) + 1
