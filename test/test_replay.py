@@ -58,12 +58,14 @@ def replayed_commands(out: Path) -> np.ndarray:
 
 
 def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom: bool = True,
-            installed: tuple[str, ...] = (), parameters=None, compression: str = "") -> Path:
+            installed: tuple[str, ...] = (), parameters=None, compression: str = "",
+            recorded=None) -> Path:
     """A copy of the bag ``src`` as ``dst``: ``transform(topic, msgtype, received, raw)`` returns
     the (topic, msgtype, received, raw) to write instead, or None to leave a message out. Topics in
     ``installed`` are described by their type's installed definition, not the bag's.
-    ``parameters(values)`` edits the recorded controller parameters. ``compression`` "file" or
-    "message": zstd, as ``ros2 bag record --compression-mode`` writes it."""
+    ``parameters(values)`` edits the recorded controller parameters, ``recorded(document)`` the
+    whole record of them. ``compression`` "file" or "message": zstd, as ``ros2 bag record
+    --compression-mode`` writes it."""
     from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
@@ -93,9 +95,12 @@ def rewrite(src: Path, dst: Path, storage: str = "mcap", transform=None, custom:
             writer.write(made[topic], received, raw)
         if custom:
             for key, value in (reader.storage.metadata.custom or {}).items():
-                if key == PARAMETERS_KEY and parameters is not None:
+                if key == PARAMETERS_KEY and (parameters or recorded) is not None:
                     document = json.loads(value)
-                    parameters(document["parameters"])
+                    if parameters is not None:
+                        parameters(document["parameters"])
+                    if recorded is not None:
+                        recorded(document)
                     value = json.dumps(document)
                 writer.set_custom_data(key, value)
     return dst
@@ -664,10 +669,17 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
                          (["--timeout", "-1"], "--timeout must be >= 0 s"),
                          # NaN left no deadline (an audit: a hang, whatever --timeout said)
                          (["--cycle-timeout", "nan"], "--cycle-timeout must be a number of seconds > 0"),
-                         (["--cycle-timeout", "-5"], "--cycle-timeout must be a number of seconds > 0")):
+                         (["--cycle-timeout", "-5"], "--cycle-timeout must be a number of seconds > 0"),
+                         # a crawl waited out the whole timeout, then exit 3 (an adversarial audit)
+                         (["--speed", "1e-9"], "s, more than the"),
+                         (["--speed", "0.01", "--timeout", "60"], "more than the 60 s timeout (--timeout)")):
         assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), *args]) == 2
         assert reason in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # a string of names was read as its letters (an adversarial audit)
+    letters = rewrite(BAG, tmp_path / "letters", recorded=lambda document: document.update(unset="abc"))
+    assert main(["replay", str(letters), "--out", str(tmp_path / "out")]) == 2
+    assert "is not the recorder's JSON (unset is 'abc', not a list of names)" in capsys.readouterr().err
     edited = rewrite(BAG, tmp_path / "edited", parameters=lambda values: values.update(horizon="fifty"))
     assert main(["replay", str(edited), "--out", str(tmp_path / "out")]) == 2   # the bag's, said so
     assert "the bag's recorded controller parameters: horizon must be an int, got str 'fifty'" in capsys.readouterr().err

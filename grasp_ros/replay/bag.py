@@ -27,6 +27,7 @@ import numpy as np
 from ..control import Status, reasons
 from ..mcap_checksums import BagDamaged, check_bag_checksums
 from ..data.rosbag import bag_storage
+from ..models.text import shorten
 from ..ros.params import BY_NAME, NODE_NAME
 from ..ros.recorder import PARAMETERS_KEY
 from ..timebase import NS, stamp_ns
@@ -265,13 +266,18 @@ def _read(reader, path: Path, chosen: dict[str, tuple[str, str]], source: str) -
             f"{t} holds {n} of the {m} messages its metadata lists" for t, (n, m) in short.items()))
     custom = getattr(getattr(reader, "storage", None), "metadata", None)
     custom = getattr(custom, "custom", None) or {}
+    if not isinstance(custom, dict):
+        raise BagError(f"{source}: its metadata's custom_data is a {type(custom).__name__}, not a map")
     parameters, node, unset = None, "", None
     if PARAMETERS_KEY in custom:
         try:
             document = json.loads(custom[PARAMETERS_KEY])
             parameters, node = dict(document["parameters"]), str(document["node"])
-            unset = tuple(map(str, document["unset"])) if "unset" in document else None
-        except (ValueError, KeyError, TypeError) as exc:
+            unset = document.get("unset")
+            if unset is not None and not (isinstance(unset, list) and all(isinstance(n, str) for n in unset)):
+                raise ValueError(f"unset is {shorten(repr(unset), 80)}, not a list of names")
+            unset = tuple(unset) if unset is not None else None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BagError(f"{source}: custom_data {PARAMETERS_KEY} is not the recorder's JSON ({exc})") from exc
     return Recording(path, bag_storage(path), chosen, inputs, cycles,
                      np.asarray(clock, dtype=np.int64).reshape(-1, 2), parameters, node,

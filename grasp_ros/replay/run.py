@@ -137,7 +137,14 @@ def prepare(options: ReplayOptions) -> Prepared:
         times = [s.clock / NS for s in window if s.replayed_as(kind)]
         if times:
             values[replayed_parameter(kind)], sources[replayed_parameter(kind)] = times, "replay"
-    return Prepared(options, recording, values, sources, mode, period, activation)
+    prepared = Prepared(options, recording, values, sources, mode, period, activation)
+    seconds = _window_seconds(prepared)
+    timeout = options.timeout or default_timeout(seconds)
+    if options.speed > 0 and seconds / options.speed > timeout:    # said now, not at the timeout
+        raise ValueError(f"at --speed {options.speed:g} the window's {seconds:.1f} s take "
+                         f"{seconds / options.speed:.0f} s, more than the {timeout:.0f} s timeout "
+                         f"(--timeout): a higher --speed, or a longer --timeout")
+    return prepared
 
 
 def _check_writable(folder: Path, what: str) -> None:
