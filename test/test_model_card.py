@@ -217,6 +217,30 @@ def test_frames_whose_joint_states_keep_being_refused_are_an_error_not_stale():
     assert loop.step(1.32).status == Status.OK
 
 
+def test_joint_states_stamped_ahead_of_the_clock_are_refused_with_the_frames_they_would_pair():
+    """Joints stamped 0.3 s ahead (a driver's clock running fast): a frame pairs with the joint
+    sample of its stamp, measured 0.3 s before it, and 58 cycles of 60 were OK (an adversarial
+    audit). Refused as a joints-only model's observation is, ERROR with the stop, also after
+    the joints stop while the clock passes their stamps; then joints on time plan again."""
+    model, loop = camera_and_joints_loop(pair_tolerance=0.05, max_observation_age=0.5)
+    loop.set_goal_latent([0.5, 0.5])
+    frame = np.zeros((16, 16, 3), np.uint8)
+    for k in range(10):                                    # 1.0 s to 1.9 s at 10 Hz
+        t = 1.0 + k / 10
+        loop.observe({"joints": np.full(6, t)}, t + 0.3)
+        loop.observe({"image": frame}, t)
+        result = loop.step(t)
+        assert result.status == Status.ERROR and "0.300 s ahead of the clock" in result.message, result.message
+        assert result.command.tolist() == [0.0, 0.0, 0.0]
+    for t in (2.0, 2.1, 2.2):                              # the joints stopped; frames go on
+        loop.observe({"image": frame}, t)
+        result = loop.step(t)
+        assert result.status == Status.ERROR and result.command.tolist() == [0.0, 0.0, 0.0], result.message
+    loop.observe({"joints": np.zeros(6)}, 2.3)
+    loop.observe({"image": frame}, 2.3)
+    assert loop.step(2.3).status == Status.OK
+
+
 @pytest.fixture(scope="module")
 def robot_checkpoint(tmp_path_factory):
     """A tiny model trained on robot-like data: 3 joint velocities in rad/s, positions and

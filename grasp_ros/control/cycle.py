@@ -471,7 +471,10 @@ class ControlLoop:
         sample, goal = checked
         age = now - sample.stamp
         with self._lock:
+            ahead = self._inbox.refuse_joints_ahead(now) if self._inbox.recent.pairs_joints else ""
             recent, refused = self._inbox.recent.snapshot(), self._inbox.joints_refused
+        if ahead:
+            return self._finish(self._zero(Status.ERROR, f"observation refused: {ahead}"), now, age)
         config, inputs = self.config, self._inbox.recent
         terms = (recent, config.pair_tolerance, self.card.period or config.period, config.max_observation_age)
         completed = inputs.complete(sample, *terms)

@@ -80,6 +80,12 @@ class RecentInputs:
         self._joints.clear()
         self._frames.clear()
 
+    def newest_joint_stamp(self) -> Optional[float]:
+        return max((s[0] for s in self._joints), default=None)
+
+    def clear_joints(self) -> None:
+        self._joints.clear()
+
     def snapshot(self) -> tuple[list, list]:
         return list(self._joints), list(self._frames)
 
