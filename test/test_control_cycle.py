@@ -1105,6 +1105,30 @@ def test_the_clock_jumping_back_clears_observations_and_warm_start():
     assert result.status == Status.OK and not result.warm_started
 
 
+def test_two_clocks_keep_the_robot_stopped_while_both_publish():
+    """Two /clock publishers 0.3 s apart: the node's time goes back every cycle or two. Each
+    jump back was CLOCK with zero, and the cycles between them OK with moving commands, for as
+    long as both published (an adversarial audit: 77 moving commands among 78 stops in 6 s).
+    From the second jump among the last cycles every cycle is CLOCK; once one clock is left,
+    control resumes after the window. One jump alone (a sim reset) stops one cycle only."""
+    loop = ready_loop(max_observation_age=100.0)
+    t, seen = 10.0, []
+    for k in range(30):
+        t += 0.1
+        now = t - 0.3 if k % 2 else t                        # the second clock, 0.3 s behind
+        loop.observe({"joints": np.zeros(2)}, stamp=now, received=now)
+        seen.append(loop.step(now))
+    assert all(r.status == Status.CLOCK and r.command.tolist() == [0.0, 0.0] for r in seen[3:]), \
+        [(r.status.name, r.message[:60]) for r in seen]
+    assert "the clock went back before" in seen[-1].message and "two /clock publishers" in seen[-1].message
+    resumed = []
+    for k in range(8):                                      # the second clock stopped
+        t += 0.1
+        loop.observe({"joints": np.zeros(2)}, stamp=t, received=t)
+        resumed.append(loop.step(t).status)
+    assert resumed[-1] == Status.OK and Status.CLOCK in resumed, resumed
+
+
 def test_hold_stops_holding_after_hold_timeout():
     loop = ready_loop(on_stale="hold", hold_timeout=0.3, max_observation_age=0.15)
     moving = loop.step(0.0).command

@@ -59,7 +59,7 @@ from ..planning.costs import decode_joints
 from ..planning.rollout import model_step
 from . import reasons
 from .arrival import GoalChecker
-from .cycle_gaps import CycleGaps
+from .cycle_gaps import CycleGaps, JumpsBack
 from .encoding import encode, model_batch
 from .goal_target import GoalRefused, GoalTarget
 from .inputs import Sample
@@ -300,6 +300,7 @@ class ControlLoop:
         self._clock_seen = -math.inf
         self._clock_jump: Optional[tuple[float, float]] = None
         self._gaps = CycleGaps()
+        self._jumps = JumpsBack()
         self._last_command = self.safe_zero.copy()
         self._last_command_time = -math.inf     # when the last planned command was decided
         self._sent = self.safe_zero.copy()      # the command the robot holds now (model units)
@@ -400,6 +401,7 @@ class ControlLoop:
         with self._lock:
             self._reset_requested = True
             self._gaps.clear()
+            self._jumps.clear()
 
     def halt(self) -> None:
         """A solve in progress ends at its planner's next iteration, and any until ``resume``
@@ -512,7 +514,10 @@ class ControlLoop:
             jump, self._clock_jump = self._clock_jump, None
             sample, goal = self._inbox.current(now), self._goal
             apart = self._gaps.note(now, self.config.period)
+            wavering = self._jumps.note(jump is not None)
         age = now - sample.stamp if sample is not None else math.inf
+        if wavering is not None:
+            return self._finish(self._zero(Status.CLOCK, wavering), now, age)
         if jump is not None:
             return self._finish(self._zero(Status.CLOCK, (
                 f"clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s: observations and "

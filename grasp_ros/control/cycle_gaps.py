@@ -57,3 +57,28 @@ class CycleGaps:
                 "each command stands that long, longer than the step the model predicts. A /clock that "
                 "advances in steps coarser than the control period (publish it at control_rate_hz or "
                 "faster), or a clock that runs on while this process is starved")
+
+
+class JumpsBack:
+    """Whether the clock went back before each of the last ``WINDOW`` cycles. One jump is a sim
+    reset or a bag loop (CLOCK for that cycle, then control starts afresh); ``RUN - 1`` or more
+    in the window is two clocks publishing at once, which had the robot commanded between the
+    jumps, OK, as long as they lasted (an adversarial audit: two /clock publishers 0.3 s apart,
+    77 moving commands among 78 CLOCK stops in 6 s). Counted by cycles, not wall time, so a
+    replay repeats the verdict."""
+
+    def __init__(self):
+        self._jumped: collections.deque = collections.deque(maxlen=WINDOW)
+
+    def clear(self) -> None:
+        self._jumped.clear()
+
+    def note(self, jumped: bool) -> Optional[str]:
+        """A cycle, after a jump back or not; the reason to stop, or None."""
+        self._jumped.append(bool(jumped))
+        count = sum(self._jumped)
+        if count < RUN - 1:
+            return None
+        return (f"the clock went back before {count} of the last {len(self._jumped)} cycles: two "
+                "/clock publishers (a simulator and a bag played with --clock, two simulators)? "
+                "Control waits until it stops going back")
