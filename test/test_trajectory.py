@@ -67,8 +67,24 @@ def test_old_or_missing_measurements_give_no_start():
     assert positions is None and math.isclose(age, 1.0)                      # a dead joint_states
     positions, age = measured.at(0.5, max_age=0.5, lead=0.05)                # all ahead (a jump back)
     assert positions is None and math.isclose(age, -0.5)
-    measured.clear()
+    measured.refuse(received=1.0)
     assert measured.at(1.0, 0.5, 0.05)[0] is None
+
+
+def test_a_refused_measurement_strips_positions_from_later_cycles_only():
+    """A NaN joint_states that arrives while a cycle plans: that cycle's trajectory keeps the
+    positions measured by its start (clearing every measurement had sent it with velocities
+    only, and then each stop held none: an adversarial audit); cycles after it, and a stop's
+    hold, have none until a good measurement comes."""
+    measured = MeasuredPositions()
+    for stamp in (1.0, 1.1, 1.2):
+        measured.add(np.array([stamp]), stamp, received=stamp)
+    measured.refuse(received=1.25)                        # during the cycle that began at 1.2
+    assert measured.at(1.2, max_age=0.5, lead=0.05, received_by=1.2)[0].tolist() == [1.2]
+    assert measured.at(1.3, max_age=0.5, lead=0.05, received_by=1.3)[0] is None
+    assert measured.steady(1.3, max_age=0.5, lead=0.05)[0] is None
+    measured.add(np.array([1.35]), 1.35, received=1.35)
+    assert measured.at(1.4, max_age=0.5, lead=0.05, received_by=1.4)[0].tolist() == [1.35]
 
 
 def test_a_measurement_stamped_ahead_of_its_arrival_ages_as_the_loops_observation_does():

@@ -44,9 +44,13 @@ class MeasuredPositions:
         with self._lock:
             self._samples.append((float(stamp), np.asarray(positions, dtype=np.float64), float(received)))
 
-    def clear(self) -> None:
+    def refuse(self, received: float) -> None:
+        """A measurement refused as it arrived at ``received`` (NaN, beyond any position): from
+        it until the next good one, no positions. A trajectory of a cycle that began before it
+        keeps those measured then (clearing them all had stripped that cycle's positions, and
+        each stop after it held none: an adversarial audit)."""
         with self._lock:
-            self._samples.clear()
+            self._samples.append((-math.inf, None, float(received)))
 
     def drop_after(self, stamp: float) -> None:
         """Forget the measurements stamped after ``stamp`` (a clock that jumped back: they are
@@ -63,13 +67,16 @@ class MeasuredPositions:
         none such."""
         with self._lock:
             samples = list(self._samples)
-        if not samples:
-            return None, math.nan
         for stamp, positions, received in reversed(samples):
+            if positions is None and received <= received_by:     # refused since
+                return None, math.nan
             if stamp <= when + lead and received <= received_by:
                 age = when - age_origin(stamp, received, lead)
                 return (positions, age) if age <= max_age else (None, age)
-        stamp, _, received = samples[-1]
+        measured = [(stamp, received) for stamp, positions, received in samples if positions is not None]
+        if not measured:
+            return None, math.nan
+        stamp, received = measured[-1]
         return None, when - age_origin(stamp, received, lead)
 
     def steady(self, when: float, max_age: float, lead: float) -> tuple[Optional[np.ndarray], float]:
@@ -79,8 +86,12 @@ class MeasuredPositions:
         controller drives the robot there: one glitch must not become that place."""
         with self._lock:
             samples = list(self._samples)
-        ages = [(when - age_origin(stamp, received, lead), positions)
-                for stamp, positions, received in reversed(samples) if stamp <= when + lead]
+        ages = []
+        for stamp, positions, received in reversed(samples):
+            if positions is None:           # refused: nothing before it is held
+                break
+            if stamp <= when + lead:
+                ages.append((when - age_origin(stamp, received, lead), positions))
         fresh = [(age, positions) for age, positions in ages[:STEADY_OF] if age <= max_age]
         if len(fresh) < STEADY_OF:
             return self.at(when, max_age, lead)

@@ -80,7 +80,7 @@ class CommandOutput:
                     raise ValueError(f"{named} measured: beyond any position a joint can be at")
                 self._measured.add(*merged, received=now)
         except ValueError as exc:
-            self._measured.clear()     # the trajectory then carries velocities only
+            self._measured.refuse(now)     # trajectories of later cycles carry velocities only
             self._logger.warning(f"trajectory positions: {exc}", throttle_duration_sec=5.0)
 
     def send(self, result: CycleResult, header: Header, when: float, config) -> None:
@@ -184,8 +184,9 @@ class CommandOutput:
         else:
             positions, age = self._measured.at(when, config.max_observation_age, config.max_stamp_lead, received_by)
         if positions is None and math.isfinite(age):
+            how = f"{age:.3f} s old" if age >= 0 else f"stamped {-age:.3f} s ahead of the clock"
             self._logger.warning(
-                f"joint_states for the trajectory's positions is {age:.3f} s old at {when:.3f} s "
+                f"joint_states for the trajectory's positions is {how} at {when:.3f} s "
                 f"(max_observation_age {config.max_observation_age:g} s): the trajectory carries "
                 f"velocities only{time_base_hint(age)}", throttle_duration_sec=5.0)
         return positions
