@@ -335,7 +335,9 @@ JOINT_CASES = [
     Case("joints-empty-message", ERROR, "no joint names and 0 positions", joints([], [])),
     Case("joints-huge", NOVEL, "observation unlike", joints(["x", "y"], [1e6, -1e6])),
     Case("joints-just-outside-arena", NOVEL, "observation unlike", joints(["x", "y"], [5.0, 0.0])),
-    Case("joints-beyond-float32", ERROR, "NaN/Inf", joints(["x", "y"], [1e300, 0.0])),
+    # inf to the float32 model: said as the input's, not as the model's NaN (an adversarial audit)
+    Case("joints-beyond-float32", ERROR, "non-finite values, or beyond float32's range, for joint(s) {'x': [1e+300]}",
+         joints(["x", "y"], [1e300, 0.0])),
     # goals
     Case("goal-nan", ERROR, "goal refused", once=goal(["x", "y"], [NAN, 0.5])),
     Case("goal-inf", ERROR, "non-finite", once=goal(["x", "y"], [0.5, -INF])),

@@ -23,7 +23,10 @@ from typing import Hashable, Optional, Sequence
 import numpy as np
 
 from .sources import SourceLog, conflict_text
-from .text import quote
+from .text import quote, shorten
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude a joint value may have: the models compute in float32."""
 
 
 def select_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequence[str],
@@ -153,9 +156,12 @@ class JointStateMerger:
                 _index(names, values, self.what, len(self.wanted), "velocities")
             columns.append(np.asarray(values, dtype=np.float64)[[i for _, i in named]])
         block = np.stack(columns, axis=1)                            # [named, fields]
-        if not self.keep_nonfinite and not np.isfinite(block).all():
-            bad = [self.wanted[j] for (j, _), row in zip(named, block) if not np.isfinite(row).all()]
-            raise ValueError(f"{self.what} has non-finite values for joint(s) {bad}")
+        # Beyond float32's range is inf to the model: said as the input's, not as a NaN plan's.
+        usable = np.abs(block) <= FLOAT32_MAX
+        if not self.keep_nonfinite and not usable.all():
+            bad = {self.wanted[j]: row[~ok].tolist() for (j, _), row, ok in zip(named, block, usable) if not ok.all()}
+            raise ValueError(f"{self.what} has non-finite values, or beyond float32's range, for "
+                             f"joint(s) {shorten(str(bad), 200)}")
         return [(j, row) for (j, _), row in zip(named, block)]
 
     def describe_missing(self, names: Sequence[str]) -> str:

@@ -19,12 +19,11 @@ from trajectory_msgs.msg import JointTrajectory
 
 from ..control import CycleResult, Status, time_base_hint
 from ..control.trajectory import MeasuredPositions, SentPositions, trajectory_steps
-from ..models.joint_states import JointStateMerger
+from ..models.joint_states import FLOAT32_MAX, JointStateMerger
 from . import wiring
 from .conversions import command_message, seconds, stamp_seconds, trajectory_message, twist_message
 
 
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class CommandOutput:
