@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from ._paths import missing_folder
+from ._paths import unwritable
+
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sim.add_argument("--episodes", type=int, default=300, help="episodes, each from a random free position")
     sim.add_argument("--steps", type=int, default=32, help="steps per episode")
     sim.add_argument("--seed", type=int, default=0, help="seed of positions and actions")
-    sim.add_argument("--image-size", type=int, default=64, help="camera image side in pixels")
+    sim.add_argument("--image-size", type=int, default=64,
+                     help="camera image side in pixels, at least 16 (a bag's frames: 1) and at most a "
+                          "learned model's input; also the side a bag's frames are resized to")
     sim.add_argument("--smoothing", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
                      help="range of the per-episode action correlation rho, inside [0, 1) (default: 0.7 0.98)")
     sim.add_argument("--scale", type=float, default=None, help="action noise scale sigma")
@@ -96,8 +99,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..data import DatasetError, dataset_summary, save_dataset
 
-    if missing_folder(args.out):
-        print(f"grasp-ros collect: {missing_folder(args.out)}", file=sys.stderr)
+    problem = _refused(args)
+    if problem:
+        print(f"grasp-ros collect: {problem}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:
@@ -110,6 +114,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refused(args: argparse.Namespace) -> str | None:
+    """Why the options cannot collect, or None: checked before the work, as the file to write."""
+    from ..data.dataset import dataset_memory_problem
+    from ..models.learned import MAX_IMAGE_SIZE    # 100,000 px had asked for a 28 GiB frame
+
+    low = 1 if args.rosbag else 16     # a simulator draws no less; bags' tests use 8 px
+    if not low <= args.image_size <= MAX_IMAGE_SIZE:
+        return f"--image-size must be in [{low}, {MAX_IMAGE_SIZE}] pixels, got {args.image_size}"
+    if args.horizon is not None and args.horizon < 1:
+        return f"--horizon must be >= 1, got {args.horizon}"
+    if not args.rosbag and args.episodes >= 1 and args.steps >= 1:   # a bag's size shows only as it is read
+        images = args.episodes * (args.steps + 1) * args.image_size ** 2 * 3
+        if (problem := dataset_memory_problem(images)) is not None:
+            return f"{args.episodes} episodes of {args.steps} steps of {args.image_size} px frames take {problem}"
+    return unwritable(args.out, (".npz", ".pt"))
+
+
 def _from_simulator(args):
     import torch
 
@@ -119,7 +140,7 @@ def _from_simulator(args):
     # One step of the simulator is a handful of tiny tensor ops; intra-op threads only add
     # synchronisation (on a busy 2-core machine, 50x slower).
     torch.set_num_threads(1)
-    env = make_env(args.env, args.horizon or NOMINAL_HORIZON, image_size=args.image_size)
+    env = make_env(args.env, NOMINAL_HORIZON if args.horizon is None else args.horizon, image_size=args.image_size)
     defaults = ExplorationSettings()
     settings = ExplorationSettings(smoothing=defaults.smoothing if args.smoothing is None else tuple(args.smoothing),
                                    scale=defaults.scale if args.scale is None else args.scale)

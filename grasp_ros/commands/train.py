@@ -12,7 +12,10 @@ import os
 import sys
 import time
 
-from ._paths import missing_folder
+from ._paths import unwritable
+
+THREADS = (0, 1024)
+"""Bounds of --threads (torch refused -1 with a traceback)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,13 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="continue from the checkpoint at --out (its model and settings; --epochs may grow)")
     parser.add_argument("--export", default=None, help="also write a TorchScript module here (.ts)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads; 0 (default): the cores not already busy, at least 1 "
-                             "(torch's thread pool stalls badly when it shares the cores)")
+                        help=f"torch CPU threads, {THREADS[0]} to {THREADS[1]}; 0 (default): the cores not "
+                             "already busy, at least 1 (torch's thread pool stalls badly when it shares the cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model")
     model.add_argument("--latent-dim", type=int, default=32, help="D, the latent size")
-    model.add_argument("--hidden", type=int, default=128, help="width of the MLPs")
-    model.add_argument("--channels", type=int, nargs=3, default=[16, 16, 16], help="conv channels")
+    model.add_argument("--hidden", type=int, default=128, help="width of the MLPs (at least 1)")
+    model.add_argument("--channels", type=int, nargs=3, default=[16, 16, 16], help="conv channels (each at least 1)")
     model.add_argument("--use-joints", action="store_true", help="also feed the joint vector to the encoder")
     model.add_argument("--frames", type=int, default=1,
                        help="K: the encoder sees the last K camera frames (K > 1 lets it see motion)")
@@ -46,30 +49,35 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import DatasetError, dataset_summary, load_dataset
     from ..models import WorldModelError
-    from ..training import TrainSettings, export_torchscript, train
+    from ..training import TrainSettings, export_torchscript, resolve_device, train
 
-    if missing_folder(args.out):
-        print(f"grasp-ros train: {missing_folder(args.out)}", file=sys.stderr)
+    problem = _refused(args)
+    if problem:
+        print(f"grasp-ros train: {problem}", file=sys.stderr)
         return 2
     threads = args.threads or free_cores()
     torch.set_num_threads(threads)
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)
+             if getattr(args, f.name) is not None}
     try:
-        data = load_dataset(args.data)
         resume = _read_resume(args.out) if args.resume else None
-    except (DatasetError, WorldModelError) as exc:
+        settings = TrainSettings(**{**(resume["settings"] if resume else {}), **given})
+        settings.validate()   # before the data loads: a bad option costs no minutes
+        resolve_device(settings.device)
+        data = load_dataset(args.data)
+    except (DatasetError, WorldModelError, ValueError) as exc:
         print(f"grasp-ros train: {exc}", file=sys.stderr)
         return 2
     print(f"data {args.data}: {dataset_summary(data)}; {threads} torch thread(s)")
-    base = resume["settings"] if resume else {}
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainSettings)
-             if getattr(args, f.name) is not None}
     options = {"latent_dim": args.latent_dim, "hidden": args.hidden, "channels": args.channels,
                "joint_dim": data.joint_dim if args.use_joints else 0, "frames": args.frames}
     started = time.perf_counter()
     try:
-        settings = TrainSettings(**{**base, **given})
         result = train(data, args.out, settings, options, resume, progress=not args.quiet)
-    except (DatasetError, ValueError) as exc:
+    except DatasetError as exc:
+        print(f"grasp-ros train: dataset {args.data!r}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
         print(f"grasp-ros train: {exc}", file=sys.stderr)
         return 2
     size = os.path.getsize(args.out) / 1e6
@@ -81,6 +89,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.export}; loads with load_world_model({args.export!r}); "
               f"max |difference| to the checkpoint on a few frames: {gap:.2e}")
     return 0
+
+
+def _refused(args: argparse.Namespace) -> str | None:
+    """Why the options cannot train, or None: checked before the data loads, as the files to write.
+    The model's own bounds on its sizes (0 hidden units trained an encoder that ignores its input,
+    200,000 asked for 160 GB)."""
+    from ..models.learned import MAX_WIDTH
+
+    for option, value, (low, high) in (("--threads", [args.threads], THREADS),
+                                       ("--hidden", [args.hidden], (1, MAX_WIDTH)),
+                                       ("--channels", args.channels, (1, MAX_WIDTH))):
+        if not all(low <= v <= high for v in value):
+            return f"{option} must be in [{low}, {high}], got {' '.join(map(str, value))}"
+    same = os.path.realpath(args.out)
+    if args.export is not None and os.path.realpath(args.export) == same:
+        return f"--export {args.export!r} would overwrite the checkpoint --out"
+    if os.path.realpath(args.data) == same:
+        return f"--out {args.out!r} would overwrite the dataset --data"
+    return unwritable(args.out, (".pt",)) or (unwritable(args.export, (".ts",), "--export") if args.export else None)
 
 
 def free_cores() -> int:
@@ -97,12 +124,19 @@ def _read_resume(path: str) -> dict:
     from ..models import WorldModelError
     from ..models.archive import load_checked
     from ..models.learned import load_latent_model
+    from ..models.text import shorten
+    from ..training import TrainSettings
 
     load_latent_model(path)   # checks the file; raises WorldModelError with the reason
     checkpoint = load_checked(path)
     missing = [k for k in ("optimizer", "scheduler", "settings", "history", "epoch") if k not in checkpoint]
     if missing:
         raise WorldModelError(f"{path!r}: cannot resume, the checkpoint lacks {missing}")
+    try:
+        TrainSettings(**checkpoint["settings"]).validate()
+    except (TypeError, ValueError) as exc:
+        raise WorldModelError(f"{path!r}: cannot resume, its settings are not TrainSettings "
+                              f"({shorten(exc)})") from exc
     return checkpoint
 
 

@@ -9,7 +9,10 @@ File format: a single ``.npz`` (or a torch ``.pt`` holding tensors and plain val
 
 A file of flat transitions (``images`` [N, S, S, 3], ``next_images``, ``joints``,
 ``next_joints``, ``actions`` [N, A]) reads as N episodes of one step. Every problem with a file
-(missing, truncated, wrong keys, shapes or dtypes) raises ``DatasetError`` naming the file.
+(missing, truncated, wrong keys, shapes or dtypes, values beyond float32, pickled objects) raises
+``DatasetError`` naming the file. So does one whose arrays, uncompressed, would take more than
+``MEMORY_SHARE`` of the memory available (``dataset_memory_problem``): that is checked against
+the sizes the file declares, before anything is decompressed.
 
 ``TransitionWindows`` cuts the episodes into overlapping windows of k steps (k+1 frames) for the
 multi-step prediction loss: every window, or (``stride``) an epoch's worth whose count depends on
@@ -20,7 +23,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import pickle
+import resource
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -29,8 +35,15 @@ import numpy as np
 import torch
 
 from ..models.archive import load_checked
+from ..models.joint_states import FLOAT32_MAX
 
 META_KEYS = ("env", "image_size", "max_step", "seed")
+META_DEPTH = 32
+"""Metadata nests at most this deep: JSON of 200,000 brackets ended json's parser in a RecursionError."""
+MEMORY_SHARE = 0.4
+"""A dataset's arrays may take at most this share of the memory available: training holds its
+images twice (the file's arrays, then the train/validation split's), and the model needs the
+rest. A 2.9 MB .npz of blank frames declared 3 GB of images, and training took 6.4 GB."""
 
 
 class DatasetError(ValueError):
@@ -90,14 +103,20 @@ class TransitionData:
             raise DatasetError(f"{source}: joints must be [N={N}, T+1={T1}, J], got {list(jo.shape)}")
         if ac.ndim != 3 or ac.shape[:2] != (N, T1 - 1):
             raise DatasetError(f"{source}: actions must be [N={N}, T={T1 - 1}, A], got {list(ac.shape)}")
-        if not (np.isfinite(jo).all() and np.isfinite(ac).all()):
-            raise DatasetError(f"{source}: joints and actions must be finite")
+        for name, values in (("joints", jo), ("actions", ac)):
+            bad = np.argwhere(~np.isfinite(values))
+            if len(bad):
+                raise DatasetError(f"{source}: {name} must be finite, got {values[tuple(bad[0])]} at "
+                                   f"{bad[0].tolist()} ({len(bad)} such value(s))")
         missing = [k for k in META_KEYS if k not in self.meta]
         if missing:
             raise DatasetError(f"{source}: metadata lacks {missing}")
-        if int(self.meta["image_size"]) != im.shape[2]:
-            raise DatasetError(f"{source}: metadata says image_size {self.meta['image_size']}, "
+        if not _whole(self.meta["image_size"]) or int(self.meta["image_size"]) != im.shape[2]:
+            raise DatasetError(f"{source}: metadata says image_size {self.meta['image_size']!r}, "
                                f"images are {im.shape[2]}")
+        horizon = self.meta.get("horizon")
+        if horizon is not None and not (_whole(horizon) and horizon >= 0):
+            raise DatasetError(f"{source}: metadata horizon must be a whole number >= 0 (0: none), got {horizon!r}")
 
     def split(self, val_fraction: float, seed: int) -> tuple["TransitionData", "TransitionData"]:
         """(train, validation) by whole episodes, so no validation frame is seen in training."""
@@ -152,8 +171,14 @@ def load_dataset(path: str | os.PathLike) -> TransitionData:
         meta = json.loads(str(arrays["meta"]))
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{source}: metadata is not JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{source}: metadata nests too deep to read (at most {META_DEPTH} levels)") from exc
     if not isinstance(meta, dict):
         raise DatasetError(f"{source}: metadata must be a JSON object, got {type(meta).__name__}")
+    if _depth(meta) > META_DEPTH:
+        raise DatasetError(f"{source}: metadata nests more than {META_DEPTH} levels deep")
+    for name in ("joints", "actions"):
+        _check_float32_range(arrays[name], f"{source}: {name}")
     try:
         data = TransitionData(arrays["images"], arrays["joints"], arrays["actions"], meta)
     except (TypeError, ValueError) as exc:   # e.g. joints of strings
@@ -163,8 +188,10 @@ def load_dataset(path: str | os.PathLike) -> TransitionData:
 
 
 def _read_arrays(path: str, source: str) -> dict[str, Any]:
-    """All arrays, read eagerly so that a truncated member fails here and not mid-training."""
+    """All arrays, read eagerly so that a truncated member fails here and not mid-training, after
+    the sizes the file declares are checked (``_check_declared_sizes``)."""
     try:
+        _check_declared_sizes(path, source)
         if path.endswith(".pt"):
             raw = load_checked(path)
             if not isinstance(raw, dict):
@@ -174,9 +201,130 @@ def _read_arrays(path: str, source: str) -> dict[str, Any]:
             return {k: npz[k] for k in npz.files}
     except DatasetError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError, KeyError) as exc:
+    except pickle.UnpicklingError as exc:   # torch.load(weights_only=True) refused it: never unpickled
+        found = next((line for line in str(exc).splitlines() if "global" in line.lower()), "")
+        raise DatasetError(f"{source}: holds Python objects, not only tensors and plain values, and is "
+                           f"not loaded (a dataset .pt holds arrays and metadata text){': ' if found else ''}"
+                           f"{found[:200]}") from exc
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, RuntimeError, KeyError, RecursionError) as exc:
         raise DatasetError(f"{source}: cannot read the file; it may be truncated or not a dataset "
                            f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+
+
+def _check_declared_sizes(path: str, source: str) -> None:
+    """Refuse a file whose arrays would not fit in memory, by the sizes it declares, before
+    reading them: numpy allocates an .npy's declared shape before it reads a byte (a 7.5 KB .npz
+    claiming images of [1e9, 25, 64, 64, 3] ended in a 279 TiB MemoryError), and a deflated zip
+    entry of zeros is a thousand times its size on disk."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            declared = sum(entry.file_size for entry in entries)   # what reading them can produce
+            if (problem := dataset_memory_problem(declared)) is not None:
+                raise DatasetError(f"{source}: its arrays declare {problem}")
+            for entry in entries if not path.endswith(".pt") else ():
+                if entry.filename.endswith(".npy"):
+                    with archive.open(entry) as member:
+                        _check_npy_header(member, entry, source)
+    elif path.endswith(".pt"):   # torch's legacy format: stored, not compressed
+        if (problem := dataset_memory_problem(os.path.getsize(path))) is not None:
+            raise DatasetError(f"{source}: its arrays take {problem}")
+    else:   # numpy would read it as one .npy, not a dataset
+        raise DatasetError(f"{source}: cannot read the file; it may be truncated or not a dataset "
+                           "(not a zip archive, as an .npz is)")
+
+
+def _check_npy_header(member, entry: zipfile.ZipInfo, source: str) -> None:
+    """An .npy entry's declared shape and dtype against the bytes the entry holds."""
+    version = np.lib.format.read_magic(member)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read_header(member)
+    header = member.tell()
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > entry.file_size - header:
+        raise DatasetError(f"{source}: entry {entry.filename!r} declares an array {list(shape)} of {dtype} "
+                           f"({needed:,} bytes) but holds {entry.file_size - header:,}: truncated or not a "
+                           "dataset")
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process may still allocate, as far as Linux says: the memory available, within
+    the address-space limit (ulimit -v) and a cgroup's limit; None where nothing says."""
+    limits = []
+    meminfo = _read_fields("/proc/meminfo")
+    if "MemAvailable" in meminfo:
+        limits.append(meminfo["MemAvailable"])
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    status = _read_fields("/proc/self/status")
+    if soft != resource.RLIM_INFINITY and "VmSize" in status:
+        limits.append(max(0, soft - status["VmSize"]))
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f_max, open("/sys/fs/cgroup/memory.current") as f_now:
+            cap = f_max.read().strip()
+            if cap != "max":
+                limits.append(max(0, int(cap) - int(f_now.read())))
+    except (OSError, ValueError):
+        pass
+    return min(limits) if limits else None
+
+
+def dataset_memory_problem(nbytes: int) -> Optional[str]:
+    """Why a dataset of ``nbytes`` (its arrays, uncompressed) is too large for this machine, or
+    None; the reason starts with its size."""
+    available = available_memory()
+    if available is None or nbytes <= MEMORY_SHARE * available:
+        return None
+    return (f"{_size(nbytes)} uncompressed, more than {MEMORY_SHARE:.0%} of the memory available "
+            f"({_size(available)}), which training needs to hold it twice and train: a smaller dataset "
+            f"(fewer episodes, smaller images), or a machine with {_size(nbytes / MEMORY_SHARE)} free")
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.3g} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.3g} MiB"
+
+
+def _read_fields(path: str) -> dict[str, int]:
+    """``Name: value kB`` lines of a /proc file, in bytes; empty where the file is not there."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                parts = value.split()
+                if len(parts) == 2 and parts[1] == "kB" and parts[0].isdigit():
+                    fields[name] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return fields
+
+
+def _check_float32_range(values, what: str) -> None:
+    """Refuse values that the model's float32 would turn into infinities."""
+    values = np.asarray(values)
+    if values.dtype.kind != "f" or values.dtype.itemsize <= 4:
+        return
+    finite = np.abs(values[np.isfinite(values)])
+    limit = FLOAT32_MAX
+    if finite.size and float(finite.max()) > limit:
+        raise DatasetError(f"{what} reach {float(finite.max()):.3g}, beyond float32's range (+-{limit:.3g}), in "
+                           f"which the model computes ({int((finite > limit).sum())} such value(s))")
+
+
+def _whole(value: Any) -> bool:
+    """A finite number without a fraction (not a bool): what JSON gives for a count."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and float(value).is_integer())
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` (JSON: dicts and lists) nests, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _episodes_from_flat(arrays: dict[str, Any], source: str) -> dict[str, Any]:

@@ -25,6 +25,10 @@ error (0.055 -> 0.027) in a minute of CPU, where more phase-1 epochs gained litt
 At the end, the novelty statistics of a sample of training frames (``input_statistics``,
 ``grasp_ros.models.novelty``) are stored with the model, so that a controller can tell inputs
 unlike the training data.
+
+A loss that is not finite stops training there (``TrainingDiverged``), before a checkpoint of
+non-finite weights is written: one NaN step makes every weight NaN, and the run went on to write
+them and fail later, at the novelty statistics.
 """
 from __future__ import annotations
 
@@ -46,6 +50,10 @@ from ..models.joint_layout import position_columns
 from ..models.learned import CHECKPOINT_FORMAT, LatentWorldModel, card_metrics
 from ..models.novelty import InputStatistics, compute_statistics
 from ..models.scripted import script
+
+
+class TrainingDiverged(ValueError):
+    """The loss went infinite or NaN: training stops, and names where and the likely causes."""
 
 
 @dataclass
@@ -100,6 +108,11 @@ class TrainSettings:
     """auto (CUDA when present), cpu or cuda."""
 
     def validate(self) -> None:
+        not_finite = [f.name for f in dataclasses.fields(self)
+                      if isinstance(getattr(self, f.name), float) and not math.isfinite(getattr(self, f.name))]
+        if not_finite:
+            raise ValueError(f"{', '.join(not_finite)} must be finite, got "
+                             f"{', '.join(str(getattr(self, n)) for n in not_finite)}")
         if min(self.epochs, self.batch_size, self.dynamics_batch_size, self.rollout_steps, self.val_windows) < 1:
             raise ValueError("epochs, batch sizes, rollout_steps and val_windows must be >= 1")
         if self.dynamics_steps < 0 or not self.dynamics_lr > 0:
@@ -115,8 +128,9 @@ class TrainSettings:
                              "(state, metric or variance) must be on")
         if self.statistics_frames < 0 or self.statistics_frames == 1:
             raise ValueError(f"statistics_frames must be 0 or >= 2, got {self.statistics_frames}")
-        if self.start_noise < 0:
-            raise ValueError(f"start_noise must be >= 0, got {self.start_noise}")
+        if min(self.start_noise, self.weight_decay, self.grad_clip) < 0:
+            raise ValueError(f"start_noise, weight_decay and grad_clip (0: no clipping) must be >= 0, got "
+                             f"{self.start_noise}, {self.weight_decay}, {self.grad_clip}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -239,15 +253,19 @@ def normalised_actions(data: TransitionData, card: ModelCard) -> TransitionData:
 
 def save_checkpoint(path: str, model: LatentWorldModel, **extra: Any) -> None:
     """State dict, config, the model's ``input_statistics`` if it has them, and ``extra`` (plain
-    types and tensors only), written atomically."""
+    types and tensors only), written atomically: no temp file stays behind when it fails."""
     tmp = f"{path}.tmp{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     statistics = getattr(model, "input_statistics", None)
     if statistics:
         extra = {"input_statistics": {k: v.cpu() for k, v in statistics.items()}, **extra}
-    torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
-                **extra}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": CHECKPOINT_FORMAT, "config": model.config(), "state_dict": model.state_dict(),
+                    **extra}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -273,9 +291,12 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
     torch.manual_seed(settings.seed)
     chosen = resume["config"] if resume else (model_options or {})
     joint_dim, frames = int(chosen.get("joint_dim", 0)), int(chosen.get("frames", 1))
-    card = (ModelCard.from_dict(resume["card"]) if resume and resume.get("card") else
-            card_from_data(dict(data.meta, episodes=data.episodes, steps=data.steps), data.image_size,
-                           joint_dim, data.action_dim, {}, *action_bounds(data), image_frames=frames))
+    try:
+        card = (ModelCard.from_dict(resume["card"]) if resume and resume.get("card") else
+                card_from_data(dict(data.meta, episodes=data.episodes, steps=data.steps), data.image_size,
+                               joint_dim, data.action_dim, {}, *action_bounds(data), image_frames=frames))
+    except (TypeError, ValueError) as exc:   # an entry of the wrong kind: names of a number, bounds of text
+        raise DatasetError(f"its metadata does not describe a model ({exc})") from exc
     data = normalised_actions(data, card)
     if settings.segment_steps > data.steps:
         raise DatasetError(
@@ -305,6 +326,16 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
     val_indices = torch.randperm(len(val_windows), generator=torch.Generator().manual_seed(settings.seed))
     val_indices = val_indices[: settings.val_windows]
     positions = measured_position_columns(data.meta, data.joint_dim)   # what position_err measures
+    joint_peak = float(np.abs(data.joints).max())
+
+    def diverged(where: str, value: float, lr: str) -> TrainingDiverged:
+        kept = (f"; {out!r} keeps the last finished epoch ({len([h for h in history if 'phase' not in h])}), "
+                "--resume continues from it" if history else "; no checkpoint written")
+        return TrainingDiverged(
+            f"training stopped at {where}: the loss is {value} (not finite). Likely causes: inputs whose "
+            f"squares overflow float32 (the dataset's joints reach {joint_peak:.3g}; beyond about 1e19 they "
+            f"do), or a learning rate too high ({lr}){kept}")
+
     log(f"training on {device}: {len(windows)} segments of {settings.segment_steps} steps from "
         f"{train_data.episodes} episodes, rollouts of {settings.rollout_steps}; validating on "
         f"{len(val_indices)} segments of {val_data.episodes} episodes")
@@ -330,16 +361,22 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
         for step in bar:
             batch = windows.gather(order[step * settings.batch_size:(step + 1) * settings.batch_size])
             loss, _ = window_losses(model, {k: v.to(device) for k, v in batch.items()}, settings)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise diverged(f"epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}", value,
+                               f"--lr {settings.lr:g}")
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimiser.step()
             schedule.step()
-            running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
+            running = 0.95 * running + 0.05 * value if step else value
             bar.set_postfix(loss=f"{running:.4f}")
         seconds += time.perf_counter() - started
         metrics = evaluate(model, val_windows, settings, val_indices, device, positions)
+        if not math.isfinite(metrics["loss"]):   # the last step's update, or the held-out episodes
+            raise diverged(f"epoch {epoch + 1}, validation", metrics["loss"], f"--lr {settings.lr:g}")
         metrics.update(epoch=epoch + 1, train_loss=running, seconds=round(seconds, 1))
         history.append(metrics)
         save()
@@ -347,7 +384,7 @@ def train(data: TransitionData, out: str, settings: TrainSettings, model_options
     if not dynamics_done and settings.dynamics_steps:
         started = time.perf_counter()
         before = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        running = _refine_dynamics(model, windows, settings, device, progress)
+        running = _refine_dynamics(model, windows, settings, device, progress, diverged)
         seconds += time.perf_counter() - started
         metrics = evaluate(model, val_windows, settings, val_indices, device, positions)
         metrics.update(epoch=settings.epochs, phase="dynamics", train_loss=running, seconds=round(seconds, 1))
@@ -397,8 +434,10 @@ def _describe(metrics: dict[str, Any], settings: TrainSettings) -> str:
 
 
 def _refine_dynamics(model: LatentWorldModel, windows: TransitionWindows, settings: TrainSettings,
-                     device: torch.device, progress: bool) -> float:
-    """Phase 2: train dynamics, action map and state head over frozen encodings of every frame."""
+                     device: torch.device, progress: bool,
+                     diverged: Callable[[str, float, str], Exception]) -> float:
+    """Phase 2: train dynamics, action map and state head over frozen encodings of every frame.
+    A loss that is not finite raises ``diverged(where, loss, learning rate)``."""
     model.eval()
     with torch.no_grad():
         N, T1 = windows.images.shape[:2]
@@ -421,13 +460,16 @@ def _refine_dynamics(model: LatentWorldModel, windows: TransitionWindows, settin
                                                            generator=generator))
         batch = {"joints": joints[episode, frame], "actions": actions[episode, frame[:, :-1]]}
         loss, _ = window_losses(model, batch, settings, latents=latents[episode, frame])
+        value = loss.item()
+        if not math.isfinite(value):
+            raise diverged(f"dynamics step {step + 1} of {total}", value, f"--dynamics-lr {settings.dynamics_lr:g}")
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
         optimiser.step()
         schedule.step()
-        running = 0.95 * running + 0.05 * loss.item() if step else loss.item()
+        running = 0.95 * running + 0.05 * value if step else value
     return running
 
 
@@ -441,5 +483,9 @@ def export_torchscript(model: LatentWorldModel, path: str) -> None:
     contract's attributes, loadable by ``load_world_model(path)`` without this package's classes."""
     scripted = script(model.cpu().eval())
     tmp = f"{path}.tmp{os.getpid()}"
-    scripted.save(tmp)
-    os.replace(tmp, path)
+    try:
+        scripted.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
