@@ -1478,6 +1478,9 @@ def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
         stop = published.next()
         assert stop.status == Status.CLOCK and stop.command.tolist() == [0.0, 0.0]
         assert "a cycle began and has not ended" in stop.message
+        # on sim time with the clock standing, a paused simulator too (an audit read the
+        # held-up thread alone for what a pause had done)
+        assert "or the clock stopped meanwhile (a paused simulator" in stop.message
     finally:
         gate.set()
         runner.stop()

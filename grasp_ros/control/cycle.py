@@ -700,6 +700,8 @@ class ControlLoop:
         if in_cycle:
             why = ("a cycle began and has not ended: its thread is held up (this process starved of "
                    "CPU, or a model call that does not return)")
+            if sim_time and not crawled > 0:    # an audit's paused simulator read as a held-up thread
+                why += ", or the clock stopped meanwhile (a paused simulator, /clock no longer published)"
         elif jump is not None:
             why = (f"the clock jumped back from {jump[0]:.3f} s to {jump[1]:.3f} s (a sim reset, a bag "
                    "loop, two clocks) and no cycle has run since")
