@@ -126,3 +126,33 @@ def test_bench_loop_takes_controller_parameters_checked_by_the_node_table():
                         ["planner.chains", "NAME:=VALUE"]):
         with pytest.raises(SystemExit, match=reason):
             controller_overrides([bad], "bench-loop")
+
+
+def test_the_loop_watcher_takes_reports_and_commands_from_one_sim_and_one_controller_only():
+    """Another node on the domain (a second demo, a stray sim, a peer): its commands drove the
+    robot to a goal the demo called reached, and its reports were printed as the run's (an
+    adversarial audit). Each kind from more than one publisher, or a report not the sim's,
+    makes the run disturbed, with the reason; one of each is the run itself."""
+    closed_loop = pytest.importorskip("grasp_ros.sim.closed_loop", exc_type=ImportError)  # rclpy
+    import rclpy
+    from rclpy.context import Context
+    from std_msgs.msg import Float64MultiArray, String
+    context = Context()
+    rclpy.init(context=context)
+    watcher = closed_loop.LoopWatcher(context, closed_loop.LoopSpec(env="open", model="analytic"))
+    try:
+        good = {"event": "done", "episodes": 1, "successes": 1, "t": 1.0}
+        watcher._on_report(String(data=json.dumps(good)), {"publisher_gid": "sim"})
+        watcher._on_command(Float64MultiArray(data=[0.1, 0.2]), {"publisher_gid": "controller",
+                                                                 "source_timestamp": 1, "received_timestamp": 2})
+        assert watcher.disturbed() == "" and watcher.reports == [good]
+        watcher._on_command(Float64MultiArray(data=[1.0, 1.0]), {"publisher_gid": "peer",
+                                                                 "source_timestamp": 3, "received_timestamp": 4})
+        assert watcher.disturbed().startswith("2 publishers of commands")
+        for text in ("[1, 2, 3]", "not json", json.dumps({"event": "end", "episode": 0})):
+            watcher._on_report(String(data=text), {"publisher_gid": "sim"})     # was a traceback
+        assert watcher.reports == [good] and len(watcher.refused_reports) == 3
+        assert "3 episode report(s) that are not the sim's" in watcher.disturbed()
+    finally:
+        watcher.destroy_node()
+        rclpy.try_shutdown(context=context)

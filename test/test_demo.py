@@ -51,3 +51,49 @@ def test_the_arm_demo_says_which_model_is_missing(tmp_path):
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert f"the learned model {missing} is missing" in result.stderr
     assert not (tmp_path / "out").exists()        # nothing started
+
+
+def test_a_peers_episode_reports_fail_the_demo_instead_of_passing_for_its_results(tmp_path):
+    """A peer on the domain publishing the sim's episode reports (a fake success, latched, and
+    one that is not the sim's JSON): the demo printed the peer's "reached the goal" and "demo
+    OK" after no control cycle, and the malformed report ended it in a traceback (an adversarial
+    audit). Now the run fails, saying that another node took part."""
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import String
+
+    context = Context()
+    rclpy.init(context=context)
+    peer = rclpy.create_node("peer", context=context)
+    latched = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    reports = peer.create_publisher(String, "/grasp_sim/episode", latched)
+    fake = [{"event": "start", "episode": 0, "seed": 4, "t": 0.0, "start": [0, 0], "goal": [0, 0]},
+            {"event": "end", "episode": 0, "seed": 4, "t": 0.1, "success": True, "time_to_goal": 0.1,
+             "duration": 0.1, "steps": 1, "final_distance": 0.0, "goal": [0, 0]},
+            {"event": "done", "episodes": 1, "successes": 1, "t": 0.1}]
+    for report in fake:
+        reports.publish(String(data=json.dumps(report)))
+    reports.publish(String(data="not the sim's JSON"))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(peer)
+    try:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "grasp_ros.cli", "demo", "--env", "open", "--model", "analytic",
+             "--seed", "4", "--episodes", "1", "--out", str(tmp_path / "out"), "--timeout", "240",
+             "--launch", "never", "--lockstep", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        while demo.poll() is None:
+            executor.spin_once(timeout_sec=0.1)      # the peer answers the demo's late joiners
+        output = demo.communicate()[0]
+    finally:
+        executor.shutdown()
+        peer.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert demo.returncode == 1, output[-3000:]
+    assert "demo FAILED" in output and "demo OK" not in output and "Traceback" not in output, output[-3000:]
+    assert "episode report(s) that are not the sim's" in output, output[-3000:]
+    assert "run it on a domain of its own" in output, output[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert not summary["ok"] and "not the sim's" in summary["reason"]

@@ -44,12 +44,18 @@ from std_msgs.msg import Float64MultiArray, String
 from grasp_ros.msg import PlanDiagnostics
 
 from ..models import model_spec
+from ..models.text import shorten
 from ..ros import qos
 from ..ros.processes import Processes, isolate_dds, launch_available
 from ..timebase import NS, stamp_ns
 from .world import ARM
 
 SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
+REPORT_KEYS = {"start": {"event", "episode", "seed", "t", "start", "goal"},
+               "end": {"event", "episode", "seed", "t", "success", "time_to_goal", "duration", "steps",
+                       "final_distance", "goal"},
+               "done": {"event", "episodes", "successes", "t"}}
+"""What each of the sim's episode reports holds (``grasp_ros.sim.node``), which the commands read."""
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
 
@@ -300,6 +306,13 @@ class LoopWatcher(Node):
         self.commands: list[tuple] = []                # (values, DDS source, reception timestamps)
         self.diagnostics: list[dict] = []
         self.reports: list[dict] = []
+        # Who published the reports and the commands: one sim and one controller. A peer on the
+        # domain (another demo, a stray sim, anyone) had its fake "success" report printed as
+        # the run's, and its own commands drive the robot to a goal the demo called reached (an
+        # adversarial audit); a report that is not the sim's JSON ended the run in a traceback.
+        self.report_sources: set = set()
+        self.command_sources: set = set()
+        self.refused_reports: list[str] = []
         self.create_subscription(JointState, "joint_states", self._on_joints, reliable)
         self.create_subscription(Image, "image", self._on_image, qos.SENSOR)
         self.create_subscription(Float64MultiArray, "command", self._on_command, reliable)
@@ -320,6 +333,7 @@ class LoopWatcher(Node):
         self.published_at.setdefault(stamp_ns(msg.header.stamp), info["source_timestamp"])
 
     def _on_command(self, msg: Float64MultiArray, info) -> None:
+        self.command_sources.add(str(info.get("publisher_gid")))
         self.commands.append((tuple(msg.data), info["source_timestamp"], info["received_timestamp"]))
 
     def _on_diagnostics(self, msg: PlanDiagnostics) -> None:
@@ -331,8 +345,34 @@ class LoopWatcher(Node):
             "warm_started": bool(msg.warm_started), "goal_distance": msg.goal_distance,
             "command": tuple(msg.command)})
 
-    def _on_report(self, msg: String) -> None:
-        self.reports.append(json.loads(msg.data))
+    def _on_report(self, msg: String, info) -> None:
+        self.report_sources.add(str(info.get("publisher_gid")))
+        try:
+            report = json.loads(msg.data)
+        except ValueError:
+            report = None
+        needed = REPORT_KEYS.get(report.get("event")) if isinstance(report, dict) else None
+        if needed is None or not needed <= set(report):
+            self.refused_reports.append(shorten(msg.data, 120))
+            return
+        self.reports.append(report)
+
+    def disturbed(self) -> str:
+        """Why the run's reports or commands cannot be taken for its own sim's and controller's
+        ("" when they can): more than one publisher of either, or reports not the sim's."""
+        why = []
+        if len(self.report_sources) > 1:
+            why.append(f"{len(self.report_sources)} publishers of /{SIM_NODE}/episode")
+        if len(self.command_sources) > 1:
+            why.append(f"{len(self.command_sources)} publishers of commands")
+        if self.refused_reports:
+            why.append(f"{len(self.refused_reports)} episode report(s) that are not the sim's "
+                       f"(the first: {self.refused_reports[0]!r})")
+        if not why:
+            return ""
+        domain = os.environ.get("ROS_DOMAIN_ID", "0")
+        return (f"{'; '.join(why)}: another node on ROS_DOMAIN_ID {domain} (another demo or sim, a "
+                "peer) took part, so the results are not this run's; run it on a domain of its own")
 
     def reports_of(self, event: str) -> list[dict]:
         return [r for r in self.reports if r.get("event") == event]
@@ -438,6 +478,11 @@ def run_closed_loop(spec: LoopSpec, progress: Optional[Callable[[str], None]] = 
     bad = {n: c for n, c in codes.items() if c not in (0, -signal.SIGINT, 130)}
     if ok and bad:
         ok, reason = False, f"processes ended with status {bad}"
+    if ok and watcher.disturbed():
+        ok, reason = False, watcher.disturbed()
+    if ok and spec.episodes and not any(d["status"] != PlanDiagnostics.STATUS_INACTIVE
+                                        for d in watcher.diagnostics):
+        ok, reason = False, "the episodes ended without a control cycle of the controller"
     return LoopResult(ok=ok, reason=reason if not ok else "ok",
                       starts=watcher.reports_of("start"), ends=watcher.reports_of("end"),
                       samples=_episode_samples(watcher), diagnostics=watcher.diagnostics,
