@@ -862,3 +862,47 @@ def test_the_controller_is_activated_on_a_grid_that_fires_at_every_cycle():
         assert sum(previous < p <= t for p in points) == 1
     with pytest.raises(ValueError, match="less than one period"):
         activation_clock([round(0.05 * NS)], period)
+
+
+FLOOD = """
+import time, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node("flood")
+pub = node.create_publisher(String, "/flood", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+msg, end = String(data="x" * 64), time.monotonic() + 90
+while time.monotonic() < end:     # bounded: a recorder that drains until it ends fails, not hangs
+    pub.publish(msg)
+"""
+
+
+def test_a_recording_told_to_stop_ends_while_a_topic_floods_on(tmp_path, monkeypatch):
+    """The recorder writes what had arrived when it was stopped until nothing more comes; a topic
+    flooded on past the stop kept it going for as long as the flood lasted (an adversarial audit:
+    a SIGINT took 21 s; a supervisor's SIGKILL meanwhile would have lost the bag). It stops
+    draining after DRAIN_S (short here), the flood still running, and the bag is whole."""
+    import grasp_ros.ros.recorder as recorder_module
+    from rosbags.rosbag2 import Reader
+    monkeypatch.setattr(recorder_module, "DRAIN_S", 0.5)
+    flood = subprocess.Popen([sys.executable, "-c", FLOOD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        seen = []      # the recorder, as record_bag makes it
+
+        def stop() -> bool:
+            return bool(seen) and seen[0].total >= 2000 or flood.poll() is not None
+        original = recorder_module.BagRecorder.__init__
+
+        def keep(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            seen.append(self)
+        monkeypatch.setattr(recorder_module.BagRecorder, "__init__", keep)
+        result = recorder_module.record_bag(tmp_path / "bag", [("/flood", None)], stop=stop,
+                                            log=lambda _: None, controller=None, duration=120.0)
+        assert flood.poll() is None, "the flood ended before the recording did"
+    finally:
+        flood.kill()
+        flood.wait()
+    assert result.total >= 2000
+    with Reader(tmp_path / "bag") as reader:
+        assert sum(1 for _ in reader.messages()) == result.total

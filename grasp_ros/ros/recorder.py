@@ -430,10 +430,17 @@ def record_bag(out, topics: Sequence[tuple[str, Optional[str]]], storage: str = 
     return recorder
 
 
+DRAIN_S = 2.0
+"""Longest the recorder goes on taking what arrived once it is told to stop: a topic flooded on
+past the stop kept it from ever being idle, and a SIGINT took 21 s to end it (an adversarial
+audit; a supervisor's SIGKILL meanwhile would have lost the whole bag)."""
+
+
 def _drain(executor, recorder: BagRecorder, idle_calls: int = 3) -> None:
-    """Write what had already arrived when the recording was stopped (taken without waiting)."""
-    idle = 0
-    while idle < idle_calls and not recorder.done:
+    """Write what had already arrived when the recording was stopped (taken without waiting),
+    for at most ``DRAIN_S``."""
+    idle, until = 0, time.monotonic() + DRAIN_S
+    while idle < idle_calls and not recorder.done and time.monotonic() < until:
         before = recorder.total
         executor.spin_once(timeout_sec=0.0)
         idle = idle + 1 if recorder.total == before else 0
