@@ -81,6 +81,24 @@ def wait_until(condition, what: str) -> None:
         time.sleep(0.02)
 
 
+def test_an_orientation_that_is_not_a_rotation_is_refused_and_a_near_unit_one_read_alike():
+    """yaw_of took every quaternion for a unit one: (0, 0, 1, 1) gave 2.03 rad for pi/2, and the
+    zero quaternion was read as yaw 0, in odometry and goal poses (an adversarial audit)."""
+    from geometry_msgs.msg import Quaternion
+    from grasp_ros.ros.odometry_relay import pose_to_goal, yaw_of
+    unit = math.sqrt(0.5)
+    assert yaw_of(Quaternion(z=unit, w=unit)) == pytest.approx(math.pi / 2)
+    assert yaw_of(Quaternion(z=unit * 1.05, w=unit * 1.05)) == pytest.approx(math.pi / 2)   # drifted
+    for q in (Quaternion(x=0.0, y=0.0, z=0.0, w=0.0), Quaternion(z=1.0, w=1.0), Quaternion(z=0.5, w=0.0),
+              Quaternion(z=0.01, w=0.01)):
+        with pytest.raises(ValueError, match="not a rotation"):
+            yaw_of(q)
+    pose = PoseStamped()
+    pose.pose.orientation = Quaternion(x=0.0, y=0.0, z=0.0, w=0.0)
+    with pytest.raises(ValueError, match="not a rotation"):
+        pose_to_goal(pose)
+
+
 def test_a_base_reports_odometry_and_is_sent_a_goal_pose_through_the_relay():
     """The relay feeds the controller (the analytic model: joints x, y) from odometry and a goal
     pose; the controller plans towards the goal. A goal pose in another frame is not relayed."""

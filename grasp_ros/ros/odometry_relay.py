@@ -42,9 +42,20 @@ from . import interrupts, qos
 JOINTS = ("x", "y", "yaw")
 
 
+QUATERNION_NORM = (0.9, 1.1)
+"""Norms of an orientation taken for a rotation (float rounding, a driver's own drift); the
+zero quaternion, or (0, 0, 0.5, 0), is no rotation at all (an adversarial audit: read as yaw 0)."""
+
+
 def yaw_of(q) -> float:
-    """The rotation about z of a quaternion (x, y, z, w), in (-pi, pi]."""
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+    """The rotation about z of a quaternion (x, y, z, w), in (-pi, pi]; ValueError for one that is
+    not a rotation (its norm outside ``QUATERNION_NORM``; NaN passes through, said by the caller).
+    The form holds for any norm: a near-unit one rounds to the unit one's yaw."""
+    norm = math.sqrt(q.x * q.x + q.y * q.y + q.z * q.z + q.w * q.w)
+    if not QUATERNION_NORM[0] <= norm <= QUATERNION_NORM[1] and math.isfinite(norm):
+        raise ValueError(f"orientation ({q.x:g}, {q.y:g}, {q.z:g}, {q.w:g}) has norm {norm:.3g}: not "
+                         "a rotation")
+    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), q.w * q.w + q.x * q.x - q.y * q.y - q.z * q.z)
 
 
 def odometry_to_joints(msg: Odometry) -> JointState:
