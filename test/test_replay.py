@@ -864,45 +864,80 @@ def test_the_controller_is_activated_on_a_grid_that_fires_at_every_cycle():
         activation_clock([round(0.05 * NS)], period)
 
 
-FLOOD = """
-import time, rclpy
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from std_msgs.msg import String
-rclpy.init()
-node = rclpy.create_node("flood")
-pub = node.create_publisher(String, "/flood", QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE))
-msg, end = String(data="x" * 64), time.monotonic() + 90
-while time.monotonic() < end:     # bounded: a recorder that drains until it ends fails, not hangs
-    pub.publish(msg)
-"""
-
-
-def test_a_recording_told_to_stop_ends_while_a_topic_floods_on(tmp_path, monkeypatch):
-    """The recorder writes what had arrived when it was stopped until nothing more comes; a topic
-    flooded on past the stop kept it going for as long as the flood lasted (an adversarial audit:
-    a SIGINT took 21 s; a supervisor's SIGKILL meanwhile would have lost the bag). It stops
-    draining after DRAIN_S (short here), the flood still running, and the bag is whole."""
+def test_a_recording_told_to_stop_ends_while_messages_keep_coming(monkeypatch):
+    """After the stop the recorder takes what had arrived until it is idle; a topic flooded on
+    past the stop kept it from ever being idle, and a SIGINT took 21 s, as long as the flood
+    lasted (an adversarial audit; a supervisor's SIGKILL meanwhile would have lost the bag). Here
+    a timer due at every spin stands for the flood: the drain ends after DRAIN_S all the same."""
+    import threading
+    import types
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
     import grasp_ros.ros.recorder as recorder_module
-    from rosbags.rosbag2 import Reader
-    monkeypatch.setattr(recorder_module, "DRAIN_S", 0.5)
-    flood = subprocess.Popen([sys.executable, "-c", FLOOD], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    monkeypatch.setattr(recorder_module, "DRAIN_S", 0.3)
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node("flood_stand_in", context=context)
+    counted = types.SimpleNamespace(total=0, done=False)       # what _drain reads of a recorder
+    node.create_timer(0.0, lambda: setattr(counted, "total", counted.total + 1))
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    ended = threading.Event()
+    drain = threading.Thread(target=lambda: (recorder_module._drain(executor, counted), ended.set()),
+                             daemon=True)
     try:
-        seen = []      # the recorder, as record_bag makes it
-
-        def stop() -> bool:
-            return bool(seen) and seen[0].total >= 2000 or flood.poll() is not None
-        original = recorder_module.BagRecorder.__init__
-
-        def keep(self, *args, **kwargs):
-            original(self, *args, **kwargs)
-            seen.append(self)
-        monkeypatch.setattr(recorder_module.BagRecorder, "__init__", keep)
-        result = recorder_module.record_bag(tmp_path / "bag", [("/flood", None)], stop=stop,
-                                            log=lambda _: None, controller=None, duration=120.0)
-        assert flood.poll() is None, "the flood ended before the recording did"
+        drain.start()
+        drain.join(timeout=60.0)       # a bound for the test only: it ends within DRAIN_S
+        assert ended.is_set(), "the drain went on while messages kept coming"
     finally:
-        flood.kill()
-        flood.wait()
-    assert result.total >= 2000
-    with Reader(tmp_path / "bag") as reader:
-        assert sum(1 for _ in reader.messages()) == result.total
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert counted.total > 10
+
+
+def test_publishers_of_another_type_joining_a_recorded_topic_are_said(tmp_path):
+    """A peer's String on /mixed first: the topic is recorded as String. A publisher of Int32
+    joining it later was neither recorded nor said (an adversarial audit: a String peer on image
+    kept every camera frame out of the bag, "wrote" and exit 0)."""
+    import threading
+    import time
+    import rclpy
+    from rclpy.context import Context
+    from std_msgs.msg import Int32, String
+    from grasp_ros.ros.recorder import record_bag
+    context, other = Context(), Context()
+    rclpy.init(context=context)
+    peer = rclpy.create_node("mixed_peer", context=context)
+    first = peer.create_publisher(String, "/mixed", 10)
+    lines: list[str] = []
+    done = threading.Event()
+    result: list = []
+    recording = threading.Thread(target=lambda: result.append(record_bag(
+        tmp_path / "bag", [("/mixed", None)], log=lines.append, controller=None, stop=done.is_set,
+        duration=120.0)), daemon=True)
+    recording.start()
+
+    def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 60.0
+        while not condition():
+            assert time.monotonic() < deadline and recording.is_alive(), (what, lines)
+            first.publish(String(data="peer"))
+            time.sleep(0.05)
+    try:
+        until(lambda: any(line.startswith("recording /mixed") for line in lines), "the String recorded")
+        # the real publisher joins (a participant of its own: one may not hold two types a topic)
+        rclpy.init(context=other)
+        real = rclpy.create_node("mixed_real", context=other)
+        real.create_publisher(Int32, "/mixed", 10).publish(Int32(data=1))
+        until(lambda: any("recorded as" in line for line in lines), "the Int32 publisher said")
+    finally:
+        done.set()
+        recording.join(timeout=30)
+        peer.destroy_node()
+        rclpy.try_shutdown(context=context)
+        rclpy.try_shutdown(context=other)
+    said = [line for line in lines if "recorded as std_msgs/msg/String, but publishers of" in line]
+    assert said and "std_msgs/msg/Int32" in said[0], lines
+    assert "their messages are not recorded" in result[0].summary()

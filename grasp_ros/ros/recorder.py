@@ -177,6 +177,14 @@ class BagRecorder:
                 continue
             publishers = [p for p in publishers if p.topic_type == kind]
             self._try(topic, kind, [p.qos_profile for p in publishers])
+        for topic, entry in self.recorded.items():
+            # A peer's message of another type on a topic first (a String on image) made it
+            # recorded as that type, and the real camera's frames joined unrecorded and unsaid
+            # (an adversarial audit): said, as publishers that disagree are.
+            others = sorted({p.topic_type for p in self.node.get_publishers_info_by_topic(topic)} - {entry.msgtype})
+            if others and topic not in self._early:
+                self._problem(topic, f"recorded as {entry.msgtype}, but publishers of {others} joined: "
+                                     "their messages are not recorded (name its type: TOPIC:TYPE)")
         self._report_quiet()
 
     def _report_quiet(self) -> None:
@@ -251,7 +259,9 @@ class BagRecorder:
     def summary(self) -> str:
         """Per topic: messages recorded and type; then the topics never seen."""
         width = max((len(t) for t in self.recorded), default=0)
-        lines = [f"  {e.topic:<{width}}  {e.count:>7}  {e.msgtype}" for e in self.recorded.values()]
+        lines = [f"  {e.topic:<{width}}  {e.count:>7}  {e.msgtype}"
+                 + (f"  ({self.problems[e.topic]})" if e.topic in self.problems else "")
+                 for e in self.recorded.values()]
         lines += [f"  {t}: {self.problems[t]}" if t in self.problems else f"  {t}: no publisher seen"
                   for t in self.pending]
         return "\n".join([f"{self.total} messages:"] + lines)
