@@ -149,10 +149,17 @@ def test_the_loop_watcher_takes_reports_and_commands_from_one_sim_and_one_contro
         watcher._on_command(Float64MultiArray(data=[1.0, 1.0]), {"publisher_gid": "peer",
                                                                  "source_timestamp": 3, "received_timestamp": 4})
         assert watcher.disturbed().startswith("2 publishers of commands")
-        for text in ("[1, 2, 3]", "not json", json.dumps({"event": "end", "episode": 0})):
-            watcher._on_report(String(data=text), {"publisher_gid": "sim"})     # was a traceback
-        assert watcher.reports == [good] and len(watcher.refused_reports) == 3
-        assert "3 episode report(s) that are not the sim's" in watcher.disturbed()
+        end = {"event": "end", "episode": 0, "seed": 2, "t": 5.0, "success": True, "time_to_goal": 4.0,
+               "duration": 4.0, "steps": 40, "final_distance": 0.05, "goal": [0.5, 0.5]}
+        watcher._on_report(String(data=json.dumps(end)), {"publisher_gid": "sim"})
+        assert watcher.reports == [good, end]
+        bad = ("[1, 2, 3]", "not json", "[" * 100_000, json.dumps({"event": "end", "episode": 0}),
+               json.dumps({**end, "time_to_goal": "soon"}), json.dumps({**end, "success": 1}),
+               json.dumps({"event": ["end"]}))
+        for text in bad:
+            watcher._on_report(String(data=text), {"publisher_gid": "sim"})     # some were tracebacks
+        assert watcher.reports == [good, end] and len(watcher.refused_reports) == len(bad)
+        assert f"{len(bad)} episode report(s) that are not the sim's" in watcher.disturbed()
     finally:
         watcher.destroy_node()
         rclpy.try_shutdown(context=context)

@@ -51,11 +51,33 @@ from ..timebase import NS, stamp_ns
 from .world import ARM
 
 SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
-REPORT_KEYS = {"start": {"event", "episode", "seed", "t", "start", "goal"},
-               "end": {"event", "episode", "seed", "t", "success", "time_to_goal", "duration", "steps",
-                       "final_distance", "goal"},
-               "done": {"event", "episodes", "successes", "t"}}
-"""What each of the sim's episode reports holds (``grasp_ros.sim.node``), which the commands read."""
+_COUNT, _TIME, _POINT = "count", "time", "point"
+REPORT_FIELDS = {"start": {"episode": _COUNT, "seed": _COUNT, "t": _TIME, "start": _POINT, "goal": _POINT},
+                 "end": {"episode": _COUNT, "seed": _COUNT, "t": _TIME, "success": bool,
+                         "time_to_goal": (_TIME, None), "duration": _TIME, "steps": _COUNT,
+                         "final_distance": _TIME, "goal": _POINT},
+                 "done": {"episodes": _COUNT, "successes": _COUNT, "t": _TIME}}
+"""What each of the sim's episode reports holds (``grasp_ros.sim.node``), which the commands
+read and print: a field missing or of another kind is not the sim's report."""
+
+
+def report_problem(report) -> bool:
+    """Whether ``report`` (parsed JSON) is not one of the sim's episode reports."""
+    fields = REPORT_FIELDS.get(report.get("event")) if isinstance(report, dict) and isinstance(
+        report.get("event"), str) else None
+    if fields is None:
+        return True
+
+    def fits(value, kind) -> bool:
+        if isinstance(kind, tuple):
+            return any(fits(value, k) for k in kind)
+        if kind is None or kind is bool:
+            return value is kind or (kind is bool and isinstance(value, bool))
+        if kind == _POINT:
+            return isinstance(value, list) and all(fits(v, _TIME) for v in value)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number and (kind == _TIME or float(value).is_integer())
+    return not all(name in report and fits(report[name], kind) for name, kind in fields.items())
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
 
@@ -349,10 +371,9 @@ class LoopWatcher(Node):
         self.report_sources.add(str(info.get("publisher_gid")))
         try:
             report = json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             report = None
-        needed = REPORT_KEYS.get(report.get("event")) if isinstance(report, dict) else None
-        if needed is None or not needed <= set(report):
+        if report_problem(report):
             self.refused_reports.append(shorten(msg.data, 120))
             return
         self.reports.append(report)
