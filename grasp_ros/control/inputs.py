@@ -57,6 +57,7 @@ class RecentInputs:
         self.pairs_joints, self.image_frames = bool(pairs_joints), int(image_frames)
         self._joints: collections.deque = collections.deque(maxlen=JOINT_SAMPLES_KEPT)
         self._frames: collections.deque = collections.deque(maxlen=FRAMES_KEPT)
+        self._newest_joint: Optional[float] = None     # the largest stamp among _joints
 
     def keeps_apart(self, observation: Mapping[str, np.ndarray]) -> bool:
         """A joint sample for a camera + joints model: kept here, not an observation itself."""
@@ -71,20 +72,23 @@ class RecentInputs:
         joint's, says how old the rest of it is (default: ``stamp``)."""
         if self.keeps_apart(observation):
             self._joints.append((float(stamp), observation["joints"], float(stamp if oldest is None else oldest)))
+            self._newest_joint = max(float(stamp), self._newest_joint or -math.inf)
             while self._joints[0][0] < stamp - keep_s:
                 self._joints.popleft()
         elif self.image_frames > 1 and "image" in observation:
             self._frames.append((float(stamp), observation["image"]))
 
     def clear(self) -> None:
-        self._joints.clear()
+        self.clear_joints()
         self._frames.clear()
 
     def newest_joint_stamp(self) -> Optional[float]:
-        return max((s[0] for s in self._joints), default=None)
+        """Kept as samples come (asked every cycle; the samples older than it go first)."""
+        return self._newest_joint
 
     def clear_joints(self) -> None:
         self._joints.clear()
+        self._newest_joint = None
 
     def snapshot(self) -> tuple[list, list]:
         return list(self._joints), list(self._frames)

@@ -287,27 +287,28 @@ class GraspController(LifecycleNode):
         self._health_pub = self._remember(self.destroy_publisher, self.create_publisher(
             DiagnosticArray, "/diagnostics", qos.REPORT))
         card = self._card
+        refuse_image = functools.partial(self._refuse_unread, "image")
         if card.image is not None and values["image_transport"] == "compressed":
             # image_transport's naming: the base topic as remapped, then the transport's suffix.
             self._image_to_rgb = compressed_image_to_rgb
             self._image_topic = self.resolve_topic_name("image") + "/compressed"
             self._image_reader = self._subscribe(
                 CompressedImage, self._image_topic, self._counted(
-                    self._bounded(CompressedImage, self._on_image, self._refuse_image, with_info=True)),
+                    self._bounded(CompressedImage, self._on_image, refuse_image, with_info=True)),
                 qos.overridable(qos.SENSOR), qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         elif card.image is not None:
             self._image_to_rgb = image_to_rgb
             self._image_topic = self.resolve_topic_name("image")
             self._image_reader = self._subscribe(
-                Image, "image", self._counted(self._bounded(Image, self._on_image, self._refuse_image, with_info=True)),
+                Image, "image", self._counted(self._bounded(Image, self._on_image, refuse_image, with_info=True)),
                 qos.overridable(qos.SENSOR), qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
         self._cameras = SourceLog()     # who sent the camera's frames (two cannot be told apart)
         # Joint states: when the model encodes joints, and for a joint trajectory's positions.
         if card.joints is not None or values["command_interface"] == "joint_trajectory":
             self._subscribe(JointState, "joint_states", self._bounded(
-                JointState, self._on_joint_states, self._refuse_joint_states, MAX_JOINT_STATES_BYTES,
-                "a joint_states message", with_info=True), qos.overridable(qos.JOINT_STATES),
-                qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
+                JointState, self._on_joint_states, functools.partial(self._refuse_unread, "joint_states"),
+                MAX_JOINT_STATES_BYTES, "a joint_states message", with_info=True),
+                qos.overridable(qos.JOINT_STATES), qos_overriding_options=qos.SENSOR_OVERRIDES, raw=True)
             self._joint_states_topic = self.resolve_topic_name("joint_states")
         once_state, once_image = Once(), Once()     # one of each message both readers get
         for profile, options in qos.goal_readers():
@@ -616,24 +617,19 @@ class GraspController(LifecycleNode):
                 callback(msg, info)
         return take_with_info if with_info else take
 
-    def _refuse_image(self, reason: str) -> None:
-        """A camera message refused unread: as of its arrival (its stamp is in what was not read)."""
-        loop = self._loop
-        if loop is not None:
-            now = self._now()
-            loop.reject_observation(f"image: {reason}", now, received=now)
-
-    def _refuse_joint_states(self, reason: str) -> None:
-        """A joint_states message refused unread: the model's observation, as of its arrival; said
-        in the log where no model reads joints (a joint trajectory's positions)."""
+    def _refuse_unread(self, what: str, reason: str) -> None:
+        """A camera or joint_states message refused unread (``what``): the observation, as of its
+        arrival (its stamp is in what was not read); said in the log where no model reads
+        joints (a joint trajectory's positions)."""
         loop = self._loop
         if loop is None:
             return
-        if self._joints is not None:
-            now = self._now()
-            loop.reject_observation(f"joint_states: {reason}", now, received=now, joints=True)
-        else:
+        joints = what == "joint_states"
+        if joints and self._joints is None:
             self.get_logger().error(f"joint_states refused: {reason}", throttle_duration_sec=1.0)
+            return
+        now = self._now()
+        loop.reject_observation(f"{what}: {reason}", now, received=now, joints=joints)
 
     def _unread_goal(self, kind: str):
         """The refusal of a goal message of ``kind`` too large to read (``_bounded``)."""
