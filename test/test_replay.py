@@ -941,3 +941,58 @@ def test_publishers_of_another_type_joining_a_recorded_topic_are_said(tmp_path):
     said = [line for line in lines if "recorded as std_msgs/msg/String, but publishers of" in line]
     assert said and "std_msgs/msg/Int32" in said[0], lines
     assert "their messages are not recorded" in result[0].summary()
+
+
+def test_the_recorder_says_the_messages_it_never_got(tmp_path):
+    """Messages that never reached the recorder were not said at all (an adversarial audit: 19
+    large frames sent to a best-effort reader, none recorded, "wrote" and exit 0). Here a reliable
+    reader held up (not spun) while 300 messages come keeps the newest of its queue's 100: the gap
+    in the publisher's numbering is said in the log, once, and in the summary."""
+    import time
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.rosbag2 import Writer
+    from std_msgs.msg import Int32
+    from grasp_ros.ros.recorder import DEPTH, BagRecorder, Recorded
+    mine, theirs = Context(), Context()
+    rclpy.init(context=mine)
+    rclpy.init(context=theirs)
+    lines: list[str] = []
+    try:
+        node = rclpy.create_node("lossy_recorder", context=mine)
+        executor = SingleThreadedExecutor(context=mine)
+        executor.add_node(node)
+        sender = rclpy.create_node("lossy_sender", context=theirs)
+        publisher = sender.create_publisher(Int32, "/lossy", QoSProfile(
+            depth=1000, reliability=ReliabilityPolicy.RELIABLE))
+        with Writer(tmp_path / "bag", version=9) as writer:
+            recorder = BagRecorder(node, writer, [("/lossy", "std_msgs/msg/Int32")], log=lines.append)
+            entry = recorder.recorded["/lossy"]
+
+            def spin_until(condition, what: str) -> None:
+                deadline = time.monotonic() + 60.0
+                while not condition():
+                    assert time.monotonic() < deadline, (what, lines)
+                    executor.spin_once(timeout_sec=0.05)
+            spin_until(lambda: publisher.get_subscription_count() > 0, "matched")
+            publisher.publish(Int32(data=0))
+            spin_until(lambda: entry.count == 1, "the first message")
+            for k in range(1, 301):
+                publisher.publish(Int32(data=k))
+            time.sleep(1.0)     # they reach the reader's queue; only its newest DEPTH stay
+            spin_until(lambda: entry.delivery.lost_in_all()[1] == 301, "the last message")
+            recorder.discover()
+            recorder.discover()
+    finally:
+        rclpy.try_shutdown(context=mine)
+        rclpy.try_shutdown(context=theirs)
+    missed, published = entry.delivery.lost_in_all()
+    assert missed == published - entry.count and missed >= 300 - DEPTH, (missed, entry.count)
+    said = [line for line in lines if "never reached the recorder" in line]
+    assert len(said) == 1 and "recorder's queue" in said[0], lines
+    assert f"{missed} of the 301 messages published after its first never arrived" in recorder.summary()
+    silent = Recorded("/camera", "sensor_msgs/msg/Image", False, False, publishers_seen=True)
+    assert "no message arrived" in silent.loss()
+    assert Recorded("/camera", "sensor_msgs/msg/Image", False, False).loss() == ""

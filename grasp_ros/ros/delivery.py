@@ -32,6 +32,7 @@ class DeliveryCount:
         self._clock = clock
         self._last: dict[bytes, int] = {}                       # publisher -> its last number
         self._deliveries: collections.deque = collections.deque()   # (time, missed before it)
+        self._missed_total = self._received_total = 0
 
     def note(self, info: Optional[dict]) -> None:
         """A message received with ``info`` (MessageInfo: publisher id, sequence number); one
@@ -47,7 +48,10 @@ class DeliveryCount:
         if last is None and len(self._last) >= PUBLISHERS_KEPT:
             self._last.clear()
         self._last[key] = number
-        self._deliveries.append((now, 0 if last is None else number - last - 1))
+        missed = 0 if last is None else number - last - 1
+        self._deliveries.append((now, missed))
+        self._missed_total += missed
+        self._received_total += 1
         self._trim(now)
 
     def lost(self) -> tuple[int, int]:
@@ -56,6 +60,10 @@ class DeliveryCount:
         self._trim(self._clock())
         missed = sum(gap for _, gap in self._deliveries)
         return missed, missed + len(self._deliveries)
+
+    def lost_in_all(self) -> tuple[int, int]:
+        """(messages missed, messages published) since the first one received."""
+        return self._missed_total, self._missed_total + self._received_total
 
     def _trim(self, now: float) -> None:
         while self._deliveries and self._deliveries[0][0] < now - WINDOW_S:

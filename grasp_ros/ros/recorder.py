@@ -47,6 +47,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.typesys.base import TypesysError
 
 from ..mcap_checksums import add_bag_checksums
+from .delivery import DeliveryCount
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
@@ -104,6 +105,20 @@ class Recorded:
     transient_local: bool
     count: int = 0
     connection: Any = field(default=None, repr=False)
+    delivery: DeliveryCount = field(default_factory=DeliveryCount, repr=False)
+    publishers_seen: bool = False
+    loss_said: bool = False
+
+    def loss(self) -> str:
+        """What the bag lacks of this topic, by its publishers' sequence numbers ("": nothing
+        known lost)."""
+        missed, published = self.delivery.lost_in_all()
+        if missed:
+            return f"{missed} of the {published} messages published after its first never arrived"
+        if not self.count and self.publishers_seen:
+            return ("publishers seen, no message arrived (none sent, or a best-effort reader lost "
+                    "them all: large frames)")
+        return ""
 
 
 class BagRecorder:
@@ -178,6 +193,8 @@ class BagRecorder:
             publishers = [p for p in publishers if p.topic_type == kind]
             self._try(topic, kind, [p.qos_profile for p in publishers])
         for topic, entry in self.recorded.items():
+            entry.publishers_seen = entry.publishers_seen or bool(self.node.count_publishers(topic))
+            self._say_loss(entry)
             # A peer's message of another type on a topic first (a String on image) made it
             # recorded as that type, and the real camera's frames joined unrecorded and unsaid
             # (an adversarial audit): said, as publishers that disagree are.
@@ -186,6 +203,20 @@ class BagRecorder:
                 self._problem(topic, f"recorded as {entry.msgtype}, but publishers of {others} joined: "
                                      "their messages are not recorded (name its type: TOPIC:TYPE)")
         self._report_quiet()
+
+    def _say_loss(self, entry: Recorded) -> None:
+        """Say, once a topic, that messages are being lost, with the remedy: a bag that lacks
+        a camera's frames trains and replays on less than the robot saw."""
+        missed, published = entry.delivery.lost_in_all()
+        if entry.loss_said or not missed:
+            return
+        entry.loss_said = True
+        why = ("they left the recorder's queue before it wrote them (a held-up recorder: CPU or disk)"
+               if entry.reliable else
+               "a best-effort reader loses any message whose DDS fragments it misses (large raw "
+               "frames): publish reliably, or record the compressed topic")
+        self.log(f"warning: {entry.topic}: {missed} of the {published} messages published so far "
+                 f"never reached the recorder: {why}")
 
     def _report_quiet(self) -> None:
         """Say which topics still have no publisher, after 10 s, 20 s, 40 s...: a misnamed topic
@@ -225,7 +256,7 @@ class BagRecorder:
         qos = QoSProfile(depth=DEPTH, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-        entry = Recorded(topic, kind, reliable, latched)
+        entry = Recorded(topic, kind, reliable, latched, publishers_seen=offered is not None)
         if offered is not None:
             self._connect(entry, offered)
         self.recorded[topic] = entry
@@ -246,6 +277,7 @@ class BagRecorder:
                                   if p.topic_type == entry.msgtype])
         stamp = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.writer.write(entry.connection, stamp, raw)
+        entry.delivery.note(info)
         if not entry.count:     # a latched topic's first message can come late: say when it does
             self.log(f"{entry.topic}: first message")
         entry.count += 1
@@ -260,7 +292,7 @@ class BagRecorder:
         """Per topic: messages recorded and type; then the topics never seen."""
         width = max((len(t) for t in self.recorded), default=0)
         lines = [f"  {e.topic:<{width}}  {e.count:>7}  {e.msgtype}"
-                 + (f"  ({self.problems[e.topic]})" if e.topic in self.problems else "")
+                 + "".join(f"  ({said})" for said in (self.problems.get(e.topic), e.loss()) if said)
                  for e in self.recorded.values()]
         lines += [f"  {t}: {self.problems[t]}" if t in self.problems else f"  {t}: no publisher seen"
                   for t in self.pending]
