@@ -211,6 +211,49 @@ def test_a_goal_pose_before_any_odometry_waits_for_its_frame():
         rclpy.shutdown(context=context)
 
 
+def test_odometry_from_a_second_source_is_not_relayed():
+    """Two odometry sources on one topic (a wheel odometry in odom, a filter's in map; an old one
+    replayed) were all relayed, the base's pose jumping between them from one message to the next
+    (an adversarial audit). The first frame stays the odometry's, and a stamp before the last one
+    relayed is refused while the clock has passed it; a clock gone back (a sim reset) is followed."""
+    from grasp_ros.ros.odometry_relay import OdometryGate
+    gate, second = OdometryGate(), 10**9
+    assert gate.refusal("odom", 5 * second, 5 * second) == ""
+    gate.passed("odom", 5 * second)
+    assert "frame 'map'" in gate.refusal("map", 6 * second, 6 * second)
+    assert "1.000 s before the last" in gate.refusal("odom", 4 * second, 6 * second)
+    assert gate.refusal("odom", 5 * second, 6 * second) == ""          # a repeat of the stamp
+    assert gate.refusal("odom", 1 * second, 2 * second) == ""          # the clock went back too
+
+    context = Context()
+    rclpy.init(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    relay = OdometryRelay(context=context, namespace="/two_sources")
+    probe = rclpy.create_node("two_sources", context=context, namespace="/two_sources")
+    try:
+        odom = probe.create_publisher(Odometry, "odom", 10)
+        states = []
+        probe.create_subscription(JointState, "base_state", states.append, 10)
+        for node in (relay, probe):
+            executor.add_node(node)
+        wait_until(lambda: odom.get_subscription_count() > 0, "the relay's subscription")
+        # best effort: sent until one is relayed
+        wait_until(lambda: (odom.publish(odometry(1.0, 0.0, 0.0, sec=5)), states)[1], "the first odometry")
+        for stray in (odometry(-3.0, 0.0, 0.0, sec=6, frame="map"), odometry(-3.0, 0.0, 0.0, sec=4)):
+            for _ in range(5):
+                odom.publish(stray)
+        wait_until(lambda: (odom.publish(odometry(2.0, 0.0, 0.0, sec=7)), states[-1].position[0] == 2.0)[1],
+                   "the next odometry of the first source")
+        assert {s.position[0] for s in states} <= {1.0, 2.0}, [s.position[0] for s in states]
+    finally:
+        executor.shutdown()
+        for node in (relay, probe):
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
 @pytest.mark.parametrize("signals", [(signal.SIGINT,), (signal.SIGINT, signal.SIGTERM)],
                          ids=["sigint", "sigint-sigterm"])
 def test_the_relay_as_a_process_relays_then_stops_on_a_signal(tmp_path, signals):

@@ -15,6 +15,12 @@ relays both, so the documented bag -> model -> controller path serves a base too
   comes before any odometry waits for the first (the newest such pose), which says its frame; one
   without a frame is taken in the odometry's.
 
+Odometry in another frame than the first one relayed, or stamped before the last one relayed
+while the clock has passed that stamp, is not relayed (``OdometryGate``): two sources on one
+topic (a wheel odometry and a filter's, a stray replay) would otherwise make the base jump
+between two poses from one message to the next. A clock that went back (a simulator reset) takes
+the odometry stamped after it.
+
 Run: ``python -m grasp_ros.ros.odometry_relay --ros-args -r goal_state:=/grasp_controller/goal_state``.
 """
 from __future__ import annotations
@@ -79,10 +85,31 @@ def pose_to_goal(msg: PoseStamped) -> JointGoal:
     return JointGoal(header=msg.header, name=list(JOINTS), position=values)
 
 
+class OdometryGate:
+    """Which odometry messages the relay passes on (module docstring)."""
+
+    def __init__(self):
+        self.frame: Optional[str] = None        # the first relayed odometry's frame
+        self._last_ns: Optional[int] = None     # the newest relayed stamp
+
+    def refusal(self, frame: str, stamp_ns: int, now_ns: int) -> str:
+        """Why this odometry is not relayed ("": it is); call ``passed`` once it is."""
+        if self.frame is not None and frame != self.frame:
+            return (f"odometry in frame {frame[:80]!r}, the first relayed was in {self.frame[:80]!r}: "
+                    "not relayed (two odometry sources on one topic?)")
+        if self._last_ns is not None and stamp_ns < self._last_ns <= now_ns:
+            return (f"odometry stamped {(self._last_ns - stamp_ns) / 1e9:.3f} s before the last one "
+                    "relayed: not relayed (two odometry sources on one topic, or an old one replayed?)")
+        return ""
+
+    def passed(self, frame: str, stamp_ns: int) -> None:
+        self.frame, self._last_ns = frame, stamp_ns
+
+
 class OdometryRelay(Node):
     def __init__(self, **kwargs):
         super().__init__("odometry_relay", **kwargs)
-        self._frame: Optional[str] = None            # the odometry's frame, once one came
+        self._odometry = OdometryGate()
         self._held: Optional[PoseStamped] = None     # the newest goal before it: unchecked yet
         self._joints = self.create_publisher(JointState, "base_state", qos.COMMAND)
         self._goal = self.create_publisher(JointGoal, "goal_state", qos.GOAL)
@@ -90,10 +117,19 @@ class OdometryRelay(Node):
         self.create_subscription(Odometry, "odom", self._on_odometry, qos.SENSOR)
         self.create_subscription(PoseStamped, "goal_pose", self._on_goal, qos.COMMAND)
 
+    @property
+    def _frame(self) -> Optional[str]:
+        """The odometry's frame, once one was relayed: the frame goal poses must be in."""
+        return self._odometry.frame
+
     def _on_odometry(self, msg: Odometry) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         try:
+            refusal = self._odometry.refusal(msg.header.frame_id, stamp, self.get_clock().now().nanoseconds)
+            if refusal:
+                raise ValueError(refusal)
             self._joints.publish(odometry_to_joints(msg))
-            self._frame = msg.header.frame_id
+            self._odometry.passed(msg.header.frame_id, stamp)
         except ValueError as exc:    # the controller goes stale on its own: nothing relayed
             self.get_logger().warning(str(exc), throttle_duration_sec=1.0)
         if self._held is not None and self._frame is not None:
