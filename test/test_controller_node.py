@@ -1464,8 +1464,10 @@ def test_camera_frames_that_never_reach_the_node_are_counted_and_said_with_the_r
         assert missed >= 35 if reliability == "reliable" else missed >= 30    # at most the queue's 5 (+ in transit)
         assert said.level == DiagnosticStatus.WARN
         assert f"{ns}/image: {missed} of the last 41 camera frames published never reached" in said.message
+        # 12 KB frames are not split into DDS fragments: a best-effort reader's note blames its
+        # queue, as a reliable one's does (large frames' note: test_delivery.py)
         remedy = ("left its queue" if reliability == "reliable"
-                  else f"qos_overrides.{ns}/image.subscription.reliability:=reliable")
+                  else "not split into DDS fragments, so they left its queue")
         assert remedy in said.message, said.message
     finally:
         node_exec.shutdown()

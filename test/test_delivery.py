@@ -56,6 +56,16 @@ def test_the_note_names_the_remedy_for_each_reliability():
     assert "compressed" in loss_note(count, "/cam/image", False, lambda: False)
     assert "compressed" in loss_note(count, "/cam/image", False, lambda: None)
     assert "left its queue" in loss_note(count, "/cam/image", True, lambda: True)
+    # Frames too small for DDS fragments are lost whole: a held-up executor, not reliability (the
+    # note blamed fragments for a small camera's frames pushed out of a busy node's queue).
+    small = DeliveryCount(Clock())
+    for number in (*range(1, 41), 80):
+        small.note(info(1, number), size=12_345)
+    text = loss_note(small, "/cam/image", False, lambda: False)
+    assert "frames of 12345 bytes are not split into DDS fragments" in text and "depth:=10" in text
+    assert "reliability" not in text and "compressed" not in text
+    small.note(info(1, 81), size=delivery.FRAGMENT_BYTES + 1)
+    assert "fragments it misses" in loss_note(small, "/cam/image", False, lambda: True)
     few = DeliveryCount(Clock())
     few.note(info(1, 1))
     few.note(info(1, 20))                  # 18 of 20 missed, but too few published to judge

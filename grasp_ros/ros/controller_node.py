@@ -363,7 +363,7 @@ class GraspController(LifecycleNode):
         count = self._frame_delivery = delivery.DeliveryCount()
 
         def take(data, info) -> None:
-            count.note(info)
+            count.note(info, len(data))
             callback(data, info)
         return take
 

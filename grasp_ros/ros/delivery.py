@@ -23,6 +23,9 @@ ENOUGH = 30
 WORTH_SAYING = 0.2
 """Fraction lost above which it is said (log and /diagnostics)."""
 PUBLISHERS_KEPT = 64
+FRAGMENT_BYTES = 64 * 1024
+"""Messages larger than this are split into DDS fragments (a UDP datagram's limit); smaller
+ones are lost whole, if at all, so their loss is the reader's queue, not a missed fragment."""
 
 
 class DeliveryCount:
@@ -33,10 +36,13 @@ class DeliveryCount:
         self._last: dict[bytes, int] = {}                       # publisher -> its last number
         self._deliveries: collections.deque = collections.deque()   # (time, missed before it)
         self._missed_total = self._received_total = 0
+        self.size: Optional[int] = None          # the last message's serialised bytes
 
-    def note(self, info: Optional[dict]) -> None:
+    def note(self, info: Optional[dict], size: Optional[int] = None) -> None:
         """A message received with ``info`` (MessageInfo: publisher id, sequence number); one
-        without them (an RMW that gives none) counts for nothing."""
+        without them (an RMW that gives none) counts for nothing. ``size``: its serialised bytes."""
+        if size is not None:
+            self.size = size
         gid = ((info or {}).get("publisher_gid") or {}).get("data")
         number = (info or {}).get("publication_sequence_number")
         if not gid or not isinstance(number, int) or number <= 0:
@@ -81,6 +87,12 @@ def loss_note(count: DeliveryCount, topic: str, reliable_reader: bool,
         return None
     said = (f"{topic}: {missed} of the last {published} camera frames published never reached the "
             "controller (by their publishers' sequence numbers)")
+    if count.size is not None and count.size <= FRAGMENT_BYTES and not reliable_reader:
+        # whole small frames: a best-effort reader's queue overflows as a reliable one's does
+        return (f"{said}: frames of {count.size} bytes are not split into DDS fragments, so they "
+                "left its queue before the executor took them (a held-up executor: a busy CPU; a "
+                f"deeper queue: -p qos_overrides.{topic}.subscription.depth:=10), or the network "
+                "lost them")
     if reliable_reader:
         return (f"{said}: they left its queue before the executor took them, or the camera "
                 "dropped them (a held-up executor; a deeper queue: "

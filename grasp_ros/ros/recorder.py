@@ -47,7 +47,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.typesys.base import TypesysError
 
 from ..mcap_checksums import add_bag_checksums
-from .delivery import DeliveryCount
+from .delivery import FRAGMENT_BYTES, DeliveryCount
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
@@ -211,8 +211,9 @@ class BagRecorder:
         if entry.loss_said or not missed:
             return
         entry.loss_said = True
+        whole = entry.reliable or (entry.delivery.size or 0) <= FRAGMENT_BYTES
         why = ("they left the recorder's queue before it wrote them (a held-up recorder: CPU or disk)"
-               if entry.reliable else
+               if whole else
                "a best-effort reader loses any message whose DDS fragments it misses (large raw "
                "frames): publish reliably, or record the compressed topic")
         self.log(f"warning: {entry.topic}: {missed} of the {published} messages published so far "
@@ -277,7 +278,7 @@ class BagRecorder:
                                   if p.topic_type == entry.msgtype])
         stamp = int(info.get("received_timestamp") or 0) or time.time_ns()
         self.writer.write(entry.connection, stamp, raw)
-        entry.delivery.note(info)
+        entry.delivery.note(info, len(raw))
         if not entry.count:     # a latched topic's first message can come late: say when it does
             self.log(f"{entry.topic}: first message")
         entry.count += 1
