@@ -696,6 +696,11 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     assert main(["replay", str(BAG), "--out", str(tmp_path / "out"), "--json", str(tmp_path)]) == 2
     assert "is a folder, not a file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # a folder that says it is writable and is not (/sys to root): exit 3 after reading the bag
+    # (a README audit); here one nothing can be made in, as /sys refuses root
+    if Path("/sys").is_dir():
+        assert main(["replay", str(BAG), "--out", "/sys/grasp_ros_replay_probe"]) == 2
+        assert "cannot write in '/sys'" in capsys.readouterr().err
 
 
 def test_the_whole_replay_has_a_timeout_and_a_sigterm_ends_it_cleanly(tmp_path):
@@ -995,4 +1000,6 @@ def test_the_recorder_says_the_messages_it_never_got(tmp_path):
     assert f"{missed} of the 301 messages published after its first never arrived" in recorder.summary()
     silent = Recorded("/camera", "sensor_msgs/msg/Image", False, False, publishers_seen=True)
     assert "no message arrived" in silent.loss()
+    quiet = Recorded("/late_plans", "grasp_ros/msg/PlanDiagnostics", True, False, publishers_seen=True)
+    assert quiet.loss() == ""       # a reliable reader's silence is a publisher that sent nothing
     assert Recorded("/camera", "sensor_msgs/msg/Image", False, False).loss() == ""

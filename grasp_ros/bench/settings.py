@@ -8,7 +8,7 @@ goal (the same early-exit rule for all), and otherwise runs to its iteration cap
   latent world models (e.g. DINO-WM's planner), which the GRASP paper compares against.
 * MPPI (ours and pytorch-mppi's): the same 300 samples x 30 iterations.
 * GD: 200 Adam iterations through the full rollout (same cap as GRASP).
-* GRASP: its defaults (``GraspSettings``): 200 iterations over 24 chains in one batch.
+* GRASP: its defaults (``GraspSettings``): 200 iterations over 48 chains in one batch.
 """
 from __future__ import annotations
 

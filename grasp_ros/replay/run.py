@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -157,8 +158,11 @@ def _check_writable(folder: Path, what: str) -> None:
     if not existing.is_dir():
         where = "" if existing == folder else f": {str(existing)!r}"
         raise ValueError(f"{what} {str(folder)!r}{where} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {str(folder)!r}: {str(existing)!r} is not writable")
+    try:    # made, not asked: os.access says yes to root everywhere (/proc, /sys: exit 3 after the run)
+        os.rmdir(tempfile.mkdtemp(prefix=".replay-probe-", dir=existing))
+    except OSError as exc:
+        raise ValueError(f"{what} {str(folder)!r}: cannot write in {str(existing)!r} "
+                         f"({exc.strerror or exc})") from exc
 
 
 def replay(prepared: Prepared, progress: Callable[[str], None] = print) -> ReplayOutcome:

@@ -115,9 +115,10 @@ class Recorded:
         missed, published = self.delivery.lost_in_all()
         if missed:
             return f"{missed} of the {published} messages published after its first never arrived"
-        if not self.count and self.publishers_seen:
-            return ("publishers seen, no message arrived (none sent, or a best-effort reader lost "
-                    "them all: large frames)")
+        if not self.count and self.publishers_seen and not self.reliable:
+            # a reliable reader gets what is sent: its silence is a quiet publisher (late plans)
+            return ("publishers seen, no message arrived (none sent, or this best-effort reader "
+                    "lost them all: large frames)")
         return ""
 
 
