@@ -712,6 +712,43 @@ def test_planner_settings_are_checked_now_and_applied_next_cycle():
         loop.request_planner_settings(samples=10)
 
 
+def test_a_settings_request_checked_while_the_cycle_applies_others_is_judged_with_them():
+    """The cycle took the pending settings, then applied them outside the lock: a request
+    checked in between was judged without them, accepted, and failed when the node applied it
+    (rclpy's post-set callback raised and the node ended: an audit's two peers setting
+    planner.chains and planner.sync_search). Here the cycle's configure is held open: the
+    check waits for it and refuses 16 sync steps at 10,000 chains."""
+    loop = ready_loop()
+    loop.request_planner_settings(chains=10_000)       # 4 sync steps x 10,000 x H 8: allowed
+    entered, release = threading.Event(), threading.Event()
+    configure = loop.planner.configure
+
+    def held_configure(**changes):
+        entered.set()
+        assert release.wait(60.0), "never released"
+        configure(**changes)
+    loop.planner.configure = held_configure
+    cycle = threading.Thread(target=lambda: loop.prepare(0.0), daemon=True)
+    cycle.start()
+    assert entered.wait(60.0)
+    outcome: list = []
+
+    def check() -> None:
+        try:
+            loop.check_planner_settings(sync_search=16)
+            outcome.append("accepted")
+        except ValueError as exc:
+            outcome.append(str(exc))
+    checking = threading.Thread(target=check, daemon=True)
+    checking.start()
+    checking.join(0.5)          # the old code answered at once, here; the fix waits for the cycle
+    release.set()
+    cycle.join(60.0)
+    checking.join(60.0)
+    assert loop.planner.settings.chains == 10_000
+    assert outcome and "model steps" in outcome[0], outcome
+
+
 @pytest.mark.parametrize("change", [{"on_stale": "sideways"}, {"period": 0.0},
                                     {"max_observation_age": -1.0}, {"solve_budget": math.nan}])
 def test_config_changes_are_validated(change):

@@ -878,6 +878,34 @@ def test_joint_limits_that_do_not_fit_together_are_named_by_their_parameters():
                                                    "cost.joint_limits_high": [1.0]}))
 
 
+def test_a_change_that_fails_as_it_is_applied_is_logged_and_control_goes_on(rig):
+    """rclpy's post-set callback cannot refuse, and one that raised ended the node (a race of two
+    peers' parameter sets: an audit). A change the loop refuses there is logged; nothing of the
+    call applies, and the node keeps controlling with what it had."""
+    from rclpy.parameter import Parameter as RosParameter
+    r = rig()
+    r.start()
+    r.controlling()
+    chains = r.node._loop.planner.settings.chains
+    # a change that the checks before the set would have refused, applied as if they had not
+    r.node._apply_parameters([RosParameter("planner.iterations", value=3),
+                              RosParameter("planner.chains", value=10**6)])
+    assert r.controlling().status in PLANNED
+    assert r.node._loop.planner.settings.chains == chains
+    assert r.node._loop.planner.settings.iterations != 3
+
+
+def test_use_sim_time_is_checked_with_the_settings_it_constrains(rig):
+    """A solve budget longer than the period is allowed on sim time only; use_sim_time set false
+    after it was accepted (the checks read its old value: an audit), and configure failed."""
+    r = rig(lock_safety=False)
+    (result,) = r.set_parameters(solve_budget=1.0)
+    assert result.successful, result.reason
+    (result,) = r.set_parameters(use_sim_time=False)
+    assert not result.successful and "solve_budget 1 s exceeds the control period" in result.reason
+    assert r.node.get_parameter("use_sim_time").value is True
+
+
 def test_safety_settings_keep_their_start_up_values(rig):
     """lock_safety (default true): no peer can loosen how a dead sensor or clock stops the
     robot; lock_safety itself is read-only."""

@@ -453,20 +453,29 @@ class ControlLoop:
         """Phase 1: inputs and their checks; a ``Job`` to solve, or the cycle's result. ``now``
         was noted (``note_clock``) when it was read."""
         started = time.perf_counter()
+        failed: Optional[Exception] = None
         with self._lock:
-            changes, self._pending_settings = self._pending_settings, {}
             reset, self._reset_requested = self._reset_requested, False
         try:
             if reset:
                 self._forget_plan()
                 self.planner.reset()
-            if changes:
-                self.planner.configure(**changes)
-        except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
-            with self._lock:
-                sample = self._inbox.current(now)
+        except Exception as exc:  # noqa: BLE001 -- report, never crash
+            failed = exc
+        with self._lock:
+            # Taken and applied under the lock that requests are checked under: a request checked
+            # between the two was judged without the settings being applied, accepted, then
+            # failed in the node's post-set callback (a parameter race that ended the node: an audit).
+            changes, self._pending_settings = self._pending_settings, {}
+            try:
+                if changes and failed is None:
+                    self.planner.configure(**changes)
+            except Exception as exc:  # noqa: BLE001 -- settings were validated; report, never crash
+                failed = exc
+            sample = self._inbox.current(now) if failed is not None else None
+        if failed is not None:
             age = now - sample.stamp if sample is not None else math.inf
-            return self._finish(self._zero(Status.ERROR, f"{type(exc).__name__}: {exc}"), now, age)
+            return self._finish(self._zero(Status.ERROR, f"{type(failed).__name__}: {failed}"), now, age)
         checked = self._check_inputs(now)
         if isinstance(checked, CycleResult):
             return checked

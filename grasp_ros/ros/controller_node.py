@@ -852,27 +852,37 @@ class GraspController(LifecycleNode):
                     reason = f"{name}: {exc}"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            if spec is not None:
+            if spec is not None or name in params.ROS_STATIC:    # use_sim_time too: the checks read it
                 values[name] = parameter.value
         reason = params.check_consistency(values)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_parameters(self, parameters) -> None:
-        """Dynamic changes go to the loop (applied from its next cycle); logged one line a call,
-        at most one a second, so that a peer setting parameters in a loop cannot flood the log
-        (/parameter_events carries every change)."""
-        loop, changed = self._loop, []
+        """Dynamic changes go to the loop (applied from its next cycle), a call's together, as
+        ``_check_parameters`` judged them; logged one line a call, at most one a second, so that a
+        peer setting parameters in a loop cannot flood the log (/parameter_events carries every
+        change). rclpy's post-set callbacks cannot refuse, and one that raises ends the node: a
+        change that fails here anyway is an ERROR in the log, the loop keeping what it had."""
+        loop, changed, knobs, config = self._loop, [], {}, {}
+        values = params.read_all(self)
         for parameter in parameters:
             self._refused.pop(parameter.name, None)
             spec = params.BY_NAME.get(parameter.name)
             if spec is None or not spec.dynamic or loop is None:
                 continue
             if spec.knob:
-                loop.request_planner_settings(**params.settings_change(spec, parameter.value,
-                                                               params.read_all(self)))
+                knobs.update(params.settings_change(spec, parameter.value, values))
             else:
-                loop.update_config(**params.config_change(spec.name, parameter.value))
+                config.update(params.config_change(spec.name, parameter.value))
             changed.append(f"{spec.name} := {parameter.value!r}")
+        try:
+            if knobs:
+                loop.request_planner_settings(**knobs)
+            if config:
+                loop.update_config(**config)
+        except Exception as exc:  # noqa: BLE001 -- raised here, it would end the node
+            self.get_logger().error(f"{shorten('; '.join(changed))}: set but not applied: {exc}")
+            return
         if changed:
             self.get_logger().info(shorten("; ".join(changed)) + " (from the next cycle)",
                                    throttle_duration_sec=1.0)
