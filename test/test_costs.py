@@ -303,6 +303,26 @@ def test_a_joint_goal_is_reached_through_a_mixing_joint_head(name):
     assert 0.25 < float(joints.abs().max()) < (0.5 if name == "grasp" else 0.36), (name, joints)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_goal_whose_every_part_weighs_zero_is_refused_with_the_reason(name):
+    """cost.joint_goal_weight 0 (in its range, dynamic) and a goal of joint positions alone:
+    GRASP and GD raised torch's "element 0 of tensors does not require grad" every cycle (ERROR
+    with that text), and a node started so failed configure with it (an audit). Now the reason
+    is the cost's, the warm-up leaves that path out, and a goal with a weighed part is planned."""
+    model = JointHeadModel()
+    planner = make_planner(name, model, 8, {**REACH[name], "costs": {"joint_goal": 0.0}}, seed=0)
+    planner.warm_up(torch.zeros(3), torch.full((3,), 0.1), joint_goal=torch.tensor([0.6, -0.4]))
+    with pytest.raises(ValueError, match=r"joint positions alone .* \(cost.joint_goal_weight\)"):
+        planner.plan(torch.zeros(3), None, joint_goal=torch.tensor([0.6, -0.4]))
+    plan = planner.plan(torch.zeros(3), torch.tensor([0.6, -0.4, 0.1]), joint_goal=torch.tensor([0.6, -0.4]))
+    assert torch.isfinite(plan.actions).all()
+    cost = Cost({"latent_goal": 0.0, "joint_goal": 0.0}, model=model)
+    states = torch.zeros(2, 9, 3, requires_grad=True)      # nothing weighed: a zero gradients reach
+    total = cost(states, torch.zeros(2, 8, 2), Goal(torch.zeros(3)), _context(model))
+    total.sum().backward()
+    assert total.tolist() == [0.0, 0.0] and states.grad is not None
+
+
 # -- user terms ------------------------------------------------------------------------------------
 
 def test_user_terms_load_only_when_allowed():

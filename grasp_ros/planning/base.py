@@ -402,7 +402,7 @@ class Planner:
         budget = Budget(max_iterations=self.WARM_UP_ITERATIONS)
         with self._warming_up():
             first = self.plan(z0, z_goal, budget=budget)
-            if joint_goal is not None:
+            if joint_goal is not None and self.cost.goal_problem(Goal(None, joint_goal)) is None:
                 self.plan(z0, None, budget=budget, joint_goal=joint_goal)
             self._forget_timings()          # the cold plans' times say nothing of the next ones
             self.plan(z0, z_goal, warm_start=first.shifted(1), budget=budget)

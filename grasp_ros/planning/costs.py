@@ -305,6 +305,8 @@ class Cost:
                   for t in spec["terms"] if t["weight"]]
         # Terms that add nothing are dropped here, so the hot path has no zero terms.
         self._terms = [t for t in terms if not isinstance(t, _StepTerm) or t.terminal or t.running]
+        self._goal_weights = (lw, jw)
+        self._user_terms = any(isinstance(t, _UserTerm) for t in self._terms)
         self.model = model
 
     def __call__(self, states: torch.Tensor, actions: torch.Tensor, goal: Goal,
@@ -315,8 +317,8 @@ class Cost:
             value = term(trajectory)
             if value is not None:
                 total = value if total is None else total + value
-        if total is None:   # no term applies (e.g. zero goal weights): every plan is as good
-            total = states.new_zeros(states.shape[:-2])
+        if total is None:   # no term applies: every plan is as good (a zero the gradient reaches)
+            total = (states * 0.0).sum(dim=(-2, -1))
         return total
 
     def goal_steps(self, states: torch.Tensor, goal: Goal, context: CostContext) -> torch.Tensor:
@@ -329,12 +331,28 @@ class Cost:
             if v is not None:
                 v = term.terminal * v
                 total = v if total is None else total + v
-        return states.new_zeros(states[..., 1:, 0].shape) if total is None else total
+        return (states[..., 1:, :] * 0.0).sum(-1) if total is None else total
+
+    def goal_problem(self, goal: Goal) -> Optional[str]:
+        """Why no plan can head for ``goal``: each part it has is weighted 0 and no term of the
+        user's could read it (None: it can). A plan towards nothing would command whatever its
+        start was, reported OK."""
+        latent_weight, joint_weight = self._goal_weights
+        if self._user_terms or (goal.latent is not None and latent_weight > 0) or (
+                goal.joints is not None and joint_weight > 0):
+            return None
+        if goal.joints is not None and goal.latent is None:
+            return ("the goal is joint positions alone and the joint goal's weight is 0 "
+                    "(cost.joint_goal_weight): nothing to plan towards; weigh it, or give a goal image")
+        return "every part of the goal is weighted 0 (the cost's latent_goal, joint_goal): nothing to plan towards"
 
     def check_goal(self, goal: Goal, probe: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``goal`` fits the model (probe: a latent [D])."""
         if goal.latent is None and goal.joints is None:
             raise ValueError("a plan needs a goal: a latent, joint positions, or both")
+        problem = self.goal_problem(goal)
+        if problem:
+            raise ValueError(problem)
         if goal.joints is not None:
             with torch.no_grad():
                 J = int(decode_joints(self.model, probe[None])[0].shape[-1])

@@ -476,7 +476,8 @@ PARAMETERS: tuple[Param, ...] = (
           range=(0.0, 1e6), dynamic=True),
     Param("cost.joint_goal_weight", "double", 1.0,
           "Weight of the joint-space goal distance (through the model's decode_state), when the "
-          "goal is given as joint positions; terminal and running like the latent goal's.",
+          "goal is given as joint positions; terminal and running like the latent goal's. 0: a "
+          "goal of joint positions alone is refused (ERROR, the stop: nothing to plan towards).",
           range=(0.0, 1e6), dynamic=True),
     Param("cost.joint_goal_scales", "double_array", None,
           "Units of the joint-space goal distance, one per value the model's decode_state gives "
