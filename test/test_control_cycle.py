@@ -1523,6 +1523,29 @@ def test_the_watchdog_stops_the_robot_while_a_real_time_cycle_is_held_up():
         runner.stop()
 
 
+def test_a_lock_step_cycle_is_waited_for_only_while_the_clock_waits_too():
+    """A fixed_iterations cycle takes as long as its plan, and the watchdog waited for it
+    whatever the clock did: planner.iterations set to 100,000 by a peer while the simulator
+    went on (its lock step timed out) left the last moving command standing 25 s, /diagnostics
+    OK (an audit). Waited for while the clock stands; stopped once it ran on clock_timeout."""
+    loop = ready_loop(clock_timeout=0.05, period=1.0, max_observation_age=100.0)
+    clock = [0.0]
+    gate = threading.Event()
+    model_position = loop.model.position
+    loop.model.position = lambda latent: (gate.wait(120.0), model_position(latent))[1]
+    runner, published = runner_for(loop, sim_time=True, clock=lambda: clock[0])
+    try:
+        runner.tick(0.0)                                   # the cycle blocks in its path
+        assert not published.event.wait(0.5), published.results[-1].message    # lock step: waited
+        clock[0] = 0.5                                     # the simulator went on without it
+        stop = published.next()
+        assert stop.status == Status.CLOCK and stop.command.tolist() == [0.0, 0.0]
+        assert "a fixed_iterations cycle is still planning, and the clock went 0.50 s on" in stop.message
+    finally:
+        gate.set()
+        runner.stop()
+
+
 def test_the_watchdog_thread_zeroes_the_command_when_no_cycle_runs():
     """Nobody calls the watchdog: its own thread sends zero and CLOCK when ticks stop coming
     (a stalled /clock, or a caller held up by a long callback), again every clock_timeout."""

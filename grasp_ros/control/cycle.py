@@ -694,19 +694,25 @@ class ControlLoop:
         return self._finish(stopped, now, result.observation_age)
 
     def clock_stalled(self, wall_seconds: float, started: bool = False, sim_time: bool = True,
-                      in_cycle: bool = False, wavering: bool = False, crawled: float = math.nan) -> CycleResult:
+                      in_cycle: bool = False, wavering: bool = False, crawled: float = math.nan,
+                      ran_on: float = math.nan) -> CycleResult:
         """What the runner's watchdog sends when no cycle ran for ``wall_seconds``: zero, CLOCK.
         ``started``: no cycle has run since control began (the clock has not moved yet: a sim's
         /clock not yet discovered, or not published). ``sim_time``: the clock is a published
         one; on the wall clock only the caller can have stopped ticking. ``in_cycle``: a cycle
         began and has not ended (in real time, where a cycle ends by its deadline).
         ``wavering``: the clock went back since the last cycle, by less than a jump.
-        ``crawled``: how far the clock went forward since the last cycle (s; NaN: it stood)."""
+        ``crawled``: how far the clock went forward since the last cycle (s; NaN: it stood).
+        ``ran_on``: how far the clock went since the cycle in progress began (s; NaN: none)."""
         self._last_command_time = -math.inf
         with self._lock:
             jump = self._clock_jump      # noted by the inputs' arrival times; the next cycle reports it too
         awaiting = False
-        if in_cycle:
+        if in_cycle and self.config.fixed_iterations:
+            why = (f"a fixed_iterations cycle is still planning, and the clock went {ran_on:.2f} s on "
+                   "meanwhile: its iterations take longer than the clock waits (planner.iterations "
+                   "too many; on sim time, a simulator that stopped waiting for the controller)")
+        elif in_cycle:
             why = ("a cycle began and has not ended: its thread is held up (this process starved of "
                    "CPU, or a model call that does not return)")
             if sim_time and not crawled > 0:    # an audit's paused simulator read as a held-up thread

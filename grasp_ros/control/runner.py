@@ -171,19 +171,32 @@ class CycleRunner:
                 self._note_clock(self._clock(), wall)
             quiet = wall - self._last_cycle_wall
             # A lock-step cycle takes as long as its plan; a real-time one ends by its deadline,
-            # so one still running (or a tick not taken) after clock_timeout is held up.
+            # so one still running (or a tick not taken) after clock_timeout is held up. A lock-step
+            # cycle is waited for only while the clock waits too: one that ran on by clock_timeout
+            # meanwhile (a simulator that stopped waiting; planner.iterations set to 100,000 by a
+            # peer) left the last moving command standing, /diagnostics OK (an audit).
             cycling = self._in_cycle or self._tick is not None
-            if (not self._running or (cycling and self.loop.config.fixed_iterations) or quiet <= timeout
+            ran_on = self._ran_on(quiet)
+            waited_for = cycling and self.loop.config.fixed_iterations and not ran_on > timeout
+            if (not self._running or waited_for or quiet <= timeout
                     or wall - self._last_alarm_wall < timeout or self._slow_clock(wall, timeout)):
                 return None
             self._last_alarm_wall = wall
             started, wavering = not self._cycled, self.sim_time and self._clock_went_back
             crawled = self._crawled(wall, timeout)      # a slow sim's pace, past SLOW_CLOCK_TIMEOUTS
         result = self.loop.clock_stalled(quiet, started, self.sim_time, in_cycle=cycling, wavering=wavering,
-                                         crawled=crawled)
+                                         crawled=crawled, ran_on=ran_on if cycling else math.nan)
         result.command_delay = 0.0
         self._publish(result)
         return result
+
+    def _ran_on(self, quiet: float) -> float:
+        """How far the caller's clock went since the last cycle began (s): its highest reading
+        on sim time (0 before any), the wall seconds ``quiet`` on the wall clock."""
+        if not self.sim_time:
+            return quiet
+        high = self._clock_high[0] - self._last_cycle_time
+        return high if math.isfinite(high) else 0.0
 
     def _slow_clock(self, wall: float, timeout: float) -> bool:
         """A simulator slower than real time, not a stall: since the last cycle its clock only
