@@ -926,6 +926,12 @@ def test_safety_settings_keep_their_start_up_values(rig):
                                           or name == "lock_safety"), (name, result.reason)
     assert r.node.get_parameter("max_observation_age").value == 1.0
     assert r.node.get_parameter("on_stale").value == "zero"
+    # described as what they are (they said "dynamic", and every set was refused: an audit)
+    for name in ("max_observation_age", "on_stale", "clock_timeout", "control_rate_hz"):
+        assert params.LOCKED in r.node.describe_parameter(name).additional_constraints
+    assert "dynamic" in r.node.describe_parameter("planner.iterations").additional_constraints
+    tuning = rig(lock_safety=False)
+    assert "dynamic" in tuning.node.describe_parameter("on_stale").additional_constraints
     assert r.node.get_parameter("use_sim_time").value is True
 
 

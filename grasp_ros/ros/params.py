@@ -688,12 +688,18 @@ _ROS_TYPES = {"bool": "BOOL", "int": "INTEGER", "double": "DOUBLE", "string": "S
               "string_array": "STRING_ARRAY", "double_array": "DOUBLE_ARRAY"}
 
 
-def descriptor(p: Param):
-    """The rcl_interfaces ParameterDescriptor of ``p``."""
+LOCKED = "locked: lock_safety is true, so its start-up value stands (a safety setting)"
+"""What a safety setting's descriptor says of it under ``lock_safety``, instead of its kind."""
+
+
+def descriptor(p: Param, locked_by_safety: bool = False):
+    """The rcl_interfaces ParameterDescriptor of ``p``; ``locked_by_safety``: held at its
+    start-up value by ``lock_safety`` (``ros2 param describe`` said "dynamic" of such a one, and
+    every set was refused: an audit)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.parameter import Parameter
 
-    constraints = "; ".join(filter(None, (p.constraints(), KINDS[p.kind])))
+    constraints = "; ".join(filter(None, (p.constraints(), LOCKED if locked_by_safety else KINDS[p.kind])))
     d = ParameterDescriptor(name=p.name, description=p.full_description,
                             additional_constraints=constraints,
                             type=Parameter.Type[_ROS_TYPES[p.type]].value, read_only=p.read_only)
@@ -720,15 +726,19 @@ def declare_all(node, reported: Optional[dict[str, Any]] = None) -> dict[str, st
 
     refused: dict[str, str] = {}
     reported = reported or {}
+    lock = False        # lock_safety, once declared (it comes before the settings it locks)
     for p in PARAMETERS:
         default = Parameter.Type[_ROS_TYPES[p.type]] if p.default is None else p.default
         default = reported.get(p.name, default)
+        described = descriptor(p, lock and p.name in SAFETY)
         try:
-            value = node.declare_parameter(p.name, default, descriptor(p)).value
+            value = node.declare_parameter(p.name, default, described).value
         except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
-            node.declare_parameter(p.name, default, descriptor(p), ignore_override=True)
+            node.declare_parameter(p.name, default, described, ignore_override=True)
             refused[p.name] = _start_up_refusal(p, f"start-up value refused: {shorten(exc)}")
             continue
+        if p.name == "lock_safety":
+            lock = value is True
         reason = p.validate(value)
         if p.name in reported and value != reported[p.name]:
             reason = (f"{p.name} is reported by the node ({reported[p.name]!r} here), not set "
