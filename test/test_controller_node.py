@@ -47,6 +47,7 @@ from crafted_images import frame_hidden_behind_a_stuffed_zero  # noqa: E402
 from grasp_ros.sim import make_env  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
 from grasp_ros.ros import delivery, param_docs, params, qos, wiring  # noqa: E402
+from grasp_ros.planning.base import MAX_BATCH_STEPS  # noqa: E402
 from grasp_ros.ros.controller_node import GraspController  # noqa: E402
 from grasp_ros.ros.publishers import Once  # noqa: E402
 from grasp_ros.control.replayed import ReplayedCycles  # noqa: E402
@@ -893,6 +894,31 @@ def test_a_change_that_fails_as_it_is_applied_is_logged_and_control_goes_on(rig)
     assert r.controlling().status in PLANNED
     assert r.node._loop.planner.settings.chains == chains
     assert r.node._loop.planner.settings.iterations != 3
+
+
+def test_an_atomic_change_of_planner_settings_is_judged_by_where_it_ends(rig):
+    """A SetParametersAtomically call's knobs were checked one after another: from many chains,
+    [sync_search 16, chains 12] was refused and [chains 12, sync_search 16] taken (an audit).
+    Both end in settings that fit; one that ends too big is refused, naming the call's knobs."""
+    from rclpy.parameter import Parameter as RosParameter
+    r = rig()
+    r.start()
+    r.controlling()
+    chains = 4096                                      # x 16 sync steps x the horizon: too big
+    assert 16 * chains * r.node.get_parameter("horizon").value > MAX_BATCH_STEPS
+    assert r.node.set_parameters([RosParameter("planner.chains", value=chains)])[0].successful
+    for order in ((("planner.sync_search", 16), ("planner.chains", 12)),
+                  (("planner.chains", 12), ("planner.sync_search", 16))):
+        assert all(result.successful for result in r.node.set_parameters([
+            RosParameter("planner.sync_search", value=4), RosParameter("planner.chains", value=chains)]))
+        result = r.node.set_parameters_atomically([RosParameter(n, value=v) for n, v in order])
+        assert result.successful, (order, result.reason)
+    r.node.set_parameters([RosParameter("planner.sync_search", value=4)])
+    result = r.node.set_parameters_atomically([RosParameter("planner.sync_search", value=16),
+                                               RosParameter("planner.chains", value=chains)])
+    assert not result.successful and "planner.sync_search, planner.chains: " in result.reason, result.reason
+    assert "model steps" in result.reason
+    assert r.controlling().status in PLANNED
 
 
 def test_use_sim_time_is_checked_with_the_settings_it_constrains(rig):

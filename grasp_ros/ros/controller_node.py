@@ -847,13 +847,18 @@ class GraspController(LifecycleNode):
             if reason is None and spec is not None and spec.knob and loop is not None:
                 try:
                     knobs.update(params.settings_change(spec, parameter.value, values))
-                    loop.check_planner_settings(**knobs)
                 except ValueError as exc:
                     reason = f"{name}: {exc}"
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
             if spec is not None or name in params.ROS_STATIC:    # use_sim_time too: the checks read it
                 values[name] = parameter.value
+        if knobs:   # together, as they will apply: an atomic call is judged by where it ends
+            try:
+                loop.check_planner_settings(**knobs)
+            except ValueError as exc:
+                named = ", ".join(p.name for p in parameters if p.name in params.BY_NAME)
+                return SetParametersResult(successful=False, reason=f"{named}: {exc}")
         reason = params.check_consistency(values)
         return SetParametersResult(successful=reason is None, reason=reason or "")
 
