@@ -759,10 +759,10 @@ def test_joint_selection_and_command_messages():
     # default a trajectory that ends moving
     assert [list(p.velocities) for p in trajectory.points] == actions.tolist() + [[0.0, 0.0]]
     assert trajectory.points[-1].time_from_start.nanosec == 500_000_000
-    assert np.allclose(trajectory.points[-1].positions, [1.0 + 0.4 * 0.25, 2.0 + 0.6 * 0.25])
-    # positions integrate the velocities from the measured joints: where each point starts
+    # positions from the measured joints, each step the mean of its two points' velocities
     assert list(trajectory.points[0].positions) == [1.0, 2.0]
-    assert np.allclose(trajectory.points[1].positions, [1.0 + 0.1 * 0.25, 2.0 + 0.2 * 0.25])
+    assert np.allclose(trajectory.points[1].positions, [1.0 + 0.2 * 0.25, 2.0 + 0.3 * 0.25])
+    assert np.allclose(trajectory.points[-1].positions, [1.0 + 0.35 * 0.25, 2.0 + 0.5 * 0.25])
     assert trajectory.points[1].time_from_start.nanosec == 250_000_000
     assert all(not p.positions for p in trajectory_message(["x", "y"], actions, 0.25, Header()).points)
     twist = twist_message(["linear.x", "angular.z"], np.array([0.5, -0.25]))
@@ -778,14 +778,64 @@ def test_joint_selection_and_command_messages():
     assert path.header.frame_id == "world"
 
 
-def test_limited_positions_stop_at_a_limit_and_never_pull_a_joint_back():
-    from grasp_ros.ros.conversions import limited_positions
+def spline(trajectory, samples: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [S, J], velocities [S, J]) that joint_trajectory_controller's default
+    interpolation follows: a cubic through each two points' positions and velocities
+    (ros2_controllers trajectory.cpp)."""
+    positions, velocities = [], []
+    for a, b in zip(trajectory.points, trajectory.points[1:]):
+        T = (b.time_from_start.sec + b.time_from_start.nanosec * 1e-9
+             - a.time_from_start.sec - a.time_from_start.nanosec * 1e-9)
+        p0, p1, v0, v1 = (np.asarray(x) for x in (a.positions, b.positions, a.velocities, b.velocities))
+        c2 = (3 * (p1 - p0) / T - 2 * v0 - v1) / T
+        c3 = (2 * (p0 - p1) / T + v0 + v1) / T ** 2
+        for t in np.linspace(0.0, T, samples):
+            positions.append(p0 + v0 * t + c2 * t ** 2 + c3 * t ** 3)
+            velocities.append(v0 + 2 * c2 * t + 3 * c3 * t ** 2)
+    return np.array(positions), np.array(velocities)
+
+
+def spline_velocities(trajectory) -> np.ndarray:
+    return spline(trajectory)[1]
+
+
+def spline_positions(trajectory) -> np.ndarray:
+    return spline(trajectory)[0]
+
+
+def test_the_trajectory_controllers_spline_never_exceeds_the_planned_velocities():
+    """Positions moved by each action held over its period made joint_trajectory_controller's
+    cubic spline overshoot: 4/3 of a velocity followed by rest, 5/3 of a reversal, beyond the
+    action bounds, the robot's velocity limits (an audit against ros2_controllers' source).
+    With the positions the trajectory carries now it ramps between the points' velocities."""
+    rng = np.random.default_rng(0)
+    for actions in (np.array([[1.0, -1.0]] * 3), np.array([[1.0, -1.0], [-1.0, 1.0], [1.0, 0.0]]),
+                    rng.uniform(-1, 1, (6, 2))):
+        for limits in (None, (np.array([-0.2, -5.0]), np.array([0.3, 5.0]))):
+            trajectory = trajectory_message(["x", "y"], actions, 0.5, Header(), np.zeros(2), limits)
+            sent = np.array([p.velocities for p in trajectory.points])
+            followed = spline_velocities(trajectory)
+            assert (np.abs(followed).max(axis=0) <= np.abs(sent).max(axis=0) + 1e-9).all(), (actions, limits)
+            if limits is None:
+                assert np.abs(followed).max(axis=0) == pytest.approx(np.abs(sent).max(axis=0)), actions
+            else:       # nothing along the spline beyond a limit, not only the points
+                along = spline_positions(trajectory)
+                assert (along >= limits[0] - 1e-9).all() and (along <= limits[1] + 1e-9).all(), (actions, along)
+
+
+def test_limited_velocities_stop_at_a_limit_and_never_pull_a_joint_back():
+    from grasp_ros.ros.conversions import limited_velocities
     start = np.array([0.0, 2.5])                 # the second joint measured beyond its limit 2.0
-    velocities = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, -1.0], [0.25, 0.5]])
-    positions, sent = limited_positions(start, velocities, 0.5, np.array([-1.0, -2.0]), np.array([0.75, 2.0]))
-    np.testing.assert_allclose(positions, [[0.5, 2.5], [0.75, 2.0], [0.25, 1.5], [0.375, 1.75]])
-    np.testing.assert_allclose(sent, [[1.0, 0.0], [0.5, -1.0], [-1.0, -1.0], [0.25, 0.5]])
-    assert (sent[2:] == velocities[2:]).all()                 # uncut values: exactly as given
+    velocities = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, -1.0], [0.25, 0.5], [0.0, 0.0]])
+    sent = limited_velocities(start, velocities, 0.5, np.array([-1.0, -2.0]), np.array([0.75, 2.0]))
+    # x: 1, 1 (ramping down from there it comes to rest at 0.75), then cut to 0, and stays;
+    # y, beyond its limit, may not move outwards (0, not 1), then moves in as given
+    np.testing.assert_allclose(sent, [[1.0, 0.0], [1.0, -1.0], [0.0, -1.0], [0.0, 0.5], [0.0, 0.0]])
+    assert (sent[1:, 1] == velocities[1:, 1]).all()           # uncut values: exactly as given
+    trajectory = trajectory_message(["x", "y"], velocities[:-1], 0.5, Header(), start,
+                                    (np.array([-1.0, -2.0]), np.array([0.75, 2.0])))
+    along = spline_positions(trajectory)
+    assert along[:, 0].max() == pytest.approx(0.75) and along[:, 1].max() == pytest.approx(2.5)
 
 
 def test_trajectory_limits_are_the_command_joints_positions_of_the_joint_limits():
@@ -1277,10 +1327,11 @@ def test_a_trajectory_stops_each_joint_at_its_limit_and_reports_the_velocity_sen
     trajectory = next(t for t in r.trajectories if stamp_of(t) == r._stamp(d))
     x = np.array([p.positions[0] for p in trajectory.points])
     vx = np.array([p.velocities[0] for p in trajectory.points])
-    assert x.max() <= 0.6 and x[-1] == pytest.approx(0.6)                # stopped at the limit...
-    k = int(np.argmax(x >= 0.6 - 1e-9)) - 1                                # ...by the velocity cut
-    assert k >= 0 and vx[k] == pytest.approx((0.6 - x[k]) / (PERIOD_NS / 1e9)) and not (vx[k + 1:] > 0).any()
-    np.testing.assert_allclose(np.diff(x), vx[:-1] * PERIOD_NS / 1e9, atol=1e-12)   # they agree
+    dt = PERIOD_NS / 1e9
+    along = spline_positions(trajectory)[:, 0]          # what the trajectory controller follows
+    assert along.max() <= 0.6 + 1e-9 and along[-1] == pytest.approx(0.6)   # stopped at the limit...
+    assert vx.max() < 1.0                               # ...by a velocity cut (the plan's is 1.0)
+    np.testing.assert_allclose(np.diff(x), (vx[:-1] + vx[1:]) / 2 * dt, atol=1e-12)   # they agree
     assert list(d.command) == list(trajectory.points[0].velocities)        # what was sent
 
 

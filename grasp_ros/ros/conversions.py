@@ -121,54 +121,60 @@ def trajectory_message(joint_names: Sequence[str], actions: np.ndarray, period: 
                        header: Header, start: Optional[np.ndarray] = None,
                        limits: Optional[tuple[np.ndarray, np.ndarray]] = None) -> JointTrajectory:
     """The planned joint velocities as a JointTrajectory: point t at t x period, velocities =
-    action t (held over the period), and a last point one period after the last action, at
-    rest: ros2_control's joint_trajectory_controller refuses by default a trajectory that ends
-    moving (``allow_nonzero_velocity_at_trajectory_end``), and the plan ends there anyway.
+    action t, and a last point one period after the last action, at rest: ros2_control's
+    joint_trajectory_controller refuses by default a trajectory that ends moving
+    (``allow_nonzero_velocity_at_trajectory_end``), and the plan ends there anyway.
 
-    ``start`` [J]: the measured joint positions now. With it, each point also carries the
-    positions those velocities reach (integrated from ``start``), as the trajectory controller
-    expects of a point with velocities; without it, velocities only (the controller then needs
-    ``allow_integration_in_goal_trajectories``).
+    ``start`` [J]: the measured joint positions now. With it, each point also carries positions,
+    as the trajectory controller expects of a point with velocities; without it, velocities only
+    (the controller then needs ``allow_integration_in_goal_trajectories``). The positions move by
+    the mean of each two points' velocities times the period: the controller's default cubic
+    spline through them then ramps straight from one point's velocity to the next, never beyond
+    either. Positions moved by each action held over its period (what the model plans) made it
+    overshoot: 4/3 of a velocity followed by rest, 5/3 of a reversal, past the robot's
+    velocity limits (an audit against ros2_controllers' spline).
 
-    ``limits`` (low [J], high [J]): the joints' position limits; with ``start``, a joint whose
-    velocities would carry it past one stops there (``limited_positions``).
+    ``limits`` (low [J], high [J]): the joints' position limits; with ``start``, velocities are
+    cut so that no joint passes one along the spline (``limited_velocities``).
     """
     actions = np.asarray(actions, dtype=np.float64).reshape(len(actions), -1)
+    velocities = np.vstack([actions, np.zeros((1, actions.shape[1]))])
     positions = None
     if start is not None and np.size(start) == actions.shape[1] == len(joint_names):
         start = np.asarray(start, dtype=np.float64)
-        if limits is None:
-            positions = start + np.cumsum(actions, axis=0) * period
-        else:
-            positions, actions = limited_positions(start, actions, period, *limits)
+        if limits is not None:
+            velocities = limited_velocities(start, velocities, period, *limits)
+        steps = (velocities[:-1] + velocities[1:]) * (period / 2)
+        positions = start + np.vstack([np.zeros_like(start)[None], np.cumsum(steps, axis=0)])
     points = []
-    for t, action in enumerate([*actions, np.zeros(actions.shape[1])]):
-        point = JointTrajectoryPoint(velocities=[float(v) for v in action],
+    for t, velocity in enumerate(velocities):
+        point = JointTrajectoryPoint(velocities=[float(v) for v in velocity],
                                      time_from_start=to_duration(t * period))
         if positions is not None:
-            # Velocity t is applied from t x period on: at that time the joints are where the
-            # previous velocities took them.
-            point.positions = [float(v) for v in (positions[t - 1] if t else start)]
+            point.positions = [float(v) for v in positions[t]]
         points.append(point)
     return JointTrajectory(header=header, joint_names=list(joint_names), points=points)
 
 
-def limited_positions(start: np.ndarray, velocities: np.ndarray, period: float, low, high):
-    """(positions [N, J], velocities [N, J]): where ``velocities`` [N, J], each held for a period,
-    take the joints from ``start`` [J], each kept within [low, high] [J]: a joint stops at its
-    limit, its velocity cut to what moves it there (0 once on it). A joint already beyond a limit
-    (a measurement) is not pulled back: it may stay or move inwards. Velocities that no limit cuts
-    are kept as they are."""
+def limited_velocities(start: np.ndarray, velocities: np.ndarray, period: float, low, high) -> np.ndarray:
+    """``velocities`` [P, J] at points a period apart (the last at rest), each cut where a joint
+    going from ``start`` [J], its velocity ramping straight from point to point, would pass
+    [low, high] [J]. Each point's velocity is kept within what still lets the joint ramp down
+    to rest by the next point inside the limits (from position p at velocity v it travels v x
+    period / 2 more), so no point, and nothing between two, lies beyond a limit. A joint already
+    beyond one (a measurement) is not pulled back: it may stay or move inwards. Velocities that
+    no limit cuts are kept as they are."""
     low, high = np.minimum(low, start), np.maximum(high, start)
-    positions, limited = np.empty_like(velocities), velocities.copy()
-    position = start
-    for t, velocity in enumerate(velocities):
-        free = position + velocity * period
-        reached = np.clip(free, low, high)
-        cut = reached != free
-        limited[t, cut] = (reached[cut] - position[cut]) / period
-        positions[t] = position = reached
-    return positions, limited
+    limited = velocities.copy()
+    # ``rest``: where each joint comes to rest if it ramps down to 0 after the point before;
+    # point t's velocity v moves that by v x period (half of it to the point, half on to rest),
+    # by v x period / 2 from the start
+    rest = start
+    for t in range(len(limited)):
+        span = period if t else period / 2
+        limited[t] = np.clip(limited[t], (low - rest) / span, (high - rest) / span)
+        rest = rest + limited[t] * span
+    return limited
 
 
 def path_message(positions: np.ndarray, header: Header) -> Path:

@@ -349,7 +349,8 @@ PARAMETERS: tuple[Param, ...] = (
           "Float64MultiArray on command, for a forward_command_controller); joint_trajectory "
           "(trajectory_msgs/JointTrajectory on joint_trajectory: the plan's velocities for "
           "max_observation_age + one period, then at rest, and positions integrated from the "
-          "joint_states measured at the cycle); twist or twist_stamped "
+          "joint_states measured at the cycle, each step by the mean of its two points' "
+          "velocities); twist or twist_stamped "
           "(geometry_msgs on cmd_vel, Nav2's convention; the card names the Twist fields).",
           choices=("forward_command", "joint_trajectory", "twist", "twist_stamped")),
     Param("frame_id", "string", "world",
