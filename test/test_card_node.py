@@ -19,6 +19,7 @@ from trajectory_msgs.msg import JointTrajectory  # noqa: E402
 
 from grasp_ros.data import TransitionData  # noqa: E402
 from grasp_ros.msg import JointGoal, PlanDiagnostics  # noqa: E402
+from grasp_ros.ros import wiring  # noqa: E402
 from grasp_ros.ros.conversions import rgb_to_image  # noqa: E402
 from grasp_ros.training import TrainSettings, train  # noqa: E402
 from test_controller_node import PLANNED, Rig, ns_time, rig, ros  # noqa: E402,F401
@@ -89,6 +90,16 @@ def test_configure_names_the_robots_topics_the_node_does_not_read(rig, arm_model
     trajectory = arm_rig(rig, bagged, command_interface="joint_trajectory")
     trajectory.start()
     assert len(trajectory.node.topic_mismatches()) == 2
+
+
+def test_twist_fields_no_base_controller_reads_are_warned_of():
+    """A model commanding angular.x configured with an INFO line only, and a diff_drive_controller
+    or Nav2 would drop those commands (an audit of their source)."""
+    from grasp_ros.models.card import ActionOutput, ModelCard
+    rolling = ModelCard(ActionOutput(("linear.y", "angular.x"), (-1.0, -1.0), (1.0, 1.0), kind="twist"))
+    assert any("['angular.x']" in text and "would be lost" in text for text in wiring.action_range_warnings(rolling))
+    planar = ModelCard(ActionOutput(("linear.x", "linear.y", "angular.z"), (-1.0,) * 3, (1.0,) * 3, kind="twist"))
+    assert not any("would be lost" in text for text in wiring.action_range_warnings(planar))
 
 
 def test_position_commands_are_refused_and_effort_is_warned_of(rig, tmp_path):
@@ -313,7 +324,9 @@ def test_camera_and_joints_drive_a_joint_trajectory_in_robot_units(rig, arm_mode
     assert trajectory.joint_names == order
     first, second = trajectory.points[0], trajectory.points[1]
     assert list(first.positions) == [measured[j] for j in order]   # from the measured joints
-    assert np.allclose(second.positions, np.add(first.positions, np.multiply(first.velocities, 0.1)))
+    # each step the mean of its two points' velocities (the trajectory controller's spline)
+    assert np.allclose(second.positions, np.add(first.positions,
+                                                np.multiply(np.add(first.velocities, second.velocities), 0.05)))
     assert list(trajectory.points[-1].velocities) == [0.0, 0.0, 0.0]    # ends at rest
 
 
@@ -374,7 +387,15 @@ def test_a_twist_stamped_command_is_in_the_robots_base_frame(rig, base_model):
     r.wait_until(lambda: r.cycle(feed).status in PLANNED, what="a planned cycle")
     r.wait_until(lambda: twists, what="a TwistStamped on cmd_vel")
     assert {t.header.frame_id for t in twists} == {"base_link"}
-    assert twists[-1].header.stamp.sec > 0 or twists[-1].header.stamp.nanosec > 0
+    assert r.transition(Transition.TRANSITION_DEACTIVATE)
+    r.wait_until(lambda: not twists[-1].twist.linear.x and not twists[-1].twist.angular.z, what="the stop")
+    # moving commands carry their cycle's time; a stop carries 0, which diff_drive_controller
+    # takes as "now": stamped on a node's clock other than the robot's (sim time against the
+    # wall clock), every stop was dropped as too old (an audit of its source)
+    moving = [t for t in twists if t.twist.linear.x or t.twist.angular.z]
+    assert moving and all(t.header.stamp.sec > 0 or t.header.stamp.nanosec > 0 for t in moving)
+    stops = [t for t in twists if not (t.twist.linear.x or t.twist.angular.z)]
+    assert stops and all(t.header.stamp.sec == t.header.stamp.nanosec == 0 for t in stops)
 
 
 def test_the_stop_is_exact_zero_where_the_bags_commands_never_stopped(rig, tmp_path):

@@ -13,6 +13,7 @@ import math
 from typing import Any, Callable, Optional
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Header
 from trajectory_msgs.msg import JointTrajectory
@@ -99,7 +100,11 @@ class CommandOutput:
                 result.command = result.command.copy()
                 result.command[self._order] = sent
         elif self.interface in ("twist", "twist_stamped"):
-            stamped = Header(stamp=header.stamp, frame_id=self._command_frame)
+            # A stop is stamped 0, which diff_drive_controller takes as "now": stamped with the
+            # cycle's time on another clock than the robot's (a node on sim time, the controller
+            # on the wall clock), every stop was dropped as too old (an audit of its source).
+            stop = not np.any(result.command)
+            stamped = Header(stamp=Time() if stop else header.stamp, frame_id=self._command_frame)
             self.publisher.publish(twist_message(
                 self._action_names, result.command, stamped if self.interface == "twist_stamped" else None))
         else:

@@ -70,7 +70,16 @@ def action_range_warnings(card: ModelCard) -> list[str]:
     effort = ([f"the model's actions are efforts ({list(a.names)}): the stop, zero effort, holds "
                "nothing against gravity or momentum; the robot's own brake or controller must"]
               if a.kind == "effort" else [])
-    return stop_warnings(a.names, a.low, a.high) + effort
+    unread = [n for n in a.names if n in UNREAD_TWIST_FIELDS] if a.kind == "twist" else []
+    lost = ([f"the model's actions include Twist fields {unread} that no diff_drive_controller or "
+             "Nav2 node reads (they read linear.x and angular.z; Nav2 linear.y too): those commands "
+             "would be lost there"] if unread else [])
+    return stop_warnings(a.names, a.low, a.high) + effort + lost
+
+
+UNREAD_TWIST_FIELDS = ("linear.z", "angular.x", "angular.y")
+"""Twist fields that diff_drive_controller, Nav2's velocity_smoother and collision_monitor leave
+out (a base on the ground): an audit's model commanded angular.x, configured with no warning."""
 
 
 def topic_mismatches(node, card: ModelCard, values: dict[str, Any]) -> list[str]:
