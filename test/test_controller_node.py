@@ -1097,6 +1097,29 @@ def test_a_stop_after_joint_states_died_holds_where_the_last_trajectory_took_the
                                         [list(p.positions) for p in before.points])
 
 
+def test_a_run_of_stops_held_without_a_measurement_takes_one_when_it_comes(rig):
+    """Stops after joint_states died hold where the last trajectory took the joints; the run went
+    on holding there after joint_states came back elsewhere (the robot not where that trajectory
+    put it: a controller that refused or could not follow it), and an audit's ARRIVED stops held
+    0.71 from the goal the joints were measured at. The first fresh measurement is held instead,
+    and held from then on."""
+    r = rig(command_interface="joint_trajectory")
+    r.start()
+    r.controlling()
+    r.wait_until(lambda: r.trajectories and r.trajectories[-1].points[0].positions, what="positions")
+    while r.cycle().status != PlanDiagnostics.STATUS_STALE:           # joint_states stopped
+        pass
+    r.goal_pub.publish(JointGoal(name=["x", "q"], position=[0.5, 0.5]))   # refused: ERROR, stops
+    held = []
+    for _ in range(8):                                                 # back, elsewhere
+        sent = len(r.trajectories)
+        d = r.cycle(lambda: r.send_joints((0.3, 0.3)))
+        r.wait_until(lambda: len(r.trajectories) > sent, what="the cycle's trajectory")
+        if d.status == PlanDiagnostics.STATUS_ERROR:
+            held.append(list(r.trajectories[sent].points[0].positions))
+    assert held and held[-1] == pytest.approx([0.3, 0.3]), held
+
+
 def test_a_run_of_stops_holds_where_the_first_one_measured(rig):
     """A stop sends the measured positions at rest; re-sent from each fresh measurement, a
     position-tracking controller would follow the arm's sag under gravity. A run of stops holds

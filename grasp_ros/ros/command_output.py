@@ -48,6 +48,7 @@ class CommandOutput:
         self._measured_joints = None if self.joints is None else JointStateMerger(self.joints, ("position",))
         self._held_positions: Optional[np.ndarray] = None
         self._holds_none = False       # this run of stops holds no positions, whatever comes
+        self._held_measured = False    # the held positions are a measurement's (not the last sent)
         self._sent: Optional[SentPositions] = None   # the last trajectory, where it had positions
         self._clock_seen = -math.inf
 
@@ -123,11 +124,18 @@ class CommandOutput:
         stamped 0, "start on receipt": stamped with its cycle's time, one that came late would
         end in the past, and the trajectory controller would refuse the stop."""
         if len(actions) == 1 and not np.any(actions):
-            if self._held_positions is None and not self._holds_none:
-                self._held_positions, self._holds_none = self._stop_hold(config, novel_observation)
+            if (self._held_positions is None and not self._holds_none) or (
+                    self._held_positions is not None and not self._held_measured and not novel_observation):
+                # A run that held where the last trajectory took the joints (no fresh measurement
+                # then) takes the measurement once one comes: the robot may not be there (a
+                # rejected or failed trajectory), and an audit's ARRIVED stops held 0.71 away
+                # from the goal the joints were measured at.
+                held, holds_none, measured = self._stop_hold(config, novel_observation)
+                if self._held_positions is None or measured:
+                    self._held_positions, self._holds_none, self._held_measured = held, holds_none, measured
             start = self._held_positions
         else:
-            self._held_positions, self._holds_none = None, False
+            self._held_positions, self._holds_none, self._held_measured = None, False, False
             start = self._measured_start(when, config, received_by=when)
             actions = actions[:trajectory_steps(config.period, config.max_observation_age)]
         if len(actions) == 1:
@@ -138,9 +146,9 @@ class CommandOutput:
             [p.positions for p in trajectory.points])
         return trajectory
 
-    def _stop_hold(self, config, novel_observation: bool) -> tuple[Optional[np.ndarray], bool]:
+    def _stop_hold(self, config, novel_observation: bool) -> tuple[Optional[np.ndarray], bool, bool]:
         """The first stop of a run: (the positions it holds, or None; whether the run holds none
-        whatever comes). The measurement, where one is fresh and plausible; else where the last
+        whatever comes; whether they are the measurement's). The measurement, where one is fresh and plausible; else where the last
         trajectory sent takes the joints now (``SentPositions``: a trajectory controller refuses
         a stop of velocities only unless it integrates them, and it is driving the robot there);
         else none (velocities only). Not the measurement where the cycle found the observation
@@ -151,7 +159,7 @@ class CommandOutput:
         now = self._now()
         reference = None if self._sent is None else self._sent.at(now)
         if novel_observation:
-            return reference, reference is None
+            return reference, reference is None, False
         positions = self._measured_start(now, config, steady=True)
         if positions is not None and self._limits is not None:
             low, high = self._limits
@@ -162,8 +170,8 @@ class CommandOutput:
                 self._logger.warning(f"the stop holds {held}, not the measurement: {named} measured "
                                      "beyond the position limits (cost.joint_limits_low/high)",
                                      throttle_duration_sec=5.0)
-                return reference, reference is None
-        return (positions, False) if positions is not None else (reference, False)
+                return reference, reference is None, False
+        return (positions, False, True) if positions is not None else (reference, False, False)
 
     def _note_clock(self, config) -> None:
         """The clock jumped back (a sim reset, a bag loop; ``ControlLoop`` reports CLOCK): the
