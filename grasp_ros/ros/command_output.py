@@ -148,10 +148,10 @@ class CommandOutput:
 
     def _stop_hold(self, config, novel_observation: bool) -> tuple[Optional[np.ndarray], bool, bool]:
         """The first stop of a run: (the positions it holds, or None; whether the run holds none
-        whatever comes; whether they are the measurement's). The measurement, where one is fresh and plausible; else where the last
-        trajectory sent takes the joints now (``SentPositions``: a trajectory controller refuses
-        a stop of velocities only unless it integrates them, and it is driving the robot there);
-        else none (velocities only). Not the measurement where the cycle found the observation
+        whatever comes; whether they are the measurement's). The measurement, where one is fresh
+        and plausible; else where the last trajectory sent takes the joints now
+        (``SentPositions``: a trajectory controller refuses a stop of velocities only unless it
+        integrates them, and it is driving the robot there); else none (velocities only). Not the measurement where the cycle found the observation
         NOVEL (the loop has just judged it implausible, and two glitches of three samples are
         their median) or where it lies beyond the position limits: held, either would be a
         position target the robot is not at (an adversarial audit: two joint_states of x=5.0,
