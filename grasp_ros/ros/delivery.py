@@ -28,6 +28,12 @@ FRAGMENT_BYTES = 64 * 1024
 ones are lost whole, if at all, so their loss is the reader's queue, not a missed fragment."""
 
 
+def fragmented(size: Optional[int]) -> bool:
+    """Whether a message of ``size`` bytes (None: not known) goes in DDS fragments, any of which
+    a best-effort reader may miss."""
+    return size is not None and size > FRAGMENT_BYTES
+
+
 class DeliveryCount:
     """Deliveries of one subscription and the gaps in each publisher's numbering before them."""
 
@@ -87,7 +93,7 @@ def loss_note(count: DeliveryCount, topic: str, reliable_reader: bool,
         return None
     said = (f"{topic}: {missed} of the last {published} camera frames published never reached the "
             "controller (by their publishers' sequence numbers)")
-    if count.size is not None and count.size <= FRAGMENT_BYTES and not reliable_reader:
+    if count.size is not None and not fragmented(count.size) and not reliable_reader:
         # whole small frames: a best-effort reader's queue overflows as a reliable one's does
         return (f"{said}: frames of {count.size} bytes are not split into DDS fragments, so they "
                 "left its queue before the executor took them (a held-up executor: a busy CPU; a "

@@ -47,7 +47,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.typesys.base import TypesysError
 
 from ..mcap_checksums import add_bag_checksums
-from .delivery import FRAGMENT_BYTES, DeliveryCount
+from .delivery import DeliveryCount, fragmented
 
 IMAGE, GOAL_IMAGE = "sensor_msgs/msg/Image", ("sensor_msgs/msg/Image", "latched")
 DEFAULT_TYPES = {
@@ -212,7 +212,7 @@ class BagRecorder:
         if entry.loss_said or not missed:
             return
         entry.loss_said = True
-        whole = entry.reliable or (entry.delivery.size or 0) <= FRAGMENT_BYTES
+        whole = entry.reliable or not fragmented(entry.delivery.size)
         why = ("they left the recorder's queue before it wrote them (a held-up recorder: CPU or disk)"
                if whole else
                "a best-effort reader loses any message whose DDS fragments it misses (large raw "
