@@ -51,12 +51,12 @@ from ..timebase import NS, stamp_ns
 from .world import ARM
 
 SIM_NODE, CONTROLLER_NODE, WATCHER_NODE = "grasp_sim", "grasp_controller", "grasp_loop_watcher"
-_COUNT, _TIME, _POINT = "count", "time", "point"
-REPORT_FIELDS = {"start": {"episode": _COUNT, "seed": _COUNT, "t": _TIME, "start": _POINT, "goal": _POINT},
-                 "end": {"episode": _COUNT, "seed": _COUNT, "t": _TIME, "success": bool,
-                         "time_to_goal": (_TIME, None), "duration": _TIME, "steps": _COUNT,
-                         "final_distance": _TIME, "goal": _POINT},
-                 "done": {"episodes": _COUNT, "successes": _COUNT, "t": _TIME}}
+_COUNT, _NUMBER, _POINT = "count", "number", "point"   # a whole number, any number, a list of numbers
+REPORT_FIELDS = {"start": {"episode": _COUNT, "seed": _COUNT, "t": _NUMBER, "start": _POINT, "goal": _POINT},
+                 "end": {"episode": _COUNT, "seed": _COUNT, "t": _NUMBER, "success": bool,
+                         "time_to_goal": (_NUMBER, None), "duration": _NUMBER, "steps": _COUNT,
+                         "final_distance": _NUMBER, "goal": _POINT},
+                 "done": {"episodes": _COUNT, "successes": _COUNT, "t": _NUMBER}}
 """What each of the sim's episode reports holds (``grasp_ros.sim.node``), which the commands
 read and print: a field missing or of another kind is not the sim's report."""
 
@@ -74,10 +74,12 @@ def report_problem(report) -> bool:
         if kind is None or kind is bool:
             return value is kind or (kind is bool and isinstance(value, bool))
         if kind == _POINT:
-            return isinstance(value, list) and all(fits(v, _TIME) for v in value)
+            return isinstance(value, list) and all(fits(v, _NUMBER) for v in value)
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return number and (kind == _TIME or float(value).is_integer())
+        return number and (kind == _NUMBER or float(value).is_integer())
     return not all(name in report and fits(report[name], kind) for name, kind in fields.items())
+
+
 EXIT_GRACE_S = 2.0
 LAUNCH_FILE = "sim_demo.launch.py"
 
